@@ -1,0 +1,3 @@
+from sushitui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""CLI commands: dataset (being written)."""
+
+
+def register(subparsers) -> None:
+    return None

@@ -1,0 +1,5 @@
+"""CLI commands: dict (being written)."""
+
+
+def register(subparsers) -> None:
+    return None

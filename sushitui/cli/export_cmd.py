@@ -1,0 +1,5 @@
+"""CLI commands: export (being written)."""
+
+
+def register(subparsers) -> None:
+    return None

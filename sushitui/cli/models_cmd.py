@@ -1,0 +1,5 @@
+"""CLI commands: models (being written)."""
+
+
+def register(subparsers) -> None:
+    return None

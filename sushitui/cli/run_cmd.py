@@ -1,0 +1,5 @@
+"""CLI commands: run (being written)."""
+
+
+def register(subparsers) -> None:
+    return None

@@ -1,0 +1,5 @@
+"""CLI commands: tags (being written)."""
+
+
+def register(subparsers) -> None:
+    return None

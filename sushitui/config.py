@@ -1,0 +1,47 @@
+"""Where sushitui keeps its data: the database path and the shipped taglist folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_DIR_NAME = "sushitui"
+DB_FILE_NAME = "sushitui.db"
+DB_ENV_VAR = "SUSHITUI_DB"
+
+
+def data_dir() -> Path:
+    """``$XDG_DATA_HOME/sushitui`` (``~/.local/share/sushitui`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(base) / APP_DIR_NAME
+
+
+def default_db_path() -> Path:
+    return data_dir() / DB_FILE_NAME
+
+
+def resolve_db_path(cli_value: str | os.PathLike | None = None) -> Path:
+    """``--db`` wins over ``SUSHITUI_DB``, which wins over the XDG default."""
+    if cli_value:
+        return Path(cli_value).expanduser()
+    env = os.environ.get(DB_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return default_db_path()
+
+
+def taglist_dir() -> Path:
+    """The shipped ``taglist/`` folder (tag-group definitions and the tag dictionary).
+
+    In a source checkout or editable install it sits beside the package; in a wheel it
+    is installed as the ``sushitui_taglist`` data package.
+    """
+    beside = Path(__file__).resolve().parent.parent / "taglist"
+    if beside.is_dir():
+        return beside
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("sushitui_taglist")))
+    except (ModuleNotFoundError, TypeError):
+        return beside

@@ -1,0 +1,1 @@
+"""Datasets: registration, scanning, name grouping, caption files, embedded metadata."""

@@ -1,0 +1,225 @@
+"""Caption-file I/O: the one module that reads and writes caption files.
+
+Reading detects the encoding (SCAN-9): UTF-8 with or without BOM; anything else is
+decoded with a fallback (cp932 first, as Japanese-Windows captions are the common case)
+and flagged. Writing is atomic (temporary file in the same folder, fsync, rename) and
+refuses to clobber a file that changed since it was read (IT-8, NF-3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMP_MARKER = ".sushitui-tmp-"
+MAX_CAPTION_BYTES = 4 * 1024 * 1024  # a caption larger than this is not a caption
+_FALLBACK_ENCODINGS = ("cp932", "gb18030", "cp1252")
+
+
+class CaptionFileError(Exception):
+    """A caption file could not be read or written; the message names the file."""
+
+
+class CaptionConflict(CaptionFileError):
+    """The file on disk is no longer what was read: someone else changed it."""
+
+    def __init__(self, path: Path, expected: "FileState | None", current: "FileState | None", disk_text: str | None):
+        self.path = Path(path)
+        self.expected = expected
+        self.current = current
+        self.disk_text = disk_text
+        if current is None:
+            what = "was deleted"
+        elif expected is None:
+            what = "was created by another program"
+        else:
+            what = "was changed by another program"
+        super().__init__(f"{path} {what} since sushitui read it; not overwritten. Choose which version to keep.")
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a caption file was when it was read; compared before overwriting."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CaptionText:
+    text: str
+    encoding: str  # utf-8 | utf-8-sig | cp932 | ...
+    flagged: bool  # True when not valid UTF-8 and a fallback decoding was used
+    state: FileState
+
+
+def decode_caption(data: bytes) -> tuple[str, str, bool]:
+    """Return (text, encoding, flagged)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return data[3:].decode("utf-8"), "utf-8-sig", False
+        except UnicodeDecodeError:
+            pass
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16", True
+        except UnicodeDecodeError:
+            pass
+    else:
+        try:
+            return data.decode("utf-8"), "utf-8", False
+        except UnicodeDecodeError:
+            pass
+    for enc in _FALLBACK_ENCODINGS:
+        try:
+            return data.decode(enc), enc, True
+        except UnicodeDecodeError:
+            continue
+    return data.decode("utf-8", errors="replace"), "utf-8-replaced", True
+
+
+def read_caption(path: str | os.PathLike) -> CaptionText:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size > MAX_CAPTION_BYTES:
+                raise CaptionFileError(f"{path}: {st.st_size} bytes is too large for a caption file (limit {MAX_CAPTION_BYTES}); skipped")
+            data = fh.read()
+    except FileNotFoundError as exc:
+        raise CaptionFileError(f"{path}: the caption file vanished while it was being read") from exc
+    except PermissionError as exc:
+        raise CaptionFileError(f"{path}: permission denied; fix the file's permissions") from exc
+    except IsADirectoryError as exc:
+        raise CaptionFileError(f"{path}: is a folder, not a caption file") from exc
+    except OSError as exc:
+        raise CaptionFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    text, enc, flagged = decode_caption(data)
+    state = FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+    return CaptionText(text, enc, flagged, state)
+
+
+def current_state(path: str | os.PathLike) -> FileState | None:
+    """The state of the file now (None when it does not exist)."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    return FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
+def unchanged_since(path: str | os.PathLike, expected: FileState | None) -> bool:
+    """True when the file is still what ``expected`` describes (None: still absent)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return expected is None
+    if expected is None:
+        return False
+    if st.st_size == expected.size and st.st_mtime_ns == expected.mtime_ns:
+        return True
+    now = current_state(path)
+    return now is not None and now.sha256 == expected.sha256
+
+
+def encode_caption(text: str, encoding: str | None = None) -> bytes:
+    """Edited captions are written as UTF-8; a BOM the file had is kept."""
+    data = text.encode("utf-8")
+    return b"\xef\xbb\xbf" + data if encoding == "utf-8-sig" else data
+
+
+def write_atomic(
+    path: str | os.PathLike,
+    text: str,
+    *,
+    expected: FileState | None | bool = False,
+    encoding: str | None = None,
+) -> FileState:
+    """Write ``text`` to ``path`` atomically and return the new state.
+
+    ``expected``: the FileState read earlier (or None if the file did not exist then);
+    if the file on disk no longer matches, CaptionConflict is raised and nothing is
+    written. Pass ``expected=False`` to skip the check (new export targets only).
+    """
+    path = Path(path)
+    if expected is not False and not unchanged_since(path, expected):  # type: ignore[arg-type]
+        disk = None
+        try:
+            disk = read_caption(path).text
+        except CaptionFileError:
+            pass
+        raise CaptionConflict(path, expected, current_state(path), disk)  # type: ignore[arg-type]
+    data = encode_caption(text, encoding)
+    directory = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMP_MARKER}", dir=directory)
+    except PermissionError as exc:
+        raise CaptionFileError(f"{path}: the folder {directory} is read-only; the caption cannot be saved there") from exc
+    except OSError as exc:
+        raise CaptionFileError(f"{path}: cannot create a temporary file in {directory} ({exc.strerror or exc})") from exc
+    try:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
+        raise CaptionFileError(f"{path}: not saved, {reason}; the previous file is intact") from exc
+    _fsync_dir(directory)
+    st = os.stat(path)
+    return FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def is_temp_file(name: str) -> bool:
+    return TEMP_MARKER in name
+
+
+def cleanup_stale_temp_files(directory: str | os.PathLike, older_than_s: float = 60.0) -> list[Path]:
+    """Remove temporary files that a crashed writer left behind in ``directory``."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if is_temp_file(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed

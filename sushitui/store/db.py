@@ -1,0 +1,165 @@
+"""The one place that opens the database: pragmas, schema migrations, clear errors.
+
+Every process (TUI, CLI, a training loop) may write at the same time, so the database
+runs in WAL mode with a long busy timeout, and writers take the write lock up front
+(``write_transaction``) so that a reader upgrading to a writer cannot dead-lock into an
+immediate "database is locked".
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from peewee import DatabaseError, OperationalError, SqliteDatabase
+
+from sushitui.store.models import ALL_MODELS, database_proxy
+
+BUSY_TIMEOUT_S = 30.0
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "cache_size": -65536,  # 64 MiB page cache
+    "temp_store": "memory",
+}
+
+
+class StoreError(Exception):
+    """A database problem the user can act on; the message says what to do."""
+
+
+class SchemaTooNewError(StoreError):
+    pass
+
+
+def _migration_1(db: SqliteDatabase) -> None:
+    db.create_tables(ALL_MODELS, safe=True)
+
+
+# (version, name, function). Append new migrations; never edit a released one.
+MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
+    (1, "initial schema", _migration_1),
+]
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def _check_file(path: Path) -> None:
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory, not a database file. Pass --db with a file path.")
+        if not os.access(path, os.R_OK):
+            raise StoreError(f"{path}: the database file is not readable (permission denied). Fix its permissions or pass --db.")
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise StoreError(
+                f"{path}: the database (or its folder, which needs room for the -wal/-shm files) is read-only. "
+                "Make it writable or pass --db with a writable location."
+            )
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise StoreError(
+                f"{path} is not a SQLite database (it starts with {head[:8]!r}). "
+                "Move it away or pass --db with another path; sushitui never overwrites it."
+            )
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder {path.parent} for the database: {exc.strerror}. Pass --db.") from exc
+        if not os.access(path.parent, os.W_OK):
+            raise StoreError(f"cannot create the database in {path.parent}: the folder is read-only. Pass --db.")
+
+
+def schema_version(db: SqliteDatabase) -> int:
+    cur = db.execute_sql("SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'")
+    if cur.fetchone() is None:
+        return 0
+    row = db.execute_sql("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def _backup(path: Path, version: int) -> Path:
+    target = path.with_name(f"{path.name}.v{version}-backup-{time.strftime('%Y%m%d-%H%M%S')}")
+    src = sqlite3.connect(str(path))
+    try:
+        dst = sqlite3.connect(str(target))
+        with dst:
+            src.backup(dst)
+        dst.close()
+    finally:
+        src.close()
+    return target
+
+
+def migrate(db: SqliteDatabase, path: Path | None = None) -> list[int]:
+    """Apply pending migrations; returns the versions applied."""
+    current = schema_version(db)
+    if current > LATEST_VERSION:
+        raise SchemaTooNewError(
+            f"{path or 'the database'} has schema version {current}, but this sushitui knows only up to "
+            f"{LATEST_VERSION}. Upgrade sushitui (pip install -U sushitui); the database was not changed."
+        )
+    pending = [m for m in MIGRATIONS if m[0] > current]
+    if not pending:
+        return []
+    if current > 0 and path is not None and path.exists():
+        _backup(path, current)
+    applied = []
+    with db.atomic("IMMEDIATE"):
+        db.execute_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        for version, name, fn in pending:
+            fn(db)
+            db.execute_sql(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+            applied.append(version)
+    return applied
+
+
+def open_database(path: str | os.PathLike, *, migrate_schema: bool = True) -> SqliteDatabase:
+    """Open (creating if needed) the database at ``path`` and bind the models to it."""
+    path = Path(path)
+    _check_file(path)
+    db = SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        db.connect(reuse_if_open=True)
+        database_proxy.initialize(db)
+        if migrate_schema:
+            migrate(db, path)
+    except SchemaTooNewError:
+        db.close()
+        raise
+    except (DatabaseError, OperationalError, sqlite3.DatabaseError) as exc:
+        db.close()
+        raise StoreError(f"{path}: cannot open the database: {exc}. Pass --db with another path.") from exc
+    return db
+
+
+@contextmanager
+def write_transaction(db: SqliteDatabase | None = None) -> Iterator[None]:
+    """A transaction that takes the write lock at once (BEGIN IMMEDIATE).
+
+    With deferred transactions, two connections that both read and then write can make
+    SQLite return SQLITE_BUSY without waiting; IMMEDIATE makes writers queue on the busy
+    timeout instead.
+    """
+    db = db or database_proxy.obj
+    with db.atomic("IMMEDIATE"):
+        yield
+
+
+def current_database() -> SqliteDatabase:
+    db = database_proxy.obj
+    if db is None:
+        raise StoreError("no database is open (call sushitui.store.open_database first)")
+    return db

@@ -1,0 +1,304 @@
+"""The whole schema as Peewee models.
+
+Models are bound to ``database_proxy``; ``sushitui.store.db.open_database`` initialises it.
+Timestamps are Unix seconds (REAL): cheap to compare, sort and bulk-insert.
+JSON columns hold small structured values (settings, related images, problems).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CompositeKey,
+    DatabaseProxy,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    BlobField,
+    TextField,
+)
+
+database_proxy = DatabaseProxy()
+
+
+def now() -> float:
+    return time.time()
+
+
+class JSONField(TextField):
+    """A TEXT column holding JSON; ``None`` stays SQL NULL."""
+
+    def db_value(self, value):
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def python_value(self, value):
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+# --- datasets and their index -------------------------------------------------------
+
+
+class Dataset(BaseModel):
+    id = AutoField()
+    name = TextField(unique=True)
+    root_path = TextField()
+    type = TextField(default="auto")  # auto | single | pairs
+    caption_suffixes = JSONField(default=lambda: ["main", "alt", "instruction", "caption", "tags", "description"])
+    image_suffixes = JSONField(default=lambda: ["source", "target", "cref", "mask"])
+    primary_suffix = TextField(default="target")
+    recursive = BooleanField(default=True)
+    max_depth = IntegerField(null=True)
+    read_exif = BooleanField(default=False)
+    # subtype -> caption type override (SCAN-6), e.g. {"alt": "natural_language"}
+    caption_types = JSONField(default=dict)
+    # quick-tagging preset tags (QT-3)
+    presets = JSONField(default=list)
+    total_images = IntegerField(default=0)
+    total_items = IntegerField(default=0)
+    total_captions = IntegerField(default=0)
+    indexed_at = FloatField(null=True)
+    # {"started_at", "finished_at", "files_seen", "items", "problems": [{"path", "reason"}], ...}
+    last_scan_report = JSONField(null=True)
+    created_at = FloatField(default=now)
+    updated_at = FloatField(default=now)
+
+
+class Item(BaseModel):
+    id = AutoField()
+    dataset = ForeignKeyField(Dataset, backref="items", on_delete="CASCADE", index=False)
+    item_type = TextField(default="single")  # single | pair | group
+    base_name = TextField()
+    rel_dir = TextField(default="")  # directory relative to the dataset root, "" for the root
+    group_key = TextField()  # rel_dir/base_name: unique per dataset
+    image_path = TextField(null=True)  # primary image, dataset-relative (POSIX separators)
+    image_suffix = TextField(null=True)
+    related_images = JSONField(default=dict)  # suffix -> dataset-relative path
+    width = IntegerField(null=True)
+    height = IntegerField(null=True)
+    file_size = IntegerField(null=True)
+    mtime_ns = IntegerField(null=True)
+    sha256 = TextField(null=True)
+    exif_data = JSONField(null=True)
+    tag_count = IntegerField(default=0)  # tags of the main tag caption; kept for sorting/queries
+    problems = JSONField(null=True)
+    created_at = FloatField(default=now)  # file creation/modification time of the image
+    indexed_at = FloatField(default=now)
+    updated_at = FloatField(default=now)
+
+    class Meta:
+        indexes = (
+            (("dataset", "group_key"), True),
+            (("dataset", "base_name"), False),
+            (("dataset", "width"), False),
+            (("dataset", "height"), False),
+            (("dataset", "tag_count"), False),
+            (("dataset", "created_at"), False),
+            (("sha256",), False),
+        )
+
+
+class Caption(BaseModel):
+    """One caption of an item: a caption file, an embedded metadata field or a tagger output."""
+
+    id = AutoField()
+    item = ForeignKeyField(Item, backref="captions", on_delete="CASCADE")
+    type = TextField()  # tags | natural_language | social_media | instruction | description | prompt
+    subtype = TextField(default="")  # "" for image001.txt, else main/alt/... or auto_<model>
+    content = TextField(default="")
+    language = TextField(default="auto")  # en | ja | auto
+    source = TextField(default="txt_file")  # txt_file | exif | xmp | iptc | png_text | user | auto_<model>
+    source_field = TextField(null=True)  # e.g. "ImageDescription", "parameters"
+    file_path = TextField(null=True)  # dataset-relative caption file
+    file_size = IntegerField(null=True)
+    file_mtime_ns = IntegerField(null=True)
+    file_sha256 = TextField(null=True)
+    encoding = TextField(null=True)  # utf-8 | utf-8-sig | cp932 ... (SCAN-9)
+    encoding_flagged = BooleanField(default=False)
+    created_at = FloatField(default=now)
+    updated_at = FloatField(default=now)
+
+    class Meta:
+        indexes = ((("item", "type", "subtype"), False),)
+
+
+class ItemTag(BaseModel):
+    """A tag of a tag-type caption, in the caption's order."""
+
+    id = AutoField()
+    item = ForeignKeyField(Item, backref="tags", on_delete="CASCADE", index=False)
+    caption = ForeignKeyField(Caption, backref="tag_rows", on_delete="CASCADE", null=True)
+    tag = TextField()  # as written in the file
+    norm = TextField()  # normalised match key (sushitui.tags.normalize.match_key)
+    position = IntegerField()
+    subtype = TextField(default="")
+    source = TextField(default="txt_file")
+    confidence = FloatField(null=True)
+
+    class Meta:
+        table_name = "item_tag"
+        indexes = (
+            (("norm", "item"), False),
+            (("item", "position"), False),
+        )
+
+
+# --- tag groups, aliases, dictionary ---------------------------------------------------
+
+
+class TagGroup(BaseModel):
+    id = AutoField()
+    name = TextField(unique=True)
+    color = TextField(default="#95E1D3")
+    description = TextField(default="")
+    sort_order = IntegerField(default=0)
+    created_at = FloatField(default=now)
+
+
+class TagGroupMember(BaseModel):
+    group = ForeignKeyField(TagGroup, backref="members", on_delete="CASCADE")
+    tag = TextField()
+    norm = TextField(index=True)
+
+    class Meta:
+        table_name = "tag_group_member"
+        primary_key = CompositeKey("group", "norm")
+
+
+class Alias(BaseModel):
+    id = AutoField()
+    from_tag = TextField()
+    from_norm = TextField(unique=True)
+    to_tag = TextField()
+    created_at = FloatField(default=now)
+
+
+class DictionaryTag(BaseModel):
+    id = AutoField()
+    tag = TextField(unique=True)
+    norm = TextField(index=True)
+    category = TextField(default="general")  # character artist copyright general meta model
+    count = IntegerField(default=0)
+    display_name = TextField(null=True)
+    aliases = TextField(default="")  # comma-separated
+    description = TextField(default="")
+    wiki_url = TextField(null=True)
+    source = TextField(default="danbooru")  # danbooru | user_custom | auto_detected
+    official = BooleanField(default=True)
+    deprecated = BooleanField(default=False)
+    replacement = TextField(null=True)  # the tag to use instead of a deprecated one
+    created_at = FloatField(default=now)
+    updated_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "dictionary_tag"
+        indexes = ((("category", "count"), False),)
+
+
+# --- auto-tagger cache -----------------------------------------------------------------
+
+
+class TaggerCache(BaseModel):
+    """Raw model scores per image hash and model version (AT-5)."""
+
+    sha256 = TextField()
+    model_key = TextField()  # registry key + revision / file hash
+    scores = BlobField()  # float32 little-endian array, label order of the model
+    created_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "tagger_cache"
+        primary_key = CompositeKey("sha256", "model_key")
+
+
+# --- training runs ---------------------------------------------------------------------
+
+
+class TrainingRun(BaseModel):
+    id = AutoField()
+    name = TextField(unique=True)
+    number = IntegerField(default=1)
+    dataset = ForeignKeyField(Dataset, backref="runs", on_delete="CASCADE")
+    parent = ForeignKeyField("self", null=True, backref="children", on_delete="SET NULL")
+    model_type = TextField(null=True)
+    base_model = TextField(null=True)
+    caption_type = TextField(null=True)
+    config = JSONField(null=True)
+    status = TextField(default="pending")  # pending running completed failed cancelled
+    epochs_planned = IntegerField(null=True)
+    steps_planned = IntegerField(null=True)
+    epochs_done = IntegerField(default=0)
+    steps_done = IntegerField(default=0)
+    samples_seen = IntegerField(default=0)
+    output_path = TextField(null=True)
+    checkpoint_dir = TextField(null=True)
+    metadata_file = TextField(null=True)
+    created_at = FloatField(default=now)
+    started_at = FloatField(null=True)
+    finished_at = FloatField(null=True)
+
+    class Meta:
+        table_name = "training_run"
+
+
+class RunItemUsage(BaseModel):
+    run = ForeignKeyField(TrainingRun, backref="usage", on_delete="CASCADE")
+    item = ForeignKeyField(Item, backref="run_usage", on_delete="CASCADE")
+    times_seen = IntegerField(default=0)
+    first_epoch = IntegerField(null=True)
+    last_epoch = IntegerField(null=True)
+    first_step = IntegerField(null=True)
+    last_step = IntegerField(null=True)
+
+    class Meta:
+        table_name = "run_item_usage"
+        primary_key = CompositeKey("run", "item")
+
+
+class ItemStats(BaseModel):
+    """Usage of an item over all runs, kept up to date incrementally (TR-2).
+
+    ``usage_sumsq`` is the sum over runs of (times seen in that run)²; with
+    ``total_seen`` and ``runs_participated`` it gives the variance of per-run usage
+    without scanning history.
+    """
+
+    item = ForeignKeyField(Item, primary_key=True, backref="stats", on_delete="CASCADE")
+    total_seen = IntegerField(default=0)
+    runs_participated = IntegerField(default=0)
+    usage_sumsq = IntegerField(default=0)
+    first_trained_at = FloatField(null=True)
+    last_trained_at = FloatField(null=True)
+
+    class Meta:
+        table_name = "item_stats"
+
+
+ALL_MODELS = [
+    Dataset,
+    Item,
+    Caption,
+    ItemTag,
+    TagGroup,
+    TagGroupMember,
+    Alias,
+    DictionaryTag,
+    TaggerCache,
+    TrainingRun,
+    RunItemUsage,
+    ItemStats,
+]

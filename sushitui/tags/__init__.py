@@ -1,0 +1,1 @@
+"""Tags: normalisation, query language, aliases, groups, dictionary, autocomplete."""

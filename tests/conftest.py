@@ -1,0 +1,43 @@
+"""Fixtures shared by every test: a fresh database, the shared real-world test data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TESTDATA = Path(os.environ.get("SUSHITUI_TESTDATA", REPO.parent / "shared" / "testdata"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """No test touches the real user's data directory or Hugging Face cache."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("SUSHITUI_DB", raising=False)
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "sushitui.db"
+
+
+@pytest.fixture
+def db(db_path):
+    from sushitui.store import open_database
+
+    database = open_database(db_path)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def testdata() -> Path:
+    """``../shared/testdata``; tests using it skip with a reason when it is absent."""
+    if not SHARED_TESTDATA.is_dir():
+        pytest.skip(f"real-world test data not found at {SHARED_TESTDATA} (../shared is absent in this checkout)")
+    return SHARED_TESTDATA
