@@ -1,0 +1,246 @@
+"""Editing an item's captions: the one write path used by the item editor, bulk tag
+edits, the auto-tagger and quick tagging.
+
+The caption file is written first (atomically, refusing to clobber a file that changed
+since it was indexed), then the index rows are updated in one transaction. A crash in
+between leaves a new file and an old index row, which the next reindex repairs because
+the file is the truth (NF-2).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from sushitui.dataset.caption_files import (
+    CaptionConflict,
+    CaptionFileError,
+    FileState,
+    read_caption,
+    write_atomic,
+)
+from sushitui.dataset.paths import to_abs
+from sushitui.store import Caption, Dataset, Item, ItemTag, write_transaction
+from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
+
+MAIN = "main"
+TEXT_TYPES = ("natural_language", "social_media", "instruction", "description", "prompt")
+
+
+@dataclass
+class TagEdit:
+    """New tags for one item's tag caption of ``subtype``."""
+
+    item: Item
+    tags: Sequence[str]
+    # per-tag (source, confidence) by match key, for tags written by a tagger
+    sources: dict[str, tuple[str, float | None]] | None = None
+
+
+@dataclass
+class EditProblem:
+    item_id: int
+    path: str | None
+    reason: str
+    conflict: CaptionConflict | None = None
+
+
+@dataclass
+class EditReport:
+    changed: int = 0
+    unchanged: int = 0
+    files_written: list[str] = field(default_factory=list)
+    problems: list[EditProblem] = field(default_factory=list)
+
+
+def caption_state(caption: Caption | None) -> FileState | None:
+    """What the index last saw of the caption's file (None: no file known)."""
+    if caption is None or caption.file_path is None or caption.file_sha256 is None:
+        return None
+    return FileState(caption.file_size or 0, caption.file_mtime_ns or 0, caption.file_sha256)
+
+
+def new_caption_rel_path(item: Item, subtype: str, siblings: Iterable[Caption] = ()) -> str:
+    """Where a caption that has no file yet goes.
+
+    The main caption of a plain item is ``base.txt`` (what kohya-ss and most trainers
+    read); when the item already uses suffixed captions (layout B/C) it is
+    ``base_main.txt``; other subtypes are ``base_<subtype>.txt``.
+    """
+    prefix = f"{item.rel_dir}/" if item.rel_dir else ""
+    if subtype in ("", MAIN):
+        uses_suffixes = item.item_type == "group" or any(
+            c.file_path and Path(c.file_path).stem != item.base_name for c in siblings
+        )
+        return f"{prefix}{item.base_name}_main.txt" if uses_suffixes and subtype == MAIN else f"{prefix}{item.base_name}.txt"
+    return f"{prefix}{item.base_name}_{subtype}.txt"
+
+
+def find_caption(item: Item, ctype: str, subtype: str) -> Caption | None:
+    return (
+        Caption.select()
+        .where((Caption.item == item.id) & (Caption.type == ctype) & (Caption.subtype == subtype))
+        .order_by(Caption.id)
+        .first()
+    )
+
+
+def item_tags(item: Item | int, subtype: str = MAIN) -> list[str]:
+    """The item's tags of ``subtype`` in caption order."""
+    item_id = item if isinstance(item, int) else item.id
+    rows = ItemTag.select(ItemTag.tag).where((ItemTag.item == item_id) & (ItemTag.subtype == subtype)).order_by(ItemTag.position)
+    return [r.tag for r in rows]
+
+
+def _write_file(dataset: Dataset, caption: Caption | None, rel: str, text: str, force: bool) -> FileState:
+    path = to_abs(dataset.root_path, rel)
+    expected = False if force else caption_state(caption)
+    encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
+    return write_atomic(path, text, expected=expected, encoding=encoding)
+
+
+def set_tags_many(
+    edits: Sequence[TagEdit],
+    *,
+    subtype: str = MAIN,
+    source: str = "user",
+    write_files: bool = True,
+    force: bool = False,
+) -> EditReport:
+    """Replace the tags of each item's ``subtype`` tag caption.
+
+    Files are written atomically; a file that changed on disk since it was indexed is a
+    conflict and is reported (its item is left as it was), unless ``force`` (the user
+    chose to keep the app's version). Tags keep the given order; duplicates by match
+    key are dropped. Existing tags keep their source and confidence.
+    """
+    report = EditReport()
+    if not edits:
+        return report
+    datasets: dict[int, Dataset] = {}
+    item_ids = [e.item.id for e in edits]
+    captions: dict[int, list[Caption]] = {}
+    for chunk_start in range(0, len(item_ids), 500):
+        chunk = item_ids[chunk_start : chunk_start + 500]
+        for c in Caption.select().where(Caption.item.in_(chunk)):
+            captions.setdefault(c.item_id, []).append(c)
+    old_sources: dict[int, dict[str, tuple[str, float | None]]] = {}
+    for chunk_start in range(0, len(item_ids), 500):
+        chunk = item_ids[chunk_start : chunk_start + 500]
+        q = ItemTag.select(ItemTag.item, ItemTag.norm, ItemTag.source, ItemTag.confidence).where(
+            ItemTag.item.in_(chunk) & (ItemTag.subtype == subtype)
+        )
+        for r in q.tuples():
+            old_sources.setdefault(r[0], {})[r[1]] = (r[2], r[3])
+
+    applied: list[tuple[TagEdit, Caption | None, str, list[str], FileState | None]] = []
+    for edit in edits:
+        item = edit.item
+        dataset = datasets.get(item.dataset_id) or datasets.setdefault(item.dataset_id, Dataset.get_by_id(item.dataset_id))
+        tags = dedupe(edit.tags)
+        siblings = captions.get(item.id, [])
+        caption = next((c for c in siblings if c.type == "tags" and c.subtype == subtype), None)
+        if caption is not None and split_tags(caption.content) == tags and not force:
+            report.unchanged += 1
+            continue
+        rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, subtype, siblings)
+        state = None
+        if write_files:
+            try:
+                state = _write_file(dataset, caption, rel, join_tags(tags), force)
+            except CaptionConflict as exc:
+                report.problems.append(EditProblem(item.id, rel, str(exc), exc))
+                continue
+            except (CaptionFileError, ValueError) as exc:
+                report.problems.append(EditProblem(item.id, rel, str(exc)))
+                continue
+            report.files_written.append(rel)
+        applied.append((edit, caption, rel, tags, state))
+
+    now = time.time()
+    with write_transaction():
+        for edit, caption, rel, tags, state in applied:
+            item = edit.item
+            content = join_tags(tags)
+            if caption is None:
+                caption = Caption.create(
+                    item=item.id, type="tags", subtype=subtype, content=content, source="txt_file" if write_files else source,
+                    file_path=rel if write_files else None, created_at=now, updated_at=now,
+                )
+            else:
+                caption.content = content
+                caption.updated_at = now
+                if write_files:
+                    caption.file_path = rel
+            if state is not None:
+                caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
+                caption.encoding = caption.encoding if caption.encoding == "utf-8-sig" else "utf-8"
+                caption.encoding_flagged = False
+            caption.save()
+            ItemTag.delete().where((ItemTag.caption == caption.id)).execute()
+            prev = old_sources.get(item.id, {})
+            given = edit.sources or {}
+            rows = []
+            for pos, tag in enumerate(tags):
+                key = match_key(tag)
+                src, conf = given.get(key) or prev.get(key) or (source, None)
+                rows.append((item.id, caption.id, tag, key, pos, subtype, src, conf))
+            if rows:
+                ItemTag.insert_many(
+                    rows,
+                    fields=[ItemTag.item, ItemTag.caption, ItemTag.tag, ItemTag.norm, ItemTag.position,
+                            ItemTag.subtype, ItemTag.source, ItemTag.confidence],
+                ).execute()
+            fields = {Item.updated_at: now}
+            if subtype == MAIN:
+                fields[Item.tag_count] = len(tags)
+            Item.update(fields).where(Item.id == item.id).execute()
+            report.changed += 1
+    return report
+
+
+def set_tags(item: Item, tags: Sequence[str], *, subtype: str = MAIN, source: str = "user", force: bool = False) -> EditReport:
+    """Replace one item's tags; raises CaptionConflict / CaptionFileError on failure."""
+    report = set_tags_many([TagEdit(item, tags)], subtype=subtype, source=source, force=force)
+    if report.problems:
+        p = report.problems[0]
+        if p.conflict is not None:
+            raise p.conflict
+        raise CaptionFileError(p.reason)
+    return report
+
+
+def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = False, language: str | None = None) -> Caption:
+    """Replace (or create) a text caption and its file; raises CaptionConflict on a
+    changed file and CaptionFileError when the file cannot be written."""
+    dataset = Dataset.get_by_id(item.dataset_id)
+    siblings = list(Caption.select().where(Caption.item == item.id))
+    caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype), None)
+    if caption is not None and caption.file_path is None and caption.source != "txt_file":
+        # Embedded metadata (EXIF/XMP/PNG text) is never rewritten: the edit becomes a file.
+        caption = None
+    rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, subtype or ctype, siblings)
+    state = _write_file(dataset, caption, rel, text, force)
+    now = time.time()
+    with write_transaction():
+        if caption is None:
+            caption = Caption(item=item.id, type=ctype, subtype=subtype or ctype, source="txt_file", created_at=now)
+        caption.content = text
+        caption.file_path = rel
+        caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
+        caption.encoding = caption.encoding if caption.encoding == "utf-8-sig" else "utf-8"
+        caption.encoding_flagged = False
+        if language:
+            caption.language = language
+        caption.updated_at = now
+        caption.save()
+        Item.update({Item.updated_at: now}).where(Item.id == item.id).execute()
+    return caption
+
+
+def reload_from_disk(caption: Caption) -> str:
+    """The text of the caption's file as it is on disk now (for a conflict dialog)."""
+    dataset = Dataset.get_by_id(Item.get_by_id(caption.item_id).dataset_id)
+    return read_caption(to_abs(dataset.root_path, caption.file_path)).text

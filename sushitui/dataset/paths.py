@@ -1,0 +1,23 @@
+"""Dataset-relative paths: the index stores POSIX-style paths relative to the dataset
+root; these helpers turn them into absolute paths without ever escaping the root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+
+class UnsafePathError(ValueError):
+    pass
+
+
+def to_rel(root: str | os.PathLike, path: str | os.PathLike) -> str:
+    return PurePosixPath(Path(os.path.relpath(path, root)).as_posix()).as_posix()
+
+
+def to_abs(root: str | os.PathLike, rel: str) -> Path:
+    """``root / rel``; refuses absolute paths and ``..`` components from the database."""
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise UnsafePathError(f"refusing path outside the dataset root: {rel!r}")
+    return Path(root) / Path(*p.parts) if p.parts else Path(root)
