@@ -1,0 +1,1 @@
+"""The Textual face of sushitui. Only this package imports textual."""

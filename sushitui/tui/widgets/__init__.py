@@ -1,0 +1,1 @@
+"""Reusable widgets (item grid, confirm dialog, progress panel, tag input, ...)."""
