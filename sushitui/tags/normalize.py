@@ -22,6 +22,7 @@ KAOMOJI = frozenset(
     {
         "0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<",
         "3_3", "6_9", ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||",
+        "t_t", "q_q", "n_n", ";_;",
     }
 )
 
@@ -29,13 +30,18 @@ KAOMOJI = frozenset(
 def is_kaomoji(tag: str) -> bool:
     """A tag whose underscores are part of a face, not word separators.
 
-    Beyond the known list, any short tag with an underscore and no run of two
-    alphanumerics (``;_;``, ``T_T`` excluded as it has none either way) is a face.
+    Beyond the known list, a short tag with an underscore, no run of two
+    alphanumerics and at least one symbol (``;_;``, ``*_*``) is a face; ``c_d`` is not.
     """
     t = tag.strip()
-    if t in KAOMOJI or t.lower() in KAOMOJI:
+    if t.lower() in KAOMOJI:
         return True
-    return "_" in t and len(t) <= 8 and _ALNUM_RUN.search(t) is None
+    return (
+        "_" in t
+        and len(t) <= 8
+        and _ALNUM_RUN.search(t) is None
+        and any(not (c.isalnum() or c in "_ ") for c in t)
+    )
 
 
 def clean(tag: str) -> str:
