@@ -1,0 +1,80 @@
+"""The one edit path for captions: file first (atomic, conflict-checked), then the index."""
+
+import pytest
+
+from sushitui.dataset.caption_files import CaptionConflict, read_caption
+from sushitui.dataset.captions import TagEdit, item_tags, set_tags, set_tags_many, set_text
+from sushitui.store import Caption, Dataset, Item, ItemTag
+
+
+def make_item(root, name, caption=None, rel_dir=""):
+    ds = Dataset.get_or_create(name="d", defaults={"root_path": str(root)})[0]
+    folder = root / rel_dir if rel_dir else root
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.png").write_bytes(b"png")
+    item = Item.create(dataset=ds, base_name=name, rel_dir=rel_dir, group_key=f"{rel_dir}/{name}",
+                       image_path=f"{rel_dir + '/' if rel_dir else ''}{name}.png")
+    if caption is not None:
+        p = folder / f"{name}.txt"
+        p.write_text(caption)
+        st = read_caption(p).state
+        c = Caption.create(item=item, type="tags", subtype="main", content=caption,
+                           file_path=f"{rel_dir + '/' if rel_dir else ''}{name}.txt",
+                           file_size=st.size, file_mtime_ns=st.mtime_ns, file_sha256=st.sha256, encoding="utf-8")
+        for i, t in enumerate(caption.split(", ")):
+            ItemTag.create(item=item, caption=c, tag=t, norm=t.replace("_", " "), position=i, subtype="main")
+    return item
+
+
+def test_set_tags_writes_file_in_user_order_and_updates_index(db, tmp_path):
+    item = make_item(tmp_path, "a", "1girl, long_hair")
+    set_tags(item, ["smile", "1girl", "long_hair", "Smile"])
+    assert (tmp_path / "a.txt").read_text() == "smile, 1girl, long_hair"
+    assert item_tags(item) == ["smile", "1girl", "long_hair"]
+    assert Item.get_by_id(item.id).tag_count == 3
+
+
+def test_new_caption_file_is_created_beside_the_image(db, tmp_path):
+    item = make_item(tmp_path, "b", rel_dir="sub/dir")
+    set_tags(item, ["cat"])
+    assert (tmp_path / "sub/dir/b.txt").read_text() == "cat"
+    assert Caption.get(Caption.item == item).file_path == "sub/dir/b.txt"
+
+
+def test_changed_file_is_a_conflict_and_nothing_changes(db, tmp_path):
+    item = make_item(tmp_path, "c", "dog")
+    (tmp_path / "c.txt").write_text("dog, edited in vim")
+    with pytest.raises(CaptionConflict):
+        set_tags(item, ["cat"])
+    assert (tmp_path / "c.txt").read_text() == "dog, edited in vim"
+    assert item_tags(item) == ["dog"]
+    set_tags(item, ["cat"], force=True)  # the user chose to keep the app's version
+    assert (tmp_path / "c.txt").read_text() == "cat"
+
+
+def test_bulk_reports_conflicts_per_file_and_goes_on(db, tmp_path):
+    items = [make_item(tmp_path, f"i{n}", "x") for n in range(5)]
+    (tmp_path / "i2.txt").write_text("someone else")
+    report = set_tags_many([TagEdit(i, ["x", "new"]) for i in items])
+    assert report.changed == 4 and len(report.problems) == 1
+    assert report.problems[0].path == "i2.txt" and report.problems[0].conflict is not None
+    assert (tmp_path / "i2.txt").read_text() == "someone else"
+    assert all((tmp_path / f"i{n}.txt").read_text() == "x, new" for n in (0, 1, 3, 4))
+
+
+def test_tagger_sources_and_confidences_are_kept_on_later_edits(db, tmp_path):
+    item = make_item(tmp_path, "d", "a")
+    set_tags_many([TagEdit(item, ["a", "b"], sources={"b": ("auto_wd", 0.9)})], source="user")
+    set_tags(item, ["b", "a", "c"])
+    rows = {r.tag: (r.source, r.confidence) for r in ItemTag.select().where(ItemTag.item == item)}
+    assert rows["b"] == ("auto_wd", 0.9)
+    assert rows["c"][0] == "user"
+
+
+def test_text_caption_written_to_suffixed_file(db, tmp_path):
+    item = make_item(tmp_path, "e", "a")
+    set_text(item, "natural_language", "caption", "A cat on a mat.")
+    assert (tmp_path / "e_caption.txt").read_text() == "A cat on a mat."
+    (tmp_path / "e_caption.txt").write_text("changed")
+    with pytest.raises(CaptionConflict):
+        set_text(item, "natural_language", "caption", "Mine.")
