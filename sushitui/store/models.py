@@ -206,7 +206,34 @@ class DictionaryTag(BaseModel):
 
     class Meta:
         table_name = "dictionary_tag"
-        indexes = ((("category", "count"), False),)
+        indexes = (
+            (("category", "count"), False),
+            # dictionary screen: keyset paging by count over all categories (issue 6)
+            (("count",), False),
+        )
+
+
+class DictionaryLoad(BaseModel):
+    """One load of a taglist folder or import file into the dictionary (TAG-4).
+
+    The first start loads the shipped ``taglist/`` only when no ``kind="builtin"`` row
+    exists, so the load is skipped once done (and not repeated after the user deletes
+    tags).
+    """
+
+    id = AutoField()
+    kind = TextField()  # builtin | load | import
+    source = TextField()  # folder or file path
+    fingerprint = TextField(default="")  # file names + sizes, to tell a changed taglist
+    imported = IntegerField(default=0)
+    updated = IntegerField(default=0)
+    skipped = IntegerField(default=0)
+    rejected = IntegerField(default=0)
+    elapsed_s = FloatField(default=0.0)
+    loaded_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "dictionary_load"
 
 
 # --- auto-tagger cache -----------------------------------------------------------------
@@ -297,6 +324,7 @@ ALL_MODELS = [
     TagGroupMember,
     Alias,
     DictionaryTag,
+    DictionaryLoad,
     TaggerCache,
     TrainingRun,
     RunItemUsage,
