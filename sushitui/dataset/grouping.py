@@ -1,0 +1,173 @@
+"""Name parsing and per-directory grouping of images and caption files (SCAN-2, SCAN-3).
+
+``{base}_{suffix}.{ext}``: when ``suffix`` is one of the dataset's image or caption
+suffixes, the file belongs to the item ``base``; otherwise the whole stem is the base
+name (so ``img_001.png`` stays one image). Grouping happens per directory: files in
+different folders never join one item.
+
+Layouts:
+- A ``x.png`` + ``x.txt``                      one item, caption subtype ``main``
+- B ``x.png`` + ``x_main.txt`` + ``x_alt.txt`` one item, captions ``main``, ``alt``
+- C ``x_source.png`` + ``x_target.png`` + ``x_instruction.txt``  ONE group item whose
+  ``related_images`` maps suffix → path, primary image = the dataset's primary suffix
+- D captions embedded in the image (read by ``sushitui.dataset.metadata``)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+CAPTION_EXTENSIONS = frozenset({".txt"})
+DEFAULT_IMAGE_SUFFIXES = ("source", "target", "cref", "mask")
+DEFAULT_CAPTION_SUFFIXES = ("main", "alt", "instruction", "caption", "tags", "description")
+MAIN = "main"
+PLAIN_IMAGE_KEY = "image"  # key in related_images of an unsuffixed image inside a group
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file found by the walk (``name`` within its directory)."""
+
+    name: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class ItemGroup:
+    """The files of one item in one directory."""
+
+    rel_dir: str
+    base_name: str
+    group_key: str
+    images: dict[str, FileEntry] = field(default_factory=dict)  # suffix ("" = plain) -> file
+    captions: dict[str, FileEntry] = field(default_factory=dict)  # subtype -> file
+    primary_suffix: str = ""
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+
+    @property
+    def primary(self) -> FileEntry:
+        return self.images[self.primary_suffix]
+
+    def rel_path(self, name: str) -> str:
+        return f"{self.rel_dir}/{name}" if self.rel_dir else name
+
+    def related_images(self) -> dict[str, str]:
+        """suffix → dataset-relative path; empty for a plain single image."""
+        if list(self.images) == [""]:
+            return {}
+        return {(k or PLAIN_IMAGE_KEY): self.rel_path(f.name) for k, f in self.images.items()}
+
+    def item_type(self, dataset_type: str) -> str:
+        if len(self.images) <= 1:
+            return "single"
+        return "pair" if dataset_type == "pairs" else "group"
+
+
+def split_ext(name: str) -> tuple[str, str]:
+    dot = name.rfind(".")
+    if dot <= 0:
+        return name, ""
+    return name[:dot], name[dot:].lower()
+
+
+def parse_name(stem: str, suffixes) -> tuple[str, str | None]:
+    """``(base, suffix)`` when the last ``_part`` of ``stem`` is a known suffix, else
+    ``(stem, None)``. Suffixes compare case-insensitively and are returned lowercase."""
+    cut = stem.rfind("_")
+    if cut <= 0:
+        return stem, None
+    suffix = stem[cut + 1 :].lower()
+    if suffix in suffixes:
+        return stem[:cut], suffix
+    return stem, None
+
+
+def classify(name: str) -> str | None:
+    """``"image"``, ``"caption"`` or None (ignored) by extension."""
+    ext = split_ext(name)[1]
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    if ext in CAPTION_EXTENSIONS:
+        return "caption"
+    return None
+
+
+def group_directory(
+    rel_dir: str,
+    images: list[FileEntry],
+    captions: list[FileEntry],
+    *,
+    image_suffixes=DEFAULT_IMAGE_SUFFIXES,
+    caption_suffixes=DEFAULT_CAPTION_SUFFIXES,
+    dataset_type: str = "auto",
+    primary_suffix: str = "target",
+) -> tuple[list[ItemGroup], list[tuple[str, str]]]:
+    """Group one directory's files into items.
+
+    Returns ``(groups, orphans)``; orphans are ``(caption file name, reason)`` for
+    caption files with no image.
+    """
+    image_suffixes = frozenset(s.lower() for s in image_suffixes)
+    caption_suffixes = frozenset(s.lower() for s in caption_suffixes)
+    prefix = f"{rel_dir}/" if rel_dir else ""
+    groups: dict[str, ItemGroup] = {}  # base name -> group
+    by_stem: dict[str, ItemGroup] = {}  # full image stem -> its group
+    extra: list[ItemGroup] = []
+
+    for entry in sorted(images, key=lambda e: e.name):
+        stem = split_ext(entry.name)[0]
+        base, suffix = (stem, None) if dataset_type == "single" else parse_name(stem, image_suffixes)
+        key = suffix or ""
+        group = groups.get(base)
+        if group is None:
+            group = groups[base] = ItemGroup(rel_dir, base, prefix + base)
+        if key in group.images:
+            # x.png and x.jpg: the first keeps the base name (and the captions); the
+            # other becomes its own item keyed by its full file name.
+            other = ItemGroup(rel_dir, stem, prefix + entry.name, images={"": entry})
+            other.problems.append(
+                (entry.name, f"another image has the base name {base!r} ({group.images[key].name}); "
+                 "captions are matched to that one. Rename one of them to give this image its own captions.")
+            )
+            extra.append(other)
+            by_stem.setdefault(stem, other)
+            continue
+        group.images[key] = entry
+        by_stem.setdefault(stem, group)
+
+    for group in groups.values():
+        group.primary_suffix = _pick_primary(group, primary_suffix)
+
+    orphans: list[tuple[str, str]] = []
+    for entry in sorted(captions, key=lambda e: e.name):
+        stem = split_ext(entry.name)[0]
+        base, subtype = parse_name(stem, caption_suffixes)
+        group = groups.get(base) if subtype else None
+        if group is None:
+            # x.txt (layout A), or a name like photo_alt.txt beside photo_alt.png
+            group, subtype = groups.get(stem) or by_stem.get(stem), MAIN
+        if group is None:
+            orphans.append((entry.name, "caption file without an image of the same base name; not indexed"))
+            continue
+        subtype = subtype or MAIN
+        if subtype in group.captions:
+            first = group.captions[subtype]
+            # x.txt and x_main.txt both say "main": the plain one wins, both stay on disk.
+            keep, drop = (first, entry) if split_ext(first.name)[0] == group.base_name else (entry, first)
+            group.captions[subtype] = keep
+            group.problems.append((drop.name, f"two '{subtype}' captions for {group.base_name!r}: {keep.name} is used, this one is ignored"))
+            continue
+        group.captions[subtype] = entry
+
+    return list(groups.values()) + extra, orphans
+
+
+def _pick_primary(group: ItemGroup, preferred: str) -> str:
+    if preferred in group.images:
+        return preferred
+    for key in ("", "target", *DEFAULT_IMAGE_SUFFIXES):
+        if key in group.images:
+            return key
+    return sorted(group.images)[0]

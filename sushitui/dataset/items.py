@@ -1,0 +1,135 @@
+"""Listing a dataset's items: selection, sorting, paging and the ``items --json`` shape.
+
+``select_items`` returns a Peewee select so callers (browser, export, bulk edits) can
+page it, count it or narrow it further; the query language (``sushitui.tags.query``)
+adds its WHERE clauses to it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from sushitui.store import Caption, Item, ItemTag
+
+SORT_KEYS = {
+    "name": (Item.group_key,),
+    "created": (Item.created_at,),
+    "width": (Item.width,),
+    "height": (Item.height,),
+    "tags": (Item.tag_count,),
+}
+
+
+class ItemQueryError(ValueError):
+    """The sort key or query is not valid; ``position`` is the offset in the query text."""
+
+    def __init__(self, message: str, position: int | None = None):
+        super().__init__(message)
+        self.position = position
+
+
+def _apply_query(select, query: str, dataset_id: int | None):
+    from sushitui.tags.query import apply_query  # the query language (TAG/Q), written separately
+
+    return apply_query(select, query, dataset_id)
+
+
+def select_items(dataset_id: int, query: str | None = None, sort: str = "name", desc: bool = False):
+    """A select of the dataset's items, filtered by ``query`` and sorted by ``sort``
+    (name | created | width | height | tags). Raises the query module's QueryError on a
+    bad query and ItemQueryError on an unknown sort key."""
+    if sort not in SORT_KEYS:
+        raise ItemQueryError(f"unknown sort key {sort!r}; use one of {', '.join(SORT_KEYS)}")
+    select = Item.select().where(Item.dataset == dataset_id)
+    if query and query.strip():
+        select = _apply_query(select, query, dataset_id)
+    order = [k.desc() if desc else k.asc() for k in SORT_KEYS[sort]]
+    order.append(Item.id.desc() if desc else Item.id.asc())
+    return select.order_by(*order)
+
+
+def list_items(
+    dataset_id: int,
+    query: str | None = None,
+    sort: str = "name",
+    desc: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Item]:
+    select = select_items(dataset_id, query, sort, desc)
+    if limit is not None:
+        select = select.limit(limit)
+    if offset:
+        select = select.offset(offset) if limit is not None else select.limit(-1).offset(offset)
+    return list(select)
+
+
+def count_items(dataset_id: int, query: str | None = None) -> int:
+    select = Item.select(Item.id).where(Item.dataset == dataset_id)
+    if query and query.strip():
+        select = _apply_query(select, query, dataset_id)
+    return select.count()
+
+
+def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def items_to_dicts(items: Sequence[Item]) -> list[dict]:
+    """The ``items --json`` shape for many items, with two queries per 500 items."""
+    captions: dict[int, list[dict]] = {}
+    tags: dict[int, list[dict]] = {}
+    ids = [it.id for it in items]
+    for chunk in _chunks(ids, 500):
+        q = (
+            Caption.select(Caption.item, Caption.type, Caption.subtype, Caption.source, Caption.content, Caption.file_path,
+                           Caption.source_field, Caption.encoding, Caption.encoding_flagged)
+            .where(Caption.item.in_(chunk))
+            .order_by(Caption.item, Caption.subtype, Caption.id)
+            .tuples()
+        )
+        for item_id, ctype, subtype, source, content, path, source_field, enc, flagged in q:
+            d = {"type": ctype, "subtype": subtype, "source": source, "content": content}
+            if path:
+                d["file"] = path
+            if source_field:
+                d["source_field"] = source_field
+            if flagged:
+                d["encoding"] = enc
+            captions.setdefault(item_id, []).append(d)
+        q = (
+            ItemTag.select(ItemTag.item, ItemTag.tag, ItemTag.position, ItemTag.subtype, ItemTag.source, ItemTag.confidence)
+            .where(ItemTag.item.in_(chunk))
+            .order_by(ItemTag.item, ItemTag.subtype, ItemTag.position)
+            .tuples()
+        )
+        for item_id, tag, pos, subtype, source, conf in q:
+            tags.setdefault(item_id, []).append(
+                {"tag": tag, "position": pos, "subtype": subtype, "source": source, "confidence": conf}
+            )
+    out = []
+    for it in items:
+        d = {
+            "id": it.id,
+            "type": it.item_type,
+            "base_name": it.base_name,
+            "image": it.image_path,
+            "related_images": it.related_images or {},
+            "width": it.width,
+            "height": it.height,
+            "file_size": it.file_size,
+            "sha256": it.sha256,
+            "captions": captions.get(it.id, []),
+            "tags": tags.get(it.id, []),
+        }
+        if it.problems:
+            d["problems"] = it.problems
+        out.append(d)
+    return out
+
+
+def item_to_dict(item: Item) -> dict:
+    """One item in the ``items --json`` shape: id, type, base_name, image,
+    related_images, width, height, file_size, sha256, captions, tags (+ problems)."""
+    return items_to_dicts([item])[0]

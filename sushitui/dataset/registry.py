@@ -1,0 +1,211 @@
+"""Registering datasets and keeping their index up to date (SCAN-4, SCAN-8).
+
+The core API behind ``sushitui dataset ...`` and the TUI's datasets screen. Removing a
+dataset removes its index only; files on disk are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, fields
+
+from sushitui.dataset.grouping import DEFAULT_CAPTION_SUFFIXES, DEFAULT_IMAGE_SUFFIXES
+from sushitui.dataset.scan_worker import CAPTION_TYPES
+from sushitui.dataset.scanner import ScanError, ScanReport, scan_dataset
+from sushitui.progress import CancelToken, ProgressCallback
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
+
+DATASET_TYPES = ("auto", "single", "pairs")
+NAME_MAX = 100
+# Settings whose change alters how existing files are read: the next reindex re-reads all.
+_RESCAN_SETTINGS = {"type", "caption_suffixes", "image_suffixes", "read_exif", "primary_suffix", "caption_types"}
+
+
+class DatasetError(ValueError):
+    """A dataset operation the user asked for cannot be done; the message says why."""
+
+
+class DatasetNotFound(DatasetError):
+    pass
+
+
+class DatasetExists(DatasetError):
+    pass
+
+
+@dataclass
+class DatasetSettings:
+    """Registration settings (SCAN-4)."""
+
+    name: str
+    root_path: str
+    type: str = "auto"
+    caption_suffixes: list[str] = field(default_factory=lambda: list(DEFAULT_CAPTION_SUFFIXES))
+    image_suffixes: list[str] = field(default_factory=lambda: list(DEFAULT_IMAGE_SUFFIXES))
+    recursive: bool = True
+    max_depth: int | None = None
+    read_exif: bool = False
+    primary_suffix: str = "target"
+    caption_types: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> "DatasetSettings":
+        return cls(**{f.name: getattr(ds, f.name) for f in fields(cls)})
+
+
+def _suffix_list(value, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = value.split(",")
+    out: list[str] = []
+    for s in value or ():
+        s = str(s).strip().lower()
+        if not s:
+            continue
+        if not all(c.isalnum() or c == "-" for c in s):
+            raise DatasetError(f"{what} suffix {s!r}: use letters, digits and '-' only (it is the part after the last '_')")
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def validate(settings: DatasetSettings, *, check_root: bool = True) -> DatasetSettings:
+    """Normalised settings, or DatasetError naming the bad field."""
+    name = (settings.name or "").strip()
+    if not name:
+        raise DatasetError("the dataset name is empty; give it a name (1–100 characters)")
+    if len(name) > NAME_MAX:
+        raise DatasetError(f"the dataset name is {len(name)} characters long; use at most {NAME_MAX}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise DatasetError("the dataset name contains control characters; use plain text")
+    if settings.type not in DATASET_TYPES:
+        raise DatasetError(f"type {settings.type!r} is not one of {', '.join(DATASET_TYPES)}")
+    if settings.max_depth is not None and settings.max_depth < 0:
+        raise DatasetError("max depth must be 0 or more (empty = unlimited)")
+    root = os.path.abspath(os.path.expanduser(str(settings.root_path or "")))
+    if check_root:
+        if not settings.root_path:
+            raise DatasetError("no folder given; pass the folder that holds the images")
+        if not os.path.exists(root):
+            raise DatasetError(f"{root} does not exist; check the path (nothing was registered)")
+        if not os.path.isdir(root):
+            raise DatasetError(f"{root} is a file, not a folder; pass the folder that holds the images (nothing was registered)")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise DatasetError(f"{root}: permission denied; make the folder readable (nothing was registered)")
+    caption_suffixes = _suffix_list(settings.caption_suffixes, "caption")
+    image_suffixes = _suffix_list(settings.image_suffixes, "image")
+    both = set(caption_suffixes) & set(image_suffixes)
+    if both:
+        raise DatasetError(f"suffix {sorted(both)[0]!r} is both an image and a caption suffix; use it for one only")
+    types = dict(settings.caption_types or {})
+    for subtype, ctype in types.items():
+        if ctype not in CAPTION_TYPES:
+            raise DatasetError(f"caption type {ctype!r} for {subtype!r} is not one of {', '.join(CAPTION_TYPES)}")
+    return DatasetSettings(
+        name=name, root_path=root, type=settings.type, caption_suffixes=caption_suffixes, image_suffixes=image_suffixes,
+        recursive=bool(settings.recursive), max_depth=settings.max_depth, read_exif=bool(settings.read_exif),
+        primary_suffix=(settings.primary_suffix or "target").strip().lower(), caption_types=types,
+    )
+
+
+def get_dataset(name_or_id: str | int | Dataset) -> Dataset:
+    if isinstance(name_or_id, Dataset):
+        return name_or_id
+    if isinstance(name_or_id, int):
+        ds = Dataset.get_or_none(Dataset.id == name_or_id)
+    else:
+        ds = Dataset.get_or_none(Dataset.name == name_or_id)
+    if ds is None:
+        raise DatasetNotFound(f"no dataset named {name_or_id!r}; `sushitui dataset list` shows the registered ones")
+    return ds
+
+
+def list_datasets() -> list[Dataset]:
+    return list(Dataset.select().order_by(Dataset.name))
+
+
+def add_dataset(
+    settings: DatasetSettings,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[Dataset, ScanReport]:
+    """Register a folder and scan it. A cancelled scan keeps the dataset with what was
+    indexed so far (reindex continues it)."""
+    s = validate(settings)
+    if Dataset.get_or_none(Dataset.name == s.name) is not None:
+        raise DatasetExists(f"a dataset named {s.name!r} already exists; pick another name or `sushitui dataset reindex {s.name}`")
+    now = time.time()
+    with write_transaction():
+        ds = Dataset.create(
+            name=s.name, root_path=s.root_path, type=s.type, caption_suffixes=s.caption_suffixes,
+            image_suffixes=s.image_suffixes, primary_suffix=s.primary_suffix, recursive=s.recursive,
+            max_depth=s.max_depth, read_exif=s.read_exif, caption_types=s.caption_types, created_at=now, updated_at=now,
+        )
+    try:
+        report = scan_dataset(ds, progress=progress, cancel=cancel)
+    except ScanError as exc:
+        raise DatasetError(str(exc)) from exc
+    return ds, report
+
+
+def reindex(
+    dataset_or_name: str | int | Dataset,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    *,
+    full: bool = False,
+) -> ScanReport:
+    """Incremental reindex (SCAN-8); ``full`` re-reads every file."""
+    ds = get_dataset(dataset_or_name)
+    ds = Dataset.get_by_id(ds.id)  # fresh settings
+    report_before = ds.last_scan_report or {}
+    full = full or bool(report_before.get("needs_full"))
+    try:
+        return scan_dataset(ds, progress=progress, cancel=cancel, full=full)
+    except ScanError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def update_settings(name: str | int | Dataset, **changes) -> Dataset:
+    """Change settings; a change that affects how files are read makes the next
+    reindex re-read everything. Renaming checks uniqueness."""
+    ds = get_dataset(name)
+    unknown = set(changes) - {f.name for f in fields(DatasetSettings)}
+    if unknown:
+        raise DatasetError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    current = DatasetSettings.from_dataset(ds)
+    for k, v in changes.items():
+        setattr(current, k, v)
+    s = validate(current, check_root="root_path" in changes)
+    if s.name != ds.name and Dataset.get_or_none(Dataset.name == s.name) is not None:
+        raise DatasetExists(f"a dataset named {s.name!r} already exists; pick another name")
+    needs_full = any(getattr(s, k) != getattr(ds, k) for k in _RESCAN_SETTINGS) or s.root_path != ds.root_path
+    with write_transaction():
+        for f in fields(DatasetSettings):
+            setattr(ds, f.name, getattr(s, f.name))
+        if needs_full:
+            report = dict(ds.last_scan_report or {})
+            report["needs_full"] = True
+            ds.last_scan_report = report
+        ds.updated_at = time.time()
+        ds.save()
+    return ds
+
+
+def remove_dataset(name: str | int | Dataset) -> int:
+    """Remove the dataset's index (items, captions, tags, runs); returns the number of
+    items removed. Files on disk are never touched."""
+    ds = get_dataset(name)
+    db = current_database()
+    with write_transaction():
+        n = Item.select().where(Item.dataset == ds.id).count()
+        items = Item.select(Item.id).where(Item.dataset == ds.id)
+        ItemTag.delete().where(ItemTag.item.in_(items)).execute()
+        Caption.delete().where(Caption.item.in_(items)).execute()
+        db.execute_sql("DELETE FROM item WHERE dataset_id = ?", (ds.id,))
+        ds.delete_instance()
+    return n
+
+
+def last_report(ds: Dataset) -> ScanReport | None:
+    return ScanReport.from_dict(ds.last_scan_report) if ds.last_scan_report else None
