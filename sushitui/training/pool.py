@@ -1,0 +1,123 @@
+"""The items a run trains on: ids, absolute image paths and the caption text, loaded
+once with two set-based queries and kept in item-id order (the samplers' positions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sushitui.dataset.paths import UnsafePathError, to_abs
+from sushitui.store import TrainingRun
+from sushitui.store.db import current_database
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_CAPTION_SUBTYPE = "main"
+
+
+@dataclass(frozen=True, slots=True)
+class SampleItem:
+    """One item as a trainer needs it."""
+
+    id: int
+    image: str  # absolute path of the primary image
+    caption: str  # text of the run's caption subtype (see ``pick_caption``)
+    name: str  # dataset-relative group key, for messages
+
+
+@dataclass
+class Pool:
+    items: list[SampleItem]
+    ids: "np.ndarray"
+    position: dict[int, int]  # item id -> position in ``items``
+    by_image: dict[str, int] = field(default_factory=dict)  # absolute and relative image path -> id
+    all_ids: frozenset[int] = frozenset()  # every item of the dataset, with or without image
+
+
+def _caption_rank(subtype: str, ctype: str, wanted: str) -> int:
+    if subtype == wanted:
+        return 0
+    if subtype == DEFAULT_CAPTION_SUBTYPE:
+        return 1
+    if subtype == "":
+        return 2
+    return 3 if ctype == "tags" else 4
+
+
+def load_pool(run: TrainingRun, caption_subtype: str | None = None) -> Pool:
+    """Items of the run's dataset that have an image, in id order, with their caption.
+
+    The caption is the run's caption subtype when the item has it, else ``main``, else the
+    unnamed caption, else any tag caption, else any caption, else "".
+    """
+    import numpy as np
+
+    db = current_database()
+    ds = run.dataset
+    wanted = caption_subtype or run.caption_type or DEFAULT_CAPTION_SUBTYPE
+    captions: dict[int, tuple[int, str]] = {}
+    for item_id, subtype, ctype, content in db.execute_sql(
+        "SELECT c.item_id, c.subtype, c.type, c.content FROM caption c JOIN item i ON i.id = c.item_id "
+        "WHERE i.dataset_id = ?",
+        (ds.id,),
+    ):
+        rank = _caption_rank(subtype or "", ctype or "", wanted)
+        best = captions.get(item_id)
+        if best is None or rank < best[0]:
+            captions[item_id] = (rank, content or "")
+    items: list[SampleItem] = []
+    by_image: dict[str, int] = {}
+    all_ids = []
+    root = ds.root_path
+    for item_id, image_path, group_key in db.execute_sql(
+        "SELECT id, image_path, group_key FROM item WHERE dataset_id = ? ORDER BY id", (ds.id,)
+    ):
+        all_ids.append(item_id)
+        if not image_path:
+            continue
+        try:
+            absolute = str(to_abs(root, image_path))
+        except UnsafePathError:
+            continue  # never hand a trainer a path outside the dataset
+        items.append(SampleItem(item_id, absolute, captions.get(item_id, (0, ""))[1], group_key))
+        by_image[absolute] = item_id
+        by_image[image_path] = item_id
+    ids = np.fromiter((it.id for it in items), dtype=np.int64, count=len(items))
+    return Pool(items, ids, {it.id: pos for pos, it in enumerate(items)}, by_image, frozenset(all_ids))
+
+
+def history_counts(run: TrainingRun, pool: Pool, history: str = "all") -> "np.ndarray":
+    """Times each pool item was seen before this run: over all other runs (``all``, from
+    the incremental per-item totals) or in the parent run only (``parent``)."""
+    import numpy as np
+
+    from sushitui.training.samplers import HISTORIES, SamplerError
+
+    if history not in HISTORIES:
+        raise SamplerError(f"unknown history {history!r}; use one of {', '.join(HISTORIES)}")
+    db = current_database()
+    counts = np.zeros(len(pool.items), dtype=np.int64)
+    if history == "parent":
+        if not run.parent_id:
+            return counts
+        rows = db.execute_sql(
+            "SELECT u.item_id, u.times_seen FROM run_item_usage u JOIN item i ON i.id = u.item_id "
+            "WHERE u.run_id = ? AND i.dataset_id = ?",
+            (run.parent_id, run.dataset_id),
+        )
+    else:
+        # all runs minus this run's own usage, so a restarted trainer plans the same epochs
+        rows = db.execute_sql(
+            "SELECT s.item_id, s.total_seen - COALESCE(u.times_seen, 0) FROM item_stats s "
+            "JOIN item i ON i.id = s.item_id "
+            "LEFT JOIN run_item_usage u ON u.run_id = ? AND u.item_id = s.item_id "
+            "WHERE i.dataset_id = ?",
+            (run.id, run.dataset_id),
+        )
+    pos = pool.position
+    for item_id, n in rows:
+        p = pos.get(item_id)
+        if p is not None:
+            counts[p] = n
+    return counts

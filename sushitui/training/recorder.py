@@ -1,0 +1,362 @@
+"""Recording usage from a training loop (TR-2) and sampling its epochs (TR-3).
+
+    import sushitui.training as training
+
+    with training.open_run("my-lora") as run:
+        for epoch in range(1, 11):
+            order = run.sample_epoch(epoch, sampler="min-usage", seed=42)
+            for step, batch in enumerate(chunks(order, 4)):
+                train_step(batch)                                  # your trainer
+                run.record([it.id for it in batch], epoch, step)
+
+``record`` only appends to an in-memory buffer (aggregated per item), so it costs the
+trainer almost nothing. The buffer is written in one transaction when it holds
+``flush_every`` events, when ``flush_seconds`` have passed, on ``flush()``/``close()``,
+on leaving the ``with`` block and at interpreter exit. A crash of the trainer therefore
+loses at most the events since the last flush; every flush is atomic.
+
+A flush updates the run's per-item usage and the per-item totals over all runs with
+UPSERTs of just the items in the buffer: nothing rescans the history.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import time
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from peewee import OperationalError, IntegrityError
+
+from sushitui.store import TrainingRun, write_transaction
+from sushitui.store.models import database_proxy
+from sushitui.training.pool import Pool, SampleItem, history_counts, load_pool
+from sushitui.training.runs import TrainingError, get_run, set_status
+
+if TYPE_CHECKING:
+    import numpy as np
+    from peewee import SqliteDatabase
+
+FLUSH_EVERY = 20_000  # events
+FLUSH_SECONDS = 5.0
+BUSY_RETRIES = 8
+
+
+class UnknownItemError(TrainingError, ValueError):
+    pass
+
+
+_DELTA_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS sushitui_usage_delta ("
+    "item_id INTEGER PRIMARY KEY, n INTEGER NOT NULL, first_epoch INTEGER, first_step INTEGER, "
+    "last_epoch INTEGER, last_step INTEGER)"
+)
+# Per-item totals first: they need the run's count *before* this flush (c) to add
+# (c+d)^2 - c^2 = 2cd + d^2 to the sum of squares and to count a new participation.
+_UPSERT_STATS = (
+    "INSERT INTO item_stats (item_id, total_seen, runs_participated, usage_sumsq, first_trained_at, last_trained_at) "
+    "SELECT d.item_id, d.n, (u.times_seen IS NULL), 2 * COALESCE(u.times_seen, 0) * d.n + d.n * d.n, ?, ? "
+    "FROM sushitui_usage_delta d LEFT JOIN run_item_usage u ON u.run_id = ? AND u.item_id = d.item_id WHERE true "
+    "ON CONFLICT (item_id) DO UPDATE SET "
+    "total_seen = item_stats.total_seen + excluded.total_seen, "
+    "runs_participated = item_stats.runs_participated + excluded.runs_participated, "
+    "usage_sumsq = item_stats.usage_sumsq + excluded.usage_sumsq, "
+    "first_trained_at = COALESCE(item_stats.first_trained_at, excluded.first_trained_at), "
+    "last_trained_at = excluded.last_trained_at"
+)
+_UPSERT_USAGE = (
+    "INSERT INTO run_item_usage (run_id, item_id, times_seen, first_epoch, first_step, last_epoch, last_step) "
+    "SELECT ?, item_id, n, first_epoch, first_step, last_epoch, last_step FROM sushitui_usage_delta WHERE true "
+    "ON CONFLICT (run_id, item_id) DO UPDATE SET "
+    "times_seen = run_item_usage.times_seen + excluded.times_seen, "
+    "first_epoch = COALESCE(run_item_usage.first_epoch, excluded.first_epoch), "
+    "first_step = COALESCE(run_item_usage.first_step, excluded.first_step), "
+    "last_epoch = excluded.last_epoch, last_step = excluded.last_step"
+)
+_UPDATE_RUN = (
+    "UPDATE training_run SET samples_seen = samples_seen + ?, "
+    "epochs_done = MAX(epochs_done, ?), steps_done = MAX(steps_done, ?), "
+    "status = CASE WHEN status = 'pending' THEN 'running' ELSE status END, "
+    "started_at = COALESCE(started_at, ?) WHERE id = ?"
+)
+
+
+def _is_busy(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class Run:
+    """A training run opened for recording; see the module docstring."""
+
+    def __init__(
+        self,
+        db: "SqliteDatabase",
+        run: TrainingRun,
+        *,
+        flush_every: int = FLUSH_EVERY,
+        flush_seconds: float = FLUSH_SECONDS,
+        owns_db: bool = False,
+    ):
+        self.db = db
+        self.row = run
+        self.flush_every = max(1, int(flush_every))
+        self.flush_seconds = float(flush_seconds)
+        self._owns_db = owns_db
+        self._buffer: dict[int, list[int]] = {}  # item id -> [n, first_epoch, first_step, last_epoch, last_step]
+        self._buffered = 0
+        self._max_epoch = 0
+        self._max_step = 0
+        self._first_event_at: float | None = None
+        self._last_flush = time.monotonic()
+        self._pool: Pool | None = None
+        self._planners: dict[tuple, Any] = {}
+        self._known_ids: frozenset[int] | None = None
+        self.flushed_events = 0  # events written by this object
+        self.dropped_events = 0  # events of items deleted from the index before a flush
+        self.last_error: Exception | None = None
+        self.closed = False
+        ref = weakref.ref(self)
+        self._atexit = lambda: (ref() is not None and not ref().closed and ref()._flush_quietly())
+        atexit.register(self._atexit)
+
+    # --- identity ------------------------------------------------------------------
+
+    @property
+    def id(self) -> int:
+        return self.row.id
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    @property
+    def pending_events(self) -> int:
+        """Events recorded but not yet written."""
+        return self._buffered
+
+    # --- items and sampling --------------------------------------------------------
+
+    def pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = load_pool(self.row)
+            self._known_ids = self._pool.all_ids
+        return self._pool
+
+    def items(self) -> list[SampleItem]:
+        """Every item of the dataset that has an image, in id order."""
+        return self.pool().items
+
+    def history(self, history: str = "all") -> "np.ndarray":
+        return history_counts(self.row, self.pool(), history)
+
+    def epoch_positions(
+        self, epoch: int, sampler: str = "random", seed: int = 0, history: str = "all", epoch_size: int | None = None
+    ) -> "np.ndarray":
+        from sushitui.training.samplers import EpochPlanner, canonical_sampler
+
+        key = (canonical_sampler(sampler), int(seed), history, epoch_size)
+        planner = self._planners.get(key)
+        if planner is None:
+            planner = EpochPlanner(self.history(history), key[0], seed=key[1], size=epoch_size)
+            self._planners[key] = planner
+        return planner.order(epoch)
+
+    def sample_epoch(
+        self, epoch: int, sampler: str = "random", seed: int = 0, history: str = "all", epoch_size: int | None = None
+    ) -> list[SampleItem]:
+        """The items of epoch ``epoch`` (from 1) in the sampler's order.
+
+        The plan depends only on the history before this run, the sampler, the seed and
+        the epoch size: a restarted trainer gets the same order, and ``run sample`` with
+        the same arguments writes the same order to a file.
+        """
+        items = self.pool().items
+        return [items[p] for p in self.epoch_positions(epoch, sampler, seed, history, epoch_size).tolist()]
+
+    # --- recording -----------------------------------------------------------------
+
+    def record(self, items: Iterable[int | SampleItem], epoch: int, step: int) -> None:
+        """Note that the trainer used ``items`` (ids or SampleItems) at ``epoch``/``step``.
+
+        Raises ``UnknownItemError`` (recording nothing of this call) for an id that is
+        not an item of the run's dataset.
+        """
+        if self.closed:
+            raise TrainingError(f"run {self.name!r} is closed; open it again to record more")
+        ids = [it if isinstance(it, int) else it.id for it in items]
+        known = self._known_ids
+        if known is None:
+            self.pool()
+            known = self._known_ids
+        if not known.issuperset(ids):
+            bad = sorted({i for i in ids if i not in known})[:5]
+            raise UnknownItemError(f"item ids {bad} are not items of dataset #{self.row.dataset_id} (run {self.name!r})")
+        epoch = int(epoch)
+        step = int(step)
+        buf = self._buffer
+        for i in ids:
+            entry = buf.get(i)
+            if entry is None:
+                buf[i] = [1, epoch, step, epoch, step]
+            else:
+                entry[0] += 1
+                entry[3] = epoch
+                entry[4] = step
+        self._buffered += len(ids)
+        if epoch > self._max_epoch:
+            self._max_epoch = epoch
+        if step > self._max_step:
+            self._max_step = step
+        if self._first_event_at is None:
+            self._first_event_at = time.time()
+        if self._buffered >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the buffered events in one transaction; returns how many were written.
+
+        On "database is locked" it retries with back-off; if it still cannot write, the
+        events stay buffered (nothing is lost) and the error is raised.
+        """
+        if not self._buffered:
+            self._last_flush = time.monotonic()
+            return 0
+        delay = 0.05
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                written = self._write_buffer()
+                break
+            except OperationalError as exc:
+                if not _is_busy(exc) or attempt == BUSY_RETRIES:
+                    self.last_error = exc
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except IntegrityError:
+                # items removed from the index (e.g. a reindex) since the run was opened
+                self._drop_vanished_items()
+                if not self._buffered:
+                    return 0
+        self._buffer = {}
+        self._buffered = 0
+        self._first_event_at = None
+        self._last_flush = time.monotonic()
+        self.flushed_events += written
+        self.last_error = None
+        return written
+
+    def _write_buffer(self) -> int:
+        db = self.db
+        rows = [(i, e[0], e[1], e[2], e[3], e[4]) for i, e in self._buffer.items()]
+        now = time.time()
+        first_at = self._first_event_at or now
+        with write_transaction(db):
+            db.execute_sql(_DELTA_TABLE)
+            db.execute_sql("DELETE FROM sushitui_usage_delta")
+            db.cursor().executemany("INSERT INTO sushitui_usage_delta VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.execute_sql(_UPSERT_STATS, (first_at, now, self.id))
+            db.execute_sql(_UPSERT_USAGE, (self.id,))
+            cur = db.execute_sql(_UPDATE_RUN, (self._buffered, self._max_epoch, self._max_step, first_at, self.id))
+            if cur.rowcount == 0:
+                raise TrainingError(f"run {self.name!r} was removed while recording; its usage cannot be stored")
+            db.execute_sql("DELETE FROM sushitui_usage_delta")
+        return self._buffered
+
+    def _drop_vanished_items(self) -> None:
+        ids = list(self._buffer)
+        alive: set[int] = set()
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            alive.update(r[0] for r in self.db.execute_sql(f"SELECT id FROM item WHERE id IN ({marks})", chunk))
+        for i in ids:
+            if i not in alive:
+                n = self._buffer.pop(i)[0]
+                self._buffered -= n
+                self.dropped_events += n
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # at interpreter exit there is nobody left to tell
+            pass
+
+    # --- status and lifetime -------------------------------------------------------
+
+    def set_status(self, status: str) -> None:
+        self.flush()
+        self.row = set_status(self.row, status)
+
+    def refresh(self) -> TrainingRun:
+        self.row = get_run(self.row.id)
+        return self.row
+
+    def close(self, status: str | None = None) -> None:
+        """Flush, optionally set the final status, and release the database."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+            if status:
+                self.row = set_status(self.row, status)
+        finally:
+            self.closed = True
+            atexit.unregister(self._atexit)
+            if self._owns_db and not self.db.is_closed():
+                self.db.close()
+
+    def __enter__(self) -> "Run":
+        if self.row.status == "pending":
+            self.row = set_status(self.row, "running")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            status = "completed"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "cancelled"
+        else:
+            status = "failed"
+        self.close(status)
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def open_run(
+    name: str | int,
+    db_path: str | os.PathLike | None = None,
+    *,
+    flush_every: int = FLUSH_EVERY,
+    flush_seconds: float = FLUSH_SECONDS,
+) -> Run:
+    """Open the run ``name`` (create it first with ``sushitui run create``) for recording.
+
+    ``db_path`` defaults to ``--db``'s defaults (``SUSHITUI_DB``, then the XDG data dir);
+    a database already open in this process at that path is reused.
+    """
+    from sushitui.config import resolve_db_path
+    from sushitui.store import open_database
+
+    current = database_proxy.obj
+    owns = False
+    if current is not None and not current.is_closed() and (db_path is None or _same_file(current.database, db_path)):
+        db = current
+    else:
+        db = open_database(resolve_db_path(db_path))
+        owns = True
+    try:
+        row = get_run(name)
+    except TrainingError:
+        if owns:
+            db.close()
+        raise
+    return Run(db, row, flush_every=flush_every, flush_seconds=flush_seconds, owns_db=owns)

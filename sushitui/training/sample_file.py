@@ -1,0 +1,125 @@
+"""``run sample`` (TR-4): plan a run's epochs now and write them to a file the trainer
+reads, so the trainer never touches the database.
+
+Formats:
+- ``list``: one absolute image path per line, all epochs in order.
+- ``kohya-json``: kohya-ss fine-tuning metadata ``{image_path: {"caption": ...}}`` (kohya joins
+  "caption" and "tags" when both are set, so only "caption" is written)
+  for the sampled items in order of first use (a JSON object cannot repeat a key, so the
+  per-epoch order lives in the other formats).
+- ``jsonl``: one line per sample ``{"epoch", "index", "id", "image", "caption"}``; a
+  trainer can echo ``epoch``/``step``/``id`` back for ``run record --from``.
+
+The file is written atomically (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sushitui.progress import CancelToken, ProgressEvent, Throttle
+from sushitui.store import TrainingRun, write_transaction
+from sushitui.training.recorder import Run
+from sushitui.training.runs import TrainingError
+
+FORMATS = ("list", "kohya-json", "jsonl")
+
+
+@dataclass
+class SampleReport:
+    path: str
+    format: str
+    epochs: int
+    samples: int
+    distinct_items: int
+    sampler: str
+    seed: int
+    history: str
+
+
+def _atomic_write(path: Path, write: Callable) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_sample_file(
+    run: Run,
+    out: str | os.PathLike,
+    *,
+    epochs: int,
+    sampler: str = "random",
+    seed: int = 0,
+    history: str = "all",
+    fmt: str = "list",
+    epoch_size: int | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> SampleReport:
+    if fmt not in FORMATS:
+        raise TrainingError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if epochs < 1:
+        raise TrainingError("--epochs must be at least 1")
+    out = Path(out).expanduser().resolve()
+    items = run.items()
+    if not items:
+        raise TrainingError(f"dataset of run {run.name!r} has no items with images; index it first")
+    tick = Throttle(progress)
+    ev = ProgressEvent("sampling", 0, epochs, unit="epochs")
+    orders = []
+    for e in range(1, epochs + 1):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        orders.append(run.epoch_positions(e, sampler, seed, history, epoch_size))
+        ev.done = e
+        tick(ev, force=e == epochs)
+    samples = sum(len(o) for o in orders)
+    seen: dict[int, None] = {}
+    for o in orders:
+        seen.update(dict.fromkeys(o.tolist()))
+
+    def write(fh) -> None:
+        if fmt == "list":
+            for o in orders:
+                fh.write("".join(items[p].image + "\n" for p in o.tolist()))
+        elif fmt == "jsonl":
+            for e, o in enumerate(orders, start=1):
+                for k, p in enumerate(o.tolist()):
+                    it = items[p]
+                    fh.write(
+                        json.dumps(
+                            {"epoch": e, "index": k, "id": it.id, "image": it.image, "caption": it.caption},
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
+        else:
+            meta = {}
+            for p in seen:
+                it = items[p]
+                meta[it.image] = {"caption": it.caption}
+            json.dump(meta, fh, ensure_ascii=False, indent=1)
+            fh.write("\n")
+
+    _atomic_write(out, write)
+    with write_transaction(run.db):
+        TrainingRun.update(metadata_file=str(out)).where(TrainingRun.id == run.id).execute()
+    from sushitui.training.samplers import canonical_sampler
+
+    return SampleReport(str(out), fmt, epochs, samples, len(seen), canonical_sampler(sampler), int(seed), history)
