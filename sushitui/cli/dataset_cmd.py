@@ -1,5 +1,313 @@
-"""CLI commands: dataset (being written)."""
+"""CLI commands: ``dataset add|list|show|reindex|remove`` and ``items``.
+
+Thin over ``sushitui.dataset.registry`` / ``items``: parse, call, print. Long scans draw
+a progress bar on a terminal (plain output when piped); the first Ctrl-C cancels and
+keeps what was indexed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sushitui.cli.common import (
+    CliError,
+    TerminalProgress,
+    add_common,
+    cancel_on_sigint,
+    emit_json,
+    fmt_duration,
+    fmt_time,
+    open_db,
+    out,
+)
+
+PROBLEMS_SHOWN = 20
 
 
 def register(subparsers) -> None:
-    return None
+    ds = subparsers.add_parser("dataset", help="register, list, show, reindex and remove datasets")
+    add_common(ds, json_flag=False)
+    sub = ds.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("add", help="register a folder of images and captions and index it")
+    p.add_argument("name", metavar="NAME", help="unique name (1-100 characters)")
+    p.add_argument("path", metavar="PATH", help="the folder that holds the images")
+    p.add_argument("--type", choices=["auto", "single", "pairs"], default="auto",
+                   help="auto (default): group X_source/X_target/...; single: every image is its own item; pairs: groups are pairs")
+    p.add_argument("--caption-suffixes", metavar="LIST", help="comma-separated caption suffixes (default main,alt,instruction,caption,tags,description)")
+    p.add_argument("--image-suffixes", metavar="LIST", help="comma-separated image suffixes (default source,target,cref,mask)")
+    p.add_argument("--primary-suffix", metavar="SUFFIX", default="target", help="which image of a group is the primary one (default target)")
+    p.add_argument("--caption-type", metavar="SUBTYPE=TYPE", action="append", default=[],
+                   help="override the caption type of a subtype, e.g. alt=natural_language (repeatable)")
+    p.add_argument("--no-recursive", action="store_true", help="only the folder itself, not its subfolders")
+    p.add_argument("--max-depth", type=int, metavar="N", help="subfolder levels to descend (0 = the folder only; default unlimited)")
+    p.add_argument("--exif", action="store_true", help="also read captions embedded in images (EXIF/XMP/IPTC/PNG text)")
+    add_common(p)
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("list", help="list registered datasets")
+    add_common(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="settings, totals and the last scan report (problems)")
+    p.add_argument("name", metavar="NAME")
+    add_common(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("reindex", help="re-read what changed on disk (incremental)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--full", action="store_true", help="re-read and re-hash every file")
+    add_common(p)
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("remove", help="remove a dataset from the index (files on disk are never touched)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_common(p)
+    p.set_defaults(func=cmd_remove)
+
+    p = subparsers.add_parser("items", help="list a dataset's items (JSON Lines with --json)")
+    p.add_argument("name", metavar="NAME", help="dataset name")
+    p.add_argument("--query", "-q", metavar="Q", help="filter with the query language, e.g. '1girl -solo'")
+    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--offset", type=int, default=0, metavar="N")
+    p.add_argument("--sort", choices=["name", "created", "width", "height", "tags"], default="name")
+    p.add_argument("--desc", action="store_true", help="descending order")
+    add_common(p)
+    p.set_defaults(func=cmd_items)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _dataset_error(exc: Exception) -> CliError:
+    return CliError(str(exc), 1)
+
+
+def _get(name: str):
+    from sushitui.dataset.registry import DatasetNotFound, get_dataset
+
+    try:
+        return get_dataset(name)
+    except DatasetNotFound as exc:
+        raise _dataset_error(exc) from exc
+
+
+def _print_report(report, name: str, verb: str) -> None:
+    line = (
+        f"{verb} {name!r}: {report.items_total:,} items "
+        f"(+{report.items_added:,} new, {report.items_updated:,} changed, {report.items_removed:,} removed, "
+        f"{report.items_unchanged:,} unchanged), {report.files_seen:,} files, {report.captions:,} captions read "
+        f"in {report.elapsed:.1f}s"
+    )
+    out(line)
+    if report.cancelled:
+        out(f"cancelled: what was indexed so far is kept; run `sushitui dataset reindex {name}` to finish")
+    _print_problems(report.problems, name)
+
+
+def _print_problems(problems, name: str, limit: int | None = PROBLEMS_SHOWN) -> None:
+    if not problems:
+        return
+    out(f"{len(problems):,} problem(s):")
+    shown = problems if limit is None else problems[:limit]
+    for p in shown:
+        path = p.path if hasattr(p, "path") else p["path"]
+        reason = p.reason if hasattr(p, "reason") else p["reason"]
+        out(f"  {path}: {reason}")
+    if limit is not None and len(problems) > limit:
+        out(f"  … and {len(problems) - limit:,} more: sushitui dataset show {name}")
+
+
+def _caption_types(pairs: list[str]) -> dict[str, str]:
+    types = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise CliError(f"--caption-type {pair!r}: use SUBTYPE=TYPE, e.g. alt=natural_language")
+        k, v = pair.split("=", 1)
+        types[k.strip().lower()] = v.strip()
+    return types
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def cmd_add(args) -> int:
+    from sushitui.dataset.registry import DatasetError, DatasetSettings, add_dataset, dataset_to_dict
+
+    open_db(args)
+    settings = DatasetSettings(name=args.name, root_path=args.path, type=args.type,
+                               recursive=not args.no_recursive, max_depth=args.max_depth,
+                               read_exif=args.exif, primary_suffix=args.primary_suffix,
+                               caption_types=_caption_types(args.caption_type))
+    if args.caption_suffixes is not None:
+        settings.caption_suffixes = args.caption_suffixes
+    if args.image_suffixes is not None:
+        settings.image_suffixes = args.image_suffixes
+    bar = TerminalProgress(f"scanning {args.name}")
+    try:
+        with cancel_on_sigint() as token:
+            ds, report = add_dataset(settings, progress=bar, cancel=token)
+    except DatasetError as exc:
+        raise _dataset_error(exc) from exc
+    finally:
+        bar.close()
+    if args.json:
+        emit_json({"dataset": dataset_to_dict(ds), "report": report.to_dict()})
+    else:
+        _print_report(report, ds.name, "registered")
+    return 130 if report.cancelled else 0
+
+
+def cmd_reindex(args) -> int:
+    from sushitui.dataset.registry import DatasetError, dataset_to_dict, get_dataset, reindex
+
+    open_db(args)
+    ds = _get(args.name)
+    bar = TerminalProgress(f"reindexing {ds.name}")
+    try:
+        with cancel_on_sigint() as token:
+            report = reindex(ds, progress=bar, cancel=token, full=args.full)
+    except DatasetError as exc:
+        raise _dataset_error(exc) from exc
+    finally:
+        bar.close()
+    if args.json:
+        emit_json({"dataset": dataset_to_dict(get_dataset(ds.id)), "report": report.to_dict()})
+    else:
+        _print_report(report, ds.name, "reindexed")
+    return 130 if report.cancelled else 0
+
+
+def cmd_list(args) -> int:
+    from sushitui.dataset.registry import dataset_to_dict, list_datasets
+
+    open_db(args)
+    datasets = list_datasets()
+    if args.json:
+        emit_json([dataset_to_dict(d) for d in datasets])
+        return 0
+    if not datasets:
+        out("no datasets yet: sushitui dataset add NAME PATH")
+        return 0
+    width = max(4, *(len(d.name) for d in datasets))
+    out(f"{'NAME':<{width}}  {'ITEMS':>8}  {'IMAGES':>8}  {'CAPTIONS':>8}  {'INDEXED':<16}  PATH")
+    for d in datasets:
+        out(f"{d.name:<{width}}  {d.total_items:>8,}  {d.total_images:>8,}  {d.total_captions:>8,}  "
+            f"{fmt_time(d.indexed_at):<16}  {d.root_path}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from sushitui.dataset.registry import dataset_to_dict
+
+    open_db(args)
+    ds = _get(args.name)
+    report = ds.last_scan_report or {}
+    if args.json:
+        d = dataset_to_dict(ds)
+        d["last_scan_report"] = report or None
+        emit_json(d)
+        return 0
+    out(f"name:             {ds.name}")
+    out(f"path:             {ds.root_path}")
+    out(f"type:             {ds.type}")
+    out(f"caption suffixes: {', '.join(ds.caption_suffixes or [])}")
+    out(f"image suffixes:   {', '.join(ds.image_suffixes or [])} (primary: {ds.primary_suffix})")
+    if ds.caption_types:
+        out(f"caption types:    {', '.join(f'{k}={v}' for k, v in sorted(ds.caption_types.items()))}")
+    out(f"recursive:        {'yes' if ds.recursive else 'no'}"
+        + (f" (max depth {ds.max_depth})" if ds.max_depth is not None else ""))
+    out(f"embedded metadata: {'read' if ds.read_exif else 'off'}")
+    out(f"items:            {ds.total_items:,} ({ds.total_images:,} images, {ds.total_captions:,} captions)")
+    out(f"indexed:          {fmt_time(ds.indexed_at)}")
+    if report:
+        state = "cancelled" if report.get("cancelled") else "complete"
+        out(f"last scan:        {state}, {report.get('files_seen', 0):,} files in {fmt_duration(report.get('elapsed'))}, "
+            f"+{report.get('items_added', 0):,} / ~{report.get('items_updated', 0):,} / -{report.get('items_removed', 0):,} items")
+        problems = report.get("problems") or []
+        total = report.get("problems_total", len(problems))
+        if problems:
+            out(f"problems ({total:,}):")
+            for p in problems:
+                out(f"  {p['path']}: {p['reason']}")
+            if total > len(problems):
+                out(f"  … and {total - len(problems):,} more (not stored)")
+        else:
+            out("problems:         none")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from sushitui.dataset.registry import remove_dataset
+
+    open_db(args)
+    ds = _get(args.name)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"removing {ds.name!r} from the index needs confirmation: pass --yes (files on disk are not touched)")
+        answer = input(f"Remove {ds.name!r} ({ds.total_items:,} items) from the index? Files on disk are not touched. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out("not removed")
+            return 1
+    n = remove_dataset(ds)
+    out(f"removed {ds.name!r} from the index ({n:,} items); files in {ds.root_path} were not touched")
+    return 0
+
+
+def cmd_items(args) -> int:
+    from sushitui.dataset.items import ItemQueryError, items_to_dicts, select_items
+
+    open_db(args)
+    ds = _get(args.name)
+    if args.limit is not None and args.limit < 0:
+        raise CliError("--limit must be 0 or more")
+    if args.offset < 0:
+        raise CliError("--offset must be 0 or more")
+    try:
+        select = select_items(ds.id, args.query, args.sort, args.desc)
+    except ItemQueryError as exc:
+        raise CliError(str(exc)) from exc
+    except Exception as exc:  # the query language's QueryError
+        if type(exc).__name__ != "QueryError":
+            raise
+        raise CliError(_query_message(exc, args.query)) from exc
+    if args.limit is not None:
+        select = select.limit(args.limit)
+    if args.offset:
+        select = select.offset(args.offset) if args.limit is not None else select.limit(-1).offset(args.offset)
+    try:
+        page = 500
+        batch = []
+        for item in select.iterator():
+            batch.append(item)
+            if len(batch) >= page:
+                _emit_items(batch, args.json, items_to_dicts)
+                batch = []
+        if batch:
+            _emit_items(batch, args.json, items_to_dicts)
+    except Exception as exc:
+        if type(exc).__name__ != "QueryError":
+            raise
+        raise CliError(_query_message(exc, args.query)) from exc
+    return 0
+
+
+def _query_message(exc, query: str) -> str:
+    msg = getattr(exc, "message", str(exc))
+    pos = getattr(exc, "position", None)
+    if pos is None:
+        return f"bad query: {msg}"
+    return f"bad query at position {pos + 1}: {msg}\n  {query}\n  {' ' * pos}^"
+
+
+def _emit_items(items, as_json: bool, items_to_dicts) -> None:
+    if as_json:
+        for d in items_to_dicts(items):
+            emit_json(d)
+        return
+    for d in items_to_dicts(items):
+        main_tags = [t["tag"] for t in d["tags"] if t["subtype"] == "main"][:8]
+        size = f"{d['width']}×{d['height']}" if d["width"] else "?"
+        extra = f"  [{len(d['problems'])} problem(s)]" if d.get("problems") else ""
+        out(f"{d['id']:>7}  {d['type']:<6} {size:>11}  {d['image']}  {', '.join(main_tags)}{extra}")

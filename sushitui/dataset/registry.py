@@ -209,3 +209,25 @@ def remove_dataset(name: str | int | Dataset) -> int:
 
 def last_report(ds: Dataset) -> ScanReport | None:
     return ScanReport.from_dict(ds.last_scan_report) if ds.last_scan_report else None
+
+
+def dataset_to_dict(ds: Dataset) -> dict:
+    """Settings and totals (the ``dataset list/show --json`` shape)."""
+    return {
+        "id": ds.id,
+        "name": ds.name,
+        "root_path": ds.root_path,
+        "type": ds.type,
+        "caption_suffixes": ds.caption_suffixes,
+        "image_suffixes": ds.image_suffixes,
+        "primary_suffix": ds.primary_suffix,
+        "recursive": ds.recursive,
+        "max_depth": ds.max_depth,
+        "read_exif": ds.read_exif,
+        "caption_types": ds.caption_types or {},
+        "total_items": ds.total_items,
+        "total_images": ds.total_images,
+        "total_captions": ds.total_captions,
+        "indexed_at": ds.indexed_at,
+        "created_at": ds.created_at,
+    }
