@@ -189,6 +189,32 @@ def write_atomic(
     return FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
+def write_new(path: str | os.PathLike, text: str, *, encoding: str | None = None) -> None:
+    """Create a caption file that must not exist yet (export staging).
+
+    No temporary file and no fsync: the caller writes into a private staging folder,
+    syncs once and publishes the folder as a whole, which keeps a crash from exposing a
+    half-written file while writing 100k files at create() speed (temp + rename +
+    fsync per file runs at ~900 files/s here).
+    """
+    data = encode_caption(text, encoding)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except FileExistsError as exc:
+        raise CaptionFileError(f"{path}: already exists; not overwritten") from exc
+    except OSError as exc:
+        raise CaptionFileError(f"{path}: cannot create ({exc.strerror or exc})") from exc
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
+        raise CaptionFileError(f"{path}: not written, {reason}") from exc
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         dfd = os.open(directory, os.O_RDONLY)

@@ -1,0 +1,17 @@
+"""Export for trainers (EX-1..3): txt captions, kohya-ss metadata JSON and dataset TOML,
+ai-toolkit dataset YAML."""
+
+from sushitui.export.exporter import PreviewCaption, export_dataset, preview_captions
+from sushitui.export.options import FORMATS, LINK_MODES, ExportError, ExportOptions, ExportProblem, ExportReport
+
+__all__ = [
+    "FORMATS",
+    "LINK_MODES",
+    "ExportError",
+    "ExportOptions",
+    "ExportProblem",
+    "ExportReport",
+    "PreviewCaption",
+    "export_dataset",
+    "preview_captions",
+]

@@ -1,0 +1,119 @@
+"""Choosing and transforming an item's caption for a trainer (EX-2).
+
+The result is the text the trainer reads: one line (kohya reads only the first line of
+a caption file), the trigger word first. Tag captions go through aliases, excluded tag
+groups, underscores → spaces and escaped parentheses; prose captions are only folded
+onto one line and prefixed with the trigger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from sushitui.export.options import ExportOptions
+from sushitui.tags import normalize
+
+MAIN_ALIASES = ("main", "")  # ``image.txt`` is the main caption (layout A)
+
+
+@dataclass(frozen=True)
+class CaptionRow:
+    """The parts of a Caption row the export needs."""
+
+    type: str
+    subtype: str
+    content: str
+
+
+@dataclass(frozen=True)
+class BuiltCaption:
+    text: str  # what goes into the caption file / metadata, one line
+    kind: str  # "tags" or "text"
+    subtype: str | None  # the subtype that was chosen (None: the item had no caption)
+
+
+def choose_caption(rows: Sequence[CaptionRow], order: Sequence[str]) -> CaptionRow | None:
+    """The first non-empty caption in ``order``; each entry names a subtype (``main``
+    also matches the unsuffixed caption) or, failing that, a caption type."""
+    for want in order:
+        want = want.strip()
+        if not want:
+            continue
+        subtypes = MAIN_ALIASES if want == "main" else (want,)
+        for sub in subtypes:
+            for row in rows:
+                if row.subtype == sub and row.content.strip():
+                    return row
+        for row in rows:
+            if row.type == want and row.content.strip():
+                return row
+    return None
+
+
+class CaptionBuilder:
+    """Applies the export options to captions; built once per export (it loads the
+    alias table and the excluded groups' members up front, so building a caption
+    does no database work)."""
+
+    def __init__(self, options: ExportOptions, alias_map: dict[str, str] | None = None, excluded_norms: Iterable[str] = ()):
+        self.options = options
+        self.alias_map = alias_map or {}
+        self.excluded = frozenset(excluded_norms)
+        self.trigger = normalize.clean(options.trigger) if options.trigger else ""
+        self.trigger_tags = normalize.split_tags(self.trigger) if self.trigger else []
+        self._trigger_keys = {normalize.match_key(t) for t in self.trigger_tags}
+
+    @classmethod
+    def from_database(cls, options: ExportOptions) -> "CaptionBuilder":
+        from sushitui.store import Alias, TagGroup, TagGroupMember
+
+        alias_map = {}
+        if options.aliases:
+            alias_map = {row.from_norm: row.to_tag for row in Alias.select(Alias.from_norm, Alias.to_tag)}
+        excluded: set[str] = set()
+        wanted = {g.strip().lower() for g in options.exclude_groups if g.strip()}
+        if wanted:
+            from sushitui.export.options import ExportError
+
+            groups = {g.name.lower(): g.id for g in TagGroup.select(TagGroup.id, TagGroup.name)}
+            missing = sorted(wanted - groups.keys())
+            if missing:
+                known = ", ".join(sorted(groups)) or "none defined"
+                raise ExportError(f"unknown tag group(s): {', '.join(missing)} (known: {known})")
+            ids = [groups[w] for w in wanted]
+            excluded = {m.norm for m in TagGroupMember.select(TagGroupMember.norm).where(TagGroupMember.group.in_(ids))}
+        return cls(options, alias_map, excluded)
+
+    def transform_tags(self, tags: Sequence[str]) -> list[str]:
+        opts = self.options
+        out: list[str] = []
+        for tag in tags:
+            if self.alias_map:
+                tag = self.alias_map.get(normalize.match_key(tag), tag)
+            if normalize.match_key(tag) in self.excluded or normalize.match_key(tag) in self._trigger_keys:
+                continue
+            if opts.underscores_to_spaces:
+                tag = normalize.underscores_to_spaces(tag)
+            if opts.escape_parens:
+                tag = normalize.escape_parens(tag)
+            out.append(tag)
+        out = normalize.dedupe(out)
+        return self.trigger_tags + out if self.trigger_tags else out
+
+    def transform_text(self, text: str) -> str:
+        line = " ".join(text.split())  # one line: kohya reads only the first line
+        if self.trigger:
+            low = line.lower()
+            t = self.trigger.lower()
+            if not (low == t or low.startswith(t + ",") or low.startswith(t + " ")):
+                line = f"{self.trigger}, {line}" if line else self.trigger
+        return line
+
+    def build(self, rows: Sequence[CaptionRow]) -> BuiltCaption:
+        row = choose_caption(rows, self.options.caption)
+        if row is None:
+            return BuiltCaption(normalize.join_tags(self.trigger_tags), "tags", None)
+        if row.type == "tags":
+            return BuiltCaption(normalize.join_tags(self.transform_tags(normalize.split_tags(row.content))), "tags", row.subtype)
+        return BuiltCaption(self.transform_text(row.content), "text", row.subtype)

@@ -1,0 +1,264 @@
+"""Export a dataset (or a query result) for a trainer: the one core function the CLI
+and the TUI dialog call."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Sequence
+
+from sushitui.dataset.caption_files import CaptionFileError
+from sushitui.dataset.paths import UnsafePathError, to_abs
+from sushitui.export import formats
+from sushitui.export.captions import BuiltCaption, CaptionBuilder, CaptionRow
+from sushitui.export.options import ExportError, ExportOptions, ExportProblem, ExportReport
+from sushitui.export.writer import OutputTree, prepare_outdir
+from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
+from sushitui.store import Caption, Dataset, Item
+
+_CHUNK = 900  # SQLite host parameters per IN (...) list
+
+
+@dataclass
+class ItemRow:
+    id: int
+    base_name: str
+    rel_dir: str
+    image_path: str | None
+    related_images: dict
+    width: int | None
+    height: int | None
+
+
+@dataclass
+class PreviewCaption:
+    item_id: int
+    image: str  # dataset-relative image path
+    text: str  # exactly what the trainer reads
+
+
+def resolve_dataset(dataset: Dataset | int | str) -> Dataset:
+    from sushitui.dataset.registry import DatasetNotFound, get_dataset
+
+    try:
+        return get_dataset(dataset)
+    except DatasetNotFound as exc:
+        raise ExportError(str(exc)) from exc
+
+
+def _item_select(dataset: Dataset, options: ExportOptions, item_ids: Sequence[int] | None):
+    from sushitui.dataset.items import select_items
+
+    query = select_items(dataset.id)
+    if options.query and options.query.strip():
+        from sushitui.tags.query import QueryError, apply_query  # the query language (helper "tags")
+
+        try:
+            query = apply_query(query, options.query, dataset.id)
+        except QueryError as exc:
+            raise ExportError(f"bad query: {exc}") from exc
+    if item_ids is not None:
+        query = query.where(Item.id.in_(list(item_ids)))
+    return query
+
+
+def _load_items(dataset: Dataset, options: ExportOptions, limit: int | None = None) -> list[ItemRow]:
+    """The items to export, in dataset order (folder, then name)."""
+    ids = options.item_ids
+    small_selection = ids is not None and len(ids) <= _CHUNK
+    query = _item_select(dataset, options, ids if small_selection else None).order_by(Item.group_key)
+    wanted = set(ids) if ids is not None and not small_selection else None
+    if limit is not None and wanted is None:
+        query = query.limit(limit)
+    cols = query.select(Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.related_images, Item.width, Item.height)
+    rows = []
+    for r in cols.objects():
+        if wanted is not None and r.id not in wanted:
+            continue
+        rows.append(ItemRow(r.id, r.base_name, r.rel_dir or "", r.image_path, r.related_images or {}, r.width, r.height))
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def _load_captions(item_ids: Sequence[int]) -> dict[int, list[CaptionRow]]:
+    out: dict[int, list[CaptionRow]] = {}
+    for start in range(0, len(item_ids), _CHUNK):
+        chunk = list(item_ids[start : start + _CHUNK])
+        q = (
+            Caption.select(Caption.item, Caption.type, Caption.subtype, Caption.content)
+            .where(Caption.item.in_(chunk))
+            .order_by(Caption.id)
+            .tuples()
+        )
+        for item_id, ctype, subtype, content in q:
+            out.setdefault(item_id, []).append(CaptionRow(ctype, subtype or "", content or ""))
+    return out
+
+
+def _iter_built(items: Sequence[ItemRow], builder: CaptionBuilder) -> Iterator[tuple[ItemRow, BuiltCaption]]:
+    for start in range(0, len(items), 5000):
+        chunk = items[start : start + 5000]
+        captions = _load_captions([i.id for i in chunk])
+        for item in chunk:
+            yield item, builder.build(captions.get(item.id, []))
+
+
+def preview_captions(dataset: Dataset | int | str, options: ExportOptions, n: int = 3) -> list[PreviewCaption]:
+    """The first ``n`` items' captions exactly as the trainer will read them."""
+    options.validate()
+    ds = resolve_dataset(dataset)
+    builder = CaptionBuilder.from_database(options)
+    items = _load_items(ds, options, limit=n)
+    return [
+        PreviewCaption(item.id, item.image_path or item.base_name, formats.trainer_text(options.format, built))
+        for item, built in _iter_built(items, builder)
+    ]
+
+
+def _image_name(stem: str, source_rel: str) -> str:
+    return stem + PurePosixPath(source_rel).suffix.lower()
+
+
+def export_dataset(
+    dataset: Dataset | int | str,
+    outdir: str | os.PathLike,
+    options: ExportOptions,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> ExportReport:
+    """Export the dataset's items (or the query's) into OUTDIR in ``options.format``.
+
+    Per-item problems (a missing image, a path the database should never have held)
+    are reported and the export goes on. Cancelling removes what was staged and leaves
+    OUTDIR empty. Raises ExportError when the export cannot start.
+    """
+    started = time.monotonic()
+    options.validate()
+    ds = resolve_dataset(dataset)
+    builder = CaptionBuilder.from_database(options)
+    items = _load_items(ds, options)
+    fmt = options.format
+    root = Path(ds.root_path)
+    out = prepare_outdir(outdir, [ds.root_path])
+    report = ExportReport(outdir=str(out), format=fmt, items_total=len(items))
+    tree = OutputTree(out, options.link_mode)
+    config_root = options.config_root or ("." if options.zip else str(out))
+
+    folders: dict[str, formats.FolderInfo] = {}
+    metadata: dict[str, dict] = {}
+    long_sides: list[int] = []
+    throttle = Throttle(progress)
+    event = ProgressEvent("exporting", 0, len(items), unit="items")
+    throttle(event, force=True)
+    link_counts = {"link": 0, "symlink": 0, "copy": 0}
+    try:
+        for done, (item, built) in enumerate(_iter_built(items, builder), 1):
+            if cancel is not None and done % 64 == 0 and cancel.cancelled:
+                report.cancelled = True
+                break
+            _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts)
+            if item.width and item.height:
+                long_sides.append(max(item.width, item.height))
+            event.done = done
+            throttle(event)
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+        if report.cancelled:
+            tree.discard()
+            report.elapsed = time.monotonic() - started
+            return report
+        used = [f for f in folders.values() if f.images]
+        if fmt == "kohya-toml":
+            report.config_files.append(tree.write_config("dataset.toml", formats.kohya_dreambooth_toml(used, options, config_root, long_sides)))
+        elif fmt == "kohya-json":
+            report.config_files.append(tree.write_config("metadata.json", formats.kohya_metadata_json(metadata)))
+            report.config_files.append(tree.write_config("dataset.toml", formats.kohya_finetune_toml(options, config_root, long_sides, "metadata.json")))
+        elif fmt == "ai-toolkit":
+            report.config_files.append(tree.write_config("dataset.yaml", formats.ai_toolkit_yaml(used, options, config_root, long_sides)))
+        event.phase = "publishing"
+        throttle(event, force=True)
+        if options.zip:
+            report.zip_path = str(tree.publish_zip(f"{out.name or 'export'}.zip"))
+        else:
+            tree.publish()
+    except BaseException:
+        tree.discard()
+        raise
+    report.images_linked = link_counts["link"]
+    report.images_symlinked = link_counts["symlink"]
+    report.images_copied = link_counts["copy"]
+    report.elapsed = time.monotonic() - started
+    throttle(event, force=True)
+    return report
+
+
+def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts) -> None:
+    if not item.image_path:
+        report.problems.append(ExportProblem(item.id, item.base_name, "the item has no image; skipped"))
+        return
+    try:
+        source = to_abs(root, item.image_path)
+    except UnsafePathError:
+        report.problems.append(ExportProblem(item.id, item.image_path, "the database holds a path outside the dataset folder; skipped (run `sushitui dataset reindex`)"))
+        return
+    if not source.is_file():
+        report.problems.append(ExportProblem(item.id, item.image_path, "the image is missing on disk; skipped (run `sushitui dataset reindex`)"))
+        return
+    info = folders.get(item.rel_dir)
+    if info is None:
+        info = folders[item.rel_dir] = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
+    stem = tree.unique_stem(info.folder, PurePosixPath(item.image_path).stem if fmt != "ai-toolkit" else item.base_name)
+    name = _image_name(stem, item.image_path)
+    if stem != PurePosixPath(item.image_path).stem:
+        report.renamed.append((item.image_path, tree.rel(info.folder, name)))
+    try:
+        how = tree.place_image(source, info.folder, name)
+        link_counts[how] += 1
+        if fmt == "ai-toolkit":
+            _place_related(item, root, tree, info, stem, options, link_counts, report)
+        if formats.WRITES_CAPTION_FILES[fmt]:
+            if built.text:
+                tree.write_caption(info.folder, stem + formats.CAPTION_EXT, built.text)
+                report.captions_written += 1
+            else:
+                report.items_without_caption += 1
+        else:
+            key = "/".join(info.folder + (stem,))
+            metadata[key] = formats.metadata_entry(built)
+            if not built.text:
+                report.items_without_caption += 1
+    except (OSError, CaptionFileError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        report.problems.append(ExportProblem(item.id, item.image_path, f"not exported: {reason}"))
+        return
+    info.images += 1
+    report.items_exported += 1
+
+
+def _place_related(item, root, tree, info, stem, options, link_counts, report) -> None:
+    """ai-toolkit control/mask images: same stem as the target, in a parallel folder."""
+    for suffixes, folder, flag in (
+        (options.control_suffixes, info.control_folder, "has_control"),
+        (options.mask_suffixes, info.mask_folder, "has_mask"),
+    ):
+        if folder is None:
+            continue
+        for suffix in suffixes:
+            rel = item.related_images.get(suffix)
+            if not rel or rel == item.image_path:
+                continue
+            try:
+                src = to_abs(root, rel)
+            except UnsafePathError:
+                report.problems.append(ExportProblem(item.id, rel, "related image path outside the dataset folder; skipped"))
+                break
+            if not src.is_file():
+                report.problems.append(ExportProblem(item.id, rel, f"{suffix} image missing on disk; skipped"))
+                break
+            how = tree.place_image(src, folder, _image_name(stem, rel))
+            link_counts[how] += 1
+            setattr(info, flag, True)
+            break

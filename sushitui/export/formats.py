@@ -1,0 +1,211 @@
+"""The trainer formats (EX-1): where each item's files go and which config files are
+written.
+
+- txt: ``OUTDIR/<N>_<folder>/image.ext`` + ``image.txt`` (one line, UTF-8): kohya-ss
+  DreamBooth folders (``train_data_dir = OUTDIR``) and every trainer that reads
+  caption files beside images.
+- kohya-toml: the same files (folder names kept) plus ``dataset.toml`` for
+  ``--dataset_config``: one ``[[datasets.subsets]]`` per folder, because sd-scripts
+  does not recurse into sub-folders of an ``image_dir``.
+- kohya-json: the images plus ``metadata.json`` in the shape sd-scripts' ``finetune/``
+  tools write (``{image_key: {"caption" | "tags": ...}}``, keys relative to the
+  image_dir without extension) and a fine-tuning ``dataset.toml``.
+- ai-toolkit: ``images/<folder>`` (+ ``control/<folder>`` and ``mask/<folder>`` with
+  the same file stems for group items) and ``dataset.yaml`` with one entry per folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+from sushitui.export.captions import BuiltCaption
+from sushitui.export.options import ExportOptions
+from sushitui.export.writer import safe_component
+
+_REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
+CAPTION_EXT = ".txt"
+WRITES_CAPTION_FILES = {"txt": True, "kohya-toml": True, "kohya-json": False, "ai-toolkit": True}
+
+
+@dataclass
+class FolderInfo:
+    folder: tuple[str, ...]  # output folder of the images, relative to OUTDIR
+    repeats: int
+    class_tokens: str | None
+    images: int = 0
+    control_folder: tuple[str, ...] | None = None
+    mask_folder: tuple[str, ...] | None = None
+    has_control: bool = False
+    has_mask: bool = False
+
+
+def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None) -> FolderInfo:
+    """The output folder for items of the dataset folder ``rel_dir``."""
+    parts = [safe_component(p) for p in rel_dir.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts:
+        parts = [safe_component(dataset_name, "dataset")]
+    m = _REPEAT_PREFIX.match(parts[0])
+    class_tokens = m.group(2) if m else None
+    prefixed = int(m.group(1)) if m else None
+    if fmt == "txt":
+        # kohya's DreamBooth folders: train_data_dir/<repeats>_<class tokens>/
+        n = repeats or prefixed or 1
+        parts[0] = f"{n}_{class_tokens or parts[0]}"
+        class_tokens = class_tokens or parts[0].split("_", 1)[1]
+        return FolderInfo(tuple(parts), n, class_tokens)
+    n = repeats or prefixed or 1
+    if fmt == "ai-toolkit":
+        return FolderInfo(("images", *parts), n, class_tokens, control_folder=("control", *parts), mask_folder=("mask", *parts))
+    return FolderInfo(tuple(parts), n, class_tokens)
+
+
+def first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def metadata_entry(caption: BuiltCaption) -> dict:
+    """One entry of kohya fine-tuning metadata."""
+    return {"tags": caption.text} if caption.kind == "tags" else {"caption": caption.text}
+
+
+def trainer_text(fmt: str, caption: BuiltCaption) -> str:
+    """What the trainer reads for this caption (sd-scripts: the first line of the
+    caption file; fine-tuning metadata: caption + ", " + tags)."""
+    if fmt == "kohya-json":
+        md = metadata_entry(caption)
+        text = md.get("caption")
+        tags = md.get("tags")
+        if text is None:
+            return tags or ""
+        return f"{text}, {tags}" if tags else text
+    return first_line(caption.text)
+
+
+def config_path(root: str, folder: Sequence[str]) -> str:
+    root = root.rstrip("/\\") or "/"
+    return "/".join([root, *folder]) if folder else root
+
+
+def pick_resolution(long_sides: Sequence[int]) -> int:
+    """kohya ``resolution``: the common training size the images can fill."""
+    if not long_sides:
+        return 1024
+    median = statistics.median(long_sides)
+    for r in (1024, 768, 512):
+        if median >= r:
+            return r
+    return 512
+
+
+def pick_buckets(long_sides: Sequence[int]) -> list[int]:
+    """ai-toolkit resolution buckets no larger than the largest image."""
+    top = max(long_sides) if long_sides else 1024
+    return [r for r in (512, 768, 1024) if r <= top] or [512]
+
+
+def kohya_dreambooth_toml(folders: Sequence[FolderInfo], options: ExportOptions, root: str, long_sides: Sequence[int]) -> str:
+    general: dict = {"caption_extension": CAPTION_EXT, "shuffle_caption": options.shuffle_caption}
+    if options.keep_tokens:
+        general["keep_tokens"] = options.keep_tokens
+    subsets = []
+    for f in folders:
+        sub: dict = {"image_dir": config_path(root, f.folder), "num_repeats": f.repeats}
+        if f.class_tokens:
+            sub["class_tokens"] = f.class_tokens
+        subsets.append(sub)
+    return _header(options) + _toml_sections(general, _kohya_dataset(options, long_sides), subsets)
+
+
+def kohya_finetune_toml(options: ExportOptions, root: str, long_sides: Sequence[int], metadata_name: str) -> str:
+    general: dict = {"shuffle_caption": options.shuffle_caption}
+    if options.keep_tokens:
+        general["keep_tokens"] = options.keep_tokens
+    subset = {
+        "image_dir": config_path(root, ()),
+        "metadata_file": config_path(root, (metadata_name,)),
+        "num_repeats": options.repeats or 1,
+    }
+    return _header(options) + _toml_sections(general, _kohya_dataset(options, long_sides), [subset])
+
+
+def _toml_sections(general: dict, dataset: dict, subsets: Sequence[dict]) -> str:
+    """``[general]``, ``[[datasets]]`` and one ``[[datasets.subsets]]`` table per subset,
+    the layout of sd-scripts' documented examples (tomli-w alone would inline the
+    nested array of tables)."""
+    import tomli_w
+
+    parts = ["[general]\n" + tomli_w.dumps(general), "[[datasets]]\n" + tomli_w.dumps(dataset)]
+    for sub in subsets:
+        parts.append("  [[datasets.subsets]]\n" + "".join("  " + line + "\n" for line in tomli_w.dumps(sub).splitlines()))
+    return "\n".join(parts)
+
+
+def _kohya_dataset(options: ExportOptions, long_sides: Sequence[int]) -> dict:
+    res = options.resolution[0] if options.resolution else pick_resolution(long_sides)
+    return {
+        "resolution": res,
+        "batch_size": options.batch_size,
+        "enable_bucket": True,
+        "min_bucket_reso": 256,
+        "max_bucket_reso": max(1024, res * 2),
+        "bucket_reso_steps": 64,
+        "bucket_no_upscale": True,
+    }
+
+
+def kohya_metadata_json(metadata: dict[str, dict]) -> str:
+    # as sd-scripts' finetune/merge_*_to_metadata.py write it: json.dump(indent=2)
+    return json.dumps(metadata, indent=2) + "\n"
+
+
+def ai_toolkit_yaml(folders: Sequence[FolderInfo], options: ExportOptions, root: str, long_sides: Sequence[int]) -> str:
+    import yaml
+
+    buckets = list(options.resolution) if options.resolution else pick_buckets(long_sides)
+    datasets = []
+    for f in folders:
+        entry: dict = {
+            "folder_path": config_path(root, f.folder),
+            "caption_ext": CAPTION_EXT.lstrip("."),
+            "resolution": list(buckets),
+            "num_repeats": f.repeats,
+            "shuffle_tokens": options.shuffle_caption,
+        }
+        if options.keep_tokens:
+            entry["keep_tokens"] = options.keep_tokens
+        if f.has_control and f.control_folder:
+            entry["control_path"] = config_path(root, f.control_folder)
+        if f.has_mask and f.mask_folder:
+            entry["mask_path"] = config_path(root, f.mask_folder)
+        datasets.append(entry)
+    doc: dict = {}
+    if options.trigger:
+        doc["trigger_word"] = options.trigger
+    doc["datasets"] = datasets
+    body = yaml.dump(doc, Dumper=_no_alias_dumper(), sort_keys=False, allow_unicode=True, default_flow_style=None)
+    return (
+        "# sushitui export for ai-toolkit: put trigger_word and datasets under config.process[0]\n"
+        "# of your training config (ai-toolkit reads one folder per dataset entry).\n" + body
+    )
+
+
+def _no_alias_dumper():
+    import yaml
+
+    class NoAliasDumper(yaml.SafeDumper):
+        # each dataset entry gets its own literal list, not a YAML anchor (&id001)
+        def ignore_aliases(self, data):
+            return True
+
+    return NoAliasDumper
+
+
+def _header(options: ExportOptions) -> str:
+    lines = ["# sushitui export: pass to sd-scripts with --dataset_config"]
+    if options.trigger:
+        lines.append(f"# trigger word first in every caption: {options.trigger!r} (kept in place by keep_tokens)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,193 @@
+"""Safe export output (EX-3).
+
+- OUTDIR must be new or empty; everything is written into a private staging folder
+  inside it and published (renamed into OUTDIR) only when complete, so an interrupted
+  export never leaves half-written files among finished ones.
+- Every name comes from ``safe_component`` (no ``..``, no separators, no control
+  characters) and every target is checked to lie inside the staging folder, so names
+  from the database can never escape OUTDIR.
+- Colliding names are made unique per folder (case-insensitively, by stem, because an
+  image and its caption share the stem).
+- Images are hard-linked (copied when the link fails, e.g. across devices), symlinked or
+  copied; the source is only ever read.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import unicodedata
+import zipfile
+from pathlib import Path
+
+from sushitui.dataset.caption_files import CaptionFileError, write_atomic, write_new
+from sushitui.export.options import ExportError
+
+STAGING_NAME = ".sushitui-export-partial"
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
+_MAX_NAME_BYTES = 200  # leaves room for "_12345" and an extension within 255 bytes
+
+
+def safe_component(name: str, fallback: str = "_") -> str:
+    """One path component that cannot escape its folder or hide in it."""
+    name = unicodedata.normalize("NFC", name)
+    name = _BAD_CHARS.sub("_", name)
+    name = "".join("_" if unicodedata.category(ch) in ("Cf", "Zl", "Zp") else ch for ch in name).strip()
+    if name in ("", ".", ".."):
+        name = fallback
+    if name.startswith(".."):
+        name = "_" + name[2:]
+    if name == STAGING_NAME:
+        name = "_" + name
+    while len(name.encode("utf-8")) > _MAX_NAME_BYTES:
+        name = name[:-1]
+    return name
+
+
+def _is_inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def prepare_outdir(outdir: str | os.PathLike, source_roots: list[str]) -> Path:
+    """Check OUTDIR (new or empty, not inside or containing a source dataset) and
+    create it."""
+    out = Path(os.path.abspath(os.fspath(outdir)))
+    real_out = os.path.realpath(out)
+    for root in source_roots:
+        real_root = os.path.realpath(root)
+        if _is_inside(real_out, real_root):
+            raise ExportError(f"{out} is inside the dataset folder {root}; exporting there would change the dataset. Choose a folder outside it.")
+        if _is_inside(real_root, real_out):
+            raise ExportError(f"the dataset folder {root} is inside {out}; choose a new or empty folder elsewhere.")
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise ExportError(f"{out} exists and is not a folder; choose a new or empty folder.")
+        try:
+            entries = sorted(os.listdir(out))
+        except OSError as exc:
+            raise ExportError(f"{out}: cannot read the folder ({exc.strerror or exc})") from exc
+        if STAGING_NAME in entries:
+            raise ExportError(f"{out} holds a partial export from an interrupted run ({STAGING_NAME}); delete it or choose another folder.")
+        if entries:
+            shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+            raise ExportError(f"{out} is not empty ({len(entries)} entries: {shown}); export only writes into a new or empty folder.")
+    else:
+        try:
+            out.mkdir(parents=True)
+        except OSError as exc:
+            raise ExportError(f"{out}: cannot create the folder ({exc.strerror or exc})") from exc
+    return out
+
+
+class OutputTree:
+    """Files of one export, staged inside OUTDIR and published at the end."""
+
+    def __init__(self, outdir: Path, link_mode: str = "link"):
+        self.outdir = outdir
+        self.link_mode = link_mode
+        self.stage = outdir / STAGING_NAME
+        try:
+            self.stage.mkdir()
+        except OSError as exc:
+            raise ExportError(f"{outdir}: cannot write there ({exc.strerror or exc})") from exc
+        self._real_stage = os.path.realpath(self.stage)
+        self._stems: dict[tuple[str, ...], set[str]] = {}
+        self._checked_dirs: set[tuple[str, ...]] = set()
+        self._cross_device = False
+
+    # --- names -------------------------------------------------------------------
+
+    def unique_stem(self, folder: tuple[str, ...], stem: str) -> str:
+        """A stem not used yet in ``folder`` (case-insensitive: trainers run on
+        Windows and macOS too). Reserved for all files of one item."""
+        used = self._stems.setdefault(folder, set())
+        stem = safe_component(stem, "image")
+        candidate, n = stem, 1
+        while candidate.casefold() in used:
+            n += 1
+            candidate = f"{stem}_{n}"
+        used.add(candidate.casefold())
+        return candidate
+
+    def _dir(self, folder: tuple[str, ...]) -> Path:
+        path = self.stage.joinpath(*folder) if folder else self.stage
+        if folder not in self._checked_dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            if not _is_inside(os.path.realpath(path), self._real_stage):
+                raise ExportError(f"refusing to write outside {self.outdir}: {'/'.join(folder)}")
+            self._checked_dirs.add(folder)
+        return path
+
+    def target(self, folder: tuple[str, ...], name: str) -> Path:
+        """The staged path of ``folder/name``; both already safe components."""
+        if name != safe_component(name) or any(part != safe_component(part) for part in folder):
+            raise ExportError(f"unsafe export path {'/'.join(folder + (name,))!r}")
+        return self._dir(folder) / name
+
+    def rel(self, folder: tuple[str, ...], name: str) -> str:
+        return "/".join(folder + (name,))
+
+    # --- writing -------------------------------------------------------------------
+
+    def place_image(self, source: Path, folder: tuple[str, ...], name: str) -> str:
+        """Put the image at ``folder/name``; returns how: link | symlink | copy."""
+        dest = self.target(folder, name)
+        if self.link_mode == "symlink":
+            os.symlink(os.path.abspath(source), dest)
+            return "symlink"
+        if self.link_mode == "link" and not self._cross_device:
+            try:
+                os.link(source, dest)
+                return "link"
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                    raise
+                self._cross_device = exc.errno == errno.EXDEV
+        shutil.copyfile(source, dest)
+        return "copy"
+
+    def write_caption(self, folder: tuple[str, ...], name: str, text: str) -> None:
+        write_new(self.target(folder, name), text)
+
+    def write_config(self, name: str, text: str) -> str:
+        write_atomic(self.target((), name), text, expected=False)
+        return name
+
+    # --- finishing -----------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Make the staged files durable, then move them into OUTDIR."""
+        if hasattr(os, "sync"):
+            os.sync()
+        for entry in sorted(os.listdir(self.stage)):
+            os.rename(self.stage / entry, self.outdir / entry)
+        self.stage.rmdir()
+
+    def publish_zip(self, zip_name: str) -> Path:
+        """Pack the staged files into OUTDIR/zip_name and drop the staged copies."""
+        dest = self.outdir / zip_name
+        tmp = self.outdir / (zip_name + ".partial")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for dirpath, dirnames, filenames in os.walk(self.stage):
+                dirnames.sort()
+                for fn in sorted(filenames):
+                    full = Path(dirpath) / fn
+                    arc = full.relative_to(self.stage).as_posix()
+                    text_like = fn.endswith((".txt", ".json", ".toml", ".yaml"))
+                    zf.write(full, arc, compress_type=zipfile.ZIP_DEFLATED if text_like else zipfile.ZIP_STORED)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        self.discard()
+        return dest
+
+    def discard(self) -> None:
+        """Remove the staged files (only ever the staging folder this export made;
+        hard links and symlinks are unlinked, their sources stay)."""
+        if self.stage.is_dir() and not self.stage.is_symlink():
+            shutil.rmtree(self.stage)
+
+
+__all__ = ["OutputTree", "prepare_outdir", "safe_component", "STAGING_NAME", "CaptionFileError"]
