@@ -8,6 +8,7 @@ unused ones) straight into numpy; everything else is computed from that vector, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +120,8 @@ def heatmap_rows(values: list[float], width: int) -> list[str]:
     """The heatmap as lines of ``width`` block characters (for the TUI and the CLI)."""
     chars = []
     for v in values:
-        level = 0 if v <= 0 else 1 + min(len(HEATMAP_LEVELS) - 2, int(v * (len(HEATMAP_LEVELS) - 1)))
+        top = len(HEATMAP_LEVELS) - 1  # any use shows at least the lightest block
+        level = 0 if v <= 0 else max(1, min(top, math.ceil(v * top)))
         chars.append(HEATMAP_LEVELS[level])
     width = max(1, width)
     return ["".join(chars[i : i + width]) for i in range(0, len(chars), width)]

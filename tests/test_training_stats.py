@@ -1,0 +1,73 @@
+"""TR-5 run statistics: the numbers, histogram, heatmap, top/never used, recommendation,
+and the same through `sushitui run stats`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sushitui.cli import main as cli_main
+from sushitui.training import create_run, open_run
+from sushitui.training.stats import heatmap_rows, recommend, run_stats
+from training_support import make_dataset
+
+
+@pytest.fixture
+def recorded(db, tmp_path):
+    ds = make_dataset(tmp_path / "data", 60, files=False)
+    ids = [r[0] for r in db.execute_sql("SELECT id FROM item ORDER BY id")]
+    rng = np.random.default_rng(3)
+    times = rng.integers(1, 30, size=60)
+    times[:15] = 0  # never used
+    times[20] = 500
+    create_run("r", ds.name)
+    with open_run("r") as run:
+        for item_id, n in zip(ids, times.tolist()):
+            for k in range(n):
+                run.record([item_id], 1 + k // 10, k)
+    return ids, times
+
+
+def test_numbers_match_numpy_over_all_items_of_the_dataset(db, recorded):
+    ids, times = recorded
+    st = run_stats("r")
+    assert st.items == 60 and st.items_used == int((times > 0).sum()) and st.never_used_count == 15
+    assert st.mean == pytest.approx(times.mean(), abs=1e-3)
+    assert st.median == pytest.approx(np.median(times))
+    assert st.std == pytest.approx(times.std(), abs=1e-3)
+    assert st.variance == pytest.approx(times.var(), rel=1e-3)
+    assert (st.min, st.max) == (0, 500)
+    assert sum(b["count"] for b in st.histogram) == 60
+    assert st.histogram[0]["low"] == 0 and st.histogram[-1]["high"] >= 500
+    assert st.top[0] == {"id": ids[20], "name": "img_00020", "times_seen": 500}
+    assert [t["times_seen"] for t in st.top] == sorted(times.tolist(), reverse=True)[:10]
+    assert [n["id"] for n in st.never_used] == ids[:15]
+    assert len(st.heatmap) == 60 and max(st.heatmap) == 1.0 and st.heatmap[0] == 0.0
+    # 25 % never used -> the recommendation is to go for them first
+    assert st.recommendation.sampler == "stratified"
+
+
+def test_recommendation_follows_the_spread():
+    assert recommend(np.array([10, 10, 11, 9])).sampler == "random"
+    assert recommend(np.array([10, 5, 14, 8, 13])).sampler == "min-usage"
+    assert recommend(np.array([1, 1, 1, 40, 2, 1])).sampler == "variance"
+    assert recommend(np.array([0, 0, 5, 5])).sampler == "stratified"
+    assert recommend(np.zeros(5, dtype=int)).sampler == "random"
+
+
+def test_heatmap_rows_use_blocks_and_wrap():
+    rows = heatmap_rows([0.0, 0.1, 0.5, 1.0, 0.0], 3)
+    assert rows == [" ░▒", "█ "]
+
+
+def test_cli_stats_json_and_text(db, db_path, recorded, capsys):
+    assert cli_main(["--db", str(db_path), "run", "stats", "r", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["max"] == 500 and data["recommendation"]["sampler"] == "stratified"
+    assert cli_main(["--db", str(db_path), "run", "stats", "r"]) == 0
+    text = capsys.readouterr().out
+    assert "never used (15)" in text and "img_00020" in text and "recommendation" in text
+    assert cli_main(["--db", str(db_path), "run", "stats", "r", "--scope", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples_seen"] == int(recorded[1].sum())
