@@ -351,8 +351,8 @@ def autotag(
         predicted = mapper.map(select_tags(probs, labels, family, sel))
         pending.append((it, predicted))
 
-    def flush(force: bool = False) -> None:
-        if pending and (force or len(pending) >= WRITE_BATCH):
+    def flush(force: bool = False, min_size: int = WRITE_BATCH) -> None:
+        if pending and (force or len(pending) >= min_size):
             _write(pending, opts, source, report)
             pending.clear()
         if force and not opts.dry_run:
@@ -363,7 +363,10 @@ def autotag(
     misses: dict[str, list[tuple[Item, str]]] = {}
     for it, path, sha in todo:
         probs = cached.get(sha)
-        if probs is not None:
+        if isinstance(probs, tcache.CachedFailure):
+            report.failed.append(Problem(it.image_path, f"{probs} — skipped (known from an earlier run); fix or remove the file"))
+            done += 1
+        elif probs is not None:
             report.cached += 1
             finish_item(it, probs)
             done += 1
@@ -402,9 +405,11 @@ def autotag(
                     report.inferred += 1
                 if opts.use_cache:
                     tcache.put_many(entries, version, keep)
-                flush()
+                flush(min_size=1)  # each model batch reaches the disk before the next one runs
             else:
                 group = misses.get(keys[ev.index], []) if ev.index >= 0 else []
+                if group and opts.use_cache and ev.reason.startswith("not a readable image"):
+                    tcache.put_many([(keys[ev.index], ev.reason)], version)
                 for it, _ in group:
                     report.failed.append(Problem(it.image_path, ev.reason + " — skipped; fix or remove the file and run again"))
                     done += 1

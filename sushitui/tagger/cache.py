@@ -18,6 +18,7 @@ from sushitui.store import TaggerCache, write_transaction
 
 FLOOR = 0.01
 _MAGIC = b"TC1\x00"
+_FAILED = b"TCF\x00"  # + UTF-8 reason: an image whose bytes cannot be decoded
 _HEAD = struct.Struct("<4sIIf")  # magic, width, count, floor
 _CHUNK = 500
 
@@ -36,8 +37,19 @@ def encode(probs: np.ndarray, keep: np.ndarray | None = None) -> bytes:
     return _HEAD.pack(_MAGIC, probs.size, idx.size, FLOOR) + idx.tobytes() + probs[idx].astype("<f4").tobytes()
 
 
-def decode(blob: bytes) -> np.ndarray | None:
-    """Dense probabilities (zeros where not stored); None for an unreadable row."""
+class CachedFailure(str):
+    """A cached decode failure: the same bytes fail the same way, so a re-run neither
+    re-decodes them nor loads the model for them."""
+
+
+def encode_failure(reason: str) -> bytes:
+    return _FAILED + reason.encode("utf-8", "replace")
+
+
+def decode(blob: bytes) -> np.ndarray | CachedFailure | None:
+    """Dense probabilities (zeros where not stored), a CachedFailure, or None for an unreadable row."""
+    if blob.startswith(_FAILED):
+        return CachedFailure(blob[len(_FAILED):].decode("utf-8", "replace"))
     try:
         magic, width, count, _floor = _HEAD.unpack_from(blob, 0)
         if magic != _MAGIC or len(blob) != _HEAD.size + 8 * count:
@@ -51,10 +63,10 @@ def decode(blob: bytes) -> np.ndarray | None:
         return None
 
 
-def get_many(shas: Iterable[str], model_version: str) -> dict[str, np.ndarray]:
-    """Cached probabilities for those image hashes under ``model_version``."""
+def get_many(shas: Iterable[str], model_version: str) -> dict[str, np.ndarray | CachedFailure]:
+    """Cached probabilities (or failures) for those image hashes under ``model_version``."""
     wanted = sorted(set(s for s in shas if s))
-    found: dict[str, np.ndarray] = {}
+    found: dict[str, np.ndarray | CachedFailure] = {}
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i:i + _CHUNK]
         rows = (TaggerCache.select(TaggerCache.sha256, TaggerCache.scores)
@@ -66,10 +78,10 @@ def get_many(shas: Iterable[str], model_version: str) -> dict[str, np.ndarray]:
     return found
 
 
-def put_many(entries: Sequence[tuple[str, np.ndarray]], model_version: str, keep: np.ndarray | None = None) -> int:
-    """Store (sha256, probabilities) rows; one transaction, chunked multi-row inserts."""
+def put_many(entries: Sequence[tuple[str, np.ndarray | str]], model_version: str, keep: np.ndarray | None = None) -> int:
+    """Store (sha256, probabilities or failure reason) rows; one transaction, chunked inserts."""
     now = time.time()
-    rows = [(sha, model_version, encode(p, keep), now) for sha, p in entries if sha]
+    rows = [(sha, model_version, encode_failure(p) if isinstance(p, str) else encode(p, keep), now) for sha, p in entries if sha]
     if not rows:
         return 0
     with write_transaction():
