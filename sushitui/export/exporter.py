@@ -210,9 +210,12 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
     info = folders.get(item.rel_dir)
     if info is None:
         info = folders[item.rel_dir] = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
-    stem = tree.unique_stem(info.folder, PurePosixPath(item.image_path).stem if fmt != "ai-toolkit" else item.base_name)
+    # the base name, not the image stem: a group's X_target.png is exported as X.png, so
+    # the caption X.txt pairs with it and control images share the stem (ai-toolkit)
+    wanted_stem = item.base_name or PurePosixPath(item.image_path).stem
+    stem = tree.unique_stem(info.folder, wanted_stem)
     name = _image_name(stem, item.image_path)
-    if stem != PurePosixPath(item.image_path).stem:
+    if stem != wanted_stem:
         report.renamed.append((item.image_path, tree.rel(info.folder, name)))
     try:
         how = tree.place_image(source, info.folder, name)
