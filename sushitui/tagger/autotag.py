@@ -313,8 +313,11 @@ def autotag(
     phase_start = time.monotonic()
 
     def emit(phase: str, done: int, total: int, force: bool = False) -> None:
-        throttle(ProgressEvent(phase, done, total, "images", started_at=phase_start,
-                               extra={"cached": report.cached, "failed": len(report.failed)}), force)
+        extra = {"cached": report.cached, "failed": len(report.failed)}
+        if report.provider:
+            extra["on"] = "GPU" if report.provider["active"] == "CUDAExecutionProvider" else "CPU"
+        throttle(ProgressEvent(phase, done, total, "images", started_at=phase_start, extra=extra,
+                               message=report.provider["description"] if report.provider else ""), force)
 
     # 1. image paths and hashes (the scan's hash when the file is unchanged)
     todo: list[tuple[Item, str, str | None]] = []
@@ -388,6 +391,7 @@ def autotag(
             raise AutotagError(str(exc)) from exc
         report.provider = runner.provider.as_dict()
         report.batch_size = runner.batch_size
+        emit("tagging", done, total, True)  # the provider in use, before the first image
         report.workers = default_workers() if opts.workers is None else opts.workers
         if runner.provider.on_gpu:
             runner.warm_up()

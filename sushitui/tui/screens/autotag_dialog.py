@@ -1,0 +1,307 @@
+"""Auto-tag dialog (AT-3, AT-4): model, thresholds, categories, mode, device; then the
+run itself in a thread worker with a progress bar, cancel, and the provider in use.
+
+The provider line is always visible while and after the run: a CPU fallback of
+``--device auto`` is shown in the warning colour, never silently.
+``dismiss`` returns the ``AutotagReport`` (None when closed without running).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from sushitui.progress import CancelToken, ProgressEvent
+from sushitui.sanitize import for_terminal
+from sushitui.tui.widgets.progress import ProgressPanel
+
+CATEGORY_CHOICES = ("general", "character", "quality", "rating", "copyright", "artist", "meta", "model")
+CUSTOM = "__custom__"
+
+
+def parse_threshold(text: str, *, allow_blank: bool) -> float | None:
+    """A threshold from a field; raises ValueError with a message for the user."""
+    text = text.strip()
+    if not text:
+        if allow_blank:
+            return None
+        raise ValueError("enter a number between 0 and 1")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+class AutotagDialog(ModalScreen):
+    """Auto-tag the current item, a selection, a query result or the whole dataset."""
+
+    DEFAULT_CSS = """
+    AutotagDialog #autotag-form { height: auto; max-height: 14; }
+    AutotagDialog .autotag-row { height: auto; }
+    AutotagDialog .autotag-row > Vertical { width: 1fr; height: auto; }
+    AutotagDialog .autotag-cats { height: auto; layout: grid; grid-size: 4; grid-gutter: 0 1; }
+    AutotagDialog .autotag-cats Checkbox { width: 100%; }
+    AutotagDialog #autotag-provider { height: auto; margin-top: 1; }
+    AutotagDialog #autotag-provider.fallback { color: $warning; }
+    AutotagDialog #autotag-provider.gpu { color: $success; }
+    AutotagDialog #autotag-result { height: auto; max-height: 8; }
+    AutotagDialog #custom-model { height: auto; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running auto-tag (what is done is kept), or close"),
+        Binding("ctrl+s", "start", "Start", tooltip="Start auto-tagging with these settings"),
+    ]
+
+    def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
+        super().__init__()
+        self.dataset_id = dataset_id
+        self.item_ids = list(item_ids) if item_ids else None
+        self.query_text = query or None
+        self.token = CancelToken()
+        self.running = False
+        self.report = None
+        self.models: list[tuple[str, str]] = []
+
+    # --- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="autotag-dialog"):
+            yield Static(Text("Auto-tag", style="bold"), id="autotag-title", classes="dialog-title")
+            with VerticalScroll(id="autotag-form"):
+                with Horizontal(classes="autotag-row"):
+                    with Vertical():
+                        yield Label("Model")
+                        yield Select([("cl-1.02 (default)", "cl-1.02")], value="cl-1.02", allow_blank=False, id="at-model")
+                    with Vertical():
+                        yield Label("Device")
+                        yield Select([("auto (CUDA if it works, else CPU)", "auto"), ("cuda", "cuda"), ("cpu", "cpu")],
+                                     value="auto", allow_blank=False, id="at-device")
+                with Vertical(id="custom-model"):
+                    yield Label("Model file or folder / label file")
+                    with Horizontal(classes="autotag-row"):
+                        yield Input(placeholder="/path/model.onnx or folder", id="at-model-path")
+                        yield Input(placeholder="selected_tags.csv or tag_mapping.json", id="at-labels")
+                with Horizontal(classes="autotag-row"):
+                    with Vertical():
+                        yield Label("Threshold")
+                        yield Input("0.35", id="at-threshold")
+                    with Vertical():
+                        yield Label("Character threshold")
+                        yield Input("", placeholder="model default", id="at-char-threshold")
+                    with Vertical():
+                        yield Label("Mode")
+                        yield Select([("replace", "replace"), ("add", "add"), ("skip tagged", "skip")], value="replace",
+                                     allow_blank=False, id="at-mode")
+                    with Vertical():
+                        yield Label("Subtype")
+                        yield Input("main", id="at-subtype")
+                yield Label("Categories")
+                with Vertical(classes="autotag-cats"):
+                    for cat in CATEGORY_CHOICES:
+                        yield Checkbox(cat, value=cat in ("general", "character", "quality"), id=f"at-cat-{cat}")
+                with Horizontal(classes="autotag-row"):
+                    yield Checkbox("Dictionary mapping", value=True, id="at-dict")
+                    yield Checkbox("Dry run", value=False, id="at-dry")
+            error = Static("", id="autotag-error", classes="field-error")
+            error.display = False
+            yield error
+            yield Static("", id="autotag-provider")
+            yield ProgressPanel(id="autotag-progress")
+            yield Static("", id="autotag-result")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Start (ctrl+s)", id="start", variant="primary")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#custom-model").display = False
+        self.query_one("#at-model", Select).focus()
+        self._load_context()
+
+    @work(thread=True, exclusive=True, group="autotag-context", exit_on_error=False)
+    def _load_context(self) -> None:
+        """Dataset name, how many items, which models are in the local cache (off the UI thread)."""
+        from sushitui.store import Dataset, Item
+        from sushitui.tagger.hub import locate
+        from sushitui.tagger.registry import BUILTIN, DEFAULT_MODEL
+
+        ds = Dataset.get_or_none(Dataset.id == self.dataset_id)
+        name = ds.name if ds else f"dataset {self.dataset_id}"
+        if self.item_ids is not None:
+            scope = f"{len(self.item_ids)} item" + ("s" if len(self.item_ids) != 1 else "")
+        elif self.query_text:
+            scope = f"items matching {self.query_text!r}"
+            try:
+                from sushitui.tags.query import apply_query
+
+                n = apply_query(Item.select().where(Item.dataset == self.dataset_id), self.query_text, self.dataset_id).count()
+                scope = f"{n:,} items matching {self.query_text!r}"
+            except Exception:
+                pass
+        else:
+            scope = f"all {Item.select().where(Item.dataset == self.dataset_id).count():,} items"
+        options = []
+        for key, spec in BUILTIN.items():
+            try:
+                cached = locate(spec) is not None
+            except Exception:
+                cached = False
+            label = key + (" (default)" if key == DEFAULT_MODEL else "") + (" ✓ cached" if cached else " (download)")
+            options.append((label, key))
+        options.append(("custom file…", CUSTOM))
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_context, name, scope, options)
+
+    def _show_context(self, name: str, scope: str, options: list[tuple[str, str]]) -> None:
+        self.query_one("#autotag-title", Static).update(Text(for_terminal(f"Auto-tag {name}: {scope}"), style="bold"))
+        select = self.query_one("#at-model", Select)
+        current = select.value
+        select.set_options(options)
+        select.value = current if any(v == current for _, v in options) else options[0][1]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "at-model":
+            self.query_one("#custom-model").display = event.value == CUSTOM
+
+    # --- settings -----------------------------------------------------------------------
+    def _show_error(self, message: str | None) -> None:
+        err = self.query_one("#autotag-error", Static)
+        err.display = bool(message)
+        err.update(Text(for_terminal(message or ""), style="bold"))
+
+    def build_options(self):
+        """AutotagOptions from the form; raises ValueError with a message for the user."""
+        from sushitui.tagger.autotag import AutotagOptions
+
+        try:
+            threshold = parse_threshold(self.query_one("#at-threshold", Input).value, allow_blank=False)
+        except ValueError as exc:
+            raise ValueError(f"Threshold: {exc}") from None
+        try:
+            char = parse_threshold(self.query_one("#at-char-threshold", Input).value, allow_blank=True)
+        except ValueError as exc:
+            raise ValueError(f"Character threshold: {exc}") from None
+        cats = tuple(c for c in CATEGORY_CHOICES if self.query_one(f"#at-cat-{c}", Checkbox).value)
+        if not cats:
+            raise ValueError("Choose at least one category")
+        subtype = self.query_one("#at-subtype", Input).value.strip() or "main"
+        if any(not (ch.isalnum() or ch in "-_") for ch in subtype):
+            raise ValueError("Subtype: letters, digits, - and _ only")
+        model = self.query_one("#at-model", Select).value
+        model_path = labels = None
+        if model == CUSTOM:
+            model_path = self.query_one("#at-model-path", Input).value.strip()
+            labels = self.query_one("#at-labels", Input).value.strip() or None
+            if not model_path:
+                raise ValueError("Enter the model file (or a folder with model.onnx and its label file)")
+            model = None
+        return AutotagOptions(
+            model=model, model_path=model_path, labels_path=labels, threshold=threshold, character_threshold=char,
+            categories=cats, mode=self.query_one("#at-mode", Select).value, subtype=subtype,
+            device=self.query_one("#at-device", Select).value,
+            dictionary_mapping=self.query_one("#at-dict", Checkbox).value, dry_run=self.query_one("#at-dry", Checkbox).value,
+        )
+
+    # --- running ------------------------------------------------------------------------
+    def action_start(self) -> None:
+        if self.running:
+            return
+        try:
+            opts = self.build_options()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return
+        self._show_error(None)
+        self.running = True
+        self.token = CancelToken()
+        self.query_one("#autotag-form").disabled = True
+        self.query_one("#start", Button).disabled = True
+        self.query_one("#cancel", Button).label = "Stop (Esc)"
+        self.query_one("#autotag-result", Static).update("")
+        self._set_provider("Provider: loading the model…", "")
+        self.query_one(ProgressPanel).start("Auto-tagging")
+        self._run(opts)
+
+    @work(thread=True, exclusive=True, group="autotag", exit_on_error=False, description="Auto-tagging")
+    def _run(self, opts) -> None:
+        from sushitui.tagger.autotag import AutotagError, autotag
+
+        def progress(event: ProgressEvent) -> None:
+            self.app.call_from_thread(self._on_progress, event)
+
+        try:
+            report = autotag(self.dataset_id, query=self.query_text, item_ids=self.item_ids, options=opts,
+                             progress=progress, cancel=self.token)
+        except AutotagError as exc:
+            self.app.call_from_thread(self._on_failed, str(exc))
+            return
+        except Exception as exc:  # never crash the app (NF-5)
+            self.app.call_from_thread(self._on_failed, f"auto-tagging failed: {type(exc).__name__}: {exc}")
+            return
+        self.app.call_from_thread(self._on_done, report)
+
+    def _set_provider(self, text: str, kind: str) -> None:
+        widget = self.query_one("#autotag-provider", Static)
+        widget.set_class(kind == "fallback", "fallback")
+        widget.set_class(kind == "gpu", "gpu")
+        widget.update(Text(for_terminal(text)))
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        self.query_one(ProgressPanel).update_event(event)
+        if event.message:
+            on_gpu = event.message.startswith("CUDAExecutionProvider")
+            self._set_provider(f"Provider: {event.message}", "gpu" if on_gpu else "fallback")
+
+    def _finish_run(self) -> None:
+        self.running = False
+        self.query_one(ProgressPanel).finish()
+        self.query_one("#autotag-form").disabled = False
+        self.query_one("#start", Button).disabled = False
+        self.query_one("#cancel", Button).label = "Close (Esc)"
+
+    def _on_failed(self, message: str) -> None:
+        self._finish_run()
+        self._set_provider("", "")
+        self._show_error(message)
+
+    def _on_done(self, report) -> None:
+        self._finish_run()
+        self.report = report
+        prov = report.provider
+        kind = "gpu" if prov and prov["active"] == "CUDAExecutionProvider" else ("fallback" if prov and prov["requested"] != "cpu" else "")
+        self._set_provider(f"Provider: {report.provider_line}", kind)
+        verb = "would change" if report.dry_run else "tagged"
+        lines = [
+            ("Cancelled — run again to resume. " if report.cancelled else "")
+            + f"{verb} {report.tagged}, unchanged {report.unchanged}, from cache {report.cached}, "
+            f"inferred {report.inferred}, skipped (had tags) {report.skipped_existing}, failed {len(report.failed)} "
+            f"in {report.elapsed_s:.1f} s",
+        ]
+        lines += [f"note: {n}" for n in report.notes[:2]]
+        lines += [f"{p.path}: {p.reason}" for p in report.failed[:4]]
+        if len(report.failed) > 4:
+            lines.append(f"… and {len(report.failed) - 4} more (sushitui autotag --json lists all)")
+        self.query_one("#autotag-result", Static).update(Text(for_terminal("\n".join(lines), multiline=True)))
+        self.notify(lines[0], severity="warning" if report.failed or report.cancelled else "information", timeout=6)
+
+    def action_cancel(self) -> None:
+        if self.running:
+            self.token.cancel()
+            self.query_one(ProgressPanel).set_status("stopping after the current batch…")
+            return
+        self.dismiss(self.report)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "start":
+            self.action_start()
+        else:
+            self.action_cancel()

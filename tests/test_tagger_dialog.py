@@ -1,0 +1,83 @@
+"""The auto-tag dialog driven with Pilot: settings, a real run in a worker, provider shown."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.app import App
+from textual.widgets import Input, Select, Static
+
+from sushitui.tui.screens.autotag_dialog import CUSTOM, AutotagDialog
+from tagger_support import make_dataset, tiny_models
+
+
+class Host(App):
+    def __init__(self, dialog):
+        super().__init__()
+        self.dialog = dialog
+        self.result = "not dismissed"
+
+    def on_mount(self) -> None:
+        self.push_screen(self.dialog, callback=lambda r: setattr(self, "result", r))
+
+
+async def _settle(app, pilot, until, timeout=15.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        await pilot.pause(0.05)
+        if until():
+            return True
+    return False
+
+
+def test_dialog_runs_autotag_and_shows_the_provider(db, tmp_path):
+    ds, items = make_dataset(tmp_path / "data", {"red.png": ((255, 0, 0), (300, 200)), "blue.png": ((0, 0, 255), (200, 300))})
+    m = tiny_models()
+
+    async def scenario():
+        dialog = AutotagDialog(ds.id, item_ids=[items[0].id])
+        app = Host(dialog)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await _settle(app, pilot, lambda: "1 item" in str(dialog.query_one("#autotag-title", Static).render()))
+            select = dialog.query_one("#at-model", Select)
+            assert any(v == "cl-1.02" for _, v in select._options)
+            select.value = CUSTOM
+            await pilot.pause()
+            assert dialog.query_one("#custom-model").display
+            dialog.query_one("#at-model-path", Input).value = str(m["wd"])
+            dialog.query_one("#at-labels", Input).value = str(m["wd_csv"])
+            dialog.query_one("#at-threshold", Input).value = "2"
+            await pilot.press("ctrl+s")
+            assert "Threshold: must be between 0 and 1" in str(dialog.query_one("#autotag-error", Static).render())
+            assert not dialog.running
+            dialog.query_one("#at-threshold", Input).value = "0.35"
+            await pilot.press("ctrl+s")
+            assert await _settle(app, pilot, lambda: dialog.report is not None)
+            provider = str(dialog.query_one("#autotag-provider", Static).render())
+            assert "CPUExecutionProvider" in provider
+            assert dialog.query_one("#autotag-provider").has_class("fallback")  # auto fell back: shown as a warning
+            assert "tagged 1" in str(dialog.query_one("#autotag-result", Static).render())
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.result is dialog.report
+
+    asyncio.run(scenario())
+    assert (tmp_path / "data" / "red.txt").read_text() == "red background"
+    assert not (tmp_path / "data" / "blue.txt").exists()  # only the chosen item
+
+
+def test_dialog_reports_a_missing_model_without_crashing(db, tmp_path):
+    ds, _ = make_dataset(tmp_path / "data", {"red.png": ((255, 0, 0), (30, 20))})
+
+    async def scenario():
+        dialog = AutotagDialog(ds.id)
+        app = Host(dialog)
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert await _settle(app, pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()))
+            await pilot.press("ctrl+s")  # default cl-1.02 is not in the (empty, offline) cache
+            assert await _settle(app, pilot, lambda: dialog.query_one("#autotag-error").display)
+            text = str(dialog.query_one("#autotag-error", Static).render())
+            assert "models download cl-1.02" in text and not dialog.running
+
+    asyncio.run(scenario())
