@@ -3,6 +3,8 @@ once with two set-based queries and kept in item-id order (the samplers' positio
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,14 @@ class Pool:
     position: dict[int, int]  # item id -> position in ``items``
     by_image: dict[str, int] = field(default_factory=dict)  # absolute and relative image path -> id
     all_ids: frozenset[int] = frozenset()  # every item of the dataset, with or without image
+
+
+def _plain_relative(rel: str) -> bool:
+    """A relative POSIX path without ``..``/``.``/empty parts, drive or backslash:
+    joining it to the root cannot leave the root. Anything else goes through ``to_abs``."""
+    if not rel or rel[0] == "/" or "\\" in rel or ":" in rel:
+        return False
+    return not any(part in ("", ".", "..") for part in rel.split("/"))
 
 
 def _caption_rank(subtype: str, ctype: str, wanted: str) -> int:
@@ -70,16 +80,21 @@ def load_pool(run: TrainingRun, caption_subtype: str | None = None) -> Pool:
     by_image: dict[str, int] = {}
     all_ids = []
     root = ds.root_path
+    prefix = os.path.join(root, "")
     for item_id, image_path, group_key in db.execute_sql(
         "SELECT id, image_path, group_key FROM item WHERE dataset_id = ? ORDER BY id", (ds.id,)
     ):
         all_ids.append(item_id)
         if not image_path:
             continue
-        try:
-            absolute = str(to_abs(root, image_path))
-        except UnsafePathError:
-            continue  # never hand a trainer a path outside the dataset
+        if _plain_relative(image_path):
+            # the common case, without pathlib's per-call cost (100k items: 10 s -> 0.1 s)
+            absolute = prefix + (image_path if os.sep == "/" else image_path.replace("/", os.sep))
+        else:
+            try:
+                absolute = str(to_abs(root, image_path))
+            except UnsafePathError:
+                continue  # never hand a trainer a path outside the dataset
         items.append(SampleItem(item_id, absolute, captions.get(item_id, (0, ""))[1], group_key))
         by_image[absolute] = item_id
         by_image[image_path] = item_id
@@ -115,9 +130,10 @@ def history_counts(run: TrainingRun, pool: Pool, history: str = "all") -> "np.nd
             "WHERE i.dataset_id = ?",
             (run.id, run.dataset_id),
         )
-    pos = pool.position
-    for item_id, n in rows:
-        p = pos.get(item_id)
-        if p is not None:
-            counts[p] = n
+    pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64).reshape(-1, 2)
+    if pairs.size and pool.ids.size:
+        # pool.ids is sorted (id order): map ids to positions without a Python loop
+        pos = np.searchsorted(pool.ids, pairs[:, 0]).clip(0, pool.ids.size - 1)
+        hit = pool.ids[pos] == pairs[:, 0]  # items without an image are not in the pool
+        counts[pos[hit]] = pairs[hit, 1]
     return counts

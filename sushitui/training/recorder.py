@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import numpy as np
     from peewee import SqliteDatabase
 
-FLUSH_EVERY = 20_000  # events
+FLUSH_EVERY = 100_000  # events; a flush costs per distinct item, so bigger batches are cheaper
 FLUSH_SECONDS = 5.0
 BUSY_RETRIES = 8
 

@@ -1,9 +1,10 @@
 """Run statistics (TR-5): overview, usage heatmap, histogram of times seen, summary
 numbers, most and never used items, and a resume recommendation from the spread.
 
-One query fetches the per-item counts of the run (every item of the dataset, 0 for the
-unused ones) straight into numpy; everything else is computed from that vector, so a
-100k-item dataset takes tens of milliseconds.
+The numbers come from the distribution of times seen grouped in SQL (one row per
+distinct count), the heatmap from per-id-range sums grouped in SQL, the top and
+never-used lists from LIMITed queries: no per-item row reaches Python, so a 100k-item
+dataset takes tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RunStats:
     max: int
     cv: float  # std / mean, the spread the recommendation is based on
     histogram: list[dict[str, int]] = field(default_factory=list)  # [{"low", "high", "count"}]
-    heatmap: list[float] = field(default_factory=list)  # cells in item order, mean count / max, 0..1
+    heatmap: list[float] = field(default_factory=list)  # cells over consecutive id ranges, mean count / max, 0..1
     top: list[dict[str, Any]] = field(default_factory=list)  # [{"id", "name", "times_seen"}]
     never_used: list[dict[str, Any]] = field(default_factory=list)  # first NEVER_LIST [{"id", "name"}]
     recommendation: Recommendation | None = None
@@ -61,30 +62,25 @@ class RunStats:
         return asdict(self)
 
 
-def usage_vector(run: TrainingRun, scope: str = "run") -> tuple["np.ndarray", "np.ndarray"]:
-    """(item ids in id order, times seen) for every item of the run's dataset."""
+def _used_rows(run: TrainingRun, scope: str) -> tuple[str, tuple]:
+    """SQL for (id, n) of the items with n > 0 in the scope, and its parameters."""
+    if scope == "run":
+        return "SELECT item_id AS id, times_seen AS n FROM run_item_usage WHERE run_id = ? AND times_seen > 0", (run.id,)
+    if scope == "all":
+        return (
+            "SELECT s.item_id AS id, s.total_seen AS n FROM item_stats s JOIN item i ON i.id = s.item_id "
+            "WHERE i.dataset_id = ? AND s.total_seen > 0",
+            (run.dataset_id,),
+        )
+    raise ValueError(f"unknown scope {scope!r}; use run or all")
+
+
+def _pairs(cursor) -> "np.ndarray":
+    import itertools
+
     import numpy as np
 
-    db = current_database()
-    if scope == "all":
-        sql = (
-            "SELECT i.id, COALESCE(s.total_seen, 0) FROM item i LEFT JOIN item_stats s ON s.item_id = i.id "
-            "WHERE i.dataset_id = ? ORDER BY i.id"
-        )
-        params: tuple = (run.dataset_id,)
-    elif scope == "run":
-        sql = (
-            "SELECT i.id, COALESCE(u.times_seen, 0) FROM item i "
-            "LEFT JOIN run_item_usage u ON u.run_id = ? AND u.item_id = i.id WHERE i.dataset_id = ? ORDER BY i.id"
-        )
-        params = (run.id, run.dataset_id)
-    else:
-        raise ValueError(f"unknown scope {scope!r}; use run or all")
-    rows = db.execute_sql(sql, params).fetchall()
-    if not rows:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    arr = np.array(rows, dtype=np.int64)
-    return arr[:, 0], arr[:, 1]
+    return np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.int64).reshape(-1, 2)
 
 
 def histogram(counts: "np.ndarray", bins: int = 12) -> list[dict[str, int]]:
@@ -102,17 +98,29 @@ def histogram(counts: "np.ndarray", bins: int = 12) -> list[dict[str, int]]:
     ]
 
 
-def heatmap(counts: "np.ndarray", cells: int = 400) -> list[float]:
-    """``cells`` values in 0..1: the mean count of consecutive item slices over the max."""
+def _heatmap(run: TrainingRun, used_sql: str, used_params: tuple, n_items: int, lo: int, hi: int, cells: int) -> list[float]:
+    """``cells`` values in 0..1: the mean count of the items in consecutive id ranges over
+    the largest such mean, grouped in SQL so no per-item row reaches Python."""
     import numpy as np
 
-    if counts.size == 0:
+    if n_items == 0:
         return []
-    cells = max(1, min(cells, counts.size))
-    edges = np.linspace(0, counts.size, cells + 1).astype(np.int64)
-    sums = np.add.reduceat(counts.astype(np.float64), edges[:-1])
-    means = sums / np.diff(edges)
-    top = counts.max()
+    cells = max(1, min(cells, n_items))
+    span = hi - lo + 1
+    db = current_database()
+    per_cell = np.zeros(cells)
+    used = np.zeros(cells)
+    bucket = "(id - ?) * ? / ?"
+    for b, c in db.execute_sql(
+        f"SELECT {bucket}, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY 1", (lo, cells, span, run.dataset_id)
+    ):
+        per_cell[b] = c
+    for b, total in db.execute_sql(
+        f"SELECT {bucket}, SUM(n) FROM ({used_sql}) GROUP BY 1", (lo, cells, span, *used_params)
+    ):
+        used[b] = total
+    means = np.divide(used, per_cell, out=np.zeros(cells), where=per_cell > 0)
+    top = means.max()
     return (means / top).round(4).tolist() if top > 0 else [0.0] * cells
 
 
@@ -157,31 +165,43 @@ def recommend(counts: "np.ndarray") -> Recommendation:
     return Recommendation("random", "parent", f"usage is even (std/mean = {cv:.2f}): keep the random shuffle")
 
 
-def _names(ids: list[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    db = current_database()
-    marks = ",".join("?" * len(ids))
-    return dict(db.execute_sql(f"SELECT id, group_key FROM item WHERE id IN ({marks})", ids).fetchall())
-
-
 def run_stats(run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells: int = 400, bins: int = 12) -> RunStats:
+    """Statistics of a run (``scope="run"``) or of all runs' totals over the run's dataset
+    (``scope="all"``). The distribution of times seen is fetched grouped by value (a few
+    hundred rows, not one per item); unused items count as 0."""
     import numpy as np
 
     run = get_run(run)
-    ids, counts = usage_vector(run, scope)
+    db = current_database()
+    used_sql, used_params = _used_rows(run, scope)
+    n_items, lo, hi = db.execute_sql(
+        "SELECT COUNT(*), MIN(id), MAX(id) FROM item WHERE dataset_id = ?", (run.dataset_id,)
+    ).fetchone()
+    dist = _pairs(db.execute_sql(f"SELECT n, COUNT(*) FROM ({used_sql}) GROUP BY n ORDER BY n", used_params))
+    items_used = int(dist[:, 1].sum()) if dist.size else 0
+    never = n_items - items_used
+    values = np.concatenate([[0], dist[:, 0]]) if dist.size else np.zeros(1, dtype=np.int64)
+    freqs = np.concatenate([[never], dist[:, 1]]) if dist.size else np.array([never])
+    counts = np.repeat(values, freqs)  # sorted times seen of every item: cheap even at 100k
     n = int(counts.size)
-    used_mask = counts > 0
-    if n:
-        top_pos = np.argsort(-counts, kind="stable")[:TOP_N]
-        top_pos = top_pos[counts[top_pos] > 0]
-    else:
-        top_pos = np.empty(0, dtype=np.int64)
-    never_ids = ids[~used_mask][:NEVER_LIST].tolist()
-    top_ids = ids[top_pos].tolist()
-    names = _names(top_ids + never_ids)
     mean = float(counts.mean()) if n else 0.0
     std = float(counts.std()) if n else 0.0
+    top = db.execute_sql(
+        f"SELECT u.id, i.group_key, u.n FROM ({used_sql}) u JOIN item i ON i.id = u.id ORDER BY u.n DESC, u.id LIMIT ?",
+        (*used_params, TOP_N),
+    ).fetchall()
+    never_rows = []
+    if never:
+        if scope == "run":
+            join, cond, params = "run_item_usage u ON u.run_id = ? AND u.item_id = i.id", "u.times_seen", (run.id,)
+        else:
+            join, cond, params = "item_stats u ON u.item_id = i.id", "u.total_seen", ()
+        # ordered by name along the (dataset, group_key) index: stops after NEVER_LIST rows
+        never_rows = db.execute_sql(
+            f"SELECT i.id, i.group_key FROM item i LEFT JOIN {join} WHERE i.dataset_id = ? "
+            f"AND COALESCE({cond}, 0) = 0 ORDER BY i.group_key LIMIT ?",
+            (*params, run.dataset_id, NEVER_LIST),
+        ).fetchall()
     return RunStats(
         run=run.name,
         number=run.number,
@@ -189,8 +209,8 @@ def run_stats(run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells
         status=run.status,
         scope=scope,
         items=n,
-        items_used=int(used_mask.sum()),
-        never_used_count=int(n - used_mask.sum()),
+        items_used=items_used,
+        never_used_count=never,
         samples_seen=int(counts.sum()) if scope == "all" else run.samples_seen,
         epochs_done=run.epochs_done,
         steps_done=run.steps_done,
@@ -198,13 +218,13 @@ def run_stats(run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells
         median=float(np.median(counts)) if n else 0.0,
         std=round(std, 4),
         variance=round(std * std, 4),
-        min=int(counts.min()) if n else 0,
-        max=int(counts.max()) if n else 0,
+        min=int(counts[0]) if n else 0,
+        max=int(counts[-1]) if n else 0,
         cv=round(std / mean, 4) if mean else 0.0,
         histogram=histogram(counts, bins),
-        heatmap=heatmap(counts, heatmap_cells),
-        top=[{"id": i, "name": names.get(i, ""), "times_seen": int(c)} for i, c in zip(top_ids, counts[top_pos].tolist())],
-        never_used=[{"id": i, "name": names.get(i, "")} for i in never_ids],
+        heatmap=_heatmap(run, used_sql, used_params, n, lo or 0, hi or 0, heatmap_cells),
+        top=[{"id": i, "name": name, "times_seen": c} for i, name, c in top],
+        never_used=[{"id": i, "name": name} for i, name in never_rows],
         recommendation=recommend(counts),
     )
 
