@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from sushitui.store import Caption, Item, ItemTag
+from sushitui.store import Item, current_database
 
 SORT_KEYS = {
     "name": (Item.group_key,),
@@ -81,15 +81,15 @@ def items_to_dicts(items: Sequence[Item]) -> list[dict]:
     captions: dict[int, list[dict]] = {}
     tags: dict[int, list[dict]] = {}
     ids = [it.id for it in items]
+    db = current_database()
     for chunk in _chunks(ids, 500):
-        q = (
-            Caption.select(Caption.item, Caption.type, Caption.subtype, Caption.source, Caption.content, Caption.file_path,
-                           Caption.source_field, Caption.encoding, Caption.encoding_flagged)
-            .where(Caption.item.in_(chunk))
-            .order_by(Caption.item, Caption.subtype, Caption.id)
-            .tuples()
+        marks = ",".join("?" * len(chunk))
+        cur = db.execute_sql(
+            "SELECT item_id, type, subtype, source, content, file_path, source_field, encoding, encoding_flagged "
+            f"FROM caption WHERE item_id IN ({marks}) ORDER BY item_id, subtype, id",
+            list(chunk),
         )
-        for item_id, ctype, subtype, source, content, path, source_field, enc, flagged in q:
+        for item_id, ctype, subtype, source, content, path, source_field, enc, flagged in cur:
             d = {"type": ctype, "subtype": subtype, "source": source, "content": content}
             if path:
                 d["file"] = path
@@ -98,13 +98,12 @@ def items_to_dicts(items: Sequence[Item]) -> list[dict]:
             if flagged:
                 d["encoding"] = enc
             captions.setdefault(item_id, []).append(d)
-        q = (
-            ItemTag.select(ItemTag.item, ItemTag.tag, ItemTag.position, ItemTag.subtype, ItemTag.source, ItemTag.confidence)
-            .where(ItemTag.item.in_(chunk))
-            .order_by(ItemTag.item, ItemTag.subtype, ItemTag.position)
-            .tuples()
+        cur = db.execute_sql(
+            f"SELECT item_id, tag, position, subtype, source, confidence FROM item_tag WHERE item_id IN ({marks}) "
+            "ORDER BY item_id, subtype, position",
+            list(chunk),
         )
-        for item_id, tag, pos, subtype, source, conf in q:
+        for item_id, tag, pos, subtype, source, conf in cur:
             tags.setdefault(item_id, []).append(
                 {"tag": tag, "position": pos, "subtype": subtype, "source": source, "confidence": conf}
             )

@@ -1,0 +1,213 @@
+"""Incremental reindex (SCAN-8), cancellation and progress (SCAN-11), the worker pool."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from sushitui.dataset import scan_worker
+from sushitui.dataset.captions import set_tags
+from sushitui.dataset.items import count_items, item_to_dict, list_items
+from sushitui.dataset.registry import DatasetSettings, add_dataset, get_dataset, reindex, remove_dataset
+from sushitui.dataset.scanner import scan_dataset
+from sushitui.dataset.synthetic import generate_dataset, png_bytes
+from sushitui.progress import CancelToken
+from sushitui.store import Caption, Dataset, Item, ItemTag
+
+
+def write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+
+
+def bump_mtime(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Counts image probes and caption reads done by the scan (in-process for small sets)."""
+    counts = {"images": [], "captions": []}
+    real_probe, real_read = scan_worker.probe_image, scan_worker.read_caption_file
+
+    def probe(path, ext, read_meta=False):
+        counts["images"].append(os.path.basename(path))
+        return real_probe(path, ext, read_meta)
+
+    def read(path, subtype, name, overrides):
+        counts["captions"].append(name)
+        return real_read(path, subtype, name, overrides)
+
+    monkeypatch.setattr(scan_worker, "probe_image", probe)
+    monkeypatch.setattr(scan_worker, "read_caption_file", read)
+    return counts
+
+
+def small_dataset(root: Path) -> None:
+    for i in range(5):
+        write(root / f"img{i}.png", png_bytes(8, 8, i))
+        write(root / f"img{i}.txt", f"tag{i}, common")
+
+
+def test_unchanged_reindex_reads_nothing(db, tmp_path, reads):
+    small_dataset(tmp_path / "ds")
+    add_dataset(DatasetSettings("r", str(tmp_path / "ds")))
+    assert len(reads["images"]) == 5 and len(reads["captions"]) == 5
+    reads["images"].clear(), reads["captions"].clear()
+    report = reindex("r")
+    assert reads == {"images": [], "captions": []}
+    assert report.items_unchanged == 5 and report.items_added == report.items_updated == report.items_removed == 0
+
+
+def test_changed_caption_is_reread_new_added_vanished_removed(db, tmp_path, reads):
+    root = tmp_path / "ds"
+    small_dataset(root)
+    ds, _ = add_dataset(DatasetSettings("r", str(root)))
+    first_ids = {i.image_path: i.id for i in Item.select()}
+    reads["images"].clear(), reads["captions"].clear()
+
+    write(root / "img1.txt", "edited elsewhere, new_tag")
+    bump_mtime(root / "img1.txt")
+    write(root / "img9.png", png_bytes(8, 8, 9))
+    write(root / "img9.txt", "fresh")
+    (root / "img2.png").unlink()
+    (root / "img3.txt").unlink()
+
+    report = reindex("r")
+    assert sorted(reads["captions"]) == ["img1.txt", "img9.txt"]
+    assert reads["images"] == ["img9.png"]  # img1's image is unchanged: not re-hashed
+    assert (report.items_added, report.items_updated, report.items_removed) == (1, 2, 1)
+    items = {i.image_path: i for i in Item.select()}
+    assert "img2.png" not in items
+    assert items["img1.png"].id == first_ids["img1.png"]  # same item, updated in place
+    tags = [t.tag for t in ItemTag.select().where(ItemTag.item == items["img1.png"].id).order_by(ItemTag.position)]
+    assert tags == ["edited elsewhere", "new_tag"]
+    assert items["img1.png"].tag_count == 2
+    assert Caption.select().where(Caption.item == items["img3.png"].id).count() == 0
+    assert items["img3.png"].tag_count == 0
+    assert ItemTag.select().where(ItemTag.norm == "tag2").count() == 0  # vanished item's tags went with it
+    assert get_dataset("r").total_items == 5
+
+
+def test_changed_image_is_rehashed(db, tmp_path, reads):
+    root = tmp_path / "ds"
+    small_dataset(root)
+    add_dataset(DatasetSettings("r", str(root)))
+    old = Item.get(Item.image_path == "img0.png")
+    write(root / "img0.png", png_bytes(24, 16, 100))
+    bump_mtime(root / "img0.png")
+    reads["images"].clear()
+    reindex("r")
+    new = Item.get(Item.image_path == "img0.png")
+    assert reads["images"] == ["img0.png"]
+    assert new.id == old.id and (new.width, new.height) == (24, 16) and new.sha256 != old.sha256
+
+
+def test_app_edits_survive_reindex(db, tmp_path):
+    root = tmp_path / "ds"
+    small_dataset(root)
+    add_dataset(DatasetSettings("r", str(root)))
+    item = Item.get(Item.image_path == "img4.png")
+    set_tags(item, ["edited", "in", "app"])
+    report = reindex("r")
+    assert report.items_unchanged == 5
+    assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == ["edited", "in", "app"]
+    assert (root / "img4.txt").read_text() == "edited, in, app"
+    # a forced full re-read gives the same result: the file is the truth
+    reindex("r", full=True)
+    assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == ["edited", "in", "app"]
+
+
+def test_group_gains_an_image_on_reindex(db, tmp_path):
+    root = tmp_path / "ds"
+    write(root / "g_source.png", png_bytes(8, 8, 1))
+    write(root / "g_target.png", png_bytes(8, 8, 2))
+    add_dataset(DatasetSettings("g", str(root)))
+    write(root / "g_mask.png", png_bytes(8, 8, 3))
+    report = reindex("g")
+    assert report.items_updated == 1
+    assert Item.get().related_images == {"source": "g_source.png", "target": "g_target.png", "mask": "g_mask.png"}
+    assert get_dataset("g").total_images == 3
+
+
+def test_missing_root_on_reindex_is_an_error_and_keeps_index(db, tmp_path):
+    from sushitui.dataset.registry import DatasetError
+
+    root = tmp_path / "ds"
+    small_dataset(root)
+    add_dataset(DatasetSettings("r", str(root)))
+    root.rename(tmp_path / "moved")
+    with pytest.raises(DatasetError, match="cannot be opened"):
+        reindex("r")
+    assert Item.select().count() == 5
+
+
+def test_progress_events_and_cancel_keep_what_was_indexed(db, tmp_path, monkeypatch):
+    import sushitui.dataset.scanner as scanner
+
+    monkeypatch.setattr(scanner, "BATCH", 10)
+    generate_dataset(tmp_path / "ds", 60, seed=3, nested=False)
+    token = CancelToken()
+    events = []
+
+    def progress(ev):
+        events.append((ev.phase, ev.done, ev.total))
+        if ev.phase == "indexing" and ev.done >= 20:
+            token.cancel()
+
+    monkeypatch.setattr(scanner, "Throttle", lambda cb, interval=0.1: lambda ev, force=False: cb and cb(ev))
+    ds, report = add_dataset(DatasetSettings("big", str(tmp_path / "ds")), progress=progress, cancel=token)
+    assert report.cancelled
+    assert 20 <= report.items_added < 60
+    assert Item.select().count() == report.items_added  # committed, not rolled back
+    assert any(p == "walking" for p, _, _ in events)
+    assert all(t == 60 for p, _, t in events if p == "indexing")
+    assert get_dataset("big").last_scan_report["cancelled"] is True
+    # the next reindex finishes the job and removes nothing
+    report = reindex("big")
+    assert not report.cancelled and Item.select().count() == 60 and report.items_removed == 0
+
+
+def test_pool_and_inline_give_the_same_index(db, tmp_path):
+    gen = generate_dataset(tmp_path / "ds", 450, seed=7)
+    ds_pool, r1 = add_dataset(DatasetSettings("pool", str(tmp_path / "ds")))  # 450 ≥ POOL_MIN_TASKS: 2 processes
+    ds_inline = Dataset.create(name="inline", root_path=str(tmp_path / "ds"))
+    r2 = scan_dataset(ds_inline, workers=1)
+    assert r1.items_added == r2.items_added == gen.n_items
+    a = [item_to_dict(i) for i in list_items(ds_pool.id)]
+    b = [item_to_dict(i) for i in list_items(ds_inline.id)]
+    strip = lambda d: {k: v for k, v in d.items() if k != "id"}  # noqa: E731
+    assert [strip(x) for x in a] == [strip(x) for x in b]
+    assert ItemTag.select().join(Item).where(Item.dataset == ds_pool.id).count() == gen.n_tag_rows
+    assert get_dataset("pool").total_images == gen.n_images
+    assert get_dataset("pool").total_captions == gen.n_captions
+
+
+def test_items_sort_limit_offset_and_count(db, tmp_path):
+    root = tmp_path / "ds"
+    for i, (w, h) in enumerate([(30, 10), (10, 30), (20, 20)]):
+        write(root / f"i{i}.png", png_bytes(w, h, i))
+        write(root / f"i{i}.txt", ", ".join(f"t{k}" for k in range(i + 1)))
+    ds, _ = add_dataset(DatasetSettings("s", str(root)))
+    names = lambda items: [i.base_name for i in items]  # noqa: E731
+    assert names(list_items(ds.id, sort="width")) == ["i1", "i2", "i0"]
+    assert names(list_items(ds.id, sort="height", desc=True)) == ["i1", "i2", "i0"]
+    assert names(list_items(ds.id, sort="tags", desc=True)) == ["i2", "i1", "i0"]
+    assert names(list_items(ds.id, sort="name", limit=1, offset=1)) == ["i1"]
+    assert names(list_items(ds.id, offset=2)) == ["i2"]
+    assert count_items(ds.id) == 3
+
+
+def test_remove_dataset_removes_index_not_files(db, tmp_path):
+    root = tmp_path / "ds"
+    small_dataset(root)
+    add_dataset(DatasetSettings("r", str(root)))
+    assert remove_dataset("r") == 5
+    assert Item.select().count() == Caption.select().count() == ItemTag.select().count() == 0
+    assert len(list(root.iterdir())) == 10
