@@ -55,12 +55,35 @@ class ScreenApp(App):
         self.push_screen(self._factory(), callback=self.dismissed.append)
 
 
-async def settle(pilot, app, rounds: int = 3) -> None:
-    """Let workers finish and messages drain."""
-    for _ in range(rounds):
-        await pilot.pause()
-        try:
-            await asyncio.wait_for(app.workers.wait_for_complete(), timeout=5)
-        except Exception:  # noqa: BLE001 - a cancelled worker is fine here
-            pass
-        await pilot.pause()
+async def settle(pilot, app, timeout: float = 5.0) -> None:
+    """Let workers finish and messages drain; returns early when a dialog waits for
+    the user (its worker cannot finish before a key is pressed)."""
+    import time
+
+    from textual.screen import ModalScreen
+
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    while time.monotonic() < deadline:
+        if isinstance(app.screen, ModalScreen) or not any(w.is_running for w in app.workers):
+            break
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+def sync(fn):
+    """Run an ``async def`` test with asyncio.run (no pytest-asyncio here)."""
+    import functools
+    import inspect
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    wrapper.__signature__ = inspect.signature(fn)
+    return wrapper
+
+
+def screen_text(app) -> str:
+    """The characters the current screen puts on the terminal, one line per row."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

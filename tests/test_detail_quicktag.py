@@ -1,0 +1,95 @@
+"""Quick tagging screen (QT-1..4) driven with Pilot on a real scanned folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from detail_helpers import ScreenApp, make_dataset, screen_text, settle, sync
+from sushitui.dataset.item_view import set_presets
+from sushitui.store import Dataset
+from sushitui.tui.screens.conflict import ConflictDialog
+from sushitui.tui.screens.quick_tag import PresetsDialog, QuickTagScreen
+
+
+@pytest.fixture
+def folder(db, tmp_path):
+    root = tmp_path / "q"
+    ds, ids = make_dataset(root, {"a": "1girl", "b": "cat", "c": "", "d": "dog"})
+    set_presets(ds.id, ["smile", "blush", "solo"])
+    return root, ds, ids
+
+
+@sync
+async def test_presets_toggle_enter_saves_and_moves_on(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: QuickTagScreen(ds.id, ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert "Image 1/4" in screen_text(app)
+        assert "1 smile" in screen_text(app) and "3 solo" in screen_text(app)
+        await pilot.press("1", "3", "3", "2")  # solo on and off again
+        assert screen.editor.tags == ["1girl", "smile", "blush"]
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert "Image 2/4" in screen_text(app)
+        assert (root / "a.txt").read_text() == "1girl, smile, blush"
+        await pilot.press("2", "right")  # skip: not saved
+        await settle(pilot, app)
+        assert "Image 3/4" in screen_text(app)
+        assert (root / "b.txt").read_text() == "cat"
+        await pilot.press("left")
+        await settle(pilot, app)
+        assert "Image 2/4" in screen_text(app) and screen.editor.tags == ["cat"]
+
+
+@sync
+async def test_custom_tag_undo_and_presets_persist(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: QuickTagScreen(ds.id, ids[2:]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        await pilot.press("t", *"red_eyes", "enter")
+        assert screen.editor.tags == ["red_eyes"]
+        await pilot.press("ctrl+z")
+        assert screen.editor.tags == []
+        await pilot.press("ctrl+y", "enter")
+        await settle(pilot, app)
+        assert (root / "c.txt").read_text() == "red_eyes"
+        await pilot.press("ctrl+z")  # nothing to undo on d: undo the save of c
+        await settle(pilot, app)
+        assert "Image 1/2" in screen_text(app)
+        assert (root / "c.txt").read_text() == ""
+        await pilot.press("p")
+        await settle(pilot, app)
+        assert isinstance(app.screen, PresetsDialog)
+        await pilot.press("end", *", open_mouth", "enter")
+        await settle(pilot, app)
+        assert Dataset.get_by_id(ds.id).presets == ["smile", "blush", "solo", "open_mouth"]
+        await pilot.press("4")
+        assert screen.editor.tags == ["open_mouth"]
+    # A new screen on the same dataset sees the stored presets.
+    app2 = ScreenApp(lambda: QuickTagScreen(ds.id, ids))
+    async with app2.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app2)
+        assert app2.screen.presets == ["smile", "blush", "solo", "open_mouth"]
+
+
+@sync
+async def test_conflict_in_background_save_asks_the_user(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: QuickTagScreen(ds.id, ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        (root / "a.txt").write_text("edited elsewhere", encoding="utf-8")
+        await pilot.press("1", "enter")
+        await settle(pilot, app)
+        assert isinstance(app.screen, ConflictDialog)
+        assert (root / "a.txt").read_text() == "edited elsewhere"
+        await pilot.press("m")
+        await settle(pilot, app)
+        assert (root / "a.txt").read_text() == "1girl, smile"
+        await pilot.press("escape")
+        await settle(pilot, app)
+        assert app.dismissed, "Esc leaves the screen"

@@ -1,0 +1,219 @@
+"""Item detail screen (IT-1..9) driven with Pilot on a real scanned folder."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from detail_helpers import ScreenApp, make_dataset, screen_text, settle, sync
+from sushitui.dataset.item_view import load_item_view
+from sushitui.store import Item
+from sushitui.tui.screens.conflict import ConflictDialog
+from sushitui.tui.screens.item_detail import ItemDetailScreen
+
+
+@pytest.fixture
+def folder(db, tmp_path):
+    root = tmp_path / "d"
+    ds, ids = make_dataset(
+        root,
+        {"a": "1girl, solo, long_hair", "b": "cat, dog", "c": "tree"},
+        groups={"g": {"source": None, "target": None, "instruction": "make the sky red", "": "sky, cloud"}},
+    )
+    return root, ds, ids
+
+
+@sync
+async def test_add_tag_autosaves_after_500ms(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert screen.editor.tags == ["1girl", "solo", "long_hair"]
+        await pilot.press("a", *"smile", "enter")
+        await pilot.pause()
+        assert screen.editor.tags[-1] == "smile"
+        assert (root / "a.txt").read_text() == "1girl, solo, long_hair", "not written before 500 ms of quiet"
+        await asyncio.sleep(0.8)
+        await settle(pilot, app)
+        assert (root / "a.txt").read_text() == "1girl, solo, long_hair, smile"
+        assert Item.get_by_id(ids[0]).tag_count == 4
+
+
+@sync
+async def test_remove_reorder_undo_redo_and_explicit_save(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        await pilot.press("down", "down")  # cursor on long_hair
+        await pilot.press("shift+up")  # move it before solo
+        assert screen.editor.tags == ["1girl", "long_hair", "solo"]
+        await pilot.press("K")  # and to the front
+        assert screen.editor.tags == ["long_hair", "1girl", "solo"]
+        await pilot.press("x")  # remove long_hair (cursor followed it)
+        assert screen.editor.tags == ["1girl", "solo"]
+        await pilot.press("ctrl+z")
+        assert screen.editor.tags == ["long_hair", "1girl", "solo"]
+        await pilot.press("ctrl+z")
+        assert screen.editor.tags == ["1girl", "long_hair", "solo"]
+        await pilot.press("ctrl+y")
+        assert screen.editor.tags == ["long_hair", "1girl", "solo"]
+        await pilot.press("ctrl+s")
+        await settle(pilot, app)
+        assert (root / "a.txt").read_text() == "long_hair, 1girl, solo", "the user's order is kept"
+        assert load_item_view(ids[0]).tags["main"] == ["long_hair", "1girl", "solo"]
+
+
+@sync
+async def test_copy_paste_clear_between_items(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        await pilot.press("c", "right")
+        await settle(pilot, app)
+        assert screen.view.base_name == "b"
+        await pilot.press("v")
+        assert screen.editor.tags == ["cat", "dog", "1girl", "solo", "long_hair"]
+        await pilot.press("X")
+        assert screen.editor.tags == []
+        await pilot.press("ctrl+z")
+        assert len(screen.editor.tags) == 5
+        await pilot.press("left")  # leaving saves
+        await settle(pilot, app)
+        assert screen.view.base_name == "a"
+        assert (root / "b.txt").read_text() == "cat, dog, 1girl, solo, long_hair"
+
+
+@sync
+async def test_conflict_keep_mine_overwrites_after_choice(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        (root / "a.txt").write_text("changed, elsewhere", encoding="utf-8")
+        await pilot.press("a", *"smile", "enter", "escape", "ctrl+s")
+        await settle(pilot, app)
+        assert isinstance(app.screen, ConflictDialog)
+        shot = screen_text(app)
+        assert "changed, elsewhere" in shot and "smile" in shot
+        assert (root / "a.txt").read_text() == "changed, elsewhere", "nothing written before the user chooses"
+        await pilot.press("m")
+        await settle(pilot, app)
+        assert isinstance(app.screen, ItemDetailScreen)
+        assert (root / "a.txt").read_text() == "1girl, solo, long_hair, smile"
+        assert not app.screen.editor.dirty
+
+
+@sync
+async def test_conflict_take_disk_reloads_and_keeps_undo(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        (root / "a.txt").write_text("changed, elsewhere", encoding="utf-8")
+        await pilot.press("x", "right")  # edit, then leave the item: the save conflicts
+        await settle(pilot, app)
+        assert isinstance(app.screen, ConflictDialog)
+        await pilot.press("d")
+        await settle(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, ItemDetailScreen)
+        assert (root / "a.txt").read_text() == "changed, elsewhere", "take-disk never writes"
+        assert load_item_view(ids[0]).tags["main"] == ["changed", "elsewhere"]
+
+
+@sync
+async def test_conflict_cancel_keeps_edit_and_stays(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        (root / "a.txt").write_text("changed", encoding="utf-8")
+        await pilot.press("x", "right")
+        await settle(pilot, app)
+        await pilot.press("escape")
+        await settle(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, ItemDetailScreen)
+        assert screen.view.base_name == "a", "navigation stops when the conflict is not resolved"
+        assert screen.editor.dirty and screen.editor.tags == ["solo", "long_hair"]
+        assert (root / "a.txt").read_text() == "changed"
+
+
+@sync
+async def test_navigation_group_tabs_and_text_caption(folder):
+    root, ds, ids = folder
+    by_name = {Item.get_by_id(i).base_name: i for i in ids}
+    app = ScreenApp(lambda: ItemDetailScreen(by_name["g"], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert screen.view.is_group
+        assert [label for label, _ in screen.view.image_tabs] == ["target", "source"]
+        assert "target" in str(screen.query_one("#image-info").render())
+        await pilot.press("i")
+        await settle(pilot, app)
+        assert screen.image_tab == 1 and "g_source.png" in str(screen.query_one("#image-info").render())
+        tabbed = screen.query_one("#caption-tabs")
+        assert tabbed.get_tab("tab-instruction").display
+        assert screen.query_one("#text-instruction").text == "make the sky red"
+        tabbed.active = "tab-instruction"
+        await pilot.pause()
+        await pilot.press("end", *" now")
+        await asyncio.sleep(0.8)
+        await settle(pilot, app)
+        assert (root / "g_instruction.txt").read_text() == "make the sky red now"
+        await pilot.press("escape", "left")  # leave the editor, then go to the previous item
+        await settle(pilot, app)
+        assert screen.view.base_name == "c"
+        assert not tabbed.get_tab("tab-instruction").display, "Instruction is for groups only"
+
+
+@sync
+async def test_social_counter_and_new_caption(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        screen.query_one("#caption-tabs").active = "tab-social_media"
+        await pilot.pause()
+        screen.query_one("#text-social_media").insert("x" * 290)
+        await pilot.pause()
+        counter = screen.query_one("#social-count")
+        assert "290/280" in str(counter.render()) and counter.has_class("-over")
+        await pilot.press("ctrl+s")
+        await settle(pilot, app)
+        assert (root / "a_social.txt").read_text() == "x" * 290
+
+
+@sync
+async def test_hostile_names_and_captions_are_neutralised(db, tmp_path):
+    root = tmp_path / "h"
+    evil = "evil\x1b]52;c;cGF3bmVk\x07\x1b[2J\u202egnp"
+    ds, ids = make_dataset(root, {"evil\x1b[31mname": f"{evil}, ok"})
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        shot = screen_text(app)
+        assert "\x1b" not in shot and "\u202e" not in shot and "\x07" not in shot
+        assert "\\x1b" in shot and "\\u202e" in shot
+        assert app.screen.editor.tags[0] == evil, "the tag itself is kept as written"
+
+
+@sync
+async def test_leaving_saves_and_dismisses(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[2], ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a", *"leaf", "enter", "escape", "escape")
+        await settle(pilot, app)
+        assert app.dismissed == [ids[2]]
+        assert (root / "c.txt").read_text() == "tree, leaf"
