@@ -1,5 +1,333 @@
-"""CLI commands: dict (being written)."""
+"""CLI commands: ``sushitui dict ...`` — the tag dictionary (TAG-3..TAG-8)."""
+
+from __future__ import annotations
+
+import sys
+
+from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, err, out, open_db
+
+CATEGORIES = ("general", "artist", "copyright", "character", "meta", "model")
+SOURCES = ("danbooru", "user_custom", "auto_detected")
 
 
 def register(subparsers) -> None:
-    return None
+    p = subparsers.add_parser("dict", help="the tag dictionary: load, import/export, search, edit, complete, stats")
+    sub = p.add_subparsers(dest="dict_command", metavar="SUBCOMMAND", required=True)
+
+    s = sub.add_parser("load", help="load a taglist folder (General.json, Character.json, ... {\"tag\": count})")
+    s.add_argument("dir", metavar="DIR")
+    s.add_argument("--on-conflict", choices=("skip", "update", "merge"), default="update")
+    s.add_argument("--aliases", metavar="FILE", help="an alias file: aliases.json {tag: [aliases]} or Danbooru's aliases.csv")
+    add_common(s)
+    s.set_defaults(func=cmd_load)
+
+    s = sub.add_parser("import", help="import a taglist JSON, a CSV or a tag-autocomplete CSV")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--format", choices=("json", "csv", "tagcomplete"), help="default: from the file")
+    s.add_argument("--category", choices=CATEGORIES, help="category for a JSON file not named after one")
+    s.add_argument("--on-conflict", choices=("skip", "update", "merge"), default="update",
+                   help="existing tags: skip, update (count) or merge (aliases); default update")
+    s.add_argument("--source", choices=SOURCES, help="default: user_custom for CSV, danbooru otherwise")
+    add_common(s)
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("export", help="export as CSV or taglist JSON")
+    s.add_argument("file", metavar="FILE", help="a file; for JSON without --category a folder")
+    s.add_argument("--format", choices=("json", "csv"), help="default: from the file extension (csv otherwise)")
+    s.add_argument("--category", choices=CATEGORIES)
+    s.add_argument("--source", choices=SOURCES)
+    add_common(s)
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("search", help="search tags by name")
+    s.add_argument("text", metavar="TEXT")
+    s.add_argument("--mode", choices=("prefix", "substring", "suffix", "exact"), default="substring")
+    s.add_argument("--category", choices=CATEGORIES)
+    s.add_argument("--sort", choices=("count", "name", "created"), default="count")
+    s.add_argument("--limit", type=int, default=50)
+    add_common(s)
+    s.set_defaults(func=cmd_search)
+
+    for name, helptext in (("add", "add a tag"), ("edit", "change a tag")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("tag", metavar="TAG")
+        s.add_argument("--category", choices=CATEGORIES, default="general" if name == "add" else None)
+        s.add_argument("--count", default="0" if name == "add" else None)
+        s.add_argument("--display-name")
+        s.add_argument("--aliases", help="comma-separated")
+        s.add_argument("--description")
+        s.add_argument("--source", choices=SOURCES, default="user_custom" if name == "add" else None)
+        s.add_argument("--deprecated", action=argparse_bool(), default=None)
+        if name == "edit":
+            s.add_argument("--rename", metavar="NEW", help="new tag name")
+        add_common(s)
+        s.set_defaults(func=cmd_add if name == "add" else cmd_edit)
+
+    s = sub.add_parser("remove", help="remove a tag (optionally from every dataset's captions too)")
+    s.add_argument("tag", metavar="TAG")
+    s.add_argument("--from-datasets", action="store_true", help="also strip the tag from every caption that has it")
+    s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_common(s)
+    s.set_defaults(func=cmd_remove)
+
+    s = sub.add_parser("complete", help="autocomplete candidates for what is typed")
+    s.add_argument("prefix", metavar="TEXT")
+    s.add_argument("--dataset", metavar="NAME")
+    s.add_argument("--limit", type=int, default=10)
+    add_common(s)
+    s.set_defaults(func=cmd_complete)
+
+    s = sub.add_parser("stats", help="dictionary statistics (TAG-8)")
+    s.add_argument("--top", type=int, default=100)
+    add_common(s)
+    s.set_defaults(func=cmd_stats)
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _open(args, load_builtin: bool = True):
+    db = open_db(args)
+    if load_builtin:
+        from sushitui.tags import dictionary
+
+        if not dictionary.is_builtin_loaded():
+            bar = TerminalProgress("loading the tag dictionary")
+            try:
+                with cancel_on_sigint() as cancel:
+                    dictionary.ensure_loaded(progress=bar, cancel=cancel)
+            except dictionary.DictionaryFileError as exc:
+                err(f"sushitui: warning: the shipped taglist could not be loaded: {exc}")
+            finally:
+                bar.close()
+    return db
+
+
+def _fail(exc: Exception) -> CliError:
+    return CliError(str(exc), 1)
+
+
+def _print_report(report, args) -> int:
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        out(f"imported {report.imported:,}  updated {report.updated:,}  skipped {report.skipped:,}  "
+            f"rejected {len(report.rejected):,}  ({report.elapsed_s:.2f} s)")
+        if report.aliases_unmatched:
+            out(f"aliases for {report.aliases_unmatched:,} tags not in the list were ignored")
+        for p in report.rejected[:20]:
+            out(f"  rejected {p.where}: {p.tag!r}: {p.reason}")
+        if len(report.rejected) > 20:
+            out(f"  … {len(report.rejected) - 20:,} more rejected rows (use --json for all)")
+        for p in report.skipped_rows[:5]:
+            out(f"  skipped {p.where}: {p.tag!r}: {p.reason}")
+        if len(report.skipped_rows) > 5:
+            out(f"  … {len(report.skipped_rows) - 5:,} more skipped rows (use --json for all)")
+        if report.cancelled:
+            out("cancelled: the rows written so far are kept")
+    return 0 if not report.rejected else 3
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_load(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args, load_builtin=False)
+    bar = TerminalProgress("loading")
+    try:
+        with cancel_on_sigint() as cancel:
+            report = dictionary.load_dir(args.dir, on_conflict=args.on_conflict, aliases_file=args.aliases,
+                                         progress=bar, cancel=cancel)
+    except (dictionary.DictionaryError, dictionary.DictionaryFileError) as exc:
+        raise _fail(exc) from exc
+    finally:
+        bar.close()
+    return _print_report(report, args)
+
+
+def cmd_import(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args)
+    bar = TerminalProgress("importing")
+    try:
+        with cancel_on_sigint() as cancel:
+            report = dictionary.import_file(args.file, fmt=args.format, category=args.category,
+                                            on_conflict=args.on_conflict, source=args.source, progress=bar, cancel=cancel)
+    except (dictionary.DictionaryError, dictionary.DictionaryFileError) as exc:
+        raise _fail(exc) from exc
+    finally:
+        bar.close()
+    return _print_report(report, args)
+
+
+def cmd_export(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args)
+    fmt = args.format or ("json" if args.file.lower().endswith(".json") else "csv")
+    try:
+        result = dictionary.export(args.file, fmt=fmt, category=args.category, source=args.source)
+    except (dictionary.DictionaryError, OSError) as exc:
+        raise _fail(exc) from exc
+    if args.json:
+        emit_json(result)
+    else:
+        out(f"exported {result['tags']:,} tags to {', '.join(result['files'])}")
+    return 0
+
+
+def _entry_line(e) -> str:
+    flags = ("" if e.official else " custom") + (" deprecated" if e.deprecated else "")
+    alias = f"  (aliases: {', '.join(e.aliases[:5])}{'…' if len(e.aliases) > 5 else ''})" if e.aliases else ""
+    return f"{e.tag:<40} {e.category:<10} {e.count:>10,}{flags}{alias}"
+
+
+def cmd_search(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args)
+    try:
+        entries = dictionary.search(args.text, mode=args.mode, category=args.category, limit=args.limit, sort=args.sort)
+    except dictionary.DictionaryError as exc:
+        raise _fail(exc) from exc
+    if args.json:
+        emit_json([e.to_dict() for e in entries])
+    else:
+        for e in entries:
+            out(_entry_line(e))
+        if not entries:
+            out("no tags found")
+    return 0
+
+
+def _fields(args) -> dict:
+    fields = {
+        "category": args.category, "count": args.count, "display_name": args.display_name,
+        "aliases": args.aliases, "description": args.description, "source": args.source,
+        "deprecated": args.deprecated,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _validation(exc) -> CliError:
+    return CliError("invalid tag: " + "; ".join(f"{k}: {v}" for k, v in exc.problems.items()), 2)
+
+
+def cmd_add(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args)
+    f = _fields(args)
+    try:
+        entry = dictionary.add_tag(args.tag, f.pop("category"), f.pop("count"), **f)
+    except dictionary.ValidationError as exc:
+        raise _validation(exc) from exc
+    if args.json:
+        emit_json(entry.to_dict())
+    else:
+        out(f"added {_entry_line(entry)}")
+    return 0
+
+
+def cmd_edit(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args)
+    f = _fields(args)
+    if args.rename:
+        f["tag"] = args.rename
+    try:
+        entry = dictionary.edit_tag(args.tag, **f)
+    except dictionary.ValidationError as exc:
+        raise _validation(exc) from exc
+    except dictionary.DictionaryError as exc:
+        raise _fail(exc) from exc
+    if args.json:
+        emit_json(entry.to_dict())
+    else:
+        out(f"changed {_entry_line(entry)}")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args)
+    if args.from_datasets and not args.yes:
+        uses = sum(len(v) for v in dictionary.items_with_tag(args.tag).values())
+        if not sys.stdin.isatty():
+            raise CliError(f"removing {args.tag!r} from {uses:,} captions needs confirmation; pass --yes", 2)
+        sys.stderr.write(f"Remove {args.tag!r} from the dictionary and from {uses:,} captions in your datasets? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            out("nothing removed")
+            return 1
+    bar = TerminalProgress("removing")
+    try:
+        with cancel_on_sigint() as cancel:
+            report = dictionary.remove_tag(args.tag, from_datasets=args.from_datasets, progress=bar, cancel=cancel)
+    except dictionary.DictionaryError as exc:
+        raise _fail(exc) from exc
+    finally:
+        bar.close()
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        what = "removed from the dictionary" if report.removed else "was not in the dictionary"
+        out(f"{args.tag}: {what}" + (f"; removed from {report.items_changed:,} captions" if args.from_datasets else ""))
+        for p in report.problems[:20]:
+            out(f"  not changed: {p}")
+    return 0 if not report.problems else 3
+
+
+def cmd_complete(args) -> int:
+    from sushitui.tags.autocomplete import Completer
+
+    _open(args)
+    dataset_id = None
+    if args.dataset:
+        from sushitui.store import Dataset
+
+        ds = Dataset.get_or_none(Dataset.name == args.dataset)
+        if ds is None:
+            raise CliError(f"no dataset named {args.dataset!r} (see `sushitui dataset list`)", 2)
+        dataset_id = ds.id
+    completer = Completer()
+    completer.warm(dataset_id, wait=True)  # a one-shot command: build the index and answer fully
+    cands = completer.complete(args.prefix, dataset_id, args.limit)
+    if args.json:
+        emit_json([c.to_dict() for c in cands])
+    else:
+        for c in cands:
+            target = f" → {c.alias_of}" if c.alias_of else ""
+            out(f"{c.tag}{target:<30} {c.category or '-':<10} {c.count:>10,}  {c.source}/{c.match}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from sushitui.tags import dictionary
+
+    _open(args)
+    s = dictionary.stats(top=args.top)
+    if args.json:
+        emit_json(s)
+        return 0
+    out(f"tags: {s['total']:,}  (official {s['official']:,}, custom {s['custom']:,}, deprecated {s['deprecated']:,})")
+    out("by category: " + ", ".join(f"{k} {v:,}" for k, v in s["by_category"].items()))
+    out("by source:   " + ", ".join(f"{k} {v:,}" for k, v in s["by_source"].items()))
+    out(f"used in datasets: {s['used_in_datasets']:,}   unused: {s['unused']:,}   "
+        f"dataset tags not in the dictionary: {s['dataset_tags_not_in_dictionary']:,}")
+    if s["top_used"]:
+        out(f"top {len(s['top_used'])} used tags:")
+        for t in s["top_used"]:
+            out(f"  {t['tag']:<40} {t['category'] or '-':<10} {t['uses']:>8,} uses")
+    return 0

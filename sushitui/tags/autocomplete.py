@@ -1,0 +1,462 @@
+"""Tag autocomplete (TAG-7) that keeps up with typing on a ~1M-tag dictionary.
+
+``Completer.complete(text, dataset_id, limit)`` returns candidates in this order:
+
+1. prefix matches — the dataset's own tags by frequency, then dictionary tags by count;
+2. substring matches and alias matches — dataset tags first, then dictionary tags and
+   aliases by count. An alias candidate names its target in ``alias_of``; choosing it
+   means the target (``Candidate.value``).
+
+Index (built lazily in a background thread, swapped in atomically, read without locks):
+
+- every dictionary match key, UTF-8, joined by ``\\n`` into one bytes blob in *count
+  order* (rank 0 = most used), so "first k matches in rank order" = "top k by count";
+- ``by_norm``: ranks sorted by key (from SQLite's ``norm`` index); a prefix is a
+  ``bisect`` range of it, and its top k is the k smallest ranks (``np.partition``);
+- a byte-trigram inverted index (CSR arrays built with one numpy sort) for substrings
+  of ≥ 3 bytes: intersect the postings, verify the few candidates; 1–2 byte substrings
+  scan the blob with ``bytes.find`` (memchr speed), stopping at k hits.
+
+Until the index is ready, prefix candidates come from SQLite's ``norm`` index, so the
+first keystroke after start is answered at once. Nothing here touches Textual.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from sushitui.store import current_database
+from sushitui.tags.normalize import is_kaomoji, match_key
+
+CATEGORY_CODES = ("general", "artist", "copyright", "character", "meta", "model")
+_CODE = {c: i for i, c in enumerate(CATEGORY_CODES)}
+DATASET_TTL_S = 5.0
+
+# bumped by sushitui.tags.dictionary after every write; completers rebuild when it moves
+_generation = 0
+
+
+def dictionary_changed() -> None:
+    """Tell every completer in this process that the dictionary was written."""
+    global _generation
+    _generation += 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tag: str  # what matched: a tag, or an alias when ``alias_of`` is set
+    category: str | None
+    count: int  # dictionary count, or uses in the dataset for dataset tags
+    source: str  # "dataset" | "dictionary"
+    alias_of: str | None = None
+    match: str = "prefix"  # prefix | substring | alias
+
+    @property
+    def value(self) -> str:
+        """The tag to insert when this candidate is chosen (aliases resolve to their target)."""
+        return self.alias_of or self.tag
+
+    def to_dict(self) -> dict:
+        return {"tag": self.tag, "category": self.category, "count": self.count, "source": self.source,
+                "alias_of": self.alias_of, "match": self.match, "value": self.value}
+
+
+def query_key(text: str) -> str:
+    """The match key of what is typed; a trailing ``_``/space is kept (``long_`` → ``long ``)."""
+    key = match_key(text)
+    if key and text[-1:] in ("_", " ") and not is_kaomoji(text.strip()):
+        key += " "
+    return key
+
+
+class _SmallSet:
+    """Prefix by bisect and substring by scan over a few thousand keys (dataset tags, aliases)."""
+
+    def __init__(self, entries: Sequence[tuple[str, object]]):
+        # entries: (key, payload) in ranking order (best first)
+        self.entries = list(entries)
+        order = sorted(range(len(self.entries)), key=lambda i: self.entries[i][0])
+        self.sorted_keys = [self.entries[i][0] for i in order]
+        self.sorted_pos = order
+
+    def prefix(self, key: str, limit: int) -> list[int]:
+        lo = bisect.bisect_left(self.sorted_keys, key)
+        hi = bisect.bisect_left(self.sorted_keys, key + "\U0010ffff")
+        return sorted(self.sorted_pos[lo:hi])[:limit]
+
+    def substring(self, key: str, limit: int) -> list[int]:
+        out = []
+        for i, (k, _payload) in enumerate(self.entries):
+            if key in k and not k.startswith(key):
+                out.append(i)
+                if len(out) >= limit:
+                    break
+        return out
+
+
+class _KeyView:
+    """The dictionary keys in sorted order, as a sequence ``bisect`` can search."""
+
+    def __init__(self, index: "_DictIndex"):
+        self.index = index
+
+    def __len__(self) -> int:
+        return self.index.n
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.index.key_bytes(int(self.index.by_norm[i]))
+
+
+class _DictIndex:
+    def __init__(self, db) -> None:
+        import numpy as np
+
+        # One row of group_concat'ed columns instead of ~1M Python row tuples: SQLite
+        # builds the big strings in C, in the (count DESC, id DESC) order of its index.
+        cases = " ".join(f"WHEN '{c}' THEN '{i}'" for i, c in enumerate(CATEGORY_CODES))
+        norms, tags, counts, cats, ids, n = db.execute_sql(
+            "SELECT group_concat(norm, char(10)), group_concat(tag, char(10)), group_concat(count), "
+            f"group_concat(CASE category {cases} ELSE '0' END, ''), group_concat(id), COUNT(*) "
+            "FROM (SELECT norm, tag, count, category, id FROM dictionary_tag ORDER BY count DESC, id DESC)"
+        ).fetchone()
+        self.n = n
+        if n == 0:
+            norms = tags = counts = cats = ids = ""
+        self.blob, self.offsets = self._join(norms)
+        self.tag_blob, self.tag_offsets = self._join(tags)
+        self.counts = self._ints(counts, n)
+        self.cats = (np.frombuffer(cats.encode("ascii"), np.uint8) - 48).astype(np.int8)
+        ids = self._ints(ids, n)
+        # ranks in key order (SQLite's BINARY collation = UTF-8 byte order = bytes order)
+        rank_of_id = np.zeros(int(ids.max()) + 1 if n else 1, np.int32)
+        rank_of_id[ids] = np.arange(n, dtype=np.int32)
+        (sorted_ids,) = db.execute_sql(
+            "SELECT group_concat(id) FROM (SELECT id FROM dictionary_tag ORDER BY norm)").fetchone()
+        self.by_norm = rank_of_id[self._ints(sorted_ids or "", n)]
+        self.keys = _KeyView(self)
+        aliases = []
+        for tag_id, text in db.execute_sql("SELECT id, aliases FROM dictionary_tag WHERE aliases != ''"):
+            rank = int(rank_of_id[tag_id])
+            for a in text.split(","):
+                if a:
+                    aliases.append((rank, match_key(a), a))
+        aliases.sort()
+        self.aliases = _SmallSet([(key, (alias, rank)) for rank, key, alias in aliases])
+        del norms, tags, counts, cats
+        self._build_trigrams()
+
+    @staticmethod
+    def _ints(text: str, n: int):
+        import numpy as np
+
+        if n == 0:
+            return np.zeros(0, np.int64)
+        return np.array(text.split(","), dtype=np.int64)
+
+    @staticmethod
+    def _join(text: str):
+        import numpy as np
+
+        blob = (text + "\n").encode("utf-8") if text else b""
+        arr = np.frombuffer(blob, np.uint8)
+        ends = np.flatnonzero(arr == 10)
+        offsets = np.concatenate(([0], ends + 1)).astype(np.int64)
+        return blob, offsets
+
+    def _build_trigrams(self) -> None:
+        import numpy as np
+
+        a = np.frombuffer(self.blob, np.uint8)
+        if len(a) < 3:
+            self.tri_codes = np.zeros(0, np.uint32)
+            self.tri_starts = np.zeros(1, np.int64)
+            self.tri_post = np.zeros(0, np.int32)
+            return
+        nl = a == 10
+        valid = ~(nl[:-2] | nl[1:-1] | nl[2:])
+        # the rank owning each byte: rank r repeated over its key and its newline
+        rank = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.offsets))[:-2][valid]
+        codes = (a[:-2][valid].astype(np.int64) << 16) | (a[1:-1][valid].astype(np.int64) << 8) | a[2:][valid]
+        keys = (codes << 32) | rank
+        del codes, rank, valid, nl
+        keys.sort()
+        keep = np.empty(len(keys), bool)
+        keep[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+        keys = keys[keep]
+        self.tri_post = (keys & 0xFFFFFFFF).astype(np.int32)
+        kc = keys >> 32
+        del keys
+        change = np.flatnonzero(kc[1:] != kc[:-1]) + 1
+        self.tri_starts = np.concatenate(([0], change, [len(kc)])).astype(np.int64)
+        self.tri_codes = kc[self.tri_starts[:-1]]
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def key_bytes(self, rank: int) -> bytes:
+        return self.blob[self.offsets[rank] : self.offsets[rank + 1] - 1]
+
+    def tag(self, rank: int) -> str:
+        return self.tag_blob[self.tag_offsets[rank] : self.tag_offsets[rank + 1] - 1].decode("utf-8")
+
+    def category(self, rank: int) -> str:
+        return CATEGORY_CODES[int(self.cats[rank])]
+
+    def find(self, key: str) -> int | None:
+        kb = key.encode("utf-8")
+        i = bisect.bisect_left(self.keys, kb)
+        if i < self.n and self.keys[i] == kb:
+            return int(self.by_norm[i])
+        return None
+
+    def prefix_range(self, kb: bytes) -> tuple[int, int]:
+        lo = bisect.bisect_left(self.keys, kb)
+        hi = bisect.bisect_left(self.keys, kb + b"\xff", lo)  # no UTF-8 byte is 0xff
+        return lo, hi
+
+    def prefix(self, key: str, limit: int) -> list[int]:
+        import numpy as np
+
+        lo, hi = self.prefix_range(key.encode("utf-8"))
+        ranks = self.by_norm[lo:hi]
+        if len(ranks) > limit:
+            ranks = np.partition(ranks, limit - 1)[:limit]
+        return sorted(int(r) for r in ranks)
+
+    def _postings(self, code: int):
+        import numpy as np
+
+        i = int(np.searchsorted(self.tri_codes, code))
+        if i >= len(self.tri_codes) or int(self.tri_codes[i]) != code:
+            return self.tri_post[0:0]
+        return self.tri_post[self.tri_starts[i] : self.tri_starts[i + 1]]
+
+    def substring(self, key: str, limit: int) -> list[int]:
+        """Ranks (best first) of keys containing ``key`` but not starting with it."""
+        import numpy as np
+
+        kb = key.encode("utf-8")
+        out: list[int] = []
+        if len(kb) < 3:
+            pos = self.blob.find(kb)
+            while pos >= 0 and len(out) < limit:
+                rank = int(np.searchsorted(self.offsets, pos, side="right")) - 1
+                start = int(self.offsets[rank])
+                if pos != start:
+                    out.append(rank)
+                pos = self.blob.find(kb, int(self.offsets[rank + 1]))
+            return out
+        codes = {(kb[i] << 16) | (kb[i + 1] << 8) | kb[i + 2] for i in range(len(kb) - 2)}
+        lists = sorted((self._postings(c) for c in codes), key=len)
+        cand = lists[0]
+        for other in lists[1:]:
+            if not len(cand):
+                break
+            idx = np.searchsorted(other, cand)
+            idx[idx >= len(other)] = 0
+            cand = cand[other[idx] == cand]
+        for rank in cand.tolist():
+            k = self.key_bytes(rank)
+            p = k.find(kb)
+            if p > 0:
+                out.append(rank)
+                if len(out) >= limit:
+                    break
+        return out
+
+
+class Completer:
+    """Thread-safe candidate source; one per app (or per process via ``get_completer``)."""
+
+    def __init__(self, db=None) -> None:
+        self._db = db
+        self._index: _DictIndex | None = None
+        self._index_generation = -1
+        self._building: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._datasets: dict[int, tuple[float, _SmallSet]] = {}
+        self._dataset_loading: set[int] = set()
+        self.build_seconds: float | None = None
+
+    # -- index management ----------------------------------------------------------------
+
+    def _database(self):
+        return self._db or current_database()
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None and self._index_generation == _generation
+
+    def warm(self, dataset_id: int | None = None, wait: bool = False) -> None:
+        """Start building the dictionary index (and load the dataset's tags) in the
+        background; ``wait`` blocks until done (tests, benchmarks)."""
+        thread = self._ensure_building()
+        if dataset_id is not None:
+            self._dataset(dataset_id, wait=wait)
+        if wait and thread is not None:
+            thread.join()
+
+    def invalidate(self, dataset_id: int | None = None) -> None:
+        """Forget cached dataset tags (after an edit) so the next call reloads them."""
+        with self._lock:
+            if dataset_id is None:
+                self._datasets.clear()
+            else:
+                self._datasets.pop(dataset_id, None)
+
+    def _ensure_building(self) -> threading.Thread | None:
+        with self._lock:
+            if self.ready:
+                return None
+            if self._building is not None and self._building.is_alive():
+                return self._building
+            gen = _generation
+            t = threading.Thread(target=self._build, args=(gen,), name="sushitui-autocomplete-index", daemon=True)
+            self._building = t
+            t.start()
+            return t
+
+    def _build(self, generation: int) -> None:
+        started = time.perf_counter()
+        db = self._database()
+        try:
+            index = _DictIndex(db)
+        finally:
+            # peewee keeps one connection per thread; close this worker's
+            if db is not None and not db.is_closed() and self._db is None:
+                try:
+                    db.close()
+                except Exception:  # the main thread's connection is not ours to close
+                    pass
+        self.build_seconds = time.perf_counter() - started
+        with self._lock:
+            self._index = index
+            self._index_generation = generation
+
+    def _dataset(self, dataset_id: int, wait: bool = False) -> _SmallSet | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._datasets.get(dataset_id)
+            fresh = hit is not None and now - hit[0] < DATASET_TTL_S
+            loading = dataset_id in self._dataset_loading
+            if not fresh and not loading:
+                self._dataset_loading.add(dataset_id)
+        if fresh:
+            return hit[1]
+        if not loading:
+            if wait or hit is None:
+                # the first time for this dataset: a GROUP BY over its tags (fast for
+                # typical sizes); afterwards refreshed in the background
+                self._load_dataset(dataset_id)
+            else:
+                threading.Thread(target=self._load_dataset, args=(dataset_id,), daemon=True).start()
+        with self._lock:
+            hit = self._datasets.get(dataset_id)
+        return hit[1] if hit else None
+
+    def _load_dataset(self, dataset_id: int) -> None:
+        try:
+            rows = self._database().execute_sql(
+                "SELECT t.norm, MIN(t.tag), COUNT(*) AS n FROM item_tag t JOIN item i ON i.id = t.item_id "
+                "WHERE i.dataset_id = ? GROUP BY t.norm ORDER BY n DESC, t.norm",
+                [dataset_id],
+            ).fetchall()
+            small = _SmallSet([(r[0], (r[1], r[2])) for r in rows])
+            with self._lock:
+                self._datasets[dataset_id] = (time.monotonic(), small)
+        finally:
+            with self._lock:
+                self._dataset_loading.discard(dataset_id)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def _sqlite_prefix(self, key: str, limit: int) -> list[Candidate]:
+        rows = self._database().execute_sql(
+            "SELECT tag, category, count FROM dictionary_tag WHERE norm >= ? AND norm < ? ORDER BY count DESC LIMIT ?",
+            [key, key + "\U0010ffff", limit],
+        ).fetchall()
+        return [Candidate(r[0], r[1], r[2], "dictionary") for r in rows]
+
+    def complete(self, text: str, dataset_id: int | None = None, limit: int = 10) -> list[Candidate]:
+        """Candidates for what is typed (see the module docstring for the order)."""
+        key = query_key(text)
+        if not key or limit <= 0:
+            return []
+        if not self.ready:
+            self._ensure_building()
+        index = self._index if self._index is not None else None
+        stale_ok = index is not None  # an older index is better than none while rebuilding
+        ds = self._dataset(dataset_id) if dataset_id is not None else None
+        out: list[Candidate] = []
+        seen: set[str] = set()
+
+        def add(c: Candidate, norm: str) -> bool:
+            if norm in seen:
+                return False
+            seen.add(norm)
+            out.append(c)
+            return len(out) >= limit
+
+        def ds_candidate(i: int, match: str) -> tuple[Candidate, str]:
+            norm, (tag, freq) = ds.entries[i]
+            cat = None
+            if stale_ok:
+                r = index.find(norm)
+                cat = index.category(r) if r is not None else None
+            return Candidate(tag, cat, freq, "dataset", None, match), norm
+
+        # 1. prefix: dataset tags, then the dictionary
+        if ds is not None:
+            for i in ds.prefix(key, limit):
+                if add(*ds_candidate(i, "prefix")):
+                    return out
+        if stale_ok:
+            for r in index.prefix(key, limit):
+                c = Candidate(index.tag(r), index.category(r), int(index.counts[r]), "dictionary")
+                if add(c, index.key_bytes(r).decode("utf-8")):
+                    return out
+        else:
+            for c in self._sqlite_prefix(key, limit):
+                if add(c, match_key(c.tag)):
+                    return out
+            return out  # substring/alias need the index; it is being built
+        # 2. substring (dataset first), then dictionary substrings and aliases by count
+        if ds is not None:
+            for i in ds.substring(key, limit):
+                if add(*ds_candidate(i, "substring")):
+                    return out
+        need = limit - len(out)
+        subs = [(r, None) for r in index.substring(key, need + len(seen))]
+        alias_hits = index.aliases.prefix(key, need + 5) + index.aliases.substring(key, need + 5)
+        for i in alias_hits:
+            _akey, (alias, rank) = index.aliases.entries[i]
+            subs.append((rank, alias))
+        subs.sort(key=lambda x: (x[0], x[1] is not None))
+        for rank, alias in subs:
+            norm = index.key_bytes(rank).decode("utf-8")
+            if alias is None:
+                c = Candidate(index.tag(rank), index.category(rank), int(index.counts[rank]), "dictionary", None, "substring")
+            else:
+                if norm in seen:
+                    continue
+                c = Candidate(alias, index.category(rank), int(index.counts[rank]), "dictionary", index.tag(rank), "alias")
+            if add(c, norm):
+                break
+        return out
+
+
+_default: Completer | None = None
+_default_lock = threading.Lock()
+
+
+def get_completer() -> Completer:
+    """The process-wide completer over the open database."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Completer()
+        return _default
