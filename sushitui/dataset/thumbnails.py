@@ -1,0 +1,244 @@
+"""Small preview images for the item browser (BR-2), decoded off the UI thread.
+
+A thumbnail is decoded once, small and early (JPEG ``draft()`` makes libjpeg decode at
+1/2, 1/4 or 1/8 scale, then ``thumbnail()`` finishes the downscale), and kept in a
+size-bounded LRU cache so that memory stays flat however far the user pages. Broken
+or hostile files never raise: they give a ``Thumbnail`` with no image and a plain
+``reason`` that the grid shows in place of the picture.
+
+Decompression bombs: the header is read first and an image whose pixel count exceeds
+``PIL.Image.MAX_IMAGE_PIXELS`` is never decoded.
+
+This module knows nothing about Textual; the browser calls ``load``/``load_many`` from a
+worker thread and ``get`` (cache only, never touches the disk) from the UI thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+# Thumbnails are made for a grid card of roughly 30×12 cells; 256 px covers that even
+# for Kitty/Sixel at 10×20 px cells, and halfcell rendering downsizes further per render.
+DEFAULT_BOX = (256, 256)
+DEFAULT_BUDGET_BYTES = 96 * 1024 * 1024
+_OPEN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A decoded preview, or the reason there is none."""
+
+    image: Image.Image | None
+    reason: str | None = None
+    width: int | None = None  # the original image's size, when the header could be read
+    height: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None
+
+    @property
+    def nbytes(self) -> int:
+        if self.image is None:
+            return 64
+        return self.image.width * self.image.height * len(self.image.getbands()) + 64
+
+
+def _flatten_mode(img: Image.Image) -> Image.Image:
+    """RGB or RGBA, whatever came in (P with transparency, LA, I;16, CMYK, 1, F...)."""
+    if img.mode in ("RGB", "RGBA"):
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float images: scale to 8 bit instead of clipping to white.
+        img = img.convert("I") if img.mode != "I" else img
+        lo, hi = img.getextrema()
+        scale = 255.0 / (hi - lo) if hi > lo else 1.0
+        return img.point(lambda v: (v - lo) * scale).convert("L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("LA", "PA", "La"):
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX) -> Thumbnail:
+    """Decode ``path`` into a thumbnail that fits ``box``; never raises for bad files."""
+    try:
+        # Opening reads only the header. We check the size ourselves below; the warning
+        # would only reach stderr (catch_warnings is process-global, hence the lock).
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = opened = Image.open(path)
+    except Image.DecompressionBombError:
+        return Thumbnail(None, "image too large to preview (decompression-bomb limit)")
+    except FileNotFoundError:
+        return Thumbnail(None, "file not found (deleted or moved?) — reindex the dataset")
+    except PermissionError:
+        return Thumbnail(None, "permission denied reading the image")
+    except IsADirectoryError:
+        return Thumbnail(None, "path is a directory, not an image")
+    except UnidentifiedImageError:
+        return Thumbnail(None, "not a readable image (corrupt, empty or wrong extension)")
+    except (OSError, ValueError, SyntaxError) as exc:
+        return Thumbnail(None, f"cannot open image: {exc}")
+    try:
+        width, height = img.size
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and width * height > limit:
+            return Thumbnail(None, f"image too large to preview ({width}×{height} pixels)", width, height)
+        if width <= 0 or height <= 0:
+            return Thumbnail(None, "image has no pixels", width, height)
+        try:
+            if img.format == "JPEG":
+                # Decode at the smallest libjpeg scale that still covers the box.
+                img.draft("RGB", (box[0], box[1]))
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.thumbnail(box, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            img = _flatten_mode(img)
+            img.load()
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if "truncated" in reason:
+                reason = "image file is truncated (incomplete download or copy?)"
+            return Thumbnail(None, f"cannot decode image: {reason}", width, height)
+        except MemoryError:
+            return Thumbnail(None, "not enough memory to decode this image", width, height)
+        if img is opened:
+            img = img.copy()  # detach the pixels from the file we close below
+        return Thumbnail(img, None, width, height)
+    finally:
+        try:
+            opened.close()
+        except Exception:  # noqa: BLE001 - closing a half-broken image must not raise
+            pass
+
+
+# Pillow refuses truncated files by default, which is what we want (they are reported);
+# make sure nobody flipped it globally in this process.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ThumbnailCache:
+    """Thread-safe LRU of thumbnails bounded by an estimate of their pixel bytes."""
+
+    def __init__(self, box: tuple[int, int] = DEFAULT_BOX, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+        self.box = box
+        self.budget_bytes = budget_bytes
+        self._items: OrderedDict[str, Thumbnail] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.hits = 0
+        self.misses = 0
+
+    # -- cache ----------------------------------------------------------------------
+    @staticmethod
+    def key(path: str | os.PathLike, stamp: object = None) -> str:
+        """Cache key: the path plus a stamp (e.g. the indexed mtime) so replaced images refresh."""
+        return f"{os.fspath(path)}\x00{stamp}"
+
+    def get(self, path: str | os.PathLike, stamp: object = None) -> Thumbnail | None:
+        """The cached thumbnail or None. Never touches the disk (safe on the UI thread)."""
+        k = self.key(path, stamp)
+        with self._lock:
+            thumb = self._items.get(k)
+            if thumb is not None:
+                self._items.move_to_end(k)
+                self.hits += 1
+            return thumb
+
+    def _put(self, k: str, thumb: Thumbnail) -> None:
+        with self._lock:
+            old = self._items.pop(k, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._items[k] = thumb
+            self._bytes += thumb.nbytes
+            while self._bytes > self.budget_bytes and len(self._items) > 1:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    @property
+    def used_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    # -- decoding (worker threads only) ---------------------------------------------
+    def load(self, path: str | os.PathLike, stamp: object = None) -> Thumbnail:
+        """Cached thumbnail, decoding it on a miss. Call from a worker thread."""
+        cached = self.get(path, stamp)
+        if cached is not None:
+            return cached
+        self.misses += 1
+        thumb = decode_thumbnail(path, self.box)
+        self._put(self.key(path, stamp), thumb)
+        return thumb
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            # Pillow releases the GIL while decoding, so two threads use both cores.
+            self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="thumbs")
+        return self._pool
+
+    def load_many(
+        self,
+        entries: Sequence[tuple[str | os.PathLike, object]],
+        cancel=None,
+    ) -> list[Thumbnail | None]:
+        """Decode many (path, stamp) entries in parallel; None where cancelled before decoding."""
+        results: list[Thumbnail | None] = [self.get(p, s) for p, s in entries]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if not todo:
+            return results
+        if len(todo) == 1:
+            i = todo[0]
+            results[i] = self.load(*entries[i])
+            return results
+
+        def one(i: int) -> tuple[int, Thumbnail | None]:
+            if cancel is not None and getattr(cancel, "cancelled", False):
+                return i, None
+            return i, self.load(*entries[i])
+
+        for i, thumb in self._executor().map(one, todo):
+            results[i] = thumb
+        return results
+
+    def prefetch(self, entries: Iterable[tuple[str | os.PathLike, object]]) -> None:
+        """Start decoding entries in the background (e.g. the next page) and return at once."""
+        pool = self._executor()
+        for path, stamp in entries:
+            if self.get(path, stamp) is None:
+                pool.submit(self.load, path, stamp)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def image_abs_path(root: str | os.PathLike, rel: str | None) -> Path | None:
+    """Absolute path of an item's dataset-relative image, None when it has none or escapes root."""
+    if not rel:
+        return None
+    from sushitui.dataset.paths import to_abs
+
+    try:
+        return Path(to_abs(root, rel))
+    except ValueError:
+        return None

@@ -1,0 +1,226 @@
+"""The sushitui Textual app: opens the database, starts on the datasets screen.
+
+``run(db_path, demo=False)`` is what ``sushitui`` without a command calls. It imports
+``textual_image.widget`` BEFORE the app starts: textual-image asks the terminal which
+graphics protocol it speaks (Kitty, Sixel, else half-cell blocks) and its cell size,
+which is impossible once Textual owns the terminal.
+
+First-start work (default tag groups, the shipped tag dictionary) runs in a thread
+worker with its progress in the top bar, so the UI is usable at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from sushitui.dataset.thumbnails import ThumbnailCache
+from sushitui.progress import CancelToken, ProgressEvent, Throttle
+from sushitui.sanitize import for_terminal
+
+DEMO_NAME = "demo"
+DEMO_ITEMS = 240
+
+
+class SushiApp(App):
+    """Datasets → browser → item detail, plus the dictionary, groups and runs screens."""
+
+    CSS_PATH = "sushitui.tcss"
+    TITLE = "sushitui"
+    BINDINGS = [
+        Binding("ctrl+t", "open_dictionary", "Dictionary", tooltip="The tag dictionary (search, add, edit, import)"),
+        Binding("ctrl+g", "open_groups", "Groups", tooltip="Tag groups and aliases"),
+        Binding("ctrl+r", "open_runs", "Runs", tooltip="Training runs and their statistics"),
+        Binding("ctrl+o", "open_datasets", "Datasets", show=False, tooltip="Back to the list of datasets"),
+    ]
+
+    # What background work (first-start dictionary load, ...) is doing; screens show it.
+    job_status: reactive[str] = reactive("")
+
+    def __init__(self, db_path: str | os.PathLike, *, open_dataset: str | None = None, first_start: bool = True) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.open_dataset = open_dataset
+        self.first_start = first_start
+        self.database = None
+        self.thumbnails = ThumbnailCache()
+        self.first_start_token = CancelToken()
+        self.first_start_done = False
+        self.started_at = time.perf_counter()
+
+    # -- start and stop ------------------------------------------------------------------
+    def on_mount(self) -> None:
+        from sushitui.store import StoreError, open_database
+
+        try:
+            self.database = open_database(self.db_path)
+        except StoreError as exc:
+            self.exit(return_code=2, message=f"sushitui: error: {for_terminal(exc)}")
+            return
+        from sushitui.tui.screens.datasets import DatasetsScreen
+
+        self.push_screen(DatasetsScreen())
+        if self.open_dataset:
+            self._open_named_dataset(self.open_dataset)
+        if self.first_start:
+            self._first_start(self.first_start_token)
+        else:
+            self.first_start_done = True
+
+    def on_unmount(self) -> None:
+        self.first_start_token.cancel()
+        self.thumbnails.close()
+        if self.database is not None:
+            self.database.close()
+
+    def _open_named_dataset(self, name: str) -> None:
+        from sushitui.dataset.registry import DatasetNotFound, get_dataset
+        from sushitui.tui.screens.browser import BrowserScreen
+
+        try:
+            ds = get_dataset(name)
+        except DatasetNotFound:
+            self.notify(f"No dataset named {for_terminal(name)}", severity="error")
+            return
+        self.push_screen(BrowserScreen(ds.id, ds.name, ds.root_path))
+
+    @work(thread=True, group="first-start", exit_on_error=False, description="first-start setup")
+    def _first_start(self, token: CancelToken) -> None:
+        """Default tag groups and the shipped tag dictionary, once per database (TAG-1, TAG-4)."""
+        from sushitui.tags import dictionary
+
+        try:
+            from sushitui.tags.groups import ensure_default_groups
+        except ImportError:  # TODO(tui): groups module not landed yet
+            ensure_default_groups = None
+        if ensure_default_groups is not None:
+            ensure_default_groups()
+
+        def show(event: ProgressEvent) -> None:
+            pct = f" {100 * event.done // event.total}%" if event.total else f" {event.done:,}"
+            self.call_from_thread(setattr, self, "job_status", f"loading tag dictionary{pct}")
+
+        if dictionary.is_builtin_loaded():
+            self.first_start_done = True
+            return
+        started = time.perf_counter()
+        self.call_from_thread(self.notify, "First start: loading the tag dictionary in the background; the app is usable meanwhile.", timeout=5)
+        try:
+            report = dictionary.ensure_loaded(progress=Throttle(show, interval=0.25), cancel=token)
+        finally:
+            self.call_from_thread(setattr, self, "job_status", "")
+        if report is not None:
+            n = sum(getattr(report, k, 0) or 0 for k in ("imported", "updated"))
+            self.call_from_thread(self.notify, f"Tag dictionary loaded: {n:,} tags in {time.perf_counter() - started:.1f} s", timeout=6)
+        self.first_start_done = True
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed is a message to the user, never a crash (NF-5)."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            what = event.worker.description or event.worker.group or event.worker.name
+            self.notify(f"{for_terminal(what)} failed: {for_terminal(error)}", severity="error", timeout=12)
+            self.log.error(f"worker {event.worker!r} failed: {error!r}")
+
+    # -- other screens --------------------------------------------------------------------
+    def action_open_datasets(self) -> None:
+        from sushitui.tui.screens.datasets import DatasetsScreen
+
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, DatasetsScreen):
+            self.pop_screen()
+
+    def _push_other(self, module: str, class_name: str, *args, **kwargs) -> None:
+        import importlib
+
+        try:
+            cls = getattr(importlib.import_module(module), class_name)
+        except (ImportError, AttributeError):
+            self.notify(f"{class_name} is not available yet", severity="warning")
+            return
+        self.push_screen(cls(*args, **kwargs))
+
+    def action_open_dictionary(self) -> None:
+        self._push_other("sushitui.tui.screens.dictionary", "DictionaryScreen")
+
+    def action_open_groups(self) -> None:
+        self._push_other("sushitui.tui.screens.groups", "GroupsScreen")
+
+    def action_open_runs(self) -> None:
+        self._push_other("sushitui.tui.screens.runs", "RunsScreen")
+
+    # -- command palette ----------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every screen and every key of the current screen, searchable (NF-6)."""
+        yield SystemCommand("Datasets", "The list of datasets (ctrl+o)", self.action_open_datasets)
+        yield SystemCommand("Tag dictionary", "Search, add, edit and import dictionary tags (ctrl+t)", self.action_open_dictionary)
+        yield SystemCommand("Tag groups and aliases", "Groups with colours, aliases (ctrl+g)", self.action_open_groups)
+        yield SystemCommand("Training runs", "Runs, usage statistics and samplers (ctrl+r)", self.action_open_runs)
+        seen = {"open_datasets", "open_dictionary", "open_groups", "open_runs"}
+        screen_name = getattr(screen, "PALETTE_NAME", None) or type(screen).__name__.removesuffix("Screen").lower()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or binding.action in seen or binding.system:
+                continue
+            seen.add(binding.action)
+            key_display = self.get_key_display(binding)
+            help_text = binding.tooltip or f"{binding.description} ({key_display})"
+            callback = partial(self.run_action, binding.action, active.node)
+            yield SystemCommand(f"{screen_name}: {binding.description} ({key_display})", help_text, callback)
+        yield from super().get_system_commands(screen)
+
+
+def prepare_demo(data_dir: Path | None = None, n_items: int = DEMO_ITEMS) -> str:
+    """Generate the sample dataset (once) and register it; returns its name.
+
+    The database must be open. Files go to ``<data dir>/demo``; an existing demo dataset
+    is reused as it is.
+    """
+    from sushitui.config import data_dir as default_data_dir
+    from sushitui.dataset.registry import DatasetNotFound, DatasetSettings, add_dataset, get_dataset
+    from sushitui.dataset.synthetic import generate_dataset
+
+    try:
+        get_dataset(DEMO_NAME)
+        return DEMO_NAME
+    except DatasetNotFound:
+        pass
+    root = (data_dir or default_data_dir()) / "demo"
+    if not root.is_dir() or not any(root.iterdir()):
+        generate_dataset(root, n_items, seed=7, image_size=(96, 96), items_per_dir=60)
+    add_dataset(DatasetSettings(name=DEMO_NAME, root_path=str(root)))
+    return DEMO_NAME
+
+
+def run(db_path: str | os.PathLike, demo: bool = False) -> int:
+    """Start the app (``sushitui`` with no command); returns the exit code."""
+    # Must happen before the app owns the terminal: protocol and cell-size detection.
+    import textual_image.widget  # noqa: F401
+
+    open_dataset = None
+    if demo:
+        from sushitui.store import StoreError, open_database
+
+        try:
+            db = open_database(db_path)
+        except StoreError as exc:
+            print(f"sushitui: error: {for_terminal(exc)}", file=sys.stderr)
+            return 2
+        print("sushitui: preparing the demo dataset…", file=sys.stderr)
+        try:
+            open_dataset = prepare_demo()
+        finally:
+            db.close()
+    app = SushiApp(db_path, open_dataset=open_dataset)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,713 @@
+"""The item browser (BR-1..4): a grid of item cards over a dataset or a query result.
+
+Only the visible page is ever loaded: the page query (LIMIT/OFFSET over the dataset's
+sort index, filtered by the query language), the count and the thumbnails all run in
+thread workers; the UI thread only puts finished page data on the fixed pool of cards.
+After a page is shown the worker prefetches the next page's rows and thumbnails, so
+paging forward is normally served from memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
+
+from sushitui.dataset.thumbnails import image_abs_path
+from sushitui.sanitize import for_terminal
+from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
+
+SORT_KEYS = ["name", "created", "width", "height", "tags"]
+SORT_LABELS = {"name": "file name", "created": "created", "width": "width", "height": "height", "tags": "tag count"}
+PAGE_CACHE_PAGES = 8
+
+
+# --- data access (plain functions, run in workers) --------------------------------------
+
+
+def result_select(dataset_id: int, query: str, sort: str, desc: bool):
+    """The Item select of the browser's current result (raises QueryError for a bad query)."""
+    from sushitui.dataset.items import select_items
+
+    return select_items(dataset_id, query or None, sort=sort, desc=desc)
+
+
+def count_result(dataset_id: int, query: str) -> int:
+    from sushitui.dataset.items import count_items
+
+    return count_items(dataset_id, query or None)
+
+
+def result_ids(dataset_id: int, query: str, sort: str, desc: bool) -> list[int]:
+    from sushitui.store import Item
+
+    select = result_select(dataset_id, query, sort, desc)
+    return [row[0] for row in select.select(Item.id).tuples()]
+
+
+def fmt_size(width: int | None, height: int | None) -> str:
+    return f"{width}×{height}" if width and height else ""
+
+
+def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, offset: int, limit: int) -> list[CardData]:
+    """One page of cards: item fields plus the first tags of each item's main caption."""
+    from sushitui.store import Item, ItemTag
+
+    select = result_select(dataset_id, query, sort, desc)
+    cols = (Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.mtime_ns, Item.width, Item.height, Item.tag_count, Item.problems)
+    rows = list(select.select(*cols).limit(limit).offset(offset).tuples())
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    first: dict[int, list[str]] = {i: [] for i in ids}
+    tag_rows = (
+        ItemTag.select(ItemTag.item, ItemTag.tag)
+        .where(ItemTag.item.in_(ids) & ItemTag.subtype.in_(("main", "")))
+        .order_by(ItemTag.item, ItemTag.position)
+        .tuples()
+    )
+    for item_id, tag in tag_rows:
+        tags = first[item_id]
+        if len(tags) <= 3:
+            tags.append(tag)
+    cards = []
+    for item_id, base, rel_dir, image_path, mtime_ns, width, height, tag_count, problems in rows:
+        path = image_abs_path(root, image_path)
+        problem = None
+        if image_path is None:
+            problem = "no image"
+        elif path is None:
+            problem = "unsafe image path in the index"
+        elif problems:
+            first_problem = problems[0] if isinstance(problems, list) else problems
+            problem = first_problem.get("reason") if isinstance(first_problem, dict) else str(first_problem)
+        name = base  # the folder is in the item detail; the base name is what tells items apart
+        cards.append(
+            CardData(
+                item_id=item_id,
+                name=name,
+                tags=first[item_id],
+                tag_count=max(tag_count or 0, len(first[item_id])),
+                image_path=str(path) if path is not None else None,
+                stamp=mtime_ns,
+                size_text=fmt_size(width, height),
+                problem=problem,
+            )
+        )
+    return cards
+
+
+# --- messages from workers ---------------------------------------------------------------
+
+
+class PageLoaded(Message):
+    def __init__(self, generation: int, offset: int, limit: int, cards: list[CardData], seconds: float) -> None:
+        super().__init__()
+        self.generation = generation
+        self.offset = offset
+        self.limit = limit
+        self.cards = cards
+        self.seconds = seconds
+
+
+class ThumbsLoaded(Message):
+    def __init__(self, generation: int, offset: int, thumbs: list) -> None:
+        super().__init__()
+        self.generation = generation
+        self.offset = offset
+        self.thumbs = thumbs  # [(index, item_id, Thumbnail)]
+
+
+class CountLoaded(Message):
+    def __init__(self, generation: int, total: int) -> None:
+        super().__init__()
+        self.generation = generation
+        self.total = total
+
+
+class QueryFailed(Message):
+    def __init__(self, generation: int, message: str, position: int | None) -> None:
+        super().__init__()
+        self.generation = generation
+        self.message = message
+        self.position = position
+
+
+class StripCache:
+    """Rendered thumbnail strips by (path, stamp, box): bounded, shared with worker threads."""
+
+    def __init__(self, max_entries: int = 600) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        if value is None:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+
+class _WorkerCancel:
+    """A worker's cancel flag in the CancelToken shape the core expects."""
+
+    def __init__(self, worker) -> None:
+        self._worker = worker
+
+    @property
+    def cancelled(self) -> bool:
+        return self._worker.is_cancelled
+
+
+@dataclass
+class BrowserState:
+    query: str = ""
+    sort: str = "name"
+    desc: bool = False
+    offset: int = 0
+    total: int | None = None
+
+
+class BrowserScreen(Screen):
+    """Grid of a dataset's items; Enter opens the item detail."""
+
+    BINDINGS = [
+        Binding("enter", "open_item", "Open"),
+        Binding("slash", "focus_search", "Search"),
+        Binding("space", "toggle_select", "Select"),
+        Binding("a", "select_all", "Select all"),
+        Binding("t", "bulk('add')", "Add tag"),
+        Binding("u", "bulk('remove')", "Remove tag"),
+        Binding("c", "bulk('replace')", "Replace tag"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("r", "reverse_sort", "Reverse"),
+        Binding("q", "quick_tag", "Quick tag"),
+        Binding("A", "autotag", "Auto-tag"),
+        Binding("e", "export", "Export"),
+        Binding("escape", "back", "Back"),
+        Binding("f5", "reload", "Reload", show=False),
+        Binding("up", "move(0, -1)", "Up", show=False),
+        Binding("down", "move(0, 1)", "Down", show=False),
+        Binding("left", "move(-1, 0)", "Left", show=False),
+        Binding("right", "move(1, 0)", "Right", show=False),
+        Binding("shift+up", "move(0, -1, True)", "Select up", show=False),
+        Binding("shift+down", "move(0, 1, True)", "Select down", show=False),
+        Binding("shift+left", "move(-1, 0, True)", "Select left", show=False),
+        Binding("shift+right", "move(1, 0, True)", "Select right", show=False),
+        Binding("pagedown", "page(1)", "Next page", show=False),
+        Binding("pageup", "page(-1)", "Previous page", show=False),
+        Binding("home", "jump(0)", "First item", show=False),
+        Binding("end", "jump(-1)", "Last item", show=False),
+        Binding("ctrl+n", "clear_selection", "Clear selection", show=False),
+    ]
+
+    def __init__(self, dataset_id: int, dataset_name: str = "", root_path: str = "", query: str = "") -> None:
+        super().__init__()
+        self.dataset_id = dataset_id
+        self.dataset_name = dataset_name
+        self.root_path = root_path
+        self.state = BrowserState(query=query)
+        self.generation = 0
+        self.capacity = 0
+        self.columns = 1
+        self.selected: set[int] = set()
+        self._pages: OrderedDict[tuple[int, int, int], list[CardData]] = OrderedDict()
+        self._pending_cursor = 0
+        self._extend_pending = False  # shift+move crossed a page: select the new cursor item once shown
+        self.image_mode = image_mode()
+        self.box = (1, 1)
+        self.strips = StripCache()
+        self.opened_at = time.perf_counter()
+        self.first_page_at: float | None = None  # perf_counter when the first page was on the cards
+        self.page_shown_at: float = 0.0
+        self.pages_shown = 0
+
+    # -- layout ------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="browser-top", classes="topbar"):
+            yield Static("", id="browser-title")
+            yield Static("", id="browser-position")
+        yield Input(value=self.state.query, placeholder="search: 1girl, -solo, smile | grin, width:>=1024  (/ to focus, Enter to apply)", id="browser-search")
+        yield Static("", id="browser-error")
+        yield ItemGrid(id="browser-grid")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#browser-error", Static).display = False
+        self.query_one(ItemGrid).focus()
+        self._update_title()
+        if not self.root_path:
+            self._load_dataset()
+        self._start_count()
+
+    @property
+    def grid(self) -> ItemGrid:
+        return self.query_one(ItemGrid)
+
+    @property
+    def thumbs(self):
+        return self.app.thumbnails  # type: ignore[attr-defined]
+
+    # -- top bar -------------------------------------------------------------------------
+    def _update_title(self) -> None:
+        title = Text("Browse ", style="bold")
+        title.append(for_terminal(self.dataset_name or f"dataset {self.dataset_id}"), style="bold")
+        order = "↓" if self.state.desc else "↑"
+        title.append(f"  sort: {SORT_LABELS[self.state.sort]} {order}", style="dim")
+        if self.selected:
+            title.append(f"  {len(self.selected):,} selected", style="bold")
+        self.query_one("#browser-title", Static).update(title)
+        self._update_position()
+
+    def position_text(self) -> str:
+        total = self.state.total
+        shown = len(self.grid.page) if self.is_mounted else 0
+        if total == 0:
+            return "no items" if not self.state.query.strip() else "no matches"
+        start = self.state.offset + 1
+        end = self.state.offset + max(shown, 1)
+        of = f"{total:,}" if total is not None else "…"
+        return f"{start:,}–{end:,} of {of}"
+
+    def _update_position(self) -> None:
+        self.query_one("#browser-position", Static).update(Text(self.position_text()))
+
+    # -- loading -------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="browser-dataset", exit_on_error=False)
+    def _load_dataset(self) -> None:
+        from sushitui.store import Dataset
+
+        ds = Dataset.get_by_id(self.dataset_id)
+        self.app.call_from_thread(self._set_dataset, ds.name, ds.root_path)
+
+    def _set_dataset(self, name: str, root: str) -> None:
+        self.dataset_name = name
+        self.root_path = root
+        self._update_title()
+        if self.capacity:
+            self._request_page()
+
+    def _start_count(self) -> None:
+        self.state.total = None
+        self._count(self.generation, self.state.query)
+
+    @work(thread=True, exclusive=True, group="browser-count", exit_on_error=False)
+    def _count(self, generation: int, query: str) -> None:
+        from sushitui.tags.query import QueryError
+
+        try:
+            total = count_result(self.dataset_id, query)
+        except QueryError as exc:
+            self.post_message(QueryFailed(generation, exc.message, exc.position))
+            return
+        self.post_message(CountLoaded(generation, total))
+
+    def _request_page(self) -> None:
+        """Show the page at state.offset: from the page cache at once, else via a worker."""
+        if not self.capacity or not self.root_path:
+            return
+        key = (self.generation, self.state.offset, self.capacity)
+        cards = self._pages.get(key)
+        if cards is not None:
+            self._pages.move_to_end(key)
+            self._show(cards)
+        self._load_page(self.generation, self.state.offset, self.capacity, cards)
+
+    @work(thread=True, exclusive=True, group="browser-page", exit_on_error=False)
+    def _load_page(self, generation: int, offset: int, limit: int, cached: list[CardData] | None) -> None:
+        """Rows of the page (unless already cached and shown), its thumbnails, then prefetch."""
+        from sushitui.tags.query import QueryError
+
+        worker = get_current_worker()
+        st = self.state
+        try:
+            if cached is not None:
+                cards = cached
+            else:
+                t0 = time.perf_counter()
+                cards = load_cards(self.dataset_id, self.root_path, st.query, st.sort, st.desc, offset, limit)
+                if worker.is_cancelled:
+                    return
+                self.post_message(PageLoaded(generation, offset, limit, cards, time.perf_counter() - t0))
+        except QueryError as exc:
+            self.post_message(QueryFailed(generation, exc.message, exc.position))
+            return
+        if self.image_mode == "off":
+            return
+        box = self.box
+        thumbs = self._thumbs_for(cards, box, worker)
+        if worker.is_cancelled:
+            return
+        if thumbs:
+            self.post_message(ThumbsLoaded(generation, offset, thumbs))
+        # Prefetch the next page (rows, thumbnails and their strips) so paging forward is instant.
+        next_offset = offset + limit
+        if worker.is_cancelled or (st.total is not None and next_offset >= st.total):
+            return
+        key = (generation, next_offset, limit)
+        nxt = self.app.call_from_thread(self._pages.get, key)
+        if nxt is None:
+            try:
+                nxt = load_cards(self.dataset_id, self.root_path, st.query, st.sort, st.desc, next_offset, limit)
+            except QueryError:
+                return
+            if worker.is_cancelled:
+                return
+            self.app.call_from_thread(self._cache_page, key, nxt)
+        self._thumbs_for(nxt, box, worker)
+
+    def _thumbs_for(self, cards: list[CardData], box: tuple[int, int], worker) -> list:
+        """Decode (cached) thumbnails of ``cards`` and render their strips for ``box`` (worker thread)."""
+        entries = [(i, c) for i, c in enumerate(cards) if c.image_path]
+        if not entries:
+            return []
+        results = self.thumbs.load_many([(c.image_path, c.stamp) for _, c in entries], cancel=_WorkerCancel(worker))
+        out = []
+        for (i, card), thumb in zip(entries, results):
+            if thumb is None or worker.is_cancelled:
+                continue
+            strips = None
+            if thumb.image is not None and self.image_mode != "tgp":
+                key = (card.image_path, card.stamp, box)
+                strips = self.strips.get(key)
+                if strips is None:
+                    strips = thumbnail_strips(thumb, box, self.image_mode)
+                    self.strips.put(key, strips)
+            out.append((i, card.item_id, thumb, strips))
+        return out
+
+    def _cache_page(self, key, cards: list[CardData]) -> None:
+        self._pages[key] = cards
+        self._pages.move_to_end(key)
+        while len(self._pages) > PAGE_CACHE_PAGES:
+            self._pages.popitem(last=False)
+
+    def on_page_loaded(self, message: PageLoaded) -> None:
+        if message.generation != self.generation or message.offset != self.state.offset or message.limit != self.capacity:
+            return
+        self._cache_page((message.generation, message.offset, message.limit), message.cards)
+        self._show(message.cards)
+
+    def _show(self, cards: list[CardData]) -> None:
+        grid = self.grid
+        grid.show_page(cards, self.selected, self._pending_cursor)
+        # Thumbnails already rendered (prefetched) go on at once; the rest arrive with ThumbsLoaded.
+        if self.image_mode != "off":
+            box = self.box
+            for i, card in enumerate(cards):
+                if card.image_path:
+                    thumb = self.thumbs.get(card.image_path, card.stamp)
+                    if thumb is None:
+                        continue
+                    strips = self.strips.get((card.image_path, card.stamp, box))
+                    if strips is not None or thumb.image is None or self.image_mode == "tgp":
+                        grid.set_thumbnail(i, card.item_id, thumb, strips)
+        if self._extend_pending:
+            self._extend_pending = False
+            self._mark_cursor_selected()
+        self._set_error(None)
+        self.pages_shown += 1
+        self.page_shown_at = time.perf_counter()
+        if self.first_page_at is None:
+            self.first_page_at = self.page_shown_at
+        self._update_position()
+
+    def on_thumbs_loaded(self, message: ThumbsLoaded) -> None:
+        if message.generation != self.generation or message.offset != self.state.offset:
+            return
+        grid = self.grid
+        for index, item_id, thumb, strips in message.thumbs:
+            grid.set_thumbnail(index, item_id, thumb, strips)
+
+    def on_count_loaded(self, message: CountLoaded) -> None:
+        if message.generation != self.generation:
+            return
+        self.state.total = message.total
+        if message.total == 0:
+            self.grid.show_page([], self.selected, 0)
+        self._update_position()
+
+    def on_query_failed(self, message: QueryFailed) -> None:
+        if message.generation != self.generation:
+            return
+        self._set_error(message.message, message.position)
+
+    def _set_error(self, message: str | None, position: int | None = None) -> None:
+        label = self.query_one("#browser-error", Static)
+        if message is None:
+            label.display = False
+            return
+        text = Text("query error", style="bold red")
+        if position is not None:
+            text.append(f" at column {position + 1}", style="bold red")
+            query = self.state.query
+            text.append(": ")
+            text.append(for_terminal(message))
+            text.append("\n  " + for_terminal(query[:position]))
+            text.append(for_terminal(query[position:position + 1] or " "), style="reverse red")
+            text.append(for_terminal(query[position + 1:]))
+        else:
+            text.append(": " + for_terminal(message))
+        label.update(text)
+        label.display = True
+
+    # -- grid events ----------------------------------------------------------------------
+    def on_item_grid_resized(self, message: ItemGrid.Resized) -> None:
+        # Keep the item under the cursor on screen when the page size changes.
+        absolute = self.state.offset + self.grid.cursor
+        self.capacity = message.capacity
+        self.columns = message.columns
+        self.box = message.box
+        self.state.offset = (absolute // self.capacity) * self.capacity
+        self._pending_cursor = absolute - self.state.offset
+        self._request_page()
+
+    def on_item_grid_card_clicked(self, message: ItemGrid.CardClicked) -> None:
+        self.grid.focus()
+        self.grid.move_cursor(message.index)
+        if message.chain >= 2:
+            self.action_open_item()
+
+    # -- search ----------------------------------------------------------------------------
+    @on(Input.Submitted, "#browser-search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.set_query(event.value)
+        self.grid.focus()
+
+    def set_query(self, text: str) -> None:
+        from sushitui.tags.query import check
+
+        error = check(text) if text.strip() else None
+        if error is not None:
+            self.state.query = text
+            self._set_error(error.message, error.position)
+            return
+        self.state.query = text
+        self._restart()
+
+    def _restart(self, keep_offset: bool = False) -> None:
+        """New generation: the result changed (query, sort, edits)."""
+        self.generation += 1
+        if not keep_offset:
+            self.state.offset = 0
+            self._pending_cursor = 0
+        else:
+            self._pending_cursor = self.grid.cursor
+        self._pages.clear()
+        self._set_error(None)
+        self._start_count()
+        self._update_title()
+        self._request_page()
+
+    def action_focus_search(self) -> None:
+        self.query_one("#browser-search", Input).focus()
+
+    # -- navigation -------------------------------------------------------------------------
+    def _go(self, absolute: int, extend_selection: bool = False) -> None:
+        total = self.state.total
+        if total is not None:
+            absolute = min(absolute, total - 1)
+        absolute = max(0, absolute)
+        if extend_selection and self.grid.current is not None:
+            self.selected.add(self.grid.current.item_id)
+        page_offset = (absolute // self.capacity) * self.capacity if self.capacity else 0
+        if page_offset != self.state.offset:
+            if total is None and page_offset > self.state.offset and len(self.grid.page) < self.capacity:
+                return  # past the end of a result that is still being counted
+            self.state.offset = page_offset
+            self._pending_cursor = absolute - page_offset
+            self._extend_pending = extend_selection
+            self._request_page()
+            self._update_position()
+            return
+        index = absolute - page_offset
+        if index >= len(self.grid.page):
+            return
+        self.grid.move_cursor(index)
+        if extend_selection:
+            self._mark_cursor_selected()
+
+    def _mark_cursor_selected(self) -> None:
+        current = self.grid.current
+        if current is not None:
+            self.selected.add(current.item_id)
+        self.grid.refresh_marks(self.selected)
+        self._update_title()
+
+    def action_move(self, dx: int, dy: int, extend: bool = False) -> None:
+        if self.grid.current is None:
+            return
+        absolute = self.state.offset + self.grid.cursor + dx + dy * self.columns
+        if absolute < 0:
+            return
+        self._go(absolute, extend)
+
+    def action_page(self, direction: int) -> None:
+        if not self.capacity:
+            return
+        new_offset = self.state.offset + direction * self.capacity
+        total = self.state.total
+        if new_offset < 0:
+            new_offset = 0
+        if total is not None and new_offset >= total:
+            return
+        if total is None and direction > 0 and len(self.grid.page) < self.capacity:
+            return
+        if new_offset == self.state.offset:
+            return
+        self.state.offset = new_offset
+        self._pending_cursor = self.grid.cursor
+        self._request_page()
+        self._update_position()
+
+    def action_jump(self, where: int) -> None:
+        if where >= 0:
+            self._go(where)
+        elif self.state.total:
+            self._go(self.state.total - 1)
+
+    def action_back(self) -> None:
+        if self.selected:
+            self.action_clear_selection()
+            return
+        self.app.pop_screen()
+
+    def action_reload(self) -> None:
+        self._restart(keep_offset=True)
+
+    def on_screen_resume(self) -> None:
+        # Back from item detail / quick tagging / a bulk edit: tags may have changed.
+        if self.first_page_at is not None:
+            self._restart(keep_offset=True)
+
+    # -- sort ----------------------------------------------------------------------------------
+    def action_cycle_sort(self) -> None:
+        i = SORT_KEYS.index(self.state.sort)
+        self.state.sort = SORT_KEYS[(i + 1) % len(SORT_KEYS)]
+        self._restart()
+
+    def action_reverse_sort(self) -> None:
+        self.state.desc = not self.state.desc
+        self._restart()
+
+    # -- selection -------------------------------------------------------------------------------
+    def action_toggle_select(self) -> None:
+        current = self.grid.current
+        if current is None:
+            return
+        if current.item_id in self.selected:
+            self.selected.discard(current.item_id)
+        else:
+            self.selected.add(current.item_id)
+        self.grid.refresh_marks(self.selected)
+        self._update_title()
+        self.action_move(1, 0)
+
+    def action_clear_selection(self) -> None:
+        self.selected.clear()
+        self.grid.refresh_marks(self.selected)
+        self._update_title()
+
+    def action_select_all(self) -> None:
+        self._select_all(self.generation)
+
+    @work(thread=True, exclusive=True, group="browser-select", exit_on_error=False)
+    def _select_all(self, generation: int) -> None:
+        st = self.state
+        ids = result_ids(self.dataset_id, st.query, st.sort, st.desc)
+        self.app.call_from_thread(self._set_selection, generation, ids)
+
+    def _set_selection(self, generation: int, ids: list[int]) -> None:
+        if generation != self.generation:
+            return
+        self.selected = set(ids)
+        self.grid.refresh_marks(self.selected)
+        self._update_title()
+        self.notify(f"Selected all {len(ids):,} items of the result")
+
+    # -- actions on items -------------------------------------------------------------------------
+    def target_ids(self) -> list[int] | None:
+        """The selection, or the item under the cursor when nothing is selected."""
+        if self.selected:
+            return sorted(self.selected)
+        current = self.grid.current
+        return [current.item_id] if current else None
+
+    def action_open_item(self) -> None:
+        current = self.grid.current
+        if current is None:
+            return
+        from sushitui.tui.screens.item_detail import ItemDetailScreen
+
+        context = [c.item_id for c in self.grid.page]
+        self.app.push_screen(ItemDetailScreen(current.item_id, context))
+
+    def action_bulk(self, mode: str) -> None:
+        from sushitui.tui.screens.bulk_tag import BulkTagDialog
+
+        total = self.state.total
+        dialog = BulkTagDialog(
+            mode,
+            dataset_id=self.dataset_id,
+            selection_count=len(self.selected),
+            result_count=total,
+            query=self.state.query,
+        )
+        self.app.push_screen(dialog, self._bulk_chosen)
+
+    def _bulk_chosen(self, choice) -> None:
+        if not choice:
+            return
+        self._run_bulk(choice, sorted(self.selected) if choice.scope == "selection" else None, self.state.query)
+
+    @work(thread=True, exclusive=True, group="browser-bulk", exit_on_error=False)
+    def _run_bulk(self, choice, item_ids: list[int] | None, query: str) -> None:
+        from sushitui.tui.screens.bulk_tag import run_bulk
+
+        try:
+            summary = run_bulk(self.dataset_id, choice, item_ids=item_ids, query=query)
+        except Exception as exc:  # noqa: BLE001 - reported to the user, the app goes on
+            self.app.call_from_thread(self.notify, f"Bulk edit failed: {for_terminal(exc)}", severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self._bulk_done, summary)
+
+    def _bulk_done(self, summary) -> None:
+        self.notify(summary.text, severity="warning" if summary.problems else "information", timeout=8)
+        self._restart(keep_offset=True)
+
+    def action_quick_tag(self) -> None:
+        from sushitui.tui.screens.quick_tag import QuickTagScreen
+
+        self.app.push_screen(QuickTagScreen(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query))
+
+    def action_autotag(self) -> None:
+        from sushitui.tui.screens.autotag_dialog import AutotagDialog
+
+        self.app.push_screen(AutotagDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query))
+
+    def action_export(self) -> None:
+        from sushitui.tui.screens.export_dialog import ExportDialog
+
+        self.app.push_screen(ExportDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query))

@@ -1,0 +1,397 @@
+"""The item grid of the browser (BR-1, BR-2): one Line-API widget that draws all cards.
+
+Why not one widget per card: measured here, a pool of 20 card widgets (container,
+image widget, labels) cost 75 ms of UI-thread CPU per page move without images and
+150–230 ms with them (Textual re-lays-out and repaints every widget); 49 cards at
+200×60 cost 370–570 ms. Drawing the cards as strips in ``render_line`` costs a few ms.
+
+Images come from textual-image renderables (the protocol was chosen when
+``textual_image.renderable`` was imported before the app started, see ``tui.app.run``):
+
+- half-cell blocks (any true-colour terminal, plain tmux) and unicode shades (no TTY,
+  tests): rendered to strips in the worker thread (``thumbnail_strips``), so the UI
+  thread only pastes finished strips;
+- Kitty graphics (TGP): the renderable transmits the image once and yields unicode
+  placeholder cells, which compose into strips like text; rendered on the UI thread
+  (it writes to the terminal) when the thumbnail arrives;
+- Sixel terminals get half-cell previews in the grid: Sixel output cannot be composed
+  into lines and flickers when paging (textual-image README).
+
+``SUSHITUI_IMAGES=auto|tgp|halfcell|unicode|off`` overrides the choice.
+The browser screen owns the data; the grid owns the cursor within the page.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass, field
+
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, ConsoleOptions
+from rich.segment import Segment
+from rich.style import Style
+from textual.events import Click, Resize
+from textual.geometry import Region
+from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
+
+from sushitui.dataset.thumbnails import Thumbnail
+from sushitui.sanitize import for_terminal
+
+CARD_MIN_WIDTH = 24
+CARD_MIN_HEIGHT = 9
+TAGS_SHOWN = 3
+
+_ROUND = ("╭", "─", "╮", "│", "╰", "╯")
+_HEAVY = ("┏", "━", "┓", "┃", "┗", "┛")
+
+
+def image_mode() -> str:
+    """``tgp``, ``halfcell``, ``unicode`` or ``off`` (see the module docstring)."""
+    choice = os.environ.get("SUSHITUI_IMAGES", "auto").strip().lower()
+    if choice in ("off", "none", "0"):
+        return "off"
+    if choice in ("tgp", "kitty"):
+        return "tgp"
+    if choice in ("halfcell", "unicode"):
+        return choice
+    import textual_image.renderable as tir
+
+    if tir.Image is tir.TGPImage:
+        return "tgp"
+    if tir.Image is tir.UnicodeImage:
+        return "unicode"
+    return "halfcell"  # half-cell terminals and Sixel terminals
+
+
+def image_widget_class():
+    """The textual-image *widget* class matching ``image_mode`` (for big single previews)."""
+    mode = image_mode()
+    if mode == "off":
+        return None
+    import textual_image.widget as tiw
+
+    if os.environ.get("SUSHITUI_IMAGES", "auto").strip().lower() in ("", "auto"):
+        return tiw.Image
+    return {"tgp": tiw.TGPImage, "halfcell": tiw.HalfcellImage, "unicode": tiw.UnicodeImage}[mode]
+
+
+def _renderable_class(mode: str):
+    import textual_image.renderable as tir
+
+    return {"tgp": tir.TGPImage, "halfcell": tir.HalfcellImage, "unicode": tir.UnicodeImage}[mode]
+
+
+_CONSOLE: Console | None = None
+
+
+def _console() -> Console:
+    global _CONSOLE
+    if _CONSOLE is None:
+        _CONSOLE = Console(width=200, height=100, color_system="truecolor", force_terminal=False, legacy_windows=False)
+    return _CONSOLE
+
+
+@dataclass
+class ThumbStrips:
+    """A thumbnail rendered for a box of cells: ``lines`` of equal width, centred later."""
+
+    lines: list[Strip]
+    width: int
+    renderable: object = None  # kept for TGP so the terminal copy can be freed
+
+    def cleanup(self) -> None:
+        cleanup = getattr(self.renderable, "cleanup", None)
+        if cleanup is not None:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001 - the terminal may be gone already
+                pass
+
+
+def thumbnail_strips(thumb: Thumbnail, box: tuple[int, int], mode: str) -> ThumbStrips | None:
+    """Render ``thumb`` to fit ``box`` (cells, keeping its aspect). Thread-safe except for ``tgp``."""
+    if thumb.image is None or mode == "off" or box[0] < 1 or box[1] < 1:
+        return None
+    renderable = _renderable_class(mode)(thumb.image, "auto", "auto")
+    console = _console()
+    options = ConsoleOptions(
+        size=(box[0], box[1]), legacy_windows=False, min_width=1, max_width=box[0], is_terminal=False,
+        encoding="utf-8", max_height=box[1], height=box[1],
+    )
+    lines = Segment.split_lines(console.render(renderable, options))
+    strips = [Strip(line) for line in lines][: box[1]]
+    strips = [s for s in strips if s.cell_length] or strips
+    width = max((s.cell_length for s in strips), default=0)
+    return ThumbStrips([s.extend_cell_length(width) for s in strips], width, renderable if mode == "tgp" else None)
+
+
+@dataclass
+class CardData:
+    """What one card shows; text is raw from the index and sanitised when drawn."""
+
+    item_id: int
+    name: str
+    tags: list[str] = field(default_factory=list)
+    tag_count: int = 0
+    image_path: str | None = None  # absolute path, for the thumbnail cache key
+    stamp: object = None  # indexed mtime: a replaced image gets a new cache entry
+    size_text: str = ""
+    problem: str | None = None
+
+
+def tags_text(tags: list[str], tag_count: int) -> str:
+    """The first three tags then "…" when there are more (BR-1)."""
+    shown = [for_terminal(t) for t in tags[:TAGS_SHOWN]]
+    text = ", ".join(shown)
+    if tag_count > TAGS_SHOWN or len(tags) > TAGS_SHOWN:
+        text += ", …" if shown else "…"
+    return text
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` cells (with "…" when cut) and padded to exactly ``width``."""
+    if width <= 0:
+        return ""
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
+
+
+class ItemGrid(Widget, can_focus=True):
+    """All cards of a page, drawn line by line; ``capacity`` = columns × rows that fit."""
+
+    COMPONENT_CLASSES = {
+        "item-grid--border",
+        "item-grid--cursor",
+        "item-grid--selected",
+        "item-grid--title",
+        "item-grid--tags",
+        "item-grid--dim",
+        "item-grid--problem",
+    }
+
+    class Resized(Message):
+        """The number of cards that fit changed (the browser reloads the page)."""
+
+        def __init__(self, capacity: int, columns: int, box: tuple[int, int]) -> None:
+            super().__init__()
+            self.capacity = capacity
+            self.columns = columns
+            self.box = box
+
+    class CardClicked(Message):
+        def __init__(self, index: int, chain: int) -> None:
+            super().__init__()
+            self.index = index
+            self.chain = chain
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.mode = image_mode()
+        self.columns = 1
+        self.rows = 1
+        self.card_width = CARD_MIN_WIDTH
+        self.card_height = CARD_MIN_HEIGHT
+        self.page: list[CardData] = []
+        self.selected: set[int] = set()
+        self.cursor = 0
+        self._thumbs: dict[int, ThumbStrips | str | None] = {}  # index -> strips, or a reason text
+        self._card_cache: dict[int, list[Strip]] = {}
+        self._tgp_live: list[ThumbStrips] = []
+
+    # -- geometry -------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return self.columns * self.rows
+
+    @property
+    def box(self) -> tuple[int, int]:
+        """Cells available to a card's image (inside the border, above the tags line)."""
+        return max(1, self.card_width - 2), max(1, self.card_height - 3)
+
+    @staticmethod
+    def fit_grid(width: int, height: int) -> tuple[int, int]:
+        return max(1, width // CARD_MIN_WIDTH), max(1, height // CARD_MIN_HEIGHT)
+
+    def on_resize(self, event: Resize) -> None:
+        width, height = event.size.width, event.size.height
+        columns, rows = self.fit_grid(width, height)
+        card_w, card_h = max(1, width // columns), max(3, height // rows)
+        if (columns, rows, card_w, card_h) == (self.columns, self.rows, self.card_width, self.card_height) and self.page:
+            return
+        box_changed = (card_w, card_h) != (self.card_width, self.card_height)
+        self.columns, self.rows, self.card_width, self.card_height = columns, rows, card_w, card_h
+        self._card_cache.clear()
+        if box_changed:
+            self._drop_thumbs()
+        self.refresh()
+        self.post_message(self.Resized(columns * rows, columns, self.box))
+
+    # -- data -------------------------------------------------------------------------------
+    def show_page(self, page: list[CardData], selected: set[int], cursor: int) -> None:
+        """Put ``page`` on the cards (blank cards past its end); thumbnails come separately."""
+        self.page = page
+        self.selected = selected
+        self.cursor = max(0, min(cursor, len(page) - 1)) if page else 0
+        self._drop_thumbs()
+        self._card_cache.clear()
+        self.refresh()
+
+    def _drop_thumbs(self) -> None:
+        for strips in self._tgp_live:
+            strips.cleanup()
+        self._tgp_live.clear()
+        self._thumbs.clear()
+
+    def set_thumbnail(self, index: int, item_id: int, thumb: Thumbnail | None, strips: ThumbStrips | None = None) -> None:
+        """Show a card's thumbnail; ``strips`` pre-rendered in a worker for the current box."""
+        if not (0 <= index < len(self.page)) or self.page[index].item_id != item_id:
+            return
+        if thumb is None:
+            return
+        if thumb.image is None:
+            self._thumbs[index] = "⚠ " + for_terminal(thumb.reason or "no preview")
+        else:
+            if strips is None:
+                strips = thumbnail_strips(thumb, self.box, self.mode)
+                if strips is not None and strips.renderable is not None:
+                    self._tgp_live.append(strips)
+            self._thumbs[index] = strips
+        self._card_cache.pop(index, None)
+        self.refresh_card(index)
+
+    def refresh_card(self, index: int) -> None:
+        row = index // self.columns
+        self.refresh(Region(0, row * self.card_height, self.size.width, self.card_height))
+
+    def move_cursor(self, index: int) -> None:
+        if not self.page:
+            return
+        index = max(0, min(index, len(self.page) - 1))
+        if index == self.cursor:
+            return
+        old, self.cursor = self.cursor, index
+        for i in (old, index):
+            self._card_cache.pop(i, None)
+            self.refresh_card(i)
+
+    def refresh_marks(self, selected: set[int]) -> None:
+        self.selected = selected
+        self._card_cache.clear()
+        self.refresh()
+
+    @property
+    def current(self) -> CardData | None:
+        if 0 <= self.cursor < len(self.page):
+            return self.page[self.cursor]
+        return None
+
+    def card_at(self, x: int, y: int) -> int | None:
+        col, row = x // self.card_width, y // self.card_height
+        if col >= self.columns or row >= self.rows:
+            return None
+        index = row * self.columns + col
+        return index if index < len(self.page) else None
+
+    def on_click(self, event: Click) -> None:
+        index = self.card_at(event.x, event.y)
+        if index is not None:
+            self.post_message(self.CardClicked(index, event.chain))
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _styles(self) -> dict[str, Style]:
+        base = self.rich_style
+        get = self.get_component_rich_style
+        return {
+            "base": base,
+            "border": base + get("item-grid--border", partial=True),
+            "cursor": base + get("item-grid--cursor", partial=True),
+            "selected": base + get("item-grid--selected", partial=True),
+            "title": base + get("item-grid--title", partial=True),
+            "tags": base + get("item-grid--tags", partial=True),
+            "dim": base + get("item-grid--dim", partial=True),
+            "problem": base + get("item-grid--problem", partial=True),
+        }
+
+    def _render_card(self, index: int, st: dict[str, Style]) -> list[Strip]:
+        w, h = self.card_width, self.card_height
+        data = self.page[index] if index < len(self.page) else None
+        if data is None or w < 4:
+            return [Strip.blank(w, st["base"])] * h
+        selected = data.item_id in self.selected
+        is_cursor = index == self.cursor
+        chars = _HEAVY if is_cursor else _ROUND
+        border = st["cursor"] if is_cursor else st["selected"] if selected else st["border"]
+        if is_cursor and selected:
+            border = st["selected"] + Style(bold=True)
+        tl, hz, tr, vt, bl, br = chars
+        inner = w - 2
+        lines: list[Strip] = []
+        # top border with the name (and a check mark when selected)
+        title = ("✓ " if selected else "") + for_terminal(data.name)
+        title = fit(title, max(0, inner - 2)).rstrip() if inner > 2 else ""
+        top = [Segment(tl + hz, border), Segment(title, st["title"] + (Style(bold=True) if is_cursor else Style())),
+               Segment(hz * max(0, inner - 1 - cell_len(title)) + tr, border)]
+        lines.append(Strip(top).adjust_cell_length(w, st["base"]))
+        # image area
+        box_w, box_h = inner, max(0, h - 3)
+        thumb = self._thumbs.get(index)
+        image_lines: list[list[Segment]] = []
+        if isinstance(thumb, ThumbStrips):
+            pad_top = max(0, (box_h - len(thumb.lines)) // 2)
+            left = max(0, (box_w - thumb.width) // 2)
+            for r in range(box_h):
+                k = r - pad_top
+                if 0 <= k < len(thumb.lines):
+                    segs = [Segment(" " * left, st["base"])] + list(thumb.lines[k])
+                    image_lines.append(list(Strip(segs).adjust_cell_length(box_w, st["base"])))
+                else:
+                    image_lines.append([Segment(" " * box_w, st["base"])])
+        else:
+            text = thumb if isinstance(thumb, str) else (for_terminal(data.problem) if data.problem else ("…" if self.mode != "off" else ""))
+            style = st["problem"] if isinstance(thumb, str) or data.problem else st["dim"]
+            wrapped = textwrap.wrap(text, max(1, box_w), max_lines=max(1, box_h), placeholder="…") if text else []
+            if data.size_text and not wrapped and self.mode == "off":
+                wrapped = [data.size_text]
+            pad_top = max(0, (box_h - len(wrapped)) // 2)
+            for r in range(box_h):
+                k = r - pad_top
+                line = wrapped[k] if 0 <= k < len(wrapped) else ""
+                lw = cell_len(line)
+                left = max(0, (box_w - lw) // 2)
+                image_lines.append([Segment(fit(" " * left + line, box_w), style)])
+        for segs in image_lines:
+            lines.append(Strip([Segment(vt, border), *segs, Segment(vt, border)]).adjust_cell_length(w, st["base"]))
+        # tags line
+        tags = tags_text(data.tags, data.tag_count)
+        tag_segment = Segment(fit(tags, inner), st["tags"]) if tags else Segment(fit("(no tags)", inner), st["dim"])
+        lines.append(Strip([Segment(vt, border), tag_segment, Segment(vt, border)]).adjust_cell_length(w, st["base"]))
+        # bottom border with the image size
+        size = f" {data.size_text} " if data.size_text and cell_len(data.size_text) + 4 <= inner else ""
+        bottom = [Segment(bl + hz * max(0, inner - cell_len(size) - 1), border), Segment(size, st["dim"]), Segment(hz + br, border)]
+        lines.append(Strip(bottom).adjust_cell_length(w, st["base"]))
+        return lines[:h]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        row, line = divmod(y, self.card_height)
+        st = None
+        if row >= self.rows:
+            return Strip.blank(width, self.rich_style)
+        parts: list[Strip] = []
+        for col in range(self.columns):
+            index = row * self.columns + col
+            card = self._card_cache.get(index)
+            if card is None:
+                if st is None:
+                    st = self._styles()
+                card = self._render_card(index, st)
+                self._card_cache[index] = card
+            parts.append(card[line] if line < len(card) else Strip.blank(self.card_width, self.rich_style))
+        return Strip.join(parts).adjust_cell_length(width, self.rich_style)
+
+    def on_unmount(self) -> None:
+        self._drop_thumbs()
