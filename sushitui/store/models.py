@@ -187,6 +187,18 @@ class Alias(BaseModel):
     created_at = FloatField(default=now)
 
 
+class AppSetting(BaseModel):
+    """Small app-wide facts and settings by key, e.g. ``tag_groups_initialised`` (so that
+    default groups a user deleted are not re-created at the next start)."""
+
+    key = TextField(primary_key=True)
+    value = JSONField(null=True)
+    updated_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "app_setting"
+
+
 class DictionaryTag(BaseModel):
     id = AutoField()
     tag = TextField(unique=True)
@@ -323,6 +335,7 @@ ALL_MODELS = [
     TagGroup,
     TagGroupMember,
     Alias,
+    AppSetting,
     DictionaryTag,
     DictionaryLoad,
     TaggerCache,

@@ -1,0 +1,503 @@
+"""The query language (Q-1..6), parsed into a small tree and compiled to parameterised SQL.
+
+Grammar (``|`` binds tighter than ``,``; ``-`` tighter than both)::
+
+    query   := [and_expr] [","]          empty query: every item
+    and_expr:= or_expr ("," or_expr)*
+    or_expr := unary ("|" unary)*
+    unary   := "-" unary | primary
+    primary := "(" and_expr ")" | term
+    term    := group:NAME | width:OPNUM | height:OPNUM | tags:OPNUM | TAG
+    OPNUM   := [= | > | >= | < | <=] INTEGER
+
+So ``1girl, -short hair, smile | grin`` is 1girl AND NOT short hair AND (smile OR grin).
+
+Tags match by ``normalize.match_key`` (case-insensitive, ``_`` = space, ``\\(`` = ``(``);
+``*`` inside a tag is a wildcard. Tags may contain parentheses (``kaga (kancolle)``) and
+kaomoji (``(o)_(o)``, ``:)``): a ``(`` opens a sub-expression only at the start of a term
+when its matching ``)`` is followed by a separator or the end. Anything can be written
+literally with a backslash (``\\,`` ``\\|`` ``\\*`` ``\\-`` ``\\(``) or inside double
+quotes (``"a, b"``).
+
+User text never reaches SQL as text: tag keys, GLOB patterns and numbers are bound
+parameters. A malformed query raises ``QueryError(message, position)``; nothing else
+escapes ``parse``/``apply_query`` for any input string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Union
+
+from sushitui.tags.normalize import match_key
+
+MAX_QUERY_LENGTH = 4000
+MAX_DEPTH = 50
+MAX_TERMS = 200
+MAX_NUMBER = 10**12
+
+SEPARATORS = ",|"
+# characters a backslash makes literal; any other backslash is kept (the tag ``\m/``)
+_ESCAPABLE = set(',|()*"\\-:')
+_WILDCARD = "\ue000"  # a private-use character standing for ``*`` while normalising
+_META = re.compile(r"\s*(group|width|height|tags)\s*:", re.IGNORECASE)
+_COMPARE = re.compile(r"\s*(>=|<=|=|>|<)?\s*([0-9]+)\s*$")
+_OPS = (">=", "<=", "=", ">", "<")
+
+
+class QueryError(ValueError):
+    """A malformed query. ``position`` is the 0-based index in the text where it went wrong."""
+
+    def __init__(self, message: str, position: int):
+        super().__init__(message)
+        self.message = message
+        self.position = position
+
+    def __str__(self) -> str:
+        return f"{self.message} (at position {self.position + 1})"
+
+    def pointer(self, text: str) -> str:
+        """Two lines: the query and a caret under the error, for terminals and the TUI."""
+        flat = text.replace("\n", " ").replace("\t", " ")
+        return f"{flat}\n{' ' * min(self.position, len(flat))}^ {self.message}"
+
+
+# --- the tree --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatchAll:
+    pass
+
+
+@dataclass(frozen=True)
+class TagTerm:
+    text: str  # the tag as written, escapes resolved, ``*`` kept as written
+    key: str | None  # match key of an exact tag
+    parts: tuple[str, ...] | None  # match-key pieces around wildcards
+    position: int
+
+    @property
+    def is_pattern(self) -> bool:
+        return self.parts is not None
+
+    def glob(self) -> str:
+        """The SQLite GLOB pattern for a wildcard tag (metacharacters bracketed)."""
+        assert self.parts is not None
+        return "*".join(_glob_escape(p) for p in self.parts)
+
+    def regex(self) -> re.Pattern[str]:
+        assert self.parts is not None
+        return re.compile(".*".join(re.escape(p) for p in self.parts), re.DOTALL)
+
+    def matches(self, norm: str) -> bool:
+        if self.parts is None:
+            return norm == self.key
+        return self.regex().fullmatch(norm) is not None
+
+
+@dataclass(frozen=True)
+class GroupTerm:
+    name: str
+    position: int
+
+
+@dataclass(frozen=True)
+class CompareTerm:
+    field: str  # width | height | tags
+    op: str
+    value: int
+    position: int
+
+
+@dataclass(frozen=True)
+class Not:
+    child: "Node"
+    position: int
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple["Node", ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple["Node", ...]
+
+
+Node = Union[MatchAll, TagTerm, GroupTerm, CompareTerm, Not, And, Or]
+
+
+def _glob_escape(text: str) -> str:
+    # GLOB has no escape character; a one-character class matches the metacharacter itself.
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.s = text
+        self.n = len(text)
+        self.i = 0
+        self.depth = 0
+        self.terms = 0
+
+    # helpers
+    def peek(self) -> str | None:
+        return self.s[self.i] if self.i < self.n else None
+
+    def skip_ws(self) -> None:
+        while self.i < self.n and self.s[self.i].isspace():
+            self.i += 1
+
+    def error(self, message: str, position: int | None = None) -> QueryError:
+        return QueryError(message, self.i if position is None else position)
+
+    # grammar
+    def parse(self) -> Node:
+        self.skip_ws()
+        if self.i >= self.n:
+            return MatchAll()
+        node = self.and_expr()
+        self.skip_ws()
+        if self.i < self.n:
+            # and_expr stops only at the end or at a ')' it cannot close
+            raise self.error("unmatched ')': there is no '(' before it")
+        return node
+
+    def and_expr(self) -> Node:
+        items = [self.or_expr()]
+        while True:
+            self.skip_ws()
+            if self.peek() != ",":
+                break
+            self.i += 1
+            self.skip_ws()
+            if self.i >= self.n and self.depth == 0:
+                break  # a trailing comma, as captions are often written, is harmless
+            if self.i >= self.n or self.peek() in ",|)":
+                raise self.error("expected a tag after ','")
+            items.append(self.or_expr())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def or_expr(self) -> Node:
+        items = [self.unary()]
+        while True:
+            self.skip_ws()
+            if self.peek() != "|":
+                break
+            self.i += 1
+            self.skip_ws()
+            if self.i >= self.n or self.peek() in ",|)":
+                raise self.error("expected a tag after '|'")
+            items.append(self.unary())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def unary(self) -> Node:
+        self.skip_ws()
+        if self.peek() == "-":
+            pos = self.i
+            self.i += 1
+            self.skip_ws()
+            if self.i >= self.n or self.peek() in ",|)":
+                raise self.error("expected a tag after '-' (write \\- for a tag that starts with a dash)")
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self.error(f"the query nests deeper than {MAX_DEPTH} levels", pos)
+            child = self.unary()
+            self.depth -= 1
+            return Not(child, pos)
+        return self.primary()
+
+    def primary(self) -> Node:
+        self.skip_ws()
+        c = self.peek()
+        if c is None:
+            raise self.error("expected a tag")
+        if c in ",|":
+            raise self.error(f"expected a tag before '{c}'")
+        if c == ")":
+            raise self.error("unexpected ')'")
+        if c == "(" and self._opens_subexpression():
+            open_pos = self.i
+            self.i += 1
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self.error(f"the query nests deeper than {MAX_DEPTH} levels", open_pos)
+            self.skip_ws()
+            if self.peek() == ")":
+                raise self.error("empty parentheses")
+            if self.peek() is None:
+                raise self.error("'(' is never closed", open_pos)
+            node = self.and_expr()
+            self.skip_ws()
+            if self.peek() != ")":
+                raise self.error("'(' is never closed: add ')'", open_pos)
+            self.i += 1
+            self.depth -= 1
+            return node
+        return self.term()
+
+    def _opens_subexpression(self) -> bool:
+        """A ``(`` at the start of a term groups unless it is the start of a tag like
+        ``(o)_(o)``: its matching ``)`` must be followed by a separator or the end."""
+        level = 0
+        j = self.i
+        quoted = False
+        while j < self.n:
+            ch = self.s[j]
+            if ch == "\\" and j + 1 < self.n and self.s[j + 1] in _ESCAPABLE:
+                j += 2
+                continue
+            if ch == '"':
+                quoted = not quoted
+            elif not quoted:
+                if ch == "(":
+                    level += 1
+                elif ch == ")":
+                    level -= 1
+                    if level == 0:
+                        k = j + 1
+                        while k < self.n and self.s[k].isspace():
+                            k += 1
+                        return k >= self.n or self.s[k] in ",|)"
+            j += 1
+        return True  # never closed: report it as an unclosed group
+
+    def term(self) -> Node:
+        self.terms += 1
+        start = self.i
+        if self.terms > MAX_TERMS:
+            raise self.error(f"the query has more than {MAX_TERMS} terms", start)
+        chars: list[str] = []  # resolved characters; _WILDCARD for a wildcard
+        plain = True  # no quotes or escapes (metadata terms are recognised only then)
+        local = 0  # parentheses opened inside this tag, e.g. "kaga (kancolle)"
+        while self.i < self.n:
+            ch = self.s[self.i]
+            if ch == "\\" and self.i + 1 < self.n and self.s[self.i + 1] in _ESCAPABLE:
+                chars.append(self.s[self.i + 1])
+                plain = False
+                self.i += 2
+                continue
+            if ch == '"':
+                close = self.s.find('"', self.i + 1)
+                while close != -1 and self.s[close - 1] == "\\":
+                    close = self.s.find('"', close + 1)
+                if close == -1:
+                    raise self.error('unclosed quote: add a closing "', self.i)
+                chars.extend(self.s[self.i + 1 : close].replace('\\"', '"'))
+                plain = False
+                self.i = close + 1
+                continue
+            if ch in SEPARATORS:
+                break
+            if ch == ")":
+                if local > 0:
+                    local -= 1
+                elif self.depth > 0:
+                    break
+            elif ch == "(":
+                local += 1
+            chars.append(_WILDCARD if ch == "*" else ch)
+            self.i += 1
+        end = self.i
+        raw = self.s[start:end]
+        if plain:
+            meta = _META.match(raw)
+            if meta:
+                return self._meta_term(meta.group(1).lower(), raw, start, meta.end())
+        text = "".join(chars).strip()
+        if not text:
+            raise self.error("empty tag", start)
+        if _WILDCARD in text:
+            key = match_key(text)
+            parts = tuple(key.split(_WILDCARD))
+            return TagTerm(text.replace(_WILDCARD, "*"), None, parts, start)
+        key = match_key(text)
+        if not key:
+            raise self.error("empty tag", start)
+        return TagTerm(text, key, None, start)
+
+    def _meta_term(self, name: str, raw: str, start: int, value_offset: int) -> Node:
+        value = raw[value_offset:]
+        value_pos = start + value_offset
+        if name == "group":
+            group_name = value.strip()
+            if not group_name:
+                raise self.error("expected a group name after 'group:'", value_pos)
+            return GroupTerm(group_name, start)
+        m = _COMPARE.match(value)
+        if not m:
+            lead = len(value) - len(value.lstrip())
+            raise self.error(
+                f"expected a comparison like {name}:>=1024 (operators = > >= < <=) after '{name}:'", value_pos + lead
+            )
+        op = m.group(1) or "="
+        number = m.group(2)
+        if len(number) > 13 or int(number) > MAX_NUMBER:
+            raise self.error(f"{number} is too large for '{name}:'", value_pos + m.start(2))
+        return CompareTerm(name, op, int(number), start)
+
+
+def parse(text: str) -> Node:
+    """Parse a query; raises QueryError (only) when it is malformed."""
+    if not isinstance(text, str):
+        raise QueryError("the query must be text", 0)
+    if len(text) > MAX_QUERY_LENGTH:
+        raise QueryError(f"the query is longer than {MAX_QUERY_LENGTH} characters", MAX_QUERY_LENGTH)
+    return _Parser(text).parse()
+
+
+def check(text: str) -> QueryError | None:
+    """The error of a query, or None when it parses (for live validation in the TUI)."""
+    try:
+        parse(text)
+    except QueryError as exc:
+        return exc
+    return None
+
+
+# --- compiling to SQL ------------------------------------------------------------------
+
+
+def _group_id(name: str, position: int) -> int:
+    from peewee import fn
+
+    from sushitui.store import TagGroup
+
+    row = TagGroup.select(TagGroup.id).where(fn.lower(TagGroup.name) == name.lower()).first()
+    if row is None:
+        names = [g.name for g in TagGroup.select(TagGroup.name).order_by(TagGroup.sort_order, TagGroup.name).limit(12)]
+        known = ", ".join(names) if names else "none yet"
+        raise QueryError(f"no tag group named '{name}' (groups: {known})", position)
+    return row.id
+
+
+def _tag_condition(term: TagTerm):
+    from peewee import Expression
+
+    from sushitui.store import ItemTag
+
+    if term.parts is None:
+        return ItemTag.norm == term.key
+    # GLOB (case-sensitive, like the lower-cased keys) can use the (norm, item) index for
+    # the literal prefix of the pattern; LIKE could not on a BINARY column.
+    return Expression(ItemTag.norm, "GLOB", term.glob())
+
+
+def compile_node(node: Node, subtype: str | None = None):
+    """A peewee expression over ``Item`` for the tree (None for MatchAll)."""
+    from sushitui.store import Item, ItemTag, TagGroupMember
+
+    def items_where(cond):
+        q = ItemTag.select(ItemTag.item).where(cond)
+        if subtype is not None:
+            q = q.where(ItemTag.subtype == subtype)
+        return q
+
+    def walk(n: Node):
+        if isinstance(n, TagTerm):
+            return Item.id.in_(items_where(_tag_condition(n)))
+        if isinstance(n, GroupTerm):
+            gid = _group_id(n.name, n.position)
+            members = TagGroupMember.select(TagGroupMember.norm).where(TagGroupMember.group == gid)
+            return Item.id.in_(items_where(ItemTag.norm.in_(members)))
+        if isinstance(n, CompareTerm):
+            col = {"width": Item.width, "height": Item.height, "tags": Item.tag_count}[n.field]
+            cmp = {
+                "=": col == n.value, ">": col > n.value, ">=": col >= n.value, "<": col < n.value, "<=": col <= n.value,
+            }[n.op]
+            # NULL (unknown size) never matches, and NOT of it does: like the Python rules
+            return col.is_null(False) & cmp
+        if isinstance(n, Not):
+            return ~walk(n.child)
+        if isinstance(n, And):
+            return _fold([walk(c) for c in n.children], "and")
+        if isinstance(n, Or):
+            # exact tags OR-ed together become one IN list: one index pass instead of many
+            exact = [c.key for c in n.children if isinstance(c, TagTerm) and c.parts is None]
+            rest = [walk(c) for c in n.children if not (isinstance(c, TagTerm) and c.parts is None)]
+            if len(exact) > 1:
+                rest.insert(0, Item.id.in_(items_where(ItemTag.norm.in_(exact))))
+            elif exact:
+                rest.insert(0, Item.id.in_(items_where(ItemTag.norm == exact[0])))
+            return _fold(rest, "or")
+        raise QueryError("unsupported query", 0)  # MatchAll inside a tree cannot happen
+
+    if isinstance(node, MatchAll):
+        return None
+    return walk(node)
+
+
+def _fold(exprs: list, how: str):
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = (out & e) if how == "and" else (out | e)
+    return out
+
+
+def apply_query(select, text: str | None, dataset_id: int | None = None, *, subtype: str | None = None):
+    """Filter a peewee ``Item`` select by a query (and a dataset).
+
+    ``subtype`` limits tag matching to one tag caption (None: any of the item's tag
+    captions). Raises QueryError for a malformed query or an unknown group.
+    """
+    from sushitui.store import Item
+
+    if dataset_id is not None:
+        select = select.where(Item.dataset == dataset_id)
+    if text is None or not text.strip():
+        return select
+    expr = compile_node(parse(text), subtype)
+    return select if expr is None else select.where(expr)
+
+
+def matching_item_ids(dataset_id: int, text: str | None, *, subtype: str | None = None) -> list[int]:
+    """Ids of the dataset's items matching a query, in id order."""
+    from sushitui.store import Item
+
+    q = apply_query(Item.select(Item.id), text, dataset_id, subtype=subtype).order_by(Item.id)
+    return [r[0] for r in q.tuples()]
+
+
+# --- plain Python evaluation (tests, previews of unsaved edits) ------------------------
+
+
+@dataclass
+class ItemFacts:
+    """What a query looks at for one item."""
+
+    norms: set[str]
+    width: int | None = None
+    height: int | None = None
+    tag_count: int = 0
+
+
+def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable[str]] | None = None) -> bool:
+    """Evaluate a parsed query against one item without the database."""
+    if isinstance(node, MatchAll):
+        return True
+    if isinstance(node, TagTerm):
+        return any(node.matches(n) for n in facts.norms) if node.parts else node.key in facts.norms
+    if isinstance(node, GroupTerm):
+        members = set(group_norms(node.name)) if group_norms else set()
+        return bool(members & facts.norms)
+    if isinstance(node, CompareTerm):
+        value: Any = {"width": facts.width, "height": facts.height, "tags": facts.tag_count}[node.field]
+        if value is None:
+            return False
+        return {
+            "=": value == node.value, ">": value > node.value, ">=": value >= node.value,
+            "<": value < node.value, "<=": value <= node.value,
+        }[node.op]
+    if isinstance(node, Not):
+        return not evaluate(node.child, facts, group_norms)
+    if isinstance(node, And):
+        return all(evaluate(c, facts, group_norms) for c in node.children)
+    if isinstance(node, Or):
+        return any(evaluate(c, facts, group_norms) for c in node.children)
+    raise TypeError(node)
