@@ -178,3 +178,24 @@ def test_missing_image_is_a_problem_not_a_crash(db, tmp_path):
     report = export_dataset(ds.id, tmp_path / "out", ExportOptions())
     assert report.items_exported == 5
     assert len(report.problems) == 1 and "missing" in report.problems[0].reason
+
+
+def test_full_disk_stops_with_a_clear_message_and_leaves_nothing(db, tmp_path, monkeypatch):
+    import sushitui.dataset.caption_files as cf
+
+    ds, _ = make_synthetic(tmp_path, 30, nested=False)
+    real_write = os.write
+    calls = {"n": 0}
+
+    def failing_write(fd, data):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(cf.os, "write", failing_write)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="full"):
+        export_dataset(ds.id, out, ExportOptions())
+    monkeypatch.undo()
+    assert list(out.iterdir()) == []

@@ -3,10 +3,12 @@ and the TUI dialog call."""
 
 from __future__ import annotations
 
+import errno
 import os
+import posixpath
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from sushitui.dataset.caption_files import CaptionFileError
@@ -119,7 +121,7 @@ def preview_captions(dataset: Dataset | int | str, options: ExportOptions, n: in
 
 
 def _image_name(stem: str, source_rel: str) -> str:
-    return stem + PurePosixPath(source_rel).suffix.lower()
+    return stem + posixpath.splitext(source_rel)[1].lower()
 
 
 def export_dataset(
@@ -204,15 +206,12 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
     except UnsafePathError:
         report.problems.append(ExportProblem(item.id, item.image_path, "the database holds a path outside the dataset folder; skipped (run `sushitui dataset reindex`)"))
         return
-    if not source.is_file():
-        report.problems.append(ExportProblem(item.id, item.image_path, "the image is missing on disk; skipped (run `sushitui dataset reindex`)"))
-        return
     info = folders.get(item.rel_dir)
     if info is None:
         info = folders[item.rel_dir] = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
     # the base name, not the image stem: a group's X_target.png is exported as X.png, so
     # the caption X.txt pairs with it and control images share the stem (ai-toolkit)
-    wanted_stem = item.base_name or PurePosixPath(item.image_path).stem
+    wanted_stem = item.base_name or posixpath.splitext(posixpath.basename(item.image_path))[0]
     stem = tree.unique_stem(info.folder, wanted_stem)
     name = _image_name(stem, item.image_path)
     if stem != wanted_stem:
@@ -233,7 +232,15 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
             metadata[key] = formats.metadata_entry(built)
             if not built.text:
                 report.items_without_caption += 1
+    except FileNotFoundError:
+        # checked here rather than with a stat per item up front: os.link fails the same way
+        report.problems.append(ExportProblem(item.id, item.image_path, "the image is missing on disk; skipped (run `sushitui dataset reindex`)"))
+        return
     except (OSError, CaptionFileError) as exc:
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            # no point going on item by item: stop, and the staged files are removed
+            raise ExportError(f"the disk holding {tree.outdir} is full; the export was stopped and nothing was left there") from exc
         reason = getattr(exc, "strerror", None) or str(exc)
         report.problems.append(ExportProblem(item.id, item.image_path, f"not exported: {reason}"))
         return
@@ -258,7 +265,7 @@ def _place_related(item, root, tree, info, stem, options, link_counts, report) -
             except UnsafePathError:
                 report.problems.append(ExportProblem(item.id, rel, "related image path outside the dataset folder; skipped"))
                 break
-            if not src.is_file():
+            if not os.path.isfile(src):
                 report.problems.append(ExportProblem(item.id, rel, f"{suffix} image missing on disk; skipped"))
                 break
             how = tree.place_image(src, folder, _image_name(stem, rel))

@@ -94,7 +94,7 @@ class OutputTree:
             raise ExportError(f"{outdir}: cannot write there ({exc.strerror or exc})") from exc
         self._real_stage = os.path.realpath(self.stage)
         self._stems: dict[tuple[str, ...], set[str]] = {}
-        self._checked_dirs: set[tuple[str, ...]] = set()
+        self._dirs: dict[tuple[str, ...], str] = {}
         self._cross_device = False
 
     # --- names -------------------------------------------------------------------
@@ -111,27 +111,33 @@ class OutputTree:
         used.add(candidate.casefold())
         return candidate
 
-    def _dir(self, folder: tuple[str, ...]) -> Path:
-        path = self.stage.joinpath(*folder) if folder else self.stage
-        if folder not in self._checked_dirs:
-            path.mkdir(parents=True, exist_ok=True)
-            if not _is_inside(os.path.realpath(path), self._real_stage):
-                raise ExportError(f"refusing to write outside {self.outdir}: {'/'.join(folder)}")
-            self._checked_dirs.add(folder)
+    def _dir(self, folder: tuple[str, ...]) -> str:
+        try:
+            return self._dirs[folder]
+        except KeyError:
+            pass
+        if any(part != safe_component(part) for part in folder):
+            raise ExportError(f"unsafe export folder {'/'.join(folder)!r}")
+        path = os.path.join(self.stage, *folder) if folder else str(self.stage)
+        os.makedirs(path, exist_ok=True)
+        if not _is_inside(os.path.realpath(path), self._real_stage):
+            raise ExportError(f"refusing to write outside {self.outdir}: {'/'.join(folder)}")
+        self._dirs[folder] = path
         return path
 
-    def target(self, folder: tuple[str, ...], name: str) -> Path:
-        """The staged path of ``folder/name``; both already safe components."""
-        if name != safe_component(name) or any(part != safe_component(part) for part in folder):
-            raise ExportError(f"unsafe export path {'/'.join(folder + (name,))!r}")
-        return self._dir(folder) / name
+    def target(self, folder: tuple[str, ...], name: str) -> str:
+        """The staged path of ``folder/name`` (checked: a plain name in a folder
+        inside the staging folder)."""
+        if name != safe_component(name):
+            raise ExportError(f"unsafe export name {name!r}")
+        return os.path.join(self._dir(folder), name)
 
     def rel(self, folder: tuple[str, ...], name: str) -> str:
         return "/".join(folder + (name,))
 
     # --- writing -------------------------------------------------------------------
 
-    def place_image(self, source: Path, folder: tuple[str, ...], name: str) -> str:
+    def place_image(self, source: str | os.PathLike, folder: tuple[str, ...], name: str) -> str:
         """Put the image at ``folder/name``; returns how: link | symlink | copy."""
         dest = self.target(folder, name)
         if self.link_mode == "symlink":
