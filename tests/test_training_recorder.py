@@ -229,3 +229,41 @@ def test_events_still_buffered_at_interpreter_exit_are_flushed(db, db_path, ds):
     )
     subprocess.run([sys.executable, "-c", code, str(db_path)], check=True, timeout=30)
     assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 7
+
+
+def test_events_of_items_removed_from_the_index_are_dropped_and_the_rest_written(db, ds):
+    create_run("r", ds.name)
+    ids = item_ids(db)
+    run = open_run("r", flush_every=10_000, flush_seconds=3600)
+    run.record(ids[:6], 1, 0)
+    db.execute_sql("DELETE FROM item WHERE id IN (?, ?)", (ids[0], ids[1]))  # e.g. a reindex removed them
+    assert run.flush() == 4
+    assert run.dropped_events == 2
+    run.close()
+    assert usage_invariants(db) == (4, 4, 4)
+
+
+def test_flush_waits_for_another_writer_instead_of_failing(db, db_path, ds):
+    import threading
+
+    create_run("r", ds.name)
+    ids = item_ids(db)
+    run = open_run("r", flush_every=10_000, flush_seconds=3600)
+    run.record(ids[:3], 1, 0)  # buffered only
+    other = sqlite3.connect(db_path, timeout=30, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process (the TUI, a CLI command) is writing
+    released = threading.Event()
+
+    def release():
+        time.sleep(0.5)
+        other.execute("COMMIT")
+        released.set()
+
+    t = threading.Thread(target=release)
+    t.start()
+    assert run.flush() == 3  # waits on the busy timeout, then writes
+    assert released.is_set()
+    run.close()
+    t.join()
+    other.close()
+    assert usage_invariants(db) == (3, 3, 3)

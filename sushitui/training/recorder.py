@@ -226,20 +226,29 @@ class Run:
             self._last_flush = time.monotonic()
             return 0
         delay = 0.05
-        for attempt in range(BUSY_RETRIES + 1):
+        busy_tries = 0
+        vanished_checked = False
+        while True:
             try:
                 written = self._write_buffer()
                 break
             except OperationalError as exc:
-                if not _is_busy(exc) or attempt == BUSY_RETRIES:
+                busy_tries += 1
+                if not _is_busy(exc) or busy_tries > BUSY_RETRIES:
                     self.last_error = exc
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-            except IntegrityError:
-                # items removed from the index (e.g. a reindex) since the run was opened
+            except IntegrityError as exc:
+                # items removed from the index (e.g. a reindex) since they were recorded:
+                # their events cannot be stored; drop them once and write the rest
+                if vanished_checked:
+                    self.last_error = exc
+                    raise
+                vanished_checked = True
                 self._drop_vanished_items()
                 if not self._buffered:
+                    self._buffer = {}
                     return 0
         self._buffer = {}
         self._buffered = 0
