@@ -185,6 +185,8 @@ def _print_summary(r) -> None:
     out(f"autotag {r.dataset}: {r.items} item(s), model {r.model} ({r.model_version}), mode {r.mode}, subtype {r.subtype}")
     out(f"provider: {r.provider_line}")
     parts = [f"{verb} {r.tagged}", f"unchanged {r.unchanged}"]
+    if r.no_tags:
+        parts.append(f"nothing above the thresholds {r.no_tags}")
     if r.mode == "skip":
         parts.append(f"skipped (already tagged) {r.skipped_existing}")
     parts += [f"from cache {r.cached}", f"inferred {r.inferred} in {r.model_runs} model run(s)", f"failed {len(r.failed)}"]

@@ -31,6 +31,7 @@ from sushitui.tagger.registry import DEFAULT_MODEL, get_spec
 
 MODES = ("replace", "add", "skip")
 WRITE_BATCH = 64
+WRITE_INTERVAL_S = 2.0
 DICTIONARY_CATEGORIES = ("general", "character", "copyright", "artist", "meta", "model")
 # Bumped when decoding/preprocessing changes what a model sees: old cached scores no longer apply.
 PREPROCESS_VERSION = "pp1"
@@ -94,6 +95,7 @@ class AutotagReport:
     tagged: int = 0  # captions changed (or that would change, in a dry run)
     unchanged: int = 0  # already had exactly these tags (e.g. a resumed run)
     skipped_existing: int = 0  # mode skip: items that already had tags
+    no_tags: int = 0  # nothing passed the thresholds: the item was left as it was
     cached: int = 0  # scores taken from the cache: no inference
     inferred: int = 0  # images run through the model
     model_runs: int = 0  # session.run calls
@@ -354,10 +356,17 @@ def autotag(
         predicted = mapper.map(select_tags(probs, labels, family, sel))
         pending.append((it, predicted))
 
+    last_write = [time.monotonic()]
+
     def flush(force: bool = False, min_size: int = WRITE_BATCH) -> None:
-        if pending and (force or len(pending) >= min_size):
+        # Captions go out in batches (one transaction each) and at least every
+        # WRITE_INTERVAL_S, so an interrupted run has little unwritten — and the cache
+        # holds even that, so a re-run writes it without inference.
+        due = time.monotonic() - last_write[0] >= WRITE_INTERVAL_S
+        if pending and (force or len(pending) >= min_size or due):
             _write(pending, opts, source, report)
             pending.clear()
+            last_write[0] = time.monotonic()
         if force and not opts.dry_run:
             mapper.flush_unknown()
 
@@ -397,7 +406,7 @@ def autotag(
             runner.warm_up()
         keys = list(misses)
         paths = [misses[k][0][1] for k in keys]
-        for ev in run_pipeline(paths, runner, draft=opts.jpeg_draft, workers=opts.workers, cancel=cancel):
+        for ev in run_pipeline(paths, runner, draft=opts.jpeg_draft, workers=opts.workers, cancel=cancel, notes=report.notes):
             if isinstance(ev, BatchResult):
                 entries = []
                 for row, i in enumerate(ev.indices):
@@ -409,7 +418,7 @@ def autotag(
                     report.inferred += 1
                 if opts.use_cache:
                     tcache.put_many(entries, version, keep)
-                flush(min_size=1)  # each model batch reaches the disk before the next one runs
+                flush()
             else:
                 group = misses.get(keys[ev.index], []) if ev.index >= 0 else []
                 if group and opts.use_cache and ev.reason.startswith("not a readable image"):
@@ -442,6 +451,9 @@ def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, sour
     edits: list[TagEdit] = []
     for it, predicted in batch:
         auto = dedupe([p.tag for p in predicted])
+        if not auto:  # never write an empty caption or wipe existing tags for "nothing found"
+            report.no_tags += 1
+            continue
         conf = {}
         for p in predicted:
             conf.setdefault(match_key(p.tag), p.confidence)

@@ -10,9 +10,11 @@ than float32. Failures come back as data with the file's index.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import multiprocessing
 import os
 import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -29,6 +31,26 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 16))
 
 
+@contextmanager
+def _stderr_with_fd() -> Iterator[None]:
+    """Starting the forkserver / resource tracker passes ``sys.stderr.fileno()`` to the
+    new process; under Textual ``sys.stderr`` is a capture object without a real fd
+    ("bad value(s) in fds_to_keep"). Point it at the process's real stderr meanwhile."""
+    try:
+        ok = sys.stderr is not None and sys.stderr.fileno() >= 0
+    except Exception:
+        ok = False
+    if ok:
+        yield
+        return
+    saved = sys.stderr
+    sys.stderr = sys.__stderr__ if sys.__stderr__ is not None else open(os.devnull, "w")
+    try:
+        yield
+    finally:
+        sys.stderr = saved
+
+
 def _context():
     # forkserver: never fork a process that already runs threads (onnxruntime, Textual,
     # SQLite); the server forks clean workers with numpy/PIL preloaded.
@@ -41,35 +63,61 @@ def _context():
 
 def decode_stream(
     paths: Sequence[str], size: int, *, draft: bool = False, workers: int | None = None,
-    want_hash: bool = False, window: int = 64, cancel: CancelToken | None = None,
+    want_hash: bool = False, window: int = 64, cancel: CancelToken | None = None, notes: list[str] | None = None,
 ) -> Iterator[Decoded]:
-    """Decoded files in completion order (``Decoded.index`` is the position in ``paths``)."""
+    """Decoded files in completion order (``Decoded.index`` is the position in ``paths``).
+
+    If the worker pool cannot run (e.g. a script without the ``if __name__ ==
+    "__main__"`` guard, or no /dev/shm), decoding continues in-process and a note says so."""
     workers = default_workers() if workers is None else workers
     if workers <= 0 or len(paths) < MIN_FILES_FOR_POOL:
-        for i, p in enumerate(paths):
-            if cancel is not None and cancel.cancelled:
-                return
-            yield decode_file(i, p, size, draft, want_hash)
+        yield from _decode_serial(paths, range(len(paths)), size, draft, want_hash, cancel)
         return
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+    yielded: set[int] = set()
+    pool = None
     try:
+        with _stderr_with_fd():
+            ctx = _context()
+            if ctx.get_start_method() == "forkserver":
+                from multiprocessing import forkserver
+
+                forkserver.ensure_running()
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         pending: set[cf.Future] = set()
         nxt = 0
         window = max(window, 2 * workers)
+        first = True
         while nxt < len(paths) or pending:
-            while nxt < len(paths) and len(pending) < window:
-                pending.add(pool.submit(decode_file, nxt, paths[nxt], size, draft, want_hash))
-                nxt += 1
+            with _stderr_with_fd() if first else nullcontext():  # spawn starts the workers on the first submit
+                while nxt < len(paths) and len(pending) < window:
+                    pending.add(pool.submit(decode_file, nxt, paths[nxt], size, draft, want_hash))
+                    nxt += 1
+            first = False
             done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in done:
-                try:
-                    yield fut.result()
-                except Exception as exc:  # a worker that died (e.g. killed for memory)
-                    yield Decoded(-1, error=f"decode worker failed: {exc}")
+                d = fut.result()  # decode_file never raises; a dead pool raises BrokenProcessPool
+                yielded.add(d.index)
+                yield d
             if cancel is not None and cancel.cancelled:
                 return
+    except (BrokenProcessPool, OSError, RuntimeError, ValueError) as exc:
+        if notes is not None:
+            notes.append(f"decode worker processes unavailable ({type(exc).__name__}: {exc}); decoding in the main process")
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+        rest = [i for i in range(len(paths)) if i not in yielded]
+        yield from _decode_serial(paths, rest, size, draft, want_hash, cancel)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_serial(paths, indices, size, draft, want_hash, cancel) -> Iterator[Decoded]:
+    for i in indices:
+        if cancel is not None and cancel.cancelled:
+            return
+        yield decode_file(i, paths[i], size, draft, want_hash)
 
 
 @dataclass
@@ -88,7 +136,7 @@ class Failure:
 
 def run_pipeline(
     paths: Sequence[str], runner, *, draft: bool = False, workers: int | None = None, want_hash: bool = False,
-    cancel: CancelToken | None = None, on_decoded: Callable[[int], None] | None = None,
+    cancel: CancelToken | None = None, on_decoded: Callable[[int], None] | None = None, notes: list[str] | None = None,
 ) -> Iterator[BatchResult | Failure]:
     """Tag files: yields a BatchResult per model batch and a Failure per unreadable file."""
     b, size = runner.batch_size, runner.size
@@ -105,7 +153,7 @@ def run_pipeline(
         shas.clear()
         return result
 
-    stream = decode_stream(paths, size, draft=draft, workers=workers, want_hash=want_hash, window=max(64, 4 * b), cancel=cancel)
+    stream = decode_stream(paths, size, draft=draft, workers=workers, want_hash=want_hash, window=max(64, 4 * b), cancel=cancel, notes=notes)
     try:
         for d in stream:
             if on_decoded is not None:

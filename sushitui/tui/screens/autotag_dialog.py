@@ -45,12 +45,16 @@ class AutotagDialog(ModalScreen):
     """Auto-tag the current item, a selection, a query result or the whole dataset."""
 
     DEFAULT_CSS = """
-    AutotagDialog #autotag-form { height: auto; max-height: 14; }
+    AutotagDialog #autotag-form { height: auto; max-height: 12; }
     AutotagDialog .autotag-row { height: auto; }
-    AutotagDialog .autotag-row > Vertical { width: 1fr; height: auto; }
-    AutotagDialog .autotag-cats { height: auto; layout: grid; grid-size: 4; grid-gutter: 0 1; }
+    AutotagDialog .autotag-row > Vertical { width: 1fr; height: auto; margin-right: 1; }
+    AutotagDialog .autotag-row > Input { width: 1fr; margin-right: 1; }
+    AutotagDialog .autotag-row > Checkbox { width: auto; margin-right: 2; }
+    AutotagDialog .autotag-cats { height: auto; layout: grid; grid-size: 4; grid-gutter: 0 1; grid-rows: 1; }
     AutotagDialog .autotag-cats Checkbox { width: 100%; }
-    AutotagDialog #autotag-provider { height: auto; margin-top: 1; }
+    AutotagDialog #autotag-provider { height: auto; }
+    AutotagDialog #model-status { height: 1; color: $text-muted; }
+    AutotagDialog .dialog-buttons { margin-top: 0; }
     AutotagDialog #autotag-provider.fallback { color: $warning; }
     AutotagDialog #autotag-provider.gpu { color: $success; }
     AutotagDialog #autotag-result { height: auto; max-height: 8; }
@@ -71,6 +75,7 @@ class AutotagDialog(ModalScreen):
         self.running = False
         self.report = None
         self.models: list[tuple[str, str]] = []
+        self.cached: dict[str, bool] = {}
 
     # --- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -80,37 +85,38 @@ class AutotagDialog(ModalScreen):
                 with Horizontal(classes="autotag-row"):
                     with Vertical():
                         yield Label("Model")
-                        yield Select([("cl-1.02 (default)", "cl-1.02")], value="cl-1.02", allow_blank=False, id="at-model")
+                        yield Select([("cl-1.02 (default)", "cl-1.02")], value="cl-1.02", allow_blank=False, id="at-model", compact=True)
                     with Vertical():
                         yield Label("Device")
-                        yield Select([("auto (CUDA if it works, else CPU)", "auto"), ("cuda", "cuda"), ("cpu", "cpu")],
-                                     value="auto", allow_blank=False, id="at-device")
+                        yield Select([("auto (CUDA, else CPU)", "auto"), ("cuda", "cuda"), ("cpu", "cpu")],
+                                     value="auto", allow_blank=False, id="at-device", compact=True)
+                yield Static("", id="model-status")
                 with Vertical(id="custom-model"):
                     yield Label("Model file or folder / label file")
                     with Horizontal(classes="autotag-row"):
-                        yield Input(placeholder="/path/model.onnx or folder", id="at-model-path")
-                        yield Input(placeholder="selected_tags.csv or tag_mapping.json", id="at-labels")
+                        yield Input(placeholder="/path/model.onnx or folder", id="at-model-path", compact=True)
+                        yield Input(placeholder="selected_tags.csv or tag_mapping.json", id="at-labels", compact=True)
                 with Horizontal(classes="autotag-row"):
                     with Vertical():
                         yield Label("Threshold")
-                        yield Input("0.35", id="at-threshold")
+                        yield Input("0.35", id="at-threshold", compact=True)
                     with Vertical():
                         yield Label("Character threshold")
-                        yield Input("", placeholder="model default", id="at-char-threshold")
+                        yield Input("", placeholder="model default", id="at-char-threshold", compact=True)
                     with Vertical():
                         yield Label("Mode")
                         yield Select([("replace", "replace"), ("add", "add"), ("skip tagged", "skip")], value="replace",
-                                     allow_blank=False, id="at-mode")
+                                     allow_blank=False, id="at-mode", compact=True)
                     with Vertical():
                         yield Label("Subtype")
-                        yield Input("main", id="at-subtype")
+                        yield Input("main", id="at-subtype", compact=True)
                 yield Label("Categories")
                 with Vertical(classes="autotag-cats"):
                     for cat in CATEGORY_CHOICES:
-                        yield Checkbox(cat, value=cat in ("general", "character", "quality"), id=f"at-cat-{cat}")
+                        yield Checkbox(cat, value=cat in ("general", "character", "quality"), id=f"at-cat-{cat}", compact=True)
                 with Horizontal(classes="autotag-row"):
-                    yield Checkbox("Dictionary mapping", value=True, id="at-dict")
-                    yield Checkbox("Dry run", value=False, id="at-dry")
+                    yield Checkbox("Dictionary mapping", value=True, id="at-dict", compact=True)
+                    yield Checkbox("Dry run", value=False, id="at-dry", compact=True)
             error = Static("", id="autotag-error", classes="field-error")
             error.display = False
             yield error
@@ -118,8 +124,8 @@ class AutotagDialog(ModalScreen):
             yield ProgressPanel(id="autotag-progress")
             yield Static("", id="autotag-result")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Start (ctrl+s)", id="start", variant="primary")
-                yield Button("Cancel (Esc)", id="cancel")
+                yield Button("Start (ctrl+s)", id="start", variant="primary", compact=True)
+                yield Button("Cancel (Esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#custom-model").display = False
@@ -148,28 +154,45 @@ class AutotagDialog(ModalScreen):
                 pass
         else:
             scope = f"all {Item.select().where(Item.dataset == self.dataset_id).count():,} items"
-        options = []
+        cached: dict[str, bool] = {}
         for key, spec in BUILTIN.items():
             try:
-                cached = locate(spec) is not None
+                cached[key] = locate(spec) is not None
             except Exception:
-                cached = False
-            label = key + (" (default)" if key == DEFAULT_MODEL else "") + (" ✓ cached" if cached else " (download)")
-            options.append((label, key))
+                cached[key] = False
+        options = [(key + (" (default)" if key == DEFAULT_MODEL else ""), key) for key in BUILTIN]
         options.append(("custom file…", CUSTOM))
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_context, name, scope, options)
+            self.app.call_from_thread(self._show_context, name, scope, options, cached)
 
-    def _show_context(self, name: str, scope: str, options: list[tuple[str, str]]) -> None:
+    def _show_context(self, name: str, scope: str, options: list[tuple[str, str]], cached: dict[str, bool]) -> None:
         self.query_one("#autotag-title", Static).update(Text(for_terminal(f"Auto-tag {name}: {scope}"), style="bold"))
+        self.models = options
+        self.cached = cached
         select = self.query_one("#at-model", Select)
         current = select.value
-        select.set_options(options)
-        select.value = current if any(v == current for _, v in options) else options[0][1]
+        with self.prevent(Select.Changed):
+            select.set_options(options)
+            select.value = current if any(v == current for _, v in options) else options[0][1]
+        self._show_model_status(select.value)
+
+    def _show_model_status(self, key) -> None:
+        from sushitui.tagger.hub import is_offline
+
+        if key == CUSTOM:
+            text = "your own ONNX model: give the model file (or folder) and its label file"
+        elif self.cached.get(key):
+            text = "✓ in the local Hugging Face cache"
+        elif is_offline():
+            text = f"not in the cache and HF_HUB_OFFLINE is set: run `sushitui models download {key}` where there is network"
+        else:
+            text = "not in the cache yet: it is downloaded when the run starts"
+        self.query_one("#model-status", Static).update(Text(text))
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "at-model":
             self.query_one("#custom-model").display = event.value == CUSTOM
+            self._show_model_status(event.value)
 
     # --- settings -----------------------------------------------------------------------
     def _show_error(self, message: str | None) -> None:
