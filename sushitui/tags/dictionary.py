@@ -648,7 +648,7 @@ def add_tag(tag: str, category: str = "general", count: int | str = 0, *, displa
     return get_tag(tag)
 
 
-def edit_tag(tag: str, **changes) -> DictEntry:
+def edit_tag(tag: str, /, **changes) -> DictEntry:
     """Change fields of an existing tag (``tag=`` renames it). Same validation as add."""
     entry = get_tag(tag)
     if entry is None:
@@ -753,7 +753,7 @@ def stats(top: int = 100) -> dict:
         "WHERE EXISTS (SELECT 1 FROM dictionary_tag d WHERE d.norm = u.norm)").fetchone()[0]
     dataset_distinct = db.execute_sql("SELECT COUNT(DISTINCT norm) FROM item_tag").fetchone()[0]
     top_rows = db.execute_sql(
-        "SELECT u.norm, u.n, u.items, d.tag, d.category, d.count FROM "
+        "SELECT u.tag, u.n, u.items, d.tag, d.category, d.count FROM "
         "(SELECT norm, COUNT(*) AS n, COUNT(DISTINCT item_id) AS items, MIN(tag) AS tag FROM item_tag "
         " GROUP BY norm ORDER BY n DESC LIMIT ?) u "
         "LEFT JOIN dictionary_tag d ON d.norm = u.norm ORDER BY u.n DESC, u.norm", [top]).fetchall()

@@ -1,0 +1,89 @@
+"""``sushitui dict ...`` end to end (in-process, a tiny taglist as the shipped one)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sushitui.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    taglist = tmp_path / "taglist"
+    taglist.mkdir()
+    (taglist / "General.json").write_text('{"long_hair": 4000, "short_hair": 2000, "hair_ornament": 900}')
+    (taglist / "Character.json").write_text('{"hatsune_miku": 120}')
+    (taglist / "aliases.json").write_text('{"long_hair": ["/lh", "longhair"]}')
+    monkeypatch.setattr("sushitui.config.taglist_dir", lambda: taglist)
+    db = str(tmp_path / "cli.db")
+
+    def run(*argv):
+        code = main(["--db", db, "dict", *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_first_command_loads_the_taglist_then_search_and_complete(cli):
+    code, out, _ = cli("search", "hair", "--json")
+    assert code == 0
+    assert [e["tag"] for e in json.loads(out)] == ["long_hair", "short_hair", "hair_ornament"]
+    code, out, _ = cli("complete", "/l", "--json")
+    assert json.loads(out)[0] | {} == {"tag": "/lh", "category": "general", "count": 4000, "source": "dictionary",
+                                        "alias_of": "long_hair", "match": "alias", "value": "long_hair"}
+    code, out, _ = cli("stats", "--json")
+    s = json.loads(out)
+    assert s["total"] == 4 and s["builtin_loaded"] and s["by_category"]["character"] == 1
+
+
+def test_add_edit_remove_and_validation_errors(cli):
+    code, out, err = cli("add", "bad,tag")
+    assert code == 2 and "sushitui: error: invalid tag" in err and "comma" in err and "Traceback" not in err
+    code, out, err = cli("add", "x_tag", "--count", "-4")
+    assert code == 2 and "≥ 0" in err
+    assert cli("add", "my_style", "--category", "meta", "--count", "3", "--aliases", "ms,mystyle")[0] == 0
+    code, out, _ = cli("edit", "my_style", "--count", "9", "--rename", "my_style_v2", "--json")
+    assert json.loads(out)["tag"] == "my_style_v2" and json.loads(out)["count"] == 9
+    code, out, _ = cli("search", "my style", "--mode", "prefix", "--json")
+    assert json.loads(out)[0]["aliases"] == ["ms", "mystyle"]
+    code, out, err = cli("remove", "my_style_v2", "--from-datasets")
+    assert code == 2 and "--yes" in err  # stdin is not a terminal: asks for --yes instead of guessing
+    assert cli("remove", "my_style_v2", "--yes")[0] == 0
+    code, out, err = cli("remove", "my_style_v2")
+    assert code == 1 and "not in the dictionary" in err
+
+
+def test_import_report_and_export(cli, tmp_path, testdata):
+    code, out, _ = cli("import", str(testdata / "tagcomplete" / "extra-quality-tags.csv"), "--json")
+    rep = json.loads(out)
+    assert code == 3 and rep["imported"] == 0 and rep["rejected"] == 6
+    assert rep["rejected_rows"][0]["where"] == "extra-quality-tags.csv line 1"
+    src = tmp_path / "in.csv"
+    src.write_text("tag,category,count,display_name,aliases,description\nlong_hair,general,5,,lh2,\nnew_one,meta,7,,,\n")
+    code, out, _ = cli("import", str(src), "--on-conflict", "merge")
+    assert code == 0 and "imported 1  updated 1  skipped 0  rejected 0" in out
+    code, out, _ = cli("search", "long_hair", "--mode", "exact", "--json")
+    assert json.loads(out)[0]["aliases"] == ["/lh", "longhair", "lh2"] and json.loads(out)[0]["count"] == 4000
+    dest = tmp_path / "custom.csv"
+    assert cli("export", str(dest), "--source", "user_custom")[0] == 0
+    assert dest.read_text().splitlines()[1:] == ["new_one,meta,7,,,"]
+    dest = tmp_path / "chars.json"
+    assert cli("export", str(dest), "--category", "character")[0] == 0
+    assert json.loads(dest.read_text()) == {"hatsune_miku": 120}
+    code, _, err = cli("import", str(tmp_path / "missing.csv"))
+    assert code == 1 and "no such file" in err
+
+
+def test_load_dir_with_alias_file(cli, tmp_path):
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "Artist.json").write_text('{"some_artist": 12}')
+    aliases = tmp_path / "aliases.csv"
+    aliases.write_text("antecedent_name,consequent_name,status\nsa,some_artist,active\n")
+    code, out, _ = cli("load", str(big), "--aliases", str(aliases), "--json")
+    assert code == 0 and json.loads(out)["imported"] == 1
+    code, out, _ = cli("complete", "sa", "--json")
+    assert [c["value"] for c in json.loads(out)] == ["some_artist"]
