@@ -71,3 +71,16 @@ def test_cli_stats_json_and_text(db, db_path, recorded, capsys):
     assert "never used (15)" in text and "img_00020" in text and "recommendation" in text
     assert cli_main(["--db", str(db_path), "run", "stats", "r", "--scope", "all", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["samples_seen"] == int(recorded[1].sum())
+
+
+def test_heatmap_cells_cover_id_ranges_also_with_gaps_in_the_ids(db, tmp_path):
+    ds = make_dataset(tmp_path / "data", 40, files=False)
+    ids = [r[0] for r in db.execute_sql("SELECT id FROM item ORDER BY id")]
+    db.execute_sql(f"DELETE FROM item WHERE id BETWEEN {ids[10]} AND {ids[19]}")  # a gap of 10 ids
+    create_run("r", ds.name)
+    with open_run("r") as run:
+        run.record(ids[:10] * 4 + ids[20:30], 1, 0)  # first quarter of ids 4x, third quarter 1x
+    st = run_stats("r", heatmap_cells=4)
+    assert st.items == 30
+    # cells are id ranges of 10: [4x], [gap: no items], [1x], [unused]
+    assert st.heatmap == [1.0, 0.0, 0.25, 0.0]

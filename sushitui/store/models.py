@@ -295,7 +295,8 @@ class TrainingRun(BaseModel):
 
 
 class RunItemUsage(BaseModel):
-    run = ForeignKeyField(TrainingRun, backref="usage", on_delete="CASCADE")
+    # no separate run index: the primary key (run, item) starts with run
+    run = ForeignKeyField(TrainingRun, backref="usage", on_delete="CASCADE", index=False)
     item = ForeignKeyField(Item, backref="run_usage", on_delete="CASCADE")
     times_seen = IntegerField(default=0)
     first_epoch = IntegerField(null=True)
@@ -306,6 +307,10 @@ class RunItemUsage(BaseModel):
     class Meta:
         table_name = "run_item_usage"
         primary_key = CompositeKey("run", "item")
+        # run stats (TR-5) read (times_seen, item) per run from this index alone: the
+        # distribution, the heatmap and the top 10 (ORDER BY times_seen DESC LIMIT 10
+        # without a sort)
+        indexes = ((("run", "times_seen", "item"), False),)
 
 
 class ItemStats(BaseModel):

@@ -6,14 +6,12 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from sushitui.dataset.paths import UnsafePathError, to_abs
 from sushitui.store import TrainingRun
 from sushitui.store.db import current_database
-
-if TYPE_CHECKING:
-    import numpy as np
 
 DEFAULT_CAPTION_SUBTYPE = "main"
 
@@ -31,7 +29,7 @@ class SampleItem:
 @dataclass
 class Pool:
     items: list[SampleItem]
-    ids: "np.ndarray"
+    ids: np.ndarray
     position: dict[int, int]  # item id -> position in ``items``
     by_image: dict[str, int] = field(default_factory=dict)  # absolute and relative image path -> id
     all_ids: frozenset[int] = frozenset()  # every item of the dataset, with or without image
@@ -40,9 +38,8 @@ class Pool:
 def _plain_relative(rel: str) -> bool:
     """A relative POSIX path without ``..``/``.``/empty parts, drive or backslash:
     joining it to the root cannot leave the root. Anything else goes through ``to_abs``."""
-    if not rel or rel[0] == "/" or "\\" in rel or ":" in rel:
-        return False
-    return not any(part in ("", ".", "..") for part in rel.split("/"))
+    wrapped = "/" + rel + "/"  # "//" catches empty parts, a leading "/" and ""
+    return not ("//" in wrapped or "/./" in wrapped or "/../" in wrapped or "\\" in rel or ":" in rel)
 
 
 def _caption_rank(subtype: str, ctype: str, wanted: str) -> int:
@@ -61,8 +58,6 @@ def load_pool(run: TrainingRun, caption_subtype: str | None = None) -> Pool:
     The caption is the run's caption subtype when the item has it, else ``main``, else the
     unnamed caption, else any tag caption, else any caption, else "".
     """
-    import numpy as np
-
     db = current_database()
     ds = run.dataset
     wanted = caption_subtype or run.caption_type or DEFAULT_CAPTION_SUBTYPE
@@ -102,11 +97,9 @@ def load_pool(run: TrainingRun, caption_subtype: str | None = None) -> Pool:
     return Pool(items, ids, {it.id: pos for pos, it in enumerate(items)}, by_image, frozenset(all_ids))
 
 
-def history_counts(run: TrainingRun, pool: Pool, history: str = "all") -> "np.ndarray":
+def history_counts(run: TrainingRun, pool: Pool, history: str = "all") -> np.ndarray:
     """Times each pool item was seen before this run: over all other runs (``all``, from
     the incremental per-item totals) or in the parent run only (``parent``)."""
-    import numpy as np
-
     from sushitui.training.samplers import HISTORIES, SamplerError
 
     if history not in HISTORIES:
@@ -122,18 +115,36 @@ def history_counts(run: TrainingRun, pool: Pool, history: str = "all") -> "np.nd
             (run.parent_id, run.dataset_id),
         )
     else:
-        # all runs minus this run's own usage, so a restarted trainer plans the same epochs
-        rows = db.execute_sql(
-            "SELECT s.item_id, s.total_seen - COALESCE(u.times_seen, 0) FROM item_stats s "
-            "JOIN item i ON i.id = s.item_id "
-            "LEFT JOIN run_item_usage u ON u.run_id = ? AND u.item_id = s.item_id "
-            "WHERE i.dataset_id = ?",
-            (run.id, run.dataset_id),
-        )
-    pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64).reshape(-1, 2)
-    if pairs.size and pool.ids.size:
-        # pool.ids is sorted (id order): map ids to positions without a Python loop
-        pos = np.searchsorted(pool.ids, pairs[:, 0]).clip(0, pool.ids.size - 1)
-        hit = pool.ids[pos] == pairs[:, 0]  # items without an image are not in the pool
-        counts[pos[hit]] = pairs[hit, 1]
+        # all runs minus this run's own usage, so a restarted trainer plans the same
+        # epochs; two primary-key range scans, matched to the pool in numpy
+        if not pool.ids.size:
+            return counts
+        totals = _pairs(db.execute_sql(
+            "SELECT item_id, total_seen FROM item_stats WHERE item_id BETWEEN ? AND ?",
+            (int(pool.ids[0]), int(pool.ids[-1])),
+        ))
+        _scatter(pool, counts, totals)
+        own = _pairs(db.execute_sql("SELECT item_id, times_seen FROM run_item_usage WHERE run_id = ?", (run.id,)))
+        if own.size:
+            own[:, 1] = -own[:, 1]
+            _scatter(pool, counts, own, add=True)
+        return counts
+    _scatter(pool, counts, _pairs(rows))
     return counts
+
+
+def _pairs(cursor) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.int64).reshape(-1, 2)
+
+
+def _scatter(pool: Pool, counts: np.ndarray, pairs: np.ndarray, add: bool = False) -> None:
+    """counts[position of id] = (or +=) n for each (id, n); ids outside the pool are ignored."""
+    if not pairs.size or not pool.ids.size:
+        return
+    # pool.ids is sorted (id order): map ids to positions without a Python loop
+    pos = np.searchsorted(pool.ids, pairs[:, 0]).clip(0, pool.ids.size - 1)
+    hit = pool.ids[pos] == pairs[:, 0]  # other datasets' items, items without an image
+    if add:
+        np.add.at(counts, pos[hit], pairs[hit, 1])
+    else:
+        counts[pos[hit]] = pairs[hit, 1]

@@ -113,6 +113,7 @@ class Run:
         self._first_event_at: float | None = None
         self._last_flush = time.monotonic()
         self._pool: Pool | None = None
+        self._items_arr = None
         self._planners: dict[tuple, Any] = {}
         self._known_ids: frozenset[int] | None = None
         self.flushed_events = 0  # events written by this object
@@ -174,8 +175,18 @@ class Run:
         the epoch size: a restarted trainer gets the same order, and ``run sample`` with
         the same arguments writes the same order to a file.
         """
-        items = self.pool().items
-        return [items[p] for p in self.epoch_positions(epoch, sampler, seed, history, epoch_size).tolist()]
+        return self._item_array()[self.epoch_positions(epoch, sampler, seed, history, epoch_size)].tolist()
+
+    def _item_array(self) -> "np.ndarray":
+        # an object array turns an order into records with one fancy-indexing step
+        if self._items_arr is None:
+            import numpy as np
+
+            items = self.pool().items
+            arr = np.empty(len(items), dtype=object)
+            arr[:] = items
+            self._items_arr = arr
+        return self._items_arr
 
     # --- recording -----------------------------------------------------------------
 
