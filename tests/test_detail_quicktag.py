@@ -93,3 +93,17 @@ async def test_conflict_in_background_save_asks_the_user(folder):
         await pilot.press("escape")
         await settle(pilot, app)
         assert app.dismissed, "Esc leaves the screen"
+
+
+@sync
+async def test_whole_dataset_or_query_result(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: QuickTagScreen(ds.id, None, query="dog"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert app.screen.item_ids == [ids[3]]
+        assert "Image 1/1" in screen_text(app) and "dog" in screen_text(app)
+    app = ScreenApp(lambda: QuickTagScreen(ds.id))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert sorted(app.screen.item_ids) == sorted(ids)

@@ -39,6 +39,7 @@ from sushitui.tui.screens.detail_support import (
     submitted_tag,
     tag_input_widget,
 )
+from sushitui.tui.widgets.cell_image import CellImage, prerender, text_mode
 from sushitui.tui.widgets.tag_pills import TagPills, pill_style
 
 PREFETCH_AHEAD = 2
@@ -52,10 +53,12 @@ class ViewsLoaded(Message):
 
 
 class QuickPreviewLoaded(Message):
-    def __init__(self, key: str, preview: Preview) -> None:
+    def __init__(self, key: str, preview: Preview, lines=None, box=None) -> None:
         super().__init__()
         self.key = key
         self.preview = preview
+        self.lines = lines  # pre-rendered text cells for ``box`` (None: draw with textual-image)
+        self.box = box
 
 
 class SetupLoaded(Message):
@@ -129,10 +132,14 @@ class QuickTagScreen(Screen):
         Binding("down,j", "cursor(1)", "Next tag", show=False),
     ] + [Binding(str(n), f"toggle_preset({n})", f"Toggle preset {n}", show=False) for n in range(1, 10)]
 
-    def __init__(self, dataset_id: int, item_ids: list[int]) -> None:
+    def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
+        """``item_ids`` in order; None means every item matching ``query`` (the whole
+        dataset when that is empty too), e.g. ``tags:<3`` to tag what is untagged."""
         super().__init__()
         self.dataset_id = dataset_id
-        self.item_ids = list(item_ids)
+        self.item_ids = list(item_ids) if item_ids is not None else []
+        self.query_text = query
+        self._resolve_ids = item_ids is None
         self.index = 0
         self.presets: list[str] = []
         self.tag_colors: dict[str, str] = {}
@@ -146,11 +153,14 @@ class QuickTagScreen(Screen):
         self.shown_at = 0.0  # perf_counter when the current image was put on screen
         self.shown_item: int | None = None
         self.pending_saves = 0
+        self._box: tuple[int, int] | None = None  # image area in cells, once laid out
+        self._cells: dict[str, list] = {}  # "key|cols×rows" -> pre-rendered lines
 
     def compose(self) -> ComposeResult:
         yield Static("", id="qt-title")
         with Container(id="qt-image-box"):
             yield ImageWidget(None, id="qt-image")
+            yield CellImage(id="qt-cells")
             yield Static("loading…", id="qt-image-message")
         yield TagPills(id="qt-tags", empty_hint="no tags yet — 1–9 toggle presets, t types a tag")
         yield tag_input_widget(self.dataset_id, id="qt-tag-input")
@@ -159,16 +169,63 @@ class QuickTagScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#qt-image").display = False
+        self.query_one("#qt-cells").display = False
+        self.call_after_refresh(self._measure_box)
         self.query_one("#qt-tags").focus()
         self._setup_worker()
+        if self._resolve_ids:
+            self.query_one("#qt-title", Static).update("finding the images to tag…")
+            self._ids_worker()
+            return
         if not self.item_ids:
             self.query_one("#qt-title", Static).update("No images to tag (the query matched nothing).")
             return
         self._show()
 
+    def _measure_box(self) -> None:
+        size = self.query_one("#qt-image-box").content_region.size
+        box = (size.width, size.height) if size.width > 0 and size.height > 0 else None
+        if box != self._box:
+            self._box = box
+            self._cells.clear()
+            if self.shown_item is not None and self.shown_item in self.views:
+                self._show_image(self.views[self.shown_item])
+            self._prefetch()
+
+    def on_resize(self, event) -> None:
+        self.call_after_refresh(self._measure_box)
+
+    def _remember_cells(self, key: str, box, lines) -> None:
+        if lines is None or box is None:
+            return
+        self._cells[f"{key}|{box}"] = lines
+        while len(self._cells) > 8:
+            self._cells.pop(next(iter(self._cells)))
+
     @work(thread=True, group="qt-setup", exit_on_error=False)
     def _setup_worker(self) -> None:
         self.post_message(SetupLoaded(get_presets(self.dataset_id), load_group_colors()))
+
+    @work(thread=True, group="qt-setup", exit_on_error=False)
+    def _ids_worker(self) -> None:
+        from sushitui.dataset.items import select_items
+        from sushitui.store import Item
+
+        try:
+            ids = [row[0] for row in select_items(self.dataset_id, self.query_text or None).select(Item.id).tuples()]
+        except Exception as exc:  # noqa: BLE001 - a bad query is shown, not raised
+            self.app.call_from_thread(self._ids_ready, [], f"cannot select images: {exc}")
+            return
+        self.app.call_from_thread(self._ids_ready, ids, None)
+
+    def _ids_ready(self, ids: list[int], error: str | None) -> None:
+        self._resolve_ids = False
+        self.item_ids = ids
+        if error or not ids:
+            self.query_one("#qt-title", Static).update(Text(for_terminal(error or "No images match; nothing to tag."), style="yellow"))
+            return
+        self.index = 0
+        self._show()
 
     def on_setup_loaded(self, message: SetupLoaded) -> None:
         self.presets = message.presets
@@ -217,7 +274,11 @@ class QuickTagScreen(Screen):
                     continue
             path = v.abs_path(v.image_path)
             if path is not None:
-                preview_cache().load(path, v.mtime_ns)
+                preview = preview_cache().load(path, v.mtime_ns)
+                box = self._box
+                if box is not None and preview.image is not None and text_mode():
+                    key = preview_cache().key(path, v.mtime_ns)
+                    self.post_message(QuickPreviewLoaded(key, preview, prerender(preview.image, *box), box))
 
     def on_views_loaded(self, message: ViewsLoaded) -> None:
         for v in message.views:
@@ -275,8 +336,9 @@ class QuickTagScreen(Screen):
         key = preview_cache().key(path, view.mtime_ns)
         self._preview_key = key
         cached = preview_cache().get(path, view.mtime_ns)
-        if cached is not None:
-            self._set_preview(cached)
+        lines = self._cells.get(f"{key}|{self._box}")
+        if cached is not None and (lines is not None or not text_mode() or self._box is None):
+            self._set_preview(cached, lines)
         else:
             message.display = True
             message.update("loading…")
@@ -284,22 +346,34 @@ class QuickTagScreen(Screen):
 
     @work(thread=True, exclusive=True, group="qt-preview", exit_on_error=False)
     def _preview_worker(self, path: str, stamp, key: str) -> None:
-        self.post_message(QuickPreviewLoaded(key, preview_cache().load(path, stamp)))
+        preview = preview_cache().load(path, stamp)
+        box = self._box
+        lines = prerender(preview.image, *box) if box is not None and preview.image is not None and text_mode() else None
+        self.post_message(QuickPreviewLoaded(key, preview, lines, box))
 
     def on_quick_preview_loaded(self, message: QuickPreviewLoaded) -> None:
-        if message.key == self._preview_key:
-            self._set_preview(message.preview)
+        self._remember_cells(message.key, message.box, message.lines)
+        if message.key == self._preview_key and message.box == self._box:
+            self._set_preview(message.preview, message.lines)
 
-    def _set_preview(self, preview: Preview) -> None:
+    def _set_preview(self, preview: Preview, lines=None) -> None:
         widget = self.query_one("#qt-image", ImageWidget)
+        cells = self.query_one("#qt-cells", CellImage)
         message = self.query_one("#qt-image-message", Static)
         if preview.image is None:
             widget.display = False
+            cells.display = False
             message.display = True
             message.update(Text(for_terminal(preview.reason or "no preview")))
+        elif lines is not None:
+            cells.set_lines(lines)
+            cells.display = True
+            widget.display = False
+            message.display = False
         else:
             widget.image = preview.image
             widget.display = True
+            cells.display = False
             message.display = False
         self.shown_at = time.perf_counter()
 
