@@ -227,3 +227,36 @@ def test_kohya_json_matches_the_real_metadata_shape(db, testdata, tmp_path):
     for key, entry in meta.items():
         name = key.rsplit("/", 1)[-1]
         assert entry["caption"] == real_by_name[name]["caption"]
+
+
+def _repeat_dataset(tmp_path):
+    from sushitui.dataset.synthetic import png_bytes
+
+    src = tmp_path / "src"
+    for folder in ("10_concept", "plain", ""):
+        d = src / folder if folder else src
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"img{folder or 'root'}.png").write_bytes(png_bytes(16, 16, 2))
+        (d / f"img{folder or 'root'}.txt").write_text("a, b", encoding="utf-8")
+    return register("rep", src)
+
+
+def test_txt_keeps_repeat_folders_and_prefixes_the_others(db, tmp_path):
+    ds = _repeat_dataset(tmp_path)
+    out = tmp_path / "out"
+    export_dataset(ds.id, out, ExportOptions(format="txt"))
+    # kohya's train_data_dir reads only <repeats>_<name> folders
+    assert sorted(p.name for p in out.iterdir()) == ["10_concept", "1_plain", "1_rep"]
+    out2 = tmp_path / "out2"
+    export_dataset(ds.id, out2, ExportOptions(format="txt", repeats=3))
+    assert sorted(p.name for p in out2.iterdir()) == ["3_concept", "3_plain", "3_rep"]
+
+
+def test_toml_repeats_come_from_folder_names_unless_set(db, tmp_path):
+    ds = _repeat_dataset(tmp_path)
+    out = tmp_path / "out"
+    export_dataset(ds.id, out, ExportOptions(format="kohya-toml"))
+    subs = tomllib.loads((out / "dataset.toml").read_text())["datasets"][0]["subsets"]
+    by_dir = {Path(s["image_dir"]).name: s for s in subs}
+    assert by_dir["10_concept"]["num_repeats"] == 10 and by_dir["10_concept"]["class_tokens"] == "concept"
+    assert by_dir["plain"]["num_repeats"] == 1 and "class_tokens" not in by_dir["plain"]
