@@ -267,3 +267,88 @@ def test_flush_waits_for_another_writer_instead_of_failing(db, db_path, ds):
     t.join()
     other.close()
     assert usage_invariants(db) == (3, 3, 3)
+
+
+def recomputed_totals(db) -> dict[int, tuple[int, int, int]]:
+    """Per-item totals recomputed from the per-run usage (what the incremental rows must equal)."""
+    return {
+        item: (total, runs, sumsq)
+        for item, total, runs, sumsq in db.execute_sql(
+            "SELECT item_id, SUM(times_seen), COUNT(*), SUM(times_seen * times_seen) FROM run_item_usage "
+            "GROUP BY item_id"
+        )
+    }
+
+
+def stored_totals(db) -> dict[int, tuple[int, int, int]]:
+    return {
+        item: (total, runs, sumsq)
+        for item, total, runs, sumsq in db.execute_sql(
+            "SELECT item_id, total_seen, runs_participated, usage_sumsq FROM item_stats WHERE runs_participated > 0"
+        )
+    }
+
+
+def test_incremental_totals_equal_a_full_recount_after_any_sequence_of_runs(db, ds):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ids = item_ids(db)[:8]
+    op = st.one_of(
+        st.tuples(st.just("record"), st.integers(0, 2), st.lists(st.sampled_from(ids), min_size=1, max_size=6)),
+        st.tuples(st.just("flush"), st.integers(0, 2), st.just([])),
+        st.tuples(st.just("remove"), st.integers(0, 2), st.just([])),
+    )
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(op, max_size=25))
+    def check(ops):
+        db.execute_sql("DELETE FROM training_run")
+        db.execute_sql("DELETE FROM item_stats")
+        runs = {}
+
+        def get(k):
+            if k not in runs:
+                create_run(f"h{k}", ds.name)
+                runs[k] = open_run(f"h{k}", flush_every=4, flush_seconds=3600)
+            return runs[k]
+
+        for kind, k, items in ops:
+            if kind == "record":
+                get(k).record(items, 1, 0)
+            elif kind == "flush":
+                get(k).flush()
+            elif k in runs:
+                runs.pop(k).close()
+                from sushitui.training import remove_run
+
+                remove_run(f"h{k}")
+        for run in runs.values():
+            run.close()
+        assert stored_totals(db) == recomputed_totals(db)
+        u, s, r = usage_invariants(db)
+        assert u == s == r
+
+    check()
+
+
+def test_record_takes_numpy_ids_and_is_safe_from_several_threads(db, ds):
+    import threading
+
+    import numpy as np
+
+    create_run("r", ds.name)
+    ids = np.array(item_ids(db), dtype=np.int64)
+    with open_run("r", flush_every=50, flush_seconds=3600) as run:
+        def worker(offset):
+            for step in range(200):
+                run.record(ids[(offset + step) % 40 : (offset + step) % 40 + 1], 1, step)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with pytest.raises(UnknownItemError):
+            run.record([1.5], 1, 0)
+    assert usage_invariants(db) == (800, 800, 800)

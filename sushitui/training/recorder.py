@@ -22,7 +22,9 @@ UPSERTs of just the items in the buffer: nothing rescans the history.
 from __future__ import annotations
 
 import atexit
+import operator
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterable
@@ -114,6 +116,7 @@ class Run:
         self._last_flush = time.monotonic()
         self._pool: Pool | None = None
         self._items_arr = None
+        self._lock = threading.RLock()  # record() may be called from a trainer's helper threads
         self._planners: dict[tuple, Any] = {}
         self._known_ids: frozenset[int] | None = None
         self.flushed_events = 0  # events written by this object
@@ -198,7 +201,14 @@ class Run:
         """
         if self.closed:
             raise TrainingError(f"run {self.name!r} is closed; open it again to record more")
-        ids = [it if isinstance(it, int) else it.id for it in items]
+        try:  # operator.index: ints and numpy integers, not floats or strings
+            ids = [it.id if isinstance(it, SampleItem) else operator.index(it) for it in items]
+        except TypeError as exc:
+            raise UnknownItemError(f"record() takes item ids or SampleItems: {exc}") from None
+        with self._lock:
+            self._add(ids, int(epoch), int(step))
+
+    def _add(self, ids: list[int], epoch: int, step: int) -> None:
         known = self._known_ids
         if known is None:
             self.pool()
@@ -206,8 +216,6 @@ class Run:
         if not known.issuperset(ids):
             bad = sorted({i for i in ids if i not in known})[:5]
             raise UnknownItemError(f"item ids {bad} are not items of dataset #{self.row.dataset_id} (run {self.name!r})")
-        epoch = int(epoch)
-        step = int(step)
         buf = self._buffer
         for i in ids:
             entry = buf.get(i)
@@ -233,6 +241,10 @@ class Run:
         On "database is locked" it retries with back-off; if it still cannot write, the
         events stay buffered (nothing is lost) and the error is raised.
         """
+        with self._lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> int:
         if not self._buffered:
             self._last_flush = time.monotonic()
             return 0
