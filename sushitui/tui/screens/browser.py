@@ -25,7 +25,9 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from sushitui.dataset.thumbnails import image_abs_path
+from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
+from sushitui.tui.widgets.progress import ProgressPanel
 from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
 
 SORT_KEYS = ["name", "created", "width", "height", "tags"]
@@ -206,6 +208,7 @@ class BrowserScreen(Screen):
         Binding("A", "autotag", "Auto-tag"),
         Binding("e", "export", "Export"),
         Binding("escape", "back", "Back"),
+        Binding("x", "cancel_bulk", "Cancel bulk edit"),
         Binding("f5", "reload", "Reload", show=False),
         Binding("up", "move(0, -1)", "Up", show=False),
         Binding("down", "move(0, 1)", "Down", show=False),
@@ -238,6 +241,8 @@ class BrowserScreen(Screen):
         self.image_mode = image_mode()
         self.box = (1, 1)
         self.strips = StripCache()
+        self.bulk_token: CancelToken | None = None
+        self.bulk_done_count = 0
         self.opened_at = time.perf_counter()
         self.first_page_at: float | None = None  # perf_counter when the first page was on the cards
         self.page_shown_at: float = 0.0
@@ -251,6 +256,7 @@ class BrowserScreen(Screen):
         yield Input(value=self.state.query, placeholder="search: 1girl, -solo, smile | grin, width:>=1024  (/ to focus, Enter to apply)", id="browser-search")
         yield Static("", id="browser-error")
         yield ItemGrid(id="browser-grid")
+        yield ProgressPanel(id="bulk-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -682,20 +688,48 @@ class BrowserScreen(Screen):
             return
         self._run_bulk(choice, sorted(self.selected) if choice.scope == "selection" else None, self.state.query)
 
-    @work(thread=True, exclusive=True, group="browser-bulk", exit_on_error=False)
     def _run_bulk(self, choice, item_ids: list[int] | None, query: str) -> None:
+        if self.bulk_token is not None:
+            self.notify("A bulk edit is already running (x cancels it).", severity="warning")
+            return
+        self.bulk_token = CancelToken()
+        self.query_one(ProgressPanel).start(f"Bulk edit: {choice.mode} '{choice.tag}' — x cancels")
+        self.refresh_bindings()
+        self._bulk_worker(choice, item_ids, query, self.bulk_token)
+
+    @work(thread=True, group="browser-bulk", exit_on_error=False)
+    def _bulk_worker(self, choice, item_ids: list[int] | None, query: str, token: CancelToken) -> None:
         from sushitui.tui.screens.bulk_tag import run_bulk
 
+        panel = self.query_one(ProgressPanel)
+        progress = Throttle(lambda event: self.app.call_from_thread(panel.update_event, event), interval=0.1)
         try:
-            summary = run_bulk(self.dataset_id, choice, item_ids=item_ids, query=query)
+            summary = run_bulk(self.dataset_id, choice, item_ids=item_ids, query=query, progress=progress, cancel=token)
         except Exception as exc:  # noqa: BLE001 - reported to the user, the app goes on
-            self.app.call_from_thread(self.notify, f"Bulk edit failed: {for_terminal(exc)}", severity="error", timeout=10)
+            self.app.call_from_thread(self._bulk_done, None, f"Bulk edit failed: {for_terminal(exc)}")
             return
-        self.app.call_from_thread(self._bulk_done, summary)
+        self.app.call_from_thread(self._bulk_done, summary, None)
 
-    def _bulk_done(self, summary) -> None:
-        self.notify(summary.text, severity="warning" if summary.problems else "information", timeout=8)
+    def _bulk_done(self, summary, error: str | None) -> None:
+        self.bulk_token = None
+        self.query_one(ProgressPanel).finish()
+        self.refresh_bindings()
+        if error:
+            self.notify(error, severity="error", timeout=10)
+        else:
+            self.notify(summary.text, severity="warning" if summary.problems else "information", timeout=8)
+        self.bulk_done_count += 1
         self._restart(keep_offset=True)
+
+    def action_cancel_bulk(self) -> None:
+        if self.bulk_token is not None:
+            self.bulk_token.cancel()
+            self.query_one(ProgressPanel).set_status("cancelling…")
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "cancel_bulk":
+            return self.bulk_token is not None
+        return True
 
     def action_quick_tag(self) -> None:
         from sushitui.tui.screens.quick_tag import QuickTagScreen

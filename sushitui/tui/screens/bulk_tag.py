@@ -129,6 +129,12 @@ class BulkTagDialog(ModalScreen[BulkChoice | None]):
         if choice is not None:
             self.dismiss(choice)
 
+    def on_tag_input_submitted(self, event: Input.Submitted) -> None:
+        # TagInput.Submitted carries the chosen candidate (alias resolved) as its value.
+        if event.value and event.input.value != event.value:
+            event.input.value = event.value
+        self.on_input_submitted(event)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if self.mode == "replace" and event.input.id == "bulk-tag":
@@ -148,25 +154,28 @@ class BulkTagDialog(ModalScreen[BulkChoice | None]):
 
 
 def run_bulk(dataset_id: int, choice: BulkChoice, *, item_ids: list[int] | None, query: str, progress=None, cancel=None) -> BulkSummary:
-    """Run the chosen bulk edit (in a worker thread) and summarise it for a notification."""
-    from sushitui.store import Dataset
+    """Run the chosen bulk edit (in a worker thread) and summarise it for a notification.
+
+    ``item_ids`` (the selection) wins over ``query``: the selection is exactly what the
+    user marked, whatever the search bar says now.
+    """
     from sushitui.tags import bulk
 
-    dataset = Dataset.get_by_id(dataset_id)
-    target = item_ids if item_ids is not None else (query or None)
+    target = list(item_ids) if item_ids is not None else (query.strip() or None)
     kwargs = dict(progress=progress, cancel=cancel)
     if choice.mode == "add":
-        report = bulk.bulk_add(dataset, target, choice.tag, **kwargs)
+        report = bulk.bulk_add(dataset_id, target, choice.tag, **kwargs)
         verb = f"added '{choice.tag}' to"
     elif choice.mode == "remove":
-        report = bulk.bulk_remove(dataset, target, choice.tag, **kwargs)
+        report = bulk.bulk_remove(dataset_id, target, choice.tag, **kwargs)
         verb = f"removed '{choice.tag}' from"
     else:
-        report = bulk.bulk_replace(dataset, target, choice.tag, choice.new_tag, **kwargs)
+        report = bulk.bulk_replace(dataset_id, target, choice.tag, choice.new_tag, **kwargs)
         verb = f"replaced '{choice.tag}' with '{choice.new_tag}' on"
-    changed = int(getattr(report, "changed", 0) or 0)
-    problems = [f"{getattr(p, 'path', '') or ''}: {getattr(p, 'reason', p)}" for p in (getattr(report, "problems", None) or [])]
-    text = for_terminal(f"Bulk edit: {verb} {changed:,} items")
+    problems = [f"{p.path or f'item {p.item_id}'}: {p.reason}" for p in report.problems]
+    text = f"Bulk edit: {verb} {report.items_changed:,} of {report.items_matched:,} items"
+    if report.cancelled:
+        text += " (cancelled; the files written so far are kept)"
     if problems:
-        text += f"; {len(problems)} problems (e.g. {for_terminal(problems[0])})"
-    return BulkSummary(text, changed, problems)
+        text += f"; {len(problems)} problems, e.g. {problems[0]}"
+    return BulkSummary(for_terminal(text), report.items_changed, problems)

@@ -1,0 +1,67 @@
+"""Helpers for the Pilot tests of the TUI shell (datasets screen, browser)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+
+def make_dataset(db_path: Path, root: Path, n_items: int, name: str = "cats", **gen) -> int:
+    """Generate ``n_items`` under ``root`` and register them in the database at ``db_path``."""
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+    from sushitui.dataset.synthetic import generate_dataset
+    from sushitui.store import open_database
+
+    generate_dataset(root, n_items, seed=3, **gen)
+    db = open_database(db_path)
+    try:
+        ds, _ = add_dataset(DatasetSettings(name=name, root_path=str(root)))
+        return ds.id
+    finally:
+        db.close()
+
+
+def register(db_path: Path, root: Path, name: str) -> int:
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+    from sushitui.store import open_database
+
+    db = open_database(db_path)
+    try:
+        ds, _ = add_dataset(DatasetSettings(name=name, root_path=str(root)))
+        return ds.id
+    finally:
+        db.close()
+
+
+async def wait_until(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Let the app run until ``condition()`` is true (workers post back asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def open_browser(app, pilot, timeout: float = 10.0):
+    """From the datasets screen: wait for the list, press Enter, wait for the first page."""
+    from sushitui.tui.screens.browser import BrowserScreen
+    from sushitui.tui.screens.datasets import DatasetsScreen
+
+    await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, timeout, "the dataset list")
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.first_page_at is not None, timeout, "the first page")
+    screen = app.screen
+    await wait_until(pilot, lambda: screen.state.total is not None, timeout, "the count")
+    await pilot.pause()
+    return screen
+
+
+def screen_text(app) -> str:
+    """The visible screen as plain text, one line per row (what the user sees)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text for strip in strips)
+
+
+def run(coro):
+    return asyncio.run(coro)
