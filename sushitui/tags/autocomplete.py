@@ -74,27 +74,41 @@ def query_key(text: str) -> str:
 
 
 class _SmallSet:
-    """Prefix by bisect and substring by scan over a few thousand keys (dataset tags, aliases)."""
+    """Keys with payloads in ranking order (dataset tags by frequency, aliases by their
+    target's count): prefix by ``bisect`` over the sorted keys, substring by
+    ``str.find`` over all keys joined in ranking order (C speed, stops at ``limit``)."""
 
     def __init__(self, entries: Sequence[tuple[str, object]]):
-        # entries: (key, payload) in ranking order (best first)
         self.entries = list(entries)
         order = sorted(range(len(self.entries)), key=lambda i: self.entries[i][0])
         self.sorted_keys = [self.entries[i][0] for i in order]
         self.sorted_pos = order
+        self.blob = "\n".join(k for k, _ in self.entries) + "\n"
+        self.starts = []
+        pos = 0
+        for k, _ in self.entries:
+            self.starts.append(pos)
+            pos += len(k) + 1
 
     def prefix(self, key: str, limit: int) -> list[int]:
+        import heapq
+
         lo = bisect.bisect_left(self.sorted_keys, key)
-        hi = bisect.bisect_left(self.sorted_keys, key + "\U0010ffff")
-        return sorted(self.sorted_pos[lo:hi])[:limit]
+        hi = bisect.bisect_left(self.sorted_keys, key + "\U0010ffff", lo)
+        return heapq.nsmallest(limit, self.sorted_pos[lo:hi])
 
     def substring(self, key: str, limit: int) -> list[int]:
-        out = []
-        for i, (k, _payload) in enumerate(self.entries):
-            if key in k and not k.startswith(key):
+        """Positions of keys containing ``key`` but not starting with it, best first."""
+        out: list[int] = []
+        if "\n" in key:
+            return out
+        pos = self.blob.find(key)
+        while pos >= 0 and len(out) < limit:
+            i = bisect.bisect_right(self.starts, pos) - 1
+            if pos != self.starts[i]:
                 out.append(i)
-                if len(out) >= limit:
-                    break
+            nxt = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.blob)
+            pos = self.blob.find(key, nxt)
         return out
 
 

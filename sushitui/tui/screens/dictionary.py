@@ -267,16 +267,20 @@ class TagFormDialog(ModalScreen):
 
     DEFAULT_CSS = """
     TagFormDialog { align: center middle; }
-    TagFormDialog #tag-form { width: 70; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
-    TagFormDialog Label { margin-top: 1; }
-    TagFormDialog #tag-form-errors { color: $error; height: auto; margin-top: 1; }
+    TagFormDialog #tag-form { width: 76; max-width: 100%; height: auto; max-height: 100%; border: thick $accent;
+                              background: $surface; padding: 0 1; }
+    TagFormDialog .form-row { height: 1; margin-top: 1; }
+    TagFormDialog .form-row Label { width: 13; }
+    TagFormDialog .form-row Input { border: none; height: 1; width: 1fr; padding: 0 1; }
+    TagFormDialog #tag-form-errors { color: $error; height: auto; }
     """
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("escape", "cancel", "Cancel"),
     ]
-    FIELDS = (("tag", "Tag"), ("category", "Category (general artist copyright character meta model)"),
-              ("count", "Count"), ("aliases", "Aliases (comma-separated)"), ("description", "Description"))
+    FIELDS = (("tag", "Tag"), ("category", "Category"), ("count", "Count"), ("aliases", "Aliases"),
+              ("description", "Description"))
+    HINTS = {"category": "general artist copyright character meta model", "aliases": "comma-separated"}
 
     def __init__(self, entry=None) -> None:
         super().__init__()
@@ -290,10 +294,11 @@ class TagFormDialog(ModalScreen):
         }
         with Vertical(id="tag-form"):
             yield Static(Text("Edit tag" if e else "Add a tag", style="bold"))
-            for name, label in self.FIELDS:
-                yield Label(label)
-                yield Input(values[name], id=f"form-{name}")
             yield Static("", id="tag-form-errors")
+            for name, label in self.FIELDS:
+                with Horizontal(classes="form-row"):
+                    yield Label(label)
+                    yield Input(values[name], id=f"form-{name}", placeholder=self.HINTS.get(name, ""))
             yield Static(Text("ctrl+s save · Enter next field · Esc cancel", style="dim"))
 
     def on_mount(self) -> None:
