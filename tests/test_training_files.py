@@ -131,3 +131,81 @@ def test_record_missing_file_is_a_clear_error(db, db_path, ds, tmp_path, capsys)
     create_run("r", ds.name)
     code, _, err = cli(capsys, db_path, "run", "record", "r", "--from", str(tmp_path / "nope.jsonl"))
     assert code == 1 and "no such file" in err
+
+
+def test_recording_a_file_again_continues_after_the_last_recorded_line(db, db_path, ds, tmp_path, capsys):
+    create_run("r", ds.name)
+    ids = [r[0] for r in db.execute_sql("SELECT id FROM item ORDER BY id")]
+    src = tmp_path / "usage.jsonl"
+    line = lambda step: json.dumps({"epoch": 1, "step": step, "ids": ids[:3]}) + "\n"  # noqa: E731
+    src.write_text(line(0) + line(1) + "oops\n")
+    code, out, _ = cli(capsys, db_path, "run", "record", "r", "--from", str(src), "--json")
+    assert json.loads(out)["events"] == 6
+    with open(src, "a") as fh:  # the trainer went on writing
+        fh.write(line(2) + "bad again\n")
+    code, out, _ = cli(capsys, db_path, "run", "record", "r", "--from", str(src), "--json")
+    rep = json.loads(out)
+    assert rep["events"] == 3 and rep["resumed_at_line"] == 3
+    assert [p["line"] for p in rep["problems"]] == [5]  # line numbers stay those of the file
+    assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 9
+    # nothing new: nothing counted
+    code, out, _ = cli(capsys, db_path, "run", "record", "r", "--from", str(src))
+    assert "recorded 0 samples" in out and "continuing after line 5" in out
+    # a new file under the same name (a new training session) is read from the start
+    src.unlink()
+    src.write_text(line(0))
+    code, out, _ = cli(capsys, db_path, "run", "record", "r", "--from", str(src), "--json")
+    assert json.loads(out)["events"] == 3
+    # --reread counts everything again, on purpose
+    code, out, _ = cli(capsys, db_path, "run", "record", "r", "--from", str(src), "--reread", "--json")
+    assert json.loads(out)["events"] == 3
+    assert usage_invariants(db) == (15, 15, 15)
+
+
+FOLLOW_SCRIPT = """
+import sys
+import sushitui.training as training
+from sushitui.training.jsonl_record import record_jsonl
+run = training.open_run("r", db_path=sys.argv[1], flush_every=40, flush_seconds=3600)
+print("ready", flush=True)
+record_jsonl(run, sys.argv[2], follow=True, poll_seconds=0.01)
+"""
+
+
+def test_killed_follow_then_restarted_counts_every_line_exactly_once(db, db_path, ds, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    create_run("r", ds.name)
+    ids = [r[0] for r in db.execute_sql("SELECT id FROM item ORDER BY id")]
+    src = tmp_path / "live.jsonl"
+    src.write_text("")
+    proc = subprocess.Popen([sys.executable, "-c", FOLLOW_SCRIPT, str(db_path), str(src)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        deadline = time.monotonic() + 20
+        with open(src, "a") as fh:
+            for step in range(300):
+                fh.write(json.dumps({"epoch": 1, "step": step, "ids": ids[step % 20 : step % 20 + 3]}) + "\n")
+                fh.flush()
+                if step % 50 == 0:
+                    time.sleep(0.02)
+        # kill the follower once it has flushed part of the file
+        while TrainingRun.get(TrainingRun.name == "r").samples_seen < 300 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    with open(src, "a") as fh:  # the trainer goes on while nobody follows
+        for step in range(300, 600):
+            fh.write(json.dumps({"epoch": 1, "step": step, "ids": ids[step % 20 : step % 20 + 3]}) + "\n")
+    flushed = TrainingRun.get(TrainingRun.name == "r").samples_seen
+    assert 300 <= flushed <= 900
+    run = open_run("r", db_path=db_path)
+    report = record_jsonl(run, src)
+    run.close()
+    assert report.problems == []
+    assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 1800  # 600 lines x 3, once each
+    assert usage_invariants(db) == (1800, 1800, 1800)

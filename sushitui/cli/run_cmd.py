@@ -57,6 +57,8 @@ def register(subparsers) -> None:
                      help='lines like {"epoch": 1, "step": 10, "ids": [3, 7]} or with "images": [paths]')
     rec.add_argument("--follow", action="store_true", help="keep reading lines appended to the file (Ctrl-C stops)")
     rec.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long without new lines")
+    rec.add_argument("--reread", action="store_true",
+                     help="read the file from the start even if an earlier `run record` read part of it (counts those lines again)")
     add_common(rec)
     rec.set_defaults(func=cmd_record)
 
@@ -244,19 +246,22 @@ def cmd_record(args) -> int:
     try:
         with cancel_on_sigint() as token:
             report = record_jsonl(run, args.source, follow=args.follow, idle_timeout=args.idle_timeout,
-                                  progress=bar, cancel=token)
+                                  progress=bar, cancel=token, reread=args.reread)
     finally:
         bar.close()
         run.close()
     if args.json:
         emit_json({
             "run": run.name, "file": report.path, "lines": report.lines, "lines_recorded": report.lines_recorded,
-            "events": report.events, "cancelled": report.cancelled,
+            "events": report.events, "cancelled": report.cancelled, "resumed_at_line": report.resumed_at_line,
             "problems": [{"line": p.line, "reason": p.reason} for p in report.problems],
         })
     else:
-        out(f"recorded {report.events:,} samples from {report.lines_recorded:,} of {report.lines:,} lines into run {run.name}"
-            + (" (stopped)" if report.cancelled else ""))
+        if report.resumed_at_line:
+            out(f"continuing after line {report.resumed_at_line:,}, where an earlier `run record` of this file stopped "
+                "(--reread reads it all again)")
+        out(f"recorded {report.events:,} samples from {report.lines_recorded:,} of {report.lines - report.resumed_at_line:,} "
+            f"new lines into run {run.name}" + (" (stopped)" if report.cancelled else ""))
         for p in report.problems[:50]:
             out(f"  {report.path}:{p.line}: {p.reason}")
         if len(report.problems) > 50:

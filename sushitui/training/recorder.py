@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,9 @@ class Run:
         self._pool: Pool | None = None
         self._items_arr = None
         self._lock = threading.RLock()  # record() may be called from a trainer's helper threads
+        # called with the database inside each flush's transaction: progress markers
+        # (e.g. how far a JSONL file was read) commit atomically with the usage
+        self.flush_hooks: list[Callable[["SqliteDatabase"], None]] = []
         self._planners: dict[tuple, Any] = {}
         self._known_ids: frozenset[int] | None = None
         self.flushed_events = 0  # events written by this object
@@ -295,6 +298,8 @@ class Run:
             cur = db.execute_sql(_UPDATE_RUN, (self._buffered, self._max_epoch, self._max_step, first_at, self.id))
             if cur.rowcount == 0:
                 raise TrainingError(f"run {self.name!r} was removed while recording; its usage cannot be stored")
+            for hook in self.flush_hooks:
+                hook(db)
             db.execute_sql("DELETE FROM sushitui_usage_delta")
         return self._buffered
 
