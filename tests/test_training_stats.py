@@ -84,3 +84,19 @@ def test_heatmap_cells_cover_id_ranges_also_with_gaps_in_the_ids(db, tmp_path):
     assert st.items == 30
     # cells are id ranges of 10: [4x], [gap: no items], [1x], [unused]
     assert st.heatmap == [1.0, 0.0, 0.25, 0.0]
+
+
+def test_cli_item_shows_per_run_usage_and_its_variance(db, db_path, recorded, capsys):
+    ids, times = recorded
+    create_run("again", "ds")
+    with open_run("again") as run:
+        run.record([ids[20]] * 100, 7, 3)
+    assert cli_main(["--db", str(db_path), "run", "item", "img_00020", "--dataset", "ds", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total_seen"] == 600 and data["runs_participated"] == 2
+    assert data["variance_per_run"] == pytest.approx(40000.0)  # per-run 500 and 100: mean 300
+    assert [(r["run"], r["times_seen"]) for r in data["runs"]] == [("r", 500), ("again", 100)]
+    assert cli_main(["--db", str(db_path), "run", "item", str(ids[20])]) == 0
+    assert "std 200.00" in capsys.readouterr().out
+    assert cli_main(["--db", str(db_path), "run", "item", "nope", "--dataset", "ds"]) == 1
+    assert "no item 'nope'" in capsys.readouterr().err

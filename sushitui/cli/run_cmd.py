@@ -75,6 +75,12 @@ def register(subparsers) -> None:
     add_common(sa)
     sa.set_defaults(func=cmd_sample)
 
+    it = sub.add_parser("item", help="how often one image was trained on, per run and over all runs")
+    it.add_argument("item", help="item id, or the image path / name with --dataset")
+    it.add_argument("--dataset", help="dataset the path or name belongs to")
+    add_common(it)
+    it.set_defaults(func=cmd_item)
+
     ss = sub.add_parser("stats", help="usage statistics of a run and a resume recommendation")
     ss.add_argument("run")
     ss.add_argument("--scope", choices=("run", "all"), default="run", help="this run's usage or totals over all runs")
@@ -301,6 +307,51 @@ def _cancelled():
     from sushitui.progress import Cancelled
 
     return Cancelled
+
+
+def _find_item(ref: str, dataset: str | None) -> int:
+    from sushitui.store import Item
+    from sushitui.training.runs import find_dataset
+
+    if ref.isdigit() and dataset is None:
+        item = Item.get_or_none(Item.id == int(ref))
+    else:
+        if dataset is None:
+            raise CliError("pass --dataset with an image path or name (or give the item id)")
+        ds = find_dataset(dataset)
+        rel = ref
+        if Path(ref).is_absolute():
+            try:
+                rel = Path(ref).resolve().relative_to(Path(ds.root_path).resolve()).as_posix()
+            except ValueError:
+                raise CliError(f"{ref} is not inside dataset {ds.name!r} ({ds.root_path})") from None
+        item = (Item.select().where((Item.dataset == ds.id) & ((Item.image_path == rel) | (Item.group_key == rel)
+                                                              | (Item.base_name == rel))).first())
+    if item is None:
+        raise CliError(f"no item {ref!r}" + (f" in dataset {dataset!r}" if dataset else ""))
+    return item.id
+
+
+@_guard
+def cmd_item(args) -> int:
+    from sushitui.training.stats import item_usage_stats
+
+    open_db(args)
+    item_id = _find_item(args.item, args.dataset)
+    usage = item_usage_stats(item_id) or {"item_id": item_id, "total_seen": 0, "runs_participated": 0, "runs": []}
+    if args.json:
+        emit_json(usage)
+        return 0
+    if not usage["total_seen"]:
+        out(f"item {item_id} was never trained on")
+        return 0
+    out(f"item {item_id}: seen {usage['total_seen']:,} times in {usage['runs_participated']} runs; per run mean "
+        f"{usage['mean_per_run']:.2f}, std {usage['std_per_run']:.2f}, variance {usage['variance_per_run']:.2f}")
+    out(f"  first trained {fmt_time(usage['first_trained_at'])}, last {fmt_time(usage['last_trained_at'])}")
+    for r in usage["runs"]:
+        out(f"  {r['run']:<24} {r['times_seen']:>8,}  epochs {r['first_epoch']}–{r['last_epoch']}  "
+            f"steps {r['first_step']}–{r['last_step']}")
+    return 0
 
 
 @_guard

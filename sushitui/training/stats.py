@@ -233,8 +233,9 @@ def run_stats(run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells
 
 
 def item_usage_stats(item_id: int) -> dict[str, Any] | None:
-    """Totals of one item over all runs, with the variance of its per-run usage derived
-    from the incrementally kept sum of squares (no history scan)."""
+    """Totals of one item over all runs, with the variance of its per-run usage (over the
+    runs that used it) derived from the incrementally kept sum of squares, and the
+    item's row of each run (an index lookup per run, not a history scan)."""
     row = current_database().execute_sql(
         "SELECT total_seen, runs_participated, usage_sumsq, first_trained_at, last_trained_at FROM item_stats "
         "WHERE item_id = ?",
@@ -245,7 +246,17 @@ def item_usage_stats(item_id: int) -> dict[str, Any] | None:
     total, runs, sumsq, first, last = row
     mean = total / runs if runs else 0.0
     var = max(0.0, sumsq / runs - mean * mean) if runs else 0.0
+    per_run = [
+        {"run": name, "number": number, "times_seen": n, "first_epoch": fe, "last_epoch": le, "first_step": fs,
+         "last_step": ls}
+        for name, number, n, fe, le, fs, ls in current_database().execute_sql(
+            "SELECT r.name, r.number, u.times_seen, u.first_epoch, u.last_epoch, u.first_step, u.last_step "
+            "FROM run_item_usage u JOIN training_run r ON r.id = u.run_id WHERE u.item_id = ? ORDER BY r.created_at",
+            (item_id,),
+        )
+    ]
     return {
+        "item_id": item_id,
         "total_seen": total,
         "runs_participated": runs,
         "mean_per_run": mean,
@@ -253,4 +264,5 @@ def item_usage_stats(item_id: int) -> dict[str, Any] | None:
         "std_per_run": var**0.5,
         "first_trained_at": first,
         "last_trained_at": last,
+        "runs": per_run,
     }
