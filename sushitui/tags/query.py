@@ -389,48 +389,119 @@ def _tag_condition(term: TagTerm):
     return Expression(ItemTag.norm, "GLOB", term.glob())
 
 
-def compile_node(node: Node, subtype: str | None = None):
+# Two SQL shapes per tag term, because the browser asks for two different things:
+# - "set" (all matching ids, counts): ``item.id IN (SELECT item_id FROM item_tag WHERE ...)``.
+#   SQLite builds each list once and probes it; the rarest positive term goes first so
+#   that it drives the row lookups.
+# - "page" (a sorted page of full rows): frequent terms become correlated
+#   ``EXISTS (... WHERE item_id = item.id)`` probes, so SQLite walks the sort index and
+#   stops after one page instead of materialising every list and sorting the result;
+#   rare terms stay IN lists, which then drive a small lookup.
+FREQUENT_ROWS = 1000  # a term with at least this many tag rows is "frequent"
+_COUNT_CAP = 200_000  # bounded frequency probe: cheap and exact enough to order terms
+
+
+def _frequency(cond, cap: int) -> int:
+    from sushitui.store import ItemTag
+
+    inner = ItemTag.select(ItemTag.id).where(cond).limit(cap)
+    return inner.count()
+
+
+def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
     """A peewee expression over ``Item`` for the tree (None for MatchAll)."""
+    from peewee import fn
+
     from sushitui.store import Item, ItemTag, TagGroupMember
 
-    def items_where(cond):
-        q = ItemTag.select(ItemTag.item).where(cond)
-        if subtype is not None:
-            q = q.where(ItemTag.subtype == subtype)
-        return q
+    page = strategy == "page"
+    freq_cache: dict[object, int] = {}
+
+    def tag_cond(cond):
+        return cond if subtype is None else (cond & (ItemTag.subtype == subtype))
+
+    def as_in(cond):
+        return Item.id.in_(ItemTag.select(ItemTag.item).where(tag_cond(cond)))
+
+    def as_exists(cond):
+        Probe = ItemTag.alias()
+        return fn.EXISTS(Probe.select(Probe.id).where(_rebind(tag_cond(cond), ItemTag, Probe) & (Probe.item == Item.id)))
+
+    def frequency(key, cond) -> int:
+        if key not in freq_cache:
+            # a page only needs "frequent or not"; a set orders its terms by the count
+            freq_cache[key] = _frequency(tag_cond(cond), FREQUENT_ROWS if page else _COUNT_CAP)
+        return freq_cache[key]
+
+    def tag_expr(key, cond, *, probe_ok: bool):
+        if page and probe_ok and frequency(key, cond) >= FREQUENT_ROWS:
+            return as_exists(cond), frequency(key, cond)
+        return as_in(cond), (frequency(key, cond) if not page else 0)
 
     def walk(n: Node):
+        """(expression, estimated rows or None when it cannot drive)."""
         if isinstance(n, TagTerm):
-            return Item.id.in_(items_where(_tag_condition(n)))
+            if n.parts is None:
+                return tag_expr(("k", n.key), ItemTag.norm == n.key, probe_ok=True)
+            return as_in(_tag_condition(n)), None
         if isinstance(n, GroupTerm):
             gid = _group_id(n.name, n.position)
             members = TagGroupMember.select(TagGroupMember.norm).where(TagGroupMember.group == gid)
-            return Item.id.in_(items_where(ItemTag.norm.in_(members)))
+            cond = ItemTag.norm.in_(members)
+            if page and frequency(("g", gid), cond) >= FREQUENT_ROWS:
+                # probe the item's own tags against the member key (group_id, norm):
+                # "norm IN (members)" inside a correlated probe would be re-planned per item
+                Probe, Member = ItemTag.alias(), TagGroupMember.alias()
+                probe = (
+                    Probe.select(Probe.id)
+                    .join(Member, on=((Member.group == gid) & (Member.norm == Probe.norm)))
+                    .where(Probe.item == Item.id)
+                )
+                if subtype is not None:
+                    probe = probe.where(Probe.subtype == subtype)
+                return fn.EXISTS(probe), None
+            return as_in(cond), None
         if isinstance(n, CompareTerm):
             col = {"width": Item.width, "height": Item.height, "tags": Item.tag_count}[n.field]
             cmp = {
                 "=": col == n.value, ">": col > n.value, ">=": col >= n.value, "<": col < n.value, "<=": col <= n.value,
             }[n.op]
             # NULL (unknown size) never matches, and NOT of it does: like the Python rules
-            return col.is_null(False) & cmp
+            return col.is_null(False) & cmp, None
         if isinstance(n, Not):
-            return ~walk(n.child)
+            return ~walk(n.child)[0], None
         if isinstance(n, And):
-            return _fold([walk(c) for c in n.children], "and")
+            parts = [walk(c) for c in n.children]
+            # rarest known term first: in the "set" shape it drives the lookups
+            parts.sort(key=lambda p: (p[1] is None, p[1] or 0))
+            return _fold([p[0] for p in parts], "and"), None
         if isinstance(n, Or):
             # exact tags OR-ed together become one IN list: one index pass instead of many
             exact = [c.key for c in n.children if isinstance(c, TagTerm) and c.parts is None]
-            rest = [walk(c) for c in n.children if not (isinstance(c, TagTerm) and c.parts is None)]
+            rest = [walk(c)[0] for c in n.children if not (isinstance(c, TagTerm) and c.parts is None)]
             if len(exact) > 1:
-                rest.insert(0, Item.id.in_(items_where(ItemTag.norm.in_(exact))))
+                e, _ = tag_expr(("o",) + tuple(sorted(exact)), ItemTag.norm.in_(exact), probe_ok=True)
+                rest.insert(0, e)
             elif exact:
-                rest.insert(0, Item.id.in_(items_where(ItemTag.norm == exact[0])))
-            return _fold(rest, "or")
+                e, _ = tag_expr(("k", exact[0]), ItemTag.norm == exact[0], probe_ok=True)
+                rest.insert(0, e)
+            return _fold(rest, "or"), None
         raise QueryError("unsupported query", 0)  # MatchAll inside a tree cannot happen
 
     if isinstance(node, MatchAll):
         return None
-    return walk(node)
+    return walk(node)[0]
+
+
+def _rebind(expr, model, alias):
+    """Re-point a condition on ``model`` (e.g. ``ItemTag.norm == x``) at an alias."""
+    from peewee import Expression, Field
+
+    if isinstance(expr, Field) and expr.model is model:
+        return getattr(alias, expr.name)
+    if isinstance(expr, Expression):
+        return Expression(_rebind(expr.lhs, model, alias), expr.op, _rebind(expr.rhs, model, alias), expr.flat)
+    return expr
 
 
 def _fold(exprs: list, how: str):
@@ -440,11 +511,21 @@ def _fold(exprs: list, how: str):
     return out
 
 
-def apply_query(select, text: str | None, dataset_id: int | None = None, *, subtype: str | None = None):
+def _wants_ids_only(select) -> bool:
+    from sushitui.store import Item
+
+    cols = getattr(select, "_returning", None) or ()
+    return len(cols) == 1 and getattr(cols[0], "name", None) == "id" and getattr(cols[0], "model", None) is Item
+
+
+def apply_query(select, text: str | None, dataset_id: int | None = None, *, subtype: str | None = None,
+                strategy: str = "auto"):
     """Filter a peewee ``Item`` select by a query (and a dataset).
 
     ``subtype`` limits tag matching to one tag caption (None: any of the item's tag
-    captions). Raises QueryError for a malformed query or an unknown group.
+    captions). ``strategy``: "set" (best for counts and all ids), "page" (best for a
+    sorted page of rows) or "auto" (set when the select returns only ``Item.id``).
+    Raises QueryError for a malformed query or an unknown group.
     """
     from sushitui.store import Item
 
@@ -452,7 +533,9 @@ def apply_query(select, text: str | None, dataset_id: int | None = None, *, subt
         select = select.where(Item.dataset == dataset_id)
     if text is None or not text.strip():
         return select
-    expr = compile_node(parse(text), subtype)
+    if strategy == "auto":
+        strategy = "set" if _wants_ids_only(select) else "page"
+    expr = compile_node(parse(text), subtype, strategy)
     return select if expr is None else select.where(expr)
 
 

@@ -1,0 +1,262 @@
+"""Benchmark: the query language and bulk tag edits at Danbooru scale.
+
+    python tests/benchmarks/bench_query.py [--n 100000] [--tags 30] [--bulk 10000]
+
+Builds (once, cached under /tmp) a database with N items × T tags (3M tag rows by
+default) through the real schema (``open_database``), then times against raw sqlite3
+in the same run:
+
+- a three-term query ``1girl, long hair, -short hair``: first page (50, by name) + total
+- ``group:`` over a 500-tag group: first page + total
+- a wildcard query ``*_hair``
+- a bulk add of one tag to ``--bulk`` items including the caption-file writes
+
+and prints the EXPLAIN QUERY PLAN of the compiled queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from sushitui.store import Dataset, Item, open_database  # noqa: E402
+from sushitui.tags.query import apply_query  # noqa: E402
+
+SCHEMA_TAG = "v2"  # bump when the builder or the schema's indexes change
+PAGE = 50
+
+
+def vocabulary(size: int) -> list[str]:
+    head = ["1girl", "solo", "long hair", "looking at viewer", "smile", "short hair", "blush", "open mouth",
+            "simple background", "shirt", "breasts", "blue eyes", "brown hair", "black hair", "skirt"]
+    return head + [f"tag {i:05d}" for i in range(size - len(head))]
+
+
+def item_tags(rng: random.Random, vocab: list[str], cum_weights: list[float], k: int) -> list[str]:
+    """k distinct tags, Danbooru-like: 1girl in ~60 %, long hair ~40 %, short hair ~20 %."""
+    tags: list[str] = []
+    if rng.random() < 0.6:
+        tags.append("1girl")
+    hair = rng.random()
+    if hair < 0.4:
+        tags.append("long hair")
+    elif hair < 0.6:
+        tags.append("short hair")
+    seen = set(tags)
+    while len(tags) < k:
+        for t in rng.choices(vocab, cum_weights=cum_weights, k=k):
+            if len(tags) < k and t not in seen and t not in ("1girl", "long hair", "short hair"):
+                seen.add(t)
+                tags.append(t)
+    return tags
+
+
+def build_db(path: Path, n: int, per_item: int) -> None:
+    tmp = path.with_suffix(".building")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    db = open_database(tmp)
+    Dataset.create(id=1, name="bench", root_path="/nonexistent", type="single", total_items=n, total_images=n)
+    db.close()
+    con = sqlite3.connect(tmp)
+    con.execute("PRAGMA journal_mode=OFF")
+    con.execute("PRAGMA synchronous=OFF")
+    rng = random.Random(42)
+    vocab = vocabulary(20000)
+    weights = list(itertools.accumulate(1.0 / (i + 1) ** 0.9 for i in range(len(vocab))))
+    now = time.time()
+    items, captions, tags = [], [], []
+    for i in range(1, n + 1):
+        ts = item_tags(rng, vocab, weights, per_item)
+        name = f"img_{rng.getrandbits(40):010x}_{i}"
+        items.append((i, 1, "single", name, "", name, f"{name}.png", "{}", rng.choice([512, 768, 1024, 1536]),
+                      rng.choice([512, 768, 1024, 1536]), 1000, len(ts), now, now, now))
+        captions.append((i, i, "tags", "main", ", ".join(ts), "txt_file", f"{name}.txt", now, now))
+        tags.extend((i, i, t, t, pos, "main", "txt_file") for pos, t in enumerate(ts))
+    con.executemany("INSERT INTO item (id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, related_images, "
+                    "width, height, file_size, tag_count, created_at, indexed_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", items)
+    con.executemany("INSERT INTO caption (id, item_id, type, subtype, content, source, file_path, created_at, updated_at, "
+                    "language, encoding_flagged) VALUES (?,?,?,?,?,?,?,?,?,'auto',0)", captions)
+    index_sql = [r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='item_tag' AND sql IS NOT NULL")]
+    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='item_tag' AND sql IS NOT NULL").fetchall():
+        con.execute(f'DROP INDEX "{name}"')
+    con.executemany("INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source) VALUES (?,?,?,?,?,?,?)", tags)
+    for sql in index_sql:
+        con.execute(sql)
+    # a 500-tag group from the middle of the frequency range
+    con.execute("INSERT INTO tag_group (id, name, color, description, sort_order, created_at) VALUES (1, 'Bench500', '#95E1D3', '', 0, ?)", (now,))
+    con.executemany("INSERT INTO tag_group_member (group_id, tag, norm) VALUES (1, ?, ?)", [(t, t) for t in vocab[100:600]])
+    con.commit()
+    con.execute("ANALYZE")
+    con.commit()
+    con.close()
+    os.replace(tmp, path)
+
+
+def timed(fn, repeat: int) -> tuple[float, float, object]:
+    """(median wall ms, median CPU ms, result): CPU time shows the cost on a busy machine."""
+    times, cpu, result = [], [], None
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = fn()
+        times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    return statistics.median(times), statistics.median(cpu), result
+
+
+def orm_page_and_count(query: str):
+    def run():
+        # as the browser does (sushitui.dataset.items): a sorted page of rows, and a count
+        page = list(apply_query(Item.select(), query, 1).order_by(Item.base_name, Item.id).limit(PAGE))
+        total = apply_query(Item.select(Item.id), query, 1).count()
+        return len(page), total
+    return run
+
+
+def raw_page_and_count(con: sqlite3.Connection, where: str, params: list):
+    def run():
+        page = con.execute(f"SELECT * FROM item WHERE dataset_id = 1 AND {where} ORDER BY base_name, id LIMIT {PAGE}", params).fetchall()
+        total = con.execute(f"SELECT COUNT(*) FROM item WHERE dataset_id = 1 AND {where}", params).fetchone()[0]
+        return len(page), total
+    return run
+
+
+def explain(db, query: str) -> list[str]:
+    out = []
+    for label, sel in (("page", apply_query(Item.select(), query, 1).order_by(Item.base_name, Item.id).limit(PAGE)),
+                       ("count", apply_query(Item.select(Item.id), query, 1))):
+        sql, params = sel.sql()
+        out.extend(f"{label}: {row[3]}" for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+    return out
+
+
+def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
+    """Bulk add one tag to n items with real caption files; returns (ms sushitui, ms floor, files)."""
+    from sushitui.tags import bulk
+
+    root = repeat_dir / "ds"
+    shutil.rmtree(repeat_dir, ignore_errors=True)
+    root.mkdir(parents=True)
+    db = open_database(repeat_dir / "bulk.db")
+    now = time.time()
+    ds = Dataset.create(name="bulk", root_path=str(root), type="single")
+    rng = random.Random(1)
+    vocab = vocabulary(2000)
+    items, captions, tags = [], [], []
+    for i in range(1, n_items + 1):
+        name = f"img_{i:06d}"
+        ts = rng.sample(vocab, 20)
+        text = ", ".join(ts)
+        data = text.encode()
+        p = root / f"{name}.txt"
+        p.write_bytes(data)
+        st = p.stat()
+        items.append((i, ds.id, "single", name, "", name, f"{name}.png", "{}", 512, 512, 100, len(ts), now, now, now))
+        captions.append((i, i, "tags", "main", text, "txt_file", f"{name}.txt", len(data), st.st_mtime_ns,
+                         hashlib.sha256(data).hexdigest(), "utf-8", now, now))
+        tags.extend((i, i, t, t, pos, "main", "txt_file") for pos, t in enumerate(ts))
+    con = db.connection()
+    with db.atomic():
+        con.executemany("INSERT INTO item (id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, related_images, "
+                        "width, height, file_size, tag_count, created_at, indexed_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", items)
+        con.executemany("INSERT INTO caption (id, item_id, type, subtype, content, source, file_path, file_size, file_mtime_ns, "
+                        "file_sha256, encoding, created_at, updated_at, language, encoding_flagged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'auto',0)", captions)
+        con.executemany("INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source) VALUES (?,?,?,?,?,?,?)", tags)
+    t0 = time.perf_counter()
+    report = bulk.bulk_add(ds, None, "bench tag")
+    ms = (time.perf_counter() - t0) * 1000
+    assert report.items_changed == n_items, report
+    # the floor: read each caption file and atomically rewrite it with the tag appended (no index)
+    t0 = time.perf_counter()
+    for i in range(1, n_items + 1):
+        p = root / f"img_{i:06d}.txt"
+        text = p.read_text() + ", floor tag"
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".floor")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    floor_ms = (time.perf_counter() - t0) * 1000
+    db.close()
+    return ms, floor_ms, len(report.files_written)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--tags", type=int, default=30)
+    ap.add_argument("--bulk", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--cache", default="/tmp/sushitui-bench-query")
+    args = ap.parse_args()
+
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"query-{SCHEMA_TAG}-{args.n}x{args.tags}.db"
+    if not path.exists():
+        t0 = time.perf_counter()
+        build_db(path, args.n, args.tags)
+        print(f"built {path} in {time.perf_counter() - t0:.1f} s")
+    db = open_database(path)
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA cache_size=-65536")  # the same page cache as sushitui's connection
+    raw.execute("PRAGMA temp_store=memory")
+    rows = raw.execute("SELECT COUNT(*) FROM item_tag").fetchone()[0]
+    print(f"database: {args.n:,} items, {rows:,} tag rows")
+
+    three = "1girl, long hair, -short hair"
+    raw_three = ("id IN (SELECT item_id FROM item_tag WHERE norm = ?) AND id IN (SELECT item_id FROM item_tag WHERE norm = ?) "
+                 "AND id NOT IN (SELECT item_id FROM item_tag WHERE norm = ?)", ["1girl", "long hair", "short hair"])
+    group = "group:Bench500"
+    raw_group = ("id IN (SELECT item_id FROM item_tag WHERE norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?))", [1])
+    wildcard = "tag 0001*"
+    raw_wild = ("id IN (SELECT item_id FROM item_tag WHERE norm GLOB ?)", ["tag 0001*"])
+
+    cases = [("three terms", three, raw_three, 50), ("group: 500 tags", group, raw_group, 100), ("wildcard", wildcard, raw_wild, None)]
+    print(f"\n{'query (page of 50 + count)':<24}{'sushitui ms':>12}{'(cpu)':>7}{'raw ms':>8}{'(cpu)':>7}{'ratio':>7}{'target':>8}{'matches':>9}")
+    ok = True
+    for label, q, (where, params), target in cases:
+        ms, cpu, (n_page, total) = timed(orm_page_and_count(q), args.repeat)
+        raw_ms, raw_cpu, (_, raw_total) = timed(raw_page_and_count(raw, where, params), args.repeat)
+        assert total == raw_total, (total, raw_total)
+        passed = target is None or ms <= target
+        ok &= passed
+        print(f"{label:<24}{ms:>12.1f}{cpu:>7.1f}{raw_ms:>8.1f}{raw_cpu:>7.1f}{ms / raw_ms:>7.2f}{(f'≤{target}' if target else '-'):>8}{total:>9,}"
+              + ("" if passed else "  MISSED"))
+    print("\nEXPLAIN QUERY PLAN")
+    for label, q, _, _ in cases:
+        print(f"  {label}: {q}")
+        for line in explain(db, q):
+            print(f"    {line}")
+    db.close()
+    raw.close()
+
+    if args.bulk:
+        work = cache / "bulk"
+        ms, floor_ms, files = bench_bulk(args.bulk, work)
+        passed = ms <= 3000
+        ok &= passed
+        print(f"\n{'bulk add of one tag':<28}{'sushitui ms':>12}{'floor ms':>9}{'ratio':>7}{'target':>8}{'files':>9}")
+        print(f"{f'{args.bulk:,} items':<28}{ms:>12.0f}{floor_ms:>9.0f}{ms / floor_ms:>7.2f}{'≤3000':>8}{files:>9,}"
+              + ("" if passed else "  MISSED"))
+        print("  floor: read + atomic rewrite (mkstemp, fsync, rename) of the same files, no index update")
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""The query language: parsing, error positions, fuzzing, and SQL results equal to a plain
+Python evaluation over generated data."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sushitui.store import Dataset, Item, ItemTag, TagGroup, TagGroupMember
+from sushitui.tags.normalize import match_key
+from sushitui.tags.query import (
+    And,
+    CompareTerm,
+    GroupTerm,
+    ItemFacts,
+    MatchAll,
+    Not,
+    Or,
+    QueryError,
+    TagTerm,
+    apply_query,
+    evaluate,
+    matching_item_ids,
+    parse,
+)
+
+
+def keys(node):
+    """A compact picture of a tree for assertions."""
+    if isinstance(node, TagTerm):
+        return node.key if node.parts is None else ("*", node.parts)
+    if isinstance(node, Not):
+        return ("not", keys(node.child))
+    if isinstance(node, And):
+        return ("and",) + tuple(keys(c) for c in node.children)
+    if isinstance(node, Or):
+        return ("or",) + tuple(keys(c) for c in node.children)
+    if isinstance(node, CompareTerm):
+        return (node.field, node.op, node.value)
+    if isinstance(node, GroupTerm):
+        return ("group", node.name)
+    return node
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def test_or_binds_tighter_than_and_and_not_tighter_than_both():
+    assert keys(parse("1girl, -short hair, smile | grin")) == (
+        "and", "1girl", ("not", "short hair"), ("or", "smile", "grin"))
+    assert keys(parse("-a | b")) == ("or", ("not", "a"), "b")
+
+
+def test_tags_match_by_normalised_key():
+    assert keys(parse("Long_Hair")) == "long hair"
+    assert keys(parse("  long   hair ")) == "long hair"
+    assert keys(parse(r"kaga \(kancolle\)")) == "kaga (kancolle)"
+    assert keys(parse("kaga (kancolle)")) == "kaga (kancolle)"
+
+
+def test_kaomoji_and_parenthesised_tags_are_tags_not_groups():
+    assert keys(parse("^_^")) == "^_^"
+    assert keys(parse("(o)_(o)")) == "(o)_(o)"
+    assert keys(parse(":), -:(")) == ("and", ":)", ("not", ":("))
+    assert keys(parse("(a | b), c")) == ("and", ("or", "a", "b"), "c")
+    assert keys(parse("(smile, kaga (kancolle))")) == ("and", "smile", "kaga (kancolle)")
+
+
+def test_escapes_and_quotes_make_anything_literal():
+    assert keys(parse(r"a\, b")) == "a, b"
+    assert keys(parse('"a | b"')) == "a | b"
+    assert keys(parse(r"\-x")) == "-x"
+    assert keys(parse(r"\m/")) == "\\m/"  # a real tag: unknown escapes stay
+    assert keys(parse(r"star\*")) == "star*"  # a literal star, not a wildcard
+    assert keys(parse('"width:5"')) == "width:5"
+
+
+def test_metadata_terms_and_groups():
+    assert keys(parse("width:>=1024, height:<512, tags:>10")) == (
+        "and", ("width", ">=", 1024), ("height", "<", 512), ("tags", ">", 10))
+    assert keys(parse("WIDTH: 768")) == ("width", "=", 768)
+    assert keys(parse("group:Image composition")) == ("group", "Image composition")
+    assert keys(parse("rating:general")) == "rating:general"  # unknown prefixes are tags
+
+
+def test_wildcards():
+    node = parse("*_hair")
+    assert node.parts == ("", " hair")
+    assert node.matches("long hair") and node.matches("hair") is False
+    assert parse("blue*").glob() == "blue*"
+    assert parse(r"a?[b]*").glob() == "a[?][[]b]*"  # GLOB metacharacters are literal
+
+
+def test_empty_query_matches_everything_and_trailing_comma_is_fine():
+    assert isinstance(parse(""), MatchAll)
+    assert isinstance(parse("   "), MatchAll)
+    assert keys(parse("1girl, smile,")) == ("and", "1girl", "smile")
+
+
+@pytest.mark.parametrize(
+    "text, position, words",
+    [
+        ("a,,b", 2, "after ','"),
+        ("a, | b", 3, "after ','"),
+        ("| b", 0, "before '|'"),
+        ("a |", 3, "after '|'"),
+        ("(a, b", 0, "never closed"),
+        ("a, (b | c", 3, "never closed"),
+        ("a, ()", 4, "empty parentheses"),
+        ("(a), (b))", 8, "unmatched ')'"),
+        ("-", 1, "after '-'"),
+        ("a, -, b", 4, "after '-'"),
+        ("width:>=abc", 6, "comparison"),
+        ("a, tags:", 8, "comparison"),
+        ("height:=>5", 7, "comparison"),
+        ("group:", 6, "group name"),
+        ('a, "unclosed', 3, "unclosed quote"),
+        ('""', 0, "empty tag"),
+        ("tags:99999999999999999", 5, "too large"),
+        (")", 0, "unexpected ')'"),
+    ],
+)
+def test_errors_point_at_the_problem(text, position, words):
+    with pytest.raises(QueryError) as exc:
+        parse(text)
+    assert exc.value.position == position
+    assert words in exc.value.message
+    pointer = exc.value.pointer(text).splitlines()
+    assert pointer[1].index("^") == position
+
+
+def test_limits_are_query_errors_not_crashes():
+    with pytest.raises(QueryError):
+        parse("(" * 5000 + "a" + ")" * 5000)
+    with pytest.raises(QueryError):
+        parse("-" * 300 + "a")
+    with pytest.raises(QueryError):
+        parse(", ".join(f"t{i}" for i in range(500)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1') + ["width:", "group:", "tags:"]), max_size=40).map("".join))
+def test_fuzz_parse_raises_only_query_errors(text):
+    try:
+        parse(text)
+    except QueryError as exc:
+        assert 0 <= exc.position <= len(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=30))
+def test_fuzz_arbitrary_unicode(text):
+    try:
+        parse(text)
+    except QueryError:
+        pass
+
+
+# --- SQL against a database ----------------------------------------------------------------
+
+VOCAB = ["1girl", "solo", "long hair", "short hair", "smile", "grin", "kaga (kancolle)", "^_^", ">_<",
+         "blue eyes", "blue sky", "hat", "star*", "50% off"]
+
+
+@pytest.fixture
+def corpus(db):
+    """120 items with random tags from VOCAB (spellings varied as files have them), sizes,
+    and two groups."""
+    rnd = random.Random(7)
+    ds = Dataset.create(name="q", root_path="/nonexistent")
+    other = Dataset.create(name="other", root_path="/nonexistent2")
+    facts: dict[int, ItemFacts] = {}
+    rows = []
+    for i in range(120):
+        n = rnd.randint(0, 6)
+        tags = rnd.sample(VOCAB, n)
+        spelled = [t.replace(" ", "_").upper() if rnd.random() < 0.2 and t not in ("^_^", ">_<") else t for t in tags]
+        spelled = [r"kaga \(kancolle\)" if t == "kaga (kancolle)" and rnd.random() < 0.5 else t for t in spelled]
+        width = rnd.choice([None, 256, 512, 1024, 2048])
+        item = Item.create(dataset=ds if i < 100 else other, base_name=f"i{i:03d}", group_key=f"i{i:03d}",
+                           width=width, height=rnd.choice([256, 512, 1024]), tag_count=len(tags))
+        for pos, t in enumerate(spelled):
+            rows.append((item.id, t, match_key(t), pos, "main"))
+        facts[item.id] = ItemFacts({match_key(t) for t in spelled}, item.width, item.height, len(tags))
+    ItemTag.insert_many(rows, fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype]).execute()
+    hair = TagGroup.create(name="Hair")
+    TagGroupMember.insert_many([(hair.id, "long_hair", "long hair"), (hair.id, "short hair", "short hair")],
+                               fields=[TagGroupMember.group, TagGroupMember.tag, TagGroupMember.norm]).execute()
+    TagGroup.create(name="Empty")
+    groups = {"hair": {"long hair", "short hair"}, "empty": set()}
+    in_ds = [r.id for r in Item.select(Item.id).where(Item.dataset == ds.id)]
+    return ds, in_ds, facts, groups
+
+
+def python_ids(text, facts, dataset_items):
+    node = parse(text)
+    return sorted(i for i in dataset_items if evaluate(node, facts[i], lambda name: corpus_groups[name.lower()]))
+
+
+corpus_groups: dict[str, set[str]] = {}
+
+
+def check_equivalent(text, corpus_value):
+    ds, in_ds, facts, groups = corpus_value
+    corpus_groups.clear()
+    corpus_groups.update(groups)
+    want = python_ids(text, facts, in_ds)
+    assert matching_item_ids(ds.id, text) == want, text
+    for strategy in ("page", "set"):
+        got = sorted(r.id for r in apply_query(Item.select(), text, ds.id, strategy=strategy))
+        assert got == want, (strategy, text)
+    return want
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1girl", "1GIRL", "long_hair", "1girl, long hair", "1girl | smile", "-short hair",
+        "1girl, -short hair, smile | grin", "(1girl | solo), -(smile | grin)", "kaga \\(kancolle\\)",
+        "kaga (kancolle)", "^_^", ">_<, -^_^", "*hair", "blue*", "blue *", "star\\*", "star*", "50% off", "50*",
+        "group:hair", "group:HAIR, -1girl", "-group:hair", "group:empty", "width:>=1024", "width:<1024",
+        "-width:>=1024", "width:=512", "height:<=512, tags:>3", "tags:0", "tags:<1", "", "*",
+    ],
+)
+def test_sql_equals_python_evaluation(corpus, text):
+    check_equivalent(text, corpus)
+
+
+def test_equivalence_is_not_vacuous(corpus):
+    assert 0 < len(check_equivalent("1girl, -short hair", corpus)) < 100
+    assert len(check_equivalent("", corpus)) == 100  # only the dataset's own items
+
+
+def test_unknown_group_is_a_query_error_with_position(corpus):
+    ds = corpus[0]
+    with pytest.raises(QueryError) as exc:
+        matching_item_ids(ds.id, "1girl, group:Nope")
+    assert exc.value.position == 7 and "Nope" in exc.value.message
+
+
+def test_subtype_limits_tag_matching(db):
+    ds = Dataset.create(name="s", root_path="/x")
+    a = Item.create(dataset=ds, base_name="a", group_key="a")
+    b = Item.create(dataset=ds, base_name="b", group_key="b")
+    ItemTag.insert_many([(a.id, "cat", "cat", 0, "main"), (b.id, "cat", "cat", 0, "auto_wd")],
+                        fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype]).execute()
+    assert matching_item_ids(ds.id, "cat") == [a.id, b.id]
+    assert matching_item_ids(ds.id, "cat", subtype="main") == [a.id]
+
+
+def test_user_text_never_reaches_sql_as_text(corpus):
+    ds = corpus[0]
+    evil = "x'); DROP TABLE item; --"
+    sql, params = apply_query(Item.select(), evil, ds.id).sql()
+    assert "DROP" not in sql and any("drop table" in str(p) for p in params)
+    assert matching_item_ids(ds.id, evil) == []
+    assert Item.select().count() == 120
+
+
+TERMS = st.sampled_from(VOCAB + ["long_hair", "*hair", "blue*", "group:hair", "width:>=1024", "tags:<3", "height:=512"])
+
+
+def _expr(depth=2):
+    base = TERMS.map(lambda t: t.replace("(", "\\(").replace(")", "\\)") if "kaga" in t else t)
+    if depth == 0:
+        return base
+    sub = _expr(depth - 1)
+    return st.one_of(
+        base,
+        sub.map(lambda e: f"-{e}" if not e.startswith("-") else e),
+        st.lists(sub, min_size=2, max_size=3).map(lambda xs: " | ".join(xs)),
+        st.lists(sub, min_size=2, max_size=3).map(lambda xs: "(" + ", ".join(xs) + ")"),
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_expr(), min_size=1, max_size=3))
+def test_generated_queries_equal_python_evaluation(corpus, parts):
+    check_equivalent(", ".join(parts), corpus)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1?[') + ["width:", "group:", "tags:", "group:hair"]), max_size=30).map("".join))
+def test_fuzz_apply_query_raises_only_query_errors(corpus, text):
+    ds = corpus[0]
+    try:
+        ids = matching_item_ids(ds.id, text)
+        page = list(apply_query(Item.select(), text, ds.id).order_by(Item.base_name).limit(10))
+    except QueryError:
+        return
+    assert len(page) <= 10 and len(ids) <= 100
