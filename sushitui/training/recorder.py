@@ -121,6 +121,7 @@ class Run:
         # (e.g. how far a JSONL file was read) commit atomically with the usage
         self.flush_hooks: list[Callable[["SqliteDatabase"], None]] = []
         self._planners: dict[tuple, Any] = {}
+        self._history: dict[str, "np.ndarray"] = {}
         self._known_ids: frozenset[int] | None = None
         self.flushed_events = 0  # events written by this object
         self.dropped_events = 0  # events of items deleted from the index before a flush
@@ -158,7 +159,11 @@ class Run:
         return self.pool().items
 
     def history(self, history: str = "all") -> "np.ndarray":
-        return history_counts(self.row, self.pool(), history)
+        """Times each item was seen before this run (cached: the base of every plan)."""
+        counts = self._history.get(history)
+        if counts is None:
+            counts = self._history[history] = history_counts(self.row, self.pool(), history)
+        return counts
 
     def epoch_positions(
         self, epoch: int, sampler: str = "random", seed: int = 0, history: str = "all", epoch_size: int | None = None
@@ -168,7 +173,13 @@ class Run:
         key = (canonical_sampler(sampler), int(seed), history, epoch_size)
         planner = self._planners.get(key)
         if planner is None:
-            planner = EpochPlanner(self.history(history), key[0], seed=key[1], size=epoch_size)
+            if key[0] == "random":  # a shuffle ignores the history: skip the query
+                import numpy as np
+
+                base = np.zeros(len(self.pool().items), dtype=np.int64)
+            else:
+                base = self.history(history)
+            planner = EpochPlanner(base, key[0], seed=key[1], size=epoch_size)
             self._planners[key] = planner
         return planner.order(epoch)
 
