@@ -352,3 +352,16 @@ def test_record_takes_numpy_ids_and_is_safe_from_several_threads(db, ds):
         with pytest.raises(UnknownItemError):
             run.record([1.5], 1, 0)
     assert usage_invariants(db) == (800, 800, 800)
+
+
+def test_recording_into_a_run_removed_meanwhile_is_a_clear_error(db, ds):
+    from sushitui.training import TrainingError, remove_run
+
+    create_run("r", ds.name)
+    run = open_run("r", flush_every=10_000, flush_seconds=3600)
+    run.record(item_ids(db)[:2], 1, 0)
+    remove_run("r")  # e.g. from the TUI while the trainer runs
+    with pytest.raises(TrainingError, match="removed while recording"):
+        run.flush()
+    assert run.pending_events == 2  # kept, not silently dropped
+    assert usage_invariants(db) == (0, 0, 0)

@@ -279,6 +279,11 @@ class Run:
             except IntegrityError as exc:
                 # items removed from the index (e.g. a reindex) since they were recorded:
                 # their events cannot be stored; drop them once and write the rest
+                if TrainingRun.get_or_none(TrainingRun.id == self.id) is None:
+                    self.last_error = TrainingError(
+                        f"run {self.name!r} was removed while recording; its usage cannot be stored"
+                    )
+                    raise self.last_error from exc
                 if vanished_checked:
                     self.last_error = exc
                     raise
