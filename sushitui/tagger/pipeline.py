@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from sushitui.progress import CancelToken
-from sushitui.tagger.preprocess import Decoded, decode_file, to_model_input
+from sushitui.tagger.preprocess import Decoded, decode_file, layout_to_input
 
 # Below this many files a process pool costs more to start than it saves.
 MIN_FILES_FOR_POOL = 8
@@ -64,6 +64,7 @@ def _context():
 def decode_stream(
     paths: Sequence[str], size: int, *, draft: bool = False, workers: int | None = None,
     want_hash: bool = False, window: int = 64, cancel: CancelToken | None = None, notes: list[str] | None = None,
+    family: str | None = None,
 ) -> Iterator[Decoded]:
     """Decoded files in completion order (``Decoded.index`` is the position in ``paths``).
 
@@ -71,7 +72,7 @@ def decode_stream(
     "__main__"`` guard, or no /dev/shm), decoding continues in-process and a note says so."""
     workers = default_workers() if workers is None else workers
     if workers <= 0 or len(paths) < MIN_FILES_FOR_POOL:
-        yield from _decode_serial(paths, range(len(paths)), size, draft, want_hash, cancel)
+        yield from _decode_serial(paths, range(len(paths)), size, draft, want_hash, cancel, family)
         return
     yielded: set[int] = set()
     pool = None
@@ -90,7 +91,7 @@ def decode_stream(
         while nxt < len(paths) or pending:
             with _stderr_with_fd() if first else nullcontext():  # spawn starts the workers on the first submit
                 while nxt < len(paths) and len(pending) < window:
-                    pending.add(pool.submit(decode_file, nxt, paths[nxt], size, draft, want_hash))
+                    pending.add(pool.submit(decode_file, nxt, paths[nxt], size, draft, want_hash, family))
                     nxt += 1
             first = False
             done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -107,17 +108,17 @@ def decode_stream(
             pool.shutdown(wait=False, cancel_futures=True)
             pool = None
         rest = [i for i in range(len(paths)) if i not in yielded]
-        yield from _decode_serial(paths, rest, size, draft, want_hash, cancel)
+        yield from _decode_serial(paths, rest, size, draft, want_hash, cancel, family)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_serial(paths, indices, size, draft, want_hash, cancel) -> Iterator[Decoded]:
+def _decode_serial(paths, indices, size, draft, want_hash, cancel, family=None) -> Iterator[Decoded]:
     for i in indices:
         if cancel is not None and cancel.cancelled:
             return
-        yield decode_file(i, paths[i], size, draft, want_hash)
+        yield decode_file(i, paths[i], size, draft, want_hash, family)
 
 
 @dataclass
@@ -140,20 +141,21 @@ def run_pipeline(
 ) -> Iterator[BatchResult | Failure]:
     """Tag files: yields a BatchResult per model batch and a Failure per unreadable file."""
     b, size = runner.batch_size, runner.size
-    pix = np.empty((b, size, size, 3), np.uint8)
+    pix = np.empty(runner.input_shape(b), np.uint8)  # decoded straight into the family layout
     tensor = np.empty(runner.input_shape(b), np.float32)
     idx: list[int] = []
     shas: list[str | None] = []
 
     def flush() -> BatchResult:
         n = len(idx)
-        x = to_model_input(pix[:n], runner.family, tensor[:n])
+        x = layout_to_input(pix[:n], runner.family, tensor[:n])
         result = BatchResult(list(idx), list(shas), runner.predict(x))
         idx.clear()
         shas.clear()
         return result
 
-    stream = decode_stream(paths, size, draft=draft, workers=workers, want_hash=want_hash, window=max(64, 4 * b), cancel=cancel, notes=notes)
+    stream = decode_stream(paths, size, draft=draft, workers=workers, want_hash=want_hash, window=max(64, 4 * b), cancel=cancel, notes=notes,
+                           family=runner.family)
     try:
         for d in stream:
             if on_decoded is not None:

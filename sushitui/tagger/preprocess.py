@@ -25,7 +25,7 @@ WHITE = (255, 255, 255)
 # JPEG DCT scaling (Image.draft) decodes at 1/2, 1/4 or 1/8 size. We only let it go
 # down to DRAFT_FACTOR × the model size so the final BICUBIC step still downsamples
 # (see the README's measurement of what it changes).
-DRAFT_FACTOR = 2
+DRAFT_FACTOR = 1
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
@@ -36,7 +36,7 @@ class Decoded:
 
     index: int
     sha256: str | None = None
-    pixels: np.ndarray | None = None  # (S, S, 3) uint8 RGB
+    pixels: np.ndarray | None = None  # uint8: (S, S, 3) RGB, or the family layout (see decode_file)
     error: str | None = None
 
 
@@ -87,8 +87,12 @@ def open_image(data: bytes | str | os.PathLike, size: int = DEFAULT_SIZE, draft:
     return img
 
 
-def decode_file(index: int, path: str, size: int = DEFAULT_SIZE, draft: bool = False, want_hash: bool = True) -> Decoded:
-    """Read, hash and decode one image; every failure is data, never an exception."""
+def decode_file(index: int, path: str, size: int = DEFAULT_SIZE, draft: bool = False, want_hash: bool = True,
+                family: str | None = None) -> Decoded:
+    """Read, hash and decode one image; every failure is data, never an exception.
+
+    ``pixels`` is (S, S, 3) RGB, or already in the family's layout (``to_layout``)
+    when ``family`` is given."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -100,7 +104,8 @@ def decode_file(index: int, path: str, size: int = DEFAULT_SIZE, draft: bool = F
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = open_image(data, size, draft)
-            return Decoded(index, digest, square_pixels(img, size))
+            px = square_pixels(img, size)
+            return Decoded(index, digest, to_layout(px, family) if family else px)
     except Image.DecompressionBombError as exc:
         return Decoded(index, digest, error=f"image too large to decode safely ({exc})")
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
@@ -120,25 +125,35 @@ def hash_file(path: str) -> str | None:
     return h.hexdigest()
 
 
-def to_model_input(pixels: np.ndarray, family: str, out: np.ndarray | None = None) -> np.ndarray:
-    """(N, S, S, 3) uint8 RGB → the family's float tensor.
+def to_layout(rgb: np.ndarray, family: str) -> np.ndarray:
+    """(S, S, 3) uint8 RGB → the family's channel order and layout, still uint8 and
+    contiguous: WD (S, S, 3) BGR, cl_tagger (3, S, S) BGR. Done in the decode worker,
+    so the consumer only has a contiguous cast left (a strided float copy of a batch
+    costs ~4 ms per image, which the main process cannot spare)."""
+    bgr = rgb[..., ::-1]
+    return np.ascontiguousarray(bgr if family == "wd" else bgr.transpose(2, 0, 1))
 
-    WD: NHWC, BGR, 0..255. cl_tagger: NCHW, BGR, x/255 then (x − 0.5)/0.5.
-    ``out`` (preallocated, float32) avoids a fresh allocation per batch.
-    """
-    bgr = pixels[..., ::-1]
-    if family == "wd":
-        if out is None:
-            return np.ascontiguousarray(bgr, dtype=np.float32)
-        np.copyto(out, bgr, casting="unsafe")
-        return out
-    chw = bgr.transpose(0, 3, 1, 2)
+
+def layout_to_input(batch: np.ndarray, family: str, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 batch in the family layout → float32 model input.
+
+    WD: 0..255 as is. cl_tagger: x/255 then (x − 0.5)/0.5, i.e. 2x/255 − 1.
+    ``out`` (preallocated, float32) avoids a fresh allocation per batch."""
     if out is None:
-        out = np.empty(chw.shape, np.float32)
-    np.copyto(out, chw, casting="unsafe")
-    out *= 2.0 / 255.0
-    out -= 1.0
+        out = np.empty(batch.shape, np.float32)
+    np.copyto(out, batch, casting="unsafe")
+    if family != "wd":
+        out *= 2.0 / 255.0
+        out -= 1.0
     return out
+
+
+def to_model_input(pixels: np.ndarray, family: str, out: np.ndarray | None = None) -> np.ndarray:
+    """(N, S, S, 3) uint8 RGB → the family's float tensor (WD: NHWC BGR 0..255;
+    cl_tagger: NCHW BGR −1..1)."""
+    bgr = pixels[..., ::-1]
+    laid = np.ascontiguousarray(bgr if family == "wd" else bgr.transpose(0, 3, 1, 2))
+    return layout_to_input(laid, family, out)
 
 
 def prepare_image(img: Image.Image, family: str, size: int = DEFAULT_SIZE) -> np.ndarray:

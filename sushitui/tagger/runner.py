@@ -101,6 +101,8 @@ def create_session(model_path: str | os.PathLike, device: str = "auto", device_i
     else:
         if threads:
             so.intra_op_num_threads = threads
+        # Spinning ORT threads would steal the cores the decode workers need between batches.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [CPU]
     ort.set_default_logger_severity(4 if want_cuda else 3)  # we report the outcome ourselves
     try:
