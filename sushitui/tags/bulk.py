@@ -1,0 +1,305 @@
+"""Bulk tag edits (BR-4): add, remove or replace one tag on the items matching a query
+or on given item ids: ``bulk_add(dataset, target, tag)`` where ``target`` is a query
+string, a list of item ids (the browser's selection) or None (every item).
+
+Items are edited in batches; each batch writes its caption files atomically and updates
+the index in one transaction through ``sushitui.dataset.captions.set_tags_many`` (the one
+caption write path). A file changed on disk by another program is a reported conflict,
+never overwritten. ``dry_run`` computes exactly which items and files would change and
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+from sushitui.dataset.captions import MAIN, TagEdit, new_caption_rel_path, set_tags_many
+from sushitui.progress import CancelToken, ProgressEvent
+from sushitui.store import Caption, Dataset, Item, ItemTag
+from sushitui.tags import aliases
+from sushitui.tags.normalize import clean, dedupe, match_key
+from sushitui.tags.query import QueryError, TagTerm, apply_query, parse
+
+BATCH = 500
+
+
+class BulkError(ValueError):
+    """Bad arguments for a bulk edit (unknown dataset, empty tag, ...)."""
+
+
+@dataclass
+class BulkProblem:
+    item_id: int
+    path: str | None
+    reason: str
+
+
+@dataclass
+class BulkReport:
+    operation: str  # add | remove | replace | aliases
+    tag: str
+    new_tag: str | None = None
+    dry_run: bool = False
+    items_matched: int = 0  # items the query/ids selected
+    items_changed: int = 0  # changed (or that would change, in a dry run)
+    items_unchanged: int = 0
+    files: list[str] = field(default_factory=list)  # dataset-relative caption files written / to write
+    problems: list[BulkProblem] = field(default_factory=list)
+    cancelled: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        return self.items_changed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_dataset(dataset: Dataset | int | str) -> Dataset:
+    if isinstance(dataset, Dataset):
+        return dataset
+    row = Dataset.get_or_none(Dataset.id == dataset) if isinstance(dataset, int) else Dataset.get_or_none(Dataset.name == dataset)
+    if row is None:
+        raise BulkError(f"no dataset named '{dataset}' (see `sushitui dataset list`)")
+    return row
+
+
+def _check_tag(tag: str, what: str = "tag") -> str:
+    t = clean(tag or "")
+    if not t:
+        raise BulkError(f"the {what} is empty")
+    if "," in t or any(ord(ch) < 32 or ord(ch) == 127 for ch in t):
+        raise BulkError(f"'{t}' is not a single tag: a tag cannot contain commas or control characters")
+    return t
+
+
+def tag_matcher(tag: str) -> tuple[Callable[[str], bool], object]:
+    """(predicate on a match key, peewee condition on ItemTag) for a tag or a ``*`` pattern."""
+    from peewee import Expression
+
+    if "*" not in tag:
+        key = match_key(tag)
+        return (lambda k: k == key), (ItemTag.norm == key)
+    try:
+        node = parse(tag)
+    except QueryError as exc:
+        raise BulkError(f"'{tag}' is not a tag pattern: {exc}") from exc
+    if not isinstance(node, TagTerm):
+        raise BulkError(f"'{tag}' is not a single tag or '*' pattern")
+    return node.matches, Expression(ItemTag.norm, "GLOB", node.glob())
+
+
+# --- the engine ------------------------------------------------------------------------
+
+
+@dataclass
+class _EditResult:
+    items_changed: int = 0
+    items_unchanged: int = 0
+    files: list[str] = field(default_factory=list)
+    problems: list[tuple[int, str | None, str]] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def edit_items(
+    item_ids: Sequence[int],
+    rewrite: Callable[[list[str]], list[str]],
+    *,
+    subtype: str = MAIN,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+    cancel: CancelToken | None = None,
+    batch_size: int = BATCH,
+) -> _EditResult:
+    """Apply ``rewrite(old_tags) -> new_tags`` to each item's ``subtype`` tags, batch by
+    batch (one transaction per batch). Items whose tags do not change are not written."""
+    result = _EditResult()
+    for start in range(0, len(item_ids), batch_size):
+        if cancel is not None and cancel.cancelled:
+            result.cancelled = True
+            break
+        chunk = list(item_ids[start : start + batch_size])
+        items = {i.id: i for i in Item.select().where(Item.id.in_(chunk))}
+        current: dict[int, list[str]] = {i: [] for i in chunk}
+        rows = (
+            ItemTag.select(ItemTag.item, ItemTag.tag)
+            .where(ItemTag.item.in_(chunk) & (ItemTag.subtype == subtype))
+            .order_by(ItemTag.item, ItemTag.position)
+            .tuples()
+        )
+        for item_id, tag in rows:
+            current[item_id].append(tag)
+        edits: list[TagEdit] = []
+        for item_id in chunk:
+            item = items.get(item_id)
+            if item is None:
+                continue  # deleted meanwhile
+            old = current[item_id]
+            new = dedupe(rewrite(list(old)))
+            if new == old:
+                result.items_unchanged += 1
+                continue
+            edits.append(TagEdit(item, new))
+        if dry_run:
+            result.files.extend(_planned_files([e.item for e in edits], subtype))
+            result.items_changed += len(edits)
+        elif edits:
+            report = set_tags_many(edits, subtype=subtype, source="user")
+            result.items_changed += report.changed
+            result.items_unchanged += report.unchanged
+            result.files.extend(report.files_written)
+            result.problems.extend((p.item_id, p.path, p.reason) for p in report.problems)
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return result
+
+
+def _planned_files(items: list[Item], subtype: str) -> list[str]:
+    """The caption file each item's edit would write (existing file or the new name)."""
+    if not items:
+        return []
+    siblings: dict[int, list[Caption]] = {}
+    for c in Caption.select().where(Caption.item.in_([i.id for i in items])):
+        siblings.setdefault(c.item_id, []).append(c)
+    out = []
+    for item in items:
+        caps = siblings.get(item.id, [])
+        cap = next((c for c in caps if c.type == "tags" and c.subtype == subtype and c.file_path), None)
+        out.append(cap.file_path if cap is not None else new_caption_rel_path(item, subtype, caps))
+    return out
+
+
+def _targets(ds: Dataset, query: str | None, item_ids: Sequence[int] | None, narrow=None) -> tuple[list[int], int]:
+    """(ids to visit, items matched by the query or ids). ``narrow`` is an extra condition
+    (e.g. "has the tag") that skips items the edit cannot change."""
+    if item_ids is not None:
+        base = Item.select(Item.id).where((Item.dataset == ds.id) & Item.id.in_(list(item_ids)))
+        if query:
+            base = apply_query(base, query)
+    else:
+        base = apply_query(Item.select(Item.id), query, ds.id)
+    matched = base.count()
+    visit = base.where(narrow) if narrow is not None else base
+    return [r[0] for r in visit.order_by(Item.id).tuples()], matched
+
+
+def _run(
+    operation: str,
+    dataset,
+    tag: str,
+    new_tag: str | None,
+    rewrite: Callable[[list[str]], list[str]],
+    narrow,
+    *,
+    target: str | Sequence[int] | None,
+    subtype: str,
+    dry_run: bool,
+    progress,
+    cancel: CancelToken | None,
+) -> BulkReport:
+    t0 = time.perf_counter()
+    started = time.monotonic()
+    ds = resolve_dataset(dataset)
+    report = BulkReport(operation, tag, new_tag, dry_run)
+    if target is None or isinstance(target, str):
+        query, item_ids = target, None
+    else:
+        query, item_ids = None, list(target)
+    ids, report.items_matched = _targets(ds, query, item_ids, narrow)
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(ProgressEvent("checking" if dry_run else "writing", done, len(ids), unit="items", started_at=started))
+
+    res = edit_items(ids, rewrite, subtype=subtype, dry_run=dry_run, on_batch=step, cancel=cancel)
+    report.items_changed = res.items_changed
+    report.items_unchanged = report.items_matched - res.items_changed - len(res.problems)
+    report.files = res.files
+    report.problems = [BulkProblem(*p) for p in res.problems]
+    report.cancelled = res.cancelled
+    report.elapsed = time.perf_counter() - t0
+    return report
+
+
+# --- the three operations --------------------------------------------------------------
+
+
+def bulk_add(
+    dataset: Dataset | int | str,
+    target: str | Sequence[int] | None,
+    tag: str,
+    *,
+    subtype: str = MAIN,
+    position: int | None = None,
+    dry_run: bool = False,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> BulkReport:
+    """Add ``tag`` (through the aliases) to each selected item that lacks it: at the end,
+    or at index ``position`` (0 = first, e.g. a trigger word)."""
+    wanted = aliases.resolve(_check_tag(tag))
+    key = match_key(wanted)
+
+    def rewrite(tags: list[str]) -> list[str]:
+        if any(match_key(t) == key for t in tags):
+            return tags
+        if position is None or position >= len(tags):
+            return tags + [wanted]
+        return tags[: max(0, position)] + [wanted] + tags[max(0, position) :]
+
+    has_tag = Item.id.in_(ItemTag.select(ItemTag.item).where((ItemTag.norm == key) & (ItemTag.subtype == subtype)))
+    return _run("add", dataset, wanted, None, rewrite, ~has_tag, target=target, subtype=subtype,
+                dry_run=dry_run, progress=progress, cancel=cancel)
+
+
+def bulk_remove(
+    dataset: Dataset | int | str,
+    target: str | Sequence[int] | None,
+    tag: str,
+    *,
+    subtype: str = MAIN,
+    dry_run: bool = False,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> BulkReport:
+    """Remove ``tag`` (or every tag matching a ``*`` pattern) from the selected items."""
+    tag = _check_tag(tag)
+    matches, cond = tag_matcher(tag)
+
+    def rewrite(tags: list[str]) -> list[str]:
+        return [t for t in tags if not matches(match_key(t))]
+
+    has_tag = Item.id.in_(ItemTag.select(ItemTag.item).where(cond & (ItemTag.subtype == subtype)))
+    return _run("remove", dataset, tag, None, rewrite, has_tag, target=target, subtype=subtype,
+                dry_run=dry_run, progress=progress, cancel=cancel)
+
+
+def bulk_replace(
+    dataset: Dataset | int | str,
+    target: str | Sequence[int] | None,
+    old: str,
+    new: str,
+    *,
+    subtype: str = MAIN,
+    dry_run: bool = False,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> BulkReport:
+    """Replace ``old`` (a tag or ``*`` pattern) by ``new`` (through the aliases) in place;
+    when ``new`` is already there the old tag simply goes."""
+    old = _check_tag(old, "tag to replace")
+    wanted = aliases.resolve(_check_tag(new, "new tag"))
+    matches, cond = tag_matcher(old)
+
+    def rewrite(tags: list[str]) -> list[str]:
+        return [wanted if matches(match_key(t)) else t for t in tags]
+
+    has_tag = Item.id.in_(ItemTag.select(ItemTag.item).where(cond & (ItemTag.subtype == subtype)))
+    return _run("replace", dataset, old, wanted, rewrite, has_tag, target=target, subtype=subtype,
+                dry_run=dry_run, progress=progress, cancel=cancel)

@@ -1,0 +1,182 @@
+"""Bulk tag edits on real caption files: exactly the matching files change, the index
+follows, a reindex agrees, kaomoji and escaped parentheses survive, aliases apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sushitui.dataset.captions import item_tags
+from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
+from sushitui.dataset.synthetic import png_bytes
+from sushitui.store import Item
+from sushitui.tags import aliases, bulk
+from sushitui.tags.query import matching_item_ids
+
+CAPTIONS = {
+    "a": "1girl, long hair, smile",
+    "b": "1girl, short hair, smile",
+    "c": "1boy, short_hair, grin",
+    "d": r"1girl, ^_^, kaga \(kancolle\), long_hair",
+    "e": "solo, >_<, 0_0",
+    "f": "",  # an empty caption file
+}
+
+
+def make_dataset(root: Path, captions: dict[str, str | None], name: str = "ds"):
+    root.mkdir(parents=True, exist_ok=True)
+    for i, (base, text) in enumerate(captions.items()):
+        (root / f"{base}.png").write_bytes(png_bytes(8, 8, i + 1))
+        if text is not None:
+            (root / f"{base}.txt").write_text(text, encoding="utf-8")
+    ds, report = add_dataset(DatasetSettings(name=name, root_path=str(root)))
+    assert report.items_added == len(captions)
+    return ds
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    return {p.name: (p.read_text(encoding="utf-8"), p.stat().st_mtime_ns) for p in sorted(root.glob("*.txt"))}
+
+
+def tags_of(ds, base: str) -> list[str]:
+    return item_tags(Item.get((Item.dataset == ds.id) & (Item.base_name == base)))
+
+
+@pytest.fixture
+def ds(db, tmp_path):
+    return make_dataset(tmp_path / "ds", {**CAPTIONS, "g": None})
+
+
+def test_add_changes_exactly_the_matching_files(ds, tmp_path):
+    root = tmp_path / "ds"
+    before = snapshot(root)
+    report = bulk.bulk_add(ds, "1girl, -short hair", "blue eyes")
+    assert report.items_matched == 2 and report.items_changed == 2
+    assert sorted(report.files) == ["a.txt", "d.txt"]
+    after = snapshot(root)
+    changed = {n for n in after if after[n] != before.get(n)}
+    assert changed == {"a.txt", "d.txt"}
+    assert after["a.txt"][0] == "1girl, long hair, smile, blue eyes"
+    # kaomoji and escaped parentheses are written back exactly as they were
+    assert after["d.txt"][0] == r"1girl, ^_^, kaga \(kancolle\), long_hair, blue eyes"
+    assert matching_item_ids(ds.id, "blue_eyes") == matching_item_ids(ds.id, "1girl, -short hair")
+    # the index agrees with the files: a reindex changes nothing
+    rep = reindex(ds.name)
+    assert rep.items_added == 0 and rep.items_removed == 0
+    assert tags_of(ds, "d") == ["1girl", "^_^", r"kaga \(kancolle\)", "long_hair", "blue eyes"]
+    assert snapshot(root) == after
+
+
+def test_add_creates_a_caption_for_an_item_without_one(ds, tmp_path):
+    report = bulk.bulk_add(ds, None, "photo")
+    assert report.items_changed == 7
+    assert (tmp_path / "ds" / "g.txt").read_text() == "photo"
+    assert (tmp_path / "ds" / "f.txt").read_text() == "photo"
+    again = bulk.bulk_add(ds, None, "PHOTO")  # already there by match key: nothing to do
+    assert again.items_changed == 0 and again.files == []
+
+
+def test_add_at_position_puts_a_trigger_first(ds, tmp_path):
+    bulk.bulk_add(ds, "grin", "sks style", position=0)
+    assert (tmp_path / "ds" / "c.txt").read_text() == "sks style, 1boy, short_hair, grin"
+
+
+def test_remove_and_wildcard_remove(ds, tmp_path):
+    root = tmp_path / "ds"
+    report = bulk.bulk_remove(ds, None, "short hair")  # matches short_hair too
+    assert sorted(report.files) == ["b.txt", "c.txt"]
+    assert (root / "c.txt").read_text() == "1boy, grin"
+    report = bulk.bulk_remove(ds, "1girl", "*hair")
+    assert sorted(report.files) == ["a.txt", "d.txt"]
+    assert (root / "d.txt").read_text() == r"1girl, ^_^, kaga \(kancolle\)"
+    assert (root / "e.txt").read_text() == "solo, >_<, 0_0"
+
+
+def test_replace_keeps_position_and_dedupes(ds, tmp_path):
+    root = tmp_path / "ds"
+    bulk.bulk_replace(ds, None, "smile", "grin")
+    assert (root / "a.txt").read_text() == "1girl, long hair, grin"
+    bulk.bulk_replace(ds, None, "1boy", "grin")  # c already has grin: 1boy just goes
+    assert (root / "c.txt").read_text() == "grin, short_hair"
+
+
+def test_dry_run_reports_and_writes_nothing(ds, tmp_path):
+    root = tmp_path / "ds"
+    before = snapshot(root)
+    report = bulk.bulk_add(ds, "smile", "new tag", dry_run=True)
+    assert report.dry_run and report.items_changed == 2 and sorted(report.files) == ["a.txt", "b.txt"]
+    report = bulk.bulk_add(ds, "grin", "new tag", dry_run=True)
+    assert report.files == ["c.txt"]
+    report = bulk.bulk_add(ds, [Item.get(Item.base_name == "g").id], "new tag", dry_run=True)
+    assert report.files == ["g.txt"]  # the file that would be created
+    assert snapshot(root) == before
+    assert matching_item_ids(ds.id, "new tag") == []
+
+
+def test_item_ids_target_and_other_datasets_untouched(ds, tmp_path):
+    other = make_dataset(tmp_path / "other", {"z": "1girl, smile"}, name="other")
+    a = Item.get((Item.dataset == ds.id) & (Item.base_name == "a"))
+    z = Item.get(Item.dataset == other.id)
+    report = bulk.bulk_add(ds, [a.id, z.id], "picked")
+    assert report.items_matched == 1 and report.files == ["a.txt"]
+    assert (tmp_path / "other" / "z.txt").read_text() == "1girl, smile"
+
+
+def test_aliases_apply_when_adding(ds, tmp_path):
+    aliases.add_alias("girl", "1girl")
+    aliases.add_alias("happy", "smile")
+    bulk.bulk_add(ds, "1boy", "happy")
+    assert (tmp_path / "ds" / "c.txt").read_text() == "1boy, short_hair, grin, smile"
+    report = bulk.bulk_replace(ds, None, "grin", "girl")
+    assert report.new_tag == "1girl"
+    assert (tmp_path / "ds" / "c.txt").read_text() == "1boy, short_hair, 1girl, smile"
+
+
+def test_alias_apply_to_dataset_with_dry_run_counts(ds, tmp_path):
+    root = tmp_path / "ds"
+    aliases.add_alias("short_hair", "short cut")
+    aliases.add_alias("grin", "smile")
+    before = snapshot(root)
+    preview = aliases.apply_to_dataset(ds, dry_run=True)
+    assert preview.items_changed == 2 and sorted(preview.files) == ["b.txt", "c.txt"]
+    assert snapshot(root) == before
+    done = aliases.apply_to_dataset(ds)
+    assert done.items_changed == 2
+    assert (root / "c.txt").read_text() == "1boy, short cut, smile"
+    assert (root / "b.txt").read_text() == "1girl, short cut, smile"
+    assert aliases.apply_to_dataset(ds, dry_run=True).items_changed == 0
+
+
+def test_a_file_changed_behind_our_back_is_a_conflict_not_overwritten(ds, tmp_path):
+    root = tmp_path / "ds"
+    (root / "a.txt").write_text("edited elsewhere, smile")
+    report = bulk.bulk_add(ds, "smile", "x")
+    assert (root / "a.txt").read_text() == "edited elsewhere, smile"
+    assert [p.path for p in report.problems] == ["a.txt"]
+    assert report.items_changed == 1 and (root / "b.txt").read_text().endswith(", x")
+
+
+def test_bad_arguments(ds):
+    with pytest.raises(bulk.BulkError):
+        bulk.bulk_add(ds, None, "a, b")
+    with pytest.raises(bulk.BulkError):
+        bulk.bulk_add(ds, None, "   ")
+    with pytest.raises(bulk.BulkError):
+        bulk.bulk_add("no such dataset", None, "x")
+    from sushitui.tags.query import QueryError
+
+    with pytest.raises(QueryError):
+        bulk.bulk_add(ds, "1girl,,", "x")
+
+
+def test_progress_and_cancel(ds):
+    from sushitui.progress import CancelToken
+
+    events = []
+    bulk.bulk_add(ds, None, "p", progress=events.append)
+    assert events and events[-1].done == events[-1].total == 7
+    token = CancelToken()
+    token.cancel()
+    report = bulk.bulk_add(ds, None, "q", cancel=token)
+    assert report.cancelled and report.items_changed == 0
