@@ -365,3 +365,14 @@ def test_recording_into_a_run_removed_meanwhile_is_a_clear_error(db, ds):
         run.flush()
     assert run.pending_events == 2  # kept, not silently dropped
     assert usage_invariants(db) == (0, 0, 0)
+
+
+def test_a_run_dropped_without_close_still_writes_its_buffer(db, ds):
+    import gc
+
+    create_run("r", ds.name)
+    run = open_run("r", flush_every=10_000, flush_seconds=3600)
+    run.record(item_ids(db)[:4], 1, 0)
+    del run
+    gc.collect()
+    assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 4

@@ -22,6 +22,7 @@ UPSERTs of just the items in the buffer: nothing rescans the history.
 from __future__ import annotations
 
 import atexit
+import functools
 import operator
 import os
 import threading
@@ -127,8 +128,8 @@ class Run:
         self.dropped_events = 0  # events of items deleted from the index before a flush
         self.last_error: Exception | None = None
         self.closed = False
-        ref = weakref.ref(self)
-        self._atexit = lambda: (ref() is not None and not ref().closed and ref()._flush_quietly())
+        # a weak reference: a Run dropped without close() is flushed by __del__ instead
+        self._atexit = functools.partial(_flush_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
 
     # --- identity ------------------------------------------------------------------
@@ -335,8 +336,12 @@ class Run:
     def _flush_quietly(self) -> None:
         try:
             self.flush()
-        except Exception:  # at interpreter exit there is nobody left to tell
+        except Exception:  # at exit or garbage collection there is nobody left to tell
             pass
+
+    def __del__(self) -> None:
+        if not getattr(self, "closed", True) and getattr(self, "_buffered", 0):
+            self._flush_quietly()
 
     # --- status and lifetime -------------------------------------------------------
 
@@ -375,6 +380,12 @@ class Run:
         else:
             status = "failed"
         self.close(status)
+
+
+def _flush_at_exit(ref: "weakref.ref[Run]") -> None:
+    run = ref()
+    if run is not None and not run.closed:
+        run._flush_quietly()
 
 
 def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
