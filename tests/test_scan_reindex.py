@@ -211,3 +211,64 @@ def test_remove_dataset_removes_index_not_files(db, tmp_path):
     assert remove_dataset("r") == 5
     assert Item.select().count() == Caption.select().count() == ItemTag.select().count() == 0
     assert len(list(root.iterdir())) == 10
+
+
+def test_unchanged_folders_are_skipped_whole_and_keep_their_problems(db, tmp_path, reads):
+    root = tmp_path / "ds"
+    for sub in ("a", "b", "c"):
+        small_dataset(root / sub)
+    write(root / "b" / "empty.png", b"")
+    add_dataset(DatasetSettings("r", str(root)))
+    reads["images"].clear(), reads["captions"].clear()
+    report = reindex("r")
+    assert report.dirs_unchanged == 4  # the root and a, b, c
+    assert report.items_unchanged == 15
+    assert [(p.path, "0 bytes" in p.reason) for p in report.problems] == [("b/empty.png", True)]
+    assert reads == {"images": [], "captions": []}
+    write(root / "c" / "img0.txt", "changed")
+    bump_mtime(root / "c" / "img0.txt")
+    report = reindex("r")
+    assert report.dirs_unchanged == 3 and report.items_updated == 1 and report.items_unchanged == 14
+    assert reads["captions"] == ["img0.txt"]
+    assert [p.path for p in report.problems] == ["b/empty.png"]
+
+
+def test_items_missing_from_the_index_are_restored_even_in_an_unchanged_folder(db, tmp_path):
+    root = tmp_path / "ds"
+    small_dataset(root)
+    ds, _ = add_dataset(DatasetSettings("r", str(root)))
+    victim = Item.get(Item.image_path == "img3.png")
+    ItemTag.delete().where(ItemTag.item == victim.id).execute()
+    Caption.delete().where(Caption.item == victim.id).execute()
+    Item.delete().where(Item.id == victim.id).execute()
+    report = reindex("r")
+    assert report.items_added == 1 and Item.select().count() == 5
+
+
+def test_removed_folder_removes_its_items(db, tmp_path):
+    import shutil
+
+    root = tmp_path / "ds"
+    small_dataset(root / "keep")
+    small_dataset(root / "drop" / "deep")
+    add_dataset(DatasetSettings("r", str(root)))
+    shutil.rmtree(root / "drop")
+    report = reindex("r")
+    assert report.items_removed == 5
+    assert {i.rel_dir for i in Item.select()} == {"keep"}
+
+
+def test_worker_tag_split_matches_normalize_split_tags():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sushitui.tags.normalize import match_key, split_tags
+
+    alphabet = st.sampled_from(list("ab_ (),\\\n\r\t^>< 猫X1"))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=alphabet, max_size=40))
+    def check(text):
+        assert scan_worker.tag_pairs(text) == [(t, match_key(t)) for t in split_tags(text)]
+
+    check()

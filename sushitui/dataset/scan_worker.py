@@ -9,13 +9,15 @@ module stays light to import (the pool spawns fresh interpreters).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 from dataclasses import dataclass
 
 from sushitui.dataset.caption_files import CaptionFileError, read_caption
 from sushitui.dataset.image_header import inspect
-from sushitui.tags.normalize import looks_like_tags, match_key, split_tags
+from sushitui.tags import normalize as _normalize
+from sushitui.tags.normalize import clean, looks_like_tags, match_key
 
 # Files up to this size are read in one go (hash + header + integrity from one buffer);
 # larger ones are hashed in chunks and only their head is inspected.
@@ -37,9 +39,37 @@ def caption_type(subtype: str, text: str, overrides: dict[str, str] | None = Non
     return "tags" if looks_like_tags(text) else "natural_language"
 
 
+# Tags repeat heavily across a dataset (Zipf), so each worker memoises the
+# part -> (clean tag, match key) step; the splitting rules are normalize.split_tags'
+# (same separators, empties dropped, first spelling of a key kept), which a test
+# checks this function against.
+_SEPARATORS = _normalize._SEPARATORS
+_PART_CACHE: dict[str, tuple[str, str]] = {}
+_PART_CACHE_MAX = 200_000
+
+
 def tag_pairs(text: str) -> list[tuple[str, str]]:
     """(tag as written, match key) in caption order, duplicates dropped."""
-    return [(t, match_key(t)) for t in split_tags(text)]
+    cache = _PART_CACHE
+    if len(cache) > _PART_CACHE_MAX:
+        cache.clear()
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for part in _SEPARATORS.split(text):
+        hit = cache.get(part)
+        if hit is None:
+            tag = clean(part)
+            hit = cache[part] = (tag, match_key(tag) if tag else "")
+        if hit[0] and hit[1] not in seen:
+            seen.add(hit[1])
+            out.append(hit)
+    return out
+
+
+def tags_json(pairs: list[tuple[str, str]]) -> str:
+    """The tag rows of one caption as JSON; SQLite expands it with json_each, which is
+    cheaper than binding one Python tuple per tag row."""
+    return json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass
@@ -65,7 +95,8 @@ class CaptionResult:
     size: int = 0
     mtime_ns: int = 0
     sha256: str | None = None
-    tags: list[tuple[str, str]] | None = None
+    tags: str | None = None  # JSON [[tag, key], ...] for tag captions
+    n_tags: int = 0
     error: str | None = None
 
 
@@ -117,9 +148,10 @@ def read_caption_file(path: str, subtype: str, name: str, overrides: dict[str, s
         return CaptionResult(subtype, name, error=reason[len(prefix):] if reason.startswith(prefix) else reason)
     text = ct.text
     ctype = caption_type(subtype, text, overrides)
+    pairs = tag_pairs(text) if ctype == "tags" else None
     return CaptionResult(
         subtype, name, ctype, text, ct.encoding, ct.flagged, ct.state.size, ct.state.mtime_ns, ct.state.sha256,
-        tag_pairs(text) if ctype == "tags" else None,
+        tags_json(pairs) if pairs else None, len(pairs or ()),
     )
 
 

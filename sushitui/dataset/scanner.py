@@ -1,12 +1,14 @@
 """Scanning a dataset folder into the index (SCAN-1..11).
 
 One function, ``scan_dataset``, does both the first scan and the incremental reindex
-(SCAN-8): it walks the folder (stat only), groups files per directory, compares each
-item with the index (size + mtime of the primary image, related image paths, size +
-mtime of each caption file) and sends only new or changed items to the file workers
-(hash + header + captions, two processes). Results are written in large batches, each
-in one write transaction, so a cancelled scan keeps everything indexed so far. Items
-whose files vanished are removed at the end of a scan that was not cancelled.
+(SCAN-8): it walks the folder (stat only, ``scan_walk``); a folder whose digest of
+(name, size, mtime) is the one stored at the last scan is skipped whole; the others are
+grouped per directory and each item is compared with the index (size + mtime of the
+primary image, related image paths, size + mtime of each caption file). Only new or
+changed items go to the file workers (hash + header + captions, two processes,
+``scan_worker``). Results are written in large batches, each in one write transaction
+(``scan_writer``), so a cancelled scan keeps everything indexed so far. Items whose
+files vanished are removed at the end of a scan that was not cancelled.
 
 Caption files are the truth (NF-2): the app writes the file before the index, so a
 caption whose file differs from the index is re-read, never the other way round.
@@ -15,24 +17,21 @@ Every bad file is a ``Problem`` in the ``ScanReport`` and the scan goes on (SCAN
 
 from __future__ import annotations
 
-import json
 import os
-import stat as stat_mod
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from sushitui.dataset.caption_files import is_temp_file
-from sushitui.dataset.grouping import FileEntry, ItemGroup, classify, group_directory, split_ext
-from sushitui.dataset.scan_worker import CaptionResult, ImageResult, run_tasks
+from sushitui.dataset.grouping import ItemGroup, group_directory
+from sushitui.dataset.scan_walk import DirScan, WalkError, walk
+from sushitui.dataset.scan_worker import run_tasks
+from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, related_json
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Dataset, current_database, write_transaction
 
 BATCH = 1000  # items per worker task and per write transaction
 POOL_MIN_TASKS = 400  # below this, starting worker processes costs more than it saves
 MAX_PROBLEMS_STORED = 5000
-EMBEDDED_SOURCES = ("exif", "xmp", "iptc", "png_text")
 
 
 class ScanError(Exception):
@@ -59,6 +58,8 @@ class ScanReport:
     started_at: float = 0.0
     finished_at: float = 0.0
     items_total: int = 0
+    dirs_unchanged: int = 0
+    timings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -75,184 +76,36 @@ class ScanReport:
         return cls(problems=problems, **{k: v for k, v in d.items() if k in known})
 
 
-# --- walking ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Walk:
-    groups: list[ItemGroup] = field(default_factory=list)
-    files_seen: int = 0
-    unreadable_dirs: list[str] = field(default_factory=list)  # rel dirs whose items must not be dropped
-
-
-def _rel(rel_dir: str, name: str) -> str:
-    return f"{rel_dir}/{name}" if rel_dir else name
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def walk_dataset(dataset: Dataset, report: ScanReport, cancel: CancelToken | None, progress: Throttle) -> _Walk:
-    """Stat every file under the root (os.scandir, no reads) and group each directory."""
-    root = dataset.root_path
-    walk = _Walk()
-    try:
-        root_st = os.stat(root)
-    except OSError as exc:
-        raise ScanError(f"{root}: the dataset folder cannot be opened ({exc.strerror}); check the path or remount the disk") from exc
-    visited = {(root_st.st_dev, root_st.st_ino)}
-    stack: list[tuple[str, str, int]] = [(root, "", 0)]
-    max_depth = dataset.max_depth
-    started = time.monotonic()
-    while stack:
-        if cancel is not None and cancel.cancelled:
-            report.cancelled = True
-            break
-        path, rel_dir, depth = stack.pop()
-        images: list[FileEntry] = []
-        captions: list[FileEntry] = []
-        try:
-            entries = list(os.scandir(path))
-        except OSError as exc:
-            reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
-            report.problems.append(Problem(rel_dir or ".", f"folder cannot be read ({reason}); its items are kept as they were"))
-            walk.unreadable_dirs.append(rel_dir)
-            continue
-        subdirs = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or is_temp_file(name):
-                continue  # hidden files, our own temp files, macOS ._ forks
-            rel = _rel(rel_dir, name)
-            if not _valid_name(name):
-                report.problems.append(Problem(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                                               "file name is not valid UTF-8; rename it to index it"))
-                continue
-            kind = classify(name)
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                if dataset.recursive and (max_depth is None or depth < max_depth):
-                    subdirs.append((entry, rel))
-                continue
-            if kind is None:
-                if entry.is_symlink():
-                    _check_symlink(entry, rel, report)
-                continue
-            walk.files_seen += 1
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                report.problems.append(Problem(rel, "broken symbolic link (its target does not exist); fix or remove the link"
-                                               if entry.is_symlink() else "vanished during the scan; reindex when the folder is settled"))
-                continue
-            except OSError as exc:
-                report.problems.append(Problem(rel, _stat_reason(exc)))
-                continue
-            if not stat_mod.S_ISREG(st.st_mode):
-                report.problems.append(Problem(rel, "not a regular file (device, pipe or socket); skipped"))
-                continue
-            (images if kind == "image" else captions).append(FileEntry(name, st.st_size, st.st_mtime_ns))
-        for entry, rel in sorted(subdirs, key=lambda e: e[1], reverse=True):
-            try:
-                st = entry.stat()
-            except OSError as exc:
-                report.problems.append(Problem(rel, _stat_reason(exc)))
-                continue
-            ident = (st.st_dev, st.st_ino)
-            if ident in visited:
-                report.problems.append(Problem(rel, "symbolic link loop (this folder was already scanned through another path); not followed"))
-                continue
-            visited.add(ident)
-            stack.append((entry.path, rel, depth + 1))
-        if images or captions:
-            groups, orphans = group_directory(
-                rel_dir, images, captions,
-                image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
-                dataset_type=dataset.type, primary_suffix=dataset.primary_suffix or "target",
-            )
-            for name, reason in orphans:
-                report.problems.append(Problem(_rel(rel_dir, name), reason))
-            walk.groups.extend(groups)
-        progress(ProgressEvent("walking", walk.files_seen, None, "files", started_at=started))
-    report.files_seen = walk.files_seen
-    return walk
-
-
-def _stat_reason(exc: OSError) -> str:
-    if getattr(exc, "errno", None) == 40:  # ELOOP
-        return "symbolic link loop (the link points back to itself); fix or remove the link"
-    if isinstance(exc, PermissionError):
-        return "permission denied; make it readable and reindex"
-    return f"cannot be read ({exc.strerror or exc})"
-
-
-def _check_symlink(entry: os.DirEntry, rel: str, report: ScanReport) -> None:
-    try:
-        os.stat(entry.path)
-    except FileNotFoundError:
-        if classify(entry.name) is not None:
-            report.problems.append(Problem(rel, "broken symbolic link (its target does not exist); fix or remove the link"))
-    except OSError as exc:
-        report.problems.append(Problem(rel, _stat_reason(exc)))
-
-
 # --- comparing with the index ----------------------------------------------------------
 
 
-@dataclass
-class _Existing:
-    item_id: int
-    image_path: str | None
-    related: str  # related_images JSON as stored
-    size: int | None
-    mtime_ns: int | None
-    captions: dict[str, tuple[int, int | None, int | None]] = field(default_factory=dict)  # file_path -> (id, size, mtime)
-
-
-def _load_existing(db, dataset_id: int) -> dict[str, _Existing]:
-    existing: dict[str, _Existing] = {}
-    by_id: dict[int, _Existing] = {}
-    cur = db.execute_sql(
-        "SELECT id, group_key, image_path, related_images, file_size, mtime_ns FROM item WHERE dataset_id = ?", (dataset_id,)
-    )
-    for item_id, key, image_path, related, size, mtime in cur:
-        e = _Existing(item_id, image_path, related or "{}", size, mtime)
-        existing[key] = by_id[item_id] = e
-    cur = db.execute_sql(
+def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str, Existing]:
+    """The index's items (all, or those in ``rel_dirs``) by group key."""
+    existing: dict[str, Existing] = {}
+    by_id: dict[int, Existing] = {}
+    item_sql = "SELECT id, group_key, image_path, related_images, file_size, mtime_ns FROM item WHERE dataset_id = ?"
+    cap_sql = (
         "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns FROM caption c JOIN item i ON i.id = c.item_id "
-        "WHERE i.dataset_id = ? AND c.file_path IS NOT NULL",
-        (dataset_id,),
+        "WHERE i.dataset_id = ? AND c.file_path IS NOT NULL"
     )
-    for cid, item_id, path, size, mtime in cur:
-        by_id[item_id].captions[path] = (cid, size, mtime)
+    if rel_dirs is None:
+        selections = [((dataset_id,), "")]
+    else:
+        selections = [((dataset_id, *chunk), f" AND rel_dir IN ({','.join('?' * len(chunk))})") for chunk in chunks(rel_dirs, 500)]
+    for params, extra in selections:
+        for item_id, key, image_path, related, size, mtime in db.execute_sql(item_sql + extra, params):
+            e = Existing(item_id, image_path, related or "{}", size, mtime)
+            existing[key] = by_id[item_id] = e
+        for cid, item_id, path, size, mtime in db.execute_sql(cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
+            by_id[item_id].captions[path] = (cid, size, mtime)
     return existing
 
 
-def _related_json(group: ItemGroup) -> str:
-    return json.dumps(group.related_images(), ensure_ascii=False, separators=(",", ":"))
-
-
-@dataclass
-class _Job:
-    group: ItemGroup
-    existing: _Existing | None
-    image_changed: bool
-    read_captions: list[tuple[str, str]]  # (subtype, file name)
-    drop_caption_ids: list[int]  # txt caption rows replaced or vanished
-
-
-def _plan(group: ItemGroup, existing: _Existing | None, full: bool, read_meta: bool) -> _Job | None:
+def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None:
     """What to do for one item; None when nothing changed."""
+    captions = sorted(group.captions.items())
     if existing is None:
-        return _Job(group, None, True, [(s, f.name) for s, f in sorted(group.captions.items())], [])
+        return Job(group, None, True, [(s, f.name) for s, f in captions], [])
     primary = group.primary
     image_changed = (
         full
@@ -260,11 +113,11 @@ def _plan(group: ItemGroup, existing: _Existing | None, full: bool, read_meta: b
         or existing.size != primary.size
         or existing.mtime_ns != primary.mtime_ns
     )
-    related_changed = existing.related != _related_json(group)
+    related_changed = existing.related != related_json(group)
     to_read: list[tuple[str, str]] = []
     drop: list[int] = []
     seen_paths = set()
-    for subtype, entry in sorted(group.captions.items()):
+    for subtype, entry in captions:
         rel = group.rel_path(entry.name)
         seen_paths.add(rel)
         old = existing.captions.get(rel)
@@ -277,172 +130,14 @@ def _plan(group: ItemGroup, existing: _Existing | None, full: bool, read_meta: b
             drop.append(cid)
     if not (image_changed or related_changed or to_read or drop):
         return None
-    return _Job(group, existing, image_changed, to_read, drop)
-
-
-# --- writing ---------------------------------------------------------------------------
-
-_ITEM_COLS = (
-    "id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, image_suffix, related_images, width, height, "
-    "file_size, mtime_ns, sha256, exif_data, tag_count, problems, created_at, indexed_at, updated_at"
-)
-_CAPTION_COLS = (
-    "id, item_id, type, subtype, content, language, source, source_field, file_path, file_size, file_mtime_ns, "
-    "file_sha256, encoding, encoding_flagged, created_at, updated_at"
-)
-_TAG_COLS = "item_id, caption_id, tag, norm, position, subtype, source, confidence"
-
-
-def _dumps(value) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-class _Writer:
-    """Turns worker results into rows and writes one batch per transaction."""
-
-    def __init__(self, db, dataset: Dataset, report: ScanReport, dataset_type: str):
-        self.db = db
-        self.dataset = dataset
-        self.report = report
-        self.dataset_type = dataset_type
-
-    def write(self, jobs: list[_Job], results) -> None:
-        now = time.time()
-        db = self.db
-        report = self.report
-        new_items, updates, captions, tags = [], [], [], []
-        drop_caps: list[int] = []
-        drop_items: list[int] = []
-        drop_embedded: list[int] = []
-        recount: list[int] = []
-        with write_transaction(db):
-            next_item = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM item").fetchone()[0]
-            next_cap = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM caption").fetchone()[0]
-            for index, image, caps in results:
-                job = jobs[index]
-                group = job.group
-                primary_rel = group.rel_path(group.primary.name)
-                if image is not None and image.error is not None:
-                    report.problems.append(Problem(primary_rel, image.error))
-                    if job.existing is not None:
-                        drop_items.append(job.existing.item_id)
-                    continue
-                problems = [f"{name}: {reason}" for name, reason in group.problems]
-                if image is not None and image.warning:
-                    problems.append(image.warning)
-                    report.problems.append(Problem(primary_rel, image.warning))
-                meta = image.meta if image is not None else None
-                if meta and meta.get("problems"):
-                    for reason in meta["problems"]:
-                        problems.append(reason)
-                        report.problems.append(Problem(primary_rel, reason))
-                if job.existing is None:
-                    item_id = next_item
-                    next_item += 1
-                else:
-                    item_id = job.existing.item_id
-                    drop_caps.extend(job.drop_caption_ids)
-                tag_count = None
-                for c in caps:
-                    rel = group.rel_path(c.name)
-                    if c.error is not None:
-                        report.problems.append(Problem(rel, c.error))
-                        problems.append(f"{c.name}: {c.error}")
-                        continue
-                    report.captions += 1
-                    if c.flagged:
-                        report.problems.append(Problem(rel, f"not UTF-8: read as {c.encoding}; it is saved as UTF-8 only when you edit it"))
-                    cid = next_cap
-                    next_cap += 1
-                    captions.append((cid, item_id, c.ctype, c.subtype, c.text, "auto", "txt_file", None, rel, c.size,
-                                     c.mtime_ns, c.sha256, c.encoding, int(c.flagged), now, now))
-                    if c.tags:
-                        tags.extend((item_id, cid, t, k, pos, c.subtype, "txt_file", None) for pos, (t, k) in enumerate(c.tags))
-                    if c.ctype == "tags" and (c.subtype == "main" or tag_count is None):
-                        tag_count = len(c.tags or ())
-                if meta:
-                    if job.existing is not None:
-                        drop_embedded.append(item_id)
-                    for ctype, subtype, source, fieldname, text, mtags in meta.get("captions", ()):
-                        cid = next_cap
-                        next_cap += 1
-                        captions.append((cid, item_id, ctype, subtype, text, "auto", source, fieldname, None, None, None,
-                                         None, None, 0, now, now))
-                        if mtags:
-                            tags.extend((item_id, cid, t, k, pos, subtype, source, None) for pos, (t, k) in enumerate(mtags))
-                        if tag_count is None and mtags:
-                            tag_count = len(mtags)
-                related = group.related_images()
-                item_type = group.item_type(self.dataset_type)
-                image_suffix = group.primary_suffix or None
-                if job.existing is None:
-                    p = group.primary
-                    new_items.append((
-                        item_id, self.dataset.id, item_type, group.base_name, group.rel_dir, group.group_key, primary_rel,
-                        image_suffix, _dumps(related), image.width, image.height, image.size, image.mtime_ns, image.sha256,
-                        _dumps(meta.get("raw") if meta else None), tag_count or 0, _dumps(problems or None),
-                        p.mtime_ns / 1e9, now, now,
-                    ))
-                    report.items_added += 1
-                else:
-                    report.items_updated += 1
-                    updates.append((item_id, image, item_type, primary_rel, image_suffix, related, meta, problems))
-                    recount.append(item_id)
-            cur = db.cursor()
-            if drop_items:
-                self._delete_items(drop_items)
-            for chunk in _chunks(drop_caps, 500):
-                marks = ",".join("?" * len(chunk))
-                cur.execute(f"DELETE FROM item_tag WHERE caption_id IN ({marks})", chunk)
-                cur.execute(f"DELETE FROM caption WHERE id IN ({marks})", chunk)
-            for chunk in _chunks(drop_embedded, 500):
-                marks = ",".join("?" * len(chunk))
-                src = ",".join(f"'{s}'" for s in EMBEDDED_SOURCES)
-                cur.execute(f"DELETE FROM item_tag WHERE caption_id IN (SELECT id FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({src}))", chunk)
-                cur.execute(f"DELETE FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({src})", chunk)
-            for item_id, image, item_type, primary_rel, image_suffix, related, meta, problems in updates:
-                if image is not None:
-                    cur.execute(
-                        "UPDATE item SET item_type=?, image_path=?, image_suffix=?, related_images=?, width=?, height=?, file_size=?, "
-                        "mtime_ns=?, sha256=?, exif_data=?, problems=?, created_at=?, indexed_at=?, updated_at=? WHERE id=?",
-                        (item_type, primary_rel, image_suffix, _dumps(related), image.width, image.height, image.size,
-                         image.mtime_ns, image.sha256, _dumps(meta.get("raw") if meta else None), _dumps(problems or None),
-                         image.mtime_ns / 1e9, now, now, item_id),
-                    )
-                else:
-                    cur.execute(
-                        "UPDATE item SET item_type=?, related_images=?, problems=?, indexed_at=?, updated_at=? WHERE id=?",
-                        (item_type, _dumps(related), _dumps(problems or None), now, now, item_id),
-                    )
-            if new_items:
-                cur.executemany(f"INSERT INTO item ({_ITEM_COLS}) VALUES ({','.join('?' * 20)})", new_items)
-            if captions:
-                cur.executemany(f"INSERT INTO caption ({_CAPTION_COLS}) VALUES ({','.join('?' * 16)})", captions)
-            if tags:
-                cur.executemany(f"INSERT INTO item_tag ({_TAG_COLS}) VALUES (?,?,?,?,?,?,?,?)", tags)
-            for chunk in _chunks(recount, 500):
-                marks = ",".join("?" * len(chunk))
-                cur.execute(
-                    f"UPDATE item SET tag_count = COALESCE((SELECT COUNT(*) FROM item_tag t WHERE t.item_id = item.id AND t.subtype = 'main'), 0) "
-                    f"WHERE id IN ({marks})",
-                    chunk,
-                )
-
-    def _delete_items(self, ids: list[int]) -> None:
-        cur = self.db.cursor()
-        for chunk in _chunks(ids, 500):
-            marks = ",".join("?" * len(chunk))
-            cur.execute(f"DELETE FROM item_tag WHERE item_id IN ({marks})", chunk)
-            cur.execute(f"DELETE FROM caption WHERE item_id IN ({marks})", chunk)
-            cur.execute(f"DELETE FROM item WHERE id IN ({marks})", chunk)
-
-
-def _chunks(seq: list, n: int):
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
+    return Job(group, existing, image_changed, to_read, drop)
 
 
 # --- the scan --------------------------------------------------------------------------
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
 
 
 def scan_dataset(
@@ -459,32 +154,98 @@ def scan_dataset(
     report = ScanReport(started_at=time.time())
     t0 = time.monotonic()
     throttle = Throttle(progress)
-    walk = walk_dataset(dataset, report, cancel, throttle)
-    existing = {} if report.cancelled else _load_existing(db, dataset.id)
-    read_meta = bool(dataset.read_exif)
-    jobs: list[_Job] = []
+
+    def on_dir(w):
+        throttle(ProgressEvent("walking", w.files_seen, None, "files", started_at=t0))
+
+    try:
+        w = walk(dataset.root_path, recursive=dataset.recursive, max_depth=dataset.max_depth, cancel=cancel, on_dir=on_dir)
+    except WalkError as exc:
+        raise ScanError(str(exc)) from exc
+    report.files_seen = w.files_seen
+    report.timings["walk_s"] = round(time.monotonic() - t0, 3)
+    if w.cancelled:
+        report.cancelled = True
+        return _finish(db, dataset, report, t0, w, None)
+
+    stored = {} if full else {
+        rel_dir: (sig, n, problems)
+        for rel_dir, sig, n, problems in db.execute_sql(
+            "SELECT rel_dir, signature, n_items, problems FROM scan_dir WHERE dataset_id = ?", (dataset.id,)
+        )
+    }
+    # A folder is skipped only if its digest matches AND the index still holds as many
+    # of its items as when the digest was stored (nothing else removed them since).
+    counts = dict(db.execute_sql(
+        "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)).fetchall()) if stored else {}
+    changed: list[DirScan] = []
+    groups: list[ItemGroup] = []
+    for d in w.dirs:
+        old = stored.get(d.rel_dir)
+        if (old is not None and old[0] == d.signature and counts.get(d.rel_dir, 0) == old[1]
+                and d.rel_dir not in w.unreadable_dirs):
+            report.items_unchanged += old[1]
+            report.dirs_unchanged += 1
+            for path, reason in json_loads(old[2]):
+                report.problems.append(Problem(path, reason))
+            continue
+        changed.append(d)
+        report.problems.extend(Problem(p, r) for p, r in d.problems)
+        if d.rel_dir in w.unreadable_dirs or not (d.images or d.captions):
+            continue
+        dir_groups, orphans = group_directory(
+            d.rel_dir, d.images, d.captions,
+            image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
+            dataset_type=dataset.type, primary_suffix=dataset.primary_suffix or "target",
+        )
+        report.problems.extend(Problem(f"{d.rel_dir}/{n}" if d.rel_dir else n, r) for n, r in orphans)
+        for g in dir_groups:
+            report.problems.extend(Problem(g.rel_path(n), r) for n, r in g.problems)
+        groups.extend(dir_groups)
+
+    has_items = db.execute_sql("SELECT 1 FROM item WHERE dataset_id = ? LIMIT 1", (dataset.id,)).fetchone() is not None
+    if not has_items:
+        existing = {}
+    elif len(changed) == len(w.dirs):
+        existing = _load_existing(db, dataset.id, None)
+    else:
+        existing = _load_existing(db, dataset.id, [d.rel_dir for d in changed])
+    jobs: list[Job] = []
     seen_keys = set()
-    for group in walk.groups:
+    for group in groups:
         seen_keys.add(group.group_key)
-        for name, reason in group.problems:
-            report.problems.append(Problem(group.rel_path(name), reason))
-        job = _plan(group, existing.get(group.group_key), full, read_meta)
+        job = _plan(group, existing.get(group.group_key), full)
         if job is None:
             report.items_unchanged += 1
         else:
             jobs.append(job)
-    if not report.cancelled:
-        _process(db, dataset, jobs, report, cancel, throttle, read_meta, workers, len(walk.groups))
-    if not report.cancelled:
-        vanished = [e.item_id for key, e in existing.items() if key not in seen_keys and not _under(key, walk.unreadable_dirs)]
+    report.timings["plan_s"] = round(time.monotonic() - t0 - report.timings["walk_s"], 3)
+    writer = Writer(db, dataset, report)
+    _process(dataset, jobs, report, cancel, throttle, writer, workers, len(groups) + report.items_unchanged)
+    report.timings.update(write_s=round(writer.write_seconds, 3), tag_rows=writer.tag_rows,
+                          tag_insert_s=round(writer.tag_seconds, 3))
+    if not report.cancelled and has_items:
+        walked = {d.rel_dir for d in w.dirs}
+        unreadable = w.unreadable_dirs
+        vanished = [e.item_id for key, e in existing.items() if key not in seen_keys and not _under(key, unreadable)]
+        gone_dirs = [
+            r for (r,) in db.execute_sql("SELECT DISTINCT rel_dir FROM item WHERE dataset_id = ?", (dataset.id,))
+            if r not in walked and not _under(r + "/x", unreadable)
+        ]
+        for chunk in chunks(gone_dirs, 500):
+            vanished.extend(i for (i,) in db.execute_sql(
+                f"SELECT id FROM item WHERE dataset_id = ? AND rel_dir IN ({','.join('?' * len(chunk))})", (dataset.id, *chunk)))
         if vanished:
             with write_transaction(db):
-                _Writer(db, dataset, report, dataset.type)._delete_items(vanished)
+                writer.delete_items(vanished)
             report.items_removed = len(vanished)
-    report.elapsed = time.monotonic() - t0
-    report.finished_at = time.time()
-    _finish(db, dataset, report)
-    return report
+    return _finish(db, dataset, report, t0, w, changed)
+
+
+def json_loads(text: str | None) -> list:
+    import json
+
+    return json.loads(text) if text else []
 
 
 def _under(group_key: str, dirs: list[str]) -> bool:
@@ -494,9 +255,9 @@ def _under(group_key: str, dirs: list[str]) -> bool:
     return False
 
 
-def _process(db, dataset, jobs, report, cancel, throttle, read_meta, workers, total) -> None:
+def _process(dataset, jobs, report, cancel, throttle, writer, workers, total) -> None:
     overrides = dict(dataset.caption_types or {})
-    writer = _Writer(db, dataset, report, dataset.type)
+    read_meta = bool(dataset.read_exif)
     started = time.monotonic()
     done = report.items_unchanged
 
@@ -504,7 +265,7 @@ def _process(db, dataset, jobs, report, cancel, throttle, read_meta, workers, to
         throttle(ProgressEvent("indexing", done, total, "items", started_at=started,
                                extra={"files": report.files_seen, "problems": len(report.problems)}), force)
 
-    def tasks_for(batch_jobs: list[_Job]):
+    def tasks_for(batch_jobs: list[Job]):
         tasks = []
         for i, job in enumerate(batch_jobs):
             g = job.group
@@ -575,7 +336,10 @@ def _process(db, dataset, jobs, report, cancel, throttle, read_meta, workers, to
     tick(force=True)
 
 
-def _finish(db, dataset: Dataset, report: ScanReport) -> None:
+def _finish(db, dataset: Dataset, report: ScanReport, t0: float, w, changed: list[DirScan] | None) -> ScanReport:
+    """Totals, the stored report and (after a complete scan) the folder digests."""
+    report.elapsed = time.monotonic() - t0
+    report.finished_at = time.time()
     row = db.execute_sql(
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN related_images IS NULL OR related_images = '{}' THEN 1 "
         "ELSE (SELECT COUNT(*) FROM json_each(item.related_images)) END), 0) FROM item WHERE dataset_id = ?",
@@ -587,6 +351,8 @@ def _finish(db, dataset: Dataset, report: ScanReport) -> None:
     report.items_total = row[0]
     now = time.time()
     with write_transaction(db):
+        if not report.cancelled and changed is not None:
+            _store_dir_signatures(db, dataset, report, w, changed)
         Dataset.update(
             total_items=row[0], total_images=row[1], total_captions=n_caps,
             indexed_at=now, last_scan_report=report.to_dict(), updated_at=now,
@@ -594,3 +360,28 @@ def _finish(db, dataset: Dataset, report: ScanReport) -> None:
     dataset.total_items, dataset.total_images, dataset.total_captions = row[0], row[1], n_caps
     dataset.indexed_at = now
     dataset.last_scan_report = report.to_dict()
+    return report
+
+
+def _store_dir_signatures(db, dataset: Dataset, report: ScanReport, w, changed: list[DirScan]) -> None:
+    """Remember each changed folder's digest, item count and problems; unchanged
+    folders keep their rows. Unreadable folders get none (they are listed again)."""
+    changed_dirs = {d.rel_dir for d in changed}
+    per_dir: dict[str, list] = {}
+    for p in report.problems:
+        parent = _parent(p.path)
+        if parent in changed_dirs and not p.reason.startswith("folder cannot be read"):
+            per_dir.setdefault(parent, []).append([p.path, p.reason])
+    counts = dict(db.execute_sql(
+        "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)).fetchall())
+    walked = {d.rel_dir for d in w.dirs}
+    cur = db.cursor()
+    cur.execute("DELETE FROM scan_dir WHERE dataset_id = ? AND rel_dir NOT IN (SELECT value FROM json_each(?))",
+                (dataset.id, dumps(sorted(walked))))
+    rows = [
+        (dataset.id, d.rel_dir, d.signature, counts.get(d.rel_dir, 0), dumps(per_dir.get(d.rel_dir)))
+        for d in changed if d.rel_dir not in w.unreadable_dirs
+    ]
+    cur.executemany("INSERT OR REPLACE INTO scan_dir (dataset_id, rel_dir, signature, n_items, problems) VALUES (?,?,?,?,?)", rows)
+    cur.executemany("DELETE FROM scan_dir WHERE dataset_id = ? AND rel_dir = ?",
+                    [(dataset.id, r) for r in w.unreadable_dirs])
