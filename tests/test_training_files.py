@@ -209,3 +209,18 @@ def test_killed_follow_then_restarted_counts_every_line_exactly_once(db, db_path
     assert report.problems == []
     assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 1800  # 600 lines x 3, once each
     assert usage_invariants(db) == (1800, 1800, 1800)
+
+
+def test_sample_files_carry_captions_with_quotes_newlines_and_unicode(db, db_path, ds, tmp_path, capsys):
+    tricky = 'a "quoted" tag, 日本語\nsecond line \\ end'
+    first = db.execute_sql("SELECT MIN(id) FROM item").fetchone()[0]
+    db.execute_sql("UPDATE caption SET content = ? WHERE item_id = ?", (tricky, first))
+    create_run("r", ds.name)
+    out = tmp_path / "plan.jsonl"
+    assert cli(capsys, db_path, "run", "sample", "r", "--epochs", "2", "--out", str(out), "--format", "jsonl")[0] == 0
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 60
+    assert [x["caption"] for x in lines if x["id"] == first] == [tricky, tricky]
+    meta_out = tmp_path / "meta.json"
+    assert cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--out", str(meta_out), "--format", "kohya-json")[0] == 0
+    assert tricky in [v["caption"] for v in json.loads(meta_out.read_text(encoding="utf-8")).values()]
