@@ -84,6 +84,8 @@ def test_heatmap_cells_cover_id_ranges_also_with_gaps_in_the_ids(db, tmp_path):
     assert st.items == 30
     # cells are id ranges of 10: [4x], [gap: no items], [1x], [unused]
     assert st.heatmap == [1.0, 0.0, 0.25, 0.0]
+    # the totals over all runs (one run here) give the same picture by another query
+    assert run_stats("r", scope="all", heatmap_cells=4).heatmap == [1.0, 0.0, 0.25, 0.0]
 
 
 def test_cli_item_shows_per_run_usage_and_its_variance(db, db_path, recorded, capsys):

@@ -331,6 +331,9 @@ class RunItemUsage(BaseModel):
     class Meta:
         table_name = "run_item_usage"
         primary_key = CompositeKey("run", "item")
+        # clustered by (run, item): recording UPSERTs touch one b-tree, and a run's
+        # usage over an item-id range (the stats heatmap) is one contiguous read
+        without_rowid = True
         # run stats (TR-5) read (times_seen, item) per run from this index alone: the
         # distribution, the heatmap and the top 10 (ORDER BY times_seen DESC LIMIT 10
         # without a sort)

@@ -2,7 +2,7 @@
 numbers, most and never used items, and a resume recommendation from the spread.
 
 The numbers come from the distribution of times seen grouped in SQL (one row per
-distinct count), the heatmap from per-id-range sums grouped in SQL, the top and
+distinct count), the heatmap from per-id-range sums in SQL, the top and
 never-used lists from LIMITed queries: no per-item row reaches Python, so a 100k-item
 dataset takes tens of milliseconds.
 """
@@ -98,7 +98,9 @@ def histogram(counts: "np.ndarray", bins: int = 12) -> list[dict[str, int]]:
     ]
 
 
-def _heatmap(run: TrainingRun, used_sql: str, used_params: tuple, n_items: int, lo: int, hi: int, cells: int) -> list[float]:
+def _heatmap(
+    run: TrainingRun, scope: str, used_sql: str, used_params: tuple, n_items: int, lo: int, hi: int, cells: int
+) -> list[float]:
     """``cells`` values in 0..1: the mean count of the items in consecutive id ranges over
     the largest such mean, grouped in SQL so no per-item row reaches Python."""
     import numpy as np
@@ -118,10 +120,21 @@ def _heatmap(run: TrainingRun, used_sql: str, used_params: tuple, n_items: int, 
             f"SELECT {bucket}, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY 1", (lo, cells, span, run.dataset_id)
         ):
             per_cell[b] = c
-    for b, total in db.execute_sql(
-        f"SELECT {bucket}, SUM(n) FROM ({used_sql}) GROUP BY 1", (lo, cells, span, *used_params)
-    ):
-        used[b] = total
+    if scope == "run":
+        # cell k holds ids with (id - lo) * cells // span == k, i.e. the id range
+        # [lo + ceil(k*span/cells), lo + ceil((k+1)*span/cells)): one range sum per cell
+        # over the run's clustered (run, item) key, no sort
+        rows = db.execute_sql(
+            "WITH RECURSIVE cells(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM cells WHERE k + 1 < :c) "
+            "SELECT k, (SELECT SUM(times_seen) FROM run_item_usage WHERE run_id = :run "
+            "AND item_id >= :lo + (k * :span + :c - 1) / :c AND item_id < :lo + ((k + 1) * :span + :c - 1) / :c) "
+            "FROM cells",
+            {"c": cells, "run": run.id, "lo": lo, "span": span},
+        )
+    else:  # totals: only the dataset's items count, whatever else lies in the id range
+        rows = db.execute_sql(f"SELECT {bucket}, SUM(n) FROM ({used_sql}) GROUP BY 1", (lo, cells, span, *used_params))
+    for b, total in rows:
+        used[b] = total or 0
     means = np.divide(used, per_cell, out=np.zeros(cells), where=per_cell > 0)
     top = means.max()
     return (means / top).round(4).tolist() if top > 0 else [0.0] * cells
@@ -225,7 +238,7 @@ def run_stats(run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells
         max=int(counts[-1]) if n else 0,
         cv=round(std / mean, 4) if mean else 0.0,
         histogram=histogram(counts, bins),
-        heatmap=_heatmap(run, used_sql, used_params, n, lo or 0, hi or 0, heatmap_cells),
+        heatmap=_heatmap(run, scope, used_sql, used_params, n, lo or 0, hi or 0, heatmap_cells),
         top=[{"id": i, "name": name, "times_seen": c} for i, name, c in top],
         never_used=[{"id": i, "name": name} for i, name in never_rows],
         recommendation=recommend(counts),
