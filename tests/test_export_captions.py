@@ -87,3 +87,21 @@ def test_exclude_groups_from_database(db):
 def test_bad_options_are_refused(kw):
     with pytest.raises(ExportError):
         ExportOptions(**kw).validate()
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from sushitui.tags.normalize import split_tags  # noqa: E402
+
+_tag_text = st.lists(
+    st.text(alphabet=st.sampled_from(list("abcAB _-^()\\\n\r,;:0 ")), min_size=0, max_size=12), max_size=12
+).map(", ".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_tag_text)
+def test_memoised_split_matches_the_normalisation_module(text):
+    # without options the export's fast path must give exactly normalize.split_tags
+    b = CaptionBuilder(ExportOptions())
+    assert b.transform_text_tags(text) == split_tags(text)
+    assert b.transform_text_tags(text) == split_tags(text)  # and again from the memo

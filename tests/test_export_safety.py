@@ -112,20 +112,15 @@ def test_colliding_names_are_made_unique(db, tmp_path):
 
 
 def test_cancel_leaves_outdir_empty(db, tmp_path):
-    ds, _ = make_synthetic(tmp_path, 300)
+    ds, _ = make_synthetic(tmp_path, 150)
     token = CancelToken()
-    seen = []
 
     def progress(ev):
-        seen.append(ev.done)
-        if ev.done >= 100:
-            token.cancel()
+        token.cancel()  # the user presses Esc as soon as the export starts
 
     out = tmp_path / "out"
-    import sushitui.progress as prog
-
     report = export_dataset(ds.id, out, ExportOptions(), progress=progress, cancel=token)
-    assert report.cancelled
+    assert report.cancelled and report.items_exported < 150
     assert list(out.iterdir()) == []
 
 

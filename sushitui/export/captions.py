@@ -18,6 +18,7 @@ from sushitui.tags import normalize
 MAIN_ALIASES = ("main", "")  # ``image.txt`` is the main caption (layout A)
 _TAG_SEPARATORS = re.compile(r"[,\n\r]")  # as normalize.split_tags splits
 _MEMO_LIMIT = 1_000_000
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,11 @@ class CaptionBuilder:
         the trigger first."""
         out = list(self.trigger_tags)
         seen = set(self._trigger_keys)
+        memo = self._memo
         for part in _TAG_SEPARATORS.split(text):
-            info = self._tag_info(part)
+            info = memo.get(part, _UNSEEN)
+            if info is _UNSEEN:
+                info = self._tag_info(part)
             if info is not None and info[1] not in seen:
                 seen.add(info[1])
                 out.append(info[0])

@@ -4,6 +4,7 @@ and the TUI dialog call."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import posixpath
 import time
@@ -29,7 +30,11 @@ class ItemRow:
     base_name: str
     rel_dir: str
     image_path: str | None
-    related_images: dict
+    related_json: str | None  # JSON suffix -> path; parsed only for formats that use it
+
+    @property
+    def related_images(self) -> dict:
+        return json.loads(self.related_json) if self.related_json else {}
     width: int | None
     height: int | None
 
@@ -66,6 +71,13 @@ def _item_select(dataset: Dataset, options: ExportOptions, item_ids: Sequence[in
     return query
 
 
+def _rows(query) -> Iterator[tuple]:
+    """Plain tuples straight from SQLite: at 100k rows peewee's per-row conversion
+    (JSON columns, model objects) cost ~10x the query itself."""
+    sql, params = query.sql()
+    return iter(query.model._meta.database.execute_sql(sql, params))
+
+
 def _load_items(dataset: Dataset, options: ExportOptions, limit: int | None = None) -> list[ItemRow]:
     """The items to export, in dataset order (folder, then name)."""
     ids = options.item_ids
@@ -76,36 +88,40 @@ def _load_items(dataset: Dataset, options: ExportOptions, limit: int | None = No
         query = query.limit(limit)
     cols = query.select(Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.related_images, Item.width, Item.height)
     rows = []
-    for r in cols.objects():
-        if wanted is not None and r.id not in wanted:
+    for r in _rows(cols):
+        if wanted is not None and r[0] not in wanted:
             continue
-        rows.append(ItemRow(r.id, r.base_name, r.rel_dir or "", r.image_path, r.related_images or {}, r.width, r.height))
+        rows.append(ItemRow(r[0], r[1], r[2] or "", r[3], r[4], r[5], r[6]))
         if limit is not None and len(rows) >= limit:
             break
     return rows
 
 
-def _load_captions(item_ids: Sequence[int]) -> dict[int, list[CaptionRow]]:
+def _caption_filter(options: ExportOptions):
+    """Only the captions the fallback order can pick."""
+    order = [c.strip() for c in options.caption if c.strip()]
+    subtypes = set(order) | ({""} if "main" in order else set())
+    return Caption.subtype.in_(sorted(subtypes)) | Caption.type.in_(order)
+
+
+def _load_captions(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow]) -> dict[int, list[CaptionRow]]:
+    q = Caption.select(Caption.item, Caption.type, Caption.subtype, Caption.content)
+    if len(items) <= _CHUNK:
+        q = q.where(Caption.item.in_([i.id for i in items]))
+    else:
+        # one query over the selection (a sub-select, not 100k parameters)
+        selection = _item_select(dataset, options, None).order_by().select(Item.id)
+        q = q.where(Caption.item.in_(selection))
     out: dict[int, list[CaptionRow]] = {}
-    for start in range(0, len(item_ids), _CHUNK):
-        chunk = list(item_ids[start : start + _CHUNK])
-        q = (
-            Caption.select(Caption.item, Caption.type, Caption.subtype, Caption.content)
-            .where(Caption.item.in_(chunk))
-            .order_by(Caption.id)
-            .tuples()
-        )
-        for item_id, ctype, subtype, content in q:
-            out.setdefault(item_id, []).append(CaptionRow(ctype, subtype or "", content or ""))
+    for item_id, ctype, subtype, content in _rows(q.where(_caption_filter(options)).order_by(Caption.id)):
+        out.setdefault(item_id, []).append(CaptionRow(ctype, subtype or "", content or ""))
     return out
 
 
-def _iter_built(items: Sequence[ItemRow], builder: CaptionBuilder) -> Iterator[tuple[ItemRow, BuiltCaption]]:
-    for start in range(0, len(items), 5000):
-        chunk = items[start : start + 5000]
-        captions = _load_captions([i.id for i in chunk])
-        for item in chunk:
-            yield item, builder.build(captions.get(item.id, []))
+def _iter_built(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow], builder: CaptionBuilder) -> Iterator[tuple[ItemRow, BuiltCaption]]:
+    captions = _load_captions(dataset, options, items)
+    for item in items:
+        yield item, builder.build(captions.get(item.id, ()))
 
 
 def preview_captions(dataset: Dataset | int | str, options: ExportOptions, n: int = 3) -> list[PreviewCaption]:
@@ -116,7 +132,7 @@ def preview_captions(dataset: Dataset | int | str, options: ExportOptions, n: in
     items = _load_items(ds, options, limit=n)
     return [
         PreviewCaption(item.id, item.image_path or item.base_name, formats.trainer_text(options.format, built))
-        for item, built in _iter_built(items, builder)
+        for item, built in _iter_built(ds, options, items, builder)
     ]
 
 
@@ -157,7 +173,7 @@ def export_dataset(
     throttle(event, force=True)
     link_counts = {"link": 0, "symlink": 0, "copy": 0}
     try:
-        for done, (item, built) in enumerate(_iter_built(items, builder), 1):
+        for done, (item, built) in enumerate(_iter_built(ds, options, items, builder), 1):
             if cancel is not None and done % 64 == 0 and cancel.cancelled:
                 report.cancelled = True
                 break

@@ -90,23 +90,17 @@ def main() -> None:
 
     # the floor: the same links and caption texts, no database, no safety checks
     out = work / "export"
-    jobs = []
-    src_root = base / "src"
-    from sushitui.store import Dataset, Item
-
-    ds = Dataset.get(Dataset.name == name)
-    by_base = {}
-    for rel_dir, bname, image_path in Item.select(Item.rel_dir, Item.base_name, Item.image_path).where(Item.dataset == ds.id).tuples():
-        by_base[(rel_dir, bname)] = image_path
-    for txt in out.rglob("*.txt"):
-        rel = txt.relative_to(out)
-        jobs.append((txt, rel))
     plain_jobs = []
-    for txt, rel in jobs:
-        img = next(iter(txt.parent.glob(txt.stem + ".png")), None)
-        if img is None:
-            continue
-        plain_jobs.append((img, work / "plain" / rel.with_suffix(".png"), work / "plain" / rel, txt.read_text(encoding="utf-8")))
+    for dirpath, _dirs, files in os.walk(out):
+        names = set(files)
+        rel_dir = Path(dirpath).relative_to(out)
+        for fn in files:
+            if not fn.endswith(".txt"):
+                continue
+            img = fn[:-4] + ".png"
+            if img in names:
+                text = (Path(dirpath) / fn).read_text(encoding="utf-8")
+                plain_jobs.append((Path(dirpath) / img, work / "plain" / rel_dir / img, work / "plain" / rel_dir / fn, text))
     os.sync()
     t_plain = plain_floor(plain_jobs)
 
