@@ -290,6 +290,7 @@ class Completer:
         self._db = db
         self._index: _DictIndex | None = None
         self._index_generation = -1
+        self._index_db = None  # the database the index was built from (tests open several)
         self._building: threading.Thread | None = None
         self._lock = threading.Lock()
         self._datasets: dict[int, tuple[float, _SmallSet]] = {}
@@ -303,7 +304,8 @@ class Completer:
 
     @property
     def ready(self) -> bool:
-        return self._index is not None and self._index_generation == _generation
+        return (self._index is not None and self._index_generation == _generation
+                and self._index_db is self._database())
 
     def warm(self, dataset_id: int | None = None, wait: bool = False) -> None:
         """Start building the dictionary index (and load the dataset's tags) in the
@@ -328,6 +330,8 @@ class Completer:
                 return None
             if self._building is not None and self._building.is_alive():
                 return self._building
+            if self._index_db is not self._database():
+                self._datasets.clear()
             gen = _generation
             t = threading.Thread(target=self._build, args=(gen,), name="sushitui-autocomplete-index", daemon=True)
             self._building = t
@@ -350,6 +354,7 @@ class Completer:
         with self._lock:
             self._index = index
             self._index_generation = generation
+            self._index_db = db
 
     def _dataset(self, dataset_id: int, wait: bool = False) -> _SmallSet | None:
         now = time.monotonic()
@@ -402,8 +407,8 @@ class Completer:
             return []
         if not self.ready:
             self._ensure_building()
-        index = self._index if self._index is not None else None
-        stale_ok = index is not None  # an older index is better than none while rebuilding
+        index = self._index if self._index_db is self._database() else None
+        stale_ok = index is not None  # an older index of this database is better than none while rebuilding
         ds = self._dataset(dataset_id) if dataset_id is not None else None
         out: list[Candidate] = []
         seen: set[str] = set()
