@@ -21,7 +21,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
@@ -37,7 +37,6 @@ from textual.widgets import (
     TextArea,
 )
 from textual.widgets.option_list import Option
-from textual_image.widget import Image as ImageWidget
 
 from sushitui.dataset.caption_files import CaptionFileError, write_atomic
 from sushitui.dataset.captions import MAIN
@@ -55,18 +54,17 @@ from sushitui.dataset.item_view import (
     take_disk_text,
 )
 from sushitui.dataset.tag_editing import TagListEditor
-from sushitui.dataset.preview import Preview
 from sushitui.sanitize import for_terminal
 from sushitui.tags.normalize import join_tags, split_tags
 from sushitui.tui.screens.detail_support import (
     BindingCommands,
     load_group_colors,
-    preview_cache,
     resolve_alias,
     save_with_conflict_dialog,
     submitted_tag,
     tag_input_widget,
 )
+from sushitui.tui.widgets.preview_pane import PreviewPane
 from sushitui.tui.widgets.tag_pills import TagPills
 
 AUTOSAVE_DELAY_S = 0.5
@@ -123,13 +121,6 @@ class ItemLoaded(Message):
         self.view = view
         self.error = error
         self.tag_colors = colors
-
-
-class PreviewLoaded(Message):
-    def __init__(self, key: str, thumb: Preview) -> None:
-        super().__init__()
-        self.key = key
-        self.thumb = thumb
 
 
 class CaptionEditDialog(ModalScreen["str | None"]):
@@ -210,9 +201,7 @@ class ItemDetailScreen(Screen):
     ItemDetailScreen #detail-panes { height: 1fr; }
     ItemDetailScreen #image-pane { width: 2fr; min-width: 24; border-right: solid $panel-lighten-2; }
     ItemDetailScreen #image-tabs { height: 1; padding: 0 1; }
-    ItemDetailScreen #image-box { height: 1fr; align: center middle; }
-    ItemDetailScreen #detail-image { width: auto; height: auto; }
-    ItemDetailScreen #image-message { width: 100%; height: auto; color: $text-muted; text-align: center; }
+    ItemDetailScreen #image-box { height: 1fr; }
     ItemDetailScreen #image-info { height: auto; padding: 0 1; color: $text-muted; }
     ItemDetailScreen #caption-pane { width: 3fr; min-width: 36; }
     ItemDetailScreen #caption-tabs { height: 1fr; }
@@ -277,7 +266,6 @@ class ItemDetailScreen(Screen):
         self._autosave_timer: Timer | None = None
         self._save_lock = asyncio.Lock()
         self._load_seq = 0
-        self._preview_key: str | None = None
         self._meta_forced: bool | None = None
         self._leaving = False
 
@@ -288,9 +276,7 @@ class ItemDetailScreen(Screen):
         with Horizontal(id="detail-panes"):
             with Vertical(id="image-pane"):
                 yield Static("", id="image-tabs")
-                with Container(id="image-box"):
-                    yield ImageWidget(None, id="detail-image")
-                    yield Static("loading…", id="image-message")
+                yield PreviewPane(id="image-box")
                 yield Static("", id="image-info")
             with Vertical(id="caption-pane"):
                 with TabbedContent(id="caption-tabs"):
@@ -320,7 +306,7 @@ class ItemDetailScreen(Screen):
     def on_mount(self) -> None:
         for tabs in self.query_one("#caption-tabs", TabbedContent).query(Tabs):
             tabs.can_focus = False
-        self.query_one("#detail-image").display = False
+        self._pane = self.query_one(PreviewPane)  # workers use it; no DOM queries from threads
         self._apply_width(self.app.size.width)
         self.query_one("#pills", TagPills).focus()
         self._load(self.item_id)
@@ -364,6 +350,9 @@ class ItemDetailScreen(Screen):
 
     def _populate(self, view: ItemView) -> None:
         self.view = view
+        box = self.query_one("#tag-input")
+        if hasattr(box, "dataset_id"):
+            box.dataset_id = view.dataset_id  # autocomplete ranks this dataset's own tags
         self.editors = {sub: TagListEditor(view.tags.get(sub, []), resolve=resolve_alias) for sub in view.tag_subtypes}
         if self.subtype not in self.editors:
             self.subtype = MAIN
@@ -423,55 +412,20 @@ class ItemDetailScreen(Screen):
 
     def _show_image(self) -> None:
         v = self.view
-        message = self.query_one("#image-message", Static)
-        widget = self.query_one("#detail-image", ImageWidget)
+        pane = self.query_one(PreviewPane)
         tabs = v.image_tabs if v else []
+        self._render_image_tabs()
         if not tabs:
-            widget.display = False
-            message.display = True
-            message.update("this item has no image")
+            pane.show_message("this item has no image")
             self._update_image_info(None)
             return
-        self._render_image_tabs()
         label, rel = tabs[min(self.image_tab, len(tabs) - 1)]
         path = v.abs_path(rel)
         if path is None:
-            widget.display = False
-            message.display = True
-            message.update(Text(f"unsafe image path refused: {for_terminal(rel)}"))
-            return
-        stamp = v.mtime_ns if rel == v.image_path else None
-        key = preview_cache().key(path, stamp)
-        self._preview_key = key
-        thumb = preview_cache().get(path, stamp)
-        if thumb is not None:
-            self._set_preview(thumb)
+            pane.show_message(f"unsafe image path refused: {rel}")
         else:
-            message.display = True
-            message.update("loading…")
-            self._preview_worker(str(path), stamp, key)
+            pane.show(path, v.mtime_ns if rel == v.image_path else None)
         self._update_image_info(rel)
-
-    @work(thread=True, exclusive=True, group="detail-preview", exit_on_error=False)
-    def _preview_worker(self, path: str, stamp, key: str) -> None:
-        thumb = preview_cache().load(path, stamp)
-        self.post_message(PreviewLoaded(key, thumb))
-
-    def on_preview_loaded(self, message: PreviewLoaded) -> None:
-        if message.key == self._preview_key:
-            self._set_preview(message.thumb)
-
-    def _set_preview(self, thumb: Preview) -> None:
-        widget = self.query_one("#detail-image", ImageWidget)
-        message = self.query_one("#image-message", Static)
-        if thumb.image is None:
-            widget.display = False
-            message.display = True
-            message.update(Text(for_terminal(thumb.reason or "no preview")))
-            return
-        widget.image = thumb.image
-        widget.display = True
-        message.display = False
 
     def _update_image_info(self, rel: str | None) -> None:
         v = self.view
@@ -511,7 +465,7 @@ class ItemDetailScreen(Screen):
                 continue
             path = v.abs_path(v.image_path)
             if path is not None:
-                preview_cache().load(path, v.mtime_ns)
+                self._pane.prefetch(path, v.mtime_ns)
 
     # --- tags tab -------------------------------------------------------------------
 
@@ -967,6 +921,29 @@ class ItemDetailScreen(Screen):
 
     def action_save(self) -> None:
         self._explicit_save()
+
+    def on_unmount(self) -> None:
+        """The app is quitting with edits younger than the autosave delay: write them
+        now if the files are unchanged on disk (a conflict is left alone, never forced)."""
+        view = self.view
+        if view is None:
+            return
+        for subtype, ed in self.editors.items():
+            if ed.dirty:
+                try:
+                    save_tags(view.item_id, subtype, ed.tags)
+                except Exception:  # noqa: BLE001 - best effort while shutting down
+                    pass
+        for ctype, state in self.texts.items():
+            try:
+                text = self.query_one(f"#text-{ctype}", TextArea).text
+            except Exception:  # noqa: BLE001 - widgets may already be gone
+                return
+            if text != state.baseline:
+                try:
+                    save_text(view.item_id, ctype, state.subtype, text, language=state.language)
+                except Exception:  # noqa: BLE001
+                    pass
 
     @work(group="detail-save", exit_on_error=False)
     async def _explicit_save(self) -> None:

@@ -11,38 +11,34 @@ the current image has none, the last save (going back to that image).
 from __future__ import annotations
 
 import asyncio
-import time
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Static
 from textual.containers import Vertical
-from textual_image.widget import Image as ImageWidget
 
 from sushitui.dataset.captions import MAIN
 from sushitui.dataset.item_view import ItemView, get_presets, load_item_view, save_tags, set_presets, take_disk_tags
-from sushitui.dataset.preview import Preview
 from sushitui.dataset.tag_editing import TagListEditor
 from sushitui.sanitize import for_terminal
 from sushitui.tags.normalize import join_tags, match_key, split_tags
 from sushitui.tui.screens.detail_support import (
     BindingCommands,
     load_group_colors,
-    preview_cache,
     resolve_alias,
     save_with_conflict_dialog,
     submitted_tag,
     tag_input_widget,
 )
-from sushitui.tui.widgets.cell_image import CellImage, prerender, text_mode
+from sushitui.tui.widgets.preview_pane import PreviewPane
 from sushitui.tui.widgets.tag_pills import TagPills, pill_style
 
 PREFETCH_AHEAD = 2
+PREFETCH_DELAY_S = 0.12
 
 
 class ViewsLoaded(Message):
@@ -50,15 +46,6 @@ class ViewsLoaded(Message):
         super().__init__()
         self.views = views
         self.errors = errors
-
-
-class QuickPreviewLoaded(Message):
-    def __init__(self, key: str, preview: Preview, lines=None, box=None) -> None:
-        super().__init__()
-        self.key = key
-        self.preview = preview
-        self.lines = lines  # pre-rendered text cells for ``box`` (None: draw with textual-image)
-        self.box = box
 
 
 class SetupLoaded(Message):
@@ -109,9 +96,7 @@ class QuickTagScreen(Screen):
     DEFAULT_CSS = """
     QuickTagScreen { layout: vertical; }
     QuickTagScreen #qt-title { height: 1; background: $panel; padding: 0 1; }
-    QuickTagScreen #qt-image-box { height: 1fr; align: center middle; }
-    QuickTagScreen #qt-image { width: auto; height: auto; }
-    QuickTagScreen #qt-image-message { width: 100%; height: auto; text-align: center; color: $text-muted; }
+    QuickTagScreen #qt-image-box { height: 1fr; }
     QuickTagScreen #qt-tags { max-height: 4; padding: 0 1; }
     QuickTagScreen #qt-tag-input { display: none; }
     QuickTagScreen #qt-tag-input.-open { display: block; }
@@ -148,29 +133,21 @@ class QuickTagScreen(Screen):
         self.editors: dict[int, TagListEditor] = {}
         self.saved_history: list[tuple[int, list[str], list[str]]] = []  # (item id, before, after)
         self._save_lock = asyncio.Lock()
-        self._preview_key: str | None = None
         self._requested: set[int] = set()
-        self.shown_at = 0.0  # perf_counter when the current image was put on screen
         self.shown_item: int | None = None
         self.pending_saves = 0
-        self._box: tuple[int, int] | None = None  # image area in cells, once laid out
-        self._cells: dict[str, list] = {}  # "key|cols×rows" -> pre-rendered lines
+        self._prefetch_timer = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="qt-title")
-        with Container(id="qt-image-box"):
-            yield ImageWidget(None, id="qt-image")
-            yield CellImage(id="qt-cells")
-            yield Static("loading…", id="qt-image-message")
+        yield PreviewPane(id="qt-image-box")
         yield TagPills(id="qt-tags", empty_hint="no tags yet — 1–9 toggle presets, t types a tag")
         yield tag_input_widget(self.dataset_id, id="qt-tag-input")
         yield Static("", id="qt-presets")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#qt-image").display = False
-        self.query_one("#qt-cells").display = False
-        self.call_after_refresh(self._measure_box)
+        self._pane = self.query_one(PreviewPane)  # workers use it; no DOM queries from threads
         self.query_one("#qt-tags").focus()
         self._setup_worker()
         if self._resolve_ids:
@@ -182,25 +159,10 @@ class QuickTagScreen(Screen):
             return
         self._show()
 
-    def _measure_box(self) -> None:
-        size = self.query_one("#qt-image-box").content_region.size
-        box = (size.width, size.height) if size.width > 0 and size.height > 0 else None
-        if box != self._box:
-            self._box = box
-            self._cells.clear()
-            if self.shown_item is not None and self.shown_item in self.views:
-                self._show_image(self.views[self.shown_item])
-            self._prefetch()
-
-    def on_resize(self, event) -> None:
-        self.call_after_refresh(self._measure_box)
-
-    def _remember_cells(self, key: str, box, lines) -> None:
-        if lines is None or box is None:
-            return
-        self._cells[f"{key}|{box}"] = lines
-        while len(self._cells) > 8:
-            self._cells.pop(next(iter(self._cells)))
+    @property
+    def shown_at(self) -> float:
+        """perf_counter when the current picture went on screen (for the benchmark)."""
+        return self.query_one(PreviewPane).shown_at
 
     @work(thread=True, group="qt-setup", exit_on_error=False)
     def _setup_worker(self) -> None:
@@ -265,6 +227,7 @@ class QuickTagScreen(Screen):
         if views or errors:
             self.post_message(ViewsLoaded(views, errors))
         known = {v.item_id: v for v in views}
+        pane = self._pane
         for item_id in preview_ids:
             v = known.get(item_id) or self.views.get(item_id)
             if v is None:
@@ -274,11 +237,7 @@ class QuickTagScreen(Screen):
                     continue
             path = v.abs_path(v.image_path)
             if path is not None:
-                preview = preview_cache().load(path, v.mtime_ns)
-                box = self._box
-                if box is not None and preview.image is not None and text_mode():
-                    key = preview_cache().key(path, v.mtime_ns)
-                    self.post_message(QuickPreviewLoaded(key, preview, prerender(preview.image, *box), box))
+                pane.prefetch(path, v.mtime_ns)
 
     def on_views_loaded(self, message: ViewsLoaded) -> None:
         for v in message.views:
@@ -322,60 +281,20 @@ class QuickTagScreen(Screen):
         title.update(t)
         self._show_image(view)
         self._refresh_tags(cursor=0)
-        self._prefetch()
+        # Prefetching renders cells in Python (it holds the GIL): start it once this
+        # picture has been painted, not during the paint. Two images ahead are ready, so
+        # the delay never makes the next one late.
+        if self._prefetch_timer is not None:
+            self._prefetch_timer.stop()
+        self._prefetch_timer = self.set_timer(PREFETCH_DELAY_S, self._prefetch)
 
     def _show_image(self, view: ItemView) -> None:
-        widget = self.query_one("#qt-image", ImageWidget)
-        message = self.query_one("#qt-image-message", Static)
+        pane = self.query_one(PreviewPane)
         path = view.abs_path(view.image_path)
         if path is None:
-            widget.display = False
-            message.display = True
-            message.update("this item has no image")
-            return
-        key = preview_cache().key(path, view.mtime_ns)
-        self._preview_key = key
-        cached = preview_cache().get(path, view.mtime_ns)
-        lines = self._cells.get(f"{key}|{self._box}")
-        if cached is not None and (lines is not None or not text_mode() or self._box is None):
-            self._set_preview(cached, lines)
+            pane.show_message("this item has no image" if not view.image_path else "unsafe image path refused")
         else:
-            message.display = True
-            message.update("loading…")
-            self._preview_worker(str(path), view.mtime_ns, key)
-
-    @work(thread=True, exclusive=True, group="qt-preview", exit_on_error=False)
-    def _preview_worker(self, path: str, stamp, key: str) -> None:
-        preview = preview_cache().load(path, stamp)
-        box = self._box
-        lines = prerender(preview.image, *box) if box is not None and preview.image is not None and text_mode() else None
-        self.post_message(QuickPreviewLoaded(key, preview, lines, box))
-
-    def on_quick_preview_loaded(self, message: QuickPreviewLoaded) -> None:
-        self._remember_cells(message.key, message.box, message.lines)
-        if message.key == self._preview_key and message.box == self._box:
-            self._set_preview(message.preview, message.lines)
-
-    def _set_preview(self, preview: Preview, lines=None) -> None:
-        widget = self.query_one("#qt-image", ImageWidget)
-        cells = self.query_one("#qt-cells", CellImage)
-        message = self.query_one("#qt-image-message", Static)
-        if preview.image is None:
-            widget.display = False
-            cells.display = False
-            message.display = True
-            message.update(Text(for_terminal(preview.reason or "no preview")))
-        elif lines is not None:
-            cells.set_lines(lines)
-            cells.display = True
-            widget.display = False
-            message.display = False
-        else:
-            widget.image = preview.image
-            widget.display = True
-            cells.display = False
-            message.display = False
-        self.shown_at = time.perf_counter()
+            pane.show(path, view.mtime_ns)
 
     def _refresh_tags(self, cursor: int | None = None) -> None:
         ed = self.editor
@@ -558,6 +477,16 @@ class QuickTagScreen(Screen):
         if self.item_id is not None:
             self._enqueue_save(self.item_id)
         self._leave()
+
+    def on_unmount(self) -> None:
+        """The app is quitting: toggles on the current image and saves still queued are
+        written if their files are unchanged on disk (a conflict is left alone)."""
+        for item_id, ed in self.editors.items():
+            if ed.dirty and (item_id == self.item_id or self.pending_saves):
+                try:
+                    save_tags(item_id, MAIN, ed.tags)
+                except Exception:  # noqa: BLE001 - best effort while shutting down
+                    pass
 
     @work(group="qt-leave", exit_on_error=False)
     async def _leave(self) -> None:
