@@ -260,3 +260,30 @@ def test_toml_repeats_come_from_folder_names_unless_set(db, tmp_path):
     by_dir = {Path(s["image_dir"]).name: s for s in subs}
     assert by_dir["10_concept"]["num_repeats"] == 10 and by_dir["10_concept"]["class_tokens"] == "concept"
     assert by_dir["plain"]["num_repeats"] == 1 and "class_tokens" not in by_dir["plain"]
+
+
+def test_no_folder_is_listed_twice_or_inside_another(db, tmp_path):
+    """ai-toolkit walks folder_path recursively and sd-scripts reads each subset: a
+    folder inside another (or listed twice) would train those images twice."""
+    from sushitui.dataset.synthetic import png_bytes
+
+    src = tmp_path / "src"
+    for folder in ("", "a", "a/b", "a/b/c"):
+        d = src / folder
+        d.mkdir(parents=True, exist_ok=True)
+        for k in range(2):
+            (d / f"x{k}.png").write_bytes(png_bytes(16, 16, k))
+            (d / f"x{k}.txt").write_text("a, b", encoding="utf-8")
+    ds = register("nest", src)
+    out = tmp_path / "ai"
+    export_dataset(ds.id, out, ExportOptions(format="ai-toolkit"))
+    paths = [e["folder_path"] for e in yaml.safe_load((out / "dataset.yaml").read_text())["datasets"]]
+    assert len(paths) == len(set(paths)) == 4
+    for p in paths:
+        assert not any(q != p and q.startswith(p + "/") for q in paths)
+        assert len(images_in(Path(p))) == 2
+    out = tmp_path / "toml"
+    export_dataset(ds.id, out, ExportOptions(format="kohya-toml"))
+    dirs = [s["image_dir"] for s in tomllib.loads((out / "dataset.toml").read_text())["datasets"][0]["subsets"]]
+    assert len(dirs) == len(set(dirs)) == 4
+    assert all(len(images_in(Path(d))) == 2 for d in dirs)

@@ -188,7 +188,7 @@ def export_dataset(
             tree.discard()
             report.elapsed = time.monotonic() - started
             return report
-        used = [f for f in folders.values() if f.images]
+        used = list({id(f): f for f in folders.values() if f.images}.values())
         if fmt == "kohya-toml":
             report.config_files.append(tree.write_config("dataset.toml", formats.kohya_dreambooth_toml(used, options, config_root, long_sides)))
         elif fmt == "kohya-json":
@@ -224,7 +224,11 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
         return
     info = folders.get(item.rel_dir)
     if info is None:
-        info = folders[item.rel_dir] = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
+        info = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
+        # two source folders whose safe names coincide share one output folder (and one
+        # subset/entry: listing it twice would make the trainer read it twice)
+        info = next((f for f in folders.values() if f.folder == info.folder), info)
+        folders[item.rel_dir] = info
     # the base name, not the image stem: a group's X_target.png is exported as X.png, so
     # the caption X.txt pairs with it and control images share the stem (ai-toolkit)
     wanted_stem = item.base_name or posixpath.splitext(posixpath.basename(item.image_path))[0]

@@ -11,7 +11,8 @@ written.
   tools write (``{image_key: {"caption" | "tags": ...}}``, keys relative to the
   image_dir without extension) and a fine-tuning ``dataset.toml``.
 - ai-toolkit: ``images/<folder>`` (+ ``control/<folder>`` and ``mask/<folder>`` with
-  the same file stems for group items) and ``dataset.yaml`` with one entry per folder.
+  the same file stems for group items) and ``dataset.yaml`` with one entry per folder;
+  nested folders are flattened (``a/b`` → ``a__b``) because ai-toolkit recurses.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None
         return FolderInfo(tuple(parts), n, class_tokens)
     n = repeats or prefixed or 1
     if fmt == "ai-toolkit":
-        return FolderInfo(("images", *parts), n, class_tokens, control_folder=("control", *parts), mask_folder=("mask", *parts))
+        # ai-toolkit walks folder_path recursively, so nested folders would be read
+        # twice: one flat folder per source folder instead
+        flat = safe_component("__".join(parts))
+        return FolderInfo(("images", flat), n, class_tokens, control_folder=("control", flat), mask_folder=("mask", flat))
     return FolderInfo(tuple(parts), n, class_tokens)
 
 
