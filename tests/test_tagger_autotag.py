@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -40,10 +39,10 @@ class Counting:
         real = r.predict
         outer = self
 
-        def predict(x):
+        def predict(x, **kw):
             if outer.fail_on_run is not None and r.runs + 1 >= outer.fail_on_run:
                 raise KeyboardInterrupt("simulated kill during inference")
-            out = real(x)
+            out = real(x, **kw)
             if outer.cancel_after is not None and r.runs >= outer.cancel_after:
                 outer.cancel.cancel()
             return out
@@ -149,6 +148,15 @@ def test_dry_run_writes_no_caption(ds, tmp_path):
     assert {p["path"]: p["tags"] for p in report.preview}["blue.png"] == ["blue background"]
 
 
+def test_query_selects_the_items_to_tag(ds, tmp_path):
+    dataset, items = ds
+    set_tags(items[1], ["needs_retag"])
+    report = autotag(dataset.name, query="needs_retag", **wd_opts())
+    assert report.items == 1 and report.tagged == 1
+    assert (tmp_path / "data" / "blue.txt").read_text() == "blue background"
+    assert not (tmp_path / "data" / "red.txt").exists()
+
+
 def test_item_selection_and_subtype(ds, tmp_path):
     dataset, items = ds
     report = autotag(dataset.name, item_ids=[items[1].id], subtype="auto", **wd_opts())
@@ -216,21 +224,43 @@ def test_cl_model_with_quality_and_rating(db, tmp_path):
     assert ItemTag.get(ItemTag.tag == "masterpiece").source == "auto_cl"
 
 
-def test_dictionary_mapping_and_aliases(ds, tmp_path, monkeypatch):
+def test_dictionary_mapping_and_aliases(ds, tmp_path):
+    from sushitui.tags.aliases import add_alias
     from sushitui.tags.normalize import match_key
 
     dataset, _ = ds
     DictionaryTag.create(tag="blue_background", norm=match_key("blue_background"), deprecated=True, replacement="blue_bg")
-    fake = types.ModuleType("sushitui.tags.aliases")
-    fake.resolve = lambda tag: "crimson background" if match_key(tag) == "red background" else tag
-    monkeypatch.setitem(sys.modules, "sushitui.tags.aliases", fake)
+    add_alias("red_background", "crimson background")
     autotag(dataset.name, add_unknown_to_dictionary=True, **wd_opts())
     assert (tmp_path / "data" / "red.txt").read_text() == "crimson background"
     assert (tmp_path / "data" / "blue.txt").read_text() == "blue_bg"
     added = DictionaryTag.get(DictionaryTag.norm == "crimson background")
     assert added.source == "auto_detected" and added.category == "general" and not added.official
+    row = ItemTag.get(ItemTag.tag == "crimson background")
+    assert row.source == "auto_wd" and row.confidence > 0.9  # the confidence follows the aliased tag
     autotag(dataset.name, dictionary_mapping=False, **wd_opts())
     assert (tmp_path / "data" / "blue.txt").read_text() == "blue background"
+
+
+def test_scanned_synthetic_dataset_add_mode_keeps_layout(db, tmp_path):
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+    from sushitui.dataset.synthetic import generate_dataset
+
+    root = tmp_path / "syn"
+    generate_dataset(root, 12, seed=3, image_size=(24, 24), items_per_dir=5, prose_fraction=0.0)
+    ds, _ = add_dataset(DatasetSettings(name="syn", root_path=str(root)))
+    before = {it.id: item_tags(it) for it in Item.select().where(Item.dataset == ds.id)}
+    counting = Counting()
+    report = autotag("syn", mode="add", threshold=0.01, runner_factory=counting, **wd_opts())
+    assert report.items == len(before) and not report.failed
+    for it in Item.select().where(Item.dataset == ds.id):
+        tags = item_tags(it)
+        assert tags[: len(before[it.id])] == before[it.id]  # existing tags first, untouched
+        assert len(tags) > len(before[it.id])
+        rel = f"{it.rel_dir}/{it.base_name}" if it.rel_dir else it.base_name
+        main = root / f"{rel}.txt"
+        if main.exists() and it.item_type != "group":
+            assert main.read_text().startswith(", ".join(before[it.id]))
 
 
 def test_unknown_dataset_model_or_mode_is_a_clear_error(ds):

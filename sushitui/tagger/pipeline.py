@@ -83,7 +83,7 @@ def decode_stream(
                 from multiprocessing import forkserver
 
                 forkserver.ensure_running()
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
         pending: set[cf.Future] = set()
         nxt = 0
         window = max(window, 2 * workers)
@@ -112,6 +112,14 @@ def decode_stream(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: the main process turns it into a clean
+    # cancel after the current batch; workers must not die mid-file meanwhile.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _decode_serial(paths, indices, size, draft, want_hash, cancel, family=None) -> Iterator[Decoded]:
@@ -148,8 +156,10 @@ def run_pipeline(
 
     def flush() -> BatchResult:
         n = len(idx)
-        x = layout_to_input(pix[:n], runner.family, tensor[:n])
-        result = BatchResult(list(idx), list(shas), runner.predict(x))
+        if n < b:
+            pix[n:] = 0  # pad the short last batch in place: fixed shapes, no reallocation
+        x = layout_to_input(pix, runner.family, tensor)
+        result = BatchResult(list(idx), list(shas), runner.predict(x, valid=n))
         idx.clear()
         shas.clear()
         return result

@@ -182,11 +182,15 @@ class Runner:
         self.runs += 1
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch: np.ndarray, valid: int | None = None) -> np.ndarray:
         """Model inputs (already in the family layout) → (n, min(outputs, labels)) probabilities.
 
         A short batch is padded with zeros to the batch size (a fixed shape avoids
         re-tuning and arena growth on the GPU) and the padding rows are dropped."""
+        if valid is not None and batch.shape[0] == self.batch_size:
+            # already padded by the caller (in its preallocated buffer: no 77 MB copy)
+            out = np.asarray(self._run(batch if batch.dtype == self.dtype else batch.astype(self.dtype)))
+            return self._finish(out[:valid])
         n = batch.shape[0]
         if n == 0:
             return np.zeros((0, self.num_labels), np.float32)
@@ -203,7 +207,11 @@ class Runner:
             if out.ndim != 2 or out.shape[0] != self.batch_size:
                 raise RunnerError(f"unexpected model output shape {out.shape}; expected ({self.batch_size}, {self.num_labels})")
             outs.append(out[:k])
-        out = np.concatenate(outs) if len(outs) > 1 else outs[0]
+        return self._finish(np.concatenate(outs) if len(outs) > 1 else outs[0])
+
+    def _finish(self, out: np.ndarray) -> np.ndarray:
+        if out.ndim != 2:
+            raise RunnerError(f"unexpected model output shape {out.shape}; expected (batch, {self.num_labels})")
         self._check_output_size(out.shape[1])
         probs, guard = to_probabilities(out, self.family)
         if guard and not self.logit_guard:

@@ -7,6 +7,7 @@ same run, on the same cores:
 
 - floor: plain decode + RGB + white pad + BICUBIC 448 of every image, full-size JPEG
   decode, in a process pool of W workers (what any tagger has to do at minimum);
+  both the floor and the pipeline count their pool start-up;
 - the same floor with Pillow ``draft()`` (JPEG DCT scaling to the smallest 1/2, 1/4, 1/8
   scale that stays ≥ 448 on both sides);
 - ``run_pipeline`` (decode workers → batched inference on a tiny WD-shaped ONNX
@@ -72,11 +73,10 @@ def plain_decode(path: str, draft: bool = False) -> int:
 def floor_rate(paths: list[str], workers: int, draft: bool) -> float:
     from sushitui.tagger.pipeline import _context
 
+    t = time.perf_counter()  # pool start-up counted, as in the pipeline
     with cf.ProcessPoolExecutor(workers, mp_context=_context()) as pool:
-        list(pool.map(plain_decode, paths[:workers], [draft] * workers))  # start-up not timed
-        t = time.perf_counter()
         list(pool.map(plain_decode, paths, [draft] * len(paths), chunksize=1))
-        return len(paths) / (time.perf_counter() - t)
+    return len(paths) / (time.perf_counter() - t)
 
 
 def pipeline_rate(paths: list[str], workers: int, draft: bool, model: Path, labels: int) -> float:
@@ -85,7 +85,6 @@ def pipeline_rate(paths: list[str], workers: int, draft: bool, model: Path, labe
 
     runner = Runner(model, "wd", labels, device="cpu", batch_size=32)
     runner.warm_up()
-    list(run_pipeline(paths[:workers * 2], runner, draft=draft, workers=workers))  # pool start-up not timed
     t = time.perf_counter()
     n = sum(len(ev.indices) for ev in run_pipeline(paths, runner, draft=draft, workers=workers) if isinstance(ev, BatchResult))
     assert n == len(paths), n
