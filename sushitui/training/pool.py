@@ -109,11 +109,8 @@ def history_counts(run: TrainingRun, pool: Pool, history: str = "all") -> np.nda
     if history == "parent":
         if not run.parent_id:
             return counts
-        rows = db.execute_sql(
-            "SELECT u.item_id, u.times_seen FROM run_item_usage u JOIN item i ON i.id = u.item_id "
-            "WHERE u.run_id = ? AND i.dataset_id = ?",
-            (run.parent_id, run.dataset_id),
-        )
+        # the parent trained the same dataset; ids outside the pool are ignored below
+        rows = db.execute_sql("SELECT item_id, times_seen FROM run_item_usage WHERE run_id = ?", (run.parent_id,))
     else:
         # all runs minus this run's own usage, so a restarted trainer plans the same
         # epochs; two primary-key range scans, matched to the pool in numpy
