@@ -16,6 +16,7 @@ Layouts:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 CAPTION_EXTENSIONS = frozenset({".txt"})
@@ -25,8 +26,7 @@ MAIN = "main"
 PLAIN_IMAGE_KEY = "image"  # key in related_images of an unsuffixed image inside a group
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """One file found by the walk (``name`` within its directory)."""
 
     name: str

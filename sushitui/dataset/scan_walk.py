@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import stat as stat_mod
 from dataclasses import dataclass, field
 
@@ -26,10 +27,17 @@ class WalkError(Exception):
 @dataclass
 class DirScan:
     rel_dir: str
-    images: list[FileEntry] = field(default_factory=list)
-    captions: list[FileEntry] = field(default_factory=list)
+    files: list[tuple[str, int, int]] = field(default_factory=list)  # (name, size, mtime_ns) of images and captions
     problems: list[tuple[str, str]] = field(default_factory=list)  # (dataset-relative path, reason)
     signature: str = ""
+
+    def split(self) -> tuple[list[FileEntry], list[FileEntry]]:
+        """(images, captions); only needed for folders that changed."""
+        images, captions = [], []
+        for name, size, mtime in self.files:
+            dot = name.rfind(".")
+            (images if _KINDS[name[dot:].lower()] == 1 else captions).append(FileEntry(name, size, mtime))
+        return images, captions
 
 
 @dataclass
@@ -55,16 +63,8 @@ def _stat_reason(exc: OSError) -> str:
     return f"cannot be read ({exc.strerror or exc})"
 
 
-def _kind(name: str) -> str | None:
-    dot = name.rfind(".")
-    if dot <= 0:
-        return None
-    ext = name[dot:].lower()
-    if ext in IMAGE_EXTENSIONS:
-        return "image"
-    if ext in CAPTION_EXTENSIONS:
-        return "caption"
-    return None
+_KINDS = {**{ext: 1 for ext in IMAGE_EXTENSIONS}, **{ext: 2 for ext in CAPTION_EXTENSIONS}}  # 1 image, 2 caption
+_S_IFMT, _S_IFREG, _S_IFDIR = stat_mod.S_IFMT(0o170000), stat_mod.S_IFREG, stat_mod.S_IFDIR
 
 
 def walk(
@@ -98,51 +98,57 @@ def walk(
             result.dirs.append(d)
             continue
         d = DirScan(rel_dir)
-        sig: list[str] = []
+        marks: list[str] = []  # entries that failed, for the digest
         subdirs = []
         descend = recursive and (max_depth is None or depth < max_depth)
+        files = d.files
+        try:
+            "".join(e.name for e in entries).encode("utf-8")
+            names_ok = True
+        except UnicodeEncodeError:
+            names_ok = False  # check one by one below
         for entry in entries:
             name = entry.name
             if name[0] == "." or TEMP_MARKER in name:
                 continue  # hidden files, our own temp files, macOS ._ forks
-            kind = _kind(name)
+            dot = name.rfind(".")
+            kind = _KINDS.get(name[dot:].lower()) if dot > 0 else None
             if kind is None:
                 try:
-                    if entry.is_dir():
-                        if descend:
-                            subdirs.append(entry)
-                        continue
+                    if entry.is_dir() and descend:
+                        subdirs.append(entry)
                 except OSError:
                     pass
                 continue
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                shown = _rel(rel_dir, name).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                d.problems.append((shown, "file name is not valid UTF-8; rename it to index it"))
-                continue
+            if not names_ok:
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = _rel(rel_dir, name).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    d.problems.append((shown, "file name is not valid UTF-8; rename it to index it"))
+                    continue
             try:
                 st = entry.stat()
             except FileNotFoundError:
                 reason = BROKEN_LINK if entry.is_symlink() else "vanished during the scan; reindex when the folder is settled"
                 d.problems.append((_rel(rel_dir, name), reason))
-                sig.append(f"{name}\0!")
+                marks.append(name + "\0!")
                 continue
             except OSError as exc:
                 d.problems.append((_rel(rel_dir, name), _stat_reason(exc)))
-                sig.append(f"{name}\0!")
+                marks.append(name + "\0!")
                 continue
-            if stat_mod.S_ISDIR(st.st_mode):
-                if descend:
-                    subdirs.append(entry)
-                continue
-            if not stat_mod.S_ISREG(st.st_mode):
+            mode = st.st_mode & _S_IFMT
+            if mode != _S_IFREG:
+                if mode == _S_IFDIR:
+                    if descend:
+                        subdirs.append(entry)
+                    continue
                 d.problems.append((_rel(rel_dir, name), "not a regular file (device, pipe or socket); skipped"))
-                sig.append(f"{name}\0?")
+                marks.append(name + "\0?")
                 continue
-            result.files_seen += 1
-            (d.images if kind == "image" else d.captions).append(FileEntry(name, st.st_size, st.st_mtime_ns))
-            sig.append(f"{name}\0{st.st_size}\0{st.st_mtime_ns}")
+            files.append((name, st.st_size, st.st_mtime_ns))
+        result.files_seen += len(files)
         for entry in sorted(subdirs, key=lambda e: e.name, reverse=True):
             rel = _rel(rel_dir, entry.name)
             try:
@@ -162,8 +168,12 @@ def walk(
                 continue
             visited.add(ident)
             stack.append((entry.path, rel, depth + 1))
-        sig.sort()
-        d.signature = hashlib.blake2b("\n".join(sig).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        files.sort()
+        marks.sort()
+        # pickle of sorted (name, size, mtime) tuples: deterministic, and C-speed
+        digest = hashlib.blake2b(pickle.dumps(files, protocol=4), digest_size=16)
+        digest.update("\n".join(marks).encode("utf-8", "surrogateescape"))
+        d.signature = digest.hexdigest()
         result.dirs.append(d)
         if on_dir is not None:
             on_dir(result)

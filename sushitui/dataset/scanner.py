@@ -28,6 +28,7 @@ from sushitui.dataset.scan_worker import run_tasks
 from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, related_json
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Dataset, current_database, write_transaction
+from sushitui.store.models import ScanDir
 
 BATCH = 1000  # items per worker task and per write transaction
 POOL_MIN_TASKS = 400  # below this, starting worker processes costs more than it saves
@@ -151,6 +152,9 @@ def scan_dataset(
     """Index (or re-index) ``dataset``'s folder; returns the report. Never raises for a
     bad file; raises ScanError when the root folder cannot be opened."""
     db = current_database()
+    # Databases created before the scan_dir table existed (pre-release builds) get it
+    # here; CREATE TABLE IF NOT EXISTS costs nothing once it is there.
+    ScanDir.create_table(safe=True)
     report = ScanReport(started_at=time.time())
     t0 = time.monotonic()
     throttle = Throttle(progress)
@@ -191,10 +195,11 @@ def scan_dataset(
             continue
         changed.append(d)
         report.problems.extend(Problem(p, r) for p, r in d.problems)
-        if d.rel_dir in w.unreadable_dirs or not (d.images or d.captions):
+        if d.rel_dir in w.unreadable_dirs or not d.files:
             continue
+        images, captions = d.split()
         dir_groups, orphans = group_directory(
-            d.rel_dir, d.images, d.captions,
+            d.rel_dir, images, captions,
             image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
             dataset_type=dataset.type, primary_suffix=dataset.primary_suffix or "target",
         )
@@ -340,14 +345,13 @@ def _finish(db, dataset: Dataset, report: ScanReport, t0: float, w, changed: lis
     """Totals, the stored report and (after a complete scan) the folder digests."""
     report.elapsed = time.monotonic() - t0
     report.finished_at = time.time()
-    row = db.execute_sql(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN related_images IS NULL OR related_images = '{}' THEN 1 "
-        "ELSE (SELECT COUNT(*) FROM json_each(item.related_images)) END), 0) FROM item WHERE dataset_id = ?",
-        (dataset.id,),
-    ).fetchone()
-    n_caps = db.execute_sql(
-        "SELECT COUNT(*) FROM caption c JOIN item i ON i.id = c.item_id WHERE i.dataset_id = ?", (dataset.id,)
-    ).fetchone()[0]
+    if not (report.items_added or report.items_updated or report.items_removed) and dataset.indexed_at:
+        # nothing changed: the stored totals are still right (saves two full counts)
+        row = (dataset.total_items, dataset.total_images)
+        n_caps = dataset.total_captions
+        report.items_total = row[0]
+    else:
+        row, n_caps = _totals(db, dataset)
     report.items_total = row[0]
     now = time.time()
     with write_transaction(db):
@@ -361,6 +365,18 @@ def _finish(db, dataset: Dataset, report: ScanReport, t0: float, w, changed: lis
     dataset.indexed_at = now
     dataset.last_scan_report = report.to_dict()
     return report
+
+
+def _totals(db, dataset: Dataset) -> tuple[tuple[int, int], int]:
+    row = db.execute_sql(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN related_images IS NULL OR related_images = '{}' THEN 1 "
+        "ELSE (SELECT COUNT(*) FROM json_each(item.related_images)) END), 0) FROM item WHERE dataset_id = ?",
+        (dataset.id,),
+    ).fetchone()
+    n_caps = db.execute_sql(
+        "SELECT COUNT(*) FROM caption c JOIN item i ON i.id = c.item_id WHERE i.dataset_id = ?", (dataset.id,)
+    ).fetchone()[0]
+    return (row[0], row[1]), n_caps
 
 
 def _store_dir_signatures(db, dataset: Dataset, report: ScanReport, w, changed: list[DirScan]) -> None:

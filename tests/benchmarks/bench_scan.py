@@ -1,0 +1,206 @@
+"""Benchmark: first scan, unchanged reindex and tag-row inserts of a synthetic dataset.
+
+    python tests/benchmarks/bench_scan.py [--n 100000] [--tags 30] [--keep-db]
+
+Generates (once, cached under /tmp) N small PNGs with T-tag captions, then in the same
+run measures against the obvious alternatives:
+
+- floor: ``sha256sum`` over the same files with 2 parallel processes (reading and
+  hashing the same bytes, page cache warm for both);
+- first scan: ``add_dataset`` in a fresh process (items/s, ratio to the floor, CPU
+  seconds, peak memory of the main process and of a worker);
+- reindex of the unchanged dataset (stat only);
+- tag rows: the scan's time inside its tag-row inserts vs raw ``sqlite3.executemany``
+  of the same rows into the same schema (same pragmas, foreign keys on).
+
+The machine's load average is printed too: on a shared 2-core box, wall-clock figures
+move with what else runs; CPU seconds and same-run ratios are the steadier numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+GEN_VERSION = "v1"  # bump when the generator changes
+
+
+def dataset_dir(n: int, tags: int) -> Path:
+    root = Path(tempfile.gettempdir()) / f"sushitui-bench-scan-{GEN_VERSION}-{n}-{tags}"
+    marker = root / ".generated"
+    if not marker.exists():
+        from sushitui.dataset.synthetic import generate_dataset
+
+        if root.exists():
+            shutil.rmtree(root)
+        print(f"generating {n:,} items under {root} (cached for later runs)…", flush=True)
+        t0 = time.perf_counter()
+        g = generate_dataset(root, n, seed=1, tags_per_item=(tags, tags))
+        marker.write_text(json.dumps({"items": g.n_items, "images": g.n_images, "captions": g.n_captions,
+                                      "tag_rows": g.n_tag_rows}))
+        print(f"  done in {time.perf_counter() - t0:.0f}s", flush=True)
+    return root
+
+
+def floor_sha256sum(root: Path) -> tuple[float, float, int, int]:
+    """Wall seconds, CPU seconds, files and bytes of sha256sum over images + captions."""
+    files, size = 0, 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            if name.endswith((".png", ".txt")):
+                files += 1
+                size += os.path.getsize(os.path.join(dirpath, name))
+    cmd = (f"find {root} -type f \\( -name '*.png' -o -name '*.txt' \\) -print0 "
+           "| xargs -0 -P 2 -n 4000 sha256sum > /dev/null")
+    subprocess.run(cmd, shell=True, check=True)  # warm the page cache
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, shell=True, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, files, size
+
+
+def child(args) -> int:
+    """Runs in a fresh process: one scan or reindex, prints JSON figures."""
+    from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
+    from sushitui.store import open_database
+
+    open_database(args.db)
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    if args.phase == "scan":
+        _ds, report = add_dataset(DatasetSettings("bench", str(args.root)))
+    else:
+        report = reindex("bench")
+    wall = time.perf_counter() - t0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({
+        "wall": wall,
+        "cpu_main": time.process_time() - c0,
+        "cpu_workers": children.ru_utime + children.ru_stime,
+        "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_worker_mb": children.ru_maxrss / 1024,
+        "added": report.items_added,
+        "unchanged": report.items_unchanged,
+        "problems": len(report.problems),
+        "timings": report.timings,
+    }))
+    return 0
+
+
+def run_child(phase: str, db: Path, root: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--db", str(db), "--root", str(root)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def raw_tag_insert(db: Path, work: Path) -> tuple[float, int]:
+    """Seconds for sqlite3.executemany of the scan's tag rows into a copy of the schema
+    (same pragmas, foreign keys on, items and captions already present)."""
+    from sushitui.store.db import PRAGMAS
+
+    target = work / "raw.db"
+    shutil.copy(db, target)
+    for suffix in ("-wal", "-shm"):
+        if Path(str(db) + suffix).exists():
+            shutil.copy(str(db) + suffix, str(target) + suffix)
+    src = sqlite3.connect(db)
+    dst = sqlite3.connect(target, isolation_level=None)
+    for k, v in PRAGMAS.items():
+        dst.execute(f"PRAGMA {k}={v}")
+    dst.execute("DELETE FROM item_tag")
+    dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cols = "item_id, caption_id, tag, norm, position, subtype, source, confidence"
+    cur = src.execute(f"SELECT {cols} FROM item_tag ORDER BY id")
+    total, rows_n = 0.0, 0
+    dst.execute("BEGIN IMMEDIATE")
+    while True:
+        rows = cur.fetchmany(100_000)
+        if not rows:
+            break
+        t0 = time.perf_counter()
+        dst.executemany(f"INSERT INTO item_tag ({cols}) VALUES (?,?,?,?,?,?,?,?)", rows)
+        total += time.perf_counter() - t0
+        rows_n += len(rows)
+    t0 = time.perf_counter()
+    dst.execute("COMMIT")
+    total += time.perf_counter() - t0
+    src.close()
+    dst.close()
+    return total, rows_n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="scanner benchmark")
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--tags", type=int, default=30)
+    p.add_argument("--keep-db", action="store_true", help="keep the benchmark database (path printed)")
+    p.add_argument("--phase", help=argparse.SUPPRESS)
+    p.add_argument("--db", help=argparse.SUPPRESS)
+    p.add_argument("--root", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.phase:
+        return child(args)
+
+    root = dataset_dir(args.n, args.tags)
+    load0 = os.getloadavg()[0]
+    work = Path(tempfile.mkdtemp(prefix="sushitui-bench-scan-db-"))
+    db = work / "bench.db"
+    try:
+        floor_wall, floor_cpu, files, size = floor_sha256sum(root)
+        scan = run_child("scan", db, root)
+        again = run_child("reindex", db, root)
+        raw_s, raw_rows = raw_tag_insert(db, work)
+    finally:
+        if not args.keep_db:
+            shutil.rmtree(work, ignore_errors=True)
+    load1 = os.getloadavg()[0]
+
+    n = scan["added"]
+    rate = n / scan["wall"]
+    t = scan["timings"]
+    ratio = scan["wall"] / floor_wall
+    tag_ratio = t["tag_insert_s"] / raw_s if raw_s else float("nan")
+    peak = scan["rss_main_mb"] + 2 * scan["rss_worker_mb"]
+    rows = [
+        ("files (images + captions)", f"{files:,} ({size / 1e6:.0f} MB)", "", ""),
+        ("floor: sha256sum ×2 processes", f"{floor_wall:.2f} s wall, {floor_cpu:.1f} s CPU", "", ""),
+        ("first scan", f"{scan['wall']:.2f} s, {rate:,.0f} items/s", "≥ 3,000 items/s", "ok" if rate >= 3000 else "MISSED"),
+        ("  ratio to the floor", f"{ratio:.1f}×", "≤ 1.5×", "ok" if ratio <= 1.5 else "MISSED"),
+        ("  CPU main / workers", f"{scan['cpu_main']:.1f} s / {scan['cpu_workers']:.1f} s", "", ""),
+        ("  walk / plan / write", f"{t['walk_s']:.2f} / {t['plan_s']:.2f} / {t['write_s']:.2f} s", "", ""),
+        ("  peak RSS main + 2 workers", f"{scan['rss_main_mb']:.0f} + 2×{scan['rss_worker_mb']:.0f} = {peak:.0f} MB",
+         "≤ 500 MB", "ok" if peak <= 500 else "MISSED"),
+        ("reindex, unchanged", f"{again['wall']:.2f} s ({again['unchanged']:,} items)", "≤ 2 s",
+         "ok" if again["wall"] <= 2 else "MISSED"),
+        ("tag rows: scan inserts", f"{t['tag_rows']:,} rows in {t['tag_insert_s']:.2f} s", "", ""),
+        ("tag rows: raw sqlite3 executemany", f"{raw_rows:,} rows in {raw_s:.2f} s ({raw_rows / raw_s:,.0f} rows/s)", "", ""),
+        ("  ratio scan / raw", f"{tag_ratio:.2f}×", "≤ 3×", "ok" if tag_ratio <= 3 else "MISSED"),
+        ("load average (start → end)", f"{load0:.1f} → {load1:.1f} on {os.cpu_count()} cores", "", ""),
+    ]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"\nsushitui scan benchmark: {args.n:,} items × {args.tags} tags")
+    for name, value, target, verdict in rows:
+        print(f"  {name:<{w0}}  {value:<{w1}}  {target:<16} {verdict}")
+    if scan["problems"]:
+        print(f"  ({scan['problems']} problems reported by the scan)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
