@@ -224,3 +224,26 @@ def test_sample_files_carry_captions_with_quotes_newlines_and_unicode(db, db_pat
     meta_out = tmp_path / "meta.json"
     assert cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--out", str(meta_out), "--format", "kohya-json")[0] == 0
     assert tricky in [v["caption"] for v in json.loads(meta_out.read_text(encoding="utf-8")).values()]
+
+
+def test_group_items_carry_their_related_images_to_the_trainer(db, db_path, tmp_path, capsys):
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+    from sushitui.dataset.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "pairs", 30, seed=3, image_size=(8, 8), group_fraction=0.5)
+    ds, _ = add_dataset(DatasetSettings(name="pairs", root_path=str(tmp_path / "pairs")))
+    groups = db.execute_sql(
+        "SELECT COUNT(*) FROM item WHERE dataset_id = ? AND related_images != '{}'", (ds.id,)
+    ).fetchone()[0]
+    assert groups > 0
+    create_run("r", "pairs")
+    out = tmp_path / "plan.jsonl"
+    assert cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--out", str(out), "--format", "jsonl")[0] == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    with_related = [x for x in lines if x.get("related")]
+    assert len(with_related) == groups
+    for x in with_related:
+        assert all(os.path.isabs(p) and os.path.exists(p) and p != x["image"] for p in x["related"].values())
+    with open_run("r", db_path=db_path) as run:
+        assert {it.id: it.related for it in run.items()} == {x["id"]: x.get("related", {}) for x in lines}
+        assert len(set(run.items())) == len(lines)  # SampleItems stay hashable

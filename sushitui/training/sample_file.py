@@ -7,7 +7,8 @@ Formats:
   "caption" and "tags" when both are set, so only "caption" is written)
   for the sampled items in order of first use (a JSON object cannot repeat a key, so the
   per-epoch order lives in the other formats).
-- ``jsonl``: one line per sample ``{"epoch", "index", "id", "image", "caption"}``; a
+- ``jsonl``: one line per sample ``{"epoch", "index", "id", "image", "caption"}`` (plus
+  ``"related": {suffix: path}`` for groups such as source/target pairs); a
   trainer can echo ``epoch``/``step``/``id`` back for ``run record --from``.
 
 The file is written atomically (temporary file, fsync, rename); a cancelled or failed
@@ -93,7 +94,10 @@ def write_sample_file(
         text = tails.get(p)
         if text is None:
             it = items[p]
-            body = json.dumps({"id": it.id, "image": it.image, "caption": it.caption}, ensure_ascii=False)
+            fields = {"id": it.id, "image": it.image, "caption": it.caption}
+            if it.related:
+                fields["related"] = it.related
+            body = json.dumps(fields, ensure_ascii=False)
             text = tails[p] = body[1:] + "\n"
         return text
 
