@@ -199,6 +199,15 @@ def test_images_without_any_tag_get_no_empty_caption(db, tmp_path):
     assert (tmp_path / "data" / "keep.txt").read_text() == "user tag"  # nothing predicted: nothing wiped
 
 
+def test_fixed_batch_model_end_to_end_runs_per_image_with_a_note(ds, tmp_path):
+    dataset, _ = ds
+    m = tiny_models()
+    report = autotag(dataset.name, **{**wd_opts(), "model_path": str(m["wd_fixed1"])}, batch_size=8)
+    assert report.batch_size == 1 and report.model_runs == report.inferred == 3
+    assert any("fixed to 1" in n for n in report.notes)
+    assert (tmp_path / "data" / "blue.txt").read_text() == "blue background"
+
+
 def test_identical_images_are_inferred_once(db, tmp_path):
     dataset, _ = make_dataset(tmp_path / "data", {"a.png": (RED, (50, 50)), "b/a.png": (RED, (50, 50))})
     report = autotag(dataset.name, **wd_opts())

@@ -160,8 +160,11 @@ def _select_items(ds: Dataset, query: str | None, item_ids: Sequence[int] | None
         except QueryError as exc:
             raise AutotagError(f"bad query {query!r}: {exc}") from exc
     if item_ids is not None:
-        wanted = set(int(i) for i in item_ids)
-        return [it for it in q.order_by(Item.group_key) if it.id in wanted]
+        wanted = sorted(set(int(i) for i in item_ids))
+        found: list[Item] = []
+        for i in range(0, len(wanted), 500):
+            found.extend(q.where(Item.id.in_(wanted[i:i + 500])))
+        return sorted(found, key=lambda it: it.group_key)
     return list(q.order_by(Item.group_key))
 
 

@@ -29,6 +29,8 @@ class LabelSet:
     categories: list[str]
     source: str = ""
     _index: dict[str, list[int]] | None = field(default=None, repr=False)
+    _arrays: dict[str, object] = field(default_factory=dict, repr=False)
+    _display: dict[tuple[int, bool], str] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -43,13 +45,26 @@ class LabelSet:
             self._index = idx
         return self._index.get(category, [])
 
+    def index_array(self, category: str):
+        """``indices(category)`` as a cached numpy int64 array (selection runs per image)."""
+        arr = self._arrays.get(category)
+        if arr is None:
+            import numpy as np
+
+            arr = self._arrays[category] = np.asarray(self.indices(category), dtype=np.int64)
+        return arr
+
     def present_categories(self) -> list[str]:
         return [c for c in (*CATEGORIES, OTHER) if self.indices(c)]
 
     def display(self, i: int, underscores: bool = False) -> str:
         """Tag text for a caption: ``\\(`` unescaped, ``_`` → space except in kaomoji."""
-        raw = unescape_parens(clean(self.names[i] or ""))
-        return raw if underscores else underscores_to_spaces(raw)
+        key = (i, underscores)
+        text = self._display.get(key)
+        if text is None:  # memoised: the same few thousand tags recur on every image
+            raw = unescape_parens(clean(self.names[i] or ""))
+            text = self._display[key] = raw if underscores else underscores_to_spaces(raw)
+        return text
 
     def truncated(self, n: int) -> "LabelSet":
         """The first ``n`` labels (a model with fewer outputs than labels)."""

@@ -93,7 +93,9 @@ def select_tags(probs: np.ndarray, labels: LabelSet, family: str, sel: Selection
     for category in CATEGORY_ORDER + tuple(c for c in sel.categories if c not in CATEGORY_ORDER):
         if category not in wanted:
             continue
-        idx = np.asarray([i for i in labels.indices(category) if i < n], dtype=np.int64)
+        idx = labels.index_array(category)
+        if idx.size and idx[-1] >= n:  # fewer model outputs than labels
+            idx = idx[idx < n]
         if idx.size == 0:
             continue
         p = probs[idx]
