@@ -281,7 +281,8 @@ class AutotagDialog(ModalScreen):
         self.query_one(ProgressPanel).update_event(event)
         if event.message:
             on_gpu = event.message.startswith("CUDAExecutionProvider")
-            self._set_provider(f"Provider: {event.message}", "gpu" if on_gpu else "fallback")
+            kind = "gpu" if on_gpu else ("" if "(CPU requested)" in event.message else "fallback")
+            self._set_provider(f"Provider: {event.message}", kind)
 
     def _finish_run(self) -> None:
         self.running = False
