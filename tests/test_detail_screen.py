@@ -217,3 +217,34 @@ async def test_leaving_saves_and_dismisses(folder):
         await settle(pilot, app)
         assert app.dismissed == [ids[2]]
         assert (root / "c.txt").read_text() == "tree, leaf"
+
+
+@sync
+async def test_metadata_pane_highlights_mapped_exif_fields(folder):
+    from sushitui.store import Caption
+
+    root, ds, ids = folder
+    Item.update(exif_data={"exif": {"ImageDescription": "a red fox", "Model": "cam\x1b[2J"}}).where(Item.id == ids[1]).execute()
+    Caption.create(item=ids[1], type="natural_language", subtype="exif", content="a red fox", source="exif",
+                   source_field="ImageDescription")
+    app = ScreenApp(lambda: ItemDetailScreen(ids[1], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        body = screen.query_one("#exif-body").render()
+        plain = str(body)
+        assert "exif.ImageDescription: a red fox  → natural_language" in plain
+        assert "\x1b" not in plain and "\\x1b[2J" in plain
+        highlighted = [span for span in body.spans if "green" in str(span.style)]
+        assert highlighted, "the mapped field is highlighted"
+        assert "1 mapped" in str(screen.query_one("#exif").title)
+        assert screen.query_one("#text-natural_language").text == "a red fox"
+        assert "source: exif" in str(screen.query_one("#src-natural_language").render())
+        await pilot.press("m")
+        assert screen.query_one("#meta-pane").has_class("-hidden")
+        # Editing a caption that lives in the image's metadata writes a caption file;
+        # the image is never rewritten.
+        screen.query_one("#text-natural_language").insert("Edited: ")
+        await pilot.press("ctrl+s")
+        await settle(pilot, app)
+        assert (root / "b_caption.txt").read_text() == "Edited: a red fox"

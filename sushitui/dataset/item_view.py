@@ -196,8 +196,13 @@ def save_text(
     """Write a text caption (creating its file when it has none yet)."""
     item = Item.get_by_id(item_id)
     if not subtype:
+        # An existing caption file of this type is edited in place; embedded metadata
+        # (EXIF/XMP...) is never rewritten, so editing it creates a caption file.
         existing = (
-            Caption.select().where((Caption.item == item_id) & (Caption.type == ctype)).order_by(Caption.id).first()
+            Caption.select()
+            .where((Caption.item == item_id) & (Caption.type == ctype) & Caption.file_path.is_null(False))
+            .order_by(Caption.id)
+            .first()
         )
         subtype = existing.subtype if existing is not None else text_subtype_for(item.dataset_id, ctype)
     c = set_text(item, ctype, subtype, text, force=force, language=language)

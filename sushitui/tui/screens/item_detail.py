@@ -360,7 +360,7 @@ class ItemDetailScreen(Screen):
         for ctype in TEXT_TAB_TYPES:
             cap = view.text_caption(ctype)
             self.texts[ctype] = TextState(
-                ctype, cap.subtype if cap else None, cap.content if cap else "", cap.language if cap else "auto",
+                ctype, cap.subtype if cap and not cap.embedded else None, cap.content if cap else "", cap.language if cap else "auto",
                 cap.id if cap else None, cap.source if cap else "new", cap.file_path if cap else None,
             )
             self.query_one(f"#text-{ctype}", TextArea).load_text(self.texts[ctype].baseline)
@@ -405,7 +405,7 @@ class ItemDetailScreen(Screen):
             line.append(f" {for_terminal(label)} ", style="reverse bold" if i == self.image_tab else "")
             line.append(" ")
         if len(tabs) > 1:
-            line.append("(i next image)", style="dim")
+            line.append("(i)", style="dim")
         widget = self.query_one("#image-tabs", Static)
         widget.update(line)
         widget.display = len(tabs) > 1
@@ -907,10 +907,10 @@ class ItemDetailScreen(Screen):
                     area.load_text(state.baseline)
                 elif outcome.saved:
                     state.baseline = text
-                    if state.caption_id is None:
-                        # The first save created the caption: learn its id and file.
+                    if state.caption_id is None or state.subtype is None:
+                        # The first save created the caption file: learn its id and path.
                         saved = await asyncio.to_thread(load_item_view, view.item_id)
-                        cap = saved.text_caption(ctype)
+                        cap = next((c for c in saved.captions if c.type == ctype and c.file_path), None)
                         if cap is not None:
                             state.caption_id, state.subtype, state.file_path, state.source = cap.id, cap.subtype, cap.file_path, cap.source
                         self._update_text_line(ctype)
