@@ -107,3 +107,29 @@ async def test_whole_dataset_or_query_result(folder):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         assert sorted(app.screen.item_ids) == sorted(ids)
+
+
+@sync
+async def test_next_image_is_prefetched_before_enter(folder):
+    import asyncio
+
+    from sushitui.dataset.item_view import load_item_view
+    from sushitui.dataset.preview import shared_preview_cache
+    from sushitui.tui.widgets.preview_pane import PreviewPane
+
+    root, ds, ids = folder
+    shared_preview_cache().clear()
+    app = ScreenApp(lambda: QuickTagScreen(ds.id, ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await asyncio.sleep(0.3)  # the prefetch starts once the first picture is painted
+        await settle(pilot, app)
+        nxt = load_item_view(ids[1])
+        assert shared_preview_cache().get(nxt.abs_path(nxt.image_path), nxt.mtime_ns) is not None
+        pane = app.screen.query_one(PreviewPane)
+        before = pane.shown_at
+        await pilot.press("enter")
+        # Shown while handling the key: no worker round-trip, no "loading…".
+        assert pane.shown_at > before
+        assert "loading" not in screen_text(app)
+        assert "Image 2/4" in screen_text(app)

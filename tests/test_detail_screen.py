@@ -248,3 +248,29 @@ async def test_metadata_pane_highlights_mapped_exif_fields(folder):
         await pilot.press("ctrl+s")
         await settle(pilot, app)
         assert (root / "b_caption.txt").read_text() == "Edited: a red fox"
+
+
+@sync
+async def test_aliases_applied_and_pills_coloured_by_group(folder):
+    from sushitui.tags.aliases import add_alias
+    from sushitui.tags.groups import add_group, add_tags
+    from sushitui.tui.widgets.tag_pills import TagPills
+
+    root, ds, ids = folder
+    add_alias("girl", "1girl")
+    add_alias("kitty", "cat")
+    add_group("Animals", "#123456")
+    add_tags("Animals", ["cat", "dog"])
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        await pilot.press("a", *"kitty", "enter", "escape")
+        await pilot.pause()
+        assert screen.editor.tags[-1] == "cat", "the alias target is added, not the typed alias"
+        pills = screen.query_one("#pills", TagPills)
+        text = pills.render()
+        cat_spans = [s for s in text.spans if text.plain[s.start:s.end].strip() == "cat"]
+        assert cat_spans and "#123456" in str(cat_spans[0].style).lower()
+        await pilot.press("a", *"girl", "enter")
+        assert screen.editor.tags.count("1girl") == 1, "an alias of a present tag adds nothing"
