@@ -376,3 +376,19 @@ def test_a_run_dropped_without_close_still_writes_its_buffer(db, ds):
     del run
     gc.collect()
     assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 4
+
+
+def test_a_failing_automatic_flush_does_not_stop_the_training_loop(db, ds):
+    from sushitui.training import TrainingError, remove_run
+    from sushitui.training.recorder import RecordingWarning
+
+    create_run("r", ds.name)
+    ids = item_ids(db)
+    run = open_run("r", flush_every=2, flush_seconds=3600)
+    remove_run("r")  # every flush from now on fails
+    with pytest.warns(RecordingWarning, match="could not be written"):
+        for step in range(50):  # the loop goes on; one warning, no exception
+            run.record(ids[:2], 1, step)
+    assert run.pending_events == 100
+    with pytest.raises(TrainingError):  # an explicit flush/close reports it
+        run.close()

@@ -27,12 +27,14 @@ import operator
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peewee import OperationalError, IntegrityError
+import peewee
+from peewee import DatabaseError, IntegrityError, OperationalError
 
 from sushitui.store import TrainingRun, write_transaction
 from sushitui.store.models import database_proxy
@@ -50,6 +52,13 @@ BUSY_RETRIES = 8
 
 class UnknownItemError(TrainingError, ValueError):
     pass
+
+
+class RecordingWarning(UserWarning):
+    """An automatic flush failed; the events stay buffered and are retried."""
+
+
+RETRY_AFTER_FAILURE_S = 30.0
 
 
 _DELTA_TABLE = (
@@ -128,6 +137,8 @@ class Run:
         self.dropped_events = 0  # events of items deleted from the index before a flush
         self.last_error: Exception | None = None
         self.closed = False
+        self._retry_at = 0.0  # after a failed automatic flush, not before this (monotonic)
+        self._warned = False
         # a weak reference: a Run dropped without close() is flushed by __del__ instead
         self._atexit = functools.partial(_flush_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
@@ -247,8 +258,21 @@ class Run:
             self._max_step = step
         if self._first_event_at is None:
             self._first_event_at = time.time()
-        if self._buffered >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
-            self.flush()
+        now = time.monotonic()
+        if (self._buffered >= self.flush_every or now - self._last_flush >= self.flush_seconds) and now >= self._retry_at:
+            try:
+                self.flush()
+            except (OperationalError, IntegrityError, DatabaseError, TrainingError) as exc:
+                # A training run of hours must not die because its bookkeeping could not
+                # be written (disk full, a lock held for minutes): keep the events (the
+                # buffer holds at most one entry per item), warn once, retry later.
+                # flush()/close() called explicitly still raise.
+                self._retry_at = now + max(self.flush_seconds, RETRY_AFTER_FAILURE_S)
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(RecordingWarning(
+                        f"sushitui: usage of run {self.name!r} could not be written ({exc}); "
+                        "it stays buffered and is retried"), stacklevel=3)
 
     def flush(self) -> int:
         """Write the buffered events in one transaction; returns how many were written.
@@ -299,6 +323,8 @@ class Run:
         self._last_flush = time.monotonic()
         self.flushed_events += written
         self.last_error = None
+        self._retry_at = 0.0
+        self._warned = False
         return written
 
     def _write_buffer(self) -> int:
@@ -309,7 +335,8 @@ class Run:
         with write_transaction(db):
             db.execute_sql(_DELTA_TABLE)
             db.execute_sql("DELETE FROM sushitui_usage_delta")
-            db.cursor().executemany("INSERT INTO sushitui_usage_delta VALUES (?, ?, ?, ?, ?, ?)", rows)
+            with peewee.__exception_wrapper__:  # sqlite3 errors as peewee's, like execute_sql's
+                db.cursor().executemany("INSERT INTO sushitui_usage_delta VALUES (?, ?, ?, ?, ?, ?)", rows)
             db.execute_sql(_UPSERT_STATS, (first_at, now, self.id))
             db.execute_sql(_UPSERT_USAGE, (self.id,))
             cur = db.execute_sql(_UPDATE_RUN, (self._buffered, self._max_epoch, self._max_step, first_at, self.id))
