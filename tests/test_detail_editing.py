@@ -140,3 +140,20 @@ def test_preview_decode_is_small_and_bomb_safe(tmp_path):
     cache = PreviewCache(max_items=2)
     first = cache.load(big, 1)
     assert cache.get(big, 1) is first and cache.get(big, 2) is None
+
+
+def test_real_hostile_images_never_raise(testdata):
+    """The real 225,000×225,000 PNG bomb is refused from its header; truncated files
+    and random bytes give a reason instead of an exception."""
+    import resource
+
+    hostile = testdata / "hostile-images"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bomb = decode_preview(hostile / "big-png" / "spark.png")
+    assert bomb.image is None and "too large" in bomb.reason
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024, "no memory blow-up"
+    for name in ("pillars-1024x1024-truncated.jpg", "pillars-1024x1024-truncated.png", "nonsense.bin"):
+        p = decode_preview(hostile / "rabbit" / name)
+        assert p.image is None and p.reason
+    good = decode_preview(hostile / "rabbit" / "pillars-1024x1024.jpg")
+    assert good.image is not None and good.image.size == (1024, 1024)

@@ -274,3 +274,30 @@ async def test_aliases_applied_and_pills_coloured_by_group(folder):
         assert cat_spans and "#123456" in str(cat_spans[0].style).lower()
         await pilot.press("a", *"girl", "enter")
         assert screen.editor.tags.count("1girl") == 1, "an alias of a present tag adds nothing"
+
+
+@sync
+async def test_broken_image_shows_reason_and_navigation_goes_on(db, tmp_path, testdata):
+    import shutil
+
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+
+    root = tmp_path / "hostile"
+    root.mkdir()
+    rabbit = testdata / "hostile-images" / "rabbit"
+    shutil.copy(rabbit / "pillars-1024x1024.jpg", root / "a_broken.jpg")
+    shutil.copy(rabbit / "pillars-1024x1024.jpg", root / "b_good.jpg")
+    (root / "a_broken.txt").write_text("space", encoding="utf-8")
+    (root / "b_good.txt").write_text("space, pillars", encoding="utf-8")
+    ds, _ = add_dataset(DatasetSettings(name="hostile", root_path=str(root)))
+    ids = [i.id for i in Item.select().where(Item.dataset == ds.id).order_by(Item.base_name)]
+    # The image is cut short after it was indexed (an interrupted copy, a failing disk).
+    shutil.copy(rabbit / "pillars-1024x1024-truncated.jpg", root / "a_broken.jpg")
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert "truncated" in screen_text(app)
+        await pilot.press("right")
+        await settle(pilot, app)
+        assert app.screen.view.base_name == "b_good"
+        assert "truncated" not in screen_text(app)
