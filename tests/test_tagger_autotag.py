@@ -333,3 +333,33 @@ def test_decoding_survives_a_stderr_without_fd_and_a_pool_that_cannot_start(tmp_
     monkeypatch.setattr(pipeline.cf, "ProcessPoolExecutor", NoPool)
     got = sorted(d.index for d in pipeline.decode_stream(paths, 32, workers=2, notes=notes) if d.error is None)
     assert got == list(range(9)) and "decoding in the main process" in notes[0]
+
+
+def test_cli_ctrl_c_stops_cleanly_and_the_same_command_resumes(db, db_path, tmp_path):
+    import signal
+    import sqlite3
+
+    images = {f"img{i:03d}.png": (RED, (48, 20 + i)) for i in range(60)}
+    dataset, _ = make_dataset(tmp_path / "data", images)
+    m = tiny_models()
+    cmd = [sys.executable, "-m", "sushitui", "--db", str(db_path), "autotag", dataset.name, "--model-path", str(m["wd"]),
+           "--labels", str(m["wd_csv"]), "--workers", "0", "--batch-size", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and done < 3:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as con:
+                done = con.execute("SELECT COUNT(*) FROM tagger_cache").fetchone()[0]
+        except sqlite3.OperationalError:
+            pass
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "cancelled; run the same command again to resume" in out and "Traceback" not in err
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    cached = int(res.stdout.split("from cache ")[1].split(",")[0])
+    assert 3 <= cached < 60 and "failed 0" in res.stdout
+    assert len(list((tmp_path / "data").glob("*.txt"))) == 60

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+BATCH: int | None = None  # None: the runner's default (4 on the CPU, 32 on a GPU); --batch-size
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -83,7 +84,7 @@ def pipeline_rate(paths: list[str], workers: int, draft: bool, model: Path, labe
     from sushitui.tagger.pipeline import BatchResult, run_pipeline
     from sushitui.tagger.runner import Runner
 
-    runner = Runner(model, "wd", labels, device="cpu", batch_size=32)
+    runner = Runner(model, "wd", labels, device="cpu", batch_size=BATCH)
     runner.warm_up()
     t = time.perf_counter()
     n = sum(len(ev.indices) for ev in run_pipeline(paths, runner, draft=draft, workers=workers) if isinstance(ev, BatchResult))
@@ -110,7 +111,7 @@ def autotag_rates(paths: list[str], workers: int, model: Path, labels_csv: Path)
     Item.insert_many(rows).execute()
     for txt in root.glob("*.txt"):
         txt.unlink()
-    opts = dict(model_path=str(model), labels_path=str(labels_csv), workers=workers, batch_size=32, device="cpu",
+    opts = dict(model_path=str(model), labels_path=str(labels_csv), workers=workers, batch_size=BATCH, device="cpu",
                 threshold=0.01, categories=("general", "character", "rating"))
     t = time.perf_counter()
     r = autotag("bench", **opts)
@@ -151,7 +152,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--size", default="1024x1536")
+    ap.add_argument("--batch-size", type=int)
     args = ap.parse_args()
+    global BATCH
+    BATCH = args.batch_size
     w, h = (int(x) for x in args.size.split("x"))
     import onnx
 
