@@ -172,12 +172,13 @@ def export_dataset(
     event = ProgressEvent("exporting", 0, len(items), unit="items")
     throttle(event, force=True)
     link_counts = {"link": 0, "symlink": 0, "copy": 0}
+    source_dirs: dict[str, str] = {}
     try:
         for done, (item, built) in enumerate(_iter_built(ds, options, items, builder), 1):
             if cancel is not None and done % 64 == 0 and cancel.cancelled:
                 report.cancelled = True
                 break
-            _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts)
+            _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs)
             if item.width and item.height:
                 long_sides.append(max(item.width, item.height))
             event.done = done
@@ -213,12 +214,24 @@ def export_dataset(
     return report
 
 
-def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts) -> None:
+def _source_path(root: Path, rel: str, source_dirs: dict[str, str]) -> str:
+    """``to_abs(root, rel)`` with the folder part resolved once per folder (100k Path
+    objects cost more than the links); the file part must be a plain name."""
+    directory, name = posixpath.split(rel)
+    if name in ("", ".", ".."):
+        raise UnsafePathError(f"refusing path outside the dataset root: {rel!r}")
+    folder = source_dirs.get(directory)
+    if folder is None:
+        folder = source_dirs[directory] = str(to_abs(root, directory))
+    return os.path.join(folder, name)
+
+
+def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs) -> None:
     if not item.image_path:
         report.problems.append(ExportProblem(item.id, item.base_name, "the item has no image; skipped"))
         return
     try:
-        source = to_abs(root, item.image_path)
+        source = _source_path(root, item.image_path, source_dirs)
     except UnsafePathError:
         report.problems.append(ExportProblem(item.id, item.image_path, "the database holds a path outside the dataset folder; skipped (run `sushitui dataset reindex`)"))
         return
