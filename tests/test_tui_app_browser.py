@@ -196,7 +196,7 @@ def test_80x24_layout_fits(tmp_path, db_path, no_images):
             lines = screen_text(app).splitlines()
             assert len(lines) == 24
             assert lines[0].startswith(" Browse cats") and lines[0].rstrip().endswith("1–6 of 20")
-            assert "⏎ Open" in lines[-1] or "Open" in lines[-1]  # footer on the last row
+            assert "Open" in lines[-1] and "palette" in lines[-1]  # footer on the last row
             grid = browser.grid
             assert grid.region.bottom <= 23 and grid.region.right <= 80
             # every card's frame is complete (╭ … ╮ on a row, ╰ … ╯ below)

@@ -33,6 +33,23 @@ DEMO_NAME = "demo"
 DEMO_ITEMS = 240
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker while sys.stderr is still the real one.
+
+    The scanner's process pool (spawned from a worker thread) starts the tracker on
+    first use and passes it ``sys.stderr.fileno()``; inside the app Textual has replaced
+    sys.stderr with a capture object whose fileno() is -1, and the scan failed with
+    "bad value(s) in fds_to_keep". Started here, before Textual takes over, the tracker
+    is reused by every later pool.
+    """
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    except Exception:  # noqa: BLE001 - without it the scanner falls back to one process
+        pass
+
+
 class SushiApp(App):
     """Datasets → browser → item detail, plus the dictionary, groups and runs screens."""
 
@@ -58,6 +75,7 @@ class SushiApp(App):
         self.first_start_token = CancelToken()
         self.first_start_done = False
         self.started_at = time.perf_counter()
+        _start_resource_tracker()
 
     # -- start and stop ------------------------------------------------------------------
     def on_mount(self) -> None:

@@ -9,6 +9,7 @@ paging forward is normally served from memory.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -21,18 +22,21 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
 from sushitui.dataset.thumbnails import image_abs_path
 from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.progress import ProgressPanel
 from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
 
 SORT_KEYS = ["name", "created", "width", "height", "tags"]
 SORT_LABELS = {"name": "file name", "created": "created", "width": "width", "height": "height", "tags": "tag count"}
 PAGE_CACHE_PAGES = 8
+TAGS_FETCHED = 4  # first positions read per card: 3 shown, a 4th tells "…"
+CONTEXT_IDS = 2000  # item ids around the cursor handed to the item detail for ←/→
 
 
 # --- data access (plain functions, run in workers) --------------------------------------
@@ -64,21 +68,24 @@ def fmt_size(width: int | None, height: int | None) -> str:
 
 def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, offset: int, limit: int) -> list[CardData]:
     """One page of cards: item fields plus the first tags of each item's main caption."""
-    from sushitui.store import Item, ItemTag
+    from sushitui.store import Item, current_database
 
     select = result_select(dataset_id, query, sort, desc)
     cols = (Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.mtime_ns, Item.width, Item.height, Item.tag_count, Item.problems)
-    rows = list(select.select(*cols).limit(limit).offset(offset).tuples())
+    # Peewee builds the SQL (query language, sort); rows are read with the raw cursor:
+    # converting ~1,000 tag rows per page through peewee cost more than the queries.
+    db = current_database()
+    rows = db.execute_sql(*select.select(*cols).limit(limit).offset(offset).sql()).fetchall()
     if not rows:
         return []
     ids = [r[0] for r in rows]
     first: dict[int, list[str]] = {i: [] for i in ids}
-    tag_rows = (
-        ItemTag.select(ItemTag.item, ItemTag.tag)
-        .where(ItemTag.item.in_(ids) & ItemTag.subtype.in_(("main", "")))
-        .order_by(ItemTag.item, ItemTag.position)
-        .tuples()
-    )
+    marks = ",".join("?" * len(ids))
+    tag_rows = db.execute_sql(
+        f"SELECT item_id, tag FROM item_tag WHERE item_id IN ({marks}) AND subtype IN ('main', '') "
+        f"AND position <= {TAGS_FETCHED} ORDER BY item_id, position",
+        ids,
+    ).fetchall()
     for item_id, tag in tag_rows:
         tags = first[item_id]
         if len(tags) <= 3:
@@ -86,6 +93,8 @@ def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, of
     cards = []
     for item_id, base, rel_dir, image_path, mtime_ns, width, height, tag_count, problems in rows:
         path = image_abs_path(root, image_path)
+        if isinstance(problems, str):
+            problems = json.loads(problems)
         problem = None
         if image_path is None:
             problem = "no image"
@@ -256,8 +265,7 @@ class BrowserScreen(Screen):
         yield Input(value=self.state.query, placeholder="search: 1girl, -solo, smile | grin, width:>=1024  (/ to focus, Enter to apply)", id="browser-search")
         yield Static("", id="browser-error")
         yield ItemGrid(id="browser-grid")
-        yield ProgressPanel(id="bulk-panel")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#browser-error", Static).display = False
@@ -662,13 +670,29 @@ class BrowserScreen(Screen):
         return [current.item_id] if current else None
 
     def action_open_item(self) -> None:
+        """Open the item detail; ←/→ there walk the result around this item."""
         current = self.grid.current
         if current is None:
             return
+        absolute = self.state.offset + self.grid.cursor
+        self._open_with_context(self.generation, current.item_id, absolute)
+
+    @work(thread=True, exclusive=True, group="browser-open", exit_on_error=False)
+    def _open_with_context(self, generation: int, item_id: int, absolute: int) -> None:
+        from sushitui.store import Item
+
+        st = self.state
+        start = max(0, absolute - CONTEXT_IDS // 2)
+        select = result_select(self.dataset_id, st.query, st.sort, st.desc)
+        ids = [r[0] for r in select.select(Item.id).limit(CONTEXT_IDS).offset(start).tuples()]
+        self.app.call_from_thread(self._push_detail, generation, item_id, ids)
+
+    def _push_detail(self, generation: int, item_id: int, ids: list[int]) -> None:
         from sushitui.tui.screens.item_detail import ItemDetailScreen
 
-        context = [c.item_id for c in self.grid.page]
-        self.app.push_screen(ItemDetailScreen(current.item_id, context))
+        if generation != self.generation or not self.is_current:
+            return
+        self.app.push_screen(ItemDetailScreen(item_id, ids))
 
     def action_bulk(self, mode: str) -> None:
         from sushitui.tui.screens.bulk_tag import BulkTagDialog
@@ -683,16 +707,19 @@ class BrowserScreen(Screen):
         )
         self.app.push_screen(dialog, self._bulk_chosen)
 
-    def _bulk_chosen(self, choice) -> None:
+    async def _bulk_chosen(self, choice) -> None:
         if not choice:
             return
-        self._run_bulk(choice, sorted(self.selected) if choice.scope == "selection" else None, self.state.query)
+        await self._run_bulk(choice, sorted(self.selected) if choice.scope == "selection" else None, self.state.query)
 
-    def _run_bulk(self, choice, item_ids: list[int] | None, query: str) -> None:
+    async def _run_bulk(self, choice, item_ids: list[int] | None, query: str) -> None:
         if self.bulk_token is not None:
             self.notify("A bulk edit is already running (x cancels it).", severity="warning")
             return
         self.bulk_token = CancelToken()
+        if not self.query(ProgressPanel):
+            # mounted on first use: the browser's first paint does not pay for it
+            await self.mount(ProgressPanel(id="bulk-panel"), before=self.query_one(KeyBar))
         self.query_one(ProgressPanel).start(f"Bulk edit: {choice.mode} '{choice.tag}' — x cancels")
         self.refresh_bindings()
         self._bulk_worker(choice, item_ids, query, self.bulk_token)

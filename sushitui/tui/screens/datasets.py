@@ -20,11 +20,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
 from sushitui.progress import CancelToken, Cancelled, ProgressEvent, Throttle
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.confirm import ConfirmDialog
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.progress import ProgressPanel
 
 DEFAULT_CAPTION_SUFFIXES = "main,alt,instruction,caption,tags,description"
@@ -354,7 +355,7 @@ class DatasetsScreen(Screen):
         yield DataTable(id="datasets-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="datasets-empty")
         yield ProgressPanel(id="scan-panel")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
