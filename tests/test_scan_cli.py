@@ -144,3 +144,38 @@ def test_items_query_errors_are_clear(capsys, tmp_path, folder):
     assert [json.loads(line)["base_name"] for line in out.splitlines()] == ["p2"]
     code, out, err = run(capsys, "--db", db, "items", "q", "--query", "(smile", "--json")
     assert code != 0 and err.startswith("sushitui: error: ") and "position" in err
+
+
+def test_ctrl_c_during_scan_keeps_what_was_indexed(capsys, tmp_path, monkeypatch):
+    """The first Ctrl-C cancels: the command exits 130, says so, and the items indexed
+    before it stay registered (reindex finishes the job)."""
+    import os
+    import signal
+
+    import sushitui.dataset.scanner as scanner
+    from sushitui.cli import common
+    from sushitui.dataset.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "many", 50, seed=5, nested=False)
+    monkeypatch.setattr(scanner, "BATCH", 10)
+    monkeypatch.setattr(scanner, "Throttle", lambda cb, interval=0.1: lambda ev, force=False: cb and cb(ev))
+
+    class CtrlCAfterFirstBatch(common.TerminalProgress):
+        def __call__(self, ev):
+            if ev.phase == "indexing" and ev.done >= 10:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    import sushitui.cli.dataset_cmd as dataset_cmd
+
+    monkeypatch.setattr(dataset_cmd, "TerminalProgress", CtrlCAfterFirstBatch)
+    db = str(tmp_path / "t.db")
+    code, out, err = run(capsys, "--db", db, "dataset", "add", "many", str(tmp_path / "many"))
+    assert code == 130
+    assert "cancelled" in out and "reindex many" in out
+    assert "cancelling" in err
+    code, out, _ = run(capsys, "--db", db, "dataset", "list", "--json")
+    first = json.loads(out)[0]["total_items"]
+    assert 10 <= first < 50
+    monkeypatch.setattr(dataset_cmd, "TerminalProgress", common.TerminalProgress)
+    code, out, _ = run(capsys, "--db", db, "dataset", "reindex", "many", "--json")
+    assert code == 0 and json.loads(out)["dataset"]["total_items"] == 50

@@ -272,3 +272,21 @@ def test_worker_tag_split_matches_normalize_split_tags():
         assert scan_worker.tag_pairs(text) == [(t, match_key(t)) for t in split_tags(text)]
 
     check()
+
+
+def test_image_warnings_survive_caption_changes_and_reindexes(db, tmp_path):
+    root = tmp_path / "ds"
+    small_dataset(root)
+    write(root / "wrong.jpg", png_bytes(8, 8, 77))  # a PNG named .jpg: indexed with a warning
+    write(root / "wrong.txt", "a")
+    add_dataset(DatasetSettings("w", str(root)))
+    write(root / "wrong.txt", "b, c")
+    bump_mtime(root / "wrong.txt")
+    write(root / "img0.txt", "changed")  # and a change elsewhere in the folder
+    bump_mtime(root / "img0.txt")
+    for _ in range(2):  # the folder changed, then it is unchanged
+        report = reindex("w")
+        assert [(p.path, "extension" in p.reason) for p in report.problems] == [("wrong.jpg", True)]
+        item = Item.get(Item.image_path == "wrong.jpg")
+        assert len(item.problems) == 1 and item.problems[0].startswith("wrong.jpg: ")
+    assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == ["b", "c"]

@@ -52,6 +52,14 @@ class Existing:
     size: int | None
     mtime_ns: int | None
     captions: dict[str, tuple[int, int | None, int | None]] = field(default_factory=dict)  # file_path -> (id, size, mtime)
+    problems: list[str] | None = None  # Item.problems: "file name: reason"
+
+
+def image_problems(group: ItemGroup, stored: list[str] | None) -> list[str]:
+    """The stored problems that belong to the primary image (warnings, metadata): kept
+    and reported again while the image is not re-read."""
+    prefix = group.primary.name + ": "
+    return [p for p in stored or () if p.startswith(prefix)]
 
 
 @dataclass
@@ -105,13 +113,15 @@ class Writer:
                         drop_items.append(job.existing.item_id)
                     continue
                 problems = [f"{name}: {reason}" for name, reason in group.problems]
-                if image is not None and image.warning:
-                    problems.append(image.warning)
-                    report.problems.append(Problem(primary_rel, image.warning))
                 meta = image.meta if image is not None else None
-                if meta and meta.get("problems"):
-                    for reason in meta["problems"]:
-                        problems.append(reason)
+                if image is None:
+                    for p in image_problems(group, job.existing.problems if job.existing else None):
+                        problems.append(p)
+                        report.problems.append(Problem(primary_rel, p.split(": ", 1)[1]))
+                else:
+                    reasons = ([image.warning] if image.warning else []) + list((meta or {}).get("problems") or ())
+                    for reason in reasons:
+                        problems.append(f"{group.primary.name}: {reason}")
                         report.problems.append(Problem(primary_rel, reason))
                 if job.existing is None:
                     item_id = next_item

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from sushitui.dataset.grouping import ItemGroup, group_directory
 from sushitui.dataset.scan_walk import DirScan, WalkError, walk
 from sushitui.dataset.scan_worker import run_tasks
-from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, related_json
+from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, image_problems, related_json
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Dataset, current_database, write_transaction
 from sushitui.store.models import ScanDir
@@ -84,7 +84,7 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     """The index's items (all, or those in ``rel_dirs``) by group key."""
     existing: dict[str, Existing] = {}
     by_id: dict[int, Existing] = {}
-    item_sql = "SELECT id, group_key, image_path, related_images, file_size, mtime_ns FROM item WHERE dataset_id = ?"
+    item_sql = "SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems FROM item WHERE dataset_id = ?"
     cap_sql = (
         "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns FROM caption c JOIN item i ON i.id = c.item_id "
         "WHERE i.dataset_id = ? AND c.file_path IS NOT NULL"
@@ -94,8 +94,8 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     else:
         selections = [((dataset_id, *chunk), f" AND rel_dir IN ({','.join('?' * len(chunk))})") for chunk in chunks(rel_dirs, 500)]
     for params, extra in selections:
-        for item_id, key, image_path, related, size, mtime in db.execute_sql(item_sql + extra, params):
-            e = Existing(item_id, image_path, related or "{}", size, mtime)
+        for item_id, key, image_path, related, size, mtime, problems in db.execute_sql(item_sql + extra, params):
+            e = Existing(item_id, image_path, related or "{}", size, mtime, problems=json_loads(problems) or None)
             existing[key] = by_id[item_id] = e
         for cid, item_id, path, size, mtime in db.execute_sql(cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
             by_id[item_id].captions[path] = (cid, size, mtime)
@@ -219,9 +219,12 @@ def scan_dataset(
     seen_keys = set()
     for group in groups:
         seen_keys.add(group.group_key)
-        job = _plan(group, existing.get(group.group_key), full)
+        old_item = existing.get(group.group_key)
+        job = _plan(group, old_item, full)
         if job is None:
             report.items_unchanged += 1
+            for p in image_problems(group, old_item.problems):
+                report.problems.append(Problem(group.rel_path(group.primary.name), p.split(": ", 1)[1]))
         else:
             jobs.append(job)
     report.timings["plan_s"] = round(time.monotonic() - t0 - report.timings["walk_s"], 3)
