@@ -180,3 +180,26 @@ def test_progress_and_cancel(ds):
     token.cancel()
     report = bulk.bulk_add(ds, None, "q", cancel=token)
     assert report.cancelled and report.items_changed == 0
+
+
+def test_many_items_in_parallel_sub_batches_all_land(db, tmp_path):
+    """More items than one sub-batch: every matching file is written once, the index and
+    a reindex agree, nothing else changes."""
+    from sushitui.dataset.synthetic import generate_dataset
+
+    root = tmp_path / "big"
+    generate_dataset(root, 300, seed=3, nested=True, items_per_dir=40, group_fraction=0, prose_fraction=0,
+                     uncaptioned_fraction=0)
+    ds, _ = add_dataset(DatasetSettings(name="big", root_path=str(root)))
+    before = {p: p.read_text() for p in root.rglob("*.txt")}
+    want = set(matching_item_ids(ds.id, "-long hair"))
+    assert len(want) > 2 * bulk.SUB_BATCH
+    report = bulk.bulk_add(ds, "-long hair", "zz marker")
+    assert report.items_changed == len(want) and not report.problems
+    changed = {p for p in before if p.read_text() != before[p]}
+    assert len(changed) == len(want) == len(report.files)
+    assert all(p.read_text().endswith(", zz marker") for p in changed)
+    assert set(matching_item_ids(ds.id, "zz marker")) == want
+    rep = reindex(ds.name)
+    assert rep.items_added == 0 and rep.items_removed == 0
+    assert set(matching_item_ids(ds.id, "zz marker")) == want

@@ -22,7 +22,7 @@ from sushitui.dataset.caption_files import (
     write_atomic,
 )
 from sushitui.dataset.paths import to_abs
-from sushitui.store import Caption, Dataset, Item, ItemTag, write_transaction
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
 from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
 
 MAIN = "main"
@@ -160,6 +160,11 @@ def set_tags_many(
         applied.append((edit, caption, rel, tags, state))
 
     now = time.time()
+    # Index rows for the whole batch in a few executemany statements (per-row ORM saves
+    # and inserts cost ~20 ms per item, which made a 10k-item bulk edit take minutes).
+    caption_rows: list[tuple] = []
+    tag_rows: list[tuple] = []
+    item_rows: list[tuple] = []
     with write_transaction():
         for edit, caption, rel, tags, state in applied:
             item = edit.item
@@ -178,26 +183,36 @@ def set_tags_many(
                 caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
                 caption.encoding = caption.encoding if caption.encoding == "utf-8-sig" else "utf-8"
                 caption.encoding_flagged = False
-            caption.save()
-            ItemTag.delete().where((ItemTag.caption == caption.id)).execute()
+            caption_rows.append((caption.content, caption.updated_at, caption.file_path, caption.file_size,
+                                 caption.file_mtime_ns, caption.file_sha256, caption.encoding,
+                                 int(bool(caption.encoding_flagged)), caption.id))
             prev = old_sources.get(item.id, {})
             given = edit.sources or {}
-            rows = []
             for pos, tag in enumerate(tags):
                 key = match_key(tag)
                 src, conf = given.get(key) or prev.get(key) or (source, None)
-                rows.append((item.id, caption.id, tag, key, pos, subtype, src, conf))
-            if rows:
-                ItemTag.insert_many(
-                    rows,
-                    fields=[ItemTag.item, ItemTag.caption, ItemTag.tag, ItemTag.norm, ItemTag.position,
-                            ItemTag.subtype, ItemTag.source, ItemTag.confidence],
-                ).execute()
-            fields = {Item.updated_at: now}
-            if subtype == MAIN:
-                fields[Item.tag_count] = len(tags)
-            Item.update(fields).where(Item.id == item.id).execute()
+                tag_rows.append((item.id, caption.id, tag, key, pos, subtype, src, conf))
+            item_rows.append((now, len(tags), item.id) if subtype == MAIN else (now, item.id))
             report.changed += 1
+        cursor = current_database().cursor()
+        cursor.executemany(
+            "UPDATE caption SET content = ?, updated_at = ?, file_path = ?, file_size = ?, file_mtime_ns = ?, "
+            "file_sha256 = ?, encoding = ?, encoding_flagged = ? WHERE id = ?",
+            caption_rows,
+        )
+        caption_ids = [r[-1] for r in caption_rows]
+        for start in range(0, len(caption_ids), 500):
+            chunk = caption_ids[start : start + 500]
+            cursor.execute(f"DELETE FROM item_tag WHERE caption_id IN ({','.join('?' * len(chunk))})", chunk)
+        cursor.executemany(
+            "INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source, confidence) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            tag_rows,
+        )
+        if subtype == MAIN:
+            cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", item_rows)
+        else:
+            cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", item_rows)
     return report
 
 

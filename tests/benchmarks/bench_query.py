@@ -192,7 +192,7 @@ def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
         os.replace(tmp, p)
     floor_ms = (time.perf_counter() - t0) * 1000
     db.close()
-    return ms, floor_ms, len(report.files_written)
+    return ms, floor_ms, len(report.files)
 
 
 def main() -> int:
