@@ -150,6 +150,21 @@ def resolve_model(opts: AutotagOptions) -> ModelFiles:
         raise AutotagError(str(exc)) from exc
 
 
+def _announce_download(opts: AutotagOptions, progress: Callable[[ProgressEvent], None]) -> None:
+    """A model download can take minutes: say so before it starts (the CLI also shows
+    huggingface_hub's own progress bars)."""
+    from sushitui.tagger.hub import cache_dir, is_offline, locate
+    from sushitui.tagger.registry import UnknownModel
+
+    try:
+        spec = get_spec(opts.model)
+    except UnknownModel:
+        return
+    if opts.allow_download and not is_offline() and locate(spec) is None:
+        progress(ProgressEvent("downloading", 0, None, "files",
+                               message=f"downloading {spec.repo_id}/{spec.model_file} into {cache_dir()}"))
+
+
 def _select_items(ds: Dataset, query: str | None, item_ids: Sequence[int] | None) -> list[Item]:
     q = Item.select().where(Item.dataset == ds.id)
     if query:
@@ -289,6 +304,8 @@ def autotag(
         raise AutotagError(f"unknown mode {opts.mode!r}: use replace, add or skip")
     started = time.monotonic()
     ds = _resolve_dataset(dataset)
+    if progress is not None and not opts.model_path:
+        _announce_download(opts, progress)
     files = resolve_model(opts)
     try:
         labels = load_labels(files.labels_path, files.family)

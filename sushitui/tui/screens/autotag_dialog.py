@@ -279,7 +279,9 @@ class AutotagDialog(ModalScreen):
 
     def _on_progress(self, event: ProgressEvent) -> None:
         self.query_one(ProgressPanel).update_event(event)
-        if event.message:
+        if event.phase == "downloading":
+            self._set_provider(event.message + " (this can take minutes)…", "")
+        elif event.message:
             on_gpu = event.message.startswith("CUDAExecutionProvider")
             kind = "gpu" if on_gpu else ("" if "(CPU requested)" in event.message else "fallback")
             self._set_provider(f"Provider: {event.message}", kind)
