@@ -394,10 +394,24 @@ class Completer:
     # -- queries ---------------------------------------------------------------------------
 
     def _sqlite_prefix(self, key: str, limit: int) -> list[Candidate]:
-        rows = self._database().execute_sql(
-            "SELECT tag, category, count FROM dictionary_tag WHERE norm >= ? AND norm < ? ORDER BY count DESC LIMIT ?",
-            [key, key + "\U0010ffff", limit],
-        ).fetchall()
+        """Prefix candidates straight from SQLite, for the first seconds before the index
+        is built. A narrow prefix: its ``norm`` range sorted by count. A broad one (more
+        than 2,000 keys): walk the ``count`` index from the top until ``limit`` keys
+        match, which stops early exactly because the prefix is common."""
+        db = self._database()
+        hi = key + "\U0010ffff"
+        (n,) = db.execute_sql(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM dictionary_tag WHERE norm >= ? AND norm < ? LIMIT 2001)", [key, hi]
+        ).fetchone()
+        sql = "SELECT tag, category, count FROM dictionary_tag {} WHERE norm >= ? AND norm < ? ORDER BY count DESC LIMIT ?"
+        rows = None
+        if n > 2000:
+            try:
+                rows = db.execute_sql(sql.format("INDEXED BY dictionary_tag_count"), [key, hi, limit]).fetchall()
+            except Exception:  # the index is missing (an older schema): the plain query below
+                rows = None
+        if rows is None:
+            rows = db.execute_sql(sql.format(""), [key, hi, limit]).fetchall()
         return [Candidate(r[0], r[1], r[2], "dictionary") for r in rows]
 
     def complete(self, text: str, dataset_id: int | None = None, limit: int = 10) -> list[Candidate]:
