@@ -217,3 +217,27 @@ def test_cache_encoding_round_trips_scores_above_the_floor_and_argmax_rows():
     assert back.tolist() == pytest.approx([0.5, 0.0, 0.02, 0.0005, 0.9])
     assert tcache.decode(b"garbage") is None
     assert tcache.covers(0.01) and not tcache.covers(0.005)
+
+
+def test_real_hostile_and_odd_mode_files_never_raise(testdata):
+    """Real files: a 50-gigapixel PNG bomb, truncated JPEG/PNG, random bytes, broken
+    EXIF, APNG oddities, 16-bit, CMYK, LA, palette+tRNS, MPO, animated WebP/GIF."""
+    folders = [testdata / "hostile-images", testdata / "pillow-tests", testdata / "danbooru-testfiles"]
+    files = [p for f in folders for p in sorted(f.rglob("*")) if p.is_file() and p.suffix.lower() not in (".md", ".bz2", "")]
+    files += [testdata / "hostile-images" / "rabbit" / "nonsense.bin"]
+    results = {p.relative_to(testdata).as_posix(): decode_file(i, str(p), 64, draft=True) for i, p in enumerate(files)}
+    assert len(results) > 50
+    for name, d in results.items():
+        if d.error is None:
+            assert d.pixels.shape == (64, 64, 3) and d.pixels.dtype == np.uint8, name
+        else:
+            assert d.error and d.sha256, name  # a reason, and the hash that lets the cache remember it
+    assert "too large" in results["hostile-images/big-png/spark.png"].error
+    assert results["hostile-images/rabbit/pillars-1024x1024-truncated.jpg"].error is not None
+    assert results["hostile-images/rabbit/pillars-1024x1024-truncated.png"].error is not None
+    assert results["hostile-images/rabbit/nonsense.bin"].error is not None
+    assert results["hostile-images/rabbit/pillars-1024x1024.jpg"].error is None
+    for ok in ("pillow-tests/modes/pil_sample_cmyk.jpg", "pillow-tests/modes/uncompressed_la.png",
+               "pillow-tests/modes/1_trns.png", "pillow-tests/modes/i_trns.png", "pillow-tests/modes/transparent.webp",
+               "pillow-tests/modes/sugarshack.mpo", "pillow-tests/modes/hopper_16bit_qtables.jpg"):
+        assert results[ok].error is None, (ok, results[ok].error)
