@@ -301,3 +301,15 @@ async def test_broken_image_shows_reason_and_navigation_goes_on(db, tmp_path, te
         await settle(pilot, app)
         assert app.screen.view.base_name == "b_good"
         assert "truncated" not in screen_text(app)
+
+
+@sync
+async def test_fast_key_repeat_moves_by_the_sum(folder):
+    root, ds, ids = folder
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("x", "right", "right", "right", "left")  # an edit to save, then 3 → and 1 ←
+        await settle(pilot, app)
+        assert app.screen.index == 2 and app.screen.view.base_name == "c"
+        assert (root / "a.txt").read_text() == "solo, long_hair"

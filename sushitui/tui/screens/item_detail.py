@@ -268,6 +268,8 @@ class ItemDetailScreen(Screen):
         self._load_seq = 0
         self._meta_forced: bool | None = None
         self._leaving = False
+        self._nav_delta = 0
+        self._nav_running = False
 
     # --- layout ---------------------------------------------------------------------
 
@@ -956,22 +958,36 @@ class ItemDetailScreen(Screen):
     # --- navigation -----------------------------------------------------------------
 
     def action_prev_item(self) -> None:
-        self._navigate(-1)
+        self._request_nav(-1)
 
     def action_next_item(self) -> None:
-        self._navigate(1)
+        self._request_nav(1)
 
-    @work(group="detail-nav", exclusive=True, exit_on_error=False)
-    async def _navigate(self, delta: int) -> None:
-        target = self.index + delta
-        if not 0 <= target < len(self.item_ids):
-            self.notify("first item" if delta < 0 else "last item", timeout=1.5)
-            return
-        if not await self._save_all():
-            return
-        self.index = target
-        self._close_tag_input_quietly()
-        self._load(self.item_ids[target])
+    def _request_nav(self, delta: int) -> None:
+        # Key repeats while a save is running add up instead of cancelling it half-way:
+        # the running navigation takes the sum when the save is done.
+        self._nav_delta += delta
+        if not self._nav_running:
+            self._nav_running = True
+            self._navigate()
+
+    @work(group="detail-nav", exit_on_error=False)
+    async def _navigate(self) -> None:
+        try:
+            while self._nav_delta:
+                delta, self._nav_delta = self._nav_delta, 0
+                target = max(0, min(len(self.item_ids) - 1, self.index + delta))
+                if target == self.index:
+                    self.notify("first item" if delta < 0 else "last item", timeout=1.5)
+                    continue
+                if not await self._save_all():
+                    self._nav_delta = 0
+                    return
+                self.index = target
+                self._close_tag_input_quietly()
+                self._load(self.item_ids[target])
+        finally:
+            self._nav_running = False
 
     def _close_tag_input_quietly(self) -> None:
         box = self.query_one("#tag-input")
@@ -990,7 +1006,7 @@ class ItemDetailScreen(Screen):
             return
         self._leave()
 
-    @work(group="detail-nav", exclusive=True, exit_on_error=False)
+    @work(group="detail-leave", exit_on_error=False)
     async def _leave(self) -> None:
         if self._leaving:
             return
