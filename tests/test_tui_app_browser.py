@@ -227,3 +227,47 @@ def test_command_palette_lists_screens_and_keys(tmp_path, db_path, no_images):
             await wait_until(pilot, lambda: isinstance(app.screen, BulkTagDialog), what="bulk dialog from the palette")
 
     asyncio.run(go())
+
+
+def test_browser_opens_the_other_screens_on_the_selection(tmp_path, db_path, no_images):
+    """Enter → item detail (with the result around it for ←/→); q/e → quick tagging and
+    export on the selection; ctrl+t/g/r → dictionary, groups, runs."""
+    make_dataset(db_path, tmp_path / "ds", 30, nested=False)
+    app = _app(db_path)
+
+    async def go():
+        from sushitui.tui.screens.dictionary import DictionaryScreen
+        from sushitui.tui.screens.export_dialog import ExportDialog
+        from sushitui.tui.screens.groups import GroupsScreen
+        from sushitui.tui.screens.item_detail import ItemDetailScreen
+        from sushitui.tui.screens.quick_tag import QuickTagScreen
+        from sushitui.tui.screens.runs import RunsScreen
+
+        async with app.run_test(size=(120, 40)) as pilot:
+            browser = await open_browser(app, pilot)
+            await pilot.press("right", "right")
+            current = browser.grid.current.item_id
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="item detail")
+            detail = app.screen
+            assert detail.item_id == current and len(detail.item_ids) == 30 and detail.item_ids[detail.index] == current
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is browser, what="back to the browser")
+            await pilot.press("space", "space")
+            selected = sorted(browser.selected)
+            assert len(selected) == 2
+            # (A → AutotagDialog is wired the same way; its onnxruntime import costs seconds here)
+            for key, cls in (("q", QuickTagScreen), ("e", ExportDialog)):
+                await pilot.press(key)
+                await wait_until(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
+                opened = app.screen
+                assert getattr(opened, "dataset_id", browser.dataset_id) == browser.dataset_id
+                app.pop_screen()
+                await wait_until(pilot, lambda: app.screen is browser, what="back")
+            for key, cls in (("ctrl+t", DictionaryScreen), ("ctrl+g", GroupsScreen), ("ctrl+r", RunsScreen)):
+                await pilot.press(key)
+                await wait_until(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
+                app.pop_screen()
+                await wait_until(pilot, lambda: app.screen is browser, what="back")
+
+    asyncio.run(go())

@@ -117,13 +117,9 @@ class SushiApp(App):
     def _first_start(self, token: CancelToken) -> None:
         """Default tag groups and the shipped tag dictionary, once per database (TAG-1, TAG-4)."""
         from sushitui.tags import dictionary
+        from sushitui.tags.groups import ensure_default_groups
 
-        try:
-            from sushitui.tags.groups import ensure_default_groups
-        except ImportError:  # TODO(tui): groups module not landed yet
-            ensure_default_groups = None
-        if ensure_default_groups is not None:
-            ensure_default_groups()
+        ensure_default_groups()
 
         def show(event: ProgressEvent) -> None:
             pct = f" {100 * event.done // event.total}%" if event.total else f" {event.done:,}"
@@ -158,24 +154,31 @@ class SushiApp(App):
         while len(self.screen_stack) > 2 and not isinstance(self.screen, DatasetsScreen):
             self.pop_screen()
 
-    def _push_other(self, module: str, class_name: str, *args, **kwargs) -> None:
-        import importlib
-
-        try:
-            cls = getattr(importlib.import_module(module), class_name)
-        except (ImportError, AttributeError):
-            self.notify(f"{class_name} is not available yet", severity="warning")
-            return
-        self.push_screen(cls(*args, **kwargs))
+    def _current_dataset_id(self) -> int | None:
+        """The dataset of the browser the user is in (for screens that can filter by it)."""
+        for screen in reversed(self.screen_stack):
+            dataset_id = getattr(screen, "dataset_id", None)
+            if dataset_id is not None:
+                return dataset_id
+        return None
 
     def action_open_dictionary(self) -> None:
-        self._push_other("sushitui.tui.screens.dictionary", "DictionaryScreen")
+        from sushitui.tui.screens.dictionary import DictionaryScreen
+
+        if not isinstance(self.screen, DictionaryScreen):
+            self.push_screen(DictionaryScreen())
 
     def action_open_groups(self) -> None:
-        self._push_other("sushitui.tui.screens.groups", "GroupsScreen")
+        from sushitui.tui.screens.groups import GroupsScreen
+
+        if not isinstance(self.screen, GroupsScreen):
+            self.push_screen(GroupsScreen())
 
     def action_open_runs(self) -> None:
-        self._push_other("sushitui.tui.screens.runs", "RunsScreen")
+        from sushitui.tui.screens.runs import RunsScreen
+
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen(self._current_dataset_id()))
 
     # -- command palette ----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

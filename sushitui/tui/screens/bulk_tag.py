@@ -37,15 +37,10 @@ class BulkSummary:
 
 
 def _tag_input(placeholder: str, id: str, dataset_id: int):
-    """The dictionary's autocomplete input when available (helper "dict"), else a plain Input."""
-    try:
-        from sushitui.tui.widgets.tag_input import TagInput
-    except ImportError:
-        return Input(placeholder=placeholder, id=id)
-    try:
-        return TagInput(placeholder=placeholder, id=id, dataset_id=dataset_id)
-    except TypeError:
-        return TagInput(placeholder=placeholder, id=id)
+    """The dictionary's autocompleting tag entry (dataset tags first)."""
+    from sushitui.tui.widgets.tag_input import TagInput
+
+    return TagInput(placeholder=placeholder, id=id, dataset_id=dataset_id)
 
 
 def validate_tag(text: str) -> str | None:

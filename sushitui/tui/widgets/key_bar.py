@@ -84,7 +84,10 @@ class KeyBar(Widget):
         # The palette key stays visible at the right edge however narrow the terminal.
         width = self.size.width
         room = max(0, width - len(self._tail))
-        line = self._text[:room] if len(self._text) > room else self._text
+        cut = len(self._text)
+        if cut > room:  # drop whole keys that do not fit, never half a key
+            cut = max((end for _start, end, _a, _n in self._spans if end <= room), default=0)
+        line = self._text[:cut]
         out = line.copy()
         out.append(" " * max(0, room - len(line)))
         out.append_text(self._tail)
