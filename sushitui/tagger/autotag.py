@@ -32,6 +32,7 @@ from sushitui.tagger.registry import DEFAULT_MODEL, get_spec
 MODES = ("replace", "add", "skip")
 WRITE_BATCH = 64
 WRITE_INTERVAL_S = 2.0
+CACHE_CHUNK = 256
 DICTIONARY_CATEGORIES = ("general", "character", "copyright", "artist", "meta", "model")
 # Bumped when decoding/preprocessing changes what a model sees: old cached scores no longer apply.
 PREPROCESS_VERSION = "pp1"
@@ -391,20 +392,28 @@ def autotag(
             mapper.flush_unknown()
 
     # 2. cache hits: no inference
-    cached = tcache.get_many([sha for _, _, sha in todo], version) if read_cache else {}
+    # In chunks: a dense cl_tagger score row is 165 KiB, so 100k hits at once would be 16 GB.
     misses: dict[str, list[tuple[Item, str]]] = {}
-    for it, path, sha in todo:
-        probs = cached.get(sha)
-        if isinstance(probs, tcache.CachedFailure):
-            report.failed.append(Problem(it.image_path, f"{probs} — skipped (known from an earlier run); fix or remove the file"))
-            done += 1
-        elif probs is not None:
-            report.cached += 1
-            finish_item(it, probs)
-            done += 1
-            flush()
-        else:
-            misses.setdefault(sha, []).append((it, path))
+    for start in range(0, len(todo), CACHE_CHUNK):
+        chunk = todo[start:start + CACHE_CHUNK]
+        cached = tcache.get_many([sha for _, _, sha in chunk], version) if read_cache else {}
+        for it, path, sha in chunk:
+            probs = cached.get(sha)
+            if isinstance(probs, tcache.CachedFailure):
+                report.failed.append(Problem(it.image_path, f"{probs} — skipped (known from an earlier run); fix or remove the file"))
+                done += 1
+            elif probs is not None:
+                report.cached += 1
+                finish_item(it, probs)
+                done += 1
+                flush()
+            else:
+                misses.setdefault(sha, []).append((it, path))
+        del cached
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            break
+        emit("tagging", done, total)
     emit("tagging", done, total, True)
 
     # 3. the rest through the model, one decode per distinct image

@@ -85,34 +85,66 @@ class Predicted:
     confidence: float
 
 
+def _threshold_vector(labels: LabelSet, family: str, sel: Selection) -> np.ndarray:
+    """Per-label threshold for the plain ``p >= t`` categories (+inf elsewhere: holes,
+    unwanted, argmax and MCut categories), cached on the label set per selection."""
+    key = (family, tuple(sel.categories), sel.threshold, sel.character_threshold,
+           tuple(sorted(sel.per_category.items())), tuple(sel.mcut_categories))
+    cache = labels._arrays.setdefault("_thr", {})
+    vec = cache.get(key)
+    if vec is None:
+        vec = np.full(len(labels), np.inf, np.float32)
+        for category in sel.categories:
+            if category in ARGMAX_CATEGORIES or category in sel.mcut_categories:
+                continue
+            idx = labels.index_array(category)
+            if idx.size:
+                vec[idx] = sel.threshold_for(category, family)
+        cache.clear()  # one selection at a time in practice; keep memory flat
+        cache[key] = vec
+    return vec
+
+
 def select_tags(probs: np.ndarray, labels: LabelSet, family: str, sel: Selection) -> list[Predicted]:
-    """One image's probabilities (label order) → tags, category order then confidence."""
+    """One image's probabilities (label order) → tags, category order then confidence.
+
+    One vectorised comparison against a per-label threshold vector picks the plain
+    threshold categories (a cl_tagger row has 42k labels and this runs per image, also
+    for every cache hit); argmax and MCut categories are handled per category."""
     n = min(len(labels), probs.shape[-1])
+    probs = probs[:n]
+    hits = np.nonzero(probs >= _threshold_vector(labels, family, sel)[:n])[0]
+    by_cat: dict[str, list[int]] = {}
+    if hits.size:
+        cats = labels.categories
+        for i in hits.tolist():
+            by_cat.setdefault(cats[i], []).append(i)
     chosen: list[Predicted] = []
     wanted = set(sel.categories)
     for category in CATEGORY_ORDER + tuple(c for c in sel.categories if c not in CATEGORY_ORDER):
         if category not in wanted:
             continue
-        idx = labels.index_array(category)
-        if idx.size and idx[-1] >= n:  # fewer model outputs than labels
-            idx = idx[idx < n]
-        if idx.size == 0:
-            continue
-        p = probs[idx]
-        if category in ARGMAX_CATEGORIES:
-            keep = np.asarray([int(np.argmax(p))])
-        else:
-            thr: float | None = sel.threshold_for(category, family)
-            if category in sel.mcut_categories:
-                thr = mcut(p)
-                if thr is not None and category == "character":
-                    thr = max(0.15, thr)
-            if thr is None:
+        if category in ARGMAX_CATEGORIES or category in sel.mcut_categories:
+            idx = labels.index_array(category)
+            if idx.size and idx[-1] >= n:  # fewer model outputs than labels
+                idx = idx[idx < n]
+            if idx.size == 0:
                 continue
-            keep = np.nonzero(p >= thr)[0]
-            keep = keep[np.argsort(-p[keep], kind="stable")]
-        for k in keep:
-            i = int(idx[k])
+            p = probs[idx]
+            if category in ARGMAX_CATEGORIES:
+                keep = [int(idx[int(np.argmax(p))])]
+            else:
+                thr = mcut(p)
+                if thr is None:
+                    continue
+                if category == "character":
+                    thr = max(0.15, thr)
+                keep = idx[p >= thr].tolist()
+        else:
+            keep = by_cat.get(category, [])
+        if category not in ARGMAX_CATEGORIES and len(keep) > 1:
+            keep = sorted(keep, key=lambda i: -probs[i])  # stable: ties keep label order
+        for i in keep:
             raw = labels.names[i] or ""
             if family == "cl" and category == "meta" and sel.cl_meta_filter and any(w in raw for w in CL_META_DROP):
                 continue
