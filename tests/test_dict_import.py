@@ -215,3 +215,31 @@ def test_bulk_keys_equals_match_key_on_the_shipped_list_and_edge_cases():
     tags = [t for f in sorted(folder.glob("[A-Z]*.json")) for t in json.loads(f.read_text())]
     tags += ["a_b", "^_^", "Long_Hair", "x  y", "_a_", "a__b", "foo_\\(bar\\)", "日本_語", "a\u3000b", "x_", "T_T", ";_;"]
     assert bulk_keys(tags) == [match_key(t) for t in tags]
+
+
+def test_csv_round_trip_property(db, tmp_path):
+    """Any valid names (quotes, pipes, colons, backslashes, unicode) survive export → import."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from sushitui.store import current_database
+    from sushitui.tags.dictionary_formats import TagRow
+
+    alphabet = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters=",")
+    name = st.text(alphabet, min_size=1, max_size=20).map(str.strip).filter(bool)
+    entry = st.tuples(name, st.sampled_from(d.CATEGORIES), st.integers(0, 10**9))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(entry, min_size=1, max_size=8, unique_by=lambda e: match_key(e[0])))
+    def check(entries):
+        current_database().execute_sql("DELETE FROM dictionary_tag")
+        rep = d.import_rows([TagRow(" ".join(t.split()), c, n, None, (), "", "") for t, c, n in entries])
+        assert rep.imported == len(entries)
+        before = snapshot()
+        out = tmp_path / "rt.csv"
+        d.export(out, fmt="csv")
+        current_database().execute_sql("DELETE FROM dictionary_tag")
+        again = d.import_file(out, source="danbooru")
+        assert not again.rejected and snapshot() == before
+
+    check()
