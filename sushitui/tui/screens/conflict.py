@@ -53,7 +53,7 @@ class ConflictDialog(ModalScreen[str]):
     ConflictDialog .conflict-side { width: 1fr; border: round $primary; padding: 0 1; }
     ConflictDialog #conflict-disk-side { border: round $warning; }
     ConflictDialog #conflict-buttons { height: auto; align-horizontal: center; }
-    ConflictDialog Button { margin: 0 1; min-width: 12; }
+    ConflictDialog Button { margin: 0 1; width: auto; min-width: 16; }
     """
 
     BINDINGS = [
@@ -93,9 +93,9 @@ class ConflictDialog(ModalScreen[str]):
                     body = "(the file was deleted)" if self.disk is None else (for_terminal(self.disk, multiline=True) or "(empty)")
                     yield Static(Text(body), id="conflict-disk")
             with Horizontal(id="conflict-buttons"):
-                yield Button("Keep mine [m]", id="mine", variant="error")
-                yield Button("Take disk [d]", id="disk", variant="warning")
-                yield Button("Cancel [esc]", id="cancel")
+                yield Button("Keep mine (m)", id="mine", variant="error")
+                yield Button("Take disk (d)", id="disk", variant="warning")
+                yield Button("Cancel (esc)", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -26,6 +26,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Input
 
 from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError
+from sushitui.sanitize import for_terminal
 from sushitui.dataset.preview import PreviewCache, shared_preview_cache
 
 
@@ -115,7 +116,7 @@ async def save_with_conflict_dialog(
     except CaptionConflict as exc:
         conflict = exc
     except CaptionFileError as exc:
-        screen.notify(str(exc), title="Not saved", severity="error", timeout=10)
+        screen.notify(for_terminal(exc), title="Not saved", severity="error", timeout=10, markup=False)
         return SaveOutcome(False, error=str(exc))
     rel = None
     shown = str(conflict.path)
@@ -131,19 +132,19 @@ async def save_with_conflict_dialog(
     try:
         if choice == KEEP_MINE:
             await asyncio.to_thread(write, True)
-            screen.notify(f"Kept your version of {shown}", timeout=4)
+            screen.notify(f"Kept your version of {for_terminal(shown)}", timeout=4, markup=False)
             return SaveOutcome(True, KEEP_MINE)
         if choice == TAKE_DISK:
             value = await asyncio.to_thread(take_disk, rel)
-            screen.notify(f"Reloaded {shown} from disk", timeout=4)
+            screen.notify(f"Reloaded {for_terminal(shown)} from disk", timeout=4, markup=False)
             return SaveOutcome(True, TAKE_DISK, value)
     except CaptionConflict as exc:
-        screen.notify(f"{exc}", title="Still in conflict", severity="error", timeout=10)
+        screen.notify(for_terminal(exc), title="Still in conflict", severity="error", timeout=10, markup=False)
         return SaveOutcome(False, choice, error=str(exc))
     except CaptionFileError as exc:
-        screen.notify(str(exc), title="Not saved", severity="error", timeout=10)
+        screen.notify(for_terminal(exc), title="Not saved", severity="error", timeout=10, markup=False)
         return SaveOutcome(False, choice, error=str(exc))
-    screen.notify("Not saved: the conflict is still open; save again to choose.", severity="warning", timeout=6)
+    screen.notify("Not saved: the conflict is still open; save again to choose.", severity="warning", timeout=6, markup=False)
     return SaveOutcome(False, CANCEL)
 
 

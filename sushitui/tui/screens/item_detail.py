@@ -536,7 +536,7 @@ class ItemDetailScreen(Screen):
             if ed.add(part):
                 self._tags_edited(cursor=len(ed) - 1)
             else:
-                self.notify(f"already tagged: {for_terminal(part)}", timeout=2)
+                self.notify(f"already tagged: {for_terminal(part)}", timeout=2, markup=False)
 
     def _close_tag_input(self) -> None:
         box = self.query_one("#tag-input")
@@ -566,18 +566,18 @@ class ItemDetailScreen(Screen):
             return
         _TAG_CLIPBOARD[:] = self.editor.tags
         self.app.copy_to_clipboard(join_tags(self.editor.tags))
-        self.notify(f"copied {len(self.editor)} tags", timeout=2)
+        self.notify(f"copied {len(self.editor)} tags", timeout=2, markup=False)
 
     def action_paste_tags(self) -> None:
         if not self._on_tags_tab():
             return
         if not _TAG_CLIPBOARD:
-            self.notify("nothing copied yet: press c on an item first (or paste text into the tag box)", timeout=4)
+            self.notify("nothing copied yet: press c on an item first (or paste text into the tag box)", timeout=4, markup=False)
             return
         added = self.editor.add_many(_TAG_CLIPBOARD)
         if added:
             self._tags_edited(cursor=len(self.editor) - 1)
-        self.notify(f"pasted {added} new tags", timeout=2)
+        self.notify(f"pasted {added} new tags", timeout=2, markup=False)
 
     def on_paste(self, event) -> None:
         """Bracketed paste while the pills have focus adds the pasted tags."""
@@ -588,7 +588,7 @@ class ItemDetailScreen(Screen):
     def action_clear_tags(self) -> None:
         if self._on_tags_tab() and self.editor.clear():
             self._tags_edited(cursor=0)
-            self.notify("all tags cleared (ctrl+z brings them back)", timeout=3)
+            self.notify("all tags cleared (ctrl+z brings them back)", timeout=3, markup=False)
 
     def action_undo(self) -> None:
         if self._on_tags_tab() and self.editor.undo():
@@ -609,7 +609,7 @@ class ItemDetailScreen(Screen):
                 changed = True
         if changed:
             self._refresh_tags()
-            self.notify("reverted to the saved version (ctrl+z undoes the revert of tags)", timeout=3)
+            self.notify("reverted to the saved version (ctrl+z undoes the revert of tags)", timeout=3, markup=False)
 
     def action_cycle_subtype(self) -> None:
         if not self.editors:
@@ -668,7 +668,7 @@ class ItemDetailScreen(Screen):
     def action_cycle_language(self) -> None:
         ctype = self._current_text_type()
         if ctype is None:
-            self.notify("switch to a text tab first ([ and ] change tabs)", timeout=3)
+            self.notify("switch to a text tab first ([ and ] change tabs)", timeout=3, markup=False)
             return
         state = self.texts[ctype]
         state.language = LANGUAGES[(LANGUAGES.index(state.language) + 1) % len(LANGUAGES)] if state.language in LANGUAGES else "auto"
@@ -782,9 +782,9 @@ class ItemDetailScreen(Screen):
         try:
             msg = await asyncio.to_thread(delete_caption, cap.id)
         except CaptionFileError as exc:
-            self.notify(str(exc), title="Not deleted", severity="error", timeout=8)
+            self.notify(for_terminal(exc), title="Not deleted", severity="error", timeout=8, markup=False)
             return
-        self.notify(for_terminal(msg), timeout=3)
+        self.notify(for_terminal(msg), timeout=3, markup=False)
         self._load(self.view.item_id)
 
     # --- metadata pane --------------------------------------------------------------
@@ -950,10 +950,10 @@ class ItemDetailScreen(Screen):
     @work(group="detail-save", exit_on_error=False)
     async def _explicit_save(self) -> None:
         if not self._dirty():
-            self.notify("nothing to save", timeout=2)
+            self.notify("nothing to save", timeout=2, markup=False)
             return
         if await self._save_all():
-            self.notify("saved", timeout=2)
+            self.notify("saved", timeout=2, markup=False)
 
     # --- navigation -----------------------------------------------------------------
 
@@ -978,7 +978,7 @@ class ItemDetailScreen(Screen):
                 delta, self._nav_delta = self._nav_delta, 0
                 target = max(0, min(len(self.item_ids) - 1, self.index + delta))
                 if target == self.index:
-                    self.notify("first item" if delta < 0 else "last item", timeout=1.5)
+                    self.notify("first item" if delta < 0 else "last item", timeout=1.5, markup=False)
                     continue
                 if not await self._save_all():
                     self._nav_delta = 0
@@ -1026,7 +1026,7 @@ class ItemDetailScreen(Screen):
         try:
             from sushitui.tui.screens.autotag_dialog import AutotagDialog
         except ImportError:
-            self.notify("auto-tagging is not available in this build", severity="warning", timeout=4)
+            self.notify("auto-tagging is not available in this build", severity="warning", timeout=4, markup=False)
             return
         view = self.view
         self._autotag_flow(AutotagDialog(view.dataset_id, item_ids=[view.item_id]))
@@ -1063,6 +1063,6 @@ class ItemDetailScreen(Screen):
             await asyncio.to_thread(write_atomic, os.path.expanduser(path), text, expected=None)
         except CaptionFileError as exc:
             reason = "that file already exists; choose another name" if os.path.exists(os.path.expanduser(path)) else str(exc)
-            self.notify(for_terminal(reason), title="Not exported", severity="error", timeout=8)
+            self.notify(for_terminal(reason), title="Not exported", severity="error", timeout=8, markup=False)
             return
-        self.notify(f"caption written to {for_terminal(path)}", timeout=4)
+        self.notify(f"caption written to {for_terminal(path)}", timeout=4, markup=False)

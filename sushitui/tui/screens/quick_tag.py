@@ -321,7 +321,7 @@ class QuickTagScreen(Screen):
         if ed is None:
             return
         if not 1 <= n <= len(self.presets):
-            self.notify(f"no preset {n}: press p to set presets", timeout=2)
+            self.notify(f"no preset {n}: press p to set presets", timeout=2, markup=False)
             return
         ed.toggle(self.presets[n - 1])
         self._refresh_tags()
@@ -360,7 +360,7 @@ class QuickTagScreen(Screen):
             self._refresh_tags()
             return
         if not self.saved_history:
-            self.notify("nothing to undo", timeout=2)
+            self.notify("nothing to undo", timeout=2, markup=False)
             return
         item_id, before, _after = self.saved_history.pop()
         if item_id in self.item_ids:
@@ -370,7 +370,7 @@ class QuickTagScreen(Screen):
             target.set_tags(before)
             self._enqueue_save(item_id, record=False)
         self._show()
-        self.notify("undid the last save", timeout=2)
+        self.notify("undid the last save", timeout=2, markup=False)
 
     def action_redo(self) -> None:
         ed = self.editor
@@ -390,7 +390,7 @@ class QuickTagScreen(Screen):
         saved = set_presets(self.dataset_id, presets)
         self.post_message(SetupLoaded(saved, self.tag_colors))
         if len(presets) > len(saved):
-            self.app.call_from_thread(self.notify, f"only the first {len(saved)} presets are kept (keys 1–9)", timeout=4)
+            self.app.call_from_thread(self.notify, f"only the first {len(saved)} presets are kept (keys 1–9)", timeout=4, markup=False)
 
     # --- moving and saving ----------------------------------------------------------
 
@@ -431,7 +431,7 @@ class QuickTagScreen(Screen):
 
     def _go(self, index: int) -> None:
         if not 0 <= index < len(self.item_ids):
-            self.notify("that was the last image" if index >= len(self.item_ids) else "this is the first image", timeout=2)
+            self.notify("that was the last image" if index >= len(self.item_ids) else "this is the first image", timeout=2, markup=False)
             return
         self.index = index
         self._show()
@@ -443,7 +443,7 @@ class QuickTagScreen(Screen):
             self._enqueue_save(self.item_id)
         if self.index + 1 >= len(self.item_ids):
             self._refresh_tags()
-            self.notify(f"saved — all {len(self.item_ids)} images done; Esc goes back", timeout=4)
+            self.notify(f"saved — all {len(self.item_ids)} images done; Esc goes back", timeout=4, markup=False)
             return
         self._go(self.index + 1)
 
@@ -452,18 +452,18 @@ class QuickTagScreen(Screen):
         if ed is not None and ed.dirty:
             n = len(set(map(match_key, ed.tags)) ^ set(map(match_key, ed.baseline)))
             ed.revert()
-            self.notify(f"not saved: {n} tag change(s) on this image dropped", timeout=3)
+            self.notify(f"not saved: {n} tag change(s) on this image dropped", timeout=3, markup=False)
 
     def action_skip(self) -> None:
         if self.index + 1 >= len(self.item_ids):
-            self.notify("that was the last image", timeout=2)
+            self.notify("that was the last image", timeout=2, markup=False)
             return
         self._drop_unsaved()
         self._go(self.index + 1)
 
     def action_prev(self) -> None:
         if self.index == 0:
-            self.notify("this is the first image", timeout=2)
+            self.notify("this is the first image", timeout=2, markup=False)
             return
         self._drop_unsaved()
         self._go(self.index - 1)
