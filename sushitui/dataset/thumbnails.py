@@ -68,6 +68,32 @@ def _flatten_mode(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# EXIF orientation → the transpose that shows the picture upright (as cameras meant it)
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - broken EXIF never stops a preview
+        return 1
+
+
+def _plain_reason(what: str, exc: BaseException) -> str:
+    reason = str(exc) or type(exc).__name__
+    if "truncated" in reason.lower():
+        reason = "image file is truncated (incomplete download or copy?)"
+    return f"{what}: {reason}"
+
+
 def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX) -> Thumbnail:
     """Decode ``path`` into a thumbnail that fits ``box``; never raises for bad files."""
     try:
@@ -86,8 +112,8 @@ def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX
         return Thumbnail(None, "path is a directory, not an image")
     except UnidentifiedImageError:
         return Thumbnail(None, "not a readable image (corrupt, empty or wrong extension)")
-    except (OSError, ValueError, SyntaxError) as exc:
-        return Thumbnail(None, f"cannot open image: {exc}")
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        return Thumbnail(None, _plain_reason("cannot open image", exc))
     try:
         width, height = img.size
         limit = Image.MAX_IMAGE_PIXELS
@@ -96,6 +122,7 @@ def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX
         if width <= 0 or height <= 0:
             return Thumbnail(None, "image has no pixels", width, height)
         try:
+            orientation = _orientation(img)
             if img.format == "JPEG":
                 # Decode at the smallest libjpeg scale that still covers the box.
                 img.draft("RGB", (box[0], box[1]))
@@ -104,11 +131,10 @@ def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX
             img.thumbnail(box, Image.Resampling.BILINEAR, reducing_gap=2.0)
             img = _flatten_mode(img)
             img.load()
+            if orientation in _TRANSPOSE:
+                img = img.transpose(_TRANSPOSE[orientation])
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-            reason = str(exc) or type(exc).__name__
-            if "truncated" in reason:
-                reason = "image file is truncated (incomplete download or copy?)"
-            return Thumbnail(None, f"cannot decode image: {reason}", width, height)
+            return Thumbnail(None, _plain_reason("cannot decode image", exc), width, height)
         except MemoryError:
             return Thumbnail(None, "not enough memory to decode this image", width, height)
         if img is opened:

@@ -384,7 +384,7 @@ class ItemGrid(Widget, can_focus=True):
         left_bar, right_bar = Segment(vt, border), Segment(vt, border)
         lines: list[list[Segment]] = []
         # top border with the name (and a check mark when selected)
-        title = ("✓ " if selected else "") + for_terminal(data.name)
+        title = ("✓ " if selected else "") + ("⚠ " if data.problem else "") + for_terminal(data.name)
         title = fit(title, inner - 2).rstrip() if inner > 2 else ""
         title_len = cell_len(title)
         top = [Segment(tl + hz, border), Segment(title, st["title"] + (Style(bold=True) if is_cursor else Style())),
