@@ -36,7 +36,7 @@ async def test_add_tag_autosaves_after_500ms(folder):
         await pilot.pause()
         assert screen.editor.tags[-1] == "smile"
         assert (root / "a.txt").read_text() == "1girl, solo, long_hair", "not written before 500 ms of quiet"
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(0.65)
         await settle(pilot, app)
         assert (root / "a.txt").read_text() == "1girl, solo, long_hair, smile"
         assert Item.get_by_id(ids[0]).tag_count == 4
@@ -66,6 +66,11 @@ async def test_remove_reorder_undo_redo_and_explicit_save(folder):
         await settle(pilot, app)
         assert (root / "a.txt").read_text() == "long_hair, 1girl, solo", "the user's order is kept"
         assert load_item_view(ids[0]).tags["main"] == ["long_hair", "1girl", "solo"]
+        # Fast key repeats while the save runs add up: 3 × → and 1 × ← is item c.
+        await pilot.press("x", "right", "right", "right", "left")
+        await settle(pilot, app)
+        assert screen.index == 2 and screen.view.base_name == "c"
+        assert (root / "a.txt").read_text() == "1girl, solo"
 
 
 @sync
@@ -166,7 +171,7 @@ async def test_navigation_group_tabs_and_text_caption(folder):
         tabbed.active = "tab-instruction"
         await pilot.pause()
         await pilot.press("end", *" now")
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(0.65)
         await settle(pilot, app)
         assert (root / "g_instruction.txt").read_text() == "make the sky red now"
         await pilot.press("escape", "left")  # leave the editor, then go to the previous item
@@ -302,14 +307,3 @@ async def test_broken_image_shows_reason_and_navigation_goes_on(db, tmp_path, te
         assert app.screen.view.base_name == "b_good"
         assert "truncated" not in screen_text(app)
 
-
-@sync
-async def test_fast_key_repeat_moves_by_the_sum(folder):
-    root, ds, ids = folder
-    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
-    async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
-        await pilot.press("x", "right", "right", "right", "left")  # an edit to save, then 3 → and 1 ←
-        await settle(pilot, app)
-        assert app.screen.index == 2 and app.screen.view.base_name == "c"
-        assert (root / "a.txt").read_text() == "solo, long_hair"
