@@ -254,3 +254,37 @@ def test_demo_dataset_is_generated_registered_and_reused(tmp_path, db_path):
             await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total == 30, what="demo browser")
 
     asyncio.run(go())
+
+
+def test_edit_settings_saves_and_offers_a_reindex(tmp_path, db_path):
+    from sushitui.tui.screens.datasets import DatasetForm, DatasetsScreen
+    from sushitui.tui.widgets.confirm import ConfirmDialog
+
+    root = tmp_path / "ds"
+    make_dataset(db_path, root, 6, name="editme", nested=False)
+    app = _app(db_path)
+
+    async def go():
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            await wait_until(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            await pilot.press("e")
+            await wait_until(pilot, lambda: isinstance(app.screen, DatasetForm), what="settings form")
+            form = app.screen
+            assert form.query_one("#f-name").disabled and form.query_one("#f-name").value == "editme"
+            await _fill(pilot, app, "max_depth", "2")
+            await _fill(pilot, app, "caption_suffixes", "main,alt,notes")
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="reindex question")
+            await pilot.press("y")
+            await wait_until(pilot, lambda: any("Indexed editme" in n.message for n in app._notifications), what="reindex")
+
+    asyncio.run(go())
+    from sushitui.store import Dataset, open_database
+
+    db = open_database(db_path)
+    try:
+        ds = Dataset.get(Dataset.name == "editme")
+        assert ds.max_depth == 2 and list(ds.caption_suffixes) == ["main", "alt", "notes"]
+    finally:
+        db.close()
