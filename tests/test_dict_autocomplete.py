@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from dict_helpers import add_many, make_dataset
 
 from sushitui.tags import dictionary as d
 from sushitui.tags.autocomplete import Completer, query_key
-from tests.test_dict_ops import add_many, make_dataset
 
 
 @pytest.fixture

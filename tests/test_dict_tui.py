@@ -3,27 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-
 import pytest
+from dict_helpers import add_many, sync
 from textual.app import App
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
 
 from sushitui.tags import dictionary as d
 from sushitui.tags.autocomplete import get_completer
-from tests.test_dict_ops import add_many
-
-
-def sync(fn):
-    """Run an async test with asyncio.run (pytest-asyncio is not installed)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 @pytest.fixture
