@@ -84,7 +84,7 @@ class ExportDialog(ModalScreen):
                 yield Static("", id="export-trigger-hint")
                 with Horizontal(classes="export-row"):
                     with Vertical():
-                        yield Label("Captions (fallback order)")
+                        yield Label("Captions, in order")
                         yield Input("main", id="ex-caption", compact=True)
                     with Vertical():
                         yield Label("Exclude tag groups")
