@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from sushitui.dataset.captions import MAIN, TagEdit, new_caption_rel_path, set_tags_many
 from sushitui.progress import CancelToken, ProgressEvent
-from sushitui.store import Caption, Dataset, Item, ItemTag
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
 from sushitui.tags import aliases
 from sushitui.tags.normalize import clean, dedupe, match_key
 from sushitui.tags.query import QueryError, TagTerm, apply_query, parse
@@ -124,11 +124,11 @@ def edit_items(
         chunk = list(item_ids[start : start + batch_size])
         items = {i.id: i for i in Item.select().where(Item.id.in_(chunk))}
         current: dict[int, list[str]] = {i: [] for i in chunk}
-        rows = (
-            ItemTag.select(ItemTag.item, ItemTag.tag)
-            .where(ItemTag.item.in_(chunk) & (ItemTag.subtype == subtype))
-            .order_by(ItemTag.item, ItemTag.position)
-            .tuples()
+        # plain cursor: ~10x less per-row overhead than model rows for ~30 tags per item
+        rows = current_database().execute_sql(
+            f"SELECT item_id, tag FROM item_tag WHERE item_id IN ({','.join('?' * len(chunk))}) AND subtype = ? "
+            "ORDER BY item_id, position",
+            [*chunk, subtype],
         )
         for item_id, tag in rows:
             current[item_id].append(tag)
@@ -166,8 +166,6 @@ def _write_parallel(edits: list[TagEdit], subtype: str) -> list:
     and transaction. Every caption file is still written atomically with its fsyncs;
     what runs in parallel is the waiting for the disk."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from sushitui.store import current_database
 
     subs = [edits[i : i + SUB_BATCH] for i in range(0, len(edits), SUB_BATCH)]
     if len(subs) == 1:
