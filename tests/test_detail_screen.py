@@ -307,3 +307,36 @@ async def test_broken_image_shows_reason_and_navigation_goes_on(db, tmp_path, te
         assert app.screen.view.base_name == "b_good"
         assert "truncated" not in screen_text(app)
 
+
+
+@sync
+async def test_all_captions_edit_and_delete(folder):
+    from sushitui.tui.screens.item_detail import CaptionEditDialog
+
+    root, ds, ids = folder
+    by_name = {Item.get_by_id(i).base_name: i for i in ids}
+    app = ScreenApp(lambda: ItemDetailScreen(by_name["g"], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        screen.query_one("#caption-tabs").active = "tab-all"
+        await pilot.pause()
+        olist = screen.query_one("#all-captions")
+        kinds = [screen.view.captions[i].type for i in range(olist.option_count)]
+        assert sorted(kinds) == ["instruction", "tags"]
+        olist.highlighted = kinds.index("instruction")
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert isinstance(app.screen, CaptionEditDialog)
+        await pilot.press(*" slowly", "ctrl+s")
+        await settle(pilot, app)
+        assert (root / "g_instruction.txt").read_text() == "make the sky red slowly"
+        olist = screen.query_one("#all-captions")
+        olist.focus()
+        olist.highlighted = [c.type for c in screen.view.captions].index("instruction")
+        await pilot.press("d")
+        await settle(pilot, app)
+        await pilot.press("y")
+        await settle(pilot, app)
+        assert not (root / "g_instruction.txt").exists()
+        assert [c.type for c in screen.view.captions] == ["tags"]

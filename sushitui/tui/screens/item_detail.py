@@ -152,7 +152,9 @@ class CaptionEditDialog(ModalScreen["str | None"]):
             yield Static(Text("ctrl+s save · esc cancel", style="dim"))
 
     def on_mount(self) -> None:
-        self.query_one(TextArea).focus()
+        area = self.query_one(TextArea)
+        area.move_cursor(area.document.end)  # typically one appends to a caption
+        area.focus()
 
     def action_save(self) -> None:
         self.dismiss(self.query_one(TextArea).text)
