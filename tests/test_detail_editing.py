@@ -157,3 +157,17 @@ def test_real_hostile_images_never_raise(testdata):
         assert p.image is None and p.reason
     good = decode_preview(hostile / "rabbit" / "pillars-1024x1024.jpg")
     assert good.image is not None and good.image.size == (1024, 1024)
+
+
+def test_take_disk_when_another_program_created_the_file(db, tmp_path):
+    from sushitui.dataset.item_view import take_disk_text, text_subtype_for
+
+    ds, ids = make_dataset(tmp_path / "d", {"a": "1girl"})
+    sub = text_subtype_for(ds.id, "description")
+    (tmp_path / "d" / f"a_{sub}.txt").write_text("written elsewhere", encoding="utf-8")
+    with pytest.raises(CaptionConflict):
+        save_text(ids[0], "description", sub, "mine")
+    assert take_disk_text(ids[0], "description", sub, f"a_{sub}.txt") == "written elsewhere"
+    assert load_item_view(ids[0]).text_caption("description").content == "written elsewhere"
+    save_text(ids[0], "description", sub, "mine after all")  # the index now knows the file
+    assert (tmp_path / "d" / f"a_{sub}.txt").read_text() == "mine after all"

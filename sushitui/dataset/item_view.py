@@ -232,11 +232,13 @@ def _adopt_file_state(item: Item, ctype: str, subtype: str, rel: str | None) -> 
     """Point the caption row at the file as it is on disk now; returns the disk text
     (None when the file no longer exists)."""
     caption = find_caption(item, ctype, subtype)
-    if caption is None:
-        return None
-    rel = rel or caption.file_path
+    rel = rel or (caption.file_path if caption is not None else None)
     if not rel:
         return None
+    if caption is None:
+        # Another program created the file the app was about to create: index it.
+        with write_transaction():
+            caption = Caption.create(item=item.id, type=ctype, subtype=subtype, source="txt_file", file_path=rel)
     root = Dataset.get_by_id(item.dataset_id).root_path
     path = to_abs(root, rel)
     try:
