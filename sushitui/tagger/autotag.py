@@ -18,11 +18,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sushitui.dataset.captions import MAIN, TagEdit, item_tags, set_tags_many
+from sushitui.dataset.captions import MAIN, TagEdit, set_tags_many
 from sushitui.dataset.paths import to_abs
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.store import Dataset, DictionaryTag, Item, ItemTag, write_transaction
-from sushitui.tags.normalize import dedupe, match_key
+from sushitui.tags.normalize import match_key
 from sushitui.tagger import cache as tcache
 from sushitui.tagger.hub import ModelFiles, local_files, resolve
 from sushitui.tagger.labels import load_labels
@@ -219,11 +219,20 @@ class _TagMapper:
         self._dict_memo: dict[str, str | None] = {}  # norm → replacement tag (None: keep)
         self._known: set[str] = set()
         self.unknown: dict[str, tuple[str, str]] = {}  # norm → (tag, category) to add
+        self._keys: dict[str, str] = {}
+
+    def key(self, tag: str) -> str:
+        """match_key, memoised: the same tags recur on every image."""
+        k = self._keys.get(tag)
+        if k is None:
+            k = self._keys[tag] = match_key(tag)
+        return k
 
     def prefetch(self, tags: Sequence[Predicted]) -> None:
+        """One dictionary query for a whole write batch's new tags."""
         if not (self.dictionary_mapping or self.add_unknown):
             return
-        norms = [match_key(t.tag) for t in tags]
+        norms = [self.key(t.tag) for t in tags]
         todo = [n for n in set(norms) if n not in self._dict_memo]
         for i in range(0, len(todo), 500):
             chunk = todo[i:i + 500]
@@ -238,7 +247,7 @@ class _TagMapper:
     def alias(self, tag: str) -> str:
         if self._alias is None:
             return tag
-        key = match_key(tag)
+        key = self.key(tag)
         if key not in self._alias_memo:
             try:
                 self._alias_memo[key] = self._alias(tag) or tag
@@ -251,12 +260,12 @@ class _TagMapper:
         out = []
         for p in predicted:
             tag = self.alias(p.tag)
-            norm = match_key(tag)
+            norm = self.key(tag)
             if self.dictionary_mapping:
-                repl = self._dict_memo.get(norm) if norm in self._dict_memo else self._dict_memo.get(match_key(p.tag))
+                repl = self._dict_memo.get(norm) if norm in self._dict_memo else self._dict_memo.get(self.key(p.tag))
                 if repl:
                     tag = self.alias(repl)
-                    norm = match_key(tag)
+                    norm = self.key(tag)
             if self.add_unknown and norm not in self._known and p.category in DICTIONARY_CATEGORIES:
                 self.unknown.setdefault(norm, (tag, p.category))
             out.append(Predicted(tag, p.category, p.confidence))
@@ -374,8 +383,7 @@ def autotag(
     done = 0
 
     def finish_item(it: Item, probs) -> None:
-        predicted = mapper.map(select_tags(probs, labels, family, sel))
-        pending.append((it, predicted))
+        pending.append((it, select_tags(probs, labels, family, sel)))
 
     last_write = [time.monotonic()]
 
@@ -385,7 +393,7 @@ def autotag(
         # holds even that, so a re-run writes it without inference.
         due = time.monotonic() - last_write[0] >= WRITE_INTERVAL_S
         if pending and (force or len(pending) >= min_size or due):
-            _write(pending, opts, source, report)
+            _write(pending, opts, source, report, mapper)
             pending.clear()
             last_write[0] = time.monotonic()
         if force and not opts.dry_run:
@@ -476,31 +484,54 @@ def _argmax_indices(labels):
     return np.asarray(labels.indices("rating") + labels.indices("quality"), dtype=np.int64)
 
 
-def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, source: str, report: AutotagReport) -> None:
+def _existing_tags(items: Sequence[Item], subtype: str) -> dict[int, list[str]]:
+    """Current tags of many items in one query (caption order)."""
+    out: dict[int, list[str]] = {it.id: [] for it in items}
+    ids = list(out)
+    for i in range(0, len(ids), 500):
+        rows = (ItemTag.select(ItemTag.item, ItemTag.tag)
+                .where(ItemTag.item.in_(ids[i:i + 500]) & (ItemTag.subtype == subtype))
+                .order_by(ItemTag.item, ItemTag.position).tuples())
+        for item_id, tag in rows:
+            out[item_id].append(tag)
+    return out
+
+
+def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, source: str, report: AutotagReport,
+           mapper: _TagMapper) -> None:
+    mapper.prefetch([p for _, predicted in batch for p in predicted])
+    need_existing = opts.mode == "add" or opts.dry_run
+    existing_by_item = _existing_tags([it for it, _ in batch], opts.subtype) if need_existing else {}
+    key = mapper.key
+
+    def unique(tags: Sequence[str]) -> list[str]:  # dedupe() for already-clean tags, memoised keys
+        seen: set[str] = set()
+        return [t for t in tags if not (key(t) in seen or seen.add(key(t)))]
+
     edits: list[TagEdit] = []
     for it, predicted in batch:
-        auto = dedupe([p.tag for p in predicted])
+        predicted = mapper.map(predicted)
+        auto = unique([p.tag for p in predicted])
         if not auto:  # never write an empty caption or wipe existing tags for "nothing found"
             report.no_tags += 1
             continue
-        conf = {}
+        conf: dict[str, float] = {}
         for p in predicted:
-            conf.setdefault(match_key(p.tag), p.confidence)
+            conf.setdefault(key(p.tag), p.confidence)
         if opts.mode == "add":
-            existing = item_tags(it, opts.subtype)
-            have = {match_key(t) for t in existing}
-            new = [t for t in auto if match_key(t) not in have]
+            existing = existing_by_item.get(it.id, [])
+            have = {key(t) for t in existing}
+            new = [t for t in auto if key(t) not in have]
             tags = existing + new
-            sources = {match_key(t): (source, conf.get(match_key(t))) for t in new}
         else:
-            tags = auto
-            sources = {match_key(t): (source, conf.get(match_key(t))) for t in auto}
+            new = tags = auto
+        sources = {key(t): (source, conf.get(key(t))) for t in new}
         if len(report.preview) < PREVIEW_LIMIT:
             report.preview.append({"item_id": it.id, "path": it.image_path, "tags": tags})
         edits.append(TagEdit(it, tags, sources))
     if opts.dry_run:
         for e in edits:
-            if dedupe(item_tags(e.item, opts.subtype)) == dedupe(e.tags):
+            if unique(existing_by_item.get(e.item.id, [])) == unique(e.tags):  # as set_tags_many decides
                 report.unchanged += 1
             else:
                 report.tagged += 1
