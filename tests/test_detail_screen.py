@@ -340,3 +340,18 @@ async def test_all_captions_edit_and_delete(folder):
         await settle(pilot, app)
         assert not (root / "g_instruction.txt").exists()
         assert [c.type for c in screen.view.captions] == ["tags"]
+
+
+@sync
+async def test_walks_the_whole_query_result(folder):
+    root, ds, ids = folder
+    by_name = {Item.get_by_id(i).base_name: i for i in ids}
+    app = ScreenApp(lambda: ItemDetailScreen(by_name["g"], dataset_id=ds.id, query="", sort="name", desc=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert screen.item_ids == [by_name[n] for n in ("g", "c", "b", "a")]
+        assert "item 1/4" in screen_text(app)
+        await pilot.press("right")
+        await settle(pilot, app)
+        assert screen.view.base_name == "c"

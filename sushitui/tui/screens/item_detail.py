@@ -250,8 +250,21 @@ class ItemDetailScreen(Screen):
         Binding("d", "delete_caption", "Delete caption", show=False),
     ]
 
-    def __init__(self, item_id: int, item_ids: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        item_id: int,
+        item_ids: list[int] | None = None,
+        *,
+        dataset_id: int | None = None,
+        query: str | None = None,
+        sort: str = "name",
+        desc: bool = False,
+    ) -> None:
+        """``item_ids``: the order ←/→ walk through. Without it, pass ``dataset_id`` (and
+        the browser's ``query``/``sort``/``desc``) and the whole result is fetched in a
+        worker, so ←/→ never stop at a page boundary."""
         super().__init__()
+        self._result_spec = (dataset_id, query, sort, desc) if item_ids is None and dataset_id is not None else None
         self.item_ids: list[int] = list(item_ids) if item_ids else [item_id]
         try:
             self.index = self.item_ids.index(item_id)
@@ -314,6 +327,27 @@ class ItemDetailScreen(Screen):
         self._apply_width(self.app.size.width)
         self.query_one("#pills", TagPills).focus()
         self._load(self.item_id)
+        if self._result_spec is not None:
+            self._result_worker(*self._result_spec)
+
+    @work(thread=True, group="detail-result", exit_on_error=False)
+    def _result_worker(self, dataset_id: int, query: str | None, sort: str, desc: bool) -> None:
+        from sushitui.dataset.items import select_items
+        from sushitui.store import Item
+
+        try:
+            ids = [row[0] for row in select_items(dataset_id, query or None, sort, desc).select(Item.id).tuples()]
+        except Exception:  # noqa: BLE001 - without the result, ←/→ simply stay on this item
+            return
+        self.app.call_from_thread(self._result_ready, ids)
+
+    def _result_ready(self, ids: list[int]) -> None:
+        current = self.item_ids[self.index] if self.item_ids else self.item_id
+        if current in ids:
+            self.item_ids = ids
+            self.index = ids.index(current)
+            self._refresh_title()
+            self._prefetch_neighbours()
 
     def on_resize(self, event) -> None:
         self._apply_width(event.size.width)
