@@ -243,3 +243,21 @@ def test_csv_round_trip_property(db, tmp_path):
         assert not again.rejected and snapshot() == before
 
     check()
+
+
+def test_big_load_over_an_existing_dictionary_keeps_every_index(db):
+    from sushitui.store import current_database
+    from sushitui.tags.dictionary_formats import TagRow
+
+    d.add_tag("long_hair", "general", 5)
+    names = lambda: sorted(r[0] for r in current_database().execute_sql(  # noqa: E731
+        "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='dictionary_tag'"))
+    before = names()
+    rows = [TagRow(f"bulk_tag_{i:06d}", "artist", i, None, (), "", "") for i in range(60_000)]
+    rows.append(TagRow("Long Hair", "general", 99, None, ("lh",), "", ""))
+    rep = d.import_rows(rows, on_conflict="merge")
+    assert (rep.imported, rep.updated) == (60_000, 1)
+    assert names() == before and len(before) >= 6
+    assert d.get_tag("long_hair").count == 99 and d.get_tag("long_hair").aliases == ["lh"]
+    assert [e.tag for e in d.search("bulk tag 05999", mode="prefix", sort="name", limit=3)] == [
+        "bulk_tag_059990", "bulk_tag_059991", "bulk_tag_059992"]

@@ -255,12 +255,16 @@ def import_rows(
                 pick, (tags, cats, counts, displays, alias_text, descs, norms))
         inserts = list(zip(tags, norms, cats, counts, displays, alias_text, descs))
         dropped = []
-        if not existing and len(inserts) > 50_000:
-            # Empty table: drop the indexes (the UNIQUE one on tag too: names are unique
-            # here, deduplicated above), insert, rebuild each index with one sort.
-            dropped = _secondary_indexes(db)
-            for name, _sql in dropped:
-                db.execute_sql(f'DROP INDEX "{name}"')
+        if len(inserts) > 50_000:
+            (in_table,) = db.execute_sql("SELECT COUNT(*) FROM dictionary_tag").fetchone()
+            if len(inserts) > in_table:
+                # Mostly new rows (a first load, or the full list over the shipped one): drop
+                # the indexes, insert, rebuild each with one sort. The UNIQUE index on tag is
+                # dropped only into an empty table (names deduplicated above); otherwise it
+                # stays, so a clash with an existing row fails the insert, not the rebuild.
+                dropped = [(n, q) for n, q in _secondary_indexes(db) if in_table == 0 or not q.upper().startswith("CREATE UNIQUE")]
+                for name, _sql in dropped:
+                    db.execute_sql(f'DROP INDEX "{name}"')
         cur = db.cursor()
         # constant columns are literals (source is one of SOURCES, checked above): fewer binds
         sql = ("INSERT INTO dictionary_tag (tag, norm, category, count, display_name, aliases, description, "
