@@ -34,7 +34,7 @@ class FileEntry(NamedTuple):
     mtime_ns: int
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemGroup:
     """The files of one item in one directory."""
 

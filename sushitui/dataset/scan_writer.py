@@ -42,7 +42,7 @@ def related_json(group: ItemGroup) -> str:
     return json.dumps(group.related_images(), ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass
+@dataclass(slots=True)
 class Existing:
     """What the index holds for an item (for comparison with the folder)."""
 
@@ -62,7 +62,7 @@ def image_problems(group: ItemGroup, stored: list[str] | None) -> list[str]:
     return [p for p in stored or () if p.startswith(prefix)]
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     group: ItemGroup
     existing: Existing | None
@@ -87,7 +87,9 @@ class Writer:
         self.tag_seconds = 0.0  # time inside the tag-row inserts (benchmark figure)
         self.write_seconds = 0.0
 
-    def write(self, jobs: list[Job], results) -> None:
+    def write(self, batches: list[tuple[list[Job], list]]) -> None:
+        """Commit the results of several worker batches in one transaction: fewer,
+        larger transactions rewrite the hot index pages (tag norms) less often."""
         from sushitui.dataset.scanner import Problem
 
         t_start = time.perf_counter()
@@ -103,7 +105,7 @@ class Writer:
         with write_transaction(db):
             next_item = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM item").fetchone()[0]
             next_cap = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM caption").fetchone()[0]
-            for index, image, caps in results:
+            for index, image, caps, jobs in ((i, im, c, jobs) for jobs, results in batches for i, im, c in results):
                 job = jobs[index]
                 group = job.group
                 primary_rel = group.rel_path(group.primary.name)

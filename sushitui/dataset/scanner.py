@@ -30,7 +30,8 @@ from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Thro
 from sushitui.store import Dataset, current_database, write_transaction
 from sushitui.store.models import ScanDir
 
-BATCH = 1000  # items per worker task and per write transaction
+BATCH = 1000  # items per worker task
+WRITE_BATCH = 5000  # items per write transaction
 POOL_MIN_TASKS = 400  # below this, starting worker processes costs more than it saves
 MAX_PROBLEMS_STORED = 5000
 
@@ -158,7 +159,22 @@ def scan_dataset(
     report = ScanReport(started_at=time.time())
     t0 = time.monotonic()
     throttle = Throttle(progress)
+    pool = None
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    first_scan = db.execute_sql("SELECT 1 FROM item WHERE dataset_id = ? LIMIT 1", (dataset.id,)).fetchone() is None
+    if first_scan and n_workers > 1 and _pool_method() == "fork":
+        # Fork the workers before the walk fills this process's memory: their copy
+        # stays small. (Unused for a small folder, where the work runs in-process.)
+        pool = _make_pool(n_workers)
+        pool.submit(int).result()  # forks the workers now
+    try:
+        return _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
+
+def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool) -> ScanReport:
     def on_dir(w):
         throttle(ProgressEvent("walking", w.files_seen, None, "files", started_at=t0))
 
@@ -229,7 +245,8 @@ def scan_dataset(
             jobs.append(job)
     report.timings["plan_s"] = round(time.monotonic() - t0 - report.timings["walk_s"], 3)
     writer = Writer(db, dataset, report)
-    _process(dataset, jobs, report, cancel, throttle, writer, workers, len(groups) + report.items_unchanged)
+    use_pool = pool if pool is not None and len(jobs) >= POOL_MIN_TASKS else None
+    _process(dataset, jobs, report, cancel, throttle, writer, workers, len(groups) + report.items_unchanged, use_pool)
     report.timings.update(write_s=round(writer.write_seconds, 3), tag_rows=writer.tag_rows,
                           tag_insert_s=round(writer.tag_seconds, 3))
     if not report.cancelled and has_items:
@@ -263,11 +280,34 @@ def _under(group_key: str, dirs: list[str]) -> bool:
     return False
 
 
-def _process(dataset, jobs, report, cancel, throttle, writer, workers, total) -> None:
+def _pool_method() -> str:
+    import multiprocessing
+    import threading
+
+    # fork is fast and safe while this is the only thread (CLI, scripts); the TUI scans
+    # from a worker thread, where forking can dead-lock the child, so it spawns.
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
+def _make_pool(n_workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sushitui.dataset.scan_worker import init_worker
+
+    ctx = multiprocessing.get_context(_pool_method())
+    return ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=init_worker)
+
+
+def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, pool=None) -> None:
     overrides = dict(dataset.caption_types or {})
     read_meta = bool(dataset.read_exif)
     started = time.monotonic()
     done = report.items_unchanged
+    buffered: list = []
+    buffered_items = 0
 
     def tick(force=False):
         throttle(ProgressEvent("indexing", done, total, "items", started_at=started,
@@ -275,72 +315,87 @@ def _process(dataset, jobs, report, cancel, throttle, writer, workers, total) ->
 
     def tasks_for(batch_jobs: list[Job]):
         tasks = []
+        dirs: dict[str, str] = {}
         for i, job in enumerate(batch_jobs):
             g = job.group
-            directory = os.path.join(dataset.root_path, *g.rel_dir.split("/")) if g.rel_dir else dataset.root_path
+            directory = dirs.get(g.rel_dir)
+            if directory is None:
+                directory = dirs[g.rel_dir] = os.path.join(dataset.root_path, *g.rel_dir.split("/")) if g.rel_dir else dataset.root_path
             tasks.append((i, directory, g.primary.name if job.image_changed else None, job.read_captions,
                           read_meta and job.image_changed))
         return tasks
 
+    def take(batch, results, last=False):
+        nonlocal done, buffered_items
+        buffered.append((batch, results))
+        buffered_items += len(batch)
+        done += len(batch)
+        if last or buffered_items >= WRITE_BATCH:
+            flush()
+        tick()
+
+    def flush():
+        nonlocal buffered_items
+        if buffered:
+            writer.write(buffered[:])
+            buffered.clear()
+            buffered_items = 0
+
+    def cancelled() -> bool:
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            flush()  # what the workers already did is kept
+            return True
+        return False
+
     batches = [jobs[i : i + BATCH] for i in range(0, len(jobs), BATCH)]
     tick(force=True)
     n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if len(jobs) < POOL_MIN_TASKS or n_workers <= 1:
+    if pool is None and (len(jobs) < POOL_MIN_TASKS or n_workers <= 1):
         for batch in batches:
-            if cancel is not None and cancel.cancelled:
-                report.cancelled = True
+            if cancelled():
                 return
-            writer.write(batch, run_tasks(tasks_for(batch), overrides))
-            done += len(batch)
-            tick()
+            take(batch, run_tasks(tasks_for(batch), overrides))
+        flush()
         tick(force=True)
         return
 
-    import multiprocessing
-    import threading
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from sushitui.dataset.scan_worker import init_worker
-
-    # fork is fast and safe while this is the only thread (CLI, scripts); the TUI scans
-    # from a worker thread, where forking can dead-lock the child, so it spawns.
-    method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
     remaining = deque(batches)
+    own_pool = pool is None
     try:
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=init_worker) as pool:
-            pending: deque = deque()
+        if own_pool:
+            pool = _make_pool(n_workers)
+        pending: deque = deque()
 
-            def submit_next() -> None:
-                if len(pending) < len(remaining):
-                    batch = remaining[len(pending)]
-                    pending.append(pool.submit(run_tasks, tasks_for(batch), overrides))
+        def submit_next() -> None:
+            if len(pending) < len(remaining):
+                batch = remaining[len(pending)]
+                pending.append(pool.submit(run_tasks, tasks_for(batch), overrides))
 
-            for _ in range(n_workers * 2):
-                submit_next()
-            while pending:
-                if cancel is not None and cancel.cancelled:
-                    report.cancelled = True
-                    for fut in pending:
-                        fut.cancel()
-                    return
-                results = pending.popleft().result()
-                batch = remaining.popleft()
-                submit_next()
-                writer.write(batch, results)
-                done += len(batch)
-                tick()
+        for _ in range(n_workers * 2):
+            submit_next()
+        while pending:
+            if cancelled():
+                for fut in pending:
+                    fut.cancel()
+                return
+            results = pending.popleft().result()
+            batch = remaining.popleft()
+            submit_next()
+            take(batch, results)
     except BrokenProcessPool:
         # Worker processes could not start (e.g. spawn from an interactive __main__):
         # finish in this process rather than fail the scan.
         for batch in remaining:
-            if cancel is not None and cancel.cancelled:
-                report.cancelled = True
+            if cancelled():
                 return
-            writer.write(batch, run_tasks(tasks_for(batch), overrides))
-            done += len(batch)
-            tick()
+            take(batch, run_tasks(tasks_for(batch), overrides))
+    finally:
+        if own_pool and pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    flush()
     tick(force=True)
 
 
