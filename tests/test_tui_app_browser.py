@@ -104,8 +104,8 @@ def test_bulk_add_tag_to_a_selection_writes_exactly_those_files(tmp_path, db_pat
             await pilot.pause()
             await pilot.press(*"zz_new_tag", "enter")
             await wait_until(pilot, lambda: browser.bulk_done_count == 1, what="bulk edit")
-            messages = [n.message for n in app._notifications]
-            assert any("added 'zz_new_tag' to 3 of 3 items" in m for m in messages), messages
+            await wait_until(pilot, lambda: any("added 'zz_new_tag' to 3 of 3 items" in n.message for n in app._notifications),
+                             what="bulk summary")
             return page, set(browser.selected)
 
     page, selected = asyncio.run(go())

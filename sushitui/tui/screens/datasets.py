@@ -347,6 +347,7 @@ class DatasetsScreen(Screen):
         self.rows: list[dict] = []
         self.scan_token: CancelToken | None = None
         self.scan_name: str | None = None
+        self.last_scan: ScanFinished | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="topbar"):
@@ -543,6 +544,7 @@ class DatasetsScreen(Screen):
             self.query_one(ProgressPanel).update_event(message.event)
 
     def on_scan_finished(self, message: ScanFinished) -> None:
+        self.last_scan = message
         self.scan_token = None
         self.scan_name = None
         self.query_one(ProgressPanel).finish()
