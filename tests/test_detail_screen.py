@@ -89,6 +89,10 @@ async def test_copy_paste_clear_between_items(folder):
         assert screen.editor.tags == []
         await pilot.press("ctrl+z")
         assert len(screen.editor.tags) == 5
+        await pilot.press("R")  # revert to what is on disk ...
+        assert screen.editor.tags == ["cat", "dog"]
+        await pilot.press("ctrl+z")  # ... which is undoable
+        assert len(screen.editor.tags) == 5
         await pilot.press("left")  # leaving saves
         await settle(pilot, app)
         assert screen.view.base_name == "a"

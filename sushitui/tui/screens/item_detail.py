@@ -239,7 +239,7 @@ class ItemDetailScreen(Screen):
         Binding("v", "paste_tags", "Paste tags", show=False, tooltip="Add the copied tags"),
         Binding("X", "clear_tags", "Clear tags", show=False),
         Binding("s", "cycle_subtype", "Subtype", show=False, tooltip="Switch tag caption: main, alt, auto_…"),
-        Binding("ctrl+r", "revert", "Revert", show=False, tooltip="Back to the version on disk (undoable)"),
+        Binding("R", "revert", "Revert", show=False, tooltip="Back to the version on disk (undoable)"),
         Binding("right_square_bracket", "caption_tab(1)", "Next caption tab", show=False),
         Binding("left_square_bracket", "caption_tab(-1)", "Previous caption tab", show=False),
         Binding("i", "cycle_image", "Image tab", show=False, tooltip="Next image of a group (source/target/cref/mask)"),
