@@ -78,3 +78,29 @@ def test_text_caption_written_to_suffixed_file(db, tmp_path):
     (tmp_path / "e_caption.txt").write_text("changed")
     with pytest.raises(CaptionConflict):
         set_text(item, "natural_language", "caption", "Mine.")
+
+
+def test_tags_never_overwrite_a_prose_caption_in_the_same_file(db, tmp_path):
+    item = make_item(tmp_path, "f")
+    (tmp_path / "f.txt").write_text("A long description of a cat sitting on a mat in the sun.")
+    st = read_caption(tmp_path / "f.txt").state
+    Caption.create(item=item, type="natural_language", subtype="main", content="A long description",
+                   file_path="f.txt", file_size=st.size, file_mtime_ns=st.mtime_ns, file_sha256=st.sha256)
+    report = set_tags_many([TagEdit(item, ["cat"])])
+    assert report.changed == 0 and len(report.problems) == 1
+    assert "holds a natural language caption" in report.problems[0].reason
+    assert "--subtype" in report.problems[0].reason
+    assert (tmp_path / "f.txt").read_text().startswith("A long description")
+    set_tags(item, ["cat"], subtype="tags")
+    assert (tmp_path / "f_tags.txt").read_text() == "cat"
+
+
+def test_progress_bar_keeps_its_carriage_return_and_neutralises_text(capsys):
+    from sushitui.cli.common import TerminalProgress
+    from sushitui.progress import ProgressEvent
+
+    bar = TerminalProgress("scan \x1b[31mred", enabled=True)
+    bar(ProgressEvent("scanning", 5, 10))
+    written = capsys.readouterr().err
+    assert written.startswith("\r") and "\\x0d" not in written
+    assert "\x1b[31m" not in written and "\\x1b[31mred" in written

@@ -83,8 +83,9 @@ class TerminalProgress:
             bar = "·" * width
             count = f"{ev.done:,} {ev.unit}"
         extra = "".join(f"  {k} {v:,}" if isinstance(v, int) else f"  {k} {v}" for k, v in ev.extra.items())
-        line = f"\r{self.label} {ev.phase} {bar} {count}{extra}  {ev.rate:,.0f}/s  ETA {fmt_duration(ev.eta_s)}"
-        sys.stderr.write(for_terminal(line).replace("\\r", "\r")[:200] + "\x1b[K")
+        line = f"{self.label} {ev.phase} {bar} {count}{extra}  {ev.rate:,.0f}/s  ETA {fmt_duration(ev.eta_s)}"
+        # Only the text is neutralised; the carriage return and erase-line are ours.
+        sys.stderr.write("\r" + for_terminal(line)[:200] + "\x1b[K")
         sys.stderr.flush()
         self._drawn = True
 

@@ -78,6 +78,20 @@ def new_caption_rel_path(item: Item, subtype: str, siblings: Iterable[Caption] =
     return f"{prefix}{item.base_name}_{subtype}.txt"
 
 
+class CaptionSlotTaken(CaptionFileError):
+    """The file a new caption would go to already holds a caption of another type."""
+
+
+def _check_slot_free(rel: str, ctype: str, subtype: str, siblings: Iterable[Caption]) -> None:
+    for c in siblings:
+        if c.file_path == rel and c.type != ctype:
+            raise CaptionSlotTaken(
+                f"{rel} holds a {c.type.replace('_', ' ')} caption; writing {ctype.replace('_', ' ')} for subtype "
+                f"'{subtype or 'main'}' would overwrite it. Use another subtype (e.g. --subtype tags) or set the "
+                f"caption type of '{c.subtype or 'main'}' in the dataset settings."
+            )
+
+
 def find_caption(item: Item, ctype: str, subtype: str) -> Caption | None:
     return (
         Caption.select()
@@ -149,6 +163,8 @@ def set_tags_many(
         state = None
         if write_files:
             try:
+                if caption is None:
+                    _check_slot_free(rel, "tags", subtype, siblings)
                 state = _write_file(dataset, caption, rel, join_tags(tags), force)
             except CaptionConflict as exc:
                 report.problems.append(EditProblem(item.id, rel, str(exc), exc))
@@ -237,6 +253,8 @@ def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = F
         # Embedded metadata (EXIF/XMP/PNG text) is never rewritten: the edit becomes a file.
         caption = None
     rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, subtype or ctype, siblings)
+    if caption is None:
+        _check_slot_free(rel, ctype, subtype, siblings)
     state = _write_file(dataset, caption, rel, text, force)
     now = time.time()
     with write_transaction():
