@@ -48,15 +48,10 @@ FallbackTagInput.Submitted.handler_name = "on_tag_input_submitted"
 
 def tag_input_widget(dataset_id: int | None, *, id: str, placeholder: str = "tag (Enter adds, Esc closes)") -> Input:
     try:
-        from sushitui.tui.widgets.tag_input import TagInput  # helper "dict"
+        from sushitui.tui.widgets.tag_input import TagInput  # helper "dict": autocomplete
     except ImportError:
         return FallbackTagInput(placeholder=placeholder, id=id)
-    for kwargs in ({"dataset_id": dataset_id, "placeholder": placeholder, "id": id}, {"placeholder": placeholder, "id": id}, {"id": id}):
-        try:
-            return TagInput(**kwargs)
-        except TypeError:
-            continue
-    return FallbackTagInput(placeholder=placeholder, id=id)
+    return TagInput(placeholder=placeholder, dataset_id=dataset_id, id=id)
 
 
 def submitted_tag(message: object) -> str:

@@ -421,7 +421,7 @@ class ItemDetailScreen(Screen):
             return
         name = f"{v.rel_dir}/{v.base_name}" if v.rel_dir else v.base_name
         title = Text()
-        title.append(f"{v.dataset_name}", style="bold")
+        title.append(for_terminal(v.dataset_name), style="bold")
         title.append(f"  item {self.index + 1}/{len(self.item_ids)}  ")
         title.append(for_terminal(name), style="bold")
         if v.is_group:
