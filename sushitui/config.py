@@ -33,15 +33,7 @@ def resolve_db_path(cli_value: str | os.PathLike | None = None) -> Path:
 def taglist_dir() -> Path:
     """The shipped ``taglist/`` folder (tag-group definitions and the tag dictionary).
 
-    In a source checkout or editable install it sits beside the package; in a wheel it
-    is installed as the ``sushitui_taglist`` data package.
+    ``sushitui/_taglist`` links to the repository's ``taglist/``: in a checkout or an
+    editable install it resolves there, and a wheel carries the files under that name.
     """
-    beside = Path(__file__).resolve().parent.parent / "taglist"
-    if beside.is_dir():
-        return beside
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("sushitui_taglist")))
-    except (ModuleNotFoundError, TypeError):
-        return beside
+    return Path(__file__).resolve().parent / "_taglist"
