@@ -103,20 +103,24 @@ def main() -> None:
         os.sync()
 
     warm()
+    c = time.process_time()
     t_plain = plain_floor(plain_jobs)
+    c_plain = time.process_time() - c
 
     warm()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     report = export_dataset(name, work / "export", opts)
     t_export = time.perf_counter() - t
+    c_export = time.process_time() - c
     assert not report.problems, report.problems[:3]
 
     files = report.files_written
     print()
-    print(f"{'what':44} {'items':>8} {'files':>8} {'seconds':>8} {'files/s':>9}")
-    print(f"{'export_dataset (' + args.format + ', hard links)':44} {report.items_exported:8,} {files:8,} {t_export:8.2f} {files / t_export:9,.0f}")
+    print(f"{'what':44} {'items':>8} {'files':>8} {'seconds':>8} {'cpu s':>7} {'files/s':>9}")
+    print(f"{'export_dataset (' + args.format + ', hard links)':44} {report.items_exported:8,} {files:8,} {t_export:8.2f} {c_export:7.2f} {files / t_export:9,.0f}")
     pf = 2 * len(plain_jobs)
-    print(f"{'plain os.link + write loop (floor)':44} {len(plain_jobs):8,} {pf:8,} {t_plain:8.2f} {pf / t_plain:9,.0f}")
+    print(f"{'plain os.link + write loop (floor)':44} {len(plain_jobs):8,} {pf:8,} {t_plain:8.2f} {c_plain:7.2f} {pf / t_plain:9,.0f}")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"ratio export / floor: {t_export / t_plain:.2f}x   (target: export of 100k ≤ 30 s)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
