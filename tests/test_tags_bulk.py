@@ -164,6 +164,8 @@ def test_bad_arguments(ds):
         bulk.bulk_add(ds, None, "   ")
     with pytest.raises(bulk.BulkError):
         bulk.bulk_add("no such dataset", None, "x")
+    with pytest.raises(bulk.BulkError):
+        bulk.bulk_add(ds, None, "caf\udce9")
     from sushitui.tags.query import QueryError
 
     with pytest.raises(QueryError):

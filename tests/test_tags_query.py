@@ -132,6 +132,14 @@ def test_errors_point_at_the_problem(text, position, words):
     assert pointer[1].index("^") == position
 
 
+def test_invalid_text_is_a_query_error(corpus):
+    ds = corpus[0]
+    for text in ("cat\udcff", "a\x00b"):
+        with pytest.raises(QueryError) as exc:
+            matching_item_ids(ds.id, text)
+        assert exc.value.position == (3 if "cat" in text else 1)
+
+
 def test_limits_are_query_errors_not_crashes():
     with pytest.raises(QueryError):
         parse("(" * 5000 + "a" + ")" * 5000)

@@ -73,6 +73,8 @@ def _check_tag(tag: str, what: str = "tag") -> str:
         raise BulkError(f"the {what} is empty")
     if "," in t or any(ord(ch) < 32 or ord(ch) == 127 for ch in t):
         raise BulkError(f"'{t}' is not a single tag: a tag cannot contain commas or control characters")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in t):  # undecodable bytes from a shell argument
+        raise BulkError(f"{t.encode('utf-8', 'backslashreplace').decode()!r} is not valid text (undecodable bytes)")
     return t
 
 

@@ -44,6 +44,7 @@ _WILDCARD = "\ue000"  # a private-use character standing for ``*`` while normali
 _META = re.compile(r"\s*(group|width|height|tags)\s*:", re.IGNORECASE)
 _COMPARE = re.compile(r"\s*(>=|<=|=|>|<)?\s*([0-9]+)\s*$")
 _OPS = (">=", "<=", "=", ">", "<")
+_UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
 
 
 class QueryError(ValueError):
@@ -349,6 +350,9 @@ def parse(text: str) -> Node:
         raise QueryError("the query must be text", 0)
     if len(text) > MAX_QUERY_LENGTH:
         raise QueryError(f"the query is longer than {MAX_QUERY_LENGTH} characters", MAX_QUERY_LENGTH)
+    bad = _UNENCODABLE.search(text)
+    if bad:  # e.g. undecodable bytes from a shell argument (surrogate escapes)
+        raise QueryError("the query contains a character that is not valid text", bad.start())
     return _Parser(text).parse()
 
 
