@@ -110,7 +110,7 @@ def add_alias(from_tag: str, to_tag: str) -> AliasInfo:
     if not src or not dst:
         raise AliasError("both tags are needed: alias add FROM TO")
     for t in (src, dst):
-        if "," in t or any(ord(ch) < 32 for ch in t):
+        if "," in t or any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in t):
             raise AliasError(f"'{t}' is not a single tag (no commas or control characters)")
     src_key, dst_key = match_key(src), match_key(dst)
     if src_key == dst_key:

@@ -79,7 +79,7 @@ def _check_name(name: str) -> str:
     n = clean(name or "")
     if not n:
         raise GroupError("a group needs a name")
-    if len(n) > MAX_NAME or any(ord(ch) < 32 or ord(ch) == 127 for ch in n) or "," in n:
+    if len(n) > MAX_NAME or any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in n) or "," in n:
         raise GroupError(f"'{n[:40]}' is not a usable group name (no commas or control characters, at most {MAX_NAME} characters)")
     return n
 
@@ -88,7 +88,7 @@ def _check_tag(tag: Any) -> str | None:
     if not isinstance(tag, str):
         return None
     t = clean(tag)
-    if not t or "," in t or any(ord(ch) < 32 or ord(ch) == 127 for ch in t):
+    if not t or "," in t or any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in t):
         return None
     return t
 
