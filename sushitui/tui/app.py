@@ -11,6 +11,7 @@ worker with its progress in the top bar, so the UI is usable at once.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -89,6 +90,10 @@ class SushiApp(App):
         from sushitui.tui.screens.datasets import DatasetsScreen
 
         self.push_screen(DatasetsScreen())
+        # Everything alive now (Textual, the DOM, imported modules) lives as long as the
+        # app: keep it out of the garbage collector's full passes, which otherwise walk
+        # it again and again while pages of thumbnails come and go.
+        self.call_after_refresh(gc.freeze)
         if self.open_dataset:
             self._open_named_dataset(self.open_dataset)
         if self.first_start:

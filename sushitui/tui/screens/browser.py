@@ -254,6 +254,7 @@ class BrowserScreen(Screen):
         self.bulk_done_count = 0
         self.opened_at = time.perf_counter()
         self.first_page_at: float | None = None  # perf_counter when the first page was on the cards
+        self.counted_at: float | None = None
         self.page_shown_at: float = 0.0
         self.pages_shown = 0
 
@@ -458,6 +459,7 @@ class BrowserScreen(Screen):
         if message.generation != self.generation:
             return
         self.state.total = message.total
+        self.counted_at = time.perf_counter()
         if message.total == 0:
             self.grid.show_page([], self.selected, 0)
         self._update_position()
@@ -493,6 +495,10 @@ class BrowserScreen(Screen):
         self.capacity = message.capacity
         self.columns = message.columns
         self.box = message.box
+        # rendered thumbnails for about four pages (this, next, previous, one spare):
+        # each is hundreds of small objects, and a bigger cache made every full
+        # garbage collection (which stalls the UI thread too) slower
+        self.strips.max_entries = max(120, 4 * message.capacity)
         self.state.offset = (absolute // self.capacity) * self.capacity
         self._pending_cursor = absolute - self.state.offset
         self._request_page()

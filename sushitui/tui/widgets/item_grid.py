@@ -297,8 +297,14 @@ class ItemGrid(Widget, can_focus=True):
         if thumb is None:
             return
         if thumb.image is None:
-            self._thumbs[index] = "⚠ " + for_terminal(thumb.reason or "no preview")
+            value = "⚠ " + for_terminal(thumb.reason or "no preview")
+            if self._thumbs.get(index) == value:
+                return
+            self._thumbs[index] = value
         else:
+            current = self._thumbs.get(index)
+            if isinstance(current, ThumbStrips) and (strips is None or current is strips):
+                return  # already showing it: the worker's copy of a prefetched page
             if strips is None:
                 strips = thumbnail_strips(thumb, self.box, self.mode)
                 if strips is not None and strips.renderable is not None:
