@@ -272,6 +272,7 @@ class BrowserScreen(Screen):
         self.query_one("#browser-error", Static).display = False
         self.query_one(ItemGrid).focus()
         self._update_title()
+        self.watch(self.app, "job_status", lambda _status: self._update_position(), init=False)
         if not self.root_path:
             self._load_dataset()
         self._start_count()
@@ -306,7 +307,12 @@ class BrowserScreen(Screen):
         return f"{start:,}–{end:,} of {of}"
 
     def _update_position(self) -> None:
-        self.query_one("#browser-position", Static).update(Text(self.position_text()))
+        text = Text()
+        job = getattr(self.app, "job_status", "")
+        if job:
+            text.append(for_terminal(job) + "  ", style="dim")
+        text.append(self.position_text())
+        self.query_one("#browser-position", Static).update(text)
 
     # -- loading -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="browser-dataset", exit_on_error=False)

@@ -366,9 +366,16 @@ class DatasetsScreen(Screen):
         table.add_column("Indexed", key="indexed")
         table.add_column("Problems", key="problems")
         table.add_column("Folder", key="folder")
-        db_path = getattr(self.app, "db_path", "")
-        self.query_one("#datasets-db", Static).update(Text(for_terminal(str(db_path)), style="dim"))
+        self.watch(self.app, "job_status", self._show_job_status)
         self.action_refresh()
+
+    def _show_job_status(self, status: str) -> None:
+        """Background work (first-start dictionary load) in the top bar, else the database."""
+        label = self.query_one("#datasets-db", Static)
+        if status:
+            label.update(Text(for_terminal(status), style="bold"))
+        else:
+            label.update(Text(for_terminal(str(getattr(self.app, "db_path", ""))), style="dim"))
 
     def check_action(self, action: str, parameters) -> bool | None:
         if action == "cancel_scan":
