@@ -108,3 +108,21 @@ def test_cache_is_bounded_and_get_never_decodes(tmp_path):
     # a new stamp (the file was replaced and reindexed) is a different entry
     assert cache.get(paths[-1], stamp=123) is None
     cache.close()
+
+
+def test_halfcell_preview_fits_the_box_and_keeps_colours():
+    from sushitui.tui.widgets.item_grid import thumbnail_strips
+    from sushitui.dataset.thumbnails import Thumbnail
+
+    img = Image.new("RGB", (200, 100), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 50, 200, 100))  # lower half blue
+    strips = thumbnail_strips(Thumbnail(img, None, 200, 100), (20, 6), "halfcell")
+    assert strips.width <= 20 and len(strips.lines) <= 6
+    assert all(line.cell_length == strips.width for line in strips.lines)
+    # wide picture: limited by the width, so it is wider than tall in cells
+    assert strips.width == 20 and len(strips.lines) < 6
+    top = list(strips.lines[0])[0]
+    bottom = list(strips.lines[-1])[0]
+    assert top.text == "▀"
+    assert top.style.color.triplet == (255, 0, 0)
+    assert bottom.style.bgcolor.triplet == (0, 0, 255)

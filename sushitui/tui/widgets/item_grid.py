@@ -66,18 +66,6 @@ def image_mode() -> str:
     return "halfcell"  # half-cell terminals and Sixel terminals
 
 
-def image_widget_class():
-    """The textual-image *widget* class matching ``image_mode`` (for big single previews)."""
-    mode = image_mode()
-    if mode == "off":
-        return None
-    import textual_image.widget as tiw
-
-    if os.environ.get("SUSHITUI_IMAGES", "auto").strip().lower() in ("", "auto"):
-        return tiw.Image
-    return {"tgp": tiw.TGPImage, "halfcell": tiw.HalfcellImage, "unicode": tiw.UnicodeImage}[mode]
-
-
 def _renderable_class(mode: str):
     import textual_image.renderable as tir
 
