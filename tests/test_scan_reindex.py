@@ -70,6 +70,7 @@ def test_changed_caption_is_reread_new_added_vanished_removed(db, tmp_path, read
     small_dataset(root)
     ds, _ = add_dataset(DatasetSettings("r", str(root)))
     first_ids = {i.image_path: i.id for i in Item.select()}
+    caption_id = Caption.get(Caption.file_path == "img1.txt").id
     reads["images"].clear(), reads["captions"].clear()
 
     write(root / "img1.txt", "edited elsewhere, new_tag")
@@ -89,6 +90,9 @@ def test_changed_caption_is_reread_new_added_vanished_removed(db, tmp_path, read
     tags = [t.tag for t in ItemTag.select().where(ItemTag.item == items["img1.png"].id).order_by(ItemTag.position)]
     assert tags == ["edited elsewhere", "new_tag"]
     assert items["img1.png"].tag_count == 2
+    # re-read in place: an editor holding the caption row keeps a valid id
+    assert Caption.get(Caption.file_path == "img1.txt").id == caption_id
+    assert Caption.get(caption_id).content == "edited elsewhere, new_tag"
     assert Caption.select().where(Caption.item == items["img3.png"].id).count() == 0
     assert items["img3.png"].tag_count == 0
     assert ItemTag.select().where(ItemTag.norm == "tag2").count() == 0  # vanished item's tags went with it

@@ -68,7 +68,8 @@ class Job:
     existing: Existing | None
     image_changed: bool
     read_captions: list[tuple[str, str]]  # (subtype, file name)
-    drop_caption_ids: list[int]  # caption rows replaced or whose file vanished
+    drop_caption_ids: list[int]  # caption rows whose file vanished
+    reuse_caption_ids: dict[str, int] = field(default_factory=dict)  # file name -> caption id re-read in place
 
 
 def chunks(seq, n: int):
@@ -96,7 +97,7 @@ class Writer:
         now = time.time()
         db = self.db
         report = self.report
-        new_items, updates, captions, tag_sets = [], [], [], []
+        new_items, updates, captions, tag_sets, caption_updates = [], [], [], [], []
         drop_caps: list[int] = []
         drop_items: list[int] = []
         drop_embedded: list[int] = []
@@ -141,10 +142,17 @@ class Writer:
                     report.captions += 1
                     if c.flagged:
                         report.problems.append(Problem(rel, f"not UTF-8: read as {c.encoding}; it is saved as UTF-8 only when you edit it"))
-                    cid = next_cap
-                    next_cap += 1
-                    captions.append((cid, item_id, c.ctype, c.subtype, c.text, "auto", "txt_file", None, rel, c.size,
-                                     c.mtime_ns, c.sha256, c.encoding, int(c.flagged), now, now))
+                    cid = job.reuse_caption_ids.get(c.name)
+                    if cid is None:
+                        cid = next_cap
+                        next_cap += 1
+                        captions.append((cid, item_id, c.ctype, c.subtype, c.text, "auto", "txt_file", None, rel, c.size,
+                                         c.mtime_ns, c.sha256, c.encoding, int(c.flagged), now, now))
+                    else:
+                        # Updated in place (not delete + insert) so an editor holding this
+                        # caption row keeps a valid id.
+                        caption_updates.append((c.ctype, c.subtype, c.text, rel, c.size, c.mtime_ns, c.sha256, c.encoding,
+                                                int(c.flagged), now, cid))
                     if c.tags:
                         tag_sets.append((item_id, cid, c.subtype, "txt_file", c.tags))
                         self.tag_rows += c.n_tags
@@ -206,6 +214,13 @@ class Writer:
                         "UPDATE item SET item_type=?, related_images=?, problems=?, indexed_at=?, updated_at=? WHERE id=?",
                         (item_type, related, dumps(problems or None), now, now, item_id),
                     )
+            if caption_updates:
+                cur.executemany("DELETE FROM item_tag WHERE caption_id = ?", [(u[-1],) for u in caption_updates])
+                cur.executemany(
+                    "UPDATE caption SET type=?, subtype=?, content=?, source='txt_file', source_field=NULL, file_path=?, "
+                    "file_size=?, file_mtime_ns=?, file_sha256=?, encoding=?, encoding_flagged=?, updated_at=? WHERE id=?",
+                    caption_updates,
+                )
             if new_items:
                 cur.executemany(f"INSERT INTO item ({_ITEM_COLS}) VALUES ({','.join('?' * 20)})", new_items)
             if captions:

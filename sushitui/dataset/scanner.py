@@ -118,6 +118,7 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
     related_changed = existing.related != related_json(group)
     to_read: list[tuple[str, str]] = []
     drop: list[int] = []
+    reuse: dict[str, int] = {}
     seen_paths = set()
     for subtype, entry in captions:
         rel = group.rel_path(entry.name)
@@ -126,13 +127,13 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
         if full or old is None or old[1] != entry.size or old[2] != entry.mtime_ns:
             to_read.append((subtype, entry.name))
             if old is not None:
-                drop.append(old[0])
+                reuse[entry.name] = old[0]  # re-read in place: the caption keeps its id
     for rel, (cid, _s, _m) in existing.captions.items():
         if rel not in seen_paths:
             drop.append(cid)
     if not (image_changed or related_changed or to_read or drop):
         return None
-    return Job(group, existing, image_changed, to_read, drop)
+    return Job(group, existing, image_changed, to_read, drop, reuse)
 
 
 # --- the scan --------------------------------------------------------------------------
