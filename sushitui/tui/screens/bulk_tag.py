@@ -79,10 +79,10 @@ class BulkTagDialog(ModalScreen[BulkChoice | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="bulk-box", classes="dialog"):
             yield Static(Text(MODES[self.mode], style="bold"), classes="dialog-title")
-            yield Label("Tag" if self.mode != "replace" else "Replace tag")
+            yield Label("Tag" if self.mode != "replace" else "Tag to replace (or a * pattern)")
             yield _tag_input("tag, e.g. long hair", "bulk-tag", self.dataset_id)
             if self.mode == "replace":
-                yield Label("with")
+                yield Label("Replace with")
                 yield _tag_input("new tag", "bulk-new-tag", self.dataset_id)
             yield Static("", id="bulk-error", classes="field-error")
             result = f"{self.result_count:,}" if self.result_count is not None else "…"
