@@ -57,6 +57,8 @@ def test_new_dataset_form_validates_then_scans(tmp_path, db_path):
             await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, what="list")
             await pilot.press("n")
             await wait_until(pilot, lambda: isinstance(app.screen, DatasetForm), what="form")
+            await pilot.pause()
+            assert app.focused is app.screen.query_one("#f-name")  # typing goes to the name
             await pilot.press("ctrl+s")
             errors = _errors(app)
             assert "name is required" in errors["name"] and "required" in errors["root_path"]
@@ -76,8 +78,13 @@ def test_new_dataset_form_validates_then_scans(tmp_path, db_path):
             errors = _errors(app)
             assert "at most 100" in errors["name"] and "a file, not a folder" in errors["root_path"]
             assert isinstance(app.screen, DatasetForm)  # nothing registered yet
-            await _fill(pilot, app, "name", "fresh")
-            await _fill(pilot, app, "root_path", str(root))
+            # typed like a user: the form starts in the name field, Tab goes to the folder
+            await _fill(pilot, app, "name", "")
+            await _fill(pilot, app, "root_path", "")
+            app.screen.query_one("#f-name").focus()
+            await pilot.press(*"fresh", "tab", *str(root))
+            assert app.screen.query_one("#f-name").value == "fresh"
+            assert app.screen.query_one("#f-root_path").value == str(root)
             await _fill(pilot, app, "max_depth", "")
             await _fill(pilot, app, "caption_types", "alt=natural_language")
             await pilot.press("ctrl+s")

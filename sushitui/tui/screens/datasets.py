@@ -180,6 +180,11 @@ class DatasetForm(ModalScreen[FormValues | None]):
                 yield Button("Save (ctrl+s)" if self.editing else "Create and scan (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (Esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        # The scrolling container is focusable too; typing must land in the first field.
+        first = "#f-type" if self.editing else "#f-name"
+        self.query_one(first).focus()
+
     def _field(self, name: str, label: str, value: str, *, disabled: bool = False, placeholder: str = ""):
         yield Label(label)
         yield Input(value=value, id=f"f-{name}", disabled=disabled, placeholder=placeholder)
