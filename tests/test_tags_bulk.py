@@ -184,12 +184,13 @@ def test_progress_and_cancel(ds):
     assert report.cancelled and report.items_changed == 0
 
 
-def test_many_items_in_parallel_sub_batches_all_land(db, tmp_path):
+def test_many_items_in_parallel_sub_batches_all_land(db, tmp_path, monkeypatch):
     """More items than one sub-batch: every matching file is written once, the index and
     a reindex agree, nothing else changes."""
     from sushitui.dataset.synthetic import generate_dataset
 
     root = tmp_path / "big"
+    monkeypatch.setattr(bulk, "SUB_BATCH", 20)  # many sub-batches in the writer threads
     generate_dataset(root, 300, seed=3, nested=True, items_per_dir=40, group_fraction=0, prose_fraction=0,
                      uncaptioned_fraction=0)
     ds, _ = add_dataset(DatasetSettings(name="big", root_path=str(root)))
@@ -205,3 +206,26 @@ def test_many_items_in_parallel_sub_batches_all_land(db, tmp_path):
     rep = reindex(ds.name)
     assert rep.items_added == 0 and rep.items_removed == 0
     assert set(matching_item_ids(ds.id, "zz marker")) == want
+
+
+def test_staged_batch_writes_are_atomic_and_conflict_checked(tmp_path):
+    from sushitui.dataset.caption_files import (
+        CaptionConflict,
+        is_temp_file,
+        publish_staged,
+        read_caption,
+        stage_atomic,
+    )
+
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    a.write_text("old a")
+    b.write_text("old b")
+    sa, sb = read_caption(a).state, read_caption(b).state
+    staged = [stage_atomic(a, "new a", expected=sa), stage_atomic(b, "new b", expected=sb), stage_atomic(c, "new c", expected=None)]
+    assert a.read_text() == "old a"  # nothing visible before publishing
+    b.write_text("changed by another program")
+    results = publish_staged(staged)
+    assert a.read_text() == "new a" and c.read_text() == "new c"
+    assert b.read_text() == "changed by another program" and isinstance(results[1], CaptionConflict)
+    assert results[0].sha256 == read_caption(a).state.sha256
+    assert not [p for p in tmp_path.iterdir() if is_temp_file(p.name)]

@@ -215,6 +215,141 @@ def write_new(path: str | os.PathLike, text: str, *, encoding: str | None = None
         os.close(fd)
 
 
+@dataclass
+class StagedWrite:
+    """A caption write prepared by ``stage_atomic``: the new text is in a temporary file
+    beside the target; ``publish_staged`` makes it durable and renames it into place."""
+
+    path: Path
+    tmp: str
+    data: bytes
+    expected: "FileState | None | bool"
+
+
+def stage_atomic(
+    path: str | os.PathLike,
+    text: str,
+    *,
+    expected: FileState | None | bool = False,
+    encoding: str | None = None,
+) -> StagedWrite:
+    """First half of ``write_atomic`` for batches: conflict check and temporary file,
+    without the per-file fsyncs (``publish_staged`` syncs the whole batch at once)."""
+    path = Path(path)
+    if expected is not False and not unchanged_since(path, expected):  # type: ignore[arg-type]
+        disk = None
+        try:
+            disk = read_caption(path).text
+        except CaptionFileError:
+            pass
+        raise CaptionConflict(path, expected, current_state(path), disk)  # type: ignore[arg-type]
+    data = encode_caption(text, encoding)
+    directory = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMP_MARKER}", dir=directory)
+    except PermissionError as exc:
+        raise CaptionFileError(f"{path}: the folder {directory} is read-only; the caption cannot be saved there") from exc
+    except OSError as exc:
+        raise CaptionFileError(f"{path}: cannot create a temporary file in {directory} ({exc.strerror or exc})") from exc
+    try:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
+        raise CaptionFileError(f"{path}: not saved, {reason}; the previous file is intact") from exc
+    return StagedWrite(path, tmp, data, expected)
+
+
+def _sync_batch(staged: list[StagedWrite]) -> None:
+    """Make the temporary files' data durable: one ``syncfs`` per filesystem (Linux),
+    else an fsync per file."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        syncfs = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        syncfs = None
+    synced: set[int] = set()
+    for s in staged:
+        dev = _dev(s.tmp)
+        if dev in synced:
+            continue
+        try:
+            fd = os.open(s.tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if syncfs is not None and dev != -1 and syncfs(fd) == 0:
+                synced.add(dev)
+            else:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _dev(path: str) -> int:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return -1
+
+
+def publish_staged(staged: list[StagedWrite]) -> list["FileState | CaptionFileError"]:
+    """Second half of a batch of atomic writes: sync the temporary files once, rename
+    each into place (re-checking that the target did not change meanwhile), fsync each
+    folder once. Each file is either wholly old or wholly new after a crash. Returns the
+    new FileState or the error of each staged write, in order."""
+    _sync_batch(staged)
+    results: list[FileState | CaptionFileError] = []
+    folders: set[Path] = set()
+    for s in staged:
+        if s.expected is not False and not unchanged_since(s.path, s.expected):  # type: ignore[arg-type]
+            _discard(s.tmp)
+            disk = None
+            try:
+                disk = read_caption(s.path).text
+            except CaptionFileError:
+                pass
+            results.append(CaptionConflict(s.path, s.expected, current_state(s.path), disk))  # type: ignore[arg-type]
+            continue
+        try:
+            os.replace(s.tmp, s.path)
+            st = os.stat(s.path)
+        except OSError as exc:
+            _discard(s.tmp)
+            results.append(CaptionFileError(f"{s.path}: not saved ({exc.strerror or exc}); the previous file is intact"))
+            continue
+        folders.add(s.path.parent)
+        results.append(FileState(len(s.data), st.st_mtime_ns, hashlib.sha256(s.data).hexdigest()))
+    for folder in folders:
+        _fsync_dir(folder)
+    return results
+
+
+def discard_staged(staged: list[StagedWrite]) -> None:
+    for s in staged:
+        _discard(s.tmp)
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         dfd = os.open(directory, os.O_RDONLY)
