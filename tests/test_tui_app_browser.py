@@ -84,6 +84,9 @@ def test_search_uses_query_language_and_shows_error_position(tmp_path, db_path, 
             assert "query error at column 7" in text
             # the previous result stays on screen
             assert browser.state.total == with_tag
+            # Esc leaves the search bar, not the browser
+            await pilot.press("slash", "escape")
+            assert app.screen is browser and app.focused is browser.grid
 
     asyncio.run(go())
 

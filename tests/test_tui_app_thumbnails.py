@@ -126,3 +126,22 @@ def test_halfcell_preview_fits_the_box_and_keeps_colours():
     assert top.text == "▀"
     assert top.style.color.triplet == (255, 0, 0)
     assert bottom.style.bgcolor.triplet == (0, 0, 255)
+
+
+def test_kitty_preview_is_sent_once_and_drawn_with_placeholders(monkeypatch):
+    """Kitty graphics: the image goes to the terminal once; the grid composes the
+    renderable's placeholder cells like text, and frees the image when done."""
+    import textual_image.renderable.tgp as tgp
+
+    from sushitui.dataset.thumbnails import Thumbnail
+    from sushitui.tui.widgets.item_grid import thumbnail_strips
+
+    sent = []
+    monkeypatch.setattr(tgp, "_send_tgp_message", lambda **kw: sent.append(kw))
+    img = Image.new("RGB", (100, 100), (0, 200, 0))
+    strips = thumbnail_strips(Thumbnail(img, None, 100, 100), (20, 6), "tgp")
+    assert strips.width <= 20 and 0 < len(strips.lines) <= 6
+    assert any(kw.get("a") == "p" for kw in sent)  # one virtual placement
+    transmitted = len(sent)
+    strips.cleanup()
+    assert sent[transmitted:] and sent[-1].get("a") == "d"  # deleted from the terminal

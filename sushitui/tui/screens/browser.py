@@ -615,6 +615,9 @@ class BrowserScreen(Screen):
             self._go(self.state.total - 1)
 
     def action_back(self) -> None:
+        if self.focused is self.query_one("#browser-search", Input):
+            self.grid.focus()  # Esc leaves the search bar, not the browser
+            return
         if self.selected:
             self.action_clear_selection()
             return
