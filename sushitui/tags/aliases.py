@@ -208,12 +208,13 @@ def apply_to_dataset(
 
     total = sum(len(v) for v in affected.values())
     done = 0
+    started = time.monotonic()
     for subtype, ids in sorted(affected.items()):
         def step(n: int) -> None:
             nonlocal done
             done += n
             if progress is not None:
-                progress(ProgressEvent("aliases", done, total, unit="items"))
+                progress(ProgressEvent("aliases", done, total, unit="items", started_at=started))
 
         sub = edit_items(sorted(ids), rewrite, subtype=subtype, dry_run=dry_run, on_batch=step, cancel=cancel)
         report.items_changed += sub.items_changed

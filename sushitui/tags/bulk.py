@@ -19,7 +19,7 @@ from sushitui.dataset.captions import MAIN, TagEdit, new_caption_rel_path, set_t
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
 from sushitui.tags import aliases
-from sushitui.tags.normalize import clean, dedupe, match_key
+from sushitui.tags.normalize import clean, match_key
 from sushitui.tags.query import QueryError, TagTerm, apply_query, parse
 
 BATCH = 500
@@ -140,7 +140,7 @@ def edit_items(
             if item is None:
                 continue  # deleted meanwhile
             old = current[item_id]
-            new = dedupe(rewrite(list(old)))
+            new = rewrite(list(old))  # set_tags_many dedupes what it writes
             if new == old:
                 result.items_unchanged += 1
                 continue

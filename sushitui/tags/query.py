@@ -43,7 +43,6 @@ _ESCAPABLE = set(',|()*"\\-:')
 _WILDCARD = "\ue000"  # a private-use character standing for ``*`` while normalising
 _META = re.compile(r"\s*(group|width|height|tags)\s*:", re.IGNORECASE)
 _COMPARE = re.compile(r"\s*(>=|<=|=|>|<)?\s*([0-9]+)\s*$")
-_OPS = (">=", "<=", "=", ">", "<")
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
 
 
