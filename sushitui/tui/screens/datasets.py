@@ -246,15 +246,18 @@ class ProblemsScreen(ModalScreen[None]):
                 yield Static(Text(for_terminal(self.summary), style="dim"))
             table = DataTable(id="problems-table", cursor_type="row", zebra_stripes=True)
             yield table
-            yield Static(Text("Files with problems are skipped; everything else was indexed. Fix them and reindex (r).", style="dim"))
+            yield Static("", id="problem-detail")
+            yield Static(Text("Fix the files, then reindex (r on the list). Esc closes.", style="dim"))
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("File", "Problem")
         rows = []
+        self._full: list[tuple[str, str]] = []
         for p in self.problems[:MAX_PROBLEMS_SHOWN]:
             path = p.get("path", "") if isinstance(p, dict) else getattr(p, "path", "")
             reason = p.get("reason", "") if isinstance(p, dict) else getattr(p, "reason", str(p))
+            self._full.append((for_terminal(path), for_terminal(reason)))
             rows.append((Text(for_terminal(path)), Text(for_terminal(reason))))
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
             rows.append((Text(f"… {len(self.problems) - MAX_PROBLEMS_SHOWN:,} more", style="dim"), Text("see `sushitui dataset show NAME --json`")))
@@ -262,6 +265,14 @@ class ProblemsScreen(ModalScreen[None]):
             rows.append((Text("no problems", style="dim"), Text("")))
         table.add_rows(rows)
         table.focus()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The whole reason of the highlighted file (the table cuts long ones)."""
+        if 0 <= event.cursor_row < len(self._full):
+            path, reason = self._full[event.cursor_row]
+            text = Text(path, style="bold")
+            text.append("\n" + reason)
+            self.query_one("#problem-detail", Static).update(text)
 
     def action_close(self) -> None:
         self.dismiss(None)
