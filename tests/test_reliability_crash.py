@@ -111,7 +111,7 @@ def _synthetic(tmp_path: Path, db_path: Path, n: int) -> tuple[Path, int]:
     from sushitui.dataset.synthetic import generate_dataset
 
     root = tmp_path / "ds"
-    # prose captions left out: a tag edit does not apply to them (see the report of issue 10)
+    # prose captions left out: a tag edit refuses them (a problem, exit status 1)
     generate_dataset(root, n, seed=5, prose_fraction=0.0, items_per_dir=50)
     return root, register(db_path, root, "syn")
 

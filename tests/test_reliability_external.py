@@ -125,3 +125,18 @@ def test_cli_bulk_edit_skips_a_file_changed_since_indexing_and_names_it(db, db_p
     assert (root / "i3.txt").read_text() == "hand, edited"
     for k in (0, 1, 2, 4, 5):
         assert (root / f"i{k}.txt").read_text() == f"tag{k}, solo, new_tag"
+
+
+def test_tag_add_on_an_item_with_a_prose_caption_says_why(db_path, tmp_path):
+    from reliability_support import register
+
+    root = tmp_path / "p"
+    root.mkdir()
+    Image.new("RGB", (8, 8)).save(root / "p.png")
+    (root / "p.txt").write_text("A cat sleeps on a warm windowsill. The light is soft.", encoding="utf-8")
+    register(db_path, root, "prose")
+    res = run_cli(db_path, "tag", "add", "prose", "cat")
+    said = res.stdout + res.stderr
+    assert res.returncode == 1 and "p.txt" in said
+    assert (root / "p.txt").read_text().startswith("A cat sleeps")  # the prose is never overwritten
+    assert "another program" not in said and "natural language" in said, said
