@@ -253,7 +253,10 @@ def test_browser_opens_the_other_screens_on_the_selection(tmp_path, db_path, no_
             await pilot.press("enter")
             await wait_until(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="item detail")
             detail = app.screen
-            assert detail.item_id == current and len(detail.item_ids) == 30 and detail.item_ids[detail.index] == current
+            assert detail.item_id == current
+            # the detail walks the browser's whole result, in the browser's order
+            await wait_until(pilot, lambda: len(detail.item_ids) == 30, what="result ids in the detail")
+            assert detail.item_ids[detail.index] == current and detail.index == 2
             await pilot.press("escape")
             await wait_until(pilot, lambda: app.screen is browser, what="back to the browser")
             await pilot.press("space", "space")

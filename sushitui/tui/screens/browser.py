@@ -36,7 +36,6 @@ SORT_KEYS = ["name", "created", "width", "height", "tags"]
 SORT_LABELS = {"name": "file name", "created": "created", "width": "width", "height": "height", "tags": "tag count"}
 PAGE_CACHE_PAGES = 8
 TAGS_FETCHED = 4  # first positions read per card: 3 shown, a 4th tells "…"
-CONTEXT_IDS = 2000  # item ids around the cursor handed to the item detail for ←/→
 
 
 # --- data access (plain functions, run in workers) --------------------------------------
@@ -685,29 +684,17 @@ class BrowserScreen(Screen):
         return [current.item_id] if current else None
 
     def action_open_item(self) -> None:
-        """Open the item detail; ←/→ there walk the result around this item."""
+        """Open the item detail; ←/→ there walk the whole result (it fetches the ids of
+        this query and sort in its own worker, so opening does not wait for them)."""
         current = self.grid.current
         if current is None:
             return
-        absolute = self.state.offset + self.grid.cursor
-        self._open_with_context(self.generation, current.item_id, absolute)
-
-    @work(thread=True, exclusive=True, group="browser-open", exit_on_error=False)
-    def _open_with_context(self, generation: int, item_id: int, absolute: int) -> None:
-        from sushitui.store import Item
-
-        st = self.state
-        start = max(0, absolute - CONTEXT_IDS // 2)
-        select = result_select(self.dataset_id, st.query, st.sort, st.desc)
-        ids = [r[0] for r in select.select(Item.id).limit(CONTEXT_IDS).offset(start).tuples()]
-        self.app.call_from_thread(self._push_detail, generation, item_id, ids)
-
-    def _push_detail(self, generation: int, item_id: int, ids: list[int]) -> None:
         from sushitui.tui.screens.item_detail import ItemDetailScreen
 
-        if generation != self.generation or not self.is_current:
-            return
-        self.app.push_screen(ItemDetailScreen(item_id, ids))
+        st = self.state
+        self.app.push_screen(
+            ItemDetailScreen(current.item_id, dataset_id=self.dataset_id, query=st.query or None, sort=st.sort, desc=st.desc)
+        )
 
     def action_bulk(self, mode: str) -> None:
         from sushitui.tui.screens.bulk_tag import BulkTagDialog
