@@ -246,3 +246,36 @@ def test_sigkill_during_autotag_write_back(db_path, tmp_path):
         assert_database_ok(db_path)
         reindex_and_check(db_path, "tagme", n_items)
     assert any(killed and 0 < new < n_items for killed, new in outcomes), outcomes
+
+
+def test_stale_temp_files_from_a_crash_are_ignored_everywhere(db_path, tmp_path):
+    """What a writer killed between creating its temporary file and the rename leaves
+    behind: never indexed, never exported, never in the way of the next write.
+    (They are not deleted: caption_files.cleanup_stale_temp_files exists but nothing
+    calls it yet -- see the report of issue 10.)"""
+    from PIL import Image
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    for n in range(3):
+        Image.new("RGB", (8, 8)).save(root / f"i{n}.png")
+        (root / f"i{n}.txt").write_text(f"tag{n}, solo")
+    # half-written leftovers: one for an existing caption, one for a caption never published
+    stale = [root / ".i0.txt.sushitui-tmp-k1ll3d", root / ".i2.txt.sushitui-tmp-zz9"]
+    stale[0].write_text("tag0, so")
+    stale[1].write_text("")
+    old = time.time() - 3600
+    for p in stale:
+        os.utime(p, (old, old))
+    n_items = register(db_path, root, "stale")
+    assert n_items == 3
+    reindex_and_check(db_path, "stale", 3)
+    res = run_cli(db_path, "tag", "add", "stale", "after")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (root / "i0.txt").read_text() == "tag0, solo, after"
+    out = tmp_path / "out"
+    res = run_cli(db_path, "export", "stale", str(out))
+    assert res.returncode == 0, res.stderr
+    exported = [p.name for p in out.rglob("*")]
+    assert exported and not [n for n in exported if "sushitui-tmp" in n], exported
+    assert sorted(t.read_text() for t in out.rglob("*.txt")) == ["tag0, solo, after", "tag1, solo, after", "tag2, solo, after"]
