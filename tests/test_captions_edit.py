@@ -104,3 +104,12 @@ def test_progress_bar_keeps_its_carriage_return_and_neutralises_text(capsys):
     written = capsys.readouterr().err
     assert written.startswith("\r") and "\\x0d" not in written
     assert "\x1b[31m" not in written and "\\x1b[31mred" in written
+
+
+def test_fresh_database_from_the_cli_has_the_default_groups(tmp_path, capsys):
+    from sushitui.cli import main
+
+    assert main(["--db", str(tmp_path / "fresh.db"), "group", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    for name in ["Character", "Copyright", "Artist", "General", "Quality", "Rating", "Meta"]:
+        assert name in out

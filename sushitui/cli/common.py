@@ -26,11 +26,18 @@ def open_db(args):
     from sushitui.config import resolve_db_path
     from sushitui.store import StoreError, open_database
 
+    from sushitui.tags.groups import ensure_default_groups
+
     path = resolve_db_path(getattr(args, "db", None))
     try:
-        return open_database(path)
+        db = open_database(path)
     except StoreError as exc:
         raise CliError(str(exc), 2) from exc
+    # Default groups exist on every database, whichever face opened it first
+    # (`items --query group:Character` on a fresh database must work). One read after
+    # the first time.
+    ensure_default_groups()
+    return db
 
 
 def emit_json(obj: Any) -> None:
