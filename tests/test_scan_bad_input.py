@@ -183,13 +183,41 @@ def test_orphan_caption_and_duplicate_base_names(db, tmp_path):
     write(root / "x.png", png_bytes(8, 8, 1))
     write(root / "x.jpg", png_bytes(8, 8, 2))
     write(root / "x.txt", "for x")
+    write(root / "x.png.txt", "for the png")
     write(root / "lonely.txt", "no image")
     ds, report = add_dataset(DatasetSettings("dup", str(root)))
     problems = problems_by_path(report)
     assert "without an image" in problems["lonely.txt"]
     assert "another image has the base name 'x'" in problems["x.png"]
+    assert "x.png.txt" in problems["x.png"]
     assert Item.select().count() == 2  # both images are indexed
-    assert Caption.get().item.image_path == "x.jpg"
+    assert Caption.get(Caption.file_path == "x.txt").item.image_path == "x.jpg"
+    assert Caption.get(Caption.file_path == "x.png.txt").item.image_path == "x.png"
+
+
+def test_images_sharing_a_base_name_get_separate_caption_files_on_edit(db, tmp_path):
+    from sushitui.dataset.captions import set_tags_many, TagEdit
+
+    root = tmp_path / "ds"
+    write(root / "a.jpg", png_bytes(8, 8, 1))
+    write(root / "a.webp", png_bytes(8, 8, 2))
+    add_dataset(DatasetSettings("dup", str(root)))
+    report = set_tags_many([TagEdit(i, ["cat"]) for i in Item.select()])
+    assert report.problems == [] and report.changed == 2
+    assert (root / "a.txt").read_text() == "cat" and (root / "a.webp.txt").read_text() == "cat"
+    assert reindex("dup").items_unchanged == 2
+
+
+def test_exif_description_with_control_characters_stays_text(db, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    exif = Image.Exif()
+    exif[0x010E] = "a red fox\x1b[2J in snow"
+    Image.new("RGB", (8, 8)).save(root / "fox.jpg", exif=exif)
+    add_dataset(DatasetSettings("exif", str(root), read_exif=True))
+    assert [c.content for c in Caption.select()] == ["a red fox\x1b[2J in snow"]
 
 
 def test_non_utf8_filename_is_a_problem(db, tmp_path):

@@ -124,21 +124,26 @@ def group_directory(
         if group is None:
             group = groups[base] = ItemGroup(rel_dir, base, prefix + base)
         if key in group.images:
-            # x.png and x.jpg: the first keeps the base name (and the captions); the
-            # other becomes its own item keyed by its full file name.
-            other = ItemGroup(rel_dir, stem, prefix + entry.name, images={"": entry})
+            # x.png and x.jpg: the first keeps the base name (and x.txt); the other
+            # becomes its own item named by its full file name, so that its captions
+            # are x.jpg.txt (what sushitui writes for it) and never collide with x.txt.
+            other = ItemGroup(rel_dir, entry.name, prefix + entry.name, images={"": entry})
             other.problems.append(
-                (entry.name, f"another image has the base name {base!r} ({group.images[key].name}); "
-                 "captions are matched to that one. Rename one of them to give this image its own captions.")
+                (entry.name, f"another image has the base name {base!r} ({group.images[key].name}) and owns "
+                 f"{base}.txt; this image's captions are {entry.name}.txt. Rename one of the images to avoid the confusion.")
             )
-            extra.append(other)
-            by_stem.setdefault(stem, other)
+            if entry.name in groups:
+                extra.append(other)
+            else:
+                groups[entry.name] = other
             continue
         group.images[key] = entry
         by_stem.setdefault(stem, group)
 
     for group in groups.values():
         group.primary_suffix = _pick_primary(group, primary_suffix)
+    for group in extra:
+        group.primary_suffix = ""
 
     orphans: list[tuple[str, str]] = []
     for entry in sorted(captions, key=lambda e: e.name):

@@ -28,6 +28,7 @@ RAW_VALUE_LIMIT = 64 * 1024
 _SKIP_EXIF = {"MakerNote", "PrintImageMatching", "JPEGInterchangeFormat", "JPEGInterchangeFormatLength", "StripOffsets",
               "StripByteCounts"}
 _A1111 = re.compile(r"(^|\n)Steps: \d+")
+_PLACEHOLDER = re.compile(r"<\d+ bytes>")
 _DC = "{http://purl.org/dc/elements/1.1/}"
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 
@@ -67,17 +68,27 @@ def _tag_caption(source: str, field: str, values: list[str]) -> Caption | None:
     return ("tags", _subtype(source, field), source, field, ", ".join(t for t, _ in tags), tags)
 
 
+def _bytes_text(v: bytes) -> str | None:
+    """The text in an EXIF byte string, or None when it is binary. Control characters
+    are kept (they are neutralised when displayed, NF-4), so a description holding an
+    ESC stays a description."""
+    try:
+        s = v.decode("utf-8")
+    except UnicodeDecodeError:
+        s = v.decode("latin-1")
+    s = s.rstrip("\x00")
+    if not s:
+        return ""
+    texty = sum(1 for c in s if c.isprintable() or c in "\n\r\t")
+    return s if texty >= 0.9 * len(s) else None
+
+
 def _raw_value(v):
     if isinstance(v, bytes):
         if len(v) > RAW_VALUE_LIMIT:
             return f"<{len(v)} bytes>"
-        try:
-            s = v.decode("utf-8")
-            if s.isprintable() or all(c.isprintable() or c in "\n\r\t\x00" for c in s):
-                return s.rstrip("\x00")
-        except UnicodeDecodeError:
-            pass
-        return f"<{len(v)} bytes>"
+        text = _bytes_text(v)
+        return text if text is not None else f"<{len(v)} bytes>"
     if isinstance(v, str):
         return v if len(v) <= RAW_VALUE_LIMIT else v[:RAW_VALUE_LIMIT] + "…"
     if isinstance(v, tuple):
@@ -133,7 +144,7 @@ def _exif(exif_bytes: bytes, raw: dict, captions: list, problems: list) -> None:
         return
     raw["exif"] = fields
     desc = fields.get("ImageDescription")
-    if isinstance(desc, str):
+    if isinstance(desc, str) and not _PLACEHOLDER.fullmatch(desc):
         c = _text_caption("natural_language", "exif", "ImageDescription", desc)
         c and captions.append(c)
     comment = fields.get("UserComment")
@@ -144,11 +155,11 @@ def _exif(exif_bytes: bytes, raw: dict, captions: list, problems: list) -> None:
             c = _text_caption("social_media", "exif", "UserComment", comment)
         c and captions.append(c)
     xp = fields.get("XPComment")
-    if isinstance(xp, str):
+    if isinstance(xp, str) and not _PLACEHOLDER.fullmatch(xp):
         c = _text_caption("social_media", "exif", "XPComment", xp)
         c and captions.append(c)
     kw = fields.get("XPKeywords")
-    if isinstance(kw, str):
+    if isinstance(kw, str) and not _PLACEHOLDER.fullmatch(kw):
         c = _tag_caption("exif", "XPKeywords", [kw])
         c and captions.append(c)
 
