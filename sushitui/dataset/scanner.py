@@ -115,7 +115,10 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
         or existing.size != primary.size
         or existing.mtime_ns != primary.mtime_ns
     )
-    related_changed = existing.related != related_json(group)
+    if len(group.images) == 1 and "" in group.images:  # a plain image: no JSON to build
+        related_changed = existing.related != "{}"
+    else:
+        related_changed = existing.related != related_json(group)
     to_read: list[tuple[str, str]] = []
     drop: list[int] = []
     reuse: dict[str, int] = {}
