@@ -148,45 +148,28 @@ def write_atomic(
     if the file on disk no longer matches, CaptionConflict is raised and nothing is
     written. Pass ``expected=False`` to skip the check (new export targets only).
     """
-    path = Path(path)
-    if expected is not False and not unchanged_since(path, expected):  # type: ignore[arg-type]
-        disk = None
-        try:
-            disk = read_caption(path).text
-        except CaptionFileError:
-            pass
-        raise CaptionConflict(path, expected, current_state(path), disk)  # type: ignore[arg-type]
-    data = encode_caption(text, encoding)
-    directory = path.parent
+    staged = _stage(Path(path), text, expected, encoding, fsync=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMP_MARKER}", dir=directory)
-    except PermissionError as exc:
-        raise CaptionFileError(f"{path}: the folder {directory} is read-only; the caption cannot be saved there") from exc
+        os.replace(staged.tmp, staged.path)
     except OSError as exc:
-        raise CaptionFileError(f"{path}: cannot create a temporary file in {directory} ({exc.strerror or exc})") from exc
+        _discard(staged.tmp)
+        raise CaptionFileError(f"{staged.path}: not saved ({exc.strerror or exc}); the previous file is intact") from exc
+    _fsync_dir(staged.path.parent)
+    return _state_after(staged)
+
+
+def _conflict(path: Path, expected: "FileState | None") -> CaptionConflict:
+    disk = None
     try:
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
-        raise CaptionFileError(f"{path}: not saved, {reason}; the previous file is intact") from exc
-    _fsync_dir(directory)
-    st = os.stat(path)
-    return FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+        disk = read_caption(path).text
+    except CaptionFileError:
+        pass
+    return CaptionConflict(path, expected, current_state(path), disk)
+
+
+def _state_after(staged: "StagedWrite") -> FileState:
+    st = os.stat(staged.path)
+    return FileState(len(staged.data), st.st_mtime_ns, hashlib.sha256(staged.data).hexdigest())
 
 
 def write_new(path: str | os.PathLike, text: str, *, encoding: str | None = None) -> None:
@@ -235,14 +218,14 @@ def stage_atomic(
 ) -> StagedWrite:
     """First half of ``write_atomic`` for batches: conflict check and temporary file,
     without the per-file fsyncs (``publish_staged`` syncs the whole batch at once)."""
-    path = Path(path)
+    return _stage(Path(path), text, expected, encoding, fsync=False)
+
+
+def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding: str | None, *, fsync: bool) -> StagedWrite:
+    """Conflict check, then the new bytes in a temporary file beside ``path`` with the
+    target's permissions. The target itself is untouched."""
     if expected is not False and not unchanged_since(path, expected):  # type: ignore[arg-type]
-        disk = None
-        try:
-            disk = read_caption(path).text
-        except CaptionFileError:
-            pass
-        raise CaptionConflict(path, expected, current_state(path), disk)  # type: ignore[arg-type]
+        raise _conflict(path, expected)  # type: ignore[arg-type]
     data = encode_caption(text, encoding)
     directory = path.parent
     try:
@@ -260,12 +243,12 @@ def stage_atomic(
             mode = 0o666 & ~umask
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
         raise CaptionFileError(f"{path}: not saved, {reason}; the previous file is intact") from exc
     return StagedWrite(path, tmp, data, expected)
@@ -317,22 +300,17 @@ def publish_staged(staged: list[StagedWrite]) -> list["FileState | CaptionFileEr
     for s in staged:
         if s.expected is not False and not unchanged_since(s.path, s.expected):  # type: ignore[arg-type]
             _discard(s.tmp)
-            disk = None
-            try:
-                disk = read_caption(s.path).text
-            except CaptionFileError:
-                pass
-            results.append(CaptionConflict(s.path, s.expected, current_state(s.path), disk))  # type: ignore[arg-type]
+            results.append(_conflict(s.path, s.expected))  # type: ignore[arg-type]
             continue
         try:
             os.replace(s.tmp, s.path)
-            st = os.stat(s.path)
+            state = _state_after(s)
         except OSError as exc:
             _discard(s.tmp)
             results.append(CaptionFileError(f"{s.path}: not saved ({exc.strerror or exc}); the previous file is intact"))
             continue
         folders.add(s.path.parent)
-        results.append(FileState(len(s.data), st.st_mtime_ns, hashlib.sha256(s.data).hexdigest()))
+        results.append(state)
     for folder in folders:
         _fsync_dir(folder)
     return results
