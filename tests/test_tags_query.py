@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sushitui.store import Dataset, Item, ItemTag, TagGroup, TagGroupMember
+from sushitui.store import Caption, Dataset, Item, ItemTag, TagGroup, TagGroupMember
 from sushitui.tags.normalize import match_key
 from sushitui.tags.query import (
     And,
+    CaptionTerm,
     CompareTerm,
     GroupTerm,
     ItemFacts,
@@ -20,6 +21,7 @@ from sushitui.tags.query import (
     Not,
     Or,
     QueryError,
+    SourceTerm,
     TagTerm,
     apply_query,
     evaluate,
@@ -42,6 +44,10 @@ def keys(node):
         return (node.field, node.op, node.value)
     if isinstance(node, GroupTerm):
         return ("group", node.name)
+    if isinstance(node, CaptionTerm):
+        return ("caption", node.type)
+    if isinstance(node, SourceTerm):
+        return ("source", node.pattern)
     return node
 
 
@@ -86,6 +92,19 @@ def test_metadata_terms_and_groups():
     assert keys(parse("rating:general")) == "rating:general"  # unknown prefixes are tags
 
 
+def test_caption_and_source_terms():
+    assert keys(parse("caption:natural_language")) == ("caption", "natural_language")
+    assert keys(parse("Caption: NL, -caption:text | caption:social media")) == (
+        "and", ("caption", "natural_language"), ("or", ("not", ("caption", "natural_language")), ("caption", "social_media")))
+    assert keys(parse("caption:desc | caption:inst | caption:prompt | caption:tag")) == (
+        "or", ("caption", "description"), ("caption", "instruction"), ("caption", "prompt"), ("caption", "tags"))
+    assert keys(parse("source:auto_*, -source:user")) == ("and", ("source", "auto_*"), ("not", ("source", "user")))
+    assert keys(parse("(source:auto | source:file), 1girl")) == (
+        "and", ("or", ("source", "auto_*"), ("source", "txt_file")), "1girl")
+    assert keys(parse("source:AUTO_wd-eva02.v3")) == ("source", "auto_wd-eva02.v3")
+    assert keys(parse('"caption:nl"')) == "caption:nl"  # quoted: a tag
+
+
 def test_wildcards():
     node = parse("*_hair")
     assert node.parts == ("", " hair")
@@ -121,6 +140,12 @@ def test_empty_query_matches_everything_and_trailing_comma_is_fine():
         ('""', 0, "empty tag"),
         ("tags:99999999999999999", 5, "too large"),
         (")", 0, "unexpected ')'"),
+        ("1girl, caption:poem", 15, "unknown caption type 'poem'"),
+        ("caption:", 8, "expected a caption type"),
+        ("a | caption:  nope", 14, "unknown caption type"),
+        ("source:", 7, "expected a tag source"),
+        ("a, -source:tagger2", 11, "unknown tag source 'tagger2'"),
+        ("source:auto_?", 7, "wildcards"),
     ],
 )
 def test_errors_point_at_the_problem(text, position, words):
@@ -150,7 +175,7 @@ def test_limits_are_query_errors_not_crashes():
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1') + ["width:", "group:", "tags:"]), max_size=40).map("".join))
+@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1') + ["width:", "group:", "tags:", "caption:", "source:", "nl", "auto*"]), max_size=40).map("".join))
 def test_fuzz_parse_raises_only_query_errors(text):
     try:
         parse(text)
@@ -169,6 +194,9 @@ def test_fuzz_arbitrary_unicode(text):
 
 # --- SQL against a database ----------------------------------------------------------------
 
+SOURCES = ["txt_file", "user", "auto_wd-v3", "auto_camie", "User"]  # "User": a hand-edited DB still matches
+CTYPES = ["tags", "natural_language", "social_media", "instruction", "description", "prompt"]
+
 VOCAB = ["1girl", "solo", "long hair", "short hair", "smile", "grin", "kaga (kancolle)", "^_^", ">_<",
          "blue eyes", "blue sky", "hat", "star*", "50% off"]
 
@@ -178,6 +206,7 @@ def corpus(db):
     """120 items with random tags from VOCAB (spellings varied as files have them), sizes,
     and two groups."""
     rnd = random.Random(7)
+    rnd2 = random.Random(8)  # sources and captions: a second stream keeps the tag data as it was
     ds = Dataset.create(name="q", root_path="/nonexistent")
     other = Dataset.create(name="other", root_path="/nonexistent2")
     facts: dict[int, ItemFacts] = {}
@@ -190,10 +219,19 @@ def corpus(db):
         width = rnd.choice([None, 256, 512, 1024, 2048])
         item = Item.create(dataset=ds if i < 100 else other, base_name=f"i{i:03d}", group_key=f"i{i:03d}",
                            width=width, height=rnd.choice([256, 512, 1024]), tag_count=len(tags))
-        for pos, t in enumerate(spelled):
-            rows.append((item.id, t, match_key(t), pos, "main"))
-        facts[item.id] = ItemFacts({match_key(t) for t in spelled}, item.width, item.height, len(tags))
-    ItemTag.insert_many(rows, fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype]).execute()
+        sources = [rnd2.choice(SOURCES) for _ in spelled]
+        for pos, (t, src) in enumerate(zip(spelled, sources)):
+            rows.append((item.id, t, match_key(t), pos, "main", src))
+        ctypes = set()
+        for ctype in rnd2.sample(CTYPES, rnd2.randint(0, 3)):
+            blank = rnd2.random() < 0.2  # an empty caption file is not "having a caption"
+            Caption.create(item=item, type=ctype, subtype=ctype, content=" \n" if blank else f"some {ctype}")
+            if not blank:
+                ctypes.add(ctype)
+        facts[item.id] = ItemFacts({match_key(t) for t in spelled}, item.width, item.height, len(tags),
+                                   caption_types=ctypes, tag_sources=set(sources))
+    ItemTag.insert_many(rows, fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype,
+                                      ItemTag.source]).execute()
     hair = TagGroup.create(name="Hair")
     TagGroupMember.insert_many([(hair.id, "long_hair", "long hair"), (hair.id, "short hair", "short hair")],
                                fields=[TagGroupMember.group, TagGroupMember.tag, TagGroupMember.norm]).execute()
@@ -231,6 +269,9 @@ def check_equivalent(text, corpus_value):
         "kaga (kancolle)", "^_^", ">_<, -^_^", "*hair", "blue*", "blue *", "star\\*", "star*", "50% off", "50*",
         "group:hair", "group:HAIR, -1girl", "-group:hair", "group:empty", "width:>=1024", "width:<1024",
         "-width:>=1024", "width:=512", "height:<=512, tags:>3", "tags:0", "tags:<1", "", "*",
+        "caption:nl", "-caption:natural_language", "caption:tags, caption:description", "caption:prompt | caption:social",
+        "source:auto_*", "source:auto", "-source:auto", "source:user", "source:auto_camie, -source:txt_file",
+        "(source:auto | caption:instruction), 1girl", "source:*_file, -(long hair | caption:desc)",
     ],
 )
 def test_sql_equals_python_evaluation(corpus, text):
@@ -240,6 +281,8 @@ def test_sql_equals_python_evaluation(corpus, text):
 def test_equivalence_is_not_vacuous(corpus):
     assert 0 < len(check_equivalent("1girl, -short hair", corpus)) < 100
     assert len(check_equivalent("", corpus)) == 100  # only the dataset's own items
+    for text in ("caption:nl", "source:auto", "-source:user", "caption:tags, source:auto_wd-v3"):
+        assert 0 < len(check_equivalent(text, corpus)) < 100, text
 
 
 def test_unknown_group_is_a_query_error_with_position(corpus):
@@ -268,7 +311,8 @@ def test_user_text_never_reaches_sql_as_text(corpus):
     assert Item.select().count() == 120
 
 
-TERMS = st.sampled_from(VOCAB + ["long_hair", "*hair", "blue*", "group:hair", "width:>=1024", "tags:<3", "height:=512"])
+TERMS = st.sampled_from(VOCAB + ["long_hair", "*hair", "blue*", "group:hair", "width:>=1024", "tags:<3", "height:=512",
+                                  "caption:nl", "caption:tags", "source:auto", "source:user", "source:txt_file"])
 
 
 def _expr(depth=2):
@@ -291,7 +335,7 @@ def test_generated_queries_equal_python_evaluation(corpus, parts):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1?[') + ["width:", "group:", "tags:", "group:hair"]), max_size=30).map("".join))
+@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1?[') + ["width:", "group:", "tags:", "group:hair", "caption:", "source:", "nl", "auto"]), max_size=30).map("".join))
 def test_fuzz_apply_query_raises_only_query_errors(corpus, text):
     ds = corpus[0]
     try:

@@ -68,7 +68,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("items", help="list a dataset's items (JSON Lines with --json)")
     p.add_argument("name", metavar="NAME", help="dataset name")
-    p.add_argument("--query", "-q", metavar="Q", help="filter with the query language, e.g. '1girl -solo'")
+    p.add_argument("--query", "-q", metavar="Q", help="filter with the query language: tags joined by ',' (AND), '|' (OR), '-' (NOT), "
+                   "'( )'; '*' wildcards; group:NAME, caption:TYPE (tags, nl, social, inst, desc, prompt), "
+                   "source:PATTERN (txt_file, user, auto_*), width:/height:/tags:>=N; "
+                   "e.g. '1girl, -solo, caption:nl'")
     p.add_argument("--limit", type=int, metavar="N")
     p.add_argument("--offset", type=int, default=0, metavar="N")
     p.add_argument("--sort", choices=["name", "created", "width", "height", "tags"], default="name")

@@ -7,8 +7,16 @@ Grammar (``|`` binds tighter than ``,``; ``-`` tighter than both)::
     or_expr := unary ("|" unary)*
     unary   := "-" unary | primary
     primary := "(" and_expr ")" | term
-    term    := group:NAME | width:OPNUM | height:OPNUM | tags:OPNUM | TAG
+    term    := group:NAME | caption:TYPE | source:PATTERN
+             | width:OPNUM | height:OPNUM | tags:OPNUM | TAG
     OPNUM   := [= | > | >= | < | <=] INTEGER
+
+``caption:TYPE`` keeps items that have a non-empty caption of that type (``tags``,
+``natural_language``, ``social_media``, ``instruction``, ``description``, ``prompt``; short
+forms in ``CAPTION_TYPE_ALIASES``, e.g. ``caption:nl``). ``source:PATTERN`` keeps items with
+a tag whose source matches (``txt_file``, ``user``, ``auto_<model>`` for tagger-written
+tags, ``exif``/``xmp``/``iptc``/``png_text``; ``*`` is a wildcard, ``source:auto`` is short
+for ``source:auto_*``, ``source:file`` for ``source:txt_file``).
 
 So ``1girl, -short hair, smile | grin`` is 1girl AND NOT short hair AND (smile OR grin).
 
@@ -27,7 +35,7 @@ escapes ``parse``/``apply_query`` for any input string.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Union
 
 from sushitui.tags.normalize import match_key
@@ -41,9 +49,23 @@ SEPARATORS = ",|"
 # characters a backslash makes literal; any other backslash is kept (the tag ``\m/``)
 _ESCAPABLE = set(',|()*"\\-:')
 _WILDCARD = "\ue000"  # a private-use character standing for ``*`` while normalising
-_META = re.compile(r"\s*(group|width|height|tags)\s*:", re.IGNORECASE)
+_META = re.compile(r"\s*(group|caption|source|width|height|tags)\s*:", re.IGNORECASE)
 _COMPARE = re.compile(r"\s*(>=|<=|=|>|<)?\s*([0-9]+)\s*$")
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
+
+# Caption.type values (the scanner's list) and the short forms a user types for them.
+CAPTION_TYPES = ("tags", "natural_language", "social_media", "instruction", "description", "prompt")
+CAPTION_TYPE_ALIASES = {
+    "tag": "tags",
+    "nl": "natural_language", "natural": "natural_language", "text": "natural_language", "caption": "natural_language",
+    "social": "social_media", "sns": "social_media",
+    "instruct": "instruction", "inst": "instruction",
+    "desc": "description",
+}
+# ItemTag.source values written by sushitui; "auto_<model>" is open-ended (one per tagger).
+TAG_SOURCES = ("txt_file", "user", "exif", "xmp", "iptc", "png_text")
+TAG_SOURCE_ALIASES = {"auto": "auto_*", "tagger": "auto_*", "file": "txt_file"}
+_SOURCE_TEXT = re.compile(r"[a-z0-9_.*-]+")  # "*" is the only wildcard: GLOB and fnmatch agree
 
 
 class QueryError(ValueError):
@@ -104,6 +126,23 @@ class GroupTerm:
 
 
 @dataclass(frozen=True)
+class CaptionTerm:
+    type: str  # one of CAPTION_TYPES
+    position: int
+
+
+@dataclass(frozen=True)
+class SourceTerm:
+    pattern: str  # lower-case GLOB pattern over ItemTag.source ("*" is the only wildcard)
+    position: int
+
+    def matches(self, source: str) -> bool:
+        import fnmatch
+
+        return fnmatch.fnmatchcase(source.lower(), self.pattern)
+
+
+@dataclass(frozen=True)
 class CompareTerm:
     field: str  # width | height | tags
     op: str
@@ -127,7 +166,7 @@ class Or:
     children: tuple["Node", ...]
 
 
-Node = Union[MatchAll, TagTerm, GroupTerm, CompareTerm, Not, And, Or]
+Node = Union[MatchAll, TagTerm, GroupTerm, CaptionTerm, SourceTerm, CompareTerm, Not, And, Or]
 
 
 def _glob_escape(text: str) -> str:
@@ -330,6 +369,12 @@ class _Parser:
             if not group_name:
                 raise self.error("expected a group name after 'group:'", value_pos)
             return GroupTerm(group_name, start)
+        lead = len(value) - len(value.lstrip())
+        word = value.strip().lower()
+        if name == "caption":
+            return CaptionTerm(self._caption_type(word, value_pos + lead), start)
+        if name == "source":
+            return SourceTerm(self._source_pattern(word, value_pos + lead), start)
         m = _COMPARE.match(value)
         if not m:
             lead = len(value) - len(value.lstrip())
@@ -341,6 +386,25 @@ class _Parser:
         if len(number) > 13 or int(number) > MAX_NUMBER:
             raise self.error(f"{number} is too large for '{name}:'", value_pos + m.start(2))
         return CompareTerm(name, op, int(number), start)
+
+    def _caption_type(self, word: str, position: int) -> str:
+        word = re.sub(r"[\s-]+", "_", word)
+        ctype = word if word in CAPTION_TYPES else CAPTION_TYPE_ALIASES.get(word)
+        if ctype is None:
+            what = f"unknown caption type '{word}'" if word else "expected a caption type after 'caption:'"
+            raise self.error(f"{what} (types: {', '.join(CAPTION_TYPES)}; short: nl, text, social, desc, inst)", position)
+        return ctype
+
+    def _source_pattern(self, word: str, position: int) -> str:
+        pattern = TAG_SOURCE_ALIASES.get(word, word)
+        known = "txt_file (or file), user, auto_<model> (or auto), exif, xmp, iptc, png_text"
+        if not pattern:
+            raise self.error(f"expected a tag source after 'source:' ({known})", position)
+        if not _SOURCE_TEXT.fullmatch(pattern):
+            raise self.error(f"a tag source is letters, digits, '_', '-', '.' and '*' wildcards ({known})", position)
+        if "*" not in pattern and pattern not in TAG_SOURCES and not pattern.startswith("auto_"):
+            raise self.error(f"unknown tag source '{pattern}' ({known}; * for a pattern)", position)
+        return pattern
 
 
 def parse(text: str) -> Node:
@@ -413,9 +477,9 @@ def _frequency(cond, cap: int) -> int:
 
 def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
     """A peewee expression over ``Item`` for the tree (None for MatchAll)."""
-    from peewee import fn
+    from peewee import Expression, fn
 
-    from sushitui.store import Item, ItemTag, TagGroupMember
+    from sushitui.store import Caption, Item, ItemTag, TagGroupMember
 
     page = strategy == "page"
     freq_cache: dict[object, int] = {}
@@ -464,6 +528,18 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
                     probe = probe.where(Probe.subtype == subtype)
                 return fn.EXISTS(probe), None
             return as_in(cond), None
+        if isinstance(n, CaptionTerm):
+            # blank captions (an emptied tag file, an empty .txt) do not count as having one
+            has = (Caption.type == n.type) & (fn.trim(Caption.content, " \t\r\n") != "")
+            if page:
+                Probe = Caption.alias()
+                return fn.EXISTS(Probe.select(Probe.id).where(_rebind(has, Caption, Probe) & (Probe.item == Item.id))), None
+            return Item.id.in_(Caption.select(Caption.item).where(has)), None
+        if isinstance(n, SourceTerm):
+            # sources are written lower-case; lower() keeps a hand-made 'User' matching too
+            cond = fn.lower(ItemTag.source) == n.pattern if "*" not in n.pattern else \
+                Expression(fn.lower(ItemTag.source), "GLOB", n.pattern)
+            return (as_exists(cond) if page else as_in(cond)), None
         if isinstance(n, CompareTerm):
             col = {"width": Item.width, "height": Item.height, "tags": Item.tag_count}[n.field]
             cmp = {
@@ -498,10 +574,12 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
 
 def _rebind(expr, model, alias):
     """Re-point a condition on ``model`` (e.g. ``ItemTag.norm == x``) at an alias."""
-    from peewee import Expression, Field
+    from peewee import Expression, Field, Function
 
     if isinstance(expr, Field) and expr.model is model:
         return getattr(alias, expr.name)
+    if isinstance(expr, Function):  # e.g. lower(source), trim(content)
+        return Function(expr.name, [_rebind(a, model, alias) for a in expr.arguments], expr._coerce)
     if isinstance(expr, Expression):
         return Expression(_rebind(expr.lhs, model, alias), expr.op, _rebind(expr.rhs, model, alias), expr.flat)
     return expr
@@ -561,6 +639,8 @@ class ItemFacts:
     width: int | None = None
     height: int | None = None
     tag_count: int = 0
+    caption_types: set[str] = field(default_factory=set)  # types of its non-empty captions
+    tag_sources: set[str] = field(default_factory=set)
 
 
 def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable[str]] | None = None) -> bool:
@@ -572,6 +652,10 @@ def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable
     if isinstance(node, GroupTerm):
         members = set(group_norms(node.name)) if group_norms else set()
         return bool(members & facts.norms)
+    if isinstance(node, CaptionTerm):
+        return node.type in facts.caption_types
+    if isinstance(node, SourceTerm):
+        return any(node.matches(s) for s in facts.tag_sources)
     if isinstance(node, CompareTerm):
         value: Any = {"width": facts.width, "height": facts.height, "tags": facts.tag_count}[node.field]
         if value is None:
