@@ -23,7 +23,7 @@ from reliability_support import (
     temp_files,
     tree_snapshot,
 )
-from sushitui.dataset.caption_files import read_caption
+from sushitui.dataset.caption_files import TEMP_MARKER, read_caption
 from sushitui.store import Caption, Dataset, Item, open_database
 from sushitui.tags.normalize import split_tags
 
@@ -152,12 +152,24 @@ def test_sigkill_during_cli_bulk_tag_add(db_path, tmp_path):
     assert full >= 150  # every item got it (uncaptioned ones got a new file)
     assert temp_files(root) == []  # a clean run leaves nothing behind
     rng = random.Random(int(os.environ.get("SUSHITUI_CRASH_SEED", "20261126")))
+    folders = sorted({p.parent for p in root.rglob("*.txt")})
+
+    def sizes() -> dict[str, int]:
+        return {e.path: e.stat().st_size for f in folders for e in os.scandir(f)
+                if e.name.endswith(".txt") and TEMP_MARKER not in e.name}
+
     outcomes = []
-    for attempt in range(4):
+    for attempt in range(5):
         tag = f"crash_{attempt}"
         before = caption_snapshot(root)
+        base = sizes()
         proc = spawn_cli(db_path, "tag", "add", "syn", tag)
-        killed = kill_after(proc, rng.uniform(0.35, 1.0) * duration)
+        # the first attempt is killed at a random moment of the whole run (start-up
+        # included); the others just after the first caption file was replaced
+        if attempt == 0:
+            killed = kill_after(proc, rng.uniform(0.2, 1.0) * duration)
+        else:
+            killed = kill_once(proc, lambda: sizes() != base, rng.uniform(0.0, 0.03))
         changed = _check_transition(before, caption_snapshot(root), tag, attempt)
         outcomes.append((killed, changed))
         assert_database_ok(db_path)
