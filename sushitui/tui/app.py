@@ -61,6 +61,7 @@ class SushiApp(App):
         Binding("ctrl+g", "open_groups", "Groups", tooltip="Tag groups and aliases"),
         Binding("ctrl+r", "open_runs", "Runs", tooltip="Training runs and their statistics"),
         Binding("ctrl+o", "open_datasets", "Datasets", show=False, tooltip="Back to the list of datasets"),
+        Binding("f1,question_mark", "help", "Help", show=False, tooltip="Every key of this screen"),
     ]
 
     # What background work (first-start dictionary load, ...) is doing; screens show it.
@@ -167,6 +168,12 @@ class SushiApp(App):
                 return dataset_id
         return None
 
+    def action_help(self) -> None:
+        from sushitui.tui.widgets.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
     def action_open_dictionary(self) -> None:
         from sushitui.tui.screens.dictionary import DictionaryScreen
 
@@ -192,7 +199,8 @@ class SushiApp(App):
         yield SystemCommand("Tag dictionary", "Search, add, edit and import dictionary tags (ctrl+t)", self.action_open_dictionary)
         yield SystemCommand("Tag groups and aliases", "Groups with colours, aliases (ctrl+g)", self.action_open_groups)
         yield SystemCommand("Training runs", "Runs, usage statistics and samplers (ctrl+r)", self.action_open_runs)
-        seen = {"open_datasets", "open_dictionary", "open_groups", "open_runs"}
+        yield SystemCommand("Help: keys of this screen", "Every key of the current screen (? or F1)", self.action_help)
+        seen = {"open_datasets", "open_dictionary", "open_groups", "open_runs", "help"}
         screen_name = getattr(screen, "PALETTE_NAME", None) or type(screen).__name__.removesuffix("Screen").lower()
         for key, active in screen.active_bindings.items():
             binding = active.binding

@@ -18,9 +18,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.tag_input import CATEGORY_COLORS
 
@@ -79,7 +80,7 @@ class DictionaryScreen(Screen):
         yield Static("", id="dict-status")
         table = DataTable(id="dict-table", cursor_type="row", zebra_stripes=True)
         yield table
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -353,7 +354,7 @@ class DictionaryStats(ModalScreen):
             yield Static("computing statistics…", id="dict-stats-summary")
             table = DataTable(id="dict-stats-top", cursor_type="row")
             yield table
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns("#", "tag", "category", "uses", "items", "dictionary count")

@@ -17,8 +17,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.confirm import ConfirmDialog
 
@@ -141,7 +142,7 @@ class GroupsScreen(Screen):
                 yield Static("Aliases (3)", classes="pane-title")
                 yield DataTable(id="aliases-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="groups-status")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = "Tag groups and aliases"

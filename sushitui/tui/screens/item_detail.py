@@ -27,7 +27,6 @@ from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import (
     Collapsible,
-    Footer,
     Input,
     OptionList,
     Static,
@@ -38,6 +37,7 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.dataset.caption_files import CaptionFileError, write_atomic
 from sushitui.dataset.captions import MAIN
 from sushitui.dataset.item_view import (
@@ -191,6 +191,12 @@ class ExportCaptionDialog(ModalScreen["str | None"]):
         self.dismiss(None)
 
 
+class KeylessScroll(VerticalScroll, inherit_bindings=False):
+    """Scrolls (mouse, and to follow the pill cursor) but takes no keys: as a parent of
+    the focused pills its ↑/↓/Home/End/PgUp/PgDn bindings came before the screen's, so on a
+    tag list taller than the pane (80x24) ↓ scrolled the pane and the tag cursor stayed put."""
+
+
 class ItemDetailScreen(Screen):
     """One item: image, captions, metadata; tag editing with autosave and undo."""
 
@@ -299,7 +305,7 @@ class ItemDetailScreen(Screen):
                 with TabbedContent(id="caption-tabs"):
                     with TabPane(TAB_LABELS["tags"], id="tab-tags"):
                         yield Static("", id="subtype-line", classes="line")
-                        with VerticalScroll(id="tag-scroll"):
+                        with KeylessScroll(id="tag-scroll"):
                             yield TagPills(id="pills", empty_hint="no tags — press a to add one")
                         yield tag_input_widget(None, id="tag-input")
                         yield Static("", id="tags-status", classes="line")
@@ -318,7 +324,7 @@ class ItemDetailScreen(Screen):
                 yield OptionList(id="related")
                 with Collapsible(title="EXIF / XMP", id="exif", collapsed=True):
                     yield Static("", id="exif-body")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         for tabs in self.query_one("#caption-tabs", TabbedContent).query(Tabs):

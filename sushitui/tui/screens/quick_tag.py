@@ -18,9 +18,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.containers import Vertical
 
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.dataset.captions import MAIN
 from sushitui.dataset.item_view import ItemView, get_presets, load_item_view, save_tags, set_presets, take_disk_tags
 from sushitui.dataset.tag_editing import TagListEditor
@@ -144,7 +145,7 @@ class QuickTagScreen(Screen):
         yield TagPills(id="qt-tags", empty_hint="no tags yet — 1–9 toggle presets, t types a tag")
         yield tag_input_widget(self.dataset_id, id="qt-tag-input")
         yield Static("", id="qt-presets")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._pane = self.query_one(PreviewPane)  # workers use it; no DOM queries from threads

@@ -17,8 +17,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.confirm import ConfirmDialog
 
@@ -107,7 +108,7 @@ class RunsScreen(Screen):
         yield Static("", id="runs-empty")
         with VerticalScroll(id="runs-stats-scroll"):
             yield Static("", id="runs-stats")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = "Training runs"

@@ -36,6 +36,7 @@ class KeyBar(Widget):
         self._text = Text()
         self._tail = Text()
         self._palette = None
+        self._help = None
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -69,9 +70,18 @@ class KeyBar(Widget):
             spans.append((start, len(text), binding.action, namespace))
         tail = Text(no_wrap=True)
         self._palette = None
+        self._help = None
+        help_binding = self.screen.active_bindings.get("f1")
+        if help_binding is not None and help_binding.binding.action == "help":
+            # The help key is always visible (with the palette key): the keys that do
+            # not fit on the line, and the show=False ones, are all listed there.
+            tail.append("▏")
+            tail.append("? F1", key_style)
+            tail.append(" help ", desc_style)
+            self._help = (help_binding.binding.action, help_binding.node)
         if palette is not None and self.app.ENABLE_COMMAND_PALETTE:
             namespace, binding, enabled = palette
-            tail.append("▏")
+            tail.append("▏" if self._help is None else "")
             tail.append(f"{self.app.get_key_display(binding)}", key_style)
             tail.append(" palette ", desc_style)
             self._palette = (binding.action, namespace)
@@ -99,9 +109,14 @@ class KeyBar(Widget):
 
     async def on_click(self, event: Click) -> None:
         width = self.size.width
-        if self._palette is not None and event.x >= width - len(self._tail):
+        tail_start = width - len(self._tail)
+        if event.x >= tail_start and (self._palette is not None or self._help is not None):
             event.stop()
-            await self.app.run_action(*self._palette)
+            help_width = len("▏? F1 help ") if self._help is not None else 0
+            if self._help is not None and event.x < tail_start + help_width:
+                await self.app.run_action(*self._help)
+            elif self._palette is not None:
+                await self.app.run_action(*self._palette)
             return
         room = width - len(self._tail)
         for start, end, action, namespace in self._spans:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich.cells import cell_len
 from rich.text import Text
 from textual.reactive import reactive
+from textual.geometry import Region
 from textual.widget import Widget
 
 from sushitui.sanitize import for_terminal
@@ -104,6 +105,21 @@ class TagPills(Widget, can_focus=True):
         if not self.tags:
             return 1
         return len(pills_text(self.tags, self.tag_colors, width).plain.split("\n"))
+
+    def cursor_line(self, width: int | None = None) -> int:
+        """The wrapped line the cursor's pill is on."""
+        if not self.tags:
+            return 0
+        width = width or self.size.width or 40
+        return pills_text(self.tags[: self.cursor + 1], self.tag_colors, width).plain.count("\n")
+
+    def watch_cursor(self, cursor: int) -> None:
+        # With more tags than fit (80x24), the scrolling parent follows the cursor;
+        # otherwise ↓ on a long tag list moved a cursor the user could not see.
+        parent = self.parent
+        if self.tags and parent is not None and getattr(parent, "is_scrollable", False):
+            line = self.virtual_region.y + self.cursor_line()
+            parent.scroll_to_region(Region(0, line, 1, 1), animate=False, immediate=True)
 
     def on_focus(self) -> None:
         self.refresh()

@@ -1,0 +1,118 @@
+"""What a keyboard-only user over SSH runs into: every screen has a key list (? / F1),
+the footer always says how to get it, and keys do what the list says at 80x24."""
+
+from __future__ import annotations
+
+import pytest
+
+from detail_helpers import ScreenApp, make_dataset as make_detail_dataset, settle, sync
+from tui_support import make_dataset, open_browser, screen_text, wait_until
+
+
+@pytest.fixture
+def no_images(monkeypatch):
+    monkeypatch.setenv("SUSHITUI_IMAGES", "off")
+
+
+def _app(db_path):
+    from sushitui.tui.app import SushiApp
+
+    return SushiApp(db_path, first_start=False)
+
+
+def test_help_lists_every_key_of_each_screen_and_footer_points_to_it(tmp_path, db_path, no_images):
+    from sushitui.tui.screens.datasets import DatasetsScreen
+    from sushitui.tui.screens.dictionary import DictionaryScreen
+    from sushitui.tui.screens.groups import GroupsScreen
+    from sushitui.tui.screens.runs import RunsScreen
+    from sushitui.tui.widgets.help import HelpScreen
+    from sushitui.tui.widgets.key_bar import KeyBar
+
+    make_dataset(db_path, tmp_path / "ds", 12, nested=False)
+    app = _app(db_path)
+
+    async def check_help(pilot, key: str, must_list: list[str]) -> None:
+        under = app.screen
+        # At 80 columns the footer cannot hold every key, but it always shows the help key.
+        bar = under.query_one(KeyBar)
+        assert "? F1 help" in bar.plain
+        assert "? F1 help" in screen_text(app).splitlines()[-1]
+        await pilot.press(key)
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what=f"help on {type(under).__name__}")
+        assert "Keys:" in screen_text(app)
+        text = app.screen.plain
+        for description in must_list:
+            assert description in text, f"{description!r} missing from the help of {type(under).__name__}"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is under, what="help closed")
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, what="datasets")
+            await check_help(pilot, "question_mark", ["Reindex", "Problems", "Refresh", "Dictionary"])
+            browser = await open_browser(app, pilot)
+            # Keys hidden from the footer (paging, range select, export) are in the list.
+            await check_help(pilot, "f1", ["Next page", "Select right", "Export", "Quick tag", "Clear selection"])
+            assert app.screen is browser
+            for key, screen_type, listed in (
+                ("ctrl+t", DictionaryScreen, ["Delete everywhere", "Official"]),
+                ("ctrl+g", GroupsScreen, ["New alias", "Rename"]),
+                ("ctrl+r", RunsScreen, ["Mark completed", "Remove run"]),
+            ):
+                await pilot.press(key)
+                await wait_until(pilot, lambda: isinstance(app.screen, screen_type), what=screen_type.__name__)
+                await pilot.pause()
+                await check_help(pilot, "f1", listed)
+                await pilot.press("escape")
+                await wait_until(pilot, lambda: app.screen is browser, what="back to the browser")
+
+    import asyncio
+
+    asyncio.run(go())
+
+
+def test_help_is_in_the_command_palette(tmp_path, db_path, no_images):
+    from sushitui.tui.screens.datasets import DatasetsScreen
+
+    app = _app(db_path)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen), what="datasets")
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert any(t.startswith("Help") for t in titles)
+
+    import asyncio
+
+    asyncio.run(go())
+
+
+@sync
+async def test_long_tag_list_down_moves_the_tag_cursor_and_keeps_it_visible(db, tmp_path):
+    """At 80x24 a long caption does not fit; ↓ moved the pane, not the tag cursor."""
+    from sushitui.tui.screens.item_detail import ItemDetailScreen
+    from sushitui.tui.widgets.tag_pills import TagPills
+
+    tags = ", ".join(f"some_long_tag_name_{i:03d}" for i in range(120))
+    ds, ids = make_detail_dataset(tmp_path / "d", {"a": tags, "b": "x"})
+    app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        pills = app.screen.query_one("#pills", TagPills)
+        await pilot.press(*["down"] * 50)
+        await pilot.pause()
+        assert pills.cursor == 50
+        # The cursor's pill is on screen (the pane followed it).
+        assert "some_long_tag_name_050" in screen_text_of(app)
+        await pilot.press("end")
+        await pilot.pause()
+        assert pills.cursor == 119
+        assert "some_long_tag_name_119" in screen_text_of(app)
+        await pilot.press("home")
+        await pilot.pause()
+        assert pills.cursor == 0
+        assert "some_long_tag_name_000" in screen_text_of(app)
+
+
+def screen_text_of(app) -> str:
+    return screen_text(app)
