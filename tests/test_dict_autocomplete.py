@@ -137,3 +137,38 @@ def test_substring_search_over_the_shipped_list(db):
     two = [x for x in c.complete("qz", limit=30) if x.match == "substring"]
     assert all("qz" in x.tag and not x.tag.startswith("qz") for x in two)
     assert [x.count for x in two] == sorted((x.count for x in two), reverse=True)
+
+
+def test_a_common_prefix_leaves_a_third_of_the_slots_for_substrings_and_aliases(db, tmp_path):
+    # twelve "miku..." tags would fill ten slots by prefix alone, hiding hatsune_miku
+    add_many([(f"miku_{i:02d}", "general", 10_000 - i) for i in range(12)]
+             + [("hatsune_miku", "character", 500, "negi_miku"), ("yuki_miku", "character", 300),
+                ("kagamine_rin", "character", 900, "rinmiku")])
+    ds = make_dataset(tmp_path / "m", "m", ["my_miku_cosplay, miku_zz", "miku_zz"])
+    c = ready(ds.id)
+    got = c.complete("miku", limit=10)
+    assert [(x.tag, x.match) for x in got] == [(f"miku_{i:02d}", "prefix") for i in range(7)] + [
+        ("rinmiku", "alias"),  # ranked by its target's count (900)
+        ("hatsune_miku", "substring"), ("yuki_miku", "substring")]  # negi_miku: its target is already offered
+    assert got[7].value == "kagamine_rin"
+    # with the dataset: its tags first within each class
+    got = c.complete("miku", dataset_id=ds.id, limit=10)
+    assert [(x.tag, x.source, x.match) for x in got] == [("miku_zz", "dataset", "prefix")] + [
+        (f"miku_{i:02d}", "dictionary", "prefix") for i in range(6)] + [
+        ("my_miku_cosplay", "dataset", "substring"), ("rinmiku", "dictionary", "alias"),
+        ("hatsune_miku", "dictionary", "substring")]
+    # small limits still offer one of them; limit 1 is the best prefix
+    assert [x.match for x in c.complete("miku", limit=3)] == ["prefix", "prefix", "alias"]
+    assert [x.tag for x in c.complete("miku", limit=1)] == ["miku_00"]
+    # no substring or alias candidates: prefixes take every slot
+    assert [x.tag for x in c.complete("miku_0", limit=10)] == [f"miku_{i:02d}" for i in range(10)]
+
+
+def test_typing_miku_offers_hatsune_miku_from_the_shipped_list(db):
+    d.ensure_loaded()
+    got = ready().complete("miku", limit=10)
+    assert got[0].match == "prefix" and len(got) == 10
+    assert "hatsune_miku" in [x.tag for x in got]
+    matches = [x.match for x in got]
+    assert matches == sorted(matches, key=lambda m: m != "prefix")  # prefixes first
+    assert matches.count("prefix") >= 7

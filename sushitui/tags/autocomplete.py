@@ -7,6 +7,10 @@
    aliases by count. An alias candidate names its target in ``alias_of``; choosing it
    means the target (``Candidate.value``).
 
+Prefixes come first but may take at most ``limit - limit // 3`` slots when there are
+substring/alias candidates (with limit 10: 7 + 3), so a common prefix cannot hide them
+(``miku`` offers ``hatsune_miku``); slots either class leaves free go to the other.
+
 Index (built lazily in a background thread, swapped in atomically, read without locks):
 
 - every dictionary match key, UTF-8, joined by ``\\n`` into one bytes blob in *count
@@ -423,64 +427,65 @@ class Completer:
         if not self.ready:
             self._ensure_building()
         index = self._index if self._index_db is self._database() else None
-        stale_ok = index is not None  # an older index of this database is better than none while rebuilding
         ds = self._dataset(dataset_id) if dataset_id is not None else None
-        out: list[Candidate] = []
         seen: set[str] = set()
-
-        def add(c: Candidate, norm: str) -> bool:
-            if norm in seen:
-                return False
-            seen.add(norm)
-            out.append(c)
-            return len(out) >= limit
 
         def ds_candidate(i: int, match: str) -> tuple[Candidate, str]:
             norm, (tag, freq) = ds.entries[i]
             cat = None
-            if stale_ok:
+            if index is not None:  # an older index of this database is better than none while rebuilding
                 r = index.find(norm)
                 cat = index.category(r) if r is not None else None
             return Candidate(tag, cat, freq, "dataset", None, match), norm
 
+        def take(found, into: list[Candidate], want: int) -> None:
+            """Append (candidate, norm) pairs not offered yet until ``want`` are there."""
+            for c, norm in found:
+                if len(into) >= want:
+                    return
+                if norm not in seen:
+                    seen.add(norm)
+                    into.append(c)
+
         # 1. prefix: dataset tags, then the dictionary
+        prefixes: list[Candidate] = []
         if ds is not None:
-            for i in ds.prefix(key, limit):
-                if add(*ds_candidate(i, "prefix")):
-                    return out
-        if stale_ok:
-            for r in index.prefix(key, limit):
-                c = Candidate(index.tag(r), index.category(r), int(index.counts[r]), "dictionary")
-                if add(c, index.key_bytes(r).decode("utf-8")):
-                    return out
-        else:
-            for c in self._sqlite_prefix(key, limit):
-                if add(c, match_key(c.tag)):
-                    return out
-            return out  # substring/alias need the index; it is being built
-        # 2. substring (dataset first), then dictionary substrings and aliases by count
+            take((ds_candidate(i, "prefix") for i in ds.prefix(key, limit)), prefixes, limit)
+        if index is None:
+            take(((c, match_key(c.tag)) for c in self._sqlite_prefix(key, limit)), prefixes, limit)
+            return prefixes  # substring/alias need the index; it is being built
+        take(((Candidate(index.tag(r), index.category(r), int(index.counts[r]), "dictionary"),
+               index.key_bytes(r).decode("utf-8")) for r in index.prefix(key, limit)), prefixes, limit)
+
+        # 2. substring (dataset first), then dictionary substrings and aliases by count.
+        # A common prefix ("miku", "hair") fills every slot on its own, so up to a third
+        # of them are kept for these when there are any (typing "miku" offers hatsune_miku).
+        reserve = max(1, limit // 3) if limit >= 2 else 0
+        want = max(reserve, limit - len(prefixes))
+        others: list[Candidate] = []
         if ds is not None:
-            for i in ds.substring(key, limit):
-                if add(*ds_candidate(i, "substring")):
-                    return out
-        need = limit - len(out)
-        subs = [(r, None) for r in index.substring(key, need + len(seen))]
-        alias_hits = index.aliases.prefix(key, need + 5) + index.aliases.substring(key, need + 5)
-        for i in alias_hits:
+            take((ds_candidate(i, "substring") for i in ds.substring(key, want)), others, want)
+        if len(others) < want:
+            take(self._dictionary_others(index, key, want - len(others) + len(seen)), others, want)
+        n_prefix = min(len(prefixes), limit - min(len(others), reserve))
+        return prefixes[:n_prefix] + others[: limit - n_prefix]
+
+    @staticmethod
+    def _dictionary_others(index: _DictIndex, key: str, k: int):
+        """(candidate, norm) for dictionary substrings and aliases, by the tag's count."""
+        subs = [(r, None) for r in index.substring(key, k)]
+        for i in index.aliases.prefix(key, k + 5) + index.aliases.substring(key, k + 5):
             _akey, (alias, rank) = index.aliases.entries[i]
             subs.append((rank, alias))
         subs.sort(key=lambda x: (x[0], x[1] is not None))
         for rank, alias in subs:
             norm = index.key_bytes(rank).decode("utf-8")
             if alias is None:
-                c = Candidate(index.tag(rank), index.category(rank), int(index.counts[rank]), "dictionary", None, "substring")
+                yield Candidate(index.tag(rank), index.category(rank), int(index.counts[rank]), "dictionary",
+                                None, "substring"), norm
             else:
-                if norm in seen:
-                    continue
-                c = Candidate(alias, index.category(rank), int(index.counts[rank]), "dictionary", index.tag(rank), "alias")
-            if add(c, norm):
-                break
-        return out
+                yield Candidate(alias, index.category(rank), int(index.counts[rank]), "dictionary",
+                                index.tag(rank), "alias"), norm
 
 
 _default: Completer | None = None
