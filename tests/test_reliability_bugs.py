@@ -1,16 +1,13 @@
-"""Bugs found while proving issue 10, each pinned by a test that fails today (strict
-xfail: when the bug is fixed the test passes and the xfail marker must go). Data is safe
-in each case; what is wrong is what the user is told or shown.
+"""Bugs found while proving issue 10 (data was safe in each; what the user was told or
+shown was wrong). Both were fixed in the scanner; these tests keep them fixed.
 
-The NF-4 leak of caption text areas is in tests/test_reliability_terminal.py."""
+The NF-4 leak of caption text areas is pinned in tests/test_reliability_terminal.py."""
 
 from __future__ import annotations
 
 import re
 
-import pytest
 from PIL import Image
-
 
 
 def test_exif_description_with_a_control_character_does_not_become_a_placeholder_caption(db, db_path, tmp_path):

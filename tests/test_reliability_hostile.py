@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
-import pytest
 
 from reliability_support import peak_rss_mb
 
