@@ -79,5 +79,7 @@ def test_dialog_reports_a_missing_model_without_crashing(db, tmp_path):
             assert await _settle(app, pilot, lambda: dialog.query_one("#autotag-error").display)
             text = str(dialog.query_one("#autotag-error", Static).render())
             assert "models download cl-1.02" in text and not dialog.running
+            # The advice names the dialog's own way, not only the CLI flags.
+            assert "custom file" in text
 
     asyncio.run(scenario())

@@ -186,7 +186,8 @@ class AutotagDialog(ModalScreen):
         elif is_offline():
             text = f"not in the cache and HF_HUB_OFFLINE is set: run `sushitui models download {key}` where there is network"
         else:
-            text = "not in the cache yet: it is downloaded when the run starts"
+            text = (f"not in the cache: downloaded when the run starts (needs network). Offline? Run "
+                    f"`sushitui models download {key}` where there is network, or choose “custom file…” above")
         self.query_one("#model-status", Static).update(Text(text))
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -296,6 +297,9 @@ class AutotagDialog(ModalScreen):
     def _on_failed(self, message: str) -> None:
         self._finish_run()
         self._set_provider("", "")
+        if "--model-path" in message:
+            # The core's advice names CLI flags; say what that is in this dialog.
+            message += "\nHere: choose “custom file…” as Model and give the model file and its label file."
         self._show_error(message)
 
     def _on_done(self, report) -> None:

@@ -132,14 +132,14 @@ class GroupsScreen(Screen):
         yield Header()
         with Horizontal(id="groups-body"):
             with Vertical(classes="groups-pane"):
-                yield Static("Groups (1)", classes="pane-title")
+                yield Static(Text("[1] Groups"), classes="pane-title")
                 yield DataTable(id="groups-table", cursor_type="row", zebra_stripes=True)
             with Vertical(classes="groups-pane"):
-                yield Static("Tags (2)", classes="pane-title", id="tags-title")
+                yield Static(Text("[2] Tags"), classes="pane-title", id="tags-title")
                 yield Input(placeholder="filter tags (Enter to apply, empty to clear)", id="tag-filter")
                 yield DataTable(id="tags-table", cursor_type="row", zebra_stripes=True)
             with Vertical(classes="groups-pane"):
-                yield Static("Aliases (3)", classes="pane-title")
+                yield Static(Text("[3] Aliases"), classes="pane-title")
                 yield DataTable(id="aliases-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="groups-status")
         yield KeyBar()
@@ -221,7 +221,7 @@ class GroupsScreen(Screen):
         shown = f"{min(len(tags), MAX_TAG_ROWS):,} of {total:,}" if (self.tag_filter or len(tags) > MAX_TAG_ROWS) else f"{total:,}"
         more = " (/ to filter)" if len(tags) > MAX_TAG_ROWS else ""
         flt = f" matching '{self.tag_filter}'" if self.tag_filter else ""
-        self.query_one("#tags-title", Static).update(Text(for_terminal(f"Tags of {name} (2): {shown}{flt}{more}")))
+        self.query_one("#tags-title", Static).update(Text(for_terminal(f"[2] Tags of {name}: {shown}{flt}{more}")))
 
     # --- helpers -----------------------------------------------------------------------
 

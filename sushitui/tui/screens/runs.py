@@ -133,6 +133,7 @@ class RunsScreen(Screen):
                 for_terminal(r["name"]), for_terminal(r["dataset"]), str(r["number"]), r["status"],
                 f"{r['epochs_done']}/{planned}", f"{r['samples_seen']:,}", _when(r["created_at"]), key=str(r["id"]),
             )
+        self.refresh_bindings()  # run keys are greyed out while there is no run
         empty = self.query_one("#runs-empty", Static)
         empty.display = not runs
         empty.update(
@@ -182,6 +183,12 @@ class RunsScreen(Screen):
         self.query_one("#runs-stats", Static).update(render_stats(st, width))
 
     # -- actions ---------------------------------------------------------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        # Without a run these keys did nothing; shown dimmed in the footer instead.
+        if action in ("set_status", "remove", "toggle_scope", "toggle_focus"):
+            return True if self.run_ids else None
+        return True
+
     def action_back(self) -> None:
         if self.has_class("stats-only"):
             self.action_toggle_focus()
