@@ -125,3 +125,34 @@ async def test_long_tag_list_down_moves_the_tag_cursor_and_keeps_it_visible(db, 
 
 def screen_text_of(app) -> str:
     return screen_text(app)
+
+
+def test_new_dataset_is_highlighted_after_its_scan_so_p_shows_its_problems(tmp_path, db_path, no_images):
+    """The notice says "press p to see the problems"; p showed the old row's (empty) list."""
+    import asyncio
+
+    from sushitui.dataset.synthetic import generate_dataset
+    from sushitui.tui.screens.datasets import DatasetForm, DatasetsScreen, ProblemsScreen
+
+    make_dataset(db_path, tmp_path / "first", 3, name="aaa", nested=False)
+    root = tmp_path / "new"
+    generate_dataset(root, 4, seed=5, nested=False)
+    (root / "broken.png").write_bytes(b"")
+    app = _app(db_path)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await wait_until(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            await pilot.press("n")
+            await wait_until(pilot, lambda: isinstance(app.screen, DatasetForm), what="form")
+            await pilot.pause()
+            await pilot.press(*"zzz", "tab", *str(root), "ctrl+s")
+            await wait_until(pilot, lambda: len(screen.rows) == 2 and screen.current_row()["name"] == "zzz", what="new row highlighted")
+            await pilot.press("p")
+            await wait_until(pilot, lambda: isinstance(app.screen, ProblemsScreen), what="problems")
+            await pilot.pause(0.1)
+            text = screen_text(app)
+            assert "zzz" in text and "broken.png" in text
+
+    asyncio.run(go())

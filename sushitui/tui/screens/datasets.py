@@ -364,6 +364,7 @@ class DatasetsScreen(Screen):
         self.scan_token: CancelToken | None = None
         self.scan_name: str | None = None
         self.last_scan: ScanFinished | None = None
+        self._select_after_load: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="topbar"):
@@ -414,6 +415,9 @@ class DatasetsScreen(Screen):
         table = self.query_one(DataTable)
         selected = self.current_row()
         keep = selected["name"] if selected else None
+        # After a scan the scanned dataset is highlighted: "press p to see the problems"
+        # (and e, r, Enter) must act on it, not on the row that happened to be selected.
+        keep, self._select_after_load = (self._select_after_load or keep), None
         self.rows = message.rows
         table.clear()
         for row in self.rows:
@@ -568,6 +572,7 @@ class DatasetsScreen(Screen):
 
     def on_scan_finished(self, message: ScanFinished) -> None:
         self.last_scan = message
+        self._select_after_load = message.name
         self.scan_token = None
         self.scan_name = None
         self.query_one(ProgressPanel).finish()
