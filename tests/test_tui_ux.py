@@ -156,3 +156,31 @@ def test_new_dataset_is_highlighted_after_its_scan_so_p_shows_its_problems(tmp_p
             assert "zzz" in text and "broken.png" in text
 
     asyncio.run(go())
+
+
+def test_cards_of_untagged_items_show_their_caption_text(tmp_path, db_path, no_images):
+    """kohya-style natural-language captions: every card said "(no tags)"."""
+    import asyncio
+
+    from PIL import Image
+
+    from tui_support import register
+
+    root = tmp_path / "nl"
+    root.mkdir()
+    for name, caption in (("a", "a painting of a skull with a gas mask"), ("b", None)):
+        Image.new("RGB", (16, 16), (200, 10, 10)).save(root / f"{name}.png")
+        if caption:
+            (root / f"{name}.txt").write_text(caption, encoding="utf-8")
+    register(db_path, root, "nl")
+    app = _app(db_path)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await open_browser(app, pilot)
+            await pilot.pause()
+            text = screen_text(app)
+            assert "a painting of a" in text
+            assert "(no tags)" in text  # b has no caption at all
+
+    asyncio.run(go())

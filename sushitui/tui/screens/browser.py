@@ -89,6 +89,18 @@ def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, of
         tags = first[item_id]
         if len(tags) <= 3:
             tags.append(tag)
+    # Items without tags show the start of their caption text (natural-language datasets
+    # such as kohya's showed "(no tags)" on every card, as if nothing was captioned).
+    untagged = [i for i in ids if not first[i]]
+    texts: dict[int, str] = {}
+    if untagged:
+        marks = ",".join("?" * len(untagged))
+        for item_id, content in db.execute_sql(
+            f"SELECT item_id, substr(content, 1, 200) FROM caption WHERE item_id IN ({marks}) "
+            f"AND content != '' ORDER BY item_id, subtype IN ('main', '') DESC, id",
+            untagged,
+        ).fetchall():
+            texts.setdefault(item_id, " ".join(content.split()))
     cards = []
     for item_id, base, rel_dir, image_path, mtime_ns, width, height, tag_count, problems in rows:
         path = image_abs_path(root, image_path)
@@ -113,6 +125,7 @@ def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, of
                 stamp=mtime_ns,
                 size_text=fmt_size(width, height),
                 problem=problem,
+                caption=texts.get(item_id, ""),
             )
         )
     return cards

@@ -169,6 +169,7 @@ class CardData:
     stamp: object = None  # indexed mtime: a replaced image gets a new cache entry
     size_text: str = ""
     problem: str | None = None
+    caption: str = ""  # start of the caption text, shown when the item has no tags
 
 
 def tags_text(tags: list[str], tag_count: int) -> str:
@@ -413,7 +414,12 @@ class ItemGrid(Widget, can_focus=True):
                 lines.append([left_bar, Segment(fit(" " * left + line, box_w), style), right_bar])
         # tags line
         tags = tags_text(data.tags, data.tag_count)
-        tag_segment = Segment(fit(tags, inner), st["tags"]) if tags else Segment(fit("(no tags)", inner), st["dim"])
+        if tags:
+            tag_segment = Segment(fit(tags, inner), st["tags"])
+        elif data.caption:
+            tag_segment = Segment(fit(for_terminal(data.caption), inner), st["dim"])
+        else:
+            tag_segment = Segment(fit("(no tags)", inner), st["dim"])
         lines.append([left_bar, tag_segment, right_bar])
         # bottom border with the image size
         size = f" {data.size_text} " if data.size_text and cell_len(data.size_text) + 4 <= inner else ""
