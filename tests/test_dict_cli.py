@@ -87,3 +87,51 @@ def test_load_dir_with_alias_file(cli, tmp_path):
     assert code == 0 and json.loads(out)["imported"] == 1
     code, out, _ = cli("complete", "sa", "--json")
     assert [c["value"] for c in json.loads(out)] == ["some_artist"]
+
+
+def test_deprecated_tags_with_a_replacement_wiki_url_and_official_flag(cli):
+    code, out, _ = cli("add", "longhair_old", "--replacement", "Long Hair", "--wiki-url",
+                       "https://danbooru.donmai.us/wiki_pages/long_hair", "--official", "--json")
+    e = json.loads(out)
+    assert code == 0 and e["deprecated"] and e["replacement"] == "long_hair"  # the dictionary's own spelling
+    assert e["official"] and e["wiki_url"] == "https://danbooru.donmai.us/wiki_pages/long_hair"
+    code, out, _ = cli("search", "longhair_old", "--mode", "exact")
+    assert "deprecated → long_hair" in out
+    # the auto-tagger's mapping (AT-3) reads exactly these columns
+    from sushitui.store import DictionaryTag
+
+    row = DictionaryTag.get(DictionaryTag.norm == "longhair old")
+    assert (row.deprecated, row.replacement) == (True, "long_hair")
+    # edit: change the replacement, drop official, clear the URL, then un-deprecate
+    code, out, _ = cli("edit", "longhair_old", "--replacement", "short_hair", "--no-official", "--wiki-url", "", "--json")
+    e = json.loads(out)
+    assert code == 0 and (e["replacement"], e["official"], e["wiki_url"], e["deprecated"]) == ("short_hair", False, None, True)
+    code, out, _ = cli("edit", "longhair_old", "--count", "5", "--json")  # unrelated edits keep it
+    assert json.loads(out)["replacement"] == "short_hair"
+    code, out, _ = cli("edit", "longhair_old", "--no-deprecated", "--json")
+    e = json.loads(out)
+    assert (e["deprecated"], e["replacement"]) == (False, None)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (("add", "t1", "--replacement", "no_such_tag"), "not in the dictionary"),
+        (("add", "t1", "--replacement", "T1"), "its own replacement"),
+        (("add", "t1", "--replacement", "long_hair", "--no-deprecated"), "only for deprecated tags"),
+        (("add", "t1", "--replacement", "a,b"), "comma"),
+        (("add", "t1", "--wiki-url", "danbooru wiki"), "http"),
+        (("edit", "short_hair", "--replacement", "short hair"), "its own replacement"),
+        (("edit", "short_hair", "--replacement", "old_one"), "deprecated itself; use 'long_hair'"),
+        (("edit", "short_hair", "--wiki-url", "ftp://x"), "http"),
+    ],
+)
+def test_bad_replacements_and_urls_are_refused_and_nothing_changes(cli, argv, words):
+    assert cli("add", "old_one", "--replacement", "long_hair")[0] == 0
+    code, _, err = cli(*argv)
+    assert code == 2 and "sushitui: error: invalid tag" in err and words in err and "Traceback" not in err
+    _, out, _ = cli("search", "t1", "--mode", "exact", "--json")
+    assert json.loads(out) == []
+    _, out, _ = cli("search", "short_hair", "--mode", "exact", "--json")
+    (e,) = json.loads(out)
+    assert (e["deprecated"], e["replacement"], e["wiki_url"]) == (False, None, None)

@@ -115,3 +115,16 @@ def test_stats_used_unused_and_top(small, tmp_path):
     top = s["top_used"]
     assert top[0]["uses"] == 3 and top[0]["category"] == "general" and top[0]["items"] == 3
     assert {t["tag"] for t in top} >= {":d", "my_own_tag"}
+
+
+def test_replacement_rules_in_the_core_api(small):
+    e = d.add_tag("old_hair", replacement="LONG_HAIR")
+    assert (e.deprecated, e.replacement, e.official) == (True, "long_hair", False)
+    # renaming the deprecated tag to its own replacement's name is refused
+    with pytest.raises(d.ValidationError) as exc:
+        d.edit_tag("old_hair", tag="long hair", replacement="long_hair")
+    assert "its own replacement" in exc.value.problems["replacement"]
+    # clearing the replacement keeps the tag deprecated; the official flag can be set on add
+    assert (d.edit_tag("old_hair", replacement="").replacement, d.get_tag("old_hair").deprecated) == (None, True)
+    assert d.add_tag("curated", official=True, wiki_url="https://example.org/w/curated").official is True
+    assert d.replacement_problem("x", "") is None and "not in the dictionary" in d.replacement_problem("x", "nope")

@@ -57,7 +57,15 @@ def register(subparsers) -> None:
         s.add_argument("--aliases", help="comma-separated")
         s.add_argument("--description")
         s.add_argument("--source", choices=SOURCES, default="user_custom" if name == "add" else None)
-        s.add_argument("--deprecated", action=argparse_bool(), default=None)
+        s.add_argument("--deprecated", action=argparse_bool(), default=None,
+                       help="a deprecated tag (the auto-tagger writes its --replacement instead)")
+        s.add_argument("--replacement", metavar="TAG",
+                       help="the dictionary tag that replaces this deprecated one (implies --deprecated"
+                            + ("; '' clears it)" if name == "edit" else ")"))
+        s.add_argument("--official", action=argparse_bool(), default=None,
+                       help="an official (Danbooru) tag; default: whether --source is danbooru")
+        s.add_argument("--wiki-url", metavar="URL", help="an http(s) link to the tag's wiki page"
+                       + (" ('' clears it)" if name == "edit" else ""))
         if name == "edit":
             s.add_argument("--rename", metavar="NEW", help="new tag name")
         add_common(s)
@@ -187,6 +195,8 @@ def cmd_export(args) -> int:
 
 def _entry_line(e) -> str:
     flags = ("" if e.official else " custom") + (" deprecated" if e.deprecated else "")
+    if e.replacement:
+        flags += f" → {e.replacement}"
     alias = f"  (aliases: {', '.join(e.aliases[:5])}{'…' if len(e.aliases) > 5 else ''})" if e.aliases else ""
     return f"{e.tag:<40} {e.category:<10} {e.count:>10,}{flags}{alias}"
 
@@ -213,7 +223,8 @@ def _fields(args) -> dict:
     fields = {
         "category": args.category, "count": args.count, "display_name": args.display_name,
         "aliases": args.aliases, "description": args.description, "source": args.source,
-        "deprecated": args.deprecated,
+        "deprecated": args.deprecated, "replacement": args.replacement, "official": args.official,
+        "wiki_url": args.wiki_url,
     }
     return {k: v for k, v in fields.items() if v is not None}
 

@@ -9,6 +9,7 @@ index instead of 925k random B-tree inserts).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -649,12 +650,65 @@ def validate_fields(tag: object, category: object, count: object, aliases: objec
     return problems
 
 
+def replacement_problem(tag: str, replacement: str | None) -> str | None:
+    """Why ``replacement`` cannot replace the deprecated ``tag`` (None when it can, or is
+    empty). The auto-tagger maps a deprecated tag to it (AT-3), so it must be a live
+    dictionary tag other than the tag itself."""
+    if not replacement:
+        return None
+    reason = name_problem(replacement, f"replacement {replacement!r}")
+    if reason:
+        return reason
+    if match_key(replacement) == match_key(tag):
+        return "a tag cannot be its own replacement; name the tag that replaces it"
+    target = get_tag(replacement)
+    if target is None:
+        return f"replacement {replacement!r} is not in the dictionary; add it first (sushitui dict add)"
+    if target.deprecated:
+        hint = f"; use {target.replacement!r}" if target.replacement else ""
+        return f"replacement {target.tag!r} is deprecated itself{hint}"
+    return None
+
+
+def wiki_url_problem(url: object) -> str | None:
+    if not url:
+        return None
+    if not isinstance(url, str) or not _WIKI_URL.fullmatch(url):
+        return f"wiki URL {url!r} is not an http:// or https:// address (no spaces)"
+    return None
+
+
+_WIKI_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+")
+
+
+def _deprecation(tag: str, deprecated: bool | None, replacement: str | None, problems: dict[str, str]):
+    """(deprecated, stored replacement) from what was asked: a replacement implies a
+    deprecated tag; an explicitly not-deprecated tag has none."""
+    if replacement:
+        if deprecated is False:
+            problems["replacement"] = "a replacement is only for deprecated tags; drop --no-deprecated"
+            return False, None
+        reason = replacement_problem(tag, replacement)
+        if reason:
+            problems["replacement"] = reason
+            return True, None
+        return True, get_tag(replacement).tag  # the dictionary's own spelling
+    return bool(deprecated), None
+
+
 def add_tag(tag: str, category: str = "general", count: int | str = 0, *, display_name: str | None = None,
             aliases: Iterable[str] | str = (), description: str = "", source: str = "user_custom",
-            deprecated: bool = False, replacement: str | None = None, wiki_url: str | None = None) -> DictEntry:
+            deprecated: bool | None = None, replacement: str | None = None, wiki_url: str | None = None,
+            official: bool | None = None) -> DictEntry:
+    """Add a tag. ``replacement`` (a dictionary tag) marks it deprecated; ``official``
+    defaults to whether the source is danbooru."""
     problems = validate_fields(tag, category, count, aliases)
     if source not in SOURCES:
         problems["source"] = f"unknown source {source!r}; use one of {', '.join(SOURCES)}"
+    deprecated, replacement = _deprecation(tag if isinstance(tag, str) else "", deprecated, replacement, problems)
+    reason = wiki_url_problem(wiki_url)
+    if reason:
+        problems["wiki_url"] = reason
     if problems:
         raise ValidationError(problems)
     existing = get_tag(tag)
@@ -665,11 +719,17 @@ def add_tag(tag: str, category: str = "general", count: int | str = 0, *, displa
         DictionaryTag.insert(
             tag=clean(tag), norm=match_key(tag), category=category.strip().lower(), count=parse_count(count)[0],
             display_name=display_name or None, aliases=",".join(split_aliases(aliases)), description=description or "",
-            source=source, official=source == "danbooru", deprecated=deprecated, replacement=replacement,
-            wiki_url=wiki_url, created_at=now, updated_at=now,
+            source=source, official=source == "danbooru" if official is None else bool(official),
+            deprecated=deprecated, replacement=replacement, wiki_url=wiki_url or None, created_at=now, updated_at=now,
         ).execute()
     dictionary_changed()
     return get_tag(tag)
+
+
+def _official(changes: dict, entry: DictEntry) -> bool:
+    if changes.get("official") is not None:
+        return bool(changes["official"])
+    return changes["source"] == "danbooru" if changes.get("source") is not None else entry.official
 
 
 def edit_tag(tag: str, /, **changes) -> DictEntry:
@@ -686,6 +746,21 @@ def edit_tag(tag: str, /, **changes) -> DictEntry:
     problems = validate_fields(new["tag"], new["category"], new["count"], new["aliases"])
     if new["source"] not in SOURCES:
         problems["source"] = f"unknown source {new['source']!r}; use one of {', '.join(SOURCES)}"
+    # "" clears a replacement or wiki URL; a stored replacement is re-checked only when it
+    # is given again or the tag is renamed (so unrelated edits never fail on it)
+    wanted, deprecated = changes.get("replacement"), changes.get("deprecated")
+    if wanted is not None:
+        if deprecated is None and wanted == "":
+            deprecated = entry.deprecated  # clearing the replacement alone keeps the flag
+        new["deprecated"], new["replacement"] = _deprecation(new["tag"], deprecated, wanted, problems)
+    elif deprecated is False:
+        new["deprecated"], new["replacement"] = False, None  # a live tag has no replacement
+    elif "tag" in changes and new["replacement"] and match_key(new["replacement"]) == match_key(new["tag"]):
+        problems["replacement"] = "a tag cannot be its own replacement; name the tag that replaces it"
+    reason = wiki_url_problem(new["wiki_url"]) if changes.get("wiki_url") else None
+    if reason:
+        problems["wiki_url"] = reason
+    new["wiki_url"] = new["wiki_url"] or None
     if not problems and match_key(new["tag"]) != match_key(entry.tag):
         other = get_tag(new["tag"])
         if other is not None:
@@ -697,7 +772,7 @@ def edit_tag(tag: str, /, **changes) -> DictEntry:
             tag=clean(new["tag"]), norm=match_key(new["tag"]), category=new["category"].strip().lower(),
             count=parse_count(new["count"])[0], display_name=new["display_name"] or None,
             aliases=",".join(split_aliases(new["aliases"])), description=new["description"] or "",
-            source=new["source"], official=bool(changes.get("official", new["source"] == "danbooru" if "source" in changes else entry.official)),
+            source=new["source"], official=_official(changes, entry),
             deprecated=bool(new["deprecated"]), replacement=new["replacement"], wiki_url=new["wiki_url"],
             updated_at=time.time(),
         ).where(DictionaryTag.id == entry.id).execute()
