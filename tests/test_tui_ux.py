@@ -184,3 +184,26 @@ def test_cards_of_untagged_items_show_their_caption_text(tmp_path, db_path, no_i
             assert "(no tags)" in text  # b has no caption at all
 
     asyncio.run(go())
+
+
+def test_a_bad_search_shows_where_the_error_is_until_a_good_one(tmp_path, db_path, no_images):
+    """The error line shrank the grid, the resize re-showed the page and that hid the error."""
+    import asyncio
+
+    make_dataset(db_path, tmp_path / "ds", 10, nested=False)
+    app = _app(db_path)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            browser = await open_browser(app, pilot)
+            await pilot.press("slash", *"1girl, (long_hair | ", "enter")
+            await pilot.pause(0.3)
+            text = screen_text(app)
+            assert "query error at column 21" in text and "expected a tag" in text
+            assert browser.position_text().endswith("of 10")  # the old result stays
+            search = browser.query_one("#browser-search")
+            search.value = ""
+            await pilot.press("slash", *"long_hair", "enter")
+            await wait_until(pilot, lambda: "query error" not in screen_text(app), what="error cleared")
+
+    asyncio.run(go())

@@ -459,7 +459,9 @@ class BrowserScreen(Screen):
         if self._extend_pending:
             self._extend_pending = False
             self._mark_cursor_selected()
-        self._set_error(None)
+        # No _set_error(None) here: the error line shrinks the grid, the resize re-shows
+        # the page, and clearing it there hid every query error at once. A valid query
+        # clears it in _restart.
         self.pages_shown += 1
         self.page_shown_at = time.perf_counter()
         if self.first_page_at is None:
