@@ -207,3 +207,24 @@ def test_a_bad_search_shows_where_the_error_is_until_a_good_one(tmp_path, db_pat
             await wait_until(pilot, lambda: "query error" not in screen_text(app), what="error cleared")
 
     asyncio.run(go())
+
+
+@sync
+async def test_t_adds_a_tag_in_item_detail_as_everywhere_and_A_auto_tags(db, tmp_path):
+    """t adds a tag in the browser and quick tagging; in item detail it opened auto-tag."""
+    from sushitui.tui.screens.autotag_dialog import AutotagDialog
+    from sushitui.tui.screens.item_detail import ItemDetailScreen
+
+    ds, ids = make_detail_dataset(tmp_path / "d", {"a": "cat", "b": "dog"})
+    app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        detail = app.screen
+        await pilot.press("t", *"red_eyes", "enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, AutotagDialog)
+        assert "red_eyes" in detail.editor.tags
+        await pilot.press("escape")  # leave the tag input
+        await pilot.press("A")
+        await settle(pilot, app)
+        assert isinstance(app.screen, AutotagDialog)

@@ -231,7 +231,7 @@ class ItemDetailScreen(Screen):
         Binding("left", "prev_item", "Prev", tooltip="Save and show the previous item"),
         Binding("right", "next_item", "Next", tooltip="Save and show the next item"),
         Binding("ctrl+s", "save", "Save", tooltip="Save now (autosave runs 500 ms after the last edit)"),
-        Binding("a,plus", "add_tag", "Add tag", tooltip="Type a tag with autocomplete"),
+        Binding("a,plus,t", "add_tag", "Add tag", tooltip="Type a tag with autocomplete"),
         Binding("delete,x", "remove_tag", "Remove tag"),
         Binding("ctrl+z", "undo", "Undo"),
         Binding("ctrl+y", "redo", "Redo"),
@@ -251,7 +251,8 @@ class ItemDetailScreen(Screen):
         Binding("i", "cycle_image", "Image tab", show=False, tooltip="Next image of a group (source/target/cref/mask)"),
         Binding("L", "cycle_language", "Language", show=False, tooltip="Caption language: auto, en, ja"),
         Binding("m", "toggle_meta", "Metadata", tooltip="Show or hide the metadata pane"),
-        Binding("t", "autotag", "Auto-tag", show=False, tooltip="Auto-tag this item"),
+        # t adds a tag here as in the browser and quick tagging; A auto-tags as in the browser.
+        Binding("A", "autotag", "Auto-tag", show=False, tooltip="Auto-tag this item"),
         Binding("e", "export_caption", "Export caption", show=False, tooltip="Write this caption to a .txt file"),
         Binding("d", "delete_caption", "Delete caption", show=False),
     ]
