@@ -69,9 +69,16 @@ class TagCandidates(Widget):
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
+        if self.candidates:
+            # Enter takes the typed text unless a candidate is highlighted: say so (first
+            # line: the dropdown's height is capped), or a half-typed "blue_ey" + Enter
+            # silently becomes a tag (in a bulk edit, on every selected file).
+            if 0 <= self.highlight < len(self.candidates):
+                text.append(f"Enter adds {for_terminal(self.candidates[self.highlight].value)}", style="dim italic")
+            else:
+                text.append("Tab completes · ↓ picks · Enter adds as typed", style="dim italic")
         for i, c in enumerate(self.candidates):
-            if i:
-                text.append("\n")
+            text.append("\n")
             color = CATEGORY_COLORS.get(c.category or "", "#BBBBBB")
             style = "reverse" if i == self.highlight else ""
             text.append("● ", style=color)
