@@ -191,14 +191,16 @@ def test_sigkill_during_reindex_never_touches_files_and_recovers(db_path, tmp_pa
     duration = time.monotonic() - t0
     assert res.returncode == 0, res.stderr
     rng = random.Random(7)
-    killed_any = False
-    for attempt in range(4):
+    kills = 0
+    for attempt in range(8):  # until two kills landed while it ran (start-up time varies)
         proc = spawn_cli(db_path, "dataset", "reindex", "syn", "--full")
-        killed_any |= kill_after(proc, rng.uniform(0.3, 1.0) * duration)
+        kills += kill_after(proc, rng.uniform(0.1, 0.8) * duration)
         assert tree_snapshot(root) == snapshot  # a reindex only reads the dataset
         assert_database_ok(db_path)
         reindex_and_check(db_path, "syn", n_items)
-    assert killed_any
+        if kills >= 2:
+            break
+    assert kills >= 2
 
 
 def _autotag_dataset(tmp_path: Path, db_path: Path, n: int) -> tuple[Path, int]:
