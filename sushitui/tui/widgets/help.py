@@ -45,7 +45,9 @@ def help_entries(screen: Screen) -> list[HelpEntry]:
     app = screen.app
     generic = {b.action for b in Screen.BINDINGS if isinstance(b, Binding)}
     entries: dict[tuple[str, str], HelpEntry] = {}
-    for key, active in screen.active_bindings.items():
+    from sushitui.tui.widgets.key_bar import screen_first_bindings
+
+    for key, active in screen_first_bindings(screen).items():
         binding = active.binding
         if not binding.description or binding.action == "help":
             continue

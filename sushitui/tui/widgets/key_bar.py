@@ -15,6 +15,29 @@ from textual.events import Click
 from textual.widget import Widget
 
 
+def screen_first_bindings(screen) -> dict:
+    """``screen.active_bindings`` where a hidden binding of the focused widget (a
+    DataTable's Enter "select") hides the screen's own shown binding for that key: the
+    screen's is listed instead. The widget's key ends up doing the screen's thing (the
+    screen handles RowSelected), but the footer of the datasets and runs screens never
+    showed "⏎ Open" / "⏎ Stats"."""
+    from textual.binding import ActiveBinding
+
+    active = dict(screen.active_bindings)
+    own = {}
+    for key, binding in screen._bindings:
+        if binding.show and key not in own:
+            own[key] = binding
+    for key, entry in active.items():
+        alt = own.get(key)
+        if alt is None or entry.binding.show or entry.node is screen:
+            continue
+        state = screen.app._check_action_state(alt.action, screen)
+        if state is not False:
+            active[key] = ActiveBinding(screen, alt, bool(state), alt.tooltip)
+    return active
+
+
 class KeyBar(Widget):
     COMPONENT_CLASSES = {"key-bar--key", "key-bar--description", "key-bar--disabled"}
 
@@ -57,7 +80,7 @@ class KeyBar(Widget):
         spans = []
         seen: set[str] = set()
         palette = None
-        for key, (namespace, binding, enabled, _tooltip) in self.screen.active_bindings.items():
+        for key, (namespace, binding, enabled, _tooltip) in screen_first_bindings(self.screen).items():
             if key == self.app.COMMAND_PALETTE_BINDING:
                 palette = (namespace, binding, enabled)
                 continue
