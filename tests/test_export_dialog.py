@@ -104,3 +104,32 @@ def test_non_empty_outdir_is_shown_as_an_error(db, tmp_path):
             assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
     asyncio.run(go())
+
+
+def test_a_caption_subtype_no_item_has_is_flagged_before_exporting_empty_captions(db, tmp_path):
+    """A typo in the Captions field exported every image without a caption."""
+    ds, _ = make_synthetic(tmp_path, 6)
+    dialog = ExportDialog(ds.id)
+    app = Host(dialog)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: len(dialog.preview_texts) == 3 and dialog.known_subtypes is not None)
+            dialog.query_one("#ex-trigger", Input).value = "ohwx"
+            dialog.query_one("#ex-caption", Input).value = "mian"
+            await wait_until(pilot, lambda: "No item has a caption mian" in preview_text(dialog))
+            assert "this dataset has: main" in preview_text(dialog)
+            out = tmp_path / "out"
+            dialog.query_one("#ex-outdir", Input).value = str(out)
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert not dialog.running and dialog.report is None
+            assert "No item has a caption mian" in str(dialog.query_one("#export-error", Static).render())
+            assert dialog.focused is dialog.query_one("#ex-caption")
+            dialog.query_one("#ex-caption", Input).value = "main"
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: dialog.report is not None, timeout=30)
+            assert dialog.report.items_exported == 6
+
+    asyncio.run(go())

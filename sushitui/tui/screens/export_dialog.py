@@ -63,6 +63,8 @@ class ExportDialog(ModalScreen):
         self.report = None
         self.preview_texts: list[str] = []
         self._confirmed_no_trigger = False
+        self._confirmed_captions = False
+        self.known_subtypes: set[str] | None = None  # caption subtypes the dataset has
         self._preview_timer = None
 
     # --- layout -------------------------------------------------------------------------
@@ -110,6 +112,7 @@ class ExportDialog(ModalScreen):
     def on_mount(self) -> None:
         self.query_one("#ex-trigger", Input).focus()
         self._show_scope()
+        self._load_subtypes()
         self._schedule_preview()
 
     # --- options ------------------------------------------------------------------------
@@ -164,6 +167,28 @@ class ExportDialog(ModalScreen):
             Text.assemble(("Export for training: ", "bold"), for_terminal(name), f" — {scope}"),
         )
 
+    @work(thread=True, exclusive=True, group="export-subtypes", exit_on_error=False)
+    def _load_subtypes(self) -> None:
+        from sushitui.store import Caption, Item
+
+        rows = (Caption.select(Caption.subtype, Caption.type).join(Item).where(Item.dataset == self.dataset_id)
+                .distinct().tuples())
+        # The export picks by subtype ("main" is also the unsuffixed caption) or by type.
+        known = {(sub or "main") for sub, _type in rows} | {ctype for _sub, ctype in rows if ctype}
+        self.app.call_from_thread(self._subtypes_loaded, known)
+
+    def _subtypes_loaded(self, known: set[str]) -> None:
+        self.known_subtypes = known
+        self._schedule_preview()
+
+    def caption_warning(self, wanted: tuple[str, ...]) -> str | None:
+        """A typo in "Captions, in order" exported every image with an empty caption; the
+        preview only said "(no caption)". Say which subtypes exist instead."""
+        if not self.known_subtypes or any(w in self.known_subtypes for w in wanted):
+            return None
+        have = ", ".join(sorted(self.known_subtypes))
+        return f"No item has a caption {', '.join(wanted)}; this dataset has: {have}"
+
     # --- live preview ---------------------------------------------------------------------
     @on(Input.Changed)
     @on(Checkbox.Changed)
@@ -171,6 +196,8 @@ class ExportDialog(ModalScreen):
     def _options_changed(self, event) -> None:
         if getattr(event, "input", None) is not None and event.input.id == "ex-trigger":
             self._confirmed_no_trigger = False
+        if getattr(event, "input", None) is not None and event.input.id == "ex-caption":
+            self._confirmed_captions = False
         self._schedule_preview()
 
     def _schedule_preview(self) -> None:
@@ -213,6 +240,12 @@ class ExportDialog(ModalScreen):
             out.append("\n")
             out.append(for_terminal(image.rsplit("/", 1)[-1]) + ": ", style="dim")
             out.append(for_terminal(text) if text else "(no caption)")
+        try:
+            warning = self.caption_warning(self.build_options().caption)
+        except ValueError:
+            warning = None
+        if warning:
+            out.append("\n" + for_terminal(warning), style="yellow")
         box.update(out)
 
     def _trigger_hint(self, trigger: str | None) -> None:
@@ -251,6 +284,12 @@ class ExportDialog(ModalScreen):
         if not outdir:
             self._error("enter the output folder (a new or empty folder)")
             self.query_one("#ex-outdir", Input).focus()
+            return
+        warning = self.caption_warning(options.caption)
+        if warning and not self._confirmed_captions:
+            self._confirmed_captions = True
+            self._error(f"{warning}. Fix the Captions field, or press Export again to export without captions.")
+            self.query_one("#ex-caption", Input).focus()
             return
         if not options.trigger and not self._confirmed_no_trigger:
             self._confirmed_no_trigger = True
