@@ -81,28 +81,29 @@ def test_every_screen_shows_hostile_text_neutralised(hostile, db_path, monkeypat
     async def go():
         app = SushiApp(db_path, first_start=False)
         async with app.run_test(size=(160, 50)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, what="datasets")
+            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, 30, what="datasets")
             await pilot.pause(0.2)
             shots["datasets"] = screen_text(app)
             await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total, what="browser")
-            await pilot.pause(0.3)
+            await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total, 30, what="browser")
+            await wait_until(pilot, lambda: "\\x1b" in screen_text(app), 30, what="the cards")
             shots["browser"] = screen_text(app)
             await pilot.press("enter")  # the first item: evil...
             await wait_until(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
-                             what="item detail")
-            await pilot.pause(0.3)
+                             30, what="item detail")
+            await wait_until(pilot, lambda: "\\x1b]52" in screen_text(app), 30, what="the tags")
             shots["detail"] = screen_text(app)
             app.screen.query_one("#exif").collapsed = False  # the EXIF / XMP fields, unfolded
             await pilot.pause(0.3)
             shots["detail+exif"] = screen_text(app) + "\n" + str(app.screen.query_one("#exif-body").render())
             app.push_screen(DictionaryScreen())
-            await wait_until(pilot, lambda: isinstance(app.screen, DictionaryScreen) and "dict" in screen_text(app),
-                             what="dictionary")
+            await wait_until(pilot, lambda: isinstance(app.screen, DictionaryScreen) and "dict\\x1b" in screen_text(app),
+                             30, what="dictionary")
             shots["dictionary"] = screen_text(app)
             app.pop_screen()
             await pilot.press("ctrl+r")
-            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and "run" in screen_text(app), what="runs")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and "run\\x9b" in screen_text(app), 30,
+                             what="runs")
             await pilot.pause(0.3)
             shots["runs"] = screen_text(app)
 
