@@ -114,7 +114,7 @@ def test_tui_cli_and_recorder_write_at_once(db_path, tmp_path):
             end = time.monotonic() + SECONDS
             pos, step, n = 0, 1, 0
             while time.monotonic() < end:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 30
                 while (screen.view is None or screen.view.base_name != tui_items[pos][1]) and time.monotonic() < deadline:
                     await pilot.pause(0.02)
                 assert screen.view.base_name == tui_items[pos][1]
