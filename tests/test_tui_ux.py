@@ -230,3 +230,21 @@ async def test_t_adds_a_tag_in_item_detail_as_everywhere_and_A_auto_tags(db, tmp
         await pilot.press("A")
         await settle(pilot, app)
         assert isinstance(app.screen, AutotagDialog)
+
+
+@sync
+async def test_footer_in_a_caption_text_editor_does_not_offer_keys_the_editor_takes(db, tmp_path):
+    """In a TextArea ←/→ move the text cursor and Delete deletes a character."""
+    from sushitui.tui.screens.item_detail import ItemDetailScreen
+    from sushitui.tui.widgets.key_bar import KeyBar
+
+    ds, ids = make_detail_dataset(tmp_path / "d", {"a": "cat", "b": "dog"})
+    app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        bar = app.screen.query_one(KeyBar)
+        assert "→ Next" in bar.plain
+        await pilot.press("right_square_bracket")  # the natural-language tab, its editor focused
+        await pilot.pause()
+        assert type(app.focused).__name__ == "TextArea"
+        assert "→ Next" not in bar.plain and "Remove tag" not in bar.plain

@@ -23,6 +23,10 @@ def screen_first_bindings(screen) -> dict:
     showed "⏎ Open" / "⏎ Stats"."""
     from textual.binding import ActiveBinding
 
+    # Only a list's "select" (its Enter posts RowSelected / OptionSelected, which the
+    # screen turns into its own action). A TextArea's or Input's hidden ←/→/Delete do
+    # their own thing, so the screen's bindings for those keys are really shadowed.
+    selecting = {"select_cursor", "select"}
     active = dict(screen.active_bindings)
     own = {}
     for key, binding in screen._bindings:
@@ -30,7 +34,7 @@ def screen_first_bindings(screen) -> dict:
             own[key] = binding
     for key, entry in active.items():
         alt = own.get(key)
-        if alt is None or entry.binding.show or entry.node is screen:
+        if alt is None or entry.binding.show or entry.node is screen or entry.binding.action not in selecting:
             continue
         state = screen.app._check_action_state(alt.action, screen)
         if state is not False:
