@@ -477,7 +477,7 @@ def _frequency(cond, cap: int) -> int:
 
 def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
     """A peewee expression over ``Item`` for the tree (None for MatchAll)."""
-    from peewee import Expression, fn
+    from peewee import SQL, NodeList, Value, fn
 
     from sushitui.store import Caption, Item, ItemTag, TagGroupMember
 
@@ -536,9 +536,10 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
                 return fn.EXISTS(Probe.select(Probe.id).where(_rebind(has, Caption, Probe) & (Probe.item == Item.id))), None
             return Item.id.in_(Caption.select(Caption.item).where(has)), None
         if isinstance(n, SourceTerm):
-            # sources are written lower-case; lower() keeps a hand-made 'User' matching too
-            cond = fn.lower(ItemTag.source) == n.pattern if "*" not in n.pattern else \
-                Expression(fn.lower(ItemTag.source), "GLOB", n.pattern)
+            # LIKE: ASCII case-insensitive like the Python rule, and 2-3x cheaper than
+            # lower(source) over a million tag rows; "_" is escaped, "*" becomes "%"
+            like = n.pattern.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%").replace("*", "%")
+            cond = NodeList((ItemTag.source, SQL("LIKE"), Value(like), SQL("ESCAPE"), Value("\\")), parens=True)
             return (as_exists(cond) if page else as_in(cond)), None
         if isinstance(n, CompareTerm):
             col = {"width": Item.width, "height": Item.height, "tags": Item.tag_count}[n.field]
@@ -574,10 +575,12 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
 
 def _rebind(expr, model, alias):
     """Re-point a condition on ``model`` (e.g. ``ItemTag.norm == x``) at an alias."""
-    from peewee import Expression, Field, Function
+    from peewee import Expression, Field, Function, NodeList
 
     if isinstance(expr, Field) and expr.model is model:
         return getattr(alias, expr.name)
+    if isinstance(expr, NodeList):  # e.g. source LIKE ? ESCAPE ?
+        return NodeList([_rebind(n, model, alias) for n in expr.nodes], expr.glue, expr.parens)
     if isinstance(expr, Function):  # e.g. lower(source), trim(content)
         return Function(expr.name, [_rebind(a, model, alias) for a in expr.arguments], expr._coerce)
     if isinstance(expr, Expression):
