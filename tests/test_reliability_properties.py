@@ -86,29 +86,18 @@ def test_scanner_split_equals_the_normalisation_and_caption_type_never_fails(tex
 @given(TAGGY)
 def test_match_key_laws(tag):
     key = match_key(tag)
-    if "\\\\" not in tag:  # a doubled backslash before a paren: see the xfail below
-        assert match_key(key) == key  # a key is its own key (stored keys can be re-keyed)
+    assert match_key(key) == key  # a key is its own key (stored keys can be re-keyed)
     assert match_key(clean(tag)) == key
     assert match_key(escape_parens(tag)) == key  # foo (bar) = foo \(bar\)
-    if not is_kaomoji(clean(tag)) and not is_kaomoji(clean(unescape_parens(tag))):  # see the xfail below
-        assert match_key(underscores_to_spaces(tag)) == key  # long_hair = long hair
+    assert match_key(underscores_to_spaces(tag)) == key  # long_hair = long hair
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG sushitui/tags/normalize.py match_key (line ~61): not idempotent when a backslash is "
-    "doubled before a parenthesis: match_key('\\\\(') is '\\(' and match_key of that is '('; "
-    "unescape_parens removes one level of escaping per call (found by hypothesis)"))
 def test_match_key_is_idempotent_with_doubled_backslashes():
     for tag in ("\\\\(", "a\\\\(b\\\\)"):
         key = match_key(tag)
         assert match_key(key) == key, (tag, key)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (minor) sushitui/tags/normalize.py: underscores_to_spaces decides 'kaomoji' on the "
-    "escaped spelling, match_key on the unescaped one, so a kaomoji-like tag with escaped "
-    "parentheses (a^_^^_^\\( : 9 characters escaped, 8 unescaped) changes its match key when "
-    "an export turns underscores into spaces (found by hypothesis)"))
 def test_underscores_to_spaces_keeps_the_key_of_escaped_kaomoji():
     tag = "a^_^^_^\\("
     assert match_key(underscores_to_spaces(tag)) == match_key(tag)

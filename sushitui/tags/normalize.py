@@ -49,8 +49,13 @@ def clean(tag: str) -> str:
     return _WS.sub(" ", tag).strip()
 
 
+_ESCAPED_PAREN = re.compile(r"\\+([()])")
+
+
 def unescape_parens(tag: str) -> str:
-    return tag.replace("\\(", "(").replace("\\)", ")")
+    """``\\(`` → ``(``; any run of backslashes before a parenthesis goes, so that
+    unescaping (and so ``match_key``) is idempotent."""
+    return _ESCAPED_PAREN.sub(r"\1", tag)
 
 
 def escape_parens(tag: str) -> str:
@@ -67,7 +72,8 @@ def match_key(tag: str) -> str:
 
 
 def underscores_to_spaces(tag: str) -> str:
-    return tag if is_kaomoji(tag) else clean(tag.replace("_", " "))
+    # Decided on the unescaped spelling, as match_key does, so the key never changes.
+    return tag if is_kaomoji(unescape_parens(clean(tag))) else clean(tag.replace("_", " "))
 
 
 def split_tags(text: str) -> list[str]:
