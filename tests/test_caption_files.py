@@ -111,3 +111,23 @@ def test_unreadable_and_oversized_captions_name_the_file(tmp_path):
     big.write_bytes(b"a" * (5 * 1024 * 1024))
     with pytest.raises(CaptionFileError, match="too large"):
         read_caption(big)
+
+
+def test_reindex_removes_temp_files_a_killed_writer_left_but_not_fresh_ones(db, tmp_path):
+    from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(root / "a.png")
+    (root / "a.txt").write_text("cat")
+    add_dataset(DatasetSettings(name="t", root_path=str(root)))
+    stale = root / ".a.txt.sushitui-tmp-old"
+    stale.write_text("half a capt")
+    os.utime(stale, (1, 1))
+    fresh = root / ".a.txt.sushitui-tmp-new"
+    fresh.write_text("being written")
+    report = reindex("t", full=True)
+    assert not stale.exists() and fresh.exists()
+    assert not report.problems

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import pickle
 import stat as stat_mod
 from dataclasses import dataclass, field
@@ -67,6 +68,20 @@ _KINDS = {**{ext: 1 for ext in IMAGE_EXTENSIONS}, **{ext: 2 for ext in CAPTION_E
 _S_IFMT, _S_IFREG, _S_IFDIR = stat_mod.S_IFMT(0o170000), stat_mod.S_IFREG, stat_mod.S_IFDIR
 
 
+STALE_TEMP_AGE_S = 3600.0
+
+
+def _remove_if_stale(entry: os.DirEntry) -> None:
+    """A temporary caption file older than an hour is what a killed writer left behind
+    (a live write takes milliseconds): remove it. It never held the only copy of
+    anything, since the rename into place is what publishes a write."""
+    try:
+        if entry.is_file(follow_symlinks=False) and time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_AGE_S:
+            os.unlink(entry.path)
+    except OSError:
+        pass
+
+
 def _list_dir(path: str, rel_dir: str, descend: bool) -> tuple[DirScan, list, bool]:
     """One folder: its files with stat, its subfolders; (scan, subdir entries, readable)."""
     try:
@@ -87,8 +102,11 @@ def _list_dir(path: str, rel_dir: str, descend: bool) -> tuple[DirScan, list, bo
         names_ok = False  # check one by one below
     for entry in entries:
         name = entry.name
-        if name[0] == "." or TEMP_MARKER in name:
-            continue  # hidden files, our own temp files, macOS ._ forks
+        if TEMP_MARKER in name:
+            _remove_if_stale(entry)
+            continue
+        if name[0] == ".":
+            continue  # hidden files, macOS ._ forks
         dot = name.rfind(".")
         kind = _KINDS.get(name[dot:].lower()) if dot > 0 else None
         if kind is None:
