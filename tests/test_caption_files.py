@@ -5,7 +5,7 @@ import os
 import pytest
 
 from sushitui.dataset.caption_files import (
-    CaptionConflict, CaptionFileError, cleanup_stale_temp_files, is_temp_file, read_caption, write_atomic,
+    CaptionConflict, CaptionFileError, read_caption, write_atomic,
 )
 
 
@@ -88,18 +88,6 @@ def test_failed_write_reports_the_file_and_keeps_the_old_one(tmp_path, monkeypat
         write_atomic(p, "new", expected=state)
     assert p.read_text() == "precious"
     assert [x.name for x in tmp_path.iterdir()] == ["h.txt"]
-
-
-def test_stale_temp_files_from_a_crash_are_cleaned(tmp_path):
-    stale = tmp_path / ".a.txt.sushitui-tmp-abc"
-    stale.write_text("half")
-    os.utime(stale, (0, 0))
-    fresh = tmp_path / ".b.txt.sushitui-tmp-def"
-    fresh.write_text("in progress")
-    assert is_temp_file(stale.name)
-    removed = cleanup_stale_temp_files(tmp_path, older_than_s=60)
-    assert removed == [stale]
-    assert fresh.exists()
 
 
 def test_unreadable_and_oversized_captions_name_the_file(tmp_path):

@@ -264,9 +264,8 @@ def test_sigkill_during_autotag_write_back(db_path, tmp_path):
 
 def test_stale_temp_files_from_a_crash_are_ignored_everywhere(db_path, tmp_path):
     """What a writer killed between creating its temporary file and the rename leaves
-    behind: never indexed, never exported, never in the way of the next write.
-    (They are not deleted: caption_files.cleanup_stale_temp_files exists but nothing
-    calls it yet -- see the report of issue 10.)"""
+    behind: never indexed, never exported, never in the way of the next write, and
+    removed by the next scan once they are over an hour old."""
     from PIL import Image
 
     root = tmp_path / "ds"
@@ -278,11 +277,12 @@ def test_stale_temp_files_from_a_crash_are_ignored_everywhere(db_path, tmp_path)
     stale = [root / ".i0.txt.sushitui-tmp-k1ll3d", root / ".i2.txt.sushitui-tmp-zz9"]
     stale[0].write_text("tag0, so")
     stale[1].write_text("")
-    old = time.time() - 3600
+    old = time.time() - 3700
     for p in stale:
         os.utime(p, (old, old))
     n_items = register(db_path, root, "stale")
     assert n_items == 3
+    assert not any(p.exists() for p in stale)
     reindex_and_check(db_path, "stale", 3)
     res = run_cli(db_path, "tag", "add", "stale", "after")
     assert res.returncode == 0, res.stdout + res.stderr

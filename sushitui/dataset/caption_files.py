@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,22 +342,3 @@ def _fsync_dir(directory: Path) -> None:
 
 def is_temp_file(name: str) -> bool:
     return TEMP_MARKER in name
-
-
-def cleanup_stale_temp_files(directory: str | os.PathLike, older_than_s: float = 60.0) -> list[Path]:
-    """Remove temporary files that a crashed writer left behind in ``directory``."""
-    removed = []
-    cutoff = time.time() - older_than_s
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return removed
-    for entry in entries:
-        if is_temp_file(entry.name) and entry.is_file(follow_symlinks=False):
-            try:
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
-            except OSError:
-                pass
-    return removed
