@@ -246,5 +246,42 @@ async def test_footer_in_a_caption_text_editor_does_not_offer_keys_the_editor_ta
         assert "→ Next" in bar.plain
         await pilot.press("right_square_bracket")  # the natural-language tab, its editor focused
         await pilot.pause()
-        assert type(app.focused).__name__ == "TextArea"
+        from textual.widgets import TextArea
+
+        assert isinstance(app.focused, TextArea)
         assert "→ Next" not in bar.plain and "Remove tag" not in bar.plain
+
+
+@sync
+async def test_prose_caption_with_control_characters_is_shown_escaped_and_never_rewritten(db, tmp_path):
+    """NF-4: the natural-language editor sent a caption's ESC sequences to the terminal."""
+    from sushitui.tui.screens.item_detail import ItemDetailScreen
+
+    hostile = "a cat\x1b]52;c;cHduZWQ=\x07 on a \u202emat\x9b"
+    root = tmp_path / "d"
+    ds, ids = make_detail_dataset(root, {"a": None, "b": "dog"})
+    (root / "a_caption.txt").write_text(hostile, encoding="utf-8")  # a prose caption (subtype caption)
+    from sushitui.dataset.registry import reindex
+
+    reindex(ds.name)
+    app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        detail = app.screen
+        tabs = detail.query_one("#caption-tabs")
+        for pane in ("tab-natural_language", "tab-description", "tab-social_media"):
+            tabs.active = pane
+            await pilot.pause()
+            area = detail.query_one(f"#text-{pane[4:]}")
+            if area.unsafe_original is not None:
+                break
+        else:
+            raise AssertionError("the hostile caption is on no text tab")
+        text = screen_text(app)
+        assert "a cat" in text and "\\x1b" in text
+        assert "\x1b" not in text and "\u202e" not in text and "\x9b" not in text
+        assert "read-only" in text
+        await pilot.press("x", "y")  # typing does not change it
+        await pilot.press("escape", "escape")
+        await settle(pilot, app)
+    assert (root / "a_caption.txt").read_text(encoding="utf-8") == hostile

@@ -148,7 +148,9 @@ class CaptionEditDialog(ModalScreen["str | None"]):
             head.append(f" · {for_terminal(c.file_path)}")
         with Vertical():
             yield Static(head)
-            yield TextArea(c.content, id="caption-edit-area", soft_wrap=True)
+            area = SafeTextArea("", id="caption-edit-area", soft_wrap=True)
+            area.load_text(c.content)
+            yield area
             yield Static(Text("ctrl+s save · esc cancel", style="dim"))
 
     def on_mount(self) -> None:
@@ -157,7 +159,7 @@ class CaptionEditDialog(ModalScreen["str | None"]):
         area.focus()
 
     def action_save(self) -> None:
-        self.dismiss(self.query_one(TextArea).text)
+        self.dismiss(self.query_one(SafeTextArea).value())
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -189,6 +191,29 @@ class ExportCaptionDialog(ModalScreen["str | None"]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class SafeTextArea(TextArea):
+    """A caption editor that never sends a file's control characters to the terminal
+    (NF-4). A caption holding ESC/C1/bidi controls is shown escaped and read-only (editing
+    the escaped text would save the escapes); ``value()`` is the caption as it is on disk,
+    so nothing is written for it."""
+
+    unsafe_original: str | None = None
+
+    def load_text(self, text: str) -> None:
+        shown = for_terminal(text, multiline=True)
+        if shown != text.replace("\t", "    "):
+            self.unsafe_original = text
+            self.read_only = True
+            super().load_text(shown)
+        else:
+            self.unsafe_original = None
+            self.read_only = False
+            super().load_text(text)
+
+    def value(self) -> str:
+        return self.unsafe_original if self.unsafe_original is not None else self.text
 
 
 class KeylessScroll(VerticalScroll, inherit_bindings=False):
@@ -313,7 +338,7 @@ class ItemDetailScreen(Screen):
                     for ctype in TEXT_TAB_TYPES:
                         with TabPane(TAB_LABELS[ctype], id=f"tab-{ctype}"):
                             yield Static("", id=f"src-{ctype}", classes="line")
-                            yield TextArea("", id=f"text-{ctype}", classes="caption-text", soft_wrap=True)
+                            yield SafeTextArea("", id=f"text-{ctype}", classes="caption-text", soft_wrap=True)
                             if ctype == "social_media":
                                 yield Static("", id="social-count", classes="line")
                     with TabPane(TAB_LABELS["all"], id="tab-all"):
@@ -647,7 +672,7 @@ class ItemDetailScreen(Screen):
             changed |= ed.revert()
         for ctype, state in self.texts.items():
             area = self.query_one(f"#text-{ctype}", TextArea)
-            if area.text != state.baseline:
+            if area.value() != state.baseline:
                 area.load_text(state.baseline)
                 changed = True
         if changed:
@@ -681,9 +706,11 @@ class ItemDetailScreen(Screen):
             if state.file_path:
                 line.append(f" ({for_terminal(state.file_path)})")
         line.append(f" · language: {state.language} (L)")
+        if self.query_one(f"#text-{ctype}", SafeTextArea).unsafe_original is not None:
+            line.append(" · has control characters: shown escaped, read-only", style="yellow")
         self.query_one(f"#src-{ctype}", Static).update(line)
         if ctype == "social_media":
-            n = len(self.query_one("#text-social_media", TextArea).text)
+            n = len(self.query_one("#text-social_media", SafeTextArea).value())
             counter = self.query_one("#social-count", Static)
             counter.update(f"{n}/{SOCIAL_LIMIT} characters" + (" — over X's limit" if n > SOCIAL_LIMIT else ""))
             counter.set_class(n > SOCIAL_LIMIT, "-over")
@@ -699,7 +726,7 @@ class ItemDetailScreen(Screen):
             return
         if ctype == "social_media":
             self._update_text_line(ctype)
-        if event.text_area.text != state.baseline:
+        if event.text_area.value() != state.baseline:
             self._refresh_title()
             self._schedule_autosave()
 
@@ -891,7 +918,7 @@ class ItemDetailScreen(Screen):
             return True
         for ctype, state in self.texts.items():
             try:
-                if self.query_one(f"#text-{ctype}", TextArea).text != state.baseline:
+                if self.query_one(f"#text-{ctype}", SafeTextArea).value() != state.baseline:
                     return True
             except Exception:  # noqa: BLE001 - during teardown widgets may be gone
                 return False
@@ -938,7 +965,7 @@ class ItemDetailScreen(Screen):
                 ok &= outcome.saved
             for ctype, state in self.texts.items():
                 area = self.query_one(f"#text-{ctype}", TextArea)
-                text = area.text
+                text = area.value()
                 if text == state.baseline:
                     continue
                 outcome = await save_with_conflict_dialog(
@@ -981,7 +1008,7 @@ class ItemDetailScreen(Screen):
                     pass
         for ctype, state in self.texts.items():
             try:
-                text = self.query_one(f"#text-{ctype}", TextArea).text
+                text = self.query_one(f"#text-{ctype}", SafeTextArea).value()
             except Exception:  # noqa: BLE001 - widgets may already be gone
                 return
             if text != state.baseline:
@@ -1094,7 +1121,7 @@ class ItemDetailScreen(Screen):
         view = self.view
         ctype = self._current_text_type()
         if ctype is not None:
-            text = self.query_one(f"#text-{ctype}", TextArea).text
+            text = self.query_one(f"#text-{ctype}", SafeTextArea).value()
         else:
             text = join_tags(self.editor.tags if self.editor else [])
         default = os.path.join(os.path.expanduser("~"), f"{view.base_name}.txt")
