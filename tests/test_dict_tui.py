@@ -56,9 +56,9 @@ async def test_typing_shows_candidates_and_enter_chooses_the_highlighted_one(tag
         assert [c.tag for c in ti.dropdown.candidates] == ["hairband", "hair_ornament", "long_hair", "short_hair"]
         assert ti.dropdown.display and "hairband" in str(ti.dropdown.render())
         # The dropdown says what Enter will do: the typed text until a candidate is picked.
-        assert "Enter adds as typed" in str(ti.dropdown.render())
+        assert "Enter uses it as typed" in str(ti.dropdown.render())
         await pilot.press("down", "down")
-        assert "Enter adds hair_ornament" in str(ti.dropdown.render())
+        assert "Enter uses hair_ornament" in str(ti.dropdown.render())
         await pilot.press("enter")
         await settle(app, pilot)
         assert app.submitted == ["hair_ornament"]

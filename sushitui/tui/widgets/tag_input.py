@@ -74,9 +74,9 @@ class TagCandidates(Widget):
             # line: the dropdown's height is capped), or a half-typed "blue_ey" + Enter
             # silently becomes a tag (in a bulk edit, on every selected file).
             if 0 <= self.highlight < len(self.candidates):
-                text.append(f"Enter adds {for_terminal(self.candidates[self.highlight].value)}", style="dim italic")
+                text.append(f"Enter uses {for_terminal(self.candidates[self.highlight].value)}", style="dim italic")
             else:
-                text.append("Tab completes · ↓ picks · Enter adds as typed", style="dim italic")
+                text.append("Tab completes · ↓ picks · Enter uses it as typed", style="dim italic")
         for i, c in enumerate(self.candidates):
             text.append("\n")
             color = CATEGORY_COLORS.get(c.category or "", "#BBBBBB")
