@@ -285,3 +285,30 @@ async def test_prose_caption_with_control_characters_is_shown_escaped_and_never_
         await pilot.press("escape", "escape")
         await settle(pilot, app)
     assert (root / "a_caption.txt").read_text(encoding="utf-8") == hostile
+
+
+def test_autotag_dialog_says_how_to_get_a_missing_model_at_80x24(db, tmp_path, monkeypatch):
+    """The advice (models download / custom file) was cut to one line at 80 columns."""
+    import asyncio
+
+    from textual.app import App
+
+    from detail_helpers import make_dataset as make_ds
+    from sushitui.tui.screens.autotag_dialog import AutotagDialog
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # online: "downloaded when the run starts"
+    ds, ids = make_ds(tmp_path / "d", {"a": "cat"})
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(AutotagDialog(ds.id))
+
+    app = Host()
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: "all 1 items" in screen_text(app), what="dialog context")
+            text = " ".join(screen_text(app).split())
+            assert "models download cl-1.02" in text and "custom file" in text
+
+    asyncio.run(go())

@@ -53,7 +53,7 @@ class AutotagDialog(ModalScreen):
     AutotagDialog .autotag-cats { height: auto; layout: grid; grid-size: 4; grid-gutter: 0 1; grid-rows: 1; }
     AutotagDialog .autotag-cats Checkbox { width: 100%; }
     AutotagDialog #autotag-provider { height: auto; }
-    AutotagDialog #model-status { height: 1; color: $text-muted; }
+    AutotagDialog #model-status { height: auto; max-height: 3; color: $text-muted; }
     AutotagDialog .dialog-buttons { margin-top: 0; }
     AutotagDialog #autotag-provider.fallback { color: $warning; }
     AutotagDialog #autotag-provider.gpu { color: $success; }
