@@ -312,3 +312,38 @@ def test_autotag_dialog_says_how_to_get_a_missing_model_at_80x24(db, tmp_path, m
             assert "models download cl-1.02" in text and "custom file" in text
 
     asyncio.run(go())
+
+
+def test_group_and_alias_prompts_say_how_to_save_and_ctrl_s_saves(db):
+    """The prompts had no hint and only Enter in the last field submitted them."""
+    import asyncio
+
+    from textual.app import App
+
+    from sushitui.tags import aliases, groups
+    from sushitui.tui.screens.groups import GroupsScreen, PromptDialog
+
+    groups.ensure_default_groups(taglist="/nonexistent")
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(GroupsScreen())
+
+    app = Host()
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press("A")  # new alias
+            await wait_until(pilot, lambda: isinstance(app.screen, PromptDialog), what="alias prompt")
+            assert "ctrl+s save" in screen_text(app)
+            await pilot.press(*"lh", "ctrl+s")
+            await pilot.pause()
+            assert isinstance(app.screen, PromptDialog)  # "both tags are needed"
+            assert "both tags are needed" in screen_text(app)
+            app.screen.query_one("#field-1").value = "long_hair"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: not isinstance(app.screen, PromptDialog), what="saved")
+            await wait_until(pilot, lambda: aliases.resolve("lh") == "long_hair", what="alias stored")
+
+    asyncio.run(go())

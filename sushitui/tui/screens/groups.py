@@ -41,7 +41,9 @@ class PromptDialog(ModalScreen[PromptResult | None]):
     PromptDialog .prompt-error { color: $error; height: auto; }
     PromptDialog Input { margin-bottom: 1; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # ctrl+s saves as in every other form (dataset, dictionary tag); the dialog had no
+    # hint at all of how to submit it.
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Save")]
 
     def __init__(self, title: str, fields: list[tuple[str, str]], validate=None) -> None:
         super().__init__()
@@ -56,6 +58,8 @@ class PromptDialog(ModalScreen[PromptResult | None]):
                 yield Static(Text(label))
                 yield Input(value=value, id=f"field-{i}")
             yield Static("", classes="prompt-error", id="prompt-error")
+            hint = "Enter next field · ctrl+s save · Esc cancel" if len(self.fields) > 1 else "Enter or ctrl+s save · Esc cancel"
+            yield Static(Text(hint, style="dim"), classes="prompt-hint")
 
     def on_mount(self) -> None:
         self.query_one("#field-0", Input).focus()
@@ -67,6 +71,9 @@ class PromptDialog(ModalScreen[PromptResult | None]):
         if index < len(self.fields) - 1:
             self.query_one(f"#field-{index + 1}", Input).focus()
             return
+        self.action_submit()
+
+    def action_submit(self) -> None:
         values = [self.query_one(f"#field-{i}", Input).value for i in range(len(self.fields))]
         problem = self.validate(values) if self.validate else None
         if problem:
