@@ -139,7 +139,7 @@ def test_bulk_remove_on_whole_result(tmp_path, db_path, no_images):
             from sushitui.tui.screens.bulk_tag import BulkTagDialog
 
             await wait_until(pilot, lambda: isinstance(app.screen, BulkTagDialog), what="bulk dialog")
-            await pilot.press(*"solo", "enter")
+            await pilot.press(*"solo", "ctrl+s")  # ctrl+s applies, as in the other forms
             await wait_until(pilot, lambda: browser.bulk_done_count == 1, what="bulk remove")
             await wait_until(pilot, lambda: browser.state.total == 0, what="empty result after removal")
             assert "no matches" in screen_text(app)

@@ -58,7 +58,7 @@ def validate_tag(text: str) -> str | None:
 
 
 class BulkTagDialog(ModalScreen[BulkChoice | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
 
     def __init__(
         self,
@@ -94,7 +94,7 @@ class BulkTagDialog(ModalScreen[BulkChoice | None]):
             if self.query_text.strip():
                 yield Static(Text("query: " + for_terminal(self.query_text), style="dim"))
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Apply", id="apply", variant="primary")
+                yield Button("Apply (ctrl+s)", id="apply", variant="primary")
                 yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
@@ -143,6 +143,10 @@ class BulkTagDialog(ModalScreen[BulkChoice | None]):
             self._submit()
         else:
             self.dismiss(None)
+
+    def action_apply(self) -> None:
+        # ctrl+s applies as in every other form; Enter in the tag field also does.
+        self._submit()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
