@@ -64,7 +64,7 @@ async def test_custom_tag_undo_and_presets_persist(folder):
         await pilot.press("p")
         await settle(pilot, app)
         assert isinstance(app.screen, PresetsDialog)
-        await pilot.press("end", *", open_mouth", "enter")
+        await pilot.press("end", *", open_mouth", "ctrl+s")  # ctrl+s saves as in every form (Enter too)
         await settle(pilot, app)
         assert Dataset.get_by_id(ds.id).presets == ["smile", "blush", "solo", "open_mouth"]
         await pilot.press("4")

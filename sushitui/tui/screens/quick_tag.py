@@ -64,7 +64,7 @@ class PresetsDialog(ModalScreen["list[str] | None"]):
     PresetsDialog > Vertical { width: 80%; max-width: 100; height: auto; border: thick $primary; background: $surface; padding: 0 1; }
     PresetsDialog Static { height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
     def __init__(self, presets: list[str]) -> None:
         super().__init__()
@@ -74,7 +74,7 @@ class PresetsDialog(ModalScreen["list[str] | None"]):
         with Vertical():
             yield Static("Preset tags for keys 1–9, comma-separated (saved with the dataset):")
             yield Input(join_tags(self.presets), id="presets-input")
-            yield Static(Text("Enter save · Esc cancel", style="dim"))
+            yield Static(Text("Enter or ctrl+s save · Esc cancel", style="dim"))
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -82,6 +82,9 @@ class PresetsDialog(ModalScreen["list[str] | None"]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss([resolve_alias(t) for t in split_tags(event.value)])
+
+    def action_save(self) -> None:
+        self.dismiss([resolve_alias(t) for t in split_tags(self.query_one(Input).value)])
 
     def action_cancel(self) -> None:
         self.dismiss(None)
