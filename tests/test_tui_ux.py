@@ -347,3 +347,49 @@ def test_group_and_alias_prompts_say_how_to_save_and_ctrl_s_saves(db):
             await wait_until(pilot, lambda: aliases.resolve("lh") == "long_hair", what="alias stored")
 
     asyncio.run(go())
+
+
+def test_second_esc_closes_the_autotag_dialog_while_a_download_cannot_be_interrupted(db, tmp_path, monkeypatch):
+    """Offline, the model download blocks ~30 s; Esc only said "stopping…" meanwhile."""
+    import asyncio
+    import threading
+
+    from textual.app import App
+
+    from detail_helpers import make_dataset as make_ds
+    import importlib
+
+    from sushitui.tui.screens.autotag_dialog import AutotagDialog
+
+    autotag_mod = importlib.import_module("sushitui.tagger.autotag")
+    release = threading.Event()
+
+    def blocking_autotag(*args, **kwargs):
+        release.wait(10)  # like hf_hub_download retrying without network: ignores cancel
+        raise autotag_mod.AutotagError("could not download the model: no network")
+
+    monkeypatch.setattr(autotag_mod, "autotag", blocking_autotag)
+    ds, ids = make_ds(tmp_path / "d", {"a": "cat"})
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(AutotagDialog(ds.id))
+
+    app = Host()
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            dialog = app.screen
+            await wait_until(pilot, lambda: "all 1 items" in screen_text(app), what="dialog context")
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: dialog.running, what="running")
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is dialog and "Esc again" in screen_text(app)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is not dialog, what="dialog closed")
+            release.set()
+            await wait_until(pilot, lambda: any("Auto-tag stopped" in n.message for n in app._notifications),
+                             what="the background end is told")
+
+    asyncio.run(go())

@@ -258,19 +258,21 @@ class AutotagDialog(ModalScreen):
     def _run(self, opts) -> None:
         from sushitui.tagger.autotag import AutotagError, autotag
 
+        app = self.app  # the dialog may be closed (second Esc) before the run ends
+
         def progress(event: ProgressEvent) -> None:
-            self.app.call_from_thread(self._on_progress, event)
+            app.call_from_thread(self._on_progress, event)
 
         try:
             report = autotag(self.dataset_id, query=self.query_text, item_ids=self.item_ids, options=opts,
                              progress=progress, cancel=self.token)
         except AutotagError as exc:
-            self.app.call_from_thread(self._on_failed, str(exc))
+            app.call_from_thread(self._on_failed, str(exc))
             return
         except Exception as exc:  # never crash the app (NF-5)
-            self.app.call_from_thread(self._on_failed, f"auto-tagging failed: {type(exc).__name__}: {exc}")
+            app.call_from_thread(self._on_failed, f"auto-tagging failed: {type(exc).__name__}: {exc}")
             return
-        self.app.call_from_thread(self._on_done, report)
+        app.call_from_thread(self._on_done, report)
 
     def _set_provider(self, text: str, kind: str) -> None:
         widget = self.query_one("#autotag-provider", Static)
@@ -279,6 +281,8 @@ class AutotagDialog(ModalScreen):
         widget.update(Text(for_terminal(text)))
 
     def _on_progress(self, event: ProgressEvent) -> None:
+        if not self.is_attached:  # closed with a second Esc; the run ends in the background
+            return
         self.query_one(ProgressPanel).update_event(event)
         if event.phase == "downloading":
             self._set_provider(event.message + " (this can take minutes)…", "")
@@ -295,6 +299,9 @@ class AutotagDialog(ModalScreen):
         self.query_one("#cancel", Button).label = "Close (Esc)"
 
     def _on_failed(self, message: str) -> None:
+        if not self.is_attached:
+            self.app.notify(f"Auto-tag stopped: {for_terminal(message)}", severity="warning", timeout=10, markup=False)
+            return
         self._finish_run()
         self._set_provider("", "")
         if "--model-path" in message:
@@ -303,6 +310,10 @@ class AutotagDialog(ModalScreen):
         self._show_error(message)
 
     def _on_done(self, report) -> None:
+        if not self.is_attached:
+            self.app.notify(f"Auto-tag ended in the background: tagged {report.tagged}, failed {len(report.failed)}",
+                            timeout=8, markup=False)
+            return
         self._finish_run()
         self.report = report
         prov = report.provider
@@ -324,8 +335,13 @@ class AutotagDialog(ModalScreen):
 
     def action_cancel(self) -> None:
         if self.running:
+            if self.token.cancelled:
+                # A model download cannot be interrupted (30 s without network): a second
+                # Esc gives the user the app back; the run stops on its own.
+                self.dismiss(self.report)
+                return
             self.token.cancel()
-            self.query_one(ProgressPanel).set_status("stopping after the current batch…")
+            self.query_one(ProgressPanel).set_status("stopping after the current batch… (Esc again closes this dialog)")
             return
         self.dismiss(self.report)
 
