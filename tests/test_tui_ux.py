@@ -296,7 +296,6 @@ def test_autotag_dialog_says_how_to_get_a_missing_model_at_80x24(db, tmp_path, m
     from detail_helpers import make_dataset as make_ds
     from sushitui.tui.screens.autotag_dialog import AutotagDialog
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # online: "downloaded when the run starts"
     ds, ids = make_ds(tmp_path / "d", {"a": "cat"})
 
     class Host(App):

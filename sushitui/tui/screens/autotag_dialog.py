@@ -184,7 +184,8 @@ class AutotagDialog(ModalScreen):
         elif self.cached.get(key):
             text = "✓ in the local Hugging Face cache"
         elif is_offline():
-            text = f"not in the cache and HF_HUB_OFFLINE is set: run `sushitui models download {key}` where there is network"
+            text = (f"not in the cache and HF_HUB_OFFLINE is set: run `sushitui models download {key}` where there "
+                    f"is network, or choose “custom file…” above")
         else:
             text = (f"not in the cache: downloaded when the run starts (needs network). Offline? Run "
                     f"`sushitui models download {key}` where there is network, or choose “custom file…” above")
