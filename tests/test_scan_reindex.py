@@ -276,6 +276,24 @@ def test_worker_tag_split_matches_normalize_split_tags():
         assert scan_worker.tag_pairs(text) == [(t, match_key(t)) for t in split_tags(text)], repr(text)
 
 
+def test_worker_caption_typing_matches_caption_type_and_split():
+    """The workers type and split a caption in one pass; the result must be exactly
+    caption_type (SCAN-6, normalize.looks_like_tags) + tag_pairs, prose included."""
+    import random
+
+    rnd = random.Random(5)
+    words = ["a", "long_hair", "the", "cat sat", "on the mat.", "Hello!", "1girl", "blue sky", "x y z w v u t s", "\n", ", ", "\r\n", "  "]
+    texts = ["", " ", ",", "1girl", "one two three", "one two three four", "A photo. Of a cat", "a cat sat on the mat."]
+    texts += ["".join(rnd.choice(words) + rnd.choice([" ", ", ", ",", "\n", ". "]) for _ in range(rnd.randint(1, 30)))
+              for _ in range(3000)]
+    overrides = {"alt": "social_media", "t": "tags"}
+    for text in texts:
+        for subtype in ("main", "alt", "t", "instruction", ""):
+            ctype, pairs = scan_worker.typed_tags(subtype, text, overrides)
+            assert ctype == scan_worker.caption_type(subtype, text, overrides), (subtype, text)
+            assert pairs == (scan_worker.tag_pairs(text) if ctype == "tags" else None), (subtype, text)
+
+
 def test_image_warnings_survive_caption_changes_and_reindexes(db, tmp_path):
     root = tmp_path / "ds"
     small_dataset(root)
@@ -292,3 +310,20 @@ def test_image_warnings_survive_caption_changes_and_reindexes(db, tmp_path):
         item = Item.get(Item.image_path == "wrong.jpg")
         assert len(item.problems) == 1 and item.problems[0].startswith("wrong.jpg: ")
     assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == ["b", "c"]
+
+
+def test_first_scan_bulk_settings_do_not_outlive_the_scan(db, tmp_path):
+    """The first scan writes with foreign-key probes off and a larger page cache; after
+    it the connection enforces foreign keys again (a delete cascades) and every row it
+    wrote has its parent."""
+    generate_dataset(tmp_path / "g", 60, seed=3)
+    cache_before = db.execute_sql("PRAGMA cache_size").fetchone()[0]
+    ds, report = add_dataset(DatasetSettings("g", str(tmp_path / "g")))
+    assert report.items_added == ds.total_items > 0
+    assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute_sql("PRAGMA cache_size").fetchone()[0] == cache_before
+    assert db.execute_sql("PRAGMA foreign_key_check").fetchall() == []
+    item = Item.select().where(Item.tag_count > 0).first()
+    db.execute_sql("DELETE FROM item WHERE id = ?", (item.id,))
+    assert ItemTag.select().where(ItemTag.item == item.id).count() == 0  # cascaded
+    assert Caption.select().where(Caption.item == item.id).count() == 0

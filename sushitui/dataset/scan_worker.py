@@ -40,30 +40,60 @@ def caption_type(subtype: str, text: str, overrides: dict[str, str] | None = Non
 
 
 # Tags repeat heavily across a dataset (Zipf), so each worker memoises the
-# part -> (clean tag, match key) step; the splitting rules are normalize.split_tags'
-# (same separators, empties dropped, first spelling of a key kept), which a test
-# checks this function against.
+# part -> (clean tag, match key, word count) step; the splitting rules are
+# normalize.split_tags' (same separators, empties dropped, first spelling of a key
+# kept) and the tags-or-prose rule is normalize.looks_like_tags', computed from the
+# same split so that a caption is split once, not twice (tests check both against
+# normalize).
 _SEPARATORS = _normalize._SEPARATORS
-_PART_CACHE: dict[str, tuple[str, str]] = {}
+_PART_CACHE: dict[str, tuple[str, str, int]] = {}
 _PART_CACHE_MAX = 200_000
 
 
-def tag_pairs(text: str) -> list[tuple[str, str]]:
-    """(tag as written, match key) in caption order, duplicates dropped."""
+def _split(text: str) -> tuple[list[tuple[str, str]], list[int]]:
+    """(tag pairs in caption order without duplicates, word count of each non-blank part)."""
     cache = _PART_CACHE
     if len(cache) > _PART_CACHE_MAX:
         cache.clear()
     out: list[tuple[str, str]] = []
+    words: list[int] = []
     seen: set[str] = set()
     for part in _SEPARATORS.split(text):
         hit = cache.get(part)
         if hit is None:
             tag = clean(part)
-            hit = cache[part] = (tag, match_key(tag) if tag else "")
+            stripped = part.strip()
+            hit = cache[part] = (tag, match_key(tag) if tag else "", len(stripped.split()) if stripped else 0)
+        if hit[2]:
+            words.append(hit[2])
         if hit[0] and hit[1] not in seen:
             seen.add(hit[1])
-            out.append(hit)
-    return out
+            out.append(hit[:2])
+    return out, words
+
+
+def tag_pairs(text: str) -> list[tuple[str, str]]:
+    """(tag as written, match key) in caption order, duplicates dropped."""
+    return _split(text)[0]
+
+
+def _looks_like_tags(text: str, words: list[int]) -> bool:
+    """normalize.looks_like_tags from the word counts ``_split`` already has."""
+    if len(words) <= 1:
+        return looks_like_tags(text)  # empty or one phrase: the sentence rule needs the text
+    long_parts = sum(1 for w in words if w > 6)
+    return sum(words) / len(words) <= 4 and long_parts <= max(1, len(words) // 5)
+
+
+def typed_tags(subtype: str, text: str, overrides: dict[str, str] | None = None) -> tuple[str, list[tuple[str, str]] | None]:
+    """``caption_type`` and, for a tag caption, its ``tag_pairs``, splitting the text once."""
+    fixed = overrides[subtype] if overrides and subtype in overrides else FIXED_TYPES.get(subtype)
+    if fixed is not None:
+        return fixed, (tag_pairs(text) if fixed == "tags" else None)
+    pairs, words = _split(text)
+    if _looks_like_tags(text, words):
+        return "tags", pairs
+    return "natural_language", None
 
 
 def tags_json(pairs: list[tuple[str, str]]) -> str:
@@ -147,8 +177,7 @@ def read_caption_file(path: str, subtype: str, name: str, overrides: dict[str, s
         prefix = f"{path}: "
         return CaptionResult(subtype, name, error=reason[len(prefix):] if reason.startswith(prefix) else reason)
     text = ct.text
-    ctype = caption_type(subtype, text, overrides)
-    pairs = tag_pairs(text) if ctype == "tags" else None
+    ctype, pairs = typed_tags(subtype, text, overrides)
     return CaptionResult(
         subtype, name, ctype, text, ct.encoding, ct.flagged, ct.state.size, ct.state.mtime_ns, ct.state.sha256,
         tags_json(pairs) if pairs else None, len(pairs or ()),
