@@ -392,3 +392,23 @@ def test_second_esc_closes_the_autotag_dialog_while_a_download_cannot_be_interru
                              what="the background end is told")
 
     asyncio.run(go())
+
+
+@sync
+async def test_metadata_pane_at_80_columns_takes_the_image_place_and_keeps_the_captions(db, tmp_path):
+    """At 80x24 `m` pushed the metadata off screen and scrolled the captions away."""
+    from sushitui.tui.screens.item_detail import ItemDetailScreen
+
+    ds, ids = make_detail_dataset(tmp_path / "d", {"a": "cat_ears", "b": "dog"})
+    app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert "cat_ears" in screen_text(app) and "Resolution" not in screen_text(app)
+        await pilot.press("m")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "cat_ears" in text and "Subtype" in text  # the captions stay
+        assert "Resolution" in text  # the metadata is on screen
+        await pilot.press("m")
+        await pilot.pause()
+        assert "Resolution" not in screen_text(app) and app.screen.query_one("#image-pane").display

@@ -247,6 +247,7 @@ class ItemDetailScreen(Screen):
     ItemDetailScreen #all-captions { height: 1fr; }
     ItemDetailScreen #meta-pane { width: 2fr; min-width: 28; border-left: solid $panel-lighten-2; padding: 0 1; }
     ItemDetailScreen #meta-pane.-hidden { display: none; }
+    ItemDetailScreen #image-pane.-hidden { display: none; }
     ItemDetailScreen #related { height: auto; max-height: 8; }
     ItemDetailScreen .-over { color: $error; text-style: bold; }
     """
@@ -387,6 +388,10 @@ class ItemDetailScreen(Screen):
     def _apply_width(self, width: int) -> None:
         show = self._meta_forced if self._meta_forced is not None else width >= NARROW_WIDTH
         self.query_one("#meta-pane").set_class(not show, "-hidden")
+        # Three panes need ~88 columns (their minimum widths): below NARROW_WIDTH the
+        # metadata takes the image's place, or at 80x24 `m` pushed it off screen and
+        # scrolled the captions away.
+        self.query_one("#image-pane").set_class(show and width < NARROW_WIDTH, "-hidden")
 
     # --- loading --------------------------------------------------------------------
 
@@ -909,7 +914,7 @@ class ItemDetailScreen(Screen):
     def action_toggle_meta(self) -> None:
         pane = self.query_one("#meta-pane")
         self._meta_forced = pane.has_class("-hidden")
-        pane.set_class(not self._meta_forced, "-hidden")
+        self._apply_width(self.app.size.width)
 
     # --- saving ---------------------------------------------------------------------
 
