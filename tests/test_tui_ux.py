@@ -39,7 +39,9 @@ def test_help_lists_every_key_of_each_screen_and_footer_points_to_it(tmp_path, d
         assert "? F1 help" in screen_text(app).splitlines()[-1]
         await pilot.press(key)
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what=f"help on {type(under).__name__}")
-        assert "Keys:" in screen_text(app)
+        shown = screen_text(app)
+        assert "Keys:" in shown
+        assert "Esc, q, ? or F1 close" in shown  # the closing hint stays on screen at 80x24
         text = app.screen.plain
         for description in must_list:
             assert description in text, f"{description!r} missing from the help of {type(under).__name__}"

@@ -71,7 +71,10 @@ def help_entries(screen: Screen) -> list[HelpEntry]:
 
 
 def screen_title(screen: Screen) -> str:
-    return getattr(screen, "PALETTE_NAME", None) or type(screen).__name__.removesuffix("Screen").removesuffix("Dialog")
+    import re
+
+    name = getattr(screen, "PALETTE_NAME", None) or type(screen).__name__.removesuffix("Screen").removesuffix("Dialog")
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)  # ItemDetail -> Item Detail
 
 
 class HelpScreen(ModalScreen[None]):
@@ -84,7 +87,7 @@ class HelpScreen(ModalScreen[None]):
         border: round $accent; background: $surface; padding: 0 1;
     }
     HelpScreen #help-title { text-style: bold; height: 1; }
-    HelpScreen #help-scroll { height: auto; max-height: 1fr; }
+    HelpScreen #help-scroll { height: auto; max-height: 80vh; }
     HelpScreen #help-hint { color: $text-muted; height: 1; }
     """
 
