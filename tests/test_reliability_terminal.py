@@ -119,9 +119,6 @@ def test_every_screen_shows_hostile_text_neutralised(hostile, db_path, monkeypat
     assert "\\x9b" in shots["runs"] or "\\u202e" in shots["runs"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (item_detail.py, helper 'detail'): the caption TextAreas (natural language, social media, "
-    "description tabs) render caption text raw: ESC, C1 and bidi controls reach the terminal"))
 def test_prose_caption_editor_shows_hostile_text_neutralised(hostile, db_path, monkeypatch):
     monkeypatch.setenv("SUSHITUI_IMAGES", "off")
     from detail_helpers import ScreenApp, settle

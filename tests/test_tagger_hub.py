@@ -99,3 +99,29 @@ def test_cli_models_download_offline_miss_exits_nonzero(fake_hf_cache, capsys):
     assert "sushitui: error: model cl-1.01" in capsys.readouterr().err
     assert main(["models", "download", "wd-vit-v3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == f"wd-vit-v3@{COMMIT_WD}"
+
+
+def test_unreachable_hub_fails_at_once_without_huggingface_retries(fake_hf_cache, monkeypatch):
+    """No network and HF_HUB_OFFLINE unset: huggingface_hub alone retries for ~23 s."""
+    import socket
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_dns)
+    called = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: called.append(a))
+    spec = get_spec("cl-1.01")  # not in the fake cache
+    t = time.monotonic()
+    with pytest.raises(hub.ModelUnavailable) as exc:
+        hub.download(spec)
+    assert time.monotonic() - t < 2.0
+    assert not called
+    message = str(exc.value)
+    assert "huggingface.co:443" in message and "does not resolve" in message
+    assert "sushitui models download cl-1.01" in message and "--model-path" in message

@@ -90,13 +90,60 @@ def _how_to_get(spec: ModelSpec) -> str:
     )
 
 
+REACH_TIMEOUT_S = 5.0
+
+
+def _endpoint() -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    parts = urlsplit(url)
+    return parts.hostname or "huggingface.co", parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def check_reachable(timeout: float = REACH_TIMEOUT_S) -> None:
+    """Fail at once when the Hub cannot be reached.
+
+    Without this, huggingface_hub retries a failed name lookup or connection five times
+    with back-off (~23 s) before saying anything. The lookup runs in a thread so that a
+    hanging resolver is bounded too.
+    """
+    import socket
+    import threading
+
+    host, port = _endpoint()
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                pass
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 1.0)
+    if not outcome:
+        raise ModelUnavailable(f"cannot reach {host}:{port} (no answer within {timeout:.0f} s)")
+    if outcome[0] is not None:
+        exc = outcome[0]
+        why = "its name does not resolve" if isinstance(exc, socket.gaierror) else (getattr(exc, "strerror", None) or str(exc))
+        raise ModelUnavailable(f"cannot reach {host}:{port} ({why})")
+
+
 def download(spec: ModelSpec) -> ModelFiles:
     """Fetch the spec's files into the cache (a no-op for files already there)."""
+    found = locate(spec)
+    if found is not None:
+        return found
     if is_offline():
-        found = locate(spec)
-        if found is not None:
-            return found
         raise ModelUnavailable(f"model {spec.key} ({spec.repo_id}) is not in the cache {cache_dir()} and HF_HUB_OFFLINE is set: {_how_to_get(spec)}")
+    try:
+        check_reachable()
+    except ModelUnavailable as exc:
+        raise ModelUnavailable(f"model {spec.key} is not in the cache {cache_dir()} and the Hugging Face Hub is unreachable: {exc}. {_how_to_get(spec)[0].upper()}{_how_to_get(spec)[1:]}") from exc
     from huggingface_hub import hf_hub_download
 
     paths = []
@@ -104,7 +151,7 @@ def download(spec: ModelSpec) -> ModelFiles:
         try:
             paths.append(hf_hub_download(spec.repo_id, filename, revision=spec.revision, cache_dir=str(cache_dir())))
         except Exception as exc:  # network, auth, missing file: one clear message
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__).rstrip(".")
             raise ModelUnavailable(
                 f"could not download {spec.repo_id}/{filename}: {reason}. Check the network (or HF_ENDPOINT / HF_TOKEN), or {_how_to_get(spec)}"
             ) from exc
