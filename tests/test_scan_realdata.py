@@ -42,7 +42,9 @@ def test_omnigen_layout_c_groups(db, testdata):
     assert set(items) == {"lamp", "pose", "tryon", "umbrella"}
     assert items["tryon"]["related_images"] == {"cref": "tryon_cref.png", "source": "tryon_source.png", "target": "tryon_target.png"}
     assert items["lamp"]["image"] == "lamp_target.png" and items["lamp"]["type"] == "group"
-    assert items["lamp"]["captions"][0]["type"] == "instruction"
+    by_subtype = {c["subtype"]: c for c in items["lamp"]["captions"]}
+    assert by_subtype["instruction"]["type"] == "instruction"
+    assert by_subtype["caption"]["content"] == "hello"
     # two targets are really JPEGs named .png: indexed, but the user is told
     assert "JPEG file with a .png extension" in problems_by_path(report)["pose_target.png"]
 
