@@ -254,7 +254,7 @@ def test_first_start_loads_groups_and_dictionary_in_a_worker(tmp_path, db_path, 
 def test_demo_dataset_is_generated_registered_and_reused(tmp_path, db_path):
     from sushitui.dataset.registry import get_dataset
     from sushitui.store import open_database
-    from sushitui.tui.app import prepare_demo
+    from sushitui.dataset.demo import prepare_demo
 
     db = open_database(db_path)
     try:

@@ -1,8 +1,8 @@
-"""``sushitui`` with no command: start the terminal app."""
+"""``sushitui`` with no command: start the terminal app (``--demo``: on a sample dataset)."""
 
 from __future__ import annotations
 
-from sushitui.cli.common import CliError
+from sushitui.cli.common import CliError, err, open_db
 
 
 def run_app(args) -> int:
@@ -12,4 +12,14 @@ def run_app(args) -> int:
         from sushitui.tui.app import run
     except ImportError as exc:  # pragma: no cover - only when the TUI is not installed
         raise CliError(f"the terminal app cannot start: {exc}") from exc
-    return run(resolve_db_path(args.db), demo=args.demo)
+    open_dataset = None
+    if args.demo:
+        from sushitui.dataset.demo import prepare_demo
+
+        db = open_db(args)
+        err("sushitui: preparing the demo dataset…")
+        try:
+            open_dataset = prepare_demo()
+        finally:
+            db.close()
+    return run(resolve_db_path(args.db), open_dataset=open_dataset)

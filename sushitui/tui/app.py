@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -30,8 +29,6 @@ from sushitui.dataset.thumbnails import ThumbnailCache
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.sanitize import for_terminal
 
-DEMO_NAME = "demo"
-DEMO_ITEMS = 240
 
 
 def _start_resource_tracker() -> None:
@@ -214,47 +211,12 @@ class SushiApp(App):
         yield from super().get_system_commands(screen)
 
 
-def prepare_demo(data_dir: Path | None = None, n_items: int = DEMO_ITEMS) -> str:
-    """Generate the sample dataset (once) and register it; returns its name.
-
-    The database must be open. Files go to ``<data dir>/demo``; an existing demo dataset
-    is reused as it is.
-    """
-    from sushitui.config import data_dir as default_data_dir
-    from sushitui.dataset.registry import DatasetNotFound, DatasetSettings, add_dataset, get_dataset
-    from sushitui.dataset.synthetic import generate_dataset
-
-    try:
-        get_dataset(DEMO_NAME)
-        return DEMO_NAME
-    except DatasetNotFound:
-        pass
-    root = (data_dir or default_data_dir()) / "demo"
-    if not root.is_dir() or not any(root.iterdir()):
-        generate_dataset(root, n_items, seed=7, image_size=(96, 96), items_per_dir=60)
-    add_dataset(DatasetSettings(name=DEMO_NAME, root_path=str(root)))
-    return DEMO_NAME
-
-
-def run(db_path: str | os.PathLike, demo: bool = False) -> int:
-    """Start the app (``sushitui`` with no command); returns the exit code."""
+def run(db_path: str | os.PathLike, open_dataset: str | None = None) -> int:
+    """Start the app (``sushitui`` with no command) and return its exit code;
+    ``open_dataset`` opens that dataset's browser at once (``--demo``)."""
     # Must happen before the app owns the terminal: protocol and cell-size detection.
     import textual_image.widget  # noqa: F401
 
-    open_dataset = None
-    if demo:
-        from sushitui.store import StoreError, open_database
-
-        try:
-            db = open_database(db_path)
-        except StoreError as exc:
-            print(f"sushitui: error: {for_terminal(exc)}", file=sys.stderr)
-            return 2
-        print("sushitui: preparing the demo dataset…", file=sys.stderr)
-        try:
-            open_dataset = prepare_demo()
-        finally:
-            db.close()
     app = SushiApp(db_path, open_dataset=open_dataset)
     app.run()
     return app.return_code or 0
