@@ -182,6 +182,8 @@ def main(argv=None) -> int:
         ("first scan", f"{scan['wall']:.2f} s, {rate:,.0f} items/s", "≥ 3,000 items/s", "ok" if rate >= 3000 else "MISSED"),
         ("  ratio to the floor", f"{ratio:.1f}×", "≤ 1.5×", "ok" if ratio <= 1.5 else "MISSED"),
         ("  CPU main / workers", f"{scan['cpu_main']:.1f} s / {scan['cpu_workers']:.1f} s", "", ""),
+        ("  CPU ratio to the floor", f"{(scan['cpu_main'] + scan['cpu_workers']) / floor_cpu:.1f}× "
+         f"(main alone {scan['cpu_main'] / floor_cpu:.1f}×)", "", ""),
         ("  walk / plan / write", f"{t['walk_s']:.2f} / {t['plan_s']:.2f} / {t['write_s']:.2f} s", "", ""),
         ("  peak RSS main + 2 workers", f"{scan['rss_main_mb']:.0f} + 2×{scan['rss_worker_mb']:.0f} = {peak:.0f} MB",
          "≤ 500 MB", "ok" if peak <= 500 else "MISSED"),
