@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable
 
 _WS = re.compile(r"\s+")
@@ -63,6 +64,7 @@ def escape_parens(tag: str) -> str:
     return re.sub(r"(?<!\\)([()])", r"\\\1", tag)
 
 
+@lru_cache(maxsize=1 << 16)
 def match_key(tag: str) -> str:
     """The key two tags are compared by: case-folded, ``_`` = space, ``\\(`` = ``(``."""
     t = clean(unescape_parens(tag))
