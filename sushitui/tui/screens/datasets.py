@@ -72,6 +72,20 @@ class FormValues:
     read_exif: bool
     caption_types: dict[str, str]
 
+    def scan_settings(self) -> dict:
+        """The settings that decide how the folder is read (all but name and path),
+        as keyword arguments for DatasetSettings and update_settings."""
+        return {
+            "type": self.type,
+            "caption_suffixes": self.caption_suffixes,
+            "image_suffixes": self.image_suffixes,
+            "primary_suffix": self.primary_suffix,
+            "recursive": self.recursive,
+            "max_depth": self.max_depth,
+            "read_exif": self.read_exif,
+            "caption_types": self.caption_types,
+        }
+
 
 def validate_form(raw: dict, existing_names: set[str], editing: bool) -> tuple[FormValues | None, dict[str, str]]:
     """Check the form's raw strings; returns the values or {field: message}."""
@@ -489,17 +503,7 @@ class DatasetsScreen(Screen):
         from sushitui.dataset.registry import update_settings
 
         try:
-            update_settings(
-                name,
-                type=values.type,
-                caption_suffixes=values.caption_suffixes,
-                image_suffixes=values.image_suffixes,
-                primary_suffix=values.primary_suffix,
-                recursive=values.recursive,
-                max_depth=values.max_depth,
-                read_exif=values.read_exif,
-                caption_types=values.caption_types,
-            )
+            update_settings(name, **values.scan_settings())
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.app.call_from_thread(self.notify, f"Settings not saved: {for_terminal(exc)}", severity="error", timeout=10)
             return
@@ -544,18 +548,7 @@ class DatasetsScreen(Screen):
         cancelled = False
         try:
             if new:
-                settings = registry.DatasetSettings(
-                    name=values.name,
-                    root_path=values.root_path,
-                    type=values.type,
-                    caption_suffixes=values.caption_suffixes,
-                    image_suffixes=values.image_suffixes,
-                    recursive=values.recursive,
-                    max_depth=values.max_depth,
-                    read_exif=values.read_exif,
-                    primary_suffix=values.primary_suffix,
-                    caption_types=values.caption_types,
-                )
+                settings = registry.DatasetSettings(name=values.name, root_path=values.root_path, **values.scan_settings())
                 _, report = registry.add_dataset(settings, progress=throttle, cancel=token)
             else:
                 report = registry.reindex(name, progress=throttle, cancel=token)
