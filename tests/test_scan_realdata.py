@@ -44,7 +44,9 @@ def test_omnigen_layout_c_groups(db, testdata):
     assert items["lamp"]["image"] == "lamp_target.png" and items["lamp"]["type"] == "group"
     by_subtype = {c["subtype"]: c for c in items["lamp"]["captions"]}
     assert by_subtype["instruction"]["type"] == "instruction"
-    assert by_subtype["caption"]["content"] == "hello"
+    # the instruction text is taken verbatim (no trailing newline in the file, none added)
+    assert by_subtype["instruction"]["content"] == (
+        "Find lamp in the picture <img><|image_1|></img> and color them blue.")
     # two targets are really JPEGs named .png: indexed, but the user is told
     assert "JPEG file with a .png extension" in problems_by_path(report)["pose_target.png"]
 
