@@ -151,16 +151,23 @@ def test_unreadable_folder_keeps_its_items_on_reindex(db, tmp_path, monkeypatch)
     good(root)
     good(root / "sub", "inner.png")
     add_dataset(DatasetSettings("dir", str(root)))
-    real_scandir = os.scandir
+    real_scandir, real_open = os.scandir, os.open
+
+    def denied(path):
+        if isinstance(path, str) and path.endswith("sub"):  # as root, chmod 000 would not stop us
+            raise PermissionError(13, "Permission denied", path)
 
     def scandir(path):
-        if str(path).endswith("sub"):
-            raise PermissionError(13, "Permission denied", str(path))
+        denied(path)
         return real_scandir(path)
 
-    import sushitui.dataset.scanner as scanner
+    def open_(path, *args, **kw):
+        denied(path)
+        return real_open(path, *args, **kw)
 
-    monkeypatch.setattr(scanner.os, "scandir", scandir)
+    # the walk opens a folder with os.open (then scandir on the descriptor) or os.scandir
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", open_)
     report = reindex("dir")
     assert "folder cannot be read" in problems_by_path(report)["sub"]
     assert report.items_removed == 0 and Item.select().count() == 2
