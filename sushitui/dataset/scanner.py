@@ -17,9 +17,11 @@ Every bad file is a ``Problem`` in the ``ScanReport`` and the scan goes on (SCAN
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import deque
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 
 from sushitui.dataset.grouping import ItemGroup, group_directory
@@ -28,6 +30,7 @@ from sushitui.dataset.scan_worker import run_tasks
 from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, image_problems, related_json
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Dataset, current_database, write_transaction
+from sushitui.store.deferred_index import index_deferred
 from sushitui.store.models import ScanDir
 
 BATCH = 1000  # items per worker task
@@ -40,6 +43,9 @@ WRITE_BATCH = 10000
 # the default 64 MiB, and pages spilled mid-transaction are written twice (~14 % of the
 # tag-row CPU). Back to the default when the scan ends.
 SCAN_CACHE_KIB = 131072
+# a first scan of at least this many items loads without the tag-norm index (_bulk_load)
+DEFER_INDEX_MIN_ITEMS = 20_000
+TAG_NORM_INDEX = "item_tag_norm_item_id"
 POOL_MIN_TASKS = 400  # below this, starting worker processes costs more than it saves
 MAX_PROBLEMS_STORED = 5000
 
@@ -182,14 +188,20 @@ def scan_dataset(
     cache_before = db.execute_sql("PRAGMA cache_size").fetchone()[0]
     db.execute_sql(f"PRAGMA cache_size=-{SCAN_CACHE_KIB}")
     try:
-        return _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool)
+        with ExitStack() as after_scan:
+            # an index deferred for a big first scan is rebuilt on leaving this block,
+            # after _scan's working set is freed: the sort and the walk's lists never
+            # hold memory at the same time
+            return _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_scan,
+                         int(cache_before))
     finally:
         db.execute_sql(f"PRAGMA cache_size={int(cache_before)}")
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool) -> ScanReport:
+def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_scan: ExitStack,
+          cache_kib: int) -> ScanReport:
     def on_dir(w):
         throttle(ProgressEvent("walking", w.files_seen, None, "files", started_at=t0))
 
@@ -261,6 +273,7 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool) -> Sca
     report.timings["plan_s"] = round(time.monotonic() - t0 - report.timings["walk_s"], 3)
     writer = Writer(db, dataset, report)
     use_pool = pool if pool is not None and len(jobs) >= POOL_MIN_TASKS else None
+    after_scan.enter_context(_bulk_load(db, has_items, len(jobs), throttle, report, cache_kib))
     _process(dataset, jobs, report, cancel, throttle, writer, workers, len(groups) + report.items_unchanged, use_pool)
     report.timings.update(write_s=round(writer.write_seconds, 3), tag_rows=writer.tag_rows,
                           tag_insert_s=round(writer.tag_seconds, 3))
@@ -280,6 +293,32 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool) -> Sca
                 writer.delete_items(vanished)
             report.items_removed = len(vanished)
     return _finish(db, dataset, report, t0, w, changed)
+
+
+@contextmanager
+def _bulk_load(db, has_items: bool, new_items: int, throttle, report: ScanReport, cache_kib: int):
+    """A first scan of a big folder runs without the tag-norm index and rebuilds it with
+    one sort at the end (see ``store.deferred_index``), unless the other datasets' tag
+    rows outnumber what this scan adds: rebuilding over them would cost more than it saves."""
+    existing_rows = db.execute_sql("SELECT COALESCE(MAX(id), 0) FROM item_tag").fetchone()[0]
+    if has_items or new_items < DEFER_INDEX_MIN_ITEMS or existing_rows > new_items * 20:
+        yield
+        return
+    started = time.monotonic()
+
+    def before_rebuild():
+        # the sort for the index gets the normal page cache, not the scan's larger one,
+        # and what the scan left behind is collected first: peak memory stays in budget
+        db.execute_sql(f"PRAGMA cache_size={int(cache_kib)}")
+        gc.collect()
+        throttle(ProgressEvent("indexing tags", 0, None, "rows", started_at=started), True)
+
+    t = None
+    with index_deferred(db, TAG_NORM_INDEX, on_rebuild=before_rebuild) as deferred:
+        yield
+        t = time.monotonic()
+    if deferred and t is not None:
+        report.timings["tag_index_s"] = round(time.monotonic() - t, 3)
 
 
 def json_loads(text: str | None) -> list:

@@ -136,6 +136,10 @@ def open_database(path: str | os.PathLike, *, migrate_schema: bool = True) -> Sq
         database_proxy.initialize(db)
         if migrate_schema:
             migrate(db, path)
+            # an index a crashed bulk load dropped (see deferred_index) is rebuilt here
+            from sushitui.store.deferred_index import restore_abandoned
+
+            restore_abandoned(db)
     except SchemaTooNewError:
         db.close()
         raise

@@ -174,7 +174,9 @@ def main(argv=None) -> int:
     rate = n / scan["wall"]
     t = scan["timings"]
     ratio = scan["wall"] / floor_wall
-    tag_ratio = t["tag_insert_s"] / raw_s if raw_s else float("nan")
+    # a big first scan inserts without the tag-norm index and builds it at the end: both count
+    tag_s = t["tag_insert_s"] + t.get("tag_index_s", 0.0)
+    tag_ratio = tag_s / raw_s if raw_s else float("nan")
     peak = scan["rss_main_mb"] + 2 * scan["rss_worker_mb"]
     rows = [
         ("files (images + captions)", f"{files:,} ({size / 1e6:.0f} MB)", "", ""),
@@ -189,7 +191,8 @@ def main(argv=None) -> int:
          "≤ 500 MB", "ok" if peak <= 500 else "MISSED"),
         ("reindex, unchanged", f"{again['wall']:.2f} s ({again['unchanged']:,} items)", "≤ 2 s",
          "ok" if again["wall"] <= 2 else "MISSED"),
-        ("tag rows: scan inserts", f"{t['tag_rows']:,} rows in {t['tag_insert_s']:.2f} s", "", ""),
+        ("tag rows: scan inserts + index", f"{t['tag_rows']:,} rows in {t['tag_insert_s']:.2f} + "
+         f"{t.get('tag_index_s', 0.0):.2f} s = {tag_s:.2f} s", "", ""),
         ("tag rows: raw sqlite3 executemany", f"{raw_rows:,} rows in {raw_s:.2f} s ({raw_rows / raw_s:,.0f} rows/s)", "", ""),
         ("  ratio scan / raw", f"{tag_ratio:.2f}×", "≤ 3×", "ok" if tag_ratio <= 3 else "MISSED"),
         ("load average (start → end)", f"{load0:.1f} → {load1:.1f} on {os.cpu_count()} cores", "", ""),
