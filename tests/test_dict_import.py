@@ -261,3 +261,41 @@ def test_big_load_over_an_existing_dictionary_keeps_every_index(db):
     assert d.get_tag("long_hair").count == 99 and d.get_tag("long_hair").aliases == ["lh"]
     assert [e.tag for e in d.search("bulk tag 05999", mode="prefix", sort="name", limit=3)] == [
         "bulk_tag_059990", "bulk_tag_059991", "bulk_tag_059992"]
+
+
+# --- the bulk fast path's name check -------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sushitui.tags.dictionary_formats import clean, name_problem, names_all_clean  # noqa: E402
+
+_NAME_CHARS = st.sampled_from(list("ab_( )\\,") + ["\t", "\n", "\u3000", "\u00a0", "\x85", "\u2028", "é", "\x7f"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(_NAME_CHARS, max_size=6), min_size=1, max_size=6))
+def test_names_all_clean_is_exactly_the_per_row_check(names):
+    """A big file skips the per-row checks only when every row would have passed them
+    unchanged: a padded name, doubled whitespace or a control character anywhere sends
+    the file to the slow path, which reports that row."""
+    per_row = all(name_problem(n) is None and n == n.strip() and "  " not in n for n in names)
+    if names_all_clean(names):
+        assert per_row
+        assert all(clean(n) == n or any(c.isspace() and c != " " for c in n) for n in names)
+    elif all(n.isascii() for n in names):
+        assert not per_row  # ASCII names: the fast check rejects only what is really wrong
+
+
+def test_a_padded_name_in_a_big_taglist_is_reported_not_imported_padded(db, tmp_path):
+    names = {f"tag_{i}": i for i in range(2000)}
+    names[" padded_tag"] = 5
+    names["double  space"] = 3
+    folder = tmp_path / "list"
+    folder.mkdir()
+    (folder / "General.json").write_text(json.dumps(names))
+    report = d.load_dir(folder)
+    assert report.imported == 2002
+    stored = {e.tag for e in d.search("", mode="prefix", limit=5000)}
+    assert {"padded_tag", "double space"} <= stored  # cleaned, as the per-row path does
+    assert not {" padded_tag", "double  space"} & stored

@@ -99,17 +99,25 @@ def _abandoned(record: dict) -> bool:
     return bool(record.get("started")) and record["started"] != _start_token(pid)
 
 
-def _rebuild(db, sql: str) -> None:
-    # The sort spills to a temporary file rather than to memory: 2.8M keys build in 3.9 s
-    # instead of 4.9 s here (the file stays in the page cache) and the heap stays small.
-    # A helper thread for the sort gains a little more.
+def build_indexes(db, statements: list[str]) -> None:
+    """Run CREATE INDEX statements the fast way for a freshly loaded table.
+
+    The sort spills to a temporary file rather than to memory: 2.8M tag keys build in
+    3.9 s instead of 4.9 s, the dictionary's six indexes in 0.67 s instead of 0.96 s (the
+    file stays in the page cache; the in-memory spill is slower), and the heap stays
+    small. A helper thread for the sort gains a little more."""
     (temp_store,) = db.execute_sql("PRAGMA temp_store").fetchone()
     db.execute_sql("PRAGMA threads = 2")
     db.execute_sql("PRAGMA temp_store = FILE")
     try:
-        db.execute_sql(sql.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))
+        for sql in statements:
+            db.execute_sql(sql)
     finally:
         db.execute_sql(f"PRAGMA temp_store = {int(temp_store)}")
+
+
+def _rebuild(db, sql: str) -> None:
+    build_indexes(db, [sql.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)])
 
 
 def restore_abandoned(db) -> list[str]:

@@ -19,6 +19,7 @@ from sushitui import config
 from sushitui.progress import CancelToken, Cancelled, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import DictionaryTag, ItemTag, current_database, write_transaction
 from sushitui.store.models import DictionaryLoad
+from sushitui.store.deferred_index import build_indexes
 from sushitui.tags.dictionary_formats import (
     CATEGORIES,
     CATEGORY_FILES,
@@ -287,11 +288,8 @@ def import_rows(
                 report.updated += len(updates)
         finally:
             if dropped:
-                # let SQLite sort for CREATE INDEX in worker threads (it is single-threaded by default)
-                db.execute_sql("PRAGMA threads = 4")
-            for i, (name, sql_text) in enumerate(dropped):
-                _emit(throttle, f"indexing {i + 1}/{len(dropped)}", total, total, started, force=True)
-                db.execute_sql(sql_text)
+                _emit(throttle, f"indexing ({len(dropped)} indexes)", total, total, started, force=True)
+                build_indexes(db, [sql_text for _name, sql_text in dropped])
     dictionary_changed()
     _emit(throttle, "done", total, total, started, force=True)
     report.elapsed_s = time.monotonic() - started
