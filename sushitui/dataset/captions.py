@@ -156,13 +156,17 @@ def set_tags_many(
         for c in Caption.select().where(Caption.item.in_(chunk)):
             captions.setdefault(c.item_id, []).append(c)
     old_sources: dict[int, dict[str, tuple[str, float | None]]] = {}
+    db = current_database()
     for chunk_start in range(0, len(item_ids), 500):
         chunk = item_ids[chunk_start : chunk_start + 500]
-        q = ItemTag.select(ItemTag.item, ItemTag.norm, ItemTag.source, ItemTag.confidence).where(
-            ItemTag.item.in_(chunk) & (ItemTag.subtype == subtype)
+        # a plain cursor: peewee's per-row conversion cost ~10 us for each of ~30 rows per item
+        rows = db.execute_sql(
+            f"SELECT item_id, norm, source, confidence FROM item_tag WHERE item_id IN ({','.join('?' * len(chunk))}) "
+            "AND subtype = ?",
+            [*chunk, subtype],
         )
-        for r in q.tuples():
-            old_sources.setdefault(r[0], {})[r[1]] = (r[2], r[3])
+        for item_id, norm, src, conf in rows:
+            old_sources.setdefault(item_id, {})[norm] = (src, conf)
 
     applied: list[tuple[TagEdit, Caption | None, str, list[str], FileState | None]] = []
     staged: list[tuple[tuple, StagedWrite]] = []
