@@ -1,4 +1,4 @@
-"""CLI commands: ``dataset add|list|show|reindex|remove`` and ``items``.
+"""CLI commands: ``dataset add|edit|list|show|reindex|remove`` and ``items``.
 
 Thin over ``sushitui.dataset.registry`` / ``items``: parse, call, print. Long scans draw
 a progress bar on a terminal (plain output when piped); the first Ctrl-C cancels and
@@ -7,6 +7,9 @@ keeps what was indexed.
 
 from __future__ import annotations
 
+import argparse
+import copy
+import shlex
 import sys
 
 from sushitui.cli.common import (
@@ -32,18 +35,20 @@ def register(subparsers) -> None:
     p = sub.add_parser("add", help="register a folder of images and captions and index it")
     p.add_argument("name", metavar="NAME", help="unique name (1-100 characters)")
     p.add_argument("path", metavar="PATH", help="the folder that holds the images")
-    p.add_argument("--type", choices=["auto", "single", "pairs"], default="auto",
-                   help="auto (default): group X_source/X_target/...; single: every image is its own item; pairs: groups are pairs")
-    p.add_argument("--caption-suffixes", metavar="LIST", help="comma-separated caption suffixes (default main,alt,instruction,caption,tags,description)")
-    p.add_argument("--image-suffixes", metavar="LIST", help="comma-separated image suffixes (default source,target,cref,mask)")
-    p.add_argument("--primary-suffix", metavar="SUFFIX", default="target", help="which image of a group is the primary one (default target)")
-    p.add_argument("--caption-type", metavar="SUBTYPE=TYPE", action="append", default=[],
-                   help="override the caption type of a subtype, e.g. alt=natural_language (repeatable)")
-    p.add_argument("--no-recursive", action="store_true", help="only the folder itself, not its subfolders")
-    p.add_argument("--max-depth", type=int, metavar="N", help="subfolder levels to descend (0 = the folder only; default unlimited)")
-    p.add_argument("--exif", action="store_true", help="also read captions embedded in images (EXIF/XMP/IPTC/PNG text)")
+    _add_setting_options(p, editing=False)
     add_common(p)
     p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("edit", help="change a dataset's settings (name, folder, how files are read)",
+                       description="Change a dataset's settings; only the options given are changed. "
+                       "A change to how files are read makes the next reindex re-read every file.")
+    p.add_argument("name", metavar="NAME", help="the dataset to change")
+    p.add_argument("--name", dest="new_name", metavar="NEW", help="rename the dataset (1-100 characters, unique)")
+    p.add_argument("--path", dest="new_path", metavar="DIR", help="the folder that holds the images (it moved)")
+    _add_setting_options(p, editing=True)
+    p.add_argument("--reindex", action="store_true", help="reindex at once after saving (a full re-read when the change needs one)")
+    add_common(p)
+    p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("list", help="list registered datasets")
     add_common(p)
@@ -122,6 +127,66 @@ def _print_problems(problems, name: str, limit: int | None = PROBLEMS_SHOWN) -> 
         out(f"  … and {len(problems) - limit:,} more: sushitui dataset show {name}")
 
 
+# The settings options that `dataset add` and `dataset edit` share: (dest, flag) in the
+# order of DatasetSettings. `edit` changes only the ones given (every default is None).
+_SETTING_FLAGS = {
+    "type": "--type",
+    "caption_suffixes": "--caption-suffixes",
+    "image_suffixes": "--image-suffixes",
+    "primary_suffix": "--primary-suffix",
+    "caption_type": "--caption-type",
+    "no_caption_types": "--no-caption-types",
+    "recursive": "--recursive/--no-recursive",
+    "max_depth": "--max-depth",
+    "no_max_depth": "--no-max-depth",
+    "exif": "--exif/--no-exif",
+}
+
+
+def _add_setting_options(p, *, editing: bool) -> None:
+    """How the folder is read; ``add`` fills what is not given from DatasetSettings'
+    defaults, ``edit`` keeps the dataset's current value."""
+    d = "default for new datasets" if editing else "default"
+    p.add_argument("--type", choices=["auto", "single", "pairs"],
+                   help=f"auto ({d}): group X_source/X_target/...; single: every image is its own item; pairs: groups are pairs")
+    p.add_argument("--caption-suffixes", metavar="LIST",
+                   help=f"comma-separated caption suffixes ({d}: main,alt,instruction,caption,tags,description)")
+    p.add_argument("--image-suffixes", metavar="LIST", help=f"comma-separated image suffixes ({d}: source,target,cref,mask)")
+    p.add_argument("--primary-suffix", metavar="SUFFIX", help=f"which image of a group is the primary one ({d}: target)")
+    types = p.add_mutually_exclusive_group()
+    types.add_argument("--caption-type", metavar="SUBTYPE=TYPE", action="append",
+                       help="override the caption type of a subtype, e.g. alt=natural_language (repeatable)"
+                       + ("; replaces the dataset's overrides" if editing else ""))
+    if editing:
+        types.add_argument("--no-caption-types", action="store_true", help="remove every caption type override")
+    p.add_argument("--recursive", action=argparse.BooleanOptionalAction,
+                   help=f"descend into subfolders ({d}) or, with --no-recursive, only the folder itself")
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument("--max-depth", type=int, metavar="N", help=f"subfolder levels to descend (0 = the folder only; {d}: unlimited)")
+    if editing:
+        depth.add_argument("--no-max-depth", action="store_true", help="descend without a depth limit")
+    p.add_argument("--exif", action=argparse.BooleanOptionalAction,
+                   help=f"also read captions embedded in images (EXIF/XMP/IPTC/PNG text; {d}: off)")
+
+
+def _setting_changes(args) -> dict:
+    """The settings options given, as keyword arguments for DatasetSettings / update_settings."""
+    changes: dict = {}
+    for key in ("type", "caption_suffixes", "image_suffixes", "primary_suffix", "recursive", "max_depth"):
+        value = getattr(args, key)
+        if value is not None:
+            changes[key] = value
+    if args.exif is not None:
+        changes["read_exif"] = args.exif
+    if args.caption_type is not None:
+        changes["caption_types"] = _caption_types(args.caption_type)
+    if getattr(args, "no_caption_types", False):
+        changes["caption_types"] = {}
+    if getattr(args, "no_max_depth", False):
+        changes["max_depth"] = None
+    return changes
+
+
 def _caption_types(pairs: list[str]) -> dict[str, str]:
     types = {}
     for pair in pairs:
@@ -139,14 +204,7 @@ def cmd_add(args) -> int:
     from sushitui.dataset.registry import DatasetError, DatasetSettings, add_dataset, dataset_to_dict
 
     open_db(args)
-    settings = DatasetSettings(name=args.name, root_path=args.path, type=args.type,
-                               recursive=not args.no_recursive, max_depth=args.max_depth,
-                               read_exif=args.exif, primary_suffix=args.primary_suffix,
-                               caption_types=_caption_types(args.caption_type))
-    if args.caption_suffixes is not None:
-        settings.caption_suffixes = args.caption_suffixes
-    if args.image_suffixes is not None:
-        settings.image_suffixes = args.image_suffixes
+    settings = DatasetSettings(name=args.name, root_path=args.path, **_setting_changes(args))
     bar = TerminalProgress(f"scanning {args.name}")
     try:
         with cancel_on_sigint() as token:
@@ -162,24 +220,96 @@ def cmd_add(args) -> int:
     return 130 if report.cancelled else 0
 
 
-def cmd_reindex(args) -> int:
-    from sushitui.dataset.registry import DatasetError, dataset_to_dict, get_dataset, reindex
+def _reindex(ds, full: bool = False):
+    """Reindex with the terminal progress bar; the first Ctrl-C cancels (kept so far)."""
+    from sushitui.dataset.registry import DatasetError, reindex
 
-    open_db(args)
-    ds = _get(args.name)
     bar = TerminalProgress(f"reindexing {ds.name}")
     try:
         with cancel_on_sigint() as token:
-            report = reindex(ds, progress=bar, cancel=token, full=args.full)
+            return reindex(ds, progress=bar, cancel=token, full=full)
     except DatasetError as exc:
         raise _dataset_error(exc) from exc
     finally:
         bar.close()
+
+
+def cmd_reindex(args) -> int:
+    from sushitui.dataset.registry import dataset_to_dict, get_dataset
+
+    open_db(args)
+    ds = _get(args.name)
+    report = _reindex(ds, full=args.full)
     if args.json:
         emit_json({"dataset": dataset_to_dict(get_dataset(ds.id)), "report": report.to_dict()})
     else:
         _print_report(report, ds.name, "reindexed")
     return 130 if report.cancelled else 0
+
+
+_SETTING_LABELS = {
+    "name": "name", "root_path": "path", "type": "type", "caption_suffixes": "caption suffixes",
+    "image_suffixes": "image suffixes", "primary_suffix": "primary suffix", "caption_types": "caption types",
+    "recursive": "recursive", "max_depth": "max depth", "read_exif": "embedded metadata",
+}
+
+
+def _fmt_setting(key: str, value) -> str:
+    if key == "caption_types":
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
+    if key == "max_depth":
+        return "unlimited" if value is None else str(value)
+    if key == "read_exif":
+        return "read" if value else "off"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(value) or "none"
+    return repr(value) if key == "name" else str(value)
+
+
+def cmd_edit(args) -> int:
+    from sushitui.dataset.registry import DatasetError, DatasetSettings, dataset_to_dict, update_settings
+
+    changes = _setting_changes(args)
+    if args.new_name is not None:
+        changes["name"] = args.new_name
+    if args.new_path is not None:
+        changes["root_path"] = args.new_path
+    if not changes:
+        flags = ["--name NEW", "--path DIR"] + [f for f in _SETTING_FLAGS.values()]
+        raise CliError(f"nothing to change for {args.name!r}: give one or more of {', '.join(flags)} "
+                       "(`sushitui dataset edit --help` explains them; `sushitui dataset show NAME` shows the current ones)", 2)
+    open_db(args)
+    ds = _get(args.name)
+    before = copy.deepcopy(DatasetSettings.from_dataset(ds))
+    try:
+        ds = update_settings(ds, **changes)
+    except DatasetError as exc:
+        raise _dataset_error(exc) from exc
+    after = DatasetSettings.from_dataset(ds)
+    changed = {f: [getattr(before, f), getattr(after, f)] for f in _SETTING_LABELS if getattr(before, f) != getattr(after, f)}
+    needs_full = bool((ds.last_scan_report or {}).get("needs_full"))
+    report = _reindex(ds) if args.reindex else None
+    if args.json:
+        from sushitui.dataset.registry import get_dataset
+
+        emit_json({"dataset": dataset_to_dict(get_dataset(ds.id)), "changed": changed,
+                   "needs_full_reindex": needs_full, "reindex": report.to_dict() if report else None})
+        return 130 if report and report.cancelled else 0
+    if changed:
+        out(f"updated {ds.name!r}:")
+        for key, (old, new) in changed.items():
+            out(f"  {_SETTING_LABELS[key]}: {_fmt_setting(key, old)} → {_fmt_setting(key, new)}")
+    else:
+        out(f"nothing changed: {ds.name!r} already has these settings")
+    if report is not None:
+        _print_report(report, ds.name, "reindexed (every file re-read)" if needs_full else "reindexed")
+        return 130 if report.cancelled else 0
+    if needs_full:
+        out(f"the next reindex re-reads every file so the new settings take effect: "
+            f"sushitui dataset reindex {shlex.quote(ds.name)} (or pass --reindex)")
+    return 0
 
 
 def cmd_list(args) -> int:

@@ -166,9 +166,10 @@ def reindex(
         raise DatasetError(str(exc)) from exc
 
 
-def update_settings(name: str | int | Dataset, **changes) -> Dataset:
+def update_settings(name: str | int | Dataset, /, **changes) -> Dataset:
     """Change settings; a change that affects how files are read makes the next
-    reindex re-read everything. Renaming checks uniqueness."""
+    reindex re-read everything. Renaming (``name=``; the dataset is positional-only so
+    that a new name can be passed) checks uniqueness."""
     ds = get_dataset(name)
     unknown = set(changes) - {f.name for f in fields(DatasetSettings)}
     if unknown:
