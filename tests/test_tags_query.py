@@ -15,6 +15,7 @@ from sushitui.tags.query import (
     And,
     CaptionTerm,
     CompareTerm,
+    count_matches,
     GroupTerm,
     ItemFacts,
     MatchAll,
@@ -258,6 +259,7 @@ def check_equivalent(text, corpus_value):
     for strategy in ("page", "set"):
         got = sorted(r.id for r in apply_query(Item.select(), text, ds.id, strategy=strategy))
         assert got == want, (strategy, text)
+    assert count_matches(ds.id, text) == len(want), text  # the browser's total
     return want
 
 
@@ -283,6 +285,22 @@ def test_equivalence_is_not_vacuous(corpus):
     assert len(check_equivalent("", corpus)) == 100  # only the dataset's own items
     for text in ("caption:nl", "source:auto", "-source:user", "caption:tags, source:auto_wd-v3"):
         assert 0 < len(check_equivalent(text, corpus)) < 100, text
+
+
+@pytest.mark.parametrize("other_dataset", ["kept", "removed"])
+def test_merged_counts_equal_python_evaluation(corpus, other_dataset):
+    """Flat conjunctions of tags, tag alternatives and groups are counted by merging the
+    index's sorted item lists; with another dataset present its items must not count."""
+    from sushitui.tags.query import _compound_count_sql
+
+    ds = corpus[0]
+    if other_dataset == "removed":
+        Item.delete().where(Item.dataset != ds.id).execute()
+    for text in ("1girl", "1girl, -short hair", "smile | grin, -1girl", "group:hair, -long hair", "solo, blue eyes, hat",
+                 "-group:hair, 1GIRL", "kaga \\(kancolle\\), ^_^"):
+        assert _compound_count_sql(parse(text), ds.id) is not None, text  # the merged form is the one tested
+        check_equivalent(text, corpus)
+    assert _compound_count_sql(parse("*hair, solo"), ds.id) is None  # wildcards keep the general plan
 
 
 def test_unknown_group_is_a_query_error_with_position(corpus):

@@ -65,10 +65,11 @@ def list_items(
 
 
 def count_items(dataset_id: int, query: str | None = None) -> int:
-    select = Item.select(Item.id).where(Item.dataset == dataset_id)
     if query and query.strip():
-        select = _apply_query(select, query, dataset_id)
-    return select.count()
+        from sushitui.tags.query import count_matches
+
+        return count_matches(dataset_id, query)
+    return Item.select(Item.id).where(Item.dataset == dataset_id).count()
 
 
 def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:

@@ -623,6 +623,63 @@ def apply_query(select, text: str | None, dataset_id: int | None = None, *, subt
     return select if expr is None else select.where(expr)
 
 
+# --- counting ----------------------------------------------------------------------------
+
+
+def _compound_arm(n: Node) -> tuple[str, list] | None:
+    """The item ids a term selects, as one SELECT over item_tag, or None for a term that
+    has no such form (sizes, caption:, source:, nested expressions)."""
+    head = "SELECT item_id FROM item_tag WHERE "
+    if isinstance(n, TagTerm):
+        # a wildcard is left to the general plan: for ``*x*`` SQLite would sort the whole
+        # item_tag table by item for the merge (measured slower than the IN lists)
+        return (head + "norm = ?", [n.key]) if n.parts is None else None
+    if isinstance(n, Or) and all(isinstance(c, TagTerm) and c.parts is None for c in n.children):
+        keys = sorted({c.key for c in n.children})
+        return head + f"norm IN ({','.join('?' * len(keys))})", keys
+    if isinstance(n, GroupTerm):
+        return head + "norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?)", [_group_id(n.name, n.position)]
+    return None
+
+
+def _compound_count_sql(node: Node, dataset_id: int) -> tuple[str, list] | None:
+    """``A, B, -C`` (tags, ``|`` of tags, groups, each possibly negated, at least one not)
+    as ``A INTERSECT B EXCEPT C ORDER BY 1``. With the ORDER BY, SQLite merges the arms as
+    they come out of the (norm, item_id) index, already sorted, instead of building a
+    temporary list per term: 25 ms instead of 86 ms for a three-term count over 3M tag rows."""
+    terms = node.children if isinstance(node, And) else (node,)
+    pos, neg = [], []
+    for t in terms:
+        arm = _compound_arm(t.child) if isinstance(t, Not) else _compound_arm(t)
+        if arm is None:
+            return None
+        (neg if isinstance(t, Not) else pos).append(arm)
+    if not pos:
+        return None
+    if len(pos) == 1 and not neg:
+        sql, params = pos[0][0].replace("SELECT item_id", "SELECT DISTINCT item_id", 1), list(pos[0][1])
+    else:
+        sql = " INTERSECT ".join(a[0] for a in pos) + "".join(" EXCEPT " + a[0] for a in neg) + " ORDER BY 1"
+        params = [p for a in pos + neg for p in a[1]]
+    from sushitui.store import current_database
+
+    lo, hi = current_database().execute_sql("SELECT MIN(dataset_id), MAX(dataset_id) FROM item").fetchone()
+    if lo == hi == dataset_id:  # the only dataset with items: no membership test needed
+        return f"SELECT COUNT(*) FROM ({sql})", params
+    return f"SELECT COUNT(*) FROM item WHERE dataset_id = ? AND id IN ({sql})", [dataset_id, *params]
+
+
+def count_matches(dataset_id: int, text: str | None, *, subtype: str | None = None) -> int:
+    """How many of the dataset's items match a query (the browser's total)."""
+    from sushitui.store import Item, current_database
+
+    if text is not None and text.strip() and subtype is None:
+        compound = _compound_count_sql(parse(text), dataset_id)
+        if compound is not None:
+            return current_database().execute_sql(*compound).fetchone()[0]
+    return apply_query(Item.select(Item.id), text, dataset_id, subtype=subtype).count()
+
+
 def matching_item_ids(dataset_id: int, text: str | None, *, subtype: str | None = None) -> list[int]:
     """Ids of the dataset's items matching a query, in id order."""
     from sushitui.store import Item
