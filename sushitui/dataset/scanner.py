@@ -469,16 +469,22 @@ def _finish(db, dataset: Dataset, report: ScanReport, t0: float, w, changed: lis
         row, n_caps = _totals(db, dataset)
     report.items_total = row[0]
     now = time.time()
+    stored = report.to_dict()
+    if report.cancelled and (dataset.last_scan_report or {}).get("needs_full"):
+        # A settings change asked for every file to be re-read and this scan stopped
+        # early: the next reindex must still re-read everything, or the folders it did
+        # not reach (digests unchanged) would keep what the old settings read.
+        stored["needs_full"] = True
     with write_transaction(db):
         if not report.cancelled and changed is not None:
             _store_dir_signatures(db, dataset, report, w, changed)
         Dataset.update(
             total_items=row[0], total_images=row[1], total_captions=n_caps,
-            indexed_at=now, last_scan_report=report.to_dict(), updated_at=now,
+            indexed_at=now, last_scan_report=stored, updated_at=now,
         ).where(Dataset.id == dataset.id).execute()
     dataset.total_items, dataset.total_images, dataset.total_captions = row[0], row[1], n_caps
     dataset.indexed_at = now
-    dataset.last_scan_report = report.to_dict()
+    dataset.last_scan_report = stored
     return report
 
 
