@@ -231,3 +231,13 @@ def test_terminal_output_neutralises_control_characters(cli, folder, tmp_path, m
     assert code == 0, err
     assert "\x1b" not in out and "\x07" not in out
     assert "evil\\x1b]0;pwned\\x07" in out
+
+
+def test_primary_suffix_must_be_an_image_suffix(cli):
+    code, out, err = cli("dataset", "edit", "cats", "--primary-suffix", "after")
+    assert code == 1
+    assert "primary suffix 'after' is not one of the image suffixes (source, target, cref, mask)" in err
+    assert show(cli, "cats")["primary_suffix"] == "target"
+    code, out, err = cli("dataset", "edit", "cats", "--image-suffixes", "before,after", "--primary-suffix", "after")
+    assert code == 0, err
+    assert show(cli, "cats")["primary_suffix"] == "after"

@@ -101,10 +101,16 @@ def validate(settings: DatasetSettings, *, check_root: bool = True) -> DatasetSe
     for subtype, ctype in types.items():
         if ctype not in CAPTION_TYPES:
             raise DatasetError(f"caption type {ctype!r} for {subtype!r} is not one of {', '.join(CAPTION_TYPES)}")
+    primary = (settings.primary_suffix or "target").strip().lower()
+    # "target" is the default and may be absent from custom suffixes (grouping then picks
+    # the first present); any other choice must be one of them, as the TUI form checks
+    if primary != "target" and image_suffixes and primary not in image_suffixes:
+        raise DatasetError(f"primary suffix {primary!r} is not one of the image suffixes ({', '.join(image_suffixes)}); "
+                           "pick one of them")
     return DatasetSettings(
         name=name, root_path=root, type=settings.type, caption_suffixes=caption_suffixes, image_suffixes=image_suffixes,
         recursive=bool(settings.recursive), max_depth=settings.max_depth, read_exif=bool(settings.read_exif),
-        primary_suffix=(settings.primary_suffix or "target").strip().lower(), caption_types=types,
+        primary_suffix=primary, caption_types=types,
     )
 
 
