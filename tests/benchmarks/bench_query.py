@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from sushitui.store import Dataset, Item, open_database  # noqa: E402
 from sushitui.tags.query import apply_query  # noqa: E402
+from sushitui.dataset.items import count_items  # noqa: E402
 
 SCHEMA_TAG = "v2"  # bump when the builder or the schema's indexes change
 PAGE = 50
@@ -121,7 +122,7 @@ def orm_page_and_count(query: str):
     def run():
         # as the browser does (sushitui.dataset.items): a sorted page of rows, and a count
         page = list(apply_query(Item.select(), query, 1).order_by(Item.base_name, Item.id).limit(PAGE))
-        total = apply_query(Item.select(Item.id), query, 1).count()
+        total = count_items(1, query)
         return len(page), total
     return run
 
