@@ -124,7 +124,10 @@ def edit_items(
             result.cancelled = True
             break
         chunk = list(item_ids[start : start + batch_size])
-        items = {i.id: i for i in Item.select().where(Item.id.in_(chunk))}
+        # only what the caption write path reads (new caption names): the JSON columns
+        # (EXIF, related images, problems) would be decoded for nothing, per row
+        items = {i.id: i for i in Item.select(Item.id, Item.dataset, Item.rel_dir, Item.base_name, Item.item_type)
+                 .where(Item.id.in_(chunk))}
         current: dict[int, list[str]] = {i: [] for i in chunk}
         # plain cursor: ~10x less per-row overhead than model rows for ~30 tags per item
         rows = current_database().execute_sql(

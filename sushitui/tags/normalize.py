@@ -45,8 +45,11 @@ def is_kaomoji(tag: str) -> bool:
     )
 
 
+@lru_cache(maxsize=1 << 16)
 def clean(tag: str) -> str:
-    """The display spelling: trimmed, inner whitespace folded to one space."""
+    """The display spelling: trimmed, inner whitespace folded to one space. Memoised like
+    ``match_key``: captions repeat the same few thousand tags (a 10k-item bulk edit
+    cleans ~400k of them)."""
     return _WS.sub(" ", tag).strip()
 
 
