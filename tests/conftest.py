@@ -41,3 +41,27 @@ def testdata() -> Path:
     if not SHARED_TESTDATA.is_dir():
         pytest.skip(f"real-world test data not found at {SHARED_TESTDATA} (../shared is absent in this checkout)")
     return SHARED_TESTDATA
+
+
+@pytest.fixture
+def cancel_after_write(monkeypatch):
+    """``cancel_after_write(batch_items)`` → a CancelToken that a scan trips right after
+    its first write transaction, with batches of ``batch_items`` items: a scan stopped
+    part-way, deterministically."""
+    from sushitui.dataset import scanner
+    from sushitui.progress import CancelToken
+
+    def arm(batch_items: int):
+        monkeypatch.setattr(scanner, "WRITE_BATCH", batch_items)
+        monkeypatch.setattr(scanner, "BATCH", batch_items)
+        token = CancelToken()
+        real_write = scanner.Writer.write
+
+        def write_then_cancel(self, batches):
+            real_write(self, batches)
+            token.cancel()
+
+        monkeypatch.setattr(scanner.Writer, "write", write_then_cancel)
+        return token
+
+    return arm

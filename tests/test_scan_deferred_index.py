@@ -86,20 +86,9 @@ def test_a_scan_that_fails_midway_still_rebuilds_the_index(db, folder, monkeypat
     assert index_exists(db) and deferral_record(db) is None
 
 
-def test_a_cancelled_scan_rebuilds_the_index(db, folder, monkeypatch):
-    from sushitui.progress import CancelToken
-
+def test_a_cancelled_scan_rebuilds_the_index(db, folder, monkeypatch, cancel_after_write):
     monkeypatch.setattr(scanner, "DEFER_INDEX_MIN_ITEMS", 10)
-    monkeypatch.setattr(scanner, "WRITE_BATCH", 5)
-    monkeypatch.setattr(scanner, "BATCH", 5)
-    token = CancelToken()
-    real_write = scanner.Writer.write
-
-    def write_then_cancel(self, batches):
-        real_write(self, batches)
-        token.cancel()
-
-    monkeypatch.setattr(scanner.Writer, "write", write_then_cancel)
+    token = cancel_after_write(5)
     _, report = add_dataset(DatasetSettings("ds", str(folder)), cancel=token)
     assert report.cancelled and 0 < report.items_added < 60
     assert index_exists(db) and deferral_record(db) is None

@@ -234,13 +234,10 @@ def test_synthetic_png_is_valid_and_unique():
     assert im.size == (32, 32)
 
 
-def test_cancelled_full_reindex_after_a_settings_change_is_finished_by_the_next(db, tmp_path, monkeypatch):
+def test_cancelled_full_reindex_after_a_settings_change_is_finished_by_the_next(db, tmp_path, cancel_after_write):
     """A settings change that needs every file re-read must not be forgotten when that
     reindex is cancelled part-way: the folders it did not reach would otherwise keep what
     the old settings made of them, since their contents did not change."""
-    from sushitui.dataset import scanner
-    from sushitui.progress import CancelToken
-
     root = tmp_path / "ds"
     for folder in ("a", "b"):
         img(root / folder / "x.png")
@@ -248,21 +245,10 @@ def test_cancelled_full_reindex_after_a_settings_change_is_finished_by_the_next(
     add_dataset(DatasetSettings("o", str(root), caption_types={"alt": "social_media"}))
     update_settings("o", caption_types={"alt": "tags"})
 
-    monkeypatch.setattr(scanner, "BATCH", 1)
-    monkeypatch.setattr(scanner, "WRITE_BATCH", 1)
-    token = CancelToken()
-    real_write = scanner.Writer.write
-
-    def write_then_cancel(self, batches):
-        real_write(self, batches)
-        token.cancel()
-
-    monkeypatch.setattr(scanner.Writer, "write", write_then_cancel)
-    report = reindex("o", cancel=token)
+    report = reindex("o", cancel=cancel_after_write(1))
     assert report.cancelled
     assert sorted(c.type for c in Caption.select()) == ["social_media", "tags"]  # one folder done
-    monkeypatch.setattr(scanner.Writer, "write", real_write)
 
-    reindex("o")
+    reindex("o")  # no token this time: the armed write trips one nobody watches
     assert [c.type for c in Caption.select()] == ["tags", "tags"]
     assert ItemTag.select().count() == 4
