@@ -11,6 +11,15 @@ Layouts:
 - C ``x_source.png`` + ``x_target.png`` + ``x_instruction.txt``  ONE group item whose
   ``related_images`` maps suffix → path, primary image = the dataset's primary suffix
 - D captions embedded in the image (read by ``sushitui.dataset.metadata``)
+
+Caption files are ``.txt``, ``.caption`` (sd-scripts' default ``--caption_extension``)
+and ``.cap`` (the kohya_ss GUI's WD14 captioner), in every layout. An image's plain
+caption (``x.txt``) is ``main`` when it is its only plain caption; with several plain
+captions of different extensions, the first in ``CAPTION_EXTENSIONS_ORDER`` is ``main``
+and each other one gets the subtype named after its extension (``x.txt`` + ``x.cap``:
+``main`` + ``cap``). Two files claiming one subtype: the one whose extension comes
+first wins, then the plain name over the suffixed one (``x.txt`` over ``x_main.txt``);
+the other stays on disk, unindexed, and is reported.
 """
 
 from __future__ import annotations
@@ -19,7 +28,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
-CAPTION_EXTENSIONS = frozenset({".txt"})
+# precedence when one image has several captions of the same subtype (or several plain ones)
+CAPTION_EXTENSIONS_ORDER = (".txt", ".caption", ".cap")
+CAPTION_EXTENSIONS = frozenset(CAPTION_EXTENSIONS_ORDER)
+_EXT_RANK = {ext: i for i, ext in enumerate(CAPTION_EXTENSIONS_ORDER)}
 DEFAULT_IMAGE_SUFFIXES = ("source", "target", "cref", "mask")
 DEFAULT_CAPTION_SUFFIXES = ("main", "alt", "instruction", "caption", "tags", "description")
 MAIN = "main"
@@ -146,23 +158,49 @@ def group_directory(
         group.primary_suffix = ""
 
     orphans: list[tuple[str, str]] = []
+    claims: list[tuple[ItemGroup, str | None, FileEntry]] = []  # subtype None: plain caption, decided below
+    plain: dict[int, list[FileEntry]] = {}  # id(group) -> its plain captions
     for entry in sorted(captions, key=lambda e: e.name):
         stem = split_ext(entry.name)[0]
         base, subtype = parse_name(stem, caption_suffixes)
         group = groups.get(base) if subtype else None
         if group is None:
             # x.txt (layout A), or a name like photo_alt.txt beside photo_alt.png
-            group, subtype = groups.get(stem) or by_stem.get(stem), MAIN
+            group, subtype = groups.get(stem) or by_stem.get(stem), None
         if group is None:
             orphans.append((entry.name, "caption file without an image of the same base name; not indexed"))
             continue
-        subtype = subtype or MAIN
+        claims.append((group, subtype, entry))
+        if subtype is None:
+            plain.setdefault(id(group), []).append(entry)
+
+    # Several plain captions (x.txt + x.cap): the first extension is main, the others
+    # are named after their extension. Same extension twice (x.txt, x.TXT): both main,
+    # and the clash rule below picks one.
+    plain_subtype: dict[str, str] = {}
+    for entries in plain.values():
+        first = min(_ext_rank(e.name) for e in entries)
+        for e in entries:
+            rank = _ext_rank(e.name)
+            plain_subtype[e.name] = MAIN if rank == first else CAPTION_EXTENSIONS_ORDER[rank][1:]
+
+    for group, subtype, entry in claims:
+        subtype = subtype or plain_subtype[entry.name]
         if subtype in group.captions:
             first = group.captions[subtype]
             # x.txt and x_main.txt both say "main": the plain one wins, both stay on disk.
-            keep, drop = (first, entry) if split_ext(first.name)[0] == group.base_name else (entry, first)
+            # Across extensions (x_alt.txt and x_alt.cap) the .txt wins first.
+            rank_first, rank_entry = _ext_rank(first.name), _ext_rank(entry.name)
+            if rank_first != rank_entry:
+                first_wins = rank_first < rank_entry
+            else:
+                first_wins = split_ext(first.name)[0] == group.base_name
+            keep, drop = (first, entry) if first_wins else (entry, first)
             group.captions[subtype] = keep
-            group.problems.append((drop.name, f"two '{subtype}' captions for {group.base_name!r}: {keep.name} is used, this one is ignored"))
+            why = (f"{split_ext(keep.name)[1]} captions come before {split_ext(drop.name)[1]}"
+                   if _ext_rank(keep.name) != _ext_rank(drop.name) else "")
+            group.problems.append((drop.name, f"two '{subtype}' captions for {group.base_name!r}: {keep.name} is used, "
+                                              f"this one is ignored{f' ({why})' if why else ''}"))
             continue
         group.captions[subtype] = entry
 
@@ -176,3 +214,7 @@ def _pick_primary(group: ItemGroup, preferred: str) -> str:
         if key in group.images:
             return key
     return sorted(group.images)[0]
+
+
+def _ext_rank(name: str) -> int:
+    return _EXT_RANK[split_ext(name)[1]]

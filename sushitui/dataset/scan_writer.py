@@ -51,7 +51,7 @@ class Existing:
     related: str  # related_images JSON as stored
     size: int | None
     mtime_ns: int | None
-    captions: dict[str, tuple[int, int | None, int | None]] = field(default_factory=dict)  # file_path -> (id, size, mtime)
+    captions: dict[str, tuple[int, int | None, int | None, str]] = field(default_factory=dict)  # file_path -> (id, size, mtime, subtype)
     problems: list[str] | None = None  # Item.problems: "file name: reason"
 
 

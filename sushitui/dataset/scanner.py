@@ -101,7 +101,7 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     by_id: dict[int, Existing] = {}
     item_sql = "SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems FROM item WHERE dataset_id = ?"
     cap_sql = (
-        "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns FROM caption c JOIN item i ON i.id = c.item_id "
+        "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns, c.subtype FROM caption c JOIN item i ON i.id = c.item_id "
         "WHERE i.dataset_id = ? AND c.file_path IS NOT NULL"
     )
     if rel_dirs is None:
@@ -112,8 +112,8 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
         for item_id, key, image_path, related, size, mtime, problems in db.execute_sql(item_sql + extra, params):
             e = Existing(item_id, image_path, related or "{}", size, mtime, problems=json_loads(problems) or None)
             existing[key] = by_id[item_id] = e
-        for cid, item_id, path, size, mtime in db.execute_sql(cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
-            by_id[item_id].captions[path] = (cid, size, mtime)
+        for cid, item_id, path, size, mtime, subtype in db.execute_sql(cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
+            by_id[item_id].captions[path] = (cid, size, mtime, subtype)
     return existing
 
 
@@ -141,11 +141,13 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
         rel = group.rel_path(entry.name)
         seen_paths.add(rel)
         old = existing.captions.get(rel)
-        if full or old is None or old[1] != entry.size or old[2] != entry.mtime_ns:
+        # a changed subtype (x.cap is 'main' alone, 'cap' once x.txt appears) re-reads the
+        # file too: its type and tag rows follow the subtype
+        if full or old is None or old[1] != entry.size or old[2] != entry.mtime_ns or old[3] != subtype:
             to_read.append((subtype, entry.name))
             if old is not None:
                 reuse[entry.name] = old[0]  # re-read in place: the caption keeps its id
-    for rel, (cid, _s, _m) in existing.captions.items():
+    for rel, (cid, *_rest) in existing.captions.items():
         if rel not in seen_paths:
             drop.append(cid)
     if not (image_changed or related_changed or to_read or drop):
