@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.paths import UnsafePathError, to_abs
-from sushitui.export import formats
+from sushitui.export import formats, masks
 from sushitui.export.captions import BuiltCaption, CaptionBuilder, CaptionRow
 from sushitui.export.options import ExportError, ExportOptions, ExportProblem, ExportReport
 from sushitui.export.writer import OutputTree, prepare_outdir
@@ -173,6 +173,7 @@ def export_dataset(
     throttle(event, force=True)
     link_counts = {"link": 0, "symlink": 0, "copy": 0}
     source_dirs: dict[str, str] = {}
+    _plan_masks(items, fmt, ds, options, folders, report)
     try:
         for done, (item, built) in enumerate(_iter_built(ds, options, items, builder), 1):
             if cancel is not None and done % 64 == 0 and cancel.cancelled:
@@ -235,13 +236,10 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
     except UnsafePathError:
         report.problems.append(ExportProblem(item.id, item.image_path, "the database holds a path outside the dataset folder; skipped (run `sushitui dataset reindex`)"))
         return
-    info = folders.get(item.rel_dir)
-    if info is None:
-        info = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
-        # two source folders whose safe names coincide share one output folder (and one
-        # subset/entry: listing it twice would make the trainer read it twice)
-        info = next((f for f in folders.values() if f.folder == info.folder), info)
-        folders[item.rel_dir] = info
+    info = _folder_for(item, fmt, ds, options, folders)
+    mask = None
+    if info.mask_folder is not None and fmt in formats.KOHYA_MASK_FORMATS:
+        mask, info = _kohya_mask(item, root, info, options, folders, report)
     # the base name, not the image stem: a group's X_target.png is exported as X.png, so
     # the caption X.txt pairs with it and control images share the stem (ai-toolkit)
     wanted_stem = item.base_name or posixpath.splitext(posixpath.basename(item.image_path))[0]
@@ -254,6 +252,8 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
         link_counts[how] += 1
         if fmt == "ai-toolkit":
             _place_related(item, root, tree, info, stem, options, link_counts, report)
+        elif mask is not None:
+            _place_kohya_mask(tree, info, name, stem, mask, link_counts, how)
         if formats.WRITES_CAPTION_FILES[fmt]:
             if built.text:
                 tree.write_caption(info.folder, stem + formats.CAPTION_EXT, built.text)
@@ -281,27 +281,87 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
     report.items_exported += 1
 
 
+def _folder_for(item, fmt, ds, options, folders) -> formats.FolderInfo:
+    info = folders.get(item.rel_dir)
+    if info is None:
+        info = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
+        # two source folders whose safe names coincide share one output folder (and one
+        # subset/entry: listing it twice would make the trainer read it twice)
+        info = next((f for f in folders.values() if f.folder == info.folder), info)
+        folders[item.rel_dir] = info
+    return info
+
+
 def _place_related(item, root, tree, info, stem, options, link_counts, report) -> None:
     """ai-toolkit control/mask images: same stem as the target, in a parallel folder."""
     for suffixes, folder, flag in (
         (options.control_suffixes, info.control_folder, "has_control"),
         (options.mask_suffixes, info.mask_folder, "has_mask"),
     ):
-        if folder is None:
+        found = masks.related_rel(item, suffixes) if folder is not None else None
+        if found is None:
             continue
-        for suffix in suffixes:
-            rel = item.related_images.get(suffix)
-            if not rel or rel == item.image_path:
-                continue
-            try:
-                src = to_abs(root, rel)
-            except UnsafePathError:
-                report.problems.append(ExportProblem(item.id, rel, "related image path outside the dataset folder; skipped"))
-                break
-            if not os.path.isfile(src):
-                report.problems.append(ExportProblem(item.id, rel, f"{suffix} image missing on disk; skipped"))
-                break
-            how = tree.place_image(src, folder, _image_name(stem, rel))
-            link_counts[how] += 1
-            setattr(info, flag, True)
-            break
+        src, why = masks.related_source(root, *found)
+        if why:
+            report.problems.append(ExportProblem(item.id, found[1], why))
+            continue
+        how = tree.place_image(src, folder, _image_name(stem, found[1]))
+        link_counts[how] += 1
+        setattr(info, flag, True)
+
+
+def _plan_masks(items, fmt, ds, options, folders, report) -> None:
+    """kohya formats: before any file is placed, give the folders whose items have mask
+    images a mask folder (see masks.py for the layout and why)."""
+    if not options.mask_suffixes or not any(item.related_json for item in items):
+        return  # no groups: the output is exactly what it was before masks
+    if fmt == "kohya-json":
+        found = sum(1 for item in items if masks.related_rel(item, options.mask_suffixes))
+        if found:
+            report.problems.append(ExportProblem(None, f"{found} mask images", "not exported: sd-scripts' fine-tuning (metadata_file) subsets take no conditioning_data_dir; export as kohya-toml for --masked_loss"))
+        return
+    if fmt not in formats.KOHYA_MASK_FORMATS:
+        return
+    masked = {}
+    for item in items:
+        info = _folder_for(item, fmt, ds, options, folders)
+        if masks.related_rel(item, options.mask_suffixes):
+            masked[id(info)] = info
+    masks.plan_kohya_masks(masked.values(), folders.values())
+
+
+def _kohya_mask(item, root, info, options, folders, report):
+    """(source path, dataset-relative path) of the item's usable mask and the folder
+    its image goes to. Without a usable mask the item is reported, and in kohya-toml it
+    moves to a plain sibling folder: sd-scripts stops ("missing conditioning data")
+    when an image of a conditioning_data_dir subset has no mask of its size."""
+    found = masks.related_rel(item, options.mask_suffixes)
+    if found is None:
+        path, why = item.image_path, f"no {'/'.join(options.mask_suffixes)} image while other items of {'/'.join(info.folder)} have one"
+    else:
+        src, why = masks.related_source(root, *found)
+        why = why or masks.mask_unusable(src, found[1], item.width, item.height)
+        if not why:
+            return (src, found[1]), info
+        path, why = found[1], f"mask not exported: {why}"
+    if options.format == "kohya-toml":
+        info = masks.unmasked_folder(info, folders)
+        where = f"the image goes to {'/'.join(info.folder)}/, a subset without conditioning_data_dir (plain loss)"
+    else:
+        where = "the image is exported without one (sd-scripts stops with 'missing conditioning data' if this folder's masks are its conditioning_data_dir)"
+    report.problems.append(ExportProblem(item.id, path, f"{why}; {where}"))
+    return None, info
+
+
+def _place_kohya_mask(tree, info, name, stem, mask, link_counts, image_how) -> None:
+    """The mask under the exported image's stem; if it cannot be placed the image is
+    taken back, so the masked subset never holds an image without its mask."""
+    src, rel = mask
+    try:
+        how = tree.place_image(src, info.mask_folder, _image_name(stem, rel))
+    except BaseException:
+        os.unlink(tree.target(info.folder, name))
+        link_counts[image_how] -= 1
+        raise
+    link_counts[how] += 1
+    info.has_mask = True

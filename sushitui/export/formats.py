@@ -6,7 +6,10 @@ written.
   caption files beside images.
 - kohya-toml: the same files (folder names kept) plus ``dataset.toml`` for
   ``--dataset_config``: one ``[[datasets.subsets]]`` per folder, because sd-scripts
-  does not recurse into sub-folders of an ``image_dir``.
+  does not recurse into sub-folders of an ``image_dir``. Group items' masks go to
+  ``masks/<folder>/`` under the image's stem and their subsets get
+  ``conditioning_data_dir`` (sd-scripts ``--masked_loss``; ``txt`` gets the masks only;
+  see masks.py).
 - kohya-json: the images plus ``metadata.json`` in the shape sd-scripts' ``finetune/``
   tools write (``{image_key: {"caption" | "tags": ...}}``, keys relative to the
   image_dir without extension) and a fine-tuning ``dataset.toml``.
@@ -30,6 +33,8 @@ from sushitui.export.writer import safe_component
 _REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
 CAPTION_EXT = ".txt"
 WRITES_CAPTION_FILES = {"txt": True, "kohya-toml": True, "kohya-json": False, "ai-toolkit": True}
+# formats whose mask images go to OUTDIR/masks/<folder> (sd-scripts conditioning_data_dir)
+KOHYA_MASK_FORMATS = ("txt", "kohya-toml")
 
 
 @dataclass
@@ -39,7 +44,7 @@ class FolderInfo:
     class_tokens: str | None
     images: int = 0
     control_folder: tuple[str, ...] | None = None
-    mask_folder: tuple[str, ...] | None = None
+    mask_folder: tuple[str, ...] | None = None  # ai-toolkit mask/<folder>; kohya masks/<folder>
     has_control: bool = False
     has_mask: bool = False
 
@@ -115,13 +120,23 @@ def kohya_dreambooth_toml(folders: Sequence[FolderInfo], options: ExportOptions,
     general: dict = {"caption_extension": CAPTION_EXT, "shuffle_caption": options.shuffle_caption}
     if options.keep_tokens:
         general["keep_tokens"] = options.keep_tokens
-    subsets = []
+    plain, masked = [], []
     for f in folders:
         sub: dict = {"image_dir": config_path(root, f.folder), "num_repeats": f.repeats}
+        if f.has_mask and f.mask_folder:
+            # masked loss: sd-scripts reads this subset as ControlNet-style, whose schema
+            # has no class_tokens
+            sub["conditioning_data_dir"] = config_path(root, f.mask_folder)
+            masked.append(sub)
+            continue
         if f.class_tokens:
             sub["class_tokens"] = f.class_tokens
-        subsets.append(sub)
-    return _header(options) + _toml_sections(general, _kohya_dataset(options, long_sides), subsets)
+        plain.append(sub)
+    dataset = _kohya_dataset(options, long_sides)
+    # a dataset is ControlNet-style only when every subset has conditioning_data_dir:
+    # masked subsets get their own [[datasets]]
+    blocks = [(dataset, subsets) for subsets in (plain, masked) if subsets] or [(dataset, [])]
+    return _header(options) + _toml_sections(general, blocks)
 
 
 def kohya_finetune_toml(options: ExportOptions, root: str, long_sides: Sequence[int], metadata_name: str) -> str:
@@ -133,18 +148,20 @@ def kohya_finetune_toml(options: ExportOptions, root: str, long_sides: Sequence[
         "metadata_file": config_path(root, (metadata_name,)),
         "num_repeats": options.repeats or 1,
     }
-    return _header(options) + _toml_sections(general, _kohya_dataset(options, long_sides), [subset])
+    return _header(options) + _toml_sections(general, [(_kohya_dataset(options, long_sides), [subset])])
 
 
-def _toml_sections(general: dict, dataset: dict, subsets: Sequence[dict]) -> str:
-    """``[general]``, ``[[datasets]]`` and one ``[[datasets.subsets]]`` table per subset,
-    the layout of sd-scripts' documented examples (tomli-w alone would inline the
-    nested array of tables)."""
+def _toml_sections(general: dict, datasets: Sequence[tuple[dict, Sequence[dict]]]) -> str:
+    """``[general]``, then per dataset ``[[datasets]]`` and one ``[[datasets.subsets]]``
+    table per subset, the layout of sd-scripts' documented examples (tomli-w alone would
+    inline the nested array of tables)."""
     import tomli_w
 
-    parts = ["[general]\n" + tomli_w.dumps(general), "[[datasets]]\n" + tomli_w.dumps(dataset)]
-    for sub in subsets:
-        parts.append("  [[datasets.subsets]]\n" + "".join("  " + line + "\n" for line in tomli_w.dumps(sub).splitlines()))
+    parts = ["[general]\n" + tomli_w.dumps(general)]
+    for dataset, subsets in datasets:
+        parts.append("[[datasets]]\n" + tomli_w.dumps(dataset))
+        for sub in subsets:
+            parts.append("  [[datasets.subsets]]\n" + "".join("  " + line + "\n" for line in tomli_w.dumps(sub).splitlines()))
     return "\n".join(parts)
 
 
