@@ -172,10 +172,12 @@ def test_cards_of_untagged_items_show_their_caption_text(tmp_path, db_path, no_i
 
     root = tmp_path / "nl"
     root.mkdir()
-    for name, caption in (("a", "a painting of a skull with a gas mask"), ("b", None)):
+    for name, caption in (("a", "a painting of a skull with a gas mask"), ("b", None), ("c", "A red skull lies on a wooden table. It glows in the dark.")):
         Image.new("RGB", (16, 16), (200, 10, 10)).save(root / f"{name}.png")
         if caption:
             (root / f"{name}.txt").write_text(caption, encoding="utf-8")
+    # kohya GUI layout: BLIP prose in c.txt (main), WD14 tags in c.cap: the card shows the tags
+    (root / "c.cap").write_text("skull,gas_mask,steampunk,machine,solo", encoding="utf-8")
     register(db_path, root, "nl")
     app = _app(db_path)
 
@@ -186,6 +188,8 @@ def test_cards_of_untagged_items_show_their_caption_text(tmp_path, db_path, no_i
             text = screen_text(app)
             assert "a painting of a" in text
             assert "(no tags)" in text  # b has no caption at all
+            assert "skull, gas_mask" in text and "A red skull" not in text
+            assert "│…" not in text.replace(" ", "")  # never a card line that is only "…"
 
     asyncio.run(go())
 

@@ -80,12 +80,17 @@ def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, of
     ids = [r[0] for r in rows]
     first: dict[int, list[str]] = {i: [] for i in ids}
     marks = ",".join("?" * len(ids))
+    # The main tags; an item whose main caption is prose (kohya's BLIP .txt beside a WD14
+    # .cap) shows the tags of its first other tag caption instead of nothing.
     tag_rows = db.execute_sql(
-        f"SELECT item_id, tag FROM item_tag WHERE item_id IN ({marks}) AND subtype IN ('main', '') "
-        f"AND position <= {TAGS_FETCHED} ORDER BY item_id, position",
+        f"SELECT item_id, subtype, tag FROM item_tag WHERE item_id IN ({marks}) "
+        f"AND position <= {TAGS_FETCHED} ORDER BY item_id, subtype NOT IN ('main', ''), subtype, position",
         ids,
     ).fetchall()
-    for item_id, tag in tag_rows:
+    shown_subtype: dict[int, str] = {}
+    for item_id, subtype, tag in tag_rows:
+        if shown_subtype.setdefault(item_id, subtype) != subtype:
+            continue
         tags = first[item_id]
         if len(tags) <= 3:
             tags.append(tag)

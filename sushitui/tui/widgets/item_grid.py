@@ -175,9 +175,11 @@ class CardData:
 def tags_text(tags: list[str], tag_count: int) -> str:
     """The first three tags then "…" when there are more (BR-1)."""
     shown = [for_terminal(t) for t in tags[:TAGS_SHOWN]]
+    if not shown:
+        return ""  # a bare "…" said nothing; the card shows the caption text instead
     text = ", ".join(shown)
     if tag_count > TAGS_SHOWN or len(tags) > TAGS_SHOWN:
-        text += ", …" if shown else "…"
+        text += ", …"
     return text
 
 
