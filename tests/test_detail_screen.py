@@ -359,3 +359,34 @@ async def test_walks_the_whole_query_result(folder):
         await pilot.press("right")
         await settle(pilot, app)
         assert screen.view.base_name == "c"
+
+
+@sync
+async def test_prose_main_caption_opens_on_the_other_tag_caption(db, tmp_path):
+    """kohya GUI folders: BLIP prose in x.txt (main) and WD14 tags in x.cap. The Tags tab
+    opened on the empty main ("no tags — press a"), hiding the tags the user came for."""
+    root = tmp_path / "k"
+    ds, ids = make_dataset(root, {"x": "A skull with a gas mask lies on a table. It is painted in oil.",
+                                  "y": "solo, smile"})
+    (root / "x.cap").write_text("skull,gas mask,steampunk", encoding="utf-8")
+    from sushitui.dataset.registry import reindex
+
+    reindex(ds.name)
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert screen.subtype == "cap" and screen.editor.tags == ["skull", "gas mask", "steampunk"]
+        await pilot.press("a", *"oil painting", "enter", "ctrl+s")
+        await settle(pilot, app)
+        assert (root / "x.cap").read_text() == "skull, gas mask, steampunk, oil painting"
+        assert (root / "x.txt").read_text().startswith("A skull with a gas mask")
+        await pilot.press("escape", "right")  # y has main tags: it opens on main
+        await settle(pilot, app)
+        assert screen.subtype == "main" and screen.editor.tags == ["solo", "smile"]
+        await pilot.press("left", "s")  # back on x, the user picks a subtype: it sticks
+        await settle(pilot, app)
+        chosen = screen.subtype
+        await pilot.press("right")
+        await settle(pilot, app)
+        assert screen.subtype == chosen

@@ -308,6 +308,7 @@ class ItemDetailScreen(Screen):
         self.view: ItemView | None = None
         self.editors: dict[str, TagListEditor] = {}
         self.subtype = MAIN
+        self._subtype_chosen = False  # the user switched subtypes with s: keep it across items
         self.texts: dict[str, TextState] = {}
         self.tag_colors: dict[str, str] = {}
         self.image_tab = 0
@@ -429,8 +430,11 @@ class ItemDetailScreen(Screen):
         if hasattr(box, "dataset_id"):
             box.dataset_id = view.dataset_id  # autocomplete ranks this dataset's own tags
         self.editors = {sub: TagListEditor(view.tags.get(sub, []), resolve=resolve_alias) for sub in view.tag_subtypes}
-        if self.subtype not in self.editors:
-            self.subtype = MAIN
+        if not self._subtype_chosen or self.subtype not in self.editors:
+            # main, unless it has no tags and another tag caption has (kohya GUI folders:
+            # BLIP prose in x.txt is main, the WD14 tags are in x.cap): open on those tags
+            self.subtype = MAIN if view.tags.get(MAIN) else next(
+                (sub for sub in view.tag_subtypes if view.tags.get(sub)), MAIN)
         self.texts = {}
         for ctype in TEXT_TAB_TYPES:
             cap = view.text_caption(ctype)
@@ -692,6 +696,7 @@ class ItemDetailScreen(Screen):
             subs.insert(1, "alt")
         i = (subs.index(self.subtype) + 1) % len(subs) if self.subtype in subs else 0
         self.subtype = subs[i]
+        self._subtype_chosen = True
         if self.subtype not in self.editors:
             self.editors[self.subtype] = TagListEditor([], resolve=resolve_alias)
         self._on_tags_tab()
