@@ -133,3 +133,30 @@ async def test_next_image_is_prefetched_before_enter(folder):
         assert pane.shown_at > before
         assert "loading" not in screen_text(app)
         assert "Image 2/4" in screen_text(app)
+
+
+@sync
+async def test_prose_main_caption_tags_the_other_tag_caption(db, tmp_path):
+    """kohya GUI folders (BLIP prose in x.txt, WD14 tags in x.cap): quick tagging showed
+    no tags and its saves went to the prose caption, which refuses tags."""
+    from sushitui.dataset.registry import reindex
+
+    root = tmp_path / "k"
+    ds, ids = make_dataset(root, {"x": "A skull with a gas mask lies on a table. It is painted in oil.",
+                                  "y": "solo"})
+    (root / "x.cap").write_text("skull,steampunk", encoding="utf-8")
+    reindex(ds.name)
+    set_presets(ds.id, ["smile", "oil painting"])
+    app = ScreenApp(lambda: QuickTagScreen(ds.id, ids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert screen.editor.tags == ["skull", "steampunk"]
+        await pilot.press("2", "enter")
+        await settle(pilot, app)
+        assert (root / "x.cap").read_text() == "skull, steampunk, oil painting"
+        assert (root / "x.txt").read_text().startswith("A skull with a gas mask")
+        assert screen.editor.tags == ["solo"]  # y: main as before
+        await pilot.press("1", "enter")
+        await settle(pilot, app)
+        assert (root / "y.txt").read_text() == "solo, smile"

@@ -116,6 +116,14 @@ class ItemView:
         order = {MAIN: 0, "alt": 1}
         return sorted(found, key=lambda s: (order.get(s, 2), s.startswith("auto_"), s))
 
+    @property
+    def default_tag_subtype(self) -> str:
+        """The tag caption to edit first: main, unless main has no tags and another tag
+        caption has (kohya GUI folders: BLIP prose in x.txt is main, WD14 tags in x.cap)."""
+        if self.tags.get(MAIN):
+            return MAIN
+        return next((sub for sub in self.tag_subtypes if self.tags.get(sub)), MAIN)
+
     def text_caption(self, ctype: str) -> CaptionView | None:
         return next((c for c in self.captions if c.type == ctype), None)
 

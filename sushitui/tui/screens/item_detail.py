@@ -431,10 +431,8 @@ class ItemDetailScreen(Screen):
             box.dataset_id = view.dataset_id  # autocomplete ranks this dataset's own tags
         self.editors = {sub: TagListEditor(view.tags.get(sub, []), resolve=resolve_alias) for sub in view.tag_subtypes}
         if not self._subtype_chosen or self.subtype not in self.editors:
-            # main, unless it has no tags and another tag caption has (kohya GUI folders:
-            # BLIP prose in x.txt is main, the WD14 tags are in x.cap): open on those tags
-            self.subtype = MAIN if view.tags.get(MAIN) else next(
-                (sub for sub in view.tag_subtypes if view.tags.get(sub)), MAIN)
+            # main, or the tag caption that has the tags when main is prose
+            self.subtype = view.default_tag_subtype
         self.texts = {}
         for ctype in TEXT_TAB_TYPES:
             cap = view.text_caption(ctype)

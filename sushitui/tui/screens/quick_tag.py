@@ -135,6 +135,7 @@ class QuickTagScreen(Screen):
         self.views: dict[int, ItemView] = {}
         self.load_errors: dict[int, str] = {}
         self.editors: dict[int, TagListEditor] = {}
+        self.subtypes: dict[int, str] = {}  # item id -> the tag caption edited (subtype_of)
         self.saved_history: list[tuple[int, list[str], list[str]]] = []  # (item id, before, after)
         self._save_lock = asyncio.Lock()
         self._requested: set[int] = set()
@@ -207,8 +208,21 @@ class QuickTagScreen(Screen):
     def editor_for(self, item_id: int) -> TagListEditor | None:
         ed = self.editors.get(item_id)
         if ed is None and item_id in self.views:
-            ed = self.editors[item_id] = TagListEditor(self.views[item_id].tags.get(MAIN, []), resolve=resolve_alias)
+            sub = self.subtype_of(item_id)
+            ed = self.editors[item_id] = TagListEditor(self.views[item_id].tags.get(sub, []), resolve=resolve_alias)
         return ed
+
+    def subtype_of(self, item_id: int) -> str:
+        """The tag caption quick tagging edits for an item: main, or the one with the tags
+        when main is prose (as item detail opens); fixed once chosen, so that emptying it
+        never sends the next toggle to the prose caption."""
+        sub = self.subtypes.get(item_id)
+        if sub is None:
+            view = self.views.get(item_id)
+            if view is None:
+                return MAIN
+            sub = self.subtypes[item_id] = view.default_tag_subtype
+        return sub
 
     @property
     def editor(self) -> TagListEditor | None:
@@ -412,9 +426,10 @@ class QuickTagScreen(Screen):
                 view = self.views.get(item_id)
                 root = view.root if view else None
                 name = view.base_name if view else str(item_id)
+                sub = self.subtype_of(item_id)
                 outcome = await save_with_conflict_dialog(
-                    self, lambda force: save_tags(item_id, MAIN, tags, force=force),
-                    lambda rel: take_disk_tags(item_id, MAIN, rel),
+                    self, lambda force: save_tags(item_id, sub, tags, force=force),
+                    lambda rel: take_disk_tags(item_id, sub, rel),
                     mine_text=join_tags(tags), is_tags=True, what=f"tags of {name}", root=root,
                 )
                 ed = self.editor_for(item_id)
@@ -425,7 +440,7 @@ class QuickTagScreen(Screen):
                     if ed is not None:
                         ed.mark_saved(tags)
                     if view is not None:
-                        view.tags[MAIN] = list(tags)
+                        view.tags[sub] = list(tags)
                     if record:
                         self.saved_history.append((item_id, list(before), list(tags)))
         finally:
@@ -488,7 +503,7 @@ class QuickTagScreen(Screen):
         for item_id, ed in self.editors.items():
             if ed.dirty and (item_id == self.item_id or self.pending_saves):
                 try:
-                    save_tags(item_id, MAIN, ed.tags)
+                    save_tags(item_id, self.subtype_of(item_id), ed.tags)
                 except Exception:  # noqa: BLE001 - best effort while shutting down
                     pass
 
