@@ -15,6 +15,7 @@ tag queries are slower (no index), never a wrong one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -29,15 +30,11 @@ def _records(db) -> list[dict]:
     row = db.execute_sql("SELECT value FROM app_setting WHERE key = ?", (SETTING_KEY,)).fetchone()
     if row is None or not row[0]:
         return []
-    import json
-
     value = json.loads(row[0])
     return value if isinstance(value, list) else []
 
 
 def _save(db, records: list[dict]) -> None:
-    import json
-
     if records:
         db.execute_sql(
             "INSERT INTO app_setting (key, value, updated_at) VALUES (?, ?, ?) "
