@@ -23,7 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("outdir", metavar="OUTDIR", help="a new or empty folder")
     p.add_argument("--format", "-f", choices=FORMAT_CHOICES, default="txt",
                    help="txt: image + .txt per item in kohya N_name folders; kohya-json: fine-tuning metadata.json + dataset.toml; "
-                   "kohya-toml: dataset config TOML (one subset per folder); ai-toolkit: dataset YAML with control images")
+                   "kohya-toml: dataset config TOML (one subset per folder; group masks become conditioning_data_dir "
+                   "for --masked_loss, and txt places them under masks/ too); ai-toolkit: dataset YAML with control "
+                   "and mask images")
     p.add_argument("--query", "-q", metavar="Q", help="export only the items matching this query")
     p.add_argument("--caption", metavar="SUBTYPE[,FALLBACK...]", default="main",
                    help="caption subtype(s) in fallback order, e.g. main,alt (a caption type such as natural_language also works)")
