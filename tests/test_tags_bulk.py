@@ -229,3 +229,42 @@ def test_staged_batch_writes_are_atomic_and_conflict_checked(tmp_path):
     assert b.read_text() == "changed by another program" and isinstance(results[1], CaptionConflict)
     assert results[0].sha256 == read_caption(a).state.sha256
     assert not [p for p in tmp_path.iterdir() if is_temp_file(p.name)]
+
+
+def test_each_items_own_tag_caption_when_main_is_prose(db, tmp_path):
+    """The browser's bulk edits use subtype 'auto': on a kohya GUI folder (BLIP prose in
+    x.txt, WD14 tags in x.cap) every item was a problem ("holds a natural language
+    caption") because the edit went to main."""
+    from sushitui.dataset.captions import EACH_ITEM
+
+    root = tmp_path / "k"
+    prose = "A skull with a gas mask lies on a table. It is painted in oil."
+    ds = make_dataset(root, {"x": prose, "y": "solo, smile", "z": "A quiet lake at dawn. Mist rises from it.",
+                             "w": ""})
+    (root / "x.cap").write_text("skull,steampunk", encoding="utf-8")
+    (root / "w_alt.txt").write_text("cat, dog", encoding="utf-8")  # main is an empty tag file: stays main
+    reindex(ds.name)
+
+    dry = bulk.bulk_add(ds, None, "oil painting", subtype=EACH_ITEM, dry_run=True)
+    assert sorted(dry.files) == ["w.txt", "x.cap", "y.txt", "z.txt"]
+    report = bulk.bulk_add(ds, None, "oil painting", subtype=EACH_ITEM)
+    assert (root / "x.cap").read_text() == "skull, steampunk, oil painting"
+    assert (root / "x.txt").read_text() == prose
+    assert (root / "y.txt").read_text() == "solo, smile, oil painting"
+    assert (root / "w.txt").read_text() == "oil painting" and (root / "w_alt.txt").read_text() == "cat, dog"
+    # z has only prose: nothing to add the tag to, and the user is told, not silently skipped
+    assert [p.path for p in report.problems] == ["z.txt"] and "natural language" in report.problems[0].reason
+    assert report.items_changed == 3
+
+    removed = bulk.bulk_remove(ds, None, "steampunk", subtype=EACH_ITEM)
+    assert removed.items_changed == 1 and (root / "x.cap").read_text() == "skull, oil painting"
+    # the plain 'main' edit is what it was: x's main is prose, so it is a problem there
+    x_id = Item.get(Item.base_name == "x").id
+    main_only = bulk.bulk_add(ds, [x_id], "sketch")
+    assert main_only.items_changed == 0 and [p.path for p in main_only.problems] == ["x.txt"]
+
+    # the browser's bulk dialog runs the per-item form
+    from sushitui.tui.screens.bulk_tag import BulkChoice, run_bulk
+
+    summary = run_bulk(ds.id, BulkChoice("add", "sketch", scope="selection"), item_ids=[x_id], query="")
+    assert summary.changed == 1 and (root / "x.cap").read_text() == "skull, oil painting, sketch"

@@ -33,7 +33,9 @@ def _register_tag(subparsers) -> None:
             sp.add_argument(pos, metavar=pos.upper())
         sp.add_argument("--query", "-q", default=None, metavar="Q", help="only items matching this query (see README: query language)")
         sp.add_argument("--items", default=None, metavar="IDS", help="only these item ids (comma-separated)")
-        sp.add_argument("--subtype", default="main", help="the tag caption to edit (default: main)")
+        sp.add_argument("--subtype", default="main",
+                        help="the tag caption to edit (default: main); 'auto': each item's own, i.e. main, or the "
+                             "caption holding its tags when main is prose (kohya x.txt + x.cap), as the browser does")
         if action == "add":
             sp.add_argument("--position", type=int, default=None, metavar="N", help="insert at index N (0: first) instead of the end")
         sp.add_argument("--dry-run", action="store_true", help="report the items and files that would change; write nothing")

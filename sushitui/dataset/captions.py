@@ -58,6 +58,26 @@ class EditReport:
     problems: list[EditProblem] = field(default_factory=list)
 
 
+# Bulk edits with this subtype edit each item's own tag caption (preferred_tag_subtype).
+EACH_ITEM = "auto"
+
+
+def tag_subtype_order(subtypes: Iterable[str]) -> list[str]:
+    """Tag caption subtypes as the screens list them: main, alt, then the rest (tagger
+    ``auto_…`` ones last)."""
+    order = {MAIN: 0, "alt": 1}
+    return sorted(set(subtypes), key=lambda s: (order.get(s, 2), s.startswith("auto_"), s))
+
+
+def preferred_tag_subtype(tags_by_subtype: dict[str, list], main_is_prose: bool) -> str:
+    """The tag caption to edit for an item: main, unless the main caption is prose and
+    another tag caption has tags (kohya GUI folders: BLIP sentences in x.txt are main,
+    the WD14 tags are in x.cap)."""
+    if not main_is_prose:
+        return MAIN
+    return next((s for s in tag_subtype_order(tags_by_subtype) if tags_by_subtype[s]), MAIN)
+
+
 def caption_state(caption: Caption | None) -> FileState | None:
     """What the index last saw of the caption's file (None: no file known)."""
     if caption is None or caption.file_path is None or caption.file_sha256 is None:

@@ -21,9 +21,11 @@ from sushitui.dataset.captions import (
     TagEdit,
     caption_state,
     find_caption,
+    preferred_tag_subtype,
     set_tags,
     set_tags_many,
     set_text,
+    tag_subtype_order,
 )
 from sushitui.dataset.paths import to_abs
 from sushitui.store import Caption, Dataset, Item, ItemTag, write_transaction
@@ -113,16 +115,13 @@ class ItemView:
         """Subtypes of the tag captions: main first, then alt, then the rest (auto_…)."""
         found = set(self.tags) | {c.subtype for c in self.captions if c.type == "tags"}
         found.add(MAIN)
-        order = {MAIN: 0, "alt": 1}
-        return sorted(found, key=lambda s: (order.get(s, 2), s.startswith("auto_"), s))
+        return tag_subtype_order(found)
 
     @property
     def default_tag_subtype(self) -> str:
-        """The tag caption to edit first: main, unless main has no tags and another tag
-        caption has (kohya GUI folders: BLIP prose in x.txt is main, WD14 tags in x.cap)."""
-        if self.tags.get(MAIN):
-            return MAIN
-        return next((sub for sub in self.tag_subtypes if self.tags.get(sub)), MAIN)
+        """The tag caption to edit first (``captions.preferred_tag_subtype``)."""
+        main_is_prose = any(c.subtype == MAIN and c.type != "tags" and c.file_path for c in self.captions)
+        return preferred_tag_subtype(self.tags, main_is_prose)
 
     def text_caption(self, ctype: str) -> CaptionView | None:
         return next((c for c in self.captions if c.type == ctype), None)

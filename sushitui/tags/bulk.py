@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sushitui.dataset.captions import MAIN, TagEdit, new_caption_rel_path, set_tags_many
+from sushitui.dataset.captions import EACH_ITEM, MAIN, TagEdit, new_caption_rel_path, preferred_tag_subtype, set_tags_many
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
 from sushitui.tags import aliases
@@ -119,6 +119,7 @@ def edit_items(
     """Apply ``rewrite(old_tags) -> new_tags`` to each item's ``subtype`` tags, batch by
     batch (one transaction per batch). Items whose tags do not change are not written."""
     result = _EditResult()
+    each_item = subtype == EACH_ITEM
     for start in range(0, len(item_ids), batch_size):
         if cancel is not None and cancel.cancelled:
             result.cancelled = True
@@ -128,31 +129,37 @@ def edit_items(
         # (EXIF, related images, problems) would be decoded for nothing, per row
         items = {i.id: i for i in Item.select(Item.id, Item.dataset, Item.rel_dir, Item.base_name, Item.item_type)
                  .where(Item.id.in_(chunk))}
-        current: dict[int, list[str]] = {i: [] for i in chunk}
+        current: dict[int, dict[str, list[str]]] = {i: {} for i in chunk}
         # plain cursor: ~10x less per-row overhead than model rows for ~30 tags per item
+        marks = ",".join("?" * len(chunk))
         rows = current_database().execute_sql(
-            f"SELECT item_id, tag FROM item_tag WHERE item_id IN ({','.join('?' * len(chunk))}) AND subtype = ? "
-            "ORDER BY item_id, position",
-            [*chunk, subtype],
+            f"SELECT item_id, subtype, tag FROM item_tag WHERE item_id IN ({marks}) "
+            + ("" if each_item else "AND subtype = ? ") + "ORDER BY item_id, position",
+            chunk if each_item else [*chunk, subtype],
         )
-        for item_id, tag in rows:
-            current[item_id].append(tag)
-        edits: list[TagEdit] = []
+        for item_id, sub, tag in rows:
+            current[item_id].setdefault(sub, []).append(tag)
+        prose_main = set() if not each_item else {r[0] for r in current_database().execute_sql(
+            f"SELECT item_id FROM caption WHERE item_id IN ({marks}) AND subtype = ? AND type != 'tags' "
+            "AND file_path IS NOT NULL", [*chunk, MAIN])}
+        edits: dict[str, list[TagEdit]] = {}  # subtype -> the edits of that tag caption
         for item_id in chunk:
             item = items.get(item_id)
             if item is None:
                 continue  # deleted meanwhile
-            old = current[item_id]
+            sub = preferred_tag_subtype(current[item_id], item_id in prose_main) if each_item else subtype
+            old = current[item_id].get(sub, [])
             new = rewrite(list(old))  # set_tags_many dedupes what it writes
             if new == old:
                 result.items_unchanged += 1
                 continue
-            edits.append(TagEdit(item, new))
-        if dry_run:
-            result.files.extend(_planned_files([e.item for e in edits], subtype))
-            result.items_changed += len(edits)
-        elif edits:
-            for report in _write_parallel(edits, subtype):
+            edits.setdefault(sub, []).append(TagEdit(item, new))
+        for sub, sub_edits in edits.items():
+            if dry_run:
+                result.files.extend(_planned_files([e.item for e in sub_edits], sub))
+                result.items_changed += len(sub_edits)
+                continue
+            for report in _write_parallel(sub_edits, sub):
                 result.items_changed += report.changed
                 result.items_unchanged += report.unchanged
                 result.files.extend(report.files_written)
@@ -261,6 +268,15 @@ def _run(
 # --- the three operations --------------------------------------------------------------
 
 
+def _has(cond, subtype: str):
+    """Items with a tag row matching ``cond`` in ``subtype`` (any tag caption for EACH_ITEM:
+    a superset of what the per-item choice can change, so nothing is skipped wrongly)."""
+    if subtype != EACH_ITEM:
+        cond = cond & (ItemTag.subtype == subtype)
+    return Item.id.in_(ItemTag.select(ItemTag.item).where(cond))
+
+
+
 def bulk_add(
     dataset: Dataset | int | str,
     target: str | Sequence[int] | None,
@@ -284,8 +300,10 @@ def bulk_add(
             return tags + [wanted]
         return tags[: max(0, position)] + [wanted] + tags[max(0, position) :]
 
-    has_tag = Item.id.in_(ItemTag.select(ItemTag.item).where((ItemTag.norm == key) & (ItemTag.subtype == subtype)))
-    return _run("add", dataset, wanted, None, rewrite, ~has_tag, target=target, subtype=subtype,
+    # skip the items that have it already; with EACH_ITEM the caption is chosen per item,
+    # so "has it in some caption" would skip too much: every item is visited
+    narrow = None if subtype == EACH_ITEM else ~_has(ItemTag.norm == key, subtype)
+    return _run("add", dataset, wanted, None, rewrite, narrow, target=target, subtype=subtype,
                 dry_run=dry_run, progress=progress, cancel=cancel)
 
 
@@ -306,8 +324,7 @@ def bulk_remove(
     def rewrite(tags: list[str]) -> list[str]:
         return [t for t in tags if not matches(match_key(t))]
 
-    has_tag = Item.id.in_(ItemTag.select(ItemTag.item).where(cond & (ItemTag.subtype == subtype)))
-    return _run("remove", dataset, tag, None, rewrite, has_tag, target=target, subtype=subtype,
+    return _run("remove", dataset, tag, None, rewrite, _has(cond, subtype), target=target, subtype=subtype,
                 dry_run=dry_run, progress=progress, cancel=cancel)
 
 
@@ -331,6 +348,5 @@ def bulk_replace(
     def rewrite(tags: list[str]) -> list[str]:
         return [wanted if matches(match_key(t)) else t for t in tags]
 
-    has_tag = Item.id.in_(ItemTag.select(ItemTag.item).where(cond & (ItemTag.subtype == subtype)))
-    return _run("replace", dataset, old, wanted, rewrite, has_tag, target=target, subtype=subtype,
+    return _run("replace", dataset, old, wanted, rewrite, _has(cond, subtype), target=target, subtype=subtype,
                 dry_run=dry_run, progress=progress, cancel=cancel)

@@ -158,10 +158,12 @@ def run_bulk(dataset_id: int, choice: BulkChoice, *, item_ids: list[int] | None,
     ``item_ids`` (the selection) wins over ``query``: the selection is exactly what the
     user marked, whatever the search bar says now.
     """
+    from sushitui.dataset.captions import EACH_ITEM
     from sushitui.tags import bulk
 
     target = list(item_ids) if item_ids is not None else (query.strip() or None)
-    kwargs = dict(progress=progress, cancel=cancel)
+    # each item's own tag caption: main, or the one holding its tags when main is prose
+    kwargs = dict(progress=progress, cancel=cancel, subtype=EACH_ITEM)
     if choice.mode == "add":
         report = bulk.bulk_add(dataset_id, target, choice.tag, **kwargs)
         verb = f"added '{choice.tag}' to"
