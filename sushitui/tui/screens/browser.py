@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
+from sushitui.dataset.captions import MAIN, tag_subtype_order
 from sushitui.dataset.thumbnails import image_abs_path
 from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
@@ -80,20 +81,20 @@ def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, of
     ids = [r[0] for r in rows]
     first: dict[int, list[str]] = {i: [] for i in ids}
     marks = ",".join("?" * len(ids))
-    # The main tags; an item whose main caption is prose (kohya's BLIP .txt beside a WD14
-    # .cap) shows the tags of its first other tag caption instead of nothing.
+    # The main tags; an item without any (kohya's BLIP .txt beside a WD14 .cap) shows
+    # its other tag caption, picked in the order item detail lists them.
     tag_rows = db.execute_sql(
         f"SELECT item_id, subtype, tag FROM item_tag WHERE item_id IN ({marks}) "
-        f"AND position <= {TAGS_FETCHED} ORDER BY item_id, subtype NOT IN ('main', ''), subtype, position",
+        f"AND position <= {TAGS_FETCHED} ORDER BY item_id, position",
         ids,
     ).fetchall()
-    shown_subtype: dict[int, str] = {}
+    by_subtype: dict[int, dict[str, list[str]]] = {i: {} for i in ids}
     for item_id, subtype, tag in tag_rows:
-        if shown_subtype.setdefault(item_id, subtype) != subtype:
-            continue
-        tags = first[item_id]
-        if len(tags) <= 3:
-            tags.append(tag)
+        by_subtype[item_id].setdefault(subtype, []).append(tag)
+    for item_id, subs in by_subtype.items():
+        if subs:
+            shown = next((s for s in (MAIN, "") if s in subs), None) or tag_subtype_order(subs)[0]
+            first[item_id] = subs[shown][: TAGS_FETCHED]
     # Items without tags show the start of their caption text (natural-language datasets
     # such as kohya's showed "(no tags)" on every card, as if nothing was captioned).
     untagged = [i for i in ids if not first[i]]
