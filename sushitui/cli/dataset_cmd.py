@@ -127,20 +127,11 @@ def _print_problems(problems, name: str, limit: int | None = PROBLEMS_SHOWN) -> 
         out(f"  … and {len(problems) - limit:,} more: sushitui dataset show {name}")
 
 
-# The settings options that `dataset add` and `dataset edit` share: (dest, flag) in the
-# order of DatasetSettings. `edit` changes only the ones given (every default is None).
-_SETTING_FLAGS = {
-    "type": "--type",
-    "caption_suffixes": "--caption-suffixes",
-    "image_suffixes": "--image-suffixes",
-    "primary_suffix": "--primary-suffix",
-    "caption_type": "--caption-type",
-    "no_caption_types": "--no-caption-types",
-    "recursive": "--recursive/--no-recursive",
-    "max_depth": "--max-depth",
-    "no_max_depth": "--no-max-depth",
-    "exif": "--exif/--no-exif",
-}
+# The settings options that `dataset add` and `dataset edit` share (_add_setting_options),
+# named in the error for an `edit` that changes nothing.
+_SETTING_FLAGS = ("--type", "--caption-suffixes", "--image-suffixes", "--primary-suffix", "--caption-type",
+                  "--no-caption-types", "--recursive/--no-recursive", "--max-depth", "--no-max-depth",
+                  "--exif/--no-exif")
 
 
 def _add_setting_options(p, *, editing: bool) -> None:
@@ -277,7 +268,7 @@ def cmd_edit(args) -> int:
     if args.new_path is not None:
         changes["root_path"] = args.new_path
     if not changes:
-        flags = ["--name NEW", "--path DIR"] + [f for f in _SETTING_FLAGS.values()]
+        flags = ["--name NEW", "--path DIR", *_SETTING_FLAGS]
         raise CliError(f"nothing to change for {args.name!r}: give one or more of {', '.join(flags)} "
                        "(`sushitui dataset edit --help` explains them; `sushitui dataset show NAME` shows the current ones)", 2)
     open_db(args)
