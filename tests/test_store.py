@@ -64,3 +64,32 @@ def test_older_schema_is_migrated_with_a_backup(tmp_path, monkeypatch):
     assert len(backups) == 1
     con = sqlite3.connect(backups[0])
     assert con.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == LATEST_VERSION
+
+
+def test_a_version_1_database_from_before_scan_dir_and_app_setting_gets_them(tmp_path):
+    """Pre-release databases ran migration 1 before scan_dir and app_setting were models;
+    migration 2 creates them (and the group_item store), keeping the data."""
+    from sushitui.store import Dataset
+
+    path = tmp_path / "v1.db"
+    open_database(path)
+    Dataset.create(name="kept", root_path="/x")
+    Dataset._meta.database.close()
+    con = sqlite3.connect(path)
+    con.executescript(
+        "DROP TABLE scan_dir; DROP TABLE app_setting; DROP TABLE group_item; DROP TABLE group_item_state;"
+        "DROP TRIGGER tag_group_member_ai; DROP TRIGGER tag_group_member_ad; DROP TRIGGER tag_group_member_au;"
+        "DELETE FROM schema_migrations WHERE version > 1;"
+    )
+    con.commit()
+    con.close()
+    db = open_database(path)
+    assert schema_version(db) == LATEST_VERSION >= 2
+    assert {"scan_dir", "app_setting", "group_item", "group_item_state"} <= set(db.get_tables())
+    triggers = {r[0] for r in db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert {"tag_group_member_ai", "tag_group_member_ad", "tag_group_member_au", "group_item_state_ad"} <= triggers
+    assert db.execute_sql("SELECT name FROM dataset").fetchall() == [("kept",)]
+    assert len(list(tmp_path.glob("v1.db.v1-backup-*"))) == 1
+    from sushitui.tags.groups import ensure_default_groups
+
+    assert ensure_default_groups() is not None  # app_setting is usable: the first-start import ran

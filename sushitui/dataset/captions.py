@@ -26,6 +26,7 @@ from sushitui.dataset.caption_files import (
 )
 from sushitui.dataset.paths import to_abs
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
+from sushitui.tags import group_index
 from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
 
 MAIN = "main"
@@ -282,6 +283,7 @@ def set_tags_many(
             cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", item_rows)
         else:
             cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", item_rows)
+        group_index.refresh_items(current_database(), [r[-1] for r in item_rows])
     return report
 
 

@@ -28,7 +28,8 @@ from sushitui.dataset.captions import (
     tag_subtype_order,
 )
 from sushitui.dataset.paths import to_abs
-from sushitui.store import Caption, Dataset, Item, ItemTag, write_transaction
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
+from sushitui.tags import group_index
 from sushitui.tags.normalize import dedupe, split_tags
 
 MAX_PRESETS = 9
@@ -325,6 +326,7 @@ def delete_caption(caption_id: int) -> str:
         Caption.delete().where(Caption.id == c.id).execute()
         if c.type == "tags" and c.subtype == MAIN:
             Item.update(tag_count=0).where(Item.id == item.id).execute()
+        group_index.refresh_items(current_database(), [item.id])
     return f"deleted {c.file_path or c.type + ' caption'}"
 
 

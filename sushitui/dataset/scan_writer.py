@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sushitui.dataset.grouping import ItemGroup
 from sushitui.dataset.scan_worker import tags_json
 from sushitui.store import Dataset, StoreError, write_transaction
+from sushitui.tags import group_index
 
 EMBEDDED_SOURCES = ("exif", "xmp", "iptc", "png_text")
 
@@ -123,6 +124,8 @@ class Writer:
         with write_transaction(db):
             if fk_off and db.execute_sql("SELECT 1 FROM dataset WHERE id = ?", (self.dataset.id,)).fetchone() is None:
                 raise StoreError(f"dataset {self.dataset.name!r} was removed while it was being scanned")
+            # tags of this dataset change below: its stored group answers are rebuilt on demand
+            group_index.invalidate_dataset(db, self.dataset.id)
             next_item = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM item").fetchone()[0]
             next_cap = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM caption").fetchone()[0]
             for index, image, caps, jobs in ((i, im, c, jobs) for jobs, results in batches for i, im, c in results):
@@ -258,6 +261,7 @@ class Writer:
                 )
 
     def delete_items(self, ids: list[int]) -> None:
+        group_index.invalidate_dataset(self.db, self.dataset.id)
         cur = self.db.cursor()
         for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))

@@ -31,7 +31,6 @@ from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, i
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Dataset, current_database, write_transaction
 from sushitui.store.deferred_index import index_deferred
-from sushitui.store.models import ScanDir
 
 BATCH = 1000  # items per worker task
 # Items per write transaction: larger transactions rewrite the hot pages of the tag
@@ -173,9 +172,6 @@ def scan_dataset(
     """Index (or re-index) ``dataset``'s folder; returns the report. Never raises for a
     bad file; raises ScanError when the root folder cannot be opened."""
     db = current_database()
-    # Databases created before the scan_dir table existed (pre-release builds) get it
-    # here; CREATE TABLE IF NOT EXISTS costs nothing once it is there.
-    ScanDir.create_table(safe=True)
     report = ScanReport(started_at=time.time())
     t0 = time.monotonic()
     throttle = Throttle(progress)

@@ -391,12 +391,6 @@ def import_groups(source: str | Path | dict, *, default_color: str = "#95E1D3") 
 # --- first start -----------------------------------------------------------------------
 
 
-def _ensure_setting_table() -> None:
-    db = current_database()
-    if not db.table_exists(AppSetting._meta.table_name):  # databases made before the table existed
-        AppSetting.create_table(safe=True)
-
-
 def ensure_default_groups(taglist: str | Path | None = None) -> ImportReport | None:
     """Create the default groups and import ``taglist/groups/*.json`` once per database.
 
@@ -404,7 +398,6 @@ def ensure_default_groups(taglist: str | Path | None = None) -> ImportReport | N
     single indexed read: cheap to call at every start). Groups a user deleted later are
     not re-created.
     """
-    _ensure_setting_table()
     if AppSetting.get_or_none(AppSetting.key == INITIALISED_KEY) is not None:
         return None
     if taglist is None:

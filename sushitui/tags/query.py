@@ -626,19 +626,26 @@ def apply_query(select, text: str | None, dataset_id: int | None = None, *, subt
 # --- counting ----------------------------------------------------------------------------
 
 
-def _compound_arm(n: Node) -> tuple[str, list] | None:
-    """The item ids a term selects, as one SELECT over item_tag, or None for a term that
-    has no such form (sizes, caption:, source:, nested expressions)."""
+def _compound_arm(n: Node, dataset_id: int) -> tuple[str, list, bool] | None:
+    """The item ids a term selects, as one SELECT sorted by item id, and whether that
+    SELECT is already limited to the dataset; None for a term that has no such form
+    (sizes, caption:, source:, nested expressions)."""
     head = "SELECT item_id FROM item_tag WHERE "
     if isinstance(n, TagTerm):
         # a wildcard is left to the general plan: for ``*x*`` SQLite would sort the whole
         # item_tag table by item for the merge (measured slower than the IN lists)
-        return (head + "norm = ?", [n.key]) if n.parts is None else None
+        return (head + "norm = ?", [n.key], False) if n.parts is None else None
     if isinstance(n, Or) and all(isinstance(c, TagTerm) and c.parts is None for c in n.children):
         keys = sorted({c.key for c in n.children})
-        return head + f"norm IN ({','.join('?' * len(keys))})", keys
+        return head + f"norm IN ({','.join('?' * len(keys))})", keys, False
     if isinstance(n, GroupTerm):
-        return head + "norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?)", [_group_id(n.name, n.position)]
+        from sushitui.tags import group_index
+
+        gid = _group_id(n.name, n.position)
+        stored = group_index.item_ids_arm(dataset_id, gid)
+        if stored is not None:
+            return stored[0], stored[1], True
+        return head + "norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?)", [gid], False
     return None
 
 
@@ -648,19 +655,23 @@ def _compound_count_sql(node: Node, dataset_id: int) -> tuple[str, list] | None:
     they come out of the (norm, item_id) index, already sorted, instead of building a
     temporary list per term: 25 ms instead of 86 ms for a three-term count over 3M tag rows."""
     terms = node.children if isinstance(node, And) else (node,)
+    if not any(not isinstance(t, Not) for t in terms):
+        return None
     pos, neg = [], []
     for t in terms:
-        arm = _compound_arm(t.child) if isinstance(t, Not) else _compound_arm(t)
+        arm = _compound_arm(t.child, dataset_id) if isinstance(t, Not) else _compound_arm(t, dataset_id)
         if arm is None:
             return None
         (neg if isinstance(t, Not) else pos).append(arm)
-    if not pos:
-        return None
     if len(pos) == 1 and not neg:
-        sql, params = pos[0][0].replace("SELECT item_id", "SELECT DISTINCT item_id", 1), list(pos[0][1])
+        sql, params = pos[0][0], list(pos[0][1])
+        if not pos[0][2]:  # tag rows: one per tag, so an item can come more than once
+            sql = sql.replace("SELECT item_id", "SELECT DISTINCT item_id", 1)
     else:
         sql = " INTERSECT ".join(a[0] for a in pos) + "".join(" EXCEPT " + a[0] for a in neg) + " ORDER BY 1"
         params = [p for a in pos + neg for p in a[1]]
+    if any(a[2] for a in pos):  # an arm of the dataset's own items: the intersection is in it
+        return f"SELECT COUNT(*) FROM ({sql})", params
     from sushitui.store import current_database
 
     lo, hi = current_database().execute_sql("SELECT MIN(dataset_id), MAX(dataset_id) FROM item").fetchone()
