@@ -71,6 +71,47 @@ def test_tagger_sources_and_confidences_are_kept_on_later_edits(db, tmp_path):
     assert rows["c"][0] == "user"
 
 
+def _rows(item):
+    return [(r.tag, r.norm, r.position, r.subtype) for r in ItemTag.select().where(ItemTag.item == item).order_by(ItemTag.position)]
+
+
+def _reindexed_rows(tags, subtype="main"):
+    from sushitui.tags.normalize import match_key
+
+    return [(t, match_key(t), i, subtype) for i, t in enumerate(tags)]
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        ["1girl", "long_hair", "smile", "blue eyes"],  # appended
+        ["trigger", "1girl", "long_hair", "smile"],  # inserted first: every position moves
+        ["smile", "long_hair"],  # one removed, order changed
+        ["1girl", "Long Hair", "smile"],  # same key, new spelling
+        ["1girl", "short hair", "smile"],  # replaced
+        [],  # emptied
+    ],
+)
+def test_index_rows_after_an_edit_are_what_a_fresh_read_gives(db, tmp_path, new):
+    """Only the rows that differ are written; what remains must equal a fresh read."""
+    item = make_item(tmp_path, "r", "1girl, long_hair, smile")
+    ids_before = {r.norm: r.id for r in ItemTag.select().where(ItemTag.item == item)}
+    set_tags(item, new)
+    assert _rows(item) == _reindexed_rows(new)
+    kept = {r.norm: r.id for r in ItemTag.select().where(ItemTag.item == item)}
+    for norm, row_id in kept.items():  # unchanged tags keep their rows (not deleted and re-added)
+        if norm in ids_before:
+            assert row_id == ids_before[norm]
+
+
+def test_an_index_with_a_repeated_tag_is_rewritten_whole(db, tmp_path):
+    item = make_item(tmp_path, "dup", "a, b")
+    cap = Caption.get(Caption.item == item)
+    ItemTag.create(item=item, caption=cap, tag="a", norm="a", position=2, subtype="main")  # an old build's duplicate
+    set_tags(item, ["a", "b", "c"])
+    assert _rows(item) == _reindexed_rows(["a", "b", "c"])
+
+
 def test_text_caption_written_to_suffixed_file(db, tmp_path):
     item = make_item(tmp_path, "e", "a")
     set_text(item, "natural_language", "caption", "A cat on a mat.")

@@ -120,8 +120,12 @@ def unchanged_since(path: str | os.PathLike, expected: FileState | None) -> bool
         st = os.stat(path)
     except FileNotFoundError:
         return expected is None
-    if expected is None:
-        return False
+    return _unchanged(path, st, expected)
+
+
+def _unchanged(path: str | os.PathLike, st: os.stat_result | None, expected: FileState | None) -> bool:
+    if st is None or expected is None:
+        return st is None and expected is None
     if st.st_size == expected.size and st.st_mtime_ns == expected.mtime_ns:
         return True
     now = current_state(path)
@@ -206,6 +210,7 @@ class StagedWrite:
     tmp: str
     data: bytes
     expected: "FileState | None | bool"
+    dev: int = -1  # the temporary file's filesystem: one syncfs per filesystem
 
 
 def stage_atomic(
@@ -223,7 +228,11 @@ def stage_atomic(
 def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding: str | None, *, fsync: bool) -> StagedWrite:
     """Conflict check, then the new bytes in a temporary file beside ``path`` with the
     target's permissions. The target itself is untouched."""
-    if expected is not False and not unchanged_since(path, expected):  # type: ignore[arg-type]
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if expected is not False and not _unchanged(path, st, expected):  # type: ignore[arg-type]
         raise _conflict(path, expected)  # type: ignore[arg-type]
     data = encode_caption(text, encoding)
     directory = path.parent
@@ -234,9 +243,9 @@ def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding:
     except OSError as exc:
         raise CaptionFileError(f"{path}: cannot create a temporary file in {directory} ({exc.strerror or exc})") from exc
     try:
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
+        if st is not None:
+            mode = st.st_mode & 0o777
+        else:
             umask = os.umask(0)
             os.umask(umask)
             mode = 0o666 & ~umask
@@ -245,12 +254,13 @@ def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding:
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+            os.fchmod(fh.fileno(), mode)
+            dev = os.fstat(fh.fileno()).st_dev
     except OSError as exc:
         _discard(tmp)
         reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
         raise CaptionFileError(f"{path}: not saved, {reason}; the previous file is intact") from exc
-    return StagedWrite(path, tmp, data, expected)
+    return StagedWrite(path, tmp, data, expected, dev)
 
 
 def _sync_batch(staged: list[StagedWrite]) -> None:
@@ -265,7 +275,7 @@ def _sync_batch(staged: list[StagedWrite]) -> None:
         syncfs = None
     synced: set[int] = set()
     for s in staged:
-        dev = _dev(s.tmp)
+        dev = s.dev
         if dev in synced:
             continue
         try:
@@ -279,13 +289,6 @@ def _sync_batch(staged: list[StagedWrite]) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _dev(path: str) -> int:
-    try:
-        return os.stat(path).st_dev
-    except OSError:
-        return -1
 
 
 def publish_staged(staged: list[StagedWrite]) -> list["FileState | CaptionFileError"]:

@@ -193,8 +193,19 @@ def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
             os.fsync(fh.fileno())
         os.replace(tmp, p)
     floor_ms = (time.perf_counter() - t0) * 1000
+    # the bare floor: the same rewrite without any fsync (not crash-safe), what even a
+    # tool that gives up durability pays for the files on this disk
+    t0 = time.perf_counter()
+    for i in range(1, n_items + 1):
+        p = root / f"img_{i:06d}.txt"
+        text = p.read_text() + ", bare tag"
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".bare")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    bare_ms = (time.perf_counter() - t0) * 1000
     db.close()
-    return ms, floor_ms, len(report.files)
+    return ms, floor_ms, bare_ms, len(report.files)
 
 
 def main() -> int:
@@ -276,13 +287,14 @@ def main() -> int:
 
     if args.bulk:
         work = cache / "bulk"
-        ms, floor_ms, files = bench_bulk(args.bulk, work)
+        ms, floor_ms, bare_ms, files = bench_bulk(args.bulk, work)
         passed = ms <= 3000
         ok &= passed
-        print(f"\n{'bulk add of one tag':<28}{'sushitui ms':>12}{'floor ms':>9}{'ratio':>7}{'target':>8}{'files':>9}")
-        print(f"{f'{args.bulk:,} items':<28}{ms:>12.0f}{floor_ms:>9.0f}{ms / floor_ms:>7.2f}{'≤3000':>8}{files:>9,}"
-              + ("" if passed else "  MISSED"))
+        print(f"\n{'bulk add of one tag':<22}{'sushitui ms':>12}{'floor ms':>9}{'ratio':>7}{'bare ms':>9}{'ratio':>7}{'target':>8}{'files':>8}")
+        print(f"{f'{args.bulk:,} items':<22}{ms:>12.0f}{floor_ms:>9.0f}{ms / floor_ms:>7.2f}{bare_ms:>9.0f}{ms / bare_ms:>7.2f}"
+              f"{'≤3000':>8}{files:>8,}" + ("" if passed else "  MISSED"))
         print("  floor: read + atomic rewrite (mkstemp, fsync, rename) of the same files, no index update")
+        print("  bare: the same rewrite without fsync (not crash-safe), no index update")
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 
