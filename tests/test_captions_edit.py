@@ -154,3 +154,44 @@ def test_fresh_database_from_the_cli_has_the_default_groups(tmp_path, capsys):
     out = capsys.readouterr().out
     for name in ["Character", "Copyright", "Artist", "General", "Quality", "Rating", "Meta"]:
         assert name in out
+
+
+def test_captions_of_a_new_subtype_survive_a_full_reindex(db, tmp_path):
+    """x_<subtype>.txt is read back only when <subtype> is a caption suffix: writing the
+    first one registers it, so a reindex keeps what the user (or the tagger) wrote."""
+    from sushitui.dataset.registry import DatasetSettings, add_dataset, get_dataset, reindex
+    from sushitui.dataset.synthetic import png_bytes
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    for i, base in enumerate(("a", "b")):
+        (root / f"{base}.png").write_bytes(png_bytes(8, 8, i + 1))
+        (root / f"{base}.txt").write_text("1girl, smile")
+    ds, _ = add_dataset(DatasetSettings(name="sub", root_path=str(root)))
+    item = Item.get((Item.dataset == ds.id) & (Item.base_name == "a"))
+    set_tags(item, ["wd tag", "other"], subtype="wd")
+    set_text(item, "natural_language", "blip", "a girl smiling at the camera.")
+    assert (root / "a_wd.txt").read_text() == "wd tag, other"
+    assert {"wd", "blip"} <= set(get_dataset("sub").caption_suffixes)
+    before = sorted((c.type, c.subtype, c.file_path, c.content) for c in Caption.select().where(Caption.item == item))
+    report = reindex("sub", full=True)
+    after = sorted((c.type, c.subtype, c.file_path, c.content) for c in Caption.select().where(Caption.item == item))
+    assert after == before and not report.problems
+    assert item_tags(item, "wd") == ["wd tag", "other"]
+
+
+def test_a_subtype_that_cannot_be_read_back_is_refused_up_front(db, tmp_path):
+    from sushitui.tagger.autotag import AutotagError, autotag
+    from sushitui.tags import bulk
+
+    item = make_item(tmp_path, "u", "a")
+    with pytest.raises(Exception, match=r"cannot name a caption file.*'auto-wd'"):
+        set_tags(item, ["b"], subtype="auto_wd")
+    assert not (tmp_path / "u_auto_wd.txt").exists()
+    with pytest.raises(bulk.BulkError, match="letters, digits and '-'"):
+        bulk.bulk_add("d", None, "b", subtype="auto_wd")
+    with pytest.raises(AutotagError, match="cannot name a caption file"):
+        autotag("d", subtype="wd_tags")  # refused before any model is looked for
+    with pytest.raises(bulk.BulkError, match="image suffixes"):
+        bulk.bulk_add("d", None, "b", subtype="mask")
+    assert (tmp_path / "u.txt").read_text() == "a"

@@ -102,6 +102,45 @@ def new_caption_rel_path(item: Item, subtype: str, siblings: Iterable[Caption] =
     return f"{prefix}{item.base_name}_{subtype}.txt"
 
 
+def check_new_subtype(dataset: Dataset, subtype: str) -> None:
+    """Raise CaptionFileError when new captions of ``subtype`` could not be read back by
+    a scan (their file is ``<base>_<subtype>.txt``, read by the part after the last
+    ``_``). Entry points (auto-tagging, bulk edits) call it once before any work."""
+    key = (subtype or MAIN).lower()
+    if key in (MAIN, EACH_ITEM) or key in [s.lower() for s in dataset.caption_suffixes or ()]:
+        return
+    if not all(c.isalnum() or c == "-" for c in key):
+        fixed = "".join(c if c.isalnum() or c == "-" else "-" for c in key).strip("-") or "tags2"
+        raise CaptionFileError(
+            f"subtype {subtype!r} cannot name a caption file: a scan reads the subtype back from the part after the "
+            f"last '_' of <image>_{subtype}.txt. Use letters, digits and '-' only (e.g. {fixed!r})."
+        )
+    if key in [s.lower() for s in dataset.image_suffixes or ()]:
+        raise CaptionFileError(
+            f"subtype {subtype!r} is one of the dataset's image suffixes (<image>_{key}.png is an image of a group); "
+            "pick another subtype"
+        )
+
+
+def _register_subtype(dataset: Dataset, subtype: str) -> None:
+    """A new ``<base>_<subtype>.txt`` is read back by later scans only when ``subtype``
+    is one of the dataset's caption suffixes: add it to them before the first such file
+    is written (or refuse a name that cannot be read back). No full re-read is needed:
+    only the folders these new files land in change, and a reindex re-reads those."""
+    check_new_subtype(dataset, subtype)
+    key = (subtype or MAIN).lower()
+    if key == MAIN or key in [s.lower() for s in dataset.caption_suffixes or ()]:
+        return
+    with write_transaction():
+        fresh = Dataset.get_by_id(dataset.id)
+        suffixes = list(fresh.caption_suffixes or [])
+        if key not in suffixes:
+            suffixes.append(key)
+            Dataset.update({Dataset.caption_suffixes: suffixes, Dataset.updated_at: time.time()}).where(
+                Dataset.id == dataset.id).execute()
+    dataset.caption_suffixes = suffixes
+
+
 class CaptionSlotTaken(CaptionFileError):
     """The file a new caption would go to already holds a caption of another type."""
 
@@ -193,6 +232,8 @@ def set_tags_many(
             try:
                 if caption is None:
                     _check_slot_free(rel, "tags", subtype, siblings)
+                if caption is None or not caption.file_path:
+                    _register_subtype(dataset, subtype)
                 if batch_sync:
                     staged.append(((edit, caption, rel, tags), _stage_file(dataset, caption, rel, join_tags(tags), force)))
                     continue
@@ -352,6 +393,8 @@ def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = F
     rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, subtype or ctype, siblings)
     if caption is None:
         _check_slot_free(rel, ctype, subtype, siblings)
+    if caption is None or not caption.file_path:
+        _register_subtype(dataset, subtype or ctype)
     state = _write_file(dataset, caption, rel, text, force)
     now = time.time()
     with write_transaction():

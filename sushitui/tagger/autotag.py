@@ -18,7 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sushitui.dataset.captions import MAIN, TagEdit, set_tags_many
+from sushitui.dataset.caption_files import CaptionFileError
+from sushitui.dataset.captions import MAIN, TagEdit, check_new_subtype, set_tags_many
 from sushitui.dataset.paths import to_abs
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.store import Dataset, DictionaryTag, Item, ItemTag, write_transaction
@@ -314,6 +315,10 @@ def autotag(
         raise AutotagError(f"unknown mode {opts.mode!r}: use replace, add or skip")
     started = time.monotonic()
     ds = _resolve_dataset(dataset)
+    try:
+        check_new_subtype(ds, opts.subtype)
+    except CaptionFileError as exc:
+        raise AutotagError(str(exc)) from exc
     if progress is not None and not opts.model_path:
         _announce_download(opts, progress)
     files = resolve_model(opts)

@@ -15,7 +15,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sushitui.dataset.captions import EACH_ITEM, MAIN, TagEdit, new_caption_rel_path, preferred_tag_subtype, set_tags_many
+from sushitui.dataset.caption_files import CaptionFileError
+from sushitui.dataset.captions import (
+    EACH_ITEM,
+    MAIN,
+    TagEdit,
+    check_new_subtype,
+    new_caption_rel_path,
+    preferred_tag_subtype,
+    set_tags_many,
+)
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
 from sushitui.tags import aliases
@@ -241,6 +250,10 @@ def _run(
     t0 = time.perf_counter()
     started = time.monotonic()
     ds = resolve_dataset(dataset)
+    try:
+        check_new_subtype(ds, subtype)
+    except CaptionFileError as exc:
+        raise BulkError(str(exc)) from exc
     report = BulkReport(operation, tag, new_tag, dry_run)
     if target is None or isinstance(target, str):
         query, item_ids = target, None
