@@ -144,6 +144,22 @@ def explain(db, query: str) -> list[str]:
     return out
 
 
+def rewrite_floor(root: Path, n_items: int, tag: str, *, fsync: bool) -> float:
+    """ms to read each caption file and rewrite it through a temporary file and rename."""
+    t0 = time.perf_counter()
+    for i in range(1, n_items + 1):
+        p = root / f"img_{i:06d}.txt"
+        text = p.read_text() + tag
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".floor")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    return (time.perf_counter() - t0) * 1000
+
+
 def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
     """Bulk add one tag to n items with real caption files; returns (ms sushitui, ms floor, files)."""
     from sushitui.tags import bulk
@@ -182,28 +198,10 @@ def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
     print(f"bulk add: {ms:.0f} ms wall, {(time.process_time() - c0) * 1000:.0f} ms CPU (all threads)")
     assert report.items_changed == n_items, report
     # the floor: read each caption file and atomically rewrite it with the tag appended (no index)
-    t0 = time.perf_counter()
-    for i in range(1, n_items + 1):
-        p = root / f"img_{i:06d}.txt"
-        text = p.read_text() + ", floor tag"
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".floor")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    floor_ms = (time.perf_counter() - t0) * 1000
+    floor_ms = rewrite_floor(root, n_items, ", floor tag", fsync=True)
     # the bare floor: the same rewrite without any fsync (not crash-safe), what even a
     # tool that gives up durability pays for the files on this disk
-    t0 = time.perf_counter()
-    for i in range(1, n_items + 1):
-        p = root / f"img_{i:06d}.txt"
-        text = p.read_text() + ", bare tag"
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".bare")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    bare_ms = (time.perf_counter() - t0) * 1000
+    bare_ms = rewrite_floor(root, n_items, ", bare tag", fsync=False)
     db.close()
     return ms, floor_ms, bare_ms, len(report.files)
 
