@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.sanitize import for_terminal
@@ -48,6 +48,17 @@ def emit_json(obj: Any) -> None:
 def out(text: str = "") -> None:
     """Human output: text from files is neutralised when stdout is a terminal."""
     sys.stdout.write((for_terminal(text, multiline=True) if sys.stdout.isatty() else text) + "\n")
+
+
+def reply(args, data: Any, text: "str | Callable[[], None]") -> None:
+    """The result of a command: ``data`` as JSON with ``--json``, else ``text`` (a line,
+    or a function that prints the human form)."""
+    if args.json:
+        emit_json(data)
+    elif callable(text):
+        text()
+    else:
+        out(text)
 
 
 def err(text: str) -> None:

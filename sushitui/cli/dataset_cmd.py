@@ -22,6 +22,7 @@ from sushitui.cli.common import (
     fmt_time,
     open_db,
     out,
+    reply,
 )
 
 PROBLEMS_SHOWN = 20
@@ -204,10 +205,7 @@ def cmd_add(args) -> int:
         raise _dataset_error(exc) from exc
     finally:
         bar.close()
-    if args.json:
-        emit_json({"dataset": dataset_to_dict(ds), "report": report.to_dict()})
-    else:
-        _print_report(report, ds.name, "registered")
+    reply(args, {"dataset": dataset_to_dict(ds), "report": report.to_dict()}, lambda: _print_report(report, ds.name, "registered"))
     return 130 if report.cancelled else 0
 
 
@@ -231,10 +229,7 @@ def cmd_reindex(args) -> int:
     open_db(args)
     ds = _get(args.name)
     report = _reindex(ds, full=args.full)
-    if args.json:
-        emit_json({"dataset": dataset_to_dict(get_dataset(ds.id)), "report": report.to_dict()})
-    else:
-        _print_report(report, ds.name, "reindexed")
+    reply(args, {"dataset": dataset_to_dict(get_dataset(ds.id)), "report": report.to_dict()}, lambda: _print_report(report, ds.name, "reindexed"))
     return 130 if report.cancelled else 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, err, out, open_db
+from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, err, out, open_db, reply
 
 CATEGORIES = ("general", "artist", "copyright", "character", "meta", "model")
 SOURCES = ("danbooru", "user_custom", "auto_detected")
@@ -186,10 +186,7 @@ def cmd_export(args) -> int:
         result = dictionary.export(args.file, fmt=fmt, category=args.category, source=args.source)
     except (dictionary.DictionaryError, OSError) as exc:
         raise _fail(exc) from exc
-    if args.json:
-        emit_json(result)
-    else:
-        out(f"exported {result['tags']:,} tags to {', '.join(result['files'])}")
+    reply(args, result, f"exported {result['tags']:,} tags to {', '.join(result['files'])}")
     return 0
 
 
@@ -242,10 +239,7 @@ def cmd_add(args) -> int:
         entry = dictionary.add_tag(args.tag, f.pop("category"), f.pop("count"), **f)
     except dictionary.ValidationError as exc:
         raise _validation(exc) from exc
-    if args.json:
-        emit_json(entry.to_dict())
-    else:
-        out(f"added {_entry_line(entry)}")
+    reply(args, entry.to_dict(), f"added {_entry_line(entry)}")
     return 0
 
 
@@ -262,10 +256,7 @@ def cmd_edit(args) -> int:
         raise _validation(exc) from exc
     except dictionary.DictionaryError as exc:
         raise _fail(exc) from exc
-    if args.json:
-        emit_json(entry.to_dict())
-    else:
-        out(f"changed {_entry_line(entry)}")
+    reply(args, entry.to_dict(), f"changed {_entry_line(entry)}")
     return 0
 
 

@@ -6,7 +6,7 @@ progress bar (first Ctrl-C cancels and leaves OUTDIR empty), print a summary.
 
 from __future__ import annotations
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, fmt_duration, open_db, out
+from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, fmt_duration, open_db, out, reply
 
 FORMAT_CHOICES = ["txt", "kohya-json", "kohya-toml", "ai-toolkit"]
 PROBLEMS_SHOWN = 20
@@ -89,10 +89,7 @@ def cmd_export(args) -> int:
         raise CliError(str(exc), 2) from exc
     finally:
         bar.close()
-    if args.json:
-        emit_json(report.to_dict())
-    else:
-        _print_report(report)
+    reply(args, report.to_dict(), lambda: _print_report(report))
     if report.cancelled:
         return 130
     return 0

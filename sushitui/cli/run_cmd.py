@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, fmt_time, open_db, out
+from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, fmt_time, open_db, out, reply
 
 
 def register(subparsers) -> None:
@@ -167,10 +167,7 @@ def cmd_create(args) -> int:
         caption_type=args.caption, config=config, epochs=args.epochs, steps=args.steps,
         output_path=args.output_path, checkpoint_dir=args.checkpoint_dir,
     )
-    if args.json:
-        emit_json(run_to_dict(run))
-    else:
-        out(f"created run {run.name} (#{run.number} of dataset {run.dataset.name})")
+    reply(args, run_to_dict(run), f"created run {run.name} (#{run.number} of dataset {run.dataset.name})")
     return 0
 
 
@@ -200,10 +197,7 @@ def cmd_show(args) -> int:
 
     open_db(args)
     d = run_to_dict(get_run(args.run), with_usage=True)
-    if args.json:
-        emit_json(d)
-    else:
-        _print_run(d)
+    reply(args, d, lambda: _print_run(d))
     return 0
 
 
@@ -213,10 +207,7 @@ def cmd_status(args) -> int:
 
     open_db(args)
     run = set_status(args.run, args.status)
-    if args.json:
-        emit_json(run_to_dict(run))
-    else:
-        out(f"run {run.name}: {run.status}")
+    reply(args, run_to_dict(run), f"run {run.name}: {run.status}")
     return 0
 
 
@@ -234,10 +225,7 @@ def cmd_remove(args) -> int:
             out("nothing removed")
             return 1
     changed = remove_run(run)
-    if args.json:
-        emit_json({"removed": run.name, "items_updated": changed})
-    else:
-        out(f"removed run {run.name}; per-item totals of {changed:,} items updated")
+    reply(args, {"removed": run.name, "items_updated": changed}, f"removed run {run.name}; per-item totals of {changed:,} items updated")
     return 0
 
 

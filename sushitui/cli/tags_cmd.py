@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, open_db, out
+from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, open_db, out, reply
 
 SHOW_FILES = 20
 
@@ -80,10 +80,7 @@ def _cmd_tag(args) -> int:
         raise CliError(str(exc), 2) from exc
     finally:
         progress.close()
-    if args.json:
-        emit_json(report.to_dict())
-    else:
-        _print_bulk(report)
+    reply(args, report.to_dict(), lambda: _print_bulk(report))
     return 1 if report.problems else (130 if report.cancelled else 0)
 
 
@@ -157,10 +154,7 @@ def _cmd_alias_add(args) -> int:
         a = aliases.add_alias(args.from_tag, args.to_tag)
     except aliases.AliasError as exc:
         raise CliError(str(exc), 2) from exc
-    if args.json:
-        emit_json({"from": a.from_tag, "to": a.to_tag})
-    else:
-        out(f"alias added: {a.from_tag} → {a.to_tag} (existing captions: sushitui alias apply NAME)")
+    reply(args, {"from": a.from_tag, "to": a.to_tag}, f"alias added: {a.from_tag} → {a.to_tag} (existing captions: sushitui alias apply NAME)")
     return 0
 
 
@@ -170,10 +164,7 @@ def _cmd_alias_remove(args) -> int:
     open_db(args)
     if not aliases.remove_alias(args.from_tag):
         raise CliError(f"no alias for '{args.from_tag}' (see: sushitui alias list)", 1)
-    if args.json:
-        emit_json({"removed": args.from_tag})
-    else:
-        out(f"alias removed: {args.from_tag}")
+    reply(args, {"removed": args.from_tag}, f"alias removed: {args.from_tag}")
     return 0
 
 
