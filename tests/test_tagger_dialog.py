@@ -83,3 +83,23 @@ def test_dialog_reports_a_missing_model_without_crashing(db, tmp_path):
             assert "custom file" in text
 
     asyncio.run(scenario())
+
+
+def test_dialog_refuses_a_subtype_no_scan_could_read_back(db, tmp_path):
+    """wd_tags would be written as red_wd_tags.txt, which a scan reads as subtype 'tags'
+    of an image 'red_wd': refused before the model is even looked for, nothing written."""
+    ds, _ = make_dataset(tmp_path / "data", {"red.png": ((255, 0, 0), (30, 20))})
+
+    async def scenario():
+        dialog = AutotagDialog(ds.id)
+        app = Host(dialog)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await _settle(app, pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()))
+            dialog.query_one("#at-subtype", Input).value = "wd_tags"
+            await pilot.press("ctrl+s")
+            assert await _settle(app, pilot, lambda: dialog.query_one("#autotag-error").display)
+            text = str(dialog.query_one("#autotag-error", Static).render())
+            assert "'wd_tags' cannot name a caption file" in text and "'wd-tags'" in text and not dialog.running
+
+    asyncio.run(scenario())
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["red.png"]
