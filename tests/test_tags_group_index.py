@@ -172,3 +172,17 @@ def test_the_store_keeps_a_bounded_number_of_answers(db, tmp_path, monkeypatch):
     assert len(stored_entries()) == 3
     assert check(ds) == 3  # rebuilt after it was dropped
     assert item_tags(item(ds, "a")) == ["1girl", "long hair", "smile"]  # nothing written to files
+
+
+def test_an_item_stays_in_a_group_while_any_of_its_captions_has_a_member(db, tmp_path):
+    ds = setup(tmp_path)
+    a = item(ds, "a")
+    set_tags(a, ["short hair"], subtype="alt")  # a has long hair in main, short hair in alt
+    assert check(ds) == 3
+    set_tags(a, ["1girl", "smile"])  # long hair leaves main; alt still holds a member
+    assert check(ds) == 3
+    set_tags(a, [], subtype="alt")
+    assert check(ds) == 2
+    set_tags(item(ds, "b"), ["1girl", "long hair"])  # one member replaced by another
+    assert check(ds) == 2
+    assert sorted(i.base_name for i in Item.select().where(Item.id.in_(matching_item_ids(ds.id, "group:Hair")))) == ["b", "d"]

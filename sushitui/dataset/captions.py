@@ -300,12 +300,12 @@ def set_tags_many(
             "file_sha256 = ?, encoding = ?, encoding_flagged = ? WHERE id = ?",
             caption_rows,
         )
-        _write_tag_rows(cursor, old_rows, {r[-1] for r in caption_rows}, tag_rows)
+        added, removed = _write_tag_rows(cursor, old_rows, {r[-1] for r in caption_rows}, tag_rows)
         if subtype == MAIN:
             cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", item_rows)
         else:
             cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", item_rows)
-        group_index.refresh_items(current_database(), [r[-1] for r in item_rows])
+        group_index.apply_tag_changes(current_database(), added, removed)
     return report
 
 
@@ -325,19 +325,22 @@ def _old_tag_rows(cursor, item_ids: list[int]) -> dict[int, list[tuple]]:
     return out
 
 
-def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], tag_rows: list[tuple]) -> None:
+def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], tag_rows: list[tuple]) -> tuple[list, list]:
     """Make the tag rows of the ``edited`` captions what ``tag_rows`` lists (item_id,
     caption_id, tag, norm, position, subtype, source, confidence), touching only the rows
     that differ: adding one tag to an item of 30 is one insert, not 30 deletes and 31
     inserts (each through two indexes), which made the index half of a bulk edit's time.
-    ``old_rows`` (``_old_tag_rows``) must have been read in the same transaction."""
-    old: dict[int, dict[str, tuple]] = {}
+    ``old_rows`` (``_old_tag_rows``) must have been read in the same transaction.
+    Returns the (item_id, key) pairs added and removed."""
+    old: dict[int, dict[str, tuple]] = {}  # caption_id -> norm -> (id, tag, position, subtype, source, confidence)
+    owner: dict[int, int] = {}  # caption_id -> item_id
     redo: set[int] = set()  # captions whose old rows repeat a key: rewritten whole
     for rows in old_rows.values():
         for row in rows:
             if row[1] not in edited:
                 continue
             by_norm = old.setdefault(row[1], {})
+            owner[row[1]] = row[0]
             if row[2] in by_norm:
                 redo.add(row[1])
             by_norm[row[2]] = row[3:]
@@ -354,10 +357,14 @@ def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], 
         kept.setdefault(caption_id, set()).add(norm)
         if prev[1:] != (tag, pos, sub, src, conf):
             updates.append((tag, pos, sub, src, conf, prev[0]))
+    added = [(r[0], r[3]) for r in inserts]
+    removed: list[tuple[int, str]] = []
     for caption_id, rows in old.items():
+        keep = set() if caption_id in redo else kept.get(caption_id, set())
+        gone = [(norm, r[0]) for norm, r in rows.items() if norm not in keep]
+        removed.extend((owner[caption_id], norm) for norm, _id in gone)
         if caption_id not in redo:
-            keep = kept.get(caption_id, set())
-            deletes.extend((r[0],) for norm, r in rows.items() if norm not in keep)
+            deletes.extend((row_id,) for _norm, row_id in gone)
     if redo:  # a repeated key hides rows from the map above: drop every row of those captions
         marks = ",".join("?" * len(redo))
         cursor.execute(f"DELETE FROM item_tag WHERE caption_id IN ({marks})", sorted(redo))
@@ -368,6 +375,7 @@ def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], 
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         inserts,
     )
+    return added, removed
 
 
 def set_tags(item: Item, tags: Sequence[str], *, subtype: str = MAIN, source: str = "user", force: bool = False) -> EditReport:

@@ -9,8 +9,10 @@ answer, one row per (dataset, group, item), sorted by item: the count is a range
 An entry (``group_item_state``) is built on the first count of its (dataset, group) and
 kept true by the writers, in their own transactions:
 
-- caption edits (``captions.set_tags_many``, ``item_view.delete_caption``) refresh the
-  rows of the items they touched (``refresh_items``);
+- caption edits (``captions.set_tags_many``) pass the (item, tag) pairs they added and
+  removed (``apply_tag_changes``): the cost follows the pairs that fall in a stored
+  group, so a bulk add of a tag in no stored group adds nothing measurable; deleting a
+  caption recomputes its item (``refresh_items``);
 - the scanner, which rewrites many items at once, marks the dataset's entries stale
   (``invalidate_dataset``); the next count rebuilds them;
 - a change of a group's members marks the group's entries stale, and removing a
@@ -135,27 +137,68 @@ def invalidate_dataset(db, dataset_id: int) -> None:
     db.execute_sql("UPDATE group_item_state SET valid = 0 WHERE dataset_id = ? AND valid", (dataset_id,))
 
 
-def refresh_items(db, item_ids: Iterable[int]) -> None:
-    """Recompute the stored rows of these items (their tags just changed); call inside
-    the writer's transaction, after the tag rows are written."""
-    entries = db.execute_sql("SELECT dataset_id, group_id FROM group_item_state WHERE valid").fetchall()
-    ids = sorted(set(item_ids))
-    if not entries or not ids:
+def _stored_groups(db) -> dict[int, list[int]]:
+    """dataset_id -> its groups with a valid stored answer."""
+    out: dict[int, list[int]] = {}
+    for dataset_id, group_id in db.execute_sql("SELECT dataset_id, group_id FROM group_item_state WHERE valid"):
+        out.setdefault(dataset_id, []).append(group_id)
+    return out
+
+
+def _datasets_of(db, item_ids: list[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for start in range(0, len(item_ids), 500):
+        chunk = item_ids[start : start + 500]
+        out.update(db.execute_sql(f"SELECT id, dataset_id FROM item WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return out
+
+
+def apply_tag_changes(db, added: Iterable[tuple[int, str]], removed: Iterable[tuple[int, str]]) -> None:
+    """Bring the stored rows in step with tag rows just written: ``added`` / ``removed``
+    are (item_id, tag key) pairs. An added tag puts its item into the stored groups
+    holding it; a removed one takes it out unless another of its tags keeps it in. The
+    cost follows the pairs that fall in stored groups: adding a tag that is in none is
+    one lookup per item. Call inside the writer's transaction."""
+    stored = _stored_groups(db)
+    added, removed = list(added), list(removed)
+    if not stored or not (added or removed):
         return
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        datasets = {r[0] for r in db.execute_sql(f"SELECT DISTINCT dataset_id FROM item WHERE id IN ({marks})", chunk)}
-        for dataset_id, group_id in entries:
-            if dataset_id not in datasets:
-                continue
-            db.execute_sql(
-                f"DELETE FROM group_item WHERE dataset_id = ? AND group_id = ? AND item_id IN ({marks})",
-                [dataset_id, group_id, *chunk],
+    dataset_of = _datasets_of(db, sorted({i for i, _n in added} | {i for i, _n in removed}))
+    for dataset_id, gids in stored.items():
+        mine_added = [(dataset_id, i, n, *gids) for i, n in added if dataset_of.get(i) == dataset_id]
+        mine_removed = [(dataset_id, i, n, *gids) for i, n in removed if dataset_of.get(i) == dataset_id]
+        if mine_added:
+            db.cursor().executemany(
+                "INSERT OR IGNORE INTO group_item (dataset_id, group_id, item_id) SELECT ?1, group_id, ?2 "
+                f"FROM tag_group_member WHERE norm = ?3 AND group_id IN ({','.join(f'?{k + 4}' for k in range(len(gids)))})",
+                mine_added,
             )
-            db.execute_sql(
-                "INSERT INTO group_item (dataset_id, group_id, item_id) SELECT DISTINCT ?, ?, t.item_id FROM item_tag t "
-                f"JOIN item i ON i.id = t.item_id AND i.dataset_id = ? WHERE t.item_id IN ({marks}) "
-                "AND t.norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?)",
-                [dataset_id, group_id, dataset_id, *chunk, group_id],
+        if mine_removed:
+            db.cursor().executemany(
+                "DELETE FROM group_item WHERE dataset_id = ?1 AND item_id = ?2 AND group_id IN (SELECT group_id FROM "
+                f"tag_group_member WHERE norm = ?3 AND group_id IN ({','.join(f'?{k + 4}' for k in range(len(gids)))})) "
+                "AND NOT EXISTS (SELECT 1 FROM item_tag t JOIN tag_group_member m ON m.norm = t.norm "
+                "AND m.group_id = group_item.group_id WHERE t.item_id = ?2)",
+                mine_removed,
             )
+
+
+def refresh_items(db, item_ids: Iterable[int]) -> None:
+    """Recompute the stored rows of these items from their tag rows (a caption was
+    deleted); call inside the writer's transaction, after the tag rows are written."""
+    stored = _stored_groups(db)
+    ids = sorted(set(item_ids))
+    if not stored or not ids:
+        return
+    for item_id, dataset_id in _datasets_of(db, ids).items():
+        gids = stored.get(dataset_id)
+        if not gids:
+            continue
+        gmarks = ",".join("?" * len(gids))
+        db.execute_sql(f"DELETE FROM group_item WHERE dataset_id = ? AND group_id IN ({gmarks}) AND item_id = ?",
+                       [dataset_id, *gids, item_id])
+        db.execute_sql(
+            "INSERT INTO group_item (dataset_id, group_id, item_id) SELECT DISTINCT ?, m.group_id, t.item_id "
+            f"FROM item_tag t JOIN tag_group_member m ON m.norm = t.norm AND m.group_id IN ({gmarks}) WHERE t.item_id = ?",
+            [dataset_id, *gids, item_id],
+        )
