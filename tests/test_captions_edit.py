@@ -195,3 +195,20 @@ def test_a_subtype_that_cannot_be_read_back_is_refused_up_front(db, tmp_path):
     with pytest.raises(bulk.BulkError, match="image suffixes"):
         bulk.bulk_add("d", None, "b", subtype="mask")
     assert (tmp_path / "u.txt").read_text() == "a"
+
+
+@pytest.mark.parametrize("bad", ["../outside.txt", "sub/../../outside.txt", "/tmp/outside.txt"])
+def test_a_caption_path_outside_the_dataset_is_never_written(db, tmp_path, bad):
+    """The index is data too: a path that leaves the dataset root (a tampered or foreign
+    database) is refused, and nothing is written outside the root."""
+    from sushitui.dataset.caption_files import CaptionFileError
+
+    root = tmp_path / "root"
+    item = make_item(root, "p", "a")
+    Caption.update(file_path=bad).where(Caption.item == item).execute()
+    with pytest.raises(CaptionFileError, match="outside the dataset root"):
+        set_tags(item, ["b"])
+    assert not (tmp_path / "outside.txt").exists() and (root / "p.txt").read_text() == "a"
+    report = set_tags_many([TagEdit(item, ["b"])], batch_sync=True)  # the bulk path reports it per item
+    assert report.changed == 0 and "outside the dataset root" in report.problems[0].reason
+    assert not (tmp_path / "outside.txt").exists()

@@ -17,7 +17,8 @@ def to_rel(root: str | os.PathLike, path: str | os.PathLike) -> str:
 
 def to_abs(root: str | os.PathLike, rel: str) -> Path:
     """``root / rel``; refuses absolute paths and ``..`` components from the database."""
-    p = PurePosixPath(rel)
-    if p.is_absolute() or ".." in p.parts:
+    # string checks, not PurePosixPath(rel).parts: this runs for every caption a bulk
+    # edit writes, and the pure-path version took 3.5x as long
+    if rel.startswith("/") or ".." in rel.split("/"):
         raise UnsafePathError(f"refusing path outside the dataset root: {rel!r}")
-    return Path(root) / Path(*p.parts) if p.parts else Path(root)
+    return Path(root, rel)
