@@ -164,6 +164,7 @@ def test_a_locked_database_falls_back_to_counting_the_tag_rows(db, db_path, tmp_
 
 def test_the_store_keeps_a_bounded_number_of_answers(db, tmp_path, monkeypatch):
     monkeypatch.setattr(group_index, "MAX_ENTRIES", 3)
+    monkeypatch.setattr(group_index, "IN_USE_S", 0.0)  # nothing counts as being read right now
     ds = setup(tmp_path)
     for i in range(5):
         groups.add_group(f"G{i}")
@@ -186,3 +187,21 @@ def test_an_item_stays_in_a_group_while_any_of_its_captions_has_a_member(db, tmp
     set_tags(item(ds, "b"), ["1girl", "long hair"])  # one member replaced by another
     assert check(ds) == 2
     assert sorted(i.base_name for i in Item.select().where(Item.id.in_(matching_item_ids(ds.id, "group:Hair")))) == ["b", "d"]
+
+
+def test_a_count_with_more_group_terms_than_the_store_keeps_is_right(db, tmp_path, monkeypatch):
+    """Building the later arms must not drop the rows of an earlier arm of the same count."""
+    monkeypatch.setattr(group_index, "MAX_ENTRIES", 2)
+    ds = setup(tmp_path)
+    for i in range(4):
+        groups.add_group(f"S{i}")
+        groups.add_tags(f"S{i}", ["solo"])
+    assert check(ds, ", ".join(f"group:S{i}" for i in range(4))) == 2  # d, e
+
+
+def test_a_group_count_for_a_dataset_removed_meanwhile_is_zero(db, tmp_path):
+    ds = setup(tmp_path)
+    remove_dataset(ds.name)  # e.g. by another process while the browser shows it
+    assert count_matches(ds.id, "group:Hair") == 0
+    assert count_matches(ds.id, "group:Hair, -1girl") == 0
+    assert stored_entries() == []

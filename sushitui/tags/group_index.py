@@ -30,10 +30,11 @@ import sqlite3
 import time
 from typing import Iterable
 
-from peewee import OperationalError
+from peewee import IntegrityError, OperationalError
 
 MAX_ENTRIES = 16  # stored (dataset, group) answers; building one more drops the oldest
 LOCK_WAIT_MS = 200  # a count never waits longer than this for the write lock to build
+IN_USE_S = 60.0  # an answer this recent is never evicted (a count may be about to read it)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS group_item_state (
@@ -72,6 +73,13 @@ def _db():
     from sushitui.store import current_database
 
     return current_database()
+
+
+def still_valid(entries: Iterable[tuple[int, int]]) -> bool:
+    """True when every (dataset_id, group_id) answer is still valid; call in the same
+    read transaction as the count that uses them, so that both see one snapshot."""
+    db = _db()
+    return all(_is_valid(db, d, g) for d, g in entries)
 
 
 def item_ids_arm(dataset_id: int, group_id: int) -> tuple[str, list] | None:
@@ -118,16 +126,23 @@ def _build(db, dataset_id: int, group_id: int) -> bool:
             )
             _evict(db, keep=(dataset_id, group_id))
         return True
-    except (OperationalError, sqlite3.OperationalError):
-        return False  # locked or read-only: the caller counts without the stored answer
+    except (OperationalError, IntegrityError, sqlite3.OperationalError, sqlite3.IntegrityError):
+        # locked, read-only, or the dataset / group was removed meanwhile (foreign key):
+        # the caller counts without the stored answer
+        return False
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
 
 
 def _evict(db, keep: tuple[int, int]) -> None:
-    rows = db.execute_sql("SELECT dataset_id, group_id FROM group_item_state ORDER BY valid DESC, built_at DESC").fetchall()
-    for ds, gid in rows[MAX_ENTRIES:]:
-        if (ds, gid) != keep:
+    """Drop the oldest answers beyond MAX_ENTRIES, never one built in the last minute:
+    a count with several group: terms (here or in another process) may be about to
+    read it."""
+    rows = db.execute_sql(
+        "SELECT dataset_id, group_id, built_at FROM group_item_state ORDER BY valid DESC, built_at DESC").fetchall()
+    recent = time.time() - IN_USE_S
+    for ds, gid, built_at in rows[MAX_ENTRIES:]:
+        if (ds, gid) != keep and built_at < recent:
             db.execute_sql("DELETE FROM group_item_state WHERE dataset_id = ? AND group_id = ?", (ds, gid))
 
 
