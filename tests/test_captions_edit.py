@@ -212,3 +212,49 @@ def test_a_caption_path_outside_the_dataset_is_never_written(db, tmp_path, bad):
     report = set_tags_many([TagEdit(item, ["b"])], batch_sync=True)  # the bulk path reports it per item
     assert report.changed == 0 and "outside the dataset root" in report.problems[0].reason
     assert not (tmp_path / "outside.txt").exists()
+
+
+def test_editing_an_embedded_caption_writes_a_file_a_reindex_reads_back(db, tmp_path):
+    """Metadata captions (EXIF/PNG text) are never rewritten: an edit goes to
+    x_<subtype>.txt with the subtype spelled as a scan reads it back, and the image's
+    own caption stays as it was."""
+    import io
+
+    import piexif
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
+
+    root = tmp_path / "meta"
+    root.mkdir()
+    info = PngInfo()
+    info.add_text("Description", "a cat on a sofa")
+    Image.new("RGB", (8, 8), "red").save(root / "p.png", pnginfo=info)
+    exif = piexif.dump({"0th": {piexif.ImageIFD.XPKeywords: tuple("cat, sofa\x00".encode("utf-16-le"))}})
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(buf, "JPEG", exif=exif)
+    (root / "j.jpg").write_bytes(buf.getvalue())
+    ds, _ = add_dataset(DatasetSettings(name="meta", root_path=str(root), read_exif=True))
+
+    def captions(base):
+        item = Item.get((Item.dataset == ds.id) & (Item.base_name == base))
+        return item, sorted((c.type, c.subtype, c.source, c.file_path, c.content)
+                            for c in Caption.select().where(Caption.item == item))
+
+    p, before_p = captions("p")
+    (embedded_text,) = [c for c in before_p if c[2] == "png_text"]
+    set_text(p, embedded_text[0], embedded_text[1], "a black cat on a red sofa")
+    j, before_j = captions("j")
+    (embedded_tags,) = [c for c in before_j if c[0] == "tags"]
+    set_tags(j, ["cat", "sofa", "indoors"], subtype=embedded_tags[1])
+
+    safe_text, safe_tags = embedded_text[1].replace("_", "-"), embedded_tags[1].replace("_", "-")
+    assert (root / f"p_{safe_text}.txt").read_text() == "a black cat on a red sofa"
+    assert (root / f"j_{safe_tags}.txt").read_text() == "cat, sofa, indoors"
+    after = {b: captions(b)[1] for b in ("p", "j")}
+    assert embedded_text in after["p"] and embedded_tags in after["j"]  # the metadata captions are untouched
+    report = reindex("meta", full=True)
+    assert not report.problems
+    assert {b: captions(b)[1] for b in ("p", "j")} == after  # what was saved is what a reindex reads
+    assert item_tags(j, safe_tags) == ["cat", "sofa", "indoors"]

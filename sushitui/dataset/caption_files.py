@@ -254,8 +254,8 @@ def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding:
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), mode)
             dev = os.fstat(fh.fileno()).st_dev
+        os.chmod(tmp, mode)  # not fchmod: Windows has it only from Python 3.13
     except OSError as exc:
         _discard(tmp)
         reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))

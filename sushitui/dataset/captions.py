@@ -102,6 +102,20 @@ def new_caption_rel_path(item: Item, subtype: str, siblings: Iterable[Caption] =
     return f"{prefix}{item.base_name}_{subtype}.txt"
 
 
+EMBEDDED_SOURCES = ("exif", "xmp", "iptc", "png_text")  # captions read from inside the image
+
+
+def file_subtype(subtype: str) -> str:
+    """The subtype as a scan reads it back from ``<base>_<subtype>.txt``: lowercase,
+    letters, digits and '-' (``xmp_dc_subject`` -> ``xmp-dc-subject``)."""
+    safe = "".join(c if c.isalnum() or c == "-" else "-" for c in (subtype or MAIN).lower()).strip("-")
+    return safe or "tags2"
+
+
+def _embedded(caption: Caption | None) -> bool:
+    return caption is not None and caption.file_path is None and caption.source in EMBEDDED_SOURCES
+
+
 def check_new_subtype(dataset: Dataset, subtype: str) -> None:
     """Raise CaptionFileError when new captions of ``subtype`` could not be read back by
     a scan (their file is ``<base>_<subtype>.txt``, read by the part after the last
@@ -109,8 +123,8 @@ def check_new_subtype(dataset: Dataset, subtype: str) -> None:
     key = (subtype or MAIN).lower()
     if key in (MAIN, EACH_ITEM) or key in [s.lower() for s in dataset.caption_suffixes or ()]:
         return
-    if not all(c.isalnum() or c == "-" for c in key):
-        fixed = "".join(c if c.isalnum() or c == "-" else "-" for c in key).strip("-") or "tags2"
+    if file_subtype(key) != key:
+        fixed = file_subtype(key)
         raise CaptionFileError(
             f"subtype {subtype!r} cannot name a caption file: a scan reads the subtype back from the part after the "
             f"last '_' of <image>_{subtype}.txt. Use letters, digits and '-' only (e.g. {fixed!r})."
@@ -215,27 +229,33 @@ def set_tags_many(
         chunk = item_ids[chunk_start : chunk_start + 500]
         for c in Caption.select().where(Caption.item.in_(chunk)):
             captions.setdefault(c.item_id, []).append(c)
-    applied: list[tuple[TagEdit, Caption | None, str, list[str], FileState | None]] = []
+    applied: list[tuple[TagEdit, Caption | None, str, list[str], str, FileState | None]] = []
     staged: list[tuple[tuple, StagedWrite]] = []
     for edit in edits:
         item = edit.item
         dataset = datasets.get(item.dataset_id) or datasets.setdefault(item.dataset_id, Dataset.get_by_id(item.dataset_id))
         tags = dedupe(edit.tags)
         siblings = captions.get(item.id, [])
-        caption = next((c for c in siblings if c.type == "tags" and c.subtype == subtype), None)
+        sub = subtype
+        caption = next((c for c in siblings if c.type == "tags" and c.subtype == sub), None)
+        if _embedded(caption) and write_files:
+            # the image's metadata is never rewritten: the edit becomes a caption file of
+            # its own, under a subtype a scan reads back from its name
+            sub = file_subtype(subtype)
+            caption = next((c for c in siblings if c.type == "tags" and c.subtype == sub and c.file_path), None)
         if caption is not None and split_tags(caption.content) == tags and not force:
             report.unchanged += 1
             continue
-        rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, subtype, siblings)
+        rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, sub, siblings)
         state = None
         if write_files:
             try:
                 if caption is None:
-                    _check_slot_free(rel, "tags", subtype, siblings)
+                    _check_slot_free(rel, "tags", sub, siblings)
                 if caption is None or not caption.file_path:
-                    _register_subtype(dataset, subtype)
+                    _register_subtype(dataset, sub)
                 if batch_sync:
-                    staged.append(((edit, caption, rel, tags), _stage_file(dataset, caption, rel, join_tags(tags), force)))
+                    staged.append(((edit, caption, rel, tags, sub), _stage_file(dataset, caption, rel, join_tags(tags), force)))
                     continue
                 state = _write_file(dataset, caption, rel, join_tags(tags), force)
             except CaptionConflict as exc:
@@ -245,34 +265,34 @@ def set_tags_many(
                 report.problems.append(EditProblem(item.id, rel, str(exc)))
                 continue
             report.files_written.append(rel)
-        applied.append((edit, caption, rel, tags, state))
+        applied.append((edit, caption, rel, tags, sub, state))
     if staged:
         for (entry, _), result in zip(staged, publish_staged([st for _, st in staged])):
-            edit, caption, rel, tags = entry
+            edit, caption, rel, tags, sub = entry
             if isinstance(result, CaptionConflict):
                 report.problems.append(EditProblem(edit.item.id, rel, str(result), result))
             elif isinstance(result, CaptionFileError):
                 report.problems.append(EditProblem(edit.item.id, rel, str(result)))
             else:
                 report.files_written.append(rel)
-                applied.append((edit, caption, rel, tags, result))
+                applied.append((edit, caption, rel, tags, sub, result))
 
     now = time.time()
     # Index rows for the whole batch in a few executemany statements (per-row ORM saves
     # and inserts cost ~20 ms per item, which made a 10k-item bulk edit take minutes).
     caption_rows: list[tuple] = []
     tag_rows: list[tuple] = []
-    item_rows: list[tuple] = []
+    item_rows: list[tuple] = []  # (now, tag_count, id) for main captions, (now, id) for others
     with write_transaction():
         cursor = current_database().cursor()
         # read under the write lock: the rows diffed below must be the ones being replaced
         old_rows = _old_tag_rows(cursor, [a[0].item.id for a in applied])
-        for edit, caption, rel, tags, state in applied:
+        for edit, caption, rel, tags, sub, state in applied:
             item = edit.item
             content = join_tags(tags)
             if caption is None:
                 caption = Caption.create(
-                    item=item.id, type="tags", subtype=subtype, content=content, source="txt_file" if write_files else source,
+                    item=item.id, type="tags", subtype=sub, content=content, source="txt_file" if write_files else source,
                     file_path=rel if write_files else None, created_at=now, updated_at=now,
                 )
             else:
@@ -287,13 +307,13 @@ def set_tags_many(
             caption_rows.append((caption.content, caption.updated_at, caption.file_path, caption.file_size,
                                  caption.file_mtime_ns, caption.file_sha256, caption.encoding,
                                  int(bool(caption.encoding_flagged)), caption.id))
-            prev = {r[2]: (r[7], r[8]) for r in old_rows.get(item.id, ()) if r[6] == subtype}
+            prev = {r[2]: (r[7], r[8]) for r in old_rows.get(item.id, ()) if r[6] in (sub, subtype)}
             given = edit.sources or {}
             for pos, tag in enumerate(tags):
                 key = match_key(tag)
                 src, conf = given.get(key) or prev.get(key) or (source, None)
-                tag_rows.append((item.id, caption.id, tag, key, pos, subtype, src, conf))
-            item_rows.append((now, len(tags), item.id) if subtype == MAIN else (now, item.id))
+                tag_rows.append((item.id, caption.id, tag, key, pos, sub, src, conf))
+            item_rows.append((now, len(tags), item.id) if sub == MAIN else (now, item.id))
             report.changed += 1
         cursor.executemany(
             "UPDATE caption SET content = ?, updated_at = ?, file_path = ?, file_size = ?, file_mtime_ns = ?, "
@@ -301,10 +321,8 @@ def set_tags_many(
             caption_rows,
         )
         added, removed = _write_tag_rows(cursor, old_rows, {r[-1] for r in caption_rows}, tag_rows)
-        if subtype == MAIN:
-            cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", item_rows)
-        else:
-            cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", item_rows)
+        cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", [r for r in item_rows if len(r) == 3])
+        cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", [r for r in item_rows if len(r) == 2])
         group_index.apply_tag_changes(current_database(), added, removed)
     return report
 
@@ -396,8 +414,10 @@ def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = F
     siblings = list(Caption.select().where(Caption.item == item.id))
     caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype), None)
     if caption is not None and caption.file_path is None and caption.source != "txt_file":
-        # Embedded metadata (EXIF/XMP/PNG text) is never rewritten: the edit becomes a file.
-        caption = None
+        # Embedded metadata (EXIF/XMP/PNG text) is never rewritten: the edit becomes a
+        # file, under a subtype a scan reads back from its name (png_text_x -> png-text-x)
+        subtype = file_subtype(subtype) if _embedded(caption) else subtype
+        caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype and c.file_path), None)
     rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, subtype or ctype, siblings)
     if caption is None:
         _check_slot_free(rel, ctype, subtype, siblings)

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from sushitui.dataset.caption_files import CaptionFileError, read_caption, unchanged_since
 from sushitui.dataset.captions import (
+    EMBEDDED_SOURCES,
     MAIN,
     EditReport,
     TagEdit,
@@ -41,7 +42,6 @@ NEW_TEXT_SUBTYPE = {
     "instruction": "instruction",
     "description": "description",
 }
-EMBEDDED_SOURCES = ("exif", "xmp", "iptc", "png_text")
 
 
 @dataclass

@@ -12,12 +12,12 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from sushitui.dataset.captions import EMBEDDED_SOURCES
 from sushitui.dataset.grouping import ItemGroup
 from sushitui.dataset.scan_worker import tags_json
 from sushitui.store import Dataset, StoreError, write_transaction
 from sushitui.tags import group_index
 
-EMBEDDED_SOURCES = ("exif", "xmp", "iptc", "png_text")
 
 _ITEM_COLS = (
     "id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, image_suffix, related_images, width, height, "
