@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sushitui.dataset.caption_files import decode_caption, read_caption, write_atomic
@@ -148,6 +148,9 @@ CSV_CELL = st.lists(st.sampled_from(list('ab_, "\n\r\t\x1b\x00é1-+|') + ["0", "
 
 @FAST
 @given(st.lists(st.lists(CSV_CELL, min_size=0, max_size=5), max_size=6), st.sampled_from([None, "tagcomplete", "csv"]))
+@example(rows=[["", "--1"]], fmt=None)  # found by this test: a doubled sign crashed the count parser
+@example(rows=[["1girl", "0", "+-4"]], fmt="tagcomplete")
+@example(rows=[["1girl", "\u00b2", "3"]], fmt=None)  # "²".isdigit() is True, int("²") raises
 def test_csv_formats_of_any_content_give_rows_or_reasons(tmp_path, rows, fmt):
     import csv
 

@@ -110,3 +110,12 @@ def test_cli_bad_config_file_is_a_clear_error(db, db_path, ds, tmp_path, capsys)
     bad.write_text("{not json")
     code, _, err = run_cli(capsys, db_path, "run", "create", "x", "--dataset", ds.name, "--config", str(bad))
     assert code == 1 and "not valid json" in err.lower() and "Traceback" not in err
+
+
+@pytest.mark.parametrize("ref", ["\u00b2", "1\u00b2"])
+def test_cli_a_superscript_digit_is_a_name_not_a_crash(db, db_path, ds, capsys, ref):
+    """str.isdigit() accepts "²" but int() does not: such a reference is looked up as a name."""
+    code, _, err = run_cli(capsys, db_path, "run", "show", ref)
+    assert code != 0 and "no training run named" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, db_path, "run", "create", "x", "--dataset", ref)
+    assert code != 0 and "no dataset named" in err and "Traceback" not in err

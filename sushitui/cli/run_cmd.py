@@ -301,7 +301,7 @@ def _find_item(ref: str, dataset: str | None) -> int:
     from sushitui.store import Item
     from sushitui.training.runs import find_dataset
 
-    if ref.isdigit() and dataset is None:
+    if ref.isdecimal() and dataset is None:  # isdigit() also takes "²", which int() refuses
         item = Item.get_or_none(Item.id == int(ref))
     else:
         if dataset is None:

@@ -90,13 +90,16 @@ def category_problem(category: object) -> str | None:
     return None
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # one sign at most: "--1" is text, not a count
+
+
 def parse_count(value: object) -> tuple[int | None, str | None]:
     """``(count, None)`` or ``(None, reason)``: an integer ≥ 0, given as int or digits."""
     if isinstance(value, bool):
         return None, f"count {value!r} is not an integer"
     if isinstance(value, int):
         n = value
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit() and value.strip().isascii():
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         n = int(value.strip())
     elif isinstance(value, str) and value.strip() == "":
         return 0, None
@@ -227,7 +230,7 @@ def detect_format(path: Path) -> str:
         raise DictionaryFileError(f"{path}: cannot read the file: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise DictionaryFileError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
-    if first and len(first) >= 2 and first[1].strip().lstrip("-").isdigit():
+    if first and len(first) >= 2 and _INTEGER.fullmatch(first[1].strip()):
         return "tagcomplete"
     return "csv"
 
@@ -308,7 +311,7 @@ def parse_tagcomplete(path: Path) -> Parsed:
     recs = _read_csv_rows(path)
     e621_lines = []
     for lineno, rec in enumerate(recs, 1):
-        if len(rec) >= 2 and rec[1].strip().isdigit() and int(rec[1]) in E621_CODES:
+        if len(rec) >= 2 and _INTEGER.fullmatch(rec[1].strip()) and int(rec[1]) in E621_CODES:
             e621_lines.append(lineno)
     out = Parsed()
     for lineno, rec in enumerate(recs, 1):
@@ -317,7 +320,7 @@ def parse_tagcomplete(path: Path) -> Parsed:
         where = f"{path.name} line {lineno}"
         tag = rec[0]
         code_text = rec[1].strip() if len(rec) > 1 else ""
-        if not code_text.lstrip("-").isdigit():
+        if not _INTEGER.fullmatch(code_text):
             out.rejected.append(RowProblem(where, tag, f"category code {code_text!r} is not a number (expected 0, 1, 3, 4 or 5)"))
             continue
         code = int(code_text)

@@ -40,7 +40,7 @@ def find_dataset(name_or_id: str | int | Dataset) -> Dataset:
     if isinstance(name_or_id, Dataset):
         return name_or_id
     ds = Dataset.get_or_none(Dataset.name == str(name_or_id))
-    if ds is None and str(name_or_id).isdigit():
+    if ds is None and str(name_or_id).isdecimal():
         ds = Dataset.get_or_none(Dataset.id == int(name_or_id))
     if ds is None:
         raise DatasetNotFoundError(
@@ -54,7 +54,7 @@ def get_run(name_or_id: str | int | TrainingRun) -> TrainingRun:
     if isinstance(name_or_id, TrainingRun):
         return name_or_id
     run = TrainingRun.get_or_none(TrainingRun.name == str(name_or_id))
-    if run is None and str(name_or_id).isdigit():
+    if run is None and str(name_or_id).isdecimal():
         run = TrainingRun.get_or_none(TrainingRun.id == int(name_or_id))
     if run is None:
         raise RunNotFound(f"no training run named {name_or_id!r}; `sushitui run list` shows the runs")

@@ -123,7 +123,7 @@ class ExportDialog(ModalScreen):
         repeats_text = self.query_one("#ex-repeats", Input).value.strip()
         repeats = None
         if repeats_text:
-            if not repeats_text.isdigit() or int(repeats_text) < 1:
+            if not repeats_text.isdecimal() or int(repeats_text) < 1:
                 raise ValueError("repeats must be a whole number of at least 1 (or empty)")
             repeats = int(repeats_text)
         trigger = self.query_one("#ex-trigger", Input).value.strip() or None
