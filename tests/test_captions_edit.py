@@ -258,3 +258,10 @@ def test_editing_an_embedded_caption_writes_a_file_a_reindex_reads_back(db, tmp_
     assert not report.problems
     assert {b: captions(b)[1] for b in ("p", "j")} == after  # what was saved is what a reindex reads
     assert item_tags(j, safe_tags) == ["cat", "sofa", "indoors"]
+
+
+def test_two_edits_of_one_item_in_a_batch_leave_the_last(db, tmp_path):
+    item = make_item(tmp_path, "twice", "a, b")
+    report = set_tags_many([TagEdit(item, ["a", "c"]), TagEdit(item, ["c", "d"])], batch_sync=True)
+    assert report.changed == 1 and (tmp_path / "twice.txt").read_text() == "c, d"
+    assert _rows(item) == _reindexed_rows(["c", "d"])

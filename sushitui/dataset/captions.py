@@ -222,6 +222,8 @@ def set_tags_many(
     report = EditReport()
     if not edits:
         return report
+    if len({e.item.id for e in edits}) != len(edits):  # one caption, one final state: the last edit wins
+        edits = list({e.item.id: e for e in edits}.values())
     datasets: dict[int, Dataset] = {}
     item_ids = [e.item.id for e in edits]
     captions: dict[int, list[Caption]] = {}
