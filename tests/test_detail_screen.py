@@ -390,3 +390,45 @@ async def test_prose_main_caption_opens_on_the_other_tag_caption(db, tmp_path):
         await pilot.press("right")
         await settle(pilot, app)
         assert screen.subtype == chosen
+
+
+@sync
+async def test_editing_the_images_own_keywords_saves_a_caption_file_and_follows_it(db, tmp_path):
+    """EXIF keywords are tags the image carries: saving edits of them writes a caption
+    file of its own (subtype exif-xpkeywords) and the screen goes on editing that one."""
+    import io
+
+    import piexif
+    from PIL import Image
+
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+
+    root = tmp_path / "exif"
+    root.mkdir()
+    exif = piexif.dump({"0th": {piexif.ImageIFD.XPKeywords: tuple("cat, sofa\x00".encode("utf-16-le"))}})
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "blue").save(buf, "JPEG", exif=exif)
+    (root / "j.jpg").write_bytes(buf.getvalue())
+    ds, _ = add_dataset(DatasetSettings(name="exif", root_path=str(root), read_exif=True))
+    ids = [i.id for i in Item.select().where(Item.dataset == ds.id)]
+    app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        # s steps through the subtypes in the order the subtype line shows them
+        line = str(screen.query_one("#subtype-line").render())
+        assert line.index("main") < line.index("alt") < line.index("exif_xpkeywords")
+        await pilot.press("s")
+        assert screen.subtype == "alt"
+        await pilot.press("s")
+        assert screen.subtype == "exif_xpkeywords" and screen.editor.tags == ["cat", "sofa"]
+        await pilot.press("a", *"indoors", "enter", "ctrl+s")
+        await settle(pilot, app)
+        assert (root / "j_exif-xpkeywords.txt").read_text() == "cat, sofa, indoors"
+        assert screen.subtype == "exif-xpkeywords" and screen.editor.tags == ["cat", "sofa", "indoors"]
+        assert screen.editors["exif_xpkeywords"].tags == ["cat", "sofa"]  # the image's own, as a reload shows them
+        await pilot.press(*"night", "enter", "ctrl+s")  # the tag box stays open for the next tag
+        await settle(pilot, app)
+        assert (root / "j_exif-xpkeywords.txt").read_text() == "cat, sofa, indoors, night"
+    view = load_item_view(ids[0])
+    assert view.tags["exif-xpkeywords"] == ["cat", "sofa", "indoors", "night"] and view.tags["exif_xpkeywords"] == ["cat", "sofa"]

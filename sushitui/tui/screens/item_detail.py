@@ -39,7 +39,7 @@ from textual.widgets.option_list import Option
 
 from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.dataset.caption_files import CaptionFileError, write_atomic
-from sushitui.dataset.captions import MAIN
+from sushitui.dataset.captions import MAIN, file_subtype, tag_subtype_order
 from sushitui.dataset.item_view import (
     TEXT_TAB_TYPES,
     CaptionView,
@@ -555,7 +555,7 @@ class ItemDetailScreen(Screen):
         pills = self.query_one("#pills", TagPills)
         pills.set_tags(ed.tags if ed else [], self.tag_colors, cursor)
         line = Text("Subtype: ")
-        for sub in self.editors or [MAIN]:
+        for sub in self._subtype_cycle():
             line.append(f" {for_terminal(sub)} ", style="reverse bold" if sub == self.subtype else "")
             line.append(" ")
         line.append(" (s switches)", style="dim")
@@ -686,12 +686,15 @@ class ItemDetailScreen(Screen):
             self._refresh_tags()
             self.notify("reverted to the saved version (ctrl+z undoes the revert of tags)", timeout=3, markup=False)
 
+    def _subtype_cycle(self) -> list[str]:
+        """The tag captions ``s`` steps through, in the order the subtype line shows
+        them: the item's own, plus an empty ``alt`` to start one."""
+        return tag_subtype_order([*self.editors, MAIN, "alt"])
+
     def action_cycle_subtype(self) -> None:
         if not self.editors:
             return
-        subs = list(self.editors)
-        if "alt" not in subs:
-            subs.insert(1, "alt")
+        subs = self._subtype_cycle()
         i = (subs.index(self.subtype) + 1) % len(subs) if self.subtype in subs else 0
         self.subtype = subs[i]
         self._subtype_chosen = True
@@ -970,6 +973,7 @@ class ItemDetailScreen(Screen):
                     ed.adopt(outcome.disk_value or [])
                 elif outcome.saved:
                     ed.mark_saved(tags)
+                    self._follow_embedded_save(view, subtype)
                 ok &= outcome.saved
             for ctype, state in self.texts.items():
                 area = self.query_one(f"#text-{ctype}", TextArea)
@@ -998,6 +1002,20 @@ class ItemDetailScreen(Screen):
             if self.view is view:
                 self._refresh_tags()
             return ok
+
+    def _follow_embedded_save(self, view: ItemView, subtype: str) -> None:
+        """Tags of the image's own metadata (EXIF/XMP) were saved: the core wrote them to
+        a caption file of their own (captions.file_subtype). Edit that one from now on,
+        and keep the metadata's tags under their own subtype, as a reload will show."""
+        written = file_subtype(subtype)
+        if written == subtype or not any(c.subtype == subtype and c.type == "tags" and c.embedded for c in view.captions):
+            return
+        self.editors[written] = self.editors.pop(subtype)
+        self.editors[subtype] = TagListEditor(view.tags.get(subtype, []), resolve=resolve_alias)
+        if self.subtype == subtype:
+            self.subtype = written
+        self.notify(f"saved as tag caption {written!r}, a file of its own: the image's {subtype} metadata is "
+                    "never rewritten", timeout=4, markup=False)
 
     def action_save(self) -> None:
         self._explicit_save()
