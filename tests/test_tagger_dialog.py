@@ -21,6 +21,14 @@ class Host(App):
         self.push_screen(self.dialog, callback=lambda r: setattr(self, "result", r))
 
 
+async def _start_and_read_error(app, pilot, dialog) -> str:
+    """Wait for the dialog, press Start, and return the error it shows."""
+    assert await _settle(app, pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()))
+    await pilot.press("ctrl+s")
+    assert await _settle(app, pilot, lambda: dialog.query_one("#autotag-error").display)
+    return str(dialog.query_one("#autotag-error", Static).render())
+
+
 async def _settle(app, pilot, until, timeout=15.0):
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -74,10 +82,7 @@ def test_dialog_reports_a_missing_model_without_crashing(db, tmp_path):
         dialog = AutotagDialog(ds.id)
         app = Host(dialog)
         async with app.run_test(size=(100, 30)) as pilot:
-            assert await _settle(app, pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()))
-            await pilot.press("ctrl+s")  # default cl-1.02 is not in the (empty, offline) cache
-            assert await _settle(app, pilot, lambda: dialog.query_one("#autotag-error").display)
-            text = str(dialog.query_one("#autotag-error", Static).render())
+            text = await _start_and_read_error(app, pilot, dialog)  # cl-1.02 is not in the (empty, offline) cache
             assert "models download cl-1.02" in text and not dialog.running
             # The advice names the dialog's own way, not only the CLI flags.
             assert "custom file" in text
@@ -94,11 +99,8 @@ def test_dialog_refuses_a_subtype_no_scan_could_read_back(db, tmp_path):
         dialog = AutotagDialog(ds.id)
         app = Host(dialog)
         async with app.run_test(size=(80, 24)) as pilot:
-            assert await _settle(app, pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()))
-            dialog.query_one("#at-subtype", Input).value = "wd_tags"
-            await pilot.press("ctrl+s")
-            assert await _settle(app, pilot, lambda: dialog.query_one("#autotag-error").display)
-            text = str(dialog.query_one("#autotag-error", Static).render())
+            dialog.query_one("#at-subtype", Input).value = "wd_tags"  # typed before Start
+            text = await _start_and_read_error(app, pilot, dialog)
             assert "'wd_tags' cannot name a caption file" in text and "'wd-tags'" in text and not dialog.running
 
     asyncio.run(scenario())

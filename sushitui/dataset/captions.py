@@ -116,13 +116,14 @@ def _embedded(caption: Caption | None) -> bool:
     return caption is not None and caption.file_path is None and caption.source in EMBEDDED_SOURCES
 
 
-def check_new_subtype(dataset: Dataset, subtype: str) -> None:
+def check_new_subtype(dataset: Dataset, subtype: str) -> bool:
     """Raise CaptionFileError when new captions of ``subtype`` could not be read back by
     a scan (their file is ``<base>_<subtype>.txt``, read by the part after the last
-    ``_``). Entry points (auto-tagging, bulk edits) call it once before any work."""
+    ``_``); True when a scan reads them already (main, or a caption suffix). Entry points
+    (auto-tagging, bulk edits) call it once before any work."""
     key = (subtype or MAIN).lower()
-    if key in (MAIN, EACH_ITEM) or key in [s.lower() for s in dataset.caption_suffixes or ()]:
-        return
+    if key == MAIN or key in [s.lower() for s in dataset.caption_suffixes or ()]:
+        return True
     if file_subtype(key) != key:
         fixed = file_subtype(key)
         raise CaptionFileError(
@@ -134,6 +135,7 @@ def check_new_subtype(dataset: Dataset, subtype: str) -> None:
             f"subtype {subtype!r} is one of the dataset's image suffixes (<image>_{key}.png is an image of a group); "
             "pick another subtype"
         )
+    return False
 
 
 def _register_subtype(dataset: Dataset, subtype: str) -> None:
@@ -141,10 +143,9 @@ def _register_subtype(dataset: Dataset, subtype: str) -> None:
     is one of the dataset's caption suffixes: add it to them before the first such file
     is written (or refuse a name that cannot be read back). No full re-read is needed:
     only the folders these new files land in change, and a reindex re-reads those."""
-    check_new_subtype(dataset, subtype)
-    key = (subtype or MAIN).lower()
-    if key == MAIN or key in [s.lower() for s in dataset.caption_suffixes or ()]:
+    if check_new_subtype(dataset, subtype):
         return
+    key = subtype.lower()
     with write_transaction():
         fresh = Dataset.get_by_id(dataset.id)
         suffixes = list(fresh.caption_suffixes or [])
@@ -284,7 +285,8 @@ def set_tags_many(
     # and inserts cost ~20 ms per item, which made a 10k-item bulk edit take minutes).
     caption_rows: list[tuple] = []
     tag_rows: list[tuple] = []
-    item_rows: list[tuple] = []  # (now, tag_count, id) for main captions, (now, id) for others
+    main_rows: list[tuple] = []  # (now, tag_count, id): the main caption sets the item's tag count
+    other_rows: list[tuple] = []  # (now, id)
     with write_transaction():
         cursor = current_database().cursor()
         # read under the write lock: the rows diffed below must be the ones being replaced
@@ -315,7 +317,10 @@ def set_tags_many(
                 key = match_key(tag)
                 src, conf = given.get(key) or prev.get(key) or (source, None)
                 tag_rows.append((item.id, caption.id, tag, key, pos, sub, src, conf))
-            item_rows.append((now, len(tags), item.id) if sub == MAIN else (now, item.id))
+            if sub == MAIN:
+                main_rows.append((now, len(tags), item.id))
+            else:
+                other_rows.append((now, item.id))
             report.changed += 1
         cursor.executemany(
             "UPDATE caption SET content = ?, updated_at = ?, file_path = ?, file_size = ?, file_mtime_ns = ?, "
@@ -323,8 +328,8 @@ def set_tags_many(
             caption_rows,
         )
         added, removed = _write_tag_rows(cursor, old_rows, {r[-1] for r in caption_rows}, tag_rows)
-        cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", [r for r in item_rows if len(r) == 3])
-        cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", [r for r in item_rows if len(r) == 2])
+        cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", main_rows)
+        cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", other_rows)
         group_index.apply_tag_changes(current_database(), added, removed)
     return report
 

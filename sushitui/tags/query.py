@@ -627,7 +627,10 @@ def apply_query(select, text: str | None, dataset_id: int | None = None, *, subt
 
 
 def _has_arm(n: Node) -> bool:
-    """Whether ``_compound_arm`` has a SELECT for the term."""
+    """Whether ``_compound_arm`` has a SELECT for the term: exact tags, ``|`` of exact
+    tags, groups. Sizes, caption:, source: and nesting have none; a wildcard is left to
+    the general plan too (for ``*x*`` SQLite would sort the whole item_tag table by item
+    for the merge, measured slower than the IN lists)."""
     if isinstance(n, TagTerm):
         return n.parts is None
     if isinstance(n, Or):
@@ -635,27 +638,22 @@ def _has_arm(n: Node) -> bool:
     return isinstance(n, GroupTerm)
 
 
-def _compound_arm(n: Node, dataset_id: int) -> tuple[str, list, tuple[int, int] | None] | None:
-    """The item ids a term selects, as one SELECT sorted by item id, and the stored group
-    answer it reads (then it is already limited to the dataset); None for a term that
-    has no such form (sizes, caption:, source:, nested expressions)."""
+def _compound_arm(n: Node, dataset_id: int) -> tuple[str, list, tuple[int, int] | None]:
+    """The item ids a term (one that ``_has_arm``) selects, as one SELECT sorted by item
+    id, and the stored group answer it reads (then it is already limited to the dataset)."""
     head = "SELECT item_id FROM item_tag WHERE "
     if isinstance(n, TagTerm):
-        # a wildcard is left to the general plan: for ``*x*`` SQLite would sort the whole
-        # item_tag table by item for the merge (measured slower than the IN lists)
-        return (head + "norm = ?", [n.key], None) if n.parts is None else None
-    if isinstance(n, Or) and all(isinstance(c, TagTerm) and c.parts is None for c in n.children):
+        return head + "norm = ?", [n.key], None
+    if isinstance(n, Or):
         keys = sorted({c.key for c in n.children})
         return head + f"norm IN ({','.join('?' * len(keys))})", keys, None
-    if isinstance(n, GroupTerm):
-        from sushitui.tags import group_index
+    from sushitui.tags import group_index
 
-        gid = _group_id(n.name, n.position)
-        stored = group_index.item_ids_arm(dataset_id, gid)
-        if stored is not None:
-            return stored[0], stored[1], (dataset_id, gid)
-        return head + "norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?)", [gid], None
-    return None
+    gid = _group_id(n.name, n.position)
+    stored = group_index.item_ids_arm(dataset_id, gid)
+    if stored is not None:
+        return stored[0], stored[1], (dataset_id, gid)
+    return head + "norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?)", [gid], None
 
 
 def _compound_count_sql(node: Node, dataset_id: int) -> tuple[str, list, list[tuple[int, int]]] | None:
@@ -672,8 +670,6 @@ def _compound_count_sql(node: Node, dataset_id: int) -> tuple[str, list, list[tu
     pos, neg = [], []
     for t in terms:
         arm = _compound_arm(t.child, dataset_id) if isinstance(t, Not) else _compound_arm(t, dataset_id)
-        if arm is None:
-            return None
         (neg if isinstance(t, Not) else pos).append(arm)
     if len(pos) == 1 and not neg:
         sql, params = pos[0][0], list(pos[0][1])
