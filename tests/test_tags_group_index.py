@@ -1,4 +1,4 @@
-"""The stored answer behind ``group:`` counts (sushitui.tags.group_index) stays true
+"""The stored answer behind ``group:`` counts (sushitui.store.group_index) stays true
 through every way tags change: edits, bulk edits, caption deletion, files changed on
 disk and reindexed, vanished files, group membership changes, removed groups and
 datasets, another process holding the write lock."""
@@ -13,7 +13,8 @@ from sushitui.dataset.captions import item_tags, set_tags
 from sushitui.dataset.item_view import delete_caption
 from sushitui.dataset.registry import reindex, remove_dataset
 from sushitui.store import Caption, Item, current_database
-from sushitui.tags import bulk, group_index, groups
+from sushitui.store import group_index
+from sushitui.tags import bulk, groups
 from sushitui.tags.query import count_matches, matching_item_ids
 
 from test_tags_bulk import make_dataset

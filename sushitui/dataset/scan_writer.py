@@ -16,7 +16,7 @@ from sushitui.dataset.captions import EMBEDDED_SOURCES
 from sushitui.dataset.grouping import ItemGroup
 from sushitui.dataset.scan_worker import tags_json
 from sushitui.store import Dataset, StoreError, write_transaction
-from sushitui.tags import group_index
+from sushitui.store import group_index
 
 
 _ITEM_COLS = (

@@ -13,11 +13,13 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from peewee import DatabaseError, OperationalError, SqliteDatabase
 
-from sushitui.store.models import ALL_MODELS, database_proxy
+# migrate() reads these two names from this module (tests replace them here)
+from sushitui.store.migrations import LATEST_VERSION, MIGRATIONS
+from sushitui.store.models import database_proxy
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -36,30 +38,6 @@ class StoreError(Exception):
 
 class SchemaTooNewError(StoreError):
     pass
-
-
-def _migration_1(db: SqliteDatabase) -> None:
-    db.create_tables(ALL_MODELS, safe=True)
-
-
-def _migration_2(db: SqliteDatabase) -> None:
-    # scan_dir and app_setting joined the models after some databases had run
-    # migration 1; create them here so no caller has to (safe: new databases have them)
-    from sushitui.store.models import AppSetting, ScanDir
-
-    db.create_tables([ScanDir, AppSetting], safe=True)
-    from sushitui.tags.group_index import SCHEMA
-
-    for statement in SCHEMA:
-        db.execute_sql(statement)
-
-
-# (version, name, function). Append new migrations; never edit a released one.
-MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
-    (1, "initial schema", _migration_1),
-    (2, "group_item: materialised group membership for group: counts", _migration_2),
-]
-LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 def _check_file(path: Path) -> None:

@@ -647,7 +647,7 @@ def _compound_arm(n: Node, dataset_id: int) -> tuple[str, list, tuple[int, int] 
     if isinstance(n, Or):
         keys = sorted({c.key for c in n.children})
         return head + f"norm IN ({','.join('?' * len(keys))})", keys, None
-    from sushitui.tags import group_index
+    from sushitui.store import group_index
 
     gid = _group_id(n.name, n.position)
     stored = group_index.item_ids_arm(dataset_id, gid)
@@ -696,7 +696,7 @@ def count_matches(dataset_id: int, text: str | None, *, subtype: str | None = No
     if text is not None and text.strip() and subtype is None:
         compound = _compound_count_sql(parse(text), dataset_id)
         if compound is not None:
-            from sushitui.tags import group_index
+            from sushitui.store import group_index
 
             sql, params, stored = compound
             db = current_database()

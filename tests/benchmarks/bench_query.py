@@ -257,7 +257,7 @@ def main() -> int:
         ok &= passed
         print(f"{label:<24}{ms:>12.1f}{cpu:>7.1f}{raw_ms:>8.1f}{raw_cpu:>7.1f}{ms / raw_ms:>7.2f}{(f'≤{target}' if target else '-'):>8}{total:>9,}"
               + ("" if passed else "  MISSED"))
-    # the stored group answer (sushitui.tags.group_index) is built by the first count after
+    # the stored group answer (sushitui.store.group_index) is built by the first count after
     # tags or members changed; that first count costs more than one plain count
     print(f"\n{'first group: count after a change':<36}{'sushitui ms':>12}{'plain DISTINCT ms':>19}{'ratio':>7}")
     for label, q, (where, params), _target in cases:

@@ -16,8 +16,11 @@ kept true by the writers, in their own transactions:
 - the scanner, which rewrites many items at once, marks the dataset's entries stale
   (``invalidate_dataset``); the next count rebuilds them;
 - a change of a group's members marks the group's entries stale, and removing a
-  dataset or a group removes its entries and rows: triggers (migration 2), so every
-  writer of those small tables is covered.
+  dataset or a group removes its entries and rows: triggers, so every writer of those
+  small tables is covered.
+
+The tables and triggers are created by migration 2 (``sushitui.store.migrations``),
+written out there as they were released.
 
 Per-row triggers on ``item_tag`` itself were measured and rejected: +50 % on the
 scanner's tag-row inserts even when nothing is stored, so its writers call this module.
@@ -35,36 +38,6 @@ from peewee import IntegrityError, OperationalError
 MAX_ENTRIES = 16  # stored (dataset, group) answers; building one more drops the oldest
 LOCK_WAIT_MS = 200  # a count never waits longer than this for the write lock to build
 IN_USE_S = 60.0  # an answer this recent is never evicted (a count may be about to read it)
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS group_item_state (
-        dataset_id INTEGER NOT NULL REFERENCES dataset (id) ON DELETE CASCADE,
-        group_id INTEGER NOT NULL REFERENCES tag_group (id) ON DELETE CASCADE,
-        valid INTEGER NOT NULL DEFAULT 0,
-        built_at REAL NOT NULL,
-        PRIMARY KEY (dataset_id, group_id)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS group_item_state_group_id ON group_item_state (group_id)",
-    """CREATE TABLE IF NOT EXISTS group_item (
-        dataset_id INTEGER NOT NULL,
-        group_id INTEGER NOT NULL,
-        item_id INTEGER NOT NULL,
-        PRIMARY KEY (dataset_id, group_id, item_id)
-    ) WITHOUT ROWID""",
-    # an entry owns its rows: eviction and the cascades from dataset / tag_group take them
-    """CREATE TRIGGER IF NOT EXISTS group_item_state_ad AFTER DELETE ON group_item_state BEGIN
-        DELETE FROM group_item WHERE dataset_id = old.dataset_id AND group_id = old.group_id;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS tag_group_member_ai AFTER INSERT ON tag_group_member BEGIN
-        UPDATE group_item_state SET valid = 0 WHERE group_id = new.group_id AND valid;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS tag_group_member_ad AFTER DELETE ON tag_group_member BEGIN
-        UPDATE group_item_state SET valid = 0 WHERE group_id = old.group_id AND valid;
-    END""",
-    """CREATE TRIGGER IF NOT EXISTS tag_group_member_au AFTER UPDATE ON tag_group_member BEGIN
-        UPDATE group_item_state SET valid = 0 WHERE group_id IN (old.group_id, new.group_id) AND valid;
-    END""",
-)
 
 ITEM_IDS_SQL = "SELECT item_id FROM group_item WHERE dataset_id = ? AND group_id = ?"
 

@@ -1,0 +1,213 @@
+"""The schema migrations, each written out as the SQL it ran when it was released.
+
+A migration never reads the Peewee models or another module's constants: those change,
+and a fresh database (all migrations) must stay exactly what an upgraded one becomes
+(tests/test_store_migrations.py upgrades a database made by the released v1 code and
+compares). So: append a migration for every schema change, spell out its DDL here, and
+never edit a released one. ``test_store_migrations`` also fails while the models and the
+latest migration disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from peewee import SqliteDatabase
+
+# Migration 1 as released: the statements Peewee 3/4's ``create_tables(ALL_MODELS,
+# safe=True)`` ran for the models of schema version 1 (tests/data/v1.sqlite holds a
+# database made by that code).
+SCHEMA_V1: tuple[str, ...] = (
+    (
+        'CREATE TABLE IF NOT EXISTS "alias" ("id" INTEGER NOT NULL PRIMARY KEY, "from_tag" TEXT NOT NULL, '
+        '"from_norm" TEXT NOT NULL, "to_tag" TEXT NOT NULL, "created_at" REAL NOT NULL)'
+    ),
+    'CREATE UNIQUE INDEX IF NOT EXISTS "alias_from_norm" ON "alias" ("from_norm")',
+    (
+        'CREATE TABLE IF NOT EXISTS "app_setting" ("key" TEXT NOT NULL PRIMARY KEY, "value" TEXT, '
+        '"updated_at" REAL NOT NULL)'
+    ),
+    (
+        'CREATE TABLE IF NOT EXISTS "dataset" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, '
+        '"root_path" TEXT NOT NULL, "type" TEXT NOT NULL, "caption_suffixes" TEXT NOT NULL, '
+        '"image_suffixes" TEXT NOT NULL, "primary_suffix" TEXT NOT NULL, "recursive" INTEGER NOT NULL, '
+        '"max_depth" INTEGER, "read_exif" INTEGER NOT NULL, "caption_types" TEXT NOT NULL, '
+        '"presets" TEXT NOT NULL, "total_images" INTEGER NOT NULL, "total_items" INTEGER NOT NULL, '
+        '"total_captions" INTEGER NOT NULL, "indexed_at" REAL, "last_scan_report" TEXT, '
+        '"created_at" REAL NOT NULL, "updated_at" REAL NOT NULL)'
+    ),
+    'CREATE UNIQUE INDEX IF NOT EXISTS "dataset_name" ON "dataset" ("name")',
+    (
+        'CREATE TABLE IF NOT EXISTS "item" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"dataset_id" INTEGER NOT NULL, "item_type" TEXT NOT NULL, "base_name" TEXT NOT NULL, '
+        '"rel_dir" TEXT NOT NULL, "group_key" TEXT NOT NULL, "image_path" TEXT, "image_suffix" TEXT, '
+        '"related_images" TEXT NOT NULL, "width" INTEGER, "height" INTEGER, "file_size" INTEGER, '
+        '"mtime_ns" INTEGER, "sha256" TEXT, "exif_data" TEXT, "tag_count" INTEGER NOT NULL, "problems" TEXT, '
+        '"created_at" REAL NOT NULL, "indexed_at" REAL NOT NULL, "updated_at" REAL NOT NULL, '
+        'FOREIGN KEY ("dataset_id") REFERENCES "dataset" ("id") ON DELETE CASCADE)'
+    ),
+    'CREATE UNIQUE INDEX IF NOT EXISTS "item_dataset_id_group_key" ON "item" ("dataset_id", "group_key")',
+    'CREATE INDEX IF NOT EXISTS "item_dataset_id_base_name" ON "item" ("dataset_id", "base_name")',
+    'CREATE INDEX IF NOT EXISTS "item_dataset_id_width" ON "item" ("dataset_id", "width")',
+    'CREATE INDEX IF NOT EXISTS "item_dataset_id_height" ON "item" ("dataset_id", "height")',
+    'CREATE INDEX IF NOT EXISTS "item_dataset_id_tag_count" ON "item" ("dataset_id", "tag_count")',
+    'CREATE INDEX IF NOT EXISTS "item_dataset_id_created_at" ON "item" ("dataset_id", "created_at")',
+    'CREATE INDEX IF NOT EXISTS "item_sha256" ON "item" ("sha256")',
+    'CREATE INDEX IF NOT EXISTS "item_dataset_id_rel_dir" ON "item" ("dataset_id", "rel_dir")',
+    (
+        'CREATE TABLE IF NOT EXISTS "caption" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"item_id" INTEGER NOT NULL, "type" TEXT NOT NULL, "subtype" TEXT NOT NULL, "content" TEXT NOT NULL, '
+        '"language" TEXT NOT NULL, "source" TEXT NOT NULL, "source_field" TEXT, "file_path" TEXT, '
+        '"file_size" INTEGER, "file_mtime_ns" INTEGER, "file_sha256" TEXT, "encoding" TEXT, '
+        '"encoding_flagged" INTEGER NOT NULL, "created_at" REAL NOT NULL, "updated_at" REAL NOT NULL, '
+        'FOREIGN KEY ("item_id") REFERENCES "item" ("id") ON DELETE CASCADE)'
+    ),
+    'CREATE INDEX IF NOT EXISTS "caption_item_id" ON "caption" ("item_id")',
+    'CREATE INDEX IF NOT EXISTS "caption_item_id_type_subtype" ON "caption" ("item_id", "type", "subtype")',
+    (
+        'CREATE TABLE IF NOT EXISTS "dictionary_load" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"kind" TEXT NOT NULL, "source" TEXT NOT NULL, "fingerprint" TEXT NOT NULL, '
+        '"imported" INTEGER NOT NULL, "updated" INTEGER NOT NULL, "skipped" INTEGER NOT NULL, '
+        '"rejected" INTEGER NOT NULL, "elapsed_s" REAL NOT NULL, "loaded_at" REAL NOT NULL)'
+    ),
+    (
+        'CREATE TABLE IF NOT EXISTS "dictionary_tag" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"tag" TEXT NOT NULL, "norm" TEXT NOT NULL, "category" TEXT NOT NULL, "count" INTEGER NOT NULL, '
+        '"display_name" TEXT, "aliases" TEXT NOT NULL, "description" TEXT NOT NULL, "wiki_url" TEXT, '
+        '"source" TEXT NOT NULL, "official" INTEGER NOT NULL, "deprecated" INTEGER NOT NULL, '
+        '"replacement" TEXT, "created_at" REAL NOT NULL, "updated_at" REAL NOT NULL)'
+    ),
+    'CREATE UNIQUE INDEX IF NOT EXISTS "dictionary_tag_tag" ON "dictionary_tag" ("tag")',
+    'CREATE INDEX IF NOT EXISTS "dictionary_tag_norm" ON "dictionary_tag" ("norm")',
+    'CREATE INDEX IF NOT EXISTS "dictionary_tag_category_count" ON "dictionary_tag" ("category", "count")',
+    'CREATE INDEX IF NOT EXISTS "dictionary_tag_count" ON "dictionary_tag" ("count")',
+    'CREATE INDEX IF NOT EXISTS "dictionary_tag_category_norm" ON "dictionary_tag" ("category", "norm")',
+    'CREATE INDEX IF NOT EXISTS "dictionary_tag_category_id" ON "dictionary_tag" ("category", "id")',
+    (
+        'CREATE TABLE IF NOT EXISTS "item_stats" ("item_id" INTEGER NOT NULL PRIMARY KEY, '
+        '"total_seen" INTEGER NOT NULL, "runs_participated" INTEGER NOT NULL, '
+        '"usage_sumsq" INTEGER NOT NULL, "first_trained_at" REAL, "last_trained_at" REAL, '
+        'FOREIGN KEY ("item_id") REFERENCES "item" ("id") ON DELETE CASCADE)'
+    ),
+    (
+        'CREATE TABLE IF NOT EXISTS "item_tag" ("id" INTEGER NOT NULL PRIMARY KEY, '
+        '"item_id" INTEGER NOT NULL, "caption_id" INTEGER, "tag" TEXT NOT NULL, "norm" TEXT NOT NULL, '
+        '"position" INTEGER NOT NULL, "subtype" TEXT NOT NULL, "source" TEXT NOT NULL, "confidence" REAL, '
+        'FOREIGN KEY ("item_id") REFERENCES "item" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("caption_id") REFERENCES "caption" ("id") ON DELETE CASCADE)'
+    ),
+    'CREATE INDEX IF NOT EXISTS "item_tag_caption_id" ON "item_tag" ("caption_id")',
+    'CREATE INDEX IF NOT EXISTS "item_tag_norm_item_id" ON "item_tag" ("norm", "item_id")',
+    'CREATE INDEX IF NOT EXISTS "item_tag_item_id_position" ON "item_tag" ("item_id", "position")',
+    (
+        'CREATE TABLE IF NOT EXISTS "training_run" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, '
+        '"number" INTEGER NOT NULL, "dataset_id" INTEGER NOT NULL, "parent_id" INTEGER, "model_type" TEXT, '
+        '"base_model" TEXT, "caption_type" TEXT, "config" TEXT, "status" TEXT NOT NULL, '
+        '"epochs_planned" INTEGER, "steps_planned" INTEGER, "epochs_done" INTEGER NOT NULL, '
+        '"steps_done" INTEGER NOT NULL, "samples_seen" INTEGER NOT NULL, "output_path" TEXT, '
+        '"checkpoint_dir" TEXT, "metadata_file" TEXT, "record_offsets" TEXT, "created_at" REAL NOT NULL, '
+        '"started_at" REAL, "finished_at" REAL, '
+        'FOREIGN KEY ("dataset_id") REFERENCES "dataset" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("parent_id") REFERENCES "training_run" ("id") ON DELETE SET NULL)'
+    ),
+    'CREATE UNIQUE INDEX IF NOT EXISTS "training_run_name" ON "training_run" ("name")',
+    'CREATE INDEX IF NOT EXISTS "training_run_dataset_id" ON "training_run" ("dataset_id")',
+    'CREATE INDEX IF NOT EXISTS "training_run_parent_id" ON "training_run" ("parent_id")',
+    (
+        'CREATE TABLE IF NOT EXISTS "run_item_usage" ("run_id" INTEGER NOT NULL, "item_id" INTEGER NOT NULL, '
+        '"times_seen" INTEGER NOT NULL, "first_epoch" INTEGER, "last_epoch" INTEGER, "first_step" INTEGER, '
+        '"last_step" INTEGER, PRIMARY KEY ("run_id", "item_id"), '
+        'FOREIGN KEY ("run_id") REFERENCES "training_run" ("id") ON DELETE CASCADE, '
+        'FOREIGN KEY ("item_id") REFERENCES "item" ("id") ON DELETE CASCADE) WITHOUT ROWID'
+    ),
+    'CREATE INDEX IF NOT EXISTS "run_item_usage_item_id" ON "run_item_usage" ("item_id")',
+    (
+        'CREATE INDEX IF NOT EXISTS "run_item_usage_run_id_times_seen_item_id" ON "run_item_usage" ("run_id", '
+        '"times_seen", "item_id")'
+    ),
+    (
+        'CREATE TABLE IF NOT EXISTS "scan_dir" ("dataset_id" INTEGER NOT NULL, "rel_dir" TEXT NOT NULL, '
+        '"signature" TEXT NOT NULL, "n_items" INTEGER NOT NULL, "problems" TEXT, PRIMARY KEY ("dataset_id", '
+        '"rel_dir"), FOREIGN KEY ("dataset_id") REFERENCES "dataset" ("id") ON DELETE CASCADE)'
+    ),
+    'CREATE INDEX IF NOT EXISTS "scan_dir_dataset_id" ON "scan_dir" ("dataset_id")',
+    (
+        'CREATE TABLE IF NOT EXISTS "tagger_cache" ("sha256" TEXT NOT NULL, "model_key" TEXT NOT NULL, '
+        '"scores" BLOB NOT NULL, "created_at" REAL NOT NULL, PRIMARY KEY ("sha256", "model_key"))'
+    ),
+    (
+        'CREATE TABLE IF NOT EXISTS "tag_group" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, '
+        '"color" TEXT NOT NULL, "description" TEXT NOT NULL, "sort_order" INTEGER NOT NULL, '
+        '"created_at" REAL NOT NULL)'
+    ),
+    'CREATE UNIQUE INDEX IF NOT EXISTS "tag_group_name" ON "tag_group" ("name")',
+    (
+        'CREATE TABLE IF NOT EXISTS "tag_group_member" ("group_id" INTEGER NOT NULL, "tag" TEXT NOT NULL, '
+        '"norm" TEXT NOT NULL, PRIMARY KEY ("group_id", "norm"), '
+        'FOREIGN KEY ("group_id") REFERENCES "tag_group" ("id") ON DELETE CASCADE)'
+    ),
+    'CREATE INDEX IF NOT EXISTS "tag_group_member_group_id" ON "tag_group_member" ("group_id")',
+    'CREATE INDEX IF NOT EXISTS "tag_group_member_norm" ON "tag_group_member" ("norm")',
+)
+
+
+# Migration 2 as released. scan_dir and app_setting joined migration 1's models after
+# some pre-release databases had run it, so they are created here when missing (the
+# statements are migration 1's own). group_item and its triggers keep the answer behind
+# ``group:`` counts (sushitui.store.group_index).
+SCHEMA_V2: tuple[str, ...] = (
+    (
+        'CREATE TABLE IF NOT EXISTS "scan_dir" ("dataset_id" INTEGER NOT NULL, "rel_dir" TEXT NOT NULL, '
+        '"signature" TEXT NOT NULL, "n_items" INTEGER NOT NULL, "problems" TEXT, '
+        'PRIMARY KEY ("dataset_id", "rel_dir"), '
+        'FOREIGN KEY ("dataset_id") REFERENCES "dataset" ("id") ON DELETE CASCADE)'
+    ),
+    'CREATE INDEX IF NOT EXISTS "scan_dir_dataset_id" ON "scan_dir" ("dataset_id")',
+    (
+        'CREATE TABLE IF NOT EXISTS "app_setting" ("key" TEXT NOT NULL PRIMARY KEY, "value" TEXT, '
+        '"updated_at" REAL NOT NULL)'
+    ),
+    """CREATE TABLE IF NOT EXISTS group_item_state (
+        dataset_id INTEGER NOT NULL REFERENCES dataset (id) ON DELETE CASCADE,
+        group_id INTEGER NOT NULL REFERENCES tag_group (id) ON DELETE CASCADE,
+        valid INTEGER NOT NULL DEFAULT 0,
+        built_at REAL NOT NULL,
+        PRIMARY KEY (dataset_id, group_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS group_item_state_group_id ON group_item_state (group_id)",
+    """CREATE TABLE IF NOT EXISTS group_item (
+        dataset_id INTEGER NOT NULL,
+        group_id INTEGER NOT NULL,
+        item_id INTEGER NOT NULL,
+        PRIMARY KEY (dataset_id, group_id, item_id)
+    ) WITHOUT ROWID""",
+    # an entry owns its rows: eviction and the cascades from dataset / tag_group take them
+    """CREATE TRIGGER IF NOT EXISTS group_item_state_ad AFTER DELETE ON group_item_state BEGIN
+        DELETE FROM group_item WHERE dataset_id = old.dataset_id AND group_id = old.group_id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS tag_group_member_ai AFTER INSERT ON tag_group_member BEGIN
+        UPDATE group_item_state SET valid = 0 WHERE group_id = new.group_id AND valid;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS tag_group_member_ad AFTER DELETE ON tag_group_member BEGIN
+        UPDATE group_item_state SET valid = 0 WHERE group_id = old.group_id AND valid;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS tag_group_member_au AFTER UPDATE ON tag_group_member BEGIN
+        UPDATE group_item_state SET valid = 0 WHERE group_id IN (old.group_id, new.group_id) AND valid;
+    END""",
+)
+
+
+def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
+    def apply(db: SqliteDatabase) -> None:
+        for statement in statements:
+            db.execute_sql(statement)
+
+    return apply
+
+
+# (version, name, function). Append new migrations; never edit a released one.
+MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
+    (1, "initial schema", _run(SCHEMA_V1)),
+    (2, "group_item: materialised group membership for group: counts", _run(SCHEMA_V2)),
+]
+LATEST_VERSION = MIGRATIONS[-1][0]
