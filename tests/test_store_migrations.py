@@ -1,0 +1,229 @@
+"""Migrations are written out, and an upgraded database equals a fresh one.
+
+``tests/data/v1.sqlite`` was made by the released schema-version-1 code, with real rows
+(see tests/data/README.md). Upgrading it must keep every row and end with exactly the
+schema a fresh database gets; and the Peewee models must describe that schema, so a model
+changed without a migration fails here instead of making fresh and upgraded databases
+quietly differ.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from peewee import SqliteDatabase, TextField
+
+from sushitui.store import LATEST_VERSION, open_database
+from sushitui.store.db import schema_version
+from sushitui.store.models import ALL_MODELS, Dataset, Item, ItemTag
+
+V1_FILE = Path(__file__).parent / "data" / "v1.sqlite"
+# tables of the migrations that no model maps: migrate()'s own bookkeeping and the raw-SQL
+# store behind group: counts (sushitui/store/group_index.py)
+TABLES_WITHOUT_MODEL = {"schema_migrations", "group_item", "group_item_state"}
+
+
+def _v1_copy(tmp_path: Path) -> Path:
+    path = tmp_path / "v1.db"
+    shutil.copyfile(V1_FILE, path)
+    return path
+
+
+def _tables(con: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in con.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+def _rows(path: Path) -> dict[str, list[tuple]]:
+    con = sqlite3.connect(path)
+    try:
+        return {t: sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in _tables(con)}
+    finally:
+        con.close()
+
+
+def _normal_sql(sql: str | None) -> str | None:
+    """Spelling aside: quotes, whitespace, case, IF NOT EXISTS."""
+    if sql is None:
+        return None  # an automatic index (PRIMARY KEY / UNIQUE): compared by name and structure
+    sql = re.sub(r'["`\[\]]', "", sql)
+    sql = re.sub(r"\s+", " ", sql).strip().lower()
+    sql = re.sub(r"\s*([(),;])\s*", r"\1", sql)
+    return sql.replace(" if not exists ", " ")
+
+
+def _master(con: sqlite3.Connection) -> list[tuple]:
+    rows = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'")
+    return sorted((t, n, tbl, _normal_sql(sql)) for t, n, tbl, sql in rows)
+
+
+def _structure(con: sqlite3.Connection, tables) -> dict[str, dict]:
+    """Per table what the engine makes of its DDL: columns (type, NOT NULL, default, key),
+    foreign keys, indexes with their columns, WITHOUT ROWID."""
+    out = {}
+    for t in sorted(tables):
+        columns = [(c[1], c[2].upper(), c[3], c[4], c[5], c[6])
+                   for c in con.execute(f'PRAGMA table_xinfo("{t}")')]
+        fks = sorted((f[2], f[3], f[4], f[5], f[6]) for f in con.execute(f'PRAGMA foreign_key_list("{t}")'))
+        indexes = {}
+        for _seq, name, unique, origin, partial in con.execute(f'PRAGMA index_list("{t}")'):
+            cols = tuple(r[2] for r in con.execute(f'PRAGMA index_info("{name}")'))
+            # an automatic index's name is SQLite's numbering: key it by what it indexes
+            key = name if origin == "c" else f"{origin}:{','.join(cols)}"
+            indexes[key] = (bool(unique), origin, bool(partial), cols)
+        sql = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)).fetchone()[0]
+        out[t] = {"columns": columns, "foreign_keys": fks, "indexes": indexes,
+                  "without_rowid": _normal_sql(sql).endswith("without rowid")}
+    return out
+
+
+def _model_drift(migrated: sqlite3.Connection) -> list[str]:
+    """How the tables the models create differ from the migrated database's; [] when
+    they agree."""
+    mem = SqliteDatabase(":memory:")
+    with mem.bind_ctx(ALL_MODELS):
+        mem.create_tables(ALL_MODELS)
+    model_con = mem.connection()
+    model_tables = set(_tables(model_con))
+    migrated_tables = set(_tables(migrated)) - TABLES_WITHOUT_MODEL
+    drift = [f"table {t}: a model, but no migration creates it" for t in sorted(model_tables - migrated_tables)]
+    drift += [f"table {t}: created by a migration, but no model maps it" for t in sorted(migrated_tables - model_tables)]
+    want, have = _structure(model_con, model_tables & migrated_tables), _structure(migrated, model_tables & migrated_tables)
+    for t in sorted(want):
+        for part in ("columns", "foreign_keys", "indexes", "without_rowid"):
+            if want[t][part] != have[t][part]:
+                drift.append(f"table {t} {part}: models {want[t][part]!r} != migrated {have[t][part]!r}")
+    mem.close()
+    return drift
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    db = open_database(tmp_path / "fresh.db")
+    db.close()
+    return tmp_path / "fresh.db"
+
+
+def test_the_checked_in_v1_database_is_schema_version_1_with_rows_in_every_table():
+    con = sqlite3.connect(f"file:{V1_FILE}?mode=ro", uri=True)
+    try:
+        assert con.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 1
+        empty = [t for t in _tables(con) if con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] == 0]
+        assert empty == []
+    finally:
+        con.close()
+
+
+def test_upgrading_the_v1_database_keeps_every_row(tmp_path):
+    path = _v1_copy(tmp_path)
+    before = _rows(path)
+    db = open_database(path)
+    try:
+        assert schema_version(db) == LATEST_VERSION
+    finally:
+        db.close()
+    after = _rows(path)
+    for table, rows in before.items():
+        if table == "schema_migrations":
+            assert after[table][: len(rows)] == rows
+            continue
+        assert len(after[table]) == len(rows), table
+        assert after[table] == rows, table
+    assert len(list(tmp_path.glob("v1.db.v1-backup-*"))) == 1  # the v1 file was kept beside it
+
+
+def test_an_upgraded_v1_database_works_with_its_rows(tmp_path):
+    """Spot checks through the app's own functions: what a user finds after upgrading."""
+    from sushitui.dataset.items import list_items
+    from sushitui.tags import aliases, dictionary, groups
+    from sushitui.tags.query import count_matches
+    from sushitui.training.runs import get_run, items_used
+
+    db = open_database(_v1_copy(tmp_path))
+    try:
+        ds = Dataset.get(Dataset.name == "cats")
+        assert ds.total_items == 5
+        names = {i.base_name for i in list_items(ds.id, limit=10)}
+        assert names == {"cat_01", "cat_02", "dog_01", "fox_01", "p1"}
+        cat = Item.get(Item.dataset == ds, Item.base_name == "cat_01")
+        assert [t.tag for t in cat.tags.order_by(ItemTag.position)] == ["1girl", "cat ears", "long hair", "smile"]
+        assert aliases.resolve("girl") == "1girl"
+        assert sorted(groups.group_tags("Animals")) == ["cat ears", "dog", "fox"]
+        # group: counts read the store migration 2 added, and the triggers keep it true
+        assert count_matches(ds.id, "group:Animals") == 4
+        groups.remove_tags("Animals", ["fox"])
+        assert count_matches(ds.id, "group:Animals") == 3
+        assert dictionary.get_tag("my_style").category == "meta"
+        run = get_run("cats-v1")
+        assert run.status == "completed" and items_used(run) == 4
+        assert get_run("cats-v2").parent_id == run.id
+    finally:
+        db.close()
+
+
+def test_an_upgraded_v1_database_has_exactly_the_schema_of_a_fresh_one(tmp_path, fresh):
+    upgraded = _v1_copy(tmp_path)
+    open_database(upgraded).close()
+    a, b = sqlite3.connect(fresh), sqlite3.connect(upgraded)
+    try:
+        assert _master(b) == _master(a)
+        assert _structure(b, _tables(b)) == _structure(a, _tables(a))
+        assert {r[0] for r in a.execute("SELECT type FROM sqlite_master")} == {"table", "index", "trigger"}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_models_agree_with_the_latest_migration(fresh):
+    con = sqlite3.connect(fresh)
+    try:
+        assert _model_drift(con) == []
+    finally:
+        con.close()
+
+
+def _add_column(monkeypatch):
+    Dataset._meta.add_field("note", TextField(null=True), set_attribute=False)
+    return lambda: Dataset._meta.remove_field("note")
+
+
+def _allow_null(monkeypatch):
+    monkeypatch.setattr(Item._meta.fields["base_name"], "null", True)
+    return lambda: None
+
+
+def _add_index(monkeypatch):
+    monkeypatch.setattr(Item._meta, "indexes", [*Item._meta.indexes, (("dataset", "file_size"), False)])
+    return lambda: None
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [(_add_column, "table dataset columns"), (_allow_null, "table item columns"), (_add_index, "table item indexes")],
+    ids=["new column", "nullability", "new index"],
+)
+def test_a_model_changed_without_a_migration_fails_here_and_changes_no_fresh_database(
+    tmp_path, monkeypatch, change, expected
+):
+    v1 = sqlite3.connect(f"file:{V1_FILE}?mode=ro", uri=True)
+    v1_master = [r for r in _master(v1) if r[1] != "schema_migrations"]
+    v1.close()
+    undo = change(monkeypatch)
+    try:
+        path = tmp_path / "fresh.db"
+        open_database(path).close()
+        con = sqlite3.connect(path)
+        try:
+            # a fresh database is still exactly what the migrations say, whatever the models
+            fresh_tables = {r for r in _master(con) if r[2] not in TABLES_WITHOUT_MODEL and r[0] != "trigger"}
+            assert fresh_tables == {r for r in v1_master if r[0] != "trigger"}
+            drift = _model_drift(con)
+        finally:
+            con.close()
+    finally:
+        undo()
+    assert any(d.startswith(expected) for d in drift), drift
