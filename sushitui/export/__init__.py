@@ -2,7 +2,7 @@
 ai-toolkit dataset YAML."""
 
 from sushitui.export.exporter import PreviewCaption, export_dataset, preview_captions
-from sushitui.export.options import FORMATS, LINK_MODES, ExportError, ExportOptions, ExportProblem, ExportReport
+from sushitui.export.options import FORMATS, LINK_MODES, ExportError, ExportOptions, ExportProblem, ExportReport, ShortenedName
 
 __all__ = [
     "FORMATS",
@@ -12,6 +12,7 @@ __all__ = [
     "ExportProblem",
     "ExportReport",
     "PreviewCaption",
+    "ShortenedName",
     "export_dataset",
     "preview_captions",
 ]

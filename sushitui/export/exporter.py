@@ -16,8 +16,8 @@ from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.paths import UnsafePathError, to_abs
 from sushitui.export import formats, masks
 from sushitui.export.captions import BuiltCaption, CaptionBuilder, CaptionRow
-from sushitui.export.options import ExportError, ExportOptions, ExportProblem, ExportReport
-from sushitui.export.writer import OutputTree, prepare_outdir
+from sushitui.export.options import ExportError, ExportOptions, ExportProblem, ExportReport, ShortenedName
+from sushitui.export.writer import OutputTree, is_shortened, prepare_outdir, safe_component
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Caption, Dataset, Item
 
@@ -236,28 +236,34 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
     except UnsafePathError:
         report.problems.append(ExportProblem(item.id, item.image_path, "the database holds a path outside the dataset folder; skipped (run `sushitui dataset reindex`)"))
         return
-    info = _folder_for(item, fmt, ds, options, folders)
+    info = _folder_for(item, fmt, ds, options, folders, report)
     mask = None
     if info.mask_folder is not None and fmt in formats.KOHYA_MASK_FORMATS:
         mask, info = _kohya_mask(item, root, info, options, folders, report)
     # the base name, not the image stem: a group's X_target.png is exported as X.png, so
     # the caption X.txt pairs with it and control images share the stem (ai-toolkit)
     wanted_stem = item.base_name or posixpath.splitext(posixpath.basename(item.image_path))[0]
+    # one stem for every file of the item, shortened here once when too long, so the
+    # caption, mask, control image and metadata key all follow the image
     stem = tree.unique_stem(info.folder, wanted_stem)
     name = _image_name(stem, item.image_path)
-    if stem != wanted_stem:
+    shortened = is_shortened(wanted_stem)
+    # shortening alone is reported in report.shortened, not as a rename
+    if stem != wanted_stem and not (shortened and stem == safe_component(wanted_stem, "image")):
         report.renamed.append((item.image_path, tree.rel(info.folder, name)))
+    files = [tree.rel(info.folder, name)]
     try:
         how = tree.place_image(source, info.folder, name)
         link_counts[how] += 1
         if fmt == "ai-toolkit":
-            _place_related(item, root, tree, info, stem, options, link_counts, report)
+            files += _place_related(item, root, tree, info, stem, options, link_counts, report)
         elif mask is not None:
-            _place_kohya_mask(tree, info, name, stem, mask, link_counts, how)
+            files.append(_place_kohya_mask(tree, info, name, stem, mask, link_counts, how))
         if formats.WRITES_CAPTION_FILES[fmt]:
             if built.text:
                 tree.write_caption(info.folder, stem + formats.CAPTION_EXT, built.text)
                 report.captions_written += 1
+                files.append(tree.rel(info.folder, stem + formats.CAPTION_EXT))
             else:
                 report.items_without_caption += 1
         else:
@@ -279,9 +285,11 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
         return
     info.images += 1
     report.items_exported += 1
+    if shortened:
+        report.shortened.append(ShortenedName(item.id, item.image_path, files[0], files))
 
 
-def _folder_for(item, fmt, ds, options, folders) -> formats.FolderInfo:
+def _folder_for(item, fmt, ds, options, folders, report) -> formats.FolderInfo:
     info = folders.get(item.rel_dir)
     if info is None:
         info = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
@@ -289,11 +297,16 @@ def _folder_for(item, fmt, ds, options, folders) -> formats.FolderInfo:
         # subset/entry: listing it twice would make the trainer read it twice)
         info = next((f for f in folders.values() if f.folder == info.folder), info)
         folders[item.rel_dir] = info
+        if info.shortened:
+            folder = "/".join(info.folder)
+            report.shortened.append(ShortenedName(None, item.rel_dir or ds.name, folder, [folder]))
     return info
 
 
-def _place_related(item, root, tree, info, stem, options, link_counts, report) -> None:
-    """ai-toolkit control/mask images: same stem as the target, in a parallel folder."""
+def _place_related(item, root, tree, info, stem, options, link_counts, report) -> list[str]:
+    """ai-toolkit control/mask images: same stem as the target, in a parallel folder.
+    Returns the placed files' paths relative to OUTDIR."""
+    placed = []
     for suffixes, folder, flag in (
         (options.control_suffixes, info.control_folder, "has_control"),
         (options.mask_suffixes, info.mask_folder, "has_mask"),
@@ -305,9 +318,12 @@ def _place_related(item, root, tree, info, stem, options, link_counts, report) -
         if why:
             report.problems.append(ExportProblem(item.id, found[1], why))
             continue
-        how = tree.place_image(src, folder, _image_name(stem, found[1]))
+        name = _image_name(stem, found[1])
+        how = tree.place_image(src, folder, name)
         link_counts[how] += 1
         setattr(info, flag, True)
+        placed.append(tree.rel(folder, name))
+    return placed
 
 
 def _plan_masks(items, fmt, ds, options, folders, report) -> None:
@@ -324,7 +340,7 @@ def _plan_masks(items, fmt, ds, options, folders, report) -> None:
         return
     masked = {}
     for item in items:
-        info = _folder_for(item, fmt, ds, options, folders)
+        info = _folder_for(item, fmt, ds, options, folders, report)
         if masks.related_rel(item, options.mask_suffixes):
             masked[id(info)] = info
     masks.plan_kohya_masks(masked.values(), folders.values())
@@ -353,15 +369,18 @@ def _kohya_mask(item, root, info, options, folders, report):
     return None, info
 
 
-def _place_kohya_mask(tree, info, name, stem, mask, link_counts, image_how) -> None:
-    """The mask under the exported image's stem; if it cannot be placed the image is
-    taken back, so the masked subset never holds an image without its mask."""
+def _place_kohya_mask(tree, info, name, stem, mask, link_counts, image_how) -> str:
+    """The mask under the exported image's stem (its path relative to OUTDIR is
+    returned); if it cannot be placed the image is taken back, so the masked subset
+    never holds an image without its mask."""
     src, rel = mask
+    mask_name = _image_name(stem, rel)
     try:
-        how = tree.place_image(src, info.mask_folder, _image_name(stem, rel))
+        how = tree.place_image(src, info.mask_folder, mask_name)
     except BaseException:
         os.unlink(tree.target(info.folder, name))
         link_counts[image_how] -= 1
         raise
     link_counts[how] += 1
     info.has_mask = True
+    return tree.rel(info.mask_folder, mask_name)

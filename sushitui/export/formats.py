@@ -28,7 +28,7 @@ from typing import Sequence
 
 from sushitui.export.captions import BuiltCaption
 from sushitui.export.options import ExportOptions
-from sushitui.export.writer import safe_component
+from sushitui.export.writer import is_shortened, safe_component
 
 _REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
 CAPTION_EXT = ".txt"
@@ -47,13 +47,14 @@ class FolderInfo:
     mask_folder: tuple[str, ...] | None = None  # ai-toolkit mask/<folder>; kohya masks/<folder>
     has_control: bool = False
     has_mask: bool = False
+    shortened: bool = False  # a folder name was too long and got writer.shorten_name's hash
 
 
 def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None) -> FolderInfo:
     """The output folder for items of the dataset folder ``rel_dir``."""
-    parts = [safe_component(p) for p in rel_dir.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts:
-        parts = [safe_component(dataset_name, "dataset")]
+    raw = [p for p in rel_dir.replace("\\", "/").split("/") if p not in ("", ".")]
+    parts = [safe_component(p) for p in raw] or [safe_component(dataset_name, "dataset")]
+    shortened = any(is_shortened(p) for p in raw or [dataset_name])
     m = _REPEAT_PREFIX.match(parts[0])
     class_tokens = m.group(2) if m else None
     prefixed = int(m.group(1)) if m else None
@@ -62,14 +63,15 @@ def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None
         n = repeats or prefixed or 1
         parts[0] = f"{n}_{class_tokens or parts[0]}"
         class_tokens = class_tokens or parts[0].split("_", 1)[1]
-        return FolderInfo(tuple(parts), n, class_tokens)
+        return FolderInfo(tuple(parts), n, class_tokens, shortened=shortened)
     n = repeats or prefixed or 1
     if fmt == "ai-toolkit":
         # ai-toolkit walks folder_path recursively, so nested folders would be read
         # twice: one flat folder per source folder instead
         flat = safe_component("__".join(parts))
-        return FolderInfo(("images", flat), n, class_tokens, control_folder=("control", flat), mask_folder=("mask", flat))
-    return FolderInfo(tuple(parts), n, class_tokens)
+        shortened = shortened or is_shortened("__".join(parts))
+        return FolderInfo(("images", flat), n, class_tokens, control_folder=("control", flat), mask_folder=("mask", flat), shortened=shortened)
+    return FolderInfo(tuple(parts), n, class_tokens, shortened=shortened)
 
 
 def first_line(text: str) -> str:

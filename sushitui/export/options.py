@@ -77,6 +77,18 @@ class ExportProblem:
 
 
 @dataclass
+class ShortenedName:
+    """A name too long for the trainers' file systems, exported shorter (see
+    writer.shorten_name). ``files``: every exported file (or folder) that took the short
+    name, relative to OUTDIR (or the zip): image, caption, mask, control image."""
+
+    item_id: int | None  # None for a folder
+    source: str  # dataset-relative path of the image (or folder)
+    exported: str  # its exported path
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ExportReport:
     outdir: str
     format: str
@@ -88,6 +100,7 @@ class ExportReport:
     captions_written: int = 0
     items_without_caption: int = 0
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (source path, exported path)
+    shortened: list[ShortenedName] = field(default_factory=list)
     config_files: list[str] = field(default_factory=list)
     zip_path: str | None = None
     problems: list[ExportProblem] = field(default_factory=list)

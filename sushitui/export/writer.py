@@ -8,6 +8,11 @@
   from the database can never escape OUTDIR.
 - Colliding names are made unique per folder (case-insensitively, by stem, because an
   image and its caption share the stem).
+- Long names are shortened, not refused: a stem over ``MAX_STEM_BYTES`` becomes its
+  first bytes (cut on a character boundary) + ``-`` + 8 hex digits of the SHA-256 of the
+  whole name, so the same name always gives the same short one and two names sharing a
+  long prefix stay apart. The stem is shortened once and shared by all files of the
+  item, so image, caption, mask and control image still pair.
 - Images are hard-linked (copied when the link fails, e.g. across devices), symlinked or
   copied; the source is only ever read.
 """
@@ -15,6 +20,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -27,11 +33,47 @@ from sushitui.export.options import ExportError
 
 STAGING_NAME = ".sushitui-export-partial"
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
-_MAX_NAME_BYTES = 200  # leaves room for "_12345" and an extension within 255 bytes
+# One path component: ext4, XFS, Btrfs, ZFS and APFS allow 255 bytes; NTFS 255 UTF-16
+# units, never more than the UTF-8 bytes of the same name.
+NAME_MAX_BYTES = 255
+# Room kept after an exported stem for what is added to it, by the export or later by a
+# trainer writing beside the image: ".jpeg"/".txt"; sd-scripts' caches
+# ("<stem>.npz", "<stem>_1024x1024_lumina.npz", "<stem>_lumina_te.npz",
+# "<stem>_te_outputs.npz": at most 24 bytes); ai-toolkit's latent cache
+# ("_latent_cache/<stem>_<22-character hash>.safetensors": 35 bytes); "_mask.png" and
+# the like. 55 bytes leaves 200 for the stem, the limit names always had here.
+SUFFIX_ROOM_BYTES = 55
+MAX_STEM_BYTES = NAME_MAX_BYTES - SUFFIX_ROOM_BYTES
+HASH_HEX_DIGITS = 8
 
 
-def safe_component(name: str, fallback: str = "_") -> str:
-    """One path component that cannot escape its folder or hide in it."""
+def byte_len(name: str) -> int:
+    # surrogatepass: a name read with surrogateescape counts 3 bytes per escaped byte,
+    # never fewer than it takes on disk
+    return len(name.encode("utf-8", "surrogatepass"))
+
+
+def shorten_name(name: str, max_bytes: int, original: str | None = None) -> str:
+    """``name`` if it fits in ``max_bytes``; else its longest prefix (whole characters)
+    that fits with ``-`` and the first 8 hex digits of SHA-256 of ``original`` (default:
+    ``name``) after it. Stable: the same name always gives the same result."""
+    if byte_len(name) <= max_bytes:
+        return name
+    digest = hashlib.sha256((name if original is None else original).encode("utf-8", "surrogatepass")).hexdigest()
+    tail = "-" + digest[:HASH_HEX_DIGITS]
+    room = max_bytes - len(tail)
+    used = cut = 0
+    for cut, ch in enumerate(name):
+        used += byte_len(ch)
+        if used > room:
+            break
+    prefix = name[:cut].rstrip()  # no trailing space before the hash (Windows drops it)
+    return prefix + tail
+
+
+def safe_component(name: str, fallback: str = "_", max_bytes: int = MAX_STEM_BYTES) -> str:
+    """One path component that cannot escape its folder or hide in it, at most
+    ``max_bytes`` long (a longer one is shortened with a hash of the whole name)."""
     if (
         name.isascii()
         and name.isprintable()
@@ -40,9 +82,21 @@ def safe_component(name: str, fallback: str = "_") -> str:
         and not name.startswith("..")
         and name not in ("", ".", STAGING_NAME)
         and name == name.strip()
-        and len(name) <= _MAX_NAME_BYTES
+        and len(name) <= max_bytes
     ):
         return name  # the common case, without the per-character Unicode checks
+    original = name
+    name = _sanitized(name, fallback)
+    return shorten_name(name, max_bytes, original)
+
+
+def is_shortened(name: str, max_bytes: int = MAX_STEM_BYTES) -> bool:
+    """Whether ``safe_component(name)`` shortens ``name`` (rather than keeping it or
+    only replacing unsafe characters)."""
+    return byte_len(name) > max_bytes and byte_len(_sanitized(name, "_")) > max_bytes
+
+
+def _sanitized(name: str, fallback: str) -> str:
     name = unicodedata.normalize("NFC", name)
     name = _BAD_CHARS.sub("_", name)
     name = "".join("_" if unicodedata.category(ch) in ("Cf", "Zl", "Zp") else ch for ch in name).strip()
@@ -52,8 +106,6 @@ def safe_component(name: str, fallback: str = "_") -> str:
         name = "_" + name[2:]
     if name == STAGING_NAME:
         name = "_" + name
-    while len(name.encode("utf-8")) > _MAX_NAME_BYTES:
-        name = name[:-1]
     return name
 
 
@@ -112,13 +164,15 @@ class OutputTree:
 
     def unique_stem(self, folder: tuple[str, ...], stem: str) -> str:
         """A stem not used yet in ``folder`` (case-insensitive: trainers run on
-        Windows and macOS too). Reserved for all files of one item."""
+        Windows and macOS too), at most MAX_STEM_BYTES long. Reserved for all files of
+        one item."""
         used = self._stems.setdefault(folder, set())
-        stem = safe_component(stem, "image")
-        candidate, n = stem, 1
+        candidate, n = safe_component(stem, "image"), 1
         while candidate.casefold() in used:
             n += 1
-            candidate = f"{stem}_{n}"
+            tail = f"_{n}"
+            # the "_n" goes inside the limit: a long stem is shortened a little more
+            candidate = safe_component(stem, "image", MAX_STEM_BYTES - len(tail)) + tail
         used.add(candidate.casefold())
         return candidate
 
@@ -127,7 +181,7 @@ class OutputTree:
             return self._dirs[folder]
         except KeyError:
             pass
-        if any(part != safe_component(part) for part in folder):
+        if any(part != safe_component(part, max_bytes=NAME_MAX_BYTES) for part in folder):
             raise ExportError(f"unsafe export folder {'/'.join(folder)!r}")
         path = os.path.join(self.stage, *folder) if folder else str(self.stage)
         os.makedirs(path, exist_ok=True)
@@ -139,7 +193,7 @@ class OutputTree:
     def target(self, folder: tuple[str, ...], name: str) -> str:
         """The staged path of ``folder/name`` (checked: a plain name in a folder
         inside the staging folder)."""
-        if name != safe_component(name):
+        if name != safe_component(name, max_bytes=NAME_MAX_BYTES):
             raise ExportError(f"unsafe export name {name!r}")
         return os.path.join(self._dir(folder), name)
 
@@ -209,4 +263,14 @@ class OutputTree:
             shutil.rmtree(self.stage)
 
 
-__all__ = ["OutputTree", "prepare_outdir", "safe_component", "STAGING_NAME", "CaptionFileError"]
+__all__ = [
+    "MAX_STEM_BYTES",
+    "NAME_MAX_BYTES",
+    "OutputTree",
+    "prepare_outdir",
+    "safe_component",
+    "shorten_name",
+    "is_shortened",
+    "STAGING_NAME",
+    "CaptionFileError",
+]
