@@ -113,6 +113,15 @@ def _print_report(report) -> None:
         out(f"  {report.items_without_caption:,} items had no caption (no caption file written; kohya then uses the folder's class tokens)")
     if report.renamed:
         out(f"  {len(report.renamed):,} names were made unique, e.g. {report.renamed[0][0]} -> {report.renamed[0][1]}")
+    if report.shortened:
+        from sushitui.export.writer import MAX_STEM_BYTES
+
+        out(f"  {len(report.shortened):,} names longer than {MAX_STEM_BYTES} bytes were shortened "
+            "(a stable hash of the full name at the end; an item's caption, mask and control images share the short name):")
+        for s in report.shortened[:PROBLEMS_SHOWN]:
+            out(f"    {s.source} -> {s.exported}")
+        if len(report.shortened) > PROBLEMS_SHOWN:
+            out(f"    … and {len(report.shortened) - PROBLEMS_SHOWN:,} more (use --json for all)")
     if report.problems:
         out(f"  {len(report.problems):,} problems:")
         for p in report.problems[:PROBLEMS_SHOWN]:

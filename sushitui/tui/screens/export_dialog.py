@@ -49,8 +49,8 @@ class ExportDialog(ModalScreen):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running export (nothing is left in the folder), or close"),
-        Binding("ctrl+s", "start", "Export", tooltip="Export with these settings"),
+        Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running export (nothing is left in the folder), or close", id="dialog.cancel"),
+        Binding("ctrl+s", "start", "Export", tooltip="Export with these settings", id="export.start"),
     ]
 
     def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
@@ -344,6 +344,12 @@ class ExportDialog(ModalScreen):
         ]
         if report.renamed:
             lines.append(f"{len(report.renamed):,} names made unique")
+        if report.shortened:
+            first = report.shortened[0]
+            lines.append(
+                f"{len(report.shortened):,} long names shortened (a hash of the full name at the end; captions, masks "
+                f"and control images keep the pairing), e.g. {first.source} -> {first.exported}"
+            )
         if report.problems:
             lines.append(f"{len(report.problems):,} problems, e.g. {report.problems[0].path}: {report.problems[0].reason}")
         self.query_one("#export-result", Static).update(Text(for_terminal("\n".join(lines), multiline=True)))
