@@ -111,10 +111,12 @@ def test_reindex_removes_temp_files_a_killed_writer_left_but_not_fresh_ones(db, 
     Image.new("RGB", (8, 8), "red").save(root / "a.png")
     (root / "a.txt").write_text("cat")
     add_dataset(DatasetSettings(name="t", root_path=str(root)))
-    stale = root / ".a.txt.sushitui-tmp-old"
+    # the names writers really leave: an earlier release's (mkstemp's 8 characters) and
+    # this one's (with the writer's pid; this process is alive, so only age counts)
+    stale = root / ".a.txt.sushitui-tmp-k3j_9x0q"
     stale.write_text("half a capt")
     os.utime(stale, (1, 1))
-    fresh = root / ".a.txt.sushitui-tmp-new"
+    fresh = root / f".a.txt.sushitui-tmp-{os.getpid()}-ab12cd34~"
     fresh.write_text("being written")
     report = reindex("t", full=True)
     assert not stale.exists() and fresh.exists()

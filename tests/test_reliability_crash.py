@@ -274,7 +274,7 @@ def test_stale_temp_files_from_a_crash_are_ignored_everywhere(db_path, tmp_path)
         Image.new("RGB", (8, 8)).save(root / f"i{n}.png")
         (root / f"i{n}.txt").write_text(f"tag{n}, solo")
     # half-written leftovers: one for an existing caption, one for a caption never published
-    stale = [root / ".i0.txt.sushitui-tmp-k1ll3d", root / ".i2.txt.sushitui-tmp-zz9"]
+    stale = [root / ".i0.txt.sushitui-tmp-k1ll3d0q", root / f".i2.txt.sushitui-tmp-{os.getpid()}-zz9a8b7c~"]
     stale[0].write_text("tag0, so")
     stale[1].write_text("")
     old = time.time() - 3700

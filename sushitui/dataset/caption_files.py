@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,54 +85,100 @@ def decode_caption(data: bytes) -> tuple[str, str, bool]:
     return data.decode("utf-8", errors="replace"), "utf-8-replaced", True
 
 
-def read_caption(path: str | os.PathLike) -> CaptionText:
-    path = Path(path)
+def _open_nonblocking(path: str, flags: int) -> int:
+    # O_NONBLOCK: opening a FIFO named like a caption must not wait for a writer; the
+    # fstat below then refuses it. It changes nothing for regular files.
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+
+
+def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most MAX_CAPTION_BYTES. Pipes, devices and
+    sockets (a FIFO named x.txt, a link to /dev/zero) are refused without reading, and
+    the read is bounded even when the size lied."""
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", buffering=0, opener=_open_nonblocking) as fh:
             st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise CaptionFileError(f"{path}: not a regular file (a pipe, device or socket); skipped")
             if st.st_size > MAX_CAPTION_BYTES:
                 raise CaptionFileError(f"{path}: {st.st_size} bytes is too large for a caption file (limit {MAX_CAPTION_BYTES}); skipped")
-            data = fh.read()
-    except FileNotFoundError as exc:
-        raise CaptionFileError(f"{path}: the caption file vanished while it was being read") from exc
+            chunks = []
+            left = MAX_CAPTION_BYTES + 1
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = b"".join(chunks)
+            if len(data) > MAX_CAPTION_BYTES:
+                raise CaptionFileError(f"{path}: more than {MAX_CAPTION_BYTES} bytes, too large for a caption file; skipped")
+            return data, st
+    except FileNotFoundError:
+        raise
     except PermissionError as exc:
         raise CaptionFileError(f"{path}: permission denied; fix the file's permissions") from exc
     except IsADirectoryError as exc:
         raise CaptionFileError(f"{path}: is a folder, not a caption file") from exc
+    except CaptionFileError:
+        raise
     except OSError as exc:
         raise CaptionFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def read_caption(path: str | os.PathLike) -> CaptionText:
+    path = Path(path)
+    try:
+        data, st = _read_regular(path)
+    except FileNotFoundError as exc:
+        raise CaptionFileError(f"{path}: the caption file vanished while it was being read") from exc
     text, enc, flagged = decode_caption(data)
     state = FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
     return CaptionText(text, enc, flagged, state)
 
 
+def _read_state(path: Path) -> tuple[FileState | None, bytes | None, os.stat_result | None]:
+    """(state, bytes, stat) of the file now; (None, None, None) when it does not exist."""
+    try:
+        data, st = _read_regular(path)
+    except FileNotFoundError:
+        return None, None, None
+    return FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest()), data, st
+
+
 def current_state(path: str | os.PathLike) -> FileState | None:
     """The state of the file now (None when it does not exist)."""
-    try:
-        with open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            data = fh.read()
-    except FileNotFoundError:
-        return None
-    return FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+    return _read_state(Path(path))[0]
 
 
 def unchanged_since(path: str | os.PathLike, expected: FileState | None) -> bool:
-    """True when the file is still what ``expected`` describes (None: still absent)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return expected is None
-    return _unchanged(path, st, expected)
+    """True when the file holds what ``expected`` describes (None: still absent). The
+    content decides, not size and mtime: two writes within one clock tick can leave the
+    same size and mtime with different text."""
+    return _same(_read_state(Path(path))[0], expected)
 
 
-def _unchanged(path: str | os.PathLike, st: os.stat_result | None, expected: FileState | None) -> bool:
-    if st is None or expected is None:
-        return st is None and expected is None
-    if st.st_size == expected.size and st.st_mtime_ns == expected.mtime_ns:
-        return True
-    now = current_state(path)
-    return now is not None and now.sha256 == expected.sha256
+def _same(now: FileState | None, expected: FileState | None) -> bool:
+    if now is None or expected is None:
+        return now is None and expected is None
+    return now.size == expected.size and now.sha256 == expected.sha256
+
+
+def text_problem(data: bytes) -> str | None:
+    """Why rewriting this caption through its decoded text would damage it, or None.
+
+    Bytes that decode in no known encoding come back as U+FFFD, and NUL or other control
+    characters are cut or merged by tag normalisation (``sm\\0ile`` became ``sm``): the
+    original bytes would be lost. Fallback encodings (cp932, ...) decode losslessly and
+    are not a problem (they are saved as UTF-8)."""
+    text, encoding, _flagged = decode_caption(data)
+    if encoding == "utf-8-replaced":
+        bad = text.count("\ufffd")
+        return f"holds {bad} byte sequence(s) that are not text in any known encoding (a binary file?)"
+    controls = sum(1 for ch in text if (ord(ch) < 32 and ch not in "\t\n\r") or 0x7F <= ord(ch) < 0xA0)
+    if controls:
+        return f"holds {controls} NUL or control character(s)"
+    return None
 
 
 def encode_caption(text: str, encoding: str | None = None) -> bytes:
@@ -138,20 +187,90 @@ def encode_caption(text: str, encoding: str | None = None) -> bytes:
     return b"\xef\xbb\xbf" + data if encoding == "utf-8-sig" else data
 
 
+class ReadOnlyCaption(CaptionFileError):
+    """The caption's permissions forbid writing: reported, never replaced."""
+
+
+class LossyCaption(CaptionFileError):
+    """Rewriting would lose bytes of the file (binary, NUL or undecodable bytes)."""
+
+
+class UnsafeCaptionPath(CaptionFileError):
+    """The caption is reached through a link leading outside the dataset folder, or is
+    not a regular file."""
+
+
+def write_target(path: Path, root: str | os.PathLike | None) -> Path:
+    """The file a write of ``path`` really changes, checked at write time.
+
+    Links are resolved, and the result must lie inside the dataset folder ``root``: a
+    folder link inside the dataset that leads elsewhere (``outside/secret.txt``) is never
+    written through. A caption that is itself a link to a file inside the dataset is
+    written through to that file, so the link stays a link (documented choice: the user
+    made the link to share one caption). Without ``root`` (export targets) the path is
+    used as given and a link there is refused."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise CaptionFileError(f"{path}: cannot check the file ({exc.strerror or exc})") from exc
+    if root is None:
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise UnsafeCaptionPath(f"{path}: is a symbolic link; not replaced")
+        return path
+    root_real = os.path.realpath(root)
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        real = os.path.realpath(path)
+        if not os.path.lexists(real) or not os.path.exists(path):
+            raise UnsafeCaptionPath(f"{path}: is a broken symbolic link; fix or remove the link")
+    else:
+        real = os.path.join(os.path.realpath(path.parent), path.name)
+    if os.path.commonpath([root_real, real]) != root_real:
+        raise UnsafeCaptionPath(
+            f"{path}: leads outside the dataset folder through a symbolic link (to {real}); sushitui never writes "
+            "there. Copy the file into the dataset to edit it."
+        )
+    return Path(real)
+
+
+def _read_only(st: os.stat_result) -> bool:
+    """The user protected the file (mode 0444, 000). Checked from the mode bits, since
+    root (CI, containers) passes every os.access test; other users by their own bit."""
+    if not st.st_mode & 0o222:
+        return True
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        return not _may_write(st)
+    return False
+
+
+def _may_write(st: os.stat_result) -> bool:
+    if st.st_uid == os.geteuid():
+        return bool(st.st_mode & stat.S_IWUSR)
+    if st.st_gid in os.getgroups() or st.st_gid == os.getegid():
+        return bool(st.st_mode & stat.S_IWGRP)
+    return bool(st.st_mode & stat.S_IWOTH)
+
+
 def write_atomic(
     path: str | os.PathLike,
     text: str,
     *,
     expected: FileState | None | bool = False,
     encoding: str | None = None,
+    root: str | os.PathLike | None = None,
+    allow_lossy: bool = False,
 ) -> FileState:
     """Write ``text`` to ``path`` atomically and return the new state.
 
     ``expected``: the FileState read earlier (or None if the file did not exist then);
     if the file on disk no longer matches, CaptionConflict is raised and nothing is
     written. Pass ``expected=False`` to skip the check (new export targets only).
+    ``root``: the dataset folder the write must stay in (links are checked against it).
+    A read-only file, a non-regular file and (unless ``allow_lossy``) a file whose bytes
+    are not clean text are refused with the reason.
     """
-    staged = _stage(Path(path), text, expected, encoding, fsync=True)
+    staged = _stage(Path(path), text, expected, encoding, fsync=True, root=root, allow_lossy=allow_lossy)
     try:
         os.replace(staged.tmp, staged.path)
     except OSError as exc:
@@ -163,11 +282,13 @@ def write_atomic(
 
 def _conflict(path: Path, expected: "FileState | None") -> CaptionConflict:
     disk = None
+    now = None
     try:
-        disk = read_caption(path).text
+        ct = read_caption(path)
+        disk, now = ct.text, ct.state
     except CaptionFileError:
         pass
-    return CaptionConflict(path, expected, current_state(path), disk)
+    return CaptionConflict(path, expected, now, disk)
 
 
 def _state_after(staged: "StagedWrite") -> FileState:
@@ -206,11 +327,12 @@ class StagedWrite:
     """A caption write prepared by ``stage_atomic``: the new text is in a temporary file
     beside the target; ``publish_staged`` makes it durable and renames it into place."""
 
-    path: Path
+    path: Path  # the file really written (links resolved)
     tmp: str
     data: bytes
     expected: "FileState | None | bool"
     dev: int = -1  # the temporary file's filesystem: one syncfs per filesystem
+    seen: tuple | None = None  # (size, mtime_ns, ctime_ns, ino) of the target when staged; None: absent
 
 
 def stage_atomic(
@@ -219,29 +341,44 @@ def stage_atomic(
     *,
     expected: FileState | None | bool = False,
     encoding: str | None = None,
+    root: str | os.PathLike | None = None,
+    allow_lossy: bool = False,
 ) -> StagedWrite:
-    """First half of ``write_atomic`` for batches: conflict check and temporary file,
-    without the per-file fsyncs (``publish_staged`` syncs the whole batch at once)."""
-    return _stage(Path(path), text, expected, encoding, fsync=False)
+    """First half of ``write_atomic`` for batches: checks and temporary file, without
+    the per-file fsyncs (``publish_staged`` syncs the whole batch at once)."""
+    return _stage(Path(path), text, expected, encoding, fsync=False, root=root, allow_lossy=allow_lossy)
 
 
-def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding: str | None, *, fsync: bool) -> StagedWrite:
-    """Conflict check, then the new bytes in a temporary file beside ``path`` with the
+def _stat_key(st: os.stat_result | None) -> tuple | None:
+    return None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding: str | None, *, fsync: bool,
+           root: str | os.PathLike | None = None, allow_lossy: bool = False) -> StagedWrite:
+    """Checks, then the new bytes in a temporary file beside the target with the
     target's permissions. The target itself is untouched."""
-    try:
-        st: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    if expected is not False and not _unchanged(path, st, expected):  # type: ignore[arg-type]
-        raise _conflict(path, expected)  # type: ignore[arg-type]
+    target = write_target(path, root)
+    now, old, st = _read_state(target)
+    if expected is not False and not _same(now, expected):  # type: ignore[arg-type]
+        raise _conflict(target, expected)  # type: ignore[arg-type]
+    if st is not None and _read_only(st):
+        raise ReadOnlyCaption(
+            f"{target}: is read-only (mode {stat.S_IMODE(st.st_mode):04o}); not rewritten. "
+            "Make it writable (chmod u+w) to edit it."
+        )
+    if old is not None and not allow_lossy:
+        problem = text_problem(old)
+        if problem is not None:
+            raise LossyCaption(f"{target}: {problem}; not rewritten, as its original bytes would be lost. "
+                               "Fix or delete the file, or edit it in item detail to replace it.")
     data = encode_caption(text, encoding)
-    directory = path.parent
+    directory = target.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMP_MARKER}", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=directory)
     except PermissionError as exc:
-        raise CaptionFileError(f"{path}: the folder {directory} is read-only; the caption cannot be saved there") from exc
+        raise CaptionFileError(f"{target}: the folder {directory} is read-only; the caption cannot be saved there") from exc
     except OSError as exc:
-        raise CaptionFileError(f"{path}: cannot create a temporary file in {directory} ({exc.strerror or exc})") from exc
+        raise CaptionFileError(f"{target}: cannot create a temporary file in {directory} ({exc.strerror or exc})") from exc
     try:
         if st is not None:
             mode = st.st_mode & 0o777
@@ -259,8 +396,8 @@ def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding:
     except OSError as exc:
         _discard(tmp)
         reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
-        raise CaptionFileError(f"{path}: not saved, {reason}; the previous file is intact") from exc
-    return StagedWrite(path, tmp, data, expected, dev)
+        raise CaptionFileError(f"{target}: not saved, {reason}; the previous file is intact") from exc
+    return StagedWrite(target, tmp, data, expected, dev, _stat_key(st))
 
 
 def _sync_batch(staged: list[StagedWrite]) -> None:
@@ -291,6 +428,20 @@ def _sync_batch(staged: list[StagedWrite]) -> None:
             os.close(fd)
 
 
+def _still_as_staged(s: StagedWrite) -> bool:
+    """The target is still the file that was checked when staging: same size, times and
+    inode (a change by another program in between shows in its ctime)."""
+    try:
+        st = os.lstat(s.path)
+    except FileNotFoundError:
+        st = None
+    except OSError:
+        return False
+    if s.expected is False:
+        return True
+    return _stat_key(st) == s.seen
+
+
 def publish_staged(staged: list[StagedWrite]) -> list["FileState | CaptionFileError"]:
     """Second half of a batch of atomic writes: sync the temporary files once, rename
     each into place (re-checking that the target did not change meanwhile), fsync each
@@ -300,7 +451,7 @@ def publish_staged(staged: list[StagedWrite]) -> list["FileState | CaptionFileEr
     results: list[FileState | CaptionFileError] = []
     folders: set[Path] = set()
     for s in staged:
-        if s.expected is not False and not unchanged_since(s.path, s.expected):  # type: ignore[arg-type]
+        if not _still_as_staged(s):
             _discard(s.tmp)
             results.append(_conflict(s.path, s.expected))  # type: ignore[arg-type]
             continue
@@ -343,5 +494,48 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
+# --- temporary files ----------------------------------------------------------------------
+# ".<target>.sushitui-tmp-<pid>-<random>~": hidden, the writer's pid, mkstemp's 8 random
+# characters and a trailing "~". No user file plausibly has that whole shape; a name that
+# merely contains the marker (``x.sushitui-tmp-.png``) is the user's and never touched.
+TEMP_SUFFIX = "~"
+_TEMP_RE = re.compile(r"^\..+\.sushitui-tmp-(?P<pid>[0-9]{1,10})-[a-z0-9_]{8}~$", re.DOTALL)
+# what releases before this one wrote: ".<target>.sushitui-tmp-<mkstemp's 8 characters>"
+_LEGACY_TEMP_RE = re.compile(r"^\..+\.sushitui-tmp-[a-z0-9_]{8}$", re.DOTALL)
+STALE_TEMP_AGE_S = 3600.0  # any write takes milliseconds: an hour-old one is abandoned
+DEAD_WRITER_GRACE_S = 60.0
+
+
+def temp_prefix(target_name: str) -> str:
+    return f".{target_name[:80]}{TEMP_MARKER}{os.getpid()}-"
+
+
 def is_temp_file(name: str) -> bool:
-    return TEMP_MARKER in name
+    """A temporary file a sushitui writer made (this release's or an earlier one's)."""
+    return TEMP_MARKER in name and bool(_TEMP_RE.match(name) or _LEGACY_TEMP_RE.match(name))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: assume alive
+    return True
+
+
+def is_stale_temp_file(name: str, st: os.stat_result, now: float | None = None) -> bool:
+    """Provably an abandoned temporary file of ours: our name shape, a regular file, and
+    either its writer process is gone (and a minute passed) or it is an hour old."""
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    match = _TEMP_RE.match(name)
+    if match is None and not _LEGACY_TEMP_RE.match(name):
+        return False
+    age = (time.time() if now is None else now) - st.st_mtime
+    if age > STALE_TEMP_AGE_S:
+        return True
+    return match is not None and age > DEAD_WRITER_GRACE_S and not _pid_alive(int(match["pid"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sushitui.dataset.caption_files import (
     CaptionConflict,
@@ -25,22 +25,40 @@ from sushitui.dataset.caption_files import (
     write_atomic,
 )
 from sushitui.dataset.paths import to_abs
+from sushitui.dataset.write_lock import DEFAULT_WAIT_S, dataset_write_lock
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
-from sushitui.tags import group_index
+from sushitui.store import group_index
 from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
 
 MAIN = "main"
 TEXT_TYPES = ("natural_language", "social_media", "instruction", "description", "prompt")
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
 @dataclass
 class TagEdit:
-    """New tags for one item's tag caption of ``subtype``."""
+    """New tags for one item's tag caption of ``subtype``.
+
+    ``rewrite``, when given, computes the new tags from the caption's tags as they are
+    under the dataset's write lock (``tags`` is then ignored): an edit that merges (add a
+    tag, keep the rest) cannot lose what another process wrote a moment before.
+    ``base`` is the file state an editor showed the user (None: no file then); the file
+    must still be that, else the edit is a conflict. Without it the index's record of
+    the file is the reference (kept true under the lock by every sushitui writer)."""
 
     item: Item
-    tags: Sequence[str]
+    tags: Sequence[str] = ()
     # per-tag (source, confidence) by match key, for tags written by a tagger
     sources: dict[str, tuple[str, float | None]] | None = None
+    rewrite: Callable[[list[str]], list[str]] | None = None
+    base: Any = UNSET
 
 
 @dataclass
@@ -49,6 +67,7 @@ class EditProblem:
     path: str | None
     reason: str
     conflict: CaptionConflict | None = None
+    error: CaptionFileError | None = None  # the exception, so a single edit re-raises its kind
 
 
 @dataclass
@@ -57,6 +76,8 @@ class EditReport:
     unchanged: int = 0
     files_written: list[str] = field(default_factory=list)
     problems: list[EditProblem] = field(default_factory=list)
+    # item id -> (subtype written, the file's new state): an editor's next base
+    written: dict[int, tuple[str, FileState]] = field(default_factory=dict)
 
 
 # Bulk edits with this subtype edit each item's own tag caption (preferred_tag_subtype).
@@ -186,18 +207,31 @@ def item_tags(item: Item | int, subtype: str = MAIN) -> list[str]:
     return [r.tag for r in rows]
 
 
-def _write_file(dataset: Dataset, caption: Caption | None, rel: str, text: str, force: bool) -> FileState:
-    path = to_abs(dataset.root_path, rel)
-    expected = False if force else caption_state(caption)
-    encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
-    return write_atomic(path, text, expected=expected, encoding=encoding)
+def _expected(caption: Caption | None, force: bool, base: Any) -> FileState | None | bool:
+    if force:
+        return False
+    return caption_state(caption) if base is UNSET else base
 
 
-def _stage_file(dataset: Dataset, caption: Caption | None, rel: str, text: str, force: bool) -> StagedWrite:
+def _write_file(dataset: Dataset, caption: Caption | None, rel: str, text: str, force: bool, base: Any = UNSET,
+                allow_lossy: bool = False) -> FileState:
     path = to_abs(dataset.root_path, rel)
-    expected = False if force else caption_state(caption)
     encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
-    return stage_atomic(path, text, expected=expected, encoding=encoding)
+    return write_atomic(path, text, expected=_expected(caption, force, base), encoding=encoding,
+                        root=dataset.root_path, allow_lossy=allow_lossy or force)
+
+
+def _stage_file(dataset: Dataset, caption: Caption | None, rel: str, text: str, force: bool, base: Any = UNSET,
+                allow_lossy: bool = False) -> StagedWrite:
+    path = to_abs(dataset.root_path, rel)
+    encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
+    return stage_atomic(path, text, expected=_expected(caption, force, base), encoding=encoding,
+                        root=dataset.root_path, allow_lossy=allow_lossy or force)
+
+
+def _by_dataset(items: Iterable[Item]) -> dict[int, Dataset]:
+    ids = {i.dataset_id for i in items}
+    return {d.id: d for d in Dataset.select().where(Dataset.id.in_(list(ids)))}
 
 
 def set_tags_many(
@@ -208,18 +242,48 @@ def set_tags_many(
     write_files: bool = True,
     force: bool = False,
     batch_sync: bool = False,
+    lock_held: bool = False,
+    lock_wait: float = DEFAULT_WAIT_S,
+    allow_lossy: bool = False,
 ) -> EditReport:
     """Replace the tags of each item's ``subtype`` tag caption.
 
-    Files are written atomically; a file that changed on disk since it was indexed is a
-    conflict and is reported (its item is left as it was), unless ``force`` (the user
-    chose to keep the app's version). Tags keep the given order; duplicates by match
-    key are dropped. Existing tags keep their source and confidence.
+    Files are written atomically; a file that changed on disk since it was indexed (or,
+    with ``TagEdit.base``, since the editor read it) is a conflict and is reported (its
+    item is left as it was), unless ``force`` (the user chose to keep the app's version).
+    Tags keep the given order; duplicates by match key are dropped. Existing tags keep
+    their source and confidence. Read-only files, links leading outside the dataset and
+    files whose bytes are not clean text (unless ``allow_lossy``) are reported, never
+    replaced.
+
+    The whole read-check-write-index runs under each dataset's write lock
+    (``write_lock``), which other sushitui processes take too; ``lock_held``: the caller
+    holds it already (bulk edits hold it across their own reads). ``DatasetBusy`` when
+    it cannot be had within ``lock_wait`` seconds.
 
     ``batch_sync`` (bulk edits): the files are staged first and made durable with one
     filesystem sync for the whole batch instead of two fsyncs per file; each file is
     still either wholly old or wholly new after a crash.
     """
+    if not lock_held and edits:
+        report = EditReport()
+        groups: dict[int, list[TagEdit]] = {}
+        for e in edits:
+            groups.setdefault(e.item.dataset_id, []).append(e)
+        datasets = _by_dataset(e.item for e in edits)
+        for ds_id in sorted(groups, key=lambda d: str(datasets[d].root_path) if d in datasets else ""):
+            ds = datasets.get(ds_id)
+            if ds is None:
+                continue  # removed meanwhile: nothing to write
+            with dataset_write_lock(ds.root_path, name=ds.name, what="a caption edit", wait=lock_wait):
+                part = set_tags_many(groups[ds_id], subtype=subtype, source=source, write_files=write_files,
+                                     force=force, batch_sync=batch_sync, lock_held=True, allow_lossy=allow_lossy)
+            report.changed += part.changed
+            report.unchanged += part.unchanged
+            report.files_written += part.files_written
+            report.problems += part.problems
+            report.written.update(part.written)
+        return report
     report = EditReport()
     if not edits:
         return report
@@ -246,6 +310,10 @@ def set_tags_many(
             # its own, under a subtype a scan reads back from its name
             sub = file_subtype(subtype)
             caption = next((c for c in siblings if c.type == "tags" and c.subtype == sub and c.file_path), None)
+        if edit.rewrite is not None:  # merged with the tags as they are now, under the lock
+            current = caption if caption is not None else next(
+                (c for c in siblings if c.type == "tags" and c.subtype == subtype), None)
+            tags = dedupe(edit.rewrite(split_tags(current.content) if current is not None else []))
         if caption is not None and split_tags(caption.content) == tags and not force:
             report.unchanged += 1
             continue
@@ -258,13 +326,17 @@ def set_tags_many(
                 if caption is None or not caption.file_path:
                     _register_subtype(dataset, sub)
                 if batch_sync:
-                    staged.append(((edit, caption, rel, tags, sub), _stage_file(dataset, caption, rel, join_tags(tags), force)))
+                    staged.append(((edit, caption, rel, tags, sub),
+                                   _stage_file(dataset, caption, rel, join_tags(tags), force, edit.base, allow_lossy)))
                     continue
-                state = _write_file(dataset, caption, rel, join_tags(tags), force)
+                state = _write_file(dataset, caption, rel, join_tags(tags), force, edit.base, allow_lossy)
             except CaptionConflict as exc:
                 report.problems.append(EditProblem(item.id, rel, str(exc), exc))
                 continue
-            except (CaptionFileError, ValueError) as exc:
+            except CaptionFileError as exc:
+                report.problems.append(EditProblem(item.id, rel, str(exc), error=exc))
+                continue
+            except ValueError as exc:
                 report.problems.append(EditProblem(item.id, rel, str(exc)))
                 continue
             report.files_written.append(rel)
@@ -275,7 +347,7 @@ def set_tags_many(
             if isinstance(result, CaptionConflict):
                 report.problems.append(EditProblem(edit.item.id, rel, str(result), result))
             elif isinstance(result, CaptionFileError):
-                report.problems.append(EditProblem(edit.item.id, rel, str(result)))
+                report.problems.append(EditProblem(edit.item.id, rel, str(result), error=result))
             else:
                 report.files_written.append(rel)
                 applied.append((edit, caption, rel, tags, sub, result))
@@ -305,6 +377,7 @@ def set_tags_many(
                 if write_files:
                     caption.file_path = rel
             if state is not None:
+                report.written[item.id] = (sub, state)
                 caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
                 caption.encoding = caption.encoding if caption.encoding == "utf-8-sig" else "utf-8"
                 caption.encoding_flagged = False
@@ -403,21 +476,31 @@ def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], 
     return added, removed
 
 
-def set_tags(item: Item, tags: Sequence[str], *, subtype: str = MAIN, source: str = "user", force: bool = False) -> EditReport:
+def set_tags(item: Item, tags: Sequence[str], *, subtype: str = MAIN, source: str = "user", force: bool = False,
+             base: Any = UNSET, allow_lossy: bool = False, lock_wait: float = DEFAULT_WAIT_S) -> EditReport:
     """Replace one item's tags; raises CaptionConflict / CaptionFileError on failure."""
-    report = set_tags_many([TagEdit(item, tags)], subtype=subtype, source=source, force=force)
+    report = set_tags_many([TagEdit(item, tags, base=base)], subtype=subtype, source=source, force=force,
+                           allow_lossy=allow_lossy, lock_wait=lock_wait)
     if report.problems:
         p = report.problems[0]
         if p.conflict is not None:
             raise p.conflict
-        raise CaptionFileError(p.reason)
+        raise p.error if p.error is not None else CaptionFileError(p.reason)
     return report
 
 
-def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = False, language: str | None = None) -> Caption:
+def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = False, language: str | None = None,
+             base: Any = UNSET, allow_lossy: bool = False, lock_wait: float = DEFAULT_WAIT_S) -> Caption:
     """Replace (or create) a text caption and its file; raises CaptionConflict on a
-    changed file and CaptionFileError when the file cannot be written."""
+    changed file and CaptionFileError when the file cannot be written. ``base``: the file
+    state the editor showed (see ``TagEdit.base``)."""
     dataset = Dataset.get_by_id(item.dataset_id)
+    with dataset_write_lock(dataset.root_path, name=dataset.name, what="a caption edit", wait=lock_wait):
+        return _set_text_locked(dataset, item, ctype, subtype, text, force, language, base, allow_lossy)
+
+
+def _set_text_locked(dataset: Dataset, item: Item, ctype: str, subtype: str, text: str, force: bool,
+                     language: str | None, base: Any, allow_lossy: bool) -> Caption:
     siblings = list(Caption.select().where(Caption.item == item.id))
     caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype), None)
     if caption is not None and caption.file_path is None and caption.source != "txt_file":
@@ -430,7 +513,7 @@ def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = F
         _check_slot_free(rel, ctype, subtype, siblings)
     if caption is None or not caption.file_path:
         _register_subtype(dataset, subtype or ctype)
-    state = _write_file(dataset, caption, rel, text, force)
+    state = _write_file(dataset, caption, rel, text, force, base, allow_lossy)
     now = time.time()
     with write_transaction():
         if caption is None:

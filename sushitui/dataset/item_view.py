@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from sushitui.dataset.caption_files import CaptionFileError, read_caption, unchanged_since
+from sushitui.dataset.caption_files import CaptionFileError, FileState, read_caption, unchanged_since
 from sushitui.dataset.captions import (
     EMBEDDED_SOURCES,
     MAIN,
+    UNSET,
     EditReport,
     TagEdit,
     caption_state,
+    file_subtype,
     find_caption,
     preferred_tag_subtype,
     set_tags,
@@ -28,9 +30,10 @@ from sushitui.dataset.captions import (
     set_text,
     tag_subtype_order,
 )
+from sushitui.dataset.write_lock import EDITOR_WAIT_S, dataset_write_lock
 from sushitui.dataset.paths import to_abs
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
-from sushitui.tags import group_index
+from sushitui.store import group_index
 from sushitui.tags.normalize import dedupe, split_tags
 
 MAX_PRESETS = 9
@@ -57,6 +60,7 @@ class CaptionView:
     updated_at: float | None
     encoding: str | None
     encoding_flagged: bool
+    state: FileState | None = None  # the file as the index recorded it when loaded
 
     @property
     def embedded(self) -> bool:
@@ -87,6 +91,21 @@ class ItemView:
     problems: Any
     captions: list[CaptionView] = field(default_factory=list)
     tags: dict[str, list[str]] = field(default_factory=dict)  # subtype -> tags in order
+    # (caption type, subtype) -> the file state this view's editor last read or wrote;
+    # saves are checked against it, so another process's edit since is a conflict
+    bases: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
+
+    def base_of(self, ctype: str, subtype: str) -> FileState | None:
+        """What the editor of (ctype, subtype) last saw of the caption's file (None: no
+        file). A caption read from the image's metadata is saved to a file of its own
+        (``captions.file_subtype``): that file is the one compared."""
+        cap = next((c for c in self.captions if c.type == ctype and c.subtype == subtype), None)
+        if cap is not None and cap.embedded:
+            subtype = file_subtype(subtype)
+        if (ctype, subtype) in self.bases:
+            return self.bases[(ctype, subtype)]
+        cap = next((c for c in self.captions if c.type == ctype and c.subtype == subtype and c.file_path), None)
+        return cap.state if cap is not None else None
 
     @property
     def is_group(self) -> bool:
@@ -148,7 +167,7 @@ def load_item_view(item_id: int) -> ItemView:
     for c in Caption.select().where(Caption.item == item.id).order_by(Caption.type, Caption.subtype, Caption.id):
         view.captions.append(
             CaptionView(c.id, c.type, c.subtype, c.content, c.language or "auto", c.source, c.source_field,
-                        c.file_path, c.updated_at, c.encoding, bool(c.encoding_flagged))
+                        c.file_path, c.updated_at, c.encoding, bool(c.encoding_flagged), caption_state(c))
         )
     rows = (
         ItemTag.select(ItemTag.subtype, ItemTag.tag)
@@ -169,10 +188,21 @@ def load_tags(item_id: int, subtype: str = MAIN) -> list[str]:
 # --- saving -----------------------------------------------------------------------------
 
 
-def save_tags(item_id: int, subtype: str, tags: Sequence[str], *, force: bool = False) -> EditReport:
+def save_tags(item_id: int, subtype: str, tags: Sequence[str], *, force: bool = False, view: ItemView | None = None,
+              allow_lossy: bool = False) -> EditReport:
     """Write the item's tag caption; raises CaptionConflict when the file changed on disk
-    (``force=True`` overwrites it: the user chose their version) or CaptionFileError."""
-    return set_tags(Item.get_by_id(item_id), list(tags), subtype=subtype, force=force)
+    (``force=True`` overwrites it: the user chose their version) or CaptionFileError
+    (``LossyCaption`` when the file's bytes are not clean text: ``allow_lossy`` after the
+    user agreed). With the editor's ``view`` the file must still be what the view last
+    read or wrote (another process's edit since is a conflict), and the view learns the
+    new state."""
+    base = view.base_of("tags", subtype) if view is not None else UNSET
+    report = set_tags(Item.get_by_id(item_id), list(tags), subtype=subtype, force=force, base=base,
+                      allow_lossy=allow_lossy, lock_wait=EDITOR_WAIT_S)
+    if view is not None and item_id in report.written:
+        written_sub, state = report.written[item_id]
+        view.bases[("tags", written_sub)] = state
+    return report
 
 
 def text_subtype_for(dataset_id: int, ctype: str) -> str:
@@ -199,9 +229,11 @@ def text_subtype_for(dataset_id: int, ctype: str) -> str:
 
 
 def save_text(
-    item_id: int, ctype: str, subtype: str | None, text: str, *, language: str | None = None, force: bool = False
+    item_id: int, ctype: str, subtype: str | None, text: str, *, language: str | None = None, force: bool = False,
+    view: ItemView | None = None, allow_lossy: bool = False,
 ) -> CaptionView:
-    """Write a text caption (creating its file when it has none yet)."""
+    """Write a text caption (creating its file when it has none yet); ``view`` as for
+    ``save_tags``."""
     item = Item.get_by_id(item_id)
     if not subtype:
         # An existing caption file of this type is edited in place; embedded metadata
@@ -213,9 +245,14 @@ def save_text(
             .first()
         )
         subtype = existing.subtype if existing is not None else text_subtype_for(item.dataset_id, ctype)
-    c = set_text(item, ctype, subtype, text, force=force, language=language)
-    return CaptionView(c.id, c.type, c.subtype, c.content, c.language or "auto", c.source, c.source_field,
-                       c.file_path, c.updated_at, c.encoding, bool(c.encoding_flagged))
+    base = view.base_of(ctype, subtype) if view is not None else UNSET
+    c = set_text(item, ctype, subtype, text, force=force, language=language, base=base, allow_lossy=allow_lossy,
+                 lock_wait=EDITOR_WAIT_S)
+    saved = CaptionView(c.id, c.type, c.subtype, c.content, c.language or "auto", c.source, c.source_field,
+                        c.file_path, c.updated_at, c.encoding, bool(c.encoding_flagged), caption_state(c))
+    if view is not None:
+        view.bases[(ctype, c.subtype)] = saved.state
+    return saved
 
 
 def set_language(caption_id: int, language: str) -> None:
@@ -236,13 +273,14 @@ def disk_text(item_id: int, ctype: str, subtype: str) -> tuple[str | None, str |
         return None, caption.file_path
 
 
-def _adopt_file_state(item: Item, ctype: str, subtype: str, rel: str | None) -> str | None:
+def _adopt_file_state(item: Item, ctype: str, subtype: str, rel: str | None) -> tuple[str | None, FileState | None]:
     """Point the caption row at the file as it is on disk now; returns the disk text
-    (None when the file no longer exists)."""
+    (None when the file no longer exists) and the file's state. Caller holds the
+    dataset's write lock."""
     caption = find_caption(item, ctype, subtype)
     rel = rel or (caption.file_path if caption is not None else None)
     if not rel:
-        return None
+        return None, None
     if caption is None:
         # Another program created the file the app was about to create: index it.
         with write_transaction():
@@ -267,36 +305,49 @@ def _adopt_file_state(item: Item, ctype: str, subtype: str, rel: str | None) -> 
             caption.encoding, caption.encoding_flagged = ct.encoding, ct.flagged
             caption.content = ct.text
         caption.save()
-    return None if ct is None else ct.text
+    return (None, None) if ct is None else (ct.text, ct.state)
 
 
-def take_disk_tags(item_id: int, subtype: str, rel: str | None = None) -> list[str]:
+def _item_lock(item: Item):
+    ds = Dataset.get_by_id(item.dataset_id)
+    return dataset_write_lock(ds.root_path, name=ds.name, what="adopting a caption file", wait=EDITOR_WAIT_S)
+
+
+def take_disk_tags(item_id: int, subtype: str, rel: str | None = None, view: ItemView | None = None) -> list[str]:
     """The user chose the file's version after a conflict: index the file as it is now
-    and return its tags (``[]`` when the file was deleted)."""
+    and return its tags (``[]`` when the file was deleted); ``view`` learns its state."""
     item = Item.get_by_id(item_id)
-    caption = find_caption(item, "tags", subtype)
-    if rel is None and caption is not None:
-        rel = caption.file_path
-    if rel is None:
-        return load_tags(item_id, subtype)
-    root = Dataset.get_by_id(item.dataset_id).root_path
-    path = to_abs(root, rel)
-    try:
-        text = read_caption(path).text
-    except CaptionFileError:
-        if os.path.exists(path):
-            raise
-        text = ""
-    tags = split_tags(text)
-    # Update the tag rows without writing the file, then record the file's state.
-    set_tags_many([TagEdit(item, tags)], subtype=subtype, source="txt_file", write_files=False, force=True)
-    _adopt_file_state(item, "tags", subtype, rel)
+    with _item_lock(item):
+        caption = find_caption(item, "tags", subtype)
+        if rel is None and caption is not None:
+            rel = caption.file_path
+        if rel is None:
+            return load_tags(item_id, subtype)
+        root = Dataset.get_by_id(item.dataset_id).root_path
+        path = to_abs(root, rel)
+        try:
+            text = read_caption(path).text
+        except CaptionFileError:
+            if os.path.exists(path):
+                raise
+            text = ""
+        tags = split_tags(text)
+        # Update the tag rows without writing the file, then record the file's state.
+        set_tags_many([TagEdit(item, tags)], subtype=subtype, source="txt_file", write_files=False, force=True,
+                      lock_held=True)
+        _text, state = _adopt_file_state(item, "tags", subtype, rel)
+    if view is not None:
+        view.bases[("tags", subtype)] = state
     return tags
 
 
-def take_disk_text(item_id: int, ctype: str, subtype: str, rel: str | None = None) -> str:
+def take_disk_text(item_id: int, ctype: str, subtype: str, rel: str | None = None, view: ItemView | None = None) -> str:
     item = Item.get_by_id(item_id)
-    return _adopt_file_state(item, ctype, subtype, rel) or ""
+    with _item_lock(item):
+        text, state = _adopt_file_state(item, ctype, subtype, rel)
+    if view is not None:
+        view.bases[(ctype, subtype)] = state
+    return text or ""
 
 
 def delete_caption(caption_id: int) -> str:
@@ -311,10 +362,17 @@ def delete_caption(caption_id: int) -> str:
                 f"this caption comes from the image's {c.source} metadata ({c.source_field or 'field'}); "
                 "sushitui never rewrites images, so it cannot be deleted here"
             )
-    else:
+    with _item_lock(item):
+        _delete_caption_locked(c, item)
+    return f"deleted {c.file_path or c.type + ' caption'}"
+
+
+def _delete_caption_locked(c: Caption, item: Item) -> None:
+    c = Caption.get_by_id(c.id)  # as it is under the lock
+    if c.file_path is not None:
         root = Dataset.get_by_id(item.dataset_id).root_path
         path = to_abs(root, c.file_path)
-        if os.path.exists(path):
+        if os.path.lexists(path):
             if not unchanged_since(path, caption_state(c)):
                 raise CaptionFileError(f"{c.file_path} changed on disk since it was read; not deleted. Reload the item first.")
             try:
@@ -327,7 +385,6 @@ def delete_caption(caption_id: int) -> str:
         if c.type == "tags" and c.subtype == MAIN:
             Item.update(tag_count=0).where(Item.id == item.id).execute()
         group_index.refresh_items(current_database(), [item.id])
-    return f"deleted {c.file_path or c.type + ' caption'}"
 
 
 # --- quick-tagging presets (QT-3) ---------------------------------------------------------

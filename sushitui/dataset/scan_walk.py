@@ -16,7 +16,7 @@ import pickle
 import stat as stat_mod
 from dataclasses import dataclass, field
 
-from sushitui.dataset.caption_files import TEMP_MARKER
+from sushitui.dataset.caption_files import is_stale_temp_file, is_temp_file
 from sushitui.dataset.grouping import CAPTION_EXTENSIONS, IMAGE_EXTENSIONS, FileEntry
 from sushitui.progress import CancelToken
 
@@ -68,15 +68,14 @@ _KINDS = {**{ext: 1 for ext in IMAGE_EXTENSIONS}, **{ext: 2 for ext in CAPTION_E
 _S_IFMT, _S_IFREG, _S_IFDIR = stat_mod.S_IFMT(0o170000), stat_mod.S_IFREG, stat_mod.S_IFDIR
 
 
-STALE_TEMP_AGE_S = 3600.0
-
 
 def _remove_if_stale(entry: os.DirEntry, folder: str) -> None:
-    """A temporary caption file older than an hour is what a killed writer left behind
-    (a live write takes milliseconds): remove it. It never held the only copy of
-    anything, since the rename into place is what publishes a write."""
+    """A temporary caption file whose writer died (or that is an hour old) is what a
+    killed writer left behind: remove it. It never held the only copy of anything, since
+    the rename into place is what publishes a write. Only files of the exact shape our
+    writers create are candidates (``is_stale_temp_file``); user files are never touched."""
     try:
-        if entry.is_file(follow_symlinks=False) and time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_AGE_S:
+        if is_stale_temp_file(entry.name, entry.stat(follow_symlinks=False)):
             os.unlink(os.path.join(folder, entry.name))
     except OSError:
         pass
@@ -132,7 +131,7 @@ def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: 
         names_ok = False  # check one by one below
     for entry in entries:
         name = entry.name
-        if TEMP_MARKER in name:
+        if name[0] == "." and is_temp_file(name):
             _remove_if_stale(entry, path)
             continue
         if name[0] == ".":

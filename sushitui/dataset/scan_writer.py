@@ -9,12 +9,14 @@ array per caption and are expanded by SQLite (``json_each``).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 
 from sushitui.dataset.captions import EMBEDDED_SOURCES
 from sushitui.dataset.grouping import ItemGroup
-from sushitui.dataset.scan_worker import tags_json
+from sushitui.dataset.scan_worker import read_caption_file, tags_json
+from sushitui.dataset.write_lock import dataset_write_lock
 from sushitui.store import Dataset, StoreError, write_transaction
 from sushitui.store import group_index
 
@@ -101,14 +103,45 @@ class Writer:
         # tag-row inserts. The pragma only changes outside a transaction; batches that
         # update or delete keep the checks (their cascades need them).
         fk_off = not db.in_transaction() and all(job.existing is None for jobs, _r in batches for job in jobs)
-        if fk_off:
-            db.execute_sql("PRAGMA foreign_keys=OFF")
-        try:
-            self._write(batches, now, fk_off)
-        finally:
+        # The dataset's write lock (taken by every caption writer): under it, a caption
+        # file changed by an editor after a worker read it is seen and re-read below,
+        # so a scan never puts an older text back into the index.
+        with dataset_write_lock(self.dataset.root_path, name=self.dataset.name, what="a scan"):
             if fk_off:
-                db.execute_sql("PRAGMA foreign_keys=ON")
+                db.execute_sql("PRAGMA foreign_keys=OFF")
+            try:
+                self._write(batches, now, fk_off)
+            finally:
+                if fk_off:
+                    db.execute_sql("PRAGMA foreign_keys=ON")
         self.write_seconds += time.perf_counter() - t_start
+
+    def _fresh(self, job: Job, c, rel: str):
+        """The caption result ``c`` of an indexed item, re-read when its file changed
+        since the worker read it (an editor wrote it meanwhile)."""
+        if c.error is not None:
+            return c
+        path = os.path.join(self.dataset.root_path, *rel.split("/"))
+        try:
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns) == (c.size, c.mtime_ns):
+                return c
+        except OSError:
+            pass
+        return read_caption_file(path, c.subtype, c.name, dict(self.dataset.caption_types or {}))
+
+    def _indexed_caption_files(self, batches) -> dict[tuple[int, str], int]:
+        """(item id, file path) -> caption id of the indexed items' caption files: a file
+        an editor created after the walk is indexed already and is updated, not added twice."""
+        ids = [job.existing.item_id for jobs, _r in batches for job in jobs if job.existing is not None]
+        out: dict[tuple[int, str], int] = {}
+        for chunk in chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for cid, item_id, path in self.db.execute_sql(
+                f"SELECT id, item_id, file_path FROM caption WHERE item_id IN ({marks}) AND file_path IS NOT NULL", chunk
+            ):
+                out[(item_id, path)] = cid
+        return out
 
     def _write(self, batches: list[tuple[list[Job], list]], now: float, fk_off: bool) -> None:
         from sushitui.dataset.scanner import Problem
@@ -126,6 +159,7 @@ class Writer:
                 raise StoreError(f"dataset {self.dataset.name!r} was removed while it was being scanned")
             # tags of this dataset change below: its stored group answers are rebuilt on demand
             group_index.invalidate_dataset(db, self.dataset.id)
+            indexed_files = self._indexed_caption_files(batches)
             next_item = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM item").fetchone()[0]
             next_cap = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM caption").fetchone()[0]
             for index, image, caps, jobs in ((i, im, c, jobs) for jobs, results in batches for i, im, c in results):
@@ -153,10 +187,12 @@ class Writer:
                     next_item += 1
                 else:
                     item_id = job.existing.item_id
-                    drop_caps.extend(job.drop_caption_ids)
+                    drop_caps.extend(self._still_gone(job.drop_caption_ids))
                 tag_count = None
                 for c in caps:
                     rel = group.rel_path(c.name)
+                    if job.existing is not None:
+                        c = self._fresh(job, c, rel)
                     if c.error is not None:
                         report.problems.append(Problem(rel, c.error))
                         problems.append(f"{c.name}: {c.error}")
@@ -165,6 +201,8 @@ class Writer:
                     if c.flagged:
                         report.problems.append(Problem(rel, f"not UTF-8: read as {c.encoding}; it is saved as UTF-8 only when you edit it"))
                     cid = job.reuse_caption_ids.get(c.name)
+                    if cid is None and job.existing is not None:
+                        cid = indexed_files.get((item_id, rel))
                     if cid is None:
                         cid = next_cap
                         next_cap += 1
@@ -259,6 +297,17 @@ class Writer:
                     f"WHERE t.item_id = item.id AND t.subtype = 'main'), 0) WHERE id IN ({marks})",
                     chunk,
                 )
+
+    def _still_gone(self, caption_ids: list[int]) -> list[int]:
+        """Caption rows whose file was missing at the walk and still is (an editor may
+        have written it since)."""
+        if not caption_ids:
+            return []
+        marks = ",".join("?" * len(caption_ids))
+        rows = self.db.execute_sql(f"SELECT id, file_path FROM caption WHERE id IN ({marks})", caption_ids).fetchall()
+        root = self.dataset.root_path
+        back = {cid for cid, path in rows if path and os.path.exists(os.path.join(root, *path.split("/")))}
+        return [cid for cid in caption_ids if cid not in back]
 
     def delete_items(self, ids: list[int]) -> None:
         group_index.invalidate_dataset(self.db, self.dataset.id)

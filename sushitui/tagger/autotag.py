@@ -502,6 +502,11 @@ def _existing_tags(items: Sequence[Item], subtype: str) -> dict[int, list[str]]:
     return out
 
 
+def _append_new(existing: list[str], auto: list[str], key: Callable[[str], str]) -> list[str]:
+    have = {key(t) for t in existing}
+    return existing + [t for t in auto if key(t) not in have]
+
+
 def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, source: str, report: AutotagReport,
            mapper: _TagMapper) -> None:
     mapper.prefetch([p for _, predicted in batch for p in predicted])
@@ -533,7 +538,12 @@ def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, sour
         sources = {key(t): (source, conf.get(key(t))) for t in new}
         if len(report.preview) < PREVIEW_LIMIT:
             report.preview.append({"item_id": it.id, "path": it.image_path, "tags": tags})
-        edits.append(TagEdit(it, tags, sources))
+        if opts.mode == "add":
+            # merged with the caption as it is when written (under the dataset's write
+            # lock), not as read above: a tag someone added meanwhile stays
+            edits.append(TagEdit(it, tags, sources, rewrite=lambda now, auto=auto: _append_new(now, auto, key)))
+        else:
+            edits.append(TagEdit(it, tags, sources))
     if opts.dry_run:
         for e in edits:
             if unique(existing_by_item.get(e.item.id, [])) == unique(e.tags):  # as set_tags_many decides

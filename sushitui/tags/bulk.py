@@ -25,6 +25,7 @@ from sushitui.dataset.captions import (
     preferred_tag_subtype,
     set_tags_many,
 )
+from sushitui.dataset.write_lock import dataset_write_lock
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
 from sushitui.tags import aliases
@@ -126,56 +127,75 @@ def edit_items(
     batch_size: int = BATCH,
 ) -> _EditResult:
     """Apply ``rewrite(old_tags) -> new_tags`` to each item's ``subtype`` tags, batch by
-    batch (one transaction per batch). Items whose tags do not change are not written."""
+    batch (one transaction per batch). Items whose tags do not change are not written.
+
+    Each batch reads the tags, rewrites them and writes the files under the dataset's
+    write lock, so another sushitui process's edit of the same captions is never read
+    stale and overwritten: the two edits are applied one after the other."""
     result = _EditResult()
-    each_item = subtype == EACH_ITEM
-    for start in range(0, len(item_ids), batch_size):
+    ids = list(item_ids)
+    if not ids:
+        return result
+    dataset = Dataset.get_or_none(Dataset.id == Item.select(Item.dataset).where(Item.id == ids[0]).scalar())
+    if dataset is None:
+        return result
+    for start in range(0, len(ids), batch_size):
         if cancel is not None and cancel.cancelled:
             result.cancelled = True
             break
-        chunk = list(item_ids[start : start + batch_size])
-        # only what the caption write path reads (new caption names): the JSON columns
-        # (EXIF, related images, problems) would be decoded for nothing, per row
-        items = {i.id: i for i in Item.select(Item.id, Item.dataset, Item.rel_dir, Item.base_name, Item.item_type)
-                 .where(Item.id.in_(chunk))}
-        current: dict[int, dict[str, list[str]]] = {i: {} for i in chunk}
-        # plain cursor: ~10x less per-row overhead than model rows for ~30 tags per item
-        marks = ",".join("?" * len(chunk))
-        rows = current_database().execute_sql(
-            f"SELECT item_id, subtype, tag FROM item_tag WHERE item_id IN ({marks}) "
-            + ("" if each_item else "AND subtype = ? ") + "ORDER BY item_id, position",
-            chunk if each_item else [*chunk, subtype],
-        )
-        for item_id, sub, tag in rows:
-            current[item_id].setdefault(sub, []).append(tag)
-        prose_main = set() if not each_item else {r[0] for r in current_database().execute_sql(
-            f"SELECT item_id FROM caption WHERE item_id IN ({marks}) AND subtype = ? AND type != 'tags' "
-            "AND file_path IS NOT NULL", [*chunk, MAIN])}
-        edits: dict[str, list[TagEdit]] = {}  # subtype -> the edits of that tag caption
-        for item_id in chunk:
-            item = items.get(item_id)
-            if item is None:
-                continue  # deleted meanwhile
-            sub = preferred_tag_subtype(current[item_id], item_id in prose_main) if each_item else subtype
-            old = current[item_id].get(sub, [])
-            new = rewrite(list(old))  # set_tags_many dedupes what it writes
-            if new == old:
-                result.items_unchanged += 1
-                continue
-            edits.setdefault(sub, []).append(TagEdit(item, new))
-        for sub, sub_edits in edits.items():
-            if dry_run:
-                result.files.extend(_planned_files([e.item for e in sub_edits], sub))
-                result.items_changed += len(sub_edits)
-                continue
-            for report in _write_parallel(sub_edits, sub):
-                result.items_changed += report.changed
-                result.items_unchanged += report.unchanged
-                result.files.extend(report.files_written)
-                result.problems.extend((p.item_id, p.path, p.reason) for p in report.problems)
+        chunk = ids[start : start + batch_size]
+        if dry_run:
+            _edit_batch(chunk, rewrite, subtype, True, result)
+        else:
+            with dataset_write_lock(dataset.root_path, name=dataset.name, what="a bulk tag edit"):
+                _edit_batch(chunk, rewrite, subtype, False, result)
         if on_batch is not None:
             on_batch(len(chunk))
     return result
+
+
+def _edit_batch(chunk: list[int], rewrite: Callable[[list[str]], list[str]], subtype: str, dry_run: bool,
+                result: _EditResult) -> None:
+    each_item = subtype == EACH_ITEM
+    # only what the caption write path reads (new caption names): the JSON columns
+    # (EXIF, related images, problems) would be decoded for nothing, per row
+    items = {i.id: i for i in Item.select(Item.id, Item.dataset, Item.rel_dir, Item.base_name, Item.item_type)
+             .where(Item.id.in_(chunk))}
+    current: dict[int, dict[str, list[str]]] = {i: {} for i in chunk}
+    # plain cursor: ~10x less per-row overhead than model rows for ~30 tags per item
+    marks = ",".join("?" * len(chunk))
+    rows = current_database().execute_sql(
+        f"SELECT item_id, subtype, tag FROM item_tag WHERE item_id IN ({marks}) "
+        + ("" if each_item else "AND subtype = ? ") + "ORDER BY item_id, position",
+        chunk if each_item else [*chunk, subtype],
+    )
+    for item_id, sub, tag in rows:
+        current[item_id].setdefault(sub, []).append(tag)
+    prose_main = set() if not each_item else {r[0] for r in current_database().execute_sql(
+        f"SELECT item_id FROM caption WHERE item_id IN ({marks}) AND subtype = ? AND type != 'tags' "
+        "AND file_path IS NOT NULL", [*chunk, MAIN])}
+    edits: dict[str, list[TagEdit]] = {}  # subtype -> the edits of that tag caption
+    for item_id in chunk:
+        item = items.get(item_id)
+        if item is None:
+            continue  # deleted meanwhile
+        sub = preferred_tag_subtype(current[item_id], item_id in prose_main) if each_item else subtype
+        old = current[item_id].get(sub, [])
+        new = rewrite(list(old))  # set_tags_many dedupes what it writes
+        if new == old:
+            result.items_unchanged += 1
+            continue
+        edits.setdefault(sub, []).append(TagEdit(item, new))
+    for sub, sub_edits in edits.items():
+        if dry_run:
+            result.files.extend(_planned_files([e.item for e in sub_edits], sub))
+            result.items_changed += len(sub_edits)
+            continue
+        for report in _write_parallel(sub_edits, sub):
+            result.items_changed += report.changed
+            result.items_unchanged += report.unchanged
+            result.files.extend(report.files_written)
+            result.problems.extend((p.item_id, p.path, p.reason) for p in report.problems)
 
 
 WRITERS = 4  # concurrent sub-batches: their disk syncs overlap; CPU stays ~1 core
@@ -185,17 +205,18 @@ SUB_BATCH = 125
 def _write_parallel(edits: list[TagEdit], subtype: str) -> list:
     """``set_tags_many`` over sub-batches in a few threads, each with its own connection
     and transaction. Every caption file is still written atomically with its fsyncs;
-    what runs in parallel is the waiting for the disk."""
+    what runs in parallel is the waiting for the disk. The caller holds the dataset's
+    write lock for all of them."""
     from concurrent.futures import ThreadPoolExecutor
 
     subs = [edits[i : i + SUB_BATCH] for i in range(0, len(edits), SUB_BATCH)]
     if len(subs) == 1:
-        return [set_tags_many(subs[0], subtype=subtype, source="user", batch_sync=True)]
+        return [set_tags_many(subs[0], subtype=subtype, source="user", batch_sync=True, lock_held=True)]
     db = current_database()
 
     def run(sub: list[TagEdit]):
         try:
-            return set_tags_many(sub, subtype=subtype, source="user", batch_sync=True)
+            return set_tags_many(sub, subtype=subtype, source="user", batch_sync=True, lock_held=True)
         finally:
             if not db.is_closed():
                 db.close()  # this pool thread's own connection

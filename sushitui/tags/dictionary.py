@@ -804,27 +804,35 @@ def remove_tag(tag: str, *, from_datasets: bool = False, progress: ProgressCallb
     entry = get_tag(tag)
     report = RemoveReport(removed=False)
     if from_datasets:
-        from sushitui.dataset.captions import TagEdit, item_tags, set_tags_many
+        # the one bulk-edit path: batches under each dataset's write lock, parallel writers
         from sushitui.store import Item
+        from sushitui.tags.bulk import edit_items
 
         key = match_key(tag)
-        targets = items_with_tag(tag)
-        total = sum(len(v) for v in targets.values())
+        per_dataset: dict[tuple[int, str], list[int]] = {}
+        for subtype, ids in items_with_tag(tag).items():
+            for s in range(0, len(ids), 500):
+                rows = Item.select(Item.dataset, Item.id).where(Item.id.in_(ids[s : s + 500])).tuples()
+                for dataset_id, item_id in rows:
+                    per_dataset.setdefault((dataset_id, subtype), []).append(item_id)
+        total = sum(len(v) for v in per_dataset.values())
         started = time.monotonic()
         throttle = Throttle(progress)
         done = 0
-        for subtype, ids in targets.items():
-            for s in range(0, len(ids), 500):
-                if cancel is not None and cancel.cancelled:
-                    raise Cancelled()
-                items = list(Item.select().where(Item.id.in_(ids[s : s + 500])))
-                edits = [TagEdit(it, [t for t in item_tags(it, subtype) if match_key(t) != key]) for it in items]
-                rep = set_tags_many(edits, subtype=subtype, source="user")
-                report.items_changed += rep.changed
-                report.files_written += len(rep.files_written)
-                report.problems += [f"{p.path}: {p.reason}" for p in rep.problems]
-                done += len(items)
-                throttle(ProgressEvent("removing from captions", done, total, unit="items", started_at=started))
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            throttle(ProgressEvent("removing from captions", done, total, unit="items", started_at=started))
+
+        for (_dataset_id, subtype), ids in sorted(per_dataset.items()):
+            res = edit_items(sorted(ids), lambda tags: [t for t in tags if match_key(t) != key], subtype=subtype,
+                             on_batch=step, cancel=cancel)
+            report.items_changed += res.items_changed
+            report.files_written += len(res.files)
+            report.problems += [f"{path}: {reason}" for _item, path, reason in res.problems]
+            if res.cancelled:
+                raise Cancelled()
     if entry is not None:
         with write_transaction(_db()):
             DictionaryTag.delete().where(DictionaryTag.id == entry.id).execute()
