@@ -13,9 +13,10 @@ SHARED_TESTDATA = Path(os.environ.get("SUSHITUI_TESTDATA", REPO.parent / "shared
 
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
-    """No test touches the real user's data directory or Hugging Face cache."""
+    """No test touches the real user's data directory, key map or Hugging Face cache."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("SUSHITUI_DB", raising=False)

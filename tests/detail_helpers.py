@@ -55,22 +55,6 @@ class ScreenApp(App):
         self.push_screen(self._factory(), callback=self.dismissed.append)
 
 
-async def settle(pilot, app, timeout: float = 5.0) -> None:
-    """Let workers finish and messages drain; returns early when a dialog waits for
-    the user (its worker cannot finish before a key is pressed)."""
-    import time
-
-    from textual.screen import ModalScreen
-
-    deadline = time.monotonic() + timeout
-    await pilot.pause()
-    while time.monotonic() < deadline:
-        if isinstance(app.screen, ModalScreen) or not any(w.is_running for w in app.workers):
-            break
-        await pilot.pause(0.02)
-    await pilot.pause()
-
-
 def sync(fn):
     """Run an ``async def`` test with asyncio.run (no pytest-asyncio here)."""
     import functools

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from detail_helpers import ScreenApp, make_dataset, screen_text, settle, sync
+from detail_helpers import ScreenApp, make_dataset, screen_text, sync
+from tui_support import settle
 from sushitui.dataset.item_view import load_item_view
 from sushitui.store import Item
 from sushitui.tui.screens.conflict import ConflictDialog
@@ -29,7 +30,7 @@ async def test_add_tag_autosaves_after_500ms(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         assert screen.editor.tags == ["1girl", "solo", "long_hair"]
         await pilot.press("a", *"smile", "enter")
@@ -37,7 +38,7 @@ async def test_add_tag_autosaves_after_500ms(folder):
         assert screen.editor.tags[-1] == "smile"
         assert (root / "a.txt").read_text() == "1girl, solo, long_hair", "not written before 500 ms of quiet"
         await asyncio.sleep(0.65)
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "a.txt").read_text() == "1girl, solo, long_hair, smile"
         assert Item.get_by_id(ids[0]).tag_count == 4
 
@@ -47,7 +48,7 @@ async def test_remove_reorder_undo_redo_and_explicit_save(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         await pilot.press("down", "down")  # cursor on long_hair
         await pilot.press("shift+up")  # move it before solo
@@ -63,12 +64,12 @@ async def test_remove_reorder_undo_redo_and_explicit_save(folder):
         await pilot.press("ctrl+y")
         assert screen.editor.tags == ["long_hair", "1girl", "solo"]
         await pilot.press("ctrl+s")
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "a.txt").read_text() == "long_hair, 1girl, solo", "the user's order is kept"
         assert load_item_view(ids[0]).tags["main"] == ["long_hair", "1girl", "solo"]
         # Fast key repeats while the save runs add up: 3 × → and 1 × ← is item c.
         await pilot.press("x", "right", "right", "right", "left")
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.index == 2 and screen.view.base_name == "c"
         assert (root / "a.txt").read_text() == "1girl, solo"
 
@@ -78,10 +79,10 @@ async def test_copy_paste_clear_between_items(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         await pilot.press("c", "right")
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.view.base_name == "b"
         await pilot.press("v")
         assert screen.editor.tags == ["cat", "dog", "1girl", "solo", "long_hair"]
@@ -94,7 +95,7 @@ async def test_copy_paste_clear_between_items(folder):
         await pilot.press("ctrl+z")  # ... which is undoable
         assert len(screen.editor.tags) == 5
         await pilot.press("left")  # leaving saves
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.view.base_name == "a"
         assert (root / "b.txt").read_text() == "cat, dog, 1girl, solo, long_hair"
 
@@ -104,16 +105,16 @@ async def test_conflict_keep_mine_overwrites_after_choice(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         (root / "a.txt").write_text("changed, elsewhere", encoding="utf-8")
         await pilot.press("a", *"smile", "enter", "escape", "ctrl+s")
-        await settle(pilot, app)
+        await settle(pilot)
         assert isinstance(app.screen, ConflictDialog)
         shot = screen_text(app)
         assert "changed, elsewhere" in shot and "smile" in shot
         assert (root / "a.txt").read_text() == "changed, elsewhere", "nothing written before the user chooses"
         await pilot.press("m")
-        await settle(pilot, app)
+        await settle(pilot)
         assert isinstance(app.screen, ItemDetailScreen)
         assert (root / "a.txt").read_text() == "1girl, solo, long_hair, smile"
         assert not app.screen.editor.dirty
@@ -124,13 +125,13 @@ async def test_conflict_take_disk_reloads_and_keeps_undo(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         (root / "a.txt").write_text("changed, elsewhere", encoding="utf-8")
         await pilot.press("x", "right")  # edit, then leave the item: the save conflicts
-        await settle(pilot, app)
+        await settle(pilot)
         assert isinstance(app.screen, ConflictDialog)
         await pilot.press("d")
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ItemDetailScreen)
         assert (root / "a.txt").read_text() == "changed, elsewhere", "take-disk never writes"
@@ -142,12 +143,12 @@ async def test_conflict_cancel_keeps_edit_and_stays(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         (root / "a.txt").write_text("changed", encoding="utf-8")
         await pilot.press("x", "right")
-        await settle(pilot, app)
+        await settle(pilot)
         await pilot.press("escape")
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ItemDetailScreen)
         assert screen.view.base_name == "a", "navigation stops when the conflict is not resolved"
@@ -161,13 +162,13 @@ async def test_navigation_group_tabs_and_text_caption(folder):
     by_name = {Item.get_by_id(i).base_name: i for i in ids}
     app = ScreenApp(lambda: ItemDetailScreen(by_name["g"], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         assert screen.view.is_group
         assert [label for label, _ in screen.view.image_tabs] == ["target", "source"]
         assert "target" in str(screen.query_one("#image-info").render())
         await pilot.press("i")
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.image_tab == 1 and "g_source.png" in str(screen.query_one("#image-info").render())
         tabbed = screen.query_one("#caption-tabs")
         assert tabbed.get_tab("tab-instruction").display
@@ -176,10 +177,10 @@ async def test_navigation_group_tabs_and_text_caption(folder):
         await pilot.pause()
         await pilot.press("end", *" now")
         await asyncio.sleep(0.65)
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "g_instruction.txt").read_text() == "make the sky red now"
         await pilot.press("escape", "left")  # leave the editor, then go to the previous item
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.view.base_name == "c"
         assert not tabbed.get_tab("tab-instruction").display, "Instruction is for groups only"
 
@@ -189,7 +190,7 @@ async def test_social_counter_and_new_caption(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         screen.query_one("#caption-tabs").active = "tab-social_media"
         await pilot.pause()
@@ -198,7 +199,7 @@ async def test_social_counter_and_new_caption(folder):
         counter = screen.query_one("#social-count")
         assert "290/280" in str(counter.render()) and counter.has_class("-over")
         await pilot.press("ctrl+s")
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "a_social.txt").read_text() == "x" * 290
 
 
@@ -209,7 +210,7 @@ async def test_hostile_names_and_captions_are_neutralised(db, tmp_path):
     ds, ids = make_dataset(root, {"evil\x1b[31mname": f"{evil}, ok"})
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         shot = screen_text(app)
         assert "\x1b" not in shot and "\u202e" not in shot and "\x07" not in shot
         assert "\\x1b" in shot and "\\u202e" in shot
@@ -221,9 +222,9 @@ async def test_leaving_saves_and_dismisses(folder):
     root, ds, ids = folder
     app = ScreenApp(lambda: ItemDetailScreen(ids[2], ids))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         await pilot.press("a", *"leaf", "enter", "escape", "escape")
-        await settle(pilot, app)
+        await settle(pilot)
         assert app.dismissed == [ids[2]]
         assert (root / "c.txt").read_text() == "tree, leaf"
 
@@ -238,7 +239,7 @@ async def test_metadata_pane_highlights_mapped_exif_fields(folder):
                    source_field="ImageDescription")
     app = ScreenApp(lambda: ItemDetailScreen(ids[1], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         body = screen.query_one("#exif-body").render()
         plain = str(body)
@@ -255,7 +256,7 @@ async def test_metadata_pane_highlights_mapped_exif_fields(folder):
         # the image is never rewritten.
         screen.query_one("#text-natural_language").insert("Edited: ")
         await pilot.press("ctrl+s")
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "b_caption.txt").read_text() == "Edited: a red fox"
 
 
@@ -272,7 +273,7 @@ async def test_aliases_applied_and_pills_coloured_by_group(folder):
     add_tags("Animals", ["cat", "dog"])
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         await pilot.press("a", *"kitty", "enter", "escape")
         await pilot.pause()
@@ -304,10 +305,10 @@ async def test_broken_image_shows_reason_and_navigation_goes_on(db, tmp_path, te
     shutil.copy(rabbit / "pillars-1024x1024-truncated.jpg", root / "a_broken.jpg")
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         assert "truncated" in screen_text(app)
         await pilot.press("right")
-        await settle(pilot, app)
+        await settle(pilot)
         assert app.screen.view.base_name == "b_good"
         assert "truncated" not in screen_text(app)
 
@@ -321,7 +322,7 @@ async def test_all_captions_edit_and_delete(folder):
     by_name = {Item.get_by_id(i).base_name: i for i in ids}
     app = ScreenApp(lambda: ItemDetailScreen(by_name["g"], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         screen.query_one("#caption-tabs").active = "tab-all"
         await pilot.pause()
@@ -330,18 +331,18 @@ async def test_all_captions_edit_and_delete(folder):
         assert sorted(kinds) == ["instruction", "tags"]
         olist.highlighted = kinds.index("instruction")
         await pilot.press("enter")
-        await settle(pilot, app)
+        await settle(pilot)
         assert isinstance(app.screen, CaptionEditDialog)
         await pilot.press(*" slowly", "ctrl+s")
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "g_instruction.txt").read_text() == "make the sky red slowly"
         olist = screen.query_one("#all-captions")
         olist.focus()
         olist.highlighted = [c.type for c in screen.view.captions].index("instruction")
         await pilot.press("d")
-        await settle(pilot, app)
+        await settle(pilot)
         await pilot.press("y")
-        await settle(pilot, app)
+        await settle(pilot)
         assert not (root / "g_instruction.txt").exists()
         assert [c.type for c in screen.view.captions] == ["tags"]
 
@@ -352,12 +353,12 @@ async def test_walks_the_whole_query_result(folder):
     by_name = {Item.get_by_id(i).base_name: i for i in ids}
     app = ScreenApp(lambda: ItemDetailScreen(by_name["g"], dataset_id=ds.id, query="", sort="name", desc=True))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         assert screen.item_ids == [by_name[n] for n in ("g", "c", "b", "a")]
         assert "item 1/4" in screen_text(app)
         await pilot.press("right")
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.view.base_name == "c"
 
 
@@ -374,21 +375,21 @@ async def test_prose_main_caption_opens_on_the_other_tag_caption(db, tmp_path):
     reindex(ds.name)
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         assert screen.subtype == "cap" and screen.editor.tags == ["skull", "gas mask", "steampunk"]
         await pilot.press("a", *"oil painting", "enter", "ctrl+s")
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "x.cap").read_text() == "skull, gas mask, steampunk, oil painting"
         assert (root / "x.txt").read_text().startswith("A skull with a gas mask")
         await pilot.press("escape", "right")  # y has main tags: it opens on main
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.subtype == "main" and screen.editor.tags == ["solo", "smile"]
         await pilot.press("left", "s")  # back on x, the user picks a subtype: it sticks
-        await settle(pilot, app)
+        await settle(pilot)
         chosen = screen.subtype
         await pilot.press("right")
-        await settle(pilot, app)
+        await settle(pilot)
         assert screen.subtype == chosen
 
 
@@ -413,7 +414,7 @@ async def test_editing_the_images_own_keywords_saves_a_caption_file_and_follows_
     ids = [i.id for i in Item.select().where(Item.dataset == ds.id)]
     app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         screen = app.screen
         # s steps through the subtypes in the order the subtype line shows them
         line = str(screen.query_one("#subtype-line").render())
@@ -423,12 +424,12 @@ async def test_editing_the_images_own_keywords_saves_a_caption_file_and_follows_
         await pilot.press("s")
         assert screen.subtype == "exif_xpkeywords" and screen.editor.tags == ["cat", "sofa"]
         await pilot.press("a", *"indoors", "enter", "ctrl+s")
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "j_exif-xpkeywords.txt").read_text() == "cat, sofa, indoors"
         assert screen.subtype == "exif-xpkeywords" and screen.editor.tags == ["cat", "sofa", "indoors"]
         assert screen.editors["exif_xpkeywords"].tags == ["cat", "sofa"]  # the image's own, as a reload shows them
         await pilot.press(*"night", "enter", "ctrl+s")  # the tag box stays open for the next tag
-        await settle(pilot, app)
+        await settle(pilot)
         assert (root / "j_exif-xpkeywords.txt").read_text() == "cat, sofa, indoors, night"
     view = load_item_view(ids[0])
     assert view.tags["exif-xpkeywords"] == ["cat", "sofa", "indoors", "night"] and view.tags["exif_xpkeywords"] == ["cat", "sofa"]

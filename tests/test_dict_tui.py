@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from dict_helpers import add_many, sync
+from tui_support import settle
 from textual.app import App
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
@@ -21,11 +22,6 @@ def tags(db):
     ] + [(f"filler_{i:03d}", "artist", i) for i in range(120)])
     get_completer().warm(wait=True)
     return db
-
-
-async def settle(app, pilot):
-    await app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 class InputApp(App):
@@ -51,7 +47,7 @@ async def test_typing_shows_candidates_and_enter_chooses_the_highlighted_one(tag
     app = InputApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press(*"hair")
-        await settle(app, pilot)
+        await settle(pilot)
         ti = app.query_one(TagInput)
         assert [c.tag for c in ti.dropdown.candidates] == ["hairband", "hair_ornament", "long_hair", "short_hair"]
         assert ti.dropdown.display and "hairband" in str(ti.dropdown.render())
@@ -60,7 +56,7 @@ async def test_typing_shows_candidates_and_enter_chooses_the_highlighted_one(tag
         await pilot.press("down", "down")
         assert "Enter uses hair_ornament" in str(ti.dropdown.render())
         await pilot.press("enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert app.submitted == ["hair_ornament"]
         assert not ti.dropdown.has_class("-open")
 
@@ -72,24 +68,24 @@ async def test_alias_candidate_submits_its_target_and_tab_completes(tags):
     app = InputApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press(*"/lh")
-        await settle(app, pilot)
+        await settle(pilot)
         ti = app.query_one(TagInput)
         assert [(c.tag, c.alias_of) for c in ti.dropdown.candidates] == [("/lh", "long_hair")]
         await pilot.press("down", "enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert app.submitted == ["long_hair"]
         ti.value = ""
         await pilot.press(*"hatsu")
-        await settle(app, pilot)
+        await settle(pilot)
         await pilot.press("tab")  # completes with the first candidate; focus stays
-        await settle(app, pilot)
+        await settle(pilot)
         assert ti.value == "hatsune_miku" and app.focused is ti
         await pilot.press("enter")  # nothing highlighted: the typed text
-        await settle(app, pilot)
+        await settle(pilot)
         assert app.submitted == ["long_hair", "hatsune_miku"]
         ti.value = ""
         await pilot.press(*"brand_new_tag", "enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert app.submitted[-1] == "brand_new_tag"
 
 
@@ -106,27 +102,27 @@ async def test_dictionary_screen_search_page_add_delete_stats(tags):
 
     app = DictApp()
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, DictionaryScreen)
         table = screen.query_one(DataTable)
         assert table.row_count == 50 and screen.total == 125
         assert screen.entries[0].tag == "long_hair"  # by count
         await pilot.press("n")
-        await settle(app, pilot)
+        await settle(pilot)
         assert len(screen.cursors) == 2 and screen.entries[0].tag == "filler_074"
         await pilot.press("n", "n")
-        await settle(app, pilot)
+        await settle(pilot)
         assert table.row_count == 25  # last page
         await pilot.press("p")
-        await settle(app, pilot)
+        await settle(pilot)
         assert screen.entries[0].tag == "filler_074"
         # search
         await pilot.press("slash", *"hair", "enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert [e.tag for e in screen.entries] == ["long_hair", "short_hair", "hairband", "hair_ornament"]
         await pilot.press("m")  # substring → prefix
-        await settle(app, pilot)
+        await settle(pilot)
         assert [e.tag for e in screen.entries] == ["hairband", "hair_ornament"]
         assert "mode prefix" in str(screen.query_one("#dict-status", Static).render())
         # add with a validation error, then fixed
@@ -144,7 +140,7 @@ async def test_dictionary_screen_search_page_add_delete_stats(tags):
         dialog.query_one("#form-tag", Input).value = "hairclip"
         dialog.query_one("#form-count", Input).value = "5000"
         await pilot.press("ctrl+s")
-        await settle(app, pilot)
+        await settle(pilot)
         assert app.screen is screen
         assert d.get_tag("hairclip").count == 5000
         assert [e.tag for e in screen.entries][0] == "hairclip"
@@ -152,12 +148,12 @@ async def test_dictionary_screen_search_page_add_delete_stats(tags):
         await pilot.press("x")
         await pilot.pause()
         await pilot.press("y")
-        await settle(app, pilot)
+        await settle(pilot)
         assert d.get_tag("hairclip") is None
         assert [e.tag for e in screen.entries] == ["hairband", "hair_ornament"]
         # stats
         await pilot.press("t")
-        await settle(app, pilot)
+        await settle(pilot)
         assert isinstance(app.screen, DictionaryStats)
         assert app.screen.stats["total"] == 125
         await pilot.press("escape")

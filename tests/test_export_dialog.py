@@ -9,6 +9,7 @@ from textual.app import App
 from textual.widgets import Input, Static
 
 from export_helpers import make_synthetic
+from tui_support import settle
 from sushitui.tui.screens.export_dialog import ExportDialog
 
 
@@ -25,15 +26,6 @@ class Host(App):
         self.result = result
 
 
-async def wait_until(pilot, cond, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("timed out waiting for the dialog")
-        await pilot.pause(0.05)
-
-
 def preview_text(dialog) -> str:
     return str(dialog.query_one("#export-preview", Static).render())
 
@@ -45,21 +37,21 @@ def test_preview_shows_trigger_first_and_export_runs(db, tmp_path):
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: len(dialog.preview_texts) == 3)
+            await settle(pilot, lambda: len(dialog.preview_texts) == 3)
             assert not any(t.startswith("ohwx") for t in dialog.preview_texts)
             await pilot.press(*"ohwx")  # the trigger field has the focus
-            await wait_until(pilot, lambda: dialog.preview_texts and all(t.startswith("ohwx") for t in dialog.preview_texts))
+            await settle(pilot, lambda: dialog.preview_texts and all(t.startswith("ohwx") for t in dialog.preview_texts))
             assert all(t.split(", ")[0] == "ohwx" for t in dialog.preview_texts)
             assert "ohwx, " in preview_text(dialog)
             out = tmp_path / "out"
             dialog.query_one("#ex-outdir", Input).value = str(out)
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: dialog.report is not None, timeout=30)
+            await settle(pilot, lambda: dialog.report is not None, timeout=30)
             assert dialog.report.items_exported == 20
             written = {p.read_text(encoding="utf-8") for p in out.rglob("*.txt")}
             assert all(t in written for t in dialog.preview_texts)
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.result != "unset")
+            await settle(pilot, lambda: app.result != "unset")
             assert app.result is dialog.report
 
     asyncio.run(go())
@@ -73,7 +65,7 @@ def test_export_without_trigger_needs_a_second_press(db, tmp_path):
 
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: len(dialog.preview_texts) == 3)
+            await settle(pilot, lambda: len(dialog.preview_texts) == 3)
             dialog.query_one("#ex-outdir", Input).value = str(out)
             await pilot.press("ctrl+s")
             await pilot.pause(0.2)
@@ -81,7 +73,7 @@ def test_export_without_trigger_needs_a_second_press(db, tmp_path):
             assert "No trigger word" in error
             assert not out.exists()
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: dialog.report is not None, timeout=30)
+            await settle(pilot, lambda: dialog.report is not None, timeout=30)
             assert dialog.report.items_exported == 8
 
     asyncio.run(go())
@@ -100,7 +92,7 @@ def test_non_empty_outdir_is_shown_as_an_error(db, tmp_path):
             await pilot.press(*"sks")
             dialog.query_one("#ex-outdir", Input).value = str(out)
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: "not empty" in str(dialog.query_one("#export-error", Static).render()), timeout=20)
+            await settle(pilot, lambda: "not empty" in str(dialog.query_one("#export-error", Static).render()), timeout=20)
             assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
     asyncio.run(go())
@@ -114,10 +106,10 @@ def test_a_caption_subtype_no_item_has_is_flagged_before_exporting_empty_caption
 
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: len(dialog.preview_texts) == 3 and dialog.known_subtypes is not None)
+            await settle(pilot, lambda: len(dialog.preview_texts) == 3 and dialog.known_subtypes is not None)
             dialog.query_one("#ex-trigger", Input).value = "ohwx"
             dialog.query_one("#ex-caption", Input).value = "mian"
-            await wait_until(pilot, lambda: "No item has a caption mian" in preview_text(dialog))
+            await settle(pilot, lambda: "No item has a caption mian" in preview_text(dialog))
             assert "this dataset has: main" in preview_text(dialog)
             out = tmp_path / "out"
             dialog.query_one("#ex-outdir", Input).value = str(out)
@@ -129,7 +121,7 @@ def test_a_caption_subtype_no_item_has_is_flagged_before_exporting_empty_caption
             dialog.query_one("#ex-caption", Input).value = "main"
             await pilot.pause()
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: dialog.report is not None, timeout=30)
+            await settle(pilot, lambda: dialog.report is not None, timeout=30)
             assert dialog.report.items_exported == 6
 
     asyncio.run(go())

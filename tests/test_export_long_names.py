@@ -313,7 +313,8 @@ def test_dialog_reports_the_shortened_names(db, tmp_path):
 
     from textual.widgets import Input, Static
 
-    from test_export_dialog import Host, wait_until
+    from test_export_dialog import Host
+    from tui_support import settle
     from sushitui.tui.screens.export_dialog import ExportDialog
 
     ds, _ = make_long_dataset(tmp_path)
@@ -323,11 +324,11 @@ def test_dialog_reports_the_shortened_names(db, tmp_path):
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_until(pilot, lambda: len(dialog.preview_texts) == 3)
+            await settle(pilot, lambda: len(dialog.preview_texts) == 3)
             await pilot.press(*"sks")
             dialog.query_one("#ex-outdir", Input).value = str(out)
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: dialog.report is not None, timeout=30)
+            await settle(pilot, lambda: dialog.report is not None, timeout=30)
             assert dialog.report.items_exported == 18
             result = str(dialog.query_one("#export-result", Static).render())
             assert "12 long names shortened" in result

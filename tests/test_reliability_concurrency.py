@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from reliability_support import assert_database_ok, cli_env, reindex_and_check, register
+from tui_support import settle
 from sushitui.tags.normalize import split_tags
 
 SECONDS = float(os.environ.get("SUSHITUI_CONCURRENCY_SECONDS", "15"))
@@ -114,9 +115,7 @@ def test_tui_cli_and_recorder_write_at_once(db_path, tmp_path):
             end = time.monotonic() + SECONDS
             pos, step, n = 0, 1, 0
             while time.monotonic() < end:
-                deadline = time.monotonic() + 30
-                while (screen.view is None or screen.view.base_name != tui_items[pos][1]) and time.monotonic() < deadline:
-                    await pilot.pause(0.02)
+                await settle(pilot, lambda: screen.view is not None and screen.view.base_name == tui_items[pos][1], timeout=30, what=tui_items[pos][1])
                 assert screen.view.base_name == tui_items[pos][1]
                 tag = f"tui_{n}"
                 await pilot.press("a", *tag, "enter", "escape", "ctrl+s")

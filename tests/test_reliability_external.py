@@ -14,7 +14,8 @@ import time
 
 from PIL import Image
 
-from detail_helpers import ScreenApp, make_dataset, screen_text, settle
+from detail_helpers import ScreenApp, make_dataset, screen_text
+from tui_support import settle
 from reliability_support import run_cli
 
 
@@ -40,18 +41,18 @@ def test_autosave_never_overwrites_an_external_change(db, tmp_path):
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
+            await settle(pilot)
             await pilot.press("a", *"smile", "enter", "escape")
             # another program writes the file between the edit and the autosave
             (root / "a.txt").write_text("edited, by, hand", encoding="utf-8")
             await asyncio.sleep(0.8)  # autosave fires after 500 ms of quiet
-            await settle(pilot, app)
+            await settle(pilot)
             assert isinstance(app.screen, ConflictDialog), "the user is asked"
             shot = screen_text(app)
             assert "edited, by, hand" in shot and "smile" in shot  # both versions shown
             assert (root / "a.txt").read_text() == "edited, by, hand"
             await pilot.press("d")  # take the disk version
-            await settle(pilot, app)
+            await settle(pilot)
 
     asyncio.run(go())
     assert (root / "a.txt").read_text() == "edited, by, hand"
@@ -65,15 +66,15 @@ def test_caption_deleted_under_the_app_is_not_recreated_silently(db, tmp_path):
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
+            await settle(pilot)
             (root / "a.txt").unlink()
             await pilot.press("a", *"smile", "enter", "escape", "ctrl+s")
-            await settle(pilot, app)
+            await settle(pilot)
             assert isinstance(app.screen, ConflictDialog)
             assert "deleted" in screen_text(app)
             assert not (root / "a.txt").exists(), "nothing written before the user chooses"
             await pilot.press("m")  # keep mine: now it is written, on purpose
-            await settle(pilot, app)
+            await settle(pilot)
 
     asyncio.run(go())
     assert (root / "a.txt").read_text() == "1girl, solo, smile"
@@ -87,23 +88,20 @@ def test_image_deleted_or_replaced_under_the_app_gives_a_message(db, tmp_path):
 
     async def step_to(pilot, name):
         await pilot.press("right")
-        await settle(pilot, app)
-        for _ in range(50):
-            if app.screen.view is not None and app.screen.view.base_name == name:
-                break
-            await pilot.pause(0.05)
+        await settle(pilot)
+        await settle(pilot, lambda: app.screen.view is not None and app.screen.view.base_name == name, timeout=2.5, what=name)
         await pilot.pause(0.5)
         return screen_text(app)
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
+            await settle(pilot)
             (root / "c.png").unlink()
             (root / "e.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png any more")
             await step_to(pilot, "b")
             texts["c"] = await step_to(pilot, "c")
             await pilot.press("a", *"still_editable", "enter", "escape", "ctrl+s")  # the caption still saves
-            await settle(pilot, app)
+            await settle(pilot)
             await step_to(pilot, "d")
             texts["e"] = await step_to(pilot, "e")
 

@@ -39,7 +39,7 @@ if stage == "scan":
     out["reported"] = [[p.path, p.reason] for p in rep.problems]
     out["items"] = [i.image_path for i in Item.select()]
 elif stage == "browse":
-    from tui_support import open_browser, wait_until
+    from tui_support import open_browser, settle
     from sushitui.tui.app import SushiApp
     async def go():
         app = SushiApp(db_path, first_start=False)
@@ -48,7 +48,7 @@ elif stage == "browse":
             b = await open_browser(app, pilot, timeout=60)
             for _ in range(40):
                 g = b.grid
-                await wait_until(pilot, lambda: g.page and len(g._thumbs) >= len(g.page), timeout=60, what="thumbnails")
+                await settle(pilot, lambda: g.page and len(g._thumbs) >= len(g.page), timeout=60, what="thumbnails")
                 page = list(g.page)
                 for index, value in list(g._thumbs.items()):
                     shown.add(page[index].item_id)
@@ -58,7 +58,7 @@ elif stage == "browse":
                     break
                 first = page[0].item_id
                 await pilot.press("pagedown")
-                await wait_until(pilot, lambda: g.page and g.page[0].item_id != first, timeout=30, what="next page")
+                await settle(pilot, lambda: g.page and g.page[0].item_id != first, timeout=30, what="next page")
             out["total"] = b.state.total
         out["shown"] = len(shown)
         out["reported"] = sorted(reasons.items())

@@ -169,7 +169,7 @@ def _detail_app(root: Path, captions: dict[str, str]):
 
 
 def test_full_disk_during_tui_save_keeps_file_and_edit(db, tmp_path, monkeypatch):
-    from detail_helpers import settle
+    from tui_support import settle
 
     root = tmp_path / "d"
     app, notes = _detail_app(root, {"a": "1girl, solo", "b": "cat"})
@@ -182,15 +182,15 @@ def test_full_disk_during_tui_save_keeps_file_and_edit(db, tmp_path, monkeypatch
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
+            await settle(pilot)
             monkeypatch.setattr(os, "fsync", fsync)
             await pilot.press("a", *"smile", "enter", "escape", "ctrl+s")
-            await settle(pilot, app)
+            await settle(pilot)
             await pilot.pause(0.3)
             assert app.screen.editor.dirty and app.screen.editor.tags == ["1girl", "solo", "smile"]  # edit kept
             monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: saving works again
             await pilot.press("ctrl+s")
-            await settle(pilot, app)
+            await settle(pilot)
             await pilot.pause(0.3)
             return (root / "a.txt").read_text()
 
@@ -208,7 +208,8 @@ def test_read_only_folder_browses_and_refuses_saving_with_the_reason(db, tmp_pat
     fails with EACCES / EROFS as it would on a read-only folder or mount."""
     import tempfile
 
-    from detail_helpers import screen_text, settle
+    from detail_helpers import screen_text
+    from tui_support import settle
 
     from sushitui.dataset import caption_files
 
@@ -225,13 +226,13 @@ def test_read_only_folder_browses_and_refuses_saving_with_the_reason(db, tmp_pat
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
+            await settle(pilot)
             assert "1girl" in screen_text(app)  # browsing works
             await pilot.press("right")  # next item: nothing to save, navigation works
-            await settle(pilot, app)
+            await settle(pilot)
             assert app.screen.view.base_name == "b" and "dog" in screen_text(app)
             await pilot.press("a", *"smile", "enter", "escape", "ctrl+s")
-            await settle(pilot, app)
+            await settle(pilot)
             await pilot.pause(0.3)
             assert app.screen.editor.dirty  # the edit is not thrown away
 

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from reliability_support import cli_env
-from tui_support import screen_text, wait_until
+from tui_support import screen_text, settle
 
 OSC52 = "\x1b]52;c;cHduZWQ=\x07"  # a clipboard write
 CLEAR = "\x1b[2J"
@@ -81,28 +81,28 @@ def test_every_screen_shows_hostile_text_neutralised(hostile, db_path, monkeypat
     async def go():
         app = SushiApp(db_path, first_start=False)
         async with app.run_test(size=(160, 50)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, 30, what="datasets")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, 30, what="datasets")
             await pilot.pause(0.2)
             shots["datasets"] = screen_text(app)
             await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total, 30, what="browser")
-            await wait_until(pilot, lambda: "\\x1b" in screen_text(app), 30, what="the cards")
+            await settle(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total, 30, what="browser")
+            await settle(pilot, lambda: "\\x1b" in screen_text(app), 30, what="the cards")
             shots["browser"] = screen_text(app)
             await pilot.press("enter")  # the first item: evil...
-            await wait_until(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
+            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
                              30, what="item detail")
-            await wait_until(pilot, lambda: "\\x1b]52" in screen_text(app), 30, what="the tags")
+            await settle(pilot, lambda: "\\x1b]52" in screen_text(app), 30, what="the tags")
             shots["detail"] = screen_text(app)
             app.screen.query_one("#exif").collapsed = False  # the EXIF / XMP fields, unfolded
             await pilot.pause(0.3)
             shots["detail+exif"] = screen_text(app) + "\n" + str(app.screen.query_one("#exif-body").render())
             app.push_screen(DictionaryScreen())
-            await wait_until(pilot, lambda: isinstance(app.screen, DictionaryScreen) and "dict\\x1b" in screen_text(app),
+            await settle(pilot, lambda: isinstance(app.screen, DictionaryScreen) and "dict\\x1b" in screen_text(app),
                              30, what="dictionary")
             shots["dictionary"] = screen_text(app)
             app.pop_screen()
             await pilot.press("ctrl+r")
-            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and "run\\x9b" in screen_text(app), 30,
+            await settle(pilot, lambda: isinstance(app.screen, RunsScreen) and "run\\x9b" in screen_text(app), 30,
                              what="runs")
             await pilot.pause(0.3)
             shots["runs"] = screen_text(app)
@@ -121,7 +121,7 @@ def test_every_screen_shows_hostile_text_neutralised(hostile, db_path, monkeypat
 
 def test_prose_caption_editor_shows_hostile_text_neutralised(hostile, db_path, monkeypatch):
     monkeypatch.setenv("SUSHITUI_IMAGES", "off")
-    from detail_helpers import ScreenApp, settle
+    from detail_helpers import ScreenApp
 
     from sushitui.tui.screens.item_detail import ItemDetailScreen
 
@@ -131,7 +131,7 @@ def test_prose_caption_editor_shows_hostile_text_neutralised(hostile, db_path, m
     async def go():
         app = ScreenApp(lambda: ItemDetailScreen(ids[0], ids))
         async with app.run_test(size=(160, 50)) as pilot:
-            await settle(pilot, app)
+            await settle(pilot)
             # the XPComment of the EXIF block becomes a social-media caption
             app.screen.query_one("#caption-tabs").active = "tab-social_media"
             await pilot.pause(0.3)

@@ -9,6 +9,7 @@ from textual.widgets import Input, Select, Static
 
 from sushitui.tui.screens.autotag_dialog import CUSTOM, AutotagDialog
 from tagger_support import make_dataset, tiny_models
+from tui_support import settle
 
 
 class Host(App):
@@ -23,20 +24,10 @@ class Host(App):
 
 async def _start_and_read_error(app, pilot, dialog) -> str:
     """Wait for the dialog, press Start, and return the error it shows."""
-    assert await _settle(app, pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()))
+    assert await settle(pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()), timeout=15)
     await pilot.press("ctrl+s")
-    assert await _settle(app, pilot, lambda: dialog.query_one("#autotag-error").display)
+    assert await settle(pilot, lambda: dialog.query_one("#autotag-error").display, timeout=15)
     return str(dialog.query_one("#autotag-error", Static).render())
-
-
-async def _settle(app, pilot, until, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        await pilot.pause(0.05)
-        if until():
-            return True
-    return False
 
 
 def test_dialog_runs_autotag_and_shows_the_provider(db, tmp_path):
@@ -47,7 +38,7 @@ def test_dialog_runs_autotag_and_shows_the_provider(db, tmp_path):
         dialog = AutotagDialog(ds.id, item_ids=[items[0].id])
         app = Host(dialog)
         async with app.run_test(size=(80, 24)) as pilot:
-            assert await _settle(app, pilot, lambda: "1 item" in str(dialog.query_one("#autotag-title", Static).render()))
+            assert await settle(pilot, lambda: "1 item" in str(dialog.query_one("#autotag-title", Static).render()), timeout=15)
             select = dialog.query_one("#at-model", Select)
             assert any(v == "cl-1.02" for _, v in select._options)
             select.value = CUSTOM
@@ -61,7 +52,7 @@ def test_dialog_runs_autotag_and_shows_the_provider(db, tmp_path):
             assert not dialog.running
             dialog.query_one("#at-threshold", Input).value = "0.35"
             await pilot.press("ctrl+s")
-            assert await _settle(app, pilot, lambda: dialog.report is not None)
+            assert await settle(pilot, lambda: dialog.report is not None, timeout=15)
             provider = str(dialog.query_one("#autotag-provider", Static).render())
             assert "CPUExecutionProvider" in provider
             assert dialog.query_one("#autotag-provider").has_class("fallback")  # auto fell back: shown as a warning

@@ -10,22 +10,12 @@ from textual.widgets import DataTable
 
 from sushitui.tags import aliases, groups
 from sushitui.tui.screens.groups import GroupsScreen
+from tui_support import settle
 
 
 class GroupsApp(App):
     def on_mount(self) -> None:
         self.push_screen(GroupsScreen())
-
-
-async def settle(app, pilot) -> None:
-    from textual.worker import WorkerCancelled
-
-    for _ in range(3):
-        try:
-            await app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive worker replaced by a newer one
-            pass
-        await pilot.pause()
 
 
 async def type_text(pilot, text: str) -> None:
@@ -47,7 +37,7 @@ def test_manage_groups_and_aliases_from_the_keyboard(db):
 async def drive() -> None:
     app = GroupsApp()
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
+        await settle(pilot)
         assert rows(app, "groups-table")[:3] == ["Character", "Copyright", "Artist"]
 
         await pilot.press("a")  # new group: name, then colour
@@ -56,19 +46,19 @@ async def drive() -> None:
         await pilot.pause()
         await type_text(pilot, "#123456")
         await pilot.press("enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert groups.get_group("Hair").color == "#123456"
         assert "Hair" in rows(app, "groups-table")
 
         await pilot.press("t")  # add tags to the highlighted (new) group
         await type_text(pilot, "long_hair, short hair")
         await pilot.press("enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert groups.group_tags("Hair") == ["long_hair", "short hair"]
         assert rows(app, "tags-table") == ["long_hair", "short hair"]
 
         await pilot.press("2", "x")  # remove the highlighted tag
-        await settle(app, pilot)
+        await settle(pilot)
         assert groups.group_tags("Hair") == ["short hair"]
 
         await pilot.press("1", "c")  # colour with a bad value is refused in the dialog
@@ -84,7 +74,7 @@ async def drive() -> None:
             await pilot.press("backspace")
         await type_text(pilot, "Hairstyle")
         await pilot.press("enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert "Hairstyle" in rows(app, "groups-table")
 
         await pilot.press("A")  # alias
@@ -93,24 +83,24 @@ async def drive() -> None:
         await pilot.pause()
         await type_text(pilot, "1girl")
         await pilot.press("enter")
-        await settle(app, pilot)
+        await settle(pilot)
         assert aliases.resolve("girl") == "1girl"
         assert rows(app, "aliases-table") == ["girl"]
 
         await pilot.press("d")  # delete needs confirmation: n keeps it
         await pilot.pause()
         await pilot.press("n")
-        await settle(app, pilot)
+        await settle(pilot)
         assert groups.get_group("Hairstyle")
         await pilot.press("d")
         await pilot.pause()
         await pilot.press("y")
-        await settle(app, pilot)
+        await settle(pilot)
         with pytest.raises(groups.GroupError):
             groups.get_group("Hairstyle")
 
         await pilot.press("3", "D")
         await pilot.pause()
         await pilot.press("y")
-        await settle(app, pilot)
+        await settle(pilot)
         assert aliases.list_aliases() == []

@@ -11,6 +11,7 @@ from sushitui.store import TrainingRun
 from sushitui.training import create_run, open_run
 from sushitui.tui.screens.runs import RunsScreen
 from training_support import make_dataset
+from tui_support import settle
 
 
 class Host(App):
@@ -20,16 +21,6 @@ class Host(App):
 
     def on_mount(self) -> None:
         self.push_screen(self._screen)
-
-
-async def settle(pilot, until, timeout=10.0) -> bool:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        await pilot.pause(0.05)
-        if until():
-            return True
-    return False
 
 
 def stats_text(screen) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_support import make_dataset, open_browser, register, screen_text, wait_until
+from tui_support import make_dataset, open_browser, register, screen_text, settle
 
 
 @pytest.fixture
@@ -44,18 +44,18 @@ def test_open_dataset_page_through_and_move_cursor(tmp_path, db_path, no_images)
             first_names = [c.name for c in browser.grid.page]
             assert first_names == sorted(first_names)  # sorted by file name
             await pilot.press("pagedown")
-            await wait_until(pilot, lambda: browser.grid.page and browser.grid.page[0].name != first_names[0], what="page 2")
+            await settle(pilot, lambda: browser.grid.page and browser.grid.page[0].name != first_names[0], what="page 2")
             assert browser.position_text() == f"{cap + 1}–{2 * cap} of 50"
             await pilot.press("end")
-            await wait_until(pilot, lambda: browser.state.offset == 40, what="last page")
+            await settle(pilot, lambda: browser.state.offset == 40, what="last page")
             assert browser.position_text() == "41–50 of 50"
             assert browser.grid.cursor == 9  # the last item is under the cursor
             await pilot.press("home")
-            await wait_until(pilot, lambda: browser.state.offset == 0, what="first page")
+            await settle(pilot, lambda: browser.state.offset == 0, what="first page")
             await pilot.press("right", "down")
             assert browser.grid.cursor == 1 + browser.columns
             await pilot.press("s")  # sort by created
-            await wait_until(pilot, lambda: browser.state.sort == "created" and browser.grid.page, what="re-sort")
+            await settle(pilot, lambda: browser.state.sort == "created" and browser.grid.page, what="re-sort")
             assert "sort: created" in screen_text(app)
 
     asyncio.run(go())
@@ -73,13 +73,13 @@ def test_search_uses_query_language_and_shows_error_position(tmp_path, db_path, 
             browser = await open_browser(app, pilot)
             await pilot.press("slash")
             await pilot.press(*"1girl", "enter")
-            await wait_until(pilot, lambda: browser.state.total == with_tag, what="filtered count")
+            await settle(pilot, lambda: browser.state.total == with_tag, what="filtered count")
             assert browser.position_text().endswith(f"of {with_tag}")
             assert all("1girl" in c.tags or c.tag_count > 3 for c in browser.grid.page)
             await pilot.press("slash", "ctrl+u")
             await pilot.press(*"1girl,, smile", "enter")
             error = browser.query_one("#browser-error")
-            await wait_until(pilot, lambda: error.display, what="query error")
+            await settle(pilot, lambda: error.display, what="query error")
             text = screen_text(app)
             assert "query error at column 7" in text
             # the previous result stays on screen
@@ -106,8 +106,8 @@ def test_bulk_add_tag_to_a_selection_writes_exactly_those_files(tmp_path, db_pat
             await pilot.press("t")
             await pilot.pause()
             await pilot.press(*"zz_new_tag", "enter")
-            await wait_until(pilot, lambda: browser.bulk_done_count == 1, what="bulk edit")
-            await wait_until(pilot, lambda: any("added 'zz_new_tag' to 3 of 3 items" in n.message for n in app._notifications),
+            await settle(pilot, lambda: browser.bulk_done_count == 1, what="bulk edit")
+            await settle(pilot, lambda: any("added 'zz_new_tag' to 3 of 3 items" in n.message for n in app._notifications),
                              what="bulk summary")
             return page, set(browser.selected)
 
@@ -134,14 +134,14 @@ def test_bulk_remove_on_whole_result(tmp_path, db_path, no_images):
         async with app.run_test(size=(120, 40)) as pilot:
             browser = await open_browser(app, pilot)
             await pilot.press("slash", *"solo", "enter")
-            await wait_until(pilot, lambda: browser.state.query == "solo" and browser.state.total is not None and browser.state.total < 30, what="search")
+            await settle(pilot, lambda: browser.state.query == "solo" and browser.state.total is not None and browser.state.total < 30, what="search")
             await pilot.press("u")
             from sushitui.tui.screens.bulk_tag import BulkTagDialog
 
-            await wait_until(pilot, lambda: isinstance(app.screen, BulkTagDialog), what="bulk dialog")
+            await settle(pilot, lambda: isinstance(app.screen, BulkTagDialog), what="bulk dialog")
             await pilot.press(*"solo", "ctrl+s")  # ctrl+s applies, as in the other forms
-            await wait_until(pilot, lambda: browser.bulk_done_count == 1, what="bulk remove")
-            await wait_until(pilot, lambda: browser.state.total == 0, what="empty result after removal")
+            await settle(pilot, lambda: browser.bulk_done_count == 1, what="bulk remove")
+            await settle(pilot, lambda: browser.state.total == 0, what="empty result after removal")
             assert "no matches" in screen_text(app)
 
     asyncio.run(go())
@@ -172,7 +172,7 @@ def test_hostile_and_odd_names_render_without_breaking_the_screen(tmp_path, db_p
     async def go():
         async with app.run_test(size=(200, 60)) as pilot:
             browser = await open_browser(app, pilot)
-            await wait_until(pilot, lambda: browser.grid._thumbs, what="thumbnails")
+            await settle(pilot, lambda: browser.grid._thumbs, what="thumbnails")
             await pilot.pause(0.3)
             text = screen_text(app)
             assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
@@ -227,7 +227,7 @@ def test_command_palette_lists_screens_and_keys(tmp_path, db_path, no_images):
             await pilot.pause(0.2)
             from sushitui.tui.screens.bulk_tag import BulkTagDialog
 
-            await wait_until(pilot, lambda: isinstance(app.screen, BulkTagDialog), what="bulk dialog from the palette")
+            await settle(pilot, lambda: isinstance(app.screen, BulkTagDialog), what="bulk dialog from the palette")
 
     asyncio.run(go())
 
@@ -251,29 +251,29 @@ def test_browser_opens_the_other_screens_on_the_selection(tmp_path, db_path, no_
             await pilot.press("right", "right")
             current = browser.grid.current.item_id
             await pilot.press("enter")
-            await wait_until(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="item detail")
+            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="item detail")
             detail = app.screen
             assert detail.item_id == current
             # the detail walks the browser's whole result, in the browser's order
-            await wait_until(pilot, lambda: len(detail.item_ids) == 30, what="result ids in the detail")
+            await settle(pilot, lambda: len(detail.item_ids) == 30, what="result ids in the detail")
             assert detail.item_ids[detail.index] == current and detail.index == 2
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.screen is browser, what="back to the browser")
+            await settle(pilot, lambda: app.screen is browser, what="back to the browser")
             await pilot.press("space", "space")
             selected = sorted(browser.selected)
             assert len(selected) == 2
             # (A → AutotagDialog is wired the same way; its onnxruntime import costs seconds here)
             for key, cls in (("q", QuickTagScreen), ("e", ExportDialog)):
                 await pilot.press(key)
-                await wait_until(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
+                await settle(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
                 opened = app.screen
                 assert getattr(opened, "dataset_id", browser.dataset_id) == browser.dataset_id
                 app.pop_screen()
-                await wait_until(pilot, lambda: app.screen is browser, what="back")
+                await settle(pilot, lambda: app.screen is browser, what="back")
             for key, cls in (("ctrl+t", DictionaryScreen), ("ctrl+g", GroupsScreen), ("ctrl+r", RunsScreen)):
                 await pilot.press(key)
-                await wait_until(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
+                await settle(pilot, lambda: isinstance(app.screen, cls), what=cls.__name__)
                 app.pop_screen()
-                await wait_until(pilot, lambda: app.screen is browser, what="back")
+                await settle(pilot, lambda: app.screen is browser, what="back")
 
     asyncio.run(go())

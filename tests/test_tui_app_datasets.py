@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from tui_support import make_dataset, screen_text, wait_until
+from tui_support import make_dataset, screen_text, settle
 
 
 @pytest.fixture(autouse=True)
@@ -54,9 +54,9 @@ def test_new_dataset_form_validates_then_scans(tmp_path, db_path):
 
     async def go():
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, what="list")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, what="list")
             await pilot.press("n")
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetForm), what="form")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetForm), what="form")
             await pilot.pause()
             assert app.focused is app.screen.query_one("#f-name")  # typing goes to the name
             await pilot.press("ctrl+s")
@@ -90,10 +90,10 @@ def test_new_dataset_form_validates_then_scans(tmp_path, db_path):
             await pilot.press("ctrl+s")
             screen = app.screen
             assert isinstance(screen, DatasetsScreen)
-            await wait_until(pilot, lambda: any(r["name"] == "fresh" and r["items"] == 25 for r in screen.rows), what="scan done")
+            await settle(pilot, lambda: any(r["name"] == "fresh" and r["items"] == 25 for r in screen.rows), what="scan done")
             text = screen_text(app)
             assert "fresh" in text and "25" in text
-            await wait_until(pilot, lambda: any("Indexed fresh" in n.message for n in app._notifications), what="notice")
+            await settle(pilot, lambda: any("Indexed fresh" in n.message for n in app._notifications), what="notice")
 
     asyncio.run(go())
     from sushitui.store import Dataset, open_database
@@ -133,26 +133,26 @@ def test_cancel_a_running_scan_keeps_the_ui_and_what_was_indexed(tmp_path, db_pa
     async def go():
         async with app.run_test(size=(100, 30)) as pilot:
             screen = app.screen
-            await wait_until(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            await settle(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
             screen._create(
                 __import__("sushitui.tui.screens.datasets", fromlist=["validate_form"]).validate_form(
                     {"name": "big", "root_path": str(root), "type": "auto", "caption_suffixes": "main,alt",
                      "image_suffixes": "source,target", "primary_suffix": "", "recursive": True, "max_depth": "",
                      "read_exif": False, "caption_types": ""}, set(), False)[0]
             )
-            await wait_until(pilot, lambda: screen.query_one("#scan-panel").display, what="progress panel")
+            await settle(pilot, lambda: screen.query_one("#scan-panel").display, what="progress panel")
             # UI responsive while the worker is blocked: the command palette opens and closes
             await pilot.press("ctrl+p")
-            await wait_until(pilot, lambda: app.screen is not screen, what="palette")
+            await settle(pilot, lambda: app.screen is not screen, what="palette")
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.screen is screen, what="palette closed")
+            await settle(pilot, lambda: app.screen is screen, what="palette closed")
             await pilot.press("c")
             pressed.set()
-            await wait_until(pilot, lambda: screen.last_scan is not None, what="scan end")
+            await settle(pilot, lambda: screen.last_scan is not None, what="scan end")
             assert screen.last_scan.cancelled, screen.last_scan.error
             # notifications are messages: they land on the next turn of the loop
-            await wait_until(pilot, lambda: any("cancelled" in n.message for n in app._notifications), what="notice")
-            await wait_until(pilot, lambda: any(r["name"] == "big" for r in screen.rows), what="list refresh")
+            await settle(pilot, lambda: any("cancelled" in n.message for n in app._notifications), what="notice")
+            await settle(pilot, lambda: any(r["name"] == "big" for r in screen.rows), what="list refresh")
             big = next(r for r in screen.rows if r["name"] == "big")
             assert big["items"] < 400
 
@@ -171,17 +171,17 @@ def test_remove_index_asks_and_leaves_files(tmp_path, db_path):
     async def go():
         async with app.run_test(size=(100, 30)) as pilot:
             screen = app.screen
-            await wait_until(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            await settle(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
             await pilot.press("d")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirm")
+            await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirm")
             assert "NOT deleted" in screen_text(app)
             await pilot.press("n")  # no: nothing happens
             await pilot.pause(0.2)
             assert len(screen.rows) == 1
             await pilot.press("d")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirm again")
+            await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirm again")
             await pilot.press("y")
-            await wait_until(pilot, lambda: not screen.rows, what="removed")
+            await settle(pilot, lambda: not screen.rows, what="removed")
             assert "No datasets yet" in screen_text(app)
 
     asyncio.run(go())
@@ -204,15 +204,15 @@ def test_problems_of_the_last_scan_are_viewable(tmp_path, db_path, testdata):
     async def go():
         async with app.run_test(size=(120, 30)) as pilot:
             screen = app.screen
-            await wait_until(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            await settle(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
             assert screen.rows[0]["problems"]
             await pilot.press("p")
-            await wait_until(pilot, lambda: isinstance(app.screen, ProblemsScreen), what="problems")
+            await settle(pilot, lambda: isinstance(app.screen, ProblemsScreen), what="problems")
             await pilot.pause(0.2)
             text = screen_text(app)
             assert "zero.png" in text and "truncated" in text.lower()
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.screen is screen, what="back")
+            await settle(pilot, lambda: app.screen is screen, what="back")
 
     asyncio.run(go())
 
@@ -236,8 +236,8 @@ def test_first_start_loads_groups_and_dictionary_in_a_worker(tmp_path, db_path, 
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
             # the UI is there before the dictionary is loaded
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen), what="datasets screen")
-            await wait_until(pilot, lambda: app.first_start_done, timeout=60, what="first-start worker")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetsScreen), what="datasets screen")
+            await settle(pilot, lambda: app.first_start_done, timeout=60, what="first-start worker")
 
     asyncio.run(go())
     from sushitui.store import DictionaryTag, TagGroup, open_database
@@ -270,7 +270,7 @@ def test_demo_dataset_is_generated_registered_and_reused(tmp_path, db_path):
         from sushitui.tui.screens.browser import BrowserScreen
 
         async with app.run_test(size=(100, 30)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total == 30, what="demo browser")
+            await settle(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total == 30, what="demo browser")
 
     asyncio.run(go())
 
@@ -286,17 +286,17 @@ def test_edit_settings_saves_and_offers_a_reindex(tmp_path, db_path):
     async def go():
         async with app.run_test(size=(100, 30)) as pilot:
             screen = app.screen
-            await wait_until(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            await settle(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
             await pilot.press("e")
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetForm), what="settings form")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetForm), what="settings form")
             form = app.screen
             assert form.query_one("#f-name").disabled and form.query_one("#f-name").value == "editme"
             await _fill(pilot, app, "max_depth", "2")
             await _fill(pilot, app, "caption_suffixes", "main,alt,notes")
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="reindex question")
+            await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="reindex question")
             await pilot.press("y")
-            await wait_until(pilot, lambda: any("Indexed editme" in n.message for n in app._notifications), what="reindex")
+            await settle(pilot, lambda: any("Indexed editme" in n.message for n in app._notifications), what="reindex")
 
     asyncio.run(go())
     from sushitui.store import Dataset, open_database

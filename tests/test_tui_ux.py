@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from detail_helpers import ScreenApp, make_dataset as make_detail_dataset, settle, sync
-from tui_support import make_dataset, open_browser, screen_text, wait_until
+from detail_helpers import ScreenApp, make_dataset as make_detail_dataset, sync
+from tui_support import make_dataset, open_browser, screen_text, settle
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_help_lists_every_key_of_each_screen_and_footer_points_to_it(tmp_path, d
         assert "? F1 help" in bar.plain
         assert "? F1 help" in screen_text(app).splitlines()[-1]
         await pilot.press(key)
-        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what=f"help on {type(under).__name__}")
+        await settle(pilot, lambda: isinstance(app.screen, HelpScreen), what=f"help on {type(under).__name__}")
         shown = screen_text(app)
         assert "Keys:" in shown
         assert "Esc, q, ? or F1 close" in shown  # the closing hint stays on screen at 80x24
@@ -46,11 +46,11 @@ def test_help_lists_every_key_of_each_screen_and_footer_points_to_it(tmp_path, d
         for description in must_list:
             assert description in text, f"{description!r} missing from the help of {type(under).__name__}"
         await pilot.press("escape")
-        await wait_until(pilot, lambda: app.screen is under, what="help closed")
+        await settle(pilot, lambda: app.screen is under, what="help closed")
 
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, what="datasets")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, what="datasets")
             # The table's hidden Enter binding hid the screen's "⏎ Open" from the footer.
             assert app.screen.query_one(KeyBar).plain.startswith(" ⏎ Open ")
             await check_help(pilot, "question_mark", ["Open", "Reindex", "Problems", "Refresh", "Dictionary"])
@@ -64,20 +64,20 @@ def test_help_lists_every_key_of_each_screen_and_footer_points_to_it(tmp_path, d
                 ("ctrl+r", RunsScreen, ["Mark completed", "Remove run"]),
             ):
                 await pilot.press(key)
-                await wait_until(pilot, lambda: isinstance(app.screen, screen_type), what=screen_type.__name__)
+                await settle(pilot, lambda: isinstance(app.screen, screen_type), what=screen_type.__name__)
                 await pilot.pause()
                 if screen_type is GroupsScreen:
                     # Pane keys read as keys, not as counts ("Groups (1)" next to 14 groups).
-                    await wait_until(pilot, lambda: "[2] Tags of" in screen_text(app), what="group tags")
+                    await settle(pilot, lambda: "[2] Tags of" in screen_text(app), what="group tags")
                     assert "[1] Groups" in screen_text(app) and "[3] Aliases" in screen_text(app)
                 if screen_type is RunsScreen:
                     # No run yet: the run keys are greyed out in the footer, not silently dead.
-                    await wait_until(pilot, lambda: app.screen.query_one("#runs-empty").display, what="no runs")
+                    await settle(pilot, lambda: app.screen.query_one("#runs-empty").display, what="no runs")
                     active = app.screen.active_bindings
                     assert not active["x"].enabled and not active["c"].enabled
                 await check_help(pilot, "f1", listed)
                 await pilot.press("escape")
-                await wait_until(pilot, lambda: app.screen is browser, what="back to the browser")
+                await settle(pilot, lambda: app.screen is browser, what="back to the browser")
 
     import asyncio
 
@@ -91,7 +91,7 @@ def test_help_is_in_the_command_palette(tmp_path, db_path, no_images):
 
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetsScreen), what="datasets")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetsScreen), what="datasets")
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert any(t.startswith("Help") for t in titles)
 
@@ -110,7 +110,7 @@ async def test_long_tag_list_down_moves_the_tag_cursor_and_keeps_it_visible(db, 
     ds, ids = make_detail_dataset(tmp_path / "d", {"a": tags, "b": "x"})
     app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         pills = app.screen.query_one("#pills", TagPills)
         await pilot.press(*["down"] * 50)
         await pilot.pause()
@@ -147,14 +147,14 @@ def test_new_dataset_is_highlighted_after_its_scan_so_p_shows_its_problems(tmp_p
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
-            await wait_until(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            await settle(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
             await pilot.press("n")
-            await wait_until(pilot, lambda: isinstance(app.screen, DatasetForm), what="form")
+            await settle(pilot, lambda: isinstance(app.screen, DatasetForm), what="form")
             await pilot.pause()
             await pilot.press(*"zzz", "tab", *str(root), "ctrl+s")
-            await wait_until(pilot, lambda: len(screen.rows) == 2 and screen.current_row()["name"] == "zzz", what="new row highlighted")
+            await settle(pilot, lambda: len(screen.rows) == 2 and screen.current_row()["name"] == "zzz", what="new row highlighted")
             await pilot.press("p")
-            await wait_until(pilot, lambda: isinstance(app.screen, ProblemsScreen), what="problems")
+            await settle(pilot, lambda: isinstance(app.screen, ProblemsScreen), what="problems")
             await pilot.pause(0.1)
             text = screen_text(app)
             assert "zzz" in text and "broken.png" in text
@@ -212,7 +212,7 @@ def test_a_bad_search_shows_where_the_error_is_until_a_good_one(tmp_path, db_pat
             search = browser.query_one("#browser-search")
             search.value = ""
             await pilot.press("slash", *"long_hair", "enter")
-            await wait_until(pilot, lambda: "query error" not in screen_text(app), what="error cleared")
+            await settle(pilot, lambda: "query error" not in screen_text(app), what="error cleared")
 
     asyncio.run(go())
 
@@ -226,7 +226,7 @@ async def test_t_adds_a_tag_in_item_detail_as_everywhere_and_A_auto_tags(db, tmp
     ds, ids = make_detail_dataset(tmp_path / "d", {"a": "cat", "b": "dog"})
     app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         detail = app.screen
         await pilot.press("t", *"red_eyes", "enter")
         await pilot.pause()
@@ -234,7 +234,7 @@ async def test_t_adds_a_tag_in_item_detail_as_everywhere_and_A_auto_tags(db, tmp
         assert "red_eyes" in detail.editor.tags
         await pilot.press("escape")  # leave the tag input
         await pilot.press("A")
-        await settle(pilot, app)
+        await settle(pilot)
         assert isinstance(app.screen, AutotagDialog)
 
 
@@ -247,7 +247,7 @@ async def test_footer_in_a_caption_text_editor_does_not_offer_keys_the_editor_ta
     ds, ids = make_detail_dataset(tmp_path / "d", {"a": "cat", "b": "dog"})
     app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         bar = app.screen.query_one(KeyBar)
         assert "→ Next" in bar.plain
         await pilot.press("right_square_bracket")  # the natural-language tab, its editor focused
@@ -272,7 +272,7 @@ async def test_prose_caption_with_control_characters_is_shown_escaped_and_never_
     reindex(ds.name)
     app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         detail = app.screen
         tabs = detail.query_one("#caption-tabs")
         for pane in ("tab-natural_language", "tab-description", "tab-social_media"):
@@ -289,7 +289,7 @@ async def test_prose_caption_with_control_characters_is_shown_escaped_and_never_
         assert "read-only" in text
         await pilot.press("x", "y")  # typing does not change it
         await pilot.press("escape", "escape")
-        await settle(pilot, app)
+        await settle(pilot)
     assert (root / "a_caption.txt").read_text(encoding="utf-8") == hostile
 
 
@@ -312,7 +312,7 @@ def test_autotag_dialog_says_how_to_get_a_missing_model_at_80x24(db, tmp_path, m
 
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_until(pilot, lambda: "all 1 items" in screen_text(app), what="dialog context")
+            await settle(pilot, lambda: "all 1 items" in screen_text(app), what="dialog context")
             text = " ".join(screen_text(app).split())
             assert "models download cl-1.02" in text and "custom file" in text
 
@@ -340,7 +340,7 @@ def test_group_and_alias_prompts_say_how_to_save_and_ctrl_s_saves(db):
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause(0.2)
             await pilot.press("A")  # new alias
-            await wait_until(pilot, lambda: isinstance(app.screen, PromptDialog), what="alias prompt")
+            await settle(pilot, lambda: isinstance(app.screen, PromptDialog), what="alias prompt")
             assert "ctrl+s save" in screen_text(app)
             await pilot.press(*"lh", "ctrl+s")
             await pilot.pause()
@@ -348,8 +348,8 @@ def test_group_and_alias_prompts_say_how_to_save_and_ctrl_s_saves(db):
             assert "both tags are needed" in screen_text(app)
             app.screen.query_one("#field-1").value = "long_hair"
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: not isinstance(app.screen, PromptDialog), what="saved")
-            await wait_until(pilot, lambda: aliases.resolve("lh") == "long_hair", what="alias stored")
+            await settle(pilot, lambda: not isinstance(app.screen, PromptDialog), what="saved")
+            await settle(pilot, lambda: aliases.resolve("lh") == "long_hair", what="alias stored")
 
     asyncio.run(go())
 
@@ -385,16 +385,16 @@ def test_second_esc_closes_the_autotag_dialog_while_a_download_cannot_be_interru
     async def go():
         async with app.run_test(size=(80, 24)) as pilot:
             dialog = app.screen
-            await wait_until(pilot, lambda: "all 1 items" in screen_text(app), what="dialog context")
+            await settle(pilot, lambda: "all 1 items" in screen_text(app), what="dialog context")
             await pilot.press("ctrl+s")
-            await wait_until(pilot, lambda: dialog.running, what="running")
+            await settle(pilot, lambda: dialog.running, what="running")
             await pilot.press("escape")
             await pilot.pause()
             assert app.screen is dialog and "Esc again" in screen_text(app)
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.screen is not dialog, what="dialog closed")
+            await settle(pilot, lambda: app.screen is not dialog, what="dialog closed")
             release.set()
-            await wait_until(pilot, lambda: any("Auto-tag stopped" in n.message for n in app._notifications),
+            await settle(pilot, lambda: any("Auto-tag stopped" in n.message for n in app._notifications),
                              what="the background end is told")
 
     asyncio.run(go())
@@ -408,7 +408,7 @@ async def test_metadata_pane_at_80_columns_takes_the_image_place_and_keeps_the_c
     ds, ids = make_detail_dataset(tmp_path / "d", {"a": "cat_ears", "b": "dog"})
     app = ScreenApp(lambda: ItemDetailScreen(ds.id, ids))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await settle(pilot)
         assert "cat_ears" in screen_text(app) and "Resolution" not in screen_text(app)
         await pilot.press("m")
         await pilot.pause()
