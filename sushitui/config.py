@@ -1,4 +1,5 @@
-"""Where sushitui keeps its data: the database path and the shipped taglist folder."""
+"""Where sushitui keeps its data and settings: the database path, the user's keymap file,
+the shipped taglist folder."""
 
 from __future__ import annotations
 
@@ -8,12 +9,24 @@ from pathlib import Path
 APP_DIR_NAME = "sushitui"
 DB_FILE_NAME = "sushitui.db"
 DB_ENV_VAR = "SUSHITUI_DB"
+KEYMAP_FILE_NAME = "keymap.toml"
 
 
 def data_dir() -> Path:
     """``$XDG_DATA_HOME/sushitui`` (``~/.local/share/sushitui`` when unset)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
     return Path(base) / APP_DIR_NAME
+
+
+def config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/sushitui`` (``~/.config/sushitui`` when unset)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return Path(base) / APP_DIR_NAME
+
+
+def keymap_path() -> Path:
+    """The user's key remapping file (``binding-id = "keys"`` lines); it may not exist."""
+    return config_dir() / KEYMAP_FILE_NAME
 
 
 def default_db_path() -> Path:

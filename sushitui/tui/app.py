@@ -53,12 +53,16 @@ class SushiApp(App):
 
     CSS_PATH = "sushitui.tcss"
     TITLE = "sushitui"
+    # Every binding has an id (users remap it in keymap.toml, see sushitui.tui.keymap)
+    # and a tooltip (the help screen shows it). Textual's own ctrl+q is declared again
+    # here only to give it an id.
     BINDINGS = [
-        Binding("ctrl+t", "open_dictionary", "Dictionary", tooltip="The tag dictionary (search, add, edit, import)"),
-        Binding("ctrl+g", "open_groups", "Groups", tooltip="Tag groups and aliases"),
-        Binding("ctrl+r", "open_runs", "Runs", tooltip="Training runs and their statistics"),
-        Binding("ctrl+o", "open_datasets", "Datasets", show=False, tooltip="Back to the list of datasets"),
-        Binding("f1,question_mark", "help", "Help", show=False, tooltip="Every key of this screen"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit", tooltip="Quit sushitui"),
+        Binding("ctrl+t", "open_dictionary", "Dictionary", id="app.dictionary", tooltip="The tag dictionary (search, add, edit, import)"),
+        Binding("ctrl+g", "open_groups", "Groups", id="app.groups", tooltip="Tag groups and aliases"),
+        Binding("ctrl+r", "open_runs", "Runs", id="app.runs", tooltip="Training runs and their statistics"),
+        Binding("ctrl+o", "open_datasets", "Datasets", show=False, id="app.datasets", tooltip="Back to the list of datasets"),
+        Binding("f1,question_mark", "help", "Help", show=False, id="app.help", tooltip="Every key of this screen"),
     ]
 
     # What background work (first-start dictionary load, ...) is doing; screens show it.
@@ -80,6 +84,8 @@ class SushiApp(App):
     def on_mount(self) -> None:
         from sushitui.store import StoreError, open_database
 
+        self._apply_user_keymap()
+
         try:
             self.database = open_database(self.db_path)
         except StoreError as exc:
@@ -98,6 +104,30 @@ class SushiApp(App):
             self._first_start(self.first_start_token)
         else:
             self.first_start_done = True
+
+    def _apply_user_keymap(self) -> None:
+        """The user's keymap.toml (if any) over the default keys; its problems are shown,
+        never raised: a typo in a config file must not keep the app from starting."""
+        from sushitui.config import keymap_path
+        from sushitui.tui.keymap import load_keymap
+
+        path = keymap_path()
+        loaded = load_keymap(path)
+        if loaded.keymap:
+            self.set_keymap(loaded.keymap)
+        if loaded.problems:
+            shown = loaded.problems[:6]
+            if len(loaded.problems) > len(shown):
+                shown.append(f"... and {len(loaded.problems) - len(shown)} more")
+            lines = "\n".join(f"- {for_terminal(p)}" for p in shown)
+            applied = f"{len(loaded.keymap)} other entries applied." if loaded.keymap else "No entry applied."
+            self.notify(
+                f"{for_terminal(path)}:\n{lines}\nFix the file and restart sushitui. {applied}",
+                title="Key map problems",
+                severity="warning",
+                timeout=20,
+                markup=False,
+            )
 
     def on_unmount(self) -> None:
         self.first_start_token.cancel()
@@ -191,24 +221,57 @@ class SushiApp(App):
 
     # -- command palette ----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Every screen and every key of the current screen, searchable (NF-6)."""
-        yield SystemCommand("Datasets", "The list of datasets (ctrl+o)", self.action_open_datasets)
-        yield SystemCommand("Tag dictionary", "Search, add, edit and import dictionary tags (ctrl+t)", self.action_open_dictionary)
-        yield SystemCommand("Tag groups and aliases", "Groups with colours, aliases (ctrl+g)", self.action_open_groups)
-        yield SystemCommand("Training runs", "Runs, usage statistics and samplers (ctrl+r)", self.action_open_runs)
-        yield SystemCommand("Help: keys of this screen", "Every key of the current screen (? or F1)", self.action_help)
-        seen = {"open_datasets", "open_dictionary", "open_groups", "open_runs", "help"}
+        """Every screen and every key of the current screen, searchable (NF-6).
+
+        The one source of the palette's commands: a screen adds none of its own (the item
+        detail and quick tag screens did, and listed every key twice). One entry per
+        action, however many keys or bindings (``quit`` and ``app.quit``) reach it."""
+        yield SystemCommand("Datasets", f"The list of datasets ({self._keys_of(screen, 'open_datasets')})", self.action_open_datasets)
+        yield SystemCommand("Tag dictionary", f"Search, add, edit and import dictionary tags ({self._keys_of(screen, 'open_dictionary')})", self.action_open_dictionary)
+        yield SystemCommand("Tag groups and aliases", f"Groups with colours, aliases ({self._keys_of(screen, 'open_groups')})", self.action_open_groups)
+        yield SystemCommand("Training runs", f"Runs, usage statistics and samplers ({self._keys_of(screen, 'open_runs')})", self.action_open_runs)
+        yield SystemCommand("Help: keys of this screen", f"Every key of the current screen ({self._keys_of(screen, 'help')})", self.action_help)
+        yield SystemCommand("Quit", f"Quit sushitui ({self._keys_of(screen, 'quit')})", self.action_quit)
+        seen = {(self, name) for name in ("open_datasets", "open_dictionary", "open_groups", "open_runs", "help", "quit")}
         screen_name = getattr(screen, "PALETTE_NAME", None) or type(screen).__name__.removesuffix("Screen").lower()
+        keys_by_action: dict[tuple, list[str]] = {}
+        commands: dict[tuple, tuple] = {}
         for key, active in screen.active_bindings.items():
             binding = active.binding
-            if not binding.description or binding.action in seen or binding.system:
+            if not binding.description or binding.system:
                 continue
-            seen.add(binding.action)
-            key_display = self.get_key_display(binding)
-            help_text = binding.tooltip or f"{binding.description} ({key_display})"
-            callback = partial(self.run_action, binding.action, active.node)
+            target = _action_target(self, active.node, binding.action)
+            if target in seen:
+                continue
+            keys_by_action.setdefault(target, []).append(self.get_key_display(binding))
+            commands.setdefault(target, (binding, active.node))
+        for target, (binding, node) in commands.items():
+            key_display = ", ".join(dict.fromkeys(keys_by_action[target]))
+            help_text = binding.tooltip or binding.description
+            callback = partial(self.run_action, binding.action, node)
             yield SystemCommand(f"{screen_name}: {binding.description} ({key_display})", help_text, callback)
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # listed above, with its keys
+                yield command
+
+    def _keys_of(self, screen: Screen, action: str) -> str:
+        """The keys that run an app action on ``screen`` now (after the user's keymap)."""
+        keys = [
+            self.get_key_display(active.binding)
+            for active in screen.active_bindings.values()
+            if _action_target(self, active.node, active.binding.action) == (self, action)
+        ]
+        return ", ".join(dict.fromkeys(keys)) or "no key"
+
+
+def _action_target(app: App, node, action: str) -> tuple:
+    """(the node that runs it, the action name): ``app.quit`` bound on a screen and
+    ``quit`` bound on the app are one action."""
+    if action.startswith("app."):
+        return (app, action.removeprefix("app."))
+    if action.startswith("screen."):
+        return (getattr(node, "screen", node), action.removeprefix("screen."))
+    return (node, action)
 
 
 def run(db_path: str | os.PathLike, open_dataset: str | None = None) -> int:

@@ -62,8 +62,8 @@ class AutotagDialog(ModalScreen):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running auto-tag (what is done is kept), or close"),
-        Binding("ctrl+s", "start", "Start", tooltip="Start auto-tagging with these settings"),
+        Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running auto-tag (what is done is kept), or close", id="dialog.cancel"),
+        Binding("ctrl+s", "start", "Start", tooltip="Start auto-tagging with these settings", id="autotag.start"),
     ]
 
     def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:

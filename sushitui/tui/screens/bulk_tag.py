@@ -58,7 +58,7 @@ def validate_tag(text: str) -> str | None:
 
 
 class BulkTagDialog(ModalScreen[BulkChoice | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without changing anything"), Binding("ctrl+s", "apply", "Apply", id="bulk.apply", tooltip="Apply this edit to the items")]
 
     def __init__(
         self,

@@ -57,9 +57,9 @@ class ConflictDialog(ModalScreen[str]):
     """
 
     BINDINGS = [
-        Binding("m", "choose('mine')", "Keep mine", tooltip="Overwrite the file on disk with the app's version"),
-        Binding("d", "choose('disk')", "Take disk", tooltip="Drop the app's version and reload the file"),
-        Binding("escape,c", "choose('cancel')", "Cancel", tooltip="Decide later; nothing is written"),
+        Binding("m", "choose('mine')", "Keep mine", tooltip="Overwrite the file on disk with the app's version", id="conflict.keep_mine"),
+        Binding("d", "choose('disk')", "Take disk", tooltip="Drop the app's version and reload the file", id="conflict.take_disk"),
+        Binding("escape,c", "choose('cancel')", "Cancel", tooltip="Decide later; nothing is written", id="conflict.cancel"),
     ]
 
     def __init__(self, path: str, mine: str, disk: str | None, *, is_tags: bool = True, what: str = "") -> None:

@@ -159,8 +159,8 @@ class DatasetForm(ModalScreen[FormValues | None]):
     """New dataset (every SCAN-4 setting) or edit settings of an existing one."""
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"),
+        Binding("ctrl+s", "save", "Save", id="dataset_form.save", tooltip="Save these dataset settings"),
     ]
 
     FIELDS = ("name", "root_path", "caption_suffixes", "image_suffixes", "primary_suffix", "max_depth", "caption_types")
@@ -244,7 +244,7 @@ class DatasetForm(ModalScreen[FormValues | None]):
 class ProblemsScreen(ModalScreen[None]):
     """The problems of a dataset's last scan report: path and plain reason per file."""
 
-    BINDINGS = [Binding("escape,q", "close", "Close")]
+    BINDINGS = [Binding("escape,q", "close", "Close", id="dialog.close", tooltip="Close this list")]
 
     def __init__(self, dataset_name: str, problems: list[dict], summary: str = "") -> None:
         super().__init__()
@@ -361,15 +361,15 @@ class DatasetsScreen(Screen):
     """The list of registered datasets; the app's home screen."""
 
     BINDINGS = [
-        Binding("enter", "open", "Open"),
-        Binding("n", "new", "New"),
-        Binding("e", "edit", "Settings"),
-        Binding("r", "reindex", "Reindex"),
-        Binding("d,delete", "remove", "Remove index"),
-        Binding("p", "problems", "Problems"),
-        Binding("c", "cancel_scan", "Cancel scan"),
-        Binding("f5", "refresh", "Refresh", show=False),
-        Binding("q", "app.quit", "Quit"),
+        Binding("enter", "open", "Open", id="datasets.open", tooltip="Browse the highlighted dataset's items"),
+        Binding("n", "new", "New", id="datasets.new", tooltip="Add a dataset folder"),
+        Binding("e", "edit", "Settings", id="datasets.edit", tooltip="Edit the highlighted dataset's settings"),
+        Binding("r", "reindex", "Reindex", id="datasets.reindex", tooltip="Scan the folder again for new, changed and removed files"),
+        Binding("d,delete", "remove", "Remove index", id="datasets.remove", tooltip="Forget this dataset's index (files on disk stay)"),
+        Binding("p", "problems", "Problems", id="datasets.problems", tooltip="Files the last scan could not read, and why"),
+        Binding("c", "cancel_scan", "Cancel scan", id="datasets.cancel_scan", tooltip="Stop the running scan (what is done is kept)"),
+        Binding("f5", "refresh", "Refresh", show=False, id="datasets.refresh", tooltip="Read the list again"),
+        Binding("q", "app.quit", "Quit", id="datasets.quit", tooltip="Quit sushitui (ctrl+q quits from every screen)"),
     ]
 
     def __init__(self) -> None:

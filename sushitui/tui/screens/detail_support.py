@@ -9,8 +9,6 @@
 - ``save_with_conflict_dialog``: the one save loop both screens use: run the write in a
   thread, and when the file changed on disk show ``ConflictDialog`` and do what the
   user chose. Never a silent overwrite.
-- ``BindingCommands``: a command-palette provider listing the active screen's bindings
-  (NF-6: every binding in the footer and the command palette).
 """
 
 from __future__ import annotations
@@ -18,14 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
-from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Input
 
-from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError
+from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError, LossyCaption
 from sushitui.sanitize import for_terminal
 from sushitui.dataset.preview import PreviewCache, shared_preview_cache
 
@@ -89,6 +84,27 @@ class SaveOutcome:
     error: str | None = None
 
 
+async def _confirm_lossy_save(screen, write: Callable[[bool], object], exc: CaptionFileError, what: str) -> SaveOutcome:
+    """The file holds bytes that are not clean text (binary, NUL, undecodable): saving
+    replaces them with the text shown. Say what will be lost and ask."""
+    from sushitui.tui.widgets.confirm import ConfirmDialog
+
+    agreed = await screen.app.push_screen_wait(ConfirmDialog(
+        f"Replace {what}? The file is not clean text.",
+        detail=f"{exc}\n\nSaving writes the text shown here; the file's original bytes are lost.",
+        yes_label="Replace", danger=True,
+    ))
+    if not agreed:
+        screen.notify("Not saved: the file was left as it is.", severity="warning", timeout=6, markup=False)
+        return SaveOutcome(False, "cancel", error=str(exc))
+    try:
+        await asyncio.to_thread(write, True)
+    except CaptionFileError as again:
+        screen.notify(for_terminal(again), title="Not saved", severity="error", timeout=10, markup=False)
+        return SaveOutcome(False, error=str(again))
+    return SaveOutcome(True)
+
+
 async def save_with_conflict_dialog(
     screen,
     write: Callable[[bool], object],
@@ -110,6 +126,8 @@ async def save_with_conflict_dialog(
         return SaveOutcome(True)
     except CaptionConflict as exc:
         conflict = exc
+    except LossyCaption as exc:
+        return await _confirm_lossy_save(screen, write, exc, what)
     except CaptionFileError as exc:
         screen.notify(for_terminal(exc), title="Not saved", severity="error", timeout=10, markup=False)
         return SaveOutcome(False, error=str(exc))
@@ -141,29 +159,3 @@ async def save_with_conflict_dialog(
         return SaveOutcome(False, choice, error=str(exc))
     screen.notify("Not saved: the conflict is still open; save again to choose.", severity="warning", timeout=6, markup=False)
     return SaveOutcome(False, CANCEL)
-
-
-class BindingCommands(Provider):
-    """The active screen's bindings as command-palette commands."""
-
-    def _commands(self) -> list[tuple[str, str, str]]:
-        screen = self.screen
-        title = getattr(screen, "PALETTE_PREFIX", type(screen).__name__)
-        out = []
-        for b in getattr(screen, "BINDINGS", []):
-            if not isinstance(b, Binding) or not b.description:
-                continue
-            key = b.key.split(",")[0]
-            out.append((f"{title}: {b.description}", b.action, f"key: {key}" + (f" — {b.tooltip}" if b.tooltip else "")))
-        return out
-
-    async def discover(self) -> Hits:
-        for name, action, help_text in self._commands():
-            yield DiscoveryHit(name, partial(self.screen.run_action, action), help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, action, help_text in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), partial(self.screen.run_action, action), help=help_text)

@@ -46,21 +46,21 @@ class DictionaryScreen(Screen):
     """
 
     BINDINGS = [
-        Binding("slash", "focus_search", "Search", tooltip="Edit the search text"),
-        Binding("c", "cycle_category", "Category", tooltip="Cycle the category filter"),
-        Binding("m", "cycle_mode", "Mode", tooltip="Search mode: substring, prefix, suffix, exact"),
-        Binding("s", "cycle_sort", "Sort", tooltip="Sort by count, name or created"),
-        Binding("o", "toggle('only_official')", "Official", tooltip="Only official (Danbooru) tags"),
-        Binding("u", "toggle('only_custom')", "Custom", tooltip="Only custom tags"),
-        Binding("v", "toggle('show_deprecated')", "Deprecated", tooltip="Show deprecated tags"),
-        Binding("pagedown,n", "next_page", "Next page"),
-        Binding("pageup,p", "prev_page", "Prev page"),
-        Binding("a", "add", "Add", tooltip="Add a tag"),
-        Binding("e", "edit", "Edit", tooltip="Edit the highlighted tag"),
-        Binding("delete,x", "delete", "Delete", tooltip="Delete the highlighted tag (asks first)"),
-        Binding("X", "delete(True)", "Delete everywhere", tooltip="Delete and remove from every dataset's captions"),
-        Binding("t", "stats", "Stats", tooltip="Dictionary statistics"),
-        Binding("escape,q", "close", "Close"),
+        Binding("slash", "focus_search", "Search", tooltip="Edit the search text", id="dictionary.search"),
+        Binding("c", "cycle_category", "Category", tooltip="Cycle the category filter", id="dictionary.category"),
+        Binding("m", "cycle_mode", "Mode", tooltip="Search mode: substring, prefix, suffix, exact", id="dictionary.mode"),
+        Binding("s", "cycle_sort", "Sort", tooltip="Sort by count, name or created", id="dictionary.sort"),
+        Binding("o", "toggle('only_official')", "Official", tooltip="Only official (Danbooru) tags", id="dictionary.only_official"),
+        Binding("u", "toggle('only_custom')", "Custom", tooltip="Only custom tags", id="dictionary.only_custom"),
+        Binding("v", "toggle('show_deprecated')", "Deprecated", tooltip="Show deprecated tags", id="dictionary.show_deprecated"),
+        Binding("pagedown,n", "next_page", "Next page", id="dictionary.next_page", tooltip="Next page of tags"),
+        Binding("pageup,p", "prev_page", "Prev page", id="dictionary.prev_page", tooltip="Previous page of tags"),
+        Binding("a", "add", "Add", tooltip="Add a tag", id="dictionary.add"),
+        Binding("e", "edit", "Edit", tooltip="Edit the highlighted tag", id="dictionary.edit"),
+        Binding("delete,x", "delete", "Delete", tooltip="Delete the highlighted tag (asks first)", id="dictionary.delete"),
+        Binding("X", "delete(True)", "Delete everywhere", tooltip="Delete and remove from every dataset's captions", id="dictionary.delete_everywhere"),
+        Binding("t", "stats", "Stats", tooltip="Dictionary statistics", id="dictionary.stats"),
+        Binding("escape,q", "close", "Close", id="nav.back", tooltip="Back to the previous screen"),
     ]
 
     def __init__(self) -> None:
@@ -276,8 +276,8 @@ class TagFormDialog(ModalScreen):
     TagFormDialog #tag-form-errors { color: $error; height: auto; }
     """
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save", id="tag_form.save", tooltip="Save this tag"),
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"),
     ]
     FIELDS = (("tag", "Tag"), ("category", "Category"), ("count", "Count"), ("aliases", "Aliases"),
               ("description", "Description"))
@@ -347,7 +347,7 @@ class DictionaryStats(ModalScreen):
     DictionaryStats { align: center middle; }
     DictionaryStats #dict-stats { width: 90%; height: 90%; border: thick $accent; background: $surface; padding: 1 2; }
     """
-    BINDINGS = [Binding("escape,q,t", "close", "Close")]
+    BINDINGS = [Binding("escape,q,t", "close", "Close", id="dialog.close", tooltip="Close the statistics")]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dict-stats"):

@@ -43,7 +43,7 @@ class PromptDialog(ModalScreen[PromptResult | None]):
     """
     # ctrl+s saves as in every other form (dataset, dictionary tag); the dialog had no
     # hint at all of how to submit it.
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Save")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"), Binding("ctrl+s", "submit", "Save", id="prompt.save", tooltip="Save what you typed")]
 
     def __init__(self, title: str, fields: list[tuple[str, str]], validate=None) -> None:
         super().__init__()
@@ -112,19 +112,19 @@ class GroupsScreen(Screen):
     GroupsScreen #groups-status { height: 1; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("escape,q", "close", "Back"),
-        Binding("a", "add_group", "New group"),
-        Binding("r", "rename_group", "Rename"),
-        Binding("c", "color_group", "Colour"),
-        Binding("d,delete", "delete_group", "Delete group"),
-        Binding("t", "add_tags", "Add tags"),
-        Binding("x", "remove_tag", "Remove tag"),
-        Binding("slash", "filter_tags", "Filter tags"),
-        Binding("A", "add_alias", "New alias"),
-        Binding("D", "delete_alias", "Delete alias"),
-        Binding("1", "focus_pane('groups-table')", "Groups", show=False),
-        Binding("2", "focus_pane('tags-table')", "Tags", show=False),
-        Binding("3", "focus_pane('aliases-table')", "Aliases", show=False),
+        Binding("escape,q", "close", "Back", id="nav.back", tooltip="Back to the previous screen"),
+        Binding("a", "add_group", "New group", id="groups.add_group", tooltip="Create a tag group"),
+        Binding("r", "rename_group", "Rename", id="groups.rename_group", tooltip="Rename the highlighted group"),
+        Binding("c", "color_group", "Colour", id="groups.color_group", tooltip="Change the group's pill colour"),
+        Binding("d,delete", "delete_group", "Delete group", id="groups.delete_group", tooltip="Delete the highlighted group (asks first)"),
+        Binding("t", "add_tags", "Add tags", id="groups.add_tags", tooltip="Add tags to the highlighted group"),
+        Binding("x", "remove_tag", "Remove tag", id="groups.remove_tag", tooltip="Take the highlighted tag out of the group"),
+        Binding("slash", "filter_tags", "Filter tags", id="groups.filter_tags", tooltip="Filter the group's tags by text"),
+        Binding("A", "add_alias", "New alias", id="groups.add_alias", tooltip="Make one tag an alias of another"),
+        Binding("D", "delete_alias", "Delete alias", id="groups.delete_alias", tooltip="Delete the highlighted alias"),
+        Binding("1", "focus_pane('groups-table')", "Groups", show=False, id="groups.focus_groups", tooltip="Move to the groups list"),
+        Binding("2", "focus_pane('tags-table')", "Tags", show=False, id="groups.focus_tags", tooltip="Move to the group's tags"),
+        Binding("3", "focus_pane('aliases-table')", "Aliases", show=False, id="groups.focus_aliases", tooltip="Move to the aliases list"),
     ]
 
     def __init__(self) -> None:

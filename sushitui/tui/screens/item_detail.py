@@ -57,7 +57,6 @@ from sushitui.dataset.tag_editing import TagListEditor
 from sushitui.sanitize import for_terminal
 from sushitui.tags.normalize import join_tags, split_tags
 from sushitui.tui.screens.detail_support import (
-    BindingCommands,
     load_group_colors,
     resolve_alias,
     save_with_conflict_dialog,
@@ -133,8 +132,8 @@ class CaptionEditDialog(ModalScreen["str | None"]):
     CaptionEditDialog Static { height: auto; }
     """
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save caption"),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save caption", id="caption_edit.save", tooltip="Save the edited caption"),
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"),
     ]
 
     def __init__(self, caption: CaptionView) -> None:
@@ -173,7 +172,7 @@ class ExportCaptionDialog(ModalScreen["str | None"]):
     ExportCaptionDialog > Vertical { width: 80%; max-width: 100; height: auto; border: thick $primary; background: $surface; padding: 0 1; }
     ExportCaptionDialog Static { height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving")]
 
     def __init__(self, default_path: str) -> None:
         super().__init__()
@@ -225,8 +224,7 @@ class KeylessScroll(VerticalScroll, inherit_bindings=False):
 class ItemDetailScreen(Screen):
     """One item: image, captions, metadata; tag editing with autosave and undo."""
 
-    PALETTE_PREFIX = "item"
-    COMMANDS = {BindingCommands}
+    PALETTE_NAME = "item"
 
     DEFAULT_CSS = """
     ItemDetailScreen { layout: vertical; }
@@ -253,34 +251,34 @@ class ItemDetailScreen(Screen):
     """
 
     BINDINGS = [
-        Binding("escape", "back", "Back", tooltip="Save and go back (Esc in an editor leaves the editor)"),
-        Binding("left", "prev_item", "Prev", tooltip="Save and show the previous item"),
-        Binding("right", "next_item", "Next", tooltip="Save and show the next item"),
-        Binding("ctrl+s", "save", "Save", tooltip="Save now (autosave runs 500 ms after the last edit)"),
-        Binding("a,plus,t", "add_tag", "Add tag", tooltip="Type a tag with autocomplete"),
-        Binding("delete,x", "remove_tag", "Remove tag"),
-        Binding("ctrl+z", "undo", "Undo"),
-        Binding("ctrl+y", "redo", "Redo"),
-        Binding("up,k", "cursor(-1)", "Previous tag", show=False),
-        Binding("down,j", "cursor(1)", "Next tag", show=False),
-        Binding("shift+up,K", "move_tag(-1)", "Move tag earlier", show=False),
-        Binding("shift+down,J", "move_tag(1)", "Move tag later", show=False),
-        Binding("home", "cursor_to(0)", "First tag", show=False),
-        Binding("end", "cursor_to(-1)", "Last tag", show=False),
-        Binding("c", "copy_tags", "Copy tags", show=False, tooltip="Copy all tags (also to the terminal clipboard)"),
-        Binding("v", "paste_tags", "Paste tags", show=False, tooltip="Add the copied tags"),
-        Binding("X", "clear_tags", "Clear tags", show=False),
-        Binding("s", "cycle_subtype", "Subtype", show=False, tooltip="Switch tag caption: main, alt, auto_…"),
-        Binding("R", "revert", "Revert", show=False, tooltip="Back to the version on disk (undoable)"),
-        Binding("right_square_bracket", "caption_tab(1)", "Next caption tab", show=False),
-        Binding("left_square_bracket", "caption_tab(-1)", "Previous caption tab", show=False),
-        Binding("i", "cycle_image", "Image tab", show=False, tooltip="Next image of a group (source/target/cref/mask)"),
-        Binding("L", "cycle_language", "Language", show=False, tooltip="Caption language: auto, en, ja"),
-        Binding("m", "toggle_meta", "Metadata", tooltip="Show or hide the metadata pane"),
+        Binding("escape", "back", "Back", tooltip="Save and go back (Esc in an editor leaves the editor)", id="nav.back"),
+        Binding("left", "prev_item", "Prev", tooltip="Save and show the previous item", id="item.prev"),
+        Binding("right", "next_item", "Next", tooltip="Save and show the next item", id="item.next"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save now (autosave runs 500 ms after the last edit)", id="detail.save"),
+        Binding("a,plus,t", "add_tag", "Add tag", tooltip="Type a tag with autocomplete", id="tags.add"),
+        Binding("delete,x", "remove_tag", "Remove tag", id="tags.remove", tooltip="Remove the tag under the cursor"),
+        Binding("ctrl+z", "undo", "Undo", id="edit.undo", tooltip="Undo the last tag edit"),
+        Binding("ctrl+y", "redo", "Redo", id="edit.redo", tooltip="Redo the edit just undone"),
+        Binding("up,k", "cursor(-1)", "Previous tag", show=False, id="tags.cursor_up", tooltip="Cursor to the previous tag"),
+        Binding("down,j", "cursor(1)", "Next tag", show=False, id="tags.cursor_down", tooltip="Cursor to the next tag"),
+        Binding("shift+up,K", "move_tag(-1)", "Move tag earlier", show=False, id="detail.move_tag_up", tooltip="Move the tag one place earlier"),
+        Binding("shift+down,J", "move_tag(1)", "Move tag later", show=False, id="detail.move_tag_down", tooltip="Move the tag one place later"),
+        Binding("home", "cursor_to(0)", "First tag", show=False, id="detail.first_tag", tooltip="Cursor to the first tag"),
+        Binding("end", "cursor_to(-1)", "Last tag", show=False, id="detail.last_tag", tooltip="Cursor to the last tag"),
+        Binding("c", "copy_tags", "Copy tags", show=False, tooltip="Copy all tags (also to the terminal clipboard)", id="detail.copy_tags"),
+        Binding("v", "paste_tags", "Paste tags", show=False, tooltip="Add the copied tags", id="detail.paste_tags"),
+        Binding("X", "clear_tags", "Clear tags", show=False, id="detail.clear_tags", tooltip="Remove every tag of this caption (undoable)"),
+        Binding("s", "cycle_subtype", "Subtype", show=False, tooltip="Switch tag caption: main, alt, auto_…", id="detail.cycle_subtype"),
+        Binding("R", "revert", "Revert", show=False, tooltip="Back to the version on disk (undoable)", id="detail.revert"),
+        Binding("right_square_bracket", "caption_tab(1)", "Next caption tab", show=False, id="detail.next_caption_tab", tooltip="Show the next caption tab"),
+        Binding("left_square_bracket", "caption_tab(-1)", "Previous caption tab", show=False, id="detail.prev_caption_tab", tooltip="Show the previous caption tab"),
+        Binding("i", "cycle_image", "Image tab", show=False, tooltip="Next image of a group (source/target/cref/mask)", id="detail.cycle_image"),
+        Binding("L", "cycle_language", "Language", show=False, tooltip="Caption language: auto, en, ja", id="detail.cycle_language"),
+        Binding("m", "toggle_meta", "Metadata", tooltip="Show or hide the metadata pane", id="detail.toggle_meta"),
         # t adds a tag here as in the browser and quick tagging; A auto-tags as in the browser.
-        Binding("A", "autotag", "Auto-tag", show=False, tooltip="Auto-tag this item"),
-        Binding("e", "export_caption", "Export caption", show=False, tooltip="Write this caption to a .txt file"),
-        Binding("d", "delete_caption", "Delete caption", show=False),
+        Binding("A", "autotag", "Auto-tag", show=False, tooltip="Auto-tag this item", id="detail.autotag"),
+        Binding("e", "export_caption", "Export caption", show=False, tooltip="Write this caption to a .txt file", id="detail.export_caption"),
+        Binding("d", "delete_caption", "Delete caption", show=False, id="detail.delete_caption", tooltip="Delete this caption (asks first)"),
     ]
 
     def __init__(
@@ -828,14 +826,14 @@ class ItemDetailScreen(Screen):
         if cap.type == "tags":
             tags = split_tags(text)
             outcome = await save_with_conflict_dialog(
-                self, lambda force: save_tags(view.item_id, cap.subtype, tags, force=force),
-                lambda rel: take_disk_tags(view.item_id, cap.subtype, rel),
+                self, lambda force: save_tags(view.item_id, cap.subtype, tags, force=force, view=view),
+                lambda rel: take_disk_tags(view.item_id, cap.subtype, rel, view=view),
                 mine_text=join_tags(tags), is_tags=True, what=f"tags/{cap.subtype}", root=view.root,
             )
         else:
             outcome = await save_with_conflict_dialog(
-                self, lambda force: save_text(view.item_id, cap.type, cap.subtype, text, force=force),
-                lambda rel: take_disk_text(view.item_id, cap.type, cap.subtype, rel),
+                self, lambda force: save_text(view.item_id, cap.type, cap.subtype, text, force=force, view=view),
+                lambda rel: take_disk_text(view.item_id, cap.type, cap.subtype, rel, view=view),
                 mine_text=text, is_tags=False, what=f"{cap.type}/{cap.subtype}", root=view.root,
             )
         if outcome.saved:
@@ -965,8 +963,8 @@ class ItemDetailScreen(Screen):
                     continue
                 tags = ed.tags
                 outcome = await save_with_conflict_dialog(
-                    self, lambda force, s=subtype, t=tags: save_tags(view.item_id, s, t, force=force),
-                    lambda rel, s=subtype: take_disk_tags(view.item_id, s, rel),
+                    self, lambda force, s=subtype, t=tags: save_tags(view.item_id, s, t, force=force, view=view),
+                    lambda rel, s=subtype: take_disk_tags(view.item_id, s, rel, view=view),
                     mine_text=join_tags(tags), is_tags=True, what=f"tags/{subtype}", root=view.root,
                 )
                 if outcome.choice == "disk":
@@ -982,8 +980,8 @@ class ItemDetailScreen(Screen):
                     continue
                 outcome = await save_with_conflict_dialog(
                     self,
-                    lambda force, c=ctype, s=state, x=text: save_text(view.item_id, c, s.subtype, x, language=s.language, force=force),
-                    lambda rel, c=ctype, s=state: take_disk_text(view.item_id, c, s.subtype or "", rel),
+                    lambda force, c=ctype, s=state, x=text: save_text(view.item_id, c, s.subtype, x, language=s.language, force=force, view=view),
+                    lambda rel, c=ctype, s=state: take_disk_text(view.item_id, c, s.subtype or "", rel, view=view),
                     mine_text=text, is_tags=False, what=TAB_LABELS[ctype], root=view.root,
                 )
                 if outcome.choice == "disk":
@@ -1029,7 +1027,7 @@ class ItemDetailScreen(Screen):
         for subtype, ed in self.editors.items():
             if ed.dirty:
                 try:
-                    save_tags(view.item_id, subtype, ed.tags)
+                    save_tags(view.item_id, subtype, ed.tags, view=view)
                 except Exception:  # noqa: BLE001 - best effort while shutting down
                     pass
         for ctype, state in self.texts.items():
@@ -1039,7 +1037,7 @@ class ItemDetailScreen(Screen):
                 return
             if text != state.baseline:
                 try:
-                    save_text(view.item_id, ctype, state.subtype, text, language=state.language)
+                    save_text(view.item_id, ctype, state.subtype, text, language=state.language, view=view)
                 except Exception:  # noqa: BLE001
                     pass
 

@@ -28,7 +28,6 @@ from sushitui.dataset.tag_editing import TagListEditor
 from sushitui.sanitize import for_terminal
 from sushitui.tags.normalize import join_tags, match_key, split_tags
 from sushitui.tui.screens.detail_support import (
-    BindingCommands,
     load_group_colors,
     resolve_alias,
     save_with_conflict_dialog,
@@ -64,7 +63,7 @@ class PresetsDialog(ModalScreen["list[str] | None"]):
     PresetsDialog > Vertical { width: 80%; max-width: 100; height: auto; border: thick $primary; background: $surface; padding: 0 1; }
     PresetsDialog Static { height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"), Binding("ctrl+s", "save", "Save", id="presets.save", tooltip="Save the nine preset tags")]
 
     def __init__(self, presets: list[str]) -> None:
         super().__init__()
@@ -93,8 +92,7 @@ class PresetsDialog(ModalScreen["list[str] | None"]):
 class QuickTagScreen(Screen):
     """Tag a run of images fast: presets on 1–9, Enter saves and moves on."""
 
-    PALETTE_PREFIX = "quick tag"
-    COMMANDS = {BindingCommands}
+    PALETTE_NAME = "quick tag"
     PREFETCH = True  # the benchmark turns it off to show what prefetching buys
 
     DEFAULT_CSS = """
@@ -108,18 +106,21 @@ class QuickTagScreen(Screen):
     """
 
     BINDINGS = [
-        Binding("escape", "back", "Back", tooltip="Save this image's changes and leave"),
-        Binding("enter", "save_next", "Save+next", tooltip="Save the tags and show the next image"),
-        Binding("right", "skip", "Skip", tooltip="Next image without saving this one's changes"),
-        Binding("left", "prev", "Prev", tooltip="Previous image (this one's unsaved changes are dropped)"),
-        Binding("t,slash", "custom_tag", "Tag…", tooltip="Type a tag with autocomplete"),
-        Binding("p", "edit_presets", "Presets", tooltip="Edit the nine preset tags"),
-        Binding("ctrl+z", "undo", "Undo"),
-        Binding("ctrl+y", "redo", "Redo", show=False),
-        Binding("x,delete", "remove_tag", "Remove tag", show=False),
-        Binding("up,k", "cursor(-1)", "Previous tag", show=False),
-        Binding("down,j", "cursor(1)", "Next tag", show=False),
-    ] + [Binding(str(n), f"toggle_preset({n})", f"Toggle preset {n}", show=False) for n in range(1, 10)]
+        Binding("escape", "back", "Back", tooltip="Save this image's changes and leave", id="nav.back"),
+        Binding("enter", "save_next", "Save+next", tooltip="Save the tags and show the next image", id="quick_tag.save_next"),
+        Binding("right", "skip", "Skip", tooltip="Next image without saving this one's changes", id="item.next"),
+        Binding("left", "prev", "Prev", tooltip="Previous image (this one's unsaved changes are dropped)", id="item.prev"),
+        Binding("t,slash", "custom_tag", "Tag…", tooltip="Type a tag with autocomplete", id="tags.add"),
+        Binding("p", "edit_presets", "Presets", tooltip="Edit the nine preset tags", id="quick_tag.presets"),
+        Binding("ctrl+z", "undo", "Undo", id="edit.undo", tooltip="Undo the last tag edit"),
+        Binding("ctrl+y", "redo", "Redo", show=False, id="edit.redo", tooltip="Redo the edit just undone"),
+        Binding("x,delete", "remove_tag", "Remove tag", show=False, id="tags.remove", tooltip="Remove the tag under the cursor"),
+        Binding("up,k", "cursor(-1)", "Previous tag", show=False, id="tags.cursor_up", tooltip="Cursor to the previous tag"),
+        Binding("down,j", "cursor(1)", "Next tag", show=False, id="tags.cursor_down", tooltip="Cursor to the next tag"),
+    ] + [
+        Binding(str(n), f"toggle_preset({n})", f"Toggle preset {n}", show=False, id=f"quick_tag.preset_{n}", tooltip=f"Add or remove preset tag {n}")
+        for n in range(1, 10)
+    ]
 
     def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
         """``item_ids`` in order; None means every item matching ``query`` (the whole
@@ -428,8 +429,8 @@ class QuickTagScreen(Screen):
                 name = view.base_name if view else str(item_id)
                 sub = self.subtype_of(item_id)
                 outcome = await save_with_conflict_dialog(
-                    self, lambda force: save_tags(item_id, sub, tags, force=force),
-                    lambda rel: take_disk_tags(item_id, sub, rel),
+                    self, lambda force: save_tags(item_id, sub, tags, force=force, view=view),
+                    lambda rel: take_disk_tags(item_id, sub, rel, view=view),
                     mine_text=join_tags(tags), is_tags=True, what=f"tags of {name}", root=root,
                 )
                 ed = self.editor_for(item_id)
@@ -503,7 +504,7 @@ class QuickTagScreen(Screen):
         for item_id, ed in self.editors.items():
             if ed.dirty and (item_id == self.item_id or self.pending_saves):
                 try:
-                    save_tags(item_id, self.subtype_of(item_id), ed.tags)
+                    save_tags(item_id, self.subtype_of(item_id), ed.tags, view=self.views.get(item_id))
                 except Exception:  # noqa: BLE001 - best effort while shutting down
                     pass
 

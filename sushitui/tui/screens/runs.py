@@ -76,13 +76,13 @@ class RunsScreen(Screen):
     PALETTE_NAME = "runs"
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("enter", "toggle_focus", "Stats / list", tooltip="Switch between the runs list and the full statistics view"),
-        Binding("a", "toggle_scope", "Run / all runs", tooltip="Statistics of this run or totals over all runs of the dataset"),
-        Binding("f5,ctrl+l", "refresh", "Refresh"),
-        Binding("c", "set_status('completed')", "Mark completed"),
-        Binding("f", "set_status('failed')", "Mark failed"),
-        Binding("delete,x", "remove", "Remove run"),
+        Binding("escape,q", "back", "Back", id="nav.back", tooltip="Back to the previous screen"),
+        Binding("enter", "toggle_focus", "Stats / list", tooltip="Switch between the runs list and the full statistics view", id="runs.toggle_focus"),
+        Binding("a", "toggle_scope", "Run / all runs", tooltip="Statistics of this run or totals over all runs of the dataset", id="runs.toggle_scope"),
+        Binding("f5,ctrl+l", "refresh", "Refresh", id="runs.refresh", tooltip="Read the runs and statistics again"),
+        Binding("c", "set_status('completed')", "Mark completed", id="runs.mark_completed", tooltip="Mark the highlighted run as completed"),
+        Binding("f", "set_status('failed')", "Mark failed", id="runs.mark_failed", tooltip="Mark the highlighted run as failed"),
+        Binding("delete,x", "remove", "Remove run", id="runs.remove", tooltip="Remove the highlighted run and its records (asks first)"),
     ]
 
     DEFAULT_CSS = """

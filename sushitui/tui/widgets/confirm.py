@@ -30,9 +30,9 @@ class ConfirmDialog(ModalScreen[bool]):
     """Ask a yes/no question; dismisses with True (yes) or False (no)."""
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-        Binding("left,right", "app.focus_next", "Switch button", show=False),
+        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Yes, do it"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no", tooltip="No, leave everything as it is"),
+        Binding("left,right", "app.focus_next", "Switch button", show=False, id="confirm.switch", tooltip="Move between the Yes and No buttons"),
     ]
 
     def __init__(

@@ -4,7 +4,8 @@ The footer (KeyBar) only has room for the most used keys; on an 80-column termin
 most of a screen's keys are cut off, and many are ``show=False`` on purpose. ``?`` or
 F1 (app bindings, so they work on every screen and dialog) opens this list: the keys
 that are active right now (the focused widget's, the screen's and the app's), each
-with its description and tooltip, keys of one action shown together.
+with its description and tooltip, keys of one action shown together, and the binding
+id in brackets: the name a ``keymap.toml`` line uses to give it other keys.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class HelpEntry:
     description: str
     tooltip: str
     scope: str  # one of SCOPES
+    binding_id: str = ""  # what keymap.toml remaps ("browser.quick_tag")
 
 
 # Most useful first: at 80x24 the list scrolls, and the screen's own keys matter most.
@@ -63,7 +65,7 @@ def help_entries(screen: Screen) -> list[HelpEntry]:
         display = app.get_key_display(binding)
         entry = entries.get(ident)
         if entry is None:
-            entries[ident] = HelpEntry([display], binding.description, binding.tooltip or "", scope)
+            entries[ident] = HelpEntry([display], binding.description, binding.tooltip or "", scope, binding.id or "")
         elif display not in entry.keys:
             entry.keys.append(display)
     order = {name: i for i, (name, _title) in enumerate(SCOPES)}
@@ -73,7 +75,7 @@ def help_entries(screen: Screen) -> list[HelpEntry]:
 def screen_title(screen: Screen) -> str:
     import re
 
-    name = getattr(screen, "PALETTE_NAME", None) or type(screen).__name__.removesuffix("Screen").removesuffix("Dialog")
+    name = type(screen).__name__.removesuffix("Screen").removesuffix("Dialog")
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)  # ItemDetail -> Item Detail
 
 
@@ -92,9 +94,9 @@ class HelpScreen(ModalScreen[None]):
     """
 
     BINDINGS = [
-        Binding("escape,q,question_mark,f1", "close", "Close help"),
-        Binding("j", "scroll(1)", "Scroll down", show=False),
-        Binding("k", "scroll(-1)", "Scroll up", show=False),
+        Binding("escape,q,question_mark,f1", "close", "Close help", id="help.close", tooltip="Back to the screen"),
+        Binding("j", "scroll(1)", "Scroll down", show=False, id="help.scroll_down", tooltip="Scroll the list down"),
+        Binding("k", "scroll(-1)", "Scroll up", show=False, id="help.scroll_up", tooltip="Scroll the list up"),
     ]
 
     def __init__(self, target: Screen) -> None:
@@ -107,7 +109,16 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text(f"Keys: {for_terminal(screen_title(self.target))}"), id="help-title")
             with VerticalScroll(id="help-scroll"):
                 yield Static(self._table(), id="help-table")
-            yield Static("↑/↓ scroll · Esc, q, ? or F1 close · Ctrl+P searches every command", id="help-hint")
+            yield Static(f"↑/↓ scroll · {self._close_keys()} close · Ctrl+P searches every command", id="help-hint")
+
+    def _close_keys(self) -> str:
+        """"Esc, q, ? or F1", or the keys the user's keymap gave ``help.close``."""
+        from sushitui.tui.widgets.key_bar import key_labels
+
+        chain = dict(self._binding_chain)
+        bindings = [b for _key, b in chain.get(self, self._bindings) if b.action == "close"]
+        labels = key_labels(self.app, bindings)
+        return ", ".join(labels[:-1]) + f" or {labels[-1]}" if len(labels) > 1 else "".join(labels)
 
     def _table(self) -> Table:
         table = Table.grid(padding=(0, 2))
@@ -122,13 +133,15 @@ class HelpScreen(ModalScreen[None]):
                 what = Text(e.description)
                 if e.tooltip and e.tooltip != e.description:
                     what.append(f" — {e.tooltip}", style="dim")
+                if e.binding_id:
+                    what.append(f" [{e.binding_id}]", style="dim italic")
                 table.add_row(Text(", ".join(e.keys)), what)
         return table
 
     @property
     def plain(self) -> str:
         """The whole list as text (also the part scrolled out of view)."""
-        return "\n".join(f"{', '.join(e.keys)}  {e.description}  {e.tooltip}" for e in self.entries)
+        return "\n".join(f"{', '.join(e.keys)}  {e.description}  {e.tooltip}  [{e.binding_id}]" for e in self.entries)
 
     def on_mount(self) -> None:
         self.query_one("#help-scroll").focus()

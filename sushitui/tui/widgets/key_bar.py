@@ -29,7 +29,10 @@ def screen_first_bindings(screen) -> dict:
     selecting = {"select_cursor", "select"}
     active = dict(screen.active_bindings)
     own = {}
-    for key, binding in screen._bindings:
+    # The screen's bindings with the user's keymap applied (screen._bindings has the
+    # default keys), as active_bindings has them.
+    screen_map = next((bindings for node, bindings in screen._binding_chain if node is screen), screen._bindings)
+    for key, binding in screen_map:
         if binding.show and key not in own:
             own[key] = binding
     for key, entry in active.items():
@@ -40,6 +43,19 @@ def screen_first_bindings(screen) -> dict:
         if state is not False:
             active[key] = ActiveBinding(screen, alt, bool(state), alt.tooltip)
     return active
+
+
+def key_labels(app, bindings, shortest_first: bool = False) -> list[str]:
+    """Short key names for hints ("?", "F1", "Esc"), each once, in binding order (or
+    single characters first)."""
+    labels = []
+    for binding in bindings:
+        label = app.get_key_display(binding)
+        if label == "esc" or (label[:1] == "f" and label[1:].isdigit()):
+            label = label.capitalize() if label == "esc" else label.upper()
+        labels.append(label)
+    labels = list(dict.fromkeys(labels))
+    return sorted(labels, key=len) if shortest_first else labels
 
 
 class KeyBar(Widget):
@@ -64,6 +80,7 @@ class KeyBar(Widget):
         self._tail = Text()
         self._palette = None
         self._help = None
+        self._help_label = ""
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -98,14 +115,15 @@ class KeyBar(Widget):
         tail = Text(no_wrap=True)
         self._palette = None
         self._help = None
-        help_binding = self.screen.active_bindings.get("f1")
-        if help_binding is not None and help_binding.binding.action == "help":
+        help_bindings = [a for a in self.screen.active_bindings.values() if a.node is self.app and a.binding.action == "help"]
+        if help_bindings:
             # The help key is always visible (with the palette key): the keys that do
             # not fit on the line, and the show=False ones, are all listed there.
+            self._help_label = "▏" + " ".join(key_labels(self.app, [a.binding for a in help_bindings], shortest_first=True)) + " help "
             tail.append("▏")
-            tail.append("? F1", key_style)
+            tail.append(self._help_label[1:].removesuffix(" help "), key_style)
             tail.append(" help ", desc_style)
-            self._help = (help_binding.binding.action, help_binding.node)
+            self._help = (help_bindings[0].binding.action, help_bindings[0].node)
         if palette is not None and self.app.ENABLE_COMMAND_PALETTE:
             namespace, binding, enabled = palette
             tail.append("▏" if self._help is None else "")
@@ -139,7 +157,7 @@ class KeyBar(Widget):
         tail_start = width - len(self._tail)
         if event.x >= tail_start and (self._palette is not None or self._help is not None):
             event.stop()
-            help_width = len("▏? F1 help ") if self._help is not None else 0
+            help_width = len(self._help_label) if self._help is not None else 0
             if self._help is not None and event.x < tail_start + help_width:
                 await self.app.run_action(*self._help)
             elif self._palette is not None:
