@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from sushitui import __version__
-from sushitui.cli.common import CliError, err
+from sushitui.cli.common import CliError, database_error_message, err, is_database_error, set_raw_output
 
 COMMAND_MODULES = [
     "sushitui.cli.dataset_cmd",
@@ -42,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (code 2, message printed) or --help/--version (0)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    set_raw_output(getattr(args, "raw", False))
+    previous_sigterm = _terminate_like_ctrl_c() if args.command is not None else None
     try:
         if args.command is None:
             from sushitui.cli.app_cmd import run_app
@@ -51,9 +56,39 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CliError as exc:
         err(f"sushitui: error: {exc}")
+        for line in exc.more:
+            err(line)
         return exc.code
     except KeyboardInterrupt:
         err("sushitui: interrupted")
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        # The database failing under a command (disk full, I/O error, locked past the
+        # busy timeout) is the user's to fix, not a bug: say what happened and what to do.
+        if not is_database_error(exc):
+            raise
+        err(f"sushitui: error: {database_error_message(exc, args)}")
+        return 1
+    finally:
+        if previous_sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _terminate_like_ctrl_c():
+    """SIGTERM ends a command the way Ctrl-C does (KeyboardInterrupt: transactions roll
+    back, worker pools shut down, exit code 130) instead of killing it mid-write; long
+    operations cancel cleanly through ``cancel_on_sigint``. The app keeps Textual's own
+    handling. Returns the handler to put back (None when none was set)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # main() called from a thread (tests)
+        return None

@@ -11,15 +11,74 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from sushitui.progress import CancelToken, ProgressEvent
-from sushitui.sanitize import for_terminal
+from sushitui.sanitize import for_terminal, json_escape_controls
+
+# SQLite stores integers in 64 bits: a larger number given to a query is an
+# OverflowError deep in the driver, so every integer option is checked on the way in.
+SQLITE_INT_MAX = 2**63 - 1
 
 
 class CliError(Exception):
-    """An error shown to the user as ``sushitui: error: ...`` with exit code ``code``."""
+    """An error shown to the user as ``sushitui: error: ...`` with exit code ``code``.
 
-    def __init__(self, message: str, code: int = 1):
+    ``more``: further lines printed under it (e.g. a query and a ^ under the bad
+    position); each is one line, so text inside them cannot start a line of its own."""
+
+    def __init__(self, message: str, code: int = 1, more: "list[str] | tuple[str, ...]" = ()):
         super().__init__(message)
         self.code = code
+        self.more = list(more)
+
+
+class IntArg:
+    """The ``type=`` of every integer option: a whole number in ``[low, high]``.
+
+    argparse turns the refusal into ``argument --limit: ...`` and exit code 2, like any
+    other usage error; the message names the allowed range."""
+
+    def __init__(self, low: int = 0, high: int = SQLITE_INT_MAX, why: str = ""):
+        self.low, self.high, self.why = low, high, why
+
+    @property
+    def allowed(self) -> str:
+        if self.high == SQLITE_INT_MAX:
+            return f"a whole number ≥ {self.low} (at most {SQLITE_INT_MAX}, the largest the database stores)"
+        return f"a whole number from {self.low} to {self.high}" + (f" ({self.why})" if self.why else "")
+
+    def __call__(self, text: str) -> int:
+        import argparse
+
+        value = text.strip()
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        digits = value.lstrip("+-")
+        if not digits.isascii() or not digits.isdigit() or len(value) - len(digits) > 1:
+            raise argparse.ArgumentTypeError(f"{shown!r} is not a whole number; give {self.allowed}")
+        # more digits than any 64-bit number: out of range without building a huge int
+        # (int() refuses over 4,300 digits with a ValueError of its own)
+        n = int(value) if len(digits) <= 25 else (-1 if value.startswith("-") else 1) * 10**25
+        if not self.low <= n <= self.high:
+            raise argparse.ArgumentTypeError(f"{shown} is out of range; give {self.allowed}")
+        return n
+
+    def __repr__(self) -> str:  # argparse shows the type's name in some messages
+        return "integer"
+
+
+def int_list(option: str, text: str, low: int = 1, high: int = SQLITE_INT_MAX) -> list[int]:
+    """A comma-separated list of whole numbers (``--items 12,15,40``), each range-checked
+    by ``IntArg``; a bad one is a usage error naming ``option``."""
+    import argparse
+
+    check = IntArg(low, high)
+    values = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            values.append(check(part))
+        except argparse.ArgumentTypeError as exc:
+            raise CliError(f"{option} takes comma-separated item ids, e.g. 12,15,40: {exc}", 2) from None
+    return values
 
 
 def open_db(args):
@@ -40,14 +99,128 @@ def open_db(args):
     return db
 
 
+def _database_errors() -> tuple[type, ...]:
+    import sqlite3
+
+    import peewee
+
+    return (sqlite3.OperationalError, sqlite3.DatabaseError, peewee.OperationalError, peewee.DatabaseError)
+
+
+def _not_user_errors() -> tuple[type, ...]:
+    """Database errors that mean a bug (a constraint or a statement sushitui got wrong),
+    not a condition the user can fix: these keep their traceback."""
+    import sqlite3
+
+    import peewee
+
+    return (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, peewee.IntegrityError,
+            peewee.ProgrammingError, peewee.InterfaceError)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during (peewee's failed
+    ROLLBACK after SQLITE_FULL hides the 'database or disk is full' behind it)."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 20:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """True for SQLite failing under a command for reasons outside sushitui: the disk
+    full, an I/O error, the database locked past the busy timeout, a damaged or
+    read-only file."""
+    chain = _chain(exc)
+    return (any(isinstance(e, _database_errors()) for e in chain)
+            and not any(isinstance(e, _not_user_errors()) for e in chain))
+
+
+# (what SQLite says, what it means and what to do); {path} is the database file
+_DATABASE_ADVICE = (
+    ("database or disk is full", "the database {path} cannot grow: the disk (or your quota) is full. "
+     "Free some space, then run the command again"),
+    ("disk i/o error", "the database {path} could not be read or written (disk I/O error): check that its disk is "
+     "mounted, healthy and not full, then run the command again"),
+    ("locked", "the database {path} stayed locked by another program (another sushitui, or a tool that holds it "
+     "open) for longer than sushitui waits; run the command again when that program has finished"),
+    ("busy", "the database {path} stayed locked by another program (another sushitui, or a tool that holds it "
+     "open) for longer than sushitui waits; run the command again when that program has finished"),
+    ("readonly", "the database {path} is read-only: make it (and its folder) writable, or pass --db with "
+     "another path"),
+    ("malformed", "the database {path} is damaged ({reason}): restore a backup, or pass --db with a new path and "
+     "add the datasets again (the files on disk hold every caption)"),
+    ("not a database", "{path} is not a sushitui database ({reason}): pass --db with another path"),
+    ("unable to open", "the database {path} cannot be opened ({reason}): check that its folder exists and is "
+     "writable, or pass --db with another path"),
+)
+
+
+def database_error_message(exc: BaseException, args=None) -> str:
+    """What a database failure means for the user and what to do, naming the file."""
+    from sushitui.config import resolve_db_path
+
+    try:
+        path = str(resolve_db_path(getattr(args, "db", None)))
+    except Exception:  # the message must not fail in turn
+        path = "file"
+    reasons = [str(e) for e in _chain(exc) if isinstance(e, _database_errors())]
+    for needle, advice in _DATABASE_ADVICE:
+        for reason in reasons:
+            if needle in reason.lower():
+                return advice.format(path=path, reason=reason)
+    return f"the database {path} failed: {reasons[0] if reasons else exc}; run the command again, or see --db"
+
+
+@contextmanager
+def on_database_error(args, hint: "Callable[[], str | None] | str | None" = None) -> Iterator[None]:
+    """A database failure inside becomes a ``CliError`` with the general advice plus
+    ``hint`` (what the command had already done and how to finish it)."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        extra = None
+        try:
+            extra = hint() if callable(hint) else hint
+        except Exception:  # the hint reads the database that just failed: best effort
+            extra = None
+        message = database_error_message(exc, args)
+        raise CliError(f"{message}. {extra}" if extra else message, 1) from exc
+
+
 def emit_json(obj: Any) -> None:
-    """One JSON document (or one line of JSON Lines) on stdout."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    """One JSON document (or one line of JSON Lines) on stdout. Control characters
+    (C0, C1, DEL), bidi overrides and undecodable file-name bytes are ``\\uXXXX``
+    escapes, so the document can be shown on a terminal and still parses back to the
+    exact strings."""
+    sys.stdout.write(json_escape_controls(json.dumps(obj, ensure_ascii=False, default=str)) + "\n")
+
+
+_raw_output = False
+
+
+def set_raw_output(raw: bool) -> None:
+    """``--raw``: ``out`` prints text from files unchanged (for scripts that want the
+    bytes); set once per command by ``main``."""
+    global _raw_output
+    _raw_output = bool(raw)
+    if raw:
+        try:  # a file name that is not UTF-8 goes out as its own bytes
+            sys.stdout.reconfigure(errors="surrogateescape")
+        except (AttributeError, ValueError):
+            pass
 
 
 def out(text: str = "") -> None:
-    """Human output: text from files is neutralised when stdout is a terminal."""
-    sys.stdout.write((for_terminal(text, multiline=True) if sys.stdout.isatty() else text) + "\n")
+    """One line of human output. Text from files is always neutralised, terminal or
+    pipe (``sushitui items NAME | less`` shows it too): control characters, bidi
+    overrides and newlines become visible escapes, so a file name cannot fake a line.
+    A caller that prints several lines calls ``out`` once per line. ``--raw`` prints
+    the text as it is."""
+    sys.stdout.write((text if _raw_output else for_terminal(text)) + "\n")
 
 
 def reply(args, data: Any, text: "str | Callable[[], None]") -> None:
@@ -61,8 +234,20 @@ def reply(args, data: Any, text: "str | Callable[[], None]") -> None:
         out(text)
 
 
+def ask(prompt: str) -> str:
+    """``input`` with the prompt neutralised (it names datasets, groups, runs)."""
+    return input(for_terminal(prompt))
+
+
+def ask_stderr(prompt: str) -> None:
+    """A question on stderr (stdout stays the command's output), neutralised."""
+    sys.stderr.write(for_terminal(prompt))
+    sys.stderr.flush()
+
+
 def err(text: str) -> None:
-    sys.stderr.write((for_terminal(text, multiline=True) if sys.stderr.isatty() else text) + "\n")
+    """One line on stderr, always neutralised (``--raw`` is for stdout only)."""
+    sys.stderr.write(for_terminal(text) + "\n")
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -117,30 +302,38 @@ class TerminalProgress:
 @contextmanager
 def cancel_on_sigint() -> Iterator[CancelToken]:
     """First Ctrl-C asks the operation to stop (it commits what it has); a second one
-    interrupts at once."""
+    interrupts at once. SIGTERM (``kill``, a service manager stopping sushitui) does the
+    same: the work done so far is kept and the command exits 130, as for Ctrl-C."""
     token = CancelToken()
-    previous = signal.getsignal(signal.SIGINT)
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signums}
+
+    def restore() -> None:
+        for s in signums:
+            signal.signal(s, previous[s])
 
     def handler(signum, frame):
         if token.cancelled:
-            signal.signal(signal.SIGINT, previous)
+            restore()
             raise KeyboardInterrupt
         token.cancel()
-        sys.stderr.write("\ncancelling… (press Ctrl-C again to abort at once)\n")
+        what = "Ctrl-C" if signum == signal.SIGINT else "terminate signal"
+        sys.stderr.write(f"\n{what}: cancelling… (press Ctrl-C again to abort at once)\n")
 
     try:
-        signal.signal(signal.SIGINT, handler)
+        for s in signums:
+            signal.signal(s, handler)
     except ValueError:  # not the main thread
         yield token
         return
     try:
         yield token
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 def add_common(parser, *, json_flag: bool = True) -> None:
-    """``--db`` (also accepted after the command) and ``--json`` for a subcommand.
+    """``--db`` (also accepted after the command), ``--json`` and ``--raw`` for a subcommand.
 
     ``default=SUPPRESS`` so that a ``--db`` given before the command is not reset.
     """
@@ -148,4 +341,8 @@ def add_common(parser, *, json_flag: bool = True) -> None:
 
     parser.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="database file")
     if json_flag:
-        parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+        parser.add_argument("--json", action="store_true",
+                            help="machine-readable JSON output (control characters as \\uXXXX escapes)")
+        parser.add_argument("--raw", action="store_true",
+                            help="print file names and text from files exactly as they are, control characters "
+                            "and all (default: shown as visible escapes such as \\x1b)")

@@ -14,18 +14,22 @@ import sys
 
 from sushitui.cli.common import (
     CliError,
+    IntArg,
+    ask,
     TerminalProgress,
     add_common,
     cancel_on_sigint,
     emit_json,
     fmt_duration,
     fmt_time,
+    on_database_error,
     open_db,
     out,
     reply,
 )
 
 PROBLEMS_SHOWN = 20
+MAX_DEPTH = 4096  # PATH_MAX: a path of 4,096 bytes holds at most ~2,048 folder levels
 
 
 def register(subparsers) -> None:
@@ -78,8 +82,8 @@ def register(subparsers) -> None:
                    "'( )'; '*' wildcards; group:NAME, caption:TYPE (tags, nl, social, inst, desc, prompt), "
                    "source:PATTERN (txt_file, user, auto_*), width:/height:/tags:>=N; "
                    "e.g. '1girl, -solo, caption:nl'")
-    p.add_argument("--limit", type=int, metavar="N")
-    p.add_argument("--offset", type=int, default=0, metavar="N")
+    p.add_argument("--limit", type=IntArg(0), metavar="N", help="at most N items")
+    p.add_argument("--offset", type=IntArg(0), default=0, metavar="N", help="skip the first N items")
     p.add_argument("--sort", choices=["name", "created", "width", "height", "tags"], default="name")
     p.add_argument("--desc", action="store_true", help="descending order")
     add_common(p)
@@ -154,7 +158,7 @@ def _add_setting_options(p, *, editing: bool) -> None:
     p.add_argument("--recursive", action=argparse.BooleanOptionalAction,
                    help=f"descend into subfolders ({d}) or, with --no-recursive, only the folder itself")
     depth = p.add_mutually_exclusive_group()
-    depth.add_argument("--max-depth", type=int, metavar="N", help=f"subfolder levels to descend (0 = the folder only; {d}: unlimited)")
+    depth.add_argument("--max-depth", type=IntArg(0, MAX_DEPTH, "no path on disk goes deeper"), metavar="N", help=f"subfolder levels to descend (0 = the folder only; {d}: unlimited)")
     if editing:
         depth.add_argument("--no-max-depth", action="store_true", help="descend without a depth limit")
     p.add_argument("--exif", action=argparse.BooleanOptionalAction,
@@ -192,6 +196,21 @@ def _caption_types(pairs: list[str]) -> dict[str, str]:
 # --- commands --------------------------------------------------------------------------
 
 
+def _finish_hint(name: str, registered_only: bool = False):
+    """For a database failure during a scan: how to finish once it is fixed (a
+    reindex; `dataset add` again would find the name taken)."""
+
+    def hint() -> str | None:
+        from sushitui.store import Dataset
+
+        if registered_only and Dataset.get_or_none(Dataset.name == name) is None:
+            return None  # it failed before the dataset was registered: `dataset add` again
+        return (f"The items indexed before the failure are kept; once it is fixed, "
+                f"`sushitui dataset reindex {shlex.quote(name)}` finishes the index")
+
+    return hint
+
+
 def cmd_add(args) -> int:
     from sushitui.dataset.registry import DatasetError, DatasetSettings, add_dataset, dataset_to_dict
 
@@ -199,7 +218,7 @@ def cmd_add(args) -> int:
     settings = DatasetSettings(name=args.name, root_path=args.path, **_setting_changes(args))
     bar = TerminalProgress(f"scanning {args.name}")
     try:
-        with cancel_on_sigint() as token:
+        with cancel_on_sigint() as token, on_database_error(args, _finish_hint(args.name, registered_only=True)):
             ds, report = add_dataset(settings, progress=bar, cancel=token)
     except DatasetError as exc:
         raise _dataset_error(exc) from exc
@@ -209,13 +228,13 @@ def cmd_add(args) -> int:
     return 130 if report.cancelled else 0
 
 
-def _reindex(ds, full: bool = False):
+def _reindex(ds, full: bool = False, args=None):
     """Reindex with the terminal progress bar; the first Ctrl-C cancels (kept so far)."""
     from sushitui.dataset.registry import DatasetError, reindex
 
     bar = TerminalProgress(f"reindexing {ds.name}")
     try:
-        with cancel_on_sigint() as token:
+        with cancel_on_sigint() as token, on_database_error(args, _finish_hint(ds.name)):
             return reindex(ds, progress=bar, cancel=token, full=full)
     except DatasetError as exc:
         raise _dataset_error(exc) from exc
@@ -228,7 +247,7 @@ def cmd_reindex(args) -> int:
 
     open_db(args)
     ds = _get(args.name)
-    report = _reindex(ds, full=args.full)
+    report = _reindex(ds, full=args.full, args=args)
     reply(args, {"dataset": dataset_to_dict(get_dataset(ds.id)), "report": report.to_dict()}, lambda: _print_report(report, ds.name, "reindexed"))
     return 130 if report.cancelled else 0
 
@@ -276,7 +295,7 @@ def cmd_edit(args) -> int:
     after = DatasetSettings.from_dataset(ds)
     changed = {f: [getattr(before, f), getattr(after, f)] for f in _SETTING_LABELS if getattr(before, f) != getattr(after, f)}
     needs_full = bool((ds.last_scan_report or {}).get("needs_full"))
-    report = _reindex(ds) if args.reindex else None
+    report = _reindex(ds, args=args) if args.reindex else None
     if args.json:
         from sushitui.dataset.registry import get_dataset
 
@@ -365,7 +384,7 @@ def cmd_remove(args) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError(f"removing {ds.name!r} from the index needs confirmation: pass --yes (files on disk are not touched)")
-        answer = input(f"Remove {ds.name!r} ({ds.total_items:,} items) from the index? Files on disk are not touched. [y/N] ")
+        answer = ask(f"Remove {ds.name!r} ({ds.total_items:,} items) from the index? Files on disk are not touched. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             out("not removed")
             return 1
@@ -379,10 +398,6 @@ def cmd_items(args) -> int:
 
     open_db(args)
     ds = _get(args.name)
-    if args.limit is not None and args.limit < 0:
-        raise CliError("--limit must be 0 or more")
-    if args.offset < 0:
-        raise CliError("--offset must be 0 or more")
     try:
         select = select_items(ds.id, args.query, args.sort, args.desc)
     except ItemQueryError as exc:
@@ -390,7 +405,7 @@ def cmd_items(args) -> int:
     except Exception as exc:  # the query language's QueryError
         if type(exc).__name__ != "QueryError":
             raise
-        raise CliError(_query_message(exc, args.query)) from exc
+        raise _query_error(exc, args.query) from exc
     if args.limit is not None:
         select = select.limit(args.limit)
     if args.offset:
@@ -408,16 +423,16 @@ def cmd_items(args) -> int:
     except Exception as exc:
         if type(exc).__name__ != "QueryError":
             raise
-        raise CliError(_query_message(exc, args.query)) from exc
+        raise _query_error(exc, args.query) from exc
     return 0
 
 
-def _query_message(exc, query: str) -> str:
+def _query_error(exc, query: str) -> CliError:
     msg = getattr(exc, "message", str(exc))
     pos = getattr(exc, "position", None)
     if pos is None:
-        return f"bad query: {msg}"
-    return f"bad query at position {pos + 1}: {msg}\n  {query}\n  {' ' * pos}^"
+        return CliError(f"bad query: {msg}")
+    return CliError(f"bad query at position {pos + 1}: {msg}", more=[f"  {query}", f"  {' ' * pos}^"])
 
 
 def _emit_items(items, as_json: bool, items_to_dicts) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, err, out, open_db, reply
+from sushitui.cli.common import CliError, IntArg, TerminalProgress, ask_stderr, add_common, cancel_on_sigint, emit_json, err, on_database_error, out, open_db, reply
 
 CATEGORIES = ("general", "artist", "copyright", "character", "meta", "model")
 SOURCES = ("danbooru", "user_custom", "auto_detected")
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     s.add_argument("--mode", choices=("prefix", "substring", "suffix", "exact"), default="substring")
     s.add_argument("--category", choices=CATEGORIES)
     s.add_argument("--sort", choices=("count", "name", "created"), default="count")
-    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--limit", type=IntArg(1), default=50, metavar="N", help="at most N tags (default 50)")
     add_common(s)
     s.set_defaults(func=cmd_search)
 
@@ -52,7 +52,8 @@ def register(subparsers) -> None:
         s = sub.add_parser(name, help=helptext)
         s.add_argument("tag", metavar="TAG")
         s.add_argument("--category", choices=CATEGORIES, default="general" if name == "add" else None)
-        s.add_argument("--count", default="0" if name == "add" else None)
+        s.add_argument("--count", type=IntArg(0), default=0 if name == "add" else None, metavar="N",
+                       help="how often the tag is used (Danbooru post count)")
         s.add_argument("--display-name")
         s.add_argument("--aliases", help="comma-separated")
         s.add_argument("--description")
@@ -81,12 +82,12 @@ def register(subparsers) -> None:
     s = sub.add_parser("complete", help="autocomplete candidates for what is typed")
     s.add_argument("prefix", metavar="TEXT")
     s.add_argument("--dataset", metavar="NAME")
-    s.add_argument("--limit", type=int, default=10)
+    s.add_argument("--limit", type=IntArg(1, 10_000), default=10, metavar="N", help="at most N candidates (default 10)")
     add_common(s)
     s.set_defaults(func=cmd_complete)
 
     s = sub.add_parser("stats", help="dictionary statistics (TAG-8)")
-    s.add_argument("--top", type=int, default=100)
+    s.add_argument("--top", type=IntArg(0), default=100, metavar="N", help="list the N most used tags (default 100)")
     add_common(s)
     s.set_defaults(func=cmd_stats)
 
@@ -268,14 +269,15 @@ def cmd_remove(args) -> int:
         uses = sum(len(v) for v in dictionary.items_with_tag(args.tag).values())
         if not sys.stdin.isatty():
             raise CliError(f"removing {args.tag!r} from {uses:,} captions needs confirmation; pass --yes", 2)
-        sys.stderr.write(f"Remove {args.tag!r} from the dictionary and from {uses:,} captions in your datasets? [y/N] ")
-        sys.stderr.flush()
+        ask_stderr(f"Remove {args.tag!r} from the dictionary and from {uses:,} captions in your datasets? [y/N] ")
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             out("nothing removed")
             return 1
     bar = TerminalProgress("removing")
+    hint = ("Caption files written before the failure may not be in the index yet: once the database can be written "
+            "again, `sushitui dataset reindex NAME` for each dataset that had the tag reads them in") if args.from_datasets else None
     try:
-        with cancel_on_sigint() as cancel:
+        with cancel_on_sigint() as cancel, on_database_error(args, hint):
             report = dictionary.remove_tag(args.tag, from_datasets=args.from_datasets, progress=bar, cancel=cancel)
     except dictionary.DictionaryError as exc:
         raise _fail(exc) from exc

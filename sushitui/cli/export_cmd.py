@@ -6,7 +6,7 @@ progress bar (first Ctrl-C cancels and leaves OUTDIR empty), print a summary.
 
 from __future__ import annotations
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, fmt_duration, open_db, out, reply
+from sushitui.cli.common import CliError, IntArg, TerminalProgress, add_common, cancel_on_sigint, fmt_duration, open_db, out, reply
 
 FORMAT_CHOICES = ["txt", "kohya-json", "kohya-toml", "ai-toolkit"]
 PROBLEMS_SHOWN = 20
@@ -34,10 +34,10 @@ def register(subparsers) -> None:
     p.add_argument("--underscores-to-spaces", action="store_true", help="long_hair -> long hair (kaomoji like ^_^ are kept)")
     p.add_argument("--escape-parens", action="store_true", help=r"foo (bar) -> foo \(bar\) as prompt syntax needs")
     p.add_argument("--trigger", metavar="WORD", help="trigger word put first in every caption (kohya keep_tokens, ai-toolkit trigger_word)")
-    p.add_argument("--repeats", type=int, metavar="N", help="kohya repeats (default: the N of folders named N_name, else 1)")
+    p.add_argument("--repeats", type=IntArg(1, 10_000), metavar="N", help="kohya repeats (default: the N of folders named N_name, else 1)")
     p.add_argument("--shuffle-caption", action="store_true", help="write shuffle_caption/shuffle_tokens = true in the config")
     p.add_argument("--resolution", metavar="R[,R...]", help="kohya resolution / ai-toolkit buckets (default from the image sizes)")
-    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="kohya batch_size (default 1)")
+    p.add_argument("--batch-size", type=IntArg(1, 65_536), default=1, metavar="N", help="kohya batch_size (default 1)")
     p.add_argument("--config-root", metavar="PATH", help="the path the trainer sees OUTDIR at, written into configs (default OUTDIR)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--link", dest="link_mode", action="store_const", const="link", help="hard-link images (default; copies across devices)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, err, fmt_duration, open_db, out
+from sushitui.cli.common import CliError, IntArg, TerminalProgress, add_common, cancel_on_sigint, emit_json, err, fmt_duration, on_database_error, open_db, out
 
 
 def register(subparsers) -> None:
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     )
     a.add_argument("name", help="dataset name")
     a.add_argument("--query", "-q", help="only items matching this query")
-    a.add_argument("--item", type=int, action="append", dest="item_ids", metavar="ID", help="only this item id (repeatable)")
+    a.add_argument("--item", type=IntArg(1), action="append", dest="item_ids", metavar="ID", help="only this item id (repeatable)")
     a.add_argument("--model", "-m", help="built-in model key (default cl-1.02; see `models list`)")
     a.add_argument("--model-path", metavar="FILE|DIR", help="your own model.onnx (or a folder with model.onnx + labels)")
     a.add_argument("--labels", metavar="FILE", help="label file for --model-path: selected_tags.csv (WD) or tag_mapping.json (cl_tagger)")
@@ -45,9 +45,9 @@ def register(subparsers) -> None:
     a.add_argument("--subtype", default="main", help="caption subtype to write (default main: base.txt)")
     a.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                    help="auto: CUDA when it really works, else CPU (reported); cuda: fail if CUDA is not active")
-    a.add_argument("--device-id", type=int, default=0, help="GPU index (default 0)")
-    a.add_argument("--batch-size", type=int, help="images per model run (default 32 on GPU, 4 on CPU)")
-    a.add_argument("--workers", type=int, help="image decoding processes (default: CPU cores, at most 16; 0 = in-process)")
+    a.add_argument("--device-id", type=IntArg(0, 1023), default=0, help="GPU index (default 0)")
+    a.add_argument("--batch-size", type=IntArg(1, 65_536), help="images per model run (default 32 on GPU, 4 on CPU)")
+    a.add_argument("--workers", type=IntArg(0, 1024), help="image decoding processes (default: CPU cores, at most 16; 0 = in-process)")
     a.add_argument("--no-draft", action="store_true", help="decode JPEGs at full size (slower; the default decodes at ≥ 2× the model size)")
     a.add_argument("--no-dictionary-mapping", action="store_true", help="do not replace deprecated tags by their dictionary replacement")
     a.add_argument("--add-unknown", action="store_true", help="add tags missing from the dictionary to it as auto_detected")
@@ -91,7 +91,8 @@ def cmd_models_list(args) -> int:
         mark = "yes" if r["cached"] else "-"
         key = r["key"] + ("*" if r["default"] else "")
         out(f"{key:<{width}}{r['family'].upper():<8}{mark:<8}{r['repo_id']}  {r['description']}" + (f" ({r['note']})" if r["note"] else ""))
-    out(f"\n* default. Cache: {cache_dir()}{' (offline)' if is_offline() else ''}. Get a model: sushitui models download KEY")
+    out()
+    out(f"* default. Cache: {cache_dir()}{' (offline)' if is_offline() else ''}. Get a model: sushitui models download KEY")
     return 0
 
 
@@ -108,7 +109,9 @@ def cmd_models_download(args) -> int:
     if getattr(args, "json", False):
         emit_json(result)
     else:
-        out(f"{files.key}: ready ({files.version})\n  model:  {files.model_path}\n  labels: {files.labels_path}")
+        out(f"{files.key}: ready ({files.version})")
+        out(f"  model:  {files.model_path}")
+        out(f"  labels: {files.labels_path}")
     return 0
 
 
@@ -165,7 +168,12 @@ def cmd_autotag(args) -> int:
     open_db(args)
     as_json = getattr(args, "json", False)
     bar = TerminalProgress(f"autotag {args.name}")
-    with cancel_on_sigint() as token:
+    import shlex
+
+    unindexed = (f"Caption files written before the failure may not be in the index yet: once the database can be "
+                 f"written again, `sushitui dataset reindex {shlex.quote(args.name)}` reads them in (scores already "
+                 "computed are cached)")
+    with cancel_on_sigint() as token, on_database_error(args, None if args.dry_run else unindexed):
         try:
             report = autotag(args.name, query=args.query, item_ids=args.item_ids, options=opts, progress=bar, cancel=token)
         except AutotagError as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, fmt_time, open_db, out, reply
+from sushitui.cli.common import SQLITE_INT_MAX, CliError, IntArg, ask, TerminalProgress, add_common, cancel_on_sigint, emit_json, fmt_time, open_db, out, reply
 
 
 def register(subparsers) -> None:
@@ -22,8 +22,8 @@ def register(subparsers) -> None:
     c.add_argument("--base-model", help="base checkpoint name or path")
     c.add_argument("--caption", metavar="SUBTYPE", help="caption subtype the trainer uses (default main)")
     c.add_argument("--config", metavar="FILE", help="trainer config to keep with the run (JSON, TOML or YAML)")
-    c.add_argument("--epochs", type=int, help="epochs planned")
-    c.add_argument("--steps", type=int, help="steps planned")
+    c.add_argument("--epochs", type=IntArg(0), help="epochs planned")
+    c.add_argument("--steps", type=IntArg(0), help="steps planned")
     c.add_argument("--output-path", help="where the trainer writes the model")
     c.add_argument("--checkpoint-dir", help="where the trainer writes checkpoints")
     add_common(c)
@@ -64,12 +64,12 @@ def register(subparsers) -> None:
 
     sa = sub.add_parser("sample", help="plan epochs with a sampler and write the order for the trainer")
     sa.add_argument("run")
-    sa.add_argument("--epochs", type=int, required=True)
+    sa.add_argument("--epochs", type=IntArg(1, 100_000), required=True, metavar="N", help="epochs to sample")
     sa.add_argument("--sampler", default="random", help="random, min-usage, stratified or variance (default random)")
-    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--seed", type=IntArg(0), default=0, metavar="N", help="random seed (default 0)")
     sa.add_argument("--history", choices=("all", "parent"), default="all",
                     help="usage history the weighted samplers balance: all previous runs or the parent run")
-    sa.add_argument("--epoch-size", type=int, metavar="N", help="samples per epoch (default: the number of items)")
+    sa.add_argument("--epoch-size", type=IntArg(1, 100_000_000), metavar="N", help="samples per epoch (default: the number of items)")
     sa.add_argument("--out", required=True, metavar="FILE")
     sa.add_argument("--format", choices=("list", "kohya-json", "jsonl"), default="list")
     add_common(sa)
@@ -220,7 +220,7 @@ def cmd_remove(args) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError(f"removing run {run.name!r} deletes its usage history; pass --yes to confirm")
-        answer = input(f"remove run {run.name} and its usage history ({run.samples_seen:,} samples)? [y/N] ")
+        answer = ask(f"remove run {run.name} and its usage history ({run.samples_seen:,} samples)? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             out("nothing removed")
             return 1
@@ -302,7 +302,8 @@ def _find_item(ref: str, dataset: str | None) -> int:
     from sushitui.training.runs import find_dataset
 
     if ref.isdecimal() and dataset is None:  # isdigit() also takes "²", which int() refuses
-        item = Item.get_or_none(Item.id == int(ref))
+        # beyond SQLite's integers no item can have the id (and the query would overflow)
+        item = Item.get_or_none(Item.id == int(ref)) if len(ref) <= 19 and int(ref) <= SQLITE_INT_MAX else None
     else:
         if dataset is None:
             raise CliError("pass --dataset with an image path or name (or give the item id)")

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sushitui.cli.common import CliError, TerminalProgress, add_common, cancel_on_sigint, emit_json, open_db, out, reply
+from sushitui.cli.common import (
+    CliError,
+    IntArg,
+    TerminalProgress,
+    add_common,
+    ask,
+    cancel_on_sigint,
+    emit_json,
+    int_list,
+    on_database_error,
+    open_db,
+    out,
+    reply,
+)
 
 SHOW_FILES = 20
 
@@ -37,19 +50,42 @@ def _register_tag(subparsers) -> None:
                         help="the tag caption to edit (default: main); 'auto': each item's own, i.e. main, or the "
                              "caption holding its tags when main is prose (kohya x.txt + x.cap), as the browser does")
         if action == "add":
-            sp.add_argument("--position", type=int, default=None, metavar="N", help="insert at index N (0: first) instead of the end")
+            sp.add_argument("--position", type=IntArg(0), default=None, metavar="N", help="insert at index N (0: first) instead of the end")
         sp.add_argument("--dry-run", action="store_true", help="report the items and files that would change; write nothing")
         add_common(sp)
         sp.set_defaults(func=_cmd_tag, tag_action=action)
 
 
 def _item_ids(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError as exc:
-        raise CliError(f"--items takes comma-separated item ids, e.g. 12,15,40 (got {text!r})", 2) from exc
+    return None if text is None else int_list("--items", text)
+
+
+def _unindexed_hint(name: str, progress: "_CountingProgress", verb: str = "edited"):
+    """For a database failure in a bulk edit: batches before the failing one are in
+    files and index; the failing batch's caption files were written before its index
+    transaction, so they are on disk but not yet in the index. A reindex reads them in."""
+    import shlex
+
+    def hint() -> str:
+        done = f"{progress.done:,} of {progress.total:,} items were {verb} and indexed before it; " if progress.total else ""
+        return (f"{done}caption files written by the batch that failed are on disk but not yet in the index. "
+                f"Once the database can be written again, `sushitui dataset reindex {shlex.quote(name)}` "
+                "brings the index up to date with them")
+
+    return hint
+
+
+class _CountingProgress:
+    """Passes progress on to the bar and keeps the last count (for the failure message)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.done = 0
+        self.total = 0
+
+    def __call__(self, ev) -> None:
+        self.done, self.total = ev.done, ev.total or 0
+        self.bar(ev)
 
 
 def _cmd_tag(args) -> int:
@@ -65,9 +101,11 @@ def _cmd_tag(args) -> int:
         raise CliError("use either --query or --items, not both", 2)
     target = ids if ids is not None else args.query
     progress = TerminalProgress(f"tag {args.tag_action}", enabled=None if not args.json else False)
+    counting = _CountingProgress(progress)
+    hint = None if args.dry_run else _unindexed_hint(args.name, counting)
     try:
-        with cancel_on_sigint() as cancel:
-            kwargs = dict(subtype=args.subtype, dry_run=args.dry_run, progress=progress, cancel=cancel)
+        with cancel_on_sigint() as cancel, on_database_error(args, hint):
+            kwargs = dict(subtype=args.subtype, dry_run=args.dry_run, progress=counting, cancel=cancel)
             if args.tag_action == "add":
                 report = bulk.bulk_add(args.name, target, args.tag, position=args.position, **kwargs)
             elif args.tag_action == "remove":
@@ -75,7 +113,7 @@ def _cmd_tag(args) -> int:
             else:
                 report = bulk.bulk_replace(args.name, target, args.tag, args.new, **kwargs)
     except QueryError as exc:
-        raise CliError(f"bad --query: {exc}\n{exc.pointer(args.query or '')}", 2) from exc
+        raise CliError(f"bad --query: {exc}", 2, more=exc.pointer(args.query or "").split("\n")) from exc
     except bulk.BulkError as exc:
         raise CliError(str(exc), 2) from exc
     finally:
@@ -173,9 +211,10 @@ def _cmd_alias_apply(args) -> int:
 
     open_db(args)
     progress = TerminalProgress("alias apply", enabled=None if not args.json else False)
+    counting = _CountingProgress(progress)
     try:
-        with cancel_on_sigint() as cancel:
-            report = aliases.apply_to_dataset(args.name, dry_run=args.dry_run, progress=progress, cancel=cancel)
+        with cancel_on_sigint() as cancel, on_database_error(args, None if args.dry_run else _unindexed_hint(args.name, counting, "rewritten")):
+            report = aliases.apply_to_dataset(args.name, dry_run=args.dry_run, progress=counting, cancel=cancel)
     except bulk.BulkError as exc:
         raise CliError(str(exc), 2) from exc
     finally:
@@ -293,7 +332,7 @@ def _cmd_group_remove(args) -> int:
         if not args.yes:
             if not sys.stdin.isatty():
                 raise CliError(f"removing group '{info.name}' needs --yes when not run interactively", 2)
-            answer = input(f"Delete group '{info.name}' and its tag list? Tags on items are kept. [y/N] ")
+            answer = ask(f"Delete group '{info.name}' and its tag list? Tags on items are kept. [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 out("not deleted")
                 return 1

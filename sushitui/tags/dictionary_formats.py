@@ -91,15 +91,20 @@ def category_problem(category: object) -> str | None:
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")  # one sign at most: "--1" is text, not a count
+MAX_COUNT = 2**63 - 1  # SQLite's largest integer: a larger one cannot be stored
 
 
 def parse_count(value: object) -> tuple[int | None, str | None]:
-    """``(count, None)`` or ``(None, reason)``: an integer ≥ 0, given as int or digits."""
+    """``(count, None)`` or ``(None, reason)``: an integer from 0 to ``MAX_COUNT``,
+    given as int or digits."""
     if isinstance(value, bool):
         return None, f"count {value!r} is not an integer"
     if isinstance(value, int):
         n = value
     elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        digits = value.strip().lstrip("+-")
+        if len(digits.lstrip("0")) > len(str(MAX_COUNT)):  # int() of thousands of digits is refused or slow
+            return None, f"count {digits[:20]}… is too large; counts are integers from 0 to {MAX_COUNT}"
         n = int(value.strip())
     elif isinstance(value, str) and value.strip() == "":
         return 0, None
@@ -107,6 +112,8 @@ def parse_count(value: object) -> tuple[int | None, str | None]:
         return None, f"count {value!r} is not an integer (a text where a count belongs)"
     if n < 0:
         return None, f"count {n} is negative; counts are integers ≥ 0"
+    if n > MAX_COUNT:
+        return None, f"count {n} is too large; counts are integers from 0 to {MAX_COUNT}"
     return n, None
 
 
@@ -243,6 +250,9 @@ def _load_json(path: Path):
         raise DictionaryFileError(f"{path}: cannot read the file: {exc.strerror}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise DictionaryFileError(f"{path}: not valid JSON ({exc}); a taglist file is {{\"tag\": count, ...}}") from exc
+    except RecursionError as exc:  # the parser recurses once per level of [ or {
+        raise DictionaryFileError(f"{path}: nested too deeply for the JSON parser; a taglist file is one flat "
+                                  "object {\"tag\": count, ...}") from exc
 
 
 def parse_taglist_json(path: Path, category: str | None = None) -> Parsed:
@@ -263,7 +273,7 @@ def parse_taglist_json(path: Path, category: str | None = None) -> Parsed:
     counts = list(data.values())
     # Fast path (a 925k-tag load): every count an int ≥ 0, no name empty, padded or with
     # a comma/control character — checked on joined strings in C instead of per row.
-    if all(type(c) is int and c >= 0 for c in counts) and names_all_clean(names):
+    if all(type(c) is int and 0 <= c <= MAX_COUNT for c in counts) and names_all_clean(names):
         # plain tuples (a TagRow is a tuple): ~5× cheaper to build than the named kind
         out.rows = list(zip(names, repeat(cat), counts, repeat(None), repeat(()), repeat(""), repeat("")))
         return out

@@ -329,6 +329,26 @@ def _specs(data: Any, base: Path | None, report: ImportReport) -> list[dict]:
     return []
 
 
+MAX_JSON_DEPTH = 64  # group files nest 3-5 levels (tag_tree.json: 5); far deeper is not a group file
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth_exceeds(text: str, limit: int) -> bool:
+    """True when arrays/objects in ``text`` nest deeper than ``limit`` (brackets inside
+    strings do not count). Checked before parsing: the parser and the tree walk recurse
+    once per level, and a file nested thousands deep would exhaust Python's stack."""
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text):
+        ch = m.group(0)
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
 def import_groups(source: str | Path | dict, *, default_color: str = "#95E1D3") -> ImportReport:
     """Import group definitions from a JSON file (or parsed data).
 
@@ -344,7 +364,11 @@ def import_groups(source: str | Path | dict, *, default_color: str = "#95E1D3") 
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            text = path.read_text(encoding="utf-8-sig")
+            if json_depth_exceeds(text, MAX_JSON_DEPTH):
+                raise GroupError(f"{path}: nested too deeply (limit {MAX_JSON_DEPTH}); a group file is "
+                                 "{\"Group\": [tags]} or a tag tree a few levels deep")
+            data = json.loads(text)
         except FileNotFoundError as exc:
             raise GroupError(f"{path}: no such file") from exc
         except (OSError, UnicodeDecodeError) as exc:
