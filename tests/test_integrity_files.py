@@ -244,3 +244,23 @@ def test_temp_files_have_a_shape_no_user_file_has(tmp_path):
     discard_staged([staged])
     for user_name in ("a.sushitui-tmp-.png", "notes.sushitui-tmp-x.md", ".x.sushitui-tmp-old.txt", "x.sushitui-tmp-12345678"):
         assert not is_temp_file(user_name), user_name
+
+
+def test_a_scan_records_links_that_lead_outside_the_dataset(db_path, tmp_path):
+    import json
+
+    outside = tmp_path / "outside"
+    _images(outside, ["secret"], "private, words")
+    (tmp_path / "lone.txt").write_text("lone, caption")
+    root = tmp_path / "ds"
+    _images(root, ["a", "b"])
+    os.symlink(outside, root / "linked")
+    (root / "b.txt").unlink()
+    os.symlink(tmp_path / "lone.txt", root / "b.txt")
+    os.symlink("a.txt", root / "inside_link.txt")  # inside: no note
+    res = _cli(db_path, "dataset", "add", "ds", str(root), "--json")
+    assert res.returncode == 0, res.stderr
+    problems = {p["path"]: p["reason"] for p in json.loads(res.stdout)["report"]["problems"]}
+    assert "outside the dataset" in problems["linked"] and str(outside) in problems["linked"]
+    assert "outside the dataset" in problems["b.txt"]
+    assert "outside" not in problems.get("inside_link.txt", "")

@@ -50,6 +50,11 @@ class Walk:
 
 
 BROKEN_LINK = "broken symbolic link (its target does not exist); fix or remove the link"
+LINK_OUTSIDE = "symbolic link leading outside the dataset folder"
+
+
+def _inside(root_real: str, real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
 def _rel(rel_dir: str, name: str) -> str:
@@ -86,7 +91,7 @@ def _remove_if_stale(entry: os.DirEntry, folder: str) -> None:
 _SCANDIR_FD = os.scandir in os.supports_fd
 
 
-def _list_dir(path: str, rel_dir: str, descend: bool) -> tuple[DirScan, list[str], bool]:
+def _list_dir(path: str, rel_dir: str, descend: bool, root_real: str | None = None) -> tuple[DirScan, list[str], bool]:
     """One folder: its files with stat, its subfolders; (scan, subfolder names, readable)."""
     fd = None
     try:
@@ -101,7 +106,8 @@ def _list_dir(path: str, rel_dir: str, descend: bool) -> tuple[DirScan, list[str
         d = DirScan(rel_dir, problems=[(rel_dir or ".", f"folder cannot be read ({reason}); its items are kept as they were")])
         return d, [], False
     try:
-        return _list_entries(entries, path, rel_dir, descend), [e.name for e in entries if _is_subdir(e, descend)], True
+        return (_list_entries(entries, path, rel_dir, descend, root_real),
+                [e.name for e in entries if _is_subdir(e, descend)], True)
     finally:
         if fd is not None:
             os.close(fd)
@@ -118,7 +124,7 @@ def _is_subdir(entry: os.DirEntry, descend: bool) -> bool:
         return False
 
 
-def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: bool) -> DirScan:
+def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: bool, root_real: str | None = None) -> DirScan:
     d = DirScan(rel_dir)
     marks: list[str] = []  # entries that failed, for the digest
     files = d.files
@@ -163,6 +169,10 @@ def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: 
                 d.problems.append((_rel(rel_dir, name), "not a regular file (device, pipe or socket); skipped"))
                 marks.append(name + "\0?")
             continue
+        if root_real is not None and entry.is_symlink():  # the directory entry's type: no extra stat
+            real = os.path.realpath(os.path.join(path, name))
+            if not _inside(root_real, real):
+                d.problems.append((_rel(rel_dir, name), f"{LINK_OUTSIDE} (to {real}): read but never written"))
         append((name, st.st_size, st.st_mtime_ns))
     files.sort()
     marks.sort()
@@ -192,6 +202,7 @@ def walk(
     except OSError as exc:
         raise WalkError(f"{root}: the dataset folder cannot be opened ({exc.strerror}); check the path or remount the disk") from exc
     visited = {(root_st.st_dev, root_st.st_ino)}
+    root_real = os.path.realpath(root)
     level: list[tuple[str, str, int]] = [(root, "", 0)]
     while level:
         next_level: list[tuple[str, str, int]] = []
@@ -199,7 +210,8 @@ def walk(
             if cancel is not None and cancel.cancelled:
                 result.cancelled = True
                 return result
-            d, subdirs, readable = _list_dir(path, rel_dir, recursive and (max_depth is None or depth < max_depth))
+            d, subdirs, readable = _list_dir(path, rel_dir, recursive and (max_depth is None or depth < max_depth),
+                                             root_real)
             if not readable:
                 result.unreadable_dirs.append(rel_dir)
             result.dirs.append(d)
@@ -219,6 +231,10 @@ def walk(
                     d.problems.append((rel, _stat_reason(exc)))
                     continue
                 ident = (st.st_dev, st.st_ino)
+                if ident not in visited and os.path.islink(sub):
+                    real = os.path.realpath(sub)
+                    if not _inside(root_real, real):
+                        d.problems.append((rel, f"{LINK_OUTSIDE} (to {real}): its captions are read but never written"))
                 if ident in visited:
                     d.problems.append((rel, "symbolic link loop (this folder was already scanned through another path); not followed"))
                     continue
