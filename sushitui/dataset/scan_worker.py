@@ -2,7 +2,8 @@
 from the header, read caption files, type them (SCAN-6) and split tag captions.
 
 Pure functions over paths, no database: they run in a small process pool so that
-hashing and parsing use both cores while the main process writes the index. The
+hashing and parsing use both cores while the main process writes the index (the pool
+comes from ``sushitui.workers``: its workers ignore Ctrl-C and die with the scan). The
 module stays light to import (the pool spawns fresh interpreters).
 """
 
@@ -205,5 +206,6 @@ def run_tasks(tasks: list[Task], overrides: dict[str, str] | None = None) -> lis
 
 
 def init_worker() -> None:
-    """Pool initialiser: Ctrl-C goes to the main process, which cancels cleanly."""
+    """Unused since the pool comes from ``sushitui.workers`` (which ignores Ctrl-C in
+    every worker); kept until the committed scanner stops importing it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 from concurrent.futures.process import BrokenProcessPool
-import multiprocessing
 import os
-import sys
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -22,6 +19,7 @@ import numpy as np
 
 from sushitui.progress import CancelToken
 from sushitui.tagger.preprocess import Decoded, decode_file, layout_to_input
+from sushitui.workers import mp_context, process_pool
 
 # Below this many files a process pool costs more to start than it saves.
 MIN_FILES_FOR_POOL = 8
@@ -31,34 +29,15 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 16))
 
 
-@contextmanager
-def _stderr_with_fd() -> Iterator[None]:
-    """Starting the forkserver / resource tracker passes ``sys.stderr.fileno()`` to the
-    new process; under Textual ``sys.stderr`` is a capture object without a real fd
-    ("bad value(s) in fds_to_keep"). Point it at the process's real stderr meanwhile."""
-    try:
-        ok = sys.stderr is not None and sys.stderr.fileno() >= 0
-    except Exception:
-        ok = False
-    if ok:
-        yield
-        return
-    saved = sys.stderr
-    sys.stderr = sys.__stderr__ if sys.__stderr__ is not None else open(os.devnull, "w")
-    try:
-        yield
-    finally:
-        sys.stderr = saved
+# The decode workers are forked by a fork server (never fork a process that already runs
+# threads: onnxruntime, Textual, SQLite) that has numpy/PIL preloaded.
+POOL_METHOD = "forkserver"
+POOL_PRELOAD = ("sushitui.tagger.preprocess",)
 
 
 def _context():
-    # forkserver: never fork a process that already runs threads (onnxruntime, Textual,
-    # SQLite); the server forks clean workers with numpy/PIL preloaded.
-    if sys.platform.startswith("linux"):
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["sushitui.tagger.preprocess"])
-        return ctx
-    return multiprocessing.get_context("spawn")
+    """The multiprocessing context of the decode pool (benchmarks use it too)."""
+    return mp_context(POOL_METHOD, POOL_PRELOAD)
 
 
 def decode_stream(
@@ -77,23 +56,15 @@ def decode_stream(
     yielded: set[int] = set()
     pool = None
     try:
-        with _stderr_with_fd():
-            ctx = _context()
-            if ctx.get_start_method() == "forkserver":
-                from multiprocessing import forkserver
-
-                forkserver.ensure_running()
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+        # workers die with this process and ignore Ctrl-C (sushitui.workers)
+        pool = process_pool(workers, method=POOL_METHOD, preload=POOL_PRELOAD)
         pending: set[cf.Future] = set()
         nxt = 0
         window = max(window, 2 * workers)
-        first = True
         while nxt < len(paths) or pending:
-            with _stderr_with_fd() if first else nullcontext():  # spawn starts the workers on the first submit
-                while nxt < len(paths) and len(pending) < window:
-                    pending.add(pool.submit(decode_file, nxt, paths[nxt], size, draft, want_hash, family))
-                    nxt += 1
-            first = False
+            while nxt < len(paths) and len(pending) < window:
+                pending.add(pool.submit(decode_file, nxt, paths[nxt], size, draft, want_hash, family))
+                nxt += 1
             done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in done:
                 d = fut.result()  # decode_file never raises; a dead pool raises BrokenProcessPool
@@ -112,14 +83,6 @@ def decode_stream(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _worker_init() -> None:
-    # Ctrl-C reaches the whole process group: the main process turns it into a clean
-    # cancel after the current batch; workers must not die mid-file meanwhile.
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _decode_serial(paths, indices, size, draft, want_hash, cancel, family=None) -> Iterator[Decoded]:

@@ -28,24 +28,7 @@ from textual.worker import Worker, WorkerState
 from sushitui.dataset.thumbnails import ThumbnailCache
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.sanitize import for_terminal
-
-
-
-def _start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker while sys.stderr is still the real one.
-
-    The scanner's process pool (spawned from a worker thread) starts the tracker on
-    first use and passes it ``sys.stderr.fileno()``; inside the app Textual has replaced
-    sys.stderr with a capture object whose fileno() is -1, and the scan failed with
-    "bad value(s) in fds_to_keep". Started here, before Textual takes over, the tracker
-    is reused by every later pool.
-    """
-    try:
-        from multiprocessing import resource_tracker
-
-        resource_tracker.ensure_running()
-    except Exception:  # noqa: BLE001 - without it the scanner falls back to one process
-        pass
+from sushitui.workers import start_helper_processes
 
 
 class SushiApp(App):
@@ -78,7 +61,10 @@ class SushiApp(App):
         self.first_start_token = CancelToken()
         self.first_start_done = False
         self.started_at = time.perf_counter()
-        _start_resource_tracker()
+        # The scanner's and the tagger's worker pools need multiprocessing's resource
+        # tracker, which must start while sys.stderr is still the real one (Textual
+        # replaces it with an object without a file descriptor).
+        start_helper_processes()
 
     # -- start and stop ------------------------------------------------------------------
     def on_mount(self) -> None:
