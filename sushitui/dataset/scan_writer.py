@@ -187,7 +187,7 @@ class Writer:
                     next_item += 1
                 else:
                     item_id = job.existing.item_id
-                    drop_caps.extend(self._still_gone(job.drop_caption_ids))
+                    drop_caps.extend(job.drop_caption_ids)
                 tag_count = None
                 for c in caps:
                     rel = group.rel_path(c.name)
@@ -297,17 +297,6 @@ class Writer:
                     f"WHERE t.item_id = item.id AND t.subtype = 'main'), 0) WHERE id IN ({marks})",
                     chunk,
                 )
-
-    def _still_gone(self, caption_ids: list[int]) -> list[int]:
-        """Caption rows whose file was missing at the walk and still is (an editor may
-        have written it since)."""
-        if not caption_ids:
-            return []
-        marks = ",".join("?" * len(caption_ids))
-        rows = self.db.execute_sql(f"SELECT id, file_path FROM caption WHERE id IN ({marks})", caption_ids).fetchall()
-        root = self.dataset.root_path
-        back = {cid for cid, path in rows if path and os.path.exists(os.path.join(root, *path.split("/")))}
-        return [cid for cid in caption_ids if cid not in back]
 
     def delete_items(self, ids: list[int]) -> None:
         group_index.invalidate_dataset(self.db, self.dataset.id)
