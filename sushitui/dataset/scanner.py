@@ -98,6 +98,28 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     """The index's items (all, or those in ``rel_dirs``) by group key."""
     existing: dict[str, Existing] = {}
     by_id: dict[int, Existing] = {}
+    # An item is matched by its group key, but selected by its rel_dir column. A row whose
+    # rel_dir/base_name were edited away from its key (by hand, in the database) would be
+    # missed, its key inserted a second time (UNIQUE constraint failed), or deleted as a
+    # vanished folder; such rows get rel_dir and base_name back from the key first.
+    if rel_dirs is None:
+        stray = db.execute_sql(
+            "SELECT id, group_key FROM item WHERE dataset_id = ? AND "
+            "group_key != (CASE rel_dir WHEN '' THEN '' ELSE rel_dir || '/' END) || base_name", (dataset_id,)).fetchall()
+    else:
+        stray = []
+        for d in rel_dirs:  # keys in folder d, through the (dataset_id, group_key) index
+            if d:
+                rows = db.execute_sql("SELECT id, group_key FROM item WHERE dataset_id = ? AND group_key > ? "
+                                      "AND group_key < ? AND rel_dir != ?", (dataset_id, d + "/", d + "0", d))
+                stray.extend(r for r in rows if r[1].rpartition("/")[0] == d)
+            else:
+                stray.extend(db.execute_sql("SELECT id, group_key FROM item WHERE dataset_id = ? "
+                                            "AND instr(group_key, '/') = 0 AND rel_dir != ''", (dataset_id,)))
+    if stray:
+        with write_transaction(db):
+            db.cursor().executemany("UPDATE item SET rel_dir = ?, base_name = ? WHERE id = ?",
+                                    [(*key.rpartition("/")[::2], item_id) for item_id, key in stray])
     item_sql = "SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems FROM item WHERE dataset_id = ?"
     cap_sql = (
         "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns, c.subtype FROM caption c JOIN item i ON i.id = c.item_id "
@@ -333,24 +355,18 @@ def _under(group_key: str, dirs: list[str]) -> bool:
 
 
 def _pool_method() -> str:
-    import multiprocessing
-    import threading
+    from sushitui.workers import start_method
 
     # fork is fast and safe while this is the only thread (CLI, scripts); the TUI scans
     # from a worker thread, where forking can dead-lock the child, so it spawns.
-    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
-        return "fork"
-    return "spawn"
+    return start_method("auto")
 
 
 def _make_pool(n_workers: int):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from sushitui.workers import process_pool
 
-    from sushitui.dataset.scan_worker import init_worker
-
-    ctx = multiprocessing.get_context(_pool_method())
-    return ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=init_worker)
+    # workers die with this process and ignore Ctrl-C (sushitui.workers)
+    return process_pool(n_workers, method="auto")
 
 
 def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, pool=None) -> None:
