@@ -12,7 +12,8 @@ from typing import Iterable, Sequence
 from sushitui.store import Item, current_database
 
 SORT_KEYS = {
-    "name": (Item.group_key,),
+    # natural order (1, 2, 10; case and accents folded), stored at scan time and indexed
+    "name": (Item.name_key,),
     "created": (Item.created_at,),
     "width": (Item.width,),
     "height": (Item.height,),

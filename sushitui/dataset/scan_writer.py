@@ -19,11 +19,12 @@ from sushitui.dataset.scan_worker import read_caption_file, tags_json
 from sushitui.dataset.write_lock import dataset_write_lock
 from sushitui.store import Dataset, StoreError, write_transaction
 from sushitui.store import group_index
+from sushitui.store.natural_key import natural_key
 
 
 _ITEM_COLS = (
     "id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, image_suffix, related_images, width, height, "
-    "file_size, mtime_ns, sha256, exif_data, tag_count, problems, created_at, indexed_at, updated_at"
+    "file_size, mtime_ns, sha256, exif_data, tag_count, problems, created_at, indexed_at, updated_at, name_key"
 )
 _CAPTION_COLS = (
     "id, item_id, type, subtype, content, language, source, source_field, file_path, file_size, file_mtime_ns, "
@@ -240,7 +241,7 @@ class Writer:
                         item_id, self.dataset.id, item_type, group.base_name, group.rel_dir, group.group_key, primary_rel,
                         image_suffix, related, image.width, image.height, image.size, image.mtime_ns, image.sha256,
                         dumps(meta.get("raw") if meta else None), tag_count or 0, dumps(problems or None),
-                        group.primary.mtime_ns / 1e9, now, now,
+                        group.primary.mtime_ns / 1e9, now, now, natural_key(group.group_key),
                     ))
                     report.items_added += 1
                 else:
@@ -283,7 +284,7 @@ class Writer:
                     caption_updates,
                 )
             if new_items:
-                cur.executemany(f"INSERT INTO item ({_ITEM_COLS}) VALUES ({','.join('?' * 20)})", new_items)
+                cur.executemany(f"INSERT INTO item ({_ITEM_COLS}) VALUES ({','.join('?' * 21)})", new_items)
             if captions:
                 cur.executemany(f"INSERT INTO caption ({_CAPTION_COLS}) VALUES ({','.join('?' * 16)})", captions)
             if tag_sets:

@@ -79,10 +79,10 @@ def _rows(query) -> Iterator[tuple]:
 
 
 def _load_items(dataset: Dataset, options: ExportOptions, limit: int | None = None) -> list[ItemRow]:
-    """The items to export, in dataset order (folder, then name)."""
+    """The items to export, in dataset order (folder, then name, in natural order)."""
     ids = options.item_ids
     small_selection = ids is not None and len(ids) <= _CHUNK
-    query = _item_select(dataset, options, ids if small_selection else None).order_by(Item.group_key)
+    query = _item_select(dataset, options, ids if small_selection else None).order_by(Item.name_key)
     wanted = set(ids) if ids is not None and not small_selection else None
     if limit is not None and wanted is None:
         query = query.limit(limit)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from sushitui.dataset.caption_files import CaptionFileError, write_atomic, write_new
 from sushitui.export.options import ExportError
+from sushitui.store.natural_key import natural_key, natural_sorted
 
 STAGING_NAME = ".sushitui-export-partial"
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
@@ -128,7 +129,7 @@ def prepare_outdir(outdir: str | os.PathLike, source_roots: list[str]) -> Path:
         if not out.is_dir():
             raise ExportError(f"{out} exists and is not a folder; choose a new or empty folder.")
         try:
-            entries = sorted(os.listdir(out))
+            entries = natural_sorted(os.listdir(out))
         except OSError as exc:
             raise ExportError(f"{out}: cannot read the folder ({exc.strerror or exc})") from exc
         if STAGING_NAME in entries:
@@ -244,8 +245,8 @@ class OutputTree:
         tmp = self.outdir / (zip_name + ".partial")
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             for dirpath, dirnames, filenames in os.walk(self.stage):
-                dirnames.sort()
-                for fn in sorted(filenames):
+                dirnames.sort(key=natural_key)  # the archive lists files as a file manager would
+                for fn in natural_sorted(filenames):
                     full = Path(dirpath) / fn
                     arc = full.relative_to(self.stage).as_posix()
                     text_like = fn.endswith((".txt", ".json", ".toml", ".yaml"))

@@ -197,6 +197,74 @@ SCHEMA_V2: tuple[str, ...] = (
 )
 
 
+# Migration 3: endpoints of vision-language model servers and the answers they gave
+# (sushitui.tagger.vlm). An endpoint row names the environment variable of its key,
+# never the key.
+SCHEMA_V3: tuple[str, ...] = (
+    (
+        'CREATE TABLE IF NOT EXISTS "vlm_endpoint" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, '
+        '"base_url" TEXT NOT NULL, "model" TEXT, "api_key_env" TEXT, "created_at" REAL NOT NULL, '
+        '"updated_at" REAL NOT NULL)'
+    ),
+    'CREATE UNIQUE INDEX IF NOT EXISTS "vlm_endpoint_name" ON "vlm_endpoint" ("name")',
+    (
+        'CREATE TABLE IF NOT EXISTS "vlm_cache" ("key" TEXT NOT NULL PRIMARY KEY, "model" TEXT NOT NULL, '
+        '"text" TEXT NOT NULL, "finish_reason" TEXT, "refusal" TEXT, "prompt_tokens" INTEGER, '
+        '"completion_tokens" INTEGER, "created_at" REAL NOT NULL)'
+    ),
+)
+
+
+# Migration 4 as released: the natural name sort key (sushitui.store.natural_key), stored
+# and indexed so that ORDER BY runs no Python. Rows that exist are filled by the frozen
+# copy of the key function below, registered as an SQL function for the UPDATE only.
+SCHEMA_V4: tuple[str, ...] = (
+    """ALTER TABLE "item" ADD COLUMN "name_key" TEXT NOT NULL DEFAULT ''""",
+    'UPDATE "item" SET "name_key" = sushitui_name_key_v4("group_key")',
+    'CREATE INDEX IF NOT EXISTS "item_dataset_id_name_key" ON "item" ("dataset_id", "name_key")',
+)
+
+
+def _name_key_v4(name: str) -> str:
+    """natural_key as migration 4 released it (see sushitui/store/natural_key.py)."""
+    import re
+    import unicodedata
+
+    if name.isascii():
+        folded = name.lower()
+    else:
+        folded = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold()
+    folded = folded.replace("/", "\x02")
+
+    def number(m: re.Match) -> str:
+        digits = m.group().lstrip("0")
+        return "\x03" + chr(0x30 + len(digits)) + digits
+
+    return re.sub(r"[0-9]+", number, folded) + "\x01" + name
+
+
+def _migrate_v4(db: SqliteDatabase) -> None:
+    db.connection().create_function("sushitui_name_key_v4", 1, _name_key_v4, deterministic=True)
+    _run(SCHEMA_V4)(db)
+
+
+# Migration 5: tag translations (issue 22, sushitui.tags.translations): a tag's name in
+# the user's language, keyed by the tag's match key.
+SCHEMA_V5: tuple[str, ...] = (
+    (
+        'CREATE TABLE IF NOT EXISTS "tag_translation" ("id" INTEGER NOT NULL PRIMARY KEY, "norm" TEXT NOT NULL, '
+        '"tag" TEXT NOT NULL, "lang" TEXT NOT NULL, "text" TEXT NOT NULL, "text_key" TEXT NOT NULL, '
+        '"reading" TEXT, "reading_key" TEXT, "position" INTEGER NOT NULL, "in_dictionary" INTEGER NOT NULL, '
+        '"source" TEXT NOT NULL, "created_at" REAL NOT NULL)'
+    ),
+    (
+        'CREATE UNIQUE INDEX IF NOT EXISTS "tag_translation_lang_norm_text" ON "tag_translation" '
+        '("lang", "norm", "text")'
+    ),
+    'CREATE INDEX IF NOT EXISTS "tag_translation_lang_text_key" ON "tag_translation" ("lang", "text_key")',
+)
+
+
 def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
     def apply(db: SqliteDatabase) -> None:
         for statement in statements:
@@ -209,5 +277,9 @@ def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
 MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
     (1, "initial schema", _run(SCHEMA_V1)),
     (2, "group_item: materialised group membership for group: counts", _run(SCHEMA_V2)),
+    (3, "vlm_endpoint, vlm_cache: vision-language captioning", _run(SCHEMA_V3)),
+    (4, "item.name_key: natural name order through an index", _migrate_v4),
+    (5, "tag_translation: tags in the user's language", _run(SCHEMA_V5)),
 ]
-LATEST_VERSION = MIGRATIONS[-1][0]
+# the highest, not the last: migrations written at the same time may be appended out of order
+LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)

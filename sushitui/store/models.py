@@ -20,8 +20,11 @@ from peewee import (
     IntegerField,
     Model,
     BlobField,
+    SQL,
     TextField,
 )
+
+from sushitui.store.natural_key import natural_key
 
 database_proxy = DatabaseProxy()
 
@@ -99,10 +102,13 @@ class Item(BaseModel):
     created_at = FloatField(default=now)  # file creation/modification time of the image
     indexed_at = FloatField(default=now)
     updated_at = FloatField(default=now)
+    # natural_key(group_key): the "name" sort (1, 2, 10) through a plain index (migration 4)
+    name_key = TextField(default="", constraints=[SQL("DEFAULT ''")])
 
     class Meta:
         indexes = (
             (("dataset", "group_key"), True),
+            (("dataset", "name_key"), False),
             (("dataset", "base_name"), False),
             (("dataset", "width"), False),
             (("dataset", "height"), False),
@@ -111,6 +117,12 @@ class Item(BaseModel):
             (("sha256",), False),
             (("dataset", "rel_dir"), False),  # reindex: items of changed/vanished folders
         )
+
+    def save(self, *args, **kwargs):
+        # rows made through the model (tests, tools) sort like scanned ones
+        if self.group_key is not None:
+            self.name_key = natural_key(self.group_key)
+        return super().save(*args, **kwargs)
 
 
 class ScanDir(BaseModel):
@@ -268,6 +280,34 @@ class DictionaryLoad(BaseModel):
         table_name = "dictionary_load"
 
 
+class TagTranslation(BaseModel):
+    """A tag's name in a user's language (issue 22): one row per alternative, in the file's
+    order (``position``). Keyed by the tag's match key, not the dictionary row, so a
+    dictionary reload keeps translations; ``in_dictionary`` marks rows whose tag was not in
+    the dictionary when they were imported (kept, reported). ``text_key`` / ``reading_key``
+    are the search keys (NFKC, case-folded, katakana as hiragana)."""
+
+    id = AutoField()
+    norm = TextField()  # the tag's match key (sushitui.tags.normalize.match_key)
+    tag = TextField()  # the tag's spelling (the dictionary's when it is there)
+    lang = TextField()  # ja, zh, zh-tw, ...
+    text = TextField()
+    text_key = TextField()
+    reading = TextField(null=True)
+    reading_key = TextField(null=True)
+    position = IntegerField(default=0)
+    in_dictionary = BooleanField(default=True)
+    source = TextField(default="")  # the file it came from
+    created_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "tag_translation"
+        indexes = (
+            (("lang", "norm", "text"), True),
+            (("lang", "text_key"), False),  # dict search / complete by translation
+        )
+
+
 # --- auto-tagger cache -----------------------------------------------------------------
 
 
@@ -359,6 +399,45 @@ class ItemStats(BaseModel):
         table_name = "item_stats"
 
 
+# --- vision-language captioning (issue 16) ---------------------------------------------
+
+
+class VlmEndpoint(BaseModel):
+    """An OpenAI-compatible chat-completions server a user registered
+    (``sushitui endpoint add``). Never holds a key: ``api_key_env`` names the environment
+    variable the key is read from when a request is sent."""
+
+    id = AutoField()
+    name = TextField(unique=True)
+    base_url = TextField()  # e.g. http://127.0.0.1:8000/v1
+    model = TextField(null=True)  # None: the first model the server lists
+    api_key_env = TextField(null=True)
+    created_at = FloatField(default=now)
+    updated_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "vlm_endpoint"
+
+
+class VlmCache(BaseModel):
+    """A model's answer per request: ``key`` is the SHA-256 of (image hashes, model,
+    system and user prompt after variables, parameters), so a rerun after a crash sends
+    nothing that was answered, and a new prompt sends again. The raw answer is kept;
+    post-processing (banned words, start text, one line) runs on every use."""
+
+    key = TextField(primary_key=True)
+    model = TextField()
+    text = TextField()
+    finish_reason = TextField(null=True)
+    refusal = TextField(null=True)  # the API's own refusal field, when the server sets it
+    prompt_tokens = IntegerField(null=True)
+    completion_tokens = IntegerField(null=True)
+    created_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "vlm_cache"
+
+
 ALL_MODELS = [
     Dataset,
     Item,
@@ -371,8 +450,11 @@ ALL_MODELS = [
     AppSetting,
     DictionaryTag,
     DictionaryLoad,
+    TagTranslation,
     TaggerCache,
     TrainingRun,
     RunItemUsage,
     ItemStats,
+    VlmEndpoint,
+    VlmCache,
 ]
