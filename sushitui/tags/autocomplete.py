@@ -23,6 +23,13 @@ Index (built lazily in a background thread, swapped in atomically, read without 
 
 Until the index is ready, prefix candidates come from SQLite's ``norm`` index, so the
 first keystroke after start is answered at once. Nothing here touches Textual.
+
+Translations (issue 22, ``sushitui.tags.translations``) have an index of their own,
+rebuilt when they change: per language, the search keys of every translation and reading
+in the count order of their tags (a ``_SmallSet``). Typing 猫耳 or ねこ offers
+``cat_ears`` (``match="translation"``, ``translation="猫耳"``); what is typed in another
+script than ASCII puts those candidates first, an ASCII query only fills free slots with
+them. Every candidate carries its translation in the display language when it has one.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Sequence
 
 from sushitui.store import current_database
 from sushitui.tags.normalize import is_kaomoji, match_key
+from sushitui.tags.translations import search_key
 
 CATEGORY_CODES = ("general", "artist", "copyright", "character", "meta", "model")
 _CODE = {c: i for i, c in enumerate(CATEGORY_CODES)}
@@ -43,12 +51,20 @@ SHORT_SCAN_TOP = 100_000  # most-used tags a 1-2 letter substring scans once pre
 
 # bumped by sushitui.tags.dictionary after every write; completers rebuild when it moves
 _generation = 0
+# bumped by sushitui.tags.translations (imports, removals, the display language)
+_translation_generation = 0
 
 
 def dictionary_changed() -> None:
     """Tell every completer in this process that the dictionary was written."""
     global _generation
     _generation += 1
+
+
+def translations_changed() -> None:
+    """Tell every completer that the translations (or the display language) changed."""
+    global _translation_generation
+    _translation_generation += 1
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,9 @@ class Candidate:
     count: int  # dictionary count, or uses in the dataset for dataset tags
     source: str  # "dataset" | "dictionary"
     alias_of: str | None = None
-    match: str = "prefix"  # prefix | substring | alias
+    match: str = "prefix"  # prefix | substring | alias | translation
+    translation: str | None = None  # the tag's name in the display language (or the one matched)
+    reading: str | None = None  # the matched translation's reading, when the file gave one
 
     @property
     def value(self) -> str:
@@ -67,7 +85,8 @@ class Candidate:
 
     def to_dict(self) -> dict:
         return {"tag": self.tag, "category": self.category, "count": self.count, "source": self.source,
-                "alias_of": self.alias_of, "match": self.match, "value": self.value}
+                "alias_of": self.alias_of, "match": self.match, "value": self.value,
+                "translation": self.translation, "reading": self.reading}
 
 
 def query_key(text: str) -> str:
@@ -292,6 +311,62 @@ class _DictIndex:
         return out
 
 
+class _TranslationIndex:
+    """Every translation and reading, per language, in the count order of its tag (tags
+    not in the dictionary last). Row ``i`` holds one translation; ``by_lang[lang]`` is a
+    ``_SmallSet`` of (search key, row); ``first[lang]`` maps a tag's match key to its
+    first translation (what is shown beside a candidate)."""
+
+    def __init__(self, db) -> None:
+        from sushitui.tags.translations import preferred_lang
+
+        rows = db.execute_sql(
+            "SELECT t.norm, COALESCE(d.tag, t.tag), t.lang, t.text, t.text_key, t.reading, t.reading_key, "
+            "d.category, COALESCE(d.count, 0), d.id IS NULL "
+            "FROM tag_translation t LEFT JOIN dictionary_tag d ON d.norm = t.norm "
+            "ORDER BY d.id IS NULL, d.count DESC, t.norm, t.position"
+        ).fetchall()
+        self.n = len(rows)
+        self.norm = [r[0] for r in rows]
+        self.tag = [r[1] for r in rows]
+        self.text = [r[3] for r in rows]
+        self.reading = [r[5] for r in rows]
+        self.category = [r[7] for r in rows]
+        self.count = [r[8] for r in rows]
+        per_lang: dict[str, list[tuple[str, int]]] = {}
+        self.first: dict[str, dict[str, str]] = {}
+        for i, r in enumerate(rows):
+            entries = per_lang.setdefault(r[2], [])
+            entries.append((r[4], i))
+            if r[6] and r[6] != r[4]:
+                entries.append((r[6], i))  # the reading: typing ねこ finds 猫耳 (ねこみみ)
+            self.first.setdefault(r[2], {}).setdefault(r[0], r[3])
+        self.by_lang = {lang: _SmallSet(entries) for lang, entries in per_lang.items()}
+        self.langs = sorted(per_lang, key=lambda lang: -len(self.first[lang]))
+        self.display_lang = preferred_lang() if self.n else None
+
+    def find(self, key: str, langs: list[str], limit: int) -> list[int]:
+        """Rows best first: translations (or readings) starting with ``key`` by their
+        tag's count, then those containing it."""
+        out: list[int] = []
+        for kind in ("prefix", "substring"):
+            found: list[int] = []
+            for lang in langs:
+                small = self.by_lang.get(lang)
+                if small is None:
+                    continue
+                positions = small.prefix(key, limit * 2) if kind == "prefix" else small.substring(key, limit * 2)
+                found += [small.entries[p][1] for p in positions]
+            found.sort()
+            out += found
+        return out
+
+    def candidate(self, row: int) -> tuple[Candidate, str]:
+        source = "dictionary" if self.category[row] is not None else "translations"  # None: not in the dictionary
+        return Candidate(self.tag[row], self.category[row], self.count[row], source, None, "translation",
+                         self.text[row], self.reading[row]), self.norm[row]
+
+
 class Completer:
     """Thread-safe candidate source; one per app (or per process via ``get_completer``)."""
 
@@ -300,6 +375,9 @@ class Completer:
         self._index: _DictIndex | None = None
         self._index_generation = -1
         self._index_db = None  # the database the index was built from (tests open several)
+        self._tindex: _TranslationIndex | None = None
+        self._tindex_generation: tuple[int, int] = (-1, -1)
+        self._tindex_db = None
         self._building: threading.Thread | None = None
         self._lock = threading.Lock()
         self._datasets: dict[int, tuple[float, _SmallSet]] = {}
@@ -313,8 +391,15 @@ class Completer:
 
     @property
     def ready(self) -> bool:
+        return self._dict_ready() and self._translations_ready()
+
+    def _dict_ready(self) -> bool:
         return (self._index is not None and self._index_generation == _generation
                 and self._index_db is self._database())
+
+    def _translations_ready(self) -> bool:
+        return (self._tindex is not None and self._tindex_generation == (_generation, _translation_generation)
+                and self._tindex_db is self._database())
 
     def warm(self, dataset_id: int | None = None, wait: bool = False) -> None:
         """Start building the dictionary index (and load the dataset's tags) in the
@@ -342,16 +427,21 @@ class Completer:
             if self._index_db is not self._database():
                 self._datasets.clear()
             gen = _generation
-            t = threading.Thread(target=self._build, args=(gen,), name="sushitui-autocomplete-index", daemon=True)
+            t = threading.Thread(target=self._build, args=(gen, _translation_generation),
+                                 name="sushitui-autocomplete-index", daemon=True)
             self._building = t
             t.start()
             return t
 
-    def _build(self, generation: int) -> None:
+    def _build(self, generation: int, translation_generation: int) -> None:
         started = time.perf_counter()
         db = self._database()
+        index = tindex = None
         try:
-            index = _DictIndex(db)
+            if not self._dict_ready():
+                index = _DictIndex(db)
+            if not self._translations_ready():
+                tindex = _TranslationIndex(db)
         finally:
             # peewee keeps one connection per thread; close this worker's
             if db is not None and not db.is_closed() and self._db is None:
@@ -361,9 +451,14 @@ class Completer:
                     pass
         self.build_seconds = time.perf_counter() - started
         with self._lock:
-            self._index = index
-            self._index_generation = generation
-            self._index_db = db
+            if index is not None:
+                self._index = index
+                self._index_generation = generation
+                self._index_db = db
+            if tindex is not None:
+                self._tindex = tindex
+                self._tindex_generation = (generation, translation_generation)
+                self._tindex_db = db
 
     def _dataset(self, dataset_id: int, wait: bool = False) -> _SmallSet | None:
         now = time.monotonic()
@@ -423,8 +518,45 @@ class Completer:
             rows = db.execute_sql(sql.format(""), [key, hi, limit]).fetchall()
         return [Candidate(r[0], r[1], r[2], "dictionary") for r in rows]
 
-    def complete(self, text: str, dataset_id: int | None = None, limit: int = 10) -> list[Candidate]:
-        """Candidates for what is typed (see the module docstring for the order)."""
+    def complete(self, text: str, dataset_id: int | None = None, limit: int = 10,
+                 lang: str | None = None) -> list[Candidate]:
+        """Candidates for what is typed (see the module docstring for the order); ``lang``
+        limits translation matches to one language (default: all) and is the language
+        shown beside each candidate (default: the ``tag_lang`` setting, else the largest)."""
+        found = self._complete_tags(text, dataset_id, limit)
+        tindex = self._tindex if self._tindex_db is self._database() else None
+        if tindex is None or not tindex.n or limit <= 0:
+            return found
+        if text.isascii() and len(found) >= limit:
+            return self._annotate(found, tindex, lang)
+        key = search_key(text)
+        langs = [lang] if lang else tindex.langs
+        translated = [tindex.candidate(row) for row in tindex.find(key, langs, limit)] if key else []
+        if not translated:
+            return self._annotate(found, tindex, lang)
+        tagged = [(c, match_key(c.value)) for c in found]
+        ordered = translated + tagged if not text.isascii() else tagged + translated
+        out: list[Candidate] = []
+        seen: set[str] = set()
+        for c, norm in ordered:
+            if norm not in seen:
+                seen.add(norm)
+                out.append(c)
+                if len(out) >= limit:
+                    break
+        return self._annotate(out, tindex, lang)
+
+    @staticmethod
+    def _annotate(found: list[Candidate], tindex: _TranslationIndex, lang: str | None) -> list[Candidate]:
+        from dataclasses import replace
+
+        shown = tindex.first.get(lang or tindex.display_lang or (tindex.langs[0] if tindex.langs else ""))
+        if not shown:
+            return found
+        return [c if c.translation else (replace(c, translation=t) if (t := shown.get(match_key(c.value))) else c)
+                for c in found]
+
+    def _complete_tags(self, text: str, dataset_id: int | None, limit: int) -> list[Candidate]:
         key = query_key(text)
         if not key or limit <= 0:
             return []
