@@ -265,6 +265,23 @@ SCHEMA_V5: tuple[str, ...] = (
 )
 
 
+# Migration 6: what ``sushitui check`` keeps (issue 18): facts and a perceptual hash per
+# image content (by sha256), and the findings of each dataset's last check.
+SCHEMA_V6: tuple[str, ...] = (
+    (
+        'CREATE TABLE IF NOT EXISTS "image_hash" ("sha256" TEXT NOT NULL PRIMARY KEY, "version" INTEGER NOT NULL, '
+        '"phash" INTEGER, "mode" TEXT, "bits" INTEGER, "orientation" INTEGER, "frames" INTEGER NOT NULL, '
+        '"error" TEXT, "created_at" REAL NOT NULL)'
+    ),
+    (
+        'CREATE TABLE IF NOT EXISTS "check_finding" ("item_id" INTEGER NOT NULL, "code" TEXT NOT NULL, '
+        '"severity" TEXT NOT NULL, "message" TEXT NOT NULL, "detail" TEXT, PRIMARY KEY ("item_id", "code"), '
+        'FOREIGN KEY ("item_id") REFERENCES "item" ("id") ON DELETE CASCADE) WITHOUT ROWID'
+    ),
+    'CREATE INDEX IF NOT EXISTS "check_finding_code_item_id" ON "check_finding" ("code", "item_id")',
+)
+
+
 def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
     def apply(db: SqliteDatabase) -> None:
         for statement in statements:
@@ -280,6 +297,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
     (3, "vlm_endpoint, vlm_cache: vision-language captioning", _run(SCHEMA_V3)),
     (4, "item.name_key: natural name order through an index", _migrate_v4),
     (5, "tag_translation: tags in the user's language", _run(SCHEMA_V5)),
+    (6, "image_hash, check_finding: dataset health checks", _run(SCHEMA_V6)),
 ]
 # the highest, not the last: migrations written at the same time may be appended out of order
 LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)

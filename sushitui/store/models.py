@@ -438,6 +438,46 @@ class VlmCache(BaseModel):
         table_name = "vlm_cache"
 
 
+# --- dataset health checks (sushitui.check) ------------------------------------------------
+
+
+class ImageHash(BaseModel):
+    """What ``sushitui check`` learnt by decoding an image, keyed by the file's sha256: the
+    same bytes in two datasets (or after ``dataset remove`` + ``add``) are decoded once.
+    ``version`` is the hashing code's (sushitui.check.hashing.HASH_VERSION); rows of
+    another version are recomputed."""
+
+    sha256 = TextField(primary_key=True)
+    version = IntegerField()
+    phash = IntegerField(null=True)  # 64-bit DCT perceptual hash as a signed integer; NULL: unreadable
+    mode = TextField(null=True)  # Pillow mode: RGB, RGBA, P, CMYK, I;16 ...
+    bits = IntegerField(null=True)  # bits per sample (16 for 16-bit PNGs)
+    orientation = IntegerField(null=True)  # EXIF 0x0112; NULL when absent
+    frames = IntegerField(default=1)  # > 1: animated
+    error = TextField(null=True)  # why it could not be decoded
+    created_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "image_hash"
+
+
+class CheckFinding(BaseModel):
+    """One finding of the last ``sushitui check`` of an item's dataset (``check:CODE`` in
+    queries); the check replaces a dataset's rows each time it runs."""
+
+    item = ForeignKeyField(Item, backref="findings", on_delete="CASCADE", index=False)
+    code = TextField()  # e.g. upscaled, clip_tokens, near_duplicate (sushitui.check.findings)
+    severity = TextField()  # error | warning | info
+    message = TextField()
+    detail = JSONField(null=True)
+
+    class Meta:
+        table_name = "check_finding"
+        primary_key = CompositeKey("item", "code")
+        without_rowid = True
+        indexes = ((("code", "item"), False),)
+
+
 ALL_MODELS = [
     Dataset,
     Item,
@@ -457,4 +497,6 @@ ALL_MODELS = [
     ItemStats,
     VlmEndpoint,
     VlmCache,
+    ImageHash,
+    CheckFinding,
 ]
