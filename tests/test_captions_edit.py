@@ -182,18 +182,18 @@ def test_captions_of_a_new_subtype_survive_a_full_reindex(db, tmp_path):
 
 def test_a_subtype_that_cannot_be_read_back_is_refused_up_front(db, tmp_path):
     from sushitui.tagger.autotag import AutotagError, autotag
-    from sushitui.tags import bulk
+    from sushitui.dataset import bulk_edit
 
     item = make_item(tmp_path, "u", "a")
     with pytest.raises(Exception, match=r"cannot name a caption file.*'auto-wd'"):
         set_tags(item, ["b"], subtype="auto_wd")
     assert not (tmp_path / "u_auto_wd.txt").exists()
-    with pytest.raises(bulk.BulkError, match="letters, digits and '-'"):
-        bulk.bulk_add("d", None, "b", subtype="auto_wd")
+    with pytest.raises(bulk_edit.BulkError, match="letters, digits and '-'"):
+        bulk_edit.bulk_add("d", None, "b", subtype="auto_wd")
     with pytest.raises(AutotagError, match="cannot name a caption file"):
         autotag("d", subtype="wd_tags")  # refused before any model is looked for
-    with pytest.raises(bulk.BulkError, match="image suffixes"):
-        bulk.bulk_add("d", None, "b", subtype="mask")
+    with pytest.raises(bulk_edit.BulkError, match="image suffixes"):
+        bulk_edit.bulk_add("d", None, "b", subtype="mask")
     assert (tmp_path / "u.txt").read_text() == "a"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from dict_helpers import add_many, make_dataset
 
+from sushitui.dataset.bulk_edit import remove_tag_everywhere
 from sushitui.tags import dictionary as d
 
 
@@ -90,7 +91,7 @@ def test_edit_and_rename(small):
 def test_remove_from_datasets_strips_captions_through_the_edit_path(small, tmp_path):
     make_dataset(tmp_path / "a", "a", ["1girl, long_hair, smile", "Long Hair, solo", "solo"])
     make_dataset(tmp_path / "b", "b", ["long_hair"])
-    rep = d.remove_tag("long_hair", from_datasets=True)
+    rep = remove_tag_everywhere("long_hair")
     assert rep.removed and rep.items_changed == 3 and not rep.problems
     assert (tmp_path / "a" / "img_000.txt").read_text() == "1girl, smile"
     assert (tmp_path / "a" / "img_001.txt").read_text() == "solo"

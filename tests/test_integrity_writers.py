@@ -61,7 +61,7 @@ def test_two_cli_bulk_edits_at_once_both_land_on_every_item(db_path, tmp_path):
 def test_an_editor_save_after_another_process_edited_the_item_is_a_conflict(db, tmp_path):
     from sushitui.dataset.caption_files import CaptionConflict
     from sushitui.dataset.item_view import load_item_view, save_tags, take_disk_tags
-    from sushitui.tags.bulk import bulk_add
+    from sushitui.dataset.bulk_edit import bulk_add
     from detail_helpers import make_dataset
 
     ds, ids = make_dataset(tmp_path / "ds", {"a": "cat, dog"})
@@ -108,7 +108,7 @@ def test_a_scan_committing_after_an_edit_keeps_the_edit(db, tmp_path, monkeypatc
     from sushitui.dataset.captions import set_tags
     from sushitui.dataset.registry import reindex
     from sushitui.store import Caption, Item
-    from sushitui.tags.bulk import bulk_add
+    from sushitui.dataset.bulk_edit import bulk_add
     from detail_helpers import make_dataset
 
     ds, ids = make_dataset(tmp_path / "ds", {"a": "cat", "b": "dog"})
@@ -199,7 +199,7 @@ def test_quick_tagging_shows_a_conflict_when_another_process_edited_the_image(db
 
     from detail_helpers import ScreenApp, make_dataset
     from sushitui.dataset.item_view import set_presets
-    from sushitui.tags.bulk import bulk_add
+    from sushitui.dataset.bulk_edit import bulk_add
     from sushitui.tui.screens.conflict import ConflictDialog
     from sushitui.tui.screens.quick_tag import QuickTagScreen
     from tui_support import settle

@@ -11,7 +11,8 @@ from sushitui.dataset.captions import item_tags
 from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
 from sushitui.dataset.synthetic import png_bytes
 from sushitui.store import Item
-from sushitui.tags import aliases, bulk
+from sushitui.dataset import bulk_edit
+from sushitui.tags import aliases
 from sushitui.tags.query import matching_item_ids
 
 CAPTIONS = {
@@ -51,7 +52,7 @@ def ds(db, tmp_path):
 def test_add_changes_exactly_the_matching_files(ds, tmp_path):
     root = tmp_path / "ds"
     before = snapshot(root)
-    report = bulk.bulk_add(ds, "1girl, -short hair", "blue eyes")
+    report = bulk_edit.bulk_add(ds, "1girl, -short hair", "blue eyes")
     assert report.items_matched == 2 and report.items_changed == 2
     assert sorted(report.files) == ["a.txt", "d.txt"]
     after = snapshot(root)
@@ -69,25 +70,25 @@ def test_add_changes_exactly_the_matching_files(ds, tmp_path):
 
 
 def test_add_creates_a_caption_for_an_item_without_one(ds, tmp_path):
-    report = bulk.bulk_add(ds, None, "photo")
+    report = bulk_edit.bulk_add(ds, None, "photo")
     assert report.items_changed == 7
     assert (tmp_path / "ds" / "g.txt").read_text() == "photo"
     assert (tmp_path / "ds" / "f.txt").read_text() == "photo"
-    again = bulk.bulk_add(ds, None, "PHOTO")  # already there by match key: nothing to do
+    again = bulk_edit.bulk_add(ds, None, "PHOTO")  # already there by match key: nothing to do
     assert again.items_changed == 0 and again.files == []
 
 
 def test_add_at_position_puts_a_trigger_first(ds, tmp_path):
-    bulk.bulk_add(ds, "grin", "sks style", position=0)
+    bulk_edit.bulk_add(ds, "grin", "sks style", position=0)
     assert (tmp_path / "ds" / "c.txt").read_text() == "sks style, 1boy, short_hair, grin"
 
 
 def test_remove_and_wildcard_remove(ds, tmp_path):
     root = tmp_path / "ds"
-    report = bulk.bulk_remove(ds, None, "short hair")  # matches short_hair too
+    report = bulk_edit.bulk_remove(ds, None, "short hair")  # matches short_hair too
     assert sorted(report.files) == ["b.txt", "c.txt"]
     assert (root / "c.txt").read_text() == "1boy, grin"
-    report = bulk.bulk_remove(ds, "1girl", "*hair")
+    report = bulk_edit.bulk_remove(ds, "1girl", "*hair")
     assert sorted(report.files) == ["a.txt", "d.txt"]
     assert (root / "d.txt").read_text() == r"1girl, ^_^, kaga \(kancolle\)"
     assert (root / "e.txt").read_text() == "solo, >_<, 0_0"
@@ -95,20 +96,20 @@ def test_remove_and_wildcard_remove(ds, tmp_path):
 
 def test_replace_keeps_position_and_dedupes(ds, tmp_path):
     root = tmp_path / "ds"
-    bulk.bulk_replace(ds, None, "smile", "grin")
+    bulk_edit.bulk_replace(ds, None, "smile", "grin")
     assert (root / "a.txt").read_text() == "1girl, long hair, grin"
-    bulk.bulk_replace(ds, None, "1boy", "grin")  # c already has grin: 1boy just goes
+    bulk_edit.bulk_replace(ds, None, "1boy", "grin")  # c already has grin: 1boy just goes
     assert (root / "c.txt").read_text() == "grin, short_hair"
 
 
 def test_dry_run_reports_and_writes_nothing(ds, tmp_path):
     root = tmp_path / "ds"
     before = snapshot(root)
-    report = bulk.bulk_add(ds, "smile", "new tag", dry_run=True)
+    report = bulk_edit.bulk_add(ds, "smile", "new tag", dry_run=True)
     assert report.dry_run and report.items_changed == 2 and sorted(report.files) == ["a.txt", "b.txt"]
-    report = bulk.bulk_add(ds, "grin", "new tag", dry_run=True)
+    report = bulk_edit.bulk_add(ds, "grin", "new tag", dry_run=True)
     assert report.files == ["c.txt"]
-    report = bulk.bulk_add(ds, [Item.get(Item.base_name == "g").id], "new tag", dry_run=True)
+    report = bulk_edit.bulk_add(ds, [Item.get(Item.base_name == "g").id], "new tag", dry_run=True)
     assert report.files == ["g.txt"]  # the file that would be created
     assert snapshot(root) == before
     assert matching_item_ids(ds.id, "new tag") == []
@@ -118,7 +119,7 @@ def test_item_ids_target_and_other_datasets_untouched(ds, tmp_path):
     other = make_dataset(tmp_path / "other", {"z": "1girl, smile"}, name="other")
     a = Item.get((Item.dataset == ds.id) & (Item.base_name == "a"))
     z = Item.get(Item.dataset == other.id)
-    report = bulk.bulk_add(ds, [a.id, z.id], "picked")
+    report = bulk_edit.bulk_add(ds, [a.id, z.id], "picked")
     assert report.items_matched == 1 and report.files == ["a.txt"]
     assert (tmp_path / "other" / "z.txt").read_text() == "1girl, smile"
 
@@ -126,9 +127,9 @@ def test_item_ids_target_and_other_datasets_untouched(ds, tmp_path):
 def test_aliases_apply_when_adding(ds, tmp_path):
     aliases.add_alias("girl", "1girl")
     aliases.add_alias("happy", "smile")
-    bulk.bulk_add(ds, "1boy", "happy")
+    bulk_edit.bulk_add(ds, "1boy", "happy")
     assert (tmp_path / "ds" / "c.txt").read_text() == "1boy, short_hair, grin, smile"
-    report = bulk.bulk_replace(ds, None, "grin", "girl")
+    report = bulk_edit.bulk_replace(ds, None, "grin", "girl")
     assert report.new_tag == "1girl"
     assert (tmp_path / "ds" / "c.txt").read_text() == "1boy, short_hair, 1girl, smile"
 
@@ -138,49 +139,49 @@ def test_alias_apply_to_dataset_with_dry_run_counts(ds, tmp_path):
     aliases.add_alias("short_hair", "short cut")
     aliases.add_alias("grin", "smile")
     before = snapshot(root)
-    preview = aliases.apply_to_dataset(ds, dry_run=True)
+    preview = bulk_edit.apply_aliases(ds, dry_run=True)
     assert preview.items_changed == 2 and sorted(preview.files) == ["b.txt", "c.txt"]
     assert snapshot(root) == before
-    done = aliases.apply_to_dataset(ds)
+    done = bulk_edit.apply_aliases(ds)
     assert done.items_changed == 2
     assert (root / "c.txt").read_text() == "1boy, short cut, smile"
     assert (root / "b.txt").read_text() == "1girl, short cut, smile"
-    assert aliases.apply_to_dataset(ds, dry_run=True).items_changed == 0
+    assert bulk_edit.apply_aliases(ds, dry_run=True).items_changed == 0
 
 
 def test_a_file_changed_behind_our_back_is_a_conflict_not_overwritten(ds, tmp_path):
     root = tmp_path / "ds"
     (root / "a.txt").write_text("edited elsewhere, smile")
-    report = bulk.bulk_add(ds, "smile", "x")
+    report = bulk_edit.bulk_add(ds, "smile", "x")
     assert (root / "a.txt").read_text() == "edited elsewhere, smile"
     assert [p.path for p in report.problems] == ["a.txt"]
     assert report.items_changed == 1 and (root / "b.txt").read_text().endswith(", x")
 
 
 def test_bad_arguments(ds):
-    with pytest.raises(bulk.BulkError):
-        bulk.bulk_add(ds, None, "a, b")
-    with pytest.raises(bulk.BulkError):
-        bulk.bulk_add(ds, None, "   ")
-    with pytest.raises(bulk.BulkError):
-        bulk.bulk_add("no such dataset", None, "x")
-    with pytest.raises(bulk.BulkError):
-        bulk.bulk_add(ds, None, "caf\udce9")
+    with pytest.raises(bulk_edit.BulkError):
+        bulk_edit.bulk_add(ds, None, "a, b")
+    with pytest.raises(bulk_edit.BulkError):
+        bulk_edit.bulk_add(ds, None, "   ")
+    with pytest.raises(bulk_edit.BulkError):
+        bulk_edit.bulk_add("no such dataset", None, "x")
+    with pytest.raises(bulk_edit.BulkError):
+        bulk_edit.bulk_add(ds, None, "caf\udce9")
     from sushitui.tags.query import QueryError
 
     with pytest.raises(QueryError):
-        bulk.bulk_add(ds, "1girl,,", "x")
+        bulk_edit.bulk_add(ds, "1girl,,", "x")
 
 
 def test_progress_and_cancel(ds):
     from sushitui.progress import CancelToken
 
     events = []
-    bulk.bulk_add(ds, None, "p", progress=events.append)
+    bulk_edit.bulk_add(ds, None, "p", progress=events.append)
     assert events and events[-1].done == events[-1].total == 7
     token = CancelToken()
     token.cancel()
-    report = bulk.bulk_add(ds, None, "q", cancel=token)
+    report = bulk_edit.bulk_add(ds, None, "q", cancel=token)
     assert report.cancelled and report.items_changed == 0
 
 
@@ -190,14 +191,14 @@ def test_many_items_in_parallel_sub_batches_all_land(db, tmp_path, monkeypatch):
     from sushitui.dataset.synthetic import generate_dataset
 
     root = tmp_path / "big"
-    monkeypatch.setattr(bulk, "SUB_BATCH", 20)  # many sub-batches in the writer threads
+    monkeypatch.setattr(bulk_edit, "SUB_BATCH", 20)  # many sub-batches in the writer threads
     generate_dataset(root, 300, seed=3, nested=True, items_per_dir=40, group_fraction=0, prose_fraction=0,
                      uncaptioned_fraction=0)
     ds, _ = add_dataset(DatasetSettings(name="big", root_path=str(root)))
     before = {p: p.read_text() for p in root.rglob("*.txt")}
     want = set(matching_item_ids(ds.id, "-long hair"))
-    assert len(want) > 2 * bulk.SUB_BATCH
-    report = bulk.bulk_add(ds, "-long hair", "zz marker")
+    assert len(want) > 2 * bulk_edit.SUB_BATCH
+    report = bulk_edit.bulk_add(ds, "-long hair", "zz marker")
     assert report.items_changed == len(want) and not report.problems
     changed = {p for p in before if p.read_text() != before[p]}
     assert len(changed) == len(want) == len(report.files)
@@ -245,9 +246,9 @@ def test_each_items_own_tag_caption_when_main_is_prose(db, tmp_path):
     (root / "w_alt.txt").write_text("cat, dog", encoding="utf-8")  # main is an empty tag file: stays main
     reindex(ds.name)
 
-    dry = bulk.bulk_add(ds, None, "oil painting", subtype=EACH_ITEM, dry_run=True)
+    dry = bulk_edit.bulk_add(ds, None, "oil painting", subtype=EACH_ITEM, dry_run=True)
     assert sorted(dry.files) == ["w.txt", "x.cap", "y.txt", "z.txt"]
-    report = bulk.bulk_add(ds, None, "oil painting", subtype=EACH_ITEM)
+    report = bulk_edit.bulk_add(ds, None, "oil painting", subtype=EACH_ITEM)
     assert (root / "x.cap").read_text() == "skull, steampunk, oil painting"
     assert (root / "x.txt").read_text() == prose
     assert (root / "y.txt").read_text() == "solo, smile, oil painting"
@@ -256,11 +257,11 @@ def test_each_items_own_tag_caption_when_main_is_prose(db, tmp_path):
     assert [p.path for p in report.problems] == ["z.txt"] and "natural language" in report.problems[0].reason
     assert report.items_changed == 3
 
-    removed = bulk.bulk_remove(ds, None, "steampunk", subtype=EACH_ITEM)
+    removed = bulk_edit.bulk_remove(ds, None, "steampunk", subtype=EACH_ITEM)
     assert removed.items_changed == 1 and (root / "x.cap").read_text() == "skull, oil painting"
     # the plain 'main' edit is what it was: x's main is prose, so it is a problem there
     x_id = Item.get(Item.base_name == "x").id
-    main_only = bulk.bulk_add(ds, [x_id], "sketch")
+    main_only = bulk_edit.bulk_add(ds, [x_id], "sketch")
     assert main_only.items_changed == 0 and [p.path for p in main_only.problems] == ["x.txt"]
 
     # the browser's bulk dialog runs the per-item form

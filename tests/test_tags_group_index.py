@@ -14,7 +14,8 @@ from sushitui.dataset.item_view import delete_caption
 from sushitui.dataset.registry import reindex, remove_dataset
 from sushitui.store import Caption, Item, current_database
 from sushitui.store import group_index
-from sushitui.tags import bulk, groups
+from sushitui.dataset import bulk_edit
+from sushitui.tags import groups
 from sushitui.tags.query import count_matches, matching_item_ids
 
 from test_tags_bulk import make_dataset
@@ -84,11 +85,11 @@ def test_edits_keep_the_stored_answer_true(db, tmp_path):
 def test_bulk_edits_keep_the_stored_answer_true(db, tmp_path):
     ds = setup(tmp_path)
     check(ds)
-    bulk.bulk_add(ds, "solo", "long hair")
+    bulk_edit.bulk_add(ds, "solo", "long hair")
     assert check(ds) == 4  # e joined, d had it
-    bulk.bulk_remove(ds, "1girl", "*hair")
+    bulk_edit.bulk_remove(ds, "1girl", "*hair")
     assert check(ds) == 2  # a and b lost theirs
-    bulk.bulk_replace(ds, None, "grin", "short hair")
+    bulk_edit.bulk_replace(ds, None, "grin", "short hair")
     assert check(ds) == 3
     assert all(valid for _d, _g, valid in stored_entries())
 

@@ -262,6 +262,7 @@ def cmd_edit(args) -> int:
 
 
 def cmd_remove(args) -> int:
+    from sushitui.dataset import bulk_edit
     from sushitui.tags import dictionary
 
     _open(args)
@@ -278,19 +279,26 @@ def cmd_remove(args) -> int:
             "again, `sushitui dataset reindex NAME` for each dataset that had the tag reads them in") if args.from_datasets else None
     try:
         with cancel_on_sigint() as cancel, on_database_error(args, hint):
-            report = dictionary.remove_tag(args.tag, from_datasets=args.from_datasets, progress=bar, cancel=cancel)
+            if args.from_datasets:
+                report = bulk_edit.remove_tag_everywhere(args.tag, progress=bar, cancel=cancel)
+            else:
+                report = dictionary.remove_tag(args.tag)
     except dictionary.DictionaryError as exc:
         raise _fail(exc) from exc
     finally:
         bar.close()
     if args.json:
         emit_json(report.to_dict())
+    elif report.cancelled:
+        out(f"{args.tag}: cancelled after removing it from {report.items_changed:,} captions; the captions written "
+            "so far are kept and the tag is still in the dictionary: run the command again to finish")
     else:
         what = "removed from the dictionary" if report.removed else "was not in the dictionary"
         out(f"{args.tag}: {what}" + (f"; removed from {report.items_changed:,} captions" if args.from_datasets else ""))
+    if not args.json:
         for p in report.problems[:20]:
             out(f"  not changed: {p}")
-    return 0 if not report.problems else 3
+    return 3 if report.problems else (130 if report.cancelled else 0)
 
 
 def cmd_complete(args) -> int:

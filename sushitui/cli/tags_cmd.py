@@ -89,7 +89,7 @@ class _CountingProgress:
 
 
 def _cmd_tag(args) -> int:
-    from sushitui.tags import bulk
+    from sushitui.dataset import bulk_edit
     from sushitui.tags.query import QueryError
 
     from sushitui.tags.groups import ensure_default_groups
@@ -107,14 +107,14 @@ def _cmd_tag(args) -> int:
         with cancel_on_sigint() as cancel, on_database_error(args, hint):
             kwargs = dict(subtype=args.subtype, dry_run=args.dry_run, progress=counting, cancel=cancel)
             if args.tag_action == "add":
-                report = bulk.bulk_add(args.name, target, args.tag, position=args.position, **kwargs)
+                report = bulk_edit.bulk_add(args.name, target, args.tag, position=args.position, **kwargs)
             elif args.tag_action == "remove":
-                report = bulk.bulk_remove(args.name, target, args.tag, **kwargs)
+                report = bulk_edit.bulk_remove(args.name, target, args.tag, **kwargs)
             else:
-                report = bulk.bulk_replace(args.name, target, args.tag, args.new, **kwargs)
+                report = bulk_edit.bulk_replace(args.name, target, args.tag, args.new, **kwargs)
     except QueryError as exc:
         raise CliError(f"bad --query: {exc}", 2, more=exc.pointer(args.query or "").split("\n")) from exc
-    except bulk.BulkError as exc:
+    except bulk_edit.BulkError as exc:
         raise CliError(str(exc), 2) from exc
     finally:
         progress.close()
@@ -207,15 +207,15 @@ def _cmd_alias_remove(args) -> int:
 
 
 def _cmd_alias_apply(args) -> int:
-    from sushitui.tags import aliases, bulk
+    from sushitui.dataset import bulk_edit
 
     open_db(args)
     progress = TerminalProgress("alias apply", enabled=None if not args.json else False)
     counting = _CountingProgress(progress)
     try:
         with cancel_on_sigint() as cancel, on_database_error(args, None if args.dry_run else _unindexed_hint(args.name, counting, "rewritten")):
-            report = aliases.apply_to_dataset(args.name, dry_run=args.dry_run, progress=counting, cancel=cancel)
-    except bulk.BulkError as exc:
+            report = bulk_edit.apply_aliases(args.name, dry_run=args.dry_run, progress=counting, cancel=cancel)
+    except bulk_edit.BulkError as exc:
         raise CliError(str(exc), 2) from exc
     finally:
         progress.close()
@@ -223,14 +223,16 @@ def _cmd_alias_apply(args) -> int:
         from dataclasses import asdict
 
         emit_json(asdict(report))
-        return 1 if report.problems else 0
+        return 1 if report.problems else (130 if report.cancelled else 0)
     verb = "would change" if report.dry_run else "changed"
     out(f"{verb} {report.items_changed:,} items ({len(report.files):,} caption files, {report.tags_replaced:,} tags)")
     for label, n in sorted(report.by_alias.items(), key=lambda kv: -kv[1]):
         out(f"  {label}: {n:,}")
     for item_id, path, reason in report.problems:
         out(f"problem: item {item_id} {path or ''}: {reason}")
-    return 1 if report.problems else 0
+    if report.cancelled:
+        out("cancelled: the batches written so far are kept; run the command again to finish")
+    return 1 if report.problems else (130 if report.cancelled else 0)
 
 
 # --- group -----------------------------------------------------------------------------

@@ -7,17 +7,20 @@ generation counter for this one).
 
 Chains are followed (``a → b`` and ``b → c`` resolve ``a`` to ``c``); adding an alias that
 would close a cycle is refused.
+
+Rewriting the captions of a dataset through the aliases is a caption edit, so it lives
+with the other bulk edits in ``sushitui.dataset.bulk_edit.apply_aliases``; this module only
+stores and resolves aliases.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable
 
-from sushitui.progress import CancelToken, ProgressEvent
-from sushitui.store import Alias, Dataset, Item, ItemTag, current_database, write_transaction
+from sushitui.store import Alias, current_database, write_transaction
 from sushitui.tags.normalize import clean, dedupe, match_key
 
 MAX_CHAIN = 16
@@ -48,8 +51,9 @@ def _invalidate() -> None:
         _generation += 1
 
 
-def _alias_map() -> dict[str, str]:
-    """from_norm → to_tag for the open database, reloaded when it changed."""
+def alias_map() -> dict[str, str]:
+    """from_norm → to_tag for the open database, reloaded when it changed. Callers that
+    resolve many tags take it once and pass it to ``follow``."""
     global _cache, _cache_key
     db = current_database()
     version = db.execute_sql("PRAGMA data_version").fetchone()[0]
@@ -66,7 +70,9 @@ def _alias_map() -> dict[str, str]:
 # --- resolving -------------------------------------------------------------------------
 
 
-def _follow(mapping: dict[str, str], tag: str) -> str:
+def follow(mapping: dict[str, str], tag: str) -> str:
+    """``tag``'s target in ``mapping`` (an ``alias_map()``), chains followed; a cycle
+    stops where it closes."""
     seen = set()
     current = tag
     for _ in range(MAX_CHAIN):
@@ -82,18 +88,18 @@ def _follow(mapping: dict[str, str], tag: str) -> str:
 def resolve(tag: str) -> str:
     """The tag to write for ``tag``: its alias target (chains followed) or itself, cleaned."""
     tag = clean(tag)
-    mapping = _alias_map()
+    mapping = alias_map()
     if not mapping:
         return tag
-    return _follow(mapping, tag)
+    return follow(mapping, tag)
 
 
 def resolve_many(tags: Iterable[str]) -> list[str]:
     """Resolve each tag and drop the duplicates that aliasing creates, keeping order."""
-    mapping = _alias_map()
+    mapping = alias_map()
     if not mapping:
         return dedupe(tags)
-    return dedupe(_follow(mapping, clean(t)) for t in tags)
+    return dedupe(follow(mapping, clean(t)) for t in tags)
 
 
 # --- managing --------------------------------------------------------------------------
@@ -115,9 +121,9 @@ def add_alias(from_tag: str, to_tag: str) -> AliasInfo:
     src_key, dst_key = match_key(src), match_key(dst)
     if src_key == dst_key:
         raise AliasError(f"'{src}' and '{dst}' are the same tag")
-    mapping = dict(_alias_map())
+    mapping = dict(alias_map())
     mapping[src_key] = dst
-    if match_key(_follow(mapping, src)) == src_key or _cycles(mapping, dst):
+    if match_key(follow(mapping, src)) == src_key or _cycles(mapping, dst):
         raise AliasError(f"'{src}' → '{dst}' would make a cycle: '{dst}' already leads back to '{src}'")
     now = time.time()
     with write_transaction():
@@ -145,83 +151,3 @@ def remove_alias(from_tag: str) -> bool:
         n = Alias.delete().where(Alias.from_norm == match_key(from_tag)).execute()
     _invalidate()
     return n > 0
-
-
-# --- one-shot application to a dataset ------------------------------------------------
-
-
-@dataclass
-class AliasApplyReport:
-    dry_run: bool
-    items_changed: int = 0
-    tags_replaced: int = 0
-    files: list[str] = field(default_factory=list)  # written (or that would be written)
-    by_alias: dict[str, int] = field(default_factory=dict)  # "from → to": items
-    problems: list[tuple[int, str | None, str]] = field(default_factory=list)  # (item id, path, reason)
-    cancelled: bool = False
-    elapsed: float = 0.0
-
-
-def apply_to_dataset(
-    dataset: Dataset | int | str,
-    *,
-    dry_run: bool = False,
-    subtypes: Sequence[str] | None = None,
-    progress=None,
-    cancel: CancelToken | None = None,
-) -> AliasApplyReport:
-    """Rewrite the tags of a dataset's items through the aliases (every tag caption, or
-    only ``subtypes``); ``dry_run`` counts the items and files without writing."""
-    from sushitui.tags.bulk import edit_items, resolve_dataset
-
-    t0 = time.perf_counter()
-    ds = resolve_dataset(dataset)
-    report = AliasApplyReport(dry_run=dry_run)
-    mapping = _alias_map()
-    if not mapping:
-        report.elapsed = time.perf_counter() - t0
-        return report
-    keys = list(mapping)
-    affected: dict[str, set[int]] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        q = (
-            ItemTag.select(ItemTag.item, ItemTag.subtype)
-            .join(Item, on=(ItemTag.item == Item.id))
-            .where((Item.dataset == ds.id) & ItemTag.norm.in_(chunk))
-        )
-        if subtypes:
-            q = q.where(ItemTag.subtype.in_(list(subtypes)))
-        for item_id, subtype in q.tuples():
-            affected.setdefault(subtype, set()).add(item_id)
-
-    def rewrite(tags: list[str]) -> list[str]:
-        out = []
-        for t in tags:
-            target = _follow(mapping, t)
-            if target != t:
-                report.tags_replaced += 1
-                label = f"{t} → {target}"
-                report.by_alias[label] = report.by_alias.get(label, 0) + 1
-            out.append(target)
-        return dedupe(out)
-
-    total = sum(len(v) for v in affected.values())
-    done = 0
-    started = time.monotonic()
-    for subtype, ids in sorted(affected.items()):
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(ProgressEvent("aliases", done, total, unit="items", started_at=started))
-
-        sub = edit_items(sorted(ids), rewrite, subtype=subtype, dry_run=dry_run, on_batch=step, cancel=cancel)
-        report.items_changed += sub.items_changed
-        report.files.extend(sub.files)
-        report.problems.extend(sub.problems)
-        if sub.cancelled:
-            report.cancelled = True
-            break
-    report.elapsed = time.perf_counter() - t0
-    return report

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from sushitui import config
-from sushitui.progress import CancelToken, Cancelled, ProgressCallback, ProgressEvent, Throttle
+from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import DictionaryTag, ItemTag, current_database, write_transaction
 from sushitui.store.models import DictionaryLoad
 from sushitui.store.deferred_index import build_indexes
@@ -780,10 +780,14 @@ def edit_tag(tag: str, /, **changes) -> DictEntry:
 
 @dataclass
 class RemoveReport:
+    """What ``dict remove`` did. The caption fields are filled by
+    ``sushitui.dataset.bulk_edit.remove_tag_everywhere`` (``--from-datasets``)."""
+
     removed: bool
     items_changed: int = 0
     files_written: int = 0
     problems: list[str] = field(default_factory=list)
+    cancelled: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -797,50 +801,19 @@ def items_with_tag(tag: str) -> dict[str, list[int]]:
     return out
 
 
-def remove_tag(tag: str, *, from_datasets: bool = False, progress: ProgressCallback | None = None,
-               cancel: CancelToken | None = None) -> RemoveReport:
-    """Delete the tag from the dictionary; with ``from_datasets`` also strip it from
-    every caption that has it, through the one caption write path (atomic files)."""
+def remove_tag(tag: str, *, missing_ok: bool = False) -> RemoveReport:
+    """Delete the tag's dictionary entry; captions are not touched (stripping the tag
+    from them is a caption edit: ``sushitui.dataset.bulk_edit.remove_tag_everywhere``).
+    A tag not in the dictionary is a DictionaryError unless ``missing_ok``."""
     entry = get_tag(tag)
-    report = RemoveReport(removed=False)
-    if from_datasets:
-        # the one bulk-edit path: batches under each dataset's write lock, parallel writers
-        from sushitui.store import Item
-        from sushitui.tags.bulk import edit_items
-
-        key = match_key(tag)
-        per_dataset: dict[tuple[int, str], list[int]] = {}
-        for subtype, ids in items_with_tag(tag).items():
-            for s in range(0, len(ids), 500):
-                rows = Item.select(Item.dataset, Item.id).where(Item.id.in_(ids[s : s + 500])).tuples()
-                for dataset_id, item_id in rows:
-                    per_dataset.setdefault((dataset_id, subtype), []).append(item_id)
-        total = sum(len(v) for v in per_dataset.values())
-        started = time.monotonic()
-        throttle = Throttle(progress)
-        done = 0
-
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            throttle(ProgressEvent("removing from captions", done, total, unit="items", started_at=started))
-
-        for (_dataset_id, subtype), ids in sorted(per_dataset.items()):
-            res = edit_items(sorted(ids), lambda tags: [t for t in tags if match_key(t) != key], subtype=subtype,
-                             on_batch=step, cancel=cancel)
-            report.items_changed += res.items_changed
-            report.files_written += len(res.files)
-            report.problems += [f"{path}: {reason}" for _item, path, reason in res.problems]
-            if res.cancelled:
-                raise Cancelled()
-    if entry is not None:
-        with write_transaction(_db()):
-            DictionaryTag.delete().where(DictionaryTag.id == entry.id).execute()
-        dictionary_changed()
-        report.removed = True
-    elif not from_datasets or report.items_changed == 0:
+    if entry is None:
+        if missing_ok:
+            return RemoveReport(removed=False)
         raise DictionaryError(f"{tag!r} is not in the dictionary")
-    return report
+    with write_transaction(_db()):
+        DictionaryTag.delete().where(DictionaryTag.id == entry.id).execute()
+    dictionary_changed()
+    return RemoveReport(removed=True)
 
 
 # --- statistics (TAG-8) -----------------------------------------------------------------

@@ -162,7 +162,7 @@ def rewrite_floor(root: Path, n_items: int, tag: str, *, fsync: bool) -> float:
 
 def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
     """Bulk add one tag to n items with real caption files; returns (ms sushitui, ms floor, files)."""
-    from sushitui.tags import bulk
+    from sushitui.dataset import bulk_edit
 
     root = repeat_dir / "ds"
     shutil.rmtree(repeat_dir, ignore_errors=True)
@@ -193,7 +193,7 @@ def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
                         "file_sha256, encoding, created_at, updated_at, language, encoding_flagged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'auto',0)", captions)
         con.executemany("INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source) VALUES (?,?,?,?,?,?,?)", tags)
     t0, c0 = time.perf_counter(), time.process_time()
-    report = bulk.bulk_add(ds, None, "bench tag")
+    report = bulk_edit.bulk_add(ds, None, "bench tag")
     ms = (time.perf_counter() - t0) * 1000
     print(f"bulk add: {ms:.0f} ms wall, {(time.process_time() - c0) * 1000:.0f} ms CPU (all threads)")
     assert report.items_changed == n_items, report

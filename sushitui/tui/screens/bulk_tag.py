@@ -1,7 +1,7 @@
 """Bulk add / remove / replace of a tag on the selection or the whole result (BR-4).
 
 The dialog only asks (tag, replacement, scope); the edit itself is
-``sushitui.tags.bulk`` run by the browser in a worker, which writes the caption files
+``sushitui.dataset.bulk_edit`` run by the browser in a worker, which writes the caption files
 through the one caption write path (atomic, conflict-checked).
 """
 
@@ -159,19 +159,19 @@ def run_bulk(dataset_id: int, choice: BulkChoice, *, item_ids: list[int] | None,
     user marked, whatever the search bar says now.
     """
     from sushitui.dataset.captions import EACH_ITEM
-    from sushitui.tags import bulk
+    from sushitui.dataset import bulk_edit
 
     target = list(item_ids) if item_ids is not None else (query.strip() or None)
     # each item's own tag caption: main, or the one holding its tags when main is prose
     kwargs = dict(progress=progress, cancel=cancel, subtype=EACH_ITEM)
     if choice.mode == "add":
-        report = bulk.bulk_add(dataset_id, target, choice.tag, **kwargs)
+        report = bulk_edit.bulk_add(dataset_id, target, choice.tag, **kwargs)
         verb = f"added '{choice.tag}' to"
     elif choice.mode == "remove":
-        report = bulk.bulk_remove(dataset_id, target, choice.tag, **kwargs)
+        report = bulk_edit.bulk_remove(dataset_id, target, choice.tag, **kwargs)
         verb = f"removed '{choice.tag}' from"
     else:
-        report = bulk.bulk_replace(dataset_id, target, choice.tag, choice.new_tag, **kwargs)
+        report = bulk_edit.bulk_replace(dataset_id, target, choice.tag, choice.new_tag, **kwargs)
         verb = f"replaced '{choice.tag}' with '{choice.new_tag}' on"
     problems = [f"{p.path or f'item {p.item_id}'}: {p.reason}" for p in report.problems]
     text = f"Bulk edit: {verb} {report.items_changed:,} of {report.items_matched:,} items"

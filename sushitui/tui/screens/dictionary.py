@@ -240,10 +240,11 @@ class DictionaryScreen(Screen):
 
     @work(thread=True, group="dict-delete", exit_on_error=False)
     def _delete(self, tag: str, everywhere: bool) -> None:
+        from sushitui.dataset import bulk_edit
         from sushitui.tags import dictionary
 
         try:
-            report = dictionary.remove_tag(tag, from_datasets=everywhere)
+            report = bulk_edit.remove_tag_everywhere(tag) if everywhere else dictionary.remove_tag(tag)
         except dictionary.DictionaryError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return

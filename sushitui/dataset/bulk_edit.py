@@ -1,12 +1,19 @@
-"""Bulk tag edits (BR-4): add, remove or replace one tag on the items matching a query
-or on given item ids: ``bulk_add(dataset, target, tag)`` where ``target`` is a query
-string, a list of item ids (the browser's selection) or None (every item).
+"""Bulk caption edits: the one path that rewrites the tags of many items.
 
-Items are edited in batches; each batch writes its caption files atomically and updates
-the index in one transaction through ``sushitui.dataset.captions.set_tags_many`` (the one
-caption write path). A file changed on disk by another program is a reported conflict,
-never overwritten. ``dry_run`` computes exactly which items and files would change and
-writes nothing.
+- ``bulk_add`` / ``bulk_remove`` / ``bulk_replace`` (BR-4): one tag on the items matching a
+  query, on given item ids (the browser's selection) or on every item (target None);
+- ``apply_aliases`` (TAG-2): every tag of a dataset's captions through the aliases;
+- ``remove_tag_everywhere`` (``dict remove --from-datasets``): a tag out of every caption
+  of every dataset, then out of the dictionary.
+
+All of them go through ``edit_items``: items are edited in batches; each batch holds the
+dataset's write lock while it reads, rewrites and writes, and writes its caption files
+atomically and updates the index in one transaction through
+``sushitui.dataset.captions.set_tags_many`` (the one caption write path), a few writer
+threads at once. A file changed on disk by another program is a reported conflict, never
+overwritten. ``dry_run`` computes exactly which items and files would change and writes
+nothing. A cancelled edit keeps the batches written so far and says so in its report's
+``cancelled`` flag (it raises nothing).
 """
 
 from __future__ import annotations
@@ -26,10 +33,10 @@ from sushitui.dataset.captions import (
     set_tags_many,
 )
 from sushitui.dataset.write_lock import dataset_write_lock
-from sushitui.progress import CancelToken, ProgressEvent
+from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
-from sushitui.tags import aliases
-from sushitui.tags.normalize import clean, match_key
+from sushitui.tags import aliases, dictionary
+from sushitui.tags.normalize import clean, dedupe, match_key
 from sushitui.tags.query import QueryError, TagTerm, apply_query, parse
 
 BATCH = 500
@@ -384,3 +391,123 @@ def bulk_replace(
 
     return _run("replace", dataset, old, wanted, rewrite, _has(cond, subtype), target=target, subtype=subtype,
                 dry_run=dry_run, progress=progress, cancel=cancel)
+
+
+# --- the aliases, applied to a dataset (TAG-2) -----------------------------------------
+
+
+@dataclass
+class AliasApplyReport:
+    dry_run: bool
+    items_changed: int = 0
+    tags_replaced: int = 0
+    files: list[str] = field(default_factory=list)  # written (or that would be written)
+    by_alias: dict[str, int] = field(default_factory=dict)  # "from → to": items
+    problems: list[tuple[int, str | None, str]] = field(default_factory=list)  # (item id, path, reason)
+    cancelled: bool = False
+    elapsed: float = 0.0
+
+
+def apply_aliases(
+    dataset: Dataset | int | str,
+    *,
+    dry_run: bool = False,
+    subtypes: Sequence[str] | None = None,
+    progress=None,
+    cancel: CancelToken | None = None,
+) -> AliasApplyReport:
+    """Rewrite the tags of a dataset's items through the aliases (every tag caption, or
+    only ``subtypes``); ``dry_run`` counts the items and files without writing."""
+    t0 = time.perf_counter()
+    ds = resolve_dataset(dataset)
+    report = AliasApplyReport(dry_run=dry_run)
+    mapping = aliases.alias_map()
+    if not mapping:
+        report.elapsed = time.perf_counter() - t0
+        return report
+    keys = list(mapping)
+    affected: dict[str, set[int]] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        q = (
+            ItemTag.select(ItemTag.item, ItemTag.subtype)
+            .join(Item, on=(ItemTag.item == Item.id))
+            .where((Item.dataset == ds.id) & ItemTag.norm.in_(chunk))
+        )
+        if subtypes:
+            q = q.where(ItemTag.subtype.in_(list(subtypes)))
+        for item_id, subtype in q.tuples():
+            affected.setdefault(subtype, set()).add(item_id)
+
+    def rewrite(tags: list[str]) -> list[str]:
+        out = []
+        for t in tags:
+            target = aliases.follow(mapping, t)
+            if target != t:
+                report.tags_replaced += 1
+                label = f"{t} → {target}"
+                report.by_alias[label] = report.by_alias.get(label, 0) + 1
+            out.append(target)
+        return dedupe(out)
+
+    total = sum(len(v) for v in affected.values())
+    done = 0
+    started = time.monotonic()
+    for subtype, ids in sorted(affected.items()):
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(ProgressEvent("aliases", done, total, unit="items", started_at=started))
+
+        sub = edit_items(sorted(ids), rewrite, subtype=subtype, dry_run=dry_run, on_batch=step, cancel=cancel)
+        report.items_changed += sub.items_changed
+        report.files.extend(sub.files)
+        report.problems.extend(sub.problems)
+        if sub.cancelled:
+            report.cancelled = True
+            break
+    report.elapsed = time.perf_counter() - t0
+    return report
+
+
+# --- a tag out of every dataset and the dictionary (dict remove --from-datasets) -------
+
+
+def remove_tag_everywhere(tag: str, *, progress: ProgressCallback | None = None,
+                          cancel: CancelToken | None = None) -> dictionary.RemoveReport:
+    """Strip ``tag`` (by match key) from every caption of every dataset that has it, then
+    delete its dictionary entry. Cancelled: the batches written so far stay, the entry
+    stays (run it again to finish) and the report says ``cancelled``. A tag that is
+    neither in the dictionary nor in any caption is a DictionaryError."""
+    key = match_key(tag)
+    per_dataset: dict[tuple[int, str], list[int]] = {}
+    for subtype, ids in dictionary.items_with_tag(tag).items():
+        for s in range(0, len(ids), 500):
+            rows = Item.select(Item.dataset, Item.id).where(Item.id.in_(ids[s : s + 500])).tuples()
+            for dataset_id, item_id in rows:
+                per_dataset.setdefault((dataset_id, subtype), []).append(item_id)
+    total = sum(len(v) for v in per_dataset.values())
+    started = time.monotonic()
+    throttle = Throttle(progress)
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        throttle(ProgressEvent("removing from captions", done, total, unit="items", started_at=started))
+
+    report = dictionary.RemoveReport(removed=False)
+    # one edit_items per (dataset, subtype): each dataset's batches hold that dataset's lock
+    for (_dataset_id, subtype), ids in sorted(per_dataset.items()):
+        res = edit_items(sorted(ids), lambda tags: [t for t in tags if match_key(t) != key], subtype=subtype,
+                         on_batch=step, cancel=cancel)
+        report.items_changed += res.items_changed
+        report.files_written += len(res.files)
+        report.problems += [f"{path}: {reason}" for _item, path, reason in res.problems]
+        if res.cancelled:
+            report.cancelled = True
+            return report
+    # a tag only in captions (never in the dictionary) is still a successful removal
+    report.removed = dictionary.remove_tag(tag, missing_ok=report.items_changed > 0).removed
+    return report
