@@ -208,3 +208,20 @@ def test_unknown_trainer_and_out_of_range_resolution_are_clear_errors():
         make_plan("everydream", 1024)
     with pytest.raises(ValueError, match="max_bucket_reso"):
         make_plan("kohya", 2048)  # max_bucket_reso 1024 by default: kohya refuses too
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_the_column_form_answers_exactly_like_the_line_by_line_form(key):
+    """check places 100k images with place_many (numpy); it must agree with place, the
+    transcription the tables above test, on sizes of every kind."""
+    import numpy as np
+
+    trainer, resolution, options = PLANS[key]
+    plan = make_plan(trainer, resolution, **options)
+    rng = np.random.default_rng(7)
+    w = np.r_[rng.integers(1, 7000, 3000), [64, 1024, 832, 1216, 1, 9999], rng.integers(1, 17, 500) * 64]
+    h = np.r_[rng.integers(1, 7000, 3000), [64, 1024, 1216, 832, 9999, 1], rng.integers(1, 17, 500) * 64]
+    many = plan.place_many(w, h)
+    wrong = [(int(a), int(b)) for i, (a, b) in enumerate(zip(w, h))
+             if plan.place(int(a), int(b)) != many.at(i)]
+    assert wrong == []

@@ -64,20 +64,78 @@ def _placement(width: int, height: int, bucket: tuple[int, int], resized: tuple[
 
 
 @dataclass
+class Placements:
+    """Column form of ``Placement`` for many images."""
+
+    bucket_w: np.ndarray
+    bucket_h: np.ndarray
+    resized_w: np.ndarray
+    resized_h: np.ndarray
+    scale: np.ndarray
+    cropped: np.ndarray
+
+    @classmethod
+    def of(cls, w, h, bw, bh, rw, rh) -> "Placements":
+        bw, bh, rw, rh = (np.asarray(a, dtype=np.int64) for a in (bw, bh, rw, rh))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.maximum(rw / w, rh / h)
+            area = (rw * rh).astype(np.float64)
+            kept = (np.minimum(bw, rw) * np.minimum(bh, rh)).astype(np.float64)
+            cropped = np.where(area > 0, np.maximum(0.0, 1.0 - kept / area), 0.0)
+        return cls(bw, bh, rw, rh, scale, cropped)
+
+    def __len__(self) -> int:
+        return len(self.bucket_w)
+
+    def at(self, i: int) -> Placement:
+        return Placement((int(self.bucket_w[i]), int(self.bucket_h[i])), (int(self.resized_w[i]), int(self.resized_h[i])),
+                         float(self.scale[i]), float(self.cropped[i]))
+
+
+@dataclass
 class BucketPlan:
     trainer: str
     resolution: int
     settings: dict = field(default_factory=dict)
     _place: Callable[[int, int], Placement] | None = None
     exif_transpose: bool = False  # the trainer rotates by the EXIF orientation before bucketing
+    _many: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]] | None = None
 
     def place(self, width: int, height: int) -> Placement:
         assert self._place is not None
         return self._place(int(width), int(height))
 
+    def place_many(self, widths, heights) -> "Placements":
+        """``place`` for whole columns at once (numpy, the same float operations in the same
+        order, so the same answers: tests/test_check_buckets.py compares them)."""
+        w = np.asarray(widths, dtype=np.int64)
+        h = np.asarray(heights, dtype=np.int64)
+        assert self._many is not None
+        bw, bh, rw, rh = self._many(w, h)
+        return Placements.of(w, h, bw, bh, rw, rh)
+
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         return f"{self.trainer} at {self.resolution}" + (f" ({opts})" if opts else "")
+
+
+def _nearest_first(values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.abs(values - xi).argmin()`` for every xi (the lowest index among equal
+    distances), by binary search instead of an (n, buckets) matrix."""
+    order = np.argsort(values, kind="stable")
+    sv = values[order]
+    # the first (lowest original index) of each run of equal values
+    run_start = np.r_[0, np.flatnonzero(sv[1:] != sv[:-1]) + 1]
+    first_of = np.repeat(order[run_start], np.diff(np.r_[run_start, len(sv)]))
+    pos = np.searchsorted(sv, x, side="left")
+    right = np.minimum(pos, len(sv) - 1)
+    left = np.maximum(pos - 1, 0)
+    left_first = first_of[np.searchsorted(sv, sv[left], side="left")]
+    right_first = first_of[right]
+    d_left = np.abs(values[left_first] - x)
+    d_right = np.abs(values[right_first] - x)
+    pick_left = (d_left < d_right) | ((d_left == d_right) & (left_first < right_first))
+    return np.where(pick_left, left_first, right_first)
 
 
 # --- kohya-ss/sd-scripts -------------------------------------------------------------------
@@ -162,10 +220,53 @@ def kohya_plan(resolution: int | tuple[int, int] = 1024, *, no_upscale: bool = F
             reso = (resized_size[0] - resized_size[0] % steps, resized_size[1] - resized_size[1] % steps)
         return _placement(image_width, image_height, reso, resized_size)
 
+    reso_w = np.array([r[0] for r in resos], dtype=np.int64)
+    reso_h = np.array([r[1] for r in resos], dtype=np.int64)
+    reso_keys = reso_w * 1_000_003 + reso_h
+
+    def many(w: np.ndarray, h: np.ndarray):
+        ar = w / h
+        if not no_upscale:
+            idx = np.empty(len(w), dtype=np.int64)
+            exact = np.isin(w * 1_000_003 + h, reso_keys)
+            if exact.any():
+                idx[exact] = np.searchsorted(reso_keys, (w * 1_000_003 + h)[exact], sorter=np.argsort(reso_keys))
+                idx[exact] = np.argsort(reso_keys)[idx[exact]]
+            rest = np.flatnonzero(~exact)
+            idx[rest] = _nearest_first(aspect_ratios, ar[rest])
+            bw, bh = reso_w[idx], reso_h[idx]
+            ar_reso = bw / bh
+            scale = np.where(ar > ar_reso, bh / h, bw / w)
+            rw = np.floor(w * scale + 0.5).astype(np.int64)
+            rh = np.floor(h * scale + 0.5).astype(np.int64)
+            return bw, bh, rw, rh
+        big = w * h > max_area
+
+        def rts(x):
+            x = np.floor(x + 0.5).astype(np.int64)
+            return x - x % steps
+
+        rw, rh = w.copy(), h.copy()
+        if big.any():
+            a = ar[big]
+            resized_width = np.sqrt(max_area * a)
+            resized_height = max_area / resized_width
+            b_width_rounded = rts(resized_width)
+            b_height_in_wr = rts(b_width_rounded / a)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ar_width_rounded = b_width_rounded / b_height_in_wr
+            b_height_rounded = rts(resized_height)
+            b_width_in_hr = rts(b_height_rounded * a)
+            ar_height_rounded = b_width_in_hr / b_height_rounded
+            by_width = np.abs(ar_width_rounded - a) < np.abs(ar_height_rounded - a)
+            rw[big] = np.where(by_width, b_width_rounded, np.floor(b_height_rounded * a + 0.5).astype(np.int64))
+            rh[big] = np.where(by_width, np.floor(b_width_rounded / a + 0.5).astype(np.int64), b_height_rounded)
+        return rw - rw % steps, rh - rh % steps, rw, rh
+
     settings = {"bucket_no_upscale": no_upscale, "bucket_reso_steps": steps}
     if not no_upscale:
         settings.update(min_bucket_reso=min_size, max_bucket_reso=max_size)
-    return BucketPlan("kohya", res[0] if res[0] == res[1] else max_area, settings, place)
+    return BucketPlan("kohya", res[0] if res[0] == res[1] else max_area, settings, place, _many=many)
 
 
 # --- ostris/ai-toolkit ---------------------------------------------------------------------
@@ -198,7 +299,31 @@ def ai_toolkit_plan(resolution: int = 1024, *, bucket_tolerance: int = 64) -> Bu
         resized = (int(math.ceil(width * max_scale_factor)), int(math.ceil(height * max_scale_factor)))
         return _placement(width, height, (bw, bh), resized)
 
-    return BucketPlan("ai-toolkit", resolution, {"bucket_tolerance": bucket_tolerance}, place, exif_transpose=True)
+    div = bucket_tolerance
+    max_pixels = resolution * resolution
+
+    def many(w: np.ndarray, h: np.ndarray):
+        total = w * h
+        target = np.minimum(total, max_pixels)
+        scaler = (target / total) ** 0.5
+        w_raw = (w * scaler) / div
+        h_raw = (h * scaler) / div
+        fw, cw = np.floor(w_raw).astype(np.int64) * div, np.ceil(w_raw).astype(np.int64) * div
+        fh, ch = np.floor(h_raw).astype(np.int64) * div, np.ceil(h_raw).astype(np.int64) * div
+        cands = [(fw, fh), (fw, ch), (cw, fh), (cw, ch)]
+        cost = np.stack([np.where((cw_ > 0) & (ch_ > 0) & (cw_ * ch_ <= max_pixels), np.abs(cw_ * ch_ - target), np.iinfo(np.int64).max)
+                         for cw_, ch_ in cands])
+        pick = cost.argmin(axis=0)  # first of equals, like min()
+        bw = np.choose(pick, [c[0] for c in cands])
+        bh = np.choose(pick, [c[1] for c in cands])
+        none = (cost == np.iinfo(np.int64).max).all(axis=0)
+        bw = np.where(none, np.maximum(div, fw), bw)
+        bh = np.where(none, np.maximum(div, fh), bh)
+        m = np.maximum(bw / w, bh / h)
+        return bw, bh, np.ceil(w * m).astype(np.int64), np.ceil(h * m).astype(np.int64)
+
+    return BucketPlan("ai-toolkit", resolution, {"bucket_tolerance": bucket_tolerance}, place, exif_transpose=True,
+                      _many=many)
 
 
 # --- tdrussell/diffusion-pipe --------------------------------------------------------------
@@ -238,10 +363,19 @@ def diffusion_pipe_plan(resolution: int = 1024, *, enable_ar_bucket: bool = True
         resized = (max(bw, round(width * scale)), max(bh, round(height * scale)))
         return _placement(width, height, (bw, bh), resized)
 
+    size_w = np.array([sz[0] for sz in sizes], dtype=np.int64)
+    size_h = np.array([sz[1] for sz in sizes], dtype=np.int64)
+
+    def many(w: np.ndarray, h: np.ndarray):
+        i = np.abs(np.log(w / h)[:, None] - log_ars[None, :]).argmin(axis=1)
+        bw, bh = size_w[i], size_h[i]
+        scale = np.maximum(bw / w, bh / h)
+        return bw, bh, np.maximum(bw, np.round(w * scale).astype(np.int64)), np.maximum(bh, np.round(h * scale).astype(np.int64))
+
     settings = {"enable_ar_bucket": enable_ar_bucket, "round_to_multiple": round_to_multiple}
     if enable_ar_bucket:
         settings.update(min_ar=min_ar, max_ar=max_ar, num_ar_buckets=num_ar_buckets)
-    return BucketPlan("diffusion-pipe", resolution, settings, place)
+    return BucketPlan("diffusion-pipe", resolution, settings, place, _many=many)
 
 
 # --- Nerogar/OneTrainer (mgds AspectBucketing) -----------------------------------------------
@@ -275,7 +409,19 @@ def onetrainer_plan(resolution: int = 1024, *, quantization: int = 64) -> Bucket
             scaled = (target[0], round(w * scale))
         return _placement(width, height, (target[1], target[0]), (scaled[1], scaled[0]))
 
-    return BucketPlan("onetrainer", resolution, {"quantization": quantization}, place, exif_transpose=True)
+    res_h = np.array([r[0] for r in resolutions], dtype=np.int64)
+    res_w = np.array([r[1] for r in resolutions], dtype=np.int64)
+
+    def many(w: np.ndarray, h: np.ndarray):
+        a = h / w
+        i = np.abs(aspects[None, :] - a[:, None]).argmin(axis=1)
+        th, tw = res_h[i], res_w[i]
+        wide = a > th / tw
+        sh = np.where(wide, np.round(h * (tw / w)).astype(np.int64), th)
+        sw = np.where(wide, tw, np.round(w * (th / h)).astype(np.int64))
+        return tw, th, sw, sh
+
+    return BucketPlan("onetrainer", resolution, {"quantization": quantization}, place, exif_transpose=True, _many=many)
 
 
 def make_plan(trainer: str = "kohya", resolution: int = 1024, **options) -> BucketPlan:

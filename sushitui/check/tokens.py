@@ -1,0 +1,175 @@
+"""Caption token counts with the real tokenizers, offline.
+
+- CLIP (SD 1.5 / SDXL / Flux's CLIP-L): the byte-level BPE of OpenAI CLIP, built in the
+  ``tokenizers`` library from ``bpe_simple_vocab_16e6.txt.gz`` exactly as open_clip's
+  ``SimpleTokenizer`` builds its vocabulary (byte symbols, byte symbols + ``</w>``, the first
+  48,894 merges, the two special tokens) and with the pre-tokenising regex, NFC, whitespace
+  collapsing and lower-casing that Hugging Face's CLIP converter uses. A CLIP text encoder sees
+  77 tokens: BOS + 75 + EOS. sd-scripts' ``--max_token_length 150/225`` feeds 2/3 chunks of 75.
+- T5 (Flux, SD3: T5-XXL): the Unigram ``tokenizer.json`` of google/t5-v1_1-xxl. Flux dev
+  pads/truncates to 512 tokens including the closing ``</s>`` (schnell: 256).
+
+Counts: ``clip`` is the tokens between BOS and EOS (compare with 75 / 225); ``t5`` is the
+tokens including ``</s>`` (compare with 512). Both files live in ``taglist/tokenizers/``
+(SOURCES.md there says where they come from and under which licence).
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+CLIP_USABLE = 75  # 77 with BOS/EOS
+CLIP_LONG = 225  # sd-scripts --max_token_length 225: three chunks of 75
+T5_MAX = 512  # Flux dev max_sequence_length (including </s>)
+
+_DIR_NAME = "tokenizers"
+CLIP_FILE = "clip_bpe_simple_vocab_16e6.txt.gz"
+T5_FILE = "t5_tokenizer.json.gz"
+
+_lock = threading.Lock()
+
+
+class TokenizerUnavailable(RuntimeError):
+    """The ``tokenizers`` library or a vocab file is missing; the message says which."""
+
+
+def vocab_dir() -> Path:
+    # the installed package reaches taglist/ through the sushitui/_taglist link
+    return Path(__file__).resolve().parent.parent / "_taglist" / _DIR_NAME
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's reversible byte -> printable character table (open_clip tokenizer.py)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(2**8):
+        if b not in bs:
+            bs.append(b)
+            cs.append(2**8 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def _import_tokenizers():
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise TokenizerUnavailable("the 'tokenizers' package is not installed (pip install tokenizers)") from exc
+    return tokenizers
+
+
+@lru_cache(maxsize=1)
+def clip_tokenizer():
+    tk = _import_tokenizers()
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    path = vocab_dir() / CLIP_FILE
+    try:
+        lines = gzip.open(path, "rt", encoding="utf-8").read().split("\n")
+    except OSError as exc:
+        raise TokenizerUnavailable(f"{path}: cannot read the CLIP vocabulary ({exc}); reinstall sushitui") from exc
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    symbols = list(_bytes_to_unicode().values())
+    vocab_list = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(vocab_list)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
+                               fuse_unk=False))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFC(),
+        # open_clip and transformers' CLIPTokenizer run ftfy.fix_text first, which straightens
+        # curly quotes (uncurl_quotes): “a” is 3 tokens there, not 5
+        normalizers.Replace(Regex("[\u02bc\u2018-\u201b]"), "'"),
+        normalizers.Replace(Regex("[\u201c-\u201f]"), '"'),
+        normalizers.Replace(Regex(r"\s+"), " "),
+        normalizers.Lowercase(),
+    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
+                             behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    del tk, processors  # no post-processor: counts are the tokens between BOS and EOS
+    return tok
+
+
+@lru_cache(maxsize=1)
+def t5_tokenizer():
+    _import_tokenizers()
+    from tokenizers import Tokenizer
+
+    path = vocab_dir() / T5_FILE
+    try:
+        data = gzip.open(path, "rb").read().decode("utf-8")
+    except OSError as exc:
+        raise TokenizerUnavailable(f"{path}: cannot read the T5 tokenizer ({exc}); reinstall sushitui") from exc
+    return Tokenizer.from_str(data)
+
+
+def clip_count(text: str) -> int:
+    return len(clip_tokenizer().encode(text, add_special_tokens=False).ids)
+
+
+def t5_count(text: str) -> int:
+    return len(t5_tokenizer().encode(text).ids)
+
+
+def clip_counts(texts: Sequence[str]) -> list[int]:
+    """Counts for many captions at once (the Rust side runs them in parallel)."""
+    if not texts:
+        return []
+    return [len(e.ids) for e in clip_tokenizer().encode_batch(list(texts), add_special_tokens=False)]
+
+
+def t5_counts(texts: Sequence[str]) -> list[int]:
+    if not texts:
+        return []
+    return [len(e.ids) for e in t5_tokenizer().encode_batch(list(texts))]
+
+
+def clip_tokens(text: str) -> list[str]:
+    """The CLIP tokens of a caption (for showing where 75 cuts it)."""
+    return clip_tokenizer().encode(text, add_special_tokens=False).tokens
+
+
+def clip_cut_at(text: str, limit: int = CLIP_USABLE) -> str | None:
+    """The part of ``text`` a CLIP encoder never sees (None when it all fits)."""
+    enc = clip_tokenizer().encode(text, add_special_tokens=False)
+    if len(enc.ids) <= limit:
+        return None
+    start = enc.offsets[limit][0]
+    return text[start:] if start < len(text) else None
+
+
+# --- a cached count for SQL (the query language's tokens: field) -------------------------
+
+_CACHE_MAX = 500_000
+_sql_cache: dict[str, int] = {}
+
+
+def cached_clip_count(text: str | None) -> int:
+    """CLIP count with an in-process cache keyed by the text: SQLite calls this per caption
+    row for ``tokens:``; an unchanged caption is tokenised once per process."""
+    if text is None:
+        return 0
+    n = _sql_cache.get(text)
+    if n is None:
+        n = clip_count(text)
+        with _lock:
+            if len(_sql_cache) >= _CACHE_MAX:
+                _sql_cache.clear()
+            _sql_cache[text] = n
+    return n
+
+
+def prime_clip_cache(texts: Sequence[str], counts: Sequence[int]) -> None:
+    """Remember counts computed in a batch (``check`` does), so queries reuse them."""
+    with _lock:
+        if len(_sql_cache) + len(texts) > _CACHE_MAX:
+            _sql_cache.clear()
+        _sql_cache.update(zip(texts, counts))
