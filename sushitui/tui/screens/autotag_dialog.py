@@ -135,25 +135,26 @@ class AutotagDialog(ModalScreen):
     @work(thread=True, exclusive=True, group="autotag-context", exit_on_error=False)
     def _load_context(self) -> None:
         """Dataset name, how many items, which models are in the local cache (off the UI thread)."""
-        from sushitui.store import Dataset, Item
+        from sushitui.dataset.items import count_items
+        from sushitui.dataset.registry import DatasetNotFound, get_dataset
         from sushitui.tagger.hub import locate
         from sushitui.tagger.registry import BUILTIN, DEFAULT_MODEL
 
-        ds = Dataset.get_or_none(Dataset.id == self.dataset_id)
-        name = ds.name if ds else f"dataset {self.dataset_id}"
+        try:
+            name = get_dataset(self.dataset_id).name
+        except DatasetNotFound:
+            name = f"dataset {self.dataset_id}"
         if self.item_ids is not None:
             scope = f"{len(self.item_ids)} item" + ("s" if len(self.item_ids) != 1 else "")
         elif self.query_text:
             scope = f"items matching {self.query_text!r}"
             try:
-                from sushitui.tags.query import apply_query
-
-                n = apply_query(Item.select().where(Item.dataset == self.dataset_id), self.query_text, self.dataset_id).count()
-                scope = f"{n:,} items matching {self.query_text!r}"
+                # the core's count (the fast path for plain tag queries), not a query built here
+                scope = f"{count_items(self.dataset_id, self.query_text):,} items matching {self.query_text!r}"
             except Exception:
                 pass
         else:
-            scope = f"all {Item.select().where(Item.dataset == self.dataset_id).count():,} items"
+            scope = f"all {count_items(self.dataset_id):,} items"
         cached: dict[str, bool] = {}
         for key, spec in BUILTIN.items():
             try:
