@@ -1,11 +1,17 @@
-"""The sample dataset behind ``sushitui --demo``: generated once, registered, reused."""
+"""The sample dataset behind ``sushitui --demo``: generated once, registered, reused.
+
+The pictures are drawn scenes with tags and captions taken from what was drawn
+(``sushitui.dataset.demo_scenes``); embedded EXIF/XMP captions are read, so the dataset
+shows every caption source. (``sushitui.dataset.synthetic`` stays the generator of
+scale for tests and benchmarks.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 DEMO_NAME = "demo"
-DEMO_ITEMS = 240
+DEMO_ITEMS = 150
+DEMO_SEED = 7
 
 
 def prepare_demo(data_dir: Path | None = None, n_items: int = DEMO_ITEMS) -> str:
@@ -16,7 +22,7 @@ def prepare_demo(data_dir: Path | None = None, n_items: int = DEMO_ITEMS) -> str
     """
     from sushitui.config import data_dir as default_data_dir
     from sushitui.dataset.registry import DatasetNotFound, DatasetSettings, add_dataset, get_dataset
-    from sushitui.dataset.synthetic import generate_dataset
+    from sushitui.dataset.demo_scenes import generate_demo
 
     try:
         get_dataset(DEMO_NAME)
@@ -25,6 +31,6 @@ def prepare_demo(data_dir: Path | None = None, n_items: int = DEMO_ITEMS) -> str
         pass
     root = (data_dir or default_data_dir()) / "demo"
     if not root.is_dir() or not any(root.iterdir()):
-        generate_dataset(root, n_items, seed=7, image_size=(96, 96), items_per_dir=60)
-    add_dataset(DatasetSettings(name=DEMO_NAME, root_path=str(root)))
+        generate_demo(root, n_items, seed=DEMO_SEED)
+    add_dataset(DatasetSettings(name=DEMO_NAME, root_path=str(root), read_exif=True))
     return DEMO_NAME
