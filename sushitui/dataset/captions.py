@@ -531,6 +531,109 @@ def _set_text_locked(dataset: Dataset, item: Item, ctype: str, subtype: str, tex
     return caption
 
 
+
+@dataclass
+class TextEdit:
+    """New text for one item's text caption (``set_texts_many``); ``base`` as for
+    ``TagEdit.base``."""
+
+    item: Item
+    text: str
+    base: Any = UNSET
+
+
+def set_texts_many(edits: Sequence[TextEdit], ctype: str, subtype: str, *, source: str = "txt_file",
+                   language: str | None = None, lock_wait: float = DEFAULT_WAIT_S) -> EditReport:
+    """``set_text`` for a batch (VLM captioning writes thousands): under each dataset's
+    write lock once, the files staged and made durable with one sync for the batch
+    (``publish_staged``; each file is wholly old or wholly new after a crash), the index
+    rows in one transaction. Per-item problems (a file changed since it was indexed, a
+    read-only file, a slot holding another caption type) are reported, never raised;
+    the other items are written. ``source`` is recorded on the caption rows (e.g.
+    ``vlm_<model>``: the file is the caption, the row says who wrote it)."""
+    report = EditReport()
+    if not edits:
+        return report
+    edits = list({e.item.id: e for e in edits}.values())  # one caption, one final state: the last edit wins
+    groups: dict[int, list[TextEdit]] = {}
+    for e in edits:
+        groups.setdefault(e.item.dataset_id, []).append(e)
+    datasets = _by_dataset(e.item for e in edits)
+    for ds_id in sorted(groups, key=lambda d: str(datasets[d].root_path) if d in datasets else ""):
+        ds = datasets.get(ds_id)
+        if ds is None:
+            continue  # removed meanwhile: nothing to write
+        with dataset_write_lock(ds.root_path, name=ds.name, what="a caption edit", wait=lock_wait):
+            _set_texts_locked(ds, groups[ds_id], ctype, subtype, source, language, report)
+    return report
+
+
+def _set_texts_locked(dataset: Dataset, edits: list[TextEdit], ctype: str, subtype: str, source: str,
+                      language: str | None, report: EditReport) -> None:
+    siblings_of: dict[int, list[Caption]] = {}
+    ids = [e.item.id for e in edits]
+    for start in range(0, len(ids), 500):
+        for c in Caption.select().where(Caption.item.in_(ids[start:start + 500])):
+            siblings_of.setdefault(c.item_id, []).append(c)
+    planned: list[tuple[TextEdit, Caption | None, str, str]] = []
+    staged: list[StagedWrite] = []
+    for edit in edits:
+        item = edit.item
+        siblings = siblings_of.get(item.id, [])
+        sub = subtype
+        caption = next((c for c in siblings if c.type == ctype and c.subtype == sub), None)
+        if caption is not None and caption.file_path is None and caption.source != "txt_file":
+            sub = file_subtype(sub) if _embedded(caption) else sub  # as _set_text_locked: metadata is never rewritten
+            caption = next((c for c in siblings if c.type == ctype and c.subtype == sub and c.file_path), None)
+        rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, sub or ctype, siblings)
+        try:
+            if caption is None:
+                _check_slot_free(rel, ctype, sub, siblings)
+            if caption is None or not caption.file_path:
+                _register_subtype(dataset, sub or ctype)
+            staged.append(_stage_file(dataset, caption, rel, edit.text, False, edit.base))
+        except CaptionConflict as exc:
+            report.problems.append(EditProblem(item.id, rel, str(exc), exc))
+            continue
+        except CaptionFileError as exc:
+            report.problems.append(EditProblem(item.id, rel, str(exc), error=exc))
+            continue
+        except ValueError as exc:
+            report.problems.append(EditProblem(item.id, rel, str(exc)))
+            continue
+        planned.append((edit, caption, rel, sub))
+    done: list[tuple[TextEdit, Caption | None, str, str, FileState]] = []
+    for (edit, caption, rel, sub), result in zip(planned, publish_staged(staged) if staged else []):
+        if isinstance(result, CaptionConflict):
+            report.problems.append(EditProblem(edit.item.id, rel, str(result), result))
+        elif isinstance(result, CaptionFileError):
+            report.problems.append(EditProblem(edit.item.id, rel, str(result), error=result))
+        else:
+            report.files_written.append(rel)
+            done.append((edit, caption, rel, sub, result))
+    if not done:
+        return
+    now = time.time()
+    with write_transaction():
+        for edit, caption, rel, sub, state in done:
+            if caption is None:
+                caption = Caption(item=edit.item.id, type=ctype, subtype=sub or ctype, created_at=now)
+            caption.content = edit.text
+            caption.file_path = rel
+            caption.source = source
+            caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
+            caption.encoding = caption.encoding if caption.encoding == "utf-8-sig" else "utf-8"
+            caption.encoding_flagged = False
+            if language:
+                caption.language = language
+            caption.updated_at = now
+            caption.save()
+            report.written[edit.item.id] = (caption.subtype, state)
+            report.changed += 1
+        touched = [e.item.id for e, *_ in done]
+        for start in range(0, len(touched), 500):
+            Item.update({Item.updated_at: now}).where(Item.id.in_(touched[start:start + 500])).execute()
+
 def reload_from_disk(caption: Caption) -> str:
     """The text of the caption's file as it is on disk now (for a conflict dialog)."""
     dataset = Dataset.get_by_id(Item.get_by_id(caption.item_id).dataset_id)
