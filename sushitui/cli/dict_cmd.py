@@ -45,6 +45,7 @@ def register(subparsers) -> None:
     s.add_argument("--category", choices=CATEGORIES)
     s.add_argument("--sort", choices=("count", "name", "created"), default="count")
     s.add_argument("--limit", type=IntArg(1), default=50, metavar="N", help="at most N tags (default 50)")
+    s.add_argument("--lang", metavar="LANG", help="search translations in this language only (default: every language)")
     add_common(s)
     s.set_defaults(func=cmd_search)
 
@@ -83,13 +84,55 @@ def register(subparsers) -> None:
     s.add_argument("prefix", metavar="TEXT")
     s.add_argument("--dataset", metavar="NAME")
     s.add_argument("--limit", type=IntArg(1, 10_000), default=10, metavar="N", help="at most N candidates (default 10)")
+    s.add_argument("--lang", metavar="LANG", help="match translations in this language only, and show it "
+                                                  "(default: every language; shown: the tag_lang setting)")
     add_common(s)
     s.set_defaults(func=cmd_complete)
+
+    _register_translations(sub)
 
     s = sub.add_parser("stats", help="dictionary statistics (TAG-8)")
     s.add_argument("--top", type=IntArg(0), default=100, metavar="N", help="list the N most used tags (default 100)")
     add_common(s)
     s.set_defaults(func=cmd_stats)
+
+
+def _register_translations(sub) -> None:
+    p = sub.add_parser("translations", help="tags in your language: import, list, export, remove translation files")
+    tsub = p.add_subparsers(dest="translations_command", metavar="SUBCOMMAND", required=True)
+
+    s = tsub.add_parser("import", help="import a tag,translation CSV or a tag-autocomplete translation file")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--lang", required=True, metavar="LANG", help="the file's language: ja, zh, zh-tw, ko, ...")
+    s.add_argument("--format", choices=("csv", "tagcomplete"),
+                   help="csv: tag,translation[,reading]; tagcomplete: tag,translation or tag,category,translation "
+                        "(default: from the file)")
+    s.add_argument("--on-conflict", choices=("skip", "update"), default="update",
+                   help="a tag that already has translations in LANG: keep them (skip) or take the file's "
+                        "(update, default)")
+    add_common(s)
+    s.set_defaults(func=cmd_translations_import)
+
+    s = tsub.add_parser("list", help="languages with translations: how many, tags not in the dictionary, files")
+    add_common(s)
+    s.set_defaults(func=cmd_translations_list)
+
+    s = tsub.add_parser("export", help="write one language's translations as tag,translation,reading CSV")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--lang", required=True, metavar="LANG")
+    add_common(s)
+    s.set_defaults(func=cmd_translations_export)
+
+    s = tsub.add_parser("remove", help="delete every translation of one language")
+    s.add_argument("--lang", required=True, metavar="LANG")
+    add_common(s)
+    s.set_defaults(func=cmd_translations_remove)
+
+    s = tsub.add_parser("show", help="set the language shown beside tags (autocomplete, dictionary, tag pills)")
+    s.add_argument("lang", nargs="?", metavar="LANG", help="a language code; omit to see the setting")
+    s.add_argument("--off", action="store_true", help="clear the setting (then the language with most translations)")
+    add_common(s)
+    s.set_defaults(func=cmd_translations_show)
 
 
 def argparse_bool():
@@ -196,7 +239,8 @@ def _entry_line(e) -> str:
     if e.replacement:
         flags += f" → {e.replacement}"
     alias = f"  (aliases: {', '.join(e.aliases[:5])}{'…' if len(e.aliases) > 5 else ''})" if e.aliases else ""
-    return f"{e.tag:<40} {e.category:<10} {e.count:>10,}{flags}{alias}"
+    translated = "".join(f"  [{lang}: {' | '.join(texts[:3])}]" for lang, texts in e.translations.items())
+    return f"{e.tag:<40} {e.category:<10} {e.count:>10,}{flags}{translated}{alias}"
 
 
 def cmd_search(args) -> int:
@@ -204,7 +248,8 @@ def cmd_search(args) -> int:
 
     _open(args)
     try:
-        entries = dictionary.search(args.text, mode=args.mode, category=args.category, limit=args.limit, sort=args.sort)
+        entries = dictionary.search(args.text, mode=args.mode, category=args.category, limit=args.limit, sort=args.sort,
+                                    lang=_lang(args.lang))
     except dictionary.DictionaryError as exc:
         raise _fail(exc) from exc
     if args.json:
@@ -313,15 +358,125 @@ def cmd_complete(args) -> int:
         if ds is None:
             raise CliError(f"no dataset named {args.dataset!r} (see `sushitui dataset list`)", 2)
         dataset_id = ds.id
+    lang = _lang(args.lang)
     completer = Completer()
     completer.warm(dataset_id, wait=True)  # a one-shot command: build the index and answer fully
-    cands = completer.complete(args.prefix, dataset_id, args.limit)
+    cands = completer.complete(args.prefix, dataset_id, args.limit, lang=lang)
     if args.json:
         emit_json([c.to_dict() for c in cands])
     else:
         for c in cands:
             target = f" → {c.alias_of}" if c.alias_of else ""
-            out(f"{c.tag}{target:<30} {c.category or '-':<10} {c.count:>10,}  {c.source}/{c.match}")
+            translated = f"  {c.translation}" + (f" ({c.reading})" if c.reading else "") if c.translation else ""
+            out(f"{c.tag}{target:<30} {c.category or '-':<10} {c.count:>10,}  {c.source}/{c.match}{translated}")
+    return 0
+
+
+# --- translations (issue 22) ----------------------------------------------------------------------
+
+
+def _lang(value: str | None) -> str | None:
+    from sushitui.tags.translations import TranslationError, normalize_lang
+
+    if value is None:
+        return None
+    try:
+        return normalize_lang(value)
+    except TranslationError as exc:
+        raise CliError(str(exc), 2) from exc
+
+
+def cmd_translations_import(args) -> int:
+    from sushitui.tags import translations
+    from sushitui.tags.dictionary_formats import DictionaryFileError
+
+    lang = _lang(args.lang)
+    _open(args)
+    bar = TerminalProgress("importing translations")
+    try:
+        with cancel_on_sigint() as cancel, on_database_error(args):
+            report = translations.import_file(args.file, lang, fmt=args.format, on_conflict=args.on_conflict,
+                                              progress=bar, cancel=cancel)
+    except (translations.TranslationError, DictionaryFileError) as exc:
+        raise _fail(exc) from exc
+    finally:
+        bar.close()
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        out(f"{report.file}: {lang}, {report.format} format: {report.translations:,} translations for "
+            f"{report.tags:,} tags  (replaced {report.replaced:,}, skipped {len(report.skipped):,}, "
+            f"via alias {report.via_alias:,}, not in the dictionary {len(report.not_in_dictionary):,}, "
+            f"rejected {len(report.rejected):,}; {report.elapsed_s:.2f} s)")
+        for note in report.notes:
+            out(f"  note: {note}")
+        for title, rows, shown in (("rejected", report.rejected, 30), ("repaired", report.repaired, 10),
+                                   ("not in the dictionary (kept, marked)", report.not_in_dictionary, 10),
+                                   ("skipped", report.skipped, 5)):
+            for p in rows[:shown]:
+                out(f"  {title}: {p.where}: {p.tag!r}: {p.reason}")
+            if len(rows) > shown:
+                out(f"  … {len(rows) - shown:,} more {title.split(' (')[0]} rows (use --json for all)")
+        if report.cancelled:
+            out("cancelled: the translations written so far are kept")
+    return 3 if report.rejected else (130 if report.cancelled else 0)
+
+
+def cmd_translations_list(args) -> int:
+    from sushitui.tags import translations
+
+    _open(args, load_builtin=False)
+    rows = translations.summary()
+    shown = translations.preferred_lang()
+    if args.json:
+        emit_json({"languages": rows, "shown": shown, "setting": translations.preferred_setting()})
+        return 0
+    if not rows:
+        out("no translations; import one with `sushitui dict translations import FILE --lang ja`")
+        return 0
+    for r in rows:
+        mark = "  (shown beside tags)" if r["lang"] == shown else ""
+        out(f"{r['lang']:<8} {r['translations']:>9,} translations  {r['tags']:>9,} tags  "
+            f"{r['not_in_dictionary']:>7,} not in the dictionary  from {', '.join(r['sources'])}{mark}")
+    return 0
+
+
+def cmd_translations_export(args) -> int:
+    from sushitui.tags import translations
+
+    lang = _lang(args.lang)
+    _open(args, load_builtin=False)
+    try:
+        result = translations.export(args.file, lang)
+    except translations.TranslationError as exc:
+        raise _fail(exc) from exc
+    reply(args, result, f"exported {result['translations']:,} {lang} translations of {result['tags']:,} tags "
+                        f"to {result['file']}")
+    return 0
+
+
+def cmd_translations_remove(args) -> int:
+    from sushitui.tags import translations
+
+    lang = _lang(args.lang)
+    _open(args, load_builtin=False)
+    with on_database_error(args):
+        n = translations.remove(lang)
+    reply(args, {"lang": lang, "removed": n}, f"removed {n:,} {lang} translations" if n else f"there were no {lang} translations")
+    return 0
+
+
+def cmd_translations_show(args) -> int:
+    from sushitui.tags import translations
+
+    _open(args, load_builtin=False)
+    if args.off or args.lang:
+        with on_database_error(args):
+            translations.set_preferred_lang(None if args.off else _lang(args.lang))
+    setting, shown = translations.preferred_setting(), translations.preferred_lang()
+    text = (f"shown beside tags: {shown or 'none (no translations)'}"
+            + ("" if setting else " (no setting: the language with the most translations)"))
+    reply(args, {"setting": setting, "shown": shown}, text)
     return 0
 
 

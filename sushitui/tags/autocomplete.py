@@ -84,9 +84,11 @@ class Candidate:
         return self.alias_of or self.tag
 
     def to_dict(self) -> dict:
-        return {"tag": self.tag, "category": self.category, "count": self.count, "source": self.source,
-                "alias_of": self.alias_of, "match": self.match, "value": self.value,
-                "translation": self.translation, "reading": self.reading}
+        out = {"tag": self.tag, "category": self.category, "count": self.count, "source": self.source,
+               "alias_of": self.alias_of, "match": self.match, "value": self.value}
+        # only when there are translations: the output stays what it was without them
+        out.update({k: v for k, v in (("translation", self.translation), ("reading", self.reading)) if v})
+        return out
 
 
 def query_key(text: str) -> str:

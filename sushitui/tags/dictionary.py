@@ -113,6 +113,7 @@ class DictEntry:
     wiki_url: str | None
     created_at: float
     updated_at: float
+    translations: dict[str, list[str]] = field(default_factory=dict)  # lang -> translations (issue 22)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -520,6 +521,7 @@ class DictQuery:
     only_custom: bool = False
     show_deprecated: bool = False
     sort: str = "count"  # count (desc) | name (asc) | created (newest first)
+    lang: str | None = None  # translations searched too: this language (None: every language)
 
 
 def _where(q: DictQuery) -> tuple[str, list]:
@@ -551,7 +553,35 @@ def _where(q: DictQuery) -> tuple[str, list]:
         else:
             where.append("instr(norm, ?) > 0")
             params.append(key)
+    if q.text.strip() and q.mode in SEARCH_MODES:
+        _or_translated(q, where, params, bool(key))
     return (" AND ".join(where) or "1=1"), params
+
+
+def _or_translated(q: DictQuery, where: list[str], params: list, has_name_condition: bool) -> None:
+    """Widen the last (name) condition to "or a translation matches" (猫耳 finds cat_ears).
+    The few matching keys are bound as a list, so a search no translation matches keeps
+    its plain index plan."""
+    from sushitui.tags import translations
+
+    norms = translations.matching_norms(q.text, q.mode, q.lang)
+    if norms == []:
+        return
+    if norms is None:
+        sql, extra = translations.matching_sql(q.text, q.mode, q.lang)
+        cond, cond_params = f"norm IN ({sql})", extra
+    else:
+        cond, cond_params = f"norm IN ({','.join('?' * len(norms))})", norms
+    if has_name_condition:
+        name_cond = where.pop()
+        n_name = name_cond.count("?")
+        name_params = params[len(params) - n_name :]
+        del params[len(params) - n_name :]
+        where.append(f"({name_cond} OR {cond})")
+        params += name_params + cond_params
+    else:
+        where.append(cond)
+        params += cond_params
 
 
 # sort → (ORDER BY, cursor columns, comparison): keyset paging, an index per order
@@ -589,11 +619,20 @@ def query_page(q: DictQuery, limit: int = 50, after: tuple | None = None) -> tup
             rows += db.execute_sql(sql.format(f"{where} AND {cols[0]} {op} ?", order),
                                    params + [after[0], limit - len(rows)]).fetchall()
     entries = [_entry(r) for r in rows]
+    _attach_translations(entries, [r[14] for r in rows])
     cursor = None
     if len(rows) == limit:
         last = rows[-1]
         cursor = {"count": (last[3], last[0]), "name": (last[14], last[0]), "created": (last[0],)}[q.sort]
     return entries, cursor
+
+
+def _attach_translations(entries: list[DictEntry], norms: list[str]) -> None:
+    from sushitui.tags import translations
+
+    found = translations.for_norms(norms)
+    for e, norm in zip(entries, norms):
+        e.translations = found.get(norm, {})
 
 
 def count_matches(q: DictQuery) -> int:
@@ -602,14 +641,19 @@ def count_matches(q: DictQuery) -> int:
 
 
 def search(text: str, *, mode: str = "substring", category: str | None = None, limit: int = 50,
-           sort: str = "count", show_deprecated: bool = True) -> list[DictEntry]:
-    entries, _ = query_page(DictQuery(text, mode, category, sort=sort, show_deprecated=show_deprecated), limit)
+           sort: str = "count", show_deprecated: bool = True, lang: str | None = None) -> list[DictEntry]:
+    """Tags whose name — or translation (in ``lang``, default any) — matches ``text``."""
+    entries, _ = query_page(DictQuery(text, mode, category, sort=sort, show_deprecated=show_deprecated, lang=lang), limit)
     return entries
 
 
 def get_tag(tag: str) -> DictEntry | None:
     row = _db().execute_sql(f"SELECT {_ENTRY_COLS} FROM dictionary_tag WHERE norm = ? LIMIT 1", [match_key(tag)]).fetchone()
-    return _entry(row) if row else None
+    if not row:
+        return None
+    entry = _entry(row)
+    _attach_translations([entry], [match_key(entry.tag)])
+    return entry
 
 
 def lookup_many(tags: Iterable[str]) -> dict[str, tuple[str, int]]:

@@ -480,18 +480,21 @@ def translations_changed() -> None:
 
 # --- reading back -------------------------------------------------------------------------------
 
-_lang_cache: tuple | None = None  # (database, [langs]) — the languages that have translations
+# (database, [langs], when): the languages that have translations, asked for by every
+# dictionary page; re-read after a few seconds so another process's import shows up
+_lang_cache: tuple | None = None
+LANG_CACHE_S = 5.0
 
 
 def languages() -> list[str]:
     """The languages that have translations, most rows first."""
     global _lang_cache
     db = current_database()
-    if _lang_cache is not None and _lang_cache[0] is db:
+    if _lang_cache is not None and _lang_cache[0] is db and time.monotonic() - _lang_cache[2] < LANG_CACHE_S:
         return list(_lang_cache[1])
     langs = [r[0] for r in db.execute_sql(
         "SELECT lang FROM tag_translation GROUP BY lang ORDER BY COUNT(*) DESC, lang").fetchall()]
-    _lang_cache = (db, langs)
+    _lang_cache = (db, langs, time.monotonic())
     return list(langs)
 
 
@@ -658,8 +661,10 @@ def preferred_lang() -> str | None:
 
 
 def set_preferred_lang(lang: str | None) -> str | None:
+    """Set (or with None clear) the language shown beside tags."""
     code = normalize_lang(lang) if lang else None
     _set_setting(LANG_SETTING, code)
+    translations_changed()  # completers show the new language
     return code
 
 

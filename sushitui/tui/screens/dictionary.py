@@ -5,7 +5,9 @@ previous pages' cursors are kept for going back), so paging costs the same on pa
 and page 18,000 of a 925k-tag dictionary. Category, search mode, filters and sort are
 cycled with single keys; ``/`` edits the search text. Add/edit in a dialog with the
 TAG-5 validation shown per field; delete asks first, optionally stripping the tag from
-every dataset's captions.
+every dataset's captions. The translation column shows each tag's name in the display
+language (``sushitui dict translations show``), and the search finds tags through their
+translations too (猫耳 finds cat_ears).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from textual.worker import get_current_worker
 from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.tag_input import CATEGORY_COLORS
+from sushitui.tui.widgets.tag_pills import fit_cells
 
 PAGE = 50
+TRANSLATION_CELLS = 18  # the translation column's width: two tags' CJK names, then "…"
 CATEGORY_CYCLE = (None, "general", "character", "copyright", "artist", "meta", "model")
 MODE_CYCLE = ("substring", "prefix", "suffix", "exact")
 SORT_CYCLE = ("count", "name", "created")
@@ -73,10 +77,11 @@ class DictionaryScreen(Screen):
         self.entries: list = []
         self.total: int | None = None
         self.page_ms: float | None = None
+        self.lang: str | None = None  # the language of the translation column
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="dict-bar"):
-            yield Input(placeholder="search tags (/), Enter to apply", id="dict-search")
+            yield Input(placeholder="search tags or translations (/), Enter to apply", id="dict-search")
         yield Static("", id="dict-status")
         table = DataTable(id="dict-table", cursor_type="row", zebra_stripes=True)
         yield table
@@ -84,7 +89,7 @@ class DictionaryScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("tag", "category", "count", "source", "aliases")
+        table.add_columns("tag", "translation", "category", "count", "source", "aliases")
         table.focus()
         self.reload()
 
@@ -99,11 +104,12 @@ class DictionaryScreen(Screen):
     def _load_page(self, q, after, count: bool = False) -> None:
         import time
 
-        from sushitui.tags import dictionary
+        from sushitui.tags import dictionary, translations
 
         started = time.perf_counter()
         try:
             entries, cursor = dictionary.query_page(q, PAGE, after)
+            self.lang = translations.preferred_lang()
         except dictionary.DictionaryError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -130,6 +136,7 @@ class DictionaryScreen(Screen):
             aliases = ", ".join(e.aliases[:4]) + ("…" if len(e.aliases) > 4 else "")
             table.add_row(
                 Text(for_terminal(e.tag), style="strike" if e.deprecated else ""),
+                Text(self._translation(e)),
                 Text(e.category, style=color),
                 Text(f"{e.count:,}", justify="right"),
                 Text(flags or e.source, style="dim"),
@@ -137,6 +144,14 @@ class DictionaryScreen(Screen):
                 key=str(e.id),
             )
         self._update_status()
+
+    def _translation(self, entry) -> str:
+        """The display language's translations (else any language's), cut to the column."""
+        texts = entry.translations.get(self.lang) if self.lang else None
+        if not texts and entry.translations:
+            texts = next(iter(entry.translations.values()))
+        text = for_terminal(" | ".join(texts)) if texts else ""
+        return text if fit_cells(text, TRANSLATION_CELLS) == text else fit_cells(text, TRANSLATION_CELLS - 1) + "…"
 
     def _show_total(self, q, total: int) -> None:
         if q == self.query_state:

@@ -7,7 +7,8 @@ right after it. Each keystroke queries ``sushitui.tags.autocomplete`` in a threa
 database. ↑/↓ move the highlight, Tab completes the input with the highlighted (or
 first) candidate, Enter submits the highlighted candidate or, with none highlighted, the
 typed text; Escape closes the dropdown. ``TagInput.Submitted.tag`` is the tag to add,
-with an alias already resolved to its target.
+with an alias already resolved to its target. Typing a tag's translation (猫耳, ねこ)
+offers the tag, shown as ``cat_ears 猫耳``; choosing it inserts ``cat_ears``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ class TagCandidates(Widget):
             text.append(for_terminal(c.tag), style=f"{style} bold" if c.match == "prefix" else style)
             if c.alias_of:
                 text.append(f" → {for_terminal(c.alias_of)}", style="italic")
+            if c.translation:
+                # shown as "cat_ears 猫耳"; what matched is bold (Enter/Tab still insert the tag)
+                text.append(f" {for_terminal(c.translation)}", style=f"{style} bold" if c.match == "translation" else "italic")
+                if c.reading and c.match == "translation":
+                    text.append(f" ({for_terminal(c.reading)})", style="dim")
             meta = f"  {c.category or '-'} {_count(c.count)}" + ("  (in dataset)" if c.source == "dataset" else "")
             text.append(meta, style="dim")
         return text

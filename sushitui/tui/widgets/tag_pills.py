@@ -3,13 +3,19 @@
 The widget only draws and moves its cursor; the screen owns the tag list (a
 ``TagListEditor``) and calls ``set_tags``. Pills are laid out line by line here, so a
 pill never breaks across two lines; tag text is sanitised (NF-4) and never parsed as
-markup.
+markup. Widths are terminal cells (a CJK character is two), and a pill too long for the
+line is cut between characters, never through one.
+
+``T`` shows each tag's translation inside its pill (``cat_ears 猫耳``, issue 22), in the
+language of ``sushitui dict translations show``; the choice is kept as a setting, so
+item detail and quick tagging both follow it.
 """
 
 from __future__ import annotations
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding
 from textual.reactive import reactive
 from textual.geometry import Region
 from textual.widget import Widget
@@ -31,6 +37,21 @@ def pill_style(color: str | None, *, cursor: bool = False, marked: bool = False)
     return style
 
 
+def fit_cells(text: str, cells: int) -> str:
+    """``text`` cut to at most ``cells`` terminal cells; a wide (CJK) character that does
+    not fit whole is left out, never halved."""
+    if cell_len(text) <= cells:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = cell_len(ch)
+        if used + w > cells:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out)
+
+
 def pills_text(
     tags: list[str],
     colors: dict[str, str],
@@ -39,27 +60,37 @@ def pills_text(
     cursor: int | None = None,
     marked: set[str] | None = None,
     numbered: bool = False,
+    translations: dict[str, str] | None = None,
 ) -> Text:
-    """Pills wrapped to ``width`` cells; ``marked`` match keys are drawn bold."""
+    """Pills wrapped to ``width`` cells; ``marked`` match keys are drawn bold;
+    ``translations`` (match key → text) are shown inside the pill after the tag."""
     text = Text(no_wrap=True, overflow="ellipsis")
     x = 0
     width = max(8, width)
     for i, tag in enumerate(tags):
+        key = match_key(tag)
         label = for_terminal(tag)
         if numbered:
             label = f"{i + 1} {label}"
-        label = f" {label} "
-        if cell_len(label) > width - 1:
-            label = label[: max(4, width - 3)] + "… "
-        w = cell_len(label)
+        head = f" {label}"
+        translated = translations.get(key) if translations else None
+        tail = f" {for_terminal(translated)}" if translated else ""
+        end = " "
+        if cell_len(head + tail) + 1 > width - 1:
+            body = fit_cells(head + tail, max(4, width - 3))
+            head, tail, end = body[: len(head)], body[len(head) :], "… "
+        w = cell_len(head + tail + end)
         if x and x + w > width:
             text.append("\n")
             x = 0
         elif x:
             text.append(" ")
             x += 1
-        key = match_key(tag)
-        text.append(label, style=pill_style(colors.get(key), cursor=(i == cursor), marked=bool(marked and key in marked)))
+        style = pill_style(colors.get(key), cursor=(i == cursor), marked=bool(marked and key in marked))
+        text.append(head, style=style)
+        if tail:
+            text.append(tail, style=f"{style} italic")
+        text.append(end, style=style)
         x += w
     return text
 
@@ -72,6 +103,11 @@ class TagPills(Widget, can_focus=True):
     TagPills:focus { background: $boost; }
     """
 
+    BINDINGS = [
+        Binding("T", "toggle_translations", "Translations", show=False, id="tags.translations",
+                tooltip="Show or hide each tag's translation beside it (language: sushitui dict translations show)"),
+    ]
+
     cursor: reactive[int] = reactive(0)
 
     def __init__(self, *, id: str | None = None, classes: str | None = None, empty_hint: str = "no tags") -> None:
@@ -79,6 +115,18 @@ class TagPills(Widget, can_focus=True):
         self.tags: list[str] = []
         self.tag_colors: dict[str, str] = {}
         self.empty_hint = empty_hint
+        self.show_translations = False
+        self.translations: dict[str, str] = {}  # match key -> translation, for the tags shown
+
+    def on_mount(self) -> None:
+        from sushitui.tags import translations
+
+        try:
+            self.show_translations = translations.pills_show_translations()
+        except Exception:  # no database open (a widget test): pills without translations
+            self.show_translations = False
+        if self.show_translations:
+            self._load_translations()
 
     def set_tags(self, tags: list[str], colors: dict[str, str] | None = None, cursor: int | None = None) -> None:
         self.tags = list(tags)
@@ -87,6 +135,42 @@ class TagPills(Widget, can_focus=True):
         if cursor is not None:
             self.cursor = cursor
         self.cursor = max(0, min(self.cursor, len(self.tags) - 1))
+        if self.show_translations:
+            self._load_translations()
+        self.refresh(layout=True)
+
+    def _load_translations(self) -> None:
+        """The shown tags' translations: one indexed query for a caption's few dozen tags."""
+        from sushitui.tags import translations
+
+        missing = [t for t in self.tags if match_key(t) not in self.translations]
+        if not missing:
+            return
+        try:
+            self.translations.update(translations.lookup(missing))
+        except Exception:  # no database open
+            pass
+
+    def _shown(self) -> dict[str, str] | None:
+        return self.translations if self.show_translations else None
+
+    def action_toggle_translations(self) -> None:
+        from sushitui.tags import translations
+
+        self.show_translations = not self.show_translations
+        self.translations = {}
+        try:
+            translations.set_pills_show_translations(self.show_translations)
+            lang = translations.preferred_lang()
+        except Exception as exc:  # the setting could not be written: still toggle here
+            self.notify(f"translations: {exc}", severity="warning", timeout=3)
+            lang = None
+        if self.show_translations:
+            self._load_translations()
+            if lang is None:
+                self.notify("no translations yet: sushitui dict translations import FILE --lang ja", timeout=4)
+            else:
+                self.notify(f"translations shown ({lang})", timeout=1.5)
         self.refresh(layout=True)
 
     def validate_cursor(self, value: int) -> int:
@@ -99,19 +183,21 @@ class TagPills(Widget, can_focus=True):
     def render(self) -> Text:
         if not self.tags:
             return Text(self.empty_hint, style="dim italic")
-        return pills_text(self.tags, self.tag_colors, self.size.width or 40, cursor=self.cursor if self.has_focus else None)
+        return pills_text(self.tags, self.tag_colors, self.size.width or 40, cursor=self.cursor if self.has_focus else None,
+                          translations=self._shown())
 
     def get_content_height(self, container, viewport, width: int) -> int:
         if not self.tags:
             return 1
-        return len(pills_text(self.tags, self.tag_colors, width).plain.split("\n"))
+        return len(pills_text(self.tags, self.tag_colors, width, translations=self._shown()).plain.split("\n"))
 
     def cursor_line(self, width: int | None = None) -> int:
         """The wrapped line the cursor's pill is on."""
         if not self.tags:
             return 0
         width = width or self.size.width or 40
-        return pills_text(self.tags[: self.cursor + 1], self.tag_colors, width).plain.count("\n")
+        return pills_text(self.tags[: self.cursor + 1], self.tag_colors, width,
+                          translations=self._shown()).plain.count("\n")
 
     def watch_cursor(self, cursor: int) -> None:
         # With more tags than fit (80x24), the scrolling parent follows the cursor;
