@@ -1,24 +1,31 @@
 """Large previews for the item detail and quick tagging screens (IT-1, QT-1, QT-4).
 
-One image is shown big, so it is decoded at up to ``PREVIEW_BOX`` (JPEG ``draft()``
-lets libjpeg decode at a reduced scale, ``thumbnail()`` finishes), off the UI thread,
+One image is shown big, so it is decoded at up to ``PREVIEW_BOX``, off the UI thread,
 and kept in a small LRU so that the image prefetched while the user looks at the
-current one is shown at once. Decompression bombs are refused from the header, broken
-files give a ``Preview`` with a plain reason instead of raising. No Textual here.
+current one is shown at once. The decoder is the browser's (``thumbnails.decode_thumbnail``
+with a bigger box): JPEG decoded at a reduced scale by libjpeg, other formats within a
+pixel budget and reduced a band at a time, big decodes one at a time; an image over the
+budget gets "too large to preview (W×H); open it in an image viewer" instead of 350 MB
+of pixels. Broken files give a ``Preview`` with a plain reason instead of raising.
+The LRU is bounded by the bytes of its pixels as well as by count. No Textual here.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from sushitui.dataset.thumbnails import decode_thumbnail
+
+# 1024 px covers a full-screen pane with Kitty/Sixel graphics at ~10×20 px per cell;
+# half-cell text rendering shows far fewer pixels and downsizes per render.
 PREVIEW_BOX = (1024, 1024)
 CACHE_ITEMS = 12
+CACHE_BYTES = 48 * 1024 * 1024  # twelve 1024×1024 RGBA previews
 
 
 @dataclass(frozen=True)
@@ -28,53 +35,30 @@ class Preview:
     width: int | None = None
     height: int | None = None
 
+    @property
+    def nbytes(self) -> int:
+        """What the decoded pixels take (Pillow keeps RGB as 4 bytes per pixel)."""
+        if self.image is None:
+            return 64
+        return self.image.width * self.image.height * 4 + 64
+
 
 def decode_preview(path: str | os.PathLike, box: tuple[int, int] = PREVIEW_BOX) -> Preview:
     """Decode ``path`` to fit ``box``; never raises for bad files."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            src = Image.open(path)
-    except Image.DecompressionBombError:
-        return Preview(None, "image too large to preview (decompression-bomb limit)")
-    except FileNotFoundError:
-        return Preview(None, "image file not found (moved or deleted?) — reindex the dataset")
-    except PermissionError:
-        return Preview(None, "permission denied reading the image")
-    except (UnidentifiedImageError, IsADirectoryError):
-        return Preview(None, "not a readable image (corrupt, empty or wrong extension)")
-    except (OSError, ValueError, SyntaxError) as exc:
-        return Preview(None, f"cannot open image: {exc}")
-    with src:
-        width, height = src.size
-        limit = Image.MAX_IMAGE_PIXELS
-        if width <= 0 or height <= 0:
-            return Preview(None, "image has no pixels", width, height)
-        if limit is not None and width * height > limit:
-            return Preview(None, f"image too large to preview ({width}×{height} pixels)", width, height)
-        try:
-            if src.format == "JPEG":
-                src.draft("RGB", box)
-            img = src.copy() if src.mode in ("RGB", "RGBA") else src.convert("RGBA" if "A" in src.getbands() or "transparency" in src.info else "RGB")
-            img = ImageOps.exif_transpose(img) or img
-            img.thumbnail(box, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-            reason = str(exc) or type(exc).__name__
-            if "truncated" in reason:
-                reason = "image file is truncated (incomplete download or copy?)"
-            return Preview(None, f"cannot decode image: {reason}", width, height)
-        except MemoryError:
-            return Preview(None, "not enough memory to decode this image", width, height)
-    return Preview(img, None, width, height)
+    t = decode_thumbnail(path, box)
+    return Preview(t.image, t.reason, t.width, t.height)
 
 
 class PreviewCache:
     """Thread-safe LRU of decoded previews keyed by path and a stamp (e.g. mtime)."""
 
-    def __init__(self, box: tuple[int, int] = PREVIEW_BOX, max_items: int = CACHE_ITEMS) -> None:
+    def __init__(self, box: tuple[int, int] = PREVIEW_BOX, max_items: int = CACHE_ITEMS,
+                 max_bytes: int = CACHE_BYTES) -> None:
         self.box = box
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self._items: OrderedDict[str, Preview] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}
 
@@ -113,18 +97,28 @@ class PreviewCache:
             try:
                 p = decode_preview(path, self.box)
                 with self._lock:
+                    old = self._items.pop(k, None)
+                    if old is not None:
+                        self._bytes -= old.nbytes
                     self._items[k] = p
-                    while len(self._items) > self.max_items:
-                        self._items.popitem(last=False)
+                    self._bytes += p.nbytes
+                    # the newest stays even when it alone is over the budget: it is on screen
+                    while len(self._items) > 1 and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
+                        self._bytes -= self._items.popitem(last=False)[1].nbytes
                 return p
             finally:
                 with self._lock:
                     self._inflight.pop(k, None)
                 event.set()
 
+    @property
+    def used_bytes(self) -> int:
+        return self._bytes
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._bytes = 0
 
 
 _SHARED: PreviewCache | None = None

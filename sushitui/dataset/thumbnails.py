@@ -6,8 +6,27 @@ size-bounded LRU cache so that memory stays flat however far the user pages. Bro
 or hostile files never raise: they give a ``Thumbnail`` with no image and a plain
 ``reason`` that the grid shows in place of the picture.
 
-Decompression bombs: the header is read first and an image whose pixel count exceeds
-``PIL.Image.MAX_IMAGE_PIXELS`` is never decoded.
+Memory: Pillow decodes PNG, WebP, TIFF and the like only whole, at 4 bytes per pixel
+(RGB is stored as RGBX): a 260 KB 9,400×9,400 PNG is 353 MB decoded, and four of them
+decoded at once took item detail to 3.3 GB. So the header is read first and
+
+- a JPEG is decoded at the smallest libjpeg scale (1/2 … 1/8) that still covers the box
+  (``draft``);
+- an image whose decoded size exceeds ``MAX_DECODE_PIXELS`` is not decoded: the reason
+  says "too large to preview (W×H); open it in an image viewer". 36 megapixels covers
+  8K frames (33 MP), 6,000×6,000 upscales and camera-sized PNG/TIFF exports (JPEGs of
+  any size preview at a reduced scale); at 4 bytes per pixel one such decode is 144 MB,
+  and item detail showing four of them peaks at ~250 MB (measured; 40 MP gave ~267 MB,
+  too close to the 300 MB goal). WebP and AVIF, which Pillow decodes into a buffer
+  first, count several times;
+- what is decoded is shrunk with ``Image.reduce`` a band of rows at a time to just
+  above the box (whole-image ``reduce``/``resize`` of RGBA first makes a premultiplied
+  full-size copy), and the full-size pixels are released before the final resize;
+- decodes bigger than ``BIG_DECODE_BYTES`` run one at a time in one thread (the
+  browser's thumbnail threads and the detail screens' prefetch threads hand them over),
+  so their peaks never add up, and their freed pixels are given back to the system.
+
+Decompression bombs (``PIL.Image.MAX_IMAGE_PIXELS``) are refused from the header too.
 
 This module knows nothing about Textual; the browser calls ``load``/``load_many`` from a
 worker thread and ``get`` (cache only, never touches the disk) from the UI thread.
@@ -32,6 +51,14 @@ DEFAULT_BOX = (256, 256)
 DEFAULT_BUDGET_BYTES = 96 * 1024 * 1024
 _OPEN_LOCK = threading.Lock()
 
+MAX_DECODE_PIXELS = 36_000_000  # decoded pixels per preview (see the module docstring)
+BIG_DECODE_BYTES = 32 * 1024 * 1024  # decodes above this take turns
+_BIG_DECODER: ThreadPoolExecutor | None = None
+_STRIP_BYTES = 4 * 1024 * 1024  # rows reduced at a time
+# Pillow decodes these into a buffer first (WebP: RGBA, then copied; measured 15 bytes
+# per pixel at the peak, against 4 for PNG), so they count several times
+_DECODE_COST = {"WEBP": 4, "AVIF": 2}
+
 
 @dataclass(frozen=True)
 class Thumbnail:
@@ -53,14 +80,18 @@ class Thumbnail:
         return self.image.width * self.image.height * len(self.image.getbands()) + 64
 
 
-def _flatten_mode(img: Image.Image) -> Image.Image:
-    """RGB or RGBA, whatever came in (P with transparency, LA, I;16, CMYK, 1, F...)."""
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def _flatten_mode(img: Image.Image, extrema: tuple | None = None) -> Image.Image:
+    """RGB or RGBA, whatever came in (P with transparency, LA, I;16, CMYK, 1, F...).
+    ``extrema``: the whole image's (low, high) when ``img`` is a band of it."""
     if img.mode in ("RGB", "RGBA"):
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in _WIDE_MODES:
         # 16-bit and float images: scale to 8 bit instead of clipping to white.
         img = img.convert("I") if img.mode != "I" else img
-        lo, hi = img.getextrema()
+        lo, hi = extrema if extrema is not None else img.getextrema()
         scale = 255.0 / (hi - lo) if hi > lo else 1.0
         return img.point(lambda v: (v - lo) * scale).convert("L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info or img.mode in ("LA", "PA", "La"):
@@ -94,8 +125,92 @@ def _plain_reason(what: str, exc: BaseException) -> str:
     return f"{what}: {reason}"
 
 
+def too_large_reason(width: int, height: int) -> str:
+    return f"too large to preview ({width}×{height}); open it in an image viewer"
+
+
+def _reduce_in_bands(img: Image.Image, factor: int, extrema: tuple | None) -> Image.Image:
+    """``img`` made RGB/RGBA and reduced ``factor`` times, a band of rows at a time: the
+    extra memory is one band, not a full-size copy (``reduce`` and ``convert`` of the
+    whole image would make one)."""
+    width, height = img.size
+    rows = max(factor, _STRIP_BYTES // max(1, width * 4) // factor * factor)
+    out = None
+    for top in range(0, height, rows):
+        band = _flatten_mode(img.crop((0, top, width, min(height, top + rows))), extrema)
+        small = band.reduce(factor)
+        if out is None:
+            out = Image.new(small.mode, (-(-width // factor), -(-height // factor)))
+        out.paste(small, (0, top // factor))
+    return out
+
+
+_malloc_trim = None
+
+
+def _release_freed_memory() -> None:
+    """Hand the freed pixels of a big decode back to the system. glibc keeps freed blocks
+    in its heaps: after four big previews the app stayed at 2.9 GB. Measured with four
+    40 MP previews taking turns: 40 MB resident afterwards with this, 490 MB without
+    (and a higher peak, as other threads' heaps could not reuse what was freed)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+def _decode_fitted(img: Image.Image, box: tuple[int, int]) -> Image.Image:
+    """The opened (and drafted) image, decoded and made to fit ``box`` (RGB/RGBA, upright)."""
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    img.load()
+    orientation = _orientation(img)  # after load: a PNG's EXIF may follow its pixels
+    w, h = img.size
+    # reduce (an area average, a good downscale filter) to just above the box, so that
+    # the final resize works on a small image: from 6,000 px to 1,024, a 1,200 px
+    # intermediate of 6 MB instead of the 36 MB that a reduce to twice the box keeps
+    factor = int(max(w / box[0], h / box[1]))
+    if factor >= 2:
+        extrema = img.getextrema() if img.mode in _WIDE_MODES else None
+        small = _reduce_in_bands(img, factor, extrema)
+        img.close()  # the full-size pixels go now, not when the caller lets go of them
+    else:
+        small = _flatten_mode(img)
+    small.thumbnail(box, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if orientation in _TRANSPOSE:
+        small = small.transpose(_TRANSPOSE[orientation])
+    return small
+
+
+def _big_decoder() -> ThreadPoolExecutor:
+    """The one thread that decodes big images: they take turns, so their peaks never
+    add up, and their memory is always taken from and given back to one heap (glibc
+    gives each thread its own; pixels freed in one are not reused by another)."""
+    global _BIG_DECODER
+    with _OPEN_LOCK:
+        if _BIG_DECODER is None:
+            _BIG_DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="big-decode")
+        return _BIG_DECODER
+
+
+def _decode_big(img: Image.Image, box: tuple[int, int]) -> Image.Image:
+    try:
+        small = _decode_fitted(img, box)
+        return small.copy() if small is img else small
+    finally:
+        img.close()  # also on failure: the full-size pixels go before the next big decode
+        _release_freed_memory()
+
+
 def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX) -> Thumbnail:
-    """Decode ``path`` into a thumbnail that fits ``box``; never raises for bad files."""
+    """Decode ``path`` into an image that fits ``box``; never raises for bad files.
+    Also the decoder of the large previews (``sushitui.dataset.preview``)."""
     try:
         # Opening reads only the header. We check the size ourselves below; the warning
         # would only reach stderr (catch_warnings is process-global, hence the lock).
@@ -103,7 +218,7 @@ def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = opened = Image.open(path)
     except Image.DecompressionBombError:
-        return Thumbnail(None, "image too large to preview (decompression-bomb limit)")
+        return Thumbnail(None, "image too large to preview (decompression-bomb limit); open it in an image viewer")
     except FileNotFoundError:
         return Thumbnail(None, "file not found (deleted or moved?) — reindex the dataset")
     except PermissionError:
@@ -114,25 +229,26 @@ def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX
         return Thumbnail(None, "not a readable image (corrupt, empty or wrong extension)")
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         return Thumbnail(None, _plain_reason("cannot open image", exc))
+    big = False
     try:
         width, height = img.size
         limit = Image.MAX_IMAGE_PIXELS
         if limit is not None and width * height > limit:
-            return Thumbnail(None, f"image too large to preview ({width}×{height} pixels)", width, height)
+            return Thumbnail(None, too_large_reason(width, height), width, height)
         if width <= 0 or height <= 0:
             return Thumbnail(None, "image has no pixels", width, height)
         try:
-            orientation = _orientation(img)
             if img.format == "JPEG":
-                # Decode at the smallest libjpeg scale that still covers the box.
+                # libjpeg will decode at the smallest scale (1/2 … 1/8) that covers the box
                 img.draft("RGB", (box[0], box[1]))
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
-            img.thumbnail(box, Image.Resampling.BILINEAR, reducing_gap=2.0)
-            img = _flatten_mode(img)
-            img.load()
-            if orientation in _TRANSPOSE:
-                img = img.transpose(_TRANSPOSE[orientation])
+            decoded = img.size[0] * img.size[1] * _DECODE_COST.get(img.format or "", 1)
+            if decoded > MAX_DECODE_PIXELS:
+                return Thumbnail(None, too_large_reason(width, height), width, height)
+            big = decoded * 4 > BIG_DECODE_BYTES
+            if big:
+                img = _big_decoder().submit(_decode_big, img, box).result()
+            else:
+                img = _decode_fitted(img, box)
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
             return Thumbnail(None, _plain_reason("cannot decode image", exc), width, height)
         except MemoryError:
