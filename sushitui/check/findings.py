@@ -109,7 +109,7 @@ def image_findings(*, width: int | None, height: int | None, resolution: int, mo
         if width * height < resolution * resolution:
             factor = (resolution * resolution / (width * height)) ** 0.5
             out.append(Finding("small_image", f"{width}×{height} is below {resolution}×{resolution} "
-                               f"({factor:.2f}× fewer pixels per side)", {"factor": round(factor, 3)}))
+                               f"(upscaled {factor:.2f}× to reach it)", {"factor": round(factor, 3)}))
         ratio = max(width / height, height / width)
         if ratio > EXTREME_ASPECT:
             out.append(Finding("extreme_aspect", f"{width}×{height} is {ratio:.1f}:1", {"ratio": round(ratio, 3)}))

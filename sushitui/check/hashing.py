@@ -85,7 +85,9 @@ def inspect_file(path: str | os.PathLike, sha256: str) -> ImageFacts:
 
     try:
         with Image.open(path) as img:
-            facts = ImageFacts(sha256, None, mode=img.mode, bits=_bits(img), frames=int(getattr(img, "n_frames", 1) or 1))
+            # an MPO (camera JPEG with a preview or depth picture) is a still image to every trainer
+            frames = 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1) or 1)
+            facts = ImageFacts(sha256, None, mode=img.mode, bits=_bits(img), frames=frames)
             try:
                 orientation = img.getexif().get(0x0112)
                 facts.orientation = int(orientation) if orientation is not None else None

@@ -167,9 +167,29 @@ def cached_clip_count(text: str | None) -> int:
     return n
 
 
-def prime_clip_cache(texts: Sequence[str], counts: Sequence[int]) -> None:
+_t5_cache: dict[str, int] = {}
+
+
+def cached_t5_count(text: str | None) -> int:
+    if text is None:
+        return 0
+    n = _t5_cache.get(text)
+    if n is None:
+        n = t5_count(text)
+        with _lock:
+            if len(_t5_cache) >= _CACHE_MAX:
+                _t5_cache.clear()
+            _t5_cache[text] = n
+    return n
+
+
+def prime_clip_cache(texts: Sequence[str], counts: Sequence[int], t5: Sequence[int] | None = None) -> None:
     """Remember counts computed in a batch (``check`` does), so queries reuse them."""
     with _lock:
         if len(_sql_cache) + len(texts) > _CACHE_MAX:
             _sql_cache.clear()
         _sql_cache.update(zip(texts, counts))
+        if t5 is not None:
+            if len(_t5_cache) + len(texts) > _CACHE_MAX:
+                _t5_cache.clear()
+            _t5_cache.update(zip(texts, t5))

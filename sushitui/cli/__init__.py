@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "sushitui.cli.models_cmd",
     "sushitui.cli.export_cmd",
     "sushitui.cli.run_cmd",
+    "sushitui.cli.caption_cmd",
+    "sushitui.cli.check_cmd",
 ]
 
 

@@ -8,8 +8,19 @@ Grammar (``|`` binds tighter than ``,``; ``-`` tighter than both)::
     unary   := "-" unary | primary
     primary := "(" and_expr ")" | term
     term    := group:NAME | caption:TYPE | source:PATTERN
-             | width:OPNUM | height:OPNUM | tags:OPNUM | TAG
+             | width:OPNUM | height:OPNUM | tags:OPNUM
+             | tokens:OPNUM | t5tokens:OPNUM | chars:OPNUM
+             | dup:[exact|near|any] | check:CODE | TAG
     OPNUM   := [= | > | >= | < | <=] INTEGER
+
+``tokens:>75`` keeps items with a caption longer than 75 CLIP tokens (BOS/EOS not counted),
+``t5tokens:>512`` the same in T5 tokens (``</s>`` counted), ``chars:>300`` in characters;
+the counters are the real tokenizers, registered by ``sushitui.check``
+(``register_counter``). ``dup:exact`` keeps items whose file is indexed more than once
+(any dataset), ``dup:near`` those the last ``sushitui check`` found near-duplicate,
+``dup:`` / ``dup:any`` either. ``check:CODE`` keeps items with that finding from the last
+check (``*`` wildcards; ``check:error`` / ``warning`` / ``info`` by severity; ``check:any``
+any finding).
 
 ``caption:TYPE`` keeps items that have a non-empty caption of that type (``tags``,
 ``natural_language``, ``social_media``, ``instruction``, ``description``, ``prompt``; short
@@ -49,7 +60,7 @@ SEPARATORS = ",|"
 # characters a backslash makes literal; any other backslash is kept (the tag ``\m/``)
 _ESCAPABLE = set(',|()*"\\-:')
 _WILDCARD = "\ue000"  # a private-use character standing for ``*`` while normalising
-_META = re.compile(r"\s*(group|caption|source|width|height|tags)\s*:", re.IGNORECASE)
+_META = re.compile(r"\s*(group|caption|source|width|height|tags|tokens|t5tokens|chars|dup|check)\s*:", re.IGNORECASE)
 _COMPARE = re.compile(r"\s*(>=|<=|=|>|<)?\s*([0-9]+)\s*$")
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
 
@@ -151,6 +162,47 @@ class CompareTerm:
 
 
 @dataclass(frozen=True)
+class DupTerm:
+    kind: str  # exact | near | any
+    position: int
+
+
+@dataclass(frozen=True)
+class CheckTerm:
+    pattern: str  # lower-case finding code GLOB, or a severity, or "any"
+    position: int
+
+    def matches(self, code: str, severity: str) -> bool:
+        import fnmatch
+
+        if self.pattern == "any":
+            return True
+        if self.pattern in CHECK_SEVERITIES:
+            return severity == self.pattern
+        return fnmatch.fnmatchcase(code, self.pattern)
+
+
+# fields counted in a caption's text (CompareTerm.field); tokens/t5tokens need a counter
+CAPTION_COUNT_FIELDS = ("tokens", "t5tokens", "chars")
+CHECK_SEVERITIES = ("error", "warning", "info")
+DUP_KINDS = ("exact", "near", "any")
+_CHECK_TEXT = re.compile(r"[a-z0-9_*]+")
+_counters: dict[str, Callable[[str], int]] = {}
+
+
+def register_counter(field_name: str, count: Callable[[str], int]) -> None:
+    """Give ``tokens:`` / ``t5tokens:`` their tokenizer (``sushitui.check`` does, on import:
+    the tags layer cannot import it). ``count`` takes a caption text and returns a count."""
+    if field_name not in ("tokens", "t5tokens"):
+        raise ValueError(f"no query field {field_name!r} takes a counter")
+    _counters[field_name] = count
+
+
+def _counter_sql_name(field_name: str) -> str:
+    return f"sushitui_count_{field_name}"
+
+
+@dataclass(frozen=True)
 class Not:
     child: "Node"
     position: int
@@ -166,7 +218,7 @@ class Or:
     children: tuple["Node", ...]
 
 
-Node = Union[MatchAll, TagTerm, GroupTerm, CaptionTerm, SourceTerm, CompareTerm, Not, And, Or]
+Node = Union[MatchAll, TagTerm, GroupTerm, CaptionTerm, SourceTerm, CompareTerm, DupTerm, CheckTerm, Not, And, Or]
 
 
 def _glob_escape(text: str) -> str:
@@ -375,6 +427,18 @@ class _Parser:
             return CaptionTerm(self._caption_type(word, value_pos + lead), start)
         if name == "source":
             return SourceTerm(self._source_pattern(word, value_pos + lead), start)
+        if name == "dup":
+            kind = word or "any"
+            if kind not in DUP_KINDS:
+                raise self.error(f"unknown duplicate kind '{word}' (dup:exact, dup:near or dup:any)", value_pos + lead)
+            return DupTerm(kind, start)
+        if name == "check":
+            if not word:
+                raise self.error("expected a finding after 'check:' (a code such as upscaled, "
+                                 "a severity: error, warning, info, or any)", value_pos + lead)
+            if not _CHECK_TEXT.fullmatch(word):
+                raise self.error("a finding code is letters, digits, '_' and '*' wildcards", value_pos + lead)
+            return CheckTerm("any" if word == "*" else word, start)
         m = _COMPARE.match(value)
         if not m:
             lead = len(value) - len(value.lstrip())
@@ -541,6 +605,12 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
             like = n.pattern.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%").replace("*", "%")
             cond = NodeList((ItemTag.source, SQL("LIKE"), Value(like), SQL("ESCAPE"), Value("\\")), parens=True)
             return (as_exists(cond) if page else as_in(cond)), None
+        if isinstance(n, CompareTerm) and n.field in CAPTION_COUNT_FIELDS:
+            return _caption_count_expr(n, page), None
+        if isinstance(n, DupTerm):
+            return _dup_expr(n), None
+        if isinstance(n, CheckTerm):
+            return _check_expr(n), None
         if isinstance(n, CompareTerm):
             col = {"width": Item.width, "height": Item.height, "tags": Item.tag_count}[n.field]
             cmp = {
@@ -571,6 +641,66 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
     if isinstance(node, MatchAll):
         return None
     return walk(node)[0]
+
+
+def _compare(lhs, op: str, value: int):
+    return {"=": lhs == value, ">": lhs > value, ">=": lhs >= value, "<": lhs < value, "<=": lhs <= value}[op]
+
+
+def _caption_count_expr(n: CompareTerm, page: bool):
+    """Items with a caption whose count compares true (no caption: no match)."""
+    from peewee import fn
+
+    from sushitui.store import Caption, Item, current_database
+
+    if n.field == "chars":
+        measure = fn.length(Caption.content)
+    else:
+        count = _counters.get(n.field)
+        if count is None:
+            raise QueryError(f"'{n.field}:' needs the tokenizer, which sushitui.check provides: "
+                             "import sushitui.check first", n.position)
+        name = _counter_sql_name(n.field)
+        db = current_database()
+        if name not in getattr(db, "_functions", {}):
+            db.register_function(count, name, 1, deterministic=True)
+        measure = getattr(fn, name)(Caption.content)
+    cond = _compare(measure, n.op, n.value)
+    if page:
+        Probe = Caption.alias()
+        return fn.EXISTS(Probe.select(Probe.id).where(_rebind(cond, Caption, Probe) & (Probe.item == Item.id)))
+    return Item.id.in_(Caption.select(Caption.item).where(cond))
+
+
+def _dup_expr(n: DupTerm):
+    from peewee import fn
+
+    from sushitui.store import Item
+    from sushitui.store.models import CheckFinding
+
+    Other = Item.alias()
+    exact = Item.sha256.in_(Other.select(Other.sha256).where(Other.sha256.is_null(False))
+                            .group_by(Other.sha256).having(fn.COUNT(Other.id) > 1))
+    near = Item.id.in_(CheckFinding.select(CheckFinding.item).where(CheckFinding.code == "near_duplicate"))
+    return {"exact": exact, "near": near, "any": exact | near}[n.kind]
+
+
+def _check_expr(n: CheckTerm):
+    from peewee import Expression
+
+    from sushitui.store import Item
+    from sushitui.store.models import CheckFinding
+
+    if n.pattern == "any":
+        cond = None
+    elif n.pattern in CHECK_SEVERITIES:
+        cond = CheckFinding.severity == n.pattern
+    elif "*" in n.pattern:
+        cond = Expression(CheckFinding.code, "GLOB", _glob_escape(n.pattern).replace("[*]", "*"))
+    else:
+        cond = CheckFinding.code == n.pattern
+    inner = CheckFinding.select(CheckFinding.item)
+    return Item.id.in_(inner if cond is None else inner.where(cond))
 
 
 def _rebind(expr, model, alias):
@@ -727,6 +857,9 @@ class ItemFacts:
     tag_count: int = 0
     caption_types: set[str] = field(default_factory=set)  # types of its non-empty captions
     tag_sources: set[str] = field(default_factory=set)
+    captions: list[str] = field(default_factory=list)  # texts, for tokens:/t5tokens:/chars:
+    duplicate: set[str] = field(default_factory=set)  # {"exact", "near"}
+    findings: set[tuple[str, str]] = field(default_factory=set)  # (code, severity)
 
 
 def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable[str]] | None = None) -> bool:
@@ -742,6 +875,16 @@ def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable
         return node.type in facts.caption_types
     if isinstance(node, SourceTerm):
         return any(node.matches(s) for s in facts.tag_sources)
+    if isinstance(node, CompareTerm) and node.field in CAPTION_COUNT_FIELDS:
+        count = len if node.field == "chars" else _counters.get(node.field)
+        if count is None:
+            raise QueryError(f"'{node.field}:' needs the tokenizer (import sushitui.check)", node.position)
+        return any({"=": c == node.value, ">": c > node.value, ">=": c >= node.value, "<": c < node.value,
+                    "<=": c <= node.value}[node.op] for c in (count(t) for t in facts.captions))
+    if isinstance(node, DupTerm):
+        return bool(facts.duplicate) if node.kind == "any" else node.kind in facts.duplicate
+    if isinstance(node, CheckTerm):
+        return any(node.matches(code, sev) for code, sev in facts.findings)
     if isinstance(node, CompareTerm):
         value: Any = {"width": facts.width, "height": facts.height, "tags": facts.tag_count}[node.field]
         if value is None:
