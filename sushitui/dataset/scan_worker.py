@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 from dataclasses import dataclass
 
 from sushitui.dataset.caption_files import CaptionFileError, read_caption
@@ -203,9 +202,3 @@ def run_tasks(tasks: list[Task], overrides: dict[str, str] | None = None) -> lis
                 caps.append(read_caption_file(os.path.join(directory, name), subtype, name, overrides))
         out.append((index, image, caps))
     return out
-
-
-def init_worker() -> None:
-    """Unused since the pool comes from ``sushitui.workers`` (which ignores Ctrl-C in
-    every worker); kept until the committed scanner stops importing it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
