@@ -357,6 +357,22 @@ def report_summary(report) -> str:
     return ", ".join(parts)
 
 
+def empty_hint() -> Text:
+    """What to do first, when no dataset is registered (fits 80 columns)."""
+    text = Text()
+    text.append("No datasets yet. What to do first:\n\n", style="bold")
+    for key, what, more in (
+        ("n", "register a folder of images with captions", "(kohya folders, image + .txt, edit pairs, EXIF/XMP)"),
+        ("q", "quit, then run `sushitui --demo`", "(a generated sample dataset to try everything on)"),
+        ("?", "every key of this screen", ""),
+    ):
+        text.append(f" {key} ", style="bold reverse")
+        text.append(f"  {what}\n")
+        if more:
+            text.append(f"     {more}\n", style="dim")
+    return text
+
+
 class DatasetsScreen(Screen):
     """The list of registered datasets; the app's home screen."""
 
@@ -450,8 +466,11 @@ class DatasetsScreen(Screen):
                 if row["name"] == keep:
                     table.move_cursor(row=i)
         empty = self.query_one("#datasets-empty", Static)
+        # The hint takes the table's place at the top: notifications (first start, key map)
+        # stack up from the bottom right and must not cover it at 80×24.
         empty.display = not self.rows
-        empty.update(Text("No datasets yet. Press n to register a folder of images with captions (or run `sushitui --demo`).", style="dim"))
+        table.display = bool(self.rows)
+        empty.update(empty_hint())
         self.refresh_bindings()
 
     def current_row(self) -> dict | None:
