@@ -83,7 +83,8 @@ _NUMBER = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "sev
 
 
 def scene_tags(s: Scene) -> list[str]:
-    """The scene's Danbooru-style tags, most telling first."""
+    """The scene's Danbooru-style tags, most telling first (a card shows the first three):
+    who, when, where, what is there; then the general and the detail tags."""
     girls = [f for f in s.figures if f.kind == "girl"]
     boys = [f for f in s.figures if f.kind == "boy"]
     coloured = s.filter == "none"  # a tinted or grey picture has no trustworthy colours
@@ -92,6 +93,18 @@ def scene_tags(s: Scene) -> list[str]:
         tags.append(f"{len(girls)}girl" if len(girls) == 1 else f"{len(girls)}girls")
     if boys:
         tags.append(f"{len(boys)}boy" if len(boys) == 1 else f"{len(boys)}boys")
+    tags.append(s.sky)  # day | sunset | night
+    tags += {"grass": ["field"], "hills": ["hill"], "sea": ["ocean", "beach"], "snow": ["snow"]}[s.land]
+    if s.light == "sun":
+        tags.append("sun")
+    elif s.light:
+        tags += ["moon", s.light]
+    if s.trees:
+        tags.append("tree")
+    if s.houses:
+        tags.append("house")
+    if s.sign:
+        tags.append("sign")
     if len(girls) > 1:
         tags.append("multiple_girls")
     if len(boys) > 1:
@@ -101,27 +114,22 @@ def scene_tags(s: Scene) -> list[str]:
     if not s.figures:
         tags += ["no_humans", "scenery"]
     tags += ["outdoors", "sky"]
-    tags += {"day": ["day"], "sunset": ["sunset", "evening"], "night": ["night", "night_sky"]}[s.sky]
+    tags += {"day": [], "sunset": ["evening"], "night": ["night_sky"]}[s.sky]
     if coloured and s.sky == "day":
         tags.append("blue_sky")
     if coloured and s.sky == "sunset":
         tags.append("orange_sky")
-    if s.light == "sun":
-        tags.append("sun")
-    elif s.light:
-        tags += ["moon", s.light]
     if s.clouds:
         tags.append("cloud")
     if s.stars:
         tags += ["starry_sky", "star_(sky)"]
-    tags += {"grass": ["grass", "field"], "hills": ["grass", "hill"], "sea": ["ocean", "water", "horizon", "beach", "sand"],
-             "snow": ["snow", "winter"]}[s.land]
-    if s.trees:
-        tags.append("tree")
+    tags += {"grass": ["grass"], "hills": ["grass"], "sea": ["water", "horizon", "sand"], "snow": ["winter"]}[s.land]
     if len(s.trees) >= 5:
         tags.append("forest")
     if s.houses:
-        tags += ["house", "building"]
+        tags.append("building")
+    if s.sign:
+        tags.append("english_text")
     if girls:
         tags += ["long_hair", "dress"]
     if boys:
@@ -135,8 +143,6 @@ def scene_tags(s: Scene) -> list[str]:
             for t in (hair, clothes):
                 if t not in tags:
                     tags.append(t)
-    if s.sign:
-        tags += ["sign", "english_text"]
     if s.filter == "red":
         tags.append("red_theme")
     if s.filter == "greyscale":
