@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from sushitui.dataset.thumbnails import ThumbnailCache
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.sanitize import for_terminal
+from sushitui.tui.edit_flow import ExitReport
 from sushitui.workers import start_helper_processes
 
 
@@ -61,6 +63,9 @@ class SushiApp(App):
         self.first_start_token = CancelToken()
         self.first_start_done = False
         self.started_at = time.perf_counter()
+        # Edits that could not be saved while the app was closing: printed by run()
+        # once the terminal is back (nothing can be shown on screen by then).
+        self.exit_report = ExitReport()
         # The scanner's and the tagger's worker pools need multiprocessing's resource
         # tracker, which must start while sys.stderr is still the real one (Textual
         # replaces it with an object without a file descriptor).
@@ -148,7 +153,7 @@ class SushiApp(App):
             self.first_start_done = True
             return
         started = time.perf_counter()
-        self.call_from_thread(self.notify, "First start: loading the tag dictionary in the background; the app is usable meanwhile.", timeout=5)
+        self.call_from_thread(self.notify, "First start: loading the tag dictionary; the app is usable meanwhile.", timeout=5)
         try:
             report = dictionary.ensure_loaded(progress=Throttle(show, interval=0.25), cancel=token)
         finally:
@@ -268,4 +273,6 @@ def run(db_path: str | os.PathLike, open_dataset: str | None = None) -> int:
 
     app = SushiApp(db_path, open_dataset=open_dataset)
     app.run()
+    if app.exit_report.print_to(sys.stderr):
+        return app.return_code or 1  # an edit was lost: say so to a calling script too
     return app.return_code or 0

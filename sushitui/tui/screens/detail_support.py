@@ -6,23 +6,27 @@
   installed, a plain Input otherwise (both post a ``TagInput.Submitted`` message).
 - ``resolve_alias`` / ``load_group_colors``: aliases (TAG-2) and pill colours (TAG-1)
   from the tags helper, degrading to no-ops when they are missing.
-- ``save_with_conflict_dialog``: the one save loop both screens use: run the write in a
-  thread, and when the file changed on disk show ``ConflictDialog`` and do what the
-  user chose. Never a silent overwrite.
+- ``edit_flow``: the one save flow both screens use (``sushitui.tui.edit_flow``), with
+  ``ConflictDialog`` when the file changed on disk and a confirmation before replacing a
+  file that is not clean text. Never a silent overwrite. ``save_with_conflict_dialog``
+  runs one write through it.
+- ``report_unsaved``: edits that could not be written as a screen closed are shown, or
+  printed after exit when the app is gone.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-from dataclasses import dataclass
+import logging
 from typing import Callable
 
 from textual.widgets import Input
 
-from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError, LossyCaption
+from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.sanitize import for_terminal
 from sushitui.dataset.preview import PreviewCache, shared_preview_cache
+from sushitui.tui.edit_flow import ConflictQuestion, EditFlow, SaveOutcome  # noqa: F401 - SaveOutcome: re-exported
+
+log = logging.getLogger(__name__)
 
 
 def preview_cache() -> PreviewCache:
@@ -76,33 +80,38 @@ def load_group_colors() -> dict[str, str]:
         return {}
 
 
-@dataclass
-class SaveOutcome:
-    saved: bool  # the file now holds the wanted version (written or chosen from disk)
-    choice: str | None = None  # None (no conflict) | mine | disk | cancel
-    disk_value: object = None  # what was taken from disk (tags list or text)
-    error: str | None = None
+def edit_flow(screen) -> EditFlow:
+    """The save/conflict flow (``sushitui.tui.edit_flow``) with this screen's dialogs:
+    ``ConflictDialog`` for a file changed on disk, ``_confirm_lossy_save`` for a file
+    that is not clean text, the screen's notifications. Its saves must run in a worker
+    (the dialogs are awaited)."""
+
+    async def ask_conflict(question: ConflictQuestion) -> str:
+        from sushitui.tui.screens.conflict import ConflictDialog
+
+        return await screen.app.push_screen_wait(ConflictDialog(
+            question.shown_path, question.mine_text, question.disk_text, is_tags=question.is_tags, what=question.what,
+        ))
+
+    async def confirm_lossy(what: str, exc: CaptionFileError) -> bool:
+        return await _confirm_lossy_save(screen, what, exc)
+
+    def notify(message: str, **kwargs) -> None:
+        screen.notify(message, markup=False, **kwargs)
+
+    return EditFlow(ask_conflict=ask_conflict, confirm_lossy=confirm_lossy, notify=notify)
 
 
-async def _confirm_lossy_save(screen, write: Callable[[bool], object], exc: CaptionFileError, what: str) -> SaveOutcome:
+async def _confirm_lossy_save(screen, what: str, exc: CaptionFileError) -> bool:
     """The file holds bytes that are not clean text (binary, NUL, undecodable): saving
     replaces them with the text shown. Say what will be lost and ask."""
     from sushitui.tui.widgets.confirm import ConfirmDialog
 
-    agreed = await screen.app.push_screen_wait(ConfirmDialog(
+    return bool(await screen.app.push_screen_wait(ConfirmDialog(
         f"Replace {what}? The file is not clean text.",
         detail=f"{exc}\n\nSaving writes the text shown here; the file's original bytes are lost.",
         yes_label="Replace", danger=True,
-    ))
-    if not agreed:
-        screen.notify("Not saved: the file was left as it is.", severity="warning", timeout=6, markup=False)
-        return SaveOutcome(False, "cancel", error=str(exc))
-    try:
-        await asyncio.to_thread(write, True)
-    except CaptionFileError as again:
-        screen.notify(for_terminal(again), title="Not saved", severity="error", timeout=10, markup=False)
-        return SaveOutcome(False, error=str(again))
-    return SaveOutcome(True)
+    )))
 
 
 async def save_with_conflict_dialog(
@@ -119,43 +128,23 @@ async def save_with_conflict_dialog(
 
     ``take_disk(rel_path)`` indexes and returns the file's version when the user picks it.
     """
-    from sushitui.tui.screens.conflict import CANCEL, KEEP_MINE, TAKE_DISK, ConflictDialog
+    return await edit_flow(screen).save(write, take_disk, mine_text=mine_text, is_tags=is_tags, what=what, root=root)
 
-    try:
-        await asyncio.to_thread(write, False)
-        return SaveOutcome(True)
-    except CaptionConflict as exc:
-        conflict = exc
-    except LossyCaption as exc:
-        return await _confirm_lossy_save(screen, write, exc, what)
-    except CaptionFileError as exc:
-        screen.notify(for_terminal(exc), title="Not saved", severity="error", timeout=10, markup=False)
-        return SaveOutcome(False, error=str(exc))
-    rel = None
-    shown = str(conflict.path)
-    if root:
-        try:
-            rel = os.path.relpath(conflict.path, root)
-            shown = rel
-        except ValueError:
-            rel = None
-    choice = await screen.app.push_screen_wait(
-        ConflictDialog(shown, mine_text, conflict.disk_text, is_tags=is_tags, what=what)
-    )
-    try:
-        if choice == KEEP_MINE:
-            await asyncio.to_thread(write, True)
-            screen.notify(f"Kept your version of {for_terminal(shown)}", timeout=4, markup=False)
-            return SaveOutcome(True, KEEP_MINE)
-        if choice == TAKE_DISK:
-            value = await asyncio.to_thread(take_disk, rel)
-            screen.notify(f"Reloaded {for_terminal(shown)} from disk", timeout=4, markup=False)
-            return SaveOutcome(True, TAKE_DISK, value)
-    except CaptionConflict as exc:
-        screen.notify(for_terminal(exc), title="Still in conflict", severity="error", timeout=10, markup=False)
-        return SaveOutcome(False, choice, error=str(exc))
-    except CaptionFileError as exc:
-        screen.notify(for_terminal(exc), title="Not saved", severity="error", timeout=10, markup=False)
-        return SaveOutcome(False, choice, error=str(exc))
-    screen.notify("Not saved: the conflict is still open; save again to choose.", severity="warning", timeout=6, markup=False)
-    return SaveOutcome(False, CANCEL)
+
+def report_unsaved(app, problems: list[str]) -> None:
+    """Edits that could not be written as a screen closed: a notification while the app
+    runs; once it is closing, kept in its ``exit_report`` for the TUI entry point to print
+    after exit (an app without one: the log). Never dropped."""
+    if not problems:
+        return
+    if app.is_running:
+        for problem in problems:
+            app.notify(for_terminal(problem, multiline=True), title="Edit not saved", severity="error", timeout=30,
+                       markup=False)
+        return
+    report = getattr(app, "exit_report", None)
+    for problem in problems:
+        if report is not None:
+            report.add(problem)
+        else:
+            log.error("%s", problem)

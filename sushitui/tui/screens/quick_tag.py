@@ -3,8 +3,10 @@ nine preset tags that 1–9 toggle. Enter saves and moves on, → skips, ← goe
 
 Moving on is instant because the next images (their tags and a decoded preview) are
 prefetched while the user looks at the current one, and the save runs in the background
-(in order, through the same conflict-checked path as the item detail screen: a file
-changed on disk opens ``ConflictDialog``). ``ctrl+z`` undoes the last toggle, or, when
+(in order, through the same save flow as the item detail screen,
+``sushitui.tui.edit_flow``: a file changed on disk opens ``ConflictDialog``). Toggles
+still unsaved when the screen closes are written on the way out; what cannot be written
+is shown, or printed after the app exits. ``ctrl+z`` undoes the last toggle, or, when
 the current image has none, the last save (going back to that image).
 """
 
@@ -23,14 +25,16 @@ from textual.containers import Vertical
 
 from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.dataset.captions import MAIN
-from sushitui.dataset.item_view import ItemView, get_presets, load_item_view, save_tags, set_presets, take_disk_tags
+from sushitui.dataset.item_view import ItemView, get_presets, load_item_view, set_presets
 from sushitui.dataset.tag_editing import TagListEditor
 from sushitui.sanitize import for_terminal
 from sushitui.tags.normalize import join_tags, match_key, split_tags
+from sushitui.tui.edit_flow import TAKE_DISK, left_tag_edit, write_left_edits
 from sushitui.tui.screens.detail_support import (
+    edit_flow,
     load_group_colors,
+    report_unsaved,
     resolve_alias,
-    save_with_conflict_dialog,
     submitted_tag,
     tag_input_widget,
 )
@@ -425,21 +429,11 @@ class QuickTagScreen(Screen):
         try:
             async with self._save_lock:  # saves happen in the order they were asked for
                 view = self.views.get(item_id)
-                root = view.root if view else None
                 name = view.base_name if view else str(item_id)
                 sub = self.subtype_of(item_id)
-                outcome = await save_with_conflict_dialog(
-                    self, lambda force: save_tags(item_id, sub, tags, force=force, view=view),
-                    lambda rel: take_disk_tags(item_id, sub, rel, view=view),
-                    mine_text=join_tags(tags), is_tags=True, what=f"tags of {name}", root=root,
-                )
-                ed = self.editor_for(item_id)
-                if outcome.choice == "disk":
-                    if ed is not None:
-                        ed.adopt(outcome.disk_value or [])
-                elif outcome.saved:
-                    if ed is not None:
-                        ed.mark_saved(tags)
+                outcome = await edit_flow(self).save_tags(view, item_id, sub, tags, editor=self.editor_for(item_id),
+                                                          what=f"tags of {name}")
+                if outcome.saved and outcome.choice != TAKE_DISK:
                     if view is not None:
                         view.tags[sub] = list(tags)
                     if record:
@@ -498,15 +492,18 @@ class QuickTagScreen(Screen):
             self._enqueue_save(self.item_id)
         self._leave()
 
-    def on_unmount(self) -> None:
-        """The app is quitting: toggles on the current image and saves still queued are
-        written if their files are unchanged on disk (a conflict is left alone)."""
-        for item_id, ed in self.editors.items():
-            if ed.dirty and (item_id == self.item_id or self.pending_saves):
-                try:
-                    save_tags(item_id, self.subtype_of(item_id), ed.tags, view=self.views.get(item_id))
-                except Exception:  # noqa: BLE001 - best effort while shutting down
-                    pass
+    async def on_unmount(self) -> None:
+        """The screen closes (the app quits, ctrl+o): toggles on the current image and
+        saves still queued are written in a thread if their files are unchanged on disk
+        (a conflict is never forced); what could not be written is shown, or printed
+        after exit."""
+        left = [
+            left_tag_edit(self.views.get(item_id), item_id, self.subtype_of(item_id), ed.tags)
+            for item_id, ed in self.editors.items()
+            if ed.dirty and (item_id == self.item_id or self.pending_saves)
+        ]
+        if left:
+            report_unsaved(self.app, await asyncio.to_thread(write_left_edits, left))
 
     @work(group="qt-leave", exit_on_error=False)
     async def _leave(self) -> None:
