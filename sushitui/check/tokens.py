@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+from sushitui.errors import UserError
+
 CLIP_USABLE = 75  # 77 with BOS/EOS
 CLIP_LONG = 225  # sd-scripts --max_token_length 225: three chunks of 75
 T5_MAX = 512  # Flux dev max_sequence_length (including </s>)
@@ -33,7 +35,7 @@ T5_FILE = "t5_tokenizer.json.gz"
 _lock = threading.Lock()
 
 
-class TokenizerUnavailable(RuntimeError):
+class TokenizerUnavailable(UserError, RuntimeError):
     """The ``tokenizers`` library or a vocab file is missing; the message says which."""
 
 

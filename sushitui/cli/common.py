@@ -10,6 +10,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.sanitize import for_terminal, json_escape_controls
 
@@ -18,7 +19,7 @@ from sushitui.sanitize import for_terminal, json_escape_controls
 SQLITE_INT_MAX = 2**63 - 1
 
 
-class CliError(Exception):
+class CliError(UserError):
     """An error shown to the user as ``sushitui: error: ...`` with exit code ``code``.
 
     ``more``: further lines printed under it (e.g. a query and a ^ under the bad

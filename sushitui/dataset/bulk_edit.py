@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
+from sushitui.errors import UserError
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.captions import (
     EACH_ITEM,
@@ -42,7 +43,7 @@ from sushitui.tags.query import QueryError, TagTerm, apply_query, parse
 BATCH = 500
 
 
-class BulkError(ValueError):
+class BulkError(UserError, ValueError):
     """Bad arguments for a bulk edit (unknown dataset, empty tag, ...)."""
 
 

@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sushitui.errors import UserError
+
 TEMP_MARKER = ".sushitui-tmp-"
 MAX_CAPTION_BYTES = 4 * 1024 * 1024  # a caption larger than this is not a caption
 _FALLBACK_ENCODINGS = ("cp932", "gb18030", "cp1252")
 
 
-class CaptionFileError(Exception):
+class CaptionFileError(UserError):
     """A caption file could not be read or written; the message names the file."""
 
 

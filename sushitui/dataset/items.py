@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from sushitui.errors import UserError
 from sushitui.store import Item, current_database
 
 SORT_KEYS = {
@@ -21,7 +22,7 @@ SORT_KEYS = {
 }
 
 
-class ItemQueryError(ValueError):
+class ItemQueryError(UserError, ValueError):
     """The sort key or query is not valid; ``position`` is the offset in the query text."""
 
     def __init__(self, message: str, position: int | None = None):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from sushitui.errors import UserError
 
-class UnsafePathError(ValueError):
+
+class UnsafePathError(UserError, ValueError):
     pass
 
 

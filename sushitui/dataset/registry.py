@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field, fields
 
+from sushitui.errors import UserError
 from sushitui.dataset.grouping import DEFAULT_CAPTION_SUFFIXES, DEFAULT_IMAGE_SUFFIXES
 from sushitui.dataset.scan_worker import CAPTION_TYPES
 from sushitui.dataset.scanner import ScanError, ScanReport, scan_dataset
@@ -22,7 +23,7 @@ NAME_MAX = 100
 _RESCAN_SETTINGS = {"type", "caption_suffixes", "image_suffixes", "read_exif", "primary_suffix", "caption_types"}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset operation the user asked for cannot be done; the message says why."""
 
 

@@ -16,12 +16,13 @@ import pickle
 import stat as stat_mod
 from dataclasses import dataclass, field
 
+from sushitui.errors import UserError
 from sushitui.dataset.caption_files import is_stale_temp_file, is_temp_file
 from sushitui.dataset.grouping import CAPTION_EXTENSIONS, IMAGE_EXTENSIONS, FileEntry
 from sushitui.progress import CancelToken
 
 
-class WalkError(Exception):
+class WalkError(UserError):
     """The root folder cannot be opened."""
 
 

@@ -24,6 +24,7 @@ from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 
+from sushitui.errors import UserError
 from sushitui.dataset.grouping import ItemGroup, group_directory
 from sushitui.dataset.scan_walk import DirScan, WalkError, walk
 from sushitui.dataset.scan_worker import run_tasks
@@ -49,7 +50,7 @@ POOL_MIN_TASKS = 400  # below this, starting worker processes costs more than it
 MAX_PROBLEMS_STORED = 5000
 
 
-class ScanError(Exception):
+class ScanError(UserError):
     """The scan cannot start (missing root folder ...); the message says what to do."""
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from sushitui.errors import UserError
+
 FORMATS = ("txt", "kohya-json", "kohya-toml", "ai-toolkit")
 LINK_MODES = ("link", "symlink", "copy")
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """The export cannot start or cannot finish; the message says what to do."""
 
 

@@ -18,6 +18,7 @@ from typing import Iterator
 from peewee import DatabaseError, OperationalError, SqliteDatabase
 
 # migrate() reads these two names from this module (tests replace them here)
+from sushitui.errors import UserError
 from sushitui.store.migrations import LATEST_VERSION, MIGRATIONS
 from sushitui.store.models import database_proxy
 
@@ -32,7 +33,7 @@ PRAGMAS = {
 }
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A database problem the user can act on; the message says what to do."""
 
 

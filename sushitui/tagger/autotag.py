@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
+from sushitui.errors import UserError
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.captions import MAIN, TagEdit, check_new_subtype, set_tags_many
 from sushitui.dataset.paths import to_abs
@@ -39,7 +40,7 @@ DICTIONARY_CATEGORIES = ("general", "character", "copyright", "artist", "meta", 
 PREPROCESS_VERSION = "pp1"
 
 
-class AutotagError(Exception):
+class AutotagError(UserError):
     """The run cannot start (unknown dataset/model, model unavailable, bad option)."""
 
 

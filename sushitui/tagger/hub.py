@@ -15,13 +15,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sushitui.errors import UserError
 from sushitui.tagger.registry import ModelSpec, family_for_label_file
 
 _TRUE = {"1", "true", "yes", "on"}
 _SNAPSHOT = re.compile(r"snapshots[/\\]([0-9a-fA-F]{40})[/\\]")
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(UserError):
     """The model's files are not here and cannot be fetched now; the message says what to do."""
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sushitui.errors import UserError
 from sushitui.tags.normalize import clean, unescape_parens, underscores_to_spaces
 
 CATEGORIES = ("rating", "general", "artist", "character", "copyright", "meta", "quality", "model")
@@ -19,7 +20,7 @@ OTHER = "other"
 WD_CATEGORY_CODES = {9: "rating", 0: "general", 4: "character", 1: "artist", 3: "copyright", 5: "meta"}
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A label file that cannot be used; the message names the file and the bad entry."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sushitui.errors import UserError
+
 WD = "wd"
 CL = "cl"
 FAMILIES = (WD, CL)
@@ -75,7 +77,7 @@ _ALIASES = {
 }
 
 
-class UnknownModel(ValueError):
+class UnknownModel(UserError, ValueError):
     pass
 
 

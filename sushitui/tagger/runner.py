@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sushitui.errors import UserError
 from sushitui.tagger.postprocess import to_probabilities
 
 CUDA = "CUDAExecutionProvider"
@@ -22,7 +23,7 @@ CPU = "CPUExecutionProvider"
 DEVICES = ("auto", "cuda", "cpu")
 
 
-class RunnerError(Exception):
+class RunnerError(UserError):
     """The model cannot be used as asked; the message says why and what to do."""
 
 

@@ -20,13 +20,14 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
+from sushitui.errors import UserError
 from sushitui.store import Alias, current_database, write_transaction
 from sushitui.tags.normalize import clean, dedupe, match_key
 
 MAX_CHAIN = 16
 
 
-class AliasError(ValueError):
+class AliasError(UserError, ValueError):
     """An alias that cannot be added or removed; the message says why."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from sushitui import config
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import DictionaryTag, ItemTag, current_database, write_transaction
 from sushitui.store.models import DictionaryLoad
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 
-class DictionaryError(Exception):
+class DictionaryError(UserError):
     """A dictionary operation the user asked for cannot be done; the message says why."""
 
 

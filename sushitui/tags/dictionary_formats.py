@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from sushitui.errors import UserError
 from sushitui.tags.normalize import clean, match_key
 
 CATEGORIES = ("general", "artist", "copyright", "character", "meta", "model")
@@ -36,7 +37,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ODD_SPACE = re.compile(r"\s\s")
 
 
-class DictionaryFileError(Exception):
+class DictionaryFileError(UserError):
     """A whole file cannot be read (missing, not JSON, unknown category); the message says what to do."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from peewee import fn
 
+from sushitui.errors import UserError
 from sushitui.store import TagGroup, TagGroupMember, current_database, write_transaction
 from sushitui.store.models import AppSetting
 from sushitui.tags.normalize import clean, match_key
@@ -38,7 +39,7 @@ _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 MAX_NAME = 100
 
 
-class GroupError(ValueError):
+class GroupError(UserError, ValueError):
     """A group operation that cannot be done; the message says why and what to do."""
 
 

@@ -49,6 +49,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Union
 
+from sushitui.errors import UserError
 from sushitui.tags.normalize import match_key
 
 MAX_QUERY_LENGTH = 4000
@@ -79,7 +80,7 @@ TAG_SOURCE_ALIASES = {"auto": "auto_*", "tagger": "auto_*", "file": "txt_file"}
 _SOURCE_TEXT = re.compile(r"[a-z0-9_.*-]+")  # "*" is the only wildcard: GLOB and fnmatch agree
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """A malformed query. ``position`` is the 0-based index in the text where it went wrong."""
 
     def __init__(self, message: str, position: int):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import current_database, write_transaction
 from sushitui.tags.dictionary_formats import (
@@ -62,7 +63,7 @@ _KATAKANA_TO_HIRAGANA = {c: c - 0x60 for c in range(0x30A1, 0x30F7)}
 _SPACES = re.compile(r"[^\S\n]+")
 
 
-class TranslationError(Exception):
+class TranslationError(UserError):
     """A translation operation cannot be done as asked; the message says why."""
 
 
@@ -252,18 +253,35 @@ def _check_shape(path: Path, split: list, fmt: str | None) -> None:
             "tag's translation in its second column")
 
 
+def _fold(value: str) -> str:
+    """Trimmed, inner whitespace folded (``clean`` without its cache: translations are
+    nearly all distinct, so a cache would only thrash)."""
+    return " ".join(value.split())
+
+
+_BAD_NAME = re.compile("[,\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _same_as_tag(part: str, tag: str) -> bool:
+    # only Latin text can repeat a Danbooru name: skip match_key for CJK (150k rows)
+    return part.isascii() and match_key(part) == match_key(tag)
+
+
 def _check_row(where: str, tag: str, text_field: str, reading_field: str,
                rejected: list[RowProblem]) -> TranslationRow | None:
-    bad = spreadsheet_error(tag)
-    if bad:
-        rejected.append(RowProblem(where, tag, f"the tag is the spreadsheet error {bad}, not a name; fix the cell"))
+    """One row's tag and translations checked; problems appended to ``rejected``. Every
+    check is a cheap test first (a 150k-row file is nearly all good rows), the precise
+    one only when it trips."""
+    if tag[:1] == "#" and spreadsheet_error(tag):
+        rejected.append(RowProblem(where, tag, f"the tag is the spreadsheet error {spreadsheet_error(tag)}, not a name; "
+                                               "fix the cell"))
         return None
-    reason = name_problem(tag)
-    if reason:
-        rejected.append(RowProblem(where, tag, reason))
+    if not tag or _BAD_NAME.search(tag):
+        rejected.append(RowProblem(where, tag, name_problem(tag) or "the tag name is not usable"))
         return None
-    parts = [clean(p) for p in text_field.split("|")]
-    readings = [clean(p) or None for p in reading_field.split("|")] if reading_field.strip() else []
+    parts = [_fold(p) for p in text_field.split("|")] if "|" in text_field else [_fold(text_field)]
+    readings = [_fold(p) or None for p in reading_field.split("|")] if reading_field and reading_field.strip() else []
+    controls = _CONTROL.search(text_field) is not None
     texts: list[str] = []
     kept_readings: list[str | None] = []
     for i, part in enumerate(parts):
@@ -272,23 +290,22 @@ def _check_row(where: str, tag: str, text_field: str, reading_field: str,
             if len(parts) == 1:
                 rejected.append(RowProblem(where, tag, "the translation is empty"))
             continue  # an empty alternative ("猫耳||ねこみみ") is just dropped
-        bad = spreadsheet_error(part)
-        if bad:
-            rejected.append(RowProblem(where, tag, f"{what} is the spreadsheet error {bad}; fix the cell"))
+        if part[0] == "#" and spreadsheet_error(part):
+            rejected.append(RowProblem(where, tag, f"{what} is the spreadsheet error {spreadsheet_error(part)}; fix the cell"))
             continue
-        if _CONTROL.search(part):
+        if controls and _CONTROL.search(part):
             rejected.append(RowProblem(where, tag, f"{what} contains a control character"))
             continue
         if len(part) > MAX_TEXT:
             rejected.append(RowProblem(where, tag, f"{what} is {len(part)} characters long (at most {MAX_TEXT}); "
                                                    "a missing line break?"))
             continue
-        if _INTEGER.fullmatch(part):
+        if part[0] in "+-0123456789" and _INTEGER.fullmatch(part):
             rejected.append(RowProblem(where, tag, f"{what} is the number {part}: a category code or a count, "
                                                    "not a translation (a tag list, or --format csv on a "
                                                    "three-column tag-autocomplete file?)"))
             continue
-        if match_key(part) == match_key(tag):
+        if _same_as_tag(part, tag):
             continue  # "untranslated" rows repeat the tag: nothing to show beside it
         if part in texts:
             continue
@@ -299,10 +316,10 @@ def _check_row(where: str, tag: str, text_field: str, reading_field: str,
             reading = None
         kept_readings.append(reading)
     if not texts:
-        if parts and all(p and match_key(p) == match_key(tag) for p in parts):
+        if parts and all(p and _same_as_tag(p, tag) for p in parts):
             rejected.append(RowProblem(where, tag, "the translation is the tag itself"))
         return None
-    return TranslationRow(clean(tag), texts, kept_readings, where)
+    return TranslationRow(_fold(tag), texts, kept_readings, where)
 
 
 # --- import -------------------------------------------------------------------------------------

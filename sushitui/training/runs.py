@@ -13,6 +13,7 @@ from typing import Any
 
 from peewee import fn
 
+from sushitui.errors import UserError
 from sushitui.store import Dataset, ItemStats, RunItemUsage, TrainingRun, write_transaction
 from sushitui.store.db import current_database
 
@@ -20,7 +21,7 @@ STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A problem with a run the user can act on; the message says what to do."""
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sushitui.errors import UserError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -44,7 +46,7 @@ STRATA = ((0, 0), (1, 10), (11, 50), (51, None))
 STRATA_SHARES = (0.4, 0.3, 0.2, 0.1)
 
 
-class SamplerError(ValueError):
+class SamplerError(UserError, ValueError):
     pass
 
 

@@ -26,12 +26,14 @@ from typing import Any
 
 import httpx2 as httpx
 
+from sushitui.errors import UserError
+
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
 MAX_RETRY_WAIT_S = 120.0  # a Retry-After beyond this is capped (the run would look hung)
 ERROR_TEXT_LIMIT = 300
 
 
-class EndpointError(Exception):
+class EndpointError(UserError):
     """A request failed for good (after retries, or not retryable); the message says
     what the server answered, never the key."""
 

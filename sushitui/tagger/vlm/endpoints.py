@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from sushitui.errors import UserError
 from sushitui.store import write_transaction
 from sushitui.store.models import VlmEndpoint
 
@@ -24,7 +25,7 @@ ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".localdomain")
 
 
-class VlmError(Exception):
+class VlmError(UserError):
     """A captioning run or endpoint operation cannot go on; the message says what to do."""
 
 

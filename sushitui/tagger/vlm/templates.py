@@ -24,6 +24,8 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sushitui.errors import UserError
+
 CAPTION_TYPES = ("natural_language", "instruction", "description", "social_media", "prompt")
 IMAGE_SETS = ("primary", "source,target")
 
@@ -31,7 +33,7 @@ _VAR = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 SIMPLE_VARS = ("tags", "trigger", "name", "folder")
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template that cannot be used; the message names the file or variable."""
 
 
