@@ -9,7 +9,6 @@ paging forward is normally served from memory.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -25,8 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
-from sushitui.dataset.captions import MAIN, tag_subtype_order
-from sushitui.dataset.thumbnails import image_abs_path
+from sushitui.dataset.items import count_items, page_cards, result_ids
 from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.key_bar import KeyBar
@@ -36,30 +34,13 @@ from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumb
 SORT_KEYS = ["name", "created", "width", "height", "tags"]
 SORT_LABELS = {"name": "file name", "created": "created", "width": "width", "height": "height", "tags": "tag count"}
 PAGE_CACHE_PAGES = 8
-TAGS_FETCHED = 4  # first positions read per card: 3 shown, a 4th tells "…"
 
 
-# --- data access (plain functions, run in workers) --------------------------------------
-
-
-def result_select(dataset_id: int, query: str, sort: str, desc: bool):
-    """The Item select of the browser's current result (raises QueryError for a bad query)."""
-    from sushitui.dataset.items import select_items
-
-    return select_items(dataset_id, query or None, sort=sort, desc=desc)
+# --- data access (core functions, run in workers) --------------------------------------
 
 
 def count_result(dataset_id: int, query: str) -> int:
-    from sushitui.dataset.items import count_items
-
     return count_items(dataset_id, query or None)
-
-
-def result_ids(dataset_id: int, query: str, sort: str, desc: bool) -> list[int]:
-    from sushitui.store import Item
-
-    select = result_select(dataset_id, query, sort, desc)
-    return [row[0] for row in select.select(Item.id).tuples()]
 
 
 def fmt_size(width: int | None, height: int | None) -> str:
@@ -67,74 +48,14 @@ def fmt_size(width: int | None, height: int | None) -> str:
 
 
 def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, offset: int, limit: int) -> list[CardData]:
-    """One page of cards: item fields plus the first tags of each item's main caption."""
-    from sushitui.store import Item, current_database
-
-    select = result_select(dataset_id, query, sort, desc)
-    cols = (Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.mtime_ns, Item.width, Item.height, Item.tag_count, Item.problems)
-    # Peewee builds the SQL (query language, sort); rows are read with the raw cursor:
-    # converting ~1,000 tag rows per page through peewee cost more than the queries.
-    db = current_database()
-    rows = db.execute_sql(*select.select(*cols).limit(limit).offset(offset).sql()).fetchall()
-    if not rows:
-        return []
-    ids = [r[0] for r in rows]
-    first: dict[int, list[str]] = {i: [] for i in ids}
-    marks = ",".join("?" * len(ids))
-    # The main tags; an item without any (kohya's BLIP .txt beside a WD14 .cap) shows
-    # its other tag caption, picked in the order item detail lists them.
-    tag_rows = db.execute_sql(
-        f"SELECT item_id, subtype, tag FROM item_tag WHERE item_id IN ({marks}) "
-        f"AND position <= {TAGS_FETCHED} ORDER BY item_id, position",
-        ids,
-    ).fetchall()
-    by_subtype: dict[int, dict[str, list[str]]] = {i: {} for i in ids}
-    for item_id, subtype, tag in tag_rows:
-        by_subtype[item_id].setdefault(subtype, []).append(tag)
-    for item_id, subs in by_subtype.items():
-        if subs:
-            shown = next((s for s in (MAIN, "") if s in subs), None) or tag_subtype_order(subs)[0]
-            first[item_id] = subs[shown][: TAGS_FETCHED]
-    # Items without tags show the start of their caption text (natural-language datasets
-    # such as kohya's showed "(no tags)" on every card, as if nothing was captioned).
-    untagged = [i for i in ids if not first[i]]
-    texts: dict[int, str] = {}
-    if untagged:
-        marks = ",".join("?" * len(untagged))
-        for item_id, content in db.execute_sql(
-            f"SELECT item_id, substr(content, 1, 200) FROM caption WHERE item_id IN ({marks}) "
-            f"AND content != '' ORDER BY item_id, subtype IN ('main', '') DESC, id",
-            untagged,
-        ).fetchall():
-            texts.setdefault(item_id, " ".join(content.split()))
-    cards = []
-    for item_id, base, rel_dir, image_path, mtime_ns, width, height, tag_count, problems in rows:
-        path = image_abs_path(root, image_path)
-        if isinstance(problems, str):
-            problems = json.loads(problems)
-        problem = None
-        if image_path is None:
-            problem = "no image"
-        elif path is None:
-            problem = "unsafe image path in the index"
-        elif problems:
-            first_problem = problems[0] if isinstance(problems, list) else problems
-            problem = first_problem.get("reason") if isinstance(first_problem, dict) else str(first_problem)
-        name = base  # the folder is in the item detail; the base name is what tells items apart
-        cards.append(
-            CardData(
-                item_id=item_id,
-                name=name,
-                tags=first[item_id],
-                tag_count=max(tag_count or 0, len(first[item_id])),
-                image_path=str(path) if path is not None else None,
-                stamp=mtime_ns,
-                size_text=fmt_size(width, height),
-                problem=problem,
-                caption=texts.get(item_id, ""),
-            )
+    """One page of cards: the core's ``page_cards`` in the grid's shape."""
+    return [
+        CardData(
+            item_id=c.item_id, name=c.name, tags=c.tags, tag_count=c.tag_count, image_path=c.image_path,
+            stamp=c.stamp, size_text=fmt_size(c.width, c.height), problem=c.problem, caption=c.caption,
         )
-    return cards
+        for c in page_cards(dataset_id, query or None, sort, desc, offset, limit, root=root)
+    ]
 
 
 # --- messages from workers ---------------------------------------------------------------
@@ -335,9 +256,9 @@ class BrowserScreen(Screen):
     # -- loading -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="browser-dataset", exit_on_error=False)
     def _load_dataset(self) -> None:
-        from sushitui.store import Dataset
+        from sushitui.dataset.registry import get_dataset
 
-        ds = Dataset.get_by_id(self.dataset_id)
+        ds = get_dataset(self.dataset_id)
         self.app.call_from_thread(self._set_dataset, ds.name, ds.root_path)
 
     def _set_dataset(self, name: str, root: str) -> None:

@@ -152,9 +152,12 @@ class ExportDialog(ModalScreen):
     # --- scope line ------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="export-scope", exit_on_error=False)
     def _show_scope(self) -> None:
-        from sushitui.store import Dataset
+        from sushitui.dataset.registry import DatasetNotFound, get_dataset
 
-        ds = Dataset.get_or_none(Dataset.id == self.dataset_id)
+        try:
+            ds = get_dataset(self.dataset_id)
+        except DatasetNotFound:  # removed meanwhile: the export itself will say so
+            ds = None
         name = ds.name if ds else f"#{self.dataset_id}"
         if self.item_ids is not None:
             scope = f"{len(self.item_ids):,} selected items"
@@ -169,13 +172,10 @@ class ExportDialog(ModalScreen):
 
     @work(thread=True, exclusive=True, group="export-subtypes", exit_on_error=False)
     def _load_subtypes(self) -> None:
-        from sushitui.store import Caption, Item
+        from sushitui.dataset.items import caption_kinds
 
-        rows = (Caption.select(Caption.subtype, Caption.type).join(Item).where(Item.dataset == self.dataset_id)
-                .distinct().tuples())
         # The export picks by subtype ("main" is also the unsuffixed caption) or by type.
-        known = {(sub or "main") for sub, _type in rows} | {ctype for _sub, ctype in rows if ctype}
-        self.app.call_from_thread(self._subtypes_loaded, known)
+        self.app.call_from_thread(self._subtypes_loaded, caption_kinds(self.dataset_id))
 
     def _subtypes_loaded(self, known: set[str]) -> None:
         self.known_subtypes = known
