@@ -245,7 +245,12 @@ def _name_key_v4(name: str) -> str:
 
 def _migrate_v4(db: SqliteDatabase) -> None:
     db.connection().create_function("sushitui_name_key_v4", 1, _name_key_v4, deterministic=True)
-    _run(SCHEMA_V4)(db)
+    statements = SCHEMA_V4
+    # ADD COLUMN has no IF NOT EXISTS: a database rewound to an older version (as other
+    # migrations allow with their IF NOT EXISTS) must not fail on the column it has
+    if any(row[1] == "name_key" for row in db.execute_sql('PRAGMA table_info("item")')):
+        statements = statements[1:]
+    _run(statements)(db)
 
 
 # Migration 5: tag translations (issue 22, sushitui.tags.translations): a tag's name in
@@ -282,6 +287,21 @@ SCHEMA_V6: tuple[str, ...] = (
 )
 
 
+# Migration 7: long jobs run by detached worker processes (issue 19, sushitui.jobs): the
+# command, its state and throttled progress, and the worker that runs it.
+SCHEMA_V7: tuple[str, ...] = (
+    (
+        'CREATE TABLE IF NOT EXISTS "job" ("id" INTEGER NOT NULL PRIMARY KEY, "kind" TEXT NOT NULL, "dataset" TEXT, '
+        '"argv" TEXT NOT NULL, "cwd" TEXT NOT NULL, "state" TEXT NOT NULL, "device" TEXT NOT NULL, "lock_key" TEXT, '
+        '"phase" TEXT, "done" INTEGER NOT NULL, "total" INTEGER, "unit" TEXT NOT NULL, "rate" REAL, "eta_s" REAL, '
+        '"message" TEXT, "exit_code" INTEGER, "cancel_requested" INTEGER NOT NULL, "host" TEXT, "pid" INTEGER, '
+        '"pid_started" TEXT, "log_path" TEXT, "retry_of" INTEGER, "announced" INTEGER NOT NULL, '
+        '"created_at" REAL NOT NULL, "started_at" REAL, "finished_at" REAL, "updated_at" REAL NOT NULL)'
+    ),
+    'CREATE INDEX IF NOT EXISTS "job_state_id" ON "job" ("state", "id")',
+)
+
+
 def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
     def apply(db: SqliteDatabase) -> None:
         for statement in statements:
@@ -298,6 +318,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
     (4, "item.name_key: natural name order through an index", _migrate_v4),
     (5, "tag_translation: tags in the user's language", _run(SCHEMA_V5)),
     (6, "image_hash, check_finding: dataset health checks", _run(SCHEMA_V6)),
+    (7, "job: long jobs run by detached workers", _run(SCHEMA_V7)),
 ]
 # the highest, not the last: migrations written at the same time may be appended out of order
 LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)

@@ -478,6 +478,52 @@ class CheckFinding(BaseModel):
         indexes = ((("code", "item"), False),)
 
 
+# --- long jobs that outlive the terminal (sushitui.jobs) ------------------------------------
+
+
+class Job(BaseModel):
+    """A long command run by a detached worker process (``sushitui ... --detach``).
+
+    The worker re-runs the command's own argv, so ``argv`` and ``cwd`` are all a retry
+    needs. ``host``/``pid``/``pid_started`` name the worker process; ``pid_started`` is
+    the kernel's start time of that pid, so a pid reused by another program after the
+    worker died does not pass for the worker. ``lock_key`` ("dataset:NAME",
+    "dictionary"): two jobs with the same key never run at once; ``device`` ("cpu",
+    "gpu:N"): one job at a time per GPU."""
+
+    id = AutoField()
+    kind = TextField()  # the command: autotag, caption, dataset reindex, tag add, ...
+    dataset = TextField(null=True)  # the dataset's name as given (a job may outlive its dataset)
+    argv = JSONField()  # sushitui's arguments without --detach
+    cwd = TextField()
+    state = TextField(default="queued")  # queued | running | done | failed | cancelled | interrupted
+    device = TextField(default="cpu")
+    lock_key = TextField(null=True)
+    phase = TextField(null=True)
+    done = IntegerField(default=0)
+    total = IntegerField(null=True)
+    unit = TextField(default="items")
+    rate = FloatField(null=True)  # units per second
+    eta_s = FloatField(null=True)
+    message = TextField(null=True)  # why it failed or was interrupted
+    exit_code = IntegerField(null=True)
+    cancel_requested = BooleanField(default=False)
+    host = TextField(null=True)
+    pid = IntegerField(null=True)
+    pid_started = TextField(null=True)
+    log_path = TextField(null=True)
+    retry_of = IntegerField(null=True)
+    announced = BooleanField(default=False)  # an interruption was reported to the user once
+    created_at = FloatField(default=now)
+    started_at = FloatField(null=True)
+    finished_at = FloatField(null=True)
+    updated_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "job"
+        indexes = ((("state", "id"), False),)
+
+
 ALL_MODELS = [
     Dataset,
     Item,
@@ -499,4 +545,5 @@ ALL_MODELS = [
     VlmCache,
     ImageHash,
     CheckFinding,
+    Job,
 ]
