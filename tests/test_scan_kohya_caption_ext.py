@@ -46,6 +46,11 @@ def problems_by_path(report) -> dict[str, str]:
 def copy_kohya_gui(testdata, tmp_path) -> Path:
     root = tmp_path / "kohya"
     shutil.copytree(testdata / KOHYA_GUI, root / KOHYA_GUI.name)
+    # shared/ is read-only; a read-only caption is (rightly) never rewritten, and the
+    # copy stands for the user's own, writable folder
+    for p in root.rglob("*"):
+        if p.is_file():
+            p.chmod(0o644)
     return root
 
 
