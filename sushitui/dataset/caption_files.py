@@ -402,16 +402,25 @@ def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding:
     return StagedWrite(target, tmp, data, expected, dev, _stat_key(st))
 
 
+_SYNCFS: list = []  # [syncfs or None], looked up once: find_library forks a subprocess
+
+
+def _syncfs():
+    if not _SYNCFS:
+        try:
+            import ctypes
+            import ctypes.util
+
+            _SYNCFS.append(ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs)
+        except (OSError, AttributeError):
+            _SYNCFS.append(None)
+    return _SYNCFS[0]
+
+
 def _sync_batch(staged: list[StagedWrite]) -> None:
     """Make the temporary files' data durable: one ``syncfs`` per filesystem (Linux),
     else an fsync per file."""
-    try:
-        import ctypes
-        import ctypes.util
-
-        syncfs = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        syncfs = None
+    syncfs = _syncfs()
     synced: set[int] = set()
     for s in staged:
         dev = s.dev
