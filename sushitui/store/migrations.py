@@ -302,6 +302,22 @@ SCHEMA_V7: tuple[str, ...] = (
 )
 
 
+# Migration 8: what a trainer config said about a dataset's folder (issue 17,
+# sushitui.export.configs_in): repeats, class tokens / trigger, is_reg, keep_tokens,
+# caption extension, control/mask folders, metadata files and where it came from. One
+# JSON object, because each trainer has its own settings and an export reuses them.
+SCHEMA_V8: tuple[str, ...] = (
+    """ALTER TABLE "dataset" ADD COLUMN "trainer" TEXT NOT NULL DEFAULT '{}'""",
+)
+
+
+def _migrate_v8(db: SqliteDatabase) -> None:
+    # ADD COLUMN has no IF NOT EXISTS (see _migrate_v4)
+    if any(row[1] == "trainer" for row in db.execute_sql('PRAGMA table_info("dataset")')):
+        return
+    _run(SCHEMA_V8)(db)
+
+
 def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
     def apply(db: SqliteDatabase) -> None:
         for statement in statements:
@@ -319,6 +335,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
     (5, "tag_translation: tags in the user's language", _run(SCHEMA_V5)),
     (6, "image_hash, check_finding: dataset health checks", _run(SCHEMA_V6)),
     (7, "job: long jobs run by detached workers", _run(SCHEMA_V7)),
+    (8, "dataset.trainer: settings read from trainer configs", _migrate_v8),
 ]
 # the highest, not the last: migrations written at the same time may be appended out of order
 LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)

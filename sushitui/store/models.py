@@ -79,6 +79,10 @@ class Dataset(BaseModel):
     last_scan_report = JSONField(null=True)
     created_at = FloatField(default=now)
     updated_at = FloatField(default=now)
+    # what a trainer config said about this folder (migration 8, sushitui.export.configs_in):
+    # {"format", "config", "entry", "repeats", "class_tokens", "trigger", "is_reg",
+    #  "keep_tokens", "caption_extension", "control_dirs", "mask_dirs", "metadata_files", "other"}
+    trainer = JSONField(default=dict, constraints=[SQL("DEFAULT '{}'")])
 
 
 class Item(BaseModel):
