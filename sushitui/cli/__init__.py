@@ -3,15 +3,32 @@
 Each command group lives in its own module with a ``register(subparsers)`` function
 that adds its parsers and sets ``func`` (called with the parsed args, returns an exit
 code). Heavy imports (textual, onnxruntime, numpy) happen inside the commands.
+
+Errors are handled here, once: a ``UserError`` (any domain error; the message says what
+to do) is one line on stderr and exit code 1 (a ``CliError`` carries its own code);
+anything else is written with its traceback to the log file and the user is told where.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from sushitui import __version__
-from sushitui.cli.common import CliError, database_error_message, err, is_database_error, set_raw_output
+from sushitui.cli.common import (
+    DEFAULT_LOG_LEVEL,
+    LOG_LEVELS,
+    CliError,
+    database_error_message,
+    err,
+    is_database_error,
+    set_raw_output,
+    setup_logging,
+)
+from sushitui.errors import UserError
+
+log = logging.getLogger("sushitui.cli")
 
 COMMAND_MODULES = [
     "sushitui.cli.dataset_cmd",
@@ -22,23 +39,32 @@ COMMAND_MODULES = [
     "sushitui.cli.run_cmd",
     "sushitui.cli.caption_cmd",
     "sushitui.cli.check_cmd",
+    "sushitui.cli.jobs_cmd",
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
+    from sushitui.config import log_path
+
     parser = argparse.ArgumentParser(
         prog="sushitui",
         description="Prepare image datasets for Stable Diffusion / LoRA training. "
         "Without a command, opens the terminal app.",
+        epilog=f"Log file: {log_path()} (unexpected errors with their details; --log-level sets how much more).",
     )
     parser.add_argument("--version", action="version", version=f"sushitui {__version__}")
     parser.add_argument("--db", metavar="PATH", help="database file (default: $SUSHITUI_DB or $XDG_DATA_HOME/sushitui/sushitui.db)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL,
+                        help=f"how much goes to the log file, for the commands and the app (default: {DEFAULT_LOG_LEVEL})")
     parser.add_argument("--demo", action="store_true", help="create a small generated sample dataset and open it in the app")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    from sushitui.cli.jobs_cmd import add_detach_options
+
+    add_detach_options(parser)  # --detach on the long commands
     return parser
 
 
@@ -49,6 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # a usage error (code 2, message printed) or --help/--version (0)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     set_raw_output(getattr(args, "raw", False))
+    if getattr(args, "detach", False):  # record a job and start its worker instead
+        from sushitui.cli.jobs_cmd import cmd_detach
+
+        command_argv = list(sys.argv[1:] if argv is None else argv)
+        args.func = lambda a: cmd_detach(a, command_argv)
+    import os
+
+    from sushitui.jobs.process import JOB_ENV_VAR
+
+    if os.environ.get(JOB_ENV_VAR) and args.command not in (None, "jobs"):  # this process is a job's worker
+        from sushitui.cli.jobs_cmd import run_as_job
+
+        return run_as_job(args, lambda: _run(args))
+    return _run(args)
+
+
+def _run(args) -> int:
     previous_sigterm = _terminate_like_ctrl_c() if args.command is not None else None
     try:
         if args.command is None:

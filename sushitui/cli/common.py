@@ -1,9 +1,11 @@
 """Shared CLI plumbing: opening the database, JSON output, the terminal progress bar,
-Ctrl-C handling. Only the CLI prints."""
+Ctrl-C handling, the log file. Only the CLI prints."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import sys
 import time
@@ -82,7 +84,7 @@ def int_list(option: str, text: str, low: int = 1, high: int = SQLITE_INT_MAX) -
     return values
 
 
-def open_db(args):
+def open_db(args, notice_jobs: bool = True):
     from sushitui.config import resolve_db_path
     from sushitui.store import StoreError, open_database
 
@@ -97,7 +99,39 @@ def open_db(args):
     # (`items --query group:Character` on a fresh database must work). One read after
     # the first time.
     ensure_default_groups()
+    if notice_jobs:
+        _say_interrupted_jobs()
     return db
+
+
+def _say_interrupted_jobs() -> None:
+    """Every command's start notices jobs whose worker died (kill -9, out of memory, a
+    reboot) and says so, once per job."""
+    import os
+
+    from sushitui.jobs import JOB_ENV_VAR, take_unannounced_interruptions
+
+    if os.environ.get(JOB_ENV_VAR):  # a worker's log is not where the user looks
+        return
+    try:
+        jobs = take_unannounced_interruptions()
+    except Exception as exc:  # a read-only or busy database: the command itself goes on
+        if not is_database_error(exc):
+            raise
+        return
+    for j in jobs:
+        err(f"sushitui: job {j.id} ({j.kind}{' ' + j.dataset if j.dataset else ''}) was interrupted: {j.message}. "
+            f"`sushitui jobs retry {j.id}` resumes it")
+
+
+# The job this process runs as a detached worker (sushitui.jobs.JobWorker), or None: the
+# progress bar and the Ctrl-C token report to it (sushitui.cli.jobs_cmd.run_as_job).
+_job_worker = None
+
+
+def set_job_worker(worker) -> None:
+    global _job_worker
+    _job_worker = worker
 
 
 def _database_errors() -> tuple[type, ...]:
@@ -246,9 +280,19 @@ def ask_stderr(prompt: str) -> None:
     sys.stderr.flush()
 
 
+_last_error = ""
+
+
 def err(text: str) -> None:
     """One line on stderr, always neutralised (``--raw`` is for stdout only)."""
+    global _last_error
+    _last_error = text
     sys.stderr.write(for_terminal(text) + "\n")
+
+
+def last_error() -> str:
+    """The last line ``err`` printed (a job records it as why the job failed)."""
+    return _last_error
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -276,6 +320,9 @@ class TerminalProgress:
         self._drawn = False
 
     def __call__(self, ev: ProgressEvent) -> None:
+        if _job_worker is not None:
+            _job_worker.progress(ev)
+            self._last_event = ev
         if not self.enabled:
             return
         width = 24
@@ -294,6 +341,8 @@ class TerminalProgress:
         self._drawn = True
 
     def close(self) -> None:
+        if _job_worker is not None and getattr(self, "_last_event", None) is not None:
+            _job_worker.progress(self._last_event, force=True)
         if self._drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
@@ -306,6 +355,8 @@ def cancel_on_sigint() -> Iterator[CancelToken]:
     interrupts at once. SIGTERM (``kill``, a service manager stopping sushitui) does the
     same: the work done so far is kept and the command exits 130, as for Ctrl-C."""
     token = CancelToken()
+    if _job_worker is not None:  # `sushitui jobs cancel` from another process trips it too
+        _job_worker.watch(token)
     signums = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.getsignal(s) for s in signums}
 
@@ -333,14 +384,56 @@ def cancel_on_sigint() -> Iterator[CancelToken]:
         restore()
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_LEVEL = "warning"
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s"
+LOG_MAX_BYTES = 2_000_000  # then rotated once: the log never grows without bound
+_log_handler: logging.Handler | None = None
+
+
+def setup_logging(level: str = DEFAULT_LOG_LEVEL) -> "str | None":
+    """Send sushitui's log records at ``level`` and above to the log file
+    (``config.log_path()``; the core logs with ``logging.getLogger(__name__)`` and never
+    prints). Returns the file's path, or None when it cannot be written (then nothing is
+    logged to a file and errors keep their traceback on stderr). Called once per
+    ``main``; a second call replaces the first one's handler."""
+    from logging.handlers import RotatingFileHandler
+
+    from sushitui.config import log_path
+
+    global _log_handler
+    logger = logging.getLogger("sushitui")
+    if _log_handler is not None:
+        logger.removeHandler(_log_handler)
+        _log_handler.close()
+        _log_handler = None
+    logger.setLevel(getattr(logging, level.upper(), logging.WARNING))
+    path = log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    # delay: a command that logs nothing creates no file, so ask now whether it could
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        return None
+    handler = RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=1, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+    _log_handler = handler
+    return str(path)
+
+
 def add_common(parser, *, json_flag: bool = True) -> None:
-    """``--db`` (also accepted after the command), ``--json`` and ``--raw`` for a subcommand.
+    """``--db`` and ``--log-level`` (also accepted after the command), ``--json`` and
+    ``--raw`` for a subcommand.
 
     ``default=SUPPRESS`` so that a ``--db`` given before the command is not reset.
     """
     import argparse
 
     parser.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="database file")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
+                        help=f"how much goes to the log file (default: {DEFAULT_LOG_LEVEL})")
     if json_flag:
         parser.add_argument("--json", action="store_true",
                             help="machine-readable JSON output (control characters as \\uXXXX escapes)")

@@ -14,28 +14,24 @@ This package sits beside tagger/export/training/check: it runs commands by start
 ``python -m sushitui ARGV`` and so imports none of them.
 """
 
-from sushitui.jobs.process import JOB_ENV_VAR, is_alive, process_start
-from sushitui.jobs.runner import JobWorker, blockers
-from sushitui.jobs.table import (
-    ACTIVE,
-    FINAL,
-    JobError,
-    JobInfo,
-    active_jobs,
-    clear_finished,
-    get_job,
-    jobs_by_id,
-    list_jobs,
-    log_dir,
-    reap,
-    request_cancel,
-    retry,
-    submit,
-    take_unannounced_interruptions,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ACTIVE", "FINAL", "JOB_ENV_VAR", "JobError", "JobInfo", "JobWorker", "active_jobs", "blockers", "clear_finished",
-    "get_job", "is_alive", "jobs_by_id", "list_jobs", "log_dir", "process_start", "reap", "request_cancel", "retry",
-    "submit", "take_unannounced_interruptions",
-]
+import importlib
+
+# Names are loaded on first use (PEP 562): every CLI start asks process.JOB_ENV_VAR and
+# should not pay for the store's imports to do so.
+_EXPORTS = {
+    "JOB_ENV_VAR": "process", "is_alive": "process", "process_start": "process",
+    "JobWorker": "runner", "blockers": "runner",
+    "ACTIVE": "table", "FINAL": "table", "JobError": "table", "JobInfo": "table", "active_jobs": "table",
+    "clear_finished": "table", "get_job": "table", "jobs_by_id": "table", "list_jobs": "table", "log_dir": "table",
+    "reap": "table", "request_cancel": "table", "retry": "table", "submit": "table",
+    "take_unannounced_interruptions": "table",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sushitui.jobs' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"sushitui.jobs.{_EXPORTS[name]}"), name)
