@@ -274,7 +274,11 @@ def test_scanned_synthetic_dataset_add_mode_keeps_layout(db, tmp_path):
 
 def test_unknown_dataset_model_or_mode_is_a_clear_error(ds):
     dataset, _ = ds
-    with pytest.raises(AutotagError, match="no dataset named 'nope'"):
+    # an unknown dataset is the registry's DatasetNotFound on every path (issue 15 §3),
+    # a UserError like AutotagError
+    from sushitui.dataset.registry import DatasetNotFound
+
+    with pytest.raises(DatasetNotFound, match="no dataset named 'nope'.*sushitui dataset list"):
         autotag("nope", **wd_opts())
     with pytest.raises(AutotagError, match="unknown mode"):
         autotag(dataset.name, mode="merge", **wd_opts())

@@ -163,7 +163,9 @@ def test_bad_arguments(ds):
         bulk_edit.bulk_add(ds, None, "a, b")
     with pytest.raises(bulk_edit.BulkError):
         bulk_edit.bulk_add(ds, None, "   ")
-    with pytest.raises(bulk_edit.BulkError):
+    from sushitui.dataset.registry import DatasetNotFound  # one error for an unknown dataset (issue 15 §3)
+
+    with pytest.raises(DatasetNotFound, match="sushitui dataset list"):
         bulk_edit.bulk_add("no such dataset", None, "x")
     with pytest.raises(bulk_edit.BulkError):
         bulk_edit.bulk_add(ds, None, "caf\udce9")

@@ -352,12 +352,12 @@ def cmd_complete(args) -> int:
     _open(args)
     dataset_id = None
     if args.dataset:
-        from sushitui.store import Dataset
+        from sushitui.dataset.registry import DatasetNotFound, get_dataset
 
-        ds = Dataset.get_or_none(Dataset.name == args.dataset)
-        if ds is None:
-            raise CliError(f"no dataset named {args.dataset!r} (see `sushitui dataset list`)", 2)
-        dataset_id = ds.id
+        try:
+            dataset_id = get_dataset(args.dataset).id
+        except DatasetNotFound as exc:
+            raise CliError(str(exc), 2) from exc
     lang = _lang(args.lang)
     completer = Completer()
     completer.warm(dataset_id, wait=True)  # a one-shot command: build the index and answer fully

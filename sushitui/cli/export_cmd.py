@@ -77,6 +77,7 @@ def options_from_args(args):
 
 
 def cmd_export(args) -> int:
+    from sushitui.dataset.registry import DatasetNotFound
     from sushitui.export import ExportError, export_dataset
 
     options = options_from_args(args)
@@ -85,7 +86,7 @@ def cmd_export(args) -> int:
     try:
         with cancel_on_sigint() as token:
             report = export_dataset(args.name, args.outdir, options, progress=bar, cancel=token)
-    except ExportError as exc:
+    except (ExportError, DatasetNotFound) as exc:  # what to export is wrong: a usage error
         raise CliError(str(exc), 2) from exc
     finally:
         bar.close()

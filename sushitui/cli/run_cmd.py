@@ -89,10 +89,11 @@ def register(subparsers) -> None:
 
 
 def _training_errors():
+    from sushitui.dataset.registry import DatasetNotFound
     from sushitui.training.runs import TrainingError
     from sushitui.training.samplers import SamplerError
 
-    return (TrainingError, SamplerError)
+    return (TrainingError, SamplerError, DatasetNotFound)
 
 
 def _guard(fn):
@@ -299,7 +300,7 @@ def _cancelled():
 
 def _find_item(ref: str, dataset: str | None) -> int:
     from sushitui.store import Item
-    from sushitui.training.runs import find_dataset
+    from sushitui.dataset.registry import get_dataset
 
     if ref.isdecimal() and dataset is None:  # isdigit() also takes "²", which int() refuses
         # beyond SQLite's integers no item can have the id (and the query would overflow)
@@ -307,7 +308,7 @@ def _find_item(ref: str, dataset: str | None) -> int:
     else:
         if dataset is None:
             raise CliError("pass --dataset with an image path or name (or give the item id)")
-        ds = find_dataset(dataset)
+        ds = get_dataset(dataset)
         rel = ref
         if Path(ref).is_absolute():
             try:

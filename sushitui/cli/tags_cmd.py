@@ -90,6 +90,7 @@ class _CountingProgress:
 
 def _cmd_tag(args) -> int:
     from sushitui.dataset import bulk_edit
+    from sushitui.dataset.registry import DatasetNotFound
     from sushitui.tags.query import QueryError
 
     from sushitui.tags.groups import ensure_default_groups
@@ -114,7 +115,7 @@ def _cmd_tag(args) -> int:
                 report = bulk_edit.bulk_replace(args.name, target, args.tag, args.new, **kwargs)
     except QueryError as exc:
         raise CliError(f"bad --query: {exc}", 2, more=exc.pointer(args.query or "").split("\n")) from exc
-    except bulk_edit.BulkError as exc:
+    except (bulk_edit.BulkError, DatasetNotFound) as exc:  # what to edit is wrong: a usage error
         raise CliError(str(exc), 2) from exc
     finally:
         progress.close()
@@ -208,6 +209,7 @@ def _cmd_alias_remove(args) -> int:
 
 def _cmd_alias_apply(args) -> int:
     from sushitui.dataset import bulk_edit
+    from sushitui.dataset.registry import DatasetNotFound
 
     open_db(args)
     progress = TerminalProgress("alias apply", enabled=None if not args.json else False)
@@ -215,7 +217,7 @@ def _cmd_alias_apply(args) -> int:
     try:
         with cancel_on_sigint() as cancel, on_database_error(args, None if args.dry_run else _unindexed_hint(args.name, counting, "rewritten")):
             report = bulk_edit.apply_aliases(args.name, dry_run=args.dry_run, progress=counting, cancel=cancel)
-    except bulk_edit.BulkError as exc:
+    except (bulk_edit.BulkError, DatasetNotFound) as exc:  # what to edit is wrong: a usage error
         raise CliError(str(exc), 2) from exc
     finally:
         progress.close()

@@ -33,6 +33,7 @@ from sushitui.dataset.captions import (
     preferred_tag_subtype,
     set_tags_many,
 )
+from sushitui.dataset.registry import get_dataset
 from sushitui.dataset.write_lock import dataset_write_lock
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
@@ -74,15 +75,6 @@ class BulkReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_dataset(dataset: Dataset | int | str) -> Dataset:
-    if isinstance(dataset, Dataset):
-        return dataset
-    row = Dataset.get_or_none(Dataset.id == dataset) if isinstance(dataset, int) else Dataset.get_or_none(Dataset.name == dataset)
-    if row is None:
-        raise BulkError(f"no dataset named '{dataset}' (see `sushitui dataset list`)")
-    return row
 
 
 def _check_tag(tag: str, what: str = "tag") -> str:
@@ -278,7 +270,7 @@ def _run(
 ) -> BulkReport:
     t0 = time.perf_counter()
     started = time.monotonic()
-    ds = resolve_dataset(dataset)
+    ds = get_dataset(dataset)
     try:
         check_new_subtype(ds, subtype)
     except CaptionFileError as exc:
@@ -420,7 +412,7 @@ def apply_aliases(
     """Rewrite the tags of a dataset's items through the aliases (every tag caption, or
     only ``subtypes``); ``dry_run`` counts the items and files without writing."""
     t0 = time.perf_counter()
-    ds = resolve_dataset(dataset)
+    ds = get_dataset(dataset)
     report = AliasApplyReport(dry_run=dry_run)
     mapping = aliases.alias_map()
     if not mapping:

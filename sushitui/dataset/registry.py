@@ -116,14 +116,22 @@ def validate(settings: DatasetSettings, *, check_root: bool = True) -> DatasetSe
 
 
 def get_dataset(name_or_id: str | int | Dataset) -> Dataset:
+    """The one way to find a dataset: a row (returned as is), an id, or a name (a name
+    of digits that no dataset has is read as an id, so ``--dataset 3`` works).
+    Raises DatasetNotFound, whose message says how to list the registered ones."""
     if isinstance(name_or_id, Dataset):
         return name_or_id
     if isinstance(name_or_id, int):
         ds = Dataset.get_or_none(Dataset.id == name_or_id)
-    else:
-        ds = Dataset.get_or_none(Dataset.name == name_or_id)
+        if ds is None:
+            raise DatasetNotFound(f"no dataset with id {name_or_id}; `sushitui dataset list` shows the registered ones")
+        return ds
+    name = str(name_or_id)
+    ds = Dataset.get_or_none(Dataset.name == name)
+    if ds is None and name.isascii() and name.isdecimal() and len(name) <= 18:  # beyond SQLite's integers: no id
+        ds = Dataset.get_or_none(Dataset.id == int(name))
     if ds is None:
-        raise DatasetNotFound(f"no dataset named {name_or_id!r}; `sushitui dataset list` shows the registered ones")
+        raise DatasetNotFound(f"no dataset named {name!r}; `sushitui dataset list` shows the registered ones")
     return ds
 
 

@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.paths import UnsafePathError, to_abs
+from sushitui.dataset.registry import get_dataset
 from sushitui.export import formats, masks
 from sushitui.export.captions import BuiltCaption, CaptionBuilder, CaptionRow
 from sushitui.export.options import ExportError, ExportOptions, ExportProblem, ExportReport, ShortenedName
@@ -44,15 +45,6 @@ class PreviewCaption:
     item_id: int
     image: str  # dataset-relative image path
     text: str  # exactly what the trainer reads
-
-
-def resolve_dataset(dataset: Dataset | int | str) -> Dataset:
-    from sushitui.dataset.registry import DatasetNotFound, get_dataset
-
-    try:
-        return get_dataset(dataset)
-    except DatasetNotFound as exc:
-        raise ExportError(str(exc)) from exc
 
 
 def _item_select(dataset: Dataset, options: ExportOptions, item_ids: Sequence[int] | None):
@@ -127,7 +119,7 @@ def _iter_built(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRo
 def preview_captions(dataset: Dataset | int | str, options: ExportOptions, n: int = 3) -> list[PreviewCaption]:
     """The first ``n`` items' captions exactly as the trainer will read them."""
     options.validate()
-    ds = resolve_dataset(dataset)
+    ds = get_dataset(dataset)
     builder = CaptionBuilder.from_database(options)
     items = _load_items(ds, options, limit=n)
     return [
@@ -155,7 +147,7 @@ def export_dataset(
     """
     started = time.monotonic()
     options.validate()
-    ds = resolve_dataset(dataset)
+    ds = get_dataset(dataset)
     builder = CaptionBuilder.from_database(options)
     items = _load_items(ds, options)
     fmt = options.format

@@ -22,6 +22,7 @@ from sushitui.errors import UserError
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.captions import MAIN, TagEdit, check_new_subtype, set_tags_many
 from sushitui.dataset.paths import to_abs
+from sushitui.dataset.registry import get_dataset
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.store import Dataset, DictionaryTag, Item, ItemTag, write_transaction
 from sushitui.tags.normalize import match_key
@@ -127,18 +128,6 @@ class AutotagReport:
 
 
 PREVIEW_LIMIT = 50
-
-
-def _resolve_dataset(dataset) -> Dataset:
-    if isinstance(dataset, Dataset):
-        return dataset
-    if isinstance(dataset, int):
-        ds = Dataset.get_or_none(Dataset.id == dataset)
-    else:
-        ds = Dataset.get_or_none(Dataset.name == str(dataset))
-    if ds is None:
-        raise AutotagError(f"no dataset named {dataset!r}; `sushitui datasets` lists them")
-    return ds
 
 
 def resolve_model(opts: AutotagOptions) -> ModelFiles:
@@ -315,7 +304,7 @@ def autotag(
     if opts.mode not in MODES:
         raise AutotagError(f"unknown mode {opts.mode!r}: use replace, add or skip")
     started = time.monotonic()
-    ds = _resolve_dataset(dataset)
+    ds = get_dataset(dataset)
     try:
         check_new_subtype(ds, opts.subtype)
     except CaptionFileError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 from peewee import fn
 
+from sushitui.dataset.registry import DatasetNotFound, get_dataset
 from sushitui.errors import UserError
 from sushitui.store import Dataset, ItemStats, RunItemUsage, TrainingRun, write_transaction
 from sushitui.store.db import current_database
@@ -33,21 +34,9 @@ class RunExists(TrainingError):
     pass
 
 
-class DatasetNotFoundError(TrainingError):
-    pass
-
-
-def find_dataset(name_or_id: str | int | Dataset) -> Dataset:
-    if isinstance(name_or_id, Dataset):
-        return name_or_id
-    ds = Dataset.get_or_none(Dataset.name == str(name_or_id))
-    if ds is None and str(name_or_id).isdecimal():
-        ds = Dataset.get_or_none(Dataset.id == int(name_or_id))
-    if ds is None:
-        raise DatasetNotFoundError(
-            f"no dataset named {name_or_id!r}; `sushitui dataset list` shows the registered ones"
-        )
-    return ds
+# An unknown dataset is the registry's error everywhere; the old name stays for
+# training scripts that catch it.
+DatasetNotFoundError = DatasetNotFound
 
 
 def get_run(name_or_id: str | int | TrainingRun) -> TrainingRun:
@@ -82,7 +71,7 @@ def create_run(
         raise TrainingError("a run needs a name")
     if epochs is not None and epochs < 0:
         raise TrainingError("--epochs must be 0 or more")
-    ds = find_dataset(dataset)
+    ds = get_dataset(dataset)
     parent_run = get_run(parent) if parent is not None else None
     if parent_run is not None and parent_run.dataset_id != ds.id:
         raise TrainingError(
@@ -114,7 +103,7 @@ def create_run(
 def list_runs(dataset: str | int | Dataset | None = None) -> list[TrainingRun]:
     q = TrainingRun.select().order_by(TrainingRun.dataset, TrainingRun.number)
     if dataset is not None:
-        q = q.where(TrainingRun.dataset == find_dataset(dataset).id)
+        q = q.where(TrainingRun.dataset == get_dataset(dataset).id)
     return list(q)
 
 

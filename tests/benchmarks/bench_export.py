@@ -84,9 +84,10 @@ def main() -> None:
     # the floor's jobs: the same source images and caption texts (computed here, not
     # timed), written by a plain loop with no database and no safety checks
     from sushitui.export.captions import CaptionBuilder
-    from sushitui.export.exporter import _iter_built, _load_items, resolve_dataset
+    from sushitui.dataset.registry import get_dataset
+    from sushitui.export.exporter import _iter_built, _load_items
 
-    ds = resolve_dataset(name)
+    ds = get_dataset(name)
     items = _load_items(ds, opts)
     builder = CaptionBuilder.from_database(opts)
     src_root = Path(ds.root_path)
