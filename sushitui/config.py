@@ -1,5 +1,5 @@
-"""Where sushitui keeps its data and settings: the database path, the user's keymap file,
-the shipped taglist folder."""
+"""Where sushitui keeps its data and settings: the database path, the log file, the user's
+keymap file, the shipped taglist folder."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ APP_DIR_NAME = "sushitui"
 DB_FILE_NAME = "sushitui.db"
 DB_ENV_VAR = "SUSHITUI_DB"
 KEYMAP_FILE_NAME = "keymap.toml"
+LOG_FILE_NAME = "sushitui.log"
 
 
 def data_dir() -> Path:
@@ -27,6 +28,12 @@ def config_dir() -> Path:
 def keymap_path() -> Path:
     """The user's key remapping file (``binding-id = "keys"`` lines); it may not exist."""
     return config_dir() / KEYMAP_FILE_NAME
+
+
+def log_path() -> Path:
+    """The log file: errors that are not the user's to fix, with their tracebacks, and
+    whatever ``--log-level`` lets through (``$XDG_DATA_HOME/sushitui/sushitui.log``)."""
+    return data_dir() / LOG_FILE_NAME
 
 
 def default_db_path() -> Path:

@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # a usage error (code 2, message printed) or --help/--version (0)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     set_raw_output(getattr(args, "raw", False))
+    args.log_file = setup_logging(args.log_level)
+    log.debug("sushitui %s (Python %s): %s", __version__, sys.version.split()[0],
+              " ".join(sys.argv[1:] if argv is None else argv) or "(the app)")
     if getattr(args, "detach", False):  # record a job and start its worker instead
         from sushitui.cli.jobs_cmd import cmd_detach
 
@@ -100,10 +103,16 @@ def _run(args) -> int:
             return run_app(args)
         return int(args.func(args) or 0)
     except CliError as exc:
+        log.debug("%s: exit %d: %s", args.command, exc.code, exc, exc_info=True)
         err(f"sushitui: error: {exc}")
         for line in exc.more:
             err(line)
         return exc.code
+    except UserError as exc:
+        # any domain error: its message says what to do; one line, no traceback
+        log.debug("%s: %s", args.command, exc, exc_info=True)
+        err(f"sushitui: error: {exc}")
+        return 1
     except KeyboardInterrupt:
         err("sushitui: interrupted")
         return 130
@@ -112,9 +121,16 @@ def _run(args) -> int:
     except Exception as exc:
         # The database failing under a command (disk full, I/O error, locked past the
         # busy timeout) is the user's to fix, not a bug: say what happened and what to do.
-        if not is_database_error(exc):
+        if is_database_error(exc):
+            log.warning("%s: the database failed", args.command, exc_info=True)
+            err(f"sushitui: error: {database_error_message(exc, args)}")
+            return 1
+        log_file = getattr(args, "log_file", None)
+        if log_file is None:  # nowhere to keep the details: show them
             raise
-        err(f"sushitui: error: {database_error_message(exc, args)}")
+        log.error("%s: unexpected error", args.command or "the app", exc_info=True)
+        err(f"sushitui: unexpected error: {type(exc).__name__}: {exc}")
+        err(f"sushitui: the details are in {log_file} (please include them when reporting the problem)")
         return 1
     finally:
         if previous_sigterm is not None:
