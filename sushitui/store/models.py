@@ -88,6 +88,7 @@ class Dataset(BaseModel):
 class Item(BaseModel):
     id = AutoField()
     dataset = ForeignKeyField(Dataset, backref="items", on_delete="CASCADE", index=False)
+    dataset_id: int  # for the type checker: peewee's accessor of the raw key (an annotation is no field)
     item_type = TextField(default="single")  # single | pair | group
     base_name = TextField()
     rel_dir = TextField(default="")  # directory relative to the dataset root, "" for the root
@@ -135,6 +136,7 @@ class ScanDir(BaseModel):
     (SCAN-8 at 100k items in ~1 s); the per-item comparison is the fallback."""
 
     dataset = ForeignKeyField(Dataset, backref="scan_dirs", on_delete="CASCADE")
+    dataset_id: int
     rel_dir = TextField()
     signature = TextField()
     n_items = IntegerField(default=0)
@@ -150,6 +152,7 @@ class Caption(BaseModel):
 
     id = AutoField()
     item = ForeignKeyField(Item, backref="captions", on_delete="CASCADE")
+    item_id: int
     type = TextField()  # tags | natural_language | social_media | instruction | description | prompt
     subtype = TextField(default="")  # "" for image001.txt, else main/alt/... or auto_<model>
     content = TextField(default="")
@@ -175,6 +178,8 @@ class ItemTag(BaseModel):
     id = AutoField()
     item = ForeignKeyField(Item, backref="tags", on_delete="CASCADE", index=False)
     caption = ForeignKeyField(Caption, backref="tag_rows", on_delete="CASCADE", null=True)
+    item_id: int
+    caption_id: int | None
     tag = TextField()  # as written in the file
     norm = TextField()  # normalised match key (sushitui.tags.normalize.match_key)
     position = IntegerField()
@@ -204,6 +209,7 @@ class TagGroup(BaseModel):
 
 class TagGroupMember(BaseModel):
     group = ForeignKeyField(TagGroup, backref="members", on_delete="CASCADE")
+    group_id: int
     tag = TextField()
     norm = TextField(index=True)
 
@@ -337,6 +343,8 @@ class TrainingRun(BaseModel):
     number = IntegerField(default=1)
     dataset = ForeignKeyField(Dataset, backref="runs", on_delete="CASCADE")
     parent = ForeignKeyField("self", null=True, backref="children", on_delete="SET NULL")
+    dataset_id: int
+    parent_id: int | None
     model_type = TextField(null=True)
     base_model = TextField(null=True)
     caption_type = TextField(null=True)
@@ -366,6 +374,8 @@ class RunItemUsage(BaseModel):
     # no separate run index: the primary key (run, item) starts with run
     run = ForeignKeyField(TrainingRun, backref="usage", on_delete="CASCADE", index=False)
     item = ForeignKeyField(Item, backref="run_usage", on_delete="CASCADE")
+    run_id: int
+    item_id: int
     times_seen = IntegerField(default=0)
     first_epoch = IntegerField(null=True)
     last_epoch = IntegerField(null=True)
@@ -393,6 +403,7 @@ class ItemStats(BaseModel):
     """
 
     item = ForeignKeyField(Item, primary_key=True, backref="stats", on_delete="CASCADE")
+    item_id: int
     total_seen = IntegerField(default=0)
     runs_participated = IntegerField(default=0)
     usage_sumsq = IntegerField(default=0)
