@@ -5,7 +5,10 @@ import os
 import pytest
 
 from sushitui.dataset.caption_files import (
-    CaptionConflict, CaptionFileError, read_caption, write_atomic,
+    CaptionConflict,
+    CaptionFileError,
+    read_caption,
+    write_atomic,
 )
 
 

@@ -181,8 +181,8 @@ def test_captions_of_a_new_subtype_survive_a_full_reindex(db, tmp_path):
 
 
 def test_a_subtype_that_cannot_be_read_back_is_refused_up_front(db, tmp_path):
-    from sushitui.tagger.autotag import AutotagError, autotag
     from sushitui.dataset import bulk_edit
+    from sushitui.tagger.autotag import AutotagError, autotag
 
     item = make_item(tmp_path, "u", "a")
     with pytest.raises(Exception, match=r"cannot name a caption file.*'auto-wd'"):

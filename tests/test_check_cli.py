@@ -4,6 +4,7 @@ datasets, the stored findings behind check:/dup:, and tokens:/chars: in queries.
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 from PIL import Image

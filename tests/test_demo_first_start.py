@@ -8,7 +8,6 @@ import json
 import shutil
 
 import pytest
-
 from tui_support import screen_text, settle
 
 

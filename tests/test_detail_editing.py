@@ -3,11 +3,9 @@ detail and quick tagging screens (no UI)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
 from detail_helpers import make_dataset
+
 from sushitui.dataset.caption_files import CaptionConflict
 from sushitui.dataset.item_view import (
     delete_caption,

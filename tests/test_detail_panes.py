@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from detail_helpers import ScreenApp, make_dataset, screen_text, sync
 from tui_support import settle
 

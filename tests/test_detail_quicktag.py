@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from detail_helpers import ScreenApp, make_dataset, screen_text, sync
 from tui_support import settle
+
 from sushitui.dataset.item_view import set_presets
 from sushitui.store import Dataset
 from sushitui.tui.screens.conflict import ConflictDialog

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from detail_helpers import ScreenApp, make_dataset, screen_text, sync
 from tui_support import settle
+
 from sushitui.dataset.item_view import load_item_view
 from sushitui.store import Item
 from sushitui.tui.screens.conflict import ConflictDialog

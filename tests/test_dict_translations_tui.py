@@ -11,10 +11,10 @@ from rich.cells import cell_len
 from textual.app import App
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
+from tui_support import screen_text, settle
 
 from sushitui.tags import translations as tr
 from sushitui.tags.autocomplete import get_completer
-from tui_support import screen_text, settle
 
 LONG = "窓辺で昼寝をしている少女の髪に付けた花の形の飾りを描いた長い説明文の例です一二三四五"  # 42 wide characters
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 from dict_helpers import add_many, sync
-from tui_support import settle
 from textual.app import App
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Static
+from tui_support import settle
 
 from sushitui.tags import dictionary as d
 from sushitui.tags.autocomplete import get_completer

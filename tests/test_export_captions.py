@@ -89,7 +89,8 @@ def test_bad_options_are_refused(kw):
         ExportOptions(**kw).validate()
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 from sushitui.tags.normalize import split_tags  # noqa: E402
 

@@ -6,6 +6,7 @@ import json
 import tomllib
 
 from export_helpers import make_synthetic
+
 from sushitui.cli import main
 
 

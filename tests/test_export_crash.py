@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from export_helpers import make_synthetic, tree_state
+
 from sushitui.export import ExportError, ExportOptions, export_dataset
 from sushitui.export.writer import STAGING_NAME
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from export_helpers import make_synthetic
 from textual.app import App
 from textual.widgets import Input, Static
-
-from export_helpers import make_synthetic
 from tui_support import settle
+
 from sushitui.tui.screens.export_dialog import ExportDialog
 
 

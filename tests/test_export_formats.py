@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
-
 from export_helpers import captions_by_base, make_synthetic, register
+
 from sushitui.export import ExportOptions, export_dataset, preview_captions
 from sushitui.export.captions import CaptionBuilder, CaptionRow
 from sushitui.tags.normalize import split_tags

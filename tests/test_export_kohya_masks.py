@@ -15,9 +15,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from export_helpers import register
 from PIL import Image
 
-from export_helpers import register
 from sushitui.export import ExportOptions, export_dataset
 
 SD_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}  # sd-scripts IMAGE_EXTENSIONS (any case)

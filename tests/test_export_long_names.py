@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from export_helpers import register
 from PIL import Image
 
-from export_helpers import register
 from sushitui.export import ExportOptions, export_dataset
 from sushitui.export.writer import MAX_STEM_BYTES, NAME_MAX_BYTES
 
@@ -311,10 +311,10 @@ def test_cli_reports_the_shortened_names(db, db_path, tmp_path, capsys):
 def test_dialog_reports_the_shortened_names(db, tmp_path):
     import asyncio
 
-    from textual.widgets import Input, Static
-
     from test_export_dialog import Host
+    from textual.widgets import Input, Static
     from tui_support import settle
+
     from sushitui.tui.screens.export_dialog import ExportDialog
 
     ds, _ = make_long_dataset(tmp_path)

@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from export_helpers import make_synthetic, register, tree_state
+
 from sushitui.export import ExportError, ExportOptions, export_dataset
 from sushitui.export.writer import STAGING_NAME, safe_component
 from sushitui.progress import CancelToken

@@ -14,9 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-from reliability_support import assert_database_ok, cli_env, reindex_and_check, register
+from reliability_support import assert_database_ok, cli_env, register, reindex_and_check
 from test_reliability_concurrency import RECORDER
 from tui_support import settle
+
 from sushitui.tags.normalize import split_tags
 
 SECONDS = float(os.environ.get("SUSHITUI_CONCURRENCY_SECONDS", "15"))

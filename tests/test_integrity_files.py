@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from reliability_support import cli_env
+
 from sushitui.tags.normalize import split_tags
 
 CLI = [sys.executable, "-m", "sushitui"]
@@ -178,9 +178,10 @@ def test_binary_and_nul_captions_are_never_rewritten_by_a_bulk_edit(db_path, tmp
 
 
 def test_an_explicit_edit_may_replace_a_binary_caption_when_the_user_agrees(db, tmp_path):
+    from detail_helpers import make_dataset
+
     from sushitui.dataset.caption_files import LossyCaption
     from sushitui.dataset.item_view import load_item_view, save_tags
-    from detail_helpers import make_dataset
 
     _ds, ids = make_dataset(tmp_path / "ds", {"a": "x"})
     path = tmp_path / "ds" / "a.txt"
@@ -236,7 +237,7 @@ def test_a_dead_writers_temp_files_are_cleaned_without_waiting_an_hour(db_path, 
 
 
 def test_temp_files_have_a_shape_no_user_file_has(tmp_path):
-    from sushitui.dataset.caption_files import is_temp_file, stage_atomic, discard_staged
+    from sushitui.dataset.caption_files import discard_staged, is_temp_file, stage_atomic
 
     staged = stage_atomic(tmp_path / "a.txt", "x", expected=None)
     name = os.path.basename(staged.tmp)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from reliability_support import cli_env, reindex_and_check
+
 from sushitui.tags.normalize import split_tags
 
 CLI = [sys.executable, "-m", "sushitui"]
@@ -59,10 +59,11 @@ def test_two_cli_bulk_edits_at_once_both_land_on_every_item(db_path, tmp_path):
 
 
 def test_an_editor_save_after_another_process_edited_the_item_is_a_conflict(db, tmp_path):
+    from detail_helpers import make_dataset
+
+    from sushitui.dataset.bulk_edit import bulk_add
     from sushitui.dataset.caption_files import CaptionConflict
     from sushitui.dataset.item_view import load_item_view, save_tags, take_disk_tags
-    from sushitui.dataset.bulk_edit import bulk_add
-    from detail_helpers import make_dataset
 
     ds, ids = make_dataset(tmp_path / "ds", {"a": "cat, dog"})
     view = load_item_view(ids[0])  # the editor shows cat, dog
@@ -80,10 +81,11 @@ def test_an_editor_save_after_another_process_edited_the_item_is_a_conflict(db, 
 
 
 def test_a_hand_edit_then_reindex_is_a_conflict_for_an_open_editor(db, tmp_path):
-    from sushitui.dataset.caption_files import CaptionConflict
-    from sushitui.dataset.item_view import load_item_view, save_text, save_tags
-    from sushitui.dataset.registry import reindex
     from detail_helpers import make_dataset
+
+    from sushitui.dataset.caption_files import CaptionConflict
+    from sushitui.dataset.item_view import load_item_view, save_tags, save_text
+    from sushitui.dataset.registry import reindex
 
     _ds, ids = make_dataset(tmp_path / "ds", {"a": "cat, dog", "b": "A photo of a cat sitting on a mat."})
     view = load_item_view(ids[0])
@@ -104,12 +106,13 @@ def test_a_hand_edit_then_reindex_is_a_conflict_for_an_open_editor(db, tmp_path)
 def test_a_scan_committing_after_an_edit_keeps_the_edit(db, tmp_path, monkeypatch):
     """A reindex whose worker read a caption before an editor wrote it must not put the
     old text back into the index (then every later edit is refused as a conflict)."""
+    from detail_helpers import make_dataset
+
     from sushitui.dataset import scanner
+    from sushitui.dataset.bulk_edit import bulk_add
     from sushitui.dataset.captions import set_tags
     from sushitui.dataset.registry import reindex
     from sushitui.store import Caption, Item
-    from sushitui.dataset.bulk_edit import bulk_add
-    from detail_helpers import make_dataset
 
     ds, ids = make_dataset(tmp_path / "ds", {"a": "cat", "b": "dog"})
     (tmp_path / "ds" / "a.txt").write_text("cat, changed")  # makes the reindex read a.txt
@@ -162,10 +165,11 @@ def test_the_app_shows_a_conflict_when_the_cli_edited_the_open_item(db_path, tmp
     next save must not wipe X (on the old code the autosave did, with no dialog)."""
     import asyncio
 
+    from tui_support import settle
+
     from sushitui.tui.app import SushiApp
     from sushitui.tui.screens.conflict import ConflictDialog
     from sushitui.tui.screens.item_detail import ItemDetailScreen
-    from tui_support import settle
 
     root = tmp_path / "ds"
     _folder(root, 3)
@@ -198,11 +202,12 @@ def test_quick_tagging_shows_a_conflict_when_another_process_edited_the_image(db
     import asyncio
 
     from detail_helpers import ScreenApp, make_dataset
-    from sushitui.dataset.item_view import set_presets
+    from tui_support import settle
+
     from sushitui.dataset.bulk_edit import bulk_add
+    from sushitui.dataset.item_view import set_presets
     from sushitui.tui.screens.conflict import ConflictDialog
     from sushitui.tui.screens.quick_tag import QuickTagScreen
-    from tui_support import settle
 
     root = tmp_path / "q"
     ds, ids = make_dataset(root, {"a": "1girl", "b": "cat"})
@@ -224,10 +229,11 @@ def test_item_detail_asks_before_replacing_a_caption_that_is_not_clean_text(db, 
     import asyncio
 
     from detail_helpers import ScreenApp, make_dataset
+    from tui_support import screen_text, settle
+
     from sushitui.dataset.registry import reindex
     from sushitui.tui.screens.item_detail import ItemDetailScreen
     from sushitui.tui.widgets.confirm import ConfirmDialog
-    from tui_support import screen_text, settle
 
     root = tmp_path / "ds"
     _ds, ids = make_dataset(root, {"a": "x", "b": "y"})

@@ -1,9 +1,16 @@
 """TAG-9: one normalisation used everywhere."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sushitui.tags.normalize import (
-    dedupe, escape_parens, is_kaomoji, join_tags, looks_like_tags, match_key, split_tags,
+    dedupe,
+    escape_parens,
+    is_kaomoji,
+    join_tags,
+    looks_like_tags,
+    match_key,
+    split_tags,
     underscores_to_spaces,
 )
 

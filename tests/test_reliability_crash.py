@@ -23,6 +23,7 @@ from reliability_support import (
     temp_files,
     tree_snapshot,
 )
+
 from sushitui.dataset.caption_files import TEMP_MARKER, read_caption
 from sushitui.store import Caption, Dataset, Item, open_database
 from sushitui.tags.normalize import split_tags

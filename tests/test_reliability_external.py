@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from PIL import Image
-
 from detail_helpers import ScreenApp, make_dataset, screen_text
-from tui_support import settle
+from PIL import Image
 from reliability_support import run_cli
+from tui_support import settle
 
 
 def _app(root, captions):

@@ -13,7 +13,6 @@ import shutil
 import warnings
 from pathlib import Path
 
-
 from reliability_support import peak_rss_mb
 
 FOLDERS = ("hostile-images", "pillow-tests", "danbooru-testfiles")

@@ -18,7 +18,6 @@ import re
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -29,12 +28,10 @@ from sushitui.tags.normalize import (
     clean,
     dedupe,
     escape_parens,
-    is_kaomoji,
     join_tags,
     match_key,
     split_tags,
     underscores_to_spaces,
-    unescape_parens,
 )
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

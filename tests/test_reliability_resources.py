@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from reliability_support import (
     assert_database_ok,
     caption_snapshot,

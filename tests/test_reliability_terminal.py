@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-
 from reliability_support import cli_env
 from tui_support import screen_text, settle
 

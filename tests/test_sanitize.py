@@ -1,6 +1,7 @@
 """NF-4: text from files never reaches the terminal raw."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sushitui.sanitize import for_terminal
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from sushitui.dataset import scan_worker
 from sushitui.dataset.image_header import inspect
 from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
@@ -203,7 +201,7 @@ def test_orphan_caption_and_duplicate_base_names(db, tmp_path):
 
 
 def test_images_sharing_a_base_name_get_separate_caption_files_on_edit(db, tmp_path):
-    from sushitui.dataset.captions import set_tags_many, TagEdit
+    from sushitui.dataset.captions import TagEdit, set_tags_many
 
     root = tmp_path / "ds"
     write(root / "a.jpg", png_bytes(8, 8, 1))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from sushitui.dataset.grouping import FileEntry, group_directory, parse_name
 from sushitui.dataset.items import item_to_dict, list_items
-from sushitui.dataset.registry import DatasetSettings, add_dataset, update_settings, reindex
+from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex, update_settings
 from sushitui.dataset.synthetic import png_bytes
 from sushitui.store import Caption, Item, ItemTag
 

@@ -8,16 +8,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from tagger_support import make_dataset, make_fake_hf_cache, tiny_models
 
 from sushitui.dataset.captions import item_tags, set_tags
 from sushitui.progress import CancelToken
 from sushitui.store import Caption, DictionaryTag, Item, ItemTag, TaggerCache
 from sushitui.tagger.autotag import AutotagError, autotag
 from sushitui.tagger.runner import Runner
-from tagger_support import make_dataset, make_fake_hf_cache, tiny_models
 
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255, 255), (0, 255, 0)
 

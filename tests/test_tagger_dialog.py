@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from tagger_support import make_dataset, tiny_models
 from textual.app import App
 from textual.widgets import Input, Select, Static
+from tui_support import settle
 
 from sushitui.tui.screens.autotag_dialog import CUSTOM, AutotagDialog
-from tagger_support import make_dataset, tiny_models
-from tui_support import settle
 
 
 class Host(App):

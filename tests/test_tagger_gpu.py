@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-
 from tagger_support import WD_LABELS, tiny_models
 
 

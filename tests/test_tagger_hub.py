@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
+from tagger_support import COMMIT_CL, COMMIT_WD, make_fake_hf_cache, tiny_models
 
 from sushitui.tagger import hub
 from sushitui.tagger.registry import DEFAULT_MODEL, UnknownModel, get_spec
-from tagger_support import COMMIT_CL, COMMIT_WD, make_fake_hf_cache, tiny_models
 
 
 @pytest.fixture

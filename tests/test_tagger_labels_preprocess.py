@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tagger_support import CL_LABELS, WD_CSV, tiny_models
 
 from sushitui.tagger import cache as tcache
 from sushitui.tagger.labels import LabelError, load_labels, parse_cl_json, parse_wd_csv
 from sushitui.tagger.postprocess import Selection, mcut, select_tags, sigmoid, to_probabilities
 from sushitui.tagger.preprocess import decode_file, prepare_image, square_pixels, to_rgb_over_white
-from tagger_support import CL_LABELS, WD_CSV, tiny_models
 
 # --- label files -----------------------------------------------------------------------
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from tagger_support import CL_LABELS, WD_LABELS, tiny_models
 
 from sushitui.tagger.preprocess import square_pixels, to_model_input
-from sushitui.tagger.runner import CPU, CUDA, Runner, RunnerError, create_session
-from tagger_support import CL_LABELS, WD_LABELS, tiny_models
+from sushitui.tagger.runner import CPU, Runner, RunnerError, create_session
 
 
 def _batch(family, *imgs, size=448):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from sushitui.dataset import bulk_edit
 from sushitui.dataset.captions import item_tags
 from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
 from sushitui.dataset.synthetic import png_bytes
 from sushitui.store import Item
-from sushitui.dataset import bulk_edit
 from sushitui.tags import aliases
 from sushitui.tags.query import matching_item_ids
 

@@ -9,16 +9,15 @@ import sqlite3
 import time
 from pathlib import Path
 
+from test_tags_bulk import make_dataset
+
+from sushitui.dataset import bulk_edit
 from sushitui.dataset.captions import item_tags, set_tags
 from sushitui.dataset.item_view import delete_caption
 from sushitui.dataset.registry import reindex, remove_dataset
-from sushitui.store import Caption, Item, current_database
-from sushitui.store import group_index
-from sushitui.dataset import bulk_edit
+from sushitui.store import Caption, Item, current_database, group_index
 from sushitui.tags import groups
 from sushitui.tags.query import count_matches, matching_item_ids
-
-from test_tags_bulk import make_dataset
 
 CAPTIONS = {
     "a": "1girl, long hair, smile",

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from textual.app import App
 from textual.widgets import DataTable
+from tui_support import settle
 
 from sushitui.tags import aliases, groups
 from sushitui.tui.screens.groups import GroupsScreen
-from tui_support import settle
 
 
 class GroupsApp(App):

@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from training_support import usage_invariants
+
 from sushitui.store import TrainingRun
 from sushitui.training import create_run
-from training_support import usage_invariants
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_loop.py"
 

@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
+from training_support import make_dataset, usage_invariants
 
 from sushitui.cli import main as cli_main
 from sushitui.store import TrainingRun
 from sushitui.training import create_run, open_run
 from sushitui.training.jsonl_record import record_jsonl
-from training_support import make_dataset, usage_invariants
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import textwrap
 import time
 
 import pytest
+from training_support import make_dataset, usage_invariants
 
 from sushitui.store import ItemStats, RunItemUsage, TrainingRun
 from sushitui.training import UnknownItemError, create_run, open_run
 from sushitui.training.stats import item_usage_stats
-from training_support import make_dataset, usage_invariants
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from training_support import make_dataset, usage_invariants
 
 from sushitui.cli import main as cli_main
 from sushitui.store import ItemStats, TrainingRun
@@ -18,7 +19,6 @@ from sushitui.training import (
     remove_run,
     set_status,
 )
-from training_support import make_dataset, usage_invariants
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from training_support import make_dataset
 
 from sushitui.cli import main as cli_main
 from sushitui.training import create_run, open_run
 from sushitui.training.stats import heatmap_rows, recommend, run_stats
-from training_support import make_dataset
 
 
 @pytest.fixture

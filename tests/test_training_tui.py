@@ -6,12 +6,12 @@ import asyncio
 
 from textual.app import App
 from textual.widgets import DataTable, Static
+from training_support import make_dataset
+from tui_support import settle
 
 from sushitui.store import TrainingRun
 from sushitui.training import create_run, open_run
 from sushitui.tui.screens.runs import RunsScreen
-from training_support import make_dataset
-from tui_support import settle
 
 
 class Host(App):

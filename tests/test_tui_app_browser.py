@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from tui_support import make_dataset, open_browser, register, screen_text, settle
 
 

@@ -8,7 +8,6 @@ import asyncio
 import threading
 
 import pytest
-
 from tui_support import make_dataset, screen_text, settle
 
 
@@ -33,7 +32,6 @@ async def _fill(pilot, app, field: str, text: str) -> None:
 
 
 def _errors(app) -> dict[str, str]:
-    from textual.widgets import Static
 
     out = {}
     for w in app.screen.query(".field-error"):
@@ -252,9 +250,9 @@ def test_first_start_loads_groups_and_dictionary_in_a_worker(tmp_path, db_path, 
 
 
 def test_demo_dataset_is_generated_registered_and_reused(tmp_path, db_path):
+    from sushitui.dataset.demo import prepare_demo
     from sushitui.dataset.registry import get_dataset
     from sushitui.store import open_database
-    from sushitui.dataset.demo import prepare_demo
 
     db = open_database(db_path)
     try:

@@ -111,8 +111,8 @@ def test_cache_is_bounded_and_get_never_decodes(tmp_path):
 
 
 def test_halfcell_preview_fits_the_box_and_keeps_colours():
-    from sushitui.tui.widgets.item_grid import thumbnail_strips
     from sushitui.dataset.thumbnails import Thumbnail
+    from sushitui.tui.widgets.item_grid import thumbnail_strips
 
     img = Image.new("RGB", (200, 100), (255, 0, 0))
     img.paste((0, 0, 255), (0, 50, 200, 100))  # lower half blue

@@ -11,7 +11,6 @@ import pkgutil
 from collections import Counter
 
 import pytest
-
 from tui_support import make_dataset, open_browser, settle
 
 
@@ -35,8 +34,9 @@ def _app(db_path):
 
 
 def test_every_binding_of_every_screen_and_widget_has_an_id_and_a_tooltip():
-    import sushitui.tui as package
     from textual.binding import Binding
+
+    import sushitui.tui as package
 
     owners, missing = [], []
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):

@@ -4,8 +4,8 @@ the footer always says how to get it, and keys do what the list says at 80x24.""
 from __future__ import annotations
 
 import pytest
-
-from detail_helpers import ScreenApp, make_dataset as make_detail_dataset, sync
+from detail_helpers import ScreenApp, sync
+from detail_helpers import make_dataset as make_detail_dataset
 from tui_support import make_dataset, open_browser, screen_text, settle
 
 
@@ -167,7 +167,6 @@ def test_cards_of_untagged_items_show_their_caption_text(tmp_path, db_path, no_i
     import asyncio
 
     from PIL import Image
-
     from tui_support import register
 
     root = tmp_path / "nl"
@@ -297,9 +296,9 @@ def test_autotag_dialog_says_how_to_get_a_missing_model_at_80x24(db, tmp_path, m
     """The advice (models download / custom file) was cut to one line at 80 columns."""
     import asyncio
 
+    from detail_helpers import make_dataset as make_ds
     from textual.app import App
 
-    from detail_helpers import make_dataset as make_ds
     from sushitui.tui.screens.autotag_dialog import AutotagDialog
 
     ds, ids = make_ds(tmp_path / "d", {"a": "cat"})
@@ -357,12 +356,11 @@ def test_group_and_alias_prompts_say_how_to_save_and_ctrl_s_saves(db):
 def test_second_esc_closes_the_autotag_dialog_while_a_download_cannot_be_interrupted(db, tmp_path, monkeypatch):
     """Offline, the model download blocks ~30 s; Esc only said "stopping…" meanwhile."""
     import asyncio
+    import importlib
     import threading
 
-    from textual.app import App
-
     from detail_helpers import make_dataset as make_ds
-    import importlib
+    from textual.app import App
 
     from sushitui.tui.screens.autotag_dialog import AutotagDialog
 

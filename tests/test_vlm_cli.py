@@ -5,7 +5,6 @@ resumes sending only the remaining items, Ctrl-C keeps what finished (exit 130).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from vlm_support import FakeVlmServer
 
 KEY = "sk-cli-test-key-9f8e7d6c5b4a"

@@ -4,12 +4,12 @@ what is sent (images, prompts, key), what is written, retries, flags, cache, can
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import piexif
 import pytest
 from PIL import Image
+from vlm_support import FakeVlmServer
 
 from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
 from sushitui.progress import CancelToken
@@ -17,7 +17,6 @@ from sushitui.store import Caption, Dataset, Item
 from sushitui.tagger import vlm
 from sushitui.tagger.vlm import CaptionOptions, CaptionTarget, caption_items, preview_prompt, sample, write_caption
 from sushitui.tagger.vlm.endpoints import VlmError, is_local, privacy_notice
-from vlm_support import FakeVlmServer
 
 KEY = "sk-test-0123456789abcdef-SECRET"
 

@@ -9,7 +9,16 @@ training run on it).
 from __future__ import annotations
 
 import sushitui.check  # noqa: F401 - gives every command's --query its tokens:/t5tokens: counters
-from sushitui.cli.common import CliError, IntArg, TerminalProgress, add_common, cancel_on_sigint, emit_json, open_db, out
+from sushitui.cli.common import (
+    CliError,
+    IntArg,
+    TerminalProgress,
+    add_common,
+    cancel_on_sigint,
+    emit_json,
+    open_db,
+    out,
+)
 
 TRAINERS = ["kohya", "ai-toolkit", "diffusion-pipe", "onetrainer"]
 _SEVERITY_MARK = {"error": "E", "warning": "W", "info": "i"}

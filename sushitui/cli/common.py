@@ -87,7 +87,6 @@ def int_list(option: str, text: str, low: int = 1, high: int = SQLITE_INT_MAX) -
 def open_db(args, notice_jobs: bool = True):
     from sushitui.config import resolve_db_path
     from sushitui.store import StoreError, open_database
-
     from sushitui.tags.groups import ensure_default_groups
 
     path = resolve_db_path(getattr(args, "db", None))

@@ -15,9 +15,9 @@ import sys
 from sushitui.cli.common import (
     CliError,
     IntArg,
-    ask,
     TerminalProgress,
     add_common,
+    ask,
     cancel_on_sigint,
     emit_json,
     fmt_duration,

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from sushitui.cli.common import CliError, IntArg, TerminalProgress, ask_stderr, add_common, cancel_on_sigint, emit_json, err, on_database_error, out, open_db, reply
+from sushitui.cli.common import (
+    CliError,
+    IntArg,
+    TerminalProgress,
+    add_common,
+    ask_stderr,
+    cancel_on_sigint,
+    emit_json,
+    err,
+    on_database_error,
+    open_db,
+    out,
+    reply,
+)
 
 CATEGORIES = ("general", "artist", "copyright", "character", "meta", "model")
 SOURCES = ("danbooru", "user_custom", "auto_detected")

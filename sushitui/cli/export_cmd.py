@@ -6,7 +6,17 @@ progress bar (first Ctrl-C cancels and leaves OUTDIR empty), print a summary.
 
 from __future__ import annotations
 
-from sushitui.cli.common import CliError, IntArg, TerminalProgress, add_common, cancel_on_sigint, fmt_duration, open_db, out, reply
+from sushitui.cli.common import (
+    CliError,
+    IntArg,
+    TerminalProgress,
+    add_common,
+    cancel_on_sigint,
+    fmt_duration,
+    open_db,
+    out,
+    reply,
+)
 
 FORMAT_CHOICES = ["txt", "kohya-json", "kohya-toml", "ai-toolkit"]
 PROBLEMS_SHOWN = 20

@@ -7,7 +7,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from sushitui.cli.common import SQLITE_INT_MAX, CliError, IntArg, ask, TerminalProgress, add_common, cancel_on_sigint, emit_json, fmt_time, open_db, out, reply
+from sushitui.cli.common import (
+    SQLITE_INT_MAX,
+    CliError,
+    IntArg,
+    TerminalProgress,
+    add_common,
+    ask,
+    cancel_on_sigint,
+    emit_json,
+    fmt_time,
+    open_db,
+    out,
+    reply,
+)
 
 
 def register(subparsers) -> None:
@@ -299,8 +312,8 @@ def _cancelled():
 
 
 def _find_item(ref: str, dataset: str | None) -> int:
-    from sushitui.store import Item
     from sushitui.dataset.registry import get_dataset
+    from sushitui.store import Item
 
     if ref.isdecimal() and dataset is None:  # isdigit() also takes "²", which int() refuses
         # beyond SQLite's integers no item can have the id (and the query would overflow)

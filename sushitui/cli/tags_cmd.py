@@ -91,9 +91,8 @@ class _CountingProgress:
 def _cmd_tag(args) -> int:
     from sushitui.dataset import bulk_edit
     from sushitui.dataset.registry import DatasetNotFound
-    from sushitui.tags.query import QueryError
-
     from sushitui.tags.groups import ensure_default_groups
+    from sushitui.tags.query import QueryError
 
     open_db(args)
     ensure_default_groups()  # group:NAME queries need the shipped groups on a new database

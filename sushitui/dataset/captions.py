@@ -26,8 +26,7 @@ from sushitui.dataset.caption_files import (
 )
 from sushitui.dataset.paths import to_abs
 from sushitui.dataset.write_lock import DEFAULT_WAIT_S, dataset_write_lock
-from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
-from sushitui.store import group_index
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, write_transaction
 from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
 
 MAIN = "main"

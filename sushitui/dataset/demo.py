@@ -21,8 +21,8 @@ def prepare_demo(data_dir: Path | None = None, n_items: int = DEMO_ITEMS) -> str
     is reused as it is.
     """
     from sushitui.config import data_dir as default_data_dir
-    from sushitui.dataset.registry import DatasetNotFound, DatasetSettings, add_dataset, get_dataset
     from sushitui.dataset.demo_scenes import generate_demo
+    from sushitui.dataset.registry import DatasetNotFound, DatasetSettings, add_dataset, get_dataset
 
     try:
         get_dataset(DEMO_NAME)

@@ -30,10 +30,9 @@ from sushitui.dataset.captions import (
     set_text,
     tag_subtype_order,
 )
-from sushitui.dataset.write_lock import EDITOR_WAIT_S, dataset_write_lock
 from sushitui.dataset.paths import to_abs
-from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
-from sushitui.store import group_index
+from sushitui.dataset.write_lock import EDITOR_WAIT_S, dataset_write_lock
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, write_transaction
 from sushitui.tags.normalize import dedupe, split_tags
 
 MAX_PRESETS = 9

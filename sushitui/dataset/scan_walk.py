@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import pickle
 import stat as stat_mod
 from dataclasses import dataclass, field
 
-from sushitui.errors import UserError
 from sushitui.dataset.caption_files import is_stale_temp_file, is_temp_file
 from sushitui.dataset.grouping import CAPTION_EXTENSIONS, IMAGE_EXTENSIONS, FileEntry
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken
 
 

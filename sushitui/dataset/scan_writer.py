@@ -17,10 +17,8 @@ from sushitui.dataset.captions import EMBEDDED_SOURCES
 from sushitui.dataset.grouping import ItemGroup
 from sushitui.dataset.scan_worker import read_caption_file, tags_json
 from sushitui.dataset.write_lock import dataset_write_lock
-from sushitui.store import Dataset, StoreError, write_transaction
-from sushitui.store import group_index
+from sushitui.store import Dataset, StoreError, group_index, write_transaction
 from sushitui.store.natural_key import natural_key
-
 
 _ITEM_COLS = (
     "id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, image_suffix, related_images, width, height, "

@@ -24,11 +24,11 @@ from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 
-from sushitui.errors import UserError
 from sushitui.dataset.grouping import ItemGroup, group_directory
 from sushitui.dataset.scan_walk import DirScan, WalkError, walk
 from sushitui.dataset.scan_worker import run_tasks
 from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, image_problems, related_json
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Dataset, current_database, write_transaction
 from sushitui.store.deferred_index import index_deferred

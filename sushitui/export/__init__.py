@@ -2,7 +2,15 @@
 ai-toolkit dataset YAML."""
 
 from sushitui.export.exporter import PreviewCaption, export_dataset, preview_captions
-from sushitui.export.options import FORMATS, LINK_MODES, ExportError, ExportOptions, ExportProblem, ExportReport, ShortenedName
+from sushitui.export.options import (
+    FORMATS,
+    LINK_MODES,
+    ExportError,
+    ExportOptions,
+    ExportProblem,
+    ExportReport,
+    ShortenedName,
+)
 
 __all__ = [
     "FORMATS",

@@ -17,9 +17,9 @@ from sushitui.store.models import (
     ItemStats,
     ItemTag,
     RunItemUsage,
+    TaggerCache,
     TagGroup,
     TagGroupMember,
-    TaggerCache,
     TrainingRun,
 )
 

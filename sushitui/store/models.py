@@ -11,7 +11,9 @@ import json
 import time
 
 from peewee import (
+    SQL,
     AutoField,
+    BlobField,
     BooleanField,
     CompositeKey,
     DatabaseProxy,
@@ -19,8 +21,6 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
-    BlobField,
-    SQL,
     TextField,
 )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sushitui.errors import UserError
-from sushitui.tags.normalize import clean, unescape_parens, underscores_to_spaces
+from sushitui.tags.normalize import clean, underscores_to_spaces, unescape_parens
 
 CATEGORIES = ("rating", "general", "artist", "character", "copyright", "meta", "quality", "model")
 OTHER = "other"

@@ -19,8 +19,9 @@ from sushitui import config
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import DictionaryTag, ItemTag, current_database, write_transaction
-from sushitui.store.models import DictionaryLoad
 from sushitui.store.deferred_index import build_indexes
+from sushitui.store.models import DictionaryLoad
+from sushitui.tags.autocomplete import dictionary_changed
 from sushitui.tags.dictionary_formats import (
     CATEGORIES,
     CATEGORY_FILES,
@@ -41,7 +42,6 @@ from sushitui.tags.dictionary_formats import (
     write_csv,
     write_taglist_json,
 )
-from sushitui.tags.autocomplete import dictionary_changed
 from sushitui.tags.normalize import clean, match_key
 
 CONFLICT_MODES = ("skip", "update", "merge")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import re
-from itertools import accumulate, repeat
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
 from pathlib import Path
 from typing import Iterable, NamedTuple
 

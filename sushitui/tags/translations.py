@@ -42,7 +42,7 @@ from sushitui.tags.dictionary_formats import (
     name_problem,
     names_all_clean,
 )
-from sushitui.tags.normalize import clean, match_key
+from sushitui.tags.normalize import match_key
 
 FORMATS = ("csv", "tagcomplete")
 CONFLICT_MODES = ("skip", "update")

@@ -165,8 +165,8 @@ def refilter_rate(n: int) -> tuple[float, float]:
 
     import numpy as np
     import onnx
-
     import tagger_support as ts
+
     from sushitui.store import Dataset, Item, open_database
     from sushitui.tagger import cache as tcache
     from sushitui.tagger.autotag import PREPROCESS_VERSION, autotag
@@ -245,7 +245,6 @@ def main() -> None:
     BATCH = args.batch_size
     w, h = (int(x) for x in args.size.split("x"))
     import onnx
-
     import tagger_support as ts
 
     model_dir = Path(tempfile.mkdtemp(prefix="sushitui-bench-model-"))

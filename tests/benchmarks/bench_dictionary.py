@@ -275,11 +275,10 @@ def main() -> int:
               f"{load['shipped_s'] / load['shipped_floor']:>7.2f}  (target ≤ 1.50 s; CPU {load['shipped_cpu']:.2f} s)")
 
         from sushitui.store import current_database
-        from sushitui.tags import dictionary as d
 
         db = current_database()
         rows, extra = bench_autocomplete(db, args.queries)
-        print(f"\n## autocomplete per keystroke, limit 10 (ms)")
+        print("\n## autocomplete per keystroke, limit 10 (ms)")
         print(f"first keystroke while the index builds: {extra['first_ms']:.1f} ms (target ≤ 300); "
               f"index build {extra['build_s']:.2f} s in the background, +{extra['mem_mb']:.0f} MB RSS")
         print(f"{'queries':<14} {'n':>5} {'p50':>7} {'p99':>7} {'p99 cpu':>8}   {'alternative':<20} {'p50':>8} {'p99':>8} {'p99 ratio':>9}")

@@ -83,8 +83,8 @@ def main() -> None:
 
     # the floor's jobs: the same source images and caption texts (computed here, not
     # timed), written by a plain loop with no database and no safety checks
-    from sushitui.export.captions import CaptionBuilder
     from sushitui.dataset.registry import get_dataset
+    from sushitui.export.captions import CaptionBuilder
     from sushitui.export.exporter import _iter_built, _load_items
 
     ds = get_dataset(name)

@@ -32,9 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from sushitui.dataset.items import count_items  # noqa: E402
 from sushitui.store import Dataset, Item, open_database  # noqa: E402
 from sushitui.tags.query import apply_query  # noqa: E402
-from sushitui.dataset.items import count_items  # noqa: E402
 
 SCHEMA_TAG = "v2"  # bump when the builder or the schema's indexes change
 PAGE = 50

@@ -22,11 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for training_support
 
 import numpy as np
+from training_support import make_dataset, usage_invariants
 
 from sushitui.store import open_database
 from sushitui.training import create_run, open_run
 from sushitui.training.stats import run_stats
-from training_support import make_dataset, usage_invariants
 
 BATCH = 32
 

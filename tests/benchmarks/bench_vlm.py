@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures as cf
 import os
 import subprocess
 import sys
@@ -188,10 +187,11 @@ def client_rates(base_url: str, image: str, max_side: int, n: int, concurrency: 
 
 
 def write_rates(tmp: Path, n: int) -> tuple[float, float]:
+    from PIL import Image
+
     from sushitui.dataset.captions import TextEdit, set_text, set_texts_many
     from sushitui.dataset.registry import DatasetSettings, add_dataset
     from sushitui.store import Item
-    from PIL import Image
 
     rates = []
     for variant in ("one", "many"):

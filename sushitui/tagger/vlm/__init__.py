@@ -75,7 +75,8 @@ from sushitui.tagger.vlm.run import (
     sample,
     write_caption,
 )
-from sushitui.tagger.vlm.templates import BUILTIN as TEMPLATES, Template, TemplateError, list_templates, load_template
+from sushitui.tagger.vlm.templates import BUILTIN as TEMPLATES
+from sushitui.tagger.vlm.templates import Template, TemplateError, list_templates, load_template
 
 __all__ = [
     "EndpointInfo", "EndpointProbe", "VlmError", "add_endpoint", "get_endpoint", "list_endpoints", "privacy_notice",

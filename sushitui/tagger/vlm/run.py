@@ -28,13 +28,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError
+from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.captions import (
     MAIN,
     UNSET,
+    TextEdit,
     caption_state,
     check_new_subtype,
-    TextEdit,
     preferred_tag_subtype,
     set_texts_many,
 )

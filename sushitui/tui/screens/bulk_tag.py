@@ -158,8 +158,8 @@ def run_bulk(dataset_id: int, choice: BulkChoice, *, item_ids: list[int] | None,
     ``item_ids`` (the selection) wins over ``query``: the selection is exactly what the
     user marked, whatever the search bar says now.
     """
-    from sushitui.dataset.captions import EACH_ITEM
     from sushitui.dataset import bulk_edit
+    from sushitui.dataset.captions import EACH_ITEM
 
     target = list(item_ids) if item_ids is not None else (query.strip() or None)
     # each item's own tag caption: main, or the one holding its tags when main is prose

@@ -22,8 +22,8 @@ from typing import Callable
 from textual.widgets import Input
 
 from sushitui.dataset.caption_files import CaptionFileError
-from sushitui.sanitize import for_terminal
 from sushitui.dataset.preview import PreviewCache, shared_preview_cache
+from sushitui.sanitize import for_terminal
 from sushitui.tui.edit_flow import ConflictQuestion, EditFlow, SaveOutcome  # noqa: F401 - SaveOutcome: re-exported
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.sanitize import for_terminal
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.tag_input import CATEGORY_COLORS
 from sushitui.tui.widgets.tag_pills import fit_cells
 

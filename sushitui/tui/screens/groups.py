@@ -19,9 +19,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Input, Static
 
-from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.confirm import ConfirmDialog
+from sushitui.tui.widgets.key_bar import KeyBar
 
 MAX_TAG_ROWS = 2000  # a DataTable stays quick below a few thousand rows; the filter finds the rest
 

@@ -18,12 +18,11 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
-from textual.containers import Vertical
 
-from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.dataset.captions import MAIN
 from sushitui.dataset.item_view import ItemView, get_presets, load_item_view, set_presets
 from sushitui.dataset.tag_editing import TagListEditor
@@ -38,6 +37,7 @@ from sushitui.tui.screens.detail_support import (
     submitted_tag,
     tag_input_widget,
 )
+from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.preview_pane import PreviewPane
 from sushitui.tui.widgets.tag_pills import TagPills, pill_style
 

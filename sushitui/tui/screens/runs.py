@@ -19,9 +19,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
-from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.confirm import ConfirmDialog
+from sushitui.tui.widgets.key_bar import KeyBar
 
 HEATMAP_ROWS = 6
 BAR_WIDTH = 30

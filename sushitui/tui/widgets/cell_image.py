@@ -23,8 +23,8 @@ from textual.widget import Widget
 
 
 def _renderable_class():
-    from textual_image.widget import Image as AutoImage
     from textual_image.renderable import halfcell, unicode
+    from textual_image.widget import Image as AutoImage
 
     cls = getattr(AutoImage, "_Renderable", None)
     return cls if cls in (halfcell.Image, unicode.Image) else None
