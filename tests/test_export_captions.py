@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sushitui.export.captions import CaptionBuilder, CaptionRow, choose_caption
 from sushitui.export.options import ExportError, ExportOptions
+from sushitui.tags.normalize import split_tags
 
 
 def rows(*triples):
@@ -88,11 +91,6 @@ def test_bad_options_are_refused(kw):
     with pytest.raises(ExportError):
         ExportOptions(**kw).validate()
 
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
-
-from sushitui.tags.normalize import split_tags  # noqa: E402
 
 _tag_text = st.lists(
     st.text(alphabet=st.sampled_from(list("abcAB _-^()\\\n\r,;:0 ")), min_size=0, max_size=12), max_size=12

@@ -122,7 +122,7 @@ def bench_load(tmp: Path, taglist: Path, aliases: Path | None) -> dict:
 
     floor = plain(tmp / "plain.db", indexes_first=False)
     with_idx = plain(tmp / "plain_idx.db", indexes_first=True)
-    del full
+    full.clear()  # frees the rows before the next measurements (a `del` would leave `plain` a dangling name)
 
     # the shipped 140k list (first start), and its own plain-sqlite3 floor
     from sushitui import config
