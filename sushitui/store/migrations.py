@@ -271,7 +271,8 @@ SCHEMA_V5: tuple[str, ...] = (
 
 
 # Migration 6: what ``sushitui check`` keeps (issue 18): facts and a perceptual hash per
-# image content (by sha256), and the findings of each dataset's last check.
+# image content (by sha256), the findings of each dataset's last check, and token counts
+# per caption text (by digest).
 SCHEMA_V6: tuple[str, ...] = (
     (
         'CREATE TABLE IF NOT EXISTS "image_hash" ("sha256" TEXT NOT NULL PRIMARY KEY, "version" INTEGER NOT NULL, '
@@ -284,6 +285,7 @@ SCHEMA_V6: tuple[str, ...] = (
         'FOREIGN KEY ("item_id") REFERENCES "item" ("id") ON DELETE CASCADE) WITHOUT ROWID'
     ),
     'CREATE INDEX IF NOT EXISTS "check_finding_code_item_id" ON "check_finding" ("code", "item_id")',
+    'CREATE TABLE IF NOT EXISTS "caption_tokens" ("digest" TEXT NOT NULL PRIMARY KEY, "clip" INTEGER NOT NULL, "t5" INTEGER)',
 )
 
 
@@ -318,6 +320,22 @@ def _migrate_v8(db: SqliteDatabase) -> None:
     _run(SCHEMA_V8)(db)
 
 
+# Migration 9: a user's marks on an item (issue 18, sushitui.dataset.marks): stars 0-5,
+# flags as bits (exclude 1, needs-work 2, reg 4) and a crop rectangle as JSON. The
+# dataset's .sushitui/marks.json holds them too, so a rebuild of the index gets them back.
+SCHEMA_V9: tuple[str, ...] = (
+    """ALTER TABLE "item" ADD COLUMN "rating" INTEGER NOT NULL DEFAULT 0""",
+    """ALTER TABLE "item" ADD COLUMN "flags" INTEGER NOT NULL DEFAULT 0""",
+    """ALTER TABLE "item" ADD COLUMN "crop" TEXT""",
+)
+
+
+def _migrate_v9(db: SqliteDatabase) -> None:
+    # ADD COLUMN has no IF NOT EXISTS (see _migrate_v4): skip the columns a database has
+    have = {row[1] for row in db.execute_sql('PRAGMA table_info("item")')}
+    _run(tuple(s for s in SCHEMA_V9 if s.split('"')[3] not in have))(db)
+
+
 def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
     def apply(db: SqliteDatabase) -> None:
         for statement in statements:
@@ -333,9 +351,10 @@ MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
     (3, "vlm_endpoint, vlm_cache: vision-language captioning", _run(SCHEMA_V3)),
     (4, "item.name_key: natural name order through an index", _migrate_v4),
     (5, "tag_translation: tags in the user's language", _run(SCHEMA_V5)),
-    (6, "image_hash, check_finding: dataset health checks", _run(SCHEMA_V6)),
+    (6, "image_hash, check_finding, caption_tokens: dataset health checks", _run(SCHEMA_V6)),
     (7, "job: long jobs run by detached workers", _run(SCHEMA_V7)),
     (8, "dataset.trainer: settings read from trainer configs", _migrate_v8),
+    (9, "item.rating, item.flags, item.crop: a user's marks", _migrate_v9),
 ]
 # the highest, not the last: migrations written at the same time may be appended out of order
 LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)

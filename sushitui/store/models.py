@@ -109,6 +109,12 @@ class Item(BaseModel):
     updated_at = FloatField(default=now)
     # natural_key(group_key): the "name" sort (1, 2, 10) through a plain index (migration 4)
     name_key = TextField(default="", constraints=[SQL("DEFAULT ''")])
+    # a user's marks (migration 9, sushitui.dataset.marks): stars 0-5 (0: unrated), a bit
+    # set of ITEM_FLAGS and a crop [x, y, w, h] in image pixels. The truth is the
+    # dataset's .sushitui/marks.json; these columns are its index, refilled after a scan.
+    rating = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    flags = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    crop = JSONField(null=True)
 
     class Meta:
         indexes = (
@@ -128,6 +134,10 @@ class Item(BaseModel):
         if self.group_key is not None:
             self.name_key = natural_key(self.group_key)
         return super().save(*args, **kwargs)
+
+
+# Item.flags bits, in this order: flag i is bit 1 << i (never reorder; append new flags)
+ITEM_FLAGS = ("exclude", "needs-work", "reg")
 
 
 class ScanDir(BaseModel):
@@ -476,6 +486,19 @@ class ImageHash(BaseModel):
         table_name = "image_hash"
 
 
+class CaptionTokens(BaseModel):
+    """CLIP / T5 token counts of a caption text, keyed by a digest of the text (and the
+    tokenizer version, sushitui.check.tokens.TOKENS_VERSION): a later check or a
+    ``tokens:`` query tokenises only texts it has not seen."""
+
+    digest = TextField(primary_key=True)
+    clip = IntegerField()
+    t5 = IntegerField(null=True)  # NULL until a check with T5 counted it
+
+    class Meta:
+        table_name = "caption_tokens"
+
+
 class CheckFinding(BaseModel):
     """One finding of the last ``sushitui check`` of an item's dataset (``check:CODE`` in
     queries); the check replaces a dataset's rows each time it runs."""
@@ -559,6 +582,7 @@ ALL_MODELS = [
     VlmEndpoint,
     VlmCache,
     ImageHash,
+    CaptionTokens,
     CheckFinding,
     Job,
 ]
