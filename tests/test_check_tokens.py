@@ -64,3 +64,16 @@ def test_a_missing_vocab_file_is_a_clear_error(monkeypatch, tmp_path):
             T.t5_count("x")
     finally:
         T.t5_tokenizer.cache_clear()
+
+
+def test_counts_are_stored_so_a_second_check_tokenises_nothing(db, monkeypatch):
+    texts = ["a photo of a cat", "1girl, solo, smile"]
+    clip, t5 = T.stored_counts(texts)
+    assert clip == [5, 6] and t5 == [8, T.t5_count(texts[1])]
+
+    def no_tokenizer(_texts):
+        raise AssertionError("tokenised again")
+
+    monkeypatch.setattr(T, "clip_counts", no_tokenizer)
+    monkeypatch.setattr(T, "t5_counts", no_tokenizer)
+    assert T.stored_counts(texts) == (clip, t5)

@@ -16,8 +16,8 @@ Importing this package gives the query language its ``tokens:`` / ``t5tokens:`` 
 from sushitui.check import tokens as _tokens
 from sushitui.tags.query import register_counter as _register_counter
 
-_register_counter("tokens", _tokens.cached_clip_count)
-_register_counter("t5tokens", _tokens.cached_t5_count)
+_register_counter("tokens", _tokens.cached_clip_count, prepare=_tokens.prepare_counters)
+_register_counter("t5tokens", _tokens.cached_t5_count, prepare=_tokens.prepare_counters)
 
 __all__ = ["CheckOptions", "CheckReport", "ItemReport", "run_check"]
 

@@ -144,7 +144,7 @@ def _read_captions(dataset_id: int):
     from sushitui.store import current_database
 
     return current_database().execute_sql(
-        "SELECT c.item_id, c.type, c.subtype, c.content, c.file_path FROM caption c JOIN item i ON i.id = c.item_id "
+        "SELECT c.item_id, c.type, c.subtype, c.content, c.file_path, c.id FROM caption c JOIN item i ON i.id = c.item_id "
         "WHERE i.dataset_id = ? ORDER BY c.item_id, c.id",
         (dataset_id,),
     ).fetchall()
@@ -277,14 +277,9 @@ def run_check(dataset, options: CheckOptions | None = None, *,
     texts = sorted({c[3] for c in caption_rows if c[3] and c[3].strip()})
     from sushitui.check import tokens as T
 
-    clip_list = T.clip_counts(texts)
+    clip_list, t5_list = T.stored_counts(texts, t5=options.t5, store=options.store)
     clip = dict(zip(texts, clip_list))
-    t5: dict[str, int] = {}
-    t5_list = None
-    if options.t5:
-        t5_list = T.t5_counts(texts)
-        t5 = dict(zip(texts, t5_list))
-    T.prime_clip_cache(texts, clip_list, t5_list)  # tokens: queries in this process reuse them
+    t5: dict[str, int] = dict(zip(texts, t5_list)) if t5_list is not None else {}
     timings["tokens_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -322,10 +317,10 @@ def run_check(dataset, options: CheckOptions | None = None, *,
                     seen_codes["clip_tokens_long"] = F.Finding(
                         "clip_tokens_long", f"{where}: {n_clip} CLIP tokens (225 at most)", {"tokens": n_clip})
                 elif n_clip > clip_limit and "clip_tokens" not in seen_codes:
-                    cut = T.clip_cut_at(text, clip_limit) or ""
+                    # what is cut off is shown by the CLI for the items it lists (clip_cut_at)
                     seen_codes["clip_tokens"] = F.Finding(
-                        "clip_tokens", f"{where}: {n_clip} CLIP tokens, {clip_limit} are read; lost: "
-                        f"'{cut[:60]}{'…' if len(cut) > 60 else ''}'", {"tokens": n_clip, "limit": clip_limit})
+                        "clip_tokens", f"{where}: {n_clip} CLIP tokens, {clip_limit} are read",
+                        {"tokens": n_clip, "limit": clip_limit, "caption_id": c[5]})
             n_t5 = t5.get(text)
             if n_t5 is not None:
                 it.t5_tokens = max(it.t5_tokens or 0, n_t5)

@@ -148,50 +148,103 @@ def clip_cut_at(text: str, limit: int = CLIP_USABLE) -> str | None:
     return text[start:] if start < len(text) else None
 
 
-# --- a cached count for SQL (the query language's tokens: field) -------------------------
+# --- stored counts (caption_tokens) and the counters behind tokens: / t5tokens: ---------------
 
+TOKENS_VERSION = 1  # part of every digest: a change of vocab or rules invalidates stored counts
 _CACHE_MAX = 500_000
-_sql_cache: dict[str, int] = {}
+_by_text: dict[str, tuple[int, int | None]] = {}  # this process's counts by caption text
+_stored: dict[str, tuple[int, int | None]] = {}  # digest -> (clip, t5) read from caption_tokens
+_stored_mark: tuple | None = None
+
+
+def digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b(b"%d\0" % TOKENS_VERSION + text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _remember(texts: Sequence[str], values: Sequence[tuple[int, int | None]]) -> None:
+    with _lock:
+        if len(_by_text) + len(texts) > _CACHE_MAX:
+            _by_text.clear()
+        _by_text.update(zip(texts, values))
+
+
+def stored_counts(texts: Sequence[str], *, t5: bool = True, store: bool = True) -> tuple[list[int], list[int] | None]:
+    """CLIP (and T5) counts of ``texts``: from ``caption_tokens`` where a text was counted
+    before, else tokenised in one batch and stored. The database must be open."""
+    from sushitui.store import current_database, write_transaction
+
+    db = current_database()
+    digests = [digest(t) for t in texts]
+    known: dict[str, tuple[int, int | None]] = {}
+    for a in range(0, len(digests), 900):
+        chunk = digests[a : a + 900]
+        for d, c, t in db.execute_sql(
+            f'SELECT digest, clip, t5 FROM caption_tokens WHERE digest IN ({",".join("?" * len(chunk))})', chunk
+        ).fetchall():
+            known[d] = (c, t)
+    todo = [i for i, d in enumerate(digests) if d not in known or (t5 and known[d][1] is None)]
+    if todo:
+        new_texts = [texts[i] for i in todo]
+        clip_new = clip_counts(new_texts)
+        t5_new = t5_counts(new_texts) if t5 else [known.get(digests[i], (0, None))[1] for i in todo]
+        rows = [(digests[i], c, t) for i, c, t in zip(todo, clip_new, t5_new)]
+        for (d, c, t) in rows:
+            known[d] = (c, t)
+        if store:
+            with write_transaction():
+                db.connection().executemany(
+                    'INSERT OR REPLACE INTO "caption_tokens" ("digest", "clip", "t5") VALUES (?, ?, ?)', rows)
+    clip = [known[d][0] for d in digests]
+    t5_list = [known[d][1] for d in digests] if t5 else None
+    _remember(texts, [known[d] for d in digests])
+    return clip, t5_list
+
+
+def prepare_counters() -> None:
+    """Load the stored counts for the SQL counters (called by the query compiler before a
+    query runs: a function called from inside SQLite may not query the database)."""
+    global _stored_mark
+    from sushitui.store import current_database
+
+    db = current_database()
+    mark = db.execute_sql("SELECT COUNT(*), MAX(rowid) FROM caption_tokens").fetchone()
+    if mark == _stored_mark:
+        return
+    rows = db.execute_sql("SELECT digest, clip, t5 FROM caption_tokens").fetchall()
+    with _lock:
+        _stored.clear()
+        _stored.update((d, (c, t)) for d, c, t in rows)
+        _stored_mark = mark
+
+
+def _lookup(text: str) -> tuple[int, int | None] | None:
+    hit = _by_text.get(text)
+    if hit is not None:
+        return hit
+    hit = _stored.get(digest(text))
+    if hit is not None:
+        _remember([text], [hit])
+    return hit
 
 
 def cached_clip_count(text: str | None) -> int:
-    """CLIP count with an in-process cache keyed by the text: SQLite calls this per caption
-    row for ``tokens:``; an unchanged caption is tokenised once per process."""
+    """CLIP count for SQL (``tokens:``): stored or cached counts, else the tokenizer."""
     if text is None:
         return 0
-    n = _sql_cache.get(text)
-    if n is None:
-        n = clip_count(text)
-        with _lock:
-            if len(_sql_cache) >= _CACHE_MAX:
-                _sql_cache.clear()
-            _sql_cache[text] = n
-    return n
-
-
-_t5_cache: dict[str, int] = {}
+    hit = _lookup(text)
+    if hit is None:
+        hit = (clip_count(text), None)
+        _remember([text], [hit])
+    return hit[0]
 
 
 def cached_t5_count(text: str | None) -> int:
     if text is None:
         return 0
-    n = _t5_cache.get(text)
-    if n is None:
-        n = t5_count(text)
-        with _lock:
-            if len(_t5_cache) >= _CACHE_MAX:
-                _t5_cache.clear()
-            _t5_cache[text] = n
-    return n
-
-
-def prime_clip_cache(texts: Sequence[str], counts: Sequence[int], t5: Sequence[int] | None = None) -> None:
-    """Remember counts computed in a batch (``check`` does), so queries reuse them."""
-    with _lock:
-        if len(_sql_cache) + len(texts) > _CACHE_MAX:
-            _sql_cache.clear()
-        _sql_cache.update(zip(texts, counts))
-        if t5 is not None:
-            if len(_t5_cache) + len(texts) > _CACHE_MAX:
-                _t5_cache.clear()
-            _t5_cache.update(zip(texts, t5))
+    hit = _lookup(text)
+    if hit is None or hit[1] is None:
+        hit = (hit[0] if hit else clip_count(text), t5_count(text))
+        _remember([text], [hit])
+    return hit[1]

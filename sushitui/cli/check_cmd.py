@@ -184,6 +184,21 @@ def _print(report, args) -> None:
         out(head)
         for f in sorted(it.findings, key=lambda f: order[f.severity]):
             out(f"  {_SEVERITY_MARK[f.severity]} {f.code}: {f.message}")
+            if f.code == "clip_tokens":
+                lost = _lost_text(f.detail)
+                if lost:
+                    out(f"      never read: '{lost[:70]}{'…' if len(lost) > 70 else ''}'")
             out(f"      fix: {f.fix}")
     if len(with_findings) > limit:
         out(f"… {len(with_findings) - limit:,} more items with findings (--limit 0 lists all, --json gives everything)")
+
+
+def _lost_text(detail: dict) -> str | None:
+    """The end of the caption a CLIP encoder never sees (only for the items listed)."""
+    from sushitui.check.tokens import clip_cut_at
+    from sushitui.store import Caption
+
+    caption = Caption.get_or_none(Caption.id == detail.get("caption_id"))
+    if caption is None:
+        return None
+    return clip_cut_at(caption.content, int(detail.get("limit", 75)))

@@ -191,12 +191,19 @@ _CHECK_TEXT = re.compile(r"[a-z0-9_*]+")
 _counters: dict[str, Callable[[str], int]] = {}
 
 
-def register_counter(field_name: str, count: Callable[[str], int]) -> None:
+_prepare: dict[str, Callable[[], None]] = {}
+
+
+def register_counter(field_name: str, count: Callable[[str], int], prepare: Callable[[], None] | None = None) -> None:
     """Give ``tokens:`` / ``t5tokens:`` their tokenizer (``sushitui.check`` does, on import:
-    the tags layer cannot import it). ``count`` takes a caption text and returns a count."""
+    the tags layer cannot import it). ``count`` takes a caption text and returns a count;
+    ``prepare`` runs before a query that uses it (SQLite calls ``count`` per row, when the
+    database may not be queried)."""
     if field_name not in ("tokens", "t5tokens"):
         raise ValueError(f"no query field {field_name!r} takes a counter")
     _counters[field_name] = count
+    if prepare is not None:
+        _prepare[field_name] = prepare
 
 
 def _counter_sql_name(field_name: str) -> str:
@@ -662,6 +669,8 @@ def _caption_count_expr(n: CompareTerm, page: bool):
             raise QueryError(f"'{n.field}:' needs the tokenizer, which sushitui.check provides: "
                              "import sushitui.check first", n.position)
         name = _counter_sql_name(n.field)
+        if n.field in _prepare:
+            _prepare[n.field]()
         db = current_database()
         if name not in getattr(db, "_functions", {}):
             db.register_function(count, name, 1, deterministic=True)
