@@ -18,7 +18,7 @@ from sushitui.cli.common import (
     reply,
 )
 
-FORMAT_CHOICES = ["txt", "kohya-json", "kohya-toml", "ai-toolkit"]
+FORMAT_CHOICES = ["txt", "kohya-json", "kohya-toml", "ai-toolkit", "diffusers", "onetrainer", "diffusion-pipe", "musubi", "kohya-jsonl"]
 PROBLEMS_SHOWN = 20
 
 
@@ -35,7 +35,9 @@ def register(subparsers) -> None:
                    help="txt: image + .txt per item in kohya N_name folders; kohya-json: fine-tuning metadata.json + dataset.toml; "
                    "kohya-toml: dataset config TOML (one subset per folder; group masks become conditioning_data_dir "
                    "for --masked_loss, and txt places them under masks/ too); ai-toolkit: dataset YAML with control "
-                   "and mask images")
+                   "and mask images; diffusers: imagefolder metadata.jsonl; onetrainer: concepts.json (masks as -masklabel.png); "
+                   "diffusion-pipe: dataset.toml [[directory]] (+ captions.json); musubi: musubi-tuner dataset TOML "
+                   "(control_directory); kohya-jsonl: sd-scripts JSONL metadata + dataset.toml")
     p.add_argument("--query", "-q", metavar="Q", help="export only the items matching this query")
     p.add_argument("--caption", metavar="SUBTYPE[,FALLBACK...]", default="main",
                    help="caption subtype(s) in fallback order, e.g. main,alt (a caption type such as natural_language also works)")

@@ -8,14 +8,14 @@ import json
 import os
 import posixpath
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.paths import UnsafePathError, to_abs
 from sushitui.dataset.registry import get_dataset
-from sushitui.export import formats, masks
+from sushitui.export import formats, masks, trainers
 from sushitui.export.captions import BuiltCaption, CaptionBuilder, CaptionRow
 from sushitui.export.options import ExportError, ExportOptions, ExportProblem, ExportReport, ShortenedName
 from sushitui.export.writer import OutputTree, is_shortened, prepare_outdir, safe_component
@@ -96,7 +96,9 @@ def _caption_filter(options: ExportOptions):
     return Caption.subtype.in_(sorted(subtypes)) | Caption.type.in_(order)
 
 
-def _load_captions(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow]) -> dict[int, list[CaptionRow]]:
+def _load_captions(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow], every_subtype: bool = False) -> dict[int, list[CaptionRow]]:
+    """The items' captions the fallback order can pick (``every_subtype``: all of them,
+    for formats that write each subtype: diffusers' extra columns)."""
     q = Caption.select(Caption.item, Caption.type, Caption.subtype, Caption.content)
     if len(items) <= _CHUNK:
         q = q.where(Caption.item.in_([i.id for i in items]))
@@ -105,15 +107,19 @@ def _load_captions(dataset: Dataset, options: ExportOptions, items: Sequence[Ite
         selection = _item_select(dataset, options, None).order_by().select(Item.id)
         q = q.where(Caption.item.in_(selection))
     out: dict[int, list[CaptionRow]] = {}
-    for item_id, ctype, subtype, content in _rows(q.where(_caption_filter(options)).order_by(Caption.id)):
+    if not every_subtype:
+        q = q.where(_caption_filter(options))
+    for item_id, ctype, subtype, content in _rows(q.order_by(Caption.id)):
         out.setdefault(item_id, []).append(CaptionRow(ctype, subtype or "", content or ""))
     return out
 
 
-def _iter_built(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow], builder: CaptionBuilder) -> Iterator[tuple[ItemRow, BuiltCaption]]:
-    captions = _load_captions(dataset, options, items)
+def _iter_built(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow], builder: CaptionBuilder,
+                every_subtype: bool = False) -> Iterator[tuple[ItemRow, BuiltCaption, Sequence[CaptionRow]]]:
+    captions = _load_captions(dataset, options, items, every_subtype)
     for item in items:
-        yield item, builder.build(captions.get(item.id, ()))
+        rows = captions.get(item.id, ())
+        yield item, builder.build(rows), rows
 
 
 def preview_captions(dataset: Dataset | int | str, options: ExportOptions, n: int = 3) -> list[PreviewCaption]:
@@ -124,8 +130,18 @@ def preview_captions(dataset: Dataset | int | str, options: ExportOptions, n: in
     items = _load_items(ds, options, limit=n)
     return [
         PreviewCaption(item.id, item.image_path or item.base_name, formats.trainer_text(options.format, built))
-        for item, built in _iter_built(ds, options, items, builder)
+        for item, built, _rows_ in _iter_built(ds, options, items, builder)
     ]
+
+
+@dataclass
+class TrainerState:
+    """What the issue-17 formats collect while items are exported (trainers.py)."""
+
+    rows: list = field(default_factory=list)  # kohya-jsonl / diffusers metadata rows, in export order
+    columns: dict = field(default_factory=dict)  # diffusers: extra caption columns, in order of appearance
+    builders: dict = field(default_factory=dict)  # subtype -> CaptionBuilder (diffusers: every subtype met; diffusion-pipe: --caption)
+    captions: dict = field(default_factory=dict)  # diffusion-pipe: folder -> {image name: [captions]}
 
 
 def _image_name(stem: str, source_rel: str) -> str:
@@ -165,13 +181,20 @@ def export_dataset(
     throttle(event, force=True)
     link_counts = {"link": 0, "symlink": 0, "copy": 0}
     source_dirs: dict[str, str] = {}
+    state = TrainerState()
+    if fmt == "diffusion-pipe":
+        state.builders = trainers.per_subtype_builders(builder, [c.strip() for c in options.caption if c.strip()])
     _plan_masks(items, fmt, ds, options, folders, report)
+    _plan_controls(items, fmt, ds, options, folders, report)
     try:
-        for done, (item, built) in enumerate(_iter_built(ds, options, items, builder), 1):
+        for done, (item, built, rows) in enumerate(_iter_built(ds, options, items, builder, every_subtype=fmt == "diffusers"), 1):
             if cancel is not None and done % 64 == 0 and cancel.cancelled:
                 report.cancelled = True
                 break
-            _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs)
+            if fmt == "diffusers":
+                new = {r.subtype for r in rows} - state.builders.keys()
+                state.builders.update(trainers.per_subtype_builders(builder, sorted(new)))
+            _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs, rows, state)
             if item.width and item.height:
                 long_sides.append(max(item.width, item.height))
             event.done = done
@@ -190,6 +213,8 @@ def export_dataset(
             report.config_files.append(tree.write_config("dataset.toml", formats.kohya_finetune_toml(options, config_root, long_sides, "metadata.json")))
         elif fmt == "ai-toolkit":
             report.config_files.append(tree.write_config("dataset.yaml", formats.ai_toolkit_yaml(used, options, config_root, long_sides)))
+        else:
+            _write_trainer_configs(fmt, tree, used, options, config_root, long_sides, state, report)
         event.phase = "publishing"
         throttle(event, force=True)
         if options.zip:
@@ -219,7 +244,28 @@ def _source_path(root: Path, rel: str, source_dirs: dict[str, str]) -> str:
     return os.path.join(folder, name)
 
 
-def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs) -> None:
+def _write_trainer_configs(fmt, tree, used, options, config_root, long_sides, state, report) -> None:
+    if fmt == "diffusers":
+        columns = ["file_name", "text", *state.columns]
+        related = [c for c in ("conditioning_image_file_name", "mask_file_name") if any(c in r for r in state.rows)]
+        text = trainers.jsonl(trainers.diffusers_rows(state.rows, columns + related))
+        report.config_files.append(tree.write_config("metadata.jsonl", text))
+    elif fmt == "kohya-jsonl":
+        report.config_files.append(tree.write_config("metadata.jsonl", trainers.jsonl(state.rows)))
+        report.config_files.append(tree.write_config("dataset.toml", formats.kohya_finetune_toml(options, config_root, long_sides, "metadata.jsonl")))
+    elif fmt == "onetrainer":
+        report.config_files.append(tree.write_config("concepts.json", trainers.onetrainer_concepts(used, options, config_root)))
+    elif fmt == "diffusion-pipe":
+        for folder, captions in state.captions.items():
+            if any(len(texts) > 1 for texts in captions.values()):
+                tree.write_caption(folder, trainers.CAPTIONS_JSON, json.dumps(captions, indent=2, ensure_ascii=False) + "\n")
+                report.config_files.append(tree.rel(folder, trainers.CAPTIONS_JSON))
+        report.config_files.append(tree.write_config("dataset.toml", trainers.diffusion_pipe_toml(used, options, config_root, long_sides)))
+    elif fmt == "musubi":
+        report.config_files.append(tree.write_config("dataset.toml", trainers.musubi_toml(used, options, config_root, long_sides)))
+
+
+def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs, rows=(), state=None) -> None:
     if not item.image_path:
         report.problems.append(ExportProblem(item.id, item.base_name, "the item has no image; skipped"))
         return
@@ -232,6 +278,8 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
     mask = None
     if info.mask_folder is not None and fmt in formats.KOHYA_MASK_FORMATS:
         mask, info = _kohya_mask(item, root, info, options, folders, report)
+    if info.needs_control:
+        info = _control_folder(item, root, info, options, folders, report)
     # the base name, not the image stem: a group's X_target.png is exported as X.png, so
     # the caption X.txt pairs with it and control images share the stem (ai-toolkit)
     wanted_stem = item.base_name or posixpath.splitext(posixpath.basename(item.image_path))[0]
@@ -247,9 +295,13 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
     try:
         how = tree.place_image(source, info.folder, name)
         link_counts[how] += 1
-        if fmt == "ai-toolkit":
-            files += _place_related(item, root, tree, info, stem, options, link_counts, report)
-        elif mask is not None:
+        placed: dict[str, str] = {}
+        if fmt in formats.PARALLEL_RELATED_FORMATS:
+            placed = _place_related(item, root, tree, info, stem, options, link_counts, report)
+        elif fmt == "onetrainer":
+            placed = _place_onetrainer_related(item, root, tree, info, stem, options, link_counts, report)
+        files += placed.values()
+        if mask is not None:
             files.append(_place_kohya_mask(tree, info, name, stem, mask, link_counts, how))
         if formats.WRITES_CAPTION_FILES[fmt]:
             if built.text:
@@ -258,11 +310,15 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
                 files.append(tree.rel(info.folder, stem + formats.CAPTION_EXT))
             else:
                 report.items_without_caption += 1
-        else:
+        elif fmt == "kohya-json":
             key = "/".join(info.folder + (stem,))
             metadata[key] = formats.metadata_entry(built)
             if not built.text:
                 report.items_without_caption += 1
+        elif not built.text:
+            report.items_without_caption += 1
+        if fmt in ("kohya-jsonl", "diffusers", "diffusion-pipe"):
+            _collect_row(fmt, item, built, rows, info, name, tree, placed, state)
     except FileNotFoundError:
         # checked here rather than with a stat per item up front: os.link fails the same way
         report.problems.append(ExportProblem(item.id, item.image_path, "the image is missing on disk; skipped (run `sushitui dataset reindex`)"))
@@ -295,13 +351,95 @@ def _folder_for(item, fmt, ds, options, folders, report) -> formats.FolderInfo:
     return info
 
 
-def _place_related(item, root, tree, info, stem, options, link_counts, report) -> list[str]:
-    """ai-toolkit control/mask images: same stem as the target, in a parallel folder.
-    Returns the placed files' paths relative to OUTDIR."""
-    placed = []
-    for suffixes, folder, flag in (
-        (options.control_suffixes, info.control_folder, "has_control"),
-        (options.mask_suffixes, info.mask_folder, "has_mask"),
+def _collect_row(fmt, item, built, rows, info, name, tree, placed, state) -> None:
+    rel = tree.rel(info.folder, name)
+    if fmt == "kohya-jsonl":
+        # image_path relative to the subset's image_dir (OUTDIR), as sd-scripts joins it
+        row = {"image_path": rel, **formats.metadata_entry(built)}
+        if item.width and item.height:
+            row["image_size"] = [item.width, item.height]  # sd-scripts then skips reading the size
+        state.rows.append(row)
+    elif fmt == "diffusers":
+        row = {"file_name": rel, "text": built.text}
+        for sub, text in trainers.item_captions(rows, state.builders).items():
+            column = trainers.subtype_column(sub)
+            state.columns.setdefault(column, None)
+            row[column] = text
+        if "control" in placed:
+            row["conditioning_image_file_name"] = placed["control"]
+        if "mask" in placed:
+            row["mask_file_name"] = placed["mask"]
+        state.rows.append(row)
+    elif fmt == "diffusion-pipe" and built.text:
+        texts = [built.text]
+        for text in trainers.item_captions(rows, state.builders).values():
+            if text not in texts:
+                texts.append(text)
+        state.captions.setdefault(info.folder, {})[name] = texts
+
+
+def _plan_controls(items, fmt, ds, options, folders, report) -> None:
+    """diffusion-pipe, musubi-tuner: mark the folders some of whose items have a control
+    image (their items without one go to a sibling folder, see trainers.py)."""
+    if fmt not in formats.CONTROL_REQUIRED_FORMATS or not options.control_suffixes or not any(item.related_json for item in items):
+        return
+    for item in items:
+        if masks.related_rel(item, options.control_suffixes):
+            _folder_for(item, fmt, ds, options, folders, report).needs_control = True
+
+
+def _control_folder(item, root, info, options, folders, report):
+    found = masks.related_rel(item, options.control_suffixes)
+    why = masks.related_source(root, *found)[1] if found else f"no {'/'.join(options.control_suffixes)} image"
+    if not why:
+        return info
+    sibling = trainers.nocontrol_folder(info, folders)
+    trainer = "diffusion-pipe" if options.format == "diffusion-pipe" else "musubi-tuner"
+    report.problems.append(ExportProblem(item.id, item.image_path, f"{why} while other items of its folder have one; "
+                                         f"the image goes to {'/'.join(sibling.folder)}/ without control images ({trainer} stops on an image without one)"))
+    return sibling
+
+
+def _place_onetrainer_related(item, root, tree, info, stem, options, link_counts, report) -> dict[str, str]:
+    """OneTrainer reads a mask as ``<stem>-masklabel.png`` and a conditioning image as
+    ``<stem>-condlabel.png`` beside the image; other formats are converted to PNG."""
+    placed = {}
+    for kind, suffixes, tail in (("control", options.control_suffixes, trainers.ONETRAINER_CONTROL),
+                                 ("mask", options.mask_suffixes, trainers.ONETRAINER_MASK)):
+        found = masks.related_rel(item, suffixes)
+        if found is None:
+            continue
+        src, why = masks.related_source(root, *found)
+        if why:
+            report.problems.append(ExportProblem(item.id, found[1], why))
+            continue
+        name = stem + tail + ".png"
+        if found[1].lower().endswith(".png"):
+            how = tree.place_image(src, info.folder, name)
+        else:
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(src) as im:
+                    im.save(tree.target(info.folder, name), format="PNG")
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                report.problems.append(ExportProblem(item.id, found[1], f"{kind} image not exported: cannot convert it to PNG ({exc})"))
+                continue
+            how = "copy"
+        link_counts[how] += 1
+        setattr(info, "has_mask" if kind == "mask" else "has_control", True)
+        placed[kind] = tree.rel(info.folder, name)
+    return placed
+
+
+def _place_related(item, root, tree, info, stem, options, link_counts, report) -> dict[str, str]:
+    """ai-toolkit, diffusion-pipe, musubi-tuner, diffusers control/mask images: same
+    stem as the target, in a parallel folder. Returns kind ("control" | "mask") → the
+    placed file's path relative to OUTDIR."""
+    placed = {}
+    for kind, suffixes, folder, flag in (
+        ("control", options.control_suffixes, info.control_folder, "has_control"),
+        ("mask", options.mask_suffixes, info.mask_folder, "has_mask"),
     ):
         found = masks.related_rel(item, suffixes) if folder is not None else None
         if found is None:
@@ -314,7 +452,7 @@ def _place_related(item, root, tree, info, stem, options, link_counts, report) -
         how = tree.place_image(src, folder, name)
         link_counts[how] += 1
         setattr(info, flag, True)
-        placed.append(tree.rel(folder, name))
+        placed[kind] = tree.rel(folder, name)
     return placed
 
 
@@ -323,9 +461,11 @@ def _plan_masks(items, fmt, ds, options, folders, report) -> None:
     images a mask folder (see masks.py for the layout and why)."""
     if not options.mask_suffixes or not any(item.related_json for item in items):
         return  # no groups: the output is exactly what it was before masks
-    if fmt == "kohya-json":
+    if fmt in ("kohya-json", "kohya-jsonl", "musubi"):
         found = sum(1 for item in items if masks.related_rel(item, options.mask_suffixes))
-        if found:
+        if found and fmt == "musubi":
+            report.problems.append(ExportProblem(None, f"{found} mask images", "not exported: musubi-tuner's image datasets take no mask folder"))
+        elif found:
             report.problems.append(ExportProblem(None, f"{found} mask images", "not exported: sd-scripts' fine-tuning (metadata_file) subsets take no conditioning_data_dir; export as kohya-toml for --masked_loss"))
         return
     if fmt not in formats.KOHYA_MASK_FORMATS:

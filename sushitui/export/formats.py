@@ -16,6 +16,7 @@ written.
 - ai-toolkit: ``images/<folder>`` (+ ``control/<folder>`` and ``mask/<folder>`` with
   the same file stems for group items) and ``dataset.yaml`` with one entry per folder;
   nested folders are flattened (``a/b`` → ``a__b``) because ai-toolkit recurses.
+- diffusers, onetrainer, diffusion-pipe, musubi, kohya-jsonl: see trainers.py.
 """
 
 from __future__ import annotations
@@ -32,7 +33,19 @@ from sushitui.export.writer import is_shortened, safe_component
 
 _REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
 CAPTION_EXT = ".txt"
-WRITES_CAPTION_FILES = {"txt": True, "kohya-toml": True, "kohya-json": False, "ai-toolkit": True}
+WRITES_CAPTION_FILES = {
+    "txt": True, "kohya-toml": True, "kohya-json": False, "ai-toolkit": True,
+    # diffusers reads only metadata.jsonl; kohya-jsonl writes .txt beside the images as
+    # well (sd-scripts reads the JSONL, `sushitui dataset import-config` and other tools
+    # the .txt)
+    "diffusers": False, "onetrainer": True, "diffusion-pipe": True, "musubi": True, "kohya-jsonl": True,
+}
+# formats whose control and mask images go to parallel folders under the image's stem
+PARALLEL_RELATED_FORMATS = ("ai-toolkit", "diffusion-pipe", "musubi", "diffusers")
+# formats whose trainer stops on an image without its control image (diffusion-pipe:
+# "No control file exists for image"; musubi-tuner pairs every image of a
+# control_directory dataset): such items go to a sibling folder without control_path
+CONTROL_REQUIRED_FORMATS = ("diffusion-pipe", "musubi")
 # formats whose mask images go to OUTDIR/masks/<folder> (sd-scripts conditioning_data_dir)
 KOHYA_MASK_FORMATS = ("txt", "kohya-toml")
 
@@ -47,6 +60,7 @@ class FolderInfo:
     mask_folder: tuple[str, ...] | None = None  # ai-toolkit mask/<folder>; kohya masks/<folder>
     has_control: bool = False
     has_mask: bool = False
+    needs_control: bool = False  # CONTROL_REQUIRED_FORMATS: some item of the folder has a control image
     shortened: bool = False  # a folder name was too long and got writer.shorten_name's hash
 
 
@@ -65,12 +79,20 @@ def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None
         class_tokens = class_tokens or parts[0].split("_", 1)[1]
         return FolderInfo(tuple(parts), n, class_tokens, shortened=shortened)
     n = repeats or prefixed or 1
-    if fmt == "ai-toolkit":
+    if fmt in ("ai-toolkit", "diffusion-pipe", "musubi", "onetrainer"):
         # ai-toolkit walks folder_path recursively, so nested folders would be read
-        # twice: one flat folder per source folder instead
+        # twice: one flat folder per source folder instead (diffusion-pipe, musubi-tuner
+        # and OneTrainer read one folder level: one entry per source folder, flat alike)
         flat = safe_component("__".join(parts))
         shortened = shortened or is_shortened("__".join(parts))
-        return FolderInfo(("images", flat), n, class_tokens, control_folder=("control", flat), mask_folder=("mask", flat), shortened=shortened)
+        if fmt == "onetrainer":  # masks and control images sit beside the image
+            return FolderInfo((flat,), n, class_tokens, shortened=shortened)
+        # musubi-tuner has no mask folder for image datasets
+        mask = None if fmt == "musubi" else ("mask", flat)
+        return FolderInfo(("images", flat), n, class_tokens, control_folder=("control", flat), mask_folder=mask, shortened=shortened)
+    if fmt == "diffusers":
+        # one imagefolder: images/<folder>/…, control and mask images in parallel trees
+        return FolderInfo(("images", *parts), n, class_tokens, control_folder=("conditioning", *parts), mask_folder=("mask", *parts), shortened=shortened)
     return FolderInfo(tuple(parts), n, class_tokens, shortened=shortened)
 
 
@@ -86,7 +108,7 @@ def metadata_entry(caption: BuiltCaption) -> dict:
 def trainer_text(fmt: str, caption: BuiltCaption) -> str:
     """What the trainer reads for this caption (sd-scripts: the first line of the
     caption file; fine-tuning metadata: caption + ", " + tags)."""
-    if fmt == "kohya-json":
+    if fmt in ("kohya-json", "kohya-jsonl"):
         md = metadata_entry(caption)
         text = md.get("caption")
         tags = md.get("tags")

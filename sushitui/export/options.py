@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from sushitui.errors import UserError
 
-FORMATS = ("txt", "kohya-json", "kohya-toml", "ai-toolkit")
+FORMATS = ("txt", "kohya-json", "kohya-toml", "ai-toolkit", "diffusers", "onetrainer", "diffusion-pipe", "musubi", "kohya-jsonl")
 LINK_MODES = ("link", "symlink", "copy")
 
 
