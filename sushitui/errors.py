@@ -17,3 +17,11 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A problem the user can act on; the message says what to do."""
+
+
+def log_if_unexpected(logger, exc: BaseException, what: str) -> None:
+    """For a broad ``except`` that shows the error to the user and goes on: a UserError
+    needs nothing more (its message is the whole story); anything else is a bug, so its
+    traceback goes to the log file."""
+    if not isinstance(exc, UserError):
+        logger.error("%s failed", what, exc_info=exc)

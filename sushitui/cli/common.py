@@ -16,6 +16,8 @@ from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.sanitize import for_terminal, json_escape_controls
 
+log = logging.getLogger(__name__)
+
 # SQLite stores integers in 64 bits: a larger number given to a query is an
 # OverflowError deep in the driver, so every integer option is checked on the way in.
 SQLITE_INT_MAX = 2**63 - 1
@@ -197,7 +199,8 @@ def database_error_message(exc: BaseException, args=None) -> str:
 
     try:
         path = str(resolve_db_path(getattr(args, "db", None)))
-    except Exception:  # the message must not fail in turn
+    except Exception:  # noqa: BLE001 - the error message must not fail in turn, whatever went wrong
+        log.debug("resolving the database path for a message failed", exc_info=True)
         path = "file"
     reasons = [str(e) for e in _chain(exc) if isinstance(e, _database_errors())]
     for needle, advice in _DATABASE_ADVICE:
@@ -219,7 +222,8 @@ def on_database_error(args, hint: "Callable[[], str | None] | str | None" = None
         extra = None
         try:
             extra = hint() if callable(hint) else hint
-        except Exception:  # the hint reads the database that just failed: best effort
+        except Exception:  # noqa: BLE001 - the hint reads the database that just failed: best effort
+            log.debug("the hint for a database error failed", exc_info=True)
             extra = None
         message = database_error_message(exc, args)
         raise CliError(f"{message}. {extra}" if extra else message, 1) from exc

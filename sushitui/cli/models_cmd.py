@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
+import logging
 
-from sushitui.cli.common import CliError, IntArg, TerminalProgress, add_common, cancel_on_sigint, emit_json, err, fmt_duration, on_database_error, open_db, out
+from sushitui.cli.common import (
+    CliError,
+    IntArg,
+    TerminalProgress,
+    add_common,
+    cancel_on_sigint,
+    emit_json,
+    err,
+    fmt_duration,
+    on_database_error,
+    open_db,
+    out,
+)
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
@@ -67,7 +81,8 @@ def _model_rows() -> list[dict]:
     for key, spec in BUILTIN.items():
         try:
             found = locate(spec)
-        except Exception:  # a broken cache entry must not break the listing
+        except Exception:  # noqa: BLE001 - a broken cache entry (huggingface_hub raises many types) must not break the listing
+            log.warning("looking up the cached files of %s failed", key, exc_info=True)
             found = None
         rows.append({
             "key": key, "default": key == DEFAULT_MODEL, "family": spec.family, "repo_id": spec.repo_id,

@@ -22,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sushitui.errors import UserError
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.captions import (
     EACH_ITEM,
@@ -35,6 +34,7 @@ from sushitui.dataset.captions import (
 )
 from sushitui.dataset.registry import get_dataset
 from sushitui.dataset.write_lock import dataset_write_lock
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
 from sushitui.tags import aliases, dictionary

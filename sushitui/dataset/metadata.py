@@ -122,7 +122,7 @@ def _exif(exif_bytes: bytes, raw: dict, captions: list, problems: list) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = piexif.load(exif_bytes)
-    except Exception as exc:  # piexif raises bare ValueError/struct.error/... on bad data
+    except Exception as exc:  # noqa: BLE001 - piexif raises bare ValueError/struct.error/... on bad data; reported
         problems.append(f"EXIF data is damaged ({type(exc).__name__}); embedded captions from EXIF were skipped")
         return
     fields: dict = {}
@@ -245,7 +245,7 @@ def _iptc(im, raw: dict, captions: list, problems: list) -> None:
 
     try:
         info = IptcImagePlugin.getiptcinfo(im)
-    except Exception as exc:  # malformed IPTC blocks raise assorted errors
+    except Exception as exc:  # noqa: BLE001 - malformed IPTC blocks raise assorted errors; reported
         problems.append(f"IPTC data is damaged ({type(exc).__name__}); embedded captions from IPTC were skipped")
         return
     if not info:
@@ -301,7 +301,7 @@ def extract(data: bytes, fmt: str | None) -> dict:
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data))
             info = dict(im.info)
-    except Exception as exc:  # Pillow raises many types on hostile headers
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile headers; reported
         detail = "Pillow cannot parse its header" if type(exc).__name__ == "UnidentifiedImageError" else f"{type(exc).__name__}: {exc}"
         problems.append(f"embedded metadata could not be read ({detail}); the image itself is indexed")
         return {"raw": None, "captions": [], "problems": problems}

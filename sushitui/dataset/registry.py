@@ -10,10 +10,10 @@ import os
 import time
 from dataclasses import dataclass, field, fields
 
-from sushitui.errors import UserError
 from sushitui.dataset.grouping import DEFAULT_CAPTION_SUFFIXES, DEFAULT_IMAGE_SUFFIXES
 from sushitui.dataset.scan_worker import CAPTION_TYPES
 from sushitui.dataset.scanner import ScanError, ScanReport, scan_dataset
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
 
@@ -160,6 +160,7 @@ def add_dataset(
         report = scan_dataset(ds, progress=progress, cancel=cancel)
     except ScanError as exc:
         raise DatasetError(str(exc)) from exc
+    _restore_marks(ds, report)
     return ds, report
 
 
@@ -176,9 +177,23 @@ def reindex(
     report_before = ds.last_scan_report or {}
     full = full or bool(report_before.get("needs_full"))
     try:
-        return scan_dataset(ds, progress=progress, cancel=cancel, full=full)
+        report = scan_dataset(ds, progress=progress, cancel=cancel, full=full)
     except ScanError as exc:
         raise DatasetError(str(exc)) from exc
+    _restore_marks(ds, report)
+    return report
+
+
+def _restore_marks(ds: Dataset, report: ScanReport) -> None:
+    """Stars, flags and crops live in the dataset's marks file; a scan (re)creates item
+    rows without them, so they are read back here. A bad file is a problem of the scan."""
+    from sushitui.dataset.marks import MarksError, restore_marks
+    from sushitui.dataset.scanner import Problem
+
+    try:
+        restore_marks(ds)
+    except MarksError as exc:
+        report.problems.append(Problem(".sushitui/marks.json", str(exc)))
 
 
 def update_settings(name: str | int | Dataset, /, **changes) -> Dataset:

@@ -34,6 +34,7 @@ worker thread and ``get`` (cache only, never touches the disk) from the UI threa
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -44,6 +45,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 # Thumbnails are made for a grid card of roughly 30×12 cells; 256 px covers that even
 # for Kitty/Sixel at 10×20 px cells, and halfcell rendering downsizes further per render.
@@ -114,7 +117,8 @@ _TRANSPOSE = {
 def _orientation(img: Image.Image) -> int:
     try:
         return int(img.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - broken EXIF never stops a preview
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises any type on broken EXIF; it never stops a preview
+        log.debug("EXIF orientation unreadable", exc_info=True)
         return 1
 
 
@@ -259,8 +263,8 @@ def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX
     finally:
         try:
             opened.close()
-        except Exception:  # noqa: BLE001 - closing a half-broken image must not raise
-            pass
+        except Exception:  # noqa: BLE001 - closing a half-broken image must not raise (any decoder type)
+            log.debug("closing an image failed", exc_info=True)
 
 
 # Pillow refuses truncated files by default, which is what we want (they are reported);

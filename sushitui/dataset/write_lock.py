@@ -18,6 +18,7 @@ lets them in instead of taking the lock straight back (flock has no fairness).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import tempfile
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sushitui.dataset.caption_files import CaptionFileError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WAIT_S = 60.0  # CLI and bulk work: another process's batch takes seconds
 EDITOR_WAIT_S = 15.0  # an editor's save: the edit stays unsaved and is retried
@@ -44,7 +47,8 @@ def _lock_folder() -> Path:
 
     try:
         name = current_database().database
-    except Exception:  # noqa: BLE001 - no database open: the lock still works, per user
+    except Exception:  # noqa: BLE001 - no database open (peewee's proxy raises its own types): the lock still works, per user
+        log.debug("no database open: per-user lock folder", exc_info=True)
         name = ":memory:"
     if not name or name == ":memory:" or str(name).startswith("file:"):
         return Path(tempfile.gettempdir()) / f"sushitui-locks-{os.getuid() if hasattr(os, 'getuid') else 'user'}"

@@ -13,24 +13,27 @@ reports them as cached/unchanged.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from sushitui.errors import UserError
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.captions import MAIN, TagEdit, check_new_subtype, set_tags_many
 from sushitui.dataset.paths import to_abs
 from sushitui.dataset.registry import get_dataset
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.store import Dataset, DictionaryTag, Item, ItemTag, write_transaction
-from sushitui.tags.normalize import match_key
 from sushitui.tagger import cache as tcache
 from sushitui.tagger.hub import ModelFiles, local_files, resolve
 from sushitui.tagger.labels import load_labels
 from sushitui.tagger.postprocess import DEFAULT_CATEGORIES, DEFAULT_THRESHOLD, Predicted, Selection, select_tags
 from sushitui.tagger.registry import DEFAULT_MODEL, get_spec
+from sushitui.tags.normalize import match_key
+
+log = logging.getLogger(__name__)
 
 MODES = ("replace", "add", "skip")
 WRITE_BATCH = 64
@@ -242,7 +245,10 @@ class _TagMapper:
         if key not in self._alias_memo:
             try:
                 self._alias_memo[key] = self._alias(tag) or tag
-            except Exception:  # an alias table problem must not stop tagging
+            except Exception:  # noqa: BLE001 - an alias table problem must not stop tagging; logged once
+                if not getattr(self, "_alias_failed", False):
+                    self._alias_failed = True
+                    log.warning("alias lookup failed (tags are kept as predicted)", exc_info=True)
                 self._alias_memo[key] = tag
         return self._alias_memo[key]
 

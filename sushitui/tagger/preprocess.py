@@ -110,7 +110,7 @@ def decode_file(index: int, path: str, size: int = DEFAULT_SIZE, draft: bool = F
         return Decoded(index, digest, error=f"image too large to decode safely ({exc})")
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         return Decoded(index, digest, error=f"not a readable image ({exc})")
-    except Exception as exc:  # a decoder bug in a hostile file must not stop the run
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise any type on hostile files; reported per image
         return Decoded(index, digest, error=f"cannot decode the image ({type(exc).__name__}: {exc})")
 
 

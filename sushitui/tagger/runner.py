@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from sushitui.errors import UserError
 from sushitui.tagger.postprocess import to_probabilities
+
+log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -62,7 +65,8 @@ def _cuda_build_version() -> str | None:
         from onnxruntime.capi import build_and_package_info as info
 
         return getattr(info, "cuda_version", None)
-    except Exception:
+    except Exception:  # noqa: BLE001 - onnxruntime's build info differs by version and build: "unknown" then
+        log.debug("reading onnxruntime's CUDA version failed", exc_info=True)
         return None
 
 
@@ -86,7 +90,8 @@ def create_session(model_path: str | os.PathLike, device: str = "auto", device_i
         with contextlib.redirect_stdout(buf):  # it prints failures; keep stdout clean for --json
             try:
                 ort.preload_dlls()
-            except Exception as exc:  # never fatal: the session outcome is what counts
+            except Exception as exc:  # noqa: BLE001 - raises what the platform's loader does; never fatal: the session outcome counts
+                log.debug("onnxruntime.preload_dlls failed", exc_info=True)
                 notes.append(f"preload_dlls: {exc}")
         missing = [ln.split(":")[0].replace("Failed to load ", "") for ln in buf.getvalue().splitlines() if ln.startswith("Failed to load")]
         if missing:

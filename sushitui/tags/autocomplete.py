@@ -35,6 +35,7 @@ them. Every candidate carries its translation in the display language when it ha
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from typing import Sequence
 from sushitui.store import current_database
 from sushitui.tags.normalize import is_kaomoji, match_key
 from sushitui.tags.translations import search_key
+
+log = logging.getLogger(__name__)
 
 CATEGORY_CODES = ("general", "artist", "copyright", "character", "meta", "model")
 _CODE = {c: i for i, c in enumerate(CATEGORY_CODES)}
@@ -449,8 +452,8 @@ class Completer:
             if db is not None and not db.is_closed() and self._db is None:
                 try:
                     db.close()
-                except Exception:  # the main thread's connection is not ours to close
-                    pass
+                except Exception:  # noqa: BLE001 - the main thread's connection is not ours to close
+                    log.debug("closing the index builder's connection failed", exc_info=True)
         self.build_seconds = time.perf_counter() - started
         with self._lock:
             if index is not None:
@@ -514,7 +517,8 @@ class Completer:
         if n > 2000:
             try:
                 rows = db.execute_sql(sql.format("INDEXED BY dictionary_tag_count"), [key, hi, limit]).fetchall()
-            except Exception:  # the index is missing (an older schema): the plain query below
+            except Exception:  # noqa: BLE001 - the index is missing (an older schema): the plain query below
+                log.debug("dictionary_tag_count index not usable", exc_info=True)
                 rows = None
         if rows is None:
             rows = db.execute_sql(sql.format(""), [key, hi, limit]).fetchall()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import operator
 import os
 import threading
@@ -40,6 +41,8 @@ from sushitui.store import TrainingRun, write_transaction
 from sushitui.store.models import database_proxy
 from sushitui.training.pool import Pool, SampleItem, history_counts, load_pool
 from sushitui.training.runs import TrainingError, get_run, set_status
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -363,8 +366,8 @@ class Run:
     def _flush_quietly(self) -> None:
         try:
             self.flush()
-        except Exception:  # at exit or garbage collection there is nobody left to tell
-            pass
+        except Exception:  # noqa: BLE001 - at exit or garbage collection nobody is left to raise to: the log tells
+            log.warning("training run: recording the last usage rows failed", exc_info=True)
 
     def __del__(self) -> None:
         if not getattr(self, "closed", True) and getattr(self, "_buffered", 0):

@@ -8,6 +8,8 @@ The provider line is always visible while and after the run: a CPU fallback of
 
 from __future__ import annotations
 
+import logging
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -17,9 +19,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.progress import ProgressPanel
+
+log = logging.getLogger(__name__)
 
 CATEGORY_CHOICES = ("general", "character", "quality", "rating", "copyright", "artist", "meta", "model")
 CUSTOM = "__custom__"
@@ -151,7 +156,7 @@ class AutotagDialog(ModalScreen):
             try:
                 # the core's count (the fast path for plain tag queries), not a query built here
                 scope = f"{count_items(self.dataset_id, self.query_text):,} items matching {self.query_text!r}"
-            except Exception:
+            except UserError:  # a bad query: the run itself will say so
                 pass
         else:
             scope = f"all {count_items(self.dataset_id):,} items"
@@ -159,7 +164,8 @@ class AutotagDialog(ModalScreen):
         for key, spec in BUILTIN.items():
             try:
                 cached[key] = locate(spec) is not None
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken cache entry (huggingface_hub raises many types) is "not cached"
+                log.warning("looking up the cached files of %s failed", key, exc_info=True)
                 cached[key] = False
         options = [(key + (" (default)" if key == DEFAULT_MODEL else ""), key) for key in BUILTIN]
         options.append(("custom file…", CUSTOM))
@@ -258,7 +264,7 @@ class AutotagDialog(ModalScreen):
 
     @work(thread=True, exclusive=True, group="autotag", exit_on_error=False, description="Auto-tagging")
     def _run(self, opts) -> None:
-        from sushitui.tagger.autotag import AutotagError, autotag
+        from sushitui.tagger.autotag import autotag
 
         app = self.app  # the dialog may be closed (second Esc) before the run ends
 
@@ -268,10 +274,11 @@ class AutotagDialog(ModalScreen):
         try:
             report = autotag(self.dataset_id, query=self.query_text, item_ids=self.item_ids, options=opts,
                              progress=progress, cancel=self.token)
-        except AutotagError as exc:
+        except UserError as exc:  # AutotagError, DatasetNotFound, ...: the message says what to do
             app.call_from_thread(self._on_failed, str(exc))
             return
-        except Exception as exc:  # never crash the app (NF-5)
+        except Exception as exc:  # noqa: BLE001 - the dialog must leave its running state (NF-5); the bug is logged
+            log.exception("auto-tagging failed")
             app.call_from_thread(self._on_failed, f"auto-tagging failed: {type(exc).__name__}: {exc}")
             return
         app.call_from_thread(self._on_done, report)

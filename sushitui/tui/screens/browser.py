@@ -9,6 +9,7 @@ paging forward is normally served from memory.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -25,11 +26,14 @@ from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
 from sushitui.dataset.items import count_items, page_cards, result_ids
+from sushitui.errors import log_if_unexpected
 from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
+from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
 from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.progress import ProgressPanel
-from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
+
+log = logging.getLogger(__name__)
 
 SORT_KEYS = ["name", "created", "width", "height", "tags"]
 SORT_LABELS = {"name": "file name", "created": "created", "width": "width", "height": "height", "tags": "tag count"}
@@ -154,6 +158,7 @@ class BrowserScreen(Screen):
         Binding("r", "reverse_sort", "Reverse", id="browser.reverse_sort", tooltip="Reverse the sort order"),
         Binding("q", "quick_tag", "Quick tag", id="browser.quick_tag", tooltip="Tag the selected items one by one with presets"),
         Binding("A", "autotag", "Auto-tag", id="browser.autotag", tooltip="Run the auto-tagger on the selected items"),
+        Binding("C", "caption_vlm", "Caption (VLM)", id="browser.caption_vlm", tooltip="Caption the selected items (or the result) with a vision-language model, then review"),
         Binding("e", "export", "Export", id="browser.export", tooltip="Export the selected items for training"),
         Binding("escape", "back", "Back", id="nav.back", tooltip="Back to the list of datasets"),
         Binding("x", "cancel_bulk", "Cancel bulk edit", id="browser.cancel_bulk", tooltip="Stop the running bulk edit (what is done is kept)"),
@@ -676,7 +681,8 @@ class BrowserScreen(Screen):
         progress = Throttle(lambda event: self.app.call_from_thread(panel.update_event, event), interval=0.1)
         try:
             summary = run_bulk(self.dataset_id, choice, item_ids=item_ids, query=query, progress=progress, cancel=token)
-        except Exception as exc:  # noqa: BLE001 - reported to the user, the app goes on
+        except Exception as exc:  # noqa: BLE001 - the progress panel must close and say why; a bug is logged
+            log_if_unexpected(log, exc, "bulk edit")
             self.app.call_from_thread(self._bulk_done, None, f"Bulk edit failed: {for_terminal(exc)}")
             return
         self.app.call_from_thread(self._bulk_done, summary, None)
@@ -711,6 +717,15 @@ class BrowserScreen(Screen):
         from sushitui.tui.screens.autotag_dialog import AutotagDialog
 
         self.app.push_screen(AutotagDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query))
+
+    def action_caption_vlm(self) -> None:
+        from sushitui.tui.screens.caption_dialog import CaptionDialog
+
+        current = self.grid.current
+        dialog = CaptionDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query,
+                               current_id=current.item_id if current else None)
+        # the dialog hands back the review screen of its answers (None: closed)
+        self.app.push_screen(dialog, lambda review: review and self.app.push_screen(review))
 
     def action_export(self) -> None:
         from sushitui.tui.screens.export_dialog import ExportDialog

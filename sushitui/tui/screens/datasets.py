@@ -8,6 +8,7 @@ far stays committed). The list stays usable while a scan runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -22,11 +23,14 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
-from sushitui.progress import CancelToken, Cancelled, ProgressEvent, Throttle
+from sushitui.errors import log_if_unexpected
+from sushitui.progress import Cancelled, CancelToken, ProgressEvent, Throttle
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.confirm import ConfirmDialog
 from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.progress import ProgressPanel
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CAPTION_SUFFIXES = "main,alt,instruction,caption,tags,description"
 DEFAULT_IMAGE_SUFFIXES = "source,target,cref,mask"
@@ -523,7 +527,8 @@ class DatasetsScreen(Screen):
 
         try:
             update_settings(name, **values.scan_settings())
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:  # noqa: BLE001 - shown to the user, the form stays open; a bug is logged
+            log_if_unexpected(log, exc, "saving dataset settings")
             self.app.call_from_thread(self.notify, f"Settings not saved: {for_terminal(exc)}", severity="error", timeout=10)
             return
         self.app.call_from_thread(self._settings_saved, name)
@@ -574,7 +579,8 @@ class DatasetsScreen(Screen):
             cancelled = bool(getattr(report, "cancelled", False))
         except Cancelled:
             cancelled = True
-        except Exception as exc:  # noqa: BLE001 - a failed scan is reported, the app goes on
+        except Exception as exc:  # noqa: BLE001 - the scan row must leave "scanning" and say why; a bug is logged
+            log_if_unexpected(log, exc, f"scanning {name}")
             error = str(exc) or type(exc).__name__
         self.post_message(ScanFinished(name, report, error, cancelled))
 
@@ -636,7 +642,8 @@ class DatasetsScreen(Screen):
 
         try:
             remove_dataset(name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - shown to the user, the list stays; a bug is logged
+            log_if_unexpected(log, exc, f"removing {name}")
             self.app.call_from_thread(self.notify, f"Could not remove {for_terminal(name)}: {for_terminal(exc)}", severity="error")
             return
         self.app.call_from_thread(self.notify, f"Removed the index of {for_terminal(name)} (files untouched)")

@@ -64,7 +64,8 @@ def resolve_alias(tag: str) -> str:
         return tag
     try:
         return resolve(tag) or tag
-    except Exception:  # noqa: BLE001 - a broken alias table must not stop typing
+    except Exception:  # noqa: BLE001 - a broken alias table must not stop typing (any database error)
+        log.debug("alias lookup of %r failed", tag, exc_info=True)
         return tag
 
 
@@ -76,7 +77,8 @@ def load_group_colors() -> dict[str, str]:
         return {}
     try:
         return dict(group_colors())
-    except Exception:  # noqa: BLE001 - colours are decoration; never fail a screen for them
+    except Exception:  # noqa: BLE001 - colours are decoration; never fail a screen for them (any database error)
+        log.debug("loading group colours failed", exc_info=True)
         return {}
 
 

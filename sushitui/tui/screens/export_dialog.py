@@ -10,6 +10,8 @@ exporting without one needs a second press of Export. ``dismiss`` returns the
 
 from __future__ import annotations
 
+import logging
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,9 +20,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.progress import ProgressPanel
+
+log = logging.getLogger(__name__)
 
 FORMAT_CHOICES = [
     ("txt (kohya N_name folders)", "txt"),
@@ -305,17 +310,18 @@ class ExportDialog(ModalScreen):
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="Exporting")
     def _run_export(self, outdir: str, options) -> None:
-        from sushitui.export import ExportError, export_dataset
+        from sushitui.export import export_dataset
 
         def progress(event: ProgressEvent) -> None:
             self.app.call_from_thread(self.query_one(ProgressPanel).update_event, event)
 
         try:
             report = export_dataset(self.dataset_id, outdir, options, progress=progress, cancel=self.token)
-        except ExportError as exc:
+        except UserError as exc:  # ExportError, DatasetNotFound, ...: the message says what to do
             self.app.call_from_thread(self._on_failed, str(exc))
             return
-        except Exception as exc:  # shown, never a crash of the app
+        except Exception as exc:  # noqa: BLE001 - the dialog must leave its running state; the bug is logged
+            log.exception("export failed")
             self.app.call_from_thread(self._on_failed, f"export failed: {type(exc).__name__}: {exc}")
             return
         self.app.call_from_thread(self._on_done, report)

@@ -239,9 +239,11 @@ class GroupsScreen(Screen):
         table = self.query_one(f"#{table_id}", DataTable)
         if table.row_count == 0 or table.cursor_row < 0:
             return None
+        from textual.widgets.data_table import CellDoesNotExist
+
         try:
             key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key
-        except Exception:  # noqa: BLE001 - an empty or refreshing table has no cell there
+        except CellDoesNotExist:  # an empty or refreshing table has no cell there
             return None
         return None if key is None or key.value is None else str(key.value)
 

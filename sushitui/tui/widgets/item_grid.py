@@ -23,6 +23,7 @@ The browser screen owns the data; the grid owns the cursor within the page.
 
 from __future__ import annotations
 
+import logging
 import os
 import textwrap
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from textual.widget import Widget
 
 from sushitui.dataset.thumbnails import Thumbnail
 from sushitui.sanitize import for_terminal
+
+log = logging.getLogger(__name__)
 
 CARD_MIN_WIDTH = 24
 CARD_MIN_HEIGHT = 9
@@ -95,8 +98,8 @@ class ThumbStrips:
         if cleanup is not None:
             try:
                 cleanup()
-            except Exception:  # noqa: BLE001 - the terminal may be gone already
-                pass
+            except Exception:  # noqa: BLE001 - the image protocol's cleanup writes to a terminal that may be gone already
+                log.debug("image cleanup failed", exc_info=True)
 
 
 def halfcell_strips(image, box: tuple[int, int]) -> ThumbStrips:

@@ -13,15 +13,19 @@ item detail and quick tagging both follow it.
 
 from __future__ import annotations
 
+import logging
+
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
-from textual.reactive import reactive
 from textual.geometry import Region
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from sushitui.sanitize import for_terminal
 from sushitui.tags.normalize import match_key
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PILL = "#5a5f73"
 
@@ -123,7 +127,8 @@ class TagPills(Widget, can_focus=True):
 
         try:
             self.show_translations = translations.pills_show_translations()
-        except Exception:  # no database open (a widget test): pills without translations
+        except Exception:  # noqa: BLE001 - no database open (a widget test; peewee's proxy raises its own types)
+            log.debug("translation setting unreadable: pills without translations", exc_info=True)
             self.show_translations = False
         if self.show_translations:
             self._load_translations()
@@ -148,8 +153,8 @@ class TagPills(Widget, can_focus=True):
             return
         try:
             self.translations.update(translations.lookup(missing))
-        except Exception:  # no database open
-            pass
+        except Exception:  # noqa: BLE001 - translations are decoration; no database open raises peewee's own types
+            log.debug("looking up translations failed", exc_info=True)
 
     def _shown(self) -> dict[str, str] | None:
         return self.translations if self.show_translations else None
@@ -162,7 +167,8 @@ class TagPills(Widget, can_focus=True):
         try:
             translations.set_pills_show_translations(self.show_translations)
             lang = translations.preferred_lang()
-        except Exception as exc:  # the setting could not be written: still toggle here
+        except Exception as exc:  # noqa: BLE001 - the setting could not be written (any database error): still toggle here
+            log.warning("saving the translations setting failed", exc_info=True)
             self.notify(f"translations: {exc}", severity="warning", timeout=3)
             lang = None
         if self.show_translations:
