@@ -27,15 +27,16 @@ Runs (``run``)::
                   progress=None, cancel=None, on_result=None) -> CaptionReport
     sample(dataset, target=None, options=None, n=8, ...) -> CaptionReport   # writes nothing
     preview_prompt(item, options) -> PromptPreview   # prompts with variables filled, images; sends nothing
-    write_caption(item, text, *, model, ctype, subtype, mode="replace", base=UNSET) -> Caption
+    write_caption(item, text, *, model, ctype, subtype, mode="replace", base=UNSET, force=False) -> Caption
 
 - ``target``: ``CaptionTarget(query=..., item_ids=...)``, a query string, a list of
   item ids, or None for the whole dataset.
 - ``CaptionOptions.write=False`` (the review screen): every answer comes back in
   ``report.results`` (``CaptionResult``: ``text`` as it would be written, ``old_text``,
-  ``flags``/``problem``, ``prompt``, ``images``) and nothing is written; the screen then
-  calls ``write_caption`` for each accepted one (with ``base=`` the file state it
-  showed), and "regenerate" is ``sample(ds, [item_id], replace(options,
+  ``flags``/``problem``, ``prompt``, ``images``, ``base``: the file state ``old_text``
+  was read from) and nothing is written; ``mode`` skip-existing still leaves out items
+  that have a caption. The screen then calls ``write_caption`` for each accepted one
+  (with ``base=result.base``: a file changed since is a conflict), and "regenerate" is ``sample(ds, [item_id], replace(options,
   temperature=...), n=1)``.
 - ``on_result(result)`` is called in the calling thread as each item finishes
   (status ``written``, ``unchanged``, ``answered``, ``flagged``, ``failed``).

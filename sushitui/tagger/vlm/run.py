@@ -120,6 +120,9 @@ class CaptionResult:
     latency_s: float | None = None
     completion_tokens: int | None = None
     key: str = ""
+    # the state of the caption file when ``old_text`` was read (None: no file): the review
+    # screen passes it to write_caption as ``base``, so a file changed since is a conflict
+    base: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -166,6 +169,8 @@ class CaptionReport:
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        for r in d["results"]:
+            r.pop("base", None)  # an internal file state, not part of the report
         d["requests_per_s"] = round(self.requests_per_s, 2)
         d["tokens_per_s"] = round(self.tokens_per_s, 1)
         return d
@@ -597,14 +602,17 @@ class _Run:
                 break
             mine = captions.get(it.id, [])
             existing = next((c for c in mine if c.type == self.ctype and c.subtype == self.subtype), None)
-            if self.opts.mode == "skip-existing" and self.opts.write and existing is not None and existing.content.strip():
+            # also without writing (the review screen): only items without a caption are asked for;
+            # sample() uses mode replace, so a sample takes items that have one too
+            if self.opts.mode == "skip-existing" and existing is not None and existing.content.strip():
                 self.report.skipped_existing += 1
                 self.total -= 1
                 continue
             values = _variables(self.ds, it, mine, tags.get(it.id, {}), self.opts.trigger, wanted)
             system, prompt = _prompt_text(self.tpl, values, self.opts)
             result = CaptionResult(it.id, it.base_name, it.image_path, prompt=prompt, system=system,
-                                   old_text=existing.content if existing is not None else None)
+                                   old_text=existing.content if existing is not None else None,
+                                   base=caption_state(existing))
             rels, problem = _image_set(it, self.tpl)
             result.images = rels
             job = _Job(len(jobs), it, result, [], [], existing=existing)
@@ -825,12 +833,13 @@ class _Run:
 
 
 def write_caption(item: Item | int, text: str, *, model: str, ctype: str = "natural_language",
-                  subtype: str | None = None, mode: str = "replace", base: Any = UNSET) -> Caption:
+                  subtype: str | None = None, mode: str = "replace", base: Any = UNSET, force: bool = False) -> Caption:
     """Write one caption a person accepted in the review screen (``text`` as accepted,
     possibly edited) through the one atomic, conflict-checked write path, with source
     ``vlm_<model>``. ``mode`` append adds it after the current caption. ``base``: the
-    file state the review screen showed (a change since is a CaptionConflict).
-    Raises CaptionConflict / CaptionFileError / DatasetBusy / VlmError."""
+    file state the review screen showed (a change since is a CaptionConflict);
+    ``force``: write over whatever the file holds now (the user chose "keep mine" in
+    the conflict dialog). Raises CaptionConflict / CaptionFileError / DatasetBusy / VlmError."""
     item = item if isinstance(item, Item) else Item.get_by_id(item)
     ds = Dataset.get_by_id(item.dataset_id)
     if not subtype:
@@ -850,6 +859,8 @@ def write_caption(item: Item | int, text: str, *, model: str, ctype: str = "natu
             text = f"{existing.content.rstrip()} {text}"
             if base is UNSET:
                 base = caption_state(existing)
+    if force:
+        base = False  # the file state expected: False is "any" (captions._expected)
     result = set_texts_many([TextEdit(item, text, base)], ctype, subtype, source=f"vlm_{model}")
     if result.problems:
         p = result.problems[0]

@@ -209,6 +209,21 @@ class CaptionPane(Vertical):
             self._reload(view.item_id)
 
     @work(group="detail-save", exit_on_error=False)
+    async def caption_vlm(self) -> None:
+        """Save, caption this item with a VLM (the dialog, then the review), show the result."""
+        view = self.view
+        if view is None:
+            return
+        from sushitui.tui.screens.caption_dialog import CaptionDialog
+
+        if not await self._save_all():
+            return
+        review = await self.app.push_screen_wait(CaptionDialog(view.dataset_id, item_ids=[view.item_id],
+                                                               current_id=view.item_id))
+        if review is not None and await self.app.push_screen_wait(review):
+            self._reload(view.item_id)
+
+    @work(group="detail-save", exit_on_error=False)
     async def export_caption(self) -> None:
         """Write the caption shown (the text tab's, else the tags) to a new .txt file."""
         if self.view is None:
