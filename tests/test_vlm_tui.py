@@ -263,3 +263,50 @@ def test_dialog_and_review_are_readable_at_80x24(env, db_path, server):
                 assert part in text, part
 
     run(go())
+
+
+def test_caption_this_item_from_item_detail_and_keep_mine_on_a_conflict(env, db_path, server):
+    from textual.widgets import Input, Select
+
+    from sushitui.tui.screens.caption_dialog import TEMPLATE_FILE, CaptionDialog
+    from sushitui.tui.screens.caption_review import CaptionReviewScreen
+    from sushitui.tui.screens.conflict import ConflictDialog
+    from sushitui.tui.screens.item_detail import ItemDetailScreen
+
+    add_endpoint(db_path, server)
+    app = _app(db_path)
+
+    async def go():
+        async with app.run_test(size=(120, 40)) as pilot:
+            browser = await open_browser(app, pilot)
+            await pilot.press("right", "right", "enter")  # fox_03
+            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
+                         what="item detail")
+            detail = app.screen
+            await pilot.press("C")
+            await settle(pilot, lambda: isinstance(app.screen, CaptionDialog), what="the caption dialog")
+            dialog = app.screen
+            await settle(pilot, lambda: dialog.endpoints, what="the endpoints")
+            dialog.query_one("#cap-template", Select).value = TEMPLATE_FILE
+            await pilot.pause()
+            dialog.query_one("#cap-template-file", Input).value = env["template"]
+            await settle(pilot, lambda: "Describe <<fox_03>> from photos. Tags: fox, snow, 1girl." in screen_text(app),
+                         what="the preview of this item")
+            assert "Caption pics: 1 item" in screen_text(app)
+            await pilot.press("ctrl+s")
+            await settle(pilot, lambda: isinstance(app.screen, CaptionReviewScreen), what="the review screen")
+            review = app.screen
+            assert [e.result.name for e in review.entries] == ["fox_03"]
+            (env["root"] / "fox_03_caption.txt").write_text("meanwhile", encoding="utf-8")
+            await pilot.press("y")
+            await settle(pilot, lambda: isinstance(app.screen, ConflictDialog), what="the conflict dialog")
+            await pilot.press("m")  # keep mine: written over the file
+            await settle(pilot, lambda: review.entries[0].decision == "accepted", what="accepted")
+            assert (env["root"] / "fox_03_caption.txt").read_text(encoding="utf-8") == "A detailed photo of fox_03."
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.screen is detail, what="back to item detail")
+            await settle(pilot, lambda: any(c.content == "A detailed photo of fox_03." for c in detail.view.captions),
+                         what="item detail shows the new caption")
+            assert browser in app.screen_stack
+
+    run(go())
