@@ -10,7 +10,8 @@ Grammar (``|`` binds tighter than ``,``; ``-`` tighter than both)::
     term    := group:NAME | caption:TYPE | source:PATTERN
              | width:OPNUM | height:OPNUM | tags:OPNUM
              | tokens:OPNUM | t5tokens:OPNUM | chars:OPNUM
-             | dup:[exact|near|any] | check:CODE | TAG
+             | dup:[exact|near|any] | check:CODE
+             | rating:OPNUM | flag:FLAG | TAG
     OPNUM   := [= | > | >= | < | <=] INTEGER
 
 ``tokens:>75`` keeps items with a caption longer than 75 CLIP tokens (BOS/EOS not counted),
@@ -20,7 +21,9 @@ the counters are the real tokenizers, registered by ``sushitui.check``
 (any dataset), ``dup:near`` those the last ``sushitui check`` found near-duplicate,
 ``dup:`` / ``dup:any`` either. ``check:CODE`` keeps items with that finding from the last
 check (``*`` wildcards; ``check:error`` / ``warning`` / ``info`` by severity; ``check:any``
-any finding).
+any finding). ``rating:>=4`` compares an item's stars (0-5, 0: unrated), ``flag:exclude``
+keeps items with that flag (``exclude``, ``needs-work``, ``reg``; ``flag:any`` any flag), as
+set by ``sushitui rate`` / ``flag`` and the TUI's keys (``sushitui.dataset.marks``).
 
 ``caption:TYPE`` keeps items that have a non-empty caption of that type (``tags``,
 ``natural_language``, ``social_media``, ``instruction``, ``description``, ``prompt``; short
@@ -61,7 +64,7 @@ SEPARATORS = ",|"
 # characters a backslash makes literal; any other backslash is kept (the tag ``\m/``)
 _ESCAPABLE = set(',|()*"\\-:')
 _WILDCARD = "\ue000"  # a private-use character standing for ``*`` while normalising
-_META = re.compile(r"\s*(group|caption|source|width|height|tags|tokens|t5tokens|chars|dup|check)\s*:", re.IGNORECASE)
+_META = re.compile(r"\s*(group|caption|source|width|height|tags|tokens|t5tokens|chars|dup|check|rating|flag)\s*:", re.IGNORECASE)
 _COMPARE = re.compile(r"\s*(>=|<=|=|>|<)?\s*([0-9]+)\s*$")
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
 
@@ -156,7 +159,7 @@ class SourceTerm:
 
 @dataclass(frozen=True)
 class CompareTerm:
-    field: str  # width | height | tags
+    field: str  # width | height | tags | rating | tokens | t5tokens | chars
     op: str
     value: int
     position: int
@@ -181,6 +184,18 @@ class CheckTerm:
         if self.pattern in CHECK_SEVERITIES:
             return severity == self.pattern
         return fnmatch.fnmatchcase(code, self.pattern)
+
+
+@dataclass(frozen=True)
+class FlagTerm:
+    flag: str  # one of ITEM_FLAGS, or "any"
+    position: int
+
+
+# Item.flags bits (sushitui.store.models.ITEM_FLAGS, written here so the parser needs no
+# store import) and the spellings a user may type for them
+ITEM_FLAGS = ("exclude", "needs-work", "reg")
+FLAG_ALIASES = {"excluded": "exclude", "needs_work": "needs-work", "needswork": "needs-work", "work": "needs-work"}
 
 
 # fields counted in a caption's text (CompareTerm.field); tokens/t5tokens need a counter
@@ -226,7 +241,7 @@ class Or:
     children: tuple["Node", ...]
 
 
-Node = Union[MatchAll, TagTerm, GroupTerm, CaptionTerm, SourceTerm, CompareTerm, DupTerm, CheckTerm, Not, And, Or]
+Node = Union[MatchAll, TagTerm, GroupTerm, CaptionTerm, SourceTerm, CompareTerm, DupTerm, CheckTerm, FlagTerm, Not, And, Or]
 
 
 def _glob_escape(text: str) -> str:
@@ -278,7 +293,7 @@ class _Parser:
             self.skip_ws()
             if self.i >= self.n and self.depth == 0:
                 break  # a trailing comma, as captions are often written, is harmless
-            if self.i >= self.n or self.peek() in ",|)":
+            if self.i >= self.n or self.s[self.i] in ",|)":
                 raise self.error("expected a tag after ','")
             items.append(self.or_expr())
         return items[0] if len(items) == 1 else And(tuple(items))
@@ -291,7 +306,7 @@ class _Parser:
                 break
             self.i += 1
             self.skip_ws()
-            if self.i >= self.n or self.peek() in ",|)":
+            if self.i >= self.n or self.s[self.i] in ",|)":
                 raise self.error("expected a tag after '|'")
             items.append(self.unary())
         return items[0] if len(items) == 1 else Or(tuple(items))
@@ -302,7 +317,7 @@ class _Parser:
             pos = self.i
             self.i += 1
             self.skip_ws()
-            if self.i >= self.n or self.peek() in ",|)":
+            if self.i >= self.n or self.s[self.i] in ",|)":
                 raise self.error("expected a tag after '-' (write \\- for a tag that starts with a dash)")
             self.depth += 1
             if self.depth > MAX_DEPTH:
@@ -440,6 +455,11 @@ class _Parser:
             if kind not in DUP_KINDS:
                 raise self.error(f"unknown duplicate kind '{word}' (dup:exact, dup:near or dup:any)", value_pos + lead)
             return DupTerm(kind, start)
+        if name == "flag":
+            flag = FLAG_ALIASES.get(word, word)
+            if flag not in ITEM_FLAGS + ("any",):
+                raise self.error(f"unknown flag '{word}' (flag:exclude, needs-work, reg or any)", value_pos + lead)
+            return FlagTerm(flag, start)
         if name == "check":
             if not word:
                 raise self.error("expected a finding after 'check:' (a code such as upscaled, "
@@ -549,7 +569,7 @@ def _frequency(cond, cap: int) -> int:
 
 def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
     """A peewee expression over ``Item`` for the tree (None for MatchAll)."""
-    from peewee import SQL, NodeList, Value, fn
+    from peewee import SQL, IntegerField, NodeList, Value, fn
 
     from sushitui.store import Caption, Item, ItemTag, TagGroupMember
 
@@ -604,23 +624,30 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
             # blank captions (an emptied tag file, an empty .txt) do not count as having one
             has = (Caption.type == n.type) & (fn.trim(Caption.content, " \t\r\n") != "")
             if page:
-                Probe = Caption.alias()
-                return fn.EXISTS(Probe.select(Probe.id).where(_rebind(has, Caption, Probe) & (Probe.item == Item.id))), None
+                CaptionProbe = Caption.alias()
+                return fn.EXISTS(
+                    CaptionProbe.select(CaptionProbe.id).where(_rebind(has, Caption, CaptionProbe) & (CaptionProbe.item == Item.id))
+                ), None
             return Item.id.in_(Caption.select(Caption.item).where(has)), None
         if isinstance(n, SourceTerm):
             # LIKE: ASCII case-insensitive like the Python rule, and 2-3x cheaper than
             # lower(source) over a million tag rows; "_" is escaped, "*" becomes "%"
             like = n.pattern.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%").replace("*", "%")
-            cond = NodeList((ItemTag.source, SQL("LIKE"), Value(like), SQL("ESCAPE"), Value("\\")), parens=True)
-            return (as_exists(cond) if page else as_in(cond)), None
+            like_cond = NodeList((ItemTag.source, SQL("LIKE"), Value(like), SQL("ESCAPE"), Value("\\")), parens=True)
+            return (as_exists(like_cond) if page else as_in(like_cond)), None
         if isinstance(n, CompareTerm) and n.field in CAPTION_COUNT_FIELDS:
             return _caption_count_expr(n, page), None
         if isinstance(n, DupTerm):
             return _dup_expr(n), None
         if isinstance(n, CheckTerm):
             return _check_expr(n), None
+        if isinstance(n, FlagTerm):
+            bits = (1 << len(ITEM_FLAGS)) - 1 if n.flag == "any" else 1 << ITEM_FLAGS.index(n.flag)
+            return Item.flags.bin_and(bits) != 0, None
         if isinstance(n, CompareTerm):
-            col = {"width": Item.width, "height": Item.height, "tags": Item.tag_count}[n.field]
+            columns: dict[str, IntegerField] = {"width": Item.width, "height": Item.height, "tags": Item.tag_count,
+                                                "rating": Item.rating}
+            col = columns[n.field]
             cmp = {
                 "=": col == n.value, ">": col > n.value, ">=": col >= n.value, "<": col < n.value, "<=": col <= n.value,
             }[n.op]
@@ -635,8 +662,8 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set"):
             return _fold([p[0] for p in parts], "and"), None
         if isinstance(n, Or):
             # exact tags OR-ed together become one IN list: one index pass instead of many
-            exact = [c.key for c in n.children if isinstance(c, TagTerm) and c.parts is None]
-            rest = [walk(c)[0] for c in n.children if not (isinstance(c, TagTerm) and c.parts is None)]
+            exact = [k for c in n.children if (k := _exact_key(c)) is not None]
+            rest = [walk(c)[0] for c in n.children if _exact_key(c) is None]
             if len(exact) > 1:
                 e, _ = tag_expr(("o",) + tuple(sorted(exact)), ItemTag.norm.in_(exact), probe_ok=True)
                 rest.insert(0, e)
@@ -738,7 +765,7 @@ def _fold(exprs: list, how: str):
 def _wants_ids_only(select) -> bool:
     from sushitui.store import Item
 
-    cols = getattr(select, "_returning", None) or ()
+    cols: list[Any] | tuple[Any, ...] = getattr(select, "_returning", None) or ()
     return len(cols) == 1 and getattr(cols[0], "name", None) == "id" and getattr(cols[0], "model", None) is Item
 
 
@@ -766,6 +793,11 @@ def apply_query(select, text: str | None, dataset_id: int | None = None, *, subt
 # --- counting ----------------------------------------------------------------------------
 
 
+def _exact_key(n: Node) -> str | None:
+    """The match key of an exact tag term; None for anything else (a wildcard, a group, ...)."""
+    return n.key if isinstance(n, TagTerm) and n.parts is None else None
+
+
 def _has_arm(n: Node) -> bool:
     """Whether ``_compound_arm`` has a SELECT for the term: exact tags, ``|`` of exact
     tags, groups. Sizes, caption:, source: and nesting have none; a wildcard is left to
@@ -785,9 +817,11 @@ def _compound_arm(n: Node, dataset_id: int) -> tuple[str, list, tuple[int, int] 
     if isinstance(n, TagTerm):
         return head + "norm = ?", [n.key], None
     if isinstance(n, Or):
-        keys = sorted({c.key for c in n.children})
+        keys = sorted({k for c in n.children if (k := _exact_key(c)) is not None})  # all of them (_has_arm)
         return head + f"norm IN ({','.join('?' * len(keys))})", keys, None
     from sushitui.store import group_index
+
+    assert isinstance(n, GroupTerm)  # _has_arm lets nothing else through
 
     gid = _group_id(n.name, n.position)
     stored = group_index.item_ids_arm(dataset_id, gid)
@@ -807,7 +841,8 @@ def _compound_count_sql(node: Node, dataset_id: int) -> tuple[str, list, list[tu
         return None
     if not all(_has_arm(t.child if isinstance(t, Not) else t) for t in terms):
         return None  # decided before any group answer is built for nothing
-    pos, neg = [], []
+    pos: list[tuple[str, list, tuple[int, int] | None]] = []
+    neg: list[tuple[str, list, tuple[int, int] | None]] = []
     for t in terms:
         arm = _compound_arm(t.child, dataset_id) if isinstance(t, Not) else _compound_arm(t, dataset_id)
         (neg if isinstance(t, Not) else pos).append(arm)
@@ -870,6 +905,8 @@ class ItemFacts:
     captions: list[str] = field(default_factory=list)  # texts, for tokens:/t5tokens:/chars:
     duplicate: set[str] = field(default_factory=set)  # {"exact", "near"}
     findings: set[tuple[str, str]] = field(default_factory=set)  # (code, severity)
+    rating: int = 0
+    flags: set[str] = field(default_factory=set)
 
 
 def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable[str]] | None = None) -> bool:
@@ -895,8 +932,11 @@ def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable
         return bool(facts.duplicate) if node.kind == "any" else node.kind in facts.duplicate
     if isinstance(node, CheckTerm):
         return any(node.matches(code, sev) for code, sev in facts.findings)
+    if isinstance(node, FlagTerm):
+        return bool(facts.flags) if node.flag == "any" else node.flag in facts.flags
     if isinstance(node, CompareTerm):
-        value: Any = {"width": facts.width, "height": facts.height, "tags": facts.tag_count}[node.field]
+        value: Any = {"width": facts.width, "height": facts.height, "tags": facts.tag_count,
+                      "rating": facts.rating}[node.field]
         if value is None:
             return False
         return {
