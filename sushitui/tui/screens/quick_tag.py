@@ -180,11 +180,10 @@ class QuickTagScreen(Screen):
 
     @work(thread=True, group="qt-setup", exit_on_error=False)
     def _ids_worker(self) -> None:
-        from sushitui.dataset.items import select_items
-        from sushitui.store import Item
+        from sushitui.dataset.items import result_ids
 
         try:
-            ids = [row[0] for row in select_items(self.dataset_id, self.query_text or None).select(Item.id).tuples()]
+            ids = result_ids(self.dataset_id, self.query_text or None)
         except Exception as exc:  # noqa: BLE001 - a bad query is shown, not raised
             self.app.call_from_thread(self._ids_ready, [], f"cannot select images: {exc}")
             return
