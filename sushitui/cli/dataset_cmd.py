@@ -76,6 +76,10 @@ def register(subparsers) -> None:
     add_common(p)
     p.set_defaults(func=cmd_remove)
 
+    from sushitui.cli import import_config_cmd  # issue 17: trainer configs in
+
+    import_config_cmd.register(sub)
+
     p = subparsers.add_parser("items", help="list a dataset's items (JSON Lines with --json)")
     p.add_argument("name", metavar="NAME", help="dataset name")
     p.add_argument("--query", "-q", metavar="Q", help="filter with the query language: tags joined by ',' (AND), '|' (OR), '-' (NOT), "
