@@ -422,7 +422,9 @@ class _Parser:
         raw = self.s[start:end]
         if plain:
             meta = _META.match(raw)
-            if meta:
+            # rating:general / rating:explicit are tags (taggers write them): rating: is
+            # the stars only when a comparison follows
+            if meta and not (meta.group(1).lower() == "rating" and not _COMPARE.match(raw[meta.end():])):
                 return self._meta_term(meta.group(1).lower(), raw, start, meta.end())
         text = "".join(chars).strip()
         if not text:
