@@ -21,10 +21,12 @@ from sushitui.store.models import (
     TagGroup,
     TagGroupMember,
     TrainingRun,
+    tuple_rows,
 )
 
 __all__ = [
     "LATEST_VERSION", "SchemaTooNewError", "StoreError", "current_database", "open_database",
     "write_transaction", "Alias", "Caption", "Dataset", "DictionaryTag", "Item", "ItemStats",
     "ItemTag", "RunItemUsage", "TagGroup", "TagGroupMember", "TaggerCache", "TrainingRun",
+    "tuple_rows",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, Iterator
 
 from peewee import (
     SQL,
@@ -51,6 +52,11 @@ class BaseModel(Model):
     class Meta:
         database = database_proxy
         legacy_table_names = False
+
+
+def tuple_rows(query: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of a ``.tuples()`` select, typed as tuples (peewee's stub types them as models)."""
+    return iter(query)
 
 
 # --- datasets and their index -------------------------------------------------------

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, cast
 
 from sushitui.errors import UserError
 from sushitui.tags.normalize import clean, match_key
@@ -46,7 +46,7 @@ class TagRow(NamedTuple):
 
     tag: str
     category: str
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, which no caller uses
     display_name: str | None
     aliases: tuple[str, ...]
     description: str
@@ -67,6 +67,12 @@ class RowProblem:
 class Parsed:
     rows: list[TagRow] = field(default_factory=list)
     rejected: list[RowProblem] = field(default_factory=list)
+
+    def add(self, row: TagRow | RowProblem) -> None:
+        if isinstance(row, TagRow):
+            self.rows.append(row)
+        else:
+            self.rejected.append(row)
 
 
 # --- validation (TAG-5) -----------------------------------------------------------------
@@ -161,6 +167,7 @@ def check_row(where: str, tag: object, category: object, count: object, display_
         reason = "the display name contains a control character; remove it"
     if reason is not None:
         return RowProblem(where, name, reason)
+    assert isinstance(category, str) and n is not None  # both checked above: no reason
     dn = clean(str(display_name)) if display_name not in (None, "") else None
     return TagRow(clean(name), category.strip().lower(), n, dn, tuple(alias_list), str(description or ""), where)
 
@@ -276,11 +283,11 @@ def parse_taglist_json(path: Path, category: str | None = None) -> Parsed:
     # a comma/control character — checked on joined strings in C instead of per row.
     if all(type(c) is int and 0 <= c <= MAX_COUNT for c in counts) and names_all_clean(names):
         # plain tuples (a TagRow is a tuple): ~5× cheaper to build than the named kind
-        out.rows = list(zip(names, repeat(cat), counts, repeat(None), repeat(()), repeat(""), repeat("")))
+        out.rows = cast("list[TagRow]", list(zip(names, repeat(cat), counts, repeat(None), repeat(()), repeat(""), repeat(""))))
         return out
     for i, (name, count) in enumerate(data.items(), 1):
         row = check_row(f"{path.name} entry {i}", name, cat, count)
-        (out.rows if isinstance(row, TagRow) else out.rejected).append(row)
+        out.add(row)
     return out
 
 
@@ -310,7 +317,7 @@ def parse_csv(path: Path, category: str | None = None) -> Parsed:
         tag, cat, count, display, aliases, desc = rec[:6]
         cat = cat.strip() or (category or "")
         row = check_row(f"{path.name} line {lineno}", tag, cat, count, display or None, aliases, desc)
-        (out.rows if isinstance(row, TagRow) else out.rejected).append(row)
+        out.add(row)
     return out
 
 
@@ -355,7 +362,7 @@ def parse_tagcomplete(path: Path) -> Parsed:
         count = rec[2] if len(rec) > 2 else ""
         aliases = rec[3] if len(rec) > 3 else ""
         row = check_row(where, tag, DANBOORU_CODES[code], count, None, aliases)
-        (out.rows if isinstance(row, TagRow) else out.rejected).append(row)
+        out.add(row)
     return out
 
 

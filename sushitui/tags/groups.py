@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from peewee import fn
 
 from sushitui.errors import UserError
-from sushitui.store import TagGroup, TagGroupMember, current_database, write_transaction
+from sushitui.store import TagGroup, TagGroupMember, current_database, tuple_rows, write_transaction
 from sushitui.store.models import AppSetting
 from sushitui.tags.normalize import clean, match_key
 
@@ -109,9 +109,9 @@ def get_group(name: str) -> TagGroup:
 
 
 def list_groups() -> list[GroupInfo]:
-    counts = dict(
+    counts: dict[int, int] = dict(tuple_rows(
         TagGroupMember.select(TagGroupMember.group, fn.COUNT(TagGroupMember.norm)).group_by(TagGroupMember.group).tuples()
-    )
+    ))
     return [
         GroupInfo(g.id, g.name, g.color, g.description, g.sort_order, counts.get(g.id, 0))
         for g in TagGroup.select().order_by(TagGroup.sort_order, TagGroup.name)
@@ -179,8 +179,8 @@ def _insert_members(group_id: int, tags: Iterable[str]) -> tuple[int, int]:
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         existing.update(
-            r[0] for r in TagGroupMember.select(TagGroupMember.norm)
-            .where((TagGroupMember.group == group_id) & TagGroupMember.norm.in_(chunk)).tuples()
+            r[0] for r in tuple_rows(TagGroupMember.select(TagGroupMember.norm)
+            .where((TagGroupMember.group == group_id) & TagGroupMember.norm.in_(chunk)).tuples())
         )
     new = [(group_id, rows[k], k) for k in keys if k not in existing]
     for start in range(0, len(new), 500):
@@ -190,7 +190,8 @@ def _insert_members(group_id: int, tags: Iterable[str]) -> tuple[int, int]:
 
 def add_tags(name: str, tags: Iterable[str]) -> tuple[int, list[str]]:
     """Add tags to a group; returns (added, rejected tags)."""
-    good, bad = [], []
+    good: list[str] = []
+    bad: list[str] = []
     for t in tags:
         c = _check_tag(t)
         (good if c else bad).append(c or str(t))
@@ -244,7 +245,7 @@ def group_colors() -> dict[str, str]:
         .order_by(TagGroup.sort_order.desc(), TagGroup.name.desc())
         .tuples()
     )
-    colors = dict(rows)  # later rows win: iterate from the last group to the first
+    colors: dict[str, str] = dict(tuple_rows(rows))  # later rows win: iterate from the last group to the first
     with _lock:
         _colors, _colors_key = colors, key
     return colors
