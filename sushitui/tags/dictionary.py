@@ -13,12 +13,12 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 from sushitui import config
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
-from sushitui.store import DictionaryTag, ItemTag, current_database, write_transaction
+from sushitui.store import DictionaryTag, ItemTag, current_database, tuple_rows, write_transaction
 from sushitui.store.deferred_index import build_indexes
 from sushitui.store.models import DictionaryLoad
 from sushitui.tags.autocomplete import dictionary_changed
@@ -212,7 +212,8 @@ def import_rows(
     db = _db()
     if not rows:
         return report
-    tags, cats, counts, displays, aliases, descs, _where_col = zip(*rows)
+    # lists, as the picks below make them
+    tags, cats, counts, displays, aliases, descs, _where_col = map(list, zip(*rows))
     norms = norms if norms is not None else bulk_keys(list(tags))
     keep = _dedupe(rows, norms, report)
     if keep is not None:
@@ -428,7 +429,7 @@ def _attach_aliases(rows: list[TagRow], norms: list[str], alias_map: dict[str, l
                 else:
                     good.append(clean(a))
         merged = tuple(dict.fromkeys(tuple(r[4]) + tuple(good))) if r[4] else tuple(good)
-        out[i] = (r[0], r[1], r[2], r[3], merged, r[5], r[6])
+        out[i] = cast(TagRow, (r[0], r[1], r[2], r[3], merged, r[5], r[6]))  # plain, like the rows
     return out, len(by_key) - matched
 
 
@@ -526,7 +527,8 @@ class DictQuery:
 
 
 def _where(q: DictQuery) -> tuple[str, list]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if q.category:
         if category_problem(q.category):
             raise DictionaryError(category_problem(q.category))
@@ -657,6 +659,13 @@ def get_tag(tag: str) -> DictEntry | None:
     return entry
 
 
+def _stored_entry(tag: str) -> DictEntry:
+    """``get_tag`` of a tag known to be in the dictionary (just written, or checked)."""
+    entry = get_tag(tag)
+    assert entry is not None, tag
+    return entry
+
+
 def lookup_many(tags: Iterable[str]) -> dict[str, tuple[str, int]]:
     """match key → (category, count) for the given tags that are in the dictionary."""
     keys = list({match_key(t) for t in tags})
@@ -735,7 +744,7 @@ def _deprecation(tag: str, deprecated: bool | None, replacement: str | None, pro
         if reason:
             problems["replacement"] = reason
             return True, None
-        return True, get_tag(replacement).tag  # the dictionary's own spelling
+        return True, _stored_entry(replacement).tag  # the dictionary's own spelling
     return bool(deprecated), None
 
 
@@ -766,7 +775,7 @@ def add_tag(tag: str, category: str = "general", count: int | str = 0, *, displa
             deprecated=deprecated, replacement=replacement, wiki_url=wiki_url or None, created_at=now, updated_at=now,
         ).execute()
     dictionary_changed()
-    return get_tag(tag)
+    return _stored_entry(tag)
 
 
 def _official(changes: dict, entry: DictEntry) -> bool:
@@ -820,7 +829,7 @@ def edit_tag(tag: str, /, **changes) -> DictEntry:
             updated_at=time.time(),
         ).where(DictionaryTag.id == entry.id).execute()
     dictionary_changed()
-    return get_tag(new["tag"])
+    return _stored_entry(new["tag"])
 
 
 @dataclass
@@ -841,7 +850,8 @@ class RemoveReport:
 def items_with_tag(tag: str) -> dict[str, list[int]]:
     """subtype → item ids whose captions hold ``tag`` (by match key)."""
     out: dict[str, list[int]] = {}
-    for item_id, subtype in ItemTag.select(ItemTag.item, ItemTag.subtype).where(ItemTag.norm == match_key(tag)).distinct().tuples():
+    rows = ItemTag.select(ItemTag.item, ItemTag.subtype).where(ItemTag.norm == match_key(tag)).distinct().tuples()
+    for item_id, subtype in tuple_rows(rows):
         out.setdefault(subtype, []).append(item_id)
     return out
 
