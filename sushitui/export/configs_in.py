@@ -42,6 +42,7 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sushitui.errors import UserError
 
@@ -251,24 +252,24 @@ class PathResolver:
         self.workdir = os.path.abspath(os.path.expanduser(workdir)) if workdir else None
         self.base = self.workdir or str(config.parent)
 
-    def resolve(self, raw: str) -> tuple[str | None, str | None]:
-        """(absolute path, None) or (None, why it cannot be used, naming what to pass)."""
+    def resolve(self, raw: str) -> tuple[str, str]:
+        """(absolute path, "") or ("", why it cannot be used, naming what to pass)."""
         raw = str(raw).strip()
         if not raw:
-            return None, "empty path"
+            return "", "empty path"
         mapped = self._mapped(raw)
         path = mapped if mapped is not None else raw
         if _WINDOWS_ABS.match(path) and os.name != "nt":
             prefix = re.match(r"^(?:[A-Za-z]:|\\\\[^\\/]+[\\/][^\\/]+)", path)
             example = (prefix.group(0) if prefix else path[:3]) + "\\…"
-            return None, (f"'{raw}' is a Windows path; map it to this machine with --path-map "
+            return "", (f"'{raw}' is a Windows path; map it to this machine with --path-map "
                           f"'{example.rstrip('…').rstrip(chr(92))}=/where/it/is/here'")
         if "\\" in path and "/" not in path and os.name != "nt":
             path = path.replace("\\", "/")  # a relative Windows path (.\img\10_x)
         path = os.path.expanduser(path)
         if not os.path.isabs(path):
             path = os.path.join(self.base, path)
-        return os.path.normpath(path), None
+        return os.path.normpath(path), ""
 
     def _mapped(self, raw: str) -> str | None:
         nraw = _norm(raw)
@@ -423,10 +424,11 @@ def _onetrainer(doc, text: str) -> tuple[list[_Raw], list[str]]:
         line = lines.next("path") if "path" in c else None
         text_cfg = c.get("text") or {}
         strategy = str(c.get("balancing_strategy", "REPEATS")).upper()
-        balancing = c.get("balancing", c.get("repeats", 1.0))
+        given: Any = c["balancing"] if "balancing" in c else c.get("repeats", 1.0)  # "repeats": before config_version 1
+        balancing = float(given)
         trainer: dict = {"name": c.get("name"), "keep_tokens": text_cfg.get("keep_tags_count")}
         if strategy == "REPEATS":
-            trainer["repeats"] = int(balancing) if float(balancing).is_integer() else balancing
+            trainer["repeats"] = int(balancing) if balancing.is_integer() else balancing
         else:
             trainer["other_balancing"] = {"balancing": balancing, "balancing_strategy": strategy}
         ctype = str(c.get("type") or c.get("concept_type") or "STANDARD").upper()
@@ -562,12 +564,12 @@ def read_config(
             what = "is a file, not a folder" if os.path.exists(resolved) else "no such folder"
             problems.append(f"{at(raw.line)}: {raw.where}: '{raw.path}' → {resolved}: {what}{resolver.relative_hint(raw.path)}")
             continue
-        trainer = {"format": fmt, "config": str(path), "entry": raw.where, "line": raw.line, "recursive": raw.recursive}
+        trainer: dict[str, Any] = {"format": fmt, "config": str(path), "entry": raw.where, "line": raw.line, "recursive": raw.recursive}
         trainer.update({k: v for k, v in raw.trainer.items() if v not in (None, {}, [])})
         unmapped = list(raw.unmapped)
         for key, (values, line) in raw.dirs.items():
             for value in values:
-                p, why = resolver.resolve(value) if isinstance(value, str) else (None, f"{value!r} is not a path")
+                p, why = resolver.resolve(value) if isinstance(value, str) else ("", f"{value!r} is not a path")
                 if why or not os.path.isdir(p):
                     why = why or _missing(value, p, "folder", resolver)
                     problems.append(f"{at(line)}: {raw.where}: {key[:-5].replace('_', ' ')} folder {why}")
@@ -577,7 +579,7 @@ def read_config(
                     unmapped.append(_separate_folder_note(key, p))
         for key, (values, line) in raw.files.items():
             for value in values:
-                p, why = resolver.resolve(value) if isinstance(value, str) else (None, f"{value!r} is not a path")
+                p, why = resolver.resolve(value) if isinstance(value, str) else ("", f"{value!r} is not a path")
                 if why or not os.path.isfile(p):
                     problems.append(f"{at(line)}: {raw.where}: metadata file {why or _missing(value, p, 'file', resolver)}")
                     continue

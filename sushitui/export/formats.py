@@ -61,6 +61,7 @@ class FolderInfo:
     has_control: bool = False
     has_mask: bool = False
     needs_control: bool = False  # CONTROL_REQUIRED_FORMATS: some item of the folder has a control image
+    is_reg: bool = False  # regularisation images (the dataset's trainer settings say so: import-config)
     shortened: bool = False  # a folder name was too long and got writer.shorten_name's hash
 
 
@@ -155,6 +156,8 @@ def kohya_dreambooth_toml(folders: Sequence[FolderInfo], options: ExportOptions,
             continue
         if f.class_tokens:
             sub["class_tokens"] = f.class_tokens
+        if f.is_reg:
+            sub["is_reg"] = True
         plain.append(sub)
     dataset = _kohya_dataset(options, long_sides)
     # a dataset is ControlNet-style only when every subset has conditioning_data_dir:
@@ -222,6 +225,8 @@ def ai_toolkit_yaml(folders: Sequence[FolderInfo], options: ExportOptions, root:
         }
         if options.keep_tokens:
             entry["keep_tokens"] = options.keep_tokens
+        if f.is_reg:
+            entry["is_reg"] = True
         if f.has_control and f.control_folder:
             entry["control_path"] = config_path(root, f.control_folder)
         if f.has_mask and f.mask_folder:

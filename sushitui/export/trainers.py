@@ -84,7 +84,7 @@ def nocontrol_folder(info: FolderInfo, folders: dict[str, FolderInfo]) -> Folder
             n += 1
             name = f"{base}_{n}"
         mask = info.mask_folder[:-1] + (name,) if info.mask_folder else None
-        sibling = folders[key] = FolderInfo(info.folder[:-1] + (name,), info.repeats, info.class_tokens, mask_folder=mask)
+        sibling = folders[key] = FolderInfo(info.folder[:-1] + (name,), info.repeats, info.class_tokens, mask_folder=mask, is_reg=info.is_reg)
     return sibling
 
 
