@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "sushitui.cli.caption_cmd",
     "sushitui.cli.check_cmd",
     "sushitui.cli.jobs_cmd",
+    "sushitui.cli.marks_cmd",
 ]
 
 

@@ -39,6 +39,8 @@ def register(subparsers) -> None:
                    "diffusion-pipe: dataset.toml [[directory]] (+ captions.json); musubi: musubi-tuner dataset TOML "
                    "(control_directory); kohya-jsonl: sd-scripts JSONL metadata + dataset.toml")
     p.add_argument("--query", "-q", metavar="Q", help="export only the items matching this query")
+    p.add_argument("--include-excluded", action="store_true",
+                   help="also export items flagged exclude (`sushitui flag NAME ITEM exclude`); left out by default")
     p.add_argument("--caption", metavar="SUBTYPE[,FALLBACK...]", default="main",
                    help="caption subtype(s) in fallback order, e.g. main,alt (a caption type such as natural_language also works)")
     p.add_argument("--exclude-groups", metavar="GROUPS", default="", help="comma-separated tag groups whose tags are left out, e.g. Meta")
@@ -72,6 +74,7 @@ def options_from_args(args):
     return ExportOptions(
         format=args.format,
         query=args.query,
+        include_excluded=args.include_excluded,
         caption=tuple(c.strip() for c in args.caption.split(",") if c.strip()),
         exclude_groups=tuple(g.strip() for g in args.exclude_groups.split(",") if g.strip()),
         aliases=args.aliases,

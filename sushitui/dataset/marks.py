@@ -201,9 +201,11 @@ def read_marks_file(root: str | os.PathLike) -> dict[str, Marks]:
 def write_marks_file(root: str | os.PathLike, marks: dict[str, Marks]) -> Path:
     """Write the whole file atomically (a reader sees the old or the new file, never half)."""
     path = marks_path(root)
-    doc = {"version": FORMAT_VERSION,
-           "items": {k: marks[k].to_json() for k in sorted(marks) if not marks[k].empty}}
-    data = json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=False).encode("utf-8") + b"\n"
+    # one item per line: compact for 100k items, and a diff or a hand edit stays readable
+    lines = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(marks[k].to_json(), ensure_ascii=False)}"
+             for k in sorted(marks) if not marks[k].empty]
+    body = ",\n".join(lines)
+    data = (f'{{"version": {FORMAT_VERSION}, "items": {{' + (f"\n{body}\n" if lines else "") + "}}\n").encode("utf-8")
     try:
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".marks-", suffix=".tmp", dir=path.parent)

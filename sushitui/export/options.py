@@ -21,6 +21,8 @@ class ExportOptions:
     # item subset: a query of the query language and/or explicit item ids
     query: str | None = None
     item_ids: list[int] | None = None
+    # items flagged "exclude" (sushitui rate/flag, the TUI's E key) are left out unless asked
+    include_excluded: bool = False
     # caption subtypes (or caption types) in fallback order: the first non-empty one wins
     caption: tuple[str, ...] = ("main",)
     exclude_groups: tuple[str, ...] = ()
