@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Generic, Sequence, TypeVar
 
 from sushitui.store import current_database
 from sushitui.tags.normalize import is_kaomoji, match_key
@@ -102,12 +102,15 @@ def query_key(text: str) -> str:
     return key
 
 
-class _SmallSet:
+_Payload = TypeVar("_Payload")
+
+
+class _SmallSet(Generic[_Payload]):
     """Keys with payloads in ranking order (dataset tags by frequency, aliases by their
     target's count): prefix by ``bisect`` over the sorted keys, substring by
     ``str.find`` over all keys joined in ranking order (C speed, stops at ``limit``)."""
 
-    def __init__(self, entries: Sequence[tuple[str, object]]):
+    def __init__(self, entries: Sequence[tuple[str, _Payload]]):
         self.entries = list(entries)
         order = sorted(range(len(self.entries)), key=lambda i: self.entries[i][0])
         self.sorted_keys = [self.entries[i][0] for i in order]
@@ -181,7 +184,7 @@ class _DictIndex:
             "SELECT group_concat(id) FROM (SELECT id FROM dictionary_tag ORDER BY norm)").fetchone()
         self.by_norm = rank_of_id[self._ints(sorted_ids or "", n)]
         self.keys = _KeyView(self)
-        aliases = []
+        aliases: list[tuple[int, str, str]] = []
         for tag_id, text in db.execute_sql("SELECT id, aliases FROM dictionary_tag WHERE aliases != ''"):
             rank = int(rank_of_id[tag_id])
             for a in text.split(","):
@@ -385,7 +388,7 @@ class Completer:
         self._tindex_db = None
         self._building: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._datasets: dict[int, tuple[float, _SmallSet]] = {}
+        self._datasets: dict[int, tuple[float, _SmallSet[tuple[str, int]]]] = {}
         self._dataset_loading: set[int] = set()
         self.build_seconds: float | None = None
 
@@ -465,7 +468,7 @@ class Completer:
                 self._tindex_generation = (generation, translation_generation)
                 self._tindex_db = db
 
-    def _dataset(self, dataset_id: int, wait: bool = False) -> _SmallSet | None:
+    def _dataset(self, dataset_id: int, wait: bool = False) -> _SmallSet[tuple[str, int]] | None:
         now = time.monotonic()
         with self._lock:
             hit = self._datasets.get(dataset_id)
@@ -473,7 +476,7 @@ class Completer:
             loading = dataset_id in self._dataset_loading
             if not fresh and not loading:
                 self._dataset_loading.add(dataset_id)
-        if fresh:
+        if fresh and hit is not None:  # (fresh implies a hit)
             return hit[1]
         if not loading:
             if wait or hit is None:
@@ -573,6 +576,7 @@ class Completer:
         seen: set[str] = set()
 
         def ds_candidate(i: int, match: str) -> tuple[Candidate, str]:
+            assert ds is not None  # called for the dataset's matches only
             norm, (tag, freq) = ds.entries[i]
             cat = None
             if index is not None:  # an older index of this database is better than none while rebuilding
@@ -618,10 +622,10 @@ class Completer:
     @staticmethod
     def _dictionary_others(index: _DictIndex, key: str, k: int, top: int | None = None):
         """(candidate, norm) for dictionary substrings and aliases, by the tag's count."""
-        subs = [(r, None) for r in index.substring(key, k, top)]
+        subs: list[tuple[int, str | None]] = [(r, None) for r in index.substring(key, k, top)]
         for i in index.aliases.prefix(key, k + 5) + index.aliases.substring(key, k + 5):
-            _akey, (alias, rank) = index.aliases.entries[i]
-            subs.append((rank, alias))
+            _akey, (alias_text, alias_rank) = index.aliases.entries[i]
+            subs.append((alias_rank, alias_text))
         subs.sort(key=lambda x: (x[0], x[1] is not None))
         for rank, alias in subs:
             norm = index.key_bytes(rank).decode("utf-8")
