@@ -85,8 +85,8 @@ def test_dialog_from_the_browser_previews_the_prompt_and_a_sample_writes_nothing
             _browser, dialog = await open_dialog(app, pilot, env["template"])
             text = screen_text(app)
             assert "Caption pics: all 3 items" in text
-            assert "Describe <<cat_01>> from photos. Tags: ." in text  # the highlighted item, variables filled
-            assert "local (test-vlm)" in text and server.base_url in text
+            assert "Describe <<cat_01>> from photos. Tags: ." in text, text  # the highlighted item, variables filled
+            assert "local" in text and f"{server.base_url}  model: test-vlm" in text
             await pilot.press("down")  # the preview follows the template: the built-in one now has no <<name>>
             await pilot.press("f2")
             await settle(pilot, lambda: dialog.sample_report is not None, what="the sample")
@@ -140,12 +140,12 @@ def test_review_accept_edit_reject_regenerate_and_accept_all(env, db_path, serve
             assert [e.result.name for e in review.entries] == ["cat_01", "dog_02", "fox_03"]
             assert caption_files(env["root"]) == {}  # nothing written before an accept
             text = screen_text(app)
-            assert "Review 1/3 cat_01" in text and "A detailed photo of cat_01." in text
+            assert "Review 1/3 cat_01.jpg" in text and "A detailed photo of cat_01." in text
             assert "no caption of this kind yet" in text
             # edit, then accept: the edited text is written
             await pilot.press("e")
             assert isinstance(app.focused, TextArea)
-            await pilot.press("end", *" Red.")
+            await pilot.press(*" Red.")  # the cursor starts at the end
             await pilot.press("escape")
             assert app.screen is review and not isinstance(app.focused, TextArea)
             await pilot.press("y")
@@ -258,7 +258,7 @@ def test_dialog_and_review_are_readable_at_80x24(env, db_path, server):
             await settle(pilot, lambda: isinstance(app.screen, CaptionReviewScreen), what="the review screen")
             await pilot.pause(0.2)
             text = screen_text(app)
-            for part in ("Review 1/3 cat_01", "Caption now", "New caption", "A detailed photo of cat_01.", "Accept",
+            for part in ("Review 1/3 cat_01.jpg", "Caption now", "New caption", "A detailed photo of cat_01.", "Accept",
                          "Reject", "Regenerate"):
                 assert part in text, part
 

@@ -30,9 +30,9 @@ from sushitui.tui.widgets.progress import ProgressPanel
 SAMPLE_SIZE = 8
 TEMPLATE_FILE = "__file__"
 MODE_CHOICES = (
-    ("skip items with a caption", "skip-existing"),
-    ("replace the caption", "replace"),
-    ("append to the caption", "append"),
+    ("without a caption", "skip-existing"),
+    ("all (replace)", "replace"),
+    ("all (append)", "append"),
 )
 NO_ENDPOINT = (
     "No VLM endpoint is registered. In a shell, register your server (vLLM, SGLang, Ollama, llama-server, "
@@ -40,6 +40,17 @@ NO_ENDPOINT = (
     "  sushitui endpoint add local http://127.0.0.1:8000/v1 --model MODEL\n"
     "  sushitui endpoint test local"
 )
+
+
+def result_label(result) -> str:
+    """How an answer is named: its image's dataset-relative path (base names repeat
+    across folders: 00.jpg in each), else the item's name."""
+    return (result.images[0] if result.images else result.image_path) or result.name
+
+
+def in_dataset_order(results) -> list:
+    """The report lists answers as they came; screens show them in the dataset's order."""
+    return sorted(results, key=lambda r: (result_label(r), r.item_id))
 
 
 def parse_temperature(text: str) -> float | None:
@@ -61,7 +72,11 @@ class CaptionDialog(ModalScreen):
     """Caption the selection, a search result or one item with a VLM, for review."""
 
     DEFAULT_CSS = """
-    CaptionDialog #caption-dialog { width: 100; height: 100%; max-height: 40; }
+    CaptionDialog #caption-dialog {
+        width: 100; max-width: 100%; height: 100%; max-height: 40;
+        background: $surface; border: thick $primary; padding: 0 1;
+    }
+    CaptionDialog #cap-form, CaptionDialog #cap-file-row { height: auto; }
     CaptionDialog .dialog-title { margin-bottom: 0; height: auto; }
     CaptionDialog .caption-row { height: auto; }
     CaptionDialog .caption-row > Vertical { width: 1fr; height: auto; margin-right: 1; }
@@ -102,7 +117,7 @@ class CaptionDialog(ModalScreen):
     def compose(self) -> ComposeResult:
         from sushitui.tagger.vlm.templates import BUILTIN, DEFAULT_TEMPLATE
 
-        with Vertical(classes="dialog", id="caption-dialog"):
+        with Vertical(id="caption-dialog"):  # not .dialog: that one is narrow and as high as its content
             yield Static(Text("Caption with a VLM", style="bold"), id="cap-title", classes="dialog-title")
             with Vertical(id="cap-form"):
                 with Horizontal(classes="caption-row"):
@@ -186,7 +201,7 @@ class CaptionDialog(ModalScreen):
         self.endpoints = endpoints
         select = self.query_one("#cap-endpoint", Select)
         if endpoints:
-            select.set_options([(f"{e.name} ({e.model or 'first model listed'})", e.name) for e in endpoints])
+            select.set_options([(e.name, e.name) for e in endpoints])  # the model and URL: the line below
             select.value = endpoints[0].name
         else:
             select.set_options([])
@@ -327,7 +342,7 @@ class CaptionDialog(ModalScreen):
         self.running = kind
         self.token = CancelToken()
         self._set_buttons()
-        title = f"Sampling {SAMPLE_SIZE} items (nothing is written)" if kind == "sample" else "Captioning for review"
+        title = f"Sampling up to {SAMPLE_SIZE} items (nothing is written)" if kind == "sample" else "Captioning for review"
         self.query_one(ProgressPanel).start(title + " — Esc stops, keeping the answers received")
         return opts
 
@@ -403,12 +418,10 @@ class CaptionDialog(ModalScreen):
             self._show_sample(report)
             return
         self.report = report
-        # in the dataset's order (the report has them in the order the answers came)
-        reviewable = sorted((r for r in report.results if r.status in ("answered", "flagged", "failed")),
-                            key=lambda r: ((r.images[0] if r.images else r.image_path) or r.name, r.item_id))
+        reviewable = in_dataset_order(r for r in report.results if r.status in ("answered", "flagged", "failed"))
         if not reviewable:
             self._show_error("Nothing to review: " + self.summary(report)
-                             + ("\nChoose “replace the caption” under Items to caption them again."
+                             + ("\nChoose “all (replace)” under Items to caption them again."
                                 if report.skipped_existing else ""))
             return
         from sushitui.tui.screens.caption_review import CaptionReviewScreen
@@ -424,8 +437,8 @@ class CaptionDialog(ModalScreen):
         box.border_title = f"Sample of {len(report.results)}: nothing written"
         text = Text()
         text.append(for_terminal(self.summary(report)) + "\n", style="dim")
-        for r in report.results:
-            text.append(for_terminal(r.name) + ": ", style="bold")
+        for r in in_dataset_order(report.results):
+            text.append(for_terminal(result_label(r)) + ": ", style="bold")
             if r.status in ("flagged", "failed"):
                 text.append(for_terminal(f"⚠ {r.problem}") + " ", style="bold red")
             text.append(for_terminal(r.text or "", multiline=False) + "\n")

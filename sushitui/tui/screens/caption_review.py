@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Static, TextArea
 
 from sushitui.sanitize import for_terminal
-from sushitui.tui.screens.caption_dialog import with_temperature
+from sushitui.tui.screens.caption_dialog import result_label, with_temperature
 from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.preview_pane import PreviewPane
 
@@ -153,7 +153,7 @@ class CaptionReviewScreen(Screen):
         c = self.counts()
         title = Text()
         title.append(f"Review {self.index + 1}/{len(self.entries)} ", style="bold")
-        title.append(for_terminal(r.name), style="bold")
+        title.append(for_terminal(result_label(r)), style="bold")
         title.append(f"  {c[ACCEPTED]} accepted · {c[REJECTED]} rejected · {c[PENDING]} to review", style="dim")
         title.append(for_terminal(f"  → {self.subtype} ({self.ctype}) by {self.model}"), style="dim")
         self.query_one("#review-title", Static).update(title)
@@ -232,7 +232,9 @@ class CaptionReviewScreen(Screen):
 
     def action_edit(self) -> None:
         if self.entry.decision == PENDING:
-            self.editor.focus()
+            editor = self.editor
+            editor.focus()
+            editor.move_cursor(editor.document.end)  # most edits add to the answer
 
     def action_back(self) -> None:
         if self.focused is self.editor:
@@ -360,7 +362,7 @@ class CaptionReviewScreen(Screen):
                 self._writer(e, e.text.strip())(False)
             except Exception as exc:  # noqa: BLE001 - CaptionConflict, CaptionFileError, DatasetBusy: noted
                 e.note = f"not written: {exc}"
-                problems.append(f"{e.result.name}: {exc}")
+                problems.append(f"{result_label(e.result)}: {exc}")
                 continue
             e.decision, e.note = ACCEPTED, ""
             written += 1
