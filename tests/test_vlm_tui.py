@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from PIL import Image
-
 from tui_support import open_browser, register, run, screen_text, settle
 from vlm_support import FakeVlmServer
 
