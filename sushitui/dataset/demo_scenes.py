@@ -261,8 +261,8 @@ def render(s: Scene):
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
         if s.light == "crescent_moon":
             d.ellipse([cx - r + r // 2, cy - r - r // 4, cx + r + r // 2, cy + r - r // 4], fill=_mix(top, low, (cy / max(1, hy - 1)) ** bend))
-    for cx, cy in s.clouds:
-        x, y, r = int(cx * w), int(cy * h), max(5, unit // 16)
+    for cloud_x, cloud_y in s.clouds:
+        x, y, r = int(cloud_x * w), int(cloud_y * h), max(5, unit // 16)
         white = (250, 250, 250) if s.sky == "day" else (250, 190, 170)
         for dx in (-r, 0, r):
             d.ellipse([x + dx - r, y - r // 2 - (r // 3 if dx == 0 else 0), x + dx + r, y + r // 2], fill=white)
@@ -279,9 +279,9 @@ def render(s: Scene):
         d.rectangle([0, shore, w, h], fill=ground)
     else:
         d.rectangle([0, hy, w, h], fill=ground)
-    for cx, half, height in s.hills:
+    for hill_x, half, height in s.hills:
         hill = _mix(ground, (20, 60, 20), 0.25)
-        d.ellipse([int((cx - half) * w), int(hy - height * h), int((cx + half) * w), int(hy + height * h)], fill=hill)
+        d.ellipse([int((hill_x - half) * w), int(hy - height * h), int((hill_x + half) * w), int(hy + height * h)], fill=hill)
     base_y = hy + int(0.16 * h)
     for hx, size in s.houses:
         bw, bh = int(unit * 0.16 * size), int(unit * 0.12 * size)
@@ -303,10 +303,10 @@ def render(s: Scene):
         font = ImageFont.load_default()
         x, y1 = int(s.sign_x * w), base_y + int(0.1 * h)
         left, top_, right, bottom = d.textbbox((0, 0), s.sign, font=font)
-        bw, bh = right - left + 8, bottom - top_ + 6
-        d.rectangle([x - 1, y1 - bh - 4, x + 1, y1 + 8], fill=(110, 80, 50))
-        d.rectangle([x - bw // 2, y1 - bh - 4, x + bw // 2, y1 - 4], fill=(240, 230, 200), outline=(110, 80, 50))
-        d.text((x - bw // 2 + 4 - left, y1 - bh - 1 - top_), s.sign, fill=(40, 30, 20), font=font)
+        sign_w, sign_h = right - left + 8, bottom - top_ + 6
+        d.rectangle([x - 1, y1 - sign_h - 4, x + 1, y1 + 8], fill=(110, 80, 50))
+        d.rectangle([x - sign_w // 2, y1 - sign_h - 4, x + sign_w // 2, y1 - 4], fill=(240, 230, 200), outline=(110, 80, 50))
+        d.text((x - sign_w // 2 + 4 - left, y1 - sign_h - 1 - top_), s.sign, fill=(40, 30, 20), font=font)
     for f in s.figures:
         _draw_figure(d, f, w, h, unit, min(h - 2, base_y + int(0.2 * h)))
     if s.filter == "red":

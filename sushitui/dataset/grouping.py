@@ -179,10 +179,10 @@ def group_directory(
     # and the clash rule below picks one.
     plain_subtype: dict[str, str] = {}
     for entries in plain.values():
-        first = min(_ext_rank(e.name) for e in entries)
+        first_rank = min(_ext_rank(e.name) for e in entries)
         for e in entries:
             rank = _ext_rank(e.name)
-            plain_subtype[e.name] = MAIN if rank == first else CAPTION_EXTENSIONS_ORDER[rank][1:]
+            plain_subtype[e.name] = MAIN if rank == first_rank else CAPTION_EXTENSIONS_ORDER[rank][1:]
 
     for group, subtype, entry in claims:
         subtype = subtype or plain_subtype[entry.name]

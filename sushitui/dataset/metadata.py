@@ -146,22 +146,26 @@ def _exif(exif_bytes: bytes, raw: dict, captions: list, problems: list) -> None:
     desc = fields.get("ImageDescription")
     if isinstance(desc, str) and not _PLACEHOLDER.fullmatch(desc):
         c = _text_caption("natural_language", "exif", "ImageDescription", desc)
-        c and captions.append(c)
+        if c:
+            captions.append(c)
     comment = fields.get("UserComment")
     if isinstance(comment, str) and comment.strip():
         if _A1111.search(comment):
             c = _text_caption("prompt", "exif", "UserComment", positive_prompt(comment))
         else:
             c = _text_caption("social_media", "exif", "UserComment", comment)
-        c and captions.append(c)
+        if c:
+            captions.append(c)
     xp = fields.get("XPComment")
     if isinstance(xp, str) and not _PLACEHOLDER.fullmatch(xp):
         c = _text_caption("social_media", "exif", "XPComment", xp)
-        c and captions.append(c)
+        if c:
+            captions.append(c)
     kw = fields.get("XPKeywords")
     if isinstance(kw, str) and not _PLACEHOLDER.fullmatch(kw):
         c = _tag_caption("exif", "XPKeywords", [kw])
-        c and captions.append(c)
+        if c:
+            captions.append(c)
 
 
 def positive_prompt(parameters: str) -> str:
@@ -227,10 +231,12 @@ def _xmp(packet, raw: dict, captions: list, problems: list) -> None:
     raw["xmp"] = fields
     if "dc:description" in fields:
         c = _text_caption("description", "xmp", "dc:description", fields["dc:description"])
-        c and captions.append(c)
+        if c:
+            captions.append(c)
     if "dc:subject" in fields:
         c = _tag_caption("xmp", "dc:subject", fields["dc:subject"])
-        c and captions.append(c)
+        if c:
+            captions.append(c)
 
 
 def _iptc_text(v: bytes) -> str:
@@ -263,10 +269,12 @@ def _iptc(im, raw: dict, captions: list, problems: list) -> None:
     raw["iptc"] = fields
     if "Keywords" in fields:
         c = _tag_caption("iptc", "Keywords", fields["Keywords"])
-        c and captions.append(c)
+        if c:
+            captions.append(c)
     if "Caption-Abstract" in fields:
         c = _text_caption("description", "iptc", "Caption-Abstract", fields["Caption-Abstract"])
-        c and captions.append(c)
+        if c:
+            captions.append(c)
 
 
 _PNG_SKIP = {"exif", "xmp", "XML:com.adobe.xmp", "icc_profile", "dpi", "gamma", "transparency", "aspect", "srgb",
@@ -281,12 +289,14 @@ def _png_text(im, raw: dict, captions: list) -> None:
     params = fields.get("parameters")
     if isinstance(params, str):
         c = _text_caption("prompt", "png_text", "parameters", positive_prompt(params))
-        c and captions.append(c)
+        if c:
+            captions.append(c)
     for name in ("Description", "Comment"):
         v = fields.get(name)
         if isinstance(v, str):
             c = _text_caption("natural_language", "png_text", name, v)
-            c and captions.append(c)
+            if c:
+                captions.append(c)
 
 
 def extract(data: bytes, fmt: str | None) -> dict:

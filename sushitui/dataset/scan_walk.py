@@ -34,7 +34,8 @@ class DirScan:
 
     def split(self) -> tuple[list[FileEntry], list[FileEntry]]:
         """(images, captions); only needed for folders that changed."""
-        images, captions = [], []
+        images: list[FileEntry] = []
+        captions: list[FileEntry] = []
         for name, size, mtime in self.files:
             dot = name.rfind(".")
             (images if _KINDS[name[dot:].lower()] == 1 else captions).append(FileEntry(name, size, mtime))

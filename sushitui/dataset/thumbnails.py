@@ -42,7 +42,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -94,7 +94,7 @@ def _flatten_mode(img: Image.Image, extrema: tuple | None = None) -> Image.Image
     if img.mode in _WIDE_MODES:
         # 16-bit and float images: scale to 8 bit instead of clipping to white.
         img = img.convert("I") if img.mode != "I" else img
-        lo, hi = extrema if extrema is not None else img.getextrema()
+        lo, hi = extrema if extrema is not None else cast("tuple[float, float]", img.getextrema())  # one band
         scale = 255.0 / (hi - lo) if hi > lo else 1.0
         return img.point(lambda v: (v - lo) * scale).convert("L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info or img.mode in ("LA", "PA", "La"):
@@ -146,10 +146,11 @@ def _reduce_in_bands(img: Image.Image, factor: int, extrema: tuple | None) -> Im
         if out is None:
             out = Image.new(small.mode, (-(-width // factor), -(-height // factor)))
         out.paste(small, (0, top // factor))
+    assert out is not None  # the image has at least one row
     return out
 
 
-_malloc_trim = None
+_malloc_trim: Any = None  # libc's malloc_trim; False where there is none
 
 
 def _release_freed_memory() -> None:
@@ -215,6 +216,7 @@ def _decode_big(img: Image.Image, box: tuple[int, int]) -> Image.Image:
 def decode_thumbnail(path: str | os.PathLike, box: tuple[int, int] = DEFAULT_BOX) -> Thumbnail:
     """Decode ``path`` into an image that fits ``box``; never raises for bad files.
     Also the decoder of the large previews (``sushitui.dataset.preview``)."""
+    img: Image.Image  # the opened file, then its decoded pixels
     try:
         # Opening reads only the header. We check the size ourselves below; the warning
         # would only reach stderr (catch_warnings is process-global, hence the lock).
