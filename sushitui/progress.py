@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 
-class Cancelled(Exception):
-    """Raised inside an operation when its CancelToken was cancelled.
-
-    Operations commit the work done so far before letting it propagate.
-    """
-
-
 class CancelToken:
+    """Asks a long operation to stop. The one convention: the operation keeps (commits)
+    what it finished, stops at the next safe point and returns its report with
+    ``cancelled = True`` — it never raises for a cancel. Callers read the flag (the CLI
+    exits 130)."""
+
     def __init__(self) -> None:
         self._event = threading.Event()
 
@@ -31,10 +29,6 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
-            raise Cancelled()
 
 
 @dataclass

@@ -196,7 +196,7 @@ def _print_report(report, args) -> int:
             out(f"  … {len(report.skipped_rows) - 5:,} more skipped rows (use --json for all)")
         if report.cancelled:
             out("cancelled: the rows written so far are kept")
-    return 0 if not report.rejected else 3
+    return 3 if report.rejected else (130 if report.cancelled else 0)
 
 
 # --- commands ---------------------------------------------------------------------------------

@@ -290,11 +290,11 @@ def cmd_sample(args) -> int:
             rep = write_sample_file(run, args.out, epochs=args.epochs, sampler=args.sampler, seed=args.seed,
                                     history=args.history, fmt=args.format, epoch_size=args.epoch_size,
                                     progress=bar, cancel=token)
-    except _cancelled() as exc:
-        raise CliError("cancelled; no file written", 130) from exc
     finally:
         bar.close()
         run.close()
+    if rep.cancelled:
+        raise CliError("cancelled; no file written", 130)
     if args.json:
         from dataclasses import asdict
 
@@ -303,12 +303,6 @@ def cmd_sample(args) -> int:
         out(f"wrote {rep.samples:,} samples ({rep.epochs} epochs, {rep.distinct_items:,} distinct items, "
             f"sampler {rep.sampler}, seed {rep.seed}) to {rep.path} [{rep.format}]")
     return 0
-
-
-def _cancelled():
-    from sushitui.progress import Cancelled
-
-    return Cancelled
 
 
 def _find_item(ref: str, dataset: str | None) -> int:

@@ -375,8 +375,10 @@ def load_dir(
     report = ImportReport(files=[str(p) for p in files.values()])
     for i, (cat, path) in enumerate(files.items()):
         _emit(throttle, f"reading {path.name}", i, len(files), started, force=True)
-        if cancel is not None:
-            cancel.raise_if_cancelled()
+        if cancel is not None and cancel.cancelled:  # nothing written yet
+            report.cancelled = True
+            report.elapsed_s = time.monotonic() - started
+            return report
         parsed = parse_taglist_json(path, cat)
         rows.extend(parsed.rows)
         report.rejected.extend(parsed.rejected)

@@ -454,8 +454,9 @@ def import_file(
         for t, r in added:
             entry[1].append(t)
             entry[2].append(r)
-    if cancel is not None:
-        cancel.raise_if_cancelled()
+    if cancel is not None and cancel.cancelled:  # nothing written yet
+        report.cancelled = True
+        return report
     now = time.time()
     source = path.name
     with write_transaction(db):

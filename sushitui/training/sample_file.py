@@ -42,6 +42,11 @@ class SampleReport:
     sampler: str
     seed: int
     history: str
+    cancelled: bool = False  # stopped before the file was complete: no file was written
+
+
+class _Stop(Exception):
+    """Internal: the writer was cancelled (callers see SampleReport.cancelled)."""
 
 
 def _atomic_write(path: Path, write: Callable) -> None:
@@ -105,8 +110,8 @@ def write_sample_file(
         # epochs are planned and written one at a time: memory stays one epoch's order
         meta: dict[str, dict] = {}
         for e in range(1, epochs + 1):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
+            if cancel is not None and cancel.cancelled:
+                raise _Stop  # unwinds _atomic_write, which removes the partial file
             order = run.epoch_positions(e, sampler, seed, history, epoch_size).tolist()
             totals["samples"] += len(order)
             seen.update(dict.fromkeys(order))
@@ -124,7 +129,13 @@ def write_sample_file(
             json.dump(meta, fh, ensure_ascii=False, indent=1)
             fh.write("\n")
 
-    _atomic_write(out, write)
+    try:
+        _atomic_write(out, write)
+    except _Stop:
+        from sushitui.training.samplers import canonical_sampler
+
+        return SampleReport("", fmt, epochs, totals["samples"], len(seen), canonical_sampler(sampler), int(seed),
+                            history, cancelled=True)
     with write_transaction(run.db):
         TrainingRun.update(metadata_file=str(out)).where(TrainingRun.id == run.id).execute()
     from sushitui.training.samplers import canonical_sampler

@@ -24,7 +24,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
 from sushitui.errors import log_if_unexpected
-from sushitui.progress import Cancelled, CancelToken, ProgressEvent, Throttle
+from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.confirm import ConfirmDialog
 from sushitui.tui.widgets.key_bar import KeyBar
@@ -577,8 +577,6 @@ class DatasetsScreen(Screen):
             else:
                 report = registry.reindex(name, progress=throttle, cancel=token)
             cancelled = bool(getattr(report, "cancelled", False))
-        except Cancelled:
-            cancelled = True
         except Exception as exc:  # noqa: BLE001 - the scan row must leave "scanning" and say why; a bug is logged
             log_if_unexpected(log, exc, f"scanning {name}")
             error = str(exc) or type(exc).__name__
