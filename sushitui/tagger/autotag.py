@@ -17,7 +17,8 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from functools import partial
+from typing import Any, Callable, Sequence
 
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.captions import MAIN, TagEdit, check_new_subtype, set_tags_many
@@ -25,7 +26,7 @@ from sushitui.dataset.paths import to_abs
 from sushitui.dataset.registry import get_dataset
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
-from sushitui.store import Dataset, DictionaryTag, Item, ItemTag, write_transaction
+from sushitui.store import Dataset, DictionaryTag, Item, ItemTag, tuple_rows, write_transaction
 from sushitui.tagger import cache as tcache
 from sushitui.tagger.hub import ModelFiles, local_files, resolve
 from sushitui.tagger.labels import load_labels
@@ -183,7 +184,7 @@ def _items_with_tags(items: Sequence[Item], subtype: str) -> set[int]:
     ids = [it.id for it in items]
     for i in range(0, len(ids), 500):
         rows = ItemTag.select(ItemTag.item).where(ItemTag.item.in_(ids[i:i + 500]) & (ItemTag.subtype == subtype)).distinct().tuples()
-        have.update(r[0] for r in rows)
+        have.update(r[0] for r in tuple_rows(rows))
     return have
 
 
@@ -204,11 +205,13 @@ class _TagMapper:
     def __init__(self, dictionary_mapping: bool, add_unknown: bool) -> None:
         self.dictionary_mapping = dictionary_mapping
         self.add_unknown = add_unknown
+        self._alias: Callable[[str], str] | None
         try:
             from sushitui.tags.aliases import resolve as alias_resolve  # lands with the "tags" helper
+
+            self._alias = alias_resolve
         except ImportError:
-            alias_resolve = None
-        self._alias = alias_resolve
+            self._alias = None
         self._alias_memo: dict[str, str] = {}
         self._dict_memo: dict[str, str | None] = {}  # norm → replacement tag (None: keep)
         self._known: set[str] = set()
@@ -230,8 +233,10 @@ class _TagMapper:
         todo = [n for n in set(norms) if n not in self._dict_memo]
         for i in range(0, len(todo), 500):
             chunk = todo[i:i + 500]
-            for norm, deprecated, replacement in (DictionaryTag.select(DictionaryTag.norm, DictionaryTag.deprecated, DictionaryTag.replacement)
-                                                  .where(DictionaryTag.norm.in_(chunk)).tuples()):
+            for norm, deprecated, replacement in tuple_rows(
+                DictionaryTag.select(DictionaryTag.norm, DictionaryTag.deprecated, DictionaryTag.replacement)
+                .where(DictionaryTag.norm.in_(chunk)).tuples()
+            ):
                 self._known.add(norm)
                 if deprecated and replacement:
                     self._dict_memo[norm] = replacement
@@ -346,14 +351,14 @@ def autotag(
     phase_start = time.monotonic()
 
     def emit(phase: str, done: int, total: int, force: bool = False) -> None:
-        extra = {"cached": report.cached, "failed": len(report.failed)}
+        extra: dict[str, Any] = {"cached": report.cached, "failed": len(report.failed)}
         if report.provider:
             extra["on"] = "GPU" if report.provider["active"] == "CUDAExecutionProvider" else "CPU"
         throttle(ProgressEvent(phase, done, total, "images", started_at=phase_start, extra=extra,
                                message=report.provider["description"] if report.provider else ""), force)
 
     # 1. image paths and hashes (the scan's hash when the file is unchanged)
-    todo: list[tuple[Item, str, str | None]] = []
+    todo: list[tuple[Item, str, str]] = []
     for n, it in enumerate(items):
         if cancel is not None and cancel.cancelled:
             report.cancelled = True
@@ -409,7 +414,7 @@ def autotag(
         for it, path, sha in chunk:
             probs = cached.get(sha)
             if isinstance(probs, tcache.CachedFailure):
-                report.failed.append(Problem(it.image_path, f"{probs} — skipped (known from an earlier run); fix or remove the file"))
+                report.failed.append(Problem(it.image_path or it.group_key, f"{probs} — skipped (known from an earlier run); fix or remove the file"))
                 done += 1
             elif probs is not None:
                 report.cached += 1
@@ -462,7 +467,7 @@ def autotag(
                 if group and opts.use_cache and ev.reason.startswith("not a readable image"):
                     tcache.put_many([(keys[ev.index], ev.reason)], version)
                 for it, _ in group:
-                    report.failed.append(Problem(it.image_path, ev.reason + " — skipped; fix or remove the file and run again"))
+                    report.failed.append(Problem(it.image_path or it.group_key, ev.reason + " — skipped; fix or remove the file and run again"))
                     done += 1
                 if not group:
                     report.failed.append(Problem("?", ev.reason))
@@ -493,7 +498,7 @@ def _existing_tags(items: Sequence[Item], subtype: str) -> dict[int, list[str]]:
         rows = (ItemTag.select(ItemTag.item, ItemTag.tag)
                 .where(ItemTag.item.in_(ids[i:i + 500]) & (ItemTag.subtype == subtype))
                 .order_by(ItemTag.item, ItemTag.position).tuples())
-        for item_id, tag in rows:
+        for item_id, tag in tuple_rows(rows):
             out[item_id].append(tag)
     return out
 
@@ -512,7 +517,13 @@ def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, sour
 
     def unique(tags: Sequence[str]) -> list[str]:  # dedupe() for already-clean tags, memoised keys
         seen: set[str] = set()
-        return [t for t in tags if not (key(t) in seen or seen.add(key(t)))]
+        out: list[str] = []
+        for t in tags:
+            k = key(t)
+            if k not in seen:
+                seen.add(k)
+                out.append(t)
+        return out
 
     edits: list[TagEdit] = []
     for it, predicted in batch:
@@ -537,7 +548,7 @@ def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, sour
         if opts.mode == "add":
             # merged with the caption as it is when written (under the dataset's write
             # lock), not as read above: a tag someone added meanwhile stays
-            edits.append(TagEdit(it, tags, sources, rewrite=lambda now, auto=auto: _append_new(now, auto, key)))
+            edits.append(TagEdit(it, tags, sources, rewrite=partial(_append_new, auto=auto, key=key)))
         else:
             edits.append(TagEdit(it, tags, sources))
     if opts.dry_run:
@@ -551,5 +562,5 @@ def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, sour
     report.tagged += result.changed
     report.unchanged += result.unchanged
     report.files_written += len(result.files_written)
-    for p in result.problems:
-        report.failed.append(Problem(p.path or str(p.item_id), p.reason))
+    for problem in result.problems:
+        report.failed.append(Problem(problem.path or str(problem.item_id), problem.reason))
