@@ -31,6 +31,7 @@ from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
 from sushitui.tui.widgets.key_bar import KeyBar
+from sushitui.tui.screens.marks_keys import MARK_BINDINGS, MarkKeys
 from sushitui.tui.widgets.progress import ProgressPanel
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class BrowserState:
     total: int | None = None
 
 
-class BrowserScreen(Screen):
+class BrowserScreen(MarkKeys, Screen):
     """Grid of a dataset's items; Enter opens the item detail."""
 
     BINDINGS = [
@@ -176,6 +177,7 @@ class BrowserScreen(Screen):
         Binding("home", "jump(0)", "First item", show=False, id="browser.first", tooltip="Cursor to the first item"),
         Binding("end", "jump(-1)", "Last item", show=False, id="browser.last", tooltip="Cursor to the last item"),
         Binding("ctrl+n", "clear_selection", "Clear selection", show=False, id="browser.clear_selection", tooltip="Unselect everything"),
+        *MARK_BINDINGS,  # stars 0-5, > <, flags E N G: on the selection or the cursor item
     ]
 
     def __init__(self, dataset_id: int, dataset_name: str = "", root_path: str = "", query: str = "") -> None:
@@ -707,6 +709,12 @@ class BrowserScreen(Screen):
         if action == "cancel_bulk":
             return self.bulk_token is not None
         return True
+
+    def mark_targets(self) -> list[int] | None:
+        return self.target_ids()
+
+    def marks_changed(self, item_ids: list[int]) -> None:
+        self._restart(keep_offset=True)  # a rating:/flag: query may no longer match them
 
     def action_quick_tag(self) -> None:
         from sushitui.tui.screens.quick_tag import QuickTagScreen

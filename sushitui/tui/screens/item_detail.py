@@ -31,6 +31,7 @@ from sushitui.tui.widgets.detail.caption_list import CaptionEditDialog, ExportCa
 from sushitui.tui.widgets.detail.caption_pane import CaptionPane
 from sushitui.tui.widgets.detail.meta_pane import DetailTitle
 from sushitui.tui.widgets.detail.panes import DetailPanes
+from sushitui.tui.screens.marks_keys import MARK_BINDINGS, MarkKeys
 from sushitui.tui.widgets.key_bar import KeyBar
 
 __all__ = ["CaptionEditDialog", "ExportCaptionDialog", "ItemDetailScreen"]
@@ -69,7 +70,7 @@ def _pane_key(path: str):
     return action
 
 
-class ItemDetailScreen(Screen):
+class ItemDetailScreen(MarkKeys, Screen):
     """One item: image, captions, metadata; tag editing with autosave and undo."""
 
     PALETTE_NAME = "item"
@@ -105,8 +106,11 @@ class ItemDetailScreen(Screen):
         Binding("m", "toggle_meta", "Metadata", tooltip="Show or hide the metadata pane", id="detail.toggle_meta"),
         # t adds a tag here as in the browser and quick tagging; A auto-tags as in the browser.
         Binding("A", "autotag", "Auto-tag", show=False, tooltip="Auto-tag this item", id="detail.autotag"),
+        Binding("C", "caption_vlm", "Caption (VLM)", show=False, id="detail.caption_vlm",
+                tooltip="Caption this item with a vision-language model, then review the answer"),
         Binding("e", "export_caption", "Export caption", show=False, tooltip="Write this caption to a .txt file", id="detail.export_caption"),
         Binding("d", "delete_caption", "Delete caption", show=False, id="detail.delete_caption", tooltip="Delete this caption (asks first)"),
+        *MARK_BINDINGS,  # stars 0-5, > <, flags E N G, as in the browser
     ]
 
     def __init__(
@@ -177,11 +181,10 @@ class ItemDetailScreen(Screen):
 
     @work(thread=True, group="detail-result", exit_on_error=False)
     def _result_worker(self, dataset_id: int, query: str | None, sort: str, desc: bool) -> None:
-        from sushitui.dataset.items import select_items
-        from sushitui.store import Item
+        from sushitui.dataset.items import result_ids
 
         try:
-            ids = [row[0] for row in select_items(dataset_id, query or None, sort, desc).select(Item.id).tuples()]
+            ids = result_ids(dataset_id, query, sort, desc)
         except Exception:  # noqa: BLE001 - without the result, ←/→ simply stay on this item
             return
         self.app.call_from_thread(self._result_ready, ids)
@@ -224,14 +227,23 @@ class ItemDetailScreen(Screen):
         self._pane.load_texts(view)
         self.edits = ItemEdits(view, dict(self._pane.texts), resolve_alias)
         self._pane.show(view, self.edits.editors)
+        self.marks_label = ""
         self._refresh_title()
+        self.load_marks_label(view.item_id, self._refresh_title)
         self._meta.show(view)
         self._image.show_item(view)
         self._prefetch_neighbours()
 
+    def mark_targets(self) -> list[int] | None:
+        return [self.view.item_id] if self.view is not None else None
+
+    def marks_changed(self, item_ids: list[int]) -> None:
+        if self.view is not None and self.view.item_id in item_ids:
+            self.load_marks_label(self.view.item_id, self._refresh_title)
+
     def _refresh_title(self) -> None:
         if self.view is not None:
-            self._title.show(self.view, self.index, len(self.item_ids), self._dirty())
+            self._title.show(self.view, self.index, len(self.item_ids), self._dirty(), self.marks_label)
 
     def _prefetch_neighbours(self) -> None:
         ids = [self.item_ids[i] for i in (self.index + 1, self.index - 1) if 0 <= i < len(self.item_ids)]
@@ -256,6 +268,7 @@ class ItemDetailScreen(Screen):
     action_export_caption = _pane_key("_pane.export_caption")
     action_cycle_image = _pane_key("_image.cycle")
     action_autotag = _pane_key("_pane.autotag")
+    action_caption_vlm = _pane_key("_pane.caption_vlm")
     action_toggle_meta = _pane_key("_panes.toggle_meta")
 
     def action_remove_tag(self) -> None:

@@ -37,6 +37,7 @@ from sushitui.tui.screens.detail_support import (
     submitted_tag,
     tag_input_widget,
 )
+from sushitui.tui.screens.marks_keys import QUICK_TAG_MARK_BINDINGS, MarkKeys
 from sushitui.tui.widgets.key_bar import KeyBar
 from sushitui.tui.widgets.preview_pane import PreviewPane
 from sushitui.tui.widgets.tag_pills import TagPills, pill_style
@@ -93,7 +94,7 @@ class PresetsDialog(ModalScreen["list[str] | None"]):
         self.dismiss(None)
 
 
-class QuickTagScreen(Screen):
+class QuickTagScreen(MarkKeys, Screen):
     """Tag a run of images fast: presets on 1–9, Enter saves and moves on."""
 
     PALETTE_NAME = "quick tag"
@@ -124,7 +125,7 @@ class QuickTagScreen(Screen):
     ] + [
         Binding(str(n), f"toggle_preset({n})", f"Toggle preset {n}", show=False, id=f"quick_tag.preset_{n}", tooltip=f"Add or remove preset tag {n}")
         for n in range(1, 10)
-    ]
+    ] + QUICK_TAG_MARK_BINDINGS  # > < stars, E N G flags, as in the browser (digits are the presets)
 
     def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
         """``item_ids`` in order; None means every item matching ``query`` (the whole
@@ -301,6 +302,8 @@ class QuickTagScreen(Screen):
         t.append("  " + for_terminal(name))
         t.append(f"  {view.width or '?'}×{view.height or '?'}", style="dim")
         title.update(t)
+        self._title_text = t
+        self.load_marks_label(item_id, lambda: self._show_marks(item_id))
         self._show_image(view)
         self._refresh_tags(cursor=0)
         # Prefetching renders cells in Python (it holds the GIL): start it once this
@@ -309,6 +312,22 @@ class QuickTagScreen(Screen):
         if self._prefetch_timer is not None:
             self._prefetch_timer.stop()
         self._prefetch_timer = self.set_timer(PREFETCH_DELAY_S, self._prefetch)
+
+    def _show_marks(self, item_id: int) -> None:
+        if item_id != self.item_id:
+            return
+        t = self._title_text.copy()
+        if self.marks_label:
+            t.append(f"  {self.marks_label}", style="magenta")
+        self.query_one("#qt-title", Static).update(t)
+
+    def mark_targets(self) -> list[int] | None:
+        return [self.item_id] if self.item_id is not None and self.item_id in self.views else None
+
+    def marks_changed(self, item_ids: list[int]) -> None:
+        item_id = self.item_id
+        if item_id in item_ids:
+            self.load_marks_label(item_id, lambda: self._show_marks(item_id))
 
     def _show_image(self, view: ItemView) -> None:
         pane = self.query_one(PreviewPane)

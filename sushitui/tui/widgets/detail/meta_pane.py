@@ -116,7 +116,7 @@ class DetailTitle(Static):
 
     DEFAULT_CSS = "DetailTitle { height: 1; background: $panel; padding: 0 1; }"
 
-    def show(self, v: ItemView, index: int, total: int, dirty: bool) -> None:
+    def show(self, v: ItemView, index: int, total: int, dirty: bool, marks: str = "") -> None:
         name = f"{v.rel_dir}/{v.base_name}" if v.rel_dir else v.base_name
         title = Text()
         title.append(for_terminal(v.dataset_name), style="bold")
@@ -124,6 +124,8 @@ class DetailTitle(Static):
         title.append(for_terminal(name), style="bold")
         if v.is_group:
             title.append(f"  [{v.item_type}]", style="cyan")
+        if marks:  # stars and flags (sushitui.dataset.marks)
+            title.append(f"  {marks}", style="magenta")
         if dirty:
             title.append("  ● unsaved", style="yellow")
         self.update(title)

@@ -1,0 +1,134 @@
+"""Stars and flags from the keyboard, the same keys on the browser, item detail and quick
+tagging (``sushitui.dataset.marks`` does the work, in a thread worker).
+
+Keys: ``0``-``5`` set the stars (browser, item detail; quick tagging's digits are its
+preset tags), ``>`` / ``<`` one star more / fewer (all three), ``E`` exclude, ``N`` needs
+work, ``G`` reg (toggles; all three). On the browser they act on the selection, or on the
+item under the cursor when nothing is selected. Every key has an id (``marks.*``) for
+keymap.toml.
+
+A screen mixes in ``MarkKeys`` and says which items a key acts on (``mark_targets``) and
+what to redraw after (``marks_changed``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from textual.binding import Binding
+
+from sushitui.errors import UserError, log_if_unexpected
+from sushitui.sanitize import for_terminal
+
+log = logging.getLogger(__name__)
+
+RATE_BINDINGS = [
+    Binding(str(n), f"rate({n})", f"{n} stars" if n else "No stars", show=False, id=f"marks.rate_{n}",
+            tooltip=f"Give {n} star{'s' if n != 1 else ''} (the selection, or this item)" if n
+            else "Clear the stars (the selection, or this item)")
+    for n in range(0, 6)
+]
+STEP_BINDINGS = [
+    Binding("greater_than_sign", "rate_step(1)", "One star more", show=False, id="marks.rate_up",
+            tooltip="One star more (up to 5)"),
+    Binding("less_than_sign", "rate_step(-1)", "One star fewer", show=False, id="marks.rate_down",
+            tooltip="One star fewer (down to none)"),
+]
+FLAG_BINDINGS = [
+    Binding("E", "flag('exclude')", "Exclude", show=False, id="marks.flag_exclude",
+            tooltip="Flag or unflag exclude: left out of exports (flag:exclude finds them)"),
+    Binding("N", "flag('needs-work')", "Needs work", show=False, id="marks.flag_needs_work",
+            tooltip="Flag or unflag needs-work (flag:needs-work finds them)"),
+    Binding("G", "flag('reg')", "Regularisation", show=False, id="marks.flag_reg",
+            tooltip="Flag or unflag reg, a regularisation image (flag:reg finds them)"),
+]
+# browser and item detail
+MARK_BINDINGS = RATE_BINDINGS + STEP_BINDINGS + FLAG_BINDINGS
+# quick tagging: its digits toggle preset tags
+QUICK_TAG_MARK_BINDINGS = STEP_BINDINGS + FLAG_BINDINGS
+
+
+def _describe(result, what: str, n: int) -> str:
+    if not result.changed:
+        return f"{what}: unchanged" if n == 1 else f"{what}: all {n:,} had it already"
+    return f"{what}" if n == 1 else f"{what}: {result.changed:,} of {n:,} items"
+
+
+class MarkKeys:
+    """Actions of the mark keys for a Screen. The screen provides ``mark_targets()`` (the
+    item ids a key acts on, None for none) and may override ``marks_changed(ids)``."""
+
+    def mark_targets(self) -> list[int] | None:  # pragma: no cover - every screen overrides it
+        raise NotImplementedError
+
+    def marks_changed(self, item_ids: list[int]) -> None:
+        """Redraw what shows marks (after a change)."""
+
+    marks_label = ""  # the shown item's marks as text ("★★★☆☆ exclude"), see load_marks_label
+
+    def load_marks_label(self, item_id: int, then: Callable[[], None]) -> None:
+        """Read one item's marks in a worker into ``marks_label``, then call ``then``."""
+        def read() -> None:
+            from sushitui.dataset.marks import item_marks
+
+            try:
+                label = item_marks(item_id).label()
+            except Exception as exc:  # noqa: BLE001 - a title without marks is better than none; a bug is logged
+                log_if_unexpected(log, exc, "reading marks")
+                return
+            self.app.call_from_thread(done, label)  # type: ignore[attr-defined]
+
+        def done(label: str) -> None:
+            self.marks_label = label
+            then()
+
+        self.run_worker(read, thread=True, group="marks-label", exclusive=True,  # type: ignore[attr-defined]
+                        exit_on_error=False)
+
+    # -- the actions ----------------------------------------------------------------------
+    def action_rate(self, stars: int) -> None:
+        from sushitui.dataset.marks import Marks, set_rating
+
+        label = Marks(stars).stars() or "no stars"
+        self._mark(lambda ids: set_rating(ids, stars), label)
+
+    def action_rate_step(self, step: int) -> None:
+        from sushitui.dataset.marks import step_rating
+
+        self._mark(lambda ids: step_rating(ids, step), "one star more" if step > 0 else "one star fewer")
+
+    def action_flag(self, flag: str) -> None:
+        from sushitui.dataset.marks import set_flag
+
+        self._mark(lambda ids: set_flag(ids, flag, None), flag)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _mark(self, change: Callable, what: str) -> None:
+        ids = self.mark_targets()
+        if not ids:
+            return
+        self.run_worker(lambda: self._mark_worker(ids, change, what), thread=True,  # type: ignore[attr-defined]
+                        group="marks", exit_on_error=False)
+
+    def _mark_worker(self, ids: list[int], change: Callable, what: str) -> None:
+        from sushitui.dataset.marks import item_marks
+
+        app = self.app  # type: ignore[attr-defined]
+        try:
+            result = change(ids)
+        except Exception as exc:  # noqa: BLE001 - shown to the user; a bug is logged with its traceback
+            if not isinstance(exc, UserError):
+                log_if_unexpected(log, exc, "setting marks")
+            app.call_from_thread(self.notify, for_terminal(str(exc)), severity="error", timeout=10)  # type: ignore[attr-defined]
+            return
+        if len(ids) == 1:
+            now = item_marks(ids[0]).label() or "no marks"
+            text = f"{_describe(result, what, 1)} → {now}"
+        else:
+            text = _describe(result, what, len(ids))
+        app.call_from_thread(self._marks_done, ids, text)
+
+    def _marks_done(self, ids: list[int], text: str) -> None:
+        self.notify(for_terminal(text), timeout=3)  # type: ignore[attr-defined]
+        self.marks_changed(ids)
