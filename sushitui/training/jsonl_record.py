@@ -102,10 +102,10 @@ class _LineParser:
         for value in raw_images or ():
             if not isinstance(value, str):
                 raise ValueError("image paths must be strings")
-            item_id = self.by_image.get(value)
-            if item_id is None and os.path.isabs(value):
-                item_id = self.by_image.get(os.path.normpath(value))
-            (ids.append(item_id) if item_id is not None else unknown.append(repr(value)))
+            image_item = self.by_image.get(value)
+            if image_item is None and os.path.isabs(value):
+                image_item = self.by_image.get(os.path.normpath(value))
+            (ids.append(image_item) if image_item is not None else unknown.append(repr(value)))
         return ids, epoch, step, unknown
 
 

@@ -128,7 +128,7 @@ class Run:
         self._first_event_at: float | None = None
         self._last_flush = time.monotonic()
         self._pool: Pool | None = None
-        self._items_arr = None
+        self._items_arr: np.ndarray | None = None
         self._lock = threading.RLock()  # record() may be called from a trainer's helper threads
         # called with the database inside each flush's transaction: progress markers
         # (e.g. how far a JSONL file was read) commit atomically with the usage
@@ -240,8 +240,7 @@ class Run:
     def _add(self, ids: list[int], epoch: int, step: int) -> None:
         known = self._known_ids
         if known is None:
-            self.pool()
-            known = self._known_ids
+            known = self.pool().all_ids
         if not known.issuperset(ids):
             bad = sorted({i for i in ids if i not in known})[:5]
             raise UnknownItemError(f"item ids {bad} are not items of dataset #{self.row.dataset_id} (run {self.name!r})")
@@ -338,7 +337,8 @@ class Run:
         with write_transaction(db):
             db.execute_sql(_DELTA_TABLE)
             db.execute_sql("DELETE FROM sushitui_usage_delta")
-            with peewee.__exception_wrapper__:  # sqlite3 errors as peewee's, like execute_sql's
+            # sqlite3 errors as peewee's, like execute_sql's (the wrapper is not in peewee's stub)
+            with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
                 db.cursor().executemany("INSERT INTO sushitui_usage_delta VALUES (?, ?, ?, ?, ?, ?)", rows)
             db.execute_sql(_UPSERT_STATS, (first_at, now, self.id))
             db.execute_sql(_UPSERT_USAGE, (self.id,))
@@ -370,7 +370,7 @@ class Run:
             log.warning("training run: recording the last usage rows failed", exc_info=True)
 
     def __del__(self) -> None:
-        if not getattr(self, "closed", True) and getattr(self, "_buffered", 0):
+        if not getattr(self, "closed", True) and getattr(self, "_buffered", 0) > 0:
             self._flush_quietly()
 
     # --- status and lifetime -------------------------------------------------------

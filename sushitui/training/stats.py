@@ -208,6 +208,7 @@ def run_stats(run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells
     ).fetchall()
     never_rows = []
     if never:
+        params: tuple[int, ...]
         if scope == "run":
             join, cond, params = "run_item_usage u ON u.run_id = ? AND u.item_id = i.id", "u.times_seen", (run.id,)
         else:
