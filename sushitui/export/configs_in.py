@@ -16,7 +16,8 @@ as a dataset, with what the config says about it kept in ``Dataset.trainer``
   process's), ``control_path`` (one or a list, ``control_path_1..3``), ``mask_path``.
 - OneTrainer ``concepts.json`` (or a training config's ``concepts`` list): ``path``,
   ``include_subdirectories``, ``balancing`` with ``balancing_strategy`` REPEATS (the
-  old ``repeats``), ``type`` PRIOR_PREDICTION (regularisation), ``text.prompt_source``
+  old ``repeats``), ``type`` PRIOR_PREDICTION (regularisation; the old
+  ``validation_concept`` is read too), ``text.prompt_source``
   sample / concept (``prompt_path``) / filename, ``text.keep_tags_count``.
 - diffusion-pipe ``dataset.toml``: ``[[directory]]`` ``path``, ``num_repeats``,
   ``control_path``, ``mask_path``; ``captions.json`` in a folder is noted.
@@ -431,11 +432,11 @@ def _onetrainer(doc, text: str) -> tuple[list[_Raw], list[str]]:
             trainer["repeats"] = int(balancing) if balancing.is_integer() else balancing
         else:
             trainer["other_balancing"] = {"balancing": balancing, "balancing_strategy": strategy}
-        ctype = str(c.get("type") or c.get("concept_type") or "STANDARD").upper()
+        ctype = str(c.get("type") or "STANDARD").upper()  # ConceptType (config version 2)
         trainer["is_reg"] = ctype == "PRIOR_PREDICTION"
         source = text_cfg.get("prompt_source", "sample")
         trainer["caption_extension"] = ".txt" if source == "sample" else None
-        used = {"name", "path", "include_subdirectories", "balancing", "balancing_strategy", "repeats", "type", "concept_type", "text", "enabled"}
+        used = {"name", "path", "include_subdirectories", "balancing", "balancing_strategy", "repeats", "type", "text", "enabled"}
         trainer["other"] = {k: v for k, v in c.items() if k not in used}
         raw = _Raw(f"concepts[{i}]", line, c.get("path"), bool(c.get("include_subdirectories", False)), trainer)
         if source == "concept" and text_cfg.get("prompt_path"):

@@ -148,6 +148,10 @@ def onetrainer_concepts(folders: Sequence[FolderInfo], options: ExportOptions, r
             "balancing_strategy": "REPEATS",
             "text": text,
         })
+        if f.is_reg:
+            # OneTrainer's regularisation concept: trained towards the model's own
+            # prediction (ConceptType.PRIOR_PREDICTION); older versions ignore the key
+            concepts[-1]["type"] = "PRIOR_PREDICTION"
     return json.dumps(concepts, indent=4, ensure_ascii=False) + "\n"
 
 
