@@ -146,9 +146,11 @@ def load_diffusion_pipe(outdir: Path) -> dict:
 
 
 def load_musubi(outdir: Path) -> dict:
-    """musubi-tuner (docs/dataset_config.md): image_directory's images, caption
-    ``<stem><caption_extension>`` (from the dataset or [general]), control image of the
-    same stem (any extension) in control_directory; one cache_directory per dataset."""
+    """musubi-tuner (dataset/datasources.py, media_utils.glob_images): image_directory's
+    images that have a caption ``<stem><caption_extension>`` (from the dataset or
+    [general]; images without one are left out), a control image of the same stem (any
+    extension, or ``<stem>_N``) in control_directory for every image, else it stops;
+    one cache_directory per dataset (docs/dataset_config.md)."""
     doc = tomllib.loads((outdir / "dataset.toml").read_text(encoding="utf-8"))
     general = doc.get("general", {})
     caches = [d["cache_directory"] for d in doc["datasets"]]
@@ -162,11 +164,13 @@ def load_musubi(outdir: Path) -> dict:
             if p.suffix.lower() not in IMAGE_EXTS:
                 continue
             cap = p.with_suffix(ext)
+            if not cap.exists():
+                continue
             control = None
             if controls is not None:
                 assert p.stem in controls, f"no control image for {p}"
                 control = controls[p.stem]
-            _put(out, p.stem, _entry(p, cap.read_text(encoding="utf-8") if cap.exists() else None, control))
+            _put(out, p.stem, _entry(p, cap.read_text(encoding="utf-8"), control))
     return out
 
 

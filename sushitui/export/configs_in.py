@@ -488,12 +488,15 @@ def _musubi(doc: dict, text: str) -> tuple[list[_Raw], list[str]]:
         merged = {**general, **d}
         key = next((k for k in ("image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file") if k in d), None)
         line = lines.next(key) if key else None
-        trainer = {"caption_extension": _dot_ext(merged.get("caption_extension", ".txt")), "repeats": merged.get("num_repeats", 1)}
+        # musubi-tuner's default is no caption_extension: no caption files, empty captions
+        trainer = {"caption_extension": _dot_ext(merged.get("caption_extension")), "repeats": merged.get("num_repeats", 1)}
         used = {"image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file", "caption_extension", "num_repeats", "control_directory"}
         trainer["other"] = {k: v for k, v in merged.items() if k not in used}
         raw = _Raw(f"datasets[{i}]", line, d.get("image_directory"), False, trainer)
         if d.get("control_directory"):
             raw.dirs["control_dirs"] = (_as_list(d["control_directory"]), lines.next("control_directory"))
+        if key == "image_directory" and not trainer["caption_extension"]:
+            raw.unmapped.append("no caption_extension: musubi-tuner reads no caption files for this folder (empty captions)")
         if key == "image_jsonl_file":
             raw.skip = f"image_jsonl_file {d[key]!r}: the images are listed in the JSONL; register their folder with `sushitui dataset add`"
         elif key in ("video_directory", "video_jsonl_file"):
