@@ -153,7 +153,7 @@ def process_pool(
 
     def start() -> cf.ProcessPoolExecutor:
         resource_tracker.ensure_running()
-        parent_pid = os.getpid()
+        parent_pid: int | None = os.getpid()
         if use_forkserver:
             forkserver.ensure_running()
             parent_pid = _forkserver_pid()

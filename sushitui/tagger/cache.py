@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from sushitui.store import TaggerCache, write_transaction
+from sushitui.store import TaggerCache, tuple_rows, write_transaction
 
 FLOOR = 0.01
 _MAGIC = b"TC1\x00"
@@ -71,7 +71,7 @@ def get_many(shas: Iterable[str], model_version: str) -> dict[str, np.ndarray | 
         chunk = wanted[i:i + _CHUNK]
         rows = (TaggerCache.select(TaggerCache.sha256, TaggerCache.scores)
                 .where((TaggerCache.model_key == model_version) & TaggerCache.sha256.in_(chunk)).tuples())
-        for sha, blob in rows:
+        for sha, blob in tuple_rows(rows):
             probs = decode(bytes(blob))
             if probs is not None:
                 found[sha] = probs

@@ -11,6 +11,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sushitui.errors import UserError
 from sushitui.tags.normalize import clean, underscores_to_spaces, unescape_parens
@@ -30,7 +31,8 @@ class LabelSet:
     categories: list[str]
     source: str = ""
     _index: dict[str, list[int]] | None = field(default=None, repr=False)
-    _arrays: dict[str, object] = field(default_factory=dict, repr=False)
+    # per-category index arrays, and the threshold vectors of sushitui.tagger.postprocess
+    _arrays: dict[str, Any] = field(default_factory=dict, repr=False)
     _display: dict[tuple[int, bool], str] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:

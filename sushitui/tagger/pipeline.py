@@ -13,7 +13,7 @@ import concurrent.futures as cf
 import os
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def decode_stream(
     paths: Sequence[str], size: int, *, draft: bool = False, workers: int | None = None,
     want_hash: bool = False, window: int = 64, cancel: CancelToken | None = None, notes: list[str] | None = None,
     family: str | None = None,
-) -> Iterator[Decoded]:
+) -> Generator[Decoded, None, None]:
     """Decoded files in completion order (``Decoded.index`` is the position in ``paths``).
 
     If the worker pool cannot run (e.g. a script without the ``if __name__ ==

@@ -73,7 +73,7 @@ def square_pixels(img: Image.Image, size: int = DEFAULT_SIZE) -> np.ndarray:
     """A loaded PIL image → (size, size, 3) uint8 RGB, padded white, BICUBIC."""
     img = pad_square(to_rgb_over_white(img))
     if img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
 
 
