@@ -5,8 +5,8 @@ table from outside. Not a test module."""
 from __future__ import annotations
 
 import functools
-import json
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +23,6 @@ def slow_model() -> tuple[Path, Path]:
     useless matrix product (scaled by 0) that makes each image take some tens of ms."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-
     from tagger_support import WD_CSV, WD_LABELS, _probe
 
     W, b = _probe(WD_LABELS)
@@ -70,8 +69,6 @@ def autotag_argv(db_path: Path, name: str, *extra: str) -> list[str]:
 
 def cli(*argv: str, timeout: float = 60) -> "subprocess.CompletedProcess":
     """``sushitui ARGV`` in a process of its own (as a user types it)."""
-    import subprocess
-
     return subprocess.run([sys.executable, "-m", "sushitui", *argv], capture_output=True, text=True, timeout=timeout)
 
 
@@ -112,9 +109,17 @@ def wait_state(job_id: int, states=("done", "failed", "cancelled", "interrupted"
 
 
 def detach(db_path: Path, argv: list[str]) -> int:
-    """Start ``argv`` with --detach in a process of its own; returns the job id."""
-    res = cli(*argv, "--detach")
-    assert res.returncode == 0, res.stderr
-    first = res.stdout.splitlines()[0]  # "job 7: sushitui autotag ..."
-    assert first.startswith("job "), res.stdout
+    """``sushitui ARGV --detach`` (in this process: the worker is a process of its own
+    anyway); returns the job id."""
+    import contextlib
+    import io
+
+    from sushitui.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*argv, "--detach"])
+    assert code == 0, out.getvalue()
+    first = out.getvalue().splitlines()[0]  # "job 7: sushitui autotag ..."
+    assert first.startswith("job "), out.getvalue()
     return int(first.split(":")[0].split()[1])

@@ -125,6 +125,14 @@ def cmd_detach(args, argv: list[str]) -> int:
     db_path = os.path.abspath(resolve_db_path(getattr(args, "db", None)))
     writes = args.job_writes
     dataset = getattr(args, "name", None) if writes != "dictionary" else None
+    if dataset is not None and args.job_kind != "dataset add":
+        # a typo is said now, not found later in a failed job's log
+        from sushitui.dataset.registry import DatasetNotFound, get_dataset
+
+        try:
+            get_dataset(dataset)
+        except DatasetNotFound as exc:
+            raise CliError(str(exc)) from exc
     lock = f"dataset:{dataset}" if writes == "dataset" and dataset else ("dictionary" if writes == "dictionary" else None)
     try:
         job = submit(args.job_kind, ["--db", db_path, *_strip_detach(argv)], dataset=dataset,

@@ -25,7 +25,7 @@ from sushitui.jobs import process
 from sushitui.jobs.table import ACTIVE, get_job, reap
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.store import write_transaction
-from sushitui.store.models import Job
+from sushitui.store.models import Job, database_proxy
 
 PROGRESS_INTERVAL_S = 0.5  # at most two progress writes a second
 POLL_S = 0.5  # how often a queued job looks for its turn and a running one for a cancel
@@ -40,8 +40,30 @@ def _conflicts(me: Job, other: Job) -> bool:
 def blockers(job_id: int) -> list[int]:
     """The ids of the queued or running jobs ahead of ``job_id`` that it must wait for."""
     me = Job.get_by_id(job_id)
-    ahead = Job.select().where(Job.state.in_(ACTIVE) & (Job.id != job_id))
+    ahead = Job.select().where(Job.state.in_(ACTIVE) & (Job.id != job_id)).order_by(Job.id)
     return [o.id for o in ahead if _conflicts(me, o) and (o.state == "running" or o.id < job_id)]
+
+
+def _on_own_connection(write: Callable[[], object]) -> None:
+    """``write()`` in a transaction of its own, on a connection of its own (a short
+    thread's): the job's row must not ride in, or wait for, a transaction the command
+    left open on the main thread's connection."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with write_transaction():
+                write()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            errors.append(exc)
+        finally:
+            database_proxy.obj.close()  # this thread's connection only
+
+    thread = threading.Thread(target=run, name="job-write")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 class JobWorker:
@@ -55,7 +77,9 @@ class JobWorker:
         self._tokens: list[CancelToken] = []
         self._cancel_seen = threading.Event()
         self._stop = threading.Event()
-        self._last_write = 0.0
+        self._latest: ProgressEvent | None = None
+        self._written: ProgressEvent | None = None
+        self._write_lock = threading.Lock()
         self._poller: threading.Thread | None = None
         self.on_cancel_without_token: Callable[[], None] | None = None
 
@@ -95,17 +119,26 @@ class JobWorker:
     # --- while the command runs ---------------------------------------------------------
 
     def progress(self, ev: ProgressEvent, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_write < self.progress_interval_s:
-            return
-        self._last_write = now
-        try:
-            with write_transaction():
-                Job.update(phase=ev.phase, done=ev.done, total=ev.total, unit=ev.unit or "items",
-                           rate=round(ev.rate, 3), eta_s=ev.eta_s, updated_at=time.time()).where(
-                    Job.id == self.job_id).execute()
-        except Exception:  # noqa: BLE001 - a busy database must not stop the work; the next write catches up
-            pass
+        """Keep the latest event; the job's own thread writes it to the row at most
+        every ``progress_interval_s`` (the command never waits on the database for
+        it, and the write is never part of a transaction the command has open)."""
+        self._latest = ev
+        if force:
+            self._write_progress()
+
+    def _write_progress(self) -> None:
+        with self._write_lock:
+            ev = self._latest
+            if ev is None or ev is self._written:
+                return
+            try:
+                with write_transaction():
+                    Job.update(phase=ev.phase, done=ev.done, total=ev.total, unit=ev.unit or "items",
+                               rate=round(ev.rate, 3), eta_s=ev.eta_s, updated_at=time.time()).where(
+                        Job.id == self.job_id).execute()
+                self._written = ev
+            except Exception:  # noqa: BLE001 - a busy database must not stop the work; the next write catches up
+                pass
 
     def watch(self, token: CancelToken) -> None:
         """``token`` is tripped when someone cancels the job (``sushitui jobs cancel``)."""
@@ -114,28 +147,40 @@ class JobWorker:
             token.cancel()
 
     def _start_poller(self) -> None:
-        self._poller = threading.Thread(target=self._poll_cancel, name=f"job-{self.job_id}-cancel", daemon=True)
+        self._poller = threading.Thread(target=self._poll, name=f"job-{self.job_id}", daemon=True)
         self._poller.start()
 
-    def _poll_cancel(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                row = Job.get_or_none(Job.id == self.job_id)
-            except Exception:  # noqa: BLE001 - the database busy for a moment: ask again
-                continue
-            if row is None or row.cancel_requested:
-                self._cancel_seen.set()
-                for token in self._tokens:
-                    token.cancel()
-                if not self._tokens and self.on_cancel_without_token is not None:
-                    self.on_cancel_without_token()
-                return
+    def _poll(self) -> None:
+        """The job's own thread (its own database connection): writes progress, and
+        looks for a cancel request from another process."""
+        next_cancel_check = 0.0
+        try:
+            while not self._stop.wait(min(self.poll_s, self.progress_interval_s)):
+                self._write_progress()
+                if time.monotonic() < next_cancel_check or self._cancel_seen.is_set():
+                    continue
+                next_cancel_check = time.monotonic() + self.poll_s
+                try:
+                    row = Job.get_or_none(Job.id == self.job_id)
+                except Exception:  # noqa: BLE001 - the database busy for a moment: ask again
+                    continue
+                if row is None or row.cancel_requested:
+                    self._cancel_seen.set()
+                    for token in self._tokens:
+                        token.cancel()
+                    if not self._tokens and self.on_cancel_without_token is not None:
+                        self.on_cancel_without_token()
+        finally:
+            database_proxy.obj.close()  # this thread's connection only
 
     # --- after the command --------------------------------------------------------------
 
     def finish(self, exit_code: int, message: str | None = None) -> str:
         """Record how the command ended; returns the state."""
         self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        _on_own_connection(self._write_progress)
         cancelled = self._cancel_seen.is_set() or Job.get_by_id(self.job_id).cancel_requested
         if exit_code == 0:
             state = "done"
@@ -150,8 +195,7 @@ class JobWorker:
         fields = {Job.state: state, Job.exit_code: exit_code, Job.finished_at: now, Job.updated_at: now}
         if message:
             fields[Job.message] = message
-        with write_transaction():
-            Job.update(fields).where(Job.id == self.job_id).execute()
+        _on_own_connection(lambda: Job.update(fields).where(Job.id == self.job_id).execute())
         return state
 
     def current(self):

@@ -41,7 +41,7 @@ class SchemaTooNewError(StoreError):
     pass
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, read_header: bool = True) -> None:
     if path.exists():
         if path.is_dir():
             raise StoreError(f"{path} is a directory, not a database file. Pass --db with a file path.")
@@ -52,8 +52,10 @@ def _check_file(path: Path) -> None:
                 f"{path}: the database (or its folder, which needs room for the -wal/-shm files) is read-only. "
                 "Make it writable or pass --db with a writable location."
             )
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        head = b""
+        if read_header:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
         if head and head != b"SQLite format 3\x00":
             raise StoreError(
                 f"{path} is not a SQLite database (it starts with {head[:8]!r}). "
@@ -118,14 +120,23 @@ def migrate(db: SqliteDatabase, path: Path | None = None) -> list[int]:
     return applied
 
 
+_OPENED_IN_THIS_PROCESS: set[str] = set()
+
+
 def open_database(path: str | os.PathLike, *, migrate_schema: bool = True) -> SqliteDatabase:
     """Open (creating if needed) the database at ``path`` and bind the models to it."""
     path = Path(path)
-    _check_file(path)
+    real = os.path.realpath(path)
+    # Reading the header opens and closes the file, and closing any descriptor of a file
+    # drops every POSIX lock this process holds on it (SQLite's connections' too): another
+    # process closing its last connection would then delete the WAL under ours, and what
+    # we write next is lost. The header was checked when this process first opened it.
+    _check_file(path, read_header=real not in _OPENED_IN_THIS_PROCESS)
     db = SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     try:
         db.connect(reuse_if_open=True)
         database_proxy.initialize(db)
+        _OPENED_IN_THIS_PROCESS.add(real)
         if migrate_schema:
             migrate(db, path)
             # an index a crashed bulk load dropped (see deferred_index) is rebuilt here
