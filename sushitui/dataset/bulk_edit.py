@@ -36,7 +36,7 @@ from sushitui.dataset.registry import get_dataset
 from sushitui.dataset.write_lock import dataset_write_lock
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
-from sushitui.store import Caption, Dataset, Item, ItemTag, current_database
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, tuple_rows
 from sushitui.tags import aliases, dictionary
 from sushitui.tags.normalize import clean, dedupe, match_key
 from sushitui.tags.query import QueryError, TagTerm, apply_query, parse
@@ -235,8 +235,8 @@ def _planned_files(items: list[Item], subtype: str) -> list[str]:
     out = []
     for item in items:
         caps = siblings.get(item.id, [])
-        cap = next((c for c in caps if c.type == "tags" and c.subtype == subtype and c.file_path), None)
-        out.append(cap.file_path if cap is not None else new_caption_rel_path(item, subtype, caps))
+        path = next((c.file_path for c in caps if c.type == "tags" and c.subtype == subtype and c.file_path), None)
+        out.append(path if path is not None else new_caption_rel_path(item, subtype, caps))
     return out
 
 
@@ -251,7 +251,7 @@ def _targets(ds: Dataset, query: str | None, item_ids: Sequence[int] | None, nar
         base = apply_query(Item.select(Item.id), query, ds.id)
     matched = base.count()
     visit = base.where(narrow) if narrow is not None else base
-    return [r[0] for r in visit.order_by(Item.id).tuples()], matched
+    return [r[0] for r in tuple_rows(visit.order_by(Item.id).tuples())], matched
 
 
 def _run(
@@ -429,7 +429,7 @@ def apply_aliases(
         )
         if subtypes:
             q = q.where(ItemTag.subtype.in_(list(subtypes)))
-        for item_id, subtype in q.tuples():
+        for item_id, subtype in tuple_rows(q.tuples()):
             affected.setdefault(subtype, set()).add(item_id)
 
     def rewrite(tags: list[str]) -> list[str]:
@@ -478,7 +478,7 @@ def remove_tag_everywhere(tag: str, *, progress: ProgressCallback | None = None,
     for subtype, ids in dictionary.items_with_tag(tag).items():
         for s in range(0, len(ids), 500):
             rows = Item.select(Item.dataset, Item.id).where(Item.id.in_(ids[s : s + 500])).tuples()
-            for dataset_id, item_id in rows:
+            for dataset_id, item_id in tuple_rows(rows):
                 per_dataset.setdefault((dataset_id, subtype), []).append(item_id)
     total = sum(len(v) for v in per_dataset.values())
     started = time.monotonic()

@@ -32,7 +32,7 @@ from sushitui.dataset.captions import (
 )
 from sushitui.dataset.paths import to_abs
 from sushitui.dataset.write_lock import EDITOR_WAIT_S, dataset_write_lock
-from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, write_transaction
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, tuple_rows, write_transaction
 from sushitui.tags.normalize import dedupe, split_tags
 
 MAX_PRESETS = 9
@@ -174,7 +174,7 @@ def load_item_view(item_id: int) -> ItemView:
         .order_by(ItemTag.subtype, ItemTag.position)
         .tuples()
     )
-    for subtype, tag in rows:
+    for subtype, tag in tuple_rows(rows):
         view.tags.setdefault(subtype or MAIN, []).append(tag)
     return view
 
