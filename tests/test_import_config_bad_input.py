@@ -3,6 +3,8 @@ nothing registered half-way (issue 17)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sushitui.export import configs_in
@@ -169,3 +171,15 @@ def test_the_cli_prints_each_problem_on_its_own_line_and_exits_1(db_path, db, fo
 def test_a_path_map_without_equals_is_a_usage_error():
     with pytest.raises(ConfigImportError, match="FROM=TO"):
         configs_in.parse_path_map([r"C:\data"])
+
+
+def test_a_missing_image_folder_does_not_hide_the_missing_control_folders(db, tmp_path):
+    cfg = tmp_path.parent / "ai-toolkit.yaml"
+    cfg.write_text((Path(__file__).parent / "data/trainer_configs/ai-toolkit_train_lora_qwen_image_edit_2509_32gb.yaml")
+                   .read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ConfigImportError) as e:
+        import_config(cfg, [("/path/to", str(tmp_path))])
+    lines = [p.split(": ")[0].rsplit(":", 1)[1] for p in e.value.problems]
+    # folder_path, then each of the three control_path entries on its own line
+    assert lines == ["27", "30", "31", "32"]
+    assert all("config.process[0].datasets[0]" in p for p in e.value.problems)

@@ -302,7 +302,7 @@ class _Raw:
     path: str | None
     recursive: bool
     trainer: dict
-    dirs: dict = field(default_factory=dict)  # trainer key -> (raw paths, line)
+    dirs: dict = field(default_factory=dict)  # trainer key -> (raw paths, line or one line per path)
     files: dict = field(default_factory=dict)  # trainer key -> (raw paths, line)
     unmapped: list[str] = field(default_factory=list)
     skip: str | None = None  # why this entry registers nothing (listed)
@@ -392,9 +392,17 @@ def _ai_toolkit(doc, node) -> tuple[list[_Raw], list[str]]:
                     "control_path_1", "control_path_2", "control_path_3", "mask_path", "dataset_path", "inpaint_path"}
             trainer["other"] = {k: v for k, v in d.items() if k not in used}
             raw = _Raw(where, line, d.get("folder_path"), True, trainer)
-            controls = _as_list(d.get("control_path")) + [d[k] for k in ("control_path_1", "control_path_2", "control_path_3") if d.get(k)]
+            controls, control_lines = [], []
+            for i, value in enumerate(_as_list(d.get("control_path"))):
+                controls.append(value)
+                at = path_of(pi, "datasets", di, "control_path")
+                control_lines.append(_yaml_line(node, *at, i) if isinstance(d["control_path"], list) else _yaml_line(node, *at))
+            for k in ("control_path_1", "control_path_2", "control_path_3"):
+                if d.get(k):
+                    controls.append(d[k])
+                    control_lines.append(_yaml_line(node, *path_of(pi, "datasets", di, k)))
             if controls:
-                raw.dirs["control_dirs"] = (controls, _yaml_line(node, *path_of(pi, "datasets", di, "control_path")) or line)
+                raw.dirs["control_dirs"] = (controls, [n or line for n in control_lines])
             if d.get("mask_path"):
                 raw.dirs["mask_dirs"] = (_as_list(d["mask_path"]), _yaml_line(node, *path_of(pi, "datasets", di, "mask_path")) or line)
             if d.get("inpaint_path"):
@@ -560,19 +568,19 @@ def read_config(
         if not isinstance(raw.path, str):
             problems.append(f"{at(raw.line)}: {raw.where}: the folder must be a string, not {raw.path!r}")
             continue
+        known = len(problems)
         resolved, why = resolver.resolve(raw.path)
         if why:
             problems.append(f"{at(raw.line)}: {raw.where}: {why}")
-            continue
-        if not os.path.isdir(resolved):
+        elif not os.path.isdir(resolved):
             what = "is a file, not a folder" if os.path.exists(resolved) else "no such folder"
             problems.append(f"{at(raw.line)}: {raw.where}: '{raw.path}' → {resolved}: {what}{resolver.relative_hint(raw.path)}")
-            continue
+        # the entry's other paths are checked too, so one run lists every problem
         trainer: dict[str, Any] = {"format": fmt, "config": str(path), "entry": raw.where, "line": raw.line, "recursive": raw.recursive}
         trainer.update({k: v for k, v in raw.trainer.items() if v not in (None, {}, [])})
         unmapped = list(raw.unmapped)
-        for key, (values, line) in raw.dirs.items():
-            for value in values:
+        for key, (values, where_lines) in raw.dirs.items():
+            for value, line in zip(values, where_lines if isinstance(where_lines, list) else [where_lines] * len(values)):
                 p, why = resolver.resolve(value) if isinstance(value, str) else ("", f"{value!r} is not a path")
                 if why or not os.path.isdir(p):
                     why = why or _missing(value, p, "folder", resolver)
@@ -588,6 +596,8 @@ def read_config(
                     problems.append(f"{at(line)}: {raw.where}: metadata file {why or _missing(value, p, 'file', resolver)}")
                     continue
                 trainer.setdefault(key, []).append(p)
+        if len(problems) > known:
+            continue
         unmapped += _folder_notes(fmt, resolved, trainer)
         first = by_path.get(resolved)
         if first is not None:
