@@ -18,7 +18,6 @@ from sushitui.tags import normalize
 MAIN_ALIASES = ("main", "")  # ``image.txt`` is the main caption (layout A)
 _TAG_SEPARATORS = re.compile(r"[,\n\r]")  # as normalize.split_tags splits
 _MEMO_LIMIT = 1_000_000
-_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -125,8 +124,9 @@ class CaptionBuilder:
         seen = set(self._trigger_keys)
         memo = self._memo
         for part in _TAG_SEPARATORS.split(text):
-            info = memo.get(part, _UNSEEN)
-            if info is _UNSEEN:
+            try:
+                info = memo[part]
+            except KeyError:  # a tag not seen yet (rare: captions repeat their tags)
                 info = self._tag_info(part)
             if info is not None and info[1] not in seen:
                 seen.add(info[1])
