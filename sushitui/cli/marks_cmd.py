@@ -47,6 +47,21 @@ def register(subparsers) -> None:
     add_common(p)
     p.set_defaults(func=cmd_crop)
 
+    item = subparsers.add_parser("item", help="act on single items: remove (to the trash)")
+    item_sub = item.add_subparsers(dest="item_command", metavar="ACTION", required=True)
+    p = item_sub.add_parser(
+        "remove", help="move items' images, captions and sidecars to the trash and drop them from the index",
+        description="Move every file of the items (images, caption files, sidecars named after them) to the "
+        "freedesktop trash, or to .trash/ in the dataset when the trash is on another device, and drop them "
+        "from the index. Prints where each file went; restore them from there (the TUI's U key undoes).")
+    p.add_argument("name", metavar="NAME", help="dataset name")
+    p.add_argument("items", nargs="*", metavar="ITEM", help=ITEMS_HELP)
+    p.add_argument("--query", "-q", default=None, metavar="Q", help="also every item matching this query")
+    p.add_argument("--dataset-trash", action="store_true",
+                   help="use .trash/ in the dataset even when the user's trash is on the same device")
+    add_common(p)
+    p.set_defaults(func=cmd_item_remove)
+
 
 def _dataset(args):
     from sushitui.dataset.registry import get_dataset
@@ -141,3 +156,23 @@ def cmd_crop(args) -> int:
     reply(args, {"dataset": ds.name, "item": item_id, "crop": list(rect) if rect else None, "changed": result.changed},
           f"{what} {args.item}" + (f"; saved in {result.path}" if result.path else " (unchanged)"))
     return 0
+
+
+def cmd_item_remove(args) -> int:
+    from sushitui.dataset.remove import remove_items
+
+    ds = _dataset(args)
+    ids = _items(ds, list(args.items), args.query)
+    removal = remove_items(ds, ids, home=False if args.dataset_trash else None)
+    data = {"dataset": ds.name, "removed": len(removal.items), "where": removal.where,
+            "files": [{"from": f.original, "to": f.trashed} for f in removal.files], "problems": removal.problems}
+
+    def text() -> None:
+        out(f"removed {len(removal.items):,} item(s) of {ds.name!r}; {len(removal.files):,} file(s) moved to {removal.where}:")
+        for f in removal.files:
+            out(f"  {f.original} -> {f.trashed or 'the system trash'}")
+        for problem in removal.problems:
+            out(f"  problem: {problem}")
+
+    reply(args, data, text)
+    return 1 if removal.problems else 0

@@ -333,7 +333,7 @@ def _resolve_one(db, dataset_id: int, root: str, ref: str) -> int | None:
 # --- changing marks -----------------------------------------------------------------------------
 
 
-def _dataset_of(item_ids: Sequence[int]) -> Dataset:
+def dataset_of(item_ids: Sequence[int]) -> Dataset:
     rows = current_database().execute_sql(
         f"SELECT DISTINCT dataset_id FROM item WHERE id IN ({','.join('?' * len(item_ids[:_CHUNK]))})",
         list(item_ids[:_CHUNK])).fetchall()
@@ -350,7 +350,7 @@ def _change(item_ids: Sequence[int], how, *, dataset: Dataset | None = None, wha
     result = MarkResult()
     if not ids:
         return result
-    ds = dataset or _dataset_of(ids)
+    ds = dataset or dataset_of(ids)
     db = current_database()
     with dataset_write_lock(ds.root_path, what=what, name=ds.name):
         rows = []

@@ -31,7 +31,7 @@ from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
 from sushitui.tui.widgets.key_bar import KeyBar
-from sushitui.tui.screens.marks_keys import MARK_BINDINGS, MarkKeys
+from sushitui.tui.screens.marks_keys import MARK_BINDINGS, TRASH_BINDINGS, MarkKeys, TrashKeys
 from sushitui.tui.widgets.progress import ProgressPanel
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class BrowserState:
     total: int | None = None
 
 
-class BrowserScreen(MarkKeys, Screen):
+class BrowserScreen(MarkKeys, TrashKeys, Screen):
     """Grid of a dataset's items; Enter opens the item detail."""
 
     BINDINGS = [
@@ -178,6 +178,7 @@ class BrowserScreen(MarkKeys, Screen):
         Binding("end", "jump(-1)", "Last item", show=False, id="browser.last", tooltip="Cursor to the last item"),
         Binding("ctrl+n", "clear_selection", "Clear selection", show=False, id="browser.clear_selection", tooltip="Unselect everything"),
         *MARK_BINDINGS,  # stars 0-5, > <, flags E N G: on the selection or the cursor item
+        *TRASH_BINDINGS,  # D: the selection or the cursor item to the trash; U: undo
     ]
 
     def __init__(self, dataset_id: int, dataset_name: str = "", root_path: str = "", query: str = "") -> None:
@@ -715,6 +716,13 @@ class BrowserScreen(MarkKeys, Screen):
 
     def marks_changed(self, item_ids: list[int]) -> None:
         self._restart(keep_offset=True)  # a rating:/flag: query may no longer match them
+
+    def items_removed(self, item_ids: list[int]) -> None:
+        self.selected.difference_update(item_ids)
+        self._restart(keep_offset=True)
+
+    def items_restored(self, item_ids: list[int]) -> None:
+        self._restart(keep_offset=True)
 
     def action_quick_tag(self) -> None:
         from sushitui.tui.screens.quick_tag import QuickTagScreen

@@ -31,7 +31,7 @@ from sushitui.tui.widgets.detail.caption_list import CaptionEditDialog, ExportCa
 from sushitui.tui.widgets.detail.caption_pane import CaptionPane
 from sushitui.tui.widgets.detail.meta_pane import DetailTitle
 from sushitui.tui.widgets.detail.panes import DetailPanes
-from sushitui.tui.screens.marks_keys import MARK_BINDINGS, MarkKeys
+from sushitui.tui.screens.marks_keys import MARK_BINDINGS, TRASH_BINDINGS, MarkKeys, TrashKeys
 from sushitui.tui.widgets.key_bar import KeyBar
 
 __all__ = ["CaptionEditDialog", "ExportCaptionDialog", "ItemDetailScreen"]
@@ -70,7 +70,7 @@ def _pane_key(path: str):
     return action
 
 
-class ItemDetailScreen(MarkKeys, Screen):
+class ItemDetailScreen(MarkKeys, TrashKeys, Screen):
     """One item: image, captions, metadata; tag editing with autosave and undo."""
 
     PALETTE_NAME = "item"
@@ -111,6 +111,7 @@ class ItemDetailScreen(MarkKeys, Screen):
         Binding("e", "export_caption", "Export caption", show=False, tooltip="Write this caption to a .txt file", id="detail.export_caption"),
         Binding("d", "delete_caption", "Delete caption", show=False, id="detail.delete_caption", tooltip="Delete this caption (asks first)"),
         *MARK_BINDINGS,  # stars 0-5, > <, flags E N G, as in the browser
+        *TRASH_BINDINGS,  # D: this item to the trash (then the next one shows); U: undo
     ]
 
     def __init__(
@@ -240,6 +241,23 @@ class ItemDetailScreen(MarkKeys, Screen):
     def marks_changed(self, item_ids: list[int]) -> None:
         if self.view is not None and self.view.item_id in item_ids:
             self.load_marks_label(self.view.item_id, self._refresh_title)
+
+    async def before_trash(self) -> bool:
+        return await self._save_all()  # nothing left to write into a file about to leave
+
+    def items_removed(self, item_ids: list[int]) -> None:
+        self.item_ids = [i for i in self.item_ids if i not in item_ids]
+        if not self.item_ids:
+            self.edits = None
+            self.app.pop_screen()
+            return
+        self.index = min(self.index, len(self.item_ids) - 1)
+        self._load(self.item_ids[self.index])
+
+    def items_restored(self, item_ids: list[int]) -> None:
+        if item_ids:
+            self.item_ids[self.index:self.index] = item_ids
+            self._load(self.item_ids[self.index])
 
     def _refresh_title(self) -> None:
         if self.view is not None:

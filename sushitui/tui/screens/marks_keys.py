@@ -132,3 +132,101 @@ class MarkKeys:
     def _marks_done(self, ids: list[int], text: str) -> None:
         self.notify(for_terminal(text), timeout=3)  # type: ignore[attr-defined]
         self.marks_changed(ids)
+
+
+# --- removing items (sushitui.dataset.remove) ------------------------------------------------------
+
+TRASH_BINDINGS = [
+    Binding("D", "trash_items", "Remove item", show=False, id="item.trash",
+            tooltip="Move the item's image, captions and sidecars to the trash (the selection on the browser)"),
+    Binding("U", "restore_items", "Undo remove", show=False, id="item.restore",
+            tooltip="Bring back what the last remove moved to the trash"),
+]
+
+
+class TrashKeys:
+    """``D`` moves the items of ``mark_targets()`` to the trash (after a yes), ``U`` undoes
+    the screen's last removal. The screen may override ``items_removed(ids)`` and
+    ``items_restored()`` to redraw."""
+
+    _last_removal = None
+
+    def items_removed(self, item_ids: list[int]) -> None:
+        """Redraw after items left the index."""
+
+    def items_restored(self, item_ids: list[int]) -> None:
+        """Redraw after a removal was undone (``item_ids``: the items' ids now)."""
+
+    async def before_trash(self) -> bool:
+        """Run before asking (item detail saves its edits first); False stops the remove."""
+        return True
+
+    async def action_trash_items(self) -> None:
+        from sushitui.tui.widgets.confirm import ConfirmDialog
+
+        ids = self.mark_targets()  # type: ignore[attr-defined]
+        if not ids or not await self.before_trash():
+            return
+        what = "this item" if len(ids) == 1 else f"{len(ids):,} items"
+        question = (f"Move {what} (image, captions, sidecars) to the trash? "
+                    "U brings it back while this screen is open.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(lambda: self._trash_worker(ids), thread=True, group="trash",  # type: ignore[attr-defined]
+                                exit_on_error=False)
+
+        self.app.push_screen(ConfirmDialog(question, yes_label="Move to trash", danger=True), answered)  # type: ignore[attr-defined]
+
+    def _trash_worker(self, ids: list[int]) -> None:
+        from sushitui.dataset.marks import dataset_of
+        from sushitui.dataset.remove import remove_items
+
+        app = self.app  # type: ignore[attr-defined]
+        try:
+            removal = remove_items(dataset_of(ids), ids)
+        except Exception as exc:  # noqa: BLE001 - shown to the user; a bug is logged with its traceback
+            log_if_unexpected(log, exc, "removing items")
+            app.call_from_thread(self.notify, for_terminal(str(exc)), severity="error", timeout=10)  # type: ignore[attr-defined]
+            return
+        app.call_from_thread(self._trash_done, removal)
+
+    def _trash_done(self, removal) -> None:
+        if removal.items:
+            self._last_removal = removal
+        n = len(removal.items)
+        text = f"Removed {n:,} item{'s' if n != 1 else ''}: {len(removal.files):,} files moved to {removal.where}. U undoes."
+        if removal.problems:
+            text += "\n" + "\n".join(removal.problems[:3])
+        self.notify(for_terminal(text), severity="warning" if removal.problems else "information",  # type: ignore[attr-defined]
+                    timeout=8)
+        if removal.items:
+            self.items_removed([i.item_id for i in removal.items])
+
+    def action_restore_items(self) -> None:
+        removal = self._last_removal
+        if removal is None:
+            self.notify("Nothing to bring back: no item was removed here.", timeout=3)  # type: ignore[attr-defined]
+            return
+        self._last_removal = None
+        self.run_worker(lambda: self._restore_worker(removal), thread=True, group="trash",  # type: ignore[attr-defined]
+                        exit_on_error=False)
+
+    def _restore_worker(self, removal) -> None:
+        from sushitui.dataset.remove import restore
+
+        app = self.app  # type: ignore[attr-defined]
+        try:
+            problems = restore(removal)
+        except Exception as exc:  # noqa: BLE001 - shown to the user; a bug is logged with its traceback
+            log_if_unexpected(log, exc, "restoring items")
+            app.call_from_thread(self.notify, for_terminal(str(exc)), severity="error", timeout=10)  # type: ignore[attr-defined]
+            return
+        app.call_from_thread(self._restore_done, len(removal.items), problems, removal.restored_ids)
+
+    def _restore_done(self, n: int, problems: list[str], ids: list[int]) -> None:
+        text = f"Brought back {n:,} item{'s' if n != 1 else ''}."
+        if problems:
+            text += "\n" + "\n".join(problems[:3])
+        self.notify(for_terminal(text), severity="warning" if problems else "information", timeout=6)  # type: ignore[attr-defined]
+        self.items_restored(ids)
