@@ -12,10 +12,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from sushitui.errors import UserError
-from sushitui.store import Item, current_database
+from peewee import Field
 
-SORT_KEYS = {
+from sushitui.errors import UserError
+from sushitui.store import Item, current_database, tuple_rows
+
+SORT_KEYS: dict[str, tuple[Field, ...]] = {
     # natural order (1, 2, 10; case and accents folded), stored at scan time and indexed
     "name": (Item.name_key,),
     "created": (Item.created_at,),
@@ -202,8 +204,8 @@ def caption_kinds(dataset_id: int) -> set[str]:
     dataset: what an export can pick captions by."""
     from sushitui.store import Caption
 
-    rows = list(Caption.select(Caption.subtype, Caption.type).join(Item).where(Item.dataset == dataset_id)
-                .distinct().tuples())
+    rows = list(tuple_rows(Caption.select(Caption.subtype, Caption.type).join(Item).where(Item.dataset == dataset_id)
+                           .distinct().tuples()))
     return {(sub or "main") for sub, _type in rows} | {ctype for _sub, ctype in rows if ctype}
 
 
