@@ -28,7 +28,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
@@ -482,15 +482,15 @@ def import_file(
         reading_keys = iter(search_keys(flat_readings))
         inserts = []
         for norm, (tag, texts, readings, known, _line) in merged.items():
-            known = 1 if known else 0
+            in_dictionary = 1 if known else 0
             if len(texts) == 1:
                 r = readings[0]
                 inserts.append((norm, tag, lang, texts[0], next(text_keys), r, next(reading_keys) if r else None, 0,
-                                known, source, now))
+                                in_dictionary, source, now))
                 continue
             for pos, (t, r) in enumerate(zip(texts, readings)):
                 inserts.append((norm, tag, lang, t, next(text_keys), r, next(reading_keys) if r else None, pos,
-                                known, source, now))
+                                in_dictionary, source, now))
         dropped = _drop_indexes_for(db, len(inserts))
         cur = db.cursor()
         sql = ("INSERT INTO tag_translation (norm, tag, lang, text, text_key, reading, reading_key, position, "
@@ -500,10 +500,10 @@ def import_file(
                 if cancel is not None and cancel.cancelled:
                     report.cancelled = True
                     break
-                chunk = inserts[s : s + 20_000]
-                cur.executemany(sql, chunk)
-                report.translations += len(chunk)
-                throttle(ProgressEvent("writing", s + len(chunk), len(inserts), unit="translations", started_at=started))
+                batch = inserts[s : s + 20_000]
+                cur.executemany(sql, batch)
+                report.translations += len(batch)
+                throttle(ProgressEvent("writing", s + len(batch), len(inserts), unit="translations", started_at=started))
         finally:
             if dropped:
                 # inside the transaction: a failure (or a crash) rolls the DROP back with the rows
@@ -628,7 +628,8 @@ def matching_sql(text: str, mode: str = "substring", lang: str | None = None) ->
     key = search_key(text)
     if not key:
         return None, []
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if lang:
         where.append("lang = ?")
         params.append(normalize_lang(lang))
