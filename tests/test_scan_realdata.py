@@ -61,7 +61,10 @@ def test_exiftool_images_metadata(db, testdata):
     assert iptc.exif_data["iptc"]["Keywords"] == ["ExifTool", "Test", "IPTC"]
     xmp = Item.get(Item.image_path == "images/XMP.jpg")  # UTF-16 XMP packet
     caps = {(c.source, c.source_field): c.content for c in Caption.select().where(Caption.item == xmp.id)}
-    assert caps[("xmp", "dc:subject")] == "ExifTool, Test, XMP"
+    # the embedded packet is read (raw), but XMP.xmp beside it is its sidecar, whose dc:subject wins
+    assert xmp.exif_data["xmp"]["dc:subject"] == ["ExifTool", "Test", "XMP"]
+    assert caps[("xmp", "XMP.xmp: dc:subject")] == "test1, &-&amp;-&"
+    assert caps[("xmp", "dc:description")] == "UTF-16 (big-endian) encoded XMP"
     assert caps[("exif", "ImageDescription")] == "A witty caption"
 
 

@@ -20,6 +20,14 @@ and each other one gets the subtype named after its extension (``x.txt`` + ``x.c
 ``main`` + ``cap``). Two files claiming one subtype: the one whose extension comes
 first wins, then the plain name over the suffixed one (``x.txt`` over ``x_main.txt``);
 the other stays on disk, unindexed, and is reported.
+
+Suffix separator (a dataset setting, ``_`` by default): ``.`` groups ``0.src.jpg`` with
+``0.mask.png``, ``-`` groups OneTrainer's ``x.png`` + ``x-masklabel.png`` +
+``x-condlabel.png`` (given ``--image-suffixes masklabel,condlabel``). Caption files
+are read with ``_`` as well, since that is how sushitui names the captions it writes.
+
+XMP sidecars (``x.xmp`` or ``x.jpg.xmp`` beside ``x.jpg``) belong to the image's item
+(``ItemGroup.sidecar``); ``x.jpg.xmp`` names its image exactly and wins over ``x.xmp``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+SIDECAR_EXTENSIONS = frozenset({".xmp"})  # metadata beside an image: read, never written
+SUFFIX_SEPARATORS = ("_", ".", "-")
 # precedence when one image has several captions of the same subtype (or several plain ones)
 CAPTION_EXTENSIONS_ORDER = (".txt", ".caption", ".cap")
 CAPTION_EXTENSIONS = frozenset(CAPTION_EXTENSIONS_ORDER)
@@ -57,6 +67,10 @@ class ItemGroup:
     captions: dict[str, FileEntry] = field(default_factory=dict)  # subtype -> file
     primary_suffix: str = ""
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
+    sidecar: FileEntry | None = None  # x.xmp / x.jpg.xmp
+    # captions that come from a file shared by several items (a folder's prompt.json, a
+    # captions table): (ctype, subtype, source, source_field, text), set by the scanner
+    external: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
     @property
     def primary(self) -> FileEntry:
@@ -84,15 +98,17 @@ def split_ext(name: str) -> tuple[str, str]:
     return name[:dot], name[dot:].lower()
 
 
-def parse_name(stem: str, suffixes) -> tuple[str, str | None]:
-    """``(base, suffix)`` when the last ``_part`` of ``stem`` is a known suffix, else
-    ``(stem, None)``. Suffixes compare case-insensitively and are returned lowercase."""
-    cut = stem.rfind("_")
-    if cut <= 0:
-        return stem, None
-    suffix = stem[cut + 1 :].lower()
-    if suffix in suffixes:
-        return stem[:cut], suffix
+def parse_name(stem: str, suffixes, separators: str | tuple[str, ...] = "_") -> tuple[str, str | None]:
+    """``(base, suffix)`` when the last ``<separator>part`` of ``stem`` is a known
+    suffix (the first separator that gives one wins), else ``(stem, None)``. Suffixes
+    compare case-insensitively and are returned lowercase."""
+    for sep in ((separators,) if isinstance(separators, str) else separators):
+        cut = stem.rfind(sep)
+        if cut <= 0:
+            continue
+        suffix = stem[cut + 1 :].lower()
+        if suffix in suffixes:
+            return stem[:cut], suffix
     return stem, None
 
 
@@ -115,12 +131,16 @@ def group_directory(
     caption_suffixes=DEFAULT_CAPTION_SUFFIXES,
     dataset_type: str = "auto",
     primary_suffix: str = "target",
+    suffix_separator: str = "_",
+    sidecars: list[FileEntry] = (),  # type: ignore[assignment]
 ) -> tuple[list[ItemGroup], list[tuple[str, str]]]:
     """Group one directory's files into items.
 
-    Returns ``(groups, orphans)``; orphans are ``(caption file name, reason)`` for
-    caption files with no image.
+    Returns ``(groups, orphans)``; orphans are ``(file name, reason)`` for caption files
+    and sidecars with no image.
     """
+    # captions: the dataset's separator, then "_" (what sushitui writes)
+    caption_separators = (suffix_separator,) if suffix_separator == "_" else (suffix_separator, "_")
     image_suffixes = frozenset(s.lower() for s in image_suffixes)
     caption_suffixes = frozenset(s.lower() for s in caption_suffixes)
     prefix = f"{rel_dir}/" if rel_dir else ""
@@ -130,7 +150,7 @@ def group_directory(
 
     for entry in sorted(images, key=lambda e: e.name):
         stem = split_ext(entry.name)[0]
-        base, suffix = (stem, None) if dataset_type == "single" else parse_name(stem, image_suffixes)
+        base, suffix = (stem, None) if dataset_type == "single" else parse_name(stem, image_suffixes, suffix_separator)
         key = suffix or ""
         group = groups.get(base)
         if group is None:
@@ -162,7 +182,7 @@ def group_directory(
     plain: dict[int, list[FileEntry]] = {}  # id(group) -> its plain captions
     for entry in sorted(captions, key=lambda e: e.name):
         stem = split_ext(entry.name)[0]
-        base, subtype = parse_name(stem, caption_suffixes)
+        base, subtype = parse_name(stem, caption_suffixes, caption_separators)
         group = groups.get(base) if subtype else None
         if group is None:
             # x.txt (layout A), or a name like photo_alt.txt beside photo_alt.png
@@ -204,7 +224,41 @@ def group_directory(
             continue
         group.captions[subtype] = entry
 
+    _attach_sidecars(groups, extra, sidecars, orphans)
     return list(groups.values()) + extra, orphans
+
+
+def _attach_sidecars(groups: dict[str, ItemGroup], extra: list[ItemGroup], sidecars, orphans: list) -> None:
+    """``x.jpg.xmp`` goes to the item whose image is ``x.jpg``; ``x.xmp`` to the item
+    whose image stem (or base name) is ``x``. Photo tools write one or the other; with
+    both, the one naming the image exactly is read and the other reported."""
+    by_image: dict[str, ItemGroup] = {}
+    by_stem: dict[str, ItemGroup] = {}
+    for group in (*groups.values(), *extra):
+        by_stem.setdefault(group.base_name, group)
+        for entry in group.images.values():
+            by_image.setdefault(entry.name, group)
+            by_stem.setdefault(split_ext(entry.name)[0], group)
+    for entry in sorted(sidecars, key=lambda e: e.name):
+        stem = split_ext(entry.name)[0]
+        exact = by_image.get(stem)
+        group = exact or by_stem.get(stem)
+        if group is None:
+            orphans.append((entry.name, "XMP sidecar without an image of the same name; not read"))
+            continue
+        current = group.sidecar
+        if current is not None:
+            current_exact = split_ext(current.name)[0] in group_names(group)
+            keep, drop = (current, entry) if current_exact or not exact else (entry, current)
+            group.sidecar = keep
+            group.problems.append((drop.name, f"two XMP sidecars for {group.base_name!r}: {keep.name} is read, "
+                                              "this one is ignored"))
+            continue
+        group.sidecar = entry
+
+
+def group_names(group: ItemGroup) -> set[str]:
+    return {e.name for e in group.images.values()}
 
 
 def _pick_primary(group: ItemGroup, preferred: str) -> str:

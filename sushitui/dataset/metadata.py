@@ -14,11 +14,20 @@ the pixel data; nothing is decoded). Mapping:
 
 The raw fields are kept (``raw``, stored in ``Item.exif_data``). Broken metadata is a
 problem for the item, never a failed scan.
+
+XMP sidecars (``x.xmp`` / ``x.jpg.xmp``, ``add_sidecar``) are read whether or not the
+dataset reads embedded metadata: they are files the user put beside the image. Their
+dc:subject and dc:description become the same captions as embedded XMP (source
+``xmp``, so an edit writes a caption file and the sidecar is never rewritten) and
+replace embedded XMP captions of the same subtype (a photo tool's sidecar is the newer
+word). ``raw["xmp_sidecar"]`` records the file's name, size and mtime: a scan re-reads
+the item when they change.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import warnings
 
@@ -40,10 +49,18 @@ def _subtype(source: str, field: str) -> str:
     return f"{source}_{field}".lower().replace(":", "_").replace("-", "_")
 
 
-def _tags(values) -> list[tuple[str, str]]:
+# A keyword list field (XMP dc:subject, IPTC Keywords) holds one keyword per value, which
+# may contain ';' (ExifTool's test sidecar has "&-&amp;-&"); Windows XPKeywords is one
+# string whose keywords are separated by ';'. Commas split everywhere: a tag caption is
+# comma-separated, so a keyword holding one could not survive an edit anyway.
+_LIST_SEPARATORS = re.compile(r"[,\n]")
+_XP_SEPARATORS = re.compile(r"[;,\n]")
+
+
+def _tags(values, separators: re.Pattern = _LIST_SEPARATORS) -> list[tuple[str, str]]:
     out, seen = [], set()
     for v in values:
-        for part in re.split(r"[;,\n]", v):
+        for part in separators.split(v):
             t = clean(part)
             if not t:
                 continue
@@ -61,8 +78,8 @@ def _text_caption(ctype: str, source: str, field: str, text: str) -> Caption | N
     return (ctype, _subtype(source, field), source, field, text, None)
 
 
-def _tag_caption(source: str, field: str, values: list[str]) -> Caption | None:
-    tags = _tags(values)
+def _tag_caption(source: str, field: str, values: list[str], separators: re.Pattern = _LIST_SEPARATORS) -> Caption | None:
+    tags = _tags(values, separators)
     if not tags:
         return None
     return ("tags", _subtype(source, field), source, field, ", ".join(t for t, _ in tags), tags)
@@ -163,7 +180,7 @@ def _exif(exif_bytes: bytes, raw: dict, captions: list, problems: list) -> None:
             captions.append(c)
     kw = fields.get("XPKeywords")
     if isinstance(kw, str) and not _PLACEHOLDER.fullmatch(kw):
-        c = _tag_caption("exif", "XPKeywords", [kw])
+        c = _tag_caption("exif", "XPKeywords", [kw], _XP_SEPARATORS)
         if c:
             captions.append(c)
 
@@ -328,3 +345,50 @@ def extract(data: bytes, fmt: str | None) -> dict:
     if fmt == "png":
         _png_text(im, raw, captions)
     return {"raw": raw or None, "captions": captions, "problems": problems}
+
+
+SIDECAR_MAX_BYTES = 16 * 1024 * 1024  # an XMP packet this large is not a sidecar
+
+
+def add_sidecar(meta: dict | None, path: str | None, name: str | None) -> dict:
+    """``meta`` (from ``extract``, or None) with the captions of the XMP sidecar at
+    ``path`` merged in; with ``path`` None, the empty result that still replaces what
+    an earlier sidecar gave (it was deleted)."""
+    out = {"raw": dict((meta or {}).get("raw") or {}), "captions": list((meta or {}).get("captions") or ()),
+           "problems": list((meta or {}).get("problems") or ())}
+    if path is None or name is None:
+        out["raw"] = out["raw"] or None
+        return out
+    record: dict = {"file": name}
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            record.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+            data = fh.read(SIDECAR_MAX_BYTES + 1)
+    except OSError as exc:
+        out["problems"].append(f"XMP sidecar {name} cannot be read ({exc.strerror or exc}); its captions were skipped")
+        data = None
+    if data is not None and len(data) > SIDECAR_MAX_BYTES:
+        out["problems"].append(f"XMP sidecar {name} is larger than {SIDECAR_MAX_BYTES} bytes; not read")
+        data = None
+    if data is not None:
+        found: dict = {}
+        captions: list = []
+        problems: list[str] = []
+        _xmp(data, found, captions, problems)
+        if not found and not problems:
+            text = data.decode("utf-8", "replace")
+            if "<x:xmpmeta" not in text and "<rdf:RDF" not in text:
+                problems.append("holds no XMP packet (no x:xmpmeta or rdf:RDF element)")
+            elif "</x:xmpmeta>" not in text and "</rdf:RDF>" not in text:
+                problems.append("is not valid XML (its x:xmpmeta / rdf:RDF element is never closed)")
+        for p in problems:
+            p = p.replace("XMP metadata is ", "is ").replace("embedded captions from XMP were skipped", "not read")
+            out["problems"].append(f"XMP sidecar {name} {p}")
+        record.update(found.get("xmp") or {})
+        mine = {c[1] for c in captions}
+        out["captions"] = [c for c in out["captions"] if not (c[2] == "xmp" and c[1] in mine)]
+        out["captions"].extend((ctype, sub, src, f"{name}: {fld}", text, tags)
+                               for ctype, sub, src, fld, text, tags in captions)
+    out["raw"]["xmp_sidecar"] = record
+    return out

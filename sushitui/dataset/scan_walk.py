@@ -16,7 +16,7 @@ import stat as stat_mod
 from dataclasses import dataclass, field
 
 from sushitui.dataset.caption_files import is_stale_temp_file, is_temp_file
-from sushitui.dataset.grouping import CAPTION_EXTENSIONS, IMAGE_EXTENSIONS, FileEntry
+from sushitui.dataset.grouping import CAPTION_EXTENSIONS, IMAGE_EXTENSIONS, SIDECAR_EXTENSIONS, FileEntry
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken
 
@@ -28,18 +28,25 @@ class WalkError(UserError):
 @dataclass
 class DirScan:
     rel_dir: str
-    files: list[tuple[str, int, int]] = field(default_factory=list)  # (name, size, mtime_ns) of images and captions
+    # (name, size, mtime_ns) of images, captions, XMP sidecars and the named files a scan
+    # reads (folder captions, caption tables): a change to any of them changes the digest
+    files: list[tuple[str, int, int]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (dataset-relative path, reason)
     signature: str = ""
 
     def split(self) -> tuple[list[FileEntry], list[FileEntry]]:
         """(images, captions); only needed for folders that changed."""
-        images: list[FileEntry] = []
-        captions: list[FileEntry] = []
+        images, captions, _sidecars, _named = self.split_all()
+        return images, captions
+
+    def split_all(self) -> tuple[list[FileEntry], list[FileEntry], list[FileEntry], list[FileEntry]]:
+        """(images, captions, XMP sidecars, named files)."""
+        out: tuple[list[FileEntry], ...] = ([], [], [], [])
         for name, size, mtime in self.files:
             dot = name.rfind(".")
-            (images if _KINDS[name[dot:].lower()] == 1 else captions).append(FileEntry(name, size, mtime))
-        return images, captions
+            kind = _KINDS.get(name[dot:].lower(), 4) if dot > 0 else 4
+            out[kind - 1].append(FileEntry(name, size, mtime))
+        return out  # type: ignore[return-value]
 
 
 @dataclass
@@ -70,7 +77,9 @@ def _stat_reason(exc: OSError) -> str:
     return f"cannot be read ({exc.strerror or exc})"
 
 
-_KINDS = {**{ext: 1 for ext in IMAGE_EXTENSIONS}, **{ext: 2 for ext in CAPTION_EXTENSIONS}}  # 1 image, 2 caption
+# 1 image, 2 caption, 3 sidecar; 4 (not here): a file listed by name (``walk(named=)``)
+_KINDS = {**{ext: 1 for ext in IMAGE_EXTENSIONS}, **{ext: 2 for ext in CAPTION_EXTENSIONS},
+          **{ext: 3 for ext in SIDECAR_EXTENSIONS}}
 _S_IFMT, _S_IFREG, _S_IFDIR = stat_mod.S_IFMT(0o170000), stat_mod.S_IFREG, stat_mod.S_IFDIR
 
 
@@ -92,7 +101,8 @@ def _remove_if_stale(entry: os.DirEntry, folder: str) -> None:
 _SCANDIR_FD = os.scandir in os.supports_fd
 
 
-def _list_dir(path: str, rel_dir: str, descend: bool, root_real: str | None = None) -> tuple[DirScan, list[str], bool]:
+def _list_dir(path: str, rel_dir: str, descend: bool, root_real: str | None = None,
+              named: frozenset[str] = frozenset()) -> tuple[DirScan, list[str], bool]:
     """One folder: its files with stat, its subfolders; (scan, subfolder names, readable)."""
     fd = None
     try:
@@ -107,7 +117,7 @@ def _list_dir(path: str, rel_dir: str, descend: bool, root_real: str | None = No
         d = DirScan(rel_dir, problems=[(rel_dir or ".", f"folder cannot be read ({reason}); its items are kept as they were")])
         return d, [], False
     try:
-        return (_list_entries(entries, path, rel_dir, descend, root_real),
+        return (_list_entries(entries, path, rel_dir, descend, root_real, named),
                 [e.name for e in entries if _is_subdir(e, descend)], True)
     finally:
         if fd is not None:
@@ -125,7 +135,8 @@ def _is_subdir(entry: os.DirEntry, descend: bool) -> bool:
         return False
 
 
-def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: bool, root_real: str | None = None) -> DirScan:
+def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: bool, root_real: str | None = None,
+                  named: frozenset[str] = frozenset()) -> DirScan:
     d = DirScan(rel_dir)
     marks: list[str] = []  # entries that failed, for the digest
     files = d.files
@@ -144,8 +155,8 @@ def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: 
         if name[0] == ".":
             continue  # hidden files, macOS ._ forks
         dot = name.rfind(".")
-        if dot <= 0 or name[dot:].lower() not in kinds:
-            continue  # not an image or a caption (folders are listed by _is_subdir)
+        if (dot <= 0 or name[dot:].lower() not in kinds) and (not named or name.lower() not in named):
+            continue  # not an image, caption or sidecar (folders are listed by _is_subdir)
         if not names_ok:
             try:
                 name.encode("utf-8")
@@ -191,8 +202,11 @@ def walk(
     max_depth: int | None = None,
     cancel: CancelToken | None = None,
     on_dir=None,
+    named: frozenset[str] = frozenset(),
 ) -> Walk:
     """List every folder under ``root`` (following folder symlinks, never twice).
+    ``named``: lowercase file names listed too, whatever their extension (prompt.json,
+    metadata.jsonl ...).
 
     One thread: a walk is one ``stat`` per file (~4 µs each), and two threads trading
     the GIL around such short system calls made a 200k-file walk 30 % slower, not faster.
@@ -212,7 +226,7 @@ def walk(
                 result.cancelled = True
                 return result
             d, subdirs, readable = _list_dir(path, rel_dir, recursive and (max_depth is None or depth < max_depth),
-                                             root_real)
+                                             root_real, named)
             if not readable:
                 result.unreadable_dirs.append(rel_dir)
             result.dirs.append(d)

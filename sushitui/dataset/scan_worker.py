@@ -185,17 +185,22 @@ def read_caption_file(path: str, subtype: str, name: str, overrides: dict[str, s
 
 
 # A task: (index, absolute dir, primary image name or None when unchanged,
-#          [(subtype, caption file name)], read metadata?)
-Task = tuple[int, str, "str | None", list[tuple[str, str]], bool]
+#          [(subtype, caption file name)], read metadata?, XMP sidecar name or None,
+#          sidecar captions to refresh (there is or was a sidecar)?)
+Task = tuple[int, str, "str | None", list[tuple[str, str]], bool, "str | None", bool]
 
 
 def run_tasks(tasks: list[Task], overrides: dict[str, str] | None = None) -> list[tuple[int, ImageResult | None, list[CaptionResult]]]:
     out = []
-    for index, directory, image_name, captions, read_meta in tasks:
+    for index, directory, image_name, captions, read_meta, sidecar, refresh_sidecar in tasks:
         image = None
         if image_name is not None:
             ext = image_name[image_name.rfind(".") :].lower()
             image = probe_image(os.path.join(directory, image_name), ext, read_meta)
+            if image.error is None and refresh_sidecar:
+                from sushitui.dataset.metadata import add_sidecar
+
+                image.meta = add_sidecar(image.meta, os.path.join(directory, sidecar) if sidecar else None, sidecar)
         caps = []
         if image is None or image.error is None:
             for subtype, name in captions:

@@ -55,6 +55,7 @@ class Existing:
     mtime_ns: int | None
     captions: dict[str, tuple[int, int | None, int | None, str]] = field(default_factory=dict)  # file_path -> (id, size, mtime, subtype)
     problems: list[str] | None = None  # Item.problems: "file name: reason"
+    sidecar: tuple[str, int, int] | None = None  # (name, size, mtime_ns) of the XMP sidecar read last
 
 
 def image_problems(group: ItemGroup, stored: list[str] | None) -> list[str]:

@@ -121,7 +121,10 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
         with write_transaction(db):
             db.cursor().executemany("UPDATE item SET rel_dir = ?, base_name = ? WHERE id = ?",
                                     [(*key.rpartition("/")[::2], item_id) for item_id, key in stray])
-    item_sql = "SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems FROM item WHERE dataset_id = ?"
+    # the XMP sidecar the item was read with (metadata.add_sidecar records it)
+    item_sql = ("SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems, "
+                "json_extract(exif_data, '$.xmp_sidecar.file'), json_extract(exif_data, '$.xmp_sidecar.size'), "
+                "json_extract(exif_data, '$.xmp_sidecar.mtime_ns') FROM item WHERE dataset_id = ?")
     cap_sql = (
         "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns, c.subtype FROM caption c JOIN item i ON i.id = c.item_id "
         "WHERE i.dataset_id = ? AND c.file_path IS NOT NULL"
@@ -131,8 +134,10 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     else:
         selections = [((dataset_id, *chunk), f" AND rel_dir IN ({','.join('?' * len(chunk))})") for chunk in chunks(rel_dirs, 500)]
     for params, extra in selections:
-        for item_id, key, image_path, related, size, mtime, problems in db.execute_sql(item_sql + extra, params):
-            e = Existing(item_id, image_path, related or "{}", size, mtime, problems=json_loads(problems) or None)
+        for item_id, key, image_path, related, size, mtime, problems, sc_name, sc_size, sc_mtime in db.execute_sql(
+                item_sql + extra, params):
+            e = Existing(item_id, image_path, related or "{}", size, mtime, problems=json_loads(problems) or None,
+                         sidecar=(sc_name, sc_size, sc_mtime) if sc_name is not None else None)
             existing[key] = by_id[item_id] = e
         for cid, item_id, path, size, mtime, subtype in db.execute_sql(cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
             by_id[item_id].captions[path] = (cid, size, mtime, subtype)
@@ -145,11 +150,15 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
     if existing is None:
         return Job(group, None, True, [(s, f.name) for s, f in captions], [])
     primary = group.primary
+    sidecar = group.sidecar
     image_changed = (
         full
         or existing.image_path != group.rel_path(primary.name)
         or existing.size != primary.size
         or existing.mtime_ns != primary.mtime_ns
+        # a sidecar added, changed or removed: its captions are re-read with the image's
+        # metadata (they are replaced together)
+        or existing.sidecar != ((sidecar.name, sidecar.size, sidecar.mtime_ns) if sidecar is not None else None)
     )
     if len(group.images) == 1 and "" in group.images:  # a plain image: no JSON to build
         related_changed = existing.related != "{}"
@@ -261,11 +270,12 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         report.problems.extend(Problem(p, r) for p, r in d.problems)
         if d.rel_dir in w.unreadable_dirs or not d.files:
             continue
-        images, captions = d.split()
+        images, captions, sidecars, _named = d.split_all()
         dir_groups, orphans = group_directory(
             d.rel_dir, images, captions,
             image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
             dataset_type=dataset.type, primary_suffix=dataset.primary_suffix or "target",
+            suffix_separator=getattr(dataset, "suffix_separator", None) or "_", sidecars=sidecars,
         )
         report.problems.extend(Problem(f"{d.rel_dir}/{n}" if d.rel_dir else n, r) for n, r in orphans)
         for g in dir_groups:
@@ -390,8 +400,13 @@ def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, po
             directory = dirs.get(g.rel_dir)
             if directory is None:
                 directory = dirs[g.rel_dir] = os.path.join(dataset.root_path, *g.rel_dir.split("/")) if g.rel_dir else dataset.root_path
+            # the sidecar's captions are replaced with the image's metadata: re-read
+            # whenever the image is, while there is or was one
+            refresh_sidecar = job.image_changed and (
+                g.sidecar is not None or (job.existing is not None and job.existing.sidecar is not None))
             tasks.append((i, directory, g.primary.name if job.image_changed else None, job.read_captions,
-                          read_meta and job.image_changed))
+                          read_meta and job.image_changed, g.sidecar.name if g.sidecar is not None else None,
+                          refresh_sidecar))
         return tasks
 
     def take(batch, results, last=False):
