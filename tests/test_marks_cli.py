@@ -101,3 +101,22 @@ def test_rebuild_from_the_files_keeps_cli_marks(env):
     assert env("dataset", "add", "pics", str(env.root))[0] == 0
     assert _names(env, "rating:5") == ["a"]
     assert _names(env, "flag:reg") == ["sub/c"]
+
+
+def test_export_writes_the_cropped_image_and_keeps_the_original(env, tmp_path):
+    from PIL import Image
+
+    original = (env.root / "a.png").read_bytes()
+    assert env("crop", "pics", "a", "8,4,40,30")[0] == 0
+    out_dir = tmp_path / "out"
+    assert env("export", "pics", str(out_dir), "--copy")[0] == 0
+    [exported] = [p for p in out_dir.rglob("a.png")]
+    with Image.open(exported) as img, Image.open(env.root / "a.png") as src:
+        assert img.size == (40, 30)
+        assert img.convert("RGB").getpixel((0, 0)) == src.convert("RGB").getpixel((8, 4))
+    assert (env.root / "a.png").read_bytes() == original  # never modified
+    [caption] = [p for p in out_dir.rglob("a.txt")]
+    assert caption.read_text("utf-8").startswith("tag_a")
+    [other] = [p for p in out_dir.rglob("b.png")]
+    with Image.open(other) as img:
+        assert img.size == (64, 48)  # uncropped items as they were

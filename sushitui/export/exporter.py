@@ -8,14 +8,14 @@ import json
 import os
 import posixpath
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from sushitui.dataset.caption_files import CaptionFileError
 from sushitui.dataset.paths import UnsafePathError, to_abs
 from sushitui.dataset.registry import get_dataset
-from sushitui.export import formats, masks, trainers
+from sushitui.export import crops, formats, masks, trainers
 from sushitui.export.captions import BuiltCaption, CaptionBuilder, CaptionRow
 from sushitui.export.options import ExportError, ExportOptions, ExportProblem, ExportReport, ShortenedName
 from sushitui.export.writer import OutputTree, is_shortened, prepare_outdir, safe_component
@@ -60,6 +60,10 @@ def _item_select(dataset: Dataset, options: ExportOptions, item_ids: Sequence[in
             raise ExportError(f"bad query: {exc}") from exc
     if item_ids is not None:
         query = query.where(Item.id.in_(list(item_ids)))
+    if not options.include_excluded:  # items flagged "exclude" stay out of training sets
+        from sushitui.dataset.marks import excluded_filter
+
+        query = query.where(excluded_filter())
     return query
 
 
@@ -164,13 +168,15 @@ def export_dataset(
     started = time.monotonic()
     options.validate()
     ds = get_dataset(dataset)
+    options = _with_trainer_settings(options, ds)
     builder = CaptionBuilder.from_database(options)
     items = _load_items(ds, options)
     fmt = options.format
     root = Path(ds.root_path)
     out = prepare_outdir(outdir, [ds.root_path])
     report = ExportReport(outdir=str(out), format=fmt, items_total=len(items))
-    tree = OutputTree(out, options.link_mode)
+    # cropped items (sushitui.dataset.marks) are written as cropped copies; originals stay
+    tree = crops.cropping_tree(OutputTree(out, options.link_mode), root, items)
     config_root = options.config_root or ("." if options.zip else str(out))
 
     folders: dict[str, formats.FolderInfo] = {}
@@ -230,6 +236,16 @@ def export_dataset(
     report.elapsed = time.monotonic() - started
     throttle(event, force=True)
     return report
+
+
+def _with_trainer_settings(options: ExportOptions, ds: Dataset) -> ExportOptions:
+    """The repeats a trainer config gave the dataset (``dataset import-config``), unless
+    --repeats is given: the trainer config's num_repeats wins over a folder's ``N_``
+    prefix in the trainer too."""
+    repeats = (ds.trainer or {}).get("repeats")
+    if options.repeats is None and isinstance(repeats, int) and not isinstance(repeats, bool) and 1 <= repeats <= 10000:
+        return replace(options, repeats=repeats)
+    return options
 
 
 def _source_path(root: Path, rel: str, source_dirs: dict[str, str]) -> str:
@@ -341,6 +357,7 @@ def _folder_for(item, fmt, ds, options, folders, report) -> formats.FolderInfo:
     info = folders.get(item.rel_dir)
     if info is None:
         info = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
+        info.is_reg = bool((ds.trainer or {}).get("is_reg"))
         # two source folders whose safe names coincide share one output folder (and one
         # subset/entry: listing it twice would make the trainer read it twice)
         info = next((f for f in folders.values() if f.folder == info.folder), info)
@@ -410,8 +427,8 @@ def _place_onetrainer_related(item, root, tree, info, stem, options, link_counts
         if found is None:
             continue
         src, why = masks.related_source(root, *found)
-        if why:
-            report.problems.append(ExportProblem(item.id, found[1], why))
+        if why or src is None:
+            report.problems.append(ExportProblem(item.id, found[1], why or "not found"))
             continue
         name = stem + tail + ".png"
         if found[1].lower().endswith(".png"):
