@@ -48,6 +48,7 @@ def dataset(tmp_path):
     return root, other
 
 
+@pytest.mark.slow
 def test_check_json_report(capsys, tmp_path, dataset):
     root, other = dataset
     db = str(tmp_path / "db.sqlite")
@@ -106,6 +107,7 @@ def test_check_json_report(capsys, tmp_path, dataset):
     assert names("check:small_bucket") == []  # batch size 1 this time: the last check counts
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_messages(capsys, tmp_path, dataset):
     root, _ = dataset
     db = str(tmp_path / "db.sqlite")

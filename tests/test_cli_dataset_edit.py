@@ -157,6 +157,7 @@ def test_same_value_reports_nothing_changed(cli):
     assert not (show(cli, "cats")["last_scan_report"] or {}).get("needs_full")
 
 
+@pytest.mark.slow
 def test_unknown_dataset(cli):
     code, out, err = cli("dataset", "edit", "dogs", "--name", "puppies")
     assert code == 1
@@ -165,6 +166,7 @@ def test_unknown_dataset(cli):
     assert names(cli) == ["cats"]
 
 
+@pytest.mark.slow
 def test_name_clash_changes_nothing(cli, folder):
     assert cli("dataset", "add", "dogs", str(folder))[0] == 0
     before = show(cli, "dogs")

@@ -84,6 +84,7 @@ def test_run_item_with_an_id_beyond_sqlite_is_not_found(cli, dataset):
     assert code == 1 and "Traceback" not in err and f"no item '{HUGE}'" in err
 
 
+@pytest.mark.slow
 def test_in_range_values_still_work(cli, dataset):
     code, out, _ = cli("items", "d", "--limit", "2", "--offset", "1", "--json")
     assert code == 0 and len(out.splitlines()) == 2
@@ -91,6 +92,7 @@ def test_in_range_values_still_work(cli, dataset):
     assert code == 0 and json.loads(out)["count"] == 2**63 - 1
 
 
+@pytest.mark.slow
 def test_dictionary_csv_with_a_count_too_large_rejects_that_line_only(cli, tmp_path):
     csv_file = tmp_path / "tags.csv"
     csv_file.write_text(
@@ -114,6 +116,7 @@ def test_dictionary_csv_with_a_count_too_large_rejects_that_line_only(cli, tmp_p
         assert [(e["tag"], e["count"]) for e in json.loads(out)] == [(tag, count)]
 
 
+@pytest.mark.slow
 def test_tagcomplete_csv_with_a_count_too_large_rejects_that_line_only(cli, tmp_path):
     csv_file = tmp_path / "complete.csv"
     csv_file.write_text(f"good_tag,0,5,\nbad_tag,0,{HUGE},\n", encoding="utf-8")
@@ -123,6 +126,7 @@ def test_tagcomplete_csv_with_a_count_too_large_rejects_that_line_only(cli, tmp_
     assert report["imported"] == 1 and [r["tag"] for r in report["rejected_rows"]] == ["bad_tag"]
 
 
+@pytest.mark.slow
 def test_taglist_json_with_a_count_too_large_rejects_that_entry(cli, tmp_path):
     f = tmp_path / "General.json"
     f.write_text(json.dumps({"good_tag": 4, "bad_tag": 10**20}), encoding="utf-8")

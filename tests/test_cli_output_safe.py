@@ -50,6 +50,7 @@ def assert_no_raw_controls(data: bytes, where: str) -> None:
         assert raw not in data, f"{where}: {raw!r} printed raw: {data[:400]!r}"
 
 
+@pytest.mark.slow
 def test_items_piped_prints_no_control_sequences_and_no_forged_lines(hostile):
     db, _ = hostile
     res = cli(db, "items", "evil")
@@ -64,6 +65,7 @@ def test_items_piped_prints_no_control_sequences_and_no_forged_lines(hostile):
     assert "osc52\\x1b]52;c;cHduZWQ=\\x07" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     ["dataset", "list"],
     ["dataset", "show", "evil"],

@@ -28,6 +28,7 @@ def small_taglist(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "taglist_dir", lambda: small)
 
 
+@pytest.mark.slow
 def test_the_empty_state_hint_is_readable_at_80x24_while_first_start_notifications_show(db_path, small_taglist):
     from sushitui.tui.app import SushiApp
     from sushitui.tui.screens.datasets import DatasetsScreen

@@ -135,6 +135,7 @@ def test_the_demo_has_the_items_asked_for_and_two_bad_files(demo):
     assert len(ratios) >= 5  # square, landscape, portrait, wide, tall: buckets have something to show
 
 
+@pytest.mark.slow
 def test_every_tag_is_true_of_its_picture_by_construction(demo):
     for item in demo.items:
         im = Image.open(demo.root / item.rel_path).convert("RGB")
@@ -146,6 +147,7 @@ def test_every_tag_is_true_of_its_picture_by_construction(demo):
         assert not false, f"{item.rel_path}: {false} are not true of {item.scene}"
 
 
+@pytest.mark.slow
 def test_tags_over_many_scenes_are_true_and_real_danbooru_tags():
     known = set(json.loads((TAGLIST / "General.json").read_text())) | set(json.loads((TAGLIST / "Meta.json").read_text()))
     rnd = random.Random(5)
@@ -189,6 +191,7 @@ def test_the_same_seed_gives_the_same_bytes(tmp_path):
     assert fa != fc
 
 
+@pytest.mark.slow
 def test_the_default_demo_is_generated_in_under_5_seconds_of_cpu(tmp_path):
     from sushitui.dataset.demo import DEMO_ITEMS
 

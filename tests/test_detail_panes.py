@@ -121,6 +121,7 @@ def test_quick_tagging_toggles_that_cannot_be_saved_on_quit_are_printed_after_ex
     assert "not saved" in err.lower() and "a.txt" in err and "1girl, smile" in err, err
 
 
+@pytest.mark.slow
 def test_an_edit_that_cannot_be_saved_when_the_screen_closes_is_shown(db_path, tmp_path, monkeypatch, no_images):
     """ctrl+o goes back to the datasets, closing the item detail under the user's edit:
     the app still runs, so the failure is a notification."""
@@ -156,6 +157,7 @@ def test_an_edit_that_cannot_be_saved_when_the_screen_closes_is_shown(db_path, t
     assert any("a.txt" in n and "read-only" in n and "1girl, solo, smile" in n for n in errors), notes
 
 
+@pytest.mark.slow
 @sync
 async def test_a_late_failed_load_does_not_clear_the_newer_item(db, tmp_path, monkeypatch):
     from sushitui.store import Item

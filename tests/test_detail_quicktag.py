@@ -44,6 +44,7 @@ async def test_presets_toggle_enter_saves_and_moves_on(folder):
         assert "Image 2/4" in screen_text(app) and screen.editor.tags == ["cat"]
 
 
+@pytest.mark.slow
 @sync
 async def test_custom_tag_undo_and_presets_persist(folder):
     root, ds, ids = folder

@@ -124,6 +124,7 @@ def test_thread_safe_under_concurrent_queries(dictionary):
     assert all(r == ["hairband", "hair_ornament"] for r in results)
 
 
+@pytest.mark.slow
 def test_substring_search_over_the_shipped_list(db):
     d.ensure_loaded()
     c = ready()
@@ -164,6 +165,7 @@ def test_a_common_prefix_leaves_a_third_of_the_slots_for_substrings_and_aliases(
     assert [x.tag for x in c.complete("miku_0", limit=10)] == [f"miku_{i:02d}" for i in range(10)]
 
 
+@pytest.mark.slow
 def test_typing_miku_offers_hatsune_miku_from_the_shipped_list(db):
     d.ensure_loaded()
     got = ready().complete("miku", limit=10)

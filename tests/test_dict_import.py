@@ -197,6 +197,7 @@ def test_load_dir_reads_aliases_and_tolerates_missing_categories(db, tmp_path):
         d.load_dir(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_first_start_loads_the_shipped_taglist_once(db):
     rep = d.ensure_loaded()
     assert rep is not None and rep.imported > 140_000 and not rep.rejected
@@ -210,6 +211,7 @@ def test_first_start_loads_the_shipped_taglist_once(db):
     assert d.get_tag("long_hair") is None
 
 
+@pytest.mark.slow
 def test_bulk_keys_equals_match_key_on_the_shipped_list_and_edge_cases():
     folder = Path(__file__).resolve().parents[1] / "taglist"
     tags = [t for f in sorted(folder.glob("[A-Z]*.json")) for t in json.loads(f.read_text())]
@@ -245,6 +247,7 @@ def test_csv_round_trip_property(db, tmp_path):
     check()
 
 
+@pytest.mark.slow
 def test_big_load_over_an_existing_dictionary_keeps_every_index(db):
     from sushitui.store import current_database
     from sushitui.tags.dictionary_formats import TagRow

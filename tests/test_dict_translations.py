@@ -109,6 +109,7 @@ def test_tagcomplete_three_column_file_aliases_and_an_e621_list_passed_as_danboo
         tr.import_file(taglist, "ja")
 
 
+@pytest.mark.slow
 def test_the_real_e621_tag_list_is_refused_as_a_translation_file(tags, testdata):
     with pytest.raises(DictionaryFileError, match="e621 tag list"):
         tr.import_file(testdata / "tagcomplete" / "e621.csv", "ja")

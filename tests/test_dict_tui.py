@@ -61,6 +61,7 @@ async def test_typing_shows_candidates_and_enter_chooses_the_highlighted_one(tag
         assert not ti.dropdown.has_class("-open")
 
 
+@pytest.mark.slow
 @sync
 async def test_alias_candidate_submits_its_target_and_tab_completes(tags):
     from sushitui.tui.widgets.tag_input import TagInput
@@ -96,6 +97,7 @@ class DictApp(App):
         self.push_screen(DictionaryScreen())
 
 
+@pytest.mark.slow
 @sync
 async def test_dictionary_screen_search_page_add_delete_stats(tags):
     from sushitui.tui.screens.dictionary import DictionaryScreen, DictionaryStats, TagFormDialog

@@ -16,6 +16,8 @@ from export_helpers import make_synthetic, tree_state
 from sushitui.export import ExportError, ExportOptions, export_dataset
 from sushitui.export.writer import STAGING_NAME
 
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
+
 
 def test_sigkill_during_export_leaves_no_partial_files(db, db_path, tmp_path):
     ds, root = make_synthetic(tmp_path, 400, items_per_dir=100)

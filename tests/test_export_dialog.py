@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from export_helpers import make_synthetic
 from textual.app import App
 from textual.widgets import Input, Static
@@ -30,6 +31,7 @@ def preview_text(dialog) -> str:
     return str(dialog.query_one("#export-preview", Static).render())
 
 
+@pytest.mark.slow
 def test_preview_shows_trigger_first_and_export_runs(db, tmp_path):
     ds, _ = make_synthetic(tmp_path, 20)
     dialog = ExportDialog(ds.id)

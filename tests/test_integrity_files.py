@@ -44,6 +44,7 @@ def _tag_add(db_path: Path, tag: str, name: str = "ds", timeout: float = 60) -> 
 # --- 3. links ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_folder_link_out_of_the_dataset_is_never_written_through(db_path, tmp_path):
     outside = tmp_path / "outside"
     _images(outside, ["secret"], "private, words")
@@ -58,6 +59,7 @@ def test_a_folder_link_out_of_the_dataset_is_never_written_through(db_path, tmp_
     assert split_tags((root / "a.txt").read_text()) == ["cat", "solo", "new_tag"], "the rest of the edit goes on"
 
 
+@pytest.mark.slow
 def test_a_caption_that_is_a_link_inside_the_dataset_is_written_through_and_stays_a_link(db_path, tmp_path):
     root = tmp_path / "ds"
     _images(root, ["a", "b"])
@@ -72,6 +74,7 @@ def test_a_caption_that_is_a_link_inside_the_dataset_is_written_through_and_stay
     assert split_tags(shared.read_text()) == ["shared", "tags", "added"]
 
 
+@pytest.mark.slow
 def test_a_caption_link_to_a_file_outside_is_reported_not_followed(db_path, tmp_path):
     outside = tmp_path / "elsewhere.txt"
     outside.write_text("outside, file")
@@ -88,6 +91,7 @@ def test_a_caption_link_to_a_file_outside_is_reported_not_followed(db_path, tmp_
 # --- 4. FIFOs, devices --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_a_fifo_caption_never_hangs_a_bulk_edit(db_path, tmp_path):
     root = tmp_path / "ds"
@@ -104,6 +108,7 @@ def test_a_fifo_caption_never_hangs_a_bulk_edit(db_path, tmp_path):
     assert split_tags((root / "a.txt").read_text())[-1] == "z"
 
 
+@pytest.mark.slow
 def test_a_caption_linked_to_dev_zero_is_a_problem_not_a_memory_error(db_path, tmp_path):
     if not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero here")
@@ -137,6 +142,7 @@ def test_reading_a_fifo_or_device_is_refused_at_once(tmp_path):
 # --- 5. read-only and unreadable files ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_read_only_caption_is_reported_not_replaced(db_path, tmp_path):
     root = tmp_path / "ds"
     _images(root, ["a", "b", "c"])
@@ -162,6 +168,7 @@ def test_a_read_only_caption_is_reported_not_replaced(db_path, tmp_path):
 # --- 6. binary and NUL-bearing captions ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_binary_and_nul_captions_are_never_rewritten_by_a_bulk_edit(db_path, tmp_path):
     root = tmp_path / "ds"
     _images(root, ["a", "bin", "nul"])
@@ -200,6 +207,7 @@ def test_an_explicit_edit_may_replace_a_binary_caption_when_the_user_agrees(db, 
 # --- 7. temporary-file names --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_scan_never_deletes_user_files_that_look_like_temp_files(db_path, tmp_path):
     root = tmp_path / "ds"
     _images(root, ["a"])

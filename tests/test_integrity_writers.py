@@ -30,6 +30,7 @@ def _cli(db_path: Path, *args: str, timeout: float = 180) -> subprocess.Complete
     return subprocess.run([*CLI, *args], env=cli_env(db_path), capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_two_cli_bulk_edits_at_once_both_land_on_every_item(db_path, tmp_path):
     """The reproduction: two `tag add` on one 2,000-item dataset at the same time. On the
     old code about half of each was refused as 'changed by another program' (the other
@@ -160,6 +161,7 @@ def test_the_write_lock_waits_a_bounded_time_and_names_the_holder(db, tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_the_app_shows_a_conflict_when_the_cli_edited_the_open_item(db_path, tmp_path):
     """Item detail open; `sushitui tag add X --items ID` in another process; the user's
     next save must not wipe X (on the old code the autosave did, with no dialog)."""
@@ -225,6 +227,7 @@ def test_quick_tagging_shows_a_conflict_when_another_process_edited_the_image(db
     asyncio.run(drive())
 
 
+@pytest.mark.slow
 def test_item_detail_asks_before_replacing_a_caption_that_is_not_clean_text(db, tmp_path):
     import asyncio
 

@@ -10,6 +10,7 @@ import sqlite3
 import zipfile
 from pathlib import Path
 
+import pytest
 from sushitui.cli import main
 from sushitui.dataset.synthetic import png_bytes
 from sushitui.store.natural_key import natural_key, natural_sorted
@@ -81,6 +82,7 @@ def _kohya_folder(root: Path, n: int = 14) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_items_sort_name_lists_a_kohya_folder_1_to_14(db_path, tmp_path, capsys):
     root = _kohya_folder(tmp_path / "10_cat")
     assert main(["--db", str(db_path), "dataset", "add", "kohya", str(root)]) == 0

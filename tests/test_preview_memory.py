@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
+
 TESTS = Path(__file__).resolve().parent
 LIMIT_MB = 300
 HUGE = 9400  # 88 megapixels: over the preview budget

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from PIL import Image
 
 
@@ -24,6 +25,7 @@ def test_exif_description_with_a_control_character_does_not_become_a_placeholder
     assert not [c for c in contents if re.fullmatch(r"<\d+ bytes>", c or "")], contents
 
 
+@pytest.mark.slow
 def test_bulk_edit_on_images_sharing_a_base_name_names_the_real_reason(db_path, tmp_path):
     from reliability_support import register, run_cli
 

@@ -15,10 +15,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from reliability_support import assert_database_ok, cli_env, register, reindex_and_check
 from tui_support import settle
 
 from sushitui.tags.normalize import split_tags
+
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
 
 SECONDS = float(os.environ.get("SUSHITUI_CONCURRENCY_SECONDS", "15"))
 

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from reliability_support import (
     assert_database_ok,
     caption_snapshot,
@@ -27,6 +28,8 @@ from reliability_support import (
 from sushitui.dataset.caption_files import TEMP_MARKER, read_caption
 from sushitui.store import Caption, Dataset, Item, open_database
 from sushitui.tags.normalize import split_tags
+
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
 
 WRITER = textwrap.dedent(
     """

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from detail_helpers import ScreenApp, make_dataset, screen_text
 from PIL import Image
 from reliability_support import run_cli
 from tui_support import settle
+
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
 
 
 def _app(root, captions):

@@ -13,7 +13,10 @@ import shutil
 import warnings
 from pathlib import Path
 
+import pytest
 from reliability_support import peak_rss_mb
+
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
 
 FOLDERS = ("hostile-images", "pillow-tests", "danbooru-testfiles")
 # Peak RSS caps per stage (MiB): several times what they use here (scan ~50, browse ~100,

@@ -18,6 +18,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +55,7 @@ def test_any_bytes_decode_to_text_and_unusual_ones_are_flagged(data):
         assert (b"\xef\xbb\xbf" + text.encode() if encoding == "utf-8-sig" else text.encode()) == data
 
 
+@pytest.mark.slow
 @FAST
 @given(st.text(max_size=200), st.booleans())
 def test_any_text_written_atomically_reads_back_exactly(text, bom):

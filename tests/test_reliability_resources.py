@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from reliability_support import (
     assert_database_ok,
     caption_snapshot,
@@ -26,6 +27,8 @@ from reliability_support import (
     temp_files,
     tree_snapshot,
 )
+
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
 
 # Fallback when tmpfs cannot be mounted: os.write/os.fsync on files under FULL_DIR fail
 # as they would on a full disk.

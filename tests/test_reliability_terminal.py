@@ -18,6 +18,8 @@ import pytest
 from reliability_support import cli_env
 from tui_support import screen_text, settle
 
+pytestmark = pytest.mark.slow  # long stress test: skipped by the quick run, run by CI
+
 OSC52 = "\x1b]52;c;cHduZWQ=\x07"  # a clipboard write
 CLEAR = "\x1b[2J"
 BIDI = "\u202e"  # right-to-left override

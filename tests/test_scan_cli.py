@@ -35,6 +35,7 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_add_list_show_items_reindex_remove(capsys, tmp_path, folder):
     db = str(tmp_path / "t.db")
     code, out, err = run(capsys, "--db", db, "dataset", "add", "photos", str(folder))
@@ -80,6 +81,7 @@ def test_add_list_show_items_reindex_remove(capsys, tmp_path, folder):
     assert json.loads(out) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "file", "duplicate", "empty-name", "too-long"])
 def test_add_errors_register_nothing(capsys, tmp_path, folder, case):
     db = str(tmp_path / "t.db")
@@ -102,6 +104,7 @@ def test_add_errors_register_nothing(capsys, tmp_path, folder, case):
     assert [d["name"] for d in json.loads(out)] == ["first"]
 
 
+@pytest.mark.slow
 def test_unknown_dataset_and_bad_db(capsys, tmp_path):
     db = str(tmp_path / "t.db")
     code, _, err = run(capsys, "--db", db, "items", "nope")
@@ -114,6 +117,7 @@ def test_unknown_dataset_and_bad_db(capsys, tmp_path):
     assert code != 0 and "not a SQLite database" in err
 
 
+@pytest.mark.slow
 def test_remove_without_yes_when_piped_refuses(capsys, tmp_path, folder, monkeypatch):
     db = str(tmp_path / "t.db")
     run(capsys, "--db", db, "dataset", "add", "d", str(folder))
@@ -124,6 +128,7 @@ def test_remove_without_yes_when_piped_refuses(capsys, tmp_path, folder, monkeyp
     assert len(json.loads(out)) == 1
 
 
+@pytest.mark.slow
 def test_add_options_are_stored(capsys, tmp_path, folder):
     db = str(tmp_path / "t.db")
     code, out, err = run(capsys, "--db", db, "dataset", "add", "opts", str(folder), "--type", "single",
@@ -136,6 +141,7 @@ def test_add_options_are_stored(capsys, tmp_path, folder):
     assert d["caption_types"] == {"alt": "natural_language"}
 
 
+@pytest.mark.slow
 def test_items_query_errors_are_clear(capsys, tmp_path, folder):
     db = str(tmp_path / "t.db")
     run(capsys, "--db", db, "dataset", "add", "q", str(folder))
@@ -146,6 +152,7 @@ def test_items_query_errors_are_clear(capsys, tmp_path, folder):
     assert code != 0 and err.startswith("sushitui: error: ") and "position" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_scan_keeps_what_was_indexed(capsys, tmp_path, monkeypatch):
     """The first Ctrl-C cancels: the command exits 130, says so, and the items indexed
     before it stay registered (reindex finishes the job)."""

@@ -177,6 +177,7 @@ def test_progress_events_and_cancel_keep_what_was_indexed(db, tmp_path, monkeypa
     assert not report.cancelled and Item.select().count() == 60 and report.items_removed == 0
 
 
+@pytest.mark.slow
 def test_pool_and_inline_give_the_same_index(db, tmp_path):
     gen = generate_dataset(tmp_path / "ds", 450, seed=7)
     ds_pool, r1 = add_dataset(DatasetSettings("pool", str(tmp_path / "ds")))  # 450 ≥ POOL_MIN_TASKS: 2 processes

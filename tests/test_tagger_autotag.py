@@ -290,6 +290,7 @@ def _cli(db_path, env, *args):
                           env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_autotag_end_to_end_offline(ds, db_path, tmp_path):
     dataset, _ = ds
     cache = make_fake_hf_cache(tmp_path / "hf")
@@ -338,6 +339,7 @@ def test_decoding_survives_a_stderr_without_fd_and_a_pool_that_cannot_start(tmp_
     assert got == list(range(9)) and "decoding in the main process" in notes[0]
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_stops_cleanly_and_the_same_command_resumes(db, db_path, tmp_path):
     import signal
     import sqlite3

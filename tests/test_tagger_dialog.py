@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from tagger_support import make_dataset, tiny_models
 from textual.app import App
 from textual.widgets import Input, Select, Static
@@ -30,6 +31,7 @@ async def _start_and_read_error(app, pilot, dialog) -> str:
     return str(dialog.query_one("#autotag-error", Static).render())
 
 
+@pytest.mark.slow
 def test_dialog_runs_autotag_and_shows_the_provider(db, tmp_path):
     ds, items = make_dataset(tmp_path / "data", {"red.png": ((255, 0, 0), (300, 200)), "blue.png": ((0, 0, 255), (200, 300))})
     m = tiny_models()
@@ -66,6 +68,7 @@ def test_dialog_runs_autotag_and_shows_the_provider(db, tmp_path):
     assert not (tmp_path / "data" / "blue.txt").exists()  # only the chosen item
 
 
+@pytest.mark.slow
 def test_dialog_reports_a_missing_model_without_crashing(db, tmp_path):
     ds, _ = make_dataset(tmp_path / "data", {"red.png": ((255, 0, 0), (30, 20))})
 
@@ -81,6 +84,7 @@ def test_dialog_reports_a_missing_model_without_crashing(db, tmp_path):
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_dialog_refuses_a_subtype_no_scan_could_read_back(db, tmp_path):
     """wd_tags would be written as red_wd_tags.txt, which a scan reads as subtype 'tags'
     of an image 'red_wd': refused before the model is even looked for, nothing written."""

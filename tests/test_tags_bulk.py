@@ -187,6 +187,7 @@ def test_progress_and_cancel(ds):
     assert report.cancelled and report.items_changed == 0
 
 
+@pytest.mark.slow
 def test_many_items_in_parallel_sub_batches_all_land(db, tmp_path, monkeypatch):
     """More items than one sub-batch: every matching file is written once, the index and
     a reindex agree, nothing else changes."""

@@ -35,6 +35,7 @@ def dataset(cli, tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_tag_add_dry_run_then_for_real(cli, dataset):
     code, out, _ = cli("tag", "add", "photos", "--query", "1girl, -short hair", "blue eyes", "--dry-run")
     assert code == 0 and "would add 'blue eyes' to 1 of 1 matching items" in out and "p0.txt" in out
@@ -45,6 +46,7 @@ def test_tag_add_dry_run_then_for_real(cli, dataset):
     assert (dataset / "p0.txt").read_text() == "1girl, long hair, smile, blue eyes"
 
 
+@pytest.mark.slow
 def test_tag_remove_and_replace(cli, dataset):
     code, out, _ = cli("tag", "remove", "photos", "*hair")
     assert code == 0 and "from 2 of 4 matching items" in out
@@ -54,6 +56,7 @@ def test_tag_remove_and_replace(cli, dataset):
     assert (dataset / "p3.txt").read_text() == r"^_^, kaga \(kancolle\)"
 
 
+@pytest.mark.slow
 def test_tag_errors_are_clean(cli, dataset):
     code, _, err = cli("tag", "add", "photos", "-q", "1girl, (smile", "x")
     assert code == 2 and err.startswith("sushitui: error: bad --query") and "^" in err and "Traceback" not in err
@@ -65,6 +68,7 @@ def test_tag_errors_are_clean(cli, dataset):
     assert code == 2 and "no tag group named 'Nope'" in err
 
 
+@pytest.mark.slow
 def test_alias_commands(cli, dataset):
     assert cli("alias", "add", "girl", "1girl")[0] == 0
     assert cli("alias", "add", "grin", "smile")[0] == 0
@@ -84,6 +88,7 @@ def test_alias_commands(cli, dataset):
     assert code == 2 and "cycle" in err
 
 
+@pytest.mark.slow
 def test_group_commands(cli, tmp_path):
     code, out, _ = cli("group", "list", "--json")
     names = [g["name"] for g in json.loads(out)]

@@ -13,6 +13,7 @@ from sushitui.tags import aliases, groups
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_new_database_gets_default_groups_with_spec_colours_and_shipped_tags(db):
     report = groups.ensure_default_groups()
     assert report is not None and not report.problems
@@ -108,6 +109,7 @@ def test_import_nested_tree_with_refs(db, tmp_path):
     assert "missing.txt does not exist" in reasons and "captions" in reasons and "outside" in reasons
 
 
+@pytest.mark.slow
 def test_import_the_real_jtreminio_tree(db, testdata):
     report = groups.import_groups(testdata / "tag-groups-jtreminio" / "tag_tree.json")
     assert len(report.groups_created) == 26
@@ -162,6 +164,7 @@ def test_alias_cache_sees_changes_from_another_connection(db, db_path):
     assert aliases.resolve("cat") == "feline"
 
 
+@pytest.mark.slow
 def test_groups_query_uses_group_members(db):
     from sushitui.store import Dataset, Item, ItemTag
     from sushitui.tags.query import matching_item_ids

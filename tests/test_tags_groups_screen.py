@@ -28,6 +28,7 @@ def rows(app, table_id: str) -> list[str]:
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_manage_groups_and_aliases_from_the_keyboard(db):
     groups.ensure_default_groups(taglist="/nonexistent")  # defaults only: a quick screen

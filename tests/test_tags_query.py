@@ -175,6 +175,7 @@ def test_limits_are_query_errors_not_crashes():
         parse(", ".join(f"t{i}" for i in range(500)))
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1') + ["width:", "group:", "tags:", "caption:", "source:", "nl", "auto*"]), max_size=40).map("".join))
 def test_fuzz_parse_raises_only_query_errors(text):
@@ -346,12 +347,14 @@ def _expr(depth=2):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(_expr(), min_size=1, max_size=3))
 def test_generated_queries_equal_python_evaluation(corpus, parts):
     check_equivalent(", ".join(parts), corpus)
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1?[') + ["width:", "group:", "tags:", "group:hair", "caption:", "source:", "nl", "auto"]), max_size=30).map("".join))
 def test_fuzz_apply_query_raises_only_query_errors(corpus, text):
@@ -364,6 +367,7 @@ def test_fuzz_apply_query_raises_only_query_errors(corpus, text):
     assert len(page) <= 10 and len(ids) <= 100
 
 
+@pytest.mark.slow
 def test_cli_items_group_query_on_a_brand_new_database(tmp_path, capsys):
     """`sushitui items NAME --query group:Character` on a fresh DB: the default groups
     (with their shipped character list) exist, so it filters instead of failing."""

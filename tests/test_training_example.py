@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from training_support import usage_invariants
 
 from sushitui.store import TrainingRun
@@ -14,6 +15,7 @@ from sushitui.training import create_run
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_loop.py"
 
 
+@pytest.mark.slow
 def test_example_training_loop_records_every_sample(db, db_path, tmp_path):
     from sushitui.dataset.registry import DatasetSettings, add_dataset
     from sushitui.dataset.synthetic import generate_dataset

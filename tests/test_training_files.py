@@ -27,6 +27,7 @@ def cli(capsys, db_path, *argv):
     return code, c.out, c.err
 
 
+@pytest.mark.slow
 def test_sample_jsonl_and_list_match_the_training_loop_order(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
     out = tmp_path / "plan.jsonl"
@@ -47,6 +48,7 @@ def test_sample_jsonl_and_list_match_the_training_loop_order(db, db_path, ds, tm
     assert TrainingRun.get(TrainingRun.name == "r").metadata_file == str(listing.resolve())
 
 
+@pytest.mark.slow
 def test_sample_kohya_json_is_kohya_metadata_in_first_use_order(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
     out = tmp_path / "meta.json"
@@ -61,6 +63,7 @@ def test_sample_kohya_json_is_kohya_metadata_in_first_use_order(db, db_path, ds,
     assert all(set(v) == {"caption"} and v["caption"] for v in meta.values())
 
 
+@pytest.mark.slow
 def test_sample_rejects_bad_arguments(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
     code, _, err = cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--sampler", "bogus", "--out",
@@ -127,12 +130,14 @@ def test_record_follow_tails_a_file_the_trainer_appends_to(db, db_path, ds, tmp_
     assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 20
 
 
+@pytest.mark.slow
 def test_record_missing_file_is_a_clear_error(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
     code, _, err = cli(capsys, db_path, "run", "record", "r", "--from", str(tmp_path / "nope.jsonl"))
     assert code == 1 and "no such file" in err
 
 
+@pytest.mark.slow
 def test_recording_a_file_again_continues_after_the_last_recorded_line(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
     ids = [r[0] for r in db.execute_sql("SELECT id FROM item ORDER BY id")]

@@ -181,6 +181,7 @@ def test_sigkill_of_a_recording_process_loses_nothing_already_flushed(db, db_pat
     assert u == s == r == seen
 
 
+@pytest.mark.slow
 def test_two_recording_processes_and_a_reader_see_consistent_totals(db, db_path, ds):
     create_run("shared", ds.name)
     create_run("own", ds.name)

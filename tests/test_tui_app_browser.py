@@ -60,6 +60,7 @@ def test_open_dataset_page_through_and_move_cursor(tmp_path, db_path, no_images)
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_search_uses_query_language_and_shows_error_position(tmp_path, db_path, no_images):
     root = tmp_path / "ds"
     make_dataset(db_path, root, 60, nested=False)
@@ -90,6 +91,7 @@ def test_search_uses_query_language_and_shows_error_position(tmp_path, db_path, 
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_bulk_add_tag_to_a_selection_writes_exactly_those_files(tmp_path, db_path, no_images):
     root = tmp_path / "ds"
     make_dataset(db_path, root, 12, nested=False, group_fraction=0.0, uncaptioned_fraction=0.0, prose_fraction=0.0)
@@ -124,6 +126,7 @@ def test_bulk_add_tag_to_a_selection_writes_exactly_those_files(tmp_path, db_pat
     assert len(selected) == 3
 
 
+@pytest.mark.slow
 def test_bulk_remove_on_whole_result(tmp_path, db_path, no_images):
     root = tmp_path / "ds"
     make_dataset(db_path, root, 30, nested=False, group_fraction=0.0, uncaptioned_fraction=0.0, prose_fraction=0.0)
@@ -208,6 +211,7 @@ def test_80x24_layout_fits(tmp_path, db_path, no_images):
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_command_palette_lists_screens_and_keys(tmp_path, db_path, no_images):
     make_dataset(db_path, tmp_path / "ds", 5, nested=False)
     app = _app(db_path)
@@ -231,6 +235,7 @@ def test_command_palette_lists_screens_and_keys(tmp_path, db_path, no_images):
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_browser_opens_the_other_screens_on_the_selection(tmp_path, db_path, no_images):
     """Enter → item detail (with the result around it for ←/→); q/e → quick tagging and
     export on the selection; ctrl+t/g/r → dictionary, groups, runs."""

@@ -40,6 +40,7 @@ def _errors(app) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_new_dataset_form_validates_then_scans(tmp_path, db_path):
     from sushitui.dataset.synthetic import generate_dataset
     from sushitui.tui.screens.datasets import DatasetForm, DatasetsScreen
@@ -104,6 +105,7 @@ def test_new_dataset_form_validates_then_scans(tmp_path, db_path):
         db.close()
 
 
+@pytest.mark.slow
 def test_cancel_a_running_scan_keeps_the_ui_and_what_was_indexed(tmp_path, db_path, monkeypatch):
     """The scan blocks in its progress callback until the user pressed c: the UI stays
     responsive meanwhile (the list reacts to keys) and the cancel is honoured."""
@@ -215,6 +217,7 @@ def test_problems_of_the_last_scan_are_viewable(tmp_path, db_path, testdata):
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_first_start_loads_groups_and_dictionary_in_a_worker(tmp_path, db_path, monkeypatch):
     import json
     import shutil
@@ -273,6 +276,7 @@ def test_demo_dataset_is_generated_registered_and_reused(tmp_path, db_path):
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_edit_settings_saves_and_offers_a_reindex(tmp_path, db_path):
     from sushitui.tui.screens.datasets import DatasetForm, DatasetsScreen
     from sushitui.tui.widgets.confirm import ConfirmDialog

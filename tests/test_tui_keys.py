@@ -74,6 +74,7 @@ def test_the_same_action_has_the_same_key_and_id_on_every_screen():
             assert common in binding.key.split(","), f"{cls.__name__}: {binding_id} is {binding.key}, not {common}"
 
 
+@pytest.mark.slow
 def test_keymap_file_remaps_quick_tag_and_quit_and_help_shows_the_new_keys(tmp_path, db_path, no_images, config_home):
     from sushitui.tui.screens.browser import BrowserScreen
     from sushitui.tui.screens.quick_tag import QuickTagScreen
@@ -112,6 +113,7 @@ def _notes(app) -> str:
     return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
 
 
+@pytest.mark.slow
 def test_bad_keymap_entries_are_reported_by_line_and_the_good_ones_still_apply(tmp_path, db_path, no_images, config_home):
     from sushitui.tui.screens.quick_tag import QuickTagScreen
 
@@ -197,6 +199,7 @@ def _actions(titles: list[str]) -> Counter:
     return out
 
 
+@pytest.mark.slow
 def test_palette_lists_each_action_once_on_item_detail_and_quick_tag(tmp_path, db_path, no_images):
     from sushitui.tui.screens.item_detail import ItemDetailScreen
     from sushitui.tui.screens.quick_tag import QuickTagScreen

@@ -20,6 +20,7 @@ def _app(db_path):
     return SushiApp(db_path, first_start=False)
 
 
+@pytest.mark.slow
 def test_help_lists_every_key_of_each_screen_and_footer_points_to_it(tmp_path, db_path, no_images):
     from sushitui.tui.screens.datasets import DatasetsScreen
     from sushitui.tui.screens.dictionary import DictionaryScreen
@@ -131,6 +132,7 @@ def screen_text_of(app) -> str:
     return screen_text(app)
 
 
+@pytest.mark.slow
 def test_new_dataset_is_highlighted_after_its_scan_so_p_shows_its_problems(tmp_path, db_path, no_images):
     """The notice says "press p to see the problems"; p showed the old row's (empty) list."""
     import asyncio
@@ -193,6 +195,7 @@ def test_cards_of_untagged_items_show_their_caption_text(tmp_path, db_path, no_i
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_a_bad_search_shows_where_the_error_is_until_a_good_one(tmp_path, db_path, no_images):
     """The error line shrank the grid, the resize re-showed the page and that hid the error."""
     import asyncio
@@ -353,6 +356,7 @@ def test_group_and_alias_prompts_say_how_to_save_and_ctrl_s_saves(db):
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_second_esc_closes_the_autotag_dialog_while_a_download_cannot_be_interrupted(db, tmp_path, monkeypatch):
     """Offline, the model download blocks ~30 s; Esc only said "stopping…" meanwhile."""
     import asyncio

@@ -72,6 +72,7 @@ def wait_for(cond, timeout: float = 60.0) -> None:
     raise AssertionError("timed out waiting")
 
 
+@pytest.mark.slow
 def test_endpoint_add_list_test_remove_with_json_and_no_key_in_any_output(setup, server):
     db = setup["db"]
     listed = cli(db, "endpoint", "list", "--json")
@@ -94,6 +95,7 @@ def test_endpoint_add_list_test_remove_with_json_and_no_key_in_any_output(setup,
     assert bad.returncode == 1 and "environment variable" in bad.stderr
 
 
+@pytest.mark.slow
 def test_caption_writes_captions_and_reports_json_without_the_key(setup, server):
     r = cli(setup["db"], "caption", "set", "--template", setup["template"], "--json", "--concurrency", "4")
     assert r.returncode == 0, r.stderr
@@ -107,6 +109,7 @@ def test_caption_writes_captions_and_reports_json_without_the_key(setup, server)
     assert human.returncode == 0 and f"from cache {N_ITEMS}" in human.stdout and "sent 0" in human.stdout
 
 
+@pytest.mark.slow
 def test_sample_shows_answers_and_writes_nothing(setup, server):
     server.script = {"im_01": ["refusal"]}
     r = cli(setup["db"], "caption", "set", "--template", setup["template"], "--items", "1,2,3", "--sample", "3")
@@ -116,6 +119,7 @@ def test_sample_shows_answers_and_writes_nothing(setup, server):
     assert not list(setup["root"].glob("*_caption.txt"))
 
 
+@pytest.mark.slow
 def test_bad_options_are_messages(setup):
     r = cli(setup["db"], "caption", "set", "--template", "nope")
     assert r.returncode == 1 and "no template named 'nope'" in r.stderr
@@ -125,6 +129,7 @@ def test_bad_options_are_messages(setup):
     assert r.returncode == 2 and "out of range" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_caption_run_resumes_sending_only_the_remaining_items(setup, server):
     server.delay = 0.4
     proc = start_cli(setup["db"], "caption", "set", "--template", setup["template"], "--concurrency", "2")
@@ -147,6 +152,7 @@ def test_a_killed_caption_run_resumes_sending_only_the_remaining_items(setup, se
     assert len(list(setup["root"].glob("*.tmp*"))) == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_finished_and_exits_130(setup, server):
     server.delay = 0.5
     proc = start_cli(setup["db"], "caption", "set", "--template", setup["template"], "--concurrency", "2")

@@ -216,6 +216,7 @@ def test_sample_writes_nothing_and_a_real_run_then_sends_only_the_rest(env, serv
     assert set(server.names_sent()[2:]) == {"cat_01", "dog_02", "fox_03", "edit"} - sampled
 
 
+@pytest.mark.slow
 def test_cancel_keeps_what_finished_and_a_rerun_sends_only_the_rest(env, server):
     server.script = {"cat_01": ["slow:0.1"], "dog_02": ["slow:3"], "fox_03": ["slow:3"], "edit": ["slow:3"]}
     token = CancelToken()

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)"),
+    pytest.mark.slow,  # long stress test: skipped by the quick run, run by CI
+]
 
 N_ITEMS = 8000  # a first scan of this many items runs a few seconds with two workers
 GONE_WITHIN_S = 5.0
