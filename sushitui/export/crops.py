@@ -24,21 +24,26 @@ def _key(path: str | os.PathLike) -> str:
     return os.path.normpath(os.fspath(path))
 
 
-def crops_by_source(root: Path, items: Sequence) -> dict[str, tuple[int, int, int, int]]:
-    """Absolute source path -> crop, for the cropped items among ``items`` (rows with
-    ``id``, ``image_path`` and ``related_json``)."""
+Crop = tuple[int, int, int, int]
+
+
+def crops_by_source(root: Path, items: Sequence) -> dict[str, tuple[Crop, tuple[int, int] | None]]:
+    """Absolute source path -> (crop, size of the item's main image), for the cropped
+    items among ``items`` (rows with ``id``, ``image_path``, ``related_json``, ``width``,
+    ``height``)."""
     from sushitui.dataset.marks import marks_of
 
     marked = marks_of([i.id for i in items])
-    out: dict[str, tuple[int, int, int, int]] = {}
+    out: dict[str, tuple[Crop, tuple[int, int] | None]] = {}
     for item in items:
         m = marked.get(item.id)
         if m is None or m.crop is None or not item.image_path:
             continue
+        size = (item.width, item.height) if item.width and item.height else None
         rels = [item.image_path] + list((json.loads(item.related_json) if item.related_json else {}).values())
         for rel in rels:
             try:
-                out[_key(to_abs(root, rel))] = m.crop
+                out[_key(to_abs(root, rel))] = (m.crop, size)
             except UnsafePathError:
                 continue
     return out
@@ -71,7 +76,7 @@ def write_cropped(source: str | os.PathLike, dest: str | os.PathLike, crop: tupl
 class CroppingTree:
     """An ``OutputTree`` whose ``place_image`` crops the images of cropped items."""
 
-    def __init__(self, tree, crops: dict[str, tuple[int, int, int, int]]):
+    def __init__(self, tree, crops: dict[str, tuple[Crop, tuple[int, int] | None]]):
         self._tree = tree
         self._crops = crops
         self.cropped = 0
@@ -80,12 +85,26 @@ class CroppingTree:
         return getattr(self._tree, name)
 
     def place_image(self, source, folder, name) -> str:
-        crop = self._crops.get(_key(source))
-        if crop is None:
+        found = self._crops.get(_key(source))
+        if found is None or not _same_size(source, found[1]):
             return self._tree.place_image(source, folder, name)
-        write_cropped(source, self._tree.target(folder, name), crop)
+        write_cropped(source, self._tree.target(folder, name), found[0])
         self.cropped += 1
         return "copy"
+
+
+def _same_size(source, size: tuple[int, int] | None) -> bool:
+    """A related image (control, mask) is cropped only when it is the main image's size:
+    the rectangle means nothing on a picture of another size."""
+    if size is None:
+        return True
+    from PIL import Image
+
+    try:
+        with Image.open(source) as img:  # reads the header only
+            return img.size == size or img.size == size[::-1]
+    except OSError:
+        return True  # write_cropped reports it
 
 
 def cropping_tree(tree, root: Path, items: Sequence):
