@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from sushitui.store import write_transaction
+from sushitui.store import tuple_rows, write_transaction
 from sushitui.store.models import VlmCache
 
 KEY_VERSION = 1
@@ -44,7 +44,7 @@ def get_many(keys: Iterable[str]) -> dict[str, CachedAnswer]:
         rows = (VlmCache.select(VlmCache.key, VlmCache.text, VlmCache.finish_reason, VlmCache.refusal,
                                 VlmCache.prompt_tokens, VlmCache.completion_tokens)
                 .where(VlmCache.key.in_(chunk)).tuples())
-        for key, *rest in rows:
+        for key, *rest in tuple_rows(rows):
             out[key] = CachedAnswer(*rest)
     return out
 

@@ -112,7 +112,9 @@ def parse_completion(doc: Any) -> ChatAnswer:
     if not isinstance(message, dict):
         raise ValueError("the answer's message is not an object")
     text = _content_text(message.get("content"))
-    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
+    usage = doc.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     refusal = message.get("refusal")
     return ChatAnswer(text, choice.get("finish_reason"), refusal if isinstance(refusal, str) and refusal else None,
                       _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))

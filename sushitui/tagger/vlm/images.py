@@ -72,7 +72,7 @@ def encode_bytes(data: bytes, max_side: int = 1024, index: int = 0, quality: int
         ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is reported, not captioned half grey
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             w, h = img.size
             if img.format == "JPEG" and max(w, h) > max_side > 0:
                 # draft keeps both sides ≥ the request: ask for the proportional size whose

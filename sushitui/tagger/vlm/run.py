@@ -41,7 +41,7 @@ from sushitui.dataset.captions import (
 from sushitui.dataset.paths import to_abs
 from sushitui.dataset.write_lock import DatasetBusy
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
-from sushitui.store import Caption, Dataset, Item, ItemTag
+from sushitui.store import Caption, Dataset, Item, ItemTag, tuple_rows
 from sushitui.tagger.vlm import cache as vcache
 from sushitui.tagger.vlm.endpoints import EndpointInfo, VlmError, api_key, get_endpoint, privacy_notice
 from sushitui.tagger.vlm.images import ENCODING_VERSION, Encoded, encode_many
@@ -274,7 +274,7 @@ def _tags_of(item_ids: list[int]) -> dict[int, dict[str, list[str]]]:
     for i in range(0, len(item_ids), 500):
         rows = (ItemTag.select(ItemTag.item, ItemTag.subtype, ItemTag.tag)
                 .where(ItemTag.item.in_(item_ids[i:i + 500])).order_by(ItemTag.item, ItemTag.position).tuples())
-        for item_id, sub, tag in rows:
+        for item_id, sub, tag in tuple_rows(rows):
             out.setdefault(item_id, {}).setdefault(sub, []).append(tag)
     return out
 
@@ -332,7 +332,7 @@ def _hash(path: str) -> str | None:
 def _messages(system: str, prompt: str, uris: list[str]) -> list[dict]:
     content: list[dict] = [{"type": "text", "text": prompt}]
     content += [{"type": "image_url", "image_url": {"url": u}} for u in uris]
-    messages = [{"role": "system", "content": system}] if system.strip() else []
+    messages: list[dict] = [{"role": "system", "content": system}] if system.strip() else []
     messages.append({"role": "user", "content": content})
     return messages
 
@@ -401,7 +401,7 @@ class _Sender:
         self.thread = threading.Thread(target=self.loop.run_forever, name="vlm-sender", daemon=True)
         self.thread.start()
         self.client = self.call(self._make(client_factory, concurrency))
-        self.tasks: set[asyncio.Future] = set()
+        self.tasks: set[cf.Future] = set()
         self.first_sent: float | None = None
 
     async def _make(self, factory, concurrency):
@@ -669,7 +669,8 @@ class _Run:
 
         def submit_encode(job: _Job) -> None:
             fut = pool.submit(encode_many, job.abs_images, self.opts.max_side, job.index)
-            fut.add_done_callback(lambda f, i=job.index: events.put(("encoded", i, f)))
+            index = job.index
+            fut.add_done_callback(lambda f: events.put(("encoded", index, f)))
 
         try:
             while nxt < len(jobs) or outstanding:
@@ -704,8 +705,9 @@ class _Run:
                         self.finish(job, failed=f"{where}: {bad.error}" if where else bad.error)
                     else:
                         job.result.sent_sizes = [(e.width, e.height) for e in encoded]
+                        uris = [e.data_uri for e in encoded if e.data_uri is not None]  # all: none has an error
                         body = {"model": self.report.model, "messages": _messages(
-                            job.result.system, job.result.prompt, [e.data_uri for e in encoded]),
+                            job.result.system, job.result.prompt, uris),
                             "max_tokens": self.opts.max_tokens}
                         if self.opts.temperature is not None:
                             body["temperature"] = self.opts.temperature
