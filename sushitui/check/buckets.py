@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -172,7 +172,7 @@ def kohya_adjust_min_max(resolution: tuple[int, int], min_reso: int, max_reso: i
 def kohya_plan(resolution: int | tuple[int, int] = 1024, *, no_upscale: bool = False, min_bucket_reso: int = 256,
                max_bucket_reso: int = 1024, bucket_reso_steps: int = 64) -> BucketPlan:
     """``BucketManager`` as ``BaseDataset.make_buckets`` drives it with enable_bucket."""
-    res = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    res = (resolution, resolution) if isinstance(resolution, int) else (resolution[0], resolution[1])
     min_size, max_size = kohya_adjust_min_max(res, min_bucket_reso, max_bucket_reso, bucket_reso_steps)
     if min(res) < min_size or max(res) > max_size:
         raise ValueError(
@@ -372,7 +372,7 @@ def diffusion_pipe_plan(resolution: int = 1024, *, enable_ar_bucket: bool = True
         scale = np.maximum(bw / w, bh / h)
         return bw, bh, np.maximum(bw, np.round(w * scale).astype(np.int64)), np.maximum(bh, np.round(h * scale).astype(np.int64))
 
-    settings = {"enable_ar_bucket": enable_ar_bucket, "round_to_multiple": round_to_multiple}
+    settings: dict[str, Any] = {"enable_ar_bucket": enable_ar_bucket, "round_to_multiple": round_to_multiple}
     if enable_ar_bucket:
         settings.update(min_ar=min_ar, max_ar=max_ar, num_ar_buckets=num_ar_buckets)
     return BucketPlan("diffusion-pipe", resolution, settings, place, _many=many)
@@ -387,9 +387,9 @@ def onetrainer_bucket_resolutions(target_resolution: int, quantization: int = 64
     """``AspectBucketing.__create_automatic_buckets`` for one target resolution, as
     (height, width) pairs in the order mgds keeps them (``list(set(...))``: its argmin
     breaks ties by that order, so it is kept)."""
-    new = [(h / math.sqrt(h * w) * target_resolution, w / math.sqrt(h * w) * target_resolution) for (h, w) in _ONETRAINER_ASPECTS]
-    new = new + [(w, h) for (h, w) in new]
-    new = [(round(r[0] / quantization) * quantization, round(r[1] / quantization) * quantization) for r in new]
+    exact = [(h / math.sqrt(h * w) * target_resolution, w / math.sqrt(h * w) * target_resolution) for (h, w) in _ONETRAINER_ASPECTS]
+    exact = exact + [(w, h) for (h, w) in exact]
+    new = [(round(r[0] / quantization) * quantization, round(r[1] / quantization) * quantization) for r in exact]
     return list(set(new))
 
 

@@ -206,7 +206,6 @@ def run_check(dataset, options: CheckOptions | None = None, *,
     caption_rows = _read_captions(ds.id)
     timings["read_s"] = time.perf_counter() - t
 
-    n = len(rows)
     index = {r[0]: k for k, r in enumerate(rows)}
     reports = [ItemReport(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
@@ -351,7 +350,7 @@ def run_check(dataset, options: CheckOptions | None = None, *,
         # one representative per content: exact copies are reported above
         rep: dict[str, int] = {}
         members: dict[int, list[int]] = {}
-        reps = []
+        reps: list[tuple[int, int]] = []
         for k, ph, sha in hashed_rows:
             if sha in rep:
                 members[rep[sha]].append(k)

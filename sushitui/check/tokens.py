@@ -205,7 +205,7 @@ def stored_counts(texts: Sequence[str], *, t5: bool = True, store: bool = True) 
                 db.connection().executemany(
                     'INSERT OR REPLACE INTO "caption_tokens" ("digest", "clip", "t5") VALUES (?, ?, ?)', rows)
     clip = [known[d][0] for d in digests]
-    t5_list = [known[d][1] for d in digests] if t5 else None
+    t5_list = [known[d][1] or 0 for d in digests] if t5 else None  # (all counted above)
     _remember(texts, [known[d] for d in digests])
     return clip, t5_list
 
@@ -252,7 +252,8 @@ def cached_t5_count(text: str | None) -> int:
     if text is None:
         return 0
     hit = _lookup(text)
-    if hit is None or hit[1] is None:
-        hit = (hit[0] if hit else clip_count(text), t5_count(text))
-        _remember([text], [hit])
-    return hit[1]
+    t5 = hit[1] if hit is not None else None
+    if t5 is None:
+        t5 = t5_count(text)
+        _remember([text], [(hit[0] if hit else clip_count(text), t5)])
+    return t5
