@@ -4,6 +4,7 @@ checked on the job table without starting workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -93,3 +94,26 @@ def test_opening_the_database_twice_in_one_process_loses_no_write(db_path):
     seen = subprocess.run([sys.executable, "-c", reader], check=True, capture_output=True, text=True).stdout.strip()
     first.close()
     assert seen == "2"
+
+
+def test_the_apps_autotag_job_runs_the_command_with_the_options_of_its_form(tmp_path):
+    """The app starts `sushitui autotag ... ` as a job: what the CLI parses back from that
+    command line is exactly the options the form built."""
+    from sushitui.cli import build_parser
+    from sushitui.cli.models_cmd import _options
+    from sushitui.jobs import autotag_argv
+    from sushitui.tagger.autotag import AutotagOptions
+
+    opts = AutotagOptions(model=None, model_path=str(tmp_path / "m.onnx"), labels_path=str(tmp_path / "tags.csv"),
+                          family="wd", threshold=0.4, character_threshold=0.7, category_thresholds={"meta": 0.5},
+                          categories=("general", "meta"), mcut=("general",), mode="add", subtype="tags", device="cpu",
+                          device_id=1, batch_size=8, workers=0, jpeg_draft=False, dictionary_mapping=False,
+                          add_unknown_to_dictionary=True, underscores=True, exclude=("bad tag",), use_cache=False,
+                          dry_run=True, allow_download=False)
+    argv = autotag_argv(tmp_path / "x.db", "my set", opts, query="cat -dog", item_ids=[3, 9])
+    args = build_parser().parse_args(argv)
+    assert (args.name, args.query, args.item_ids) == ("my set", "cat -dog", [3, 9])
+    # with a model file, the CLI keeps its default key beside it (the file wins)
+    assert dataclasses.replace(_options(args), model=None) == opts
+    builtin = AutotagOptions(model="wd-vit-v3", threshold=0.3)
+    assert _options(build_parser().parse_args(autotag_argv(tmp_path / "x.db", "s", builtin))) == builtin

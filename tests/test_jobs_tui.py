@@ -120,3 +120,43 @@ def test_an_interrupted_job_is_shown_at_start_and_its_retry_from_the_app_outlive
     assert all("smile" in p.read_text() for p in (tmp_path / "cats").glob("*.txt"))
     # the interruption was told once (by the app): the next command does not repeat it
     assert "was interrupted" not in cli("--db", str(db_path), "dataset", "list").stderr
+
+
+def test_an_autotag_started_from_the_app_as_a_job_finishes_after_the_app_quit(db, db_path, tmp_path, monkeypatch):
+    from jobs_support import image_dataset, slow_model
+    from textual.widgets import Input, Select, Static
+    from tui_support import open_browser
+
+    from sushitui.tui.screens.autotag_dialog import CUSTOM, AutotagDialog
+
+    monkeypatch.setenv("SUSHITUI_IMAGES", "off")  # no thumbnails: not what this test is about
+    image_dataset(tmp_path / "data", "cats", 30)
+    model, labels = slow_model()
+
+    async def go():
+        app = _app(db_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_browser(app, pilot)
+            await pilot.press("A")  # the browser's auto-tag key
+            await settle(pilot, lambda: isinstance(app.screen, AutotagDialog), what="the dialog")
+            dialog = app.screen
+            await settle(pilot, lambda: "all 30 items" in str(dialog.query_one("#autotag-title", Static).render()),
+                         timeout=15, what="the dialog's context")
+            dialog.query_one("#at-model", Select).value = CUSTOM
+            await pilot.pause()
+            dialog.query_one("#at-model-path", Input).value = str(model)
+            dialog.query_one("#at-labels", Input).value = str(labels)
+            dialog.query_one("#at-device", Select).value = "cpu"
+            await pilot.press("ctrl+d")
+            await settle(pilot, lambda: any("Auto-tag job 1 started" in m for m in _messages(app)), timeout=15,
+                         what="the job to start")
+            assert not dialog.is_attached  # the dialog closed: the app is free at once
+            await pilot.press("ctrl+q")
+            await pilot.pause()
+
+    asyncio.run(go())
+    listed = json.loads(cli("--db", str(db_path), "jobs", "--json").stdout)
+    assert [(j["id"], j["kind"], j["dataset"]) for j in listed] == [(1, "autotag", "cats")]
+    job = wait_state(1, timeout=60)
+    assert job.state == "done", job
+    assert len(list((tmp_path / "data").glob("*.txt"))) == 30

@@ -84,16 +84,10 @@ def add_detach_options(root: argparse.ArgumentParser) -> None:
 def _job_device(args) -> str:
     if args.job_device:
         return args.job_device
-    if args.job_kind == "autotag" and getattr(args, "device", "auto") != "cpu":
-        if args.device == "cuda":
-            return f"gpu:{args.device_id}"
-        try:
-            import onnxruntime
+    if args.job_kind == "autotag":
+        from sushitui.jobs import autotag_device
 
-            if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-                return f"gpu:{args.device_id}"
-        except Exception:  # noqa: BLE001 - no usable onnxruntime: the job itself will say so
-            pass
+        return autotag_device(args.device, args.device_id)
     return "cpu"
 
 

@@ -27,6 +27,7 @@ _EXPORTS = {
     "clear_finished": "table", "get_job": "table", "jobs_by_id": "table", "list_jobs": "table", "log_dir": "table",
     "reap": "table", "request_cancel": "table", "retry": "table", "submit": "table",
     "take_unannounced_interruptions": "table",
+    "autotag_argv": "commands", "autotag_device": "commands", "submit_autotag": "commands",
 }
 __all__ = sorted(_EXPORTS)
 

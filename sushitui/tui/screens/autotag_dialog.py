@@ -69,6 +69,8 @@ class AutotagDialog(ModalScreen):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running auto-tag (what is done is kept), or close", id="dialog.cancel"),
         Binding("ctrl+s", "start", "Start", tooltip="Start auto-tagging with these settings", id="autotag.start"),
+        Binding("ctrl+d", "start_job", "Run in background", id="autotag.background",
+                tooltip="Run as a background job: it goes on when you quit; the jobs screen (ctrl+b) follows it"),
     ]
 
     def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
@@ -261,6 +263,35 @@ class AutotagDialog(ModalScreen):
         self._set_provider("Provider: loading the model…", "")
         self.query_one(ProgressPanel).start("Auto-tagging")
         self._run(opts)
+
+    def action_start_job(self) -> None:
+        """The same run as a job (``sushitui autotag ... --detach``): it outlives the app."""
+        if self.running:
+            return
+        try:
+            opts = self.build_options()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return
+        self._show_error(None)
+        self.running = True
+        self._start_job(opts)
+
+    @work(thread=True, exclusive=True, group="autotag", exit_on_error=False, description="Starting the auto-tag job")
+    def _start_job(self, opts) -> None:
+        from sushitui.dataset.registry import get_dataset
+        from sushitui.jobs import submit_autotag
+
+        app = self.app
+        try:
+            job = submit_autotag(app.db_path, get_dataset(self.dataset_id).name, opts, self.query_text, self.item_ids)
+        except UserError as exc:
+            self.running = False
+            app.call_from_thread(self._show_error, str(exc))
+            return
+        app.call_from_thread(app.notify, for_terminal(f"Auto-tag job {job.id} started: it goes on if you quit; "
+                                                      "the jobs screen (ctrl+b) shows its progress"), markup=False)
+        app.call_from_thread(self.dismiss, None)
 
     @work(thread=True, exclusive=True, group="autotag", exit_on_error=False, description="Auto-tagging")
     def _run(self, opts) -> None:
