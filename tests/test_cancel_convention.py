@@ -51,8 +51,7 @@ def test_a_cancelled_translation_import_returns_a_cancelled_report_and_writes_no
 
 def test_the_cli_exits_130_for_a_cancelled_sample(db, db_path, tmp_path, monkeypatch, capsys):
     from sushitui.cli import main as cli_main
-    from sushitui.training import create_run
-    from sushitui.training import sample_file
+    from sushitui.training import create_run, sample_file
 
     ds = make_dataset(tmp_path / "data", 10)
     create_run("r", ds.name)

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tui_support import make_dataset, open_browser, screen_text, settle
 
 

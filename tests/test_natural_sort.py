@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from sushitui.cli import main
 from sushitui.dataset.synthetic import png_bytes
 from sushitui.store.natural_key import natural_key, natural_sorted

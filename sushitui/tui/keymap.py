@@ -160,7 +160,7 @@ def load_keymap(path: Path, known_ids: set[str] | None = None) -> LoadedKeymap:
     lines = text.splitlines()
     try:
         table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except tomllib.TOMLDecodeError:
         result.problems.append("is not valid TOML as a whole: the lines below are skipped, the other lines apply")
         entries, line_problems = _parse_line_by_line(lines)
         result.problems.extend(line_problems)

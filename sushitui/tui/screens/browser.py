@@ -29,9 +29,9 @@ from sushitui.dataset.items import count_items, page_cards, result_ids
 from sushitui.errors import log_if_unexpected
 from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
+from sushitui.tui.screens.marks_keys import MARK_BINDINGS, TRASH_BINDINGS, MarkKeys, TrashKeys
 from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
 from sushitui.tui.widgets.key_bar import KeyBar
-from sushitui.tui.screens.marks_keys import MARK_BINDINGS, TRASH_BINDINGS, MarkKeys, TrashKeys
 from sushitui.tui.widgets.progress import ProgressPanel
 
 log = logging.getLogger(__name__)
