@@ -187,3 +187,42 @@ def test_import_config_of_our_export_registers_the_same_items_with_the_same_capt
     # the source's captions, not only what was written
     assert got_caps["a"] == "cat, sitting" and got_caps["p1"] == "edited square p1"
     assert result.plan.format == {"kohya-toml": "kohya", "kohya-jsonl": "kohya"}.get(fmt, fmt)
+
+
+def test_an_export_reuses_the_repeats_and_is_reg_the_config_gave(db, tmp_path):
+    import tomllib
+
+    import yaml
+
+    from sushitui.export import ExportOptions, export_dataset
+
+    (tmp_path / "reg").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "reg/r.png")
+    (tmp_path / "reg/r.txt").write_text("a person", encoding="utf-8")
+    cfg = tmp_path / "ds.toml"
+    cfg.write_text('[[datasets]]\n  [[datasets.subsets]]\n  image_dir = "reg"\n  num_repeats = 3\n  is_reg = true\n', encoding="utf-8")
+    ds = Dataset.get_by_id(import_config(cfg).registered[0]["id"])
+    export_dataset(ds.id, tmp_path / "k", ExportOptions(format="kohya-toml"))
+    (sub,) = tomllib.loads((tmp_path / "k/dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["subsets"]
+    assert (sub["num_repeats"], sub["is_reg"]) == (3, True)
+    export_dataset(ds.id, tmp_path / "a", ExportOptions(format="ai-toolkit"))
+    (entry,) = yaml.safe_load((tmp_path / "a/dataset.yaml").read_text(encoding="utf-8"))["datasets"]
+    assert (entry["num_repeats"], entry["is_reg"]) == (3, True)
+    export_dataset(ds.id, tmp_path / "o", ExportOptions(format="onetrainer"))
+    (concept,) = json.loads((tmp_path / "o/concepts.json").read_text(encoding="utf-8"))
+    assert (concept["balancing"], concept["type"]) == (3.0, "PRIOR_PREDICTION")
+    # and OneTrainer's concept reads back as the same settings
+    back = import_config(tmp_path / "o/concepts.json").plan.entries[0].trainer
+    assert (back["repeats"], back["is_reg"]) == (3, True)
+    # --repeats still wins
+    export_dataset(ds.id, tmp_path / "k2", ExportOptions(format="kohya-toml", repeats=7))
+    assert tomllib.loads((tmp_path / "k2/dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["subsets"][0]["num_repeats"] == 7
+
+
+def test_musubi_without_caption_extension_reads_no_captions_and_says_so(db, tmp_path):
+    (tmp_path / "imgs").mkdir()
+    cfg = tmp_path / "mu.toml"
+    cfg.write_text('[[datasets]]\nimage_directory = "imgs"\ncache_directory = "c"\n', encoding="utf-8")
+    (entry,) = import_config(cfg, dry_run=True).plan.entries
+    assert "caption_extension" not in entry.trainer
+    assert any("no caption_extension" in n for n in entry.unmapped)
