@@ -145,7 +145,8 @@ def parse_crop(text: str) -> tuple[int, int, int, int]:
 
 def check_crop(crop: tuple[int, int, int, int], width: int | None, height: int | None, what: str) -> None:
     x, y, w, h = crop
-    if width and height and (x + w > width or y + h > height):
+    # the index may hold the stored size of a picture its EXIF turns upright: either way round
+    if width and height and (x + w > width or y + h > height) and (x + w > height or y + h > width):
         raise MarksError(f"{what}: crop {x},{y},{w},{h} reaches past the image ({width}×{height})")
 
 

@@ -26,12 +26,12 @@ from sushitui.dataset.item_view import ItemView, load_item_view
 from sushitui.dataset.tag_editing import TagListEditor
 from sushitui.tui.edit_flow import ItemEdits, write_left_edits
 from sushitui.tui.screens.detail_support import edit_flow, load_group_colors, report_unsaved, resolve_alias
+from sushitui.tui.screens.marks_keys import CROP_BINDINGS, MARK_BINDINGS, TRASH_BINDINGS, CropKey, MarkKeys, TrashKeys
 from sushitui.tui.widgets.detail import TAB_LABELS, ImagePane, MetaPane, TagsTab, TextTab
 from sushitui.tui.widgets.detail.caption_list import CaptionEditDialog, ExportCaptionDialog
 from sushitui.tui.widgets.detail.caption_pane import CaptionPane
 from sushitui.tui.widgets.detail.meta_pane import DetailTitle
 from sushitui.tui.widgets.detail.panes import DetailPanes
-from sushitui.tui.screens.marks_keys import MARK_BINDINGS, TRASH_BINDINGS, MarkKeys, TrashKeys
 from sushitui.tui.widgets.key_bar import KeyBar
 
 __all__ = ["CaptionEditDialog", "ExportCaptionDialog", "ItemDetailScreen"]
@@ -70,7 +70,7 @@ def _pane_key(path: str):
     return action
 
 
-class ItemDetailScreen(MarkKeys, TrashKeys, Screen):
+class ItemDetailScreen(MarkKeys, TrashKeys, CropKey, Screen):
     """One item: image, captions, metadata; tag editing with autosave and undo."""
 
     PALETTE_NAME = "item"
@@ -112,6 +112,7 @@ class ItemDetailScreen(MarkKeys, TrashKeys, Screen):
         Binding("d", "delete_caption", "Delete caption", show=False, id="detail.delete_caption", tooltip="Delete this caption (asks first)"),
         *MARK_BINDINGS,  # stars 0-5, > <, flags E N G, as in the browser
         *TRASH_BINDINGS,  # D: this item to the trash (then the next one shows); U: undo
+        *CROP_BINDINGS,  # f: the crop frame (sushitui.tui.screens.crop_dialog)
     ]
 
     def __init__(

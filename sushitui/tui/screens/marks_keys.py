@@ -230,3 +230,59 @@ class TrashKeys:
             text += "\n" + "\n".join(problems[:3])
         self.notify(for_terminal(text), severity="warning" if problems else "information", timeout=6)  # type: ignore[attr-defined]
         self.items_restored(ids)
+
+
+# --- the crop frame (item detail) ----------------------------------------------------------------
+
+CROP_BINDINGS = [
+    Binding("f", "crop_frame", "Crop", show=False, id="detail.crop",
+            tooltip="Set the crop frame: arrows move, shift+arrows resize, a ratio, b fit bucket (exports crop)"),
+]
+
+
+class CropKey:
+    """``f`` opens the crop frame for the item the screen shows (``self.view``)."""
+
+    def action_crop_frame(self) -> None:
+        view = getattr(self, "view", None)
+        path = view.abs_path(view.image_path) if view is not None else None
+        if view is None or path is None or not view.width or not view.height:
+            self.notify("This item has no image to crop.", timeout=3)  # type: ignore[attr-defined]
+            return
+        self.run_worker(lambda: self._crop_worker(view, path), thread=True, group="crop",  # type: ignore[attr-defined]
+                        exit_on_error=False)
+
+    def _crop_worker(self, view, path) -> None:
+        from sushitui.dataset.marks import item_marks
+        from sushitui.dataset.registry import get_dataset
+        from sushitui.tui.screens.crop_dialog import bucket_sizes
+
+        try:
+            trainer = (get_dataset(view.dataset_id).trainer or {}).get("format")
+            crop = item_marks(view.item_id).crop
+            buckets = bucket_sizes(trainer if isinstance(trainer, str) else None)
+        except Exception as exc:  # noqa: BLE001 - shown to the user; a bug is logged with its traceback
+            log_if_unexpected(log, exc, "opening the crop frame")
+            self.app.call_from_thread(self.notify, for_terminal(str(exc)), severity="error")  # type: ignore[attr-defined]
+            return
+        self.app.call_from_thread(self._open_crop, view, path, crop, buckets)  # type: ignore[attr-defined]
+
+    def _open_crop(self, view, path, crop, buckets) -> None:
+        from sushitui.tui.screens.crop_dialog import CropDialog
+
+        name = f"{view.rel_dir}/{view.base_name}" if view.rel_dir else view.base_name
+        dialog = CropDialog(path, (view.width, view.height), crop, buckets, name)
+
+        def chosen(result) -> None:
+            if result is None:
+                return
+            rect = None if result == "clear" or result == (0, 0, *dialog.image_size) else result
+            what = "crop removed" if rect is None else "crop " + ",".join(map(str, rect))
+            self._mark_worker_async([view.item_id], rect, what)
+
+        self.app.push_screen(dialog, chosen)  # type: ignore[attr-defined]
+
+    def _mark_worker_async(self, ids: list[int], rect, what: str) -> None:
+        from sushitui.dataset.marks import set_crop
+
+        self._mark(lambda _ids: set_crop(ids[0], rect), what)  # type: ignore[attr-defined]
