@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from sushitui.tags.normalize import match_key
 
@@ -86,7 +87,7 @@ class Finding:
         return CODES[self.code].fix
 
     def to_dict(self) -> dict:
-        out = {"code": self.code, "severity": self.severity, "message": self.message, "fix": self.fix}
+        out: dict[str, Any] = {"code": self.code, "severity": self.severity, "message": self.message, "fix": self.fix}
         if self.detail:
             out["detail"] = self.detail
         return out

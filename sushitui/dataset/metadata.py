@@ -30,6 +30,7 @@ import io
 import os
 import re
 import warnings
+from typing import Any
 
 from sushitui.tags.normalize import clean, match_key
 
@@ -354,7 +355,7 @@ def add_sidecar(meta: dict | None, path: str | None, name: str | None) -> dict:
     """``meta`` (from ``extract``, or None) with the captions of the XMP sidecar at
     ``path`` merged in; with ``path`` None, the empty result that still replaces what
     an earlier sidecar gave (it was deleted)."""
-    out = {"raw": dict((meta or {}).get("raw") or {}), "captions": list((meta or {}).get("captions") or ()),
+    out: dict[str, Any] = {"raw": dict((meta or {}).get("raw") or {}), "captions": list((meta or {}).get("captions") or ()),
            "problems": list((meta or {}).get("problems") or ())}
     if path is None or name is None:
         out["raw"] = out["raw"] or None

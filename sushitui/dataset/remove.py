@@ -173,7 +173,7 @@ def _is_sidecar(name: str, base: str) -> bool:
 def _to_home_trash(src: Path) -> TrashedFile:
     """Into the freedesktop home trash with send2trash's own writer (.trashinfo, name
     collisions), at the trash the environment names now."""
-    from send2trash import plat_other
+    from send2trash import plat_other  # type: ignore[attr-defined]  # a module types-Send2Trash leaves out
 
     trash = home_trash()
     data_home = trash.parent

@@ -56,8 +56,8 @@ def write_cropped(source: str | os.PathLike, dest: str | os.PathLike, crop: tupl
     from PIL import Image, ImageOps
 
     x, y, w, h = crop
-    with Image.open(source) as img:
-        img = ImageOps.exif_transpose(img)  # the crop was drawn on the upright picture
+    with Image.open(source) as opened:
+        img = ImageOps.exif_transpose(opened)  # the crop was drawn on the upright picture
         box = (max(0, x), max(0, y), min(img.width, x + w), min(img.height, y + h))
         if box[2] <= box[0] or box[3] <= box[1]:
             raise OSError(f"the crop {x},{y},{w},{h} lies outside the image ({img.width}×{img.height})")
