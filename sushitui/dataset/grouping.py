@@ -234,11 +234,11 @@ def _attach_sidecars(groups: dict[str, ItemGroup], extra: list[ItemGroup], sidec
     both, the one naming the image exactly is read and the other reported."""
     by_image: dict[str, ItemGroup] = {}
     by_stem: dict[str, ItemGroup] = {}
-    for group in (*groups.values(), *extra):
-        by_stem.setdefault(group.base_name, group)
-        for entry in group.images.values():
-            by_image.setdefault(entry.name, group)
-            by_stem.setdefault(split_ext(entry.name)[0], group)
+    for known in (*groups.values(), *extra):
+        by_stem.setdefault(known.base_name, known)
+        for entry in known.images.values():
+            by_image.setdefault(entry.name, known)
+            by_stem.setdefault(split_ext(entry.name)[0], known)
     for entry in sorted(sidecars, key=lambda e: e.name):
         stem = split_ext(entry.name)[0]
         exact = by_image.get(stem)
