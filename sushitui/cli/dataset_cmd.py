@@ -140,7 +140,8 @@ def _print_problems(problems, name: str, limit: int | None = PROBLEMS_SHOWN) -> 
 # named in the error for an `edit` that changes nothing.
 _SETTING_FLAGS = ("--type", "--caption-suffixes", "--image-suffixes", "--primary-suffix", "--caption-type",
                   "--no-caption-types", "--recursive/--no-recursive", "--max-depth", "--no-max-depth",
-                  "--exif/--no-exif")
+                  "--exif/--no-exif", "--suffix-separator", "--folder-caption", "--captions-table",
+                  "--no-captions-tables")
 
 
 def _add_setting_options(p, *, editing: bool) -> None:
@@ -151,7 +152,25 @@ def _add_setting_options(p, *, editing: bool) -> None:
                    help=f"auto ({d}): group X_source/X_target/...; single: every image is its own item; pairs: groups are pairs")
     p.add_argument("--caption-suffixes", metavar="LIST",
                    help=f"comma-separated caption suffixes ({d}: main,alt,instruction,caption,tags,description)")
-    p.add_argument("--image-suffixes", metavar="LIST", help=f"comma-separated image suffixes ({d}: source,target,cref,mask)")
+    p.add_argument("--image-suffixes", metavar="LIST",
+                   help=f"comma-separated image suffixes ({d}: source,target,cref,mask); SUFFIX=ROLE reads a suffix as "
+                   "a role, e.g. 0=source,1=target for InstructPix2Pix's <seed>_0.jpg/<seed>_1.jpg")
+    p.add_argument("--suffix-separator", choices=["_", ".", "-"],
+                   help=f"what comes before a suffix ({d}: _): '.' groups 0.src.jpg + 0.mask.png, '-' OneTrainer's "
+                   "x-masklabel.png / x-condlabel.png (with --image-suffixes masklabel,condlabel)")
+    p.add_argument("--folder-caption", metavar="FILE",
+                   help="a file name (e.g. instruction.txt) whose text is the instruction of every item in its folder "
+                   "(prompt.json with edit/input/output keys is always read)" + ("; '' removes it" if editing else ""))
+    p.add_argument("--captions-table", metavar="FILE",
+                   help="a CSV/TSV/JSONL inside the folder holding captions (metadata.jsonl, metadata.csv, caption.csv "
+                   "and sd-scripts meta_cap.json are found by name); with --image-column and --caption-column"
+                   + ("; replaces the dataset's tables" if editing else ""))
+    p.add_argument("--image-column", metavar="C", help="the --captions-table column naming each image (relative to the table)")
+    p.add_argument("--caption-column", metavar="C[=SUBTYPE]", action="append",
+                   help="a --captions-table column holding captions, read as caption SUBTYPE (the first: main; "
+                   "repeatable)")
+    if editing:
+        p.add_argument("--no-captions-tables", action="store_true", help="stop reading the named captions tables")
     p.add_argument("--primary-suffix", metavar="SUFFIX", help=f"which image of a group is the primary one ({d}: target)")
     types = p.add_mutually_exclusive_group()
     types.add_argument("--caption-type", metavar="SUBTYPE=TYPE", action="append",
@@ -184,7 +203,30 @@ def _setting_changes(args) -> dict:
         changes["caption_types"] = {}
     if getattr(args, "no_max_depth", False):
         changes["max_depth"] = None
+    if args.suffix_separator is not None:
+        changes["suffix_separator"] = args.suffix_separator
+    if args.folder_caption is not None:
+        changes["folder_caption"] = args.folder_caption or None
+    if args.captions_table is not None:
+        changes["caption_tables"] = [_table_spec(args)]
+    elif args.image_column is not None or args.caption_column is not None:
+        raise CliError("--image-column and --caption-column describe a --captions-table FILE; give the file too", 2)
+    if getattr(args, "no_captions_tables", False):
+        changes["caption_tables"] = []
     return changes
+
+
+def _table_spec(args) -> dict:
+    from sushitui.dataset.tables import TableError, TableSpec, parse_caption_columns
+
+    if not args.image_column or not args.caption_column:
+        raise CliError(f"--captions-table {args.captions_table}: name its columns too, e.g. "
+                       "--image-column file_name --caption-column text (--caption-column C=SUBTYPE for more)", 2)
+    try:
+        columns = parse_caption_columns(args.caption_column)
+    except TableError as exc:
+        raise CliError(str(exc), 2) from exc
+    return TableSpec(args.captions_table, args.image_column, columns).to_dict()
 
 
 def _caption_types(pairs: list[str]) -> dict[str, str]:
@@ -260,6 +302,7 @@ _SETTING_LABELS = {
     "name": "name", "root_path": "path", "type": "type", "caption_suffixes": "caption suffixes",
     "image_suffixes": "image suffixes", "primary_suffix": "primary suffix", "caption_types": "caption types",
     "recursive": "recursive", "max_depth": "max depth", "read_exif": "embedded metadata",
+    "suffix_separator": "suffix separator", "folder_caption": "folder caption", "caption_tables": "captions tables",
 }
 
 
@@ -270,11 +313,20 @@ def _fmt_setting(key: str, value) -> str:
         return "unlimited" if value is None else str(value)
     if key == "read_exif":
         return "read" if value else "off"
+    if key == "caption_tables":
+        return "; ".join(_fmt_table(t) for t in value) or "none"
+    if key == "folder_caption":
+        return value or "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(value) or "none"
     return repr(value) if key == "name" else str(value)
+
+
+def _fmt_table(t: dict) -> str:
+    columns = ", ".join(f"{c}={s}" for c, s in t.get("columns", {}).items())
+    return f"{t.get('file')} (image: {t.get('image_column')}; captions: {columns})"
 
 
 def cmd_edit(args) -> int:
@@ -361,6 +413,12 @@ def cmd_show(args) -> int:
     out(f"recursive:        {'yes' if ds.recursive else 'no'}"
         + (f" (max depth {ds.max_depth})" if ds.max_depth is not None else ""))
     out(f"embedded metadata: {'read' if ds.read_exif else 'off'}")
+    if (ds.suffix_separator or "_") != "_":
+        out(f"suffix separator: {ds.suffix_separator}")
+    if ds.folder_caption:
+        out(f"folder caption:   {ds.folder_caption} (and prompt.json)")
+    for t in ds.caption_tables or ():
+        out(f"captions table:   {_fmt_table(t)}")
     out(f"items:            {ds.total_items:,} ({ds.total_images:,} images, {ds.total_captions:,} captions)")
     out(f"indexed:          {fmt_time(ds.indexed_at)}")
     if report:

@@ -91,6 +91,17 @@ class ItemGroup:
         return "pair" if dataset_type == "pairs" else "group"
 
 
+def image_suffix_roles(image_suffixes) -> dict[str, str]:
+    """file suffix -> the key it gets in ``related_images``: ``0=source`` reads
+    ``x_0.jpg`` as the group's source (InstructPix2Pix folders), a plain ``mask`` is
+    itself."""
+    roles: dict[str, str] = {}
+    for s in image_suffixes or ():
+        file_suffix, _eq, role = str(s).lower().partition("=")
+        roles.setdefault(file_suffix, role or file_suffix)
+    return roles
+
+
 def split_ext(name: str) -> tuple[str, str]:
     dot = name.rfind(".")
     if dot <= 0:
@@ -141,7 +152,8 @@ def group_directory(
     """
     # captions: the dataset's separator, then "_" (what sushitui writes)
     caption_separators = (suffix_separator,) if suffix_separator == "_" else (suffix_separator, "_")
-    image_suffixes = frozenset(s.lower() for s in image_suffixes)
+    roles = image_suffix_roles(image_suffixes)
+    image_suffixes = frozenset(roles)
     caption_suffixes = frozenset(s.lower() for s in caption_suffixes)
     prefix = f"{rel_dir}/" if rel_dir else ""
     groups: dict[str, ItemGroup] = {}  # base name -> group
@@ -151,7 +163,7 @@ def group_directory(
     for entry in sorted(images, key=lambda e: e.name):
         stem = split_ext(entry.name)[0]
         base, suffix = (stem, None) if dataset_type == "single" else parse_name(stem, image_suffixes, suffix_separator)
-        key = suffix or ""
+        key = roles[suffix] if suffix else ""
         group = groups.get(base)
         if group is None:
             group = groups[base] = ItemGroup(rel_dir, base, prefix + base)

@@ -10,7 +10,13 @@ import os
 import time
 from dataclasses import dataclass, field, fields
 
-from sushitui.dataset.grouping import DEFAULT_CAPTION_SUFFIXES, DEFAULT_IMAGE_SUFFIXES
+from sushitui.dataset.grouping import (
+    DEFAULT_CAPTION_SUFFIXES,
+    DEFAULT_IMAGE_SUFFIXES,
+    IMAGE_EXTENSIONS,
+    SUFFIX_SEPARATORS,
+    image_suffix_roles,
+)
 from sushitui.dataset.scan_worker import CAPTION_TYPES
 from sushitui.dataset.scanner import ScanError, ScanReport, scan_dataset
 from sushitui.errors import UserError
@@ -20,7 +26,8 @@ from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, wr
 DATASET_TYPES = ("auto", "single", "pairs")
 NAME_MAX = 100
 # Settings whose change alters how existing files are read: the next reindex re-reads all.
-_RESCAN_SETTINGS = {"type", "caption_suffixes", "image_suffixes", "read_exif", "primary_suffix", "caption_types"}
+_RESCAN_SETTINGS = {"type", "caption_suffixes", "image_suffixes", "read_exif", "primary_suffix", "caption_types",
+                    "suffix_separator", "folder_caption", "caption_tables"}
 
 
 class DatasetError(UserError, ValueError):
@@ -49,13 +56,20 @@ class DatasetSettings:
     read_exif: bool = False
     primary_suffix: str = "target"
     caption_types: dict[str, str] = field(default_factory=dict)
+    # "_" (x_source.png), "." (0.src.jpg) or "-" (OneTrainer's x-masklabel.png)
+    suffix_separator: str = "_"
+    # a file name applied as the instruction of every item in its folder (prompt.json is
+    # always read); None: none
+    folder_caption: str | None = None
+    # caption tables named by the user (sushitui.dataset.tables.TableSpec as dicts)
+    caption_tables: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> "DatasetSettings":
         return cls(**{f.name: getattr(ds, f.name) for f in fields(cls)})
 
 
-def _suffix_list(value, what: str) -> list[str]:
+def _suffix_list(value, what: str, separator: str = "_") -> list[str]:
     if isinstance(value, str):
         value = value.split(",")
     out: list[str] = []
@@ -63,14 +77,22 @@ def _suffix_list(value, what: str) -> list[str]:
         s = str(s).strip().lower()
         if not s:
             continue
-        if not all(c.isalnum() or c == "-" for c in s):
-            raise DatasetError(f"{what} suffix {s!r}: use letters, digits and '-' only (it is the part after the last '_')")
+        # an image suffix may name its role: 0=source reads x_0.jpg as the group's source
+        parts = s.split("=", 1) if what == "image" else [s]
+        for part in parts:
+            if not part or not all(c.isalnum() or c == "-" for c in part):
+                example = " (or SUFFIX=ROLE, e.g. 0=source)" if what == "image" else ""
+                raise DatasetError(f"{what} suffix {s!r}: use letters, digits and '-' only{example}; it is the part "
+                                   f"after the last '{separator}' of a file name")
+        if separator in parts[0]:
+            raise DatasetError(f"{what} suffix {s!r} contains the suffix separator {separator!r}: a file name could "
+                               "not be split unambiguously; pick another separator or suffix")
         if s not in out:
             out.append(s)
     return out
 
 
-def validate(settings: DatasetSettings, *, check_root: bool = True) -> DatasetSettings:
+def validate(settings: DatasetSettings, *, check_root: bool = True, check_tables: bool | None = None) -> DatasetSettings:
     """Normalised settings, or DatasetError naming the bad field."""
     name = (settings.name or "").strip()
     if not name:
@@ -93,9 +115,14 @@ def validate(settings: DatasetSettings, *, check_root: bool = True) -> DatasetSe
             raise DatasetError(f"{root} is a file, not a folder; pass the folder that holds the images (nothing was registered)")
         if not os.access(root, os.R_OK | os.X_OK):
             raise DatasetError(f"{root}: permission denied; make the folder readable (nothing was registered)")
-    caption_suffixes = _suffix_list(settings.caption_suffixes, "caption")
-    image_suffixes = _suffix_list(settings.image_suffixes, "image")
-    both = set(caption_suffixes) & set(image_suffixes)
+    separator = settings.suffix_separator or "_"
+    if separator not in SUFFIX_SEPARATORS:
+        raise DatasetError(f"suffix separator {separator!r} is not one of {' '.join(SUFFIX_SEPARATORS)} "
+                           "(x_source.png, 0.src.jpg, x-masklabel.png)")
+    caption_suffixes = _suffix_list(settings.caption_suffixes, "caption", separator)
+    image_suffixes = _suffix_list(settings.image_suffixes, "image", separator)
+    roles = image_suffix_roles(image_suffixes)
+    both = set(caption_suffixes) & set(roles)
     if both:
         raise DatasetError(f"suffix {sorted(both)[0]!r} is both an image and a caption suffix; use it for one only")
     types = dict(settings.caption_types or {})
@@ -105,13 +132,30 @@ def validate(settings: DatasetSettings, *, check_root: bool = True) -> DatasetSe
     primary = (settings.primary_suffix or "target").strip().lower()
     # "target" is the default and may be absent from custom suffixes (grouping then picks
     # the first present); any other choice must be one of them, as the TUI form checks
-    if primary != "target" and image_suffixes and primary not in image_suffixes:
+    if primary != "target" and image_suffixes and primary not in roles.values() and primary not in roles:
         raise DatasetError(f"primary suffix {primary!r} is not one of the image suffixes ({', '.join(image_suffixes)}); "
                            "pick one of them")
+    primary = roles.get(primary, primary)  # 1 of 1=target is the role target
+    folder_caption = (settings.folder_caption or "").strip() or None
+    if folder_caption is not None:
+        if "/" in folder_caption or "\\" in folder_caption or folder_caption in (".", ".."):
+            raise DatasetError(f"folder caption {folder_caption!r}: give a file name (e.g. instruction.txt), not a path; "
+                               "the file of that name in each folder is read")
+        if os.path.splitext(folder_caption)[1].lower() in IMAGE_EXTENSIONS:
+            raise DatasetError(f"folder caption {folder_caption!r} is an image name; give a text file name (e.g. instruction.txt)")
+    tables = list(settings.caption_tables or [])
+    if (check_root if check_tables is None else check_tables) and tables:
+        from sushitui.dataset.tables import TableError, check_table_spec
+
+        try:
+            tables = [check_table_spec(root, t) for t in tables]
+        except TableError as exc:
+            raise DatasetError(f"{exc} (nothing was registered)") from exc
     return DatasetSettings(
         name=name, root_path=root, type=settings.type, caption_suffixes=caption_suffixes, image_suffixes=image_suffixes,
         recursive=bool(settings.recursive), max_depth=settings.max_depth, read_exif=bool(settings.read_exif),
-        primary_suffix=primary, caption_types=types,
+        primary_suffix=primary, caption_types=types, suffix_separator=separator, folder_caption=folder_caption,
+        caption_tables=tables,
     )
 
 
@@ -155,6 +199,7 @@ def add_dataset(
             name=s.name, root_path=s.root_path, type=s.type, caption_suffixes=s.caption_suffixes,
             image_suffixes=s.image_suffixes, primary_suffix=s.primary_suffix, recursive=s.recursive,
             max_depth=s.max_depth, read_exif=s.read_exif, caption_types=s.caption_types, created_at=now, updated_at=now,
+            suffix_separator=s.suffix_separator, folder_caption=s.folder_caption, caption_tables=s.caption_tables,
         )
     try:
         report = scan_dataset(ds, progress=progress, cancel=cancel)
@@ -207,7 +252,8 @@ def update_settings(name: str | int | Dataset, /, **changes) -> Dataset:
     current = DatasetSettings.from_dataset(ds)
     for k, v in changes.items():
         setattr(current, k, v)
-    s = validate(current, check_root="root_path" in changes)
+    s = validate(current, check_root="root_path" in changes,
+                 check_tables="caption_tables" in changes or "root_path" in changes)
     if s.name != ds.name and Dataset.get_or_none(Dataset.name == s.name) is not None:
         raise DatasetExists(f"a dataset named {s.name!r} already exists; pick another name")
     needs_full = any(getattr(s, k) != getattr(ds, k) for k in _RESCAN_SETTINGS) or s.root_path != ds.root_path
@@ -256,6 +302,9 @@ def dataset_to_dict(ds: Dataset) -> dict:
         "max_depth": ds.max_depth,
         "read_exif": ds.read_exif,
         "caption_types": ds.caption_types or {},
+        "suffix_separator": ds.suffix_separator or "_",
+        "folder_caption": ds.folder_caption,
+        "caption_tables": ds.caption_tables or [],
         "total_items": ds.total_items,
         "total_images": ds.total_images,
         "total_captions": ds.total_captions,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from sushitui.dataset.captions import EMBEDDED_SOURCES
 from sushitui.dataset.grouping import ItemGroup
-from sushitui.dataset.scan_worker import read_caption_file, tags_json
+from sushitui.dataset.scan_worker import read_caption_file, tag_pairs, tags_json
+from sushitui.dataset.tables import EXTERNAL_SOURCES
 from sushitui.dataset.write_lock import dataset_write_lock
 from sushitui.store import Dataset, StoreError, group_index, write_transaction
 from sushitui.store.natural_key import natural_key
@@ -56,6 +57,8 @@ class Existing:
     captions: dict[str, tuple[int, int | None, int | None, str]] = field(default_factory=dict)  # file_path -> (id, size, mtime, subtype)
     problems: list[str] | None = None  # Item.problems: "file name: reason"
     sidecar: tuple[str, int, int] | None = None  # (name, size, mtime_ns) of the XMP sidecar read last
+    # captions from shared files: sorted (type, subtype, source, source_field, content)
+    external: list[tuple] = field(default_factory=list)
 
 
 def image_problems(group: ItemGroup, stored: list[str] | None) -> list[str]:
@@ -73,6 +76,7 @@ class Job:
     read_captions: list[tuple[str, str]]  # (subtype, file name)
     drop_caption_ids: list[int]  # caption rows whose file vanished
     reuse_caption_ids: dict[str, int] = field(default_factory=dict)  # file name -> caption id re-read in place
+    external_changed: bool = False  # the item's captions from shared files are rewritten
 
 
 def chunks(seq, n: int):
@@ -152,6 +156,7 @@ class Writer:
         drop_caps: list[int] = []
         drop_items: list[int] = []
         drop_embedded: list[int] = []
+        drop_external: list[int] = []
         recount: list[int] = []
         dataset_type = self.dataset.type
         with write_transaction(db):
@@ -218,6 +223,20 @@ class Writer:
                         self.tag_rows += c.n_tags
                     if c.ctype == "tags" and (c.subtype == "main" or tag_count is None):
                         tag_count = c.n_tags
+                if job.external_changed:
+                    if job.existing is not None:
+                        drop_external.append(item_id)
+                    for ctype, subtype, source, fieldname, text in group.external:
+                        cid = next_cap
+                        next_cap += 1
+                        captions.append((cid, item_id, ctype, subtype, text, "auto", source, fieldname, None, None, None,
+                                         None, None, 0, now, now))
+                        pairs = tag_pairs(text) if ctype == "tags" else None
+                        if pairs:
+                            tag_sets.append((item_id, cid, subtype, source, tags_json(pairs)))
+                            self.tag_rows += len(pairs)
+                            if subtype == "main" or tag_count is None:
+                                tag_count = len(pairs)
                 if meta:
                     if job.existing is not None:
                         drop_embedded.append(item_id)
@@ -260,6 +279,12 @@ class Writer:
                 cur.execute(f"DELETE FROM item_tag WHERE caption_id IN (SELECT id FROM caption WHERE item_id IN ({marks}) "
                             f"AND file_path IS NULL AND source IN ({src}))", chunk)
                 cur.execute(f"DELETE FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({src})", chunk)
+            ext = ",".join(f"'{s}'" for s in EXTERNAL_SOURCES)
+            for chunk in chunks(drop_external, 500):
+                marks = ",".join("?" * len(chunk))
+                cur.execute(f"DELETE FROM item_tag WHERE caption_id IN (SELECT id FROM caption WHERE item_id IN ({marks}) "
+                            f"AND file_path IS NULL AND source IN ({ext}))", chunk)
+                cur.execute(f"DELETE FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({ext})", chunk)
             for item_id, image, item_type, primary_rel, image_suffix, related, meta, problems in updates:
                 if image is not None:
                     cur.execute(

@@ -26,7 +26,18 @@ from dataclasses import asdict, dataclass, field
 
 from sushitui.dataset.grouping import ItemGroup, group_directory
 from sushitui.dataset.scan_walk import DirScan, WalkError, walk
-from sushitui.dataset.scan_worker import run_tasks
+from sushitui.dataset.scan_worker import caption_type, run_tasks
+from sushitui.dataset.tables import (
+    AUTO_TABLES,
+    EXTERNAL_SOURCES,
+    TABLE_SOURCE,
+    Table,
+    TableSpec,
+    folder_captions,
+    match_rows,
+    read_table,
+    walk_names,
+)
 from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, image_problems, related_json
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
@@ -129,6 +140,11 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
         "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns, c.subtype FROM caption c JOIN item i ON i.id = c.item_id "
         "WHERE i.dataset_id = ? AND c.file_path IS NOT NULL"
     )
+    # captions from shared files (folder captions, caption tables): compared by content
+    ext_sql = (
+        "SELECT c.item_id, c.type, c.subtype, c.source, c.source_field, c.content FROM caption c JOIN item i ON i.id = c.item_id "
+        f"WHERE i.dataset_id = ? AND c.file_path IS NULL AND c.source IN ({','.join(repr(x) for x in EXTERNAL_SOURCES)})"
+    )
     if rel_dirs is None:
         selections = [((dataset_id,), "")]
     else:
@@ -141,6 +157,10 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
             existing[key] = by_id[item_id] = e
         for cid, item_id, path, size, mtime, subtype in db.execute_sql(cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
             by_id[item_id].captions[path] = (cid, size, mtime, subtype)
+        for item_id, *row in db.execute_sql(ext_sql + extra.replace("rel_dir", "i.rel_dir"), params):
+            by_id[item_id].external.append(tuple(row))
+    for e in by_id.values():
+        e.external.sort()
     return existing
 
 
@@ -148,7 +168,7 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
     """What to do for one item; None when nothing changed."""
     captions = sorted(group.captions.items())
     if existing is None:
-        return Job(group, None, True, [(s, f.name) for s, f in captions], [])
+        return Job(group, None, True, [(s, f.name) for s, f in captions], [], external_changed=bool(group.external))
     primary = group.primary
     sidecar = group.sidecar
     image_changed = (
@@ -181,9 +201,10 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
     for rel, (cid, *_rest) in existing.captions.items():
         if rel not in seen_paths:
             drop.append(cid)
-    if not (image_changed or related_changed or to_read or drop):
+    external_changed = sorted(group.external) != existing.external
+    if not (image_changed or related_changed or to_read or drop or external_changed):
         return None
-    return Job(group, existing, image_changed, to_read, drop, reuse)
+    return Job(group, existing, image_changed, to_read, drop, reuse, external_changed=external_changed)
 
 
 # --- the scan --------------------------------------------------------------------------
@@ -191,6 +212,104 @@ def _plan(group: ItemGroup, existing: Existing | None, full: bool) -> Job | None
 
 def _parent(path: str) -> str:
     return path.rpartition("/")[0]
+
+
+class _SharedCaptions:
+    """Captions from files shared by several items (``tables``): the folder captions of
+    each folder and the caption tables of the dataset, parsed once per scan. A table
+    covers its folder and every folder below, so when the table's own folder changed,
+    those are re-planned too (their items' table captions may have changed)."""
+
+    def __init__(self, db, dataset, w, stored: dict, full: bool):
+        self.root = dataset.root_path
+        self.overrides = dict(dataset.caption_types or {})
+        self.folder_caption = (getattr(dataset, "folder_caption", None) or "").lower()
+        specs = {str(t["file"]): TableSpec.from_dict(t) for t in getattr(dataset, "caption_tables", None) or ()}
+        self.tables: list[Table] = []
+        self.images: set[str] = set()
+        self.by_name: dict[str, list[str]] = {}
+        changed_dirs = {d.rel_dir for d in w.dirs if full or stored.get(d.rel_dir, (None,))[0] != d.signature}
+        self.forced: list[str] = []
+        for d in (w.dirs if changed_dirs else ()):  # nothing changed: nothing is planned, no table needed
+            for name, _size, _mtime in d.files:
+                rel = f"{d.rel_dir}/{name}" if d.rel_dir else name
+                spec = specs.get(rel)
+                if spec is None and name.lower() not in AUTO_TABLES:
+                    continue
+                self.tables.append(read_table(self.root, rel, spec))
+                if d.rel_dir in changed_dirs:
+                    self.forced.append(d.rel_dir)
+        if changed_dirs and not self.forced:
+            # a table deleted (or renamed) since the last scan: its folder changed, and the
+            # items below it still hold its captions
+            rows = db.execute_sql(
+                "SELECT DISTINCT substr(c.source_field, 1, instr(c.source_field, ': ') - 1) FROM caption c "
+                "JOIN item i ON i.id = c.item_id WHERE i.dataset_id = ? AND c.file_path IS NULL AND c.source = ?",
+                (dataset.id, TABLE_SOURCE)).fetchall()
+            self.forced = [_parent(r[0]) for r in rows if r[0] and _parent(r[0]) in changed_dirs]
+        self.tables.sort(key=lambda t: -t.folder.count("/") - bool(t.folder))  # the nearest table first
+        self.matched: list[dict[str, list]] = []
+        if self.tables:
+            for d in w.dirs:
+                images, _c, _s, _n = d.split_all()
+                for e in images:
+                    rel = f"{d.rel_dir}/{e.name}" if d.rel_dir else e.name
+                    self.images.add(rel)
+                    self.by_name.setdefault(e.name.lower(), []).append(rel)
+                    self.by_name.setdefault("stem:" + e.name.rpartition(".")[0].lower(), []).append(rel)
+            self.matched = [match_rows(t, self.images, self.by_name) if t.fatal is None else {} for t in self.tables]
+
+    def forces(self, rel_dir: str) -> bool:
+        return any(f == "" or rel_dir == f or rel_dir.startswith(f + "/") for f in self.forced)
+
+    def _ctype(self, subtype: str, text: str, default: str | None = None) -> str:
+        if subtype in self.overrides or default is None:
+            return caption_type(subtype, text, self.overrides)
+        return default
+
+    def attach(self, rel_dir: str, named, groups: list[ItemGroup]) -> list[tuple[str, str]]:
+        """Give each item of folder ``rel_dir`` its shared captions; the problems found."""
+        problems: list[tuple[str, str]] = []
+        folder: list = []
+        if named:
+            folder, problems = folder_captions(self.root, rel_dir, named, self.folder_caption or None, self._ctype)
+        covering = [(t, m) for t, m in zip(self.tables, self.matched)
+                    if t.fatal is None and (t.folder == "" or rel_dir == t.folder or rel_dir.startswith(t.folder + "/"))]
+        for g in groups:
+            ext: list = []
+            taken = set(g.captions)  # the item's own caption file wins
+            for t, matched in covering:
+                rows = None
+                for entry in g.images.values():
+                    rows = matched.get(g.rel_path(entry.name))
+                    if rows is not None:
+                        break
+                if rows is None:
+                    problems.append((g.rel_path(g.primary.name), f"no row in the captions table {t.file}"))
+                    continue
+                for subtype, column, text in rows:
+                    if subtype not in taken:
+                        taken.add(subtype)
+                        ext.append((self._ctype(subtype, text), subtype, TABLE_SOURCE, f"{t.file}: {column}", text))
+            for c in folder:
+                if c[1] not in taken:
+                    taken.add(c[1])
+                    ext.append(c)
+            g.external = ext
+        return problems
+
+    def table_problems(self, changed: list[DirScan]) -> list[tuple[str, str]]:
+        """The tables' own problems, for the tables whose folder is re-read (the others'
+        are replayed from the stored folder problems)."""
+        dirs = {d.rel_dir for d in changed}
+        out: list[tuple[str, str]] = []
+        for t in self.tables:
+            if t.folder in dirs:
+                if t.fatal:
+                    path, _sep, reason = t.fatal.partition(": ")
+                    out.append((path, reason))
+                out.extend(t.problems)
+        return out
 
 
 def scan_dataset(
@@ -236,7 +355,8 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         throttle(ProgressEvent("walking", w.files_seen, None, "files", started_at=t0))
 
     try:
-        w = walk(dataset.root_path, recursive=dataset.recursive, max_depth=dataset.max_depth, cancel=cancel, on_dir=on_dir)
+        w = walk(dataset.root_path, recursive=dataset.recursive, max_depth=dataset.max_depth, cancel=cancel, on_dir=on_dir,
+                 named=walk_names(dataset))
     except WalkError as exc:
         raise ScanError(str(exc)) from exc
     report.files_seen = w.files_seen
@@ -257,10 +377,11 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)).fetchall()) if stored else {}
     changed: list[DirScan] = []
     groups: list[ItemGroup] = []
+    shared = _SharedCaptions(db, dataset, w, stored, full)
     for d in w.dirs:
         old = stored.get(d.rel_dir)
         if (old is not None and old[0] == d.signature and counts.get(d.rel_dir, 0) == old[1]
-                and d.rel_dir not in w.unreadable_dirs):
+                and d.rel_dir not in w.unreadable_dirs and not shared.forces(d.rel_dir)):
             report.items_unchanged += old[1]
             report.dirs_unchanged += 1
             for path, reason in json_loads(old[2]):
@@ -270,7 +391,10 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         report.problems.extend(Problem(p, r) for p, r in d.problems)
         if d.rel_dir in w.unreadable_dirs or not d.files:
             continue
-        images, captions, sidecars, _named = d.split_all()
+        images, captions, sidecars, named = d.split_all()
+        if shared.folder_caption:  # a folder caption named x.txt is no caption of an image x
+            named += [c for c in captions if c.name.lower() == shared.folder_caption]
+            captions = [c for c in captions if c.name.lower() != shared.folder_caption]
         dir_groups, orphans = group_directory(
             d.rel_dir, images, captions,
             image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
@@ -280,7 +404,9 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         report.problems.extend(Problem(f"{d.rel_dir}/{n}" if d.rel_dir else n, r) for n, r in orphans)
         for g in dir_groups:
             report.problems.extend(Problem(g.rel_path(n), r) for n, r in g.problems)
+        report.problems.extend(Problem(p, r) for p, r in shared.attach(d.rel_dir, named, dir_groups))
         groups.extend(dir_groups)
+    report.problems.extend(Problem(p, r) for p, r in shared.table_problems(changed))
 
     has_items = db.execute_sql("SELECT 1 FROM item WHERE dataset_id = ? LIMIT 1", (dataset.id,)).fetchone() is not None
     if not has_items:

@@ -336,6 +336,23 @@ def _migrate_v9(db: SqliteDatabase) -> None:
     _run(tuple(s for s in SCHEMA_V9 if s.split('"')[3] not in have))(db)
 
 
+# Migration 10: how a dataset's folder names its files beyond x.png + x.txt (issue 17,
+# Read): the separator before an image/caption suffix ('_', '.', '-'), a folder-level
+# caption file applied to every item of its folder, and the caption tables
+# (metadata.jsonl, CSV/TSV) named with ``dataset add --captions-table``.
+SCHEMA_V10: tuple[str, ...] = (
+    """ALTER TABLE "dataset" ADD COLUMN "suffix_separator" TEXT NOT NULL DEFAULT '_'""",
+    """ALTER TABLE "dataset" ADD COLUMN "folder_caption" TEXT""",
+    """ALTER TABLE "dataset" ADD COLUMN "caption_tables" TEXT NOT NULL DEFAULT '[]'""",
+)
+
+
+def _migrate_v10(db: SqliteDatabase) -> None:
+    # ADD COLUMN has no IF NOT EXISTS (see _migrate_v4): skip the columns a database has
+    have = {row[1] for row in db.execute_sql('PRAGMA table_info("dataset")')}
+    _run(tuple(s for s in SCHEMA_V10 if s.split('"')[3] not in have))(db)
+
+
 def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
     def apply(db: SqliteDatabase) -> None:
         for statement in statements:
@@ -355,6 +372,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
     (7, "job: long jobs run by detached workers", _run(SCHEMA_V7)),
     (8, "dataset.trainer: settings read from trainer configs", _migrate_v8),
     (9, "item.rating, item.flags, item.crop: a user's marks", _migrate_v9),
+    (10, "dataset.suffix_separator, folder_caption, caption_tables: more folder layouts", _migrate_v10),
 ]
 # the highest, not the last: migrations written at the same time may be appended out of order
 LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)

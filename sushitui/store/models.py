@@ -89,6 +89,13 @@ class Dataset(BaseModel):
     # {"format", "config", "entry", "repeats", "class_tokens", "trigger", "is_reg",
     #  "keep_tokens", "caption_extension", "control_dirs", "mask_dirs", "metadata_files", "other"}
     trainer = JSONField(default=dict, constraints=[SQL("DEFAULT '{}'")])
+    # how the folder names its files (migration 10, sushitui.dataset.grouping / tables):
+    # the separator before a suffix ("_", "." or "-"), a folder-level caption file name
+    # (besides prompt.json, always read), and the caption tables named by the user:
+    # [{"file", "image_column", "columns": {column: subtype}, "format"}]
+    suffix_separator = TextField(default="_", constraints=[SQL("DEFAULT '_'")])
+    folder_caption = TextField(null=True)
+    caption_tables = JSONField(default=list, constraints=[SQL("DEFAULT '[]'")])
 
 
 class Item(BaseModel):

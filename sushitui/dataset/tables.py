@@ -1,0 +1,408 @@
+"""Captions kept in files shared by several images: caption tables and folder captions.
+
+Caption tables (read in the scanning process, one parse per scan):
+
+- ``metadata.jsonl`` / ``metadata.csv`` (Hugging Face ``imagefolder``, diffusers'
+  training scripts): ``file_name`` + ``text`` (sd-scripts' JSONL: ``image_path`` +
+  ``caption`` / ``tags``), paths relative to the table's folder;
+- ``caption.csv`` (Replicate cog-sdxl): ``caption,image_file``;
+- sd-scripts fine-tuning metadata JSON (``meta_cap.json``, ``meta_cap_dd.json``,
+  ``meta_clean.json``, ``meta_lat.json``): ``{image key: {"caption", "tags"}}``, where
+  the key is a path (often a Windows one, relative to where the script ran) or a stem;
+- any CSV / TSV / JSONL named with ``dataset add --captions-table FILE --image-column C
+  --caption-column C[=SUBTYPE]``; each caption column is a caption subtype.
+
+A table covers the images in its folder and below. A row becomes captions of the item
+whose image it names (source ``table``, ``source_field`` "<table>: <column>"). A caption
+file of the same subtype beside the image (``x.txt``) wins over the table. Rows naming no
+image, images with no row, a duplicated image, a path leaving the dataset folder and a
+missing column are problems named by file and line; the rest of the table is read.
+
+Folder captions: ``prompt.json`` (InstructPix2Pix: ``edit`` -> instruction, ``input``,
+``output``) and the dataset's named folder caption file (``--folder-caption
+instruction.txt``) apply to every item of their folder (source ``folder``).
+
+Both are read-only here: an edit of such a caption writes the item's own caption file
+(``x.txt`` / ``x_<subtype>.txt``), which then wins over the shared file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from sushitui.dataset.caption_files import CaptionFileError, decode_caption, read_caption
+from sushitui.dataset.grouping import IMAGE_EXTENSIONS, FileEntry
+from sushitui.errors import UserError
+
+FOLDER_SOURCE = "folder"
+TABLE_SOURCE = "table"
+EXTERNAL_SOURCES = (FOLDER_SOURCE, TABLE_SOURCE)
+PROMPT_JSON = "prompt.json"
+# prompt.json key -> (subtype, caption type)
+PROMPT_JSON_KEYS = {"edit": ("instruction", "instruction"), "input": ("input", "natural_language"),
+                    "output": ("output", "natural_language")}
+SD_SCRIPTS_JSON = ("meta_cap.json", "meta_cap_dd.json", "meta_clean.json", "meta_lat.json")
+AUTO_TABLES = ("metadata.jsonl", "metadata.csv", "caption.csv", *SD_SCRIPTS_JSON)
+# columns an auto-detected table is read by: image path, then caption column -> subtype
+AUTO_IMAGE_COLUMNS = ("file_name", "image_file", "image_path", "image", "file")
+AUTO_CAPTION_COLUMNS = (("text", "main"), ("caption", "main"), ("tags", "tags"), ("prompt", "prompt"),
+                        ("edit_prompt", "instruction"), ("instruction", "instruction"))
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
+MAX_TABLE_BYTES = 512 * 1024 * 1024
+
+External = tuple  # (ctype, subtype, source, source_field, text)
+
+
+class TableError(UserError):
+    """A caption table cannot be used; the message names the file (and line)."""
+
+
+@dataclass
+class TableSpec:
+    """A table named by the user: which column names the image, which hold captions."""
+
+    file: str  # dataset-relative, POSIX separators
+    image_column: str
+    columns: dict[str, str]  # caption column -> subtype
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "image_column": self.image_column, "columns": dict(self.columns)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TableSpec":
+        return cls(str(d["file"]), str(d["image_column"]), {str(k): str(v) for k, v in dict(d["columns"]).items()})
+
+
+def parse_caption_columns(values: list[str]) -> dict[str, str]:
+    """``--caption-column C[=SUBTYPE]`` values -> {column: subtype}; a column without a
+    subtype is ``main`` when it is the first, else its own name."""
+    out: dict[str, str] = {}
+    for i, v in enumerate(values):
+        column, eq, subtype = v.partition("=")
+        column = column.strip()
+        subtype = (subtype.strip().lower() if eq else ("main" if i == 0 else column.lower()))
+        if not column:
+            raise TableError(f"--caption-column {v!r}: give a column name, e.g. text or text=main")
+        if not subtype or not all(c.isalnum() or c == "-" for c in subtype):
+            raise TableError(f"--caption-column {v!r}: the subtype {subtype!r} must be letters, digits and '-' "
+                             "(a caption edit writes x_<subtype>.txt)")
+        out[column] = subtype
+    return out
+
+
+def check_table_spec(root: str, spec: dict) -> dict:
+    """The spec with its file made dataset-relative, or TableError naming what is wrong
+    (file missing or outside the folder, unknown format, a column not in its header)."""
+    s = TableSpec.from_dict(spec)
+    path = s.file if os.path.isabs(s.file) else os.path.join(root, s.file)
+    if not os.path.exists(path) and os.path.exists(s.file):  # relative to where the command runs
+        path = os.path.abspath(s.file)
+    real, root_real = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, root_real]) != root_real:
+        raise TableError(f"captions table {s.file}: it is outside the dataset folder {root}; move it into the folder")
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root)).replace(os.sep, "/")
+    if not os.path.isfile(path):
+        raise TableError(f"captions table {s.file}: no such file in {root}")
+    fmt = TABLE_FORMATS.get(os.path.splitext(rel)[1].lower())
+    if fmt is None or fmt == "json":
+        raise TableError(f"captions table {rel}: give a .csv, .tsv or .jsonl file")
+    if not s.columns:
+        raise TableError(f"captions table {rel}: name at least one --caption-column")
+    table = read_table(root, rel, s)
+    if table.fatal:
+        raise TableError(table.fatal)
+    return TableSpec(rel, s.image_column, s.columns).to_dict()
+
+
+def walk_names(dataset) -> frozenset[str]:
+    """File names (lowercase) the walk lists besides images and captions."""
+    names = {PROMPT_JSON, *AUTO_TABLES}
+    if getattr(dataset, "folder_caption", None):
+        names.add(dataset.folder_caption.lower())
+    for spec in getattr(dataset, "caption_tables", None) or ():
+        names.add(posixpath.basename(str(spec.get("file", ""))).lower())
+    return frozenset(names)
+
+
+# --- folder captions -----------------------------------------------------------------------
+
+
+def _rel(rel_dir: str, name: str) -> str:
+    return f"{rel_dir}/{name}" if rel_dir else name
+
+
+def folder_captions(root: str, rel_dir: str, named: list[FileEntry], folder_caption: str | None,
+                    ctype_of) -> tuple[list[External], list[tuple[str, str]]]:
+    """The captions every item of folder ``rel_dir`` gets from its prompt.json and named
+    folder caption file; ``ctype_of(subtype, text, default)`` types them (the dataset's
+    overrides). Returns (captions, problems)."""
+    out: list[External] = []
+    problems: list[tuple[str, str]] = []
+    folder_dir = os.path.join(root, *rel_dir.split("/")) if rel_dir else root
+    wanted = (folder_caption or "").lower()
+    for entry in sorted(named, key=lambda e: e.name):
+        lower = entry.name.lower()
+        rel = _rel(rel_dir, entry.name)
+        if lower == PROMPT_JSON:
+            try:
+                ct = read_caption(os.path.join(folder_dir, entry.name))
+                data = json.loads(ct.text)
+            except CaptionFileError as exc:
+                problems.append((rel, str(exc).split(": ", 1)[-1]))
+                continue
+            except ValueError as exc:
+                problems.append((rel, f"not valid JSON ({exc}); its captions were not read"))
+                continue
+            if not isinstance(data, dict) or not PROMPT_JSON_KEYS.keys() & data.keys():
+                problems.append((rel, "holds none of the InstructPix2Pix keys edit, input, output; not read"))
+                continue
+            for key, (subtype, default) in PROMPT_JSON_KEYS.items():
+                value = data.get(key)
+                if isinstance(value, str) and value.strip():
+                    out.append((ctype_of(subtype, value.strip(), default), subtype, FOLDER_SOURCE, f"{rel}: {key}",
+                                value.strip()))
+        elif wanted and lower == wanted:
+            try:
+                text = read_caption(os.path.join(folder_dir, entry.name)).text.strip()
+            except CaptionFileError as exc:
+                problems.append((rel, str(exc).split(": ", 1)[-1]))
+                continue
+            if text:
+                out.append((ctype_of("instruction", text, "instruction"), "instruction", FOLDER_SOURCE, rel, text))
+    return out, problems
+
+
+# --- caption tables ------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """One parsed table: captions by the dataset-relative path of the image its row names."""
+
+    file: str  # dataset-relative
+    folder: str  # the folder it covers (its own)
+    rows: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # image -> [(subtype, column, text)]
+    lines: dict[str, str] = field(default_factory=dict)  # image -> "file:line" of its row
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    fatal: str | None = None  # why nothing of it was read
+
+
+def _decode(path: str, rel: str, table: Table) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TABLE_BYTES + 1)
+    except OSError as exc:
+        table.fatal = f"{rel}: cannot be read ({exc.strerror or exc}); its captions were not read"
+        return None
+    if len(data) > MAX_TABLE_BYTES:
+        table.fatal = f"{rel}: larger than {MAX_TABLE_BYTES} bytes; not read"
+        return None
+    text, encoding, flagged = decode_caption(data)  # a BOM is dropped here
+    if flagged:
+        table.problems.append((rel, f"not UTF-8: read as {encoding}"))
+    return text
+
+
+def _records(text: str, fmt: str, rel: str, table: Table):
+    """(line number, {column: value}) of each row; the header's columns in ``columns``."""
+    if fmt in ("csv", "tsv"):
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            table.fatal = f"{rel}:1: the header is not valid CSV ({exc})"
+            return [], []
+        if header is None:
+            return [], []
+        header = [h.strip() for h in header]
+        rows = []
+        start = reader.line_num + 1
+        try:
+            for values in reader:
+                if any(v.strip() for v in values):
+                    if len(values) > len(header):
+                        table.problems.append((rel, f"line {start}: {len(values)} values for {len(header)} columns; "
+                                                    "the extra ones are ignored (a comma in an unquoted caption?)"))
+                    rows.append((start, dict(zip(header, values))))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            table.problems.append((rel, f"line {start}: not valid CSV ({exc}); the rest of the table was not read"))
+        return header, rows
+    if fmt == "jsonl":
+        rows, columns = [], []
+        for number, line in enumerate(text.split("\n"), 1):
+            line = line.strip()  # CRLF's \r too
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                table.problems.append((rel, f"line {number}: not valid JSON ({exc}); row ignored"))
+                continue
+            if not isinstance(obj, dict):
+                table.problems.append((rel, f"line {number}: not a JSON object; row ignored"))
+                continue
+            for k in obj:
+                if k not in columns:
+                    columns.append(k)
+            rows.append((number, obj))
+        return columns, rows
+    # sd-scripts metadata JSON: {image key: {"caption": ..., "tags": ...}}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        table.fatal = f"{rel}: not valid JSON ({exc}); its captions were not read"
+        return [], []
+    if not isinstance(data, dict):
+        table.fatal = f"{rel}: not sd-scripts metadata (a JSON object of image -> {{caption, tags}}); not read"
+        return [], []
+    rows = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows.append((key, {"image_key": key, **value}))
+    return ["image_key", "caption", "tags"], rows
+
+
+def read_table(root: str, rel: str, spec: TableSpec | None = None) -> Table:
+    """Parse the table at dataset-relative ``rel``: captions by image path (not yet
+    checked against the images on disk; ``match_rows`` does that)."""
+    folder = posixpath.dirname(rel)
+    table = Table(rel, folder)
+    name = posixpath.basename(rel).lower()
+    fmt = TABLE_FORMATS.get(posixpath.splitext(name)[1])
+    if fmt is None:
+        table.fatal = f"{rel}: not a .csv, .tsv, .jsonl or .json table; not read"
+        return table
+    text = _decode(os.path.join(root, *rel.split("/")), rel, table)
+    if text is None:
+        return table
+    columns, rows = _records(text, fmt, rel, table)
+    if table.fatal:
+        return table
+    if spec is not None:
+        image_column, caption_columns = spec.image_column, dict(spec.columns)
+        missing = [c for c in (image_column, *caption_columns) if c not in columns]
+        if missing and (rows or fmt in ("csv", "tsv")):
+            where = "line 1 (the header)" if fmt in ("csv", "tsv") else "any row"
+            table.fatal = (f"{rel}: {where} has no column {', '.join(repr(m) for m in missing)} "
+                           f"(columns: {', '.join(columns) or 'none'}); check --image-column / --caption-column")
+            return table
+    elif fmt == "json":
+        image_column, caption_columns = "image_key", {"caption": "main", "tags": "tags"}
+    else:
+        image_column = next((c for c in AUTO_IMAGE_COLUMNS if c in columns), "")
+        caption_columns = {}
+        for column, subtype in AUTO_CAPTION_COLUMNS:
+            if column in columns:
+                taken = set(caption_columns.values())
+                caption_columns[column] = subtype if subtype not in taken else column
+        if not image_column or not caption_columns:
+            if not rows:
+                return table
+            what = "an image column" if not image_column else "a caption column"
+            names = AUTO_IMAGE_COLUMNS if not image_column else tuple(c for c, _s in AUTO_CAPTION_COLUMNS)
+            table.fatal = (f"{rel}: line 1: no {what} ({' / '.join(names)}; columns: {', '.join(columns)}); not read. "
+                           "Name its columns with `sushitui dataset edit NAME --captions-table FILE --image-column C "
+                           "--caption-column C`")
+            return table
+    seen: dict[str, str] = {}
+    for line, record in rows:
+        where = f"line {line}" if isinstance(line, int) else f"entry {line!r}"
+        value = record.get(image_column)
+        if not isinstance(value, str) or not value.strip():
+            table.problems.append((rel, f"{where}: no image in column {image_column!r}; row ignored"))
+            continue
+        path, why = _image_path(root, folder, value.strip())
+        if path is None:
+            table.problems.append((rel, f"{where}: {why}; row ignored"))
+            continue
+        if path in seen:
+            table.problems.append((rel, f"{where}: {value.strip()!r} is already on {seen[path]}; this row is ignored"))
+            continue
+        seen[path] = where
+        caps = []
+        for column, subtype in caption_columns.items():
+            text_value = record.get(column)
+            if isinstance(text_value, list):  # JSONL: a list of tags
+                text_value = ", ".join(str(v) for v in text_value)
+            if isinstance(text_value, str) and text_value.strip():
+                caps.append((subtype, column, text_value.strip()))
+        table.rows[path] = caps
+        table.lines[path] = f"{rel}:{line}" if isinstance(line, int) else f"{rel} {line!r}"
+    return table
+
+
+def _image_path(root: str, folder: str, value: str) -> tuple[str | None, str]:
+    """The dataset-relative path a row's image value names (not checked to exist), or
+    (None, why)."""
+    v = value.replace("\\", "/")
+    if v.startswith("/") or (len(v) > 2 and v[1] == ":" and v[2] == "/"):
+        if v.startswith("/"):
+            real, root_real = os.path.realpath(v), os.path.realpath(root)
+            if os.path.commonpath([real, root_real]) == root_real:
+                return os.path.relpath(real, root_real).replace(os.sep, "/"), ""
+        # a Windows or foreign absolute path: matched by its trailing names (match_rows)
+        return "//" + v.lstrip("/"), ""
+    joined = posixpath.normpath(posixpath.join(folder, v)) if folder else posixpath.normpath(v)
+    if joined == ".." or joined.startswith("../"):
+        return None, f"{value!r} leads outside the dataset folder"
+    return joined, ""
+
+
+def match_rows(table: Table, images: set[str], by_name: dict[str, list[str]]) -> dict[str, list[tuple[str, str, str]]]:
+    """Table rows by the dataset image they name: exact paths first, then paths written
+    elsewhere (sd-scripts keys relative to where the script ran, Windows paths, stems)
+    by their longest trailing match among the images the table covers. A row naming no
+    image is a problem of the table."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    prefix = table.folder + "/" if table.folder else ""
+    for path, caps in table.rows.items():
+        found = path if path in images else None
+        if found is None:
+            found, why = _by_tail(path, prefix, by_name)
+            if found is None:
+                table.problems.append((table.file, f"{_where(table, path)}: {why}; row ignored"))
+                continue
+        if found in out:
+            table.problems.append((table.file, f"{_where(table, path)}: names {found} again; this row is ignored"))
+            continue
+        out[found] = caps
+    return out
+
+
+def _where(table: Table, path: str) -> str:
+    loc = table.lines.get(path, table.file)
+    return "line " + loc.rsplit(":", 1)[1] if loc.startswith(table.file + ":") else loc
+
+
+def _by_tail(path: str, prefix: str, by_name: dict[str, list[str]]) -> tuple[str | None, str]:
+    parts = [p for p in path.lstrip("/").split("/") if p]
+    if not parts:
+        return None, "no image named"
+    name = parts[-1]
+    candidates = [c for c in by_name.get(name.lower(), []) if c.startswith(prefix)]
+    if not candidates and posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+        candidates = [c for c in by_name.get("stem:" + name.lower(), []) if c.startswith(prefix)]  # sd-scripts stems
+    shown = path.lstrip("/") if path.startswith("//") else path
+    if not candidates:
+        return None, f"no image {shown!r} in the dataset"
+    if len(candidates) == 1:
+        return candidates[0], ""
+
+    def shared(c: str) -> int:
+        cp = c.split("/")
+        n = 0
+        while n < min(len(cp), len(parts)) and cp[-1 - n].lower() == parts[-1 - n].lower():
+            n += 1
+        return n
+
+    best = max(shared(c) for c in candidates)
+    top = [c for c in candidates if shared(c) == best]
+    if len(top) > 1:
+        return None, f"{shown!r} could be any of {', '.join(sorted(top)[:3])}; write its path relative to the table"
+    return top[0], ""
