@@ -26,7 +26,7 @@ def slow_model() -> tuple[Path, Path]:
     from tagger_support import WD_CSV, WD_LABELS, _probe
 
     W, b = _probe(WD_LABELS)
-    heavy = np.random.default_rng(0).random((1344, 384), dtype=np.float32)
+    heavy = np.random.default_rng(0).random((1344, 768), dtype=np.float32)
     inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b"),
              numpy_helper.from_array(np.array([255.0], np.float32), "s"),
              numpy_helper.from_array(heavy, "H"), numpy_helper.from_array(np.array([-1, 1344], np.int64), "shape"),
