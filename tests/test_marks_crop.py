@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
-
-import pytest
 
 from sushitui.dataset import crop_frame
 

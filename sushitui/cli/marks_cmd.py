@@ -96,7 +96,7 @@ def _summary(verb: str, result, total: int) -> str:
 
 
 def cmd_rate(args) -> int:
-    from sushitui.dataset.marks import MarksError, Marks, parse_rating, set_rating
+    from sushitui.dataset.marks import Marks, MarksError, parse_rating, set_rating
 
     *refs, stars = args.args
     try:
@@ -136,7 +136,11 @@ def cmd_flag(args) -> int:
         verb = f"flagged {flag}:" if on else f"cleared {flag} on"
         lines.append(_summary(verb, result, len(ids)))
         data.append({"flag": flag, "set": on, "changed": result.changed})
-    reply(args, {"dataset": ds.name, "items": len(ids), "changes": data}, lambda: [out(line) for line in lines])
+    def text() -> None:
+        for line in lines:
+            out(line)
+
+    reply(args, {"dataset": ds.name, "items": len(ids), "changes": data}, text)
     return 0
 
 

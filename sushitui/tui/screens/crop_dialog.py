@@ -138,13 +138,13 @@ class CropDialog(ModalScreen):
                 # the upright size (EXIF orientation applied), in which crops are given
                 size = img.size[::-1] if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else img.size
                 img.draft("RGB", (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
-                img = ImageOps.exif_transpose(img).convert("RGB")
-                img.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
+                picture = ImageOps.exif_transpose(img).convert("RGB")
+                picture.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
         except Exception as exc:  # noqa: BLE001 - the frame can be set without the picture; a bug is logged
             log_if_unexpected(log, exc, "crop preview")
             self.app.call_from_thread(self._picture_failed, str(exc))
             return
-        self.app.call_from_thread(self._picture_ready, img, size)
+        self.app.call_from_thread(self._picture_ready, picture, size)
 
     def _picture_ready(self, img, size: tuple[int, int]) -> None:
         self.image = img
