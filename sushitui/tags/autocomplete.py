@@ -41,6 +41,8 @@ import time
 from dataclasses import dataclass
 from typing import Generic, Sequence, TypeVar
 
+from peewee import OperationalError
+
 from sushitui.store import current_database
 from sushitui.tags.normalize import is_kaomoji, match_key
 from sushitui.tags.translations import search_key
@@ -520,7 +522,7 @@ class Completer:
         if n > 2000:
             try:
                 rows = db.execute_sql(sql.format("INDEXED BY dictionary_tag_count"), [key, hi, limit]).fetchall()
-            except Exception:  # noqa: BLE001 - the index is missing (an older schema): the plain query below
+            except OperationalError:  # the index is missing (an older schema): the plain query below
                 log.debug("dictionary_tag_count index not usable", exc_info=True)
                 rows = None
         if rows is None:

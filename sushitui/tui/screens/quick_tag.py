@@ -256,7 +256,7 @@ class QuickTagScreen(MarkKeys, Screen):
             if v is None:
                 try:
                     v = load_item_view(item_id)
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - prefetching is best effort; the item's own load reports it
                     continue
             path = v.abs_path(v.image_path)
             if path is not None:
