@@ -557,7 +557,7 @@ def _spread(items: list[Item], n: int) -> list[Item]:
 
 
 class _Run:
-    def __init__(self, ds, tpl, opts, report, ctype, subtype, progress, cancel, on_result):
+    def __init__(self, ds, tpl, opts, report, ctype, subtype, progress, cancel, on_result) -> None:
         self.ds, self.tpl, self.opts, self.report = ds, tpl, opts, report
         self.ctype, self.subtype = ctype, subtype
         self.throttle = Throttle(progress, 0.1)
