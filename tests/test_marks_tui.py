@@ -58,6 +58,8 @@ def test_browser_rates_the_cursor_item_and_flags_the_selection(tmp_path, db_path
             await settle(pilot, lambda: _marks(root).get(first, {}).get("rating") == 4, what="4 stars")
             await pilot.press("greater_than_sign")
             await settle(pilot, lambda: _marks(root).get(first, {}).get("rating") == 5, what="one star more")
+            await settle(pilot, lambda: browser.grid.current.size_text.startswith("★5 "), what="the card shows ★5")
+            assert "★5" in screen_text(app)
             await settle(pilot)
             await pilot.press("space", "space")  # select the first two (space moves on)
             selected = sorted(browser.selected)

@@ -76,6 +76,11 @@ class Marks:
         """``★★★☆☆`` (empty string when unrated)."""
         return "★" * self.rating + "☆" * (MAX_RATING - self.rating) if self.rating else ""
 
+    def badge(self) -> str:
+        """A few cells for a browser card: ``★4 ✕⚑R✂`` (exclude ✕, needs-work ⚑, reg R, crop ✂)."""
+        flags = "".join(sym for f, sym in zip(FLAGS, ("✕", "⚑", "R")) if f in self.flags) + ("✂" if self.crop else "")
+        return " ".join(p for p in (f"★{self.rating}" if self.rating else "", flags) if p)
+
     def label(self) -> str:
         """Short text for cards and titles: ``★★★☆☆ exclude reg crop``."""
         parts = [self.stars()] if self.rating else []

@@ -53,13 +53,20 @@ def fmt_size(width: int | None, height: int | None) -> str:
 
 
 def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, offset: int, limit: int) -> list[CardData]:
-    """One page of cards: the core's ``page_cards`` in the grid's shape."""
+    """One page of cards: the core's ``page_cards`` in the grid's shape, with each item's
+    stars and flags before its size (``★4 ✕ 1024×768``)."""
+    from sushitui.dataset.marks import marks_of
+
+    page = page_cards(dataset_id, query or None, sort, desc, offset, limit, root=root)
+    marks = marks_of([c.item_id for c in page])
     return [
         CardData(
             item_id=c.item_id, name=c.name, tags=c.tags, tag_count=c.tag_count, image_path=c.image_path,
-            stamp=c.stamp, size_text=fmt_size(c.width, c.height), problem=c.problem, caption=c.caption,
+            stamp=c.stamp, problem=c.problem, caption=c.caption,
+            size_text=" ".join(p for p in ((marks[c.item_id].badge() if c.item_id in marks else ""),
+                                           fmt_size(c.width, c.height)) if p),
         )
-        for c in page_cards(dataset_id, query or None, sort, desc, offset, limit, root=root)
+        for c in page
     ]
 
 
