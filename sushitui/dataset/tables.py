@@ -304,7 +304,7 @@ def read_table(root: str, rel: str, spec: TableSpec | None = None) -> Table:
         if not image_column or not caption_columns:
             if not rows:
                 return table
-            what = "an image column" if not image_column else "a caption column"
+            what = "image column" if not image_column else "caption column"
             names = AUTO_IMAGE_COLUMNS if not image_column else tuple(c for c, _s in AUTO_CAPTION_COLUMNS)
             table.fatal = (f"{rel}: line 1: no {what} ({' / '.join(names)}; columns: {', '.join(columns)}); not read. "
                            "Name its columns with `sushitui dataset edit NAME --captions-table FILE --image-column C "
