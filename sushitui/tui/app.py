@@ -12,6 +12,7 @@ worker with its progress in the top bar, so the UI is usable at once.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import time
@@ -26,11 +27,16 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+import sushitui.check  # noqa: F401 - gives the query language its tokens:/t5tokens: counters (browser search)
+from sushitui.config import log_path
 from sushitui.dataset.thumbnails import ThumbnailCache
+from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.sanitize import for_terminal
 from sushitui.tui.edit_flow import ExitReport
 from sushitui.workers import start_helper_processes
+
+log = logging.getLogger(__name__)
 
 
 class SushiApp(App):
@@ -46,6 +52,7 @@ class SushiApp(App):
         Binding("ctrl+t", "open_dictionary", "Dictionary", id="app.dictionary", tooltip="The tag dictionary (search, add, edit, import)"),
         Binding("ctrl+g", "open_groups", "Groups", id="app.groups", tooltip="Tag groups and aliases"),
         Binding("ctrl+r", "open_runs", "Runs", id="app.runs", tooltip="Training runs and their statistics"),
+        Binding("ctrl+b", "open_jobs", "Jobs", id="app.jobs", tooltip="Background jobs (--detach): live progress, cancel, retry, logs"),
         Binding("ctrl+o", "open_datasets", "Datasets", show=False, id="app.datasets", tooltip="Back to the list of datasets"),
         Binding("f1,question_mark", "help", "Help", show=False, id="app.help", tooltip="Every key of this screen"),
     ]
@@ -85,6 +92,10 @@ class SushiApp(App):
         from sushitui.tui.screens.datasets import DatasetsScreen
 
         self.push_screen(DatasetsScreen())
+        from sushitui.tui.screens.jobs import JobWatch
+
+        self.job_watch = JobWatch(self)  # says when a job ends; quitting says which go on
+        self.job_watch.start()
         # Everything alive now (Textual, the DOM, imported modules) lives as long as the
         # app: keep it out of the garbage collector's full passes, which otherwise walk
         # it again and again while pages of thumbnails come and go.
@@ -164,12 +175,28 @@ class SushiApp(App):
         self.first_start_done = True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A worker that failed is a message to the user, never a crash (NF-5)."""
-        if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            what = event.worker.description or event.worker.group or event.worker.name
-            self.notify(f"{for_terminal(what)} failed: {for_terminal(error)}", severity="error", timeout=12)
-            self.log.error(f"worker {event.worker!r} failed: {error!r}")
+        """A worker that failed is a message to the user, never a crash (NF-5). This is
+        the one place the app catches the core's errors (workers run with
+        exit_on_error=False): a UserError's message says what to do and is shown as it
+        is; anything else is a bug, logged with its traceback and shown with the log's
+        path."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        what = event.worker.description or event.worker.group or event.worker.name
+        if isinstance(error, UserError):
+            log.debug("worker %s: %s", what, error, exc_info=error)
+            self.notify(for_terminal(str(error)), severity="error", timeout=12)
+            return
+        log.error("worker %s failed", what, exc_info=error)
+        self.notify(f"{for_terminal(what)} failed: {for_terminal(error)} (details in {for_terminal(str(log_path()))})",
+                    severity="error", timeout=12)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # An exception outside a worker ends the app (Textual prints its traceback on
+        # exit); the log file keeps it too, with whatever was logged before it.
+        log.critical("the app stopped on an unexpected error", exc_info=error)
+        super()._handle_exception(error)
 
     # -- other screens --------------------------------------------------------------------
     def action_open_datasets(self) -> None:
@@ -203,6 +230,16 @@ class SushiApp(App):
 
         if not isinstance(self.screen, GroupsScreen):
             self.push_screen(GroupsScreen())
+
+    def action_open_jobs(self) -> None:
+        from sushitui.tui.screens.jobs import JobsScreen
+
+        if not isinstance(self.screen, JobsScreen):
+            self.push_screen(JobsScreen())
+
+    async def action_quit(self) -> None:
+        watch = getattr(self, "job_watch", None)
+        self.exit(message=watch.goodbye() if watch is not None else None)
 
     def action_open_runs(self) -> None:
         from sushitui.tui.screens.runs import RunsScreen
