@@ -7,9 +7,10 @@ the truth; the ``item.rating/flags/crop`` columns (migration 9) are its index, s
 ``dataset reindex``) ``restore_marks`` makes the columns equal to the file again, which is
 why ``dataset remove`` followed by ``dataset add`` of the same folder gets every mark back.
 
-Why a JSON file and not XMP sidecars (``xmp:Rating``): the scanner reads no ``.xmp``
-files, a sidecar per image doubles the files of a 100k-image folder, and flags and crops
-have no standard XMP field anyway. The scanner skips hidden folders, so ``.sushitui/``
+Why a JSON file and not XMP sidecars (``xmp:Rating``): ``.xmp`` sidecars are the photo
+tool's files, which the scanner reads (captions) and never writes; a sidecar per image
+would double the files of a 100k-image folder; and flags and crops have no standard XMP
+field anyway. The scanner skips hidden folders, so ``.sushitui/``
 is never indexed; it moves and is backed up with the dataset.
 
 Every change takes the dataset's write lock (``write_lock``), reads the file, writes it
