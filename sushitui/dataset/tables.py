@@ -406,3 +406,223 @@ def _by_tail(path: str, prefix: str, by_name: dict[str, list[str]]) -> tuple[str
     if len(top) > 1:
         return None, f"{shown!r} could be any of {', '.join(sorted(top)[:3])}; write its path relative to the table"
     return top[0], ""
+
+
+# --- writing a caption back into its table ----------------------------------------------------
+# Not yet called by the caption editors (sushitui.dataset.captions routes an edit of a
+# table caption to the item's own caption file); ``write_table_caption`` is the piece
+# they call once they route table captions here, under the dataset's write lock.
+
+
+def read_only_reason(source: str, source_field: str | None) -> str | None:
+    """Why an edit of this caption does not change the file it came from, or None."""
+    if source == TABLE_SOURCE:
+        return (f"this caption comes from the captions table {source_field or ''}; the table is not rewritten: "
+                "the edit is saved in the item's own caption file, which wins over the table")
+    if source == FOLDER_SOURCE:
+        return (f"this caption comes from the folder caption {source_field or ''}, shared by every item of the "
+                "folder; the edit is saved in this item's own caption file, which wins over it")
+    return None
+
+
+def _csv_spans(text: str, delimiter: str, rel: str) -> list[tuple[int, list[tuple[int, int, bool]]]]:
+    """(line, [(start, end, quoted)]) of each record of ``text``: where each field's
+    characters are, so one field can be replaced and every other byte kept."""
+    rows: list[tuple[int, list[tuple[int, int, bool]]]] = []
+    i, n, line = 0, len(text), 1
+    while i < n:
+        row_line = line
+        fields: list[tuple[int, int, bool]] = []
+        while True:
+            start = i
+            if i < n and text[i] == '"':
+                i += 1
+                while True:
+                    j = text.find('"', i)
+                    if j < 0:
+                        raise TableError(f"{rel}: line {row_line}: a quoted field is never closed; not rewritten")
+                    line += text.count("\n", i, j)
+                    if j + 1 < n and text[j + 1] == '"':
+                        i = j + 2
+                        continue
+                    i = j + 1
+                    break
+                if i < n and text[i] not in (delimiter, "\r", "\n"):
+                    raise TableError(f"{rel}: line {line}: text after a closing quote; not rewritten")
+                fields.append((start, i, True))
+            else:
+                while i < n and text[i] not in (delimiter, "\r", "\n"):
+                    i += 1
+                fields.append((start, i, False))
+            if i < n and text[i] == delimiter:
+                i += 1
+                continue
+            if i < n and text[i] == "\r":
+                i += 1
+            if i < n and text[i] == "\n":
+                i += 1
+            line += 1
+            break
+        rows.append((row_line, fields))
+    return rows
+
+
+def _field_text(text: str, span: tuple[int, int, bool]) -> str:
+    start, end, quoted = span
+    return text[start + 1:end - 1].replace('""', '"') if quoted else text[start:end]
+
+
+def _csv_field(value: str, delimiter: str, was_quoted: bool) -> str:
+    if was_quoted or any(c in value for c in (delimiter, '"', "\r", "\n")) or value != value.strip():
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _rewrite_csv(text: str, rel: str, fmt: str, image_values: set[str], image_column: str | None, column: str, old: str,
+                 new: str) -> str:
+    delimiter = "\t" if fmt == "tsv" else ","
+    spans = _csv_spans(text, delimiter, rel)
+    # the spans must read what the csv module reads, or the rewrite is not trusted
+    parsed = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    mine = [[_field_text(text, f) for f in fields] for _line, fields in spans]
+    if [r for r in parsed if r] != [r for r in mine if r != [""]]:
+        raise TableError(f"{rel}: its CSV dialect is not one sushitui can rewrite field by field; not rewritten")
+    header = [_field_text(text, f).strip() for f in spans[0][1]] if spans else []
+    if column not in header:
+        raise TableError(f"{rel}: line 1 has no column {column!r} any more; not rewritten")
+    col = header.index(column)
+    image_column = image_column or next((c for c in AUTO_IMAGE_COLUMNS if c in header), None)
+    if image_column not in header:
+        raise TableError(f"{rel}: line 1 has no image column any more; not rewritten")
+    image_col = header.index(image_column)
+    for line, fields in spans[1:]:
+        values = [_field_text(text, f) for f in fields]
+        if image_col < len(values) and values[image_col].strip().replace("\\", "/") in image_values:
+            if col >= len(fields):
+                raise TableError(f"{rel}: line {line} has no value for {column!r}; not rewritten")
+            current = values[col]
+            if current.strip() != old.strip():
+                raise _TableChanged(rel, line, current)
+            start, end, quoted = fields[col]
+            return text[:start] + _csv_field(new, delimiter, quoted) + text[end:]
+    raise TableError(f"{rel}: no row names this image any more; not rewritten")
+
+
+def _rewrite_jsonl(text: str, rel: str, image_values: set[str], image_column: str | None, column: str, old: str,
+                   new: str) -> str:
+    lines = text.split("\n")
+    for number, raw in enumerate(lines, 1):
+        body = raw.rstrip("\r")
+        if not body.strip():
+            continue
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        key = image_column or next((c for c in AUTO_IMAGE_COLUMNS if c in obj), None)
+        value = obj.get(key) if key else None
+        if not isinstance(value, str) or value.strip().replace("\\", "/") not in image_values:
+            continue
+        current = obj.get(column)
+        current_text = ", ".join(str(v) for v in current) if isinstance(current, list) else current
+        if not isinstance(current_text, str) or current_text.strip() != old.strip():
+            raise _TableChanged(rel, number, current_text if isinstance(current_text, str) else None)
+        obj[column] = [t.strip() for t in new.split(",") if t.strip()] if isinstance(current, list) else new
+        compact = '": ' not in body and '", ' not in body
+        # escaped non-ASCII stays escaped, raw stays raw; the separators as written
+        dumped = json.dumps(obj, ensure_ascii="\\u" in body, separators=(",", ":") if compact else (", ", ": "))
+        lines[number - 1] = dumped + raw[len(body):]
+        return "\n".join(lines)
+    raise TableError(f"{rel}: no row names this image any more; not rewritten")
+
+
+class _TableChanged(Exception):
+    def __init__(self, rel: str, line: int, current: str | None):
+        self.rel, self.line, self.current = rel, line, current
+
+
+def write_table_caption(root: str, source_field: str, image_paths: list[str], old: str, new: str,
+                        image_column: str | None = None):
+    """Write ``new`` into the table cell that ``source_field`` ("<table>: <column>")
+    holds for the item whose images are ``image_paths`` (dataset-relative). The caller
+    holds the dataset's write lock. The cell must still hold ``old`` (the indexed text),
+    else CaptionConflict: another program changed this caption in the table. Other
+    rows, columns, quoting, line endings and a BOM are kept byte for byte; the file is
+    replaced atomically (temporary file, fsync, rename), and only if it did not change
+    while this ran. Returns the table's new FileState. CSV, TSV and JSONL only; UTF-8.
+    ``image_column``: the column naming the images (a named table's spec); else the
+    convention's (file_name, image_file, ...)."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from sushitui.dataset.caption_files import (
+        TEMP_SUFFIX,
+        CaptionConflict,
+        FileState,
+        temp_prefix,
+        write_target,
+    )
+
+    rel, _sep, column = source_field.partition(": ")
+    fmt = TABLE_FORMATS.get(posixpath.splitext(rel)[1].lower())
+    if fmt not in ("csv", "tsv", "jsonl"):
+        raise TableError(f"{rel}: sushitui rewrites CSV, TSV and JSONL tables only; the edit was not saved there")
+    path = write_target(Path(root, *rel.split("/")), root)
+    try:
+        data = path.read_bytes()
+        st = os.stat(path)
+    except OSError as exc:
+        raise TableError(f"{rel}: cannot be read ({exc.strerror or exc}); not rewritten") from exc
+    if not st.st_mode & 0o222:
+        raise TableError(f"{rel}: is read-only; not rewritten. Make it writable (chmod u+w) to edit its captions")
+    text, encoding, flagged = decode_caption(data)
+    if flagged or encoding not in ("utf-8", "utf-8-sig"):
+        raise TableError(f"{rel}: is {encoding}, not UTF-8; sushitui writes tables in their own encoding only when "
+                         "it is UTF-8. Convert it to UTF-8 to edit its captions here")
+    folder = posixpath.dirname(rel)
+    prefix = folder + "/" if folder else ""
+    # the values a row may name the image by: its path relative to the table, as written
+    values = set()
+    for p in image_paths:
+        if p.startswith(prefix):
+            values.update({p[len(prefix):], "./" + p[len(prefix):]})
+    try:
+        if fmt == "jsonl":
+            new_text = _rewrite_jsonl(text, rel, values, image_column, column, old, new)
+        else:
+            new_text = _rewrite_csv(text, rel, fmt, values, image_column, column, old, new)
+    except _TableChanged as exc:
+        expected = FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+        raise CaptionConflict(path, expected, expected, exc.current) from None
+    out = new_text.encode("utf-8")
+    if encoding == "utf-8-sig":
+        out = b"\xef\xbb\xbf" + out
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(out)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, st.st_mode & 0o777)
+        if path.read_bytes() != data:  # changed while this ran: its edit is kept, this one is not saved
+            raise CaptionConflict(path, None, None, None)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    st2 = os.stat(path)
+    return FileState(len(out), st2.st_mtime_ns, hashlib.sha256(out).hexdigest())
