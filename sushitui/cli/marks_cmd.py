@@ -16,6 +16,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "rate", help="give items 0-5 stars (0 clears); `rating:>=4` finds them",
+        usage="sushitui rate NAME [ITEM ...] STARS [--query Q] [--json]",
         description="Give items 0-5 stars (0 clears). Stars are kept in the dataset's .sushitui/marks.json, "
         "so they survive a rebuild of the index.")
     p.add_argument("name", metavar="NAME", help="dataset name")
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "flag", help=f"set or clear a flag ({', '.join(FLAGS)}) on items; `flag:exclude` finds them",
+        usage="sushitui flag NAME [ITEM ...] [-]FLAG [--query Q] [--json]",
         description=f"Set a flag ({', '.join(FLAGS)}) on items, or clear it with -FLAG (e.g. -exclude). "
         "Exports leave items flagged exclude out unless --include-excluded is given.")
     p.add_argument("name", metavar="NAME", help="dataset name")
