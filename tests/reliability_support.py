@@ -122,10 +122,39 @@ def register(db_path: Path, root: Path, name: str) -> int:
         db.close()
 
 
+def own_peak_kb() -> int:
+    """This process's own peak resident set in KiB. ``VmHWM`` belongs to the memory
+    image, which exec starts afresh; ``ru_maxrss`` is kept across exec, so a child that
+    subprocess started via vfork reports the *parent's* (pytest's) peak when that is
+    higher."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# own_peak_kb, as a snippet a child process runs after its code (no import needed)
+_PRINT_OWN_PEAK = (
+    "import sys as _s, resource as _r\n"
+    "try:\n"
+    "    _k = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])\n"
+    "except (OSError, StopIteration):\n"
+    "    _k = _r.getrusage(_r.RUSAGE_SELF).ru_maxrss\n"
+    "print('PEAK_KB', _k, file=_s.stderr)\n"
+)
+
+
 def peak_rss_mb(code: str, *args: str, timeout: float = 120, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
     """Run ``code`` in a fresh interpreter; return its peak RSS (MiB) and the result.
-    The child prints its own ru_maxrss last so the measure is of that process only."""
-    wrapped = code + "\nimport resource as _r, sys as _s\nprint('PEAK_KB', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss, file=_s.stderr)\n"
+    The child prints its own peak (``own_peak_kb``) last, so the measure is of that
+    process only."""
+    wrapped = code + "\n" + _PRINT_OWN_PEAK
     res = subprocess.run([sys.executable, "-c", wrapped, *args], capture_output=True, text=True, timeout=timeout, env=env)
     peak = 0.0
     for line in res.stderr.splitlines():

@@ -3,8 +3,8 @@
 Four 9,400×9,400 PNGs of ~280 KB each took item detail to 3.3 GB (2.9 GB resident
 afterwards) and the browser to 757 MB: Pillow decodes a PNG whole, at 4 bytes per
 pixel, and the detail screen decodes the neighbours in parallel. Each test runs the
-real code in a fresh process and reads that process's peak RSS (``ru_maxrss``), which
-is exact and not disturbed by the test process itself.
+real code in a fresh process and reads that process's own peak RSS (``VmHWM``, which
+exec starts afresh; ``ru_maxrss`` is kept across exec and can report pytest's peak).
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def images(tmp_path_factory) -> dict[str, list[Path]]:
 
 
 def _run_child(code: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
+    # own_peak_kb reads VmHWM: ru_maxrss survives exec and can report pytest's own peak
+    code = "import sys\nsys.path.insert(0, '.')\nfrom reliability_support import own_peak_kb\n" + textwrap.dedent(code)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=120, cwd=TESTS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -102,7 +104,7 @@ DETAIL_CHILD = """
             await pilot.pause(0.5)  # let the last prefetches finish
 
     asyncio.run(go())
-    print(json.dumps({"shown": shown, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"shown": shown, "peak_mb": own_peak_kb() / 1024}))
 """
 
 
@@ -150,7 +152,7 @@ CACHE_CHILD = """
         resident_mb = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     print(json.dumps({
         "shown": [list(r.image.size) if r.image is not None else r.reason for r in results],
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": own_peak_kb() / 1024,
         "resident_mb": resident_mb,
     }))
 """
