@@ -66,3 +66,17 @@ def cancel_after_write(monkeypatch):
         return token
 
     return arm
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need onnxruntime with CUDA really active: they run only when ``-m``
+    names them (``python -m pytest -m gpu``); every other run deselects them, so CI on
+    CPU and ``-m "not slow"`` never see them (deselected, not skipped)."""
+    if "gpu" in (config.option.markexpr or ""):
+        return
+    keep, gpu = [], []
+    for item in items:
+        (gpu if item.get_closest_marker("gpu") is not None else keep).append(item)
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = keep

@@ -1,7 +1,7 @@
 """The CUDA path, for machines with an NVIDIA GPU: ``python -m pytest -m gpu``.
 
-Deselected in the default run (pyproject addopts ``-m "not gpu"``), so CI on CPU
-machines neither runs nor skips it. Asked for explicitly, it FAILS when
+Deselected unless ``-m`` names it (tests/conftest.py), so CI on CPU machines and
+``-m "not slow"`` neither run nor skip it. Asked for explicitly, it FAILS when
 CUDAExecutionProvider is not really active (checked by creating a session, since
 get_available_providers() lists CUDA even without a GPU) instead of passing quietly."""
 
