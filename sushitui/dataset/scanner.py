@@ -136,14 +136,14 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     item_sql = ("SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems, "
                 "json_extract(exif_data, '$.xmp_sidecar.file'), json_extract(exif_data, '$.xmp_sidecar.size'), "
                 "json_extract(exif_data, '$.xmp_sidecar.mtime_ns') FROM item WHERE dataset_id = ?")
+    # caption files, and the captions from shared files (folder captions, caption tables),
+    # which are compared by content: one pass over the captions
     cap_sql = (
-        "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns, c.subtype FROM caption c JOIN item i ON i.id = c.item_id "
-        "WHERE i.dataset_id = ? AND c.file_path IS NOT NULL"
-    )
-    # captions from shared files (folder captions, caption tables): compared by content
-    ext_sql = (
-        "SELECT c.item_id, c.type, c.subtype, c.source, c.source_field, c.content FROM caption c JOIN item i ON i.id = c.item_id "
-        f"WHERE i.dataset_id = ? AND c.file_path IS NULL AND c.source IN ({','.join(repr(x) for x in EXTERNAL_SOURCES)})"
+        "SELECT c.id, c.item_id, c.file_path, c.file_size, c.file_mtime_ns, c.subtype, "
+        "CASE WHEN c.file_path IS NULL THEN c.type END, CASE WHEN c.file_path IS NULL THEN c.source END, "
+        "CASE WHEN c.file_path IS NULL THEN c.source_field END, CASE WHEN c.file_path IS NULL THEN c.content END "
+        "FROM caption c JOIN item i ON i.id = c.item_id WHERE i.dataset_id = ? AND (c.file_path IS NOT NULL "
+        f"OR c.source IN ({','.join(repr(x) for x in EXTERNAL_SOURCES)}))"
     )
     if rel_dirs is None:
         selections = [((dataset_id,), "")]
@@ -155,12 +155,14 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
             e = Existing(item_id, image_path, related or "{}", size, mtime, problems=json_loads(problems) or None,
                          sidecar=(sc_name, sc_size, sc_mtime) if sc_name is not None else None)
             existing[key] = by_id[item_id] = e
-        for cid, item_id, path, size, mtime, subtype in db.execute_sql(cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
-            by_id[item_id].captions[path] = (cid, size, mtime, subtype)
-        for item_id, *row in db.execute_sql(ext_sql + extra.replace("rel_dir", "i.rel_dir"), params):
-            by_id[item_id].external.append(tuple(row))
-    for e in by_id.values():
-        e.external.sort()
+        for cid, item_id, path, size, mtime, subtype, ctype, source, source_field, content in db.execute_sql(
+                cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
+            if path is not None:
+                by_id[item_id].captions[path] = (cid, size, mtime, subtype)
+            else:
+                external = by_id[item_id].external
+                external.append((ctype, subtype, source, source_field, content))
+                external.sort()
     return existing
 
 
