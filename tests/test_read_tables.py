@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sushitui.dataset.captions import set_tags, set_text
-from sushitui.dataset.registry import DatasetError, DatasetSettings, add_dataset, reindex, update_settings
+from sushitui.dataset.captions import set_tags
+from sushitui.dataset.registry import DatasetError, DatasetSettings, add_dataset, reindex
 from sushitui.store import Caption, Dataset, Item
 
 
