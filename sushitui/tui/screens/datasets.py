@@ -75,6 +75,8 @@ class FormValues:
     max_depth: int | None
     read_exif: bool
     caption_types: dict[str, str]
+    suffix_separator: str = "_"
+    folder_caption: str | None = None
 
     def scan_settings(self) -> dict:
         """The settings that decide how the folder is read (all but name and path),
@@ -88,6 +90,8 @@ class FormValues:
             "max_depth": self.max_depth,
             "read_exif": self.read_exif,
             "caption_types": self.caption_types,
+            "suffix_separator": self.suffix_separator,
+            "folder_caption": self.folder_caption,
         }
 
 
@@ -116,16 +120,25 @@ def validate_form(raw: dict, existing_names: set[str], editing: bool) -> tuple[F
             errors["root_path"] = "this folder is not readable (permission denied)"
     caption_suffixes = split_list(raw["caption_suffixes"])
     image_suffixes = split_list(raw["image_suffixes"])
+    separator = raw.get("suffix_separator") or "_"
+    # an image suffix may name its role: 0=source (InstructPix2Pix's <seed>_0.jpg)
+    roles = {s.partition("=")[0]: (s.partition("=")[2] or s.partition("=")[0]) for s in image_suffixes}
     for field_name, values in (("caption_suffixes", caption_suffixes), ("image_suffixes", image_suffixes)):
-        bad = [v for v in values if not all(c.isalnum() or c in "-" for c in v)]
+        parts = [p for v in values for p in (v.split("=", 1) if field_name == "image_suffixes" else [v])]
+        bad = [p for p in parts if not p or not all(c.isalnum() or c in "-" for c in p)]
         if bad:
             errors[field_name] = f"suffixes are letters/digits only: {', '.join(bad)}"
-    overlap = set(caption_suffixes) & set(image_suffixes)
+        elif any(separator in v.partition("=")[0] for v in values):
+            errors[field_name] = f"a suffix contains the separator '{separator}'"
+    overlap = set(caption_suffixes) & set(roles)
     if overlap and "image_suffixes" not in errors:
         errors["image_suffixes"] = f"used as caption suffix too: {', '.join(sorted(overlap))}"
     primary = raw["primary_suffix"].strip()
-    if primary and image_suffixes and primary not in image_suffixes:
+    if primary and image_suffixes and primary not in roles and primary not in roles.values():
         errors["primary_suffix"] = f"must be one of the image suffixes ({', '.join(image_suffixes)})"
+    folder_caption = (raw.get("folder_caption") or "").strip() or None
+    if folder_caption and ("/" in folder_caption or "\\" in folder_caption):
+        errors["folder_caption"] = "a file name (e.g. instruction.txt), not a path"
     depth_text = raw["max_depth"].strip()
     max_depth = None
     if depth_text:
@@ -154,6 +167,8 @@ def validate_form(raw: dict, existing_names: set[str], editing: bool) -> tuple[F
             max_depth=max_depth,
             read_exif=bool(raw["read_exif"]),
             caption_types=caption_types,
+            suffix_separator=separator,
+            folder_caption=folder_caption,
         ),
         {},
     )
@@ -167,7 +182,8 @@ class DatasetForm(ModalScreen[FormValues | None]):
         Binding("ctrl+s", "save", "Save", id="dataset_form.save", tooltip="Save these dataset settings"),
     ]
 
-    FIELDS = ("name", "root_path", "caption_suffixes", "image_suffixes", "primary_suffix", "max_depth", "caption_types")
+    FIELDS = ("name", "root_path", "caption_suffixes", "image_suffixes", "primary_suffix", "max_depth", "caption_types",
+              "folder_caption")
 
     def __init__(self, existing_names: set[str], current: dict | None = None) -> None:
         super().__init__()
@@ -186,7 +202,10 @@ class DatasetForm(ModalScreen[FormValues | None]):
                 yield Label("Type")
                 yield Select([("auto (detect)", "auto"), ("single images", "single"), ("pairs / groups", "pairs")], value=c.get("type", "auto"), allow_blank=False, id="f-type")
                 yield from self._field("caption_suffixes", "Caption suffixes (comma-separated)", ",".join(c.get("caption_suffixes", [])) if c else DEFAULT_CAPTION_SUFFIXES)
-                yield from self._field("image_suffixes", "Image suffixes (comma-separated)", ",".join(c.get("image_suffixes", [])) if c else DEFAULT_IMAGE_SUFFIXES)
+                yield from self._field("image_suffixes", "Image suffixes (comma-separated; 0=source names a role)", ",".join(c.get("image_suffixes", [])) if c else DEFAULT_IMAGE_SUFFIXES)
+                yield Label("Suffix separator")
+                yield Select([("_  x_source.png", "_"), (".  0.src.jpg", "."), ("-  x-masklabel.png (OneTrainer)", "-")],
+                             value=c.get("suffix_separator") or "_", allow_blank=False, id="f-suffix_separator")
                 yield from self._field("primary_suffix", "Primary image suffix of groups", c.get("primary_suffix", "target"))
                 yield Checkbox("Recurse into sub-folders", value=c.get("recursive", True), id="f-recursive")
                 depth = c.get("max_depth")
@@ -194,6 +213,8 @@ class DatasetForm(ModalScreen[FormValues | None]):
                 yield Checkbox("Read EXIF / XMP / IPTC / PNG text captions", value=c.get("read_exif", False), id="f-read_exif")
                 types = ", ".join(f"{k}={v}" for k, v in (c.get("caption_types") or {}).items())
                 yield from self._field("caption_types", "Caption type per subtype (optional)", types, placeholder="alt=natural_language")
+                yield from self._field("folder_caption", "Folder caption file: the instruction of every item in its folder (optional; prompt.json is always read)",
+                                       c.get("folder_caption") or "", placeholder="instruction.txt")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)" if self.editing else "Create and scan (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (Esc)", id="cancel")
@@ -215,6 +236,7 @@ class DatasetForm(ModalScreen[FormValues | None]):
         raw["type"] = self.query_one("#f-type", Select).value
         raw["recursive"] = self.query_one("#f-recursive", Checkbox).value
         raw["read_exif"] = self.query_one("#f-read_exif", Checkbox).value
+        raw["suffix_separator"] = self.query_one("#f-suffix_separator", Select).value
         return raw
 
     def action_save(self) -> None:
@@ -334,6 +356,8 @@ def dataset_row(ds) -> dict:
         "max_depth": ds.max_depth,
         "read_exif": bool(ds.read_exif),
         "caption_types": dict(ds.caption_types or {}),
+        "suffix_separator": ds.suffix_separator or "_",
+        "folder_caption": ds.folder_caption,
         "items": ds.total_items or 0,
         "images": ds.total_images or 0,
         "captions": ds.total_captions or 0,
