@@ -204,3 +204,38 @@ def test_cli_captions_table_options(db_path, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sushitui", "dataset", "add", "e", str(root), "--db", str(db_path),
                           "--captions-table", "list.csv"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--image-column" in bad.stderr
+
+
+def test_windows_absolute_paths_in_a_table_are_matched_by_their_trailing_names(db, tmp_path):
+    root = tmp_path / "ds"
+    img(root / "set" / "a.png")
+    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "C:\\Users\\me\\ds\\set\\a.png", "text": "win"}) + "\n",
+                                         "utf-8")
+    _, report = add_dataset(DatasetSettings("d", str(root)))
+    assert report.problems == []
+    assert caps("set/a.png")["main"].content == "win"
+
+
+def test_cli_edit_sets_and_clears_a_captions_table(db_path, tmp_path):
+    root = tmp_path / "ds"
+    img(root / "x.png")
+    (root / "t.csv").write_text("img,words\nx.png,hello\n", "utf-8")
+
+    def sushi(*args):
+        return subprocess.run([sys.executable, "-m", "sushitui", *args, "--db", str(db_path)], capture_output=True,
+                              text=True)
+
+    assert sushi("dataset", "add", "d", str(root)).returncode == 0
+    bad = sushi("dataset", "edit", "d", "--captions-table", "t.csv", "--image-column", "image", "--caption-column", "words")
+    assert bad.returncode == 1 and "t.csv: line 1 (the header) has no column 'image'" in bad.stderr
+    ok = sushi("dataset", "edit", "d", "--captions-table", "t.csv", "--image-column", "img", "--caption-column", "words",
+               "--reindex")
+    assert ok.returncode == 0, ok.stderr
+    assert "captions tables: none → t.csv (image: img; captions: words=main)" in ok.stdout
+    items = json.loads(sushi("items", "d", "--json").stdout.splitlines()[0])
+    assert [c["content"] for c in items["captions"]] == ["hello"]
+    cleared = sushi("dataset", "edit", "d", "--no-captions-tables", "--reindex")
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(sushi("items", "d", "--json").stdout.splitlines()[0])["captions"] == []
+    lone = sushi("dataset", "edit", "d", "--image-column", "img")
+    assert lone.returncode == 2 and "--captions-table" in lone.stderr
