@@ -443,3 +443,176 @@ def item_findings(item_ids: list[int]) -> dict[int, list[dict]]:
         ).fetchall():
             out.setdefault(item_id, []).append({"code": code, "severity": severity, "message": message})
     return out
+
+
+# --- for the faces: the last check's options, counts per dataset, duplicate groups ------------------
+
+
+def findings_counts() -> dict[int, int]:
+    """dataset id -> items with findings from its last check, for every dataset that was
+    checked (a dataset never checked is absent: the datasets screen shows "—")."""
+    from sushitui.store import current_database
+
+    db = current_database()
+    prefix = SETTING_KEY.format("")
+    checked = set()
+    for (key,) in db.execute_sql("SELECT key FROM app_setting WHERE key LIKE ?", (prefix + "%",)).fetchall():
+        tail = key[len(prefix):]
+        if tail.isdecimal():
+            checked.add(int(tail))
+    if not checked:
+        return {}
+    counts = dict(db.execute_sql(
+        "SELECT i.dataset_id, COUNT(DISTINCT f.item_id) FROM check_finding f JOIN item i ON i.id = f.item_id "
+        "GROUP BY i.dataset_id").fetchall())
+    return {ds: counts.get(ds, 0) for ds in checked}
+
+
+_PLAN_KWARGS = {
+    "kohya": {"bucket_no_upscale": "no_upscale", "min_bucket_reso": "min_bucket_reso",
+              "max_bucket_reso": "max_bucket_reso", "bucket_reso_steps": "bucket_reso_steps"},
+    "ai-toolkit": {"bucket_tolerance": "bucket_tolerance"},
+    "onetrainer": {"quantization": "quantization"},
+    "diffusion-pipe": {k: k for k in ("enable_ar_bucket", "min_ar", "max_ar", "num_ar_buckets", "round_to_multiple")},
+}
+
+
+def last_check_options(dataset_id: int) -> CheckOptions:
+    """The trainer, resolution, batch size and bucket settings of the dataset's last check
+    (what ``sushitui check --trainer ...`` chose), or the defaults: a check run again from
+    the browser judges the items by the same buckets."""
+    import json
+
+    from sushitui.store import current_database
+
+    row = current_database().execute_sql(
+        "SELECT value FROM app_setting WHERE key = ?", (SETTING_KEY.format(dataset_id),)).fetchone()
+    try:
+        last = json.loads(row[0]) if row else None
+    except (TypeError, ValueError):
+        last = None
+    if not isinstance(last, dict) or last.get("trainer") not in _PLAN_KWARGS:
+        return CheckOptions()
+    names = _PLAN_KWARGS[last["trainer"]]
+    settings = last.get("settings") if isinstance(last.get("settings"), dict) else {}
+    options = CheckOptions(trainer=last["trainer"],
+                           trainer_options={names[k]: v for k, v in settings.items() if k in names})
+    if isinstance(last.get("resolution"), int) and last["resolution"] > 0:
+        options.resolution = last["resolution"]
+    if isinstance(last.get("batch_size"), int) and last["batch_size"] > 0:
+        options.batch_size = last["batch_size"]
+    try:
+        make_plan(options.trainer, options.resolution, **options.trainer_options)
+    except (TypeError, ValueError):  # settings an older version stored: the trainer's defaults
+        options.trainer_options = {}
+    return options
+
+
+@dataclass
+class DuplicateMember:
+    item_id: int
+    dataset_id: int
+    dataset: str
+    name: str  # group key, dataset-relative
+    image_path: str | None  # absolute; None when missing or outside the dataset's folder
+    stamp: int | None  # indexed mtime (preview cache key)
+    width: int | None
+    height: int | None
+    file_size: int | None
+    rating: int
+    excluded: bool
+    caption: str  # start of the main caption
+
+
+@dataclass
+class DuplicateGroup:
+    kind: str  # "exact": the same file (sha256, any dataset) | "near": looks alike (pHash, this dataset)
+    members: list[DuplicateMember]
+
+
+def duplicate_groups(dataset_id: int) -> list[DuplicateGroup]:
+    """The dataset's duplicate groups: exact copies by sha256 now (copies in other datasets
+    included), then the near-duplicate groups of its last check. Groups with fewer than two
+    items still indexed are left out."""
+    import json
+
+    from sushitui.store import current_database
+
+    db = current_database()
+    wanted: list[tuple[str, list[int]]] = []
+    for copies in _exact_duplicates(dataset_id).values():
+        wanted.append(("exact", [item_id for _ds, _key, item_id in copies]))
+    seen: set[tuple[int, ...]] = set()
+    for (detail,) in db.execute_sql(
+        "SELECT f.detail FROM check_finding f JOIN item i ON i.id = f.item_id "
+        "WHERE i.dataset_id = ? AND f.code = 'near_duplicate' ORDER BY i.name_key, i.id", (dataset_id,)).fetchall():
+        try:
+            ids = json.loads(detail).get("group") if detail else None
+        except (TypeError, ValueError, AttributeError):
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            continue
+        key = tuple(sorted(set(ids)))
+        if key not in seen:
+            seen.add(key)
+            wanted.append(("near", list(dict.fromkeys(ids))))
+    members = duplicate_members([i for _kind, ids in wanted for i in ids])
+    groups = []
+    for kind, ids in wanted:
+        present = [members[i] for i in ids if i in members]
+        if len(present) > 1:
+            groups.append(DuplicateGroup(kind, present))
+    return groups
+
+
+def duplicate_members(item_ids: list[int]) -> dict[int, DuplicateMember]:
+    """What the duplicates screen shows of each item (its marks as they are now)."""
+    from sushitui.dataset.marks import FLAGS
+    from sushitui.dataset.paths import to_abs
+    from sushitui.store import current_database
+
+    db = current_database()
+    out: dict[int, DuplicateMember] = {}
+    ids = list(dict.fromkeys(item_ids))
+    exclude_bit = 1 << FLAGS.index("exclude")
+    for a in range(0, len(ids), 500):
+        chunk = ids[a : a + 500]
+        marks = ",".join("?" * len(chunk))
+        captions: dict[int, str] = {}
+        for item_id, content in db.execute_sql(
+            f"SELECT item_id, substr(content, 1, 300) FROM caption WHERE item_id IN ({marks}) AND content != '' "
+            "ORDER BY item_id, subtype IN ('main', '') DESC, id", chunk).fetchall():
+            captions.setdefault(item_id, " ".join(content.split()))
+        for (item_id, ds_id, ds_name, root, key, image, mtime, width, height, size, rating, flags) in db.execute_sql(
+            "SELECT i.id, i.dataset_id, d.name, d.root_path, i.group_key, i.image_path, i.mtime_ns, i.width, i.height, "
+            f"i.file_size, i.rating, i.flags FROM item i JOIN dataset d ON d.id = i.dataset_id WHERE i.id IN ({marks})",
+            chunk).fetchall():
+            try:
+                path = str(to_abs(root, image)) if image else None
+            except ValueError:
+                path = None
+            out[item_id] = DuplicateMember(item_id, ds_id, ds_name, key, path, mtime, width, height, size,
+                                           rating or 0, bool((flags or 0) & exclude_bit), captions.get(item_id, ""))
+    return out
+
+
+def keep_one(group: DuplicateGroup, keep_id: int) -> list[int]:
+    """Keep ``keep_id`` of a duplicate group: flag every other member ``exclude`` (in its
+    own dataset's marks file) and clear the flag on the kept one, so the group says
+    exactly which copy trains. Returns the ids excluded. Raises MarksError (a marks file
+    that cannot be written, items gone)."""
+    from sushitui.dataset.marks import set_flag
+
+    if keep_id not in {m.item_id for m in group.members}:
+        raise ValueError(f"item {keep_id} is not in this duplicate group")
+    others: dict[int, list[int]] = {}
+    for m in group.members:
+        if m.item_id != keep_id:
+            others.setdefault(m.dataset_id, []).append(m.item_id)
+    for ids in others.values():  # one dataset at a time: each has its own marks file and lock
+        set_flag(ids, "exclude", True)
+    set_flag([keep_id], "exclude", False)
+    excluded = {i for ids in others.values() for i in ids}
+    for m in group.members:
+        m.excluded = m.item_id in excluded
+    return sorted(excluded)

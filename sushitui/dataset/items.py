@@ -103,6 +103,8 @@ class ItemCard:
     height: int | None = None
     problem: str | None = None  # the first problem of the item, in words
     caption: str = ""  # start of the caption text, for items without tags
+    findings: int = 0  # findings of the dataset's last ``sushitui check`` (a badge on the card)
+    finding_severity: str | None = None  # the worst of them: error | warning | info
 
 
 CARD_TAGS = 4  # first tag positions read per card: 3 shown, a 4th tells "…"
@@ -119,8 +121,8 @@ def page_cards(
     root: str | None = None,
 ) -> list[ItemCard]:
     """One page of a result as cards: item fields, the first tags of each item's main tag
-    caption (or, for an item without tags, the start of its caption text). Four queries
-    per page whatever its size. ``root`` is the dataset's folder (looked up when not
+    caption (or, for an item without tags, the start of its caption text) and the number
+    of findings of the last check. Five queries per page whatever its size. ``root`` is the dataset's folder (looked up when not
     given). Raises QueryError / ItemQueryError like ``select_items``."""
     from sushitui.dataset.captions import MAIN, tag_subtype_order
     from sushitui.dataset.paths import to_abs
@@ -166,6 +168,7 @@ def page_cards(
             untagged,
         ).fetchall():
             texts.setdefault(item_id, " ".join(content.split()))
+    findings = page_findings(ids)
     cards = []
     for item_id, base, image_path, mtime_ns, width, height, tag_count, problems in rows:
         try:
@@ -194,9 +197,28 @@ def page_cards(
                 height=height,
                 problem=problem,
                 caption=texts.get(item_id, ""),
+                findings=findings.get(item_id, (0, None))[0],
+                finding_severity=findings.get(item_id, (0, None))[1],
             )
         )
     return cards
+
+
+_SEVERITY_RANK = ("error", "warning", "info")  # sushitui.check.findings.SEVERITIES (a layer up)
+
+
+def page_findings(item_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """item id -> (number of findings of the last check, the worst severity), for the items
+    that have any: one query on the findings' primary key (item_id, code)."""
+    if not item_ids:
+        return {}
+    rank = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(_SEVERITY_RANK))
+    rows = current_database().execute_sql(
+        f"SELECT item_id, COUNT(*), MIN(CASE severity {rank} ELSE {len(_SEVERITY_RANK)} END) FROM check_finding "
+        f"WHERE item_id IN ({','.join('?' * len(item_ids))}) GROUP BY item_id",
+        list(item_ids),
+    ).fetchall()
+    return {i: (n, _SEVERITY_RANK[worst] if worst < len(_SEVERITY_RANK) else "info") for i, n, worst in rows}
 
 
 def caption_kinds(dataset_id: int) -> set[str]:

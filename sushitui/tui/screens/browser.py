@@ -29,6 +29,7 @@ from sushitui.dataset.items import count_items, page_cards, result_ids
 from sushitui.errors import log_if_unexpected
 from sushitui.progress import CancelToken, Throttle
 from sushitui.sanitize import for_terminal
+from sushitui.tui.screens.check_keys import CHECK_BINDINGS, CheckKeys
 from sushitui.tui.screens.marks_keys import MARK_BINDINGS, TRASH_BINDINGS, MarkKeys, TrashKeys
 from sushitui.tui.widgets.item_grid import CardData, ItemGrid, image_mode, thumbnail_strips
 from sushitui.tui.widgets.key_bar import KeyBar
@@ -62,7 +63,7 @@ def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, of
     return [
         CardData(
             item_id=c.item_id, name=c.name, tags=c.tags, tag_count=c.tag_count, image_path=c.image_path,
-            stamp=c.stamp, problem=c.problem, caption=c.caption,
+            stamp=c.stamp, problem=c.problem, caption=c.caption, findings=c.findings, finding_severity=c.finding_severity,
             size_text=" ".join(p for p in ((marks[c.item_id].badge() if c.item_id in marks else ""),
                                            fmt_size(c.width, c.height)) if p),
         )
@@ -151,7 +152,7 @@ class BrowserState:
     total: int | None = None
 
 
-class BrowserScreen(MarkKeys, TrashKeys, Screen):
+class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
     """Grid of a dataset's items; Enter opens the item detail."""
 
     BINDINGS = [
@@ -186,6 +187,7 @@ class BrowserScreen(MarkKeys, TrashKeys, Screen):
         Binding("ctrl+n", "clear_selection", "Clear selection", show=False, id="browser.clear_selection", tooltip="Unselect everything"),
         *MARK_BINDINGS,  # stars 0-5, > <, flags E N G: on the selection or the cursor item
         *TRASH_BINDINGS,  # D: the selection or the cursor item to the trash; U: undo
+        *CHECK_BINDINGS,  # k: run the health check (badges, check:any); d: the duplicates screen
     ]
 
     def __init__(self, dataset_id: int, dataset_name: str = "", root_path: str = "", query: str = "") -> None:

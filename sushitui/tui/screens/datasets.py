@@ -385,6 +385,13 @@ def report_summary(report) -> str:
     return ", ".join(parts)
 
 
+def findings_cell(count: int | None) -> Text:
+    """Items with findings from the dataset's last ``check`` ("—" when never checked)."""
+    if count is None:
+        return Text("—", style="dim", justify="right")
+    return Text(f"{count:,}", style="yellow" if count else "green", justify="right")
+
+
 def empty_hint() -> Text:
     """What to do first, when no dataset is registered (fits 80 columns)."""
     text = Text()
@@ -440,6 +447,7 @@ class DatasetsScreen(Screen):
         table.add_column("Images", key="images")
         table.add_column("Indexed", key="indexed")
         table.add_column("Problems", key="problems")
+        table.add_column("Findings", key="findings")
         table.add_column("Folder", key="folder")
         self.watch(self.app, "job_status", self._show_job_status)
         self.action_refresh()
@@ -465,9 +473,14 @@ class DatasetsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="datasets-list", exit_on_error=False)
     def _load(self) -> None:
+        from sushitui.check.report import findings_counts
         from sushitui.dataset.registry import list_datasets
 
-        self.post_message(DatasetsLoaded([dataset_row(ds) for ds in list_datasets()]))
+        rows = [dataset_row(ds) for ds in list_datasets()]
+        counts = findings_counts()  # datasets never checked are absent
+        for row in rows:
+            row["findings"] = counts.get(row["id"])
+        self.post_message(DatasetsLoaded(rows))
 
     def on_datasets_loaded(self, message: DatasetsLoaded) -> None:
         table = self.query_one(DataTable)
@@ -486,6 +499,7 @@ class DatasetsScreen(Screen):
                 Text(f"{row['images']:,}", justify="right"),
                 Text(fmt_when(row["indexed_at"])),
                 Text(f"{problems:,}" if problems else "–", style="yellow" if problems else "dim", justify="right"),
+                findings_cell(row.get("findings")),
                 Text(for_terminal(row["root_path"]), style="dim"),
                 key=row["name"],
             )

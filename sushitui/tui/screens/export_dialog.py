@@ -27,14 +27,35 @@ from sushitui.tui.widgets.progress import ProgressPanel
 
 log = logging.getLogger(__name__)
 
-FORMAT_CHOICES = [
-    ("txt (kohya N_name folders)", "txt"),
-    ("kohya-toml (dataset config)", "kohya-toml"),
-    ("kohya-json (fine-tuning)", "kohya-json"),
-    ("ai-toolkit (dataset YAML)", "ai-toolkit"),
-]
+# format -> (short label for the list, what the trainer reads: one line under the list)
+FORMATS = {
+    "txt": ("txt (kohya N_name folders)",
+            "kohya sd-scripts DreamBooth: N_name/ folders, image + .txt caption (train_data_dir = the folder)"),
+    "kohya-toml": ("kohya-toml (dataset config)",
+                   "kohya sd-scripts: image + .txt, dataset.toml with one subset per folder (--dataset_config)"),
+    "kohya-json": ("kohya-json (fine-tuning)",
+                   "kohya sd-scripts fine-tuning: images, metadata.json captions and dataset.toml"),
+    "kohya-jsonl": ("kohya-jsonl (JSONL metadata)",
+                    "kohya sd-scripts: JSONL metadata (image_path, caption) named by dataset.toml's metadata_file"),
+    "ai-toolkit": ("ai-toolkit (dataset YAML)",
+                   "ai-toolkit: images/<folder> + .txt (control/, mask/), dataset.yaml entries for config.process"),
+    "diffusers": ("diffusers (HF imagefolder)",
+                  "diffusers / HF datasets imagefolder: metadata.jsonl (file_name, text) for --train_data_dir"),
+    "onetrainer": ("onetrainer (concepts.json)",
+                   "OneTrainer: one concept per folder, image + .txt, concepts.json (masks as -masklabel.png)"),
+    "diffusion-pipe": ("diffusion-pipe (dataset.toml)",
+                       "diffusion-pipe: image + .txt, dataset.toml [[directory]] (control/mask paths, captions.json)"),
+    "musubi": ("musubi (musubi-tuner TOML)",
+               "musubi-tuner: image_directory + .txt, dataset TOML with cache_directory (control_directory)"),
+}
+FORMAT_CHOICES = [(label, fmt) for fmt, (label, _what) in FORMATS.items()]
 LINK_CHOICES = [("hard link", "link"), ("symlink", "symlink"), ("copy", "copy")]
 PREVIEW_DELAY_S = 0.25
+
+
+def format_hint(fmt: str) -> Text:
+    """The line under the format list: what the chosen trainer reads."""
+    return Text(for_terminal(FORMATS.get(fmt, ("", ""))[1]))
 
 
 class ExportDialog(ModalScreen):
@@ -47,6 +68,7 @@ class ExportDialog(ModalScreen):
     ExportDialog .export-row > Vertical { width: 1fr; height: auto; margin-right: 1; }
     ExportDialog .export-row > Checkbox { width: auto; margin-right: 2; }
     ExportDialog #export-trigger-hint { color: $text-muted; height: auto; }
+    ExportDialog #export-format-hint { color: $text-muted; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     ExportDialog #export-preview { height: auto; max-height: 7; border: round $primary; padding: 0 1;
                                    text-wrap: nowrap; text-overflow: ellipsis; }
     ExportDialog #export-error { color: $error; height: auto; }
@@ -84,6 +106,7 @@ class ExportDialog(ModalScreen):
                     with Vertical():
                         yield Label("Images")
                         yield Select(LINK_CHOICES, value="link", allow_blank=False, id="ex-link", compact=True)
+                yield Static(format_hint("txt"), id="export-format-hint")
                 yield Label("Output folder (new or empty)")
                 yield Input(placeholder="/path/to/new/folder", id="ex-outdir", compact=True)
                 yield Label("Trigger word (first in every caption)")
@@ -199,6 +222,8 @@ class ExportDialog(ModalScreen):
     @on(Checkbox.Changed)
     @on(Select.Changed)
     def _options_changed(self, event) -> None:
+        if isinstance(event, Select.Changed) and event.select.id == "ex-format":
+            self.query_one("#export-format-hint", Static).update(format_hint(str(event.value)))
         if getattr(event, "input", None) is not None and event.input.id == "ex-trigger":
             self._confirmed_no_trigger = False
         if getattr(event, "input", None) is not None and event.input.id == "ex-caption":
@@ -257,7 +282,9 @@ class ExportDialog(ModalScreen):
         hint = self.query_one("#export-trigger-hint", Static)
         if trigger:
             fmt = str(self.query_one("#ex-format", Select).value)
-            where = {"ai-toolkit": "trigger_word and keep_tokens", "txt": "first token"}.get(fmt, "keep_tokens")
+            where = {"ai-toolkit": "trigger_word and keep_tokens", "txt": "first token", "diffusers": "first words",
+                     "onetrainer": "keep_tags_count", "diffusion-pipe": "first token", "musubi": "first token",
+                     }.get(fmt, "keep_tokens")
             hint.update(Text(f"'{for_terminal(trigger)}' goes first in every caption ({where} keeps it there)"))
         else:
             hint.update(Text("No trigger word: captions are exported as they are.", style="yellow"))

@@ -173,6 +173,16 @@ class CardData:
     size_text: str = ""
     problem: str | None = None
     caption: str = ""  # start of the caption text, shown when the item has no tags
+    findings: int = 0  # findings of the last ``sushitui check``: a badge on the top border
+    finding_severity: str | None = None  # the worst of them (error | warning | info): the badge's colour
+
+
+def finding_badge(findings: int, room: int) -> str:
+    """`` !3 `` for a card with three findings ("" for none, or when the border has no room)."""
+    if findings <= 0:
+        return ""
+    badge = f" !{findings} " if findings < 100 else " !99+ "
+    return badge if cell_len(badge) + 6 <= room else ""
 
 
 def tags_text(tags: list[str], tag_count: int) -> str:
@@ -206,7 +216,15 @@ class ItemGrid(Widget, can_focus=True):
         "item-grid--tags",
         "item-grid--dim",
         "item-grid--problem",
+        "item-grid--finding-error",
+        "item-grid--finding-warning",
+        "item-grid--finding-info",
     }
+    DEFAULT_CSS = """
+    ItemGrid > .item-grid--finding-error { color: $error; text-style: bold reverse; }
+    ItemGrid > .item-grid--finding-warning { color: $warning; text-style: bold reverse; }
+    ItemGrid > .item-grid--finding-info { color: $text-muted; text-style: bold; }
+    """
 
     class Resized(Message):
         """The number of cards that fit changed (the browser reloads the page)."""
@@ -361,6 +379,7 @@ class ItemGrid(Widget, can_focus=True):
             "tags": base + get("item-grid--tags", partial=True),
             "dim": base + get("item-grid--dim", partial=True),
             "problem": base + get("item-grid--problem", partial=True),
+            **{f"finding-{s}": base + get(f"item-grid--finding-{s}", partial=True) for s in ("error", "warning", "info")},
         }
 
     def _render_card(self, index: int, st: dict[str, Style]) -> list[list[Segment]]:
@@ -384,11 +403,17 @@ class ItemGrid(Widget, can_focus=True):
         left_bar, right_bar = Segment(vt, border), Segment(vt, border)
         lines: list[list[Segment]] = []
         # top border with the name (and a check mark when selected)
+        # and the findings of the last check as a badge at the right (`` !2 ``, coloured by the worst)
+        badge = finding_badge(data.findings, inner)
+        badge_len = cell_len(badge)
         title = ("✓ " if selected else "") + ("⚠ " if data.problem else "") + for_terminal(data.name)
-        title = fit(title, inner - 2).rstrip() if inner > 2 else ""
+        title = fit(title, inner - 2 - badge_len - (1 if badge else 0)).rstrip() if inner > 2 else ""
         title_len = cell_len(title)
         top = [Segment(tl + hz, border), Segment(title, st["title"] + (Style(bold=True) if is_cursor else Style())),
-               Segment(hz * max(0, inner - 1 - title_len) + tr, border)]
+               Segment(hz * max(0, inner - 1 - title_len - badge_len - (1 if badge else 0)), border)]
+        if badge:
+            top += [Segment(badge, st.get(f"finding-{data.finding_severity}", st["finding-warning"])), Segment(hz, border)]
+        top.append(Segment(tr, border))
         lines.append(top)
         # image area
         box_w, box_h = inner, max(0, h - 3)
