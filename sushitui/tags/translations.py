@@ -22,6 +22,7 @@ NFKC, case-folded, katakana as hiragana (ネコ finds ねこ). Nothing here touc
 from __future__ import annotations
 
 import csv
+import gc
 import operator
 import re
 import time
@@ -60,11 +61,25 @@ _SPREADSHEET_ERROR = re.compile(
 )
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-_LINES = re.compile(r"\r\n|\r|\n")
-# A line that needs the careful checks: quotes, "|" alternatives, spreadsheet errors
-# (#NAME?), control characters, padding, a bare number as a field. Anything else takes the
-# fast path (one regex per line; a 150k-row file is nearly all such lines).
-_SUSPECT = re.compile('["|#\x00-\x1f\x7f-\x9f\u2028\u2029]|^\\s|\\s$|\\s,|,\\s|\\s\\s|,[+-]?[0-9]+(?:,|$)')
+# The fast path (a 150k-row file is nearly all plain lines): one pattern over the whole text
+# vouches for the lines that need none of _check_row's care, and only the others are read
+# line by line. A field it vouches for has no quote, "#" (spreadsheet errors), control
+# character, comma, tab or padding, only single inner spaces, and is at most MAX_TEXT long.
+# Branch 1: one translation with a non-ASCII character (a CJK file: nothing left to check);
+# branch 2: "|" alternatives, none a bare number, and ASCII translations (checked against
+# the tag in Python). A line neither vouches for matches the empty tail (".*"), so findall
+# gives exactly one tuple per line, in order: its index is the line number.
+_C = r'\s,"#|\x00-\x1f\x7f-\x9f\u2028\u2029'
+_WORD = f"[^{_C}]+(?:[ ][^{_C}]+)*"
+_NOT_NUMBER = r"(?![+-]?[0-9]+(?:[,|]|$))"
+_SHORT = f"(?=[^,\\n]{{1,{MAX_TEXT}}}(?:,|$))"
+_SHORT_READING = f"(?=[^,\\n]{{0,{MAX_TEXT}}}$)"
+_ALTERNATIVES = f"{_NOT_NUMBER}{_WORD}(?:\\|{_NOT_NUMBER}{_WORD})*"
+_PLAIN_LINE = re.compile(
+    f"^(?:({_WORD}),{_SHORT}(?=[^,\\n]*?[^\\x00-\\x7f])({_WORD})(?:,{_SHORT_READING}((?:{_WORD})?))?$"
+    f"|({_WORD}),{_SHORT}({_ALTERNATIVES})(?:,{_SHORT_READING}((?:{_WORD})?(?:\\|(?:{_WORD})?)*))?$)?.*$",
+    re.MULTILINE,
+)
 _KATAKANA_TO_HIRAGANA = {c: c - 0x60 for c in range(0x30A1, 0x30F7)}
 _SPACES = re.compile(r"[^\S\n]+")
 
@@ -187,41 +202,41 @@ def parse_file(path: str | Path, fmt: str | None = None, lang: str | None = None
     if fmt is not None and fmt not in FORMATS:
         raise DictionaryFileError(f"unknown translation format {fmt!r}; use one of {', '.join(FORMATS)}")
     text, encoding = _decode(path, lang)
-    lines = _LINES.split(text)
+    if "\r" in text:  # CRLF (or a lone CR) ends a line like LF
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     out = ParsedTranslations(encoding=encoding, lines=len(lines))
     if encoding != "utf-8":
         out.notes.append(f"{path.name}: read as {encoding.upper()} (the file is not UTF-8)")
     name = path.name
-    split = [(n, line.split(","), False) if '"' not in line else (n, *_split(line))
-             for n, line in enumerate(lines, 1) if line and not line.isspace()]
-    if not split:
+    head = _split_lines(lines, range(1, len(lines) + 1), limit=51)
+    if not head:
         out.notes.append(f"{name}: the file has no rows")
         return out
     # A header row (tag,translation) is skipped wherever the data starts.
-    if _looks_like_header(split[0][1], lang):
-        out.notes.append(f"{name} line {split[0][0]}: header row skipped")
-        split = split[1:]
-    _check_shape(path, split, fmt)
-    sample = [f for _n, f, _r in split[:50]]
+    header_line = 0
+    if _looks_like_header(head[0][1], lang):
+        header_line = head[0][0]
+        out.notes.append(f"{name} line {header_line}: header row skipped")
+        head = head[1:]
+    sample = [f for _n, f, _r in head[:50]]
+    if _is_tag_list(sample):
+        _refuse_tag_list(path, _split_lines(lines, range(header_line + 1, len(lines) + 1)))
     old_format = fmt != "csv" and sum(1 for f in sample if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip())) > len(sample) // 2
     out.fmt = "tagcomplete" if (fmt == "tagcomplete" or old_format) else "csv"
     e621_line = None
     if old_format:
+        split = _split_lines(lines, range(header_line + 1, len(lines) + 1))
         for n, f, _r in split:
             if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip()) and (int(f[1]) in E621_CODES or int(f[1]) < 0):
                 e621_line = n
                 break
-    if not old_format:
-        # the plain rows in one comprehension; the rest through _check_row below
-        suspect = _SUSPECT.search
-        plain = [not r and 2 <= len(f) <= 3 and bool(f[0]) and bool(f[1]) and len(f[1]) <= MAX_TEXT
-                 and not suspect(lines[n - 1]) and not (f[1].isascii() and _same_as_tag(f[1], f[0]))
-                 for n, f, r in split]
-        out.rows = [(f[0], [f[1]], [f[2] or None] if len(f) == 3 else [None], n)
-                    for (n, f, _r), ok in zip(split, plain) if ok]
-        split = [rec for rec, ok in zip(split, plain) if not ok]
+    else:
+        # the lines _PLAIN_LINE vouches for become rows here; the rest go through _check_row below
+        out.rows, careful = _plain_rows(text, len(lines), header_line, readings=out.fmt == "csv")
+        split = _split_lines(lines, careful)
     for n, fields, repaired in split:
         where = f"{name} line {n}"
         tag = fields[0].strip()
@@ -253,20 +268,83 @@ def parse_file(path: str | Path, fmt: str | None = None, lang: str | None = None
     return out
 
 
-def _check_shape(path: Path, split: list, fmt: str | None) -> None:
+def _split_lines(lines: list[str], numbers: Iterable[int], limit: int | None = None) -> list:
+    """(line number, fields, stray quote repaired) of the non-blank lines among ``numbers``
+    (1-based), at most ``limit`` of them."""
+    out = []
+    for n in numbers:
+        line = lines[n - 1]
+        if line and not line.isspace():
+            out.append((n, line.split(","), False) if '"' not in line else (n, *_split(line)))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def _plain_rows(text: str, n_lines: int, header_line: int, readings: bool) -> tuple[list, list[int]]:
+    """The rows of the lines ``_PLAIN_LINE`` vouches for, and the numbers of the other
+    lines (blank, damaged, or every translation the tag itself), in file order."""
+    found = _PLAIN_LINE.findall(text)
+    if len(found) < n_lines:  # cannot happen (one match per line); read every line with care then
+        return [], list(range(header_line + 1, n_lines + 1))
+    del found[n_lines:]  # the empty match after the last line break
+    if header_line:
+        found[header_line - 1] = ("",) * 6
+    # branch 1: one CJK translation, nothing to check (nearly every row of a 150k-row file)
+    if readings:
+        rows = [(t, [x], [r or None], n) for n, (t, x, r, _t, _x, _r) in enumerate(found, 1) if t]
+    else:
+        rows = [(t, [x], [None], n) for n, (t, x, _r, _t, _x, _rr) in enumerate(found, 1) if t]
+    careful: list[int] = []
+    if len(rows) == n_lines:
+        return rows, careful
+    in_order = len(rows)
+    for n, (t1, _x, _r, tag, text_field, reading_field) in enumerate(found, 1):
+        if t1 or n == header_line:
+            continue
+        row = _alternatives_row(tag, text_field, reading_field if readings else "") if tag else None
+        if row is None:
+            careful.append(n)
+        else:
+            rows.append((*row, n))
+    if len(rows) > in_order:
+        rows.sort(key=_LINE_OF)  # two sorted runs: one merge
+    return rows, careful
+
+
+def _alternatives_row(tag: str, text_field: str, reading_field: str) -> tuple | None:
+    """(tag, texts, readings) of a line ``_PLAIN_LINE`` vouches for in its second branch:
+    alternatives none empty, damaged or a number, and readings none damaged. What is left
+    to do is what ``_check_row`` does to such a line: drop an alternative that repeats the
+    tag or an earlier one. None when nothing is left (``_check_row`` says why)."""
+    parts = text_field.split("|") if "|" in text_field else [text_field]
+    readings = [p or None for p in reading_field.split("|")] if reading_field else []
+    texts: list[str] = []
+    kept: list[str | None] = []
+    for i, part in enumerate(parts):
+        if (part.isascii() and _same_as_tag(part, tag)) or part in texts:
+            continue
+        texts.append(part)
+        kept.append(readings[i] if len(readings) == len(parts) else (readings[0] if readings and i == 0 else None))
+    return (tag, texts, kept) if texts else None
+
+
+def _is_tag_list(sample: list[list[str]]) -> bool:
     """A tag list (``name,category,count,aliases``: the tag-autocomplete danbooru.csv or
-    e621.csv) is not a translation file: say so instead of importing counts as
-    translations."""
-    sample = [f for _n, f, _r in split[:50]]
+    e621.csv) is not a translation file."""
     counted = [f for f in sample if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip()) and _INTEGER.fullmatch(f[2].strip())]
-    if sample and len(counted) > len(sample) // 2:
-        codes = {int(f[1]) for _n, f, _r in split if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip())}
-        site = "an e621 tag list (category codes " + ", ".join(map(str, sorted(codes & E621_CODES))) + ")" \
-            if codes & E621_CODES else "a tag list"
-        raise DictionaryFileError(
-            f"{path}: this is {site} (name,category,count,aliases), not a translation file "
-            "(tag,translation). Tag lists go in with `sushitui dict import`; a translation file has the "
-            "tag's translation in its second column")
+    return bool(sample) and len(counted) > len(sample) // 2
+
+
+def _refuse_tag_list(path: Path, split: list) -> None:
+    """Say what the tag list is instead of importing counts as translations."""
+    codes = {int(f[1]) for _n, f, _r in split if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip())}
+    site = "an e621 tag list (category codes " + ", ".join(map(str, sorted(codes & E621_CODES))) + ")" \
+        if codes & E621_CODES else "a tag list"
+    raise DictionaryFileError(
+        f"{path}: this is {site} (name,category,count,aliases), not a translation file "
+        "(tag,translation). Tag lists go in with `sushitui dict import`; a translation file has the "
+        "tag's translation in its second column")
 
 
 def _fold(value: str) -> str:
@@ -334,6 +412,8 @@ def _check_row(where: str, tag: str, text_field: str, reading_field: str,
     if not texts:
         if parts and all(p and _same_as_tag(p, tag) for p in parts):
             rejected.append(RowProblem(where, tag, "the translation is the tag itself"))
+        elif len(parts) > 1 and not any(parts):  # "|" alone: as empty as an empty cell
+            rejected.append(RowProblem(where, tag, "the translation is empty"))
         return None
     return (_fold(tag), texts, kept_readings, 0)
 
@@ -412,6 +492,19 @@ def import_file(
 ) -> TranslationReport:
     """Import a translation file for ``lang``. ``on_conflict``: a tag that already has
     translations in ``lang`` keeps them (``skip``) or gets the file's instead (``update``)."""
+    # A 150k-row file makes ~1M short-lived lists and tuples, none in a cycle: with the
+    # cyclic collector running, its passes over them cost about a third of the import.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _import_file(path, lang, fmt, on_conflict, progress, cancel)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _import_file(path: str | Path, lang: str, fmt: str | None, on_conflict: str, progress: ProgressCallback | None,
+                 cancel: CancelToken | None) -> TranslationReport:
     started = time.monotonic()
     lang = normalize_lang(lang)
     if on_conflict not in CONFLICT_MODES:
