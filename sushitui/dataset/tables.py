@@ -268,9 +268,12 @@ def _records(text: str, fmt: str, rel: str, table: Table):
     return ["image_key", "caption", "tags"], rows
 
 
-def read_table(root: str, rel: str, spec: TableSpec | None = None) -> Table:
+def read_table(root: str, rel: str, spec: TableSpec | None = None, caption_suffixes=()) -> Table:
     """Parse the table at dataset-relative ``rel``: captions by image path (not yet
-    checked against the images on disk; ``match_rows`` does that)."""
+    checked against the images on disk; ``match_rows`` does that). A table found by its
+    name also gives each column named like one of ``caption_suffixes`` (the dataset's:
+    alt, description ...) as that subtype, so sushitui's own diffusers export, whose
+    extra caption subtypes are extra columns, reads back whole."""
     folder = posixpath.dirname(rel)
     table = Table(rel, folder)
     name = posixpath.basename(rel).lower()
@@ -301,6 +304,11 @@ def read_table(root: str, rel: str, spec: TableSpec | None = None) -> Table:
             if column in columns:
                 taken = set(caption_columns.values())
                 caption_columns[column] = subtype if subtype not in taken else column
+        if caption_columns:
+            for column in columns:
+                key = column.lower()
+                if key in caption_suffixes and column not in caption_columns and key not in caption_columns.values():
+                    caption_columns[column] = key
         if not image_column or not caption_columns:
             if not rows:
                 return table
