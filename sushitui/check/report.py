@@ -494,7 +494,8 @@ def last_check_options(dataset_id: int) -> CheckOptions:
     if not isinstance(last, dict) or last.get("trainer") not in _PLAN_KWARGS:
         return CheckOptions()
     names = _PLAN_KWARGS[last["trainer"]]
-    settings = last.get("settings") if isinstance(last.get("settings"), dict) else {}
+    stored = last.get("settings")
+    settings: dict = stored if isinstance(stored, dict) else {}
     options = CheckOptions(trainer=last["trainer"],
                            trainer_options={names[k]: v for k, v in settings.items() if k in names})
     if isinstance(last.get("resolution"), int) and last["resolution"] > 0:
@@ -537,10 +538,12 @@ def duplicate_groups(dataset_id: int) -> list[DuplicateGroup]:
     import json
 
     from sushitui.store import current_database
+    from sushitui.store.natural_key import natural_key
 
     db = current_database()
     wanted: list[tuple[str, list[int]]] = []
-    for copies in _exact_duplicates(dataset_id).values():
+    # by the first copy's name, as the browser lists them (sha256 order means nothing to a user)
+    for copies in sorted(_exact_duplicates(dataset_id).values(), key=lambda c: (natural_key(c[0][1]), c[0][0])):
         wanted.append(("exact", [item_id for _ds, _key, item_id in copies]))
     seen: set[tuple[int, ...]] = set()
     for (detail,) in db.execute_sql(

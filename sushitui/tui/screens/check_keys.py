@@ -86,7 +86,7 @@ class CheckKeys:
     async def action_run_check(self) -> None:
         if self.check_worker is not None:
             self.check_worker.cancel()
-            self.query_one(CheckProgress).status("Check: cancelling… (after the image being hashed)")  # type: ignore[attr-defined]
+            self.query_one(CheckProgress).status("Check: cancelling… (after the image being hashed)")  # type: ignore[attr-defined, unused-ignore]
             return
         if not self.query(CheckProgress):  # type: ignore[attr-defined]
             # mounted on first use: the screen's first paint does not pay for it

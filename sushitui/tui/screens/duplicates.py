@@ -41,10 +41,11 @@ KIND_TEXT = {"exact": "exact: the same file", "near": "near: looks alike (percep
 def fmt_bytes(n: int | None) -> str:
     if not n:
         return ""
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
     return ""
 
 
@@ -82,7 +83,7 @@ class DupColumn(Vertical):
         self.set_class(member.excluded, "-excluded")
         self.set_class(not member.excluded, "-kept")
         self.border_title = f"{number}/{total}"
-        self.border_subtitle = "excluded" if member.excluded else "in"
+        self.border_subtitle = "excluded" if member.excluded else "exported"
         pane = self.query_one(PreviewPane)
         if member.image_path:
             pane.show(member.image_path, member.stamp)
@@ -144,6 +145,10 @@ class DuplicatesScreen(Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        position = self.query_one("#dup-position", Static)
+        # inline: the app's stylesheet gives every top-bar Static width auto, and it wins over DEFAULT_CSS
+        position.styles.width = "1fr"
+        position.styles.text_align = "right"
         self.query_one("#dup-columns").display = False
         self._title()
         self._load()

@@ -29,24 +29,15 @@ log = logging.getLogger(__name__)
 
 # format -> (short label for the list, what the trainer reads: one line under the list)
 FORMATS = {
-    "txt": ("txt (kohya N_name folders)",
-            "kohya sd-scripts DreamBooth: N_name/ folders, image + .txt caption (train_data_dir = the folder)"),
-    "kohya-toml": ("kohya-toml (dataset config)",
-                   "kohya sd-scripts: image + .txt, dataset.toml with one subset per folder (--dataset_config)"),
-    "kohya-json": ("kohya-json (fine-tuning)",
-                   "kohya sd-scripts fine-tuning: images, metadata.json captions and dataset.toml"),
-    "kohya-jsonl": ("kohya-jsonl (JSONL metadata)",
-                    "kohya sd-scripts: JSONL metadata (image_path, caption) named by dataset.toml's metadata_file"),
-    "ai-toolkit": ("ai-toolkit (dataset YAML)",
-                   "ai-toolkit: images/<folder> + .txt (control/, mask/), dataset.yaml entries for config.process"),
-    "diffusers": ("diffusers (HF imagefolder)",
-                  "diffusers / HF datasets imagefolder: metadata.jsonl (file_name, text) for --train_data_dir"),
-    "onetrainer": ("onetrainer (concepts.json)",
-                   "OneTrainer: one concept per folder, image + .txt, concepts.json (masks as -masklabel.png)"),
-    "diffusion-pipe": ("diffusion-pipe (dataset.toml)",
-                       "diffusion-pipe: image + .txt, dataset.toml [[directory]] (control/mask paths, captions.json)"),
-    "musubi": ("musubi (musubi-tuner TOML)",
-               "musubi-tuner: image_directory + .txt, dataset TOML with cache_directory (control_directory)"),
+    "txt": ("txt (kohya N_name folders)", "sd-scripts DreamBooth: N_name/ folders, image + .txt caption"),
+    "kohya-toml": ("kohya-toml (dataset config)", "sd-scripts: image + .txt, dataset.toml for --dataset_config"),
+    "kohya-json": ("kohya-json (fine-tuning)", "sd-scripts fine-tuning: metadata.json captions + dataset.toml"),
+    "kohya-jsonl": ("kohya-jsonl (JSONL metadata)", "sd-scripts: JSONL captions, dataset.toml names it metadata_file"),
+    "ai-toolkit": ("ai-toolkit (dataset YAML)", "ai-toolkit: images/ + .txt (control/, mask/), dataset.yaml"),
+    "diffusers": ("diffusers (HF imagefolder)", "diffusers --train_data_dir: imagefolder metadata.jsonl (text)"),
+    "onetrainer": ("onetrainer (concepts.json)", "OneTrainer: a concept per folder, image + .txt, concepts.json"),
+    "diffusion-pipe": ("diffusion-pipe (dataset.toml)", "diffusion-pipe: image + .txt, dataset.toml [[directory]]"),
+    "musubi": ("musubi (musubi-tuner TOML)", "musubi-tuner: image_directory + .txt, dataset config TOML"),
 }
 FORMAT_CHOICES = [(label, fmt) for fmt, (label, _what) in FORMATS.items()]
 LINK_CHOICES = [("hard link", "link"), ("symlink", "symlink"), ("copy", "copy")]
