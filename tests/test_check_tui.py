@@ -193,3 +193,47 @@ def test_export_dialog_lists_the_new_formats_and_exports_diffusers(tmp_path, db_
     asyncio.run(go())
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text("utf-8").splitlines()]
     assert len(rows) == 6 and all(r["text"].startswith("ohwx") for r in rows)
+
+
+def test_keep_one_excludes_a_copy_in_another_dataset_in_that_datasets_marks_file(tmp_path, db):
+    from sushitui.check.report import duplicate_groups, keep_one
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+
+    here = make_check_set(tmp_path / "here")
+    there = tmp_path / "there"
+    there.mkdir()
+    shutil.copy(here / "alpha.png", there / "same.png")
+    ds, _ = add_dataset(DatasetSettings("here", str(here)))
+    add_dataset(DatasetSettings("there", str(there)))
+    exact = [g for g in duplicate_groups(ds.id) if g.kind == "exact"]
+    assert [sorted((m.dataset, m.name) for m in g.members) for g in exact] == [
+        [("here", "alpha"), ("here", "alpha_copy"), ("there", "same")]]  # no check needed for exact copies
+    group = exact[0]
+    keep = next(m for m in group.members if m.name == "alpha")
+    assert keep_one(group, keep.item_id) == sorted(m.item_id for m in group.members if m.name != "alpha")
+    assert _marks(here) == {"alpha_copy": {"flags": ["exclude"]}}
+    assert _marks(there) == {"same": {"flags": ["exclude"]}}
+
+
+def test_a_check_from_the_browser_judges_by_the_last_checks_trainer_settings(tmp_path, db):
+    from sushitui.check import CheckOptions, run_check
+    from sushitui.check.report import last_check_options
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+
+    ds, _ = add_dataset(DatasetSettings("set", str(make_check_set(tmp_path / "set"))))
+    assert last_check_options(ds.id).trainer == "kohya"  # never checked: the defaults
+    run_check("set", CheckOptions(trainer="onetrainer", resolution=768, batch_size=4, t5=False,
+                                  trainer_options={"quantization": 32}))
+    again = last_check_options(ds.id)
+    assert (again.trainer, again.resolution, again.batch_size, again.trainer_options) == ("onetrainer", 768, 4,
+                                                                                          {"quantization": 32})
+
+
+def test_a_group_wider_than_the_screen_scrolls_with_the_cursor():
+    from sushitui.tui.screens.duplicates import column_count, window_start
+
+    assert column_count(80) == 2 and column_count(120) == 3
+    assert window_start(cursor=0, start=0, shown=2, total=5) == 0
+    assert window_start(cursor=2, start=0, shown=2, total=5) == 1  # the cursor went right past the edge
+    assert window_start(cursor=4, start=1, shown=2, total=5) == 3
+    assert window_start(cursor=0, start=3, shown=2, total=5) == 0

@@ -81,6 +81,7 @@ class CheckKeys:
     """``action_run_check`` and ``action_duplicates`` for a screen with ``dataset_id``."""
 
     check_worker = None
+    _check_starting = False
     checks_done = 0  # finished checks (tests wait on it)
 
     async def action_run_check(self) -> None:
@@ -88,11 +89,17 @@ class CheckKeys:
             self.check_worker.cancel()
             self.query_one(CheckProgress).status("Check: cancelling… (after the image being hashed)")  # type: ignore[attr-defined, unused-ignore]
             return
+        if self._check_starting:
+            return  # a second k while the bar is being mounted
         if not self.query(CheckProgress):  # type: ignore[attr-defined]
             # mounted on first use: the screen's first paint does not pay for it
             from sushitui.tui.widgets.key_bar import KeyBar
 
-            await self.mount(CheckProgress(), before=self.query_one(KeyBar))  # type: ignore[attr-defined]
+            self._check_starting = True
+            try:
+                await self.mount(CheckProgress(), before=self.query_one(KeyBar))  # type: ignore[attr-defined]
+            finally:
+                self._check_starting = False
         self.query_one(CheckProgress).start("Check: reading the index…  (k cancels)")  # type: ignore[attr-defined]
         self.check_worker = self.run_worker(self._check_in_thread, thread=True, group="check",  # type: ignore[attr-defined]
                                             exit_on_error=False, description="Checking the dataset")
