@@ -402,3 +402,62 @@ def test_cli_items_group_query_on_a_brand_new_database(tmp_path, capsys):
     assert items("caption:nl | source:auto") == []
     code = main(["--db", db, "items", "photos", "--query", "1girl, caption:poem"])
     assert code != 0 and "at position 16: unknown caption type 'poem'" in capsys.readouterr().err
+
+
+# --- page plans chosen by selectivity (issue 24) ---------------------------------------
+
+
+def _page_plan(ds_id, text) -> str:
+    sql, _params = apply_query(Item.select(), text, ds_id, strategy="page").sql()
+    if "INTERSECT" in sql or "EXCEPT" in sql:
+        return "merge"
+    return "walk" if "IN (SELECT" not in sql else "drive"
+
+
+@pytest.mark.parametrize("plan", ["merge", "drive", "walk"])
+def test_rare_matches_drive_the_page_and_give_the_same_rows(corpus, monkeypatch, plan):
+    """With every term frequent, a page walks the name order and probes each item; when
+    the sample says matches are rare it drives from the index instead (a merge of the
+    terms' sorted item lists, or the rarest term's list). Each plan gives the rows the
+    Python evaluation and the old plan give, in the page's order."""
+    import sushitui.tags.query as q
+    from sushitui.dataset.items import select_items
+
+    monkeypatch.setattr(q, "FREQUENT_ROWS", 2)  # 100 items: every tag here is "frequent"
+    monkeypatch.setattr(q, "SAMPLE_ITEMS", 400)
+    monkeypatch.setattr(q, "PAGE_GOAL", 3 if plan != "walk" else 1)
+    monkeypatch.setattr(q, "MERGE_MIN_WALK", 0 if plan == "merge" else 10**9)
+    if plan != "walk":  # at 100 items the index plans only win with their costs scaled down
+        monkeypatch.setattr(q, "MERGE_ROW_COST", 0.001)
+        monkeypatch.setattr(q, "DRIVE_ROW_COST", 0.01)
+    ds = corpus[0]
+    texts = {"merge": ["long hair, short hair, smile", "1girl, long hair, -short hair, -smile", "solo | hat, blue eyes, -1girl"],
+             "drive": ["long hair, short hair, smile", "1girl, long hair, -short hair, -smile", "blue*, hat, -1girl"],
+             "walk": ["-short hair, 1girl | solo | smile | hat"]}[plan]
+    for text in texts:
+        want = check_equivalent(text, corpus)
+        if plan == "walk":
+            monkeypatch.setattr(q, "ADAPTIVE_PAGES", False)
+            old = _page_plan(ds.id, text)
+            monkeypatch.setattr(q, "ADAPTIVE_PAGES", True)
+            assert _page_plan(ds.id, text) == old, text  # common matches: the walk as before
+        else:
+            assert _page_plan(ds.id, text) == plan, text
+        page = [r.id for r in select_items(ds.id, text).limit(3)]
+        assert page == want[:3], text  # names are i000, i001 ...: name order is id order here
+        monkeypatch.setattr(q, "ADAPTIVE_PAGES", False)
+        assert [r.id for r in select_items(ds.id, text).limit(3)] == page, text
+        monkeypatch.setattr(q, "ADAPTIVE_PAGES", True)
+
+
+@pytest.mark.parametrize("text", ["*hair", "blue*, -1girl", "*hair, solo", "star\\*", "-*hair", "bl*e *, 1girl | smile"])
+def test_frequent_wildcards_probe_each_item_and_match_python(corpus, monkeypatch, text):
+    """A wildcard over many tags is probed per item in a page (the item's own tag rows)
+    instead of an IN list of every row of every tag it matches."""
+    import sushitui.tags.query as q
+
+    monkeypatch.setattr(q, "FREQUENT_ROWS", 2)
+    check_equivalent(text, corpus)
+    sql, _ = apply_query(Item.select(), text.split(",")[0], corpus[0].id, strategy="page").sql()
+    if not text.startswith("-") and "\\" not in text:
+        assert "GLOB" in sql and "IN (SELECT" not in sql, sql
