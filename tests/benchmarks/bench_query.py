@@ -12,6 +12,13 @@ in the same run:
 - a bulk add of one tag to ``--bulk`` items including the caption-file writes
 
 and prints the EXPLAIN QUERY PLAN of the compiled queries.
+
+A second table (issue 24) times a page of 50 by name for queries whose matches are common,
+rare, or none at all although every term is frequent, and wildcards over 1,000 and 10,000
+tags: the page plan chosen by selectivity against the old plan (the name-order walk,
+``ADAPTIVE_PAGES = False``) and raw SQLite's IN lists, in the same run.
+
+    python tests/benchmarks/bench_query.py --n 1000000 --tags 20 --pages-only
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from sushitui.dataset.items import count_items  # noqa: E402
+from sushitui.dataset.items import count_items, select_items  # noqa: E402
 from sushitui.store import Dataset, Item, open_database  # noqa: E402
+from sushitui.tags import query as query_module  # noqa: E402
 from sushitui.tags.query import apply_query  # noqa: E402
 
 SCHEMA_TAG = "v2"  # bump when the builder or the schema's indexes change
@@ -144,6 +153,67 @@ def explain(db, query: str) -> list[str]:
     return out
 
 
+@contextmanager
+def old_page_plan():
+    query_module.ADAPTIVE_PAGES = False
+    try:
+        yield
+    finally:
+        query_module.ADAPTIVE_PAGES = True
+
+
+def sushitui_page(db, query: str):
+    def run():
+        # what `items --query Q --limit 50` and the browser's page run: the name order
+        return [r[0] for r in db.execute_sql(*select_items(1, query).limit(PAGE).sql()).fetchall()]
+    return run
+
+
+def raw_in_page(con: sqlite3.Connection, query: str):
+    """The plain hand-written shape: one IN list per term (NOT IN for negated ones)."""
+    where, params = [], []
+    for term in (t.strip() for t in query.split(",")):
+        neg = term.startswith("-")
+        term = term.lstrip("-").strip()
+        cond = "norm GLOB ?" if "*" in term else "norm = ?"
+        where.append(f"id {'NOT IN' if neg else 'IN'} (SELECT item_id FROM item_tag WHERE {cond})")
+        params.append(term)
+
+    def run():
+        return [r[0] for r in con.execute(f"SELECT id FROM item WHERE dataset_id = 1 AND {' AND '.join(where)} "
+                                          f"ORDER BY name_key, id LIMIT {PAGE}", params).fetchall()]
+    return run
+
+
+PAGE_CASES = [
+    ("common: 3 frequent terms", "1girl, long hair, -short hair"),
+    ("rare term", "1girl, tag 00500, -short hair"),
+    ("mid-frequency term", "long hair, 1girl, tag 00030"),
+    ("no match, frequent terms", "long hair, short hair"),
+    ("no match, 3 terms", "1girl, long hair, short hair"),
+    ("wildcard, 1,000 tags", "tag 01*"),
+    ("wildcard, 10,000 tags", "tag 1*"),
+    ("wildcard + tag", "1girl, tag 01*"),
+]
+
+
+def bench_pages(db, raw: sqlite3.Connection, repeat: int) -> None:
+    print(f"\n{'page of 50 by name':<27}{'query':<32}{'new ms':>8}{'old ms':>8}{'ratio':>7}{'raw IN ms':>10}"
+          f"{'plan':>7}{'matches':>10}")
+    for label, q in PAGE_CASES:
+        ms, _cpu, rows = timed(sushitui_page(db, q), repeat)
+        with old_page_plan():
+            old_ms, _c, old_rows = timed(sushitui_page(db, q), max(1, repeat // 3))
+        raw_ms, _c, raw_rows = timed(raw_in_page(raw, q), max(1, repeat // 3))
+        assert rows == old_rows == raw_rows, (q, rows[:5], old_rows[:5], raw_rows[:5])
+        sql, _params = select_items(1, q).limit(PAGE).sql()
+        plan = "merge" if "INTERSECT" in sql or "EXCEPT" in sql else "drive" if "IN (SELECT" in sql else "walk"
+        total = count_items(1, q)
+        print(f"{label:<27}{q:<32}{ms:>8.1f}{old_ms:>8.1f}{old_ms / ms:>7.1f}{raw_ms:>10.1f}{plan:>7}{total:>10,}")
+    print("  new: the plan chosen by selectivity; old: the name-order walk with probes (ADAPTIVE_PAGES=False);")
+    print("  raw IN: one IN list per term through sqlite3; ratio = old / new")
+
+
 def rewrite_floor(root: Path, n_items: int, tag: str, *, fsync: bool) -> float:
     """ms to read each caption file and rewrite it through a temporary file and rename."""
     t0 = time.perf_counter()
@@ -213,6 +283,7 @@ def main() -> int:
     ap.add_argument("--bulk", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--cache", default="/tmp/sushitui-bench-query")
+    ap.add_argument("--pages-only", action="store_true", help="only the page-plan table (issue 24)")
     args = ap.parse_args()
 
     cache = Path(args.cache)
@@ -234,6 +305,11 @@ def main() -> int:
     raw.execute("PRAGMA temp_store=memory")
     rows = raw.execute("SELECT COUNT(*) FROM item_tag").fetchone()[0]
     print(f"database: {args.n:,} items, {rows:,} tag rows")
+    bench_pages(db, raw, args.repeat)
+    if args.pages_only:
+        db.close()
+        raw.close()
+        return 0
 
     three = "1girl, long hair, -short hair"
     raw_three = ("id IN (SELECT item_id FROM item_tag WHERE norm = ?) AND id IN (SELECT item_id FROM item_tag WHERE norm = ?) "
