@@ -727,10 +727,12 @@ def _driver_condition(n: Node):
 
     if isinstance(n, TagTerm):
         return _tag_condition(n)
-    if isinstance(n, Or) and all(isinstance(c, TagTerm) for c in n.children):
-        exact = sorted({c.key for c in n.children if c.parts is None})
-        conds = ([ItemTag.norm.in_(exact)] if exact else []) + [_tag_condition(c) for c in n.children if c.parts is not None]
-        return _fold(conds, "or")
+    if isinstance(n, Or):
+        tags = [c for c in n.children if isinstance(c, TagTerm)]
+        if len(tags) == len(n.children):
+            exact = _exact_keys(n)
+            conds = ([ItemTag.norm.in_(exact)] if exact else []) + [_tag_condition(c) for c in tags if c.parts is not None]
+            return _fold(conds, "or")
     return None
 
 
@@ -783,14 +785,14 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
         # every term an exact tag (or | of them): merge their sorted (norm, item_id) lists
         rows = 0
         for t in terms:
-            cond = ItemTag.norm == t.key if isinstance(t, TagTerm) else ItemTag.norm.in_(sorted({c.key for c in t.children}))
+            cond = ItemTag.norm == t.key if isinstance(t, TagTerm) else ItemTag.norm.in_(_exact_keys(t))
             rows += _frequency(cond, int(budget) + 1)
             if rows > budget:
                 break
         if rows <= budget:
             plans.append((MERGE_ROW_COST * rows + DRIVE_ROW_COST * survivors, "merge"))
     cap = int(walk_rows / DRIVE_ROW_COST) + 1
-    best = None
+    best: tuple[int, int] | None = None
     for i, cond in drivers:
         rows = _frequency(tag_cond(cond), cap)
         if rows < cap and (best is None or rows < best[1]):
@@ -802,6 +804,7 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     if min(plans, key=lambda p: p[0])[1] == "merge":
         sql, params = _merge_sql(n)
         return Item.id.in_(SQL(f"({sql})", params))
+    assert best is not None  # the cheaper plan is the drive
     driver = dict(drivers)[best[0]]
     return _fold([as_in(driver) if j == best[0] else p[0] for j, p in enumerate(parts)], "and")
 
@@ -812,7 +815,7 @@ def _merge_sql(n: "And") -> tuple[str, list]:
     neg: list[tuple[str, list]] = []
     for c in n.children:
         t = c.child if isinstance(c, Not) else c
-        keys = [t.key] if isinstance(t, TagTerm) else sorted({k.key for k in t.children})  # type: ignore[union-attr]
+        keys = _exact_keys(t)
         arm = (f"SELECT item_id FROM item_tag WHERE norm IN ({','.join('?' * len(keys))})", list(keys))
         (neg if isinstance(c, Not) else pos).append(arm)
     sql = " INTERSECT ".join(a[0] for a in pos) + "".join(" EXCEPT " + a[0] for a in neg) + " ORDER BY 1"
@@ -945,6 +948,14 @@ def apply_query(select, text: str | None, dataset_id: int | None = None, *, subt
 def _exact_key(n: Node) -> str | None:
     """The match key of an exact tag term; None for anything else (a wildcard, a group, ...)."""
     return n.key if isinstance(n, TagTerm) and n.parts is None else None
+
+
+def _exact_keys(n: Node) -> list[str]:
+    """The match keys of an exact tag, or of the exact tags of an ``|`` (sorted, once each)."""
+    if isinstance(n, Or):
+        return sorted({k for c in n.children if (k := _exact_key(c)) is not None})
+    key = _exact_key(n)
+    return [] if key is None else [key]
 
 
 def _has_arm(n: Node) -> bool:
