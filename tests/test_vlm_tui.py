@@ -234,6 +234,7 @@ def test_esc_stops_the_run_and_the_answers_received_are_reviewed(env, db_path, s
             await settle(pilot, lambda: "2/3" in screen_text(app), what="two answers in")
             await pilot.press("escape")
             await settle(pilot, lambda: isinstance(app.screen, CaptionReviewScreen), timeout=15, what="the review")
+            await pilot.pause(0.2)  # let the review finish mounting before the app is torn down
             assert [e.result.name for e in app.screen.entries] == ["cat_01", "fox_03"]
         assert caption_files(env["root"]) == {}
 
