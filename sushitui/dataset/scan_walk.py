@@ -13,6 +13,8 @@ import hashlib
 import os
 import pickle
 import stat as stat_mod
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sushitui.dataset.caption_files import is_stale_temp_file, is_temp_file
@@ -25,12 +27,44 @@ class WalkError(UserError):
     """The root folder cannot be opened."""
 
 
+class FileList(Sequence):
+    """A folder's ``(name, size, mtime_ns)`` entries, packed: the names in one string, the
+    numbers in two arrays, ~35 bytes a file instead of ~180 as tuples. A scan holds every
+    folder's list from the walk until the folder is planned; as tuples, a 1M-item walk
+    (2M files) held ~370 MB of them (issue 24)."""
+
+    __slots__ = ("_names", "_sizes", "_mtimes")
+
+    def __init__(self, files: list[tuple[str, int, int]] = ()):  # type: ignore[assignment]
+        # "\0" cannot occur in a file name
+        self._names = "\0".join(f[0] for f in files)
+        self._sizes = array("q", [f[1] for f in files])
+        self._mtimes = array("q", [f[2] for f in files])
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
+    def __iter__(self) -> Iterator[tuple[str, int, int]]:
+        if not self._sizes:
+            return iter(())
+        return zip(self._names.split("\0"), self._sizes, self._mtimes)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return list(self)[index]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (FileList, list, tuple)) else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FileList({list(self)!r})"
+
+
 @dataclass
 class DirScan:
     rel_dir: str
     # (name, size, mtime_ns) of images, captions, XMP sidecars and the named files a scan
     # reads (folder captions, caption tables): a change to any of them changes the digest
-    files: list[tuple[str, int, int]] = field(default_factory=list)
+    files: Sequence[tuple[str, int, int]] = field(default_factory=list)  # a FileList once listed
     problems: list[tuple[str, str]] = field(default_factory=list)  # (dataset-relative path, reason)
     signature: str = ""
 
@@ -192,6 +226,7 @@ def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: 
     digest = hashlib.blake2b(pickle.dumps(files, protocol=4), digest_size=16)
     digest.update("\n".join(marks).encode("utf-8", "surrogateescape"))
     d.signature = digest.hexdigest()
+    d.files = FileList(files)
     return d
 
 
