@@ -35,7 +35,7 @@ class FileList(Sequence):
 
     __slots__ = ("_names", "_sizes", "_mtimes")
 
-    def __init__(self, files: list[tuple[str, int, int]] = ()):  # type: ignore[assignment]
+    def __init__(self, files: Sequence[tuple[str, int, int]] = ()):
         # "\0" cannot occur in a file name
         self._names = "\0".join(f[0] for f in files)
         self._sizes = array("q", [f[1] for f in files])
@@ -49,7 +49,7 @@ class FileList(Sequence):
             return iter(())
         return zip(self._names.split("\0"), self._sizes, self._mtimes)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return list(self)[index]
 
     def __eq__(self, other) -> bool:
@@ -173,7 +173,7 @@ def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: 
                   named: frozenset[str] = frozenset()) -> DirScan:
     d = DirScan(rel_dir)
     marks: list[str] = []  # entries that failed, for the digest
-    files = d.files
+    files: list[tuple[str, int, int]] = []  # packed into d.files at the end
     append = files.append
     kinds = _KINDS
     try:
