@@ -699,11 +699,13 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set", 
 # when that list is shorter. ``ADAPTIVE_PAGES = False`` gives the old plan (benchmarks).
 ADAPTIVE_PAGES = True
 SAMPLE_ITEMS = 250  # items probed to estimate the share that matches (1-3 ms)
-SAMPLE_FIRST = 40
+SAMPLE_FIRST = 20  # probed first: when these match often, the walk is kept at once
+SAMPLE_MORE = 2000  # probed when the 250 found almost no match: rare, or none at all?
 MERGE_MIN_WALK = 50_000  # below, counting the merge's rows costs about what it could save
-# costs in "items walked" (measured at 200k items): a driven row reads the item row and
-# sorts it; a merged index row is read in order from the covering (norm, item_id) index
-DRIVE_ROW_COST = 10
+# costs in "items walked" (measured at 200k and 1M items): a driven row reads the item row
+# (a random page of the item table) and sorts it; a merged index row is read in order
+# from the covering (norm, item_id) index
+DRIVE_ROW_COST = 25
 MERGE_ROW_COST = 0.15
 PAGE_GOAL = 100  # rows a page walk is assumed to need (a page of 50 and some offset)
 
@@ -750,30 +752,33 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     if not drivers or any(_frequency(tag_cond(cond), FREQUENT_ROWS) < FREQUENT_ROWS for _i, cond in drivers):
         return None  # a rare term is an IN list already, and drives
     parts = [walk(c) for c in n.children]
-    full = _fold([p[0] for p in parts], "and")
+    # the sample probes exact tags first (covering index); a wildcard reads the item's rows
+    cheap_first = sorted(range(len(parts)), key=lambda j: _has_wildcard(n.children[j]))
+    full = _fold([parts[j][0] for j in cheap_first], "and")
     db = current_database()
     lo, hi = db.execute_sql("SELECT (SELECT MIN(id) FROM item), (SELECT MAX(id) FROM item)").fetchone()
     if lo is None:
         return None
     span = hi - lo + 1
     rng = random.Random(span)  # the same sample for the same table: a plan does not flicker
-    ids = sorted({lo + rng.randrange(span) for _ in range(min(SAMPLE_ITEMS, span))})
-    seen = hits = 0
-    # in two steps: when the first few already match often, the walk is short (the common
-    # case pays for ~40 probes, not 250)
-    for step in (ids[:SAMPLE_FIRST], ids[SAMPLE_FIRST:]):
-        if not step:
+    draws = list(dict.fromkeys(lo + rng.randrange(span) for _ in range(min(SAMPLE_MORE, span))))
+    seen = hits = probed = 0
+    # in steps: when the first few already match often the walk is short (the common case
+    # pays for 20 probes); the last, larger step only runs when matches are rare or none
+    for step in (draws[:SAMPLE_FIRST], draws[SAMPLE_FIRST:SAMPLE_ITEMS], draws[SAMPLE_ITEMS:]):
+        if not step or (probed >= SAMPLE_ITEMS and hits >= 3):
             break
-        sample = Item.select(fn.COUNT(Item.id), fn.SUM(Case(None, [(full, 1)], 0))).where(Item.id.in_(_json_ids(step)))
+        sample = Item.select(fn.COUNT(Item.id), fn.SUM(Case(None, [(full, 1)], 0))).where(
+            Item.id.in_(_json_ids(sorted(step))))
         if dataset_id is not None:
             sample = sample.where(Item.dataset == dataset_id)
         got, matched = db.execute_sql(*sample.sql()).fetchone()
-        seen, hits = seen + (got or 0), hits + (matched or 0)
+        seen, hits, probed = seen + (got or 0), hits + (matched or 0), probed + len(step)
         if hits and PAGE_GOAL * seen / hits <= FREQUENT_ROWS:
             return None  # matches are common: the walk stops soon
     if not seen:
         return None
-    items = seen * span / len(ids)  # the dataset's items, estimated
+    items = seen * span / probed  # the dataset's items, estimated
     walk_rows = items if not hits else min(items, PAGE_GOAL * seen / hits)
     if walk_rows <= FREQUENT_ROWS:
         return None  # the walk is short: nothing to gain
@@ -807,6 +812,16 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     assert best is not None  # the cheaper plan is the drive
     driver = dict(drivers)[best[0]]
     return _fold([as_in(driver) if j == best[0] else p[0] for j, p in enumerate(parts)], "and")
+
+
+def _has_wildcard(n: Node) -> bool:
+    if isinstance(n, TagTerm):
+        return n.parts is not None
+    if isinstance(n, (Not,)):
+        return _has_wildcard(n.child)
+    if isinstance(n, (And, Or)):
+        return any(_has_wildcard(c) for c in n.children)
+    return False
 
 
 def _merge_sql(n: "And") -> tuple[str, list]:
