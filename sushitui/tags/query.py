@@ -742,9 +742,10 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     """The conjunction with its rarest positive tag term as the IN list that drives the
     page (the other terms probe), when that reads fewer rows than walking the sort index;
     None to keep the walk."""
+    import json
     import random
 
-    from peewee import SQL, Case, fn
+    from peewee import SQL
 
     from sushitui.store import Item, ItemTag, current_database
 
@@ -768,11 +769,11 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     for step in (draws[:SAMPLE_FIRST], draws[SAMPLE_FIRST:SAMPLE_ITEMS], draws[SAMPLE_ITEMS:]):
         if not step or (probed >= SAMPLE_ITEMS and hits >= 3):
             break
-        sample = Item.select(fn.COUNT(Item.id), fn.SUM(Case(None, [(full, 1)], 0))).where(
-            Item.id.in_(_json_ids(sorted(step))))
-        if dataset_id is not None:
-            sample = sample.where(Item.dataset == dataset_id)
-        got, matched = db.execute_sql(*sample.sql()).fetchone()
+        got = db.execute_sql(
+            "SELECT COUNT(*) FROM json_each(?) AS s CROSS JOIN item ON item.id = s.value"
+            + ("" if dataset_id is None else " WHERE item.dataset_id = ?"),
+            [json.dumps(step)] + ([] if dataset_id is None else [dataset_id])).fetchone()[0]
+        matched = db.execute_sql(*_sampled(full, step, dataset_id)).fetchone()[0]
         seen, hits, probed = seen + (got or 0), hits + (matched or 0), probed + len(step)
         if hits and PAGE_GOAL * seen / hits <= FREQUENT_ROWS:
             return None  # matches are common: the walk stops soon
@@ -837,12 +838,23 @@ def _merge_sql(n: "And") -> tuple[str, list]:
     return sql, [p for a in pos + neg for p in a[1]]
 
 
-def _json_ids(ids: list[int]):
+def _sampled(full, ids: list[int], dataset_id: int | None) -> tuple[str, list]:
+    """SQL counting the sampled items that match: driven by the id list (CROSS JOIN fixes
+    the order; without statistics SQLite would walk the items and probe the list)."""
     import json
 
-    from peewee import SQL
+    from peewee import fn
 
-    return SQL("(SELECT value FROM json_each(?))", (json.dumps(ids),))
+    from sushitui.store import Item
+
+    q = Item.select(fn.COUNT(Item.id)).where(full)
+    if dataset_id is not None:
+        q = q.where(Item.dataset == dataset_id)
+    sql, params = q.sql()
+    head = 'FROM "item" AS "t1"'
+    assert head in sql, sql
+    sql = sql.replace(head, 'FROM json_each(?) AS "s" CROSS JOIN "item" AS "t1" ON ("t1"."id" = "s"."value")', 1)
+    return sql, [json.dumps(ids), *params]
 
 
 def _compare(lhs, op: str, value: int):
