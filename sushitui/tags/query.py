@@ -48,6 +48,7 @@ escapes ``parse``/``apply_query`` for any input string.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Union
@@ -743,7 +744,6 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     page (the other terms probe), when that reads fewer rows than walking the sort index;
     None to keep the walk."""
     import json
-    import random
 
     from peewee import SQL
 
@@ -761,8 +761,7 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     if lo is None:
         return None
     span = hi - lo + 1
-    rng = random.Random(span)  # the same sample for the same table: a plan does not flicker
-    draws = list(dict.fromkeys(lo + rng.randrange(span) for _ in range(min(SAMPLE_MORE, span))))
+    draws = _sample_ids(lo, hi, SAMPLE_MORE)
     seen = hits = probed = 0
     # in steps: when the first few already match often the walk is short (the common case
     # pays for 20 probes); the last, larger step only runs when matches are rare or none
@@ -836,6 +835,17 @@ def _merge_sql(n: "And") -> tuple[str, list]:
         (neg if isinstance(c, Not) else pos).append(arm)
     sql = " INTERSECT ".join(a[0] for a in pos) + "".join(" EXCEPT " + a[0] for a in neg) + " ORDER BY 1"
     return sql, [p for a in pos + neg for p in a[1]]
+
+
+@functools.lru_cache(maxsize=8)
+def _sample_ids(lo: int, hi: int, n: int) -> list[int]:
+    """Up to ``n`` distinct random ids in [lo, hi], the same for the same range (a plan does
+    not flicker between two identical queries; drawing them cost 3 ms a page)."""
+    import random
+
+    span = hi - lo + 1
+    rng = random.Random(span)
+    return list(dict.fromkeys(lo + rng.randrange(span) for _ in range(min(n, span))))
 
 
 def _sampled(full, ids: list[int], dataset_id: int | None) -> tuple[str, list]:
