@@ -766,7 +766,7 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     # in steps: when the first few already match often the walk is short (the common case
     # pays for 20 probes); the last, larger step only runs when matches are rare or none
     for step in (draws[:SAMPLE_FIRST], draws[SAMPLE_FIRST:SAMPLE_ITEMS], draws[SAMPLE_ITEMS:]):
-        if not step or (probed >= SAMPLE_ITEMS and hits >= 3):
+        if not step or (probed >= SAMPLE_ITEMS and hits > 0):
             break
         got = db.execute_sql(
             "SELECT COUNT(*) FROM json_each(?) AS s CROSS JOIN item ON item.id = s.value"
