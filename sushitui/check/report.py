@@ -13,6 +13,8 @@ Ratings, crops and removal (issue 18's other parts) plug in as more codes in
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -89,7 +91,9 @@ class CheckReport:
         return dict(Counter(f.code for it in self.items for f in it.findings))
 
     def severity_counts(self) -> dict[str, int]:
-        c = Counter(f.severity for it in self.items for f in it.findings)
+        c: Counter = Counter()
+        for code, n in self.counts().items():
+            c[F.CODES[code].severity] += n
         return {s: c.get(s, 0) for s in F.SEVERITIES}
 
     def items_with_findings(self) -> list[ItemReport]:
@@ -231,9 +235,14 @@ def run_check(dataset, options: CheckOptions | None = None, *,
         scale, cropped = placed.scale.tolist(), placed.cropped.tolist()
         small_bucket = (in_bucket < options.batch_size).tolist()
         drop = plan.trainer == "diffusion-pipe"
-        for j, k in enumerate(sized.tolist()):
-            it = reports[k]
-            it.bucket, it.scale, it.cropped = (bw[j], bh[j]), scale[j], cropped[j]
+        sized_list = sized.tolist()
+        for j, bucket in enumerate(zip(bw, bh)):
+            it = reports[sized_list[j]]
+            it.bucket, it.scale, it.cropped = bucket, scale[j], cropped[j]
+        # messages only for the images with a bucket finding (numpy picks them)
+        flagged = (placed.scale > options.max_upscale) | (placed.cropped > options.max_crop) | (in_bucket < options.batch_size)
+        for j in np.flatnonzero(flagged).tolist():
+            it = reports[sized_list[j]]
             if scale[j] > options.max_upscale:
                 it.findings.append(F.Finding("upscaled", f"{it.width}×{it.height} scaled {scale[j]:.2f}× to "
                                              f"{rw[j]}×{rh[j]} for bucket {bw[j]}×{bh[j]}", {"scale": round(scale[j], 4)}))
@@ -248,24 +257,29 @@ def run_check(dataset, options: CheckOptions | None = None, *,
                                              f"for batch size {options.batch_size}: {what}", {"images": c}))
     timings["buckets_s"] = time.perf_counter() - t
 
-    # --- images
+    # --- images: most images share their facts (size, mode, ...), so each distinct set of
+    # facts is judged once and its findings copied
     t = time.perf_counter()
+    judged: dict[tuple, list[F.Finding]] = {}
     for k, r in enumerate(rows):
-        it = reports[k]
         if not r[2]:
             continue
+        it = reports[k]
         if not r[12]:  # no image_hash row
             if r[5] is None or not options.hash_images:
                 it.findings.append(F.Finding("not_hashed", "the image was not decoded"
                                              + ("" if r[5] else " (no sha256 in the index)")))
-            w_, h_ = r[3], r[4]
-            it.findings += F.image_findings(width=w_, height=h_, resolution=options.resolution, mode=None, bits=None,
-                                            orientation=None, frames=None, error=None, trainer=plan.trainer,
-                                            exif_transpose=plan.exif_transpose)
-            continue
-        it.findings += F.image_findings(width=r[3], height=r[4], resolution=options.resolution, mode=r[7], bits=r[8],
-                                        orientation=r[9], frames=r[10], error=r[11], trainer=plan.trainer,
-                                        exif_transpose=plan.exif_transpose)
+            facts = (r[3], r[4], None, None, None, None, None)
+        else:
+            facts = (r[3], r[4], r[7], r[8], r[9], r[10], r[11])
+        found = judged.get(facts)
+        if found is None:
+            found = judged[facts] = F.image_findings(
+                width=facts[0], height=facts[1], resolution=options.resolution, mode=facts[2], bits=facts[3],
+                orientation=facts[4], frames=facts[5], error=facts[6], trainer=plan.trainer,
+                exif_transpose=plan.exif_transpose)
+        if found:
+            it.findings += [F.Finding(f.code, f.message, dict(f.detail)) for f in found]
     timings["images_s"] = time.perf_counter() - t
 
     # --- captions and tokens
@@ -290,6 +304,7 @@ def run_check(dataset, options: CheckOptions | None = None, *,
                 firsts.append(c[3].split(",", 1)[0].strip().lower())
         trigger = infer_trigger(firsts)
     clip_limit = options.max_token_length
+    long_limit = max(clip_limit, F_LONG)
     for k, r in enumerate(rows):
         it = reports[k]
         caps = by_item.get(r[0], [])
@@ -312,7 +327,7 @@ def run_check(dataset, options: CheckOptions | None = None, *,
             n_clip = clip.get(text)
             if n_clip is not None:
                 it.clip_tokens = max(it.clip_tokens or 0, n_clip)
-                if n_clip > max(clip_limit, F_LONG) and "clip_tokens_long" not in seen_codes:
+                if n_clip > long_limit and "clip_tokens_long" not in seen_codes:
                     seen_codes["clip_tokens_long"] = F.Finding(
                         "clip_tokens_long", f"{where}: {n_clip} CLIP tokens (225 at most)", {"tokens": n_clip})
                 elif n_clip > clip_limit and "clip_tokens" not in seen_codes:
@@ -335,11 +350,11 @@ def run_check(dataset, options: CheckOptions | None = None, *,
     for sha, copies in exact.items():
         exact_groups.append([f"{d}:{key}" for d, key, _ in copies])
         for d, key, item_id in copies:
-            k = index.get(item_id)
-            if k is None:
+            pos = index.get(item_id)
+            if pos is None:
                 continue
             others = [f"{d2}:{k2}" for d2, k2, i2 in copies if i2 != item_id]
-            reports[k].findings.append(F.Finding("exact_duplicate", f"same file as {', '.join(others[:3])}"
+            reports[pos].findings.append(F.Finding("exact_duplicate", f"same file as {', '.join(others[:3])}"
                                                  + (f" and {len(others) - 3} more" if len(others) > 3 else ""),
                                                  {"sha256": sha, "copies": others}))
     near_groups: list[list[int]] = []
@@ -388,23 +403,45 @@ def run_check(dataset, options: CheckOptions | None = None, *,
 F_LONG = 225  # sd-scripts' longest --max_token_length
 
 
-def store_findings(dataset_id: int, report: CheckReport) -> None:
-    """Replace the dataset's findings with the report's (``check:CODE`` reads them)."""
-    import json
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(x, ensure_ascii=False), without a new encoder a call
 
+
+def _detail_json(detail: dict) -> str:
+    """``json.dumps(detail, ensure_ascii=False)``; the common one-number detail
+    ({"scale": 1.5}) written directly (the same text: ints and finite floats by repr)."""
+    if len(detail) == 1:
+        (key, value), = detail.items()
+        kind = type(value)
+        if (kind is int or (kind is float and math.isfinite(value))) and key.isidentifier() and key.isascii():
+            return f'{{"{key}": {value!r}}}'
+    return _JSON.encode(detail)
+
+
+def store_findings(dataset_id: int, report: CheckReport) -> None:
+    """Make the dataset's stored findings the report's (``check:CODE`` reads them). Only
+    what changed is written: a check run again over an unchanged dataset reads the stored
+    findings and writes none of them (rewriting 100k rows and their index took seconds)."""
     from sushitui.store import current_database, write_transaction
 
-    rows = [(it.id, f.code, f.severity, f.message, json.dumps(f.detail, ensure_ascii=False) if f.detail else None)
-            for it in report.items for f in it.findings]
+    new: dict[tuple[int, str], tuple] = {}
+    for it in report.items:
+        for f in it.findings:  # one row per item and code; as INSERT OR REPLACE did, the last one wins
+            new[(it.id, f.code)] = (f.severity, f.message, _detail_json(f.detail) if f.detail else None)
     db = current_database()
     with write_transaction():
         conn = db.connection()
-        conn.execute("DELETE FROM check_finding WHERE item_id IN (SELECT id FROM item WHERE dataset_id = ?)", (dataset_id,))
+        old = {(item_id, code): (severity, message, detail) for item_id, code, severity, message, detail in conn.execute(
+            "SELECT f.item_id, f.code, f.severity, f.message, f.detail FROM check_finding f "
+            "WHERE f.item_id IN (SELECT id FROM item WHERE dataset_id = ?)", (dataset_id,))}
+        gone = [key for key in old if key not in new]
+        if gone:
+            conn.executemany('DELETE FROM "check_finding" WHERE "item_id" = ? AND "code" = ?', gone)
+        changed = [(*key, *row, key[0]) for key, row in new.items() if old.get(key) != row]
         # an item may have left the dataset meanwhile: its findings go with it (foreign key)
         conn.executemany(
             'INSERT OR REPLACE INTO "check_finding" ("item_id", "code", "severity", "message", "detail") '
             "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM item WHERE id = ?)",
-            [(*r, r[0]) for r in rows],
+            changed,
         )
         conn.execute(
             'INSERT OR REPLACE INTO "app_setting" ("key", "value", "updated_at") VALUES (?, ?, ?)',
