@@ -141,7 +141,7 @@ def bench_histogram(n: int) -> None:
 def bench_hashing(n_files: int, workdir: Path) -> None:
     from PIL import Image
 
-    from sushitui.check.hashing import decode_floor, hash_files
+    from sushitui.check.hashing import MIN_FILES_FOR_WORKERS, decode_floor, hash_files
 
     folder = workdir / "images"
     if not folder.exists() or len(list(folder.iterdir())) < n_files + n_files // 4:
@@ -163,16 +163,21 @@ def bench_hashing(n_files: int, workdir: Path) -> None:
         floor = time.perf_counter() - t
         tasks = [(str(f), f.name) for f in subset]
         t = time.perf_counter()
-        facts = hash_files(tasks)
+        facts = hash_files(tasks)  # as check runs it: workers only for a large batch
         hashing = time.perf_counter() - t
+        t = time.perf_counter()
+        hash_files(tasks, workers=min(os.cpu_count() or 1, 8))
+        pooled = time.perf_counter() - t
         assert len(facts) == len(subset) and all(x.phash is not None for x in facts)
         t = time.perf_counter()
         hash_files(tasks, workers=1)
         single = time.perf_counter() - t
+        how = "in one process" if len(subset) < MIN_FILES_FOR_WORKERS else "with workers"
         print(f"{label}: {len(subset):,} files 1024×768 — decode with draft() in one process "
-              f"{len(subset) / floor:7.0f}/s; check's hashing {len(subset) / hashing:7.0f}/s with "
-              f"{min(os.cpu_count() or 1, 8)} workers ({len(subset) / single:.0f}/s in one process); "
-              f"100k would take {100_000 / (len(subset) / hashing):.0f} s")
+              f"{len(subset) / floor:7.0f}/s; check's hashing {len(subset) / hashing:7.0f}/s {how} "
+              f"({hashing / floor * 100:.0f}% of the decoding time; {len(subset) / single:.0f}/s in one process, "
+              f"{len(subset) / pooled:.0f}/s forced onto {min(os.cpu_count() or 1, 8)} workers); "
+              f"100k would take {100_000 / (len(subset) / min(hashing, pooled)):.0f} s")
 
 
 def main() -> None:
