@@ -239,3 +239,15 @@ def test_cli_edit_sets_and_clears_a_captions_table(db_path, tmp_path):
     assert json.loads(sushi("items", "d", "--json").stdout.splitlines()[0])["captions"] == []
     lone = sushi("dataset", "edit", "d", "--image-column", "img")
     assert lone.returncode == 2 and "--captions-table" in lone.stderr
+
+
+def test_a_diffusers_export_reads_back_with_its_extra_caption_columns(db, tmp_path):
+    # what `sushitui export --format diffusers --caption main,alt` writes
+    root = tmp_path / "out"
+    img(root / "images" / "src" / "0.png")
+    (root / "metadata.jsonl").write_text(json.dumps(
+        {"file_name": "images/src/0.png", "text": "cat, sofa", "alt": "A cat on a sofa.", "main": "cat, sofa",
+         "source_file_name": "images/src/0_source.png"}) + "\n", "utf-8")
+    _, report = add_dataset(DatasetSettings("back", str(root)))
+    c = caps("images/src/0.png")
+    assert {k: v.content for k, v in c.items()} == {"main": "cat, sofa", "alt": "A cat on a sofa."}

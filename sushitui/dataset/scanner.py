@@ -18,13 +18,14 @@ Every bad file is a ``Problem`` in the ``ScanReport`` and the scan goes on (SCAN
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import time
 from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 
-from sushitui.dataset.grouping import ItemGroup, group_directory
+from sushitui.dataset.grouping import IMAGE_EXTENSIONS, ItemGroup, group_directory
 from sushitui.dataset.scan_walk import DirScan, WalkError, walk
 from sushitui.dataset.scan_worker import caption_type, run_tasks
 from sushitui.dataset.tables import (
@@ -87,6 +88,9 @@ class ScanReport:
     items_total: int = 0
     dirs_unchanged: int = 0
     timings: dict = field(default_factory=dict)
+    # the caption tables read: dataset-relative path -> [size, mtime_ns]; the next scan
+    # re-plans the folders below a table that changed, appeared or went away
+    tables: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -227,28 +231,28 @@ class _SharedCaptions:
         self.overrides = dict(dataset.caption_types or {})
         self.folder_caption = (getattr(dataset, "folder_caption", None) or "").lower()
         specs = {str(t["file"]): TableSpec.from_dict(t) for t in getattr(dataset, "caption_tables", None) or ()}
+        suffixes = frozenset(s.lower() for s in dataset.caption_suffixes or ())
         self.tables: list[Table] = []
         self.images: set[str] = set()
         self.by_name: dict[str, list[str]] = {}
         changed_dirs = {d.rel_dir for d in w.dirs if full or stored.get(d.rel_dir, (None,))[0] != d.signature}
+        previous = dict((dataset.last_scan_report or {}).get("tables") or {})
+        self.seen: dict[str, list[int]] = previous  # kept as it was when nothing changed
         self.forced: list[str] = []
-        for d in (w.dirs if changed_dirs else ()):  # nothing changed: nothing is planned, no table needed
-            for name, _size, _mtime in d.files:
-                rel = f"{d.rel_dir}/{name}" if d.rel_dir else name
-                spec = specs.get(rel)
-                if spec is None and name.lower() not in AUTO_TABLES:
-                    continue
-                self.tables.append(read_table(self.root, rel, spec))
-                if d.rel_dir in changed_dirs:
-                    self.forced.append(d.rel_dir)
-        if changed_dirs and not self.forced:
-            # a table deleted (or renamed) since the last scan: its folder changed, and the
-            # items below it still hold its captions
-            rows = db.execute_sql(
-                "SELECT DISTINCT substr(c.source_field, 1, instr(c.source_field, ': ') - 1) FROM caption c "
-                "JOIN item i ON i.id = c.item_id WHERE i.dataset_id = ? AND c.file_path IS NULL AND c.source = ?",
-                (dataset.id, TABLE_SOURCE)).fetchall()
-            self.forced = [_parent(r[0]) for r in rows if r[0] and _parent(r[0]) in changed_dirs]
+        if changed_dirs:  # nothing changed: nothing is planned, no table needed
+            self.seen = {}
+            for d in w.dirs:
+                for name, size, mtime in d.files:
+                    rel = f"{d.rel_dir}/{name}" if d.rel_dir else name
+                    spec = specs.get(rel)
+                    if spec is None and name.lower() not in AUTO_TABLES:
+                        continue
+                    self.tables.append(read_table(self.root, rel, spec, suffixes))
+                    self.seen[rel] = [size, mtime]
+                    if previous.get(rel) != [size, mtime]:
+                        self.forced.append(d.rel_dir)
+            # a table gone since the last scan: the items below it still hold its captions
+            self.forced.extend(_parent(rel) for rel in previous if rel not in self.seen)
         self.tables.sort(key=lambda t: -t.folder.count("/") - bool(t.folder))  # the nearest table first
         self.matched: list[dict[str, list]] = []
         if self.tables:
@@ -362,6 +366,7 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
     except WalkError as exc:
         raise ScanError(str(exc)) from exc
     report.files_seen = w.files_seen
+    report.tables = dict((dataset.last_scan_report or {}).get("tables") or {})  # until this scan reads them
     report.timings["walk_s"] = round(time.monotonic() - t0, 3)
     if w.cancelled:
         report.cancelled = True
@@ -378,8 +383,9 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
     counts = dict(db.execute_sql(
         "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)).fetchall()) if stored else {}
     changed: list[DirScan] = []
-    groups: list[ItemGroup] = []
+    to_plan: list[DirScan] = []
     shared = _SharedCaptions(db, dataset, w, stored, full)
+    report.tables = shared.seen
     for d in w.dirs:
         old = stored.get(d.rel_dir)
         if (old is not None and old[0] == d.signature and counts.get(d.rel_dir, 0) == old[1]
@@ -393,21 +399,7 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         report.problems.extend(Problem(p, r) for p, r in d.problems)
         if d.rel_dir in w.unreadable_dirs or not d.files:
             continue
-        images, captions, sidecars, named = d.split_all()
-        if shared.folder_caption:  # a folder caption named x.txt is no caption of an image x
-            named += [c for c in captions if c.name.lower() == shared.folder_caption]
-            captions = [c for c in captions if c.name.lower() != shared.folder_caption]
-        dir_groups, orphans = group_directory(
-            d.rel_dir, images, captions,
-            image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
-            dataset_type=dataset.type, primary_suffix=dataset.primary_suffix or "target",
-            suffix_separator=getattr(dataset, "suffix_separator", None) or "_", sidecars=sidecars,
-        )
-        report.problems.extend(Problem(f"{d.rel_dir}/{n}" if d.rel_dir else n, r) for n, r in orphans)
-        for g in dir_groups:
-            report.problems.extend(Problem(g.rel_path(n), r) for n, r in g.problems)
-        report.problems.extend(Problem(p, r) for p, r in shared.attach(d.rel_dir, named, dir_groups))
-        groups.extend(dir_groups)
+        to_plan.append(d)
     report.problems.extend(Problem(p, r) for p, r in shared.table_problems(changed))
 
     has_items = db.execute_sql("SELECT 1 FROM item WHERE dataset_id = ? LIMIT 1", (dataset.id,)).fetchone() is not None
@@ -417,25 +409,16 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         existing = _load_existing(db, dataset.id, None)
     else:
         existing = _load_existing(db, dataset.id, [d.rel_dir for d in changed])
-    jobs: list[Job] = []
-    seen_keys = set()
-    for group in groups:
-        seen_keys.add(group.group_key)
-        old_item = existing.get(group.group_key)
-        job = _plan(group, old_item, full)
-        if job is None:
-            report.items_unchanged += 1
-            for p in image_problems(group, old_item.problems):
-                report.problems.append(Problem(group.rel_path(group.primary.name), p.split(": ", 1)[1]))
-        else:
-            jobs.append(job)
+    plan = _Plan(dataset, report, shared, existing, full, to_plan, track_keys=has_items)
     report.timings["plan_s"] = round(time.monotonic() - t0 - report.timings["walk_s"], 3)
     writer = Writer(db, dataset, report)
-    use_pool = pool if pool is not None and len(jobs) >= POOL_MIN_TASKS else None
-    after_scan.enter_context(_bulk_load(db, has_items, len(jobs), throttle, report, cache_kib))
-    _process(dataset, jobs, report, cancel, throttle, writer, workers, len(groups) + report.items_unchanged, use_pool)
+    # a first scan plans a job for every item: its size decides the deferred index
+    after_scan.enter_context(_bulk_load(db, has_items, plan.estimated_items, throttle, report, cache_kib))
+    _process(dataset, plan, report, cancel, throttle, writer, workers, pool)
+    report.timings["plan_s"] = round(report.timings["plan_s"] + plan.seconds, 3)
     report.timings.update(write_s=round(writer.write_seconds, 3), tag_rows=writer.tag_rows,
                           tag_insert_s=round(writer.tag_seconds, 3))
+    seen_keys = plan.seen_keys
     if not report.cancelled and has_items:
         walked = {d.rel_dir for d in w.dirs}
         unreadable = w.unreadable_dirs
@@ -452,6 +435,102 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
                 writer.delete_items(vanished)
             report.items_removed = len(vanished)
     return _finish(db, dataset, report, t0, w, changed)
+
+
+class _Plan:
+    """The jobs of a scan, planned one folder at a time as the workers need them.
+
+    Grouping a folder, comparing its items with the index and the jobs it makes are only
+    held while that folder's batch is in flight: a first scan of 1M items planned up front
+    held every ``ItemGroup`` and ``Job`` at once (~1.2 KB per item, most of its 1.8 GB
+    peak). Each folder's file list is dropped once it is planned; its digest is kept for
+    ``_store_dir_signatures``."""
+
+    def __init__(self, dataset, report: ScanReport, shared: "_SharedCaptions", existing: dict, full: bool,
+                 dirs: list[DirScan], track_keys: bool):
+        self.dataset = dataset
+        self.report = report
+        self.shared = shared
+        self.existing = existing
+        self.full = full
+        self.dirs = deque(dirs)
+        # an upper bound of each waiting folder's items (its images; a group has several)
+        self._waiting = deque(sum(1 for f in d.files if _is_image(f[0])) for d in dirs)
+        self.estimated_items = sum(self._waiting)
+        self.planned = 0  # groups planned so far
+        self.unchanged = 0  # of those, unchanged (no job)
+        self.seconds = 0.0
+        self.seen_keys: set[str] = set()
+        self._track_keys = track_keys  # a reindex removes the items it did not see
+
+    def total(self) -> int:
+        """Items of the scan: exact once every folder is planned, until then the waiting
+        folders count their images."""
+        return self.report.items_unchanged - self.unchanged + self.planned + sum(self._waiting)
+
+    def more(self) -> list[Job] | None:
+        """The jobs of the next folder(s) with anything to do; None when all are planned."""
+        while self.dirs:
+            started = time.monotonic()
+            d = self.dirs.popleft()
+            self._waiting.popleft()
+            jobs = self._plan_dir(d)
+            self.seconds += time.monotonic() - started
+            if jobs:
+                return jobs
+        return None
+
+    def _plan_dir(self, d: DirScan) -> list[Job]:
+        dataset, report, shared = self.dataset, self.report, self.shared
+        images, captions, sidecars, named = d.split_all()
+        d.files = []  # planned: the digest is all that is needed of it from now on
+        if shared.folder_caption:  # a folder caption named x.txt is no caption of an image x
+            named += [c for c in captions if c.name.lower() == shared.folder_caption]
+            captions = [c for c in captions if c.name.lower() != shared.folder_caption]
+        dir_groups, orphans = group_directory(
+            d.rel_dir, images, captions,
+            image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
+            dataset_type=dataset.type, primary_suffix=dataset.primary_suffix or "target",
+            suffix_separator=getattr(dataset, "suffix_separator", None) or "_", sidecars=sidecars,
+        )
+        report.problems.extend(Problem(f"{d.rel_dir}/{n}" if d.rel_dir else n, r) for n, r in orphans)
+        for g in dir_groups:
+            report.problems.extend(Problem(g.rel_path(n), r) for n, r in g.problems)
+        report.problems.extend(Problem(p, r) for p, r in shared.attach(d.rel_dir, named, dir_groups))
+        jobs: list[Job] = []
+        self.planned += len(dir_groups)
+        for group in dir_groups:
+            if self._track_keys:
+                self.seen_keys.add(group.group_key)
+            old_item = self.existing.get(group.group_key)
+            job = _plan(group, old_item, self.full)
+            if job is None:
+                report.items_unchanged += 1
+                self.unchanged += 1
+                for p in image_problems(group, old_item.problems):
+                    report.problems.append(Problem(group.rel_path(group.primary.name), p.split(": ", 1)[1]))
+            else:
+                jobs.append(job)
+        return jobs
+
+    def batches(self, size: int, first: list[Job] | None = None):
+        """Jobs in batches of ``size`` (the last one may be shorter)."""
+        buf: list[Job] = list(first or ())
+        while True:
+            while len(buf) < size:
+                jobs = self.more()
+                if jobs is None:
+                    break
+                buf.extend(jobs)
+            if not buf:
+                return
+            batch, buf = buf[:size], buf[size:]
+            yield batch
+
+
+def _is_image(name: str) -> bool:
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 @contextmanager
@@ -508,16 +587,16 @@ def _make_pool(n_workers: int):
     return process_pool(n_workers, method="auto")
 
 
-def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, pool=None) -> None:
+def _process(dataset, plan: _Plan, report, cancel, throttle, writer, workers, pool=None) -> None:
     overrides = dict(dataset.caption_types or {})
     read_meta = bool(dataset.read_exif)
     started = time.monotonic()
-    done = report.items_unchanged
+    processed = 0
     buffered: list = []
     buffered_items = 0
 
     def tick(force=False):
-        throttle(ProgressEvent("indexing", done, total, "items", started_at=started,
+        throttle(ProgressEvent("indexing", report.items_unchanged + processed, plan.total(), "items", started_at=started,
                                extra={"files": report.files_seen, "problems": len(report.problems)}), force)
 
     def tasks_for(batch_jobs: list[Job]):
@@ -538,10 +617,10 @@ def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, po
         return tasks
 
     def take(batch, results, last=False):
-        nonlocal done, buffered_items
+        nonlocal processed, buffered_items
         buffered.append((batch, results))
         buffered_items += len(batch)
-        done += len(batch)
+        processed += len(batch)
         if last or buffered_items >= WRITE_BATCH:
             flush()
         tick()
@@ -560,10 +639,18 @@ def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, po
             return True
         return False
 
-    batches = [jobs[i : i + BATCH] for i in range(0, len(jobs), BATCH)]
+    # enough jobs planned to tell whether worker processes pay off (and, for a small
+    # folder, the exact total before the first progress event)
+    first: list[Job] = []
+    while len(first) < POOL_MIN_TASKS:
+        jobs = plan.more()
+        if jobs is None:
+            break
+        first.extend(jobs)
+    batches = plan.batches(BATCH, first)
     tick(force=True)
     n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if pool is None and (len(jobs) < POOL_MIN_TASKS or n_workers <= 1):
+    if len(first) < POOL_MIN_TASKS or (pool is None and n_workers <= 1):
         for batch in batches:
             if cancelled():
                 return
@@ -574,17 +661,19 @@ def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, po
 
     from concurrent.futures.process import BrokenProcessPool
 
-    remaining = deque(batches)
     own_pool = pool is None
+    pending: deque = deque()  # (future, batch) in submission order
+    unsent: list[list[Job]] = []  # a batch whose submit failed (the pool broke)
     try:
         if own_pool:
             pool = _make_pool(n_workers)
-        pending: deque = deque()
 
         def submit_next() -> None:
-            if len(pending) < len(remaining):
-                batch = remaining[len(pending)]
-                pending.append(pool.submit(run_tasks, tasks_for(batch), overrides))
+            batch = next(batches, None)
+            if batch is not None:
+                unsent.append(batch)
+                pending.append((pool.submit(run_tasks, tasks_for(batch), overrides), batch))
+                unsent.clear()
 
         # Keep a whole write batch of tasks queued: while this process spends seconds in
         # one write transaction, the workers go on hashing the next batch instead of
@@ -593,17 +682,18 @@ def _process(dataset, jobs, report, cancel, throttle, writer, workers, total, po
             submit_next()
         while pending:
             if cancelled():
-                for fut in pending:
+                for fut, _batch in pending:
                     fut.cancel()
                 return
-            results = pending.popleft().result()
-            batch = remaining.popleft()
+            fut, batch = pending[0]
+            results = fut.result()
+            pending.popleft()
             submit_next()
             take(batch, results)
     except BrokenProcessPool:
         # Worker processes could not start (e.g. spawn from an interactive __main__):
         # finish in this process rather than fail the scan.
-        for batch in remaining:
+        for batch in itertools.chain([b for _f, b in pending], unsent, batches):
             if cancelled():
                 return
             take(batch, run_tasks(tasks_for(batch), overrides))
