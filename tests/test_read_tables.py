@@ -251,3 +251,25 @@ def test_a_diffusers_export_reads_back_with_its_extra_caption_columns(db, tmp_pa
     _, report = add_dataset(DatasetSettings("back", str(root)))
     c = caps("images/src/0.png")
     assert {k: v.content for k, v in c.items()} == {"main": "cat, sofa", "alt": "A cat on a sofa."}
+
+
+def test_a_table_caption_cannot_be_deleted_from_the_app_core(db, tmp_path):
+    """The row lives in a shared file: deleting it from the index would come back at the
+    next reindex, so the delete is refused with what to do."""
+    import pytest as _pytest
+    from PIL import Image as _Image
+
+    from sushitui.dataset.caption_files import CaptionFileError
+    from sushitui.dataset.item_view import delete_caption
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+    from sushitui.store import Caption
+
+    root = tmp_path / "hf"
+    root.mkdir()
+    _Image.new("RGB", (8, 8)).save(root / "a.png")
+    (root / "metadata.jsonl").write_text('{"file_name": "a.png", "text": "a red square"}\n')
+    add_dataset(DatasetSettings(name="hf", root_path=str(root)))
+    cap = Caption.get(Caption.source == "table")
+    with _pytest.raises(CaptionFileError, match="shared table file"):
+        delete_caption(cap.id)
+    assert "a red square" in (root / "metadata.jsonl").read_text()

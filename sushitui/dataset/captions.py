@@ -150,7 +150,8 @@ def check_new_subtype(dataset: Dataset, subtype: str) -> bool:
             f"subtype {subtype!r} cannot name a caption file: a scan reads the subtype back from the part after the "
             f"last '_' of <image>_{subtype}.txt. Use letters, digits and '-' only (e.g. {fixed!r})."
         )
-    if key in [s.lower() for s in dataset.image_suffixes or ()]:
+    # an image suffix may name its role (0=source): the part before '=' is the file suffix
+    if key in [s.split("=", 1)[0].lower() for s in dataset.image_suffixes or ()]:
         raise CaptionFileError(
             f"subtype {subtype!r} is one of the dataset's image suffixes (<image>_{key}.png is an image of a group); "
             "pick another subtype"

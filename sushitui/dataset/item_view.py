@@ -361,6 +361,13 @@ def delete_caption(caption_id: int) -> str:
                 f"this caption comes from the image's {c.source} metadata ({c.source_field or 'field'}); "
                 "sushitui never rewrites images, so it cannot be deleted here"
             )
+        if c.source in ("table", "folder"):
+            # a shared file (caption table, prompt.json) covers other items too: deleting
+            # the row here would only last until the folder's next reindex
+            raise CaptionFileError(
+                f"this caption comes from a shared {c.source} file ({c.source_field or 'file'}); sushitui never "
+                "rewrites it, so it cannot be deleted here: edit or remove the row in that file"
+            )
     with _item_lock(item):
         _delete_caption_locked(c, item)
     return f"deleted {c.file_path or c.type + ' caption'}"
