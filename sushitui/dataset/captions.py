@@ -270,9 +270,9 @@ def set_tags_many(
         groups: dict[int, list[TagEdit]] = {}
         for e in edits:
             groups.setdefault(e.item.dataset_id, []).append(e)
-        datasets = _by_dataset(e.item for e in edits)
-        for ds_id in sorted(groups, key=lambda d: str(datasets[d].root_path) if d in datasets else ""):
-            ds = datasets.get(ds_id)
+        rows_by_id = _by_dataset(e.item for e in edits)
+        for ds_id in sorted(groups, key=lambda d: str(rows_by_id[d].root_path) if d in rows_by_id else ""):
+            ds = rows_by_id.get(ds_id)
             if ds is None:
                 continue  # removed meanwhile: nothing to write
             with dataset_write_lock(ds.root_path, name=ds.name, what="a caption edit", wait=lock_wait):
@@ -457,9 +457,9 @@ def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], 
             updates.append((tag, pos, sub, src, conf, prev[0]))
     added = [(r[0], r[3]) for r in inserts]
     removed: list[tuple[int, str]] = []
-    for caption_id, rows in old.items():
+    for caption_id, by_norm in old.items():
         keep = set() if caption_id in redo else kept.get(caption_id, set())
-        gone = [(norm, r[0]) for norm, r in rows.items() if norm not in keep]
+        gone = [(norm, r[0]) for norm, r in by_norm.items() if norm not in keep]
         removed.extend((owner[caption_id], norm) for norm, _id in gone)
         if caption_id not in redo:
             deletes.extend((row_id,) for _norm, row_id in gone)
@@ -637,4 +637,6 @@ def _set_texts_locked(dataset: Dataset, edits: list[TextEdit], ctype: str, subty
 def reload_from_disk(caption: Caption) -> str:
     """The text of the caption's file as it is on disk now (for a conflict dialog)."""
     dataset = Dataset.get_by_id(Item.get_by_id(caption.item_id).dataset_id)
+    if caption.file_path is None:
+        raise CaptionFileError("this caption has no file of its own (it is read from the image or a shared file)")
     return read_caption(to_abs(dataset.root_path, caption.file_path)).text

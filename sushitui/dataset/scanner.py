@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from sushitui.dataset.grouping import IMAGE_EXTENSIONS, ItemGroup, group_directory
 from sushitui.dataset.scan_walk import DirScan, WalkError, walk
 from sushitui.dataset.scan_worker import caption_type, run_tasks
+from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, image_problems, related_json
 from sushitui.dataset.tables import (
     AUTO_TABLES,
     EXTERNAL_SOURCES,
@@ -39,7 +40,6 @@ from sushitui.dataset.tables import (
     read_table,
     walk_names,
 )
-from sushitui.dataset.scan_writer import Existing, Job, Writer, chunks, dumps, image_problems, related_json
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Dataset, current_database, write_transaction
@@ -504,7 +504,8 @@ class _Plan:
                 self.seen_keys.add(group.group_key)
             old_item = self.existing.get(group.group_key)
             job = _plan(group, old_item, self.full)
-            if job is None:
+            if job is None:  # _plan skips only items the index holds already
+                assert old_item is not None
                 report.items_unchanged += 1
                 self.unchanged += 1
                 for p in image_problems(group, old_item.problems):
