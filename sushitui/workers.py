@@ -159,7 +159,9 @@ def process_pool(
             parent_pid = _forkserver_pid()
         # looked up at call time so that a test can replace the class
         return cf.ProcessPoolExecutor(
-            max_workers=max_workers, mp_context=ctx, initializer=_start_worker,
+            max_workers=max_workers,
+            mp_context=ctx,
+            initializer=_start_worker,
             initargs=(parent_pid, death_signal, initializer, initargs),
         )
 
@@ -167,7 +169,8 @@ def process_pool(
     # submits (which start spawn/forkserver workers) reuse them. Once they run, stderr is
     # left alone: under Textual, another thread's output would reach the screen.
     running = getattr(resource_tracker._resource_tracker, "_fd", None) is not None and (
-        not use_forkserver or _forkserver_pid() is not None)
+        not use_forkserver or _forkserver_pid() is not None
+    )
     if running:
         try:
             return start()

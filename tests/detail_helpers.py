@@ -19,7 +19,9 @@ def write_image(path: Path, size=(64, 48), color=(200, 80, 40), quality: int | N
         img.save(path)
 
 
-def make_dataset(root: Path, captions: dict[str, str], *, groups: dict[str, dict[str, str]] | None = None, name: str = "ds"):
+def make_dataset(
+    root: Path, captions: dict[str, str], *, groups: dict[str, dict[str, str]] | None = None, name: str = "ds"
+):
     """Images ``<base>.png`` with ``<base>.txt`` = captions[base]; groups: base -> {suffix: text}
     where image suffixes get a PNG and caption suffixes a .txt. Returns (dataset, [item ids by name])."""
     from sushitui.dataset.registry import DatasetSettings, add_dataset

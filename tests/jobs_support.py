@@ -27,24 +27,33 @@ def slow_model() -> tuple[Path, Path]:
 
     W, b = _probe(WD_LABELS)
     heavy = np.random.default_rng(0).random((1344, 768), dtype=np.float32)
-    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b"),
-             numpy_helper.from_array(np.array([255.0], np.float32), "s"),
-             numpy_helper.from_array(heavy, "H"), numpy_helper.from_array(np.array([-1, 1344], np.int64), "shape"),
-             numpy_helper.from_array(np.array([0.0], np.float32), "zero")]
-    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2], keepdims=0),
-             helper.make_node("Div", ["m", "s"], ["m01"]),
-             helper.make_node("MatMul", ["m01", "W"], ["z"]),
-             helper.make_node("Add", ["z", "b"], ["logits"]),
-             helper.make_node("Reshape", ["input", "shape"], ["rows"]),
-             helper.make_node("MatMul", ["rows", "H"], ["busy"]),
-             helper.make_node("ReduceSum", ["busy"], ["busy_sum"], keepdims=0),
-             helper.make_node("Mul", ["busy_sum", "zero"], ["nothing"]),
-             helper.make_node("Add", ["logits", "nothing"], ["logits2"]),
-             helper.make_node("Sigmoid", ["logits2"], ["output"])]
-    g = helper.make_graph(nodes, "slow_wd", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                          ["batch_size", 448, 448, 3])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch_size", WD_LABELS])],
-                          inits)
+    inits = [
+        numpy_helper.from_array(W, "W"),
+        numpy_helper.from_array(b, "b"),
+        numpy_helper.from_array(np.array([255.0], np.float32), "s"),
+        numpy_helper.from_array(heavy, "H"),
+        numpy_helper.from_array(np.array([-1, 1344], np.int64), "shape"),
+        numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2], keepdims=0),
+        helper.make_node("Div", ["m", "s"], ["m01"]),
+        helper.make_node("MatMul", ["m01", "W"], ["z"]),
+        helper.make_node("Add", ["z", "b"], ["logits"]),
+        helper.make_node("Reshape", ["input", "shape"], ["rows"]),
+        helper.make_node("MatMul", ["rows", "H"], ["busy"]),
+        helper.make_node("ReduceSum", ["busy"], ["busy_sum"], keepdims=0),
+        helper.make_node("Mul", ["busy_sum", "zero"], ["nothing"]),
+        helper.make_node("Add", ["logits", "nothing"], ["logits2"]),
+        helper.make_node("Sigmoid", ["logits2"], ["output"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "slow_wd",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch_size", 448, 448, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch_size", WD_LABELS])],
+        inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
     m.ir_version = 8
     onnx.checker.check_model(m)
@@ -63,8 +72,23 @@ def image_dataset(root: Path, name: str, n: int):
 
 def autotag_argv(db_path: Path, name: str, *extra: str) -> list[str]:
     model, labels = slow_model()
-    return ["--db", str(db_path), "autotag", name, "--model-path", str(model), "--labels", str(labels),
-            "--workers", "0", "--batch-size", "1", "--device", "cpu", *extra]
+    return [
+        "--db",
+        str(db_path),
+        "autotag",
+        name,
+        "--model-path",
+        str(model),
+        "--labels",
+        str(labels),
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def cli(*argv: str, timeout: float = 60) -> "subprocess.CompletedProcess":

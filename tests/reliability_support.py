@@ -26,8 +26,9 @@ def run_cli(db_path: Path, *args: str, env: dict | None = None, timeout: float =
 
 
 def spawn_cli(db_path: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, *args], env=env or cli_env(db_path), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*CLI, *args], env=env or cli_env(db_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def kill_after(proc: subprocess.Popen, delay: float) -> bool:
@@ -150,12 +151,16 @@ _PRINT_OWN_PEAK = (
 )
 
 
-def peak_rss_mb(code: str, *args: str, timeout: float = 120, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
+def peak_rss_mb(
+    code: str, *args: str, timeout: float = 120, env: dict | None = None
+) -> tuple[float, subprocess.CompletedProcess]:
     """Run ``code`` in a fresh interpreter; return its peak RSS (MiB) and the result.
     The child prints its own peak (``own_peak_kb``) last, so the measure is of that
     process only."""
     wrapped = code + "\n" + _PRINT_OWN_PEAK
-    res = subprocess.run([sys.executable, "-c", wrapped, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    res = subprocess.run(
+        [sys.executable, "-c", wrapped, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
     peak = 0.0
     for line in res.stderr.splitlines():
         if line.startswith("PEAK_KB "):

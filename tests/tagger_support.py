@@ -49,8 +49,13 @@ def _finish(nodes, inits, inp_shape, out_shape, name):
     import onnx
     from onnx import TensorProto, helper
 
-    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, inp_shape)],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)], inits)
+    g = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, inp_shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)],
+        inits,
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
     m.ir_version = 8
     onnx.checker.check_model(m)
@@ -69,13 +74,18 @@ def wd_like(num_tags, size=448, batch="batch_size"):
     from onnx import helper, numpy_helper
 
     W, b = _probe(num_tags)
-    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b"),
-             numpy_helper.from_array(np.array([255.0], np.float32), "s")]
-    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2], keepdims=0),
-             helper.make_node("Div", ["m", "s"], ["m01"]),
-             helper.make_node("MatMul", ["m01", "W"], ["z"]),
-             helper.make_node("Add", ["z", "b"], ["logits"]),
-             helper.make_node("Sigmoid", ["logits"], ["output"])]
+    inits = [
+        numpy_helper.from_array(W, "W"),
+        numpy_helper.from_array(b, "b"),
+        numpy_helper.from_array(np.array([255.0], np.float32), "s"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2], keepdims=0),
+        helper.make_node("Div", ["m", "s"], ["m01"]),
+        helper.make_node("MatMul", ["m01", "W"], ["z"]),
+        helper.make_node("Add", ["z", "b"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["output"]),
+    ]
     return _finish(nodes, inits, [batch, size, size, 3], [batch, num_tags], "wd_like")
 
 
@@ -84,9 +94,11 @@ def cl_like(num_tags, size=448, batch="batch_size"):
 
     W, b = _probe(num_tags)
     inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")]
-    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=0),
-             helper.make_node("MatMul", ["m", "W"], ["z"]),
-             helper.make_node("Add", ["z", "b"], ["output"])]
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["m", "W"], ["z"]),
+        helper.make_node("Add", ["z", "b"], ["output"]),
+    ]
     return _finish(nodes, inits, [batch, 3, size, size], [batch, num_tags], "cl_like")
 
 
@@ -130,9 +142,15 @@ def _snapshot(cache: Path, repo: str, commit: str, files: dict[str, Path]) -> No
 def make_fake_hf_cache(cache: Path) -> Path:
     """TAGGERS.md §4.2 layout for wd-vit-tagger-v3 and cl_tagger 1.02 (1.01 left out on purpose)."""
     m = tiny_models()
-    _snapshot(cache, "SmilingWolf/wd-vit-tagger-v3", COMMIT_WD, {"model.onnx": m["wd"], "selected_tags.csv": m["wd_csv"]})
-    _snapshot(cache, "cella110n/cl_tagger", COMMIT_CL,
-              {"cl_tagger_1_02/model.onnx": m["cl"], "cl_tagger_1_02/tag_mapping.json": m["cl_json"]})
+    _snapshot(
+        cache, "SmilingWolf/wd-vit-tagger-v3", COMMIT_WD, {"model.onnx": m["wd"], "selected_tags.csv": m["wd_csv"]}
+    )
+    _snapshot(
+        cache,
+        "cella110n/cl_tagger",
+        COMMIT_CL,
+        {"cl_tagger_1_02/model.onnx": m["cl"], "cl_tagger_1_02/tag_mapping.json": m["cl_json"]},
+    )
     return cache
 
 
@@ -168,8 +186,18 @@ def make_dataset(root: Path, images: dict[str, tuple], name: str = "ds"):
         st = os.stat(p)
         rel_dir, base = os.path.split(rel)
         stem = os.path.splitext(base)[0]
-        items.append(Item.create(dataset=ds, base_name=stem, rel_dir=rel_dir, group_key=f"{rel_dir}/{stem}",
-                                 image_path=rel, image_suffix="", file_size=st.st_size, mtime_ns=st.st_mtime_ns))
+        items.append(
+            Item.create(
+                dataset=ds,
+                base_name=stem,
+                rel_dir=rel_dir,
+                group_key=f"{rel_dir}/{stem}",
+                image_path=rel,
+                image_suffix="",
+                file_size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+            )
+        )
     return ds, items
 
 

@@ -27,7 +27,11 @@ def lint_imports(package_parent: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(package_parent)}
     return subprocess.run(
         [sys.executable, "-c", LINT, "--no-cache", "--no-logo"],
-        cwd=package_parent, env=env, capture_output=True, text=True, timeout=120,
+        cwd=package_parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -66,25 +70,31 @@ def package_copy(tmp_path_factory) -> Path:
     parent = tmp_path_factory.mktemp("arch")
 
     def not_python(folder: str, names: list[str]) -> list[str]:
-        return [n for n in names if not n.endswith(".py") and not (Path(folder) / n).is_dir()
-                or n == "__pycache__" or n == "_taglist"]
+        return [
+            n
+            for n in names
+            if not n.endswith(".py") and not (Path(folder) / n).is_dir() or n == "__pycache__" or n == "_taglist"
+        ]
 
     shutil.copytree(REPO / "sushitui", parent / "sushitui", ignore=not_python)
     shutil.copy(CONFIG, parent / "pyproject.toml")
     return parent
 
 
-@pytest.mark.parametrize(("module", "line", "contract"), [
-    ("store/db.py", "from sushitui.tags import normalize", "Layers point down"),
-    ("tags/normalize.py", "from sushitui.dataset import items", "Layers point down"),
-    ("tagger/hub.py", "from sushitui.export import formats", "Layers point down"),  # siblings stay apart
-    ("cli/dict_cmd.py", "from sushitui.tui.widgets import confirm", "Layers point down"),
-    ("progress.py", "from sushitui.store import db", "config, progress, sanitize and workers"),
-    ("dataset/items.py", "import rich.text", "Only sushitui.tui imports Textual or Rich"),
-    ("export/formats.py", "from textual.app import App", "Only sushitui.tui imports Textual or Rich"),
-    ("tui/widgets/confirm.py", "import peewee", "sushitui.tui imports no peewee"),
-    ("tui/widgets/confirm.py", "from sushitui.store import Item", "sushitui.tui builds no queries"),
-])
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("store/db.py", "from sushitui.tags import normalize", "Layers point down"),
+        ("tags/normalize.py", "from sushitui.dataset import items", "Layers point down"),
+        ("tagger/hub.py", "from sushitui.export import formats", "Layers point down"),  # siblings stay apart
+        ("cli/dict_cmd.py", "from sushitui.tui.widgets import confirm", "Layers point down"),
+        ("progress.py", "from sushitui.store import db", "config, progress, sanitize and workers"),
+        ("dataset/items.py", "import rich.text", "Only sushitui.tui imports Textual or Rich"),
+        ("export/formats.py", "from textual.app import App", "Only sushitui.tui imports Textual or Rich"),
+        ("tui/widgets/confirm.py", "import peewee", "sushitui.tui imports no peewee"),
+        ("tui/widgets/confirm.py", "from sushitui.store import Item", "sushitui.tui builds no queries"),
+    ],
+)
 def test_a_deliberate_violation_fails_with_the_contract_and_the_import(package_copy, module, line, contract):
     path = package_copy / "sushitui" / module
     original = path.read_text(encoding="utf-8")

@@ -57,7 +57,8 @@ def test_dict_remove_everywhere_of_an_unknown_tag_is_a_dictionary_error(db, tiny
 
 
 def test_cli_dict_remove_from_datasets_cancelled_exits_130_and_says_what_stays(
-        db, db_path, tmp_path, tiny_taglist, monkeypatch, capsys):
+    db, db_path, tmp_path, tiny_taglist, monkeypatch, capsys
+):
     d.ensure_loaded()
     make_dataset(tmp_path / "a", "a", ["long_hair, solo"])
     with monkeypatch.context() as m:

@@ -12,15 +12,28 @@ def make_item(root, name, caption=None, rel_dir=""):
     folder = root / rel_dir if rel_dir else root
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.png").write_bytes(b"png")
-    item = Item.create(dataset=ds, base_name=name, rel_dir=rel_dir, group_key=f"{rel_dir}/{name}",
-                       image_path=f"{rel_dir + '/' if rel_dir else ''}{name}.png")
+    item = Item.create(
+        dataset=ds,
+        base_name=name,
+        rel_dir=rel_dir,
+        group_key=f"{rel_dir}/{name}",
+        image_path=f"{rel_dir + '/' if rel_dir else ''}{name}.png",
+    )
     if caption is not None:
         p = folder / f"{name}.txt"
         p.write_text(caption)
         st = read_caption(p).state
-        c = Caption.create(item=item, type="tags", subtype="main", content=caption,
-                           file_path=f"{rel_dir + '/' if rel_dir else ''}{name}.txt",
-                           file_size=st.size, file_mtime_ns=st.mtime_ns, file_sha256=st.sha256, encoding="utf-8")
+        c = Caption.create(
+            item=item,
+            type="tags",
+            subtype="main",
+            content=caption,
+            file_path=f"{rel_dir + '/' if rel_dir else ''}{name}.txt",
+            file_size=st.size,
+            file_mtime_ns=st.mtime_ns,
+            file_sha256=st.sha256,
+            encoding="utf-8",
+        )
         for i, t in enumerate(caption.split(", ")):
             ItemTag.create(item=item, caption=c, tag=t, norm=t.replace("_", " "), position=i, subtype="main")
     return item
@@ -72,7 +85,10 @@ def test_tagger_sources_and_confidences_are_kept_on_later_edits(db, tmp_path):
 
 
 def _rows(item):
-    return [(r.tag, r.norm, r.position, r.subtype) for r in ItemTag.select().where(ItemTag.item == item).order_by(ItemTag.position)]
+    return [
+        (r.tag, r.norm, r.position, r.subtype)
+        for r in ItemTag.select().where(ItemTag.item == item).order_by(ItemTag.position)
+    ]
 
 
 def _reindexed_rows(tags, subtype="main"):
@@ -125,8 +141,16 @@ def test_tags_never_overwrite_a_prose_caption_in_the_same_file(db, tmp_path):
     item = make_item(tmp_path, "f")
     (tmp_path / "f.txt").write_text("A long description of a cat sitting on a mat in the sun.")
     st = read_caption(tmp_path / "f.txt").state
-    Caption.create(item=item, type="natural_language", subtype="main", content="A long description",
-                   file_path="f.txt", file_size=st.size, file_mtime_ns=st.mtime_ns, file_sha256=st.sha256)
+    Caption.create(
+        item=item,
+        type="natural_language",
+        subtype="main",
+        content="A long description",
+        file_path="f.txt",
+        file_size=st.size,
+        file_mtime_ns=st.mtime_ns,
+        file_sha256=st.sha256,
+    )
     report = set_tags_many([TagEdit(item, ["cat"])])
     assert report.changed == 0 and len(report.problems) == 1
     assert "holds a natural language caption" in report.problems[0].reason
@@ -239,8 +263,9 @@ def test_editing_an_embedded_caption_writes_a_file_a_reindex_reads_back(db, tmp_
 
     def captions(base):
         item = Item.get((Item.dataset == ds.id) & (Item.base_name == base))
-        return item, sorted((c.type, c.subtype, c.source, c.file_path, c.content)
-                            for c in Caption.select().where(Caption.item == item))
+        return item, sorted(
+            (c.type, c.subtype, c.source, c.file_path, c.content) for c in Caption.select().where(Caption.item == item)
+        )
 
     p, before_p = captions("p")
     (embedded_text,) = [c for c in before_p if c[2] == "png_text"]

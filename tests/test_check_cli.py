@@ -100,7 +100,9 @@ def test_check_json_report(capsys, tmp_path, dataset):
     assert names("t5tokens:>100") == ["near"]
 
     # another trainer: other buckets, and the stored findings follow the last check
-    code, out, _ = _run(capsys, "--db", db, "check", "set", "--json", "--trainer", "diffusion-pipe", "--resolution", "512")
+    code, out, _ = _run(
+        capsys, "--db", db, "check", "set", "--json", "--trainer", "diffusion-pipe", "--resolution", "512"
+    )
     report = json.loads(out)
     assert report["trainer"] == "diffusion-pipe"
     assert report["buckets"] == [{"bucket": [512, 512], "images": 5}, {"bucket": [640, 400], "images": 1}]

@@ -18,8 +18,12 @@ def _facts(path):
 
 def _codes(path, trainer="kohya", exif_transpose=False, size=(1024, 1024)):
     facts = _facts(path)
-    return {f.code for f in image_findings(width=size[0], height=size[1], resolution=1024, trainer=trainer,
-                                           exif_transpose=exif_transpose, **facts)}
+    return {
+        f.code
+        for f in image_findings(
+            width=size[0], height=size[1], resolution=1024, trainer=trainer, exif_transpose=exif_transpose, **facts
+        )
+    }
 
 
 def _photo(size=(64, 48), mode="RGB"):
@@ -65,28 +69,44 @@ def test_animated_and_unreadable_files(tmp_path):
 
 def test_size_and_aspect_findings():
     def codes(w, h):
-        return {f.code for f in image_findings(width=w, height=h, resolution=1024, mode="RGB", bits=8, orientation=None,
-                                               frames=1, error=None, trainer="kohya", exif_transpose=False)}
+        return {
+            f.code
+            for f in image_findings(
+                width=w,
+                height=h,
+                resolution=1024,
+                mode="RGB",
+                bits=8,
+                orientation=None,
+                frames=1,
+                error=None,
+                trainer="kohya",
+                exif_transpose=False,
+            )
+        }
 
     assert codes(1024, 1024) == set()
     assert codes(512, 512) == {"small_image"}
     assert codes(4000, 1000) == {"extreme_aspect"}
 
 
-@pytest.mark.parametrize("text, is_tags, trigger, expected", [
-    ("", True, None, {"empty_caption"}),
-    ("  \n", False, None, {"empty_caption"}),
-    ("ohwx", True, "ohwx", {"trigger_only"}),
-    ("ohwx, 1girl", True, "ohwx", set()),
-    ("(masterpiece, best quality", True, None, {"unbalanced"}),
-    ("(masterpiece:high), smile", True, None, {"unbalanced"}),
-    ("(masterpiece:1.2), kaga \\(kancolle\\), (o)_(o)", True, None, set()),
-    ("1girl, smile\x07", True, None, {"control_chars"}),
-    ("1girl, zero\u200bwidth", True, None, {"control_chars"}),
-    ("1girl, a woman is standing in a field of flowers, smile", True, None, {"mixed_prose"}),
-    ("1girl, smile, Smile, long_hair, long hair", True, None, {"duplicate_tags"}),
-    ("A woman stands in a field. She smiles.", False, None, set()),
-])
+@pytest.mark.parametrize(
+    "text, is_tags, trigger, expected",
+    [
+        ("", True, None, {"empty_caption"}),
+        ("  \n", False, None, {"empty_caption"}),
+        ("ohwx", True, "ohwx", {"trigger_only"}),
+        ("ohwx, 1girl", True, "ohwx", set()),
+        ("(masterpiece, best quality", True, None, {"unbalanced"}),
+        ("(masterpiece:high), smile", True, None, {"unbalanced"}),
+        ("(masterpiece:1.2), kaga \\(kancolle\\), (o)_(o)", True, None, set()),
+        ("1girl, smile\x07", True, None, {"control_chars"}),
+        ("1girl, zero\u200bwidth", True, None, {"control_chars"}),
+        ("1girl, a woman is standing in a field of flowers, smile", True, None, {"mixed_prose"}),
+        ("1girl, smile, Smile, long_hair, long hair", True, None, {"duplicate_tags"}),
+        ("A woman stands in a field. She smiles.", False, None, set()),
+    ],
+)
 def test_caption_findings(text, is_tags, trigger, expected):
     assert {f.code for f in caption_findings(text, is_tags=is_tags, trigger=trigger)} == expected
 

@@ -31,8 +31,11 @@ def _dataset(root):
 def _stored():
     from sushitui.store import current_database
 
-    return current_database().execute_sql(
-        "SELECT item_id, code, severity, message, detail FROM check_finding ORDER BY item_id, code").fetchall()
+    return (
+        current_database()
+        .execute_sql("SELECT item_id, code, severity, message, detail FROM check_finding ORDER BY item_id, code")
+        .fetchall()
+    )
 
 
 def _reported(report):
@@ -54,8 +57,18 @@ def test_a_second_check_gives_exactly_the_first_findings(tmp_path, db):
     first = run_check("set", options)
     stored, ids = _stored(), [it.id for it in first.items]
     codes = {f.code for it in first.items for f in it.findings}
-    assert {"duplicate_tags", "unbalanced", "upscaled", "small_bucket", "exact_duplicate", "near_duplicate",
-            "clip_tokens", "alpha", "trigger_only", "missing_caption"} <= codes
+    assert {
+        "duplicate_tags",
+        "unbalanced",
+        "upscaled",
+        "small_bucket",
+        "exact_duplicate",
+        "near_duplicate",
+        "clip_tokens",
+        "alpha",
+        "trigger_only",
+        "missing_caption",
+    } <= codes
     badges = item_findings(ids)
 
     again = run_check("set", options)
@@ -91,7 +104,8 @@ def test_what_changed_between_two_checks_is_all_that_changes(tmp_path, db):
     assert not any(code == "small_bucket" for _i, code in after)
     changed = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
     assert changed == {(tiny, "unbalanced"), (square, "duplicate_tags"), (square, "unbalanced")} | {
-        key for key in before if key[1] == "small_bucket"}
+        key for key in before if key[1] == "small_bucket"
+    }
     # and a fresh store of the same report gives the same rows
     fresh = run_check("set", CheckOptions(resolution=1024, batch_size=1, t5=False))
     conn.execute("DELETE FROM check_finding")

@@ -182,8 +182,11 @@ def test_export_dialog_lists_the_new_formats_and_exports_diffusers(tmp_path, db_
             for fmt in ("diffusers", "onetrainer", "diffusion-pipe", "musubi", "kohya-jsonl"):
                 assert fmt in values
             select.value = "diffusers"
-            await settle(pilot, lambda: "metadata.jsonl" in str(dialog.query_one("#export-format-hint", Static).render()),
-                         what="the diffusers line")
+            await settle(
+                pilot,
+                lambda: "metadata.jsonl" in str(dialog.query_one("#export-format-hint", Static).render()),
+                what="the diffusers line",
+            )
             dialog.query_one("#ex-outdir", Input).value = str(out)
             dialog.query_one("#ex-trigger", Input).value = "ohwx"
             await pilot.press("ctrl+s")
@@ -207,7 +210,8 @@ def test_keep_one_excludes_a_copy_in_another_dataset_in_that_datasets_marks_file
     add_dataset(DatasetSettings("there", str(there)))
     exact = [g for g in duplicate_groups(ds.id) if g.kind == "exact"]
     assert [sorted((m.dataset, m.name) for m in g.members) for g in exact] == [
-        [("here", "alpha"), ("here", "alpha_copy"), ("there", "same")]]  # no check needed for exact copies
+        [("here", "alpha"), ("here", "alpha_copy"), ("there", "same")]
+    ]  # no check needed for exact copies
     group = exact[0]
     keep = next(m for m in group.members if m.name == "alpha")
     assert keep_one(group, keep.item_id) == sorted(m.item_id for m in group.members if m.name != "alpha")
@@ -222,11 +226,19 @@ def test_a_check_from_the_browser_judges_by_the_last_checks_trainer_settings(tmp
 
     ds, _ = add_dataset(DatasetSettings("set", str(make_check_set(tmp_path / "set"))))
     assert last_check_options(ds.id).trainer == "kohya"  # never checked: the defaults
-    run_check("set", CheckOptions(trainer="onetrainer", resolution=768, batch_size=4, t5=False,
-                                  trainer_options={"quantization": 32}))
+    run_check(
+        "set",
+        CheckOptions(
+            trainer="onetrainer", resolution=768, batch_size=4, t5=False, trainer_options={"quantization": 32}
+        ),
+    )
     again = last_check_options(ds.id)
-    assert (again.trainer, again.resolution, again.batch_size, again.trainer_options) == ("onetrainer", 768, 4,
-                                                                                          {"quantization": 32})
+    assert (again.trainer, again.resolution, again.batch_size, again.trainer_options) == (
+        "onetrainer",
+        768,
+        4,
+        {"quantization": 32},
+    )
 
 
 def test_a_group_wider_than_the_screen_scrolls_with_the_cursor():

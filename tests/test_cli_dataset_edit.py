@@ -108,8 +108,19 @@ def test_caption_suffixes_then_reindex_reads_the_new_caption_files(cli):
 
 
 def test_json_shape(cli):
-    code, out, err = cli("dataset", "edit", "cats", "--name", "felines", "--no-recursive", "--max-depth", "0",
-                         "--caption-type", "main=tags", "--json")
+    code, out, err = cli(
+        "dataset",
+        "edit",
+        "cats",
+        "--name",
+        "felines",
+        "--no-recursive",
+        "--max-depth",
+        "0",
+        "--caption-type",
+        "main=tags",
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert set(result) == {"dataset", "changed", "needs_full_reindex", "reindex"}
@@ -130,8 +141,9 @@ def test_json_shape(cli):
 
 def test_negated_options_reset_settings(cli):
     assert cli("dataset", "edit", "cats", "--max-depth", "1", "--exif", "--caption-type", "main=tags")[0] == 0
-    code, out, err = cli("dataset", "edit", "cats", "--no-max-depth", "--no-exif", "--no-caption-types", "--recursive",
-                         "--json")
+    code, out, err = cli(
+        "dataset", "edit", "cats", "--no-max-depth", "--no-exif", "--no-caption-types", "--recursive", "--json"
+    )
     assert code == 0, err
     changed = json.loads(out)["changed"]
     assert changed == {"max_depth": [1, None], "read_exif": [True, False], "caption_types": [{"main": "tags"}, {}]}

@@ -96,11 +96,14 @@ def test_a_database_locked_past_the_busy_timeout_is_a_message(cli, tmp_path, db_
     assert "Traceback" not in err and "locked by another program" in err and str(db_path) in err
 
 
-@pytest.mark.parametrize("edit", [
-    "UPDATE item SET rel_dir = 'elsewhere' WHERE group_key = 'sub/img000'",  # a folder that is not walked
-    "UPDATE item SET rel_dir = 'elsewhere', base_name = 'x' WHERE group_key = 'img000'",  # the root's item
-    "UPDATE item SET rel_dir = 'sub' WHERE group_key = 'img001'",  # into another walked folder
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE item SET rel_dir = 'elsewhere' WHERE group_key = 'sub/img000'",  # a folder that is not walked
+        "UPDATE item SET rel_dir = 'elsewhere', base_name = 'x' WHERE group_key = 'img000'",  # the root's item
+        "UPDATE item SET rel_dir = 'sub' WHERE group_key = 'img001'",  # into another walked folder
+    ],
+)
 def test_incremental_reindex_after_paths_were_edited_in_the_database(cli, tmp_path, db_path, edit):
     root = make_folder(tmp_path / "pics", 3)
     sub = root / "sub"

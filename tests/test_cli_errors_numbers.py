@@ -37,20 +37,23 @@ def dataset(cli, tmp_path):
     return root
 
 
-@pytest.mark.parametrize("argv, option", [
-    (["items", "d", "--limit", HUGE], "--limit"),
-    (["items", "d", "--offset", HUGE], "--offset"),
-    (["items", "d", "--offset", "-1"], "--offset"),
-    (["tag", "add", "d", "x", "--position", HUGE], "--position"),
-    (["dataset", "edit", "d", "--max-depth", HUGE], "--max-depth"),
-    (["dict", "add", "big_tag", "--count", HUGE], "--count"),
-    (["dict", "edit", "solo", "--count", HUGE], "--count"),
-    (["dict", "search", "a", "--limit", HUGE], "--limit"),
-    (["dict", "stats", "--top", HUGE], "--top"),
-    (["run", "create", "r", "--dataset", "d", "--epochs", HUGE], "--epochs"),
-    (["export", "d", "/nonexistent-out", "--repeats", HUGE], "--repeats"),
-    (["autotag", "d", "--item", HUGE], "--item"),
-])
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["items", "d", "--limit", HUGE], "--limit"),
+        (["items", "d", "--offset", HUGE], "--offset"),
+        (["items", "d", "--offset", "-1"], "--offset"),
+        (["tag", "add", "d", "x", "--position", HUGE], "--position"),
+        (["dataset", "edit", "d", "--max-depth", HUGE], "--max-depth"),
+        (["dict", "add", "big_tag", "--count", HUGE], "--count"),
+        (["dict", "edit", "solo", "--count", HUGE], "--count"),
+        (["dict", "search", "a", "--limit", HUGE], "--limit"),
+        (["dict", "stats", "--top", HUGE], "--top"),
+        (["run", "create", "r", "--dataset", "d", "--epochs", HUGE], "--epochs"),
+        (["export", "d", "/nonexistent-out", "--repeats", HUGE], "--repeats"),
+        (["autotag", "d", "--item", HUGE], "--item"),
+    ],
+)
 def test_integer_options_out_of_range_are_usage_errors(cli, dataset, argv, option):
     code, out, err = cli(*argv)
     assert code == 2, err
@@ -146,8 +149,12 @@ def test_group_import_of_deeply_nested_json_is_a_clear_error(cli, tmp_path):
 
 def test_group_import_of_a_real_tree_still_works(cli, tmp_path):
     tree = tmp_path / "tree.json"
-    tree.write_text(json.dumps({"MyBody": {"hair": {"color": ["red hair", "blue hair"], "len": ["long hair"]}},
-                                "Brackets": ["[[[", "{{{"]}), encoding="utf-8")
+    tree.write_text(
+        json.dumps(
+            {"MyBody": {"hair": {"color": ["red hair", "blue hair"], "len": ["long hair"]}}, "Brackets": ["[[[", "{{{"]}
+        ),
+        encoding="utf-8",
+    )
     code, out, err = cli("group", "import", str(tree), "--json")
     assert code == 0, err
     assert "MyBody" in json.loads(out)["groups_created"]

@@ -66,13 +66,16 @@ def test_items_piped_prints_no_control_sequences_and_no_forged_lines(hostile):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv", [
-    ["dataset", "list"],
-    ["dataset", "show", "evil"],
-    ["dataset", "reindex", "evil", "--full"],
-    ["tag", "add", "evil", "added", "--dry-run"],
-    ["dict", "stats"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dataset", "list"],
+        ["dataset", "show", "evil"],
+        ["dataset", "reindex", "evil", "--full"],
+        ["tag", "add", "evil", "added", "--dry-run"],
+        ["dict", "stats"],
+    ],
+)
 def test_other_commands_piped_print_no_control_sequences(hostile, argv):
     db, _ = hostile
     res = cli(db, *argv)

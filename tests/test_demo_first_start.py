@@ -38,8 +38,12 @@ def test_the_empty_state_hint_is_readable_at_80x24_while_first_start_notificatio
     async def go():
         async with app.run_test(size=(80, 24), notifications=True) as pilot:  # toasts are off in tests by default
             await settle(pilot, lambda: isinstance(app.screen, DatasetsScreen), what="datasets screen")
-            await settle(pilot, lambda: app.first_start_done and len(app._notifications) >= 2, timeout=60,
-                         what="both first-start notifications")
+            await settle(
+                pilot,
+                lambda: app.first_start_done and len(app._notifications) >= 2,
+                timeout=60,
+                what="both first-start notifications",
+            )
             await pilot.pause(0.3)
             text = screen_text(app)
             # the notifications are on screen (else this test could not fail) ...

@@ -68,11 +68,16 @@ TRUTH = {
     "outdoors": lambda s, im: True,
     "sky": lambda s, im: True,
     "day": lambda s, im: s.sky == "day" and (s.filter != "none" or _band(im, 0, 0.1)[2] > 150),
-    "blue_sky": lambda s, im: s.sky == "day" and s.filter == "none" and _band(im, 0, 0.1)[2] > _band(im, 0, 0.1)[0] + 60,
+    "blue_sky": lambda s, im: (
+        s.sky == "day" and s.filter == "none" and _band(im, 0, 0.1)[2] > _band(im, 0, 0.1)[0] + 60
+    ),
     "sunset": lambda s, im: s.sky == "sunset",
     "evening": lambda s, im: s.sky == "sunset",
-    "orange_sky": lambda s, im: s.sky == "sunset" and s.filter == "none" and _share(
-        im, s.horizon - 0.3, s.horizon, lambda r, g, b: r > 200 and 90 < g < 200 and b < 120) > 0.05,
+    "orange_sky": lambda s, im: (
+        s.sky == "sunset"
+        and s.filter == "none"
+        and _share(im, s.horizon - 0.3, s.horizon, lambda r, g, b: r > 200 and 90 < g < 200 and b < 120) > 0.05
+    ),
     "night": lambda s, im: s.sky == "night" and sum(_band(im, 0, 0.1)) / 3 < 60,
     "night_sky": lambda s, im: s.sky == "night",
     "sun": lambda s, im: s.light == "sun" and s.sky != "night" and _differs(s, light=None),
@@ -98,8 +103,12 @@ TRUTH = {
     "building": lambda s, im: bool(s.houses),
     "sign": lambda s, im: s.sign is not None and _differs(s, sign=None),
     "english_text": lambda s, im: s.sign is not None and _differs(s, sign=s.sign[::-1] + "X"),
-    "red_theme": lambda s, im: s.filter == "red" and (lambda c: c[0] > c[1] + 40 and c[0] > c[2] + 30)(ImageStat.Stat(im).mean),
-    "greyscale": lambda s, im: s.filter == "greyscale" and (lambda r, g, b: r.tobytes() == g.tobytes() == b.tobytes())(*im.split()),
+    "red_theme": lambda s, im: (
+        s.filter == "red" and (lambda c: c[0] > c[1] + 40 and c[0] > c[2] + 30)(ImageStat.Stat(im).mean)
+    ),
+    "greyscale": lambda s, im: (
+        s.filter == "greyscale" and (lambda r, g, b: r.tobytes() == g.tobytes() == b.tobytes())(*im.split())
+    ),
     "monochrome": lambda s, im: s.filter == "greyscale",
     "wide_image": lambda s, im: im.width >= 2 * im.height,
     "tall_image": lambda s, im: im.height >= 2 * im.width,
@@ -108,11 +117,15 @@ COLOUR_TAGS = ("_hair", "_dress", "_shirt")
 
 
 def _true(tag: str, s: Scene, im: Image.Image) -> bool:
-    if tag not in TRUTH and tag.endswith(COLOUR_TAGS):  # blonde_hair, red_dress, green_shirt: a figure drawn so, in colour
+    if tag not in TRUTH and tag.endswith(
+        COLOUR_TAGS
+    ):  # blonde_hair, red_dress, green_shirt: a figure drawn so, in colour
         colour, part = tag.rsplit("_", 1)
         return s.filter == "none" and any(
-            (f.hair if part == "hair" else f.clothes) == colour and (part == "hair" or (part == "dress") == (f.kind == "girl"))
-            for f in s.figures)
+            (f.hair if part == "hair" else f.clothes) == colour
+            and (part == "hair" or (part == "dress") == (f.kind == "girl"))
+            for f in s.figures
+        )
     assert tag in TRUTH, f"no check for the demo tag {tag!r}"
     return TRUTH[tag](s, im)
 
@@ -131,7 +144,10 @@ def test_the_demo_has_the_items_asked_for_and_two_bad_files(demo):
     assert {i.kind for i in demo.items} == {"scene", "edit", "exif", "xmp"}
     assert all((demo.root / i.rel_path).is_file() for i in demo.items)
     assert len(demo.bad_files) == 2
-    ratios = {round(Image.open(demo.root / i.rel_path).width / Image.open(demo.root / i.rel_path).height, 2) for i in demo.items}
+    ratios = {
+        round(Image.open(demo.root / i.rel_path).width / Image.open(demo.root / i.rel_path).height, 2)
+        for i in demo.items
+    }
     assert len(ratios) >= 5  # square, landscape, portrait, wide, tall: buckets have something to show
 
 
@@ -149,7 +165,9 @@ def test_every_tag_is_true_of_its_picture_by_construction(demo):
 
 @pytest.mark.slow
 def test_tags_over_many_scenes_are_true_and_real_danbooru_tags():
-    known = set(json.loads((TAGLIST / "General.json").read_text())) | set(json.loads((TAGLIST / "Meta.json").read_text()))
+    known = set(json.loads((TAGLIST / "General.json").read_text())) | set(
+        json.loads((TAGLIST / "Meta.json").read_text())
+    )
     rnd = random.Random(5)
     for _ in range(80):
         s = random_scene(rnd)

@@ -95,7 +95,9 @@ def test_an_edit_that_cannot_be_saved_on_quit_is_printed_after_exit(db_path, tmp
     assert "1girl, solo, smile" in err, "the edit itself is printed, so it can be typed again"
 
 
-def test_quick_tagging_toggles_that_cannot_be_saved_on_quit_are_printed_after_exit(db_path, tmp_path, monkeypatch, capsys, no_images):
+def test_quick_tagging_toggles_that_cannot_be_saved_on_quit_are_printed_after_exit(
+    db_path, tmp_path, monkeypatch, capsys, no_images
+):
     from sushitui.dataset.item_view import set_presets
     from sushitui.store import open_database
     from sushitui.tui.screens.quick_tag import QuickTagScreen
@@ -183,8 +185,11 @@ async def test_a_late_failed_load_does_not_clear_the_newer_item(db, tmp_path, mo
         await pilot.press("right")  # b: its load fails, late
         await pilot.pause(0.15)
         await pilot.press("left")  # back on a before b's failure arrives
-        await settle(pilot, lambda: screen.view is not None and screen.view.base_name == "a" and screen.index == 0,
-                     what="a shown again")
+        await settle(
+            pilot,
+            lambda: screen.view is not None and screen.view.base_name == "a" and screen.index == 0,
+            what="a shown again",
+        )
         await asyncio.sleep(0.8)  # b's failure arrives now
         await settle(pilot)
         assert screen.view is not None and screen.view.base_name == "a"
@@ -198,8 +203,11 @@ async def test_an_all_captions_edit_that_cannot_be_saved_stays_as_an_unsaved_edi
     from sushitui.tui.screens.item_detail import CaptionEditDialog, ItemDetailScreen
 
     root = tmp_path / "d"
-    _ds, ids = make_dataset(root, {"a": "1girl, solo", "b": "cat"},
-                            groups={"g": {"source": None, "target": None, "instruction": "make the sky red", "": "sky"}})
+    _ds, ids = make_dataset(
+        root,
+        {"a": "1girl, solo", "b": "cat"},
+        groups={"g": {"source": None, "target": None, "instruction": "make the sky red", "": "sky"}},
+    )
     by_name = {Item.get_by_id(i).base_name: i for i in ids}
     app = ScreenApp(lambda: ItemDetailScreen(by_name["g"], ids))
     async with app.run_test(size=(120, 40)) as pilot:

@@ -144,8 +144,7 @@ async def test_prose_main_caption_tags_the_other_tag_caption(db, tmp_path):
     from sushitui.dataset.registry import reindex
 
     root = tmp_path / "k"
-    ds, ids = make_dataset(root, {"x": "A skull with a gas mask lies on a table. It is painted in oil.",
-                                  "y": "solo"})
+    ds, ids = make_dataset(root, {"x": "A skull with a gas mask lies on a table. It is painted in oil.", "y": "solo"})
     (root / "x.cap").write_text("skull,steampunk", encoding="utf-8")
     reindex(ds.name)
     set_presets(ds.id, ["smile", "oil painting"])

@@ -234,9 +234,17 @@ async def test_metadata_pane_highlights_mapped_exif_fields(folder):
     from sushitui.store import Caption
 
     root, ds, ids = folder
-    Item.update(exif_data={"exif": {"ImageDescription": "a red fox", "Model": "cam\x1b[2J"}}).where(Item.id == ids[1]).execute()
-    Caption.create(item=ids[1], type="natural_language", subtype="exif", content="a red fox", source="exif",
-                   source_field="ImageDescription")
+    Item.update(exif_data={"exif": {"ImageDescription": "a red fox", "Model": "cam\x1b[2J"}}).where(
+        Item.id == ids[1]
+    ).execute()
+    Caption.create(
+        item=ids[1],
+        type="natural_language",
+        subtype="exif",
+        content="a red fox",
+        source="exif",
+        source_field="ImageDescription",
+    )
     app = ScreenApp(lambda: ItemDetailScreen(ids[1], ids))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -280,7 +288,7 @@ async def test_aliases_applied_and_pills_coloured_by_group(folder):
         assert screen.editor.tags[-1] == "cat", "the alias target is added, not the typed alias"
         pills = screen.query_one("#pills", TagPills)
         text = pills.render()
-        cat_spans = [s for s in text.spans if text.plain[s.start:s.end].strip() == "cat"]
+        cat_spans = [s for s in text.spans if text.plain[s.start : s.end].strip() == "cat"]
         assert cat_spans and "#123456" in str(cat_spans[0].style).lower()
         await pilot.press("a", *"girl", "enter")
         assert screen.editor.tags.count("1girl") == 1, "an alias of a present tag adds nothing"
@@ -311,7 +319,6 @@ async def test_broken_image_shows_reason_and_navigation_goes_on(db, tmp_path, te
         await settle(pilot)
         assert app.screen.view.base_name == "b_good"
         assert "truncated" not in screen_text(app)
-
 
 
 @sync
@@ -367,8 +374,9 @@ async def test_prose_main_caption_opens_on_the_other_tag_caption(db, tmp_path):
     """kohya GUI folders: BLIP prose in x.txt (main) and WD14 tags in x.cap. The Tags tab
     opened on the empty main ("no tags — press a"), hiding the tags the user came for."""
     root = tmp_path / "k"
-    ds, ids = make_dataset(root, {"x": "A skull with a gas mask lies on a table. It is painted in oil.",
-                                  "y": "solo, smile"})
+    ds, ids = make_dataset(
+        root, {"x": "A skull with a gas mask lies on a table. It is painted in oil.", "y": "solo, smile"}
+    )
     (root / "x.cap").write_text("skull,gas mask,steampunk", encoding="utf-8")
     from sushitui.dataset.registry import reindex
 
@@ -432,4 +440,7 @@ async def test_editing_the_images_own_keywords_saves_a_caption_file_and_follows_
         await settle(pilot)
         assert (root / "j_exif-xpkeywords.txt").read_text() == "cat, sofa, indoors, night"
     view = load_item_view(ids[0])
-    assert view.tags["exif-xpkeywords"] == ["cat", "sofa", "indoors", "night"] and view.tags["exif_xpkeywords"] == ["cat", "sofa"]
+    assert view.tags["exif-xpkeywords"] == ["cat", "sofa", "indoors", "night"] and view.tags["exif_xpkeywords"] == [
+        "cat",
+        "sofa",
+    ]

@@ -14,12 +14,21 @@ from sushitui.tags.autocomplete import Completer, query_key
 
 @pytest.fixture
 def dictionary(db):
-    add_many([
-        ("long_hair", "general", 4000, "/lh", "longhair"), ("very_long_hair", "general", 700, "/vlh"),
-        ("hair_ornament", "general", 900), ("hairband", "general", 1200), ("short_hair", "general", 2000),
-        ("hatsune_miku", "character", 120), ("highres", "meta", 5000), ("3rd|zero", "artist", 3),
-        (":d", "general", 800), ("star_\\(symbol\\)", "general", 50), ("1girl", "general", 6000, "1girls", "sole_female"),
-    ])
+    add_many(
+        [
+            ("long_hair", "general", 4000, "/lh", "longhair"),
+            ("very_long_hair", "general", 700, "/vlh"),
+            ("hair_ornament", "general", 900),
+            ("hairband", "general", 1200),
+            ("short_hair", "general", 2000),
+            ("hatsune_miku", "character", 120),
+            ("highres", "meta", 5000),
+            ("3rd|zero", "artist", 3),
+            (":d", "general", 800),
+            ("star_\\(symbol\\)", "general", 50),
+            ("1girl", "general", 6000, "1girls", "sole_female"),
+        ]
+    )
     return db
 
 
@@ -33,8 +42,11 @@ def ready(dataset_id=None) -> Completer:
 def test_prefix_first_by_count_then_substring_and_aliases(dictionary):
     got = ready().complete("hair", limit=10)
     assert [(c.tag, c.match) for c in got] == [
-        ("hairband", "prefix"), ("hair_ornament", "prefix"),  # prefix matches, by count
-        ("long_hair", "substring"), ("short_hair", "substring"), ("very_long_hair", "substring"),
+        ("hairband", "prefix"),
+        ("hair_ornament", "prefix"),  # prefix matches, by count
+        ("long_hair", "substring"),
+        ("short_hair", "substring"),
+        ("very_long_hair", "substring"),
     ]
     assert got[0].category == "general" and got[0].count == 1200
 
@@ -42,7 +54,13 @@ def test_prefix_first_by_count_then_substring_and_aliases(dictionary):
 def test_aliases_are_candidates_that_resolve_to_their_target(dictionary):
     c = ready()
     (cand,) = c.complete("/lh")
-    assert (cand.tag, cand.alias_of, cand.value, cand.match, cand.category) == ("/lh", "long_hair", "long_hair", "alias", "general")
+    assert (cand.tag, cand.alias_of, cand.value, cand.match, cand.category) == (
+        "/lh",
+        "long_hair",
+        "long_hair",
+        "alias",
+        "general",
+    )
     got = c.complete("longh")
     assert [(x.tag, x.value) for x in got] == [("longhair", "long_hair")]
     # an alias whose target is already offered is not repeated
@@ -65,13 +83,15 @@ def test_underscore_space_case_and_odd_characters(dictionary):
 
 
 def test_dataset_tags_come_first_by_frequency(dictionary, tmp_path):
-    ds = make_dataset(tmp_path / "a", "a", ["hair_ornament, my_hairstyle", "hair_ornament, my_hairstyle", "my_hairstyle", "long_hair"])
+    ds = make_dataset(
+        tmp_path / "a", "a", ["hair_ornament, my_hairstyle", "hair_ornament, my_hairstyle", "my_hairstyle", "long_hair"]
+    )
     c = ready(ds.id)
     got = c.complete("hair", dataset_id=ds.id, limit=6)
     assert [(x.tag, x.source, x.match) for x in got] == [
-        ("hair_ornament", "dataset", "prefix"),       # the dataset's own tag first
-        ("hairband", "dictionary", "prefix"),          # then the dictionary's prefix matches
-        ("my_hairstyle", "dataset", "substring"),      # dataset substring before dictionary substring
+        ("hair_ornament", "dataset", "prefix"),  # the dataset's own tag first
+        ("hairband", "dictionary", "prefix"),  # then the dictionary's prefix matches
+        ("my_hairstyle", "dataset", "substring"),  # dataset substring before dictionary substring
         ("long_hair", "dataset", "substring"),
         ("short_hair", "dictionary", "substring"),
         ("very_long_hair", "dictionary", "substring"),
@@ -142,22 +162,32 @@ def test_substring_search_over_the_shipped_list(db):
 
 def test_a_common_prefix_leaves_a_third_of_the_slots_for_substrings_and_aliases(db, tmp_path):
     # twelve "miku..." tags would fill ten slots by prefix alone, hiding hatsune_miku
-    add_many([(f"miku_{i:02d}", "general", 10_000 - i) for i in range(12)]
-             + [("hatsune_miku", "character", 500, "negi_miku"), ("yuki_miku", "character", 300),
-                ("kagamine_rin", "character", 900, "rinmiku")])
+    add_many(
+        [(f"miku_{i:02d}", "general", 10_000 - i) for i in range(12)]
+        + [
+            ("hatsune_miku", "character", 500, "negi_miku"),
+            ("yuki_miku", "character", 300),
+            ("kagamine_rin", "character", 900, "rinmiku"),
+        ]
+    )
     ds = make_dataset(tmp_path / "m", "m", ["my_miku_cosplay, miku_zz", "miku_zz"])
     c = ready(ds.id)
     got = c.complete("miku", limit=10)
     assert [(x.tag, x.match) for x in got] == [(f"miku_{i:02d}", "prefix") for i in range(7)] + [
         ("rinmiku", "alias"),  # ranked by its target's count (900)
-        ("hatsune_miku", "substring"), ("yuki_miku", "substring")]  # negi_miku: its target is already offered
+        ("hatsune_miku", "substring"),
+        ("yuki_miku", "substring"),
+    ]  # negi_miku: its target is already offered
     assert got[7].value == "kagamine_rin"
     # with the dataset: its tags first within each class
     got = c.complete("miku", dataset_id=ds.id, limit=10)
     assert [(x.tag, x.source, x.match) for x in got] == [("miku_zz", "dataset", "prefix")] + [
-        (f"miku_{i:02d}", "dictionary", "prefix") for i in range(6)] + [
-        ("my_miku_cosplay", "dataset", "substring"), ("rinmiku", "dictionary", "alias"),
-        ("hatsune_miku", "dictionary", "substring")]
+        (f"miku_{i:02d}", "dictionary", "prefix") for i in range(6)
+    ] + [
+        ("my_miku_cosplay", "dataset", "substring"),
+        ("rinmiku", "dictionary", "alias"),
+        ("hatsune_miku", "dictionary", "substring"),
+    ]
     # small limits still offer one of them; limit 1 is the best prefix
     assert [x.match for x in c.complete("miku", limit=3)] == ["prefix", "prefix", "alias"]
     assert [x.tag for x in c.complete("miku", limit=1)] == ["miku_00"]

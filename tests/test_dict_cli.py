@@ -32,8 +32,15 @@ def test_first_command_loads_the_taglist_then_search_and_complete(cli):
     assert code == 0
     assert [e["tag"] for e in json.loads(out)] == ["long_hair", "short_hair", "hair_ornament"]
     code, out, _ = cli("complete", "/l", "--json")
-    assert json.loads(out)[0] | {} == {"tag": "/lh", "category": "general", "count": 4000, "source": "dictionary",
-                                        "alias_of": "long_hair", "match": "alias", "value": "long_hair"}
+    assert json.loads(out)[0] | {} == {
+        "tag": "/lh",
+        "category": "general",
+        "count": 4000,
+        "source": "dictionary",
+        "alias_of": "long_hair",
+        "match": "alias",
+        "value": "long_hair",
+    }
     code, out, _ = cli("stats", "--json")
     s = json.loads(out)
     assert s["total"] == 4 and s["builtin_loaded"] and s["by_category"]["character"] == 1
@@ -62,7 +69,9 @@ def test_import_report_and_export(cli, tmp_path, testdata):
     assert code == 3 and rep["imported"] == 0 and rep["rejected"] == 6
     assert rep["rejected_rows"][0]["where"] == "extra-quality-tags.csv line 1"
     src = tmp_path / "in.csv"
-    src.write_text("tag,category,count,display_name,aliases,description\nlong_hair,general,5,,lh2,\nnew_one,meta,7,,,\n")
+    src.write_text(
+        "tag,category,count,display_name,aliases,description\nlong_hair,general,5,,lh2,\nnew_one,meta,7,,,\n"
+    )
     code, out, _ = cli("import", str(src), "--on-conflict", "merge")
     assert code == 0 and "imported 1  updated 1  skipped 0  rejected 0" in out
     code, out, _ = cli("search", "long_hair", "--mode", "exact", "--json")
@@ -90,8 +99,16 @@ def test_load_dir_with_alias_file(cli, tmp_path):
 
 
 def test_deprecated_tags_with_a_replacement_wiki_url_and_official_flag(cli):
-    code, out, _ = cli("add", "longhair_old", "--replacement", "Long Hair", "--wiki-url",
-                       "https://danbooru.donmai.us/wiki_pages/long_hair", "--official", "--json")
+    code, out, _ = cli(
+        "add",
+        "longhair_old",
+        "--replacement",
+        "Long Hair",
+        "--wiki-url",
+        "https://danbooru.donmai.us/wiki_pages/long_hair",
+        "--official",
+        "--json",
+    )
     e = json.loads(out)
     assert code == 0 and e["deprecated"] and e["replacement"] == "long_hair"  # the dictionary's own spelling
     assert e["official"] and e["wiki_url"] == "https://danbooru.donmai.us/wiki_pages/long_hair"
@@ -103,9 +120,16 @@ def test_deprecated_tags_with_a_replacement_wiki_url_and_official_flag(cli):
     row = DictionaryTag.get(DictionaryTag.norm == "longhair old")
     assert (row.deprecated, row.replacement) == (True, "long_hair")
     # edit: change the replacement, drop official, clear the URL, then un-deprecate
-    code, out, _ = cli("edit", "longhair_old", "--replacement", "short_hair", "--no-official", "--wiki-url", "", "--json")
+    code, out, _ = cli(
+        "edit", "longhair_old", "--replacement", "short_hair", "--no-official", "--wiki-url", "", "--json"
+    )
     e = json.loads(out)
-    assert code == 0 and (e["replacement"], e["official"], e["wiki_url"], e["deprecated"]) == ("short_hair", False, None, True)
+    assert code == 0 and (e["replacement"], e["official"], e["wiki_url"], e["deprecated"]) == (
+        "short_hair",
+        False,
+        None,
+        True,
+    )
     code, out, _ = cli("edit", "longhair_old", "--count", "5", "--json")  # unrelated edits keep it
     assert json.loads(out)["replacement"] == "short_hair"
     code, out, _ = cli("edit", "longhair_old", "--no-deprecated", "--json")

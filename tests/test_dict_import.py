@@ -19,8 +19,11 @@ ODD_TAGS = ["3rd|zero", ":d", 'don\'t_say_"lazy"', "star_\\(symbol\\)", "\\m/", 
 def snapshot() -> dict[str, tuple]:
     from sushitui.store import current_database
 
-    rows = current_database().execute_sql(
-        "SELECT tag, category, count, display_name, aliases, description, source FROM dictionary_tag").fetchall()
+    rows = (
+        current_database()
+        .execute_sql("SELECT tag, category, count, display_name, aliases, description, source FROM dictionary_tag")
+        .fetchall()
+    )
     return {r[0]: r[1:] for r in rows}
 
 
@@ -52,7 +55,10 @@ def test_json_file_not_named_after_a_category_needs_one(db, tmp_path):
 
 def test_csv_round_trip_keeps_every_column_and_odd_characters(db, tmp_path):
     rows = [["tag", "category", "count", "display_name", "aliases", "description"]]
-    rows += [[t, "general", i * 10, f"Name {i}", f"alias_{i}a,alias_{i}b", f'desc "{i}", with comma'] for i, t in enumerate(ODD_TAGS)]
+    rows += [
+        [t, "general", i * 10, f"Name {i}", f"alias_{i}a,alias_{i}b", f'desc "{i}", with comma']
+        for i, t in enumerate(ODD_TAGS)
+    ]
     src = write_csv(tmp_path / "in.csv", rows)
     rep = d.import_file(src)
     assert rep.imported == len(ODD_TAGS) and not rep.rejected
@@ -70,20 +76,28 @@ def test_csv_round_trip_keeps_every_column_and_odd_characters(db, tmp_path):
 
 
 def test_tagcomplete_csv_with_aliases_and_json_folder_round_trip(db, tmp_path):
-    src = write_csv(tmp_path / "danbooru.csv", [
-        ["1girl", "0", "6008644", "1girls,sole_female"],
-        ["long_hair", "0", "4350743", "/lh,longhair"],
-        ["highres", "5", "5256195", "high_res,hires"],
-        ["hatsune_miku", "4", "121975", ""],
-        ["original", "3", "1000", ""],
-        ["some_artist", "1", "25", ""],
-    ])
+    src = write_csv(
+        tmp_path / "danbooru.csv",
+        [
+            ["1girl", "0", "6008644", "1girls,sole_female"],
+            ["long_hair", "0", "4350743", "/lh,longhair"],
+            ["highres", "5", "5256195", "high_res,hires"],
+            ["hatsune_miku", "4", "121975", ""],
+            ["original", "3", "1000", ""],
+            ["some_artist", "1", "25", ""],
+        ],
+    )
     rep = d.import_file(src)
     assert rep.imported == 6 and not rep.rejected
     assert d.get_tag("long_hair").aliases == ["/lh", "longhair"]
     assert {e.tag: e.category for e in d.search("", limit=10)} == {
-        "1girl": "general", "long_hair": "general", "highres": "meta", "hatsune_miku": "character",
-        "original": "copyright", "some_artist": "artist"}
+        "1girl": "general",
+        "long_hair": "general",
+        "highres": "meta",
+        "hatsune_miku": "character",
+        "original": "copyright",
+        "some_artist": "artist",
+    }
     before = snapshot()
     folder = tmp_path / "taglist"
     res = d.export(folder, fmt="json")
@@ -118,17 +132,20 @@ def test_text_counts_rejected_with_the_row(db, testdata):
 
 
 def test_bad_rows_rejected_with_reasons_good_rows_imported(db, tmp_path):
-    src = write_csv(tmp_path / "mixed.csv", [
-        ["good_tag", "general", "5"],
-        ["comma,tag", "general", "5"],
-        ["ctrl\x1b[31mtag", "general", "5"],
-        ["neg_tag", "general", "-3"],
-        ["", "general", "1"],
-        ["cat_tag", "species", "1"],
-        ["float_tag", "general", "1.5"],
-        ["alias_bad", "general", "1", "", "ok,bad\x07alias"],
-        ["fine_2", "artist", ""],
-    ])
+    src = write_csv(
+        tmp_path / "mixed.csv",
+        [
+            ["good_tag", "general", "5"],
+            ["comma,tag", "general", "5"],
+            ["ctrl\x1b[31mtag", "general", "5"],
+            ["neg_tag", "general", "-3"],
+            ["", "general", "1"],
+            ["cat_tag", "species", "1"],
+            ["float_tag", "general", "1.5"],
+            ["alias_bad", "general", "1", "", "ok,bad\x07alias"],
+            ["fine_2", "artist", ""],
+        ],
+    )
     rep = d.import_file(src)
     assert rep.imported == 2
     reasons = {p.where: p.reason for p in rep.rejected}
@@ -140,7 +157,9 @@ def test_bad_rows_rejected_with_reasons_good_rows_imported(db, tmp_path):
     assert "not an integer" in reasons["mixed.csv line 7"]
     assert "alias" in reasons["mixed.csv line 8"]
     assert d.get_tag("fine_2").count == 0  # an empty count is 0
-    rep = d.import_file(write_csv(tmp_path / "tc.csv", [["x", "2", "5", ""], ["y", "0", "many", ""]]), fmt="tagcomplete")
+    rep = d.import_file(
+        write_csv(tmp_path / "tc.csv", [["x", "2", "5", ""], ["y", "0", "many", ""]]), fmt="tagcomplete"
+    )
     assert rep.imported == 0 and len(rep.rejected) == 2
 
 
@@ -154,12 +173,25 @@ def test_json_with_bad_values_falls_back_to_row_checks(db, tmp_path):
 
 @pytest.mark.parametrize("mode", ["skip", "update", "merge"])
 def test_conflict_modes(db, tmp_path, mode):
-    d.import_file(write_csv(tmp_path / "a.csv", [["long_hair", "general", "100", "Long", "longhair", "old desc"],
-                                                  ["solo", "general", "50", "", "", ""]]), source="danbooru")
-    rep = d.import_file(write_csv(tmp_path / "b.csv", [["Long Hair", "general", "70", "", "/lh", "new desc"],
-                                                        ["solo", "general", "50", "", "", ""],
-                                                        ["new_tag", "meta", "1", "", "", ""]]),
-                        on_conflict=mode, source="danbooru")
+    d.import_file(
+        write_csv(
+            tmp_path / "a.csv",
+            [["long_hair", "general", "100", "Long", "longhair", "old desc"], ["solo", "general", "50", "", "", ""]],
+        ),
+        source="danbooru",
+    )
+    rep = d.import_file(
+        write_csv(
+            tmp_path / "b.csv",
+            [
+                ["Long Hair", "general", "70", "", "/lh", "new desc"],
+                ["solo", "general", "50", "", "", ""],
+                ["new_tag", "meta", "1", "", "", ""],
+            ],
+        ),
+        on_conflict=mode,
+        source="danbooru",
+    )
     e = d.get_tag("long_hair")
     assert rep.imported == 1 and d.get_tag("new tag") is not None
     assert e.tag == "long_hair"  # the existing spelling stays
@@ -187,7 +219,9 @@ def test_load_dir_reads_aliases_and_tolerates_missing_categories(db, tmp_path):
     (tmp_path / "General.json").write_text('{"long_hair": 10, "solo": 5}')
     (tmp_path / "Meta.json").write_text('{"highres": 7}')
     (tmp_path / "aliases.json").write_text('{"long_hair": ["/lh", "longhair"], "not_there": ["x"]}')
-    (tmp_path / "aliases.csv").write_text("antecedent_name,consequent_name,status\nsolo_female,solo,active\nold,solo,deleted\n")
+    (tmp_path / "aliases.csv").write_text(
+        "antecedent_name,consequent_name,status\nsolo_female,solo,active\nold,solo,deleted\n"
+    )
     rep = d.load_dir(tmp_path)
     assert rep.imported == 3 and rep.aliases_unmatched == 1
     assert d.get_tag("long_hair").aliases == ["/lh", "longhair"]
@@ -215,7 +249,20 @@ def test_first_start_loads_the_shipped_taglist_once(db):
 def test_bulk_keys_equals_match_key_on_the_shipped_list_and_edge_cases():
     folder = Path(__file__).resolve().parents[1] / "taglist"
     tags = [t for f in sorted(folder.glob("[A-Z]*.json")) for t in json.loads(f.read_text())]
-    tags += ["a_b", "^_^", "Long_Hair", "x  y", "_a_", "a__b", "foo_\\(bar\\)", "日本_語", "a\u3000b", "x_", "T_T", ";_;"]
+    tags += [
+        "a_b",
+        "^_^",
+        "Long_Hair",
+        "x  y",
+        "_a_",
+        "a__b",
+        "foo_\\(bar\\)",
+        "日本_語",
+        "a\u3000b",
+        "x_",
+        "T_T",
+        ";_;",
+    ]
     assert bulk_keys(tags) == [match_key(t) for t in tags]
 
 
@@ -253,8 +300,15 @@ def test_big_load_over_an_existing_dictionary_keeps_every_index(db):
     from sushitui.tags.dictionary_formats import TagRow
 
     d.add_tag("long_hair", "general", 5)
-    names = lambda: sorted(r[0] for r in current_database().execute_sql(  # noqa: E731
-        "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='dictionary_tag'"))
+
+    def names() -> list[str]:
+        return sorted(
+            r[0]
+            for r in current_database().execute_sql(
+                "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='dictionary_tag'"
+            )
+        )
+
     before = names()
     rows = [TagRow(f"bulk_tag_{i:06d}", "artist", i, None, (), "", "") for i in range(60_000)]
     rows.append(TagRow("Long Hair", "general", 99, None, ("lh",), "", ""))
@@ -263,7 +317,10 @@ def test_big_load_over_an_existing_dictionary_keeps_every_index(db):
     assert names() == before and len(before) >= 6
     assert d.get_tag("long_hair").count == 99 and d.get_tag("long_hair").aliases == ["lh"]
     assert [e.tag for e in d.search("bulk tag 05999", mode="prefix", sort="name", limit=3)] == [
-        "bulk_tag_059990", "bulk_tag_059991", "bulk_tag_059992"]
+        "bulk_tag_059990",
+        "bulk_tag_059991",
+        "bulk_tag_059992",
+    ]
 
 
 # --- the bulk fast path's name check -------------------------------------------------------

@@ -11,11 +11,19 @@ from sushitui.tags import dictionary as d
 
 @pytest.fixture
 def small(db):
-    add_many([
-        ("long_hair", "general", 4000, "/lh", "longhair"), ("hair_ornament", "general", 900), ("short_hair", "general", 2000),
-        ("very_long_hair", "general", 700), ("hatsune_miku", "character", 120), ("highres", "meta", 5000),
-        ("3rd|zero", "artist", 3), (":d", "general", 800), ("star_\\(symbol\\)", "general", 50),
-    ])
+    add_many(
+        [
+            ("long_hair", "general", 4000, "/lh", "longhair"),
+            ("hair_ornament", "general", 900),
+            ("short_hair", "general", 2000),
+            ("very_long_hair", "general", 700),
+            ("hatsune_miku", "character", 120),
+            ("highres", "meta", 5000),
+            ("3rd|zero", "artist", 3),
+            (":d", "general", 800),
+            ("star_\\(symbol\\)", "general", 50),
+        ]
+    )
     return db
 
 
@@ -72,7 +80,13 @@ def test_add_validation_reports_each_field(small):
     with pytest.raises(d.ValidationError, match="already in the dictionary"):
         d.add_tag("Long Hair", "general", 1)
     e = d.add_tag('quote_"tag"', "Character", "12", aliases="qt, q_t", description="x")
-    assert (e.category, e.count, e.aliases, e.source, e.official) == ("character", 12, ["qt", "q_t"], "user_custom", False)
+    assert (e.category, e.count, e.aliases, e.source, e.official) == (
+        "character",
+        12,
+        ["qt", "q_t"],
+        "user_custom",
+        False,
+    )
 
 
 def test_edit_and_rename(small):

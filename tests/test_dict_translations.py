@@ -15,9 +15,13 @@ from sushitui.tags.autocomplete import Completer
 from sushitui.tags.dictionary_formats import DictionaryFileError
 
 DICTIONARY = [
-    ("cat_ears", "general", 280_000, "nekomimi", "catears"), ("cat", "general", 80_000),
-    ("animal_ears", "general", 900_000), ("long_hair", "general", 4_000_000), ("cat_tail", "general", 150_000),
-    ("hatsune_miku", "character", 120_000), ("hair_ornament", "general", 1_200_000),
+    ("cat_ears", "general", 280_000, "nekomimi", "catears"),
+    ("cat", "general", 80_000),
+    ("animal_ears", "general", 900_000),
+    ("long_hair", "general", 4_000_000),
+    ("cat_tail", "general", 150_000),
+    ("hatsune_miku", "character", 120_000),
+    ("hair_ornament", "general", 1_200_000),
 ]
 
 
@@ -41,16 +45,22 @@ def ready() -> Completer:
 
 
 def test_a_spreadsheet_export_with_bom_crlf_header_and_alternatives_imports(tags, tmp_path):
-    f = write(tmp_path / "ja.csv", "tag,translation,reading\n"
-                                   "cat_ears,猫耳|ネコミミ,ねこみみ|\n"
-                                   "cat,猫,ねこ\n"
-                                   "long_hair,\"長髪, ロングヘア\",\n", bom=True, crlf=True)
+    f = write(
+        tmp_path / "ja.csv",
+        'tag,translation,reading\ncat_ears,猫耳|ネコミミ,ねこみみ|\ncat,猫,ねこ\nlong_hair,"長髪, ロングヘア",\n',
+        bom=True,
+        crlf=True,
+    )
     rep = tr.import_file(f, "ja")
     assert (rep.rows, rep.tags, rep.translations, rep.rejected, rep.format) == (3, 3, 4, [], "csv")
     assert rep.notes == ["ja.csv line 1: header row skipped"]
     got = tr.for_norms(["cat ears", "cat", "long hair"])
     # the BOM is not part of the first tag, CR not part of the last column, "|" separates alternatives
-    assert got == {"cat ears": {"ja": ["猫耳", "ネコミミ"]}, "cat": {"ja": ["猫"]}, "long hair": {"ja": ["長髪, ロングヘア"]}}
+    assert got == {
+        "cat ears": {"ja": ["猫耳", "ネコミミ"]},
+        "cat": {"ja": ["猫"]},
+        "long hair": {"ja": ["長髪, ロングヘア"]},
+    }
     # export writes what import reads back
     out = tmp_path / "back.csv"
     assert tr.export(out, "ja") == {"lang": "ja", "tags": 3, "translations": 4, "file": str(out)}
@@ -61,22 +71,35 @@ def test_a_spreadsheet_export_with_bom_crlf_header_and_alternatives_imports(tags
 
 
 def test_every_damaged_row_is_reported_with_file_line_and_reason_and_the_rest_is_imported(tags, tmp_path):
-    f = write(tmp_path / "zh.csv", "\n".join([
-        "cat_ears,猫耳",                  # 1 fine
-        "animal_ears,#NAME?",            # 2 spreadsheet error
-        "#VALUE!,尾巴",                  # 3 spreadsheet error as the tag
-        "cat_tail,",                     # 4 empty translation
-        ",长发",                          # 5 empty tag
-        'long_hair,"长发',                # 6 stray quote: repaired, kept
-        "fox_girl,狐娘",                  # 7 not in the dictionary: kept, marked
-        "hatsune_miku,初音未来|#N/A",      # 8 one bad alternative of two
-        "cat,123",                        # 9 a number is not a translation
-        "hair_ornament,发饰",              # 10 fine (after the stray quote the file goes on)
-    ]) + "\n", crlf=True)
+    f = write(
+        tmp_path / "zh.csv",
+        "\n".join(
+            [
+                "cat_ears,猫耳",  # 1 fine
+                "animal_ears,#NAME?",  # 2 spreadsheet error
+                "#VALUE!,尾巴",  # 3 spreadsheet error as the tag
+                "cat_tail,",  # 4 empty translation
+                ",长发",  # 5 empty tag
+                'long_hair,"长发',  # 6 stray quote: repaired, kept
+                "fox_girl,狐娘",  # 7 not in the dictionary: kept, marked
+                "hatsune_miku,初音未来|#N/A",  # 8 one bad alternative of two
+                "cat,123",  # 9 a number is not a translation
+                "hair_ornament,发饰",  # 10 fine (after the stray quote the file goes on)
+            ]
+        )
+        + "\n",
+        crlf=True,
+    )
     rep = tr.import_file(f, "zh")
     rejected = {(p.where, p.tag): p.reason for p in rep.rejected}
-    assert set(rejected) == {("zh.csv line 2", "animal_ears"), ("zh.csv line 3", "#VALUE!"), ("zh.csv line 4", "cat_tail"),
-                             ("zh.csv line 5", ""), ("zh.csv line 8", "hatsune_miku"), ("zh.csv line 9", "cat")}
+    assert set(rejected) == {
+        ("zh.csv line 2", "animal_ears"),
+        ("zh.csv line 3", "#VALUE!"),
+        ("zh.csv line 4", "cat_tail"),
+        ("zh.csv line 5", ""),
+        ("zh.csv line 8", "hatsune_miku"),
+        ("zh.csv line 9", "cat"),
+    }
     assert "#NAME?" in rejected[("zh.csv line 2", "animal_ears")]
     assert "#VALUE!" in rejected[("zh.csv line 3", "#VALUE!")]
     assert "empty" in rejected[("zh.csv line 4", "cat_tail")] and "empty" in rejected[("zh.csv line 5", "")]
@@ -85,8 +108,12 @@ def test_every_damaged_row_is_reported_with_file_line_and_reason_and_the_rest_is
     assert [(p.where, p.tag) for p in rep.not_in_dictionary] == [("zh.csv line 7", "fox_girl")]
     got = tr.for_norms(["cat ears", "long hair", "fox girl", "hatsune miku", "hair ornament", "animal ears"])
     assert {k: v["zh"] for k, v in got.items()} == {
-        "cat ears": ["猫耳"], "long hair": ["长发"], "fox girl": ["狐娘"], "hatsune miku": ["初音未来"],
-        "hair ornament": ["发饰"]}
+        "cat ears": ["猫耳"],
+        "long hair": ["长发"],
+        "fox girl": ["狐娘"],
+        "hatsune miku": ["初音未来"],
+        "hair ornament": ["发饰"],
+    }
     assert tr.summary() == [{"lang": "zh", "translations": 5, "tags": 5, "not_in_dictionary": 1, "sources": ["zh.csv"]}]
 
 
@@ -103,8 +130,10 @@ def test_tagcomplete_three_column_file_aliases_and_an_e621_list_passed_as_danboo
     assert all("e621" in p.reason for p in rep.rejected)
     assert [p.where for p in rep.rejected] == ["e621-ja.csv line 1", "e621-ja.csv line 2", "e621-ja.csv line 3"]
     # a tag list (name,category,count,aliases) is not a translation file at all
-    taglist = write(tmp_path / "e621.csv", 'mammal,5,3437444,"mammals,mammalian"\nanthro,0,3381927,"anthromorph"\n'
-                                           'hi_res,7,3116617,"highres"\n')
+    taglist = write(
+        tmp_path / "e621.csv",
+        'mammal,5,3437444,"mammals,mammalian"\nanthro,0,3381927,"anthromorph"\nhi_res,7,3116617,"highres"\n',
+    )
     with pytest.raises(DictionaryFileError, match=r"e621 tag list.*not a translation file.*dict import"):
         tr.import_file(taglist, "ja")
 
@@ -151,16 +180,30 @@ def test_language_codes_are_checked():
 
 
 def test_autocomplete_offers_tags_by_translation_reading_and_kana(tags, tmp_path):
-    tr.import_file(write(tmp_path / "ja.csv", "tag,translation,reading\ncat_ears,猫耳,ねこみみ\ncat,猫,ねこ\n"
-                                              "cat_tail,猫の尻尾,ねこのしっぽ\nfox_girl,狐娘,きつねむすめ\n"), "ja")
+    tr.import_file(
+        write(
+            tmp_path / "ja.csv",
+            "tag,translation,reading\ncat_ears,猫耳,ねこみみ\ncat,猫,ねこ\n"
+            "cat_tail,猫の尻尾,ねこのしっぽ\nfox_girl,狐娘,きつねむすめ\n",
+        ),
+        "ja",
+    )
     tr.import_file(write(tmp_path / "zh.csv", "cat_ears,猫耳朵\nlong_hair,长发\n"), "zh")
     c = ready()
     got = c.complete("猫")
     # by the tag's count: cat_ears 280k, cat 80k... cat_tail 150k
-    assert [(x.tag, x.match) for x in got][:3] == [("cat_ears", "translation"), ("cat_tail", "translation"), ("cat", "translation")]
+    assert [(x.tag, x.match) for x in got][:3] == [
+        ("cat_ears", "translation"),
+        ("cat_tail", "translation"),
+        ("cat", "translation"),
+    ]
     assert got[0].value == "cat_ears" and got[0].translation in ("猫耳", "猫耳朵")
     ja = c.complete("ねこ", lang="ja")  # the readings
-    assert [x.tag for x in ja] == ["cat_ears", "cat_tail", "cat"] and ja[0].translation == "猫耳" and ja[0].reading == "ねこみみ"
+    assert (
+        [x.tag for x in ja] == ["cat_ears", "cat_tail", "cat"]
+        and ja[0].translation == "猫耳"
+        and ja[0].reading == "ねこみみ"
+    )
     assert [x.tag for x in c.complete("ネコ", lang="ja")] == ["cat_ears", "cat_tail", "cat"]  # katakana finds hiragana
     assert [x.tag for x in c.complete("猫耳朵", lang="ja")] == []  # zh only
     assert [x.tag for x in c.complete("猫耳朵", lang="zh")] == ["cat_ears"]
@@ -209,22 +252,29 @@ def cli(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_import_list_search_complete_export_remove(cli, tmp_path):
-    f = write(tmp_path / "ja.csv", "tag,translation,reading\ncat_ears,猫耳|ネコミミ,ねこみみ\ncat,猫,ねこ\n"
-                                   "animal_ears,#NAME?\nfox_girl,狐娘\n", bom=True, crlf=True)
+    f = write(
+        tmp_path / "ja.csv",
+        "tag,translation,reading\ncat_ears,猫耳|ネコミミ,ねこみみ\ncat,猫,ねこ\nanimal_ears,#NAME?\nfox_girl,狐娘\n",
+        bom=True,
+        crlf=True,
+    )
     code, out, _ = cli("translations", "import", str(f), "--lang", "ja")
     assert code == 3  # some rows rejected
     assert "4 translations for 3 tags" in out
     assert "rejected: ja.csv line 4: 'animal_ears': the translation is the spreadsheet error #NAME?" in out
     assert "ja.csv line 5: 'fox_girl': not in the dictionary: kept and marked" in out
     code, out, _ = cli("translations", "list", "--json")
-    assert json.loads(out)["languages"] == [{"lang": "ja", "translations": 4, "tags": 3, "not_in_dictionary": 1,
-                                             "sources": ["ja.csv"]}]
+    assert json.loads(out)["languages"] == [
+        {"lang": "ja", "translations": 4, "tags": 3, "not_in_dictionary": 1, "sources": ["ja.csv"]}
+    ]
     code, out, _ = cli("search", "猫耳")
     assert code == 0 and out.startswith("cat_ears") and "[ja: 猫耳 | ネコミミ]" in out
     code, out, _ = cli("complete", "ねこ", "--lang", "ja", "--json")
     got = json.loads(out)
     assert [(c["tag"], c["value"], c["match"], c["translation"]) for c in got] == [
-        ("cat_ears", "cat_ears", "translation", "猫耳"), ("cat", "cat", "translation", "猫")]
+        ("cat_ears", "cat_ears", "translation", "猫耳"),
+        ("cat", "cat", "translation", "猫"),
+    ]
     code, out, _ = cli("translations", "export", str(tmp_path / "out.csv"), "--lang", "ja")
     assert code == 0 and (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[0] == "tag,translation,reading"
     code, out, _ = cli("translations", "show", "ja", "--json")

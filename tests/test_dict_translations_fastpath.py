@@ -9,36 +9,36 @@ from sushitui.tags import translations as tr
 
 # Lines a real file carries, plain-looking enough that the fast path may take them.
 LINES = [
-    "cat_ears,猫耳|ネコミミ,ねこみみ|",           # alternatives, a reading for the first only
-    "cat,猫|猫|ねこ,ねこ|ねこ|ねこ",               # a repeated alternative is kept once
-    "cat_tail,猫の尻尾||しっぽ,",                 # an empty alternative is dropped
-    "long_hair,長髪|,",                          # a trailing empty alternative too
-    "animal_ears,獣耳 | けもみみ,",               # spaces around "|" are not part of the text
-    "hair_ornament,髪飾り|123,",                 # a number among alternatives: rejected, the rest kept
-    "hatsune_miku,初音ミク|Hatsune Miku,",        # the tag itself among alternatives: dropped
-    "fox_girl,Fox Girl,",                        # English that is not the tag: kept
-    "cat,CAT,",                                  # the tag itself: rejected
-    "cat ears,猫耳,",                            # a tag written with a space
-    "cat_ears,猫\u3000耳,",                      # an ideographic space folds to one space
-    "cat_ears," + "猫" * 101 + ",",              # too long: rejected
-    "cat_ears,猫耳," + "ね" * 101,               # a reading too long: the translation kept without it
-    "cat_ears,猫耳|ネコ,ねこ",                    # one reading for two alternatives: the first's
-    "cat_ears,猫耳,#N/A",                        # a spreadsheet error as the reading
-    "cat_ears,+12,",                             # a number: rejected
-    "cat_ears,猫耳,ねこ,みみ",                    # an unquoted comma: the translation kept whole
-    "cat_ears,猫耳  ねこ,",                       # inner whitespace folded
-    "cat_ears, 猫耳 ,",                          # padding trimmed
-    "cat_ears",                                  # no translation at all
-    "cat_ears,猫耳|#NAME?|ねこ",                  # one bad alternative of three
+    "cat_ears,猫耳|ネコミミ,ねこみみ|",  # alternatives, a reading for the first only
+    "cat,猫|猫|ねこ,ねこ|ねこ|ねこ",  # a repeated alternative is kept once
+    "cat_tail,猫の尻尾||しっぽ,",  # an empty alternative is dropped
+    "long_hair,長髪|,",  # a trailing empty alternative too
+    "animal_ears,獣耳 | けもみみ,",  # spaces around "|" are not part of the text
+    "hair_ornament,髪飾り|123,",  # a number among alternatives: rejected, the rest kept
+    "hatsune_miku,初音ミク|Hatsune Miku,",  # the tag itself among alternatives: dropped
+    "fox_girl,Fox Girl,",  # English that is not the tag: kept
+    "cat,CAT,",  # the tag itself: rejected
+    "cat ears,猫耳,",  # a tag written with a space
+    "cat_ears,猫\u3000耳,",  # an ideographic space folds to one space
+    "cat_ears," + "猫" * 101 + ",",  # too long: rejected
+    "cat_ears,猫耳," + "ね" * 101,  # a reading too long: the translation kept without it
+    "cat_ears,猫耳|ネコ,ねこ",  # one reading for two alternatives: the first's
+    "cat_ears,猫耳,#N/A",  # a spreadsheet error as the reading
+    "cat_ears,+12,",  # a number: rejected
+    "cat_ears,猫耳,ねこ,みみ",  # an unquoted comma: the translation kept whole
+    "cat_ears,猫耳  ねこ,",  # inner whitespace folded
+    "cat_ears, 猫耳 ,",  # padding trimmed
+    "cat_ears",  # no translation at all
+    "cat_ears,猫耳|#NAME?|ねこ",  # one bad alternative of three
     "Cat_Ears,ネコミミ|ねこみみ|猫みみ,ねこみみ|ねこみみ|ねこみみ",  # three readings for three
-    "cat_ears,猫耳|ネコミミ,|ねこみみ",            # a reading for the second only
-    "#compass,コンパス",                         # a Danbooru tag that starts with '#'
-    "cat_ears,猫\x07耳",                         # a control character
-    "cat_ears,猫\t耳",                           # a tab is whitespace: folded
-    "cat_ears,1girl",                            # digits and letters: a text, not a number
-    "cat_ears,ＣＡＴ ＥＡＲＳ",                  # full-width Latin is kept as written
-    "cat_ears,猫耳,ね  こ",                      # a reading's whitespace folded
-    "cat_ears,-,",                               # a lone sign is not a number
+    "cat_ears,猫耳|ネコミミ,|ねこみみ",  # a reading for the second only
+    "#compass,コンパス",  # a Danbooru tag that starts with '#'
+    "cat_ears,猫\x07耳",  # a control character
+    "cat_ears,猫\t耳",  # a tab is whitespace: folded
+    "cat_ears,1girl",  # digits and letters: a text, not a number
+    "cat_ears,ＣＡＴ ＥＡＲＳ",  # full-width Latin is kept as written
+    "cat_ears,猫耳,ね  こ",  # a reading's whitespace folded
+    "cat_ears,-,",  # a lone sign is not a number
 ]
 
 
@@ -89,7 +89,9 @@ def test_a_translation_of_only_separators_is_reported_not_dropped_silently(tmp_p
     p = parse(tmp_path, "zh.csv", ["cat_ears,猫耳", "cat,|", "cat_tail, | ,", "long_hair,长发"])
     assert [r[3] for r in p.rows] == [1, 4]
     assert [(x.where, x.tag, x.reason) for x in p.rejected] == [
-        ("zh.csv line 2", "cat", "the translation is empty"), ("zh.csv line 3", "cat_tail", "the translation is empty")]
+        ("zh.csv line 2", "cat", "the translation is empty"),
+        ("zh.csv line 3", "cat_tail", "the translation is empty"),
+    ]
 
 
 def test_a_large_file_mixing_good_and_damaged_lines_reports_each_damaged_line_where_it_is(tmp_path):
@@ -108,10 +110,12 @@ def test_a_large_file_mixing_good_and_damaged_lines_reports_each_damaged_line_wh
             lines.append(f"tag_{i},猫{i}|ねこ{i},ねこ{i}")
     p = parse(tmp_path, "big.csv", lines, lang="ja")
     assert p.notes == ["big.csv line 1: header row skipped"]
-    assert [(x.where, x.tag) for x in p.rejected] == [(f"big.csv line {i}", f"tag_{i}") for i, what in damaged.items()
-                                                      if what == "#VALUE!"]
-    assert [(x.where, x.tag) for x in p.repaired] == [(f"big.csv line {i}", f"tag_{i}") for i, what in damaged.items()
-                                                      if what == "stray quote"]
+    assert [(x.where, x.tag) for x in p.rejected] == [
+        (f"big.csv line {i}", f"tag_{i}") for i, what in damaged.items() if what == "#VALUE!"
+    ]
+    assert [(x.where, x.tag) for x in p.repaired] == [
+        (f"big.csv line {i}", f"tag_{i}") for i, what in damaged.items() if what == "stray quote"
+    ]
     good = [i for i in range(2, 3002) if i not in damaged and i % 7]
     assert [r[3] for r in p.rows] == sorted(good + [i for i, w in damaged.items() if w == "stray quote"])
     row_of = {r[3]: r for r in p.rows}

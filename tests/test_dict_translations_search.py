@@ -12,11 +12,14 @@ from sushitui.tags import dictionary as d
 from sushitui.tags import translations as tr
 
 DICTIONARY = [
-    ("cat_ears", "general", 280_000), ("cat", "general", 80_000), ("cat_tail", "general", 150_000),
-    ("long_hair", "general", 4_000_000), ("hair_ornament", "general", 1_200_000),
-    ("猫耳_(cosplay)", "general", 5_000),   # a user's own tag with a Japanese name
-    ("old_猫耳", "general", 10),          # another, deprecated below
-    ("猫耳", "character", 700),            # a name that is the whole search text
+    ("cat_ears", "general", 280_000),
+    ("cat", "general", 80_000),
+    ("cat_tail", "general", 150_000),
+    ("long_hair", "general", 4_000_000),
+    ("hair_ornament", "general", 1_200_000),
+    ("猫耳_(cosplay)", "general", 5_000),  # a user's own tag with a Japanese name
+    ("old_猫耳", "general", 10),  # another, deprecated below
+    ("猫耳", "character", 700),  # a name that is the whole search text
 ] + [(f"cat_{i}", "general", 100 + i) for i in range(40)]
 
 
@@ -25,8 +28,11 @@ def translated(db, tmp_path):
     add_many(DICTIONARY)
     d.edit_tag("old_猫耳", deprecated=True)
     f = tmp_path / "ja.csv"
-    f.write_text("cat_ears,猫耳|ネコミミ,ねこみみ\ncat,猫,ねこ\ncat_tail,猫の尻尾\nlong_hair,長髪\n"
-                 "hair_ornament,髪飾り\nfox_girl,狐娘 猫耳\n", encoding="utf-8")
+    f.write_text(
+        "cat_ears,猫耳|ネコミミ,ねこみみ\ncat,猫,ねこ\ncat_tail,猫の尻尾\nlong_hair,長髪\n"
+        "hair_ornament,髪飾り\nfox_girl,狐娘 猫耳\n",
+        encoding="utf-8",
+    )
     tr.import_file(f, "ja")
     return db
 
@@ -50,7 +56,11 @@ def test_a_cjk_substring_finds_names_and_translations_counted_and_paged_alike(tr
     assert d.count_matches(q) == 3
     assert every_page(q, 2) == ["cat_ears", "猫耳_(cosplay)", "猫耳"]
     assert every_page(d.DictQuery("猫耳", show_deprecated=True, sort="name"), 1) == [
-        "cat_ears", "old_猫耳", "猫耳", "猫耳_(cosplay)"]
+        "cat_ears",
+        "old_猫耳",
+        "猫耳",
+        "猫耳_(cosplay)",
+    ]
     assert [e.tag for e in d.search("猫耳", sort="name")] == ["cat_ears", "old_猫耳", "猫耳", "猫耳_(cosplay)"]
     assert [e.tag for e in d.search("猫耳", category="character")] == ["猫耳"]
     # a suffix: names ending in the text and translations ending in it
@@ -60,8 +70,9 @@ def test_a_cjk_substring_finds_names_and_translations_counted_and_paged_alike(tr
 
 
 @pytest.mark.parametrize("name_limit", [5000, 1])
-def test_an_english_substring_a_translation_also_matches_keeps_every_name_match(translated, tmp_path, monkeypatch,
-                                                                                name_limit):
+def test_an_english_substring_a_translation_also_matches_keeps_every_name_match(
+    translated, tmp_path, monkeypatch, name_limit
+):
     monkeypatch.setattr(d, "NAME_MATCH_LIMIT", name_limit)
     (tmp_path / "de.csv").write_text("long_hair,Langes Haar\n", encoding="utf-8")
     tr.import_file(tmp_path / "de.csv", "de")
@@ -90,9 +101,11 @@ def test_a_cjk_search_sees_names_added_renamed_here_or_written_by_another_proces
         con.execute("UPDATE dictionary_tag SET tag = '長い猫', norm = '長い猫' WHERE tag = 'long_hair'")
     assert cats() == sorted(translated_cats + ["白猫", "猫の髪飾り", "長い猫"])
     with con:
-        con.execute("INSERT INTO dictionary_tag (tag, norm, category, count, display_name, aliases, description, "
-                    "wiki_url, source, official, deprecated, replacement, created_at, updated_at) "
-                    "SELECT '黒猫', '黒猫', category, 1, display_name, aliases, description, wiki_url, source, "
-                    "official, deprecated, replacement, created_at, updated_at FROM dictionary_tag WHERE tag = 'cat'")
+        con.execute(
+            "INSERT INTO dictionary_tag (tag, norm, category, count, display_name, aliases, description, "
+            "wiki_url, source, official, deprecated, replacement, created_at, updated_at) "
+            "SELECT '黒猫', '黒猫', category, 1, display_name, aliases, description, wiki_url, source, "
+            "official, deprecated, replacement, created_at, updated_at FROM dictionary_tag WHERE tag = 'cat'"
+        )
     con.close()
     assert cats() == sorted(translated_cats + ["白猫", "猫の髪飾り", "長い猫", "黒猫"])

@@ -21,11 +21,22 @@ LONG = "窓辺で昼寝をしている少女の髪に付けた花の形の飾り
 
 @pytest.fixture
 def translated(db, tmp_path):
-    add_many([("cat_ears", "general", 280_000), ("cat", "general", 80_000), ("long_hair", "general", 4_000_000),
-              ("hair_ornament", "general", 1_200_000), ("animal_ears", "general", 900_000)])
+    add_many(
+        [
+            ("cat_ears", "general", 280_000),
+            ("cat", "general", 80_000),
+            ("long_hair", "general", 4_000_000),
+            ("hair_ornament", "general", 1_200_000),
+            ("animal_ears", "general", 900_000),
+        ]
+    )
     f = tmp_path / "ja.csv"
-    f.write_bytes(("\ufefftag,translation,reading\r\ncat_ears,猫耳,ねこみみ\r\ncat,猫,ねこ\r\nlong_hair,長髪\r\n"
-                   f"hair_ornament,{LONG[:40]}\r\n").encode("utf-8"))
+    f.write_bytes(
+        (
+            "\ufefftag,translation,reading\r\ncat_ears,猫耳,ねこみみ\r\ncat,猫,ねこ\r\nlong_hair,長髪\r\n"
+            f"hair_ornament,{LONG[:40]}\r\n"
+        ).encode("utf-8")
+    )
     assert tr.import_file(f, "ja").rejected == []
     get_completer().warm(wait=True)
     return db
@@ -65,7 +76,9 @@ async def test_typing_a_translation_offers_the_tag_and_choosing_inserts_the_tag(
         ti.value = "猫"  # what an input method commits
         await settle(pilot, lambda: ti.dropdown.candidates, what="candidates")
         assert [(c.tag, c.translation, c.match) for c in ti.dropdown.candidates] == [
-            ("cat_ears", "猫耳", "translation"), ("cat", "猫", "translation")]
+            ("cat_ears", "猫耳", "translation"),
+            ("cat", "猫", "translation"),
+        ]
         await pilot.pause()
         text = screen_text(app)
         assert "cat_ears 猫耳 (ねこみみ)" in text and "cat 猫 (ねこ)" in text
@@ -166,5 +179,5 @@ def test_pills_are_cut_between_wide_characters_never_through_one():
             assert cell_len(line) <= width
         body = text.plain.strip().removesuffix("…").rstrip()
         assert body.startswith("cat_ears")
-        kept = body[len("cat_ears"):].strip()
+        kept = body[len("cat_ears") :].strip()
         assert LONG.startswith(kept)  # only whole characters of the translation

@@ -16,10 +16,16 @@ from sushitui.tags.autocomplete import get_completer
 
 @pytest.fixture
 def tags(db):
-    add_many([
-        ("long_hair", "general", 4000, "/lh", "longhair"), ("hair_ornament", "general", 900),
-        ("hairband", "general", 1200), ("short_hair", "general", 2000), ("hatsune_miku", "character", 120),
-    ] + [(f"filler_{i:03d}", "artist", i) for i in range(120)])
+    add_many(
+        [
+            ("long_hair", "general", 4000, "/lh", "longhair"),
+            ("hair_ornament", "general", 900),
+            ("hairband", "general", 1200),
+            ("short_hair", "general", 2000),
+            ("hatsune_miku", "character", 120),
+        ]
+        + [(f"filler_{i:03d}", "artist", i) for i in range(120)]
+    )
     get_completer().warm(wait=True)
     return db
 

@@ -43,8 +43,9 @@ def test_a_user_error_from_the_core_is_one_line_and_exit_1(db_path, capsys):
     code = main(["--db", str(db_path), "autotag", "nope"])
     captured = capsys.readouterr()
     assert code == 1
-    assert captured.err == ("sushitui: error: no dataset named 'nope'; `sushitui dataset list` shows the "
-                            "registered ones\n")
+    assert captured.err == (
+        "sushitui: error: no dataset named 'nope'; `sushitui dataset list` shows the registered ones\n"
+    )
 
 
 def test_a_message_of_several_lines_stays_one_line(db_path, capsys, monkeypatch):

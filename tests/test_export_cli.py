@@ -13,8 +13,24 @@ from sushitui.cli import main
 def test_export_kohya_toml_json_summary(db, db_path, tmp_path, capsys):
     make_synthetic(tmp_path, 30)
     out = tmp_path / "out"
-    code = main(["--db", str(db_path), "export", "syn", str(out), "--format", "kohya-toml", "--trigger", "ohwx",
-                 "--repeats", "4", "--underscores-to-spaces", "--copy", "--json"])
+    code = main(
+        [
+            "--db",
+            str(db_path),
+            "export",
+            "syn",
+            str(out),
+            "--format",
+            "kohya-toml",
+            "--trigger",
+            "ohwx",
+            "--repeats",
+            "4",
+            "--underscores-to-spaces",
+            "--copy",
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["items_exported"] == 30 and report["images_copied"] == 30

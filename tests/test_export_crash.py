@@ -29,7 +29,9 @@ def test_sigkill_during_export_leaves_no_partial_files(db, db_path, tmp_path):
         out = tmp_path / f"out{attempt}"
         proc = subprocess.Popen(
             [sys.executable, "-m", "sushitui", "export", "syn", str(out), "--trigger", "ohwx"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         # kill while it runs: after start-up, somewhere in the middle of writing
         deadline = time.monotonic() + 30

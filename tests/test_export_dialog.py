@@ -42,7 +42,9 @@ def test_preview_shows_trigger_first_and_export_runs(db, tmp_path):
             await settle(pilot, lambda: len(dialog.preview_texts) == 3)
             assert not any(t.startswith("ohwx") for t in dialog.preview_texts)
             await pilot.press(*"ohwx")  # the trigger field has the focus
-            await settle(pilot, lambda: dialog.preview_texts and all(t.startswith("ohwx") for t in dialog.preview_texts))
+            await settle(
+                pilot, lambda: dialog.preview_texts and all(t.startswith("ohwx") for t in dialog.preview_texts)
+            )
             assert all(t.split(", ")[0] == "ohwx" for t in dialog.preview_texts)
             assert "ohwx, " in preview_text(dialog)
             out = tmp_path / "out"
@@ -94,7 +96,9 @@ def test_non_empty_outdir_is_shown_as_an_error(db, tmp_path):
             await pilot.press(*"sks")
             dialog.query_one("#ex-outdir", Input).value = str(out)
             await pilot.press("ctrl+s")
-            await settle(pilot, lambda: "not empty" in str(dialog.query_one("#export-error", Static).render()), timeout=20)
+            await settle(
+                pilot, lambda: "not empty" in str(dialog.query_one("#export-error", Static).render()), timeout=20
+            )
             assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
     asyncio.run(go())

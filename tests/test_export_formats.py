@@ -17,14 +17,41 @@ from sushitui.tags.normalize import split_tags
 # The keys sd-scripts' library/config_util.py accepts for a DreamBooth-style dataset
 # (ConfigSanitizer: SUBSET_ASCENDABLE + DB_SUBSET_* + DO_* + DATASET_ASCENDABLE).
 SD_SUBSET_KEYS = {
-    "color_aug", "face_crop_aug_range", "flip_aug", "num_repeats", "random_crop", "shuffle_caption", "keep_tokens",
-    "keep_tokens_separator", "secondary_separator", "enable_wildcard", "token_warmup_min", "token_warmup_step",
-    "caption_prefix", "caption_suffix", "caption_dropout_every_n_epochs", "caption_dropout_rate",
-    "caption_tag_dropout_rate", "caption_extension", "class_tokens", "cache_info", "image_dir", "is_reg",
-    "metadata_file", "conditioning_data_dir",
+    "color_aug",
+    "face_crop_aug_range",
+    "flip_aug",
+    "num_repeats",
+    "random_crop",
+    "shuffle_caption",
+    "keep_tokens",
+    "keep_tokens_separator",
+    "secondary_separator",
+    "enable_wildcard",
+    "token_warmup_min",
+    "token_warmup_step",
+    "caption_prefix",
+    "caption_suffix",
+    "caption_dropout_every_n_epochs",
+    "caption_dropout_rate",
+    "caption_tag_dropout_rate",
+    "caption_extension",
+    "class_tokens",
+    "cache_info",
+    "image_dir",
+    "is_reg",
+    "metadata_file",
+    "conditioning_data_dir",
 }
-SD_DATASET_KEYS = {"batch_size", "bucket_no_upscale", "bucket_reso_steps", "enable_bucket", "max_bucket_reso",
-                   "min_bucket_reso", "resolution", "network_multiplier"} | (SD_SUBSET_KEYS - {"image_dir", "is_reg", "metadata_file", "conditioning_data_dir"})
+SD_DATASET_KEYS = {
+    "batch_size",
+    "bucket_no_upscale",
+    "bucket_reso_steps",
+    "enable_bucket",
+    "max_bucket_reso",
+    "min_bucket_reso",
+    "resolution",
+    "network_multiplier",
+} | (SD_SUBSET_KEYS - {"image_dir", "is_reg", "metadata_file", "conditioning_data_dir"})
 SD_GENERAL_KEYS = SD_DATASET_KEYS
 
 
@@ -34,7 +61,12 @@ def expected_captions(dataset_id: int, options: ExportOptions) -> dict[str, str]
 
     builder = CaptionBuilder.from_database(options)
     per_item: dict[tuple[int, str], list[CaptionRow]] = {}
-    q = Caption.select(Item.id, Item.base_name, Caption.type, Caption.subtype, Caption.content).join(Item).where(Item.dataset == dataset_id).tuples()
+    q = (
+        Caption.select(Item.id, Item.base_name, Caption.type, Caption.subtype, Caption.content)
+        .join(Item)
+        .where(Item.dataset == dataset_id)
+        .tuples()
+    )
     for item_id, base, ctype, sub, content in q:
         per_item.setdefault((item_id, base), []).append(CaptionRow(ctype, sub, content))
     return {base: builder.build(rs).text for (item_id, base), rs in per_item.items()}
@@ -197,7 +229,11 @@ def test_kohya_gui_test_data_matches_the_real_configs(db, testdata, tmp_path):
     sd_scripts_validate(real)  # the checker agrees with a config the kohya GUI ships
     real_sub, sub = real["datasets"][0]["subsets"][0], doc["datasets"][0]["subsets"][0]
     # the same folder name, repeats and class tokens as the hand-written config
-    assert Path(sub["image_dir"]).name == Path(real_sub["image_dir"].replace("\\", "/")).name == "10_darius kawasaki person"
+    assert (
+        Path(sub["image_dir"]).name
+        == Path(real_sub["image_dir"].replace("\\", "/")).name
+        == "10_darius kawasaki person"
+    )
     assert sub["num_repeats"] == real_sub["num_repeats"] == 10
     assert sub["class_tokens"] == real_sub["class_tokens"]
     caption_ext = sub.get("caption_extension", doc["general"].get("caption_extension"))

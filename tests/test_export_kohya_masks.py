@@ -141,11 +141,20 @@ def test_dataset_without_masks_exports_as_before(db, tmp_path):
     out = tmp_path / "out"
     report = export_dataset(ds, out, ExportOptions(format="kohya-toml"))
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["10_thing/a.png", "10_thing/a.txt", "10_thing/b.png", "10_thing/b.txt",
-                     "10_thing/c.png", "10_thing/c.txt", "dataset.toml"]
+    assert files == [
+        "10_thing/a.png",
+        "10_thing/a.txt",
+        "10_thing/b.png",
+        "10_thing/b.txt",
+        "10_thing/c.png",
+        "10_thing/c.txt",
+        "dataset.toml",
+    ]
     text = (out / "dataset.toml").read_text(encoding="utf-8")
     assert "conditioning_data_dir" not in text and text.count("[[datasets]]") == 1
-    assert subsets(tomllib.loads(text)) == [{"image_dir": str(out / FOLDER), "num_repeats": 10, "class_tokens": "thing"}]
+    assert subsets(tomllib.loads(text)) == [
+        {"image_dir": str(out / FOLDER), "num_repeats": 10, "class_tokens": "thing"}
+    ]
     assert report.problems == []
 
 

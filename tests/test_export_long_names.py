@@ -29,8 +29,17 @@ SIZE = (32, 24)
 # endings added to an exported stem, by the export or by trainers writing beside the image:
 # our extensions, sd-scripts' latent / text-encoder caches, ai-toolkit's latent cache
 # (``_latent_cache/<stem>_<22-char hash>.safetensors``), a mask named after the image
-TRAINER_SUFFIXES = [".jpeg", ".txt", ".npz", "_mask.png", "_1024x1024_flux.npz", "_1024x1024_lumina.npz",
-                    "_lumina_te.npz", "_te_outputs.npz", "_" + "A" * 22 + ".safetensors"]
+TRAINER_SUFFIXES = [
+    ".jpeg",
+    ".txt",
+    ".npz",
+    "_mask.png",
+    "_1024x1024_flux.npz",
+    "_1024x1024_lumina.npz",
+    "_lumina_te.npz",
+    "_te_outputs.npz",
+    "_" + "A" * 22 + ".safetensors",
+]
 HASHED = re.compile(r"-([0-9a-f]{8})(?:_\d+)?$")
 JA = "写真"  # 3 bytes per character: a cut on a byte count can fall inside one
 
@@ -101,8 +110,14 @@ def make_long_dataset(tmp_path: Path):
         control = image(groups / f"{stem}_source.png")
         mask = image(groups / f"{stem}_mask.png", "L")
         (groups / f"{stem}.txt").write_text(f"{key}, 1boy\n", encoding="utf-8")
-        expected[key] = {"stem": stem, "folder": "5_groups", "image": target, "control": control, "mask": mask,
-                         "source": f"5_groups/{stem}_target.png"}
+        expected[key] = {
+            "stem": stem,
+            "folder": "5_groups",
+            "image": target,
+            "control": control,
+            "mask": mask,
+            "source": f"5_groups/{stem}_target.png",
+        }
     ds = register("long", root)
     from sushitui.store import Item
 
@@ -240,7 +255,9 @@ def test_long_names_are_shortened_paired_and_reported(db, tmp_path, fmt):
     assert report.renamed == []
     as_json = report.to_dict()
     json.dumps(as_json)
-    assert {d["source"]: d["exported"] for d in as_json["shortened"]} == {s.source: s.exported for s in report.shortened}
+    assert {d["source"]: d["exported"] for d in as_json["shortened"]} == {
+        s.source: s.exported for s in report.shortened
+    }
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

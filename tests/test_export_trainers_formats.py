@@ -16,8 +16,12 @@ from sushitui.export import ExportOptions, export_dataset
 
 NEW_FORMATS = ["diffusers", "onetrainer", "diffusion-pipe", "musubi", "kohya-jsonl"]
 CAPTIONS = {
-    "a": "cat, sitting", "b": "cat, running", "c": "cat, sleeping",
-    "p1": "edited square p1", "p2": "edited square p2", "solo": "a lonely square",
+    "a": "cat, sitting",
+    "b": "cat, running",
+    "c": "cat, sleeping",
+    "p1": "edited square p1",
+    "p2": "edited square p2",
+    "solo": "a lonely square",
 }
 # formats whose trainer reads control images / masks, and where
 CONTROL = {"diffusers", "onetrainer", "diffusion-pipe", "musubi"}
@@ -34,7 +38,9 @@ def test_every_image_resolves_to_its_caption_control_and_mask(db, tmp_path, fmt)
     # every item once (musubi-tuner leaves out an image without a caption file)
     assert set(seen) == set(CAPTIONS) | ({"nocap"} if fmt != "musubi" else set())
     for stem, entry in seen.items():
-        assert entry["caption"] in (CAPTIONS.get(stem), "" if stem == "nocap" else None) or (stem == "nocap" and not entry["caption"])
+        assert entry["caption"] in (CAPTIONS.get(stem), "" if stem == "nocap" else None) or (
+            stem == "nocap" and not entry["caption"]
+        )
         if stem != "nocap":
             assert entry["caption"] == CAPTIONS[stem], (stem, entry)
     for n in ("p1", "p2"):

@@ -17,8 +17,12 @@ DATA = Path(__file__).parent / "data" / "trainer_configs"
 
 
 def main_captions(ds) -> dict[str, str]:
-    q = (Caption.select(Item.base_name, Caption.content).join(Item)
-         .where((Item.dataset == ds.id) & (Caption.subtype.in_(["", "main"]))).tuples())
+    q = (
+        Caption.select(Item.base_name, Caption.content)
+        .join(Item)
+        .where((Item.dataset == ds.id) & (Caption.subtype.in_(["", "main"])))
+        .tuples()
+    )
     return dict(q)
 
 
@@ -39,7 +43,13 @@ def test_kohya_gui_dataset_toml_registers_the_folder_with_its_settings(db, testd
     assert ds.recursive is False  # sd-scripts reads image_dir's own files only
     t = ds.trainer
     assert (t["format"], t["repeats"], t["class_tokens"], t["keep_tokens"], t["caption_extension"], t["is_reg"]) == (
-        "kohya", 10, "darius kawasaki person", 1, ".txt", False)
+        "kohya",
+        10,
+        "darius kawasaki person",
+        1,
+        ".txt",
+        False,
+    )
     assert t["line"] == 12 and t["entry"] == "datasets[0].subsets[0]"
     assert t["other"]["resolution"] == 512
     caps = main_captions(ds)
@@ -91,17 +101,35 @@ def test_onetrainer_concepts(db, tmp_path):
     for d in ("a", "reg"):
         (tmp_path / d).mkdir()
     concepts = [
-        {"name": "a", "path": str(tmp_path / "a"), "include_subdirectories": True, "balancing": 3.0,
-         "balancing_strategy": "REPEATS", "text": {"prompt_source": "sample", "keep_tags_count": 2}},
-        {"name": "reg", "path": "reg", "type": "PRIOR_PREDICTION", "balancing": 0.5, "balancing_strategy": "SAMPLES",
-         "text": {"prompt_source": "concept", "prompt_path": "prompts.txt"}},
+        {
+            "name": "a",
+            "path": str(tmp_path / "a"),
+            "include_subdirectories": True,
+            "balancing": 3.0,
+            "balancing_strategy": "REPEATS",
+            "text": {"prompt_source": "sample", "keep_tags_count": 2},
+        },
+        {
+            "name": "reg",
+            "path": "reg",
+            "type": "PRIOR_PREDICTION",
+            "balancing": 0.5,
+            "balancing_strategy": "SAMPLES",
+            "text": {"prompt_source": "concept", "prompt_path": "prompts.txt"},
+        },
     ]
     (tmp_path / "prompts.txt").write_text("a photo\n", encoding="utf-8")
     f = tmp_path / "concepts.json"
     f.write_text(json.dumps(concepts, indent=2), encoding="utf-8")
     result = import_config(f, name_prefix="ot")
     a, reg = (Dataset.get_by_id(r["id"]) for r in result.registered)
-    assert (a.name, a.recursive, a.trainer["repeats"], a.trainer["keep_tokens"], a.trainer["is_reg"]) == ("ot-a", True, 3, 2, False)
+    assert (a.name, a.recursive, a.trainer["repeats"], a.trainer["keep_tokens"], a.trainer["is_reg"]) == (
+        "ot-a",
+        True,
+        3,
+        2,
+        False,
+    )
     assert reg.trainer["is_reg"] is True and "repeats" not in reg.trainer
     assert reg.trainer["other_balancing"] == {"balancing": 0.5, "balancing_strategy": "SAMPLES"}
     assert reg.trainer["metadata_files"] == [str(tmp_path / "prompts.txt")]
@@ -113,20 +141,32 @@ def test_diffusion_pipe_and_musubi_tomls(db, tmp_path):
         (tmp_path / d).mkdir()
     (tmp_path / "dp.toml").write_text(
         "resolutions = [512]\nenable_ar_bucket = true\nnum_repeats = 2\n\n[[directory]]\npath = 'imgs'\n"
-        "mask_path = 'masks'\ncontrol_path = 'ctrl'\n", encoding="utf-8")
+        "mask_path = 'masks'\ncontrol_path = 'ctrl'\n",
+        encoding="utf-8",
+    )
     result = import_config(tmp_path / "dp.toml")
     t = Dataset.get_by_id(result.registered[0]["id"]).trainer
     assert (t["format"], t["repeats"], t["mask_dirs"], t["control_dirs"]) == (
-        "diffusion-pipe", 2, [str(tmp_path / "masks")], [str(tmp_path / "ctrl")])
+        "diffusion-pipe",
+        2,
+        [str(tmp_path / "masks")],
+        [str(tmp_path / "ctrl")],
+    )
     assert t["other"] == {"resolutions": [512], "enable_ar_bucket": True}
     (tmp_path / "mu.toml").write_text(
         '[general]\nresolution = [960, 544]\ncaption_extension = ".caption"\n\n[[datasets]]\nimage_directory = "imgs2"\n'
         'cache_directory = "cache"\ncontrol_directory = "ctrl"\nnum_repeats = 4\n\n[[datasets]]\nvideo_directory = "v"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     result = import_config(tmp_path / "mu.toml", name_prefix="mu")
     (reg,) = result.registered
     t = Dataset.get_by_id(reg["id"]).trainer
-    assert (t["format"], t["caption_extension"], t["repeats"], t["control_dirs"]) == ("musubi", ".caption", 4, [str(tmp_path / "ctrl")])
+    assert (t["format"], t["caption_extension"], t["repeats"], t["control_dirs"]) == (
+        "musubi",
+        ".caption",
+        4,
+        [str(tmp_path / "ctrl")],
+    )
     # the video dataset is listed, not dropped
     assert any("video_directory" in n for n in result.plan.unmapped)
 
@@ -143,8 +183,18 @@ def test_dry_run_registers_nothing_and_already_registered_folders_are_not_double
 def test_cli_import_config_json(db_path, db, testdata, capsys):
     from sushitui.cli import main
 
-    rc = main(["dataset", "import-config", str(testdata / "kohya-ss-gui-test/config/dataset.toml"), "--path-map",
-               f"test={testdata / 'kohya-ss-gui-test'}", "--json", "--db", str(db_path)])
+    rc = main(
+        [
+            "dataset",
+            "import-config",
+            str(testdata / "kohya-ss-gui-test/config/dataset.toml"),
+            "--path-map",
+            f"test={testdata / 'kohya-ss-gui-test'}",
+            "--json",
+            "--db",
+            str(db_path),
+        ]
+    )
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["format"] == "kohya" and doc["registered"][0]["items"] == 8
@@ -153,8 +203,14 @@ def test_cli_import_config_json(db_path, db, testdata, capsys):
 
 # --- round trip: import-config of each of our exports ------------------------------------
 
-CONFIG_OF = {"kohya-toml": "dataset.toml", "ai-toolkit": "dataset.yaml", "onetrainer": "concepts.json",
-             "diffusion-pipe": "dataset.toml", "musubi": "dataset.toml", "kohya-jsonl": "dataset.toml"}
+CONFIG_OF = {
+    "kohya-toml": "dataset.toml",
+    "ai-toolkit": "dataset.yaml",
+    "onetrainer": "concepts.json",
+    "diffusion-pipe": "dataset.toml",
+    "musubi": "dataset.toml",
+    "kohya-jsonl": "dataset.toml",
+}
 
 
 @pytest.mark.parametrize("fmt", list(CONFIG_OF))
@@ -165,9 +221,13 @@ def test_import_config_of_our_export_registers_the_same_items_with_the_same_capt
     out = tmp_path / "out"
     export_dataset(src.id, out, ExportOptions(format=fmt, caption=("main",)))
     related = ("control", "mask", "masks")  # the folders of control images and masks
-    exported = {p.stem: (p.with_suffix(".txt").read_text(encoding="utf-8") if p.with_suffix(".txt").exists() else None)
-                for p in out.rglob("*") if p.suffix in (".png", ".jpg") and p.relative_to(out).parts[0] not in related
-                and not p.stem.endswith(("-masklabel", "-condlabel"))}
+    exported = {
+        p.stem: (p.with_suffix(".txt").read_text(encoding="utf-8") if p.with_suffix(".txt").exists() else None)
+        for p in out.rglob("*")
+        if p.suffix in (".png", ".jpg")
+        and p.relative_to(out).parts[0] not in related
+        and not p.stem.endswith(("-masklabel", "-condlabel"))
+    }
     assert set(exported) == {"a", "b", "nocap", "c", "p1", "p2", "solo"}
     result = import_config(out / CONFIG_OF[fmt], name_prefix="rt")
     got_items: set[str] = set()
@@ -200,7 +260,10 @@ def test_an_export_reuses_the_repeats_and_is_reg_the_config_gave(db, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "reg/r.png")
     (tmp_path / "reg/r.txt").write_text("a person", encoding="utf-8")
     cfg = tmp_path / "ds.toml"
-    cfg.write_text('[[datasets]]\n  [[datasets.subsets]]\n  image_dir = "reg"\n  num_repeats = 3\n  is_reg = true\n', encoding="utf-8")
+    cfg.write_text(
+        '[[datasets]]\n  [[datasets.subsets]]\n  image_dir = "reg"\n  num_repeats = 3\n  is_reg = true\n',
+        encoding="utf-8",
+    )
     ds = Dataset.get_by_id(import_config(cfg).registered[0]["id"])
     export_dataset(ds.id, tmp_path / "k", ExportOptions(format="kohya-toml"))
     (sub,) = tomllib.loads((tmp_path / "k/dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["subsets"]
@@ -216,7 +279,12 @@ def test_an_export_reuses_the_repeats_and_is_reg_the_config_gave(db, tmp_path):
     assert (back["repeats"], back["is_reg"]) == (3, True)
     # --repeats still wins
     export_dataset(ds.id, tmp_path / "k2", ExportOptions(format="kohya-toml", repeats=7))
-    assert tomllib.loads((tmp_path / "k2/dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["subsets"][0]["num_repeats"] == 7
+    assert (
+        tomllib.loads((tmp_path / "k2/dataset.toml").read_text(encoding="utf-8"))["datasets"][0]["subsets"][0][
+            "num_repeats"
+        ]
+        == 7
+    )
 
 
 def test_musubi_without_caption_extension_reads_no_captions_and_says_so(db, tmp_path):

@@ -72,7 +72,9 @@ def test_a_missing_folder_names_file_line_and_the_working_directory_rule(db, fol
 
 
 def test_every_problem_is_listed_not_only_the_first(db, folders):
-    cfg = write(folders / "dp.toml", "[[directory]]\npath = 'nope1'\n\n[[directory]]\npath = 'good'\ncontrol_path = 'nope2'\n")
+    cfg = write(
+        folders / "dp.toml", "[[directory]]\npath = 'nope1'\n\n[[directory]]\npath = 'good'\ncontrol_path = 'nope2'\n"
+    )
     with pytest.raises(ConfigImportError) as e:
         import_config(cfg)
     assert [p.split(": ")[0] for p in e.value.problems] == [f"{cfg}:2", f"{cfg}:6"]
@@ -127,7 +129,9 @@ def test_yaml_anchors_and_merge_keys_are_followed(db, folders):
 
 
 def test_an_undefined_yaml_alias_names_the_line(db, folders):
-    cfg = write(folders / "train.yaml", AI_TOOLKIT.format(folder="good", other="ctrl").replace("<<: *base", "<<: *missing"))
+    cfg = write(
+        folders / "train.yaml", AI_TOOLKIT.format(folder="good", other="ctrl").replace("<<: *base", "<<: *missing")
+    )
     with pytest.raises(ConfigImportError, match=rf"{cfg}:12: not valid YAML: .*alias.*anchor &name"):
         import_config(cfg)
 
@@ -175,8 +179,12 @@ def test_a_path_map_without_equals_is_a_usage_error():
 
 def test_a_missing_image_folder_does_not_hide_the_missing_control_folders(db, tmp_path):
     cfg = tmp_path.parent / "ai-toolkit.yaml"
-    cfg.write_text((Path(__file__).parent / "data/trainer_configs/ai-toolkit_train_lora_qwen_image_edit_2509_32gb.yaml")
-                   .read_text(encoding="utf-8"), encoding="utf-8")
+    cfg.write_text(
+        (Path(__file__).parent / "data/trainer_configs/ai-toolkit_train_lora_qwen_image_edit_2509_32gb.yaml").read_text(
+            encoding="utf-8"
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigImportError) as e:
         import_config(cfg, [("/path/to", str(tmp_path))])
     lines = [p.split(": ")[0].rsplit(":", 1)[1] for p in e.value.problems]

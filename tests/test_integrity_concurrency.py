@@ -75,17 +75,39 @@ def test_two_bulk_editors_a_reindex_loop_a_recorder_and_the_app_lose_nothing(db_
             notes.append((str(severity), f"{title} {message}"))
             return super().notify(message, title=title, severity=severity, **kw)
 
-    recorder = subprocess.Popen([sys.executable, "-c", RECORDER, str(db_path), str(SECONDS),
-                                 ",".join(str(i) for i, _ in items)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    recorder = subprocess.Popen(
+        [sys.executable, "-c", RECORDER, str(db_path), str(SECONDS), ",".join(str(i) for i, _ in items)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stop = threading.Event()
     left: list = []
     right: list = []
     reindexes: list = []
     threads = [
-        threading.Thread(target=_loop, args=(db_path, lambda k: ["tag", "add", "shared", f"left_{k}", "--items", shared_ids, "--json"], stop, left)),
-        threading.Thread(target=_loop, args=(db_path, lambda k: ["tag", "add", "shared", f"right_{k}", "--query=-tuiitem", "--json"], stop, right)),
-        threading.Thread(target=_loop, args=(db_path, lambda k: ["dataset", "reindex", "shared", "--json"] + (["--full"] if k % 3 == 2 else []), stop, reindexes)),
+        threading.Thread(
+            target=_loop,
+            args=(
+                db_path,
+                lambda k: ["tag", "add", "shared", f"left_{k}", "--items", shared_ids, "--json"],
+                stop,
+                left,
+            ),
+        ),
+        threading.Thread(
+            target=_loop,
+            args=(db_path, lambda k: ["tag", "add", "shared", f"right_{k}", "--query=-tuiitem", "--json"], stop, right),
+        ),
+        threading.Thread(
+            target=_loop,
+            args=(
+                db_path,
+                lambda k: ["dataset", "reindex", "shared", "--json"] + (["--full"] if k % 3 == 2 else []),
+                stop,
+                reindexes,
+            ),
+        ),
     ]
     for t in threads:
         t.start()
@@ -101,8 +123,12 @@ def test_two_bulk_editors_a_reindex_loop_a_recorder_and_the_app_lose_nothing(db_
             end = time.monotonic() + SECONDS
             pos, step, n = 0, 1, 0
             while time.monotonic() < end:
-                await settle(pilot, lambda: screen.view is not None and screen.view.base_name == tui_items[pos][1],
-                             timeout=60, what=tui_items[pos][1])
+                await settle(
+                    pilot,
+                    lambda: screen.view is not None and screen.view.base_name == tui_items[pos][1],
+                    timeout=60,
+                    what=tui_items[pos][1],
+                )
                 tag = f"tui_{n}"
                 await pilot.press("a", *tag, "enter", "escape", "ctrl+s")
                 added[tui_items[pos][1]].append(tag)

@@ -212,8 +212,12 @@ def test_a_scan_never_deletes_user_files_that_look_like_temp_files(db_path, tmp_
     root = tmp_path / "ds"
     _images(root, ["a"])
     Image.new("RGB", (8, 8)).save(root / "photo.sushitui-tmp-.png")
-    user_files = [root / "photo.sushitui-tmp-.png", root / "notes.sushitui-tmp-x.md",
-                  root / ".hidden.sushitui-tmp-draft.txt", root / "a.sushitui-tmp-2.txt"]
+    user_files = [
+        root / "photo.sushitui-tmp-.png",
+        root / "notes.sushitui-tmp-x.md",
+        root / ".hidden.sushitui-tmp-draft.txt",
+        root / "a.sushitui-tmp-2.txt",
+    ]
     for p in user_files[1:]:
         p.write_text("mine")
     old = time.time() - 7200
@@ -251,7 +255,12 @@ def test_temp_files_have_a_shape_no_user_file_has(tmp_path):
     name = os.path.basename(staged.tmp)
     assert is_temp_file(name) and name.startswith(".a.txt.") and str(os.getpid()) in name
     discard_staged([staged])
-    for user_name in ("a.sushitui-tmp-.png", "notes.sushitui-tmp-x.md", ".x.sushitui-tmp-old.txt", "x.sushitui-tmp-12345678"):
+    for user_name in (
+        "a.sushitui-tmp-.png",
+        "notes.sushitui-tmp-x.md",
+        ".x.sushitui-tmp-old.txt",
+        "x.sushitui-tmp-12345678",
+    ):
         assert not is_temp_file(user_name), user_name
 
 

@@ -39,8 +39,16 @@ def test_two_cli_bulk_edits_at_once_both_land_on_every_item(db_path, tmp_path):
     n = 2000
     _folder(root, n)
     assert _cli(db_path, "dataset", "add", "ds", str(root)).returncode == 0
-    procs = [subprocess.Popen([*CLI, "tag", "add", "ds", tag, "--json"], env=cli_env(db_path),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("left", "right")]
+    procs = [
+        subprocess.Popen(
+            [*CLI, "tag", "add", "ds", tag, "--json"],
+            env=cli_env(db_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("left", "right")
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
@@ -140,11 +148,21 @@ def test_the_write_lock_waits_a_bounded_time_and_names_the_holder(db, tmp_path):
 
     root = tmp_path / "ds"
     root.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from sushitui.store import open_database; "
-        "from sushitui.dataset.write_lock import dataset_write_lock; open_database(sys.argv[1]); "
-        "cm = dataset_write_lock(sys.argv[2], what='tag add'); cm.__enter__(); print('held', flush=True); time.sleep(30)"
-    ), str(db.database), str(root)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from sushitui.store import open_database; "
+                "from sushitui.dataset.write_lock import dataset_write_lock; open_database(sys.argv[1]); "
+                "cm = dataset_write_lock(sys.argv[2], what='tag add'); cm.__enter__(); print('held', flush=True); time.sleep(30)"
+            ),
+            str(db.database),
+            str(root),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         start = time.monotonic()

@@ -79,8 +79,9 @@ def test_a_dataset_on_another_device_uses_its_own_trash_folder(ds, monkeypatch):
 
     root = Path(ds.root_path)
     real_device = remove_mod._device
-    monkeypatch.setattr(remove_mod, "_device",
-                        lambda p: -1 if str(p).startswith(str(remove_mod.home_trash())) else real_device(p))
+    monkeypatch.setattr(
+        remove_mod, "_device", lambda p: -1 if str(p).startswith(str(remove_mod.home_trash())) else real_device(p)
+    )
     assert not remove_mod.uses_home_trash(root)
     removal = remove_items(ds, [_ids(ds)["sub/c"]])
     assert removal.where.startswith(str(root / ".trash"))
@@ -159,18 +160,24 @@ def test_browser_and_detail_remove_with_d_and_undo_with_u(tmp_path, db_path, mon
             await settle(pilot, lambda: browser.state.total == 5, what="back in the browser")
 
             await pilot.press("enter")
-            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
-                         what="item detail")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
+                what="item detail",
+            )
             detail = app.screen
             shown = detail.view.base_name
             await pilot.press("D")
             await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
             await pilot.press("y")
-            await settle(pilot, lambda: detail.view is not None and detail.view.base_name != shown,
-                         what="the next item shows")
+            await settle(
+                pilot, lambda: detail.view is not None and detail.view.base_name != shown, what="the next item shows"
+            )
             assert f"{shown}.png" not in images()
             await pilot.press("U")
-            await settle(pilot, lambda: detail.view is not None and detail.view.base_name == shown, what="undo in detail")
+            await settle(
+                pilot, lambda: detail.view is not None and detail.view.base_name == shown, what="undo in detail"
+            )
             assert images() == before
 
     asyncio.run(go())

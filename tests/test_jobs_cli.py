@@ -25,7 +25,11 @@ def test_a_detached_job_goes_on_when_its_terminal_and_shell_are_killed(db, db_pa
     # connection drops": SIGHUP and SIGKILL to its whole process group
     shell = subprocess.Popen(
         [sys.executable, "-m", "sushitui", *autotag_argv(db_path, "cats"), "--detach"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     shell_out, shell_err = shell.communicate(timeout=30)
     assert shell.returncode == 0, shell_err
     assert "goes on when this terminal closes" in shell_out
@@ -55,8 +59,15 @@ def test_kill_9_marks_the_job_interrupted_once_and_retry_resumes_from_the_cache(
     cached = lambda: query(db_path, "SELECT COUNT(*) FROM tagger_cache")[0][0]  # noqa: E731
     wait_for(lambda: cached() >= 5, 40, "5 images scored")
     os.kill(get_job(job_id).pid, signal.SIGKILL)
-    wait_for(lambda: get_job(job_id).pid and not os.path.exists(f"/proc/{get_job(job_id).pid}/status")
-             or "Z" in open(f"/proc/{get_job(job_id).pid}/status").read().split("State:")[1][:4], 10, "the kill")
+    wait_for(
+        lambda: (
+            get_job(job_id).pid
+            and not os.path.exists(f"/proc/{get_job(job_id).pid}/status")
+            or "Z" in open(f"/proc/{get_job(job_id).pid}/status").read().split("State:")[1][:4]
+        ),
+        10,
+        "the kill",
+    )
     done_before = cached()
     assert done_before < 40
 
@@ -97,7 +108,10 @@ def test_cancel_from_another_process_stops_the_job_and_keeps_what_it_finished(db
     assert job.state == "cancelled", job
     scored = query(db_path, "SELECT COUNT(*) FROM tagger_cache")[0][0]
     assert 3 <= scored < 60
-    assert "cancelled; run the same command again to resume" in cli("--db", str(db_path), "jobs", "log", str(job_id)).stdout
+    assert (
+        "cancelled; run the same command again to resume"
+        in cli("--db", str(db_path), "jobs", "log", str(job_id)).stdout
+    )
     # a job that ended cannot be cancelled again, and the message says why
     again = cli("--db", str(db_path), "jobs", "cancel", str(job_id))
     assert again.returncode == 1 and "already ended (cancelled)" in again.stderr
@@ -129,8 +143,12 @@ def test_cpu_jobs_of_two_datasets_run_side_by_side(db, db_path, tmp_path):
 def test_attach_follows_a_job_to_its_end_and_ctrl_c_only_detaches(db, db_path, tmp_path):
     image_dataset(tmp_path / "data", "cats", 40)
     job_id = detach(db_path, autotag_argv(db_path, "cats"))
-    watcher = subprocess.Popen([sys.executable, "-m", "sushitui", "--db", str(db_path), "jobs", "attach", str(job_id)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "sushitui", "--db", str(db_path), "jobs", "attach", str(job_id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first_line = watcher.stderr.readline()  # it is attached and drawing
     assert f"job {job_id} autotag cats" in first_line
     wait_for(lambda: get_job(job_id).state == "running" and get_job(job_id).done > 0, 30, "progress")
@@ -142,8 +160,12 @@ def test_attach_follows_a_job_to_its_end_and_ctrl_c_only_detaches(db, db_path, t
     assert job.state == "running", (job, open(job.log_path).read())
     # attached again, it stays until the end and exits with the job's outcome
     again = cli("--db", str(db_path), "jobs", "attach", str(job_id))
-    assert again.returncode == 0 and f"job {job_id}: done" in again.stdout, (again.stdout, again.stderr, get_job(job_id),
-                                                                          open(get_job(job_id).log_path).read())
+    assert again.returncode == 0 and f"job {job_id}: done" in again.stdout, (
+        again.stdout,
+        again.stderr,
+        get_job(job_id),
+        open(get_job(job_id).log_path).read(),
+    )
     assert get_job(job_id).state == "done"
 
 

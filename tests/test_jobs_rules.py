@@ -20,8 +20,18 @@ def _job(state="queued", device="cpu", lock="dataset:a", pid=None, **extra) -> i
     from sushitui.store.models import Job
 
     pid = os.getpid() if pid is None else pid
-    return Job.create(kind="autotag", argv=[], cwd="/", state=state, device=device, lock_key=lock, host=hostname(),
-                      pid=pid, pid_started=process_start(pid), **extra).id
+    return Job.create(
+        kind="autotag",
+        argv=[],
+        cwd="/",
+        state=state,
+        device=device,
+        lock_key=lock,
+        host=hostname(),
+        pid=pid,
+        pid_started=process_start(pid),
+        **extra,
+    ).id
 
 
 def test_one_job_at_a_time_per_gpu_in_the_order_started(db):
@@ -104,12 +114,31 @@ def test_the_apps_autotag_job_runs_the_command_with_the_options_of_its_form(tmp_
     from sushitui.jobs import autotag_argv
     from sushitui.tagger.autotag import AutotagOptions
 
-    opts = AutotagOptions(model=None, model_path=str(tmp_path / "m.onnx"), labels_path=str(tmp_path / "tags.csv"),
-                          family="wd", threshold=0.4, character_threshold=0.7, category_thresholds={"meta": 0.5},
-                          categories=("general", "meta"), mcut=("general",), mode="add", subtype="tags", device="cpu",
-                          device_id=1, batch_size=8, workers=0, jpeg_draft=False, dictionary_mapping=False,
-                          add_unknown_to_dictionary=True, underscores=True, exclude=("bad tag",), use_cache=False,
-                          dry_run=True, allow_download=False)
+    opts = AutotagOptions(
+        model=None,
+        model_path=str(tmp_path / "m.onnx"),
+        labels_path=str(tmp_path / "tags.csv"),
+        family="wd",
+        threshold=0.4,
+        character_threshold=0.7,
+        category_thresholds={"meta": 0.5},
+        categories=("general", "meta"),
+        mcut=("general",),
+        mode="add",
+        subtype="tags",
+        device="cpu",
+        device_id=1,
+        batch_size=8,
+        workers=0,
+        jpeg_draft=False,
+        dictionary_mapping=False,
+        add_unknown_to_dictionary=True,
+        underscores=True,
+        exclude=("bad tag",),
+        use_cache=False,
+        dry_run=True,
+        allow_download=False,
+    )
     argv = autotag_argv(tmp_path / "x.db", "my set", opts, query="cat -dog", item_ids=[3, 9])
     args = build_parser().parse_args(argv)
     assert (args.name, args.query, args.item_ids) == ("my set", "cat -dog", [3, 9])

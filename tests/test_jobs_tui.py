@@ -25,9 +25,21 @@ def _job(**fields):
     """A job row as a live worker (this test process) keeps it."""
     from sushitui.store.models import Job
 
-    row = {"kind": "tag add", "dataset": "cats", "argv": ["tag", "add", "cats", "smile"], "cwd": os.getcwd(),
-           "state": "running", "host": hostname(), "pid": os.getpid(), "pid_started": process_start(os.getpid()),
-           "phase": "writing", "done": 5, "total": 10, "started_at": time.time(), **fields}
+    row = {
+        "kind": "tag add",
+        "dataset": "cats",
+        "argv": ["tag", "add", "cats", "smile"],
+        "cwd": os.getcwd(),
+        "state": "running",
+        "host": hostname(),
+        "pid": os.getpid(),
+        "pid_started": process_start(os.getpid()),
+        "phase": "writing",
+        "done": 5,
+        "total": 10,
+        "started_at": time.time(),
+        **fields,
+    }
     return Job.create(**row).id
 
 
@@ -56,8 +68,11 @@ def test_the_jobs_screen_shows_live_progress_and_the_app_says_when_a_job_ends(db
     async def go():
         app = _app(db_path)
         async with app.run_test(size=(140, 30)) as pilot:
-            await settle(pilot, lambda: any("background job(s) running" in m for m in _messages(app)),
-                         what="the start notice of running jobs")
+            await settle(
+                pilot,
+                lambda: any("background job(s) running" in m for m in _messages(app)),
+                what="the start notice of running jobs",
+            )
             await pilot.press("ctrl+b")
             await settle(pilot, lambda: isinstance(app.screen, JobsScreen) and _cells(app), what="the jobs list")
             row = _cells(app)[0]
@@ -66,8 +81,12 @@ def test_the_jobs_screen_shows_live_progress_and_the_app_says_when_a_job_ends(db
             await settle(pilot, lambda: "8/10" in _cells(app)[0][4], what="the progress to move")
             assert "2.0/s" in _cells(app)[0][5]
             _update(job_id, state="done", done=10, finished_at=time.time(), exit_code=0)
-            await settle(pilot, lambda: any(f"job {job_id} (tag add cats) done" in m for m in _messages(app)),
-                         timeout=8, what="the notice that the job ended")
+            await settle(
+                pilot,
+                lambda: any(f"job {job_id} (tag add cats) done" in m for m in _messages(app)),
+                timeout=8,
+                what="the notice that the job ended",
+            )
             await settle(pilot, lambda: _cells(app)[0][3] == "done", what="the list to show it done")
 
     asyncio.run(go())
@@ -92,17 +111,25 @@ def test_an_interrupted_job_is_shown_at_start_and_its_retry_from_the_app_outlive
     from dict_helpers import make_dataset
 
     make_dataset(tmp_path / "cats", "cats", [f"solo, {i}" for i in range(12)])
-    dead = _job(state="interrupted", pid=2**22 + 7, pid_started="gone", finished_at=time.time(),
-                message="the worker (pid 4194311) ended without finishing, while writing at 5/10 items",
-                argv=["--db", str(db_path), "tag", "add", "cats", "smile"])
+    dead = _job(
+        state="interrupted",
+        pid=2**22 + 7,
+        pid_started="gone",
+        finished_at=time.time(),
+        message="the worker (pid 4194311) ended without finishing, while writing at 5/10 items",
+        argv=["--db", str(db_path), "tag", "add", "cats", "smile"],
+    )
 
     async def go():
         from sushitui.tui.screens.jobs import JobsScreen
 
         app = _app(db_path)
         async with app.run_test(size=(140, 30)) as pilot:
-            await settle(pilot, lambda: any(f"job {dead} (tag add cats) was interrupted" in m for m in _messages(app)),
-                         what="the interrupted job's notice")
+            await settle(
+                pilot,
+                lambda: any(f"job {dead} (tag add cats) was interrupted" in m for m in _messages(app)),
+                what="the interrupted job's notice",
+            )
             await pilot.press("ctrl+b")
             await settle(pilot, lambda: isinstance(app.screen, JobsScreen) and _cells(app), what="the jobs list")
             await pilot.press("r")
@@ -140,16 +167,24 @@ def test_an_autotag_started_from_the_app_as_a_job_finishes_after_the_app_quit(db
             await pilot.press("A")  # the browser's auto-tag key
             await settle(pilot, lambda: isinstance(app.screen, AutotagDialog), what="the dialog")
             dialog = app.screen
-            await settle(pilot, lambda: "all 30 items" in str(dialog.query_one("#autotag-title", Static).render()),
-                         timeout=15, what="the dialog's context")
+            await settle(
+                pilot,
+                lambda: "all 30 items" in str(dialog.query_one("#autotag-title", Static).render()),
+                timeout=15,
+                what="the dialog's context",
+            )
             dialog.query_one("#at-model", Select).value = CUSTOM
             await pilot.pause()
             dialog.query_one("#at-model-path", Input).value = str(model)
             dialog.query_one("#at-labels", Input).value = str(labels)
             dialog.query_one("#at-device", Select).value = "cpu"
             await pilot.press("ctrl+d")
-            await settle(pilot, lambda: any("Auto-tag job 1 started" in m for m in _messages(app)), timeout=15,
-                         what="the job to start")
+            await settle(
+                pilot,
+                lambda: any("Auto-tag job 1 started" in m for m in _messages(app)),
+                timeout=15,
+                what="the job to start",
+            )
             assert not dialog.is_attached  # the dialog closed: the app is free at once
             await pilot.press("ctrl+q")
             await pilot.pause()

@@ -72,12 +72,18 @@ def test_item_detail_sets_a_crop_with_the_keyboard_at_80x24(tmp_path, db_path, m
             browser = await open_browser(app, pilot)
             name = browser.grid.current.name
             await pilot.press("enter")
-            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
-                         what="item detail")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
+                what="item detail",
+            )
             view = app.screen.view
             await pilot.press("f")
-            await settle(pilot, lambda: isinstance(app.screen, CropDialog) and app.screen.image is not None,
-                         what="the crop frame with its picture")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, CropDialog) and app.screen.image is not None,
+                what="the crop frame with its picture",
+            )
             dialog = app.screen
             assert "▀" in screen_text(app)
             await pilot.press("shift+left", "shift+left", "shift+up", "right", "down")

@@ -34,7 +34,13 @@ def test_mark_keys_are_the_same_on_every_screen_and_clash_with_nothing():
     from sushitui.tui.screens.quick_tag import QuickTagScreen
 
     ids = all_bindings()
-    for binding_id in ("marks.rate_up", "marks.rate_down", "marks.flag_exclude", "marks.flag_needs_work", "marks.flag_reg"):
+    for binding_id in (
+        "marks.rate_up",
+        "marks.rate_down",
+        "marks.flag_exclude",
+        "marks.flag_needs_work",
+        "marks.flag_reg",
+    ):
         owners = {cls.__name__: b.key for cls, b in ids[binding_id]}
         assert set(owners) == {"BrowserScreen", "ItemDetailScreen", "QuickTagScreen"}, binding_id
         assert len(set(owners.values())) == 1, owners
@@ -65,8 +71,11 @@ def test_browser_rates_the_cursor_item_and_flags_the_selection(tmp_path, db_path
             selected = sorted(browser.selected)
             assert len(selected) == 2
             await pilot.press("E")
-            await settle(pilot, lambda: sum("exclude" in m.get("flags", []) for m in _marks(root).values()) == 2,
-                         what="both selected flagged")
+            await settle(
+                pilot,
+                lambda: sum("exclude" in m.get("flags", []) for m in _marks(root).values()) == 2,
+                what="both selected flagged",
+            )
             await settle(pilot)
             # the query language sees them at once
             search = app.screen.query_one("#browser-search")
@@ -74,8 +83,11 @@ def test_browser_rates_the_cursor_item_and_flags_the_selection(tmp_path, db_path
             await pilot.press("slash", "enter")
             await settle(pilot, lambda: browser.state.total == 2, what="flag:exclude matches 2")
             await pilot.press("E")  # on the selection again: all have it, so it is cleared
-            await settle(pilot, lambda: not any("exclude" in m.get("flags", []) for m in _marks(root).values()),
-                         what="flag cleared")
+            await settle(
+                pilot,
+                lambda: not any("exclude" in m.get("flags", []) for m in _marks(root).values()),
+                what="flag cleared",
+            )
             await settle(pilot, lambda: browser.state.total == 0, what="the result follows")
 
     asyncio.run(go())
@@ -94,22 +106,34 @@ def test_item_detail_and_quick_tag_set_marks_and_show_them(tmp_path, db_path):
             browser = await open_browser(app, pilot)
             name = browser.grid.current.name
             await pilot.press("enter")
-            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
-                         what="item detail")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
+                what="item detail",
+            )
             await pilot.press("3", "N")
-            await settle(pilot, lambda: _marks(root).get(name) == {"rating": 3, "flags": ["needs-work"]},
-                         what="3 stars and needs-work")
+            await settle(
+                pilot,
+                lambda: _marks(root).get(name) == {"rating": 3, "flags": ["needs-work"]},
+                what="3 stars and needs-work",
+            )
             await settle(pilot, lambda: "★★★☆☆ needs-work" in screen_text(app), what="the title shows them")
             await pilot.press("escape")
             await settle(pilot, lambda: app.screen is browser, what="back")
             await pilot.press("q")
-            await settle(pilot, lambda: isinstance(app.screen, QuickTagScreen) and app.screen.item_id in app.screen.views,
-                         what="quick tag")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, QuickTagScreen) and app.screen.item_id in app.screen.views,
+                what="quick tag",
+            )
             qt = app.screen
             await settle(pilot, lambda: "★★★☆☆" in screen_text(app), what="quick tag shows the stars")
             await pilot.press("less_than_sign", "G", "1")  # 1 is still preset 1, not a rating
-            await settle(pilot, lambda: _marks(root).get(name) == {"rating": 2, "flags": ["needs-work", "reg"]},
-                         what="one star fewer and reg")
+            await settle(
+                pilot,
+                lambda: _marks(root).get(name) == {"rating": 2, "flags": ["needs-work", "reg"]},
+                what="one star fewer and reg",
+            )
             assert qt.editor is not None
 
     asyncio.run(go())

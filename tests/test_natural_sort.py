@@ -23,7 +23,10 @@ def test_numbers_sort_by_value():
     assert natural_sorted(["v1.10", "v1.9", "v1.2"]) == ["v1.2", "v1.9", "v1.10"]
     # a number longer than any other still sorts by value, not by first digit
     assert natural_sorted(["x99999999999999999999", "x100000000000000000000", "x9"]) == [
-        "x9", "x99999999999999999999", "x100000000000000000000"]
+        "x9",
+        "x99999999999999999999",
+        "x100000000000000000000",
+    ]
 
 
 def test_leading_zeros_are_the_same_number_and_the_name_breaks_the_tie():
@@ -71,7 +74,8 @@ def test_the_frozen_migration_key_is_the_live_key():
     rnd = random.Random(1)
     alphabet = "aAzZ09_- ./éÉßｱ１猫\u0301"
     samples = ["", "1", "a01", "Straße/IMG_0010", "é", "ｶﾞ10"] + [
-        "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 12))) for _ in range(500)]
+        "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 12))) for _ in range(500)
+    ]
     assert [_name_key_v4(s) for s in samples] == [natural_key(s) for s in samples]
 
 

@@ -62,8 +62,7 @@ def images(tmp_path_factory) -> dict[str, list[Path]]:
 def _run_child(code: str, *args: str) -> dict:
     # own_peak_kb reads VmHWM: ru_maxrss survives exec and can report pytest's own peak
     code = "import sys\nsys.path.insert(0, '.')\nfrom reliability_support import own_peak_kb\n" + textwrap.dedent(code)
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=120, cwd=TESTS)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=TESTS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -37,8 +37,9 @@ def test_dot_separator_groups_src_and_mask(db, tmp_path):
     img(root / "0.mask.png")
     (root / "0.txt").write_text("a cat", "utf-8")
     img(root / "1.src.jpg")
-    ds, report = add_dataset(DatasetSettings("d", str(root), suffix_separator=".", image_suffixes=["src", "mask"],
-                                             primary_suffix="src"))
+    ds, report = add_dataset(
+        DatasetSettings("d", str(root), suffix_separator=".", image_suffixes=["src", "mask"], primary_suffix="src")
+    )
     assert report.problems == []
     got = items()
     assert set(got) == {"0", "1"}
@@ -54,8 +55,9 @@ def test_onetrainer_dash_masklabel_and_condlabel(db, tmp_path):
     img(root / "x-condlabel.png")
     (root / "x.txt").write_text("photo of sks dog", "utf-8")
     (root / "x_alt.txt").write_text("a dog", "utf-8")  # what sushitui writes for subtype alt: still read
-    ds, report = add_dataset(DatasetSettings("o", str(root), suffix_separator="-",
-                                             image_suffixes=["masklabel", "condlabel"]))
+    ds, report = add_dataset(
+        DatasetSettings("o", str(root), suffix_separator="-", image_suffixes=["masklabel", "condlabel"])
+    )
     assert report.problems == []
     (item,) = items().values()
     assert item.image_path == "x.png"
@@ -82,12 +84,15 @@ def test_changing_the_separator_regroups_at_the_next_reindex(db, tmp_path):
     assert set(items()) == {"x"}
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"suffix_separator": "/"}, "not one of"),
-    ({"suffix_separator": "-", "image_suffixes": ["mask-label"]}, "contains the suffix separator"),
-    ({"folder_caption": "sub/instruction.txt"}, "not a path"),
-    ({"image_suffixes": ["0=sou rce"]}, "letters, digits"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"suffix_separator": "/"}, "not one of"),
+        ({"suffix_separator": "-", "image_suffixes": ["mask-label"]}, "contains the suffix separator"),
+        ({"folder_caption": "sub/instruction.txt"}, "not a path"),
+        ({"image_suffixes": ["0=sou rce"]}, "letters, digits"),
+    ],
+)
 def test_bad_layout_settings_are_refused_with_the_reason(db, tmp_path, changes, words):
     (tmp_path / "ds").mkdir()
     with pytest.raises(DatasetError, match=words):
@@ -176,12 +181,32 @@ def test_cli_add_with_separator_and_folder_caption(db_path, tmp_path):
     img(root / "0.src.jpg")
     img(root / "0.mask.png")
     (root / "instruction.txt").write_text("inpaint the masked area", "utf-8")
-    run = subprocess.run([sys.executable, "-m", "sushitui", "dataset", "add", "d", str(root), "--db", str(db_path),
-                          "--suffix-separator", ".", "--image-suffixes", "src=source,mask", "--folder-caption",
-                          "instruction.txt", "--json"], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sushitui",
+            "dataset",
+            "add",
+            "d",
+            str(root),
+            "--db",
+            str(db_path),
+            "--suffix-separator",
+            ".",
+            "--image-suffixes",
+            "src=source,mask",
+            "--folder-caption",
+            "instruction.txt",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     d = json.loads(run.stdout)["dataset"]
     assert d["suffix_separator"] == "." and d["folder_caption"] == "instruction.txt"
-    show = subprocess.run([sys.executable, "-m", "sushitui", "dataset", "show", "d", "--db", str(db_path)],
-                          capture_output=True, text=True)
+    show = subprocess.run(
+        [sys.executable, "-m", "sushitui", "dataset", "show", "d", "--db", str(db_path)], capture_output=True, text=True
+    )
     assert "suffix separator: ." in show.stdout and "folder caption:   instruction.txt" in show.stdout

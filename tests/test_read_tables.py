@@ -44,9 +44,11 @@ def test_hf_imagefolder_metadata_jsonl(db, tmp_path):
     img(root / "train" / "0001.png")
     img(root / "train" / "sub" / "0002.png")
     img(root / "train" / "0003.png")  # no row
-    rows = [{"file_name": "0001.png", "text": "a cat on a sofa", "tags": ["cat", "sofa"], "aesthetic": 6.1},
-            {"file_name": "sub/0002.png", "text": "a red car"},
-            {"file_name": "missing.png", "text": "nothing here"}]
+    rows = [
+        {"file_name": "0001.png", "text": "a cat on a sofa", "tags": ["cat", "sofa"], "aesthetic": 6.1},
+        {"file_name": "sub/0002.png", "text": "a red car"},
+        {"file_name": "missing.png", "text": "nothing here"},
+    ]
     (root / "train" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
     ds, report = add_dataset(DatasetSettings("hf", str(root)))
     c = caps("train/0001.png")
@@ -64,7 +66,7 @@ def test_metadata_csv_with_bom_crlf_quotes_and_extra_columns(db, tmp_path):
     root = tmp_path / "hf"
     img(root / "a.png")
     img(root / "b.png")
-    data = ('\ufefffile_name,text,source\r\n"a.png","a dog, running\r\non grass",web\r\nb.png,a bird,\r\n')
+    data = '\ufefffile_name,text,source\r\n"a.png","a dog, running\r\non grass",web\r\nb.png,a bird,\r\n'
     (root / "metadata.csv").write_bytes(data.encode("utf-8"))
     _, report = add_dataset(DatasetSettings("hf", str(root)))
     assert report.problems == []
@@ -103,10 +105,18 @@ def test_named_tsv_table_with_subtypes(db, tmp_path):
     root = tmp_path / "t"
     img(root / "images" / "1.png")
     img(root / "images" / "2.png")
-    (root / "captions.tsv").write_text("path\tshort\tlong\nimages/1.png\tcat\tA cat asleep on a chair.\n"
-                                       "images/2.png\tdog\tA dog.\n", "utf-8")
-    ds, report = add_dataset(DatasetSettings("t", str(root), caption_tables=[
-        {"file": "captions.tsv", "image_column": "path", "columns": {"short": "main", "long": "alt"}}]))
+    (root / "captions.tsv").write_text(
+        "path\tshort\tlong\nimages/1.png\tcat\tA cat asleep on a chair.\nimages/2.png\tdog\tA dog.\n", "utf-8"
+    )
+    ds, report = add_dataset(
+        DatasetSettings(
+            "t",
+            str(root),
+            caption_tables=[
+                {"file": "captions.tsv", "image_column": "path", "columns": {"short": "main", "long": "alt"}}
+            ],
+        )
+    )
     assert report.problems == []
     c = caps("images/1.png")
     assert c["main"].content == "cat" and c["alt"].content == "A cat asleep on a chair."
@@ -117,9 +127,14 @@ def test_a_named_table_with_a_missing_column_is_refused_and_nothing_registered(d
     root = tmp_path / "t"
     img(root / "1.png")
     (root / "c.csv").write_text("image,caption\n1.png,cat\n", "utf-8")
-    with pytest.raises(DatasetError, match=r"c.csv: line 1 \(the header\) has no column 'text' \(columns: image, caption\)"):
-        add_dataset(DatasetSettings("t", str(root), caption_tables=[
-            {"file": "c.csv", "image_column": "image", "columns": {"text": "main"}}]))
+    with pytest.raises(
+        DatasetError, match=r"c.csv: line 1 \(the header\) has no column 'text' \(columns: image, caption\)"
+    ):
+        add_dataset(
+            DatasetSettings(
+                "t", str(root), caption_tables=[{"file": "c.csv", "image_column": "image", "columns": {"text": "main"}}]
+            )
+        )
     assert Dataset.select().count() == 0
 
 
@@ -130,7 +145,9 @@ def test_duplicate_rows_and_paths_leaving_the_folder_are_named_by_line(db, tmp_p
         '{"file_name": "a.png", "text": "first"}\n'
         '{"file_name": "./a.png", "text": "second"}\n'
         '{"file_name": "../../etc/passwd.png", "text": "x"}\n'
-        "not json\n", "utf-8")
+        "not json\n",
+        "utf-8",
+    )
     _, report = add_dataset(DatasetSettings("d", str(root)))
     assert caps("a.png")["main"].content == "first"
     reasons = problems(report)["metadata.jsonl"]
@@ -155,8 +172,9 @@ def test_the_items_own_caption_file_wins_and_edits_never_touch_the_table(db, tmp
     img(root / "b.png")
     (root / "a.txt").write_text("own caption", "utf-8")
     table = root / "metadata.jsonl"
-    table.write_text('{"file_name": "a.png", "text": "from table"}\n{"file_name": "b.png", "text": "b, from table"}\n',
-                     "utf-8")
+    table.write_text(
+        '{"file_name": "a.png", "text": "from table"}\n{"file_name": "b.png", "text": "b, from table"}\n', "utf-8"
+    )
     before = table.read_bytes()
     ds, _ = add_dataset(DatasetSettings("d", str(root)))
     assert caps("a.png")["main"].content == "own caption" and caps("a.png")["main"].source == "txt_file"
@@ -190,27 +208,62 @@ def test_cli_captions_table_options(db_path, tmp_path):
     root = tmp_path / "ds"
     img(root / "x.png")
     (root / "list.csv").write_text("image,en,ja\nx.png,a cat,猫\n", "utf-8")
-    cmd = [sys.executable, "-m", "sushitui", "dataset", "add", "d", str(root), "--db", str(db_path),
-           "--captions-table", "list.csv", "--image-column", "image", "--caption-column", "en",
-           "--caption-column", "ja=ja", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sushitui",
+        "dataset",
+        "add",
+        "d",
+        str(root),
+        "--db",
+        str(db_path),
+        "--captions-table",
+        "list.csv",
+        "--image-column",
+        "image",
+        "--caption-column",
+        "en",
+        "--caption-column",
+        "ja=ja",
+        "--json",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["dataset"]["caption_tables"] == [
-        {"file": "list.csv", "image_column": "image", "columns": {"en": "main", "ja": "ja"}}]
-    items = subprocess.run([sys.executable, "-m", "sushitui", "items", "d", "--db", str(db_path), "--json"],
-                           capture_output=True, text=True)
+        {"file": "list.csv", "image_column": "image", "columns": {"en": "main", "ja": "ja"}}
+    ]
+    items = subprocess.run(
+        [sys.executable, "-m", "sushitui", "items", "d", "--db", str(db_path), "--json"], capture_output=True, text=True
+    )
     contents = {c["subtype"]: c["content"] for c in json.loads(items.stdout.splitlines()[0])["captions"]}
     assert contents == {"main": "a cat", "ja": "猫"}
-    bad = subprocess.run([sys.executable, "-m", "sushitui", "dataset", "add", "e", str(root), "--db", str(db_path),
-                          "--captions-table", "list.csv"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sushitui",
+            "dataset",
+            "add",
+            "e",
+            str(root),
+            "--db",
+            str(db_path),
+            "--captions-table",
+            "list.csv",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--image-column" in bad.stderr
 
 
 def test_windows_absolute_paths_in_a_table_are_matched_by_their_trailing_names(db, tmp_path):
     root = tmp_path / "ds"
     img(root / "set" / "a.png")
-    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "C:\\Users\\me\\ds\\set\\a.png", "text": "win"}) + "\n",
-                                         "utf-8")
+    (root / "metadata.jsonl").write_text(
+        json.dumps({"file_name": "C:\\Users\\me\\ds\\set\\a.png", "text": "win"}) + "\n", "utf-8"
+    )
     _, report = add_dataset(DatasetSettings("d", str(root)))
     assert report.problems == []
     assert caps("set/a.png")["main"].content == "win"
@@ -222,14 +275,27 @@ def test_cli_edit_sets_and_clears_a_captions_table(db_path, tmp_path):
     (root / "t.csv").write_text("img,words\nx.png,hello\n", "utf-8")
 
     def sushi(*args):
-        return subprocess.run([sys.executable, "-m", "sushitui", *args, "--db", str(db_path)], capture_output=True,
-                              text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "sushitui", *args, "--db", str(db_path)], capture_output=True, text=True
+        )
 
     assert sushi("dataset", "add", "d", str(root)).returncode == 0
-    bad = sushi("dataset", "edit", "d", "--captions-table", "t.csv", "--image-column", "image", "--caption-column", "words")
+    bad = sushi(
+        "dataset", "edit", "d", "--captions-table", "t.csv", "--image-column", "image", "--caption-column", "words"
+    )
     assert bad.returncode == 1 and "t.csv: line 1 (the header) has no column 'image'" in bad.stderr
-    ok = sushi("dataset", "edit", "d", "--captions-table", "t.csv", "--image-column", "img", "--caption-column", "words",
-               "--reindex")
+    ok = sushi(
+        "dataset",
+        "edit",
+        "d",
+        "--captions-table",
+        "t.csv",
+        "--image-column",
+        "img",
+        "--caption-column",
+        "words",
+        "--reindex",
+    )
     assert ok.returncode == 0, ok.stderr
     assert "captions tables: none → t.csv (image: img; captions: words=main)" in ok.stdout
     items = json.loads(sushi("items", "d", "--json").stdout.splitlines()[0])
@@ -245,9 +311,19 @@ def test_a_diffusers_export_reads_back_with_its_extra_caption_columns(db, tmp_pa
     # what `sushitui export --format diffusers --caption main,alt` writes
     root = tmp_path / "out"
     img(root / "images" / "src" / "0.png")
-    (root / "metadata.jsonl").write_text(json.dumps(
-        {"file_name": "images/src/0.png", "text": "cat, sofa", "alt": "A cat on a sofa.", "main": "cat, sofa",
-         "source_file_name": "images/src/0_source.png"}) + "\n", "utf-8")
+    (root / "metadata.jsonl").write_text(
+        json.dumps(
+            {
+                "file_name": "images/src/0.png",
+                "text": "cat, sofa",
+                "alt": "A cat on a sofa.",
+                "main": "cat, sofa",
+                "source_file_name": "images/src/0_source.png",
+            }
+        )
+        + "\n",
+        "utf-8",
+    )
     _, report = add_dataset(DatasetSettings("back", str(root)))
     c = caps("images/src/0.png")
     assert {k: v.content for k, v in c.items()} == {"main": "cat, sofa", "alt": "A cat on a sofa."}

@@ -23,8 +23,9 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def test_csv_cell_is_replaced_and_every_other_byte_kept(tmp_path):
-    before = ('\ufefffile_name,text,score\r\n"a.png","a dog, running",5\r\nb.png,a bird,3\r\n"c.png","say ""hi""",1\r\n'
-              ).encode("utf-8")
+    before = (
+        '\ufefffile_name,text,score\r\n"a.png","a dog, running",5\r\nb.png,a bird,3\r\n"c.png","say ""hi""",1\r\n'
+    ).encode("utf-8")
     table = _write(tmp_path / "metadata.csv", before)
     write_table_caption(str(tmp_path), "metadata.csv: text", ["b.png"], "a bird", 'a small bird, "blue"')
     after = table.read_bytes()
@@ -62,12 +63,15 @@ def test_a_cell_changed_since_it_was_indexed_is_a_conflict_and_nothing_is_writte
     assert [p.name for p in tmp_path.iterdir()] == ["metadata.csv"]  # no temporary file left
 
 
-@pytest.mark.parametrize("name, data, words", [
-    ("metadata.csv", "file_name,text\na.png,x\n".encode("cp1252") + b"\xe9\n", "not UTF-8"),
-    ("meta_cap.json", b'{"a.png": {"caption": "x"}}', "CSV, TSV and JSONL tables only"),
-    ("metadata.csv", b'file_name,text\n"a.png,x\n', "never closed"),
-    ("metadata.csv", b"file_name,text\nb.png,x\n", "no row names this image"),
-])
+@pytest.mark.parametrize(
+    "name, data, words",
+    [
+        ("metadata.csv", "file_name,text\na.png,x\n".encode("cp1252") + b"\xe9\n", "not UTF-8"),
+        ("meta_cap.json", b'{"a.png": {"caption": "x"}}', "CSV, TSV and JSONL tables only"),
+        ("metadata.csv", b'file_name,text\n"a.png,x\n', "never closed"),
+        ("metadata.csv", b"file_name,text\nb.png,x\n", "no row names this image"),
+    ],
+)
 def test_tables_that_cannot_be_rewritten_safely_are_refused_untouched(tmp_path, name, data, words):
     table = _write(tmp_path / name, data)
     with pytest.raises(TableError, match=words):

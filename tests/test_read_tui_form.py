@@ -10,8 +10,18 @@ from tui_support import make_dataset, settle
 
 from sushitui.tui.screens.datasets import validate_form
 
-RAW = {"name": "n", "root_path": "", "type": "auto", "caption_suffixes": "main,alt", "image_suffixes": "source,target",
-       "primary_suffix": "", "recursive": True, "max_depth": "", "read_exif": False, "caption_types": ""}
+RAW = {
+    "name": "n",
+    "root_path": "",
+    "type": "auto",
+    "caption_suffixes": "main,alt",
+    "image_suffixes": "source,target",
+    "primary_suffix": "",
+    "recursive": True,
+    "max_depth": "",
+    "read_exif": False,
+    "caption_types": "",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -20,19 +30,31 @@ def no_images(monkeypatch):
 
 
 def test_form_accepts_roles_separator_and_folder_caption():
-    values, errors = validate_form({**RAW, "image_suffixes": "0=source,1=target", "primary_suffix": "target",
-                                    "suffix_separator": "-", "folder_caption": "instruction.txt"}, set(), True)
+    values, errors = validate_form(
+        {
+            **RAW,
+            "image_suffixes": "0=source,1=target",
+            "primary_suffix": "target",
+            "suffix_separator": "-",
+            "folder_caption": "instruction.txt",
+        },
+        set(),
+        True,
+    )
     assert errors == {}
     assert values.scan_settings()["image_suffixes"] == ["0=source", "1=target"]
     assert values.scan_settings()["suffix_separator"] == "-"
     assert values.scan_settings()["folder_caption"] == "instruction.txt"
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"suffix_separator": "-", "image_suffixes": "mask-label"}, "image_suffixes"),
-    ({"folder_caption": "a/instruction.txt"}, "folder_caption"),
-    ({"image_suffixes": "0=,1=target"}, "image_suffixes"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"suffix_separator": "-", "image_suffixes": "mask-label"}, "image_suffixes"),
+        ({"folder_caption": "a/instruction.txt"}, "folder_caption"),
+        ({"image_suffixes": "0=,1=target"}, "image_suffixes"),
+    ],
+)
 def test_form_names_the_bad_field(changes, field):
     values, errors = validate_form({**RAW, **changes}, set(), True)
     assert values is None and field in errors

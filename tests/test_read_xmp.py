@@ -29,13 +29,18 @@ def _img(path: Path, exif: bytes | None = None) -> Path:
 
 def _xmp(subjects: list[str], description: str | None = None) -> str:
     lis = "".join(f"<rdf:li>{s}</rdf:li>" for s in subjects)
-    desc = (f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{description}</rdf:li></rdf:Alt>'
-            "</dc:description>") if description else ""
-    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
-            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-            '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
-            f"<dc:subject><rdf:Bag>{lis}</rdf:Bag></dc:subject>{desc}"
-            '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+    desc = (
+        (f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{description}</rdf:li></rdf:Alt></dc:description>')
+        if description
+        else ""
+    )
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        f"<dc:subject><rdf:Bag>{lis}</rdf:Bag></dc:subject>{desc}"
+        '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
 
 
 def _captions(item_path: str) -> dict[str, Caption]:
@@ -152,5 +157,9 @@ def test_windows_xpkeywords_are_split_on_semicolons(db, tmp_path, testdata):
     add_dataset(DatasetSettings("w", str(root), read_exif=True))
     from sushitui.dataset.captions import item_tags
 
-    assert item_tags(Item.get(Item.image_path == "win.jpg"), "exif_xpkeywords") == ["cat", "black and white", "sleeping"]
+    assert item_tags(Item.get(Item.image_path == "win.jpg"), "exif_xpkeywords") == [
+        "cat",
+        "black and white",
+        "sleeping",
+    ]
     assert item_tags(Item.get(Item.image_path == "real.jpg"), "exif_xpkeywords") == ["XP-Style Keywords"]

@@ -75,8 +75,13 @@ def _cli_loop(db_path: Path, item_ids: list[int], stop: threading.Event, results
     ids = ",".join(map(str, item_ids))
     while not stop.is_set():
         tag = f"cli_{k}"
-        res = subprocess.run([sys.executable, "-m", "sushitui", "tag", "add", "shared", tag, "--items", ids],
-                             env=cli_env(db_path), capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, "-m", "sushitui", "tag", "add", "shared", tag, "--items", ids],
+            env=cli_env(db_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         results.append((tag, res.returncode, res.stdout, res.stderr))
         k += 1
 
@@ -99,8 +104,12 @@ def test_tui_cli_and_recorder_write_at_once(db_path, tmp_path):
             notes.append((str(severity), f"{title} {message}"))
             return super().notify(message, title=title, severity=severity, **kw)
 
-    recorder = subprocess.Popen([sys.executable, "-c", RECORDER, str(db_path), str(SECONDS), ",".join(map(str, all_ids))],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    recorder = subprocess.Popen(
+        [sys.executable, "-c", RECORDER, str(db_path), str(SECONDS), ",".join(map(str, all_ids))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stop = threading.Event()
     cli_results: list = []
     cli_thread = threading.Thread(target=_cli_loop, args=(db_path, [i for i, _ in cli_items], stop, cli_results))
@@ -119,7 +128,12 @@ def test_tui_cli_and_recorder_write_at_once(db_path, tmp_path):
             end = time.monotonic() + SECONDS
             pos, step, n = 0, 1, 0
             while time.monotonic() < end:
-                await settle(pilot, lambda: screen.view is not None and screen.view.base_name == tui_items[pos][1], timeout=30, what=tui_items[pos][1])
+                await settle(
+                    pilot,
+                    lambda: screen.view is not None and screen.view.base_name == tui_items[pos][1],
+                    timeout=30,
+                    what=tui_items[pos][1],
+                )
                 assert screen.view.base_name == tui_items[pos][1]
                 tag = f"tui_{n}"
                 await pilot.press("a", *tag, "enter", "escape", "ctrl+s")

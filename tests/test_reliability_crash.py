@@ -70,8 +70,16 @@ def test_sigkill_during_bulk_caption_writes_never_tears_a_file(tmp_path):
         (root / f"img{n}.txt").write_text("seed")
         st = read_caption(root / f"img{n}.txt").state
         item = Item.create(dataset=ds, base_name=f"img{n}", group_key=f"/img{n}", image_path=f"img{n}.png")
-        Caption.create(item=item, type="tags", subtype="main", content="seed", file_path=f"img{n}.txt",
-                       file_size=st.size, file_mtime_ns=st.mtime_ns, file_sha256=st.sha256)
+        Caption.create(
+            item=item,
+            type="tags",
+            subtype="main",
+            content="seed",
+            file_path=f"img{n}.txt",
+            file_size=st.size,
+            file_mtime_ns=st.mtime_ns,
+            file_sha256=st.sha256,
+        )
     db.close()
     rng = random.Random(1234)
     script = tmp_path / "writer.py"
@@ -97,7 +105,9 @@ def test_sigkill_during_bulk_caption_writes_never_tears_a_file(tmp_path):
         db = open_database(db_file)
         for c in Caption.select():
             st = read_caption(root / c.file_path).state
-            Caption.update(file_size=st.size, file_mtime_ns=st.mtime_ns, file_sha256=st.sha256).where(Caption.id == c.id).execute()
+            Caption.update(file_size=st.size, file_mtime_ns=st.mtime_ns, file_sha256=st.sha256).where(
+                Caption.id == c.id
+            ).execute()
         db.close()
     assert kills == 12
     leftovers = [p.name for p in root.iterdir() if ".sushitui-tmp-" in p.name]
@@ -159,8 +169,12 @@ def test_sigkill_during_cli_bulk_tag_add(db_path, tmp_path):
     folders = sorted({p.parent for p in root.rglob("*.txt")})
 
     def sizes() -> dict[str, int]:
-        return {e.path: e.stat().st_size for f in folders for e in os.scandir(f)
-                if e.name.endswith(".txt") and TEMP_MARKER not in e.name}
+        return {
+            e.path: e.stat().st_size
+            for f in folders
+            for e in os.scandir(f)
+            if e.name.endswith(".txt") and TEMP_MARKER not in e.name
+        }
 
     outcomes = []
     for attempt in range(5):
@@ -225,8 +239,22 @@ def test_sigkill_during_autotag_write_back(db_path, tmp_path):
 
     m = tiny_models()
     root, n_items = _autotag_dataset(tmp_path, db_path, 120)
-    args = ["autotag", "tagme", "--model-path", str(m["wd"]), "--labels", str(m["wd_csv"]), "--family", "wd",
-            "--workers", "0", "--device", "cpu", "--mode", "replace"]
+    args = [
+        "autotag",
+        "tagme",
+        "--model-path",
+        str(m["wd"]),
+        "--labels",
+        str(m["wd_csv"]),
+        "--family",
+        "wd",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--mode",
+        "replace",
+    ]
     original = caption_snapshot(root)
     allowed_new = {b"red background", b"blue background"}
 
@@ -258,8 +286,9 @@ def test_sigkill_during_autotag_write_back(db_path, tmp_path):
         proc = spawn_cli(db_path, *args, *(["--no-cache"] if attempt == 0 else []))
         probe = root / "im0000.txt", root / "im0001.txt"
         # wait for the write-back to begin (the first file of the batch, or the second)
-        killed = kill_once(proc, lambda: any(p.read_bytes() != original[p.name] for p in probe),
-                           rng.uniform(0.0, 0.25) * duration)
+        killed = kill_once(
+            proc, lambda: any(p.read_bytes() != original[p.name] for p in probe), rng.uniform(0.0, 0.25) * duration
+        )
         outcomes.append((killed, check(attempt)))
         assert_database_ok(db_path)
         reindex_and_check(db_path, "tagme", n_items)
@@ -296,4 +325,8 @@ def test_stale_temp_files_from_a_crash_are_ignored_everywhere(db_path, tmp_path)
     assert res.returncode == 0, res.stderr
     exported = [p.name for p in out.rglob("*")]
     assert exported and not [n for n in exported if "sushitui-tmp" in n], exported
-    assert sorted(t.read_text() for t in out.rglob("*.txt")) == ["tag0, solo, after", "tag1, solo, after", "tag2, solo, after"]
+    assert sorted(t.read_text() for t in out.rglob("*.txt")) == [
+        "tag0, solo, after",
+        "tag1, solo, after",
+        "tag2, solo, after",
+    ]

@@ -91,7 +91,9 @@ def test_image_deleted_or_replaced_under_the_app_gives_a_message(db, tmp_path):
     async def step_to(pilot, name):
         await pilot.press("right")
         await settle(pilot)
-        await settle(pilot, lambda: app.screen.view is not None and app.screen.view.base_name == name, timeout=2.5, what=name)
+        await settle(
+            pilot, lambda: app.screen.view is not None and app.screen.view.base_name == name, timeout=2.5, what=name
+        )
         await pilot.pause(0.5)
         return screen_text(app)
 
@@ -109,7 +111,9 @@ def test_image_deleted_or_replaced_under_the_app_gives_a_message(db, tmp_path):
 
     asyncio.run(go())
     assert "not found" in texts["c"].lower(), texts["c"]
-    assert "cannot" in texts["e"].lower() or "not a" in texts["e"].lower() or "damaged" in texts["e"].lower(), texts["e"]
+    assert "cannot" in texts["e"].lower() or "not a" in texts["e"].lower() or "damaged" in texts["e"].lower(), texts[
+        "e"
+    ]
     assert (root / "c.txt").read_text() == "dog, still_editable"
 
 

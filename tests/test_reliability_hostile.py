@@ -26,7 +26,7 @@ FOLDERS = ("hostile-images", "pillow-tests", "danbooru-testfiles")
 # machine saw the scan stage at 413 MiB (not reproduced alone), hence the headroom.
 CAPS = {"scan": 600, "browse": 600, "autotag": 700, "export": 600}
 
-STAGE = r'''
+STAGE = r"""
 import asyncio, json, os, sys
 from pathlib import Path
 sys.path.insert(0, os.environ["SUSHITUI_TESTS_DIR"])
@@ -80,7 +80,7 @@ elif stage == "export":
     out["exported"] = r.items_exported
     out["reported"] = [[getattr(p, "path", ""), getattr(p, "reason", str(p))] for p in r.problems]
 print("RESULT " + json.dumps(out))
-'''
+"""
 
 
 def _decodable(path: Path) -> bool:
@@ -105,7 +105,7 @@ def _stage(name: str, root: Path, db_path: Path, *extra: str) -> dict:
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert 0 < peak < CAPS[name], f"{name}: peak RSS {peak:.0f} MiB (cap {CAPS[name]})"
     line = next(x for x in res.stdout.splitlines() if x.startswith("RESULT "))
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     out["peak_mb"] = peak
     print(name, f"peak {peak:.0f} MiB")
     return out

@@ -37,8 +37,9 @@ from sushitui.tags.normalize import (
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # tag-ish text: the characters captions are made of, plus odd ones
-TAGGY = st.lists(st.sampled_from(list("ab_ ()\\^;:,.\n\t\u3000-|'\"é日") + ["1girl", "long_hair", "^_^", "\\(", "\\)"]),
-                max_size=25).map("".join)
+TAGGY = st.lists(
+    st.sampled_from(list("ab_ ()\\^;:,.\n\t\u3000-|'\"é日") + ["1girl", "long_hair", "^_^", "\\(", "\\)"]), max_size=25
+).map("".join)
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
@@ -124,13 +125,18 @@ def _accepted_rows_are_sound(parsed) -> None:
         assert problem.reason and problem.where
 
 
-JSON_VALUES = st.one_of(st.integers(-5, 10**12), st.text(max_size=5), st.none(), st.booleans(), st.floats(allow_nan=True),
-                        st.lists(st.integers(), max_size=2))
+JSON_VALUES = st.one_of(
+    st.integers(-5, 10**12),
+    st.text(max_size=5),
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.lists(st.integers(), max_size=2),
+)
 
 
 @FAST
-@given(st.one_of(st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=8).map(json.dumps),
-                 st.text(max_size=60)))
+@given(st.one_of(st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=8).map(json.dumps), st.text(max_size=60)))
 def test_taglist_json_of_any_content_gives_rows_or_reasons(tmp_path, content):
     path = tmp_path / "General.json"
     path.write_text(content, encoding="utf-8")
@@ -142,7 +148,9 @@ def test_taglist_json_of_any_content_gives_rows_or_reasons(tmp_path, content):
     _accepted_rows_are_sound(parsed)
 
 
-CSV_CELL = st.lists(st.sampled_from(list('ab_, "\n\r\t\x1b\x00é1-+|') + ["0", "4", "99", "1girl"]), max_size=8).map("".join)
+CSV_CELL = st.lists(st.sampled_from(list('ab_, "\n\r\t\x1b\x00é1-+|') + ["0", "4", "99", "1girl"]), max_size=8).map(
+    "".join
+)
 
 
 @FAST
@@ -164,13 +172,18 @@ def test_csv_formats_of_any_content_give_rows_or_reasons(tmp_path, rows, fmt):
     _accepted_rows_are_sound(parsed)
 
 
-NAME = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs"), blacklist_characters=","),
-               min_size=1, max_size=15)
+NAME = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs"), blacklist_characters=","),
+    min_size=1,
+    max_size=15,
+)
 
 
 @FAST
-@given(st.dictionaries(NAME, st.integers(0, 10**9), min_size=1, max_size=8),
-       st.lists(st.lists(NAME, max_size=2), min_size=8, max_size=8))
+@given(
+    st.dictionaries(NAME, st.integers(0, 10**9), min_size=1, max_size=8),
+    st.lists(st.lists(NAME, max_size=2), min_size=8, max_size=8),
+)
 def test_taglist_json_and_tagcomplete_round_trip(tmp_path, tags, aliases):
     import csv
 

@@ -74,8 +74,13 @@ def full_disk(path: Path, size_kib: int = 512):
     """A folder on a small filesystem that is full. Yields True when it is a real tmpfs,
     False when writes under it are made to fail instead (see ENOSPC_PRELUDE)."""
     path.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)],
-                         capture_output=True, text=True) if os.geteuid() == 0 and not os.environ.get("SUSHITUI_TEST_NO_MOUNT") else None
+    res = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)], capture_output=True, text=True
+        )
+        if os.geteuid() == 0 and not os.environ.get("SUSHITUI_TEST_NO_MOUNT")
+        else None
+    )
     real = res is not None and res.returncode == 0
     try:
         yield real

@@ -86,25 +86,36 @@ def test_every_screen_shows_hostile_text_neutralised(hostile, db_path, monkeypat
             await pilot.pause(0.2)
             shots["datasets"] = screen_text(app)
             await pilot.press("enter")
-            await settle(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total, 30, what="browser")
+            await settle(
+                pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total, 30, what="browser"
+            )
             await settle(pilot, lambda: "\\x1b" in screen_text(app), 30, what="the cards")
             shots["browser"] = screen_text(app)
             await pilot.press("enter")  # the first item: evil...
-            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
-                             30, what="item detail")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
+                30,
+                what="item detail",
+            )
             await settle(pilot, lambda: "\\x1b]52" in screen_text(app), 30, what="the tags")
             shots["detail"] = screen_text(app)
             app.screen.query_one("#exif").collapsed = False  # the EXIF / XMP fields, unfolded
             await pilot.pause(0.3)
             shots["detail+exif"] = screen_text(app) + "\n" + str(app.screen.query_one("#exif-body").render())
             app.push_screen(DictionaryScreen())
-            await settle(pilot, lambda: isinstance(app.screen, DictionaryScreen) and "dict\\x1b" in screen_text(app),
-                             30, what="dictionary")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, DictionaryScreen) and "dict\\x1b" in screen_text(app),
+                30,
+                what="dictionary",
+            )
             shots["dictionary"] = screen_text(app)
             app.pop_screen()
             await pilot.press("ctrl+r")
-            await settle(pilot, lambda: isinstance(app.screen, RunsScreen) and "run\\x9b" in screen_text(app), 30,
-                             what="runs")
+            await settle(
+                pilot, lambda: isinstance(app.screen, RunsScreen) and "run\\x9b" in screen_text(app), 30, what="runs"
+            )
             await pilot.pause(0.3)
             shots["runs"] = screen_text(app)
 

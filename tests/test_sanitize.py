@@ -21,4 +21,7 @@ def test_newlines_escaped_on_one_line_kept_in_multiline():
 @given(st.text())
 def test_output_never_contains_control_or_bidi_characters(text):
     shown = for_terminal(text)
-    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069" for c in shown)
+    assert not any(
+        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        for c in shown
+    )

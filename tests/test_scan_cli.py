@@ -58,14 +58,36 @@ def test_add_list_show_items_reindex_remove(capsys, tmp_path, folder):
     code, out, _ = run(capsys, "items", "photos", "--json", "--db", db)
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["base_name"] for r in rows] == ["g", "p0", "p1", "p2"]
-    assert set(rows[0]) >= {"id", "type", "base_name", "image", "related_images", "width", "height", "file_size",
-                            "sha256", "captions", "tags"}
-    assert rows[0]["type"] == "group" and rows[0]["related_images"] == {"source": "g_source.png", "target": "g_target.png"}
-    assert rows[3]["tags"][2] == {"tag": "smile", "position": 2, "subtype": "main", "source": "txt_file", "confidence": None}
+    assert set(rows[0]) >= {
+        "id",
+        "type",
+        "base_name",
+        "image",
+        "related_images",
+        "width",
+        "height",
+        "file_size",
+        "sha256",
+        "captions",
+        "tags",
+    }
+    assert rows[0]["type"] == "group" and rows[0]["related_images"] == {
+        "source": "g_source.png",
+        "target": "g_target.png",
+    }
+    assert rows[3]["tags"][2] == {
+        "tag": "smile",
+        "position": 2,
+        "subtype": "main",
+        "source": "txt_file",
+        "confidence": None,
+    }
 
     code, out, _ = run(capsys, "items", "photos", "--json", "--sort", "width", "--desc", "--limit", "2", "--db", db)
     assert [json.loads(line)["base_name"] for line in out.splitlines()] == ["p1", "p2"]
-    code, out, _ = run(capsys, "items", "photos", "--sort", "tags", "--desc", "--offset", "1", "--limit", "1", "--db", db)
+    code, out, _ = run(
+        capsys, "items", "photos", "--sort", "tags", "--desc", "--offset", "1", "--limit", "1", "--db", db
+    )
     assert "p1.png" in out and "1girl, solo" in out
 
     write(folder / "p3.png", png_bytes(4, 4, 3))
@@ -97,8 +119,13 @@ def test_add_errors_register_nothing(capsys, tmp_path, folder, case):
     assert code != 0
     assert err.startswith("sushitui: error: ")
     assert "Traceback" not in err
-    expected = {"missing": "does not exist", "file": "is a file", "duplicate": "already exists",
-                "empty-name": "name is empty", "too-long": "at most 100"}[case]
+    expected = {
+        "missing": "does not exist",
+        "file": "is a file",
+        "duplicate": "already exists",
+        "empty-name": "name is empty",
+        "too-long": "at most 100",
+    }[case]
     assert expected in err
     code, out, _ = run(capsys, "--db", db, "dataset", "list", "--json")
     assert [d["name"] for d in json.loads(out)] == ["first"]
@@ -131,13 +158,38 @@ def test_remove_without_yes_when_piped_refuses(capsys, tmp_path, folder, monkeyp
 @pytest.mark.slow
 def test_add_options_are_stored(capsys, tmp_path, folder):
     db = str(tmp_path / "t.db")
-    code, out, err = run(capsys, "--db", db, "dataset", "add", "opts", str(folder), "--type", "single",
-                         "--caption-suffixes", "main,alt", "--image-suffixes", "before,after", "--no-recursive",
-                         "--max-depth", "2", "--exif", "--caption-type", "alt=natural_language", "--json")
+    code, out, err = run(
+        capsys,
+        "--db",
+        db,
+        "dataset",
+        "add",
+        "opts",
+        str(folder),
+        "--type",
+        "single",
+        "--caption-suffixes",
+        "main,alt",
+        "--image-suffixes",
+        "before,after",
+        "--no-recursive",
+        "--max-depth",
+        "2",
+        "--exif",
+        "--caption-type",
+        "alt=natural_language",
+        "--json",
+    )
     assert code == 0, err
     d = json.loads(out)["dataset"]
     assert (d["type"], d["caption_suffixes"], d["image_suffixes"], d["recursive"], d["max_depth"], d["read_exif"]) == (
-        "single", ["main", "alt"], ["before", "after"], False, 2, True)
+        "single",
+        ["main", "alt"],
+        ["before", "after"],
+        False,
+        2,
+        True,
+    )
     assert d["caption_types"] == {"alt": "natural_language"}
 
 

@@ -118,8 +118,9 @@ with index_deferred(db, sys.argv[2]):
 
 
 def start_holder(db_path, mode):
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(db_path), INDEX, mode],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db_path), INDEX, mode], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "dropped"
     return proc
 

@@ -180,7 +180,10 @@ def test_editing_cap_tags_rewrites_the_cap_file_only(db, testdata, tmp_path):
     assert (folder / "Dariusz_Zawadzki_2.txt").read_bytes() == txt_before
     assert not (folder / "Dariusz_Zawadzki_2_cap.txt").exists()
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith("Dariusz_Zawadzki_2.")) == [
-        "Dariusz_Zawadzki_2.cap", "Dariusz_Zawadzki_2.jpg", "Dariusz_Zawadzki_2.txt"]
+        "Dariusz_Zawadzki_2.cap",
+        "Dariusz_Zawadzki_2.jpg",
+        "Dariusz_Zawadzki_2.txt",
+    ]
     d = item_to_dict(Item.get_by_id(item.id))
     assert [t["tag"] for t in d["tags"] if t["subtype"] == "cap"] == ["no humans", "painting", "skull"]
     # the index knows the new file: the next reindex sees no external change
@@ -202,7 +205,11 @@ def test_reindex_picks_up_an_external_edit_of_a_cap_file(db, tmp_path):
     caps = captions_by_subtype(items_by_base(ds)["x"])
     assert caps["cap"]["content"] == "car, blue, garage, night"
     assert [t.tag for t in ItemTag.select().where(ItemTag.subtype == "cap").order_by(ItemTag.position)] == [
-        "car", "blue", "garage", "night"]
+        "car",
+        "blue",
+        "garage",
+        "night",
+    ]
     assert caps["main"]["content"] == "a red car parked in front of a house."
 
 
@@ -217,7 +224,9 @@ def test_adding_a_txt_beside_a_cap_moves_the_cap_out_of_main(db, tmp_path):
     reindex("grow")
     caps = captions_by_subtype(items_by_base(ds)["x"])
     assert {s: (c["file"], c["type"]) for s, c in caps.items()} == {
-        "main": ("x.txt", "natural_language"), "cap": ("x.cap", "tags")}
+        "main": ("x.txt", "natural_language"),
+        "cap": ("x.cap", "tags"),
+    }
     assert {t.subtype for t in ItemTag.select()} == {"cap"}
     assert Item.get().tag_count == 0  # tag_count counts main tags
     # and back: removing the .txt makes the .cap main again

@@ -57,8 +57,15 @@ def test_layout_a_image_with_tag_caption(db, tmp_path):
     one = items["image001.png"]
     assert one["type"] == "single" and one["base_name"] == "image001"
     assert (one["width"], one["height"]) == (40, 30)
-    assert one["captions"] == [{"type": "tags", "subtype": "main", "source": "txt_file",
-                                "content": "1girl, solo, long_hair, smile", "file": "image001.txt"}]
+    assert one["captions"] == [
+        {
+            "type": "tags",
+            "subtype": "main",
+            "source": "txt_file",
+            "content": "1girl, solo, long_hair, smile",
+            "file": "image001.txt",
+        }
+    ]
     assert [t["tag"] for t in one["tags"]] == ["1girl", "solo", "long_hair", "smile"]
     assert [t["position"] for t in one["tags"]] == [0, 1, 2, 3]
     assert items["img_001.png"]["base_name"] == "img_001"
@@ -197,8 +204,11 @@ def _jpeg_with_exif(path: Path) -> None:
 
 def test_layout_d_embedded_metadata_when_enabled(db, tmp_path):
     root = tmp_path / "ds"
-    _png_with_text(root / "gen.png", parameters="photo of a duck\nNegative prompt: ugly\nSteps: 20, Sampler: Euler",
-                   Comment="made with love")
+    _png_with_text(
+        root / "gen.png",
+        parameters="photo of a duck\nNegative prompt: ugly\nSteps: 20, Sampler: Euler",
+        Comment="made with love",
+    )
     _jpeg_with_exif(root / "bike.jpg")
     ds, report = add_dataset(DatasetSettings("d", str(root), read_exif=True))
     items = by_image(ds)

@@ -40,13 +40,18 @@ def test_omnigen_layout_c_groups(db, testdata):
     ds, report = add_dataset(DatasetSettings("omni", str(testdata / "omnigen-toy" / "layout-c")))
     items = {d["base_name"]: d for d in (item_to_dict(i) for i in list_items(ds.id))}
     assert set(items) == {"lamp", "pose", "tryon", "umbrella"}
-    assert items["tryon"]["related_images"] == {"cref": "tryon_cref.png", "source": "tryon_source.png", "target": "tryon_target.png"}
+    assert items["tryon"]["related_images"] == {
+        "cref": "tryon_cref.png",
+        "source": "tryon_source.png",
+        "target": "tryon_target.png",
+    }
     assert items["lamp"]["image"] == "lamp_target.png" and items["lamp"]["type"] == "group"
     by_subtype = {c["subtype"]: c for c in items["lamp"]["captions"]}
     assert by_subtype["instruction"]["type"] == "instruction"
     # the instruction text is taken verbatim (no trailing newline in the file, none added)
     assert by_subtype["instruction"]["content"] == (
-        "Find lamp in the picture <img><|image_1|></img> and color them blue.")
+        "Find lamp in the picture <img><|image_1|></img> and color them blue."
+    )
     # two targets are really JPEGs named .png: indexed, but the user is told
     assert "JPEG file with a .png extension" in problems_by_path(report)["pose_target.png"]
 
@@ -81,7 +86,12 @@ def test_sd_parsers_generation_parameters(db, testdata):
     ds, report = add_dataset(DatasetSettings("sd", str(testdata / "sd-parsers-images"), read_exif=True))
     png = Item.get(Item.image_path == "parsers/AUTOMATIC1111/automatic1111_cropped.png")
     cap = Caption.get(Caption.item == png.id)
-    assert (cap.type, cap.source, cap.source_field, cap.content) == ("prompt", "png_text", "parameters", "photo of a duck")
+    assert (cap.type, cap.source, cap.source_field, cap.content) == (
+        "prompt",
+        "png_text",
+        "parameters",
+        "photo of a duck",
+    )
     jpg = Item.get(Item.image_path == "parsers/AUTOMATIC1111/automatic1111_cropped.jpg")
     cap = Caption.get(Caption.item == jpg.id)
     assert (cap.type, cap.source, cap.source_field, cap.content) == ("prompt", "exif", "UserComment", "photo of a duck")

@@ -120,11 +120,19 @@ def test_app_edits_survive_reindex(db, tmp_path):
     set_tags(item, ["edited", "in", "app"])
     report = reindex("r")
     assert report.items_unchanged == 5
-    assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == ["edited", "in", "app"]
+    assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == [
+        "edited",
+        "in",
+        "app",
+    ]
     assert (root / "img4.txt").read_text() == "edited, in, app"
     # a forced full re-read gives the same result: the file is the truth
     reindex("r", full=True)
-    assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == ["edited", "in", "app"]
+    assert [t.tag for t in ItemTag.select().where(ItemTag.item == item.id).order_by(ItemTag.position)] == [
+        "edited",
+        "in",
+        "app",
+    ]
 
 
 def test_group_gains_an_image_on_reindex(db, tmp_path):
@@ -282,10 +290,26 @@ def test_worker_caption_typing_matches_caption_type_and_split():
     import random
 
     rnd = random.Random(5)
-    words = ["a", "long_hair", "the", "cat sat", "on the mat.", "Hello!", "1girl", "blue sky", "x y z w v u t s", "\n", ", ", "\r\n", "  "]
+    words = [
+        "a",
+        "long_hair",
+        "the",
+        "cat sat",
+        "on the mat.",
+        "Hello!",
+        "1girl",
+        "blue sky",
+        "x y z w v u t s",
+        "\n",
+        ", ",
+        "\r\n",
+        "  ",
+    ]
     texts = ["", " ", ",", "1girl", "one two three", "one two three four", "A photo. Of a cat", "a cat sat on the mat."]
-    texts += ["".join(rnd.choice(words) + rnd.choice([" ", ", ", ",", "\n", ". "]) for _ in range(rnd.randint(1, 30)))
-              for _ in range(3000)]
+    texts += [
+        "".join(rnd.choice(words) + rnd.choice([" ", ", ", ",", "\n", ". "]) for _ in range(rnd.randint(1, 30)))
+        for _ in range(3000)
+    ]
     overrides = {"alt": "social_media", "t": "tags"}
     for text in texts:
         for subtype in ("main", "alt", "t", "instruction", ""):

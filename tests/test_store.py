@@ -55,7 +55,8 @@ def test_older_schema_is_migrated_with_a_backup(tmp_path, monkeypatch):
     monkeypatch.setattr(
         dbmod,
         "MIGRATIONS",
-        dbmod.MIGRATIONS + [(LATEST_VERSION + 1, "test column", lambda d: applied.append(d.execute_sql("CREATE TABLE t_extra (x)")))],
+        dbmod.MIGRATIONS
+        + [(LATEST_VERSION + 1, "test column", lambda d: applied.append(d.execute_sql("CREATE TABLE t_extra (x)")))],
     )
     monkeypatch.setattr(dbmod, "LATEST_VERSION", LATEST_VERSION + 1)
     db = open_database(path)

@@ -34,8 +34,12 @@ def _v1_copy(tmp_path: Path) -> Path:
 
 
 def _tables(con: sqlite3.Connection) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
 
 
 def _rows(path: Path) -> dict[str, list[tuple]]:
@@ -66,8 +70,7 @@ def _structure(con: sqlite3.Connection, tables) -> dict[str, dict]:
     foreign keys, indexes with their columns, WITHOUT ROWID."""
     out = {}
     for t in sorted(tables):
-        columns = [(c[1], c[2].upper(), c[3], c[4], c[5], c[6])
-                   for c in con.execute(f'PRAGMA table_xinfo("{t}")')]
+        columns = [(c[1], c[2].upper(), c[3], c[4], c[5], c[6]) for c in con.execute(f'PRAGMA table_xinfo("{t}")')]
         fks = sorted((f[2], f[3], f[4], f[5], f[6]) for f in con.execute(f'PRAGMA foreign_key_list("{t}")'))
         indexes = {}
         for _seq, name, unique, origin, partial in con.execute(f'PRAGMA index_list("{t}")'):
@@ -76,8 +79,12 @@ def _structure(con: sqlite3.Connection, tables) -> dict[str, dict]:
             key = name if origin == "c" else f"{origin}:{','.join(cols)}"
             indexes[key] = (bool(unique), origin, bool(partial), cols)
         sql = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)).fetchone()[0]
-        out[t] = {"columns": columns, "foreign_keys": fks, "indexes": indexes,
-                  "without_rowid": _normal_sql(sql).endswith("without rowid")}
+        out[t] = {
+            "columns": columns,
+            "foreign_keys": fks,
+            "indexes": indexes,
+            "without_rowid": _normal_sql(sql).endswith("without rowid"),
+        }
     return out
 
 
@@ -91,8 +98,13 @@ def _model_drift(migrated: sqlite3.Connection) -> list[str]:
     model_tables = set(_tables(model_con))
     migrated_tables = set(_tables(migrated)) - TABLES_WITHOUT_MODEL
     drift = [f"table {t}: a model, but no migration creates it" for t in sorted(model_tables - migrated_tables)]
-    drift += [f"table {t}: created by a migration, but no model maps it" for t in sorted(migrated_tables - model_tables)]
-    want, have = _structure(model_con, model_tables & migrated_tables), _structure(migrated, model_tables & migrated_tables)
+    drift += [
+        f"table {t}: created by a migration, but no model maps it" for t in sorted(migrated_tables - model_tables)
+    ]
+    want, have = (
+        _structure(model_con, model_tables & migrated_tables),
+        _structure(migrated, model_tables & migrated_tables),
+    )
     for t in sorted(want):
         for part in ("columns", "foreign_keys", "indexes", "without_rowid"):
             if want[t][part] != have[t][part]:
@@ -109,7 +121,9 @@ def fresh(tmp_path):
 
 
 def test_the_checked_in_v1_database_is_schema_version_1_with_rows_in_every_table():
-    con = sqlite3.connect(f"file:{V1_FILE}?mode=ro&immutable=1", uri=True)  # immutable: no -wal/-shm beside the checked-in file
+    con = sqlite3.connect(
+        f"file:{V1_FILE}?mode=ro&immutable=1", uri=True
+    )  # immutable: no -wal/-shm beside the checked-in file
     try:
         assert con.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 1
         empty = [t for t in _tables(con) if con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] == 0]

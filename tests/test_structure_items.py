@@ -55,7 +55,12 @@ def test_result_ids_are_the_result_in_the_browsers_order(dataset):
     from sushitui.dataset.items import page_cards, result_ids
 
     ds, _ = dataset
-    for query, sort, desc in ((None, "name", False), ("", "name", True), ("cat", "tags", True), ("-dog", "height", False)):
+    for query, sort, desc in (
+        (None, "name", False),
+        ("", "name", True),
+        ("cat", "tags", True),
+        ("-dog", "height", False),
+    ):
         shown = [c.item_id for c in page_cards(ds.id, query, sort, desc, 0, 100)]
         assert result_ids(ds.id, query, sort, desc) == shown
 

@@ -29,7 +29,9 @@ def wd_opts(**kw):
 class Counting:
     """runner_factory that records every Runner built (model loads) and their runs."""
 
-    def __init__(self, fail_on_run: int | None = None, cancel: CancelToken | None = None, cancel_after: int | None = None):
+    def __init__(
+        self, fail_on_run: int | None = None, cancel: CancelToken | None = None, cancel_after: int | None = None
+    ):
         self.runners: list[Runner] = []
         self.fail_on_run, self.cancel, self.cancel_after = fail_on_run, cancel, cancel_after
 
@@ -57,12 +59,15 @@ class Counting:
 
 @pytest.fixture
 def ds(db, tmp_path):
-    return make_dataset(tmp_path / "data", {
-        "red.png": (RED, (300, 200)),
-        "blue.png": (BLUE, (200, 300)),
-        "sub/red2.jpg": (RED, (120, 160)),
-        "broken.jpg": None,
-    })
+    return make_dataset(
+        tmp_path / "data",
+        {
+            "red.png": (RED, (300, 200)),
+            "blue.png": (BLUE, (200, 300)),
+            "sub/red2.jpg": (RED, (120, 160)),
+            "broken.jpg": None,
+        },
+    )
 
 
 def test_captions_written_with_auto_source_and_confidence(ds, tmp_path):
@@ -183,7 +188,9 @@ def test_cancel_stops_after_the_batch_and_resumes(db, tmp_path):
     images = {f"img{i:02d}.png": (RED, (40, 40 + i)) for i in range(10)}
     dataset, _ = make_dataset(tmp_path / "data", images)
     token = CancelToken()
-    report = autotag(dataset.name, batch_size=4, cancel=token, runner_factory=Counting(cancel=token, cancel_after=1), **wd_opts())
+    report = autotag(
+        dataset.name, batch_size=4, cancel=token, runner_factory=Counting(cancel=token, cancel_after=1), **wd_opts()
+    )
     assert report.cancelled and report.inferred == 4 and report.tagged == 4
     report = autotag(dataset.name, batch_size=4, **wd_opts())
     assert not report.cancelled and report.cached == 4 and report.inferred == 6
@@ -225,8 +232,13 @@ def test_decode_worker_processes_give_the_same_tags(db, tmp_path):
 def test_cl_model_with_quality_and_rating(db, tmp_path):
     dataset, _ = make_dataset(tmp_path / "data", {"red.png": (RED, (300, 200))})
     m = tiny_models()
-    autotag(dataset.name, model_path=str(m["cl"]), labels_path=str(m["cl_json"]), workers=0,
-            categories=("rating", "general", "character", "quality"))
+    autotag(
+        dataset.name,
+        model_path=str(m["cl"]),
+        labels_path=str(m["cl_json"]),
+        workers=0,
+        categories=("rating", "general", "character", "quality"),
+    )
     # argmax picks the first of equal rating/quality scores; general probe tag fires
     assert (tmp_path / "data" / "red.txt").read_text() == "general, red background, masterpiece"
     assert ItemTag.get(ItemTag.tag == "masterpiece").source == "auto_cl"
@@ -237,7 +249,9 @@ def test_dictionary_mapping_and_aliases(ds, tmp_path):
     from sushitui.tags.normalize import match_key
 
     dataset, _ = ds
-    DictionaryTag.create(tag="blue_background", norm=match_key("blue_background"), deprecated=True, replacement="blue_bg")
+    DictionaryTag.create(
+        tag="blue_background", norm=match_key("blue_background"), deprecated=True, replacement="blue_bg"
+    )
     add_alias("red_background", "crimson background")
     autotag(dataset.name, add_unknown_to_dictionary=True, **wd_opts())
     assert (tmp_path / "data" / "red.txt").read_text() == "crimson background"
@@ -286,8 +300,13 @@ def test_unknown_dataset_model_or_mode_is_a_clear_error(ds):
 
 
 def _cli(db_path, env, *args):
-    return subprocess.run([sys.executable, "-m", "sushitui", "--db", str(db_path), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sushitui", "--db", str(db_path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -347,8 +366,23 @@ def test_cli_ctrl_c_stops_cleanly_and_the_same_command_resumes(db, db_path, tmp_
     images = {f"img{i:03d}.png": (RED, (48, 20 + i)) for i in range(60)}
     dataset, _ = make_dataset(tmp_path / "data", images)
     m = tiny_models()
-    cmd = [sys.executable, "-m", "sushitui", "--db", str(db_path), "autotag", dataset.name, "--model-path", str(m["wd"]),
-           "--labels", str(m["wd_csv"]), "--workers", "0", "--batch-size", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sushitui",
+        "--db",
+        str(db_path),
+        "autotag",
+        dataset.name,
+        "--model-path",
+        str(m["wd"]),
+        "--labels",
+        str(m["wd_csv"]),
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     done = 0

@@ -25,7 +25,9 @@ class Host(App):
 
 async def _start_and_read_error(app, pilot, dialog) -> str:
     """Wait for the dialog, press Start, and return the error it shows."""
-    assert await settle(pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()), timeout=15)
+    assert await settle(
+        pilot, lambda: "all 1 items" in str(dialog.query_one("#autotag-title", Static).render()), timeout=15
+    )
     await pilot.press("ctrl+s")
     assert await settle(pilot, lambda: dialog.query_one("#autotag-error").display, timeout=15)
     return str(dialog.query_one("#autotag-error", Static).render())
@@ -33,14 +35,18 @@ async def _start_and_read_error(app, pilot, dialog) -> str:
 
 @pytest.mark.slow
 def test_dialog_runs_autotag_and_shows_the_provider(db, tmp_path):
-    ds, items = make_dataset(tmp_path / "data", {"red.png": ((255, 0, 0), (300, 200)), "blue.png": ((0, 0, 255), (200, 300))})
+    ds, items = make_dataset(
+        tmp_path / "data", {"red.png": ((255, 0, 0), (300, 200)), "blue.png": ((0, 0, 255), (200, 300))}
+    )
     m = tiny_models()
 
     async def scenario():
         dialog = AutotagDialog(ds.id, item_ids=[items[0].id])
         app = Host(dialog)
         async with app.run_test(size=(80, 24)) as pilot:
-            assert await settle(pilot, lambda: "1 item" in str(dialog.query_one("#autotag-title", Static).render()), timeout=15)
+            assert await settle(
+                pilot, lambda: "1 item" in str(dialog.query_one("#autotag-title", Static).render()), timeout=15
+            )
             select = dialog.query_one("#at-model", Select)
             assert any(v == "cl-1.02" for _, v in select._options)
             select.value = CUSTOM

@@ -54,7 +54,7 @@ def test_cl_schemas_a_and_b_parse_alike_with_holes_and_any_case():
     [
         ("[1, 2]", "JSON object"),
         ('{"x": {"tag": "a"}}', "'x' is not an integer"),
-        ('{"0": {"category": "General"}}', "no string \"tag\""),
+        ('{"0": {"category": "General"}}', 'no string "tag"'),
         ("{not json", "not valid JSON"),
     ],
 )
@@ -91,7 +91,11 @@ def test_wd_padding_is_centred_white_rows_top_and_bottom():
 def test_cl_is_nchw_bgr_minus_one_to_one():
     x = prepare_image(Image.new("RGB", (300, 200), (255, 0, 0)), "cl")
     assert x.shape == (3, 448, 448)
-    assert x[2, 224, 224] == pytest.approx(1.0) and x[0, 224, 224] == pytest.approx(-1.0) and x[1, 224, 224] == pytest.approx(-1.0)
+    assert (
+        x[2, 224, 224] == pytest.approx(1.0)
+        and x[0, 224, 224] == pytest.approx(-1.0)
+        and x[1, 224, 224] == pytest.approx(-1.0)
+    )
     assert x[:, 0, 224].tolist() == pytest.approx([1.0, 1.0, 1.0])  # white padding = +1
 
 
@@ -184,7 +188,12 @@ def test_thresholds_are_inclusive_and_argmax_for_rating_and_quality():
     probs = np.array([0.35, 0.3499, 0.2, 0.7, 0.0, 0.6, 0.4, 0.9, 0.99], np.float32)
     sel = Selection(categories=("rating", "general", "character", "quality", "meta"), threshold=0.35)
     got = [(p.tag, p.category) for p in select_tags(probs, labels, "cl", sel)]
-    assert got == [("sensitive", "rating"), ("hatsune miku", "character"), ("red background", "general"), ("masterpiece", "quality")]
+    assert got == [
+        ("sensitive", "rating"),
+        ("hatsune miku", "character"),
+        ("red background", "general"),
+        ("masterpiece", "quality"),
+    ]
     # the cl_tagger meta filter dropped "commentary_request"; without it, it is kept
     sel.cl_meta_filter = False
     assert ("commentary request", "meta") in [(p.tag, p.category) for p in select_tags(probs, labels, "cl", sel)]
@@ -196,7 +205,11 @@ def test_general_tags_are_ordered_by_confidence_and_character_default_differs_pe
     labels = parse_wd_csv(tiny_models()["wd_csv"])
     probs = np.array([0.5, 0.9, 0.0, 0.0, 0.7, 0.8, 0.0], np.float32)
     sel = Selection(categories=("general", "character"))
-    assert [p.tag for p in select_tags(probs, labels, "wd", sel)] == ["blue background", "^_^", "red background"]  # 0.8 < WD 0.85
+    assert [p.tag for p in select_tags(probs, labels, "wd", sel)] == [
+        "blue background",
+        "^_^",
+        "red background",
+    ]  # 0.8 < WD 0.85
     cl = Selection(categories=("character",))
     assert cl.threshold_for("character", "cl") == 0.60 and cl.threshold_for("character", "wd") == 0.85
 
@@ -223,7 +236,9 @@ def test_real_hostile_and_odd_mode_files_never_raise(testdata):
     """Real files: a 50-gigapixel PNG bomb, truncated JPEG/PNG, random bytes, broken
     EXIF, APNG oddities, 16-bit, CMYK, LA, palette+tRNS, MPO, animated WebP/GIF."""
     folders = [testdata / "hostile-images", testdata / "pillow-tests", testdata / "danbooru-testfiles"]
-    files = [p for f in folders for p in sorted(f.rglob("*")) if p.is_file() and p.suffix.lower() not in (".md", ".bz2", "")]
+    files = [
+        p for f in folders for p in sorted(f.rglob("*")) if p.is_file() and p.suffix.lower() not in (".md", ".bz2", "")
+    ]
     files += [testdata / "hostile-images" / "rabbit" / "nonsense.bin"]
     results = {p.relative_to(testdata).as_posix(): decode_file(i, str(p), 64, draft=True) for i, p in enumerate(files)}
     assert len(results) > 50
@@ -237,7 +252,13 @@ def test_real_hostile_and_odd_mode_files_never_raise(testdata):
     assert results["hostile-images/rabbit/pillars-1024x1024-truncated.png"].error is not None
     assert results["hostile-images/rabbit/nonsense.bin"].error is not None
     assert results["hostile-images/rabbit/pillars-1024x1024.jpg"].error is None
-    for ok in ("pillow-tests/modes/pil_sample_cmyk.jpg", "pillow-tests/modes/uncompressed_la.png",
-               "pillow-tests/modes/1_trns.png", "pillow-tests/modes/i_trns.png", "pillow-tests/modes/transparent.webp",
-               "pillow-tests/modes/sugarshack.mpo", "pillow-tests/modes/hopper_16bit_qtables.jpg"):
+    for ok in (
+        "pillow-tests/modes/pil_sample_cmyk.jpg",
+        "pillow-tests/modes/uncompressed_la.png",
+        "pillow-tests/modes/1_trns.png",
+        "pillow-tests/modes/i_trns.png",
+        "pillow-tests/modes/transparent.webp",
+        "pillow-tests/modes/sugarshack.mpo",
+        "pillow-tests/modes/hopper_16bit_qtables.jpg",
+    ):
         assert results[ok].error is None, (ok, results[ok].error)

@@ -76,7 +76,12 @@ def fake_gpu_package_without_cuda(monkeypatch):
 
     real = ort.InferenceSession
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: print("Failed to load libcublasLt.so.13: cannot open shared object file"), raising=False)
+    monkeypatch.setattr(
+        ort,
+        "preload_dlls",
+        lambda *a, **k: print("Failed to load libcublasLt.so.13: cannot open shared object file"),
+        raising=False,
+    )
 
     def cpu_only(path, so=None, providers=None, **kw):
         return real(path, so, providers=["CPUExecutionProvider"])

@@ -195,8 +195,9 @@ def test_many_items_in_parallel_sub_batches_all_land(db, tmp_path, monkeypatch):
 
     root = tmp_path / "big"
     monkeypatch.setattr(bulk_edit, "SUB_BATCH", 20)  # many sub-batches in the writer threads
-    generate_dataset(root, 300, seed=3, nested=True, items_per_dir=40, group_fraction=0, prose_fraction=0,
-                     uncaptioned_fraction=0)
+    generate_dataset(
+        root, 300, seed=3, nested=True, items_per_dir=40, group_fraction=0, prose_fraction=0, uncaptioned_fraction=0
+    )
     ds, _ = add_dataset(DatasetSettings(name="big", root_path=str(root)))
     before = {p: p.read_text() for p in root.rglob("*.txt")}
     want = set(matching_item_ids(ds.id, "-long hair"))
@@ -225,7 +226,11 @@ def test_staged_batch_writes_are_atomic_and_conflict_checked(tmp_path):
     a.write_text("old a")
     b.write_text("old b")
     sa, sb = read_caption(a).state, read_caption(b).state
-    staged = [stage_atomic(a, "new a", expected=sa), stage_atomic(b, "new b", expected=sb), stage_atomic(c, "new c", expected=None)]
+    staged = [
+        stage_atomic(a, "new a", expected=sa),
+        stage_atomic(b, "new b", expected=sb),
+        stage_atomic(c, "new c", expected=None),
+    ]
     assert a.read_text() == "old a"  # nothing visible before publishing
     b.write_text("changed by another program")
     results = publish_staged(staged)
@@ -243,8 +248,7 @@ def test_each_items_own_tag_caption_when_main_is_prose(db, tmp_path):
 
     root = tmp_path / "k"
     prose = "A skull with a gas mask lies on a table. It is painted in oil."
-    ds = make_dataset(root, {"x": prose, "y": "solo, smile", "z": "A quiet lake at dawn. Mist rises from it.",
-                             "w": ""})
+    ds = make_dataset(root, {"x": prose, "y": "solo, smile", "z": "A quiet lake at dawn. Mist rises from it.", "w": ""})
     (root / "x.cap").write_text("skull,steampunk", encoding="utf-8")
     (root / "w_alt.txt").write_text("cat, dog", encoding="utf-8")  # main is an empty tag file: stays main
     reindex(ds.name)

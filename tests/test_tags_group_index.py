@@ -116,7 +116,10 @@ def test_files_changed_on_disk_and_reindexed(db, tmp_path):
         os.utime(root / name, (later, later))
     reindex(ds.name)
     assert check(ds) == 2  # d and e
-    assert sorted(i.base_name for i in Item.select().where(Item.id.in_(matching_item_ids(ds.id, "group:Hair")))) == ["d", "e"]
+    assert sorted(i.base_name for i in Item.select().where(Item.id.in_(matching_item_ids(ds.id, "group:Hair")))) == [
+        "d",
+        "e",
+    ]
 
 
 def test_group_membership_changes_are_seen(db, tmp_path):
@@ -187,7 +190,10 @@ def test_an_item_stays_in_a_group_while_any_of_its_captions_has_a_member(db, tmp
     assert check(ds) == 2
     set_tags(item(ds, "b"), ["1girl", "long hair"])  # one member replaced by another
     assert check(ds) == 2
-    assert sorted(i.base_name for i in Item.select().where(Item.id.in_(matching_item_ids(ds.id, "group:Hair")))) == ["b", "d"]
+    assert sorted(i.base_name for i in Item.select().where(Item.id.in_(matching_item_ids(ds.id, "group:Hair")))) == [
+        "b",
+        "d",
+    ]
 
 
 def test_a_count_with_more_group_terms_than_the_store_keeps_is_right(db, tmp_path, monkeypatch):

@@ -19,8 +19,13 @@ def test_new_database_gets_default_groups_with_spec_colours_and_shipped_tags(db)
     assert report is not None and not report.problems
     by_name = {g.name: g for g in groups.list_groups()}
     assert {n: by_name[n].color for n, _, _ in groups.DEFAULT_GROUPS} == {
-        "Character": "#FF6B9D", "Copyright": "#4ECDC4", "Artist": "#FFE66D", "General": "#95E1D3",
-        "Quality": "#A8E6CF", "Rating": "#FF6F69", "Meta": "#C7CEEA",
+        "Character": "#FF6B9D",
+        "Copyright": "#4ECDC4",
+        "Artist": "#FFE66D",
+        "General": "#95E1D3",
+        "Quality": "#A8E6CF",
+        "Rating": "#FF6F69",
+        "Meta": "#C7CEEA",
     }
     assert [g.name for g in groups.list_groups()][:7] == [n for n, _, _ in groups.DEFAULT_GROUPS]
     assert by_name["Quality"].tag_count > 10 and by_name["Clothes"].tag_count > 500
@@ -72,16 +77,22 @@ def test_first_group_in_order_wins_the_colour(db):
 
 def test_import_shapes_and_problems(db, tmp_path):
     f = tmp_path / "g.json"
-    f.write_text(json.dumps({
-        "groups": [
-            {"name": "Eyes", "color": "#123456", "tags": ["blue eyes", "red_eyes", 5, "bad\x1btag"]},
-            {"color": "#000000"},
-        ]
-    }))
+    f.write_text(
+        json.dumps(
+            {
+                "groups": [
+                    {"name": "Eyes", "color": "#123456", "tags": ["blue eyes", "red_eyes", 5, "bad\x1btag"]},
+                    {"color": "#000000"},
+                ]
+            }
+        )
+    )
     report = groups.import_groups(f)
     assert report.groups_created == ["Eyes"] and report.tags_added == 2
     assert len(report.problems) == 3  # the number, the control character, the nameless group
-    report = groups.import_groups({"Eyes": {"color": "#654321", "tags": ["green eyes", "blue eyes"]}, "Misc": ["a", "b"]})
+    report = groups.import_groups(
+        {"Eyes": {"color": "#654321", "tags": ["green eyes", "blue eyes"]}, "Misc": ["a", "b"]}
+    )
     assert report.groups_updated == ["Eyes"] and report.groups_created == ["Misc"]
     assert report.tags_added == 3 and report.tags_already == 1
     assert groups.get_group("eyes").color == "#654321"
@@ -97,9 +108,15 @@ def test_import_nested_tree_with_refs(db, tmp_path):
     (tmp_path / "_data").mkdir()
     (tmp_path / "_data" / "names.txt").write_text("# comment\nhakurei_reimu\nkirisame_marisa\n")
     (tmp_path / "_data" / "prompts.txt").write_text("kaga \\(kancolle\\), kantai collection, 1girl\n")
-    tree = {"characters": {"names": ["$ref: _data/names.txt"], "prompts": ["$ref: _data/prompts.txt"],
-                           "gone": ["$ref: _data/missing.txt"], "escape": ["$ref: ../../etc/passwd"]},
-            "body": {"hair": {"length": ["long_hair"], "_data": ["short_hair"]}}}
+    tree = {
+        "characters": {
+            "names": ["$ref: _data/names.txt"],
+            "prompts": ["$ref: _data/prompts.txt"],
+            "gone": ["$ref: _data/missing.txt"],
+            "escape": ["$ref: ../../etc/passwd"],
+        },
+        "body": {"hair": {"length": ["long_hair"], "_data": ["short_hair"]}},
+    }
     (tmp_path / "tree.json").write_text(json.dumps(tree))
     report = groups.import_groups(tmp_path / "tree.json")
     assert sorted(report.groups_created) == ["body", "characters"]
@@ -133,7 +150,10 @@ def test_alias_resolve_and_chains(db):
     aliases.add_alias("girl", "female")  # retarget
     assert aliases.resolve("girl") == "female"
     assert [(a.from_tag, a.to_tag) for a in aliases.list_aliases()] == [
-        ("girl", "female"), ("lh", "long_hair"), ("long hair", "very long hair")]
+        ("girl", "female"),
+        ("lh", "long_hair"),
+        ("long hair", "very long hair"),
+    ]
     assert aliases.remove_alias("GIRL") is True
     assert aliases.remove_alias("girl") is False
     assert aliases.resolve("girl") == "girl"
@@ -173,8 +193,10 @@ def test_groups_query_uses_group_members(db):
     ds = Dataset.create(name="d", root_path="/x")
     a = Item.create(dataset=ds, base_name="a", group_key="a")
     b = Item.create(dataset=ds, base_name="b", group_key="b")
-    ItemTag.insert_many([(a.id, "Masterpiece", "masterpiece", 0, "main"), (b.id, "cat", "cat", 0, "main")],
-                        fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype]).execute()
+    ItemTag.insert_many(
+        [(a.id, "Masterpiece", "masterpiece", 0, "main"), (b.id, "cat", "cat", 0, "main")],
+        fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype],
+    ).execute()
     assert matching_item_ids(ds.id, "group:quality") == [a.id]
     assert matching_item_ids(ds.id, "-group:Quality") == [b.id]
     assert TagGroup.select().count() >= 7

@@ -57,7 +57,11 @@ def keys(node):
 
 def test_or_binds_tighter_than_and_and_not_tighter_than_both():
     assert keys(parse("1girl, -short hair, smile | grin")) == (
-        "and", "1girl", ("not", "short hair"), ("or", "smile", "grin"))
+        "and",
+        "1girl",
+        ("not", "short hair"),
+        ("or", "smile", "grin"),
+    )
     assert keys(parse("-a | b")) == ("or", ("not", "a"), "b")
 
 
@@ -87,7 +91,11 @@ def test_escapes_and_quotes_make_anything_literal():
 
 def test_metadata_terms_and_groups():
     assert keys(parse("width:>=1024, height:<512, tags:>10")) == (
-        "and", ("width", ">=", 1024), ("height", "<", 512), ("tags", ">", 10))
+        "and",
+        ("width", ">=", 1024),
+        ("height", "<", 512),
+        ("tags", ">", 10),
+    )
     assert keys(parse("WIDTH: 768")) == ("width", "=", 768)
     assert keys(parse("group:Image composition")) == ("group", "Image composition")
     assert keys(parse("rating:general")) == "rating:general"  # unknown prefixes are tags
@@ -96,12 +104,23 @@ def test_metadata_terms_and_groups():
 def test_caption_and_source_terms():
     assert keys(parse("caption:natural_language")) == ("caption", "natural_language")
     assert keys(parse("Caption: NL, -caption:text | caption:social media")) == (
-        "and", ("caption", "natural_language"), ("or", ("not", ("caption", "natural_language")), ("caption", "social_media")))
+        "and",
+        ("caption", "natural_language"),
+        ("or", ("not", ("caption", "natural_language")), ("caption", "social_media")),
+    )
     assert keys(parse("caption:desc | caption:inst | caption:prompt | caption:tag")) == (
-        "or", ("caption", "description"), ("caption", "instruction"), ("caption", "prompt"), ("caption", "tags"))
+        "or",
+        ("caption", "description"),
+        ("caption", "instruction"),
+        ("caption", "prompt"),
+        ("caption", "tags"),
+    )
     assert keys(parse("source:auto_*, -source:user")) == ("and", ("source", "auto_*"), ("not", ("source", "user")))
     assert keys(parse("(source:auto | source:file), 1girl")) == (
-        "and", ("or", ("source", "auto_*"), ("source", "txt_file")), "1girl")
+        "and",
+        ("or", ("source", "auto_*"), ("source", "txt_file")),
+        "1girl",
+    )
     assert keys(parse("source:AUTO_wd-eva02.v3")) == ("source", "auto_wd-eva02.v3")
     assert keys(parse('"caption:nl"')) == "caption:nl"  # quoted: a tag
 
@@ -177,7 +196,14 @@ def test_limits_are_query_errors_not_crashes():
 
 @pytest.mark.slow
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1') + ["width:", "group:", "tags:", "caption:", "source:", "nl", "auto*"]), max_size=40).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            list('ab ,|-()*"\\:<>=_^1') + ["width:", "group:", "tags:", "caption:", "source:", "nl", "auto*"]
+        ),
+        max_size=40,
+    ).map("".join)
+)
 def test_fuzz_parse_raises_only_query_errors(text):
     try:
         parse(text)
@@ -199,8 +225,22 @@ def test_fuzz_arbitrary_unicode(text):
 SOURCES = ["txt_file", "user", "auto_wd-v3", "auto_camie", "User"]  # "User": a hand-edited DB still matches
 CTYPES = ["tags", "natural_language", "social_media", "instruction", "description", "prompt"]
 
-VOCAB = ["1girl", "solo", "long hair", "short hair", "smile", "grin", "kaga (kancolle)", "^_^", ">_<",
-         "blue eyes", "blue sky", "hat", "star*", "50% off"]
+VOCAB = [
+    "1girl",
+    "solo",
+    "long hair",
+    "short hair",
+    "smile",
+    "grin",
+    "kaga (kancolle)",
+    "^_^",
+    ">_<",
+    "blue eyes",
+    "blue sky",
+    "hat",
+    "star*",
+    "50% off",
+]
 
 
 @pytest.fixture
@@ -219,8 +259,14 @@ def corpus(db):
         spelled = [t.replace(" ", "_").upper() if rnd.random() < 0.2 and t not in ("^_^", ">_<") else t for t in tags]
         spelled = [r"kaga \(kancolle\)" if t == "kaga (kancolle)" and rnd.random() < 0.5 else t for t in spelled]
         width = rnd.choice([None, 256, 512, 1024, 2048])
-        item = Item.create(dataset=ds if i < 100 else other, base_name=f"i{i:03d}", group_key=f"i{i:03d}",
-                           width=width, height=rnd.choice([256, 512, 1024]), tag_count=len(tags))
+        item = Item.create(
+            dataset=ds if i < 100 else other,
+            base_name=f"i{i:03d}",
+            group_key=f"i{i:03d}",
+            width=width,
+            height=rnd.choice([256, 512, 1024]),
+            tag_count=len(tags),
+        )
         sources = [rnd2.choice(SOURCES) for _ in spelled]
         for pos, (t, src) in enumerate(zip(spelled, sources)):
             rows.append((item.id, t, match_key(t), pos, "main", src))
@@ -230,13 +276,22 @@ def corpus(db):
             Caption.create(item=item, type=ctype, subtype=ctype, content=" \n" if blank else f"some {ctype}")
             if not blank:
                 ctypes.add(ctype)
-        facts[item.id] = ItemFacts({match_key(t) for t in spelled}, item.width, item.height, len(tags),
-                                   caption_types=ctypes, tag_sources=set(sources))
-    ItemTag.insert_many(rows, fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype,
-                                      ItemTag.source]).execute()
+        facts[item.id] = ItemFacts(
+            {match_key(t) for t in spelled},
+            item.width,
+            item.height,
+            len(tags),
+            caption_types=ctypes,
+            tag_sources=set(sources),
+        )
+    ItemTag.insert_many(
+        rows, fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype, ItemTag.source]
+    ).execute()
     hair = TagGroup.create(name="Hair")
-    TagGroupMember.insert_many([(hair.id, "long_hair", "long hair"), (hair.id, "short hair", "short hair")],
-                               fields=[TagGroupMember.group, TagGroupMember.tag, TagGroupMember.norm]).execute()
+    TagGroupMember.insert_many(
+        [(hair.id, "long_hair", "long hair"), (hair.id, "short hair", "short hair")],
+        fields=[TagGroupMember.group, TagGroupMember.tag, TagGroupMember.norm],
+    ).execute()
     TagGroup.create(name="Empty")
     groups = {"hair": {"long hair", "short hair"}, "empty": set()}
     in_ds = [r.id for r in Item.select(Item.id).where(Item.dataset == ds.id)]
@@ -267,14 +322,49 @@ def check_equivalent(text, corpus_value):
 @pytest.mark.parametrize(
     "text",
     [
-        "1girl", "1GIRL", "long_hair", "1girl, long hair", "1girl | smile", "-short hair",
-        "1girl, -short hair, smile | grin", "(1girl | solo), -(smile | grin)", "kaga \\(kancolle\\)",
-        "kaga (kancolle)", "^_^", ">_<, -^_^", "*hair", "blue*", "blue *", "star\\*", "star*", "50% off", "50*",
-        "group:hair", "group:HAIR, -1girl", "-group:hair", "group:empty", "width:>=1024", "width:<1024",
-        "-width:>=1024", "width:=512", "height:<=512, tags:>3", "tags:0", "tags:<1", "", "*",
-        "caption:nl", "-caption:natural_language", "caption:tags, caption:description", "caption:prompt | caption:social",
-        "source:auto_*", "source:auto", "-source:auto", "source:user", "source:auto_camie, -source:txt_file",
-        "(source:auto | caption:instruction), 1girl", "source:*_file, -(long hair | caption:desc)",
+        "1girl",
+        "1GIRL",
+        "long_hair",
+        "1girl, long hair",
+        "1girl | smile",
+        "-short hair",
+        "1girl, -short hair, smile | grin",
+        "(1girl | solo), -(smile | grin)",
+        "kaga \\(kancolle\\)",
+        "kaga (kancolle)",
+        "^_^",
+        ">_<, -^_^",
+        "*hair",
+        "blue*",
+        "blue *",
+        "star\\*",
+        "star*",
+        "50% off",
+        "50*",
+        "group:hair",
+        "group:HAIR, -1girl",
+        "-group:hair",
+        "group:empty",
+        "width:>=1024",
+        "width:<1024",
+        "-width:>=1024",
+        "width:=512",
+        "height:<=512, tags:>3",
+        "tags:0",
+        "tags:<1",
+        "",
+        "*",
+        "caption:nl",
+        "-caption:natural_language",
+        "caption:tags, caption:description",
+        "caption:prompt | caption:social",
+        "source:auto_*",
+        "source:auto",
+        "-source:auto",
+        "source:user",
+        "source:auto_camie, -source:txt_file",
+        "(source:auto | caption:instruction), 1girl",
+        "source:*_file, -(long hair | caption:desc)",
     ],
 )
 def test_sql_equals_python_evaluation(corpus, text):
@@ -297,8 +387,15 @@ def test_merged_counts_equal_python_evaluation(corpus, other_dataset):
     ds = corpus[0]
     if other_dataset == "removed":
         Item.delete().where(Item.dataset != ds.id).execute()
-    for text in ("1girl", "1girl, -short hair", "smile | grin, -1girl", "group:hair, -long hair", "solo, blue eyes, hat",
-                 "-group:hair, 1GIRL", "kaga \\(kancolle\\), ^_^"):
+    for text in (
+        "1girl",
+        "1girl, -short hair",
+        "smile | grin, -1girl",
+        "group:hair, -long hair",
+        "solo, blue eyes, hat",
+        "-group:hair, 1GIRL",
+        "kaga \\(kancolle\\), ^_^",
+    ):
         assert _compound_count_sql(parse(text), ds.id) is not None, text  # the merged form is the one tested
         check_equivalent(text, corpus)
     assert _compound_count_sql(parse("*hair, solo"), ds.id) is None  # wildcards keep the general plan
@@ -315,8 +412,10 @@ def test_subtype_limits_tag_matching(db):
     ds = Dataset.create(name="s", root_path="/x")
     a = Item.create(dataset=ds, base_name="a", group_key="a")
     b = Item.create(dataset=ds, base_name="b", group_key="b")
-    ItemTag.insert_many([(a.id, "cat", "cat", 0, "main"), (b.id, "cat", "cat", 0, "auto_wd")],
-                        fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype]).execute()
+    ItemTag.insert_many(
+        [(a.id, "cat", "cat", 0, "main"), (b.id, "cat", "cat", 0, "auto_wd")],
+        fields=[ItemTag.item, ItemTag.tag, ItemTag.norm, ItemTag.position, ItemTag.subtype],
+    ).execute()
     assert matching_item_ids(ds.id, "cat") == [a.id, b.id]
     assert matching_item_ids(ds.id, "cat", subtype="main") == [a.id]
 
@@ -330,8 +429,23 @@ def test_user_text_never_reaches_sql_as_text(corpus):
     assert Item.select().count() == 120
 
 
-TERMS = st.sampled_from(VOCAB + ["long_hair", "*hair", "blue*", "group:hair", "width:>=1024", "tags:<3", "height:=512",
-                                  "caption:nl", "caption:tags", "source:auto", "source:user", "source:txt_file"])
+TERMS = st.sampled_from(
+    VOCAB
+    + [
+        "long_hair",
+        "*hair",
+        "blue*",
+        "group:hair",
+        "width:>=1024",
+        "tags:<3",
+        "height:=512",
+        "caption:nl",
+        "caption:tags",
+        "source:auto",
+        "source:user",
+        "source:txt_file",
+    ]
+)
 
 
 def _expr(depth=2):
@@ -356,7 +470,15 @@ def test_generated_queries_equal_python_evaluation(corpus, parts):
 
 @pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(list('ab ,|-()*"\\:<>=_^1?[') + ["width:", "group:", "tags:", "group:hair", "caption:", "source:", "nl", "auto"]), max_size=30).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            list('ab ,|-()*"\\:<>=_^1?[')
+            + ["width:", "group:", "tags:", "group:hair", "caption:", "source:", "nl", "auto"]
+        ),
+        max_size=30,
+    ).map("".join)
+)
 def test_fuzz_apply_query_raises_only_query_errors(corpus, text):
     ds = corpus[0]
     try:
@@ -431,9 +553,15 @@ def test_rare_matches_drive_the_page_and_give_the_same_rows(corpus, monkeypatch,
         monkeypatch.setattr(q, "MERGE_ROW_COST", 0.001)
         monkeypatch.setattr(q, "DRIVE_ROW_COST", 0.01)
     ds = corpus[0]
-    texts = {"merge": ["long hair, short hair, smile", "1girl, long hair, -short hair, -smile", "solo | hat, blue eyes, -1girl"],
-             "drive": ["long hair, short hair, smile", "1girl, long hair, -short hair, -smile", "blue*, hat, -1girl"],
-             "walk": ["-short hair, 1girl | solo | smile | hat"]}[plan]
+    texts = {
+        "merge": [
+            "long hair, short hair, smile",
+            "1girl, long hair, -short hair, -smile",
+            "solo | hat, blue eyes, -1girl",
+        ],
+        "drive": ["long hair, short hair, smile", "1girl, long hair, -short hair, -smile", "blue*, hat, -1girl"],
+        "walk": ["-short hair, 1girl | solo | smile | hat"],
+    }[plan]
     for text in texts:
         want = check_equivalent(text, corpus)
         if plan == "walk":
@@ -450,7 +578,9 @@ def test_rare_matches_drive_the_page_and_give_the_same_rows(corpus, monkeypatch,
         monkeypatch.setattr(q, "ADAPTIVE_PAGES", True)
 
 
-@pytest.mark.parametrize("text", ["*hair", "blue*, -1girl", "*hair, solo", "star\\*", "-*hair", "bl*e *, 1girl | smile"])
+@pytest.mark.parametrize(
+    "text", ["*hair", "blue*, -1girl", "*hair, solo", "star\\*", "-*hair", "bl*e *, 1girl | smile"]
+)
 def test_frequent_wildcards_probe_each_item_and_match_python(corpus, monkeypatch, text):
     """A wildcard over many tags is probed per item in a page (the item's own tag rows)
     instead of an IN list of every row of every tag it matches."""

@@ -22,13 +22,30 @@ def test_example_training_loop_records_every_sample(db, db_path, tmp_path):
 
     generate_dataset(tmp_path / "pics", 24, seed=1, image_size=(8, 8))
     ds, report = add_dataset(DatasetSettings(name="pics", root_path=str(tmp_path / "pics")))
-    n_images = db.execute_sql("SELECT COUNT(*) FROM item WHERE dataset_id = ? AND image_path IS NOT NULL", (ds.id,)).fetchone()[0]
+    n_images = db.execute_sql(
+        "SELECT COUNT(*) FROM item WHERE dataset_id = ? AND image_path IS NOT NULL", (ds.id,)
+    ).fetchone()[0]
     assert n_images >= 20
     create_run("my-lora", "pics", epochs=3)
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), "my-lora", "--db", str(db_path), "--epochs", "3", "--sampler", "min-usage",
-         "--seed", "42", "--batch-size", "4"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(EXAMPLE),
+            "my-lora",
+            "--db",
+            str(db_path),
+            "--epochs",
+            "3",
+            "--sampler",
+            "min-usage",
+            "--seed",
+            "42",
+            "--batch-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("epoch ") == 3

@@ -31,15 +31,46 @@ def cli(capsys, db_path, *argv):
 def test_sample_jsonl_and_list_match_the_training_loop_order(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
     out = tmp_path / "plan.jsonl"
-    code, _, err = cli(capsys, db_path, "run", "sample", "r", "--epochs", "3", "--sampler", "min-usage", "--seed", "7",
-                       "--out", str(out), "--format", "jsonl")
+    code, _, err = cli(
+        capsys,
+        db_path,
+        "run",
+        "sample",
+        "r",
+        "--epochs",
+        "3",
+        "--sampler",
+        "min-usage",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--format",
+        "jsonl",
+    )
     assert code == 0, err
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 90 and {x["epoch"] for x in lines} == {1, 2, 3}
     assert all(os.path.exists(x["image"]) and x["caption"].startswith("main ") for x in lines)
     listing = tmp_path / "plan.txt"
-    assert cli(capsys, db_path, "run", "sample", "r", "--epochs", "3", "--sampler", "min-usage", "--seed", "7",
-               "--out", str(listing))[0] == 0
+    assert (
+        cli(
+            capsys,
+            db_path,
+            "run",
+            "sample",
+            "r",
+            "--epochs",
+            "3",
+            "--sampler",
+            "min-usage",
+            "--seed",
+            "7",
+            "--out",
+            str(listing),
+        )[0]
+        == 0
+    )
     assert listing.read_text().splitlines() == [x["image"] for x in lines]
     # the same plan the Python API gives a trainer
     with open_run("r", db_path=db_path) as run:
@@ -52,8 +83,23 @@ def test_sample_jsonl_and_list_match_the_training_loop_order(db, db_path, ds, tm
 def test_sample_kohya_json_is_kohya_metadata_in_first_use_order(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
     out = tmp_path / "meta.json"
-    code, _, err = cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--sampler", "random", "--seed", "1",
-                       "--out", str(out), "--format", "kohya-json")
+    code, _, err = cli(
+        capsys,
+        db_path,
+        "run",
+        "sample",
+        "r",
+        "--epochs",
+        "1",
+        "--sampler",
+        "random",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--format",
+        "kohya-json",
+    )
     assert code == 0, err
     meta = json.loads(out.read_text())
     assert len(meta) == 30
@@ -66,8 +112,9 @@ def test_sample_kohya_json_is_kohya_metadata_in_first_use_order(db, db_path, ds,
 @pytest.mark.slow
 def test_sample_rejects_bad_arguments(db, db_path, ds, tmp_path, capsys):
     create_run("r", ds.name)
-    code, _, err = cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--sampler", "bogus", "--out",
-                       str(tmp_path / "x"))
+    code, _, err = cli(
+        capsys, db_path, "run", "sample", "r", "--epochs", "1", "--sampler", "bogus", "--out", str(tmp_path / "x")
+    )
     assert code == 1 and "unknown sampler 'bogus'" in err
     assert not (tmp_path / "x").exists()
 
@@ -186,8 +233,12 @@ def test_killed_follow_then_restarted_counts_every_line_exactly_once(db, db_path
     ids = [r[0] for r in db.execute_sql("SELECT id FROM item ORDER BY id")]
     src = tmp_path / "live.jsonl"
     src.write_text("")
-    proc = subprocess.Popen([sys.executable, "-c", FOLLOW_SCRIPT, str(db_path), str(src)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FOLLOW_SCRIPT, str(db_path), str(src)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         deadline = time.monotonic() + 20
@@ -227,7 +278,10 @@ def test_sample_files_carry_captions_with_quotes_newlines_and_unicode(db, db_pat
     assert len(lines) == 60
     assert [x["caption"] for x in lines if x["id"] == first] == [tricky, tricky]
     meta_out = tmp_path / "meta.json"
-    assert cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--out", str(meta_out), "--format", "kohya-json")[0] == 0
+    assert (
+        cli(capsys, db_path, "run", "sample", "r", "--epochs", "1", "--out", str(meta_out), "--format", "kohya-json")[0]
+        == 0
+    )
     assert tricky in [v["caption"] for v in json.loads(meta_out.read_text(encoding="utf-8")).values()]
 
 

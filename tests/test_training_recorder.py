@@ -80,7 +80,9 @@ def test_unknown_item_ids_are_refused_and_nothing_of_the_call_is_recorded(db, ds
         assert run.pending_events == 0
 
 
-@pytest.mark.parametrize("exc, status", [(None, "completed"), (RuntimeError, "failed"), (KeyboardInterrupt, "cancelled")])
+@pytest.mark.parametrize(
+    "exc, status", [(None, "completed"), (RuntimeError, "failed"), (KeyboardInterrupt, "cancelled")]
+)
 def test_leaving_the_with_block_flushes_and_sets_the_status(db, ds, exc, status):
     create_run("r", ds.name)
     ids = item_ids(db)
@@ -150,7 +152,9 @@ RECORDER_SCRIPT = _script(
 def _start_recorder(db_path, run_name, batches, flush_every, offset=0) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", RECORDER_SCRIPT, str(db_path), run_name, str(batches), str(flush_every), str(offset)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -341,6 +345,7 @@ def test_record_takes_numpy_ids_and_is_safe_from_several_threads(db, ds):
     create_run("r", ds.name)
     ids = np.array(item_ids(db), dtype=np.int64)
     with open_run("r", flush_every=50, flush_seconds=3600) as run:
+
         def worker(offset):
             for step in range(200):
                 run.record(ids[(offset + step) % 40 : (offset + step) % 40 + 1], 1, step)

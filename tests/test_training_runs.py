@@ -77,10 +77,27 @@ def run_cli(capsys, db_path, *argv):
 
 def test_cli_create_list_show_status_remove(db, db_path, ds, tmp_path, capsys):
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text('learning_rate = 1e-4\nnetwork_dim = 16\n')
-    code, out, _ = run_cli(capsys, db_path, "run", "create", "lora1", "--dataset", ds.name, "--model-type", "sdxl-lora",
-                           "--base-model", "sdxl.safetensors", "--caption", "alt", "--config", str(cfg), "--epochs", "5",
-                           "--json")
+    cfg.write_text("learning_rate = 1e-4\nnetwork_dim = 16\n")
+    code, out, _ = run_cli(
+        capsys,
+        db_path,
+        "run",
+        "create",
+        "lora1",
+        "--dataset",
+        ds.name,
+        "--model-type",
+        "sdxl-lora",
+        "--base-model",
+        "sdxl.safetensors",
+        "--caption",
+        "alt",
+        "--config",
+        str(cfg),
+        "--epochs",
+        "5",
+        "--json",
+    )
     assert code == 0
     created = json.loads(out)
     assert created["number"] == 1 and created["epochs_planned"] == 5 and created["caption_type"] == "alt"

@@ -50,7 +50,9 @@ def test_runs_screen_shows_stats_and_acts_on_runs(db, tmp_path):
             await pilot.press("down")
             assert await settle(pilot, lambda: "second" in stats_text(screen) and "never used 10" in stats_text(screen))
             await pilot.press("a")  # totals over all runs: every item was used by one of them
-            assert await settle(pilot, lambda: "all runs" in stats_text(screen) and "never used 0" in stats_text(screen))
+            assert await settle(
+                pilot, lambda: "all runs" in stats_text(screen) and "never used 0" in stats_text(screen)
+            )
             await pilot.press("enter")
             assert screen.has_class("stats-only")
             await pilot.press("escape")

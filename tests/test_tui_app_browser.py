@@ -43,7 +43,9 @@ def test_open_dataset_page_through_and_move_cursor(tmp_path, db_path, no_images)
             first_names = [c.name for c in browser.grid.page]
             assert first_names == sorted(first_names)  # sorted by file name
             await pilot.press("pagedown")
-            await settle(pilot, lambda: browser.grid.page and browser.grid.page[0].name != first_names[0], what="page 2")
+            await settle(
+                pilot, lambda: browser.grid.page and browser.grid.page[0].name != first_names[0], what="page 2"
+            )
             assert browser.position_text() == f"{cap + 1}–{2 * cap} of 50"
             await pilot.press("end")
             await settle(pilot, lambda: browser.state.offset == 40, what="last page")
@@ -108,8 +110,11 @@ def test_bulk_add_tag_to_a_selection_writes_exactly_those_files(tmp_path, db_pat
             await pilot.pause()
             await pilot.press(*"zz_new_tag", "enter")
             await settle(pilot, lambda: browser.bulk_done_count == 1, what="bulk edit")
-            await settle(pilot, lambda: any("added 'zz_new_tag' to 3 of 3 items" in n.message for n in app._notifications),
-                             what="bulk summary")
+            await settle(
+                pilot,
+                lambda: any("added 'zz_new_tag' to 3 of 3 items" in n.message for n in app._notifications),
+                what="bulk summary",
+            )
             return page, set(browser.selected)
 
     page, selected = asyncio.run(go())
@@ -136,7 +141,11 @@ def test_bulk_remove_on_whole_result(tmp_path, db_path, no_images):
         async with app.run_test(size=(120, 40)) as pilot:
             browser = await open_browser(app, pilot)
             await pilot.press("slash", *"solo", "enter")
-            await settle(pilot, lambda: browser.state.query == "solo" and browser.state.total is not None and browser.state.total < 30, what="search")
+            await settle(
+                pilot,
+                lambda: browser.state.query == "solo" and browser.state.total is not None and browser.state.total < 30,
+                what="search",
+            )
             await pilot.press("u")
             from sushitui.tui.screens.bulk_tag import BulkTagDialog
 
@@ -220,7 +229,13 @@ def test_command_palette_lists_screens_and_keys(tmp_path, db_path, no_images):
         async with app.run_test(size=(120, 40)) as pilot:
             browser = await open_browser(app, pilot)
             titles = [c.title for c in app.get_system_commands(browser)]
-            for wanted in ("Tag dictionary", "Tag groups and aliases", "Training runs", "browser: Add tag (t)", "browser: Search (/)"):
+            for wanted in (
+                "Tag dictionary",
+                "Tag groups and aliases",
+                "Training runs",
+                "browser: Add tag (t)",
+                "browser: Search (/)",
+            ):
                 assert wanted in titles, titles
             await pilot.press("ctrl+p")
             await pilot.pause()

@@ -89,7 +89,9 @@ def test_new_dataset_form_validates_then_scans(tmp_path, db_path):
             await pilot.press("ctrl+s")
             screen = app.screen
             assert isinstance(screen, DatasetsScreen)
-            await settle(pilot, lambda: any(r["name"] == "fresh" and r["items"] == 25 for r in screen.rows), what="scan done")
+            await settle(
+                pilot, lambda: any(r["name"] == "fresh" and r["items"] == 25 for r in screen.rows), what="scan done"
+            )
             text = screen_text(app)
             assert "fresh" in text and "25" in text
             await settle(pilot, lambda: any("Indexed fresh" in n.message for n in app._notifications), what="notice")
@@ -136,9 +138,21 @@ def test_cancel_a_running_scan_keeps_the_ui_and_what_was_indexed(tmp_path, db_pa
             await settle(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
             screen._create(
                 __import__("sushitui.tui.screens.datasets", fromlist=["validate_form"]).validate_form(
-                    {"name": "big", "root_path": str(root), "type": "auto", "caption_suffixes": "main,alt",
-                     "image_suffixes": "source,target", "primary_suffix": "", "recursive": True, "max_depth": "",
-                     "read_exif": False, "caption_types": ""}, set(), False)[0]
+                    {
+                        "name": "big",
+                        "root_path": str(root),
+                        "type": "auto",
+                        "caption_suffixes": "main,alt",
+                        "image_suffixes": "source,target",
+                        "primary_suffix": "",
+                        "recursive": True,
+                        "max_depth": "",
+                        "read_exif": False,
+                        "caption_types": "",
+                    },
+                    set(),
+                    False,
+                )[0]
             )
             await settle(pilot, lambda: screen.query_one("#scan-panel").display, what="progress panel")
             # UI responsive while the worker is blocked: the command palette opens and closes
@@ -271,7 +285,11 @@ def test_demo_dataset_is_generated_registered_and_reused(tmp_path, db_path):
         from sushitui.tui.screens.browser import BrowserScreen
 
         async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total == 30, what="demo browser")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, BrowserScreen) and app.screen.state.total == 30,
+                what="demo browser",
+            )
 
     asyncio.run(go())
 

@@ -49,7 +49,9 @@ def test_every_binding_of_every_screen_and_widget_has_an_id_and_a_tooltip():
                 if not isinstance(binding, Binding) or not binding.id or not binding.tooltip.strip():
                     missing.append(f"{cls.__name__}: {binding!r}")
     # the walk really reached the screens, dialogs and the app
-    assert {"SushiApp", "BrowserScreen", "ItemDetailScreen", "QuickTagScreen", "ConfirmDialog", "HelpScreen"} <= set(owners)
+    assert {"SushiApp", "BrowserScreen", "ItemDetailScreen", "QuickTagScreen", "ConfirmDialog", "HelpScreen"} <= set(
+        owners
+    )
     assert missing == []
 
 
@@ -67,9 +69,22 @@ def test_the_same_action_has_the_same_key_and_id_on_every_screen():
         owners = [cls.__name__ for cls, _b in pairs]
         assert len(owners) == len(set(owners)), f"{binding_id} twice in one class: {owners}"
     screens = {cls.__name__ for cls, _b in ids["nav.back"]}
-    assert {"BrowserScreen", "ItemDetailScreen", "QuickTagScreen", "RunsScreen", "DictionaryScreen", "GroupsScreen"} <= screens
-    for binding_id, common in (("nav.back", "escape"), ("dialog.cancel", "escape"), ("item.next", "right"),
-                               ("item.prev", "left"), ("edit.undo", "ctrl+z"), ("tags.cursor_down", "down")):
+    assert {
+        "BrowserScreen",
+        "ItemDetailScreen",
+        "QuickTagScreen",
+        "RunsScreen",
+        "DictionaryScreen",
+        "GroupsScreen",
+    } <= screens
+    for binding_id, common in (
+        ("nav.back", "escape"),
+        ("dialog.cancel", "escape"),
+        ("item.next", "right"),
+        ("item.prev", "left"),
+        ("edit.undo", "ctrl+z"),
+        ("tags.cursor_down", "down"),
+    ):
         for cls, binding in ids[binding_id]:
             assert common in binding.key.split(","), f"{cls.__name__}: {binding_id} is {binding.key}, not {common}"
 
@@ -114,7 +129,9 @@ def _notes(app) -> str:
 
 
 @pytest.mark.slow
-def test_bad_keymap_entries_are_reported_by_line_and_the_good_ones_still_apply(tmp_path, db_path, no_images, config_home):
+def test_bad_keymap_entries_are_reported_by_line_and_the_good_ones_still_apply(
+    tmp_path, db_path, no_images, config_home
+):
     from sushitui.tui.screens.quick_tag import QuickTagScreen
 
     keymap = config_home / "keymap.toml"

@@ -154,7 +154,11 @@ def test_new_dataset_is_highlighted_after_its_scan_so_p_shows_its_problems(tmp_p
             await settle(pilot, lambda: isinstance(app.screen, DatasetForm), what="form")
             await pilot.pause()
             await pilot.press(*"zzz", "tab", *str(root), "ctrl+s")
-            await settle(pilot, lambda: len(screen.rows) == 2 and screen.current_row()["name"] == "zzz", what="new row highlighted")
+            await settle(
+                pilot,
+                lambda: len(screen.rows) == 2 and screen.current_row()["name"] == "zzz",
+                what="new row highlighted",
+            )
             await pilot.press("p")
             await settle(pilot, lambda: isinstance(app.screen, ProblemsScreen), what="problems")
             await pilot.pause(0.1)
@@ -173,7 +177,11 @@ def test_cards_of_untagged_items_show_their_caption_text(tmp_path, db_path, no_i
 
     root = tmp_path / "nl"
     root.mkdir()
-    for name, caption in (("a", "a painting of a skull with a gas mask"), ("b", None), ("c", "A red skull lies on a wooden table. It glows in the dark.")):
+    for name, caption in (
+        ("a", "a painting of a skull with a gas mask"),
+        ("b", None),
+        ("c", "A red skull lies on a wooden table. It glows in the dark."),
+    ):
         Image.new("RGB", (16, 16), (200, 10, 10)).save(root / f"{name}.png")
         if caption:
             (root / f"{name}.txt").write_text(caption, encoding="utf-8")
@@ -396,8 +404,11 @@ def test_second_esc_closes_the_autotag_dialog_while_a_download_cannot_be_interru
             await pilot.press("escape")
             await settle(pilot, lambda: app.screen is not dialog, what="dialog closed")
             release.set()
-            await settle(pilot, lambda: any("Auto-tag stopped" in n.message for n in app._notifications),
-                             what="the background end is told")
+            await settle(
+                pilot,
+                lambda: any("Auto-tag stopped" in n.message for n in app._notifications),
+                what="the background end is told",
+            )
 
     asyncio.run(go())
 

@@ -21,13 +21,18 @@ N_ITEMS = 12
 
 
 def cli(db_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sushitui", "--db", str(db_path), *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sushitui", "--db", str(db_path), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_cli(db_path: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sushitui", "--db", str(db_path), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sushitui", "--db", str(db_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -47,8 +52,18 @@ def setup(tmp_path, server, monkeypatch):
     assert cli(db_path, "dataset", "add", "set", str(root)).returncode == 0
     template = tmp_path / "t.txt"
     template.write_text("Caption <<{name}>>.", encoding="utf-8")
-    r = cli(db_path, "endpoint", "add", "local", server.base_url, "--model", "test-vlm", "--api-key-env",
-            "SUSHI_TEST_KEY", "--json")
+    r = cli(
+        db_path,
+        "endpoint",
+        "add",
+        "local",
+        server.base_url,
+        "--model",
+        "test-vlm",
+        "--api-key-env",
+        "SUSHI_TEST_KEY",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     return {"db": db_path, "root": root, "template": str(template)}
 
@@ -78,8 +93,16 @@ def test_endpoint_add_list_test_remove_with_json_and_no_key_in_any_output(setup,
     listed = cli(db, "endpoint", "list", "--json")
     assert listed.returncode == 0
     rows = json.loads(listed.stdout)
-    assert rows == [{"name": "local", "base_url": server.base_url, "model": "test-vlm", "api_key_env": "SUSHI_TEST_KEY",
-                     "key_present": True, "local": True}]
+    assert rows == [
+        {
+            "name": "local",
+            "base_url": server.base_url,
+            "model": "test-vlm",
+            "api_key_env": "SUSHI_TEST_KEY",
+            "key_present": True,
+            "local": True,
+        }
+    ]
     tested = cli(db, "endpoint", "test", "local", "--json")
     assert tested.returncode == 0, tested.stderr
     probe = json.loads(tested.stdout)

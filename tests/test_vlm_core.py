@@ -166,7 +166,10 @@ def test_refusals_empty_and_truncated_answers_are_flagged_and_not_written(env, s
 
 
 def test_banned_words_are_flagged_not_edited_and_start_with_and_one_line_apply(env, server):
-    server.script = {"cat_01": ["text:A cat with a watermark in the corner."], "dog_02": ["text:Line one.\n\n- Line two."]}
+    server.script = {
+        "cat_01": ["text:A cat with a watermark in the corner."],
+        "dog_02": ["text:Line one.\n\n- Line two."],
+    }
     report = caption_items("pics", None, opts(env, ban=("watermark", "signature"), start_with="photo:"))
     flagged = {r.name: r for r in report.problems}
     assert list(flagged) == ["cat_01"] and flagged["cat_01"].flags == ["banned"]
@@ -184,9 +187,11 @@ def test_streamed_answers_give_the_same_captions(env, server):
 
 def test_edit_instruction_sends_source_then_target_and_writes_the_instruction_caption(env, server):
     (env["tmp"] / "edit.toml").write_text(
-        'prompt = "Instruction for <<{name}>>"\ntype = "instruction"\nimages = "source,target"\n', encoding="utf-8")
-    report = caption_items("pics", None, CaptionOptions(template=str(env["tmp"] / "edit.toml"), workers=0,
-                                                        retry_base_s=0.01))
+        'prompt = "Instruction for <<{name}>>"\ntype = "instruction"\nimages = "source,target"\n', encoding="utf-8"
+    )
+    report = caption_items(
+        "pics", None, CaptionOptions(template=str(env["tmp"] / "edit.toml"), workers=0, retry_base_s=0.01)
+    )
     assert report.written == 1 and report.ctype == "instruction" and report.subtype == "instruction"
     sent = server.chat_requests()
     assert [r.name for r in sent] == ["edit"]  # single images are not sent
@@ -288,7 +293,9 @@ def test_trigger_variable_needs_a_trigger(env):
 
 def test_write_caption_writes_one_reviewed_caption(env):
     cap = write_caption(item("dog_02").id, "A reviewed caption.", model="m1", subtype="vlm")
-    assert cap.source == "vlm_m1" and (env["root"] / "dog_02_vlm.txt").read_text(encoding="utf-8") == "A reviewed caption."
+    assert (
+        cap.source == "vlm_m1" and (env["root"] / "dog_02_vlm.txt").read_text(encoding="utf-8") == "A reviewed caption."
+    )
     write_caption(item("dog_02").id, "More.", model="m1", subtype="vlm", mode="append")
     assert (env["root"] / "dog_02_vlm.txt").read_text(encoding="utf-8") == "A reviewed caption. More."
 
@@ -296,7 +303,9 @@ def test_write_caption_writes_one_reviewed_caption(env):
 def test_the_model_comes_from_the_server_when_the_endpoint_names_none(env, server):
     vlm.add_endpoint("auto", server.base_url)
     report = caption_items("pics", [item("dog_02").id], opts(env, endpoint="auto"))
-    assert report.model == "test-vlm" and report.written == 1 and any("first the server lists" in n for n in report.notes)
+    assert (
+        report.model == "test-vlm" and report.written == 1 and any("first the server lists" in n for n in report.notes)
+    )
 
 
 def test_endpoint_registry_and_privacy(db):
@@ -310,8 +319,14 @@ def test_endpoint_registry_and_privacy(db):
         vlm.add_endpoint("b", "https://api.example.com/v1", api_key_env="sk-123 456")
     vlm.remove_endpoint("a")
     assert vlm.list_endpoints() == []
-    for url in ("http://127.0.0.1:8000/v1", "http://localhost:11434/v1", "http://192.168.1.20:8000/v1",
-                "http://10.0.0.5/v1", "http://gpubox:8000/v1", "http://[::1]:8000/v1"):
+    for url in (
+        "http://127.0.0.1:8000/v1",
+        "http://localhost:11434/v1",
+        "http://192.168.1.20:8000/v1",
+        "http://10.0.0.5/v1",
+        "http://gpubox:8000/v1",
+        "http://[::1]:8000/v1",
+    ):
         assert is_local(url) and privacy_notice(url) is None, url
     assert "api.openai.com" in privacy_notice("https://api.openai.com/v1")
     assert privacy_notice("http://8.8.8.8/v1")

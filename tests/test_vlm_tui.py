@@ -168,8 +168,10 @@ def test_review_accept_edit_reject_regenerate_and_accept_all(env, db_path, serve
             await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
             await pilot.press("y")
             await settle(pilot, lambda: review.entries[2].decision == "accepted", what="accept all")
-            assert caption_files(env["root"]) == {"cat_01_caption.txt": "A detailed photo of cat_01. Red.",
-                                                  "fox_03_caption.txt": "A fox in the snow, asked again."}
+            assert caption_files(env["root"]) == {
+                "cat_01_caption.txt": "A detailed photo of cat_01. Red.",
+                "fox_03_caption.txt": "A fox in the snow, asked again.",
+            }
             await pilot.press("escape")
             await settle(pilot, lambda: app.screen is browser, what="back to the browser")
         from sushitui.store import Caption, open_database
@@ -179,7 +181,10 @@ def test_review_accept_edit_reject_regenerate_and_accept_all(env, db_path, serve
             rows = {c.content: c.source for c in Caption.select().where(Caption.subtype == "caption")}
         finally:
             db.close()
-        assert rows == {"A detailed photo of cat_01. Red.": "vlm_test-vlm", "A fox in the snow, asked again.": "vlm_test-vlm"}
+        assert rows == {
+            "A detailed photo of cat_01. Red.": "vlm_test-vlm",
+            "A fox in the snow, asked again.": "vlm_test-vlm",
+        }
 
     run(go())
 
@@ -251,15 +256,29 @@ def test_dialog_and_review_are_readable_at_80x24(env, db_path, server):
         async with app.run_test(size=(80, 24)) as pilot:
             _browser, dialog = await open_dialog(app, pilot, env["template"])
             text = screen_text(app)
-            for part in ("Caption pics", "Endpoint", "Template", "Describe <<cat_01>>", "Review (ctrl+s)",
-                         "Sample 8 (F2)", "Close (Esc)"):
+            for part in (
+                "Caption pics",
+                "Endpoint",
+                "Template",
+                "Describe <<cat_01>>",
+                "Review (ctrl+s)",
+                "Sample 8 (F2)",
+                "Close (Esc)",
+            ):
                 assert part in text, part
             await pilot.press("ctrl+s")
             await settle(pilot, lambda: isinstance(app.screen, CaptionReviewScreen), what="the review screen")
             await pilot.pause(0.2)
             text = screen_text(app)
-            for part in ("Review 1/3 cat_01.jpg", "Caption now", "New caption", "A detailed photo of cat_01.", "Accept",
-                         "Reject", "Regenerate"):
+            for part in (
+                "Review 1/3 cat_01.jpg",
+                "Caption now",
+                "New caption",
+                "A detailed photo of cat_01.",
+                "Accept",
+                "Reject",
+                "Regenerate",
+            ):
                 assert part in text, part
 
     run(go())
@@ -280,8 +299,11 @@ def test_caption_this_item_from_item_detail_and_keep_mine_on_a_conflict(env, db_
         async with app.run_test(size=(120, 40)) as pilot:
             browser = await open_browser(app, pilot)
             await pilot.press("right", "right", "enter")  # fox_03
-            await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
-                         what="item detail")
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, ItemDetailScreen) and app.screen.view is not None,
+                what="item detail",
+            )
             detail = app.screen
             await pilot.press("C")
             await settle(pilot, lambda: isinstance(app.screen, CaptionDialog), what="the caption dialog")
@@ -290,8 +312,11 @@ def test_caption_this_item_from_item_detail_and_keep_mine_on_a_conflict(env, db_
             dialog.query_one("#cap-template", Select).value = TEMPLATE_FILE
             await pilot.pause()
             dialog.query_one("#cap-template-file", Input).value = env["template"]
-            await settle(pilot, lambda: "Describe <<fox_03>> from photos. Tags: fox, snow, 1girl." in screen_text(app),
-                         what="the preview of this item")
+            await settle(
+                pilot,
+                lambda: "Describe <<fox_03>> from photos. Tags: fox, snow, 1girl." in screen_text(app),
+                what="the preview of this item",
+            )
             assert "Caption pics: 1 item" in screen_text(app)
             await pilot.press("ctrl+s")
             await settle(pilot, lambda: isinstance(app.screen, CaptionReviewScreen), what="the review screen")
@@ -305,8 +330,11 @@ def test_caption_this_item_from_item_detail_and_keep_mine_on_a_conflict(env, db_
             assert (env["root"] / "fox_03_caption.txt").read_text(encoding="utf-8") == "A detailed photo of fox_03."
             await pilot.press("escape")
             await settle(pilot, lambda: app.screen is detail, what="back to item detail")
-            await settle(pilot, lambda: any(c.content == "A detailed photo of fox_03." for c in detail.view.captions),
-                         what="item detail shows the new caption")
+            await settle(
+                pilot,
+                lambda: any(c.content == "A detailed photo of fox_03." for c in detail.view.captions),
+                what="item detail shows the new caption",
+            )
             assert browser in app.screen_stack
 
     run(go())

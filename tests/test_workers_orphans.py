@@ -37,7 +37,7 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
             data = fh.read().decode("ascii", "replace")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    rest = data[data.rindex(")") + 2:].split()  # fields from 3 on: the name may hold spaces
+    rest = data[data.rindex(")") + 2 :].split()  # fields from 3 on: the name may hold spaces
     return rest[0], int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[19])
 
 
@@ -105,8 +105,11 @@ def _start_add(tmp_path: Path, folder: Path) -> tuple[subprocess.Popen, Path, Pa
     out = tmp_path / "out.json"
     # files, not pipes: a surviving worker would hold a pipe open and hang the test
     with open(out, "wb") as fo, open(tmp_path / "err.txt", "wb") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "sushitui", "--db", str(db), "dataset", "add", "big", str(folder),
-                                 "--json"], stdout=fo, stderr=fe)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sushitui", "--db", str(db), "dataset", "add", "big", str(folder), "--json"],
+            stdout=fo,
+            stderr=fe,
+        )
     return proc, db, out
 
 
@@ -138,8 +141,11 @@ def test_sigterm_cancels_the_scan_like_ctrl_c_and_keeps_what_was_indexed(tmp_pat
     try:
         _wait_for(lambda: len(_descendants(proc.pid)) >= 2, 15, "the scan's workers")
         # indexing has begun once the workers have spent some CPU time on files
-        _wait_for(lambda: sum((_stat(p) or ("", 0, 0, 0))[2] for p in _descendants(proc.pid)) >= 30, 15,
-                  "the workers to start indexing")
+        _wait_for(
+            lambda: sum((_stat(p) or ("", 0, 0, 0))[2] for p in _descendants(proc.pid)) >= 30,
+            15,
+            "the workers to start indexing",
+        )
         assert proc.poll() is None, "the scan ended before SIGTERM"
         workers = _descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
@@ -242,7 +248,14 @@ def test_workers_die_with_the_parent_without_the_kernel_signal(tmp_path, method)
 
 def test_a_worker_whose_parent_died_before_it_asked_for_the_signal_exits():
     """The parent may die between the fork and the prctl: the worker notices at once."""
-    code = subprocess.run([sys.executable, "-c", "from sushitui.workers import die_with_parent\n"
-                           "die_with_parent(parent_pid=1)\nprint('still running')"], capture_output=True, text=True,
-                          timeout=30)
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from sushitui.workers import die_with_parent\ndie_with_parent(parent_pid=1)\nprint('still running')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert code.returncode == 1 and "still running" not in code.stdout, code

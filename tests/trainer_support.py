@@ -88,7 +88,14 @@ def load_imagefolder(outdir: Path) -> dict:
                 p = outdir / os.path.normpath(v)
                 assert p.is_file(), p
                 paths[k] = p
-        _put(out, paths["file_name"].stem, _entry(paths["file_name"], row["text"], paths.get("conditioning_image_file_name"), paths.get("mask_file_name")) | {"row": row})
+        _put(
+            out,
+            paths["file_name"].stem,
+            _entry(
+                paths["file_name"], row["text"], paths.get("conditioning_image_file_name"), paths.get("mask_file_name")
+            )
+            | {"row": row},
+        )
     return out
 
 
@@ -108,8 +115,16 @@ def load_onetrainer(outdir: Path) -> dict:
             txt = p.with_suffix(".txt")
             mask = folder / f"{p.stem}-masklabel.png"
             cond = folder / f"{p.stem}-condlabel.png"
-            _put(out, p.stem, _entry(p, txt.read_text(encoding="utf-8").strip() if txt.exists() else None,
-                                     cond if cond.exists() else None, mask if mask.exists() else None))
+            _put(
+                out,
+                p.stem,
+                _entry(
+                    p,
+                    txt.read_text(encoding="utf-8").strip() if txt.exists() else None,
+                    cond if cond.exists() else None,
+                    mask if mask.exists() else None,
+                ),
+            )
     return out
 
 
@@ -124,7 +139,9 @@ def load_diffusion_pipe(outdir: Path) -> dict:
     for d in doc["directory"]:
         path = Path(d["path"])
         assert isinstance(d["num_repeats"], int) and d["num_repeats"] >= 1
-        controls = {p.stem: p for p in Path(d["control_path"]).glob("*") if p.is_file()} if "control_path" in d else None
+        controls = (
+            {p.stem: p for p in Path(d["control_path"]).glob("*") if p.is_file()} if "control_path" in d else None
+        )
         masks = {p.stem: p for p in Path(d["mask_path"]).glob("*") if p.is_file()} if "mask_path" in d else {}
         cj = path / "captions.json"
         captions = json.loads(cj.read_text(encoding="utf-8")) if cj.exists() else None
@@ -141,7 +158,11 @@ def load_diffusion_pipe(outdir: Path) -> dict:
             if controls is not None:
                 assert f.stem in controls, f"No control file exists for image {f}"
                 control = controls[f.stem]
-            _put(out, f.stem, _entry(f, caption[0] if caption else None, control, masks.get(f.stem)) | {"captions": caption})
+            _put(
+                out,
+                f.stem,
+                _entry(f, caption[0] if caption else None, control, masks.get(f.stem)) | {"captions": caption},
+            )
     return out
 
 

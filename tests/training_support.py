@@ -10,7 +10,9 @@ from sushitui.store import Dataset
 from sushitui.store.db import current_database, write_transaction
 
 
-def make_dataset(root: Path, n: int, name: str = "ds", *, files: bool = True, subtypes: tuple[str, ...] = ("main",)) -> Dataset:
+def make_dataset(
+    root: Path, n: int, name: str = "ds", *, files: bool = True, subtypes: tuple[str, ...] = ("main",)
+) -> Dataset:
     """``n`` items ``img_00000.png``... (files written when ``files``), captions per subtype."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,12 @@ async def open_browser(app, pilot, timeout: float = 10.0):
 
     await settle(pilot, lambda: isinstance(app.screen, DatasetsScreen) and app.screen.rows, timeout, "the dataset list")
     await pilot.press("enter")
-    await settle(pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.first_page_at is not None, timeout, "the first page")
+    await settle(
+        pilot,
+        lambda: isinstance(app.screen, BrowserScreen) and app.screen.first_page_at is not None,
+        timeout,
+        "the first page",
+    )
     screen = app.screen
     await settle(pilot, lambda: screen.state.total is not None, timeout, "the count")
     await pilot.pause()

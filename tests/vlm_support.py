@@ -182,10 +182,17 @@ class FakeVlmServer:
                 message = {"role": "assistant", "content": text}
                 if refusal:
                     message["refusal"] = refusal
-                body = {"id": "chatcmpl-1", "object": "chat.completion", "model": rec.model,
-                        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": len(text.split()),
-                                  "total_tokens": 100 + len(text.split())}}
+                body = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "model": rec.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "usage": {
+                        "prompt_tokens": 100,
+                        "completion_tokens": len(text.split()),
+                        "total_tokens": 100 + len(text.split()),
+                    },
+                }
                 self._send(200, json.dumps(body).encode())
 
             def _stream(self, text: str, finish: str, refusal: str | None):
@@ -200,8 +207,13 @@ class FakeVlmServer:
 
                 words = text.split(" ") if text else []
                 for i, w in enumerate(words):
-                    chunk({"choices": [{"index": 0, "delta": {"content": (w if i == 0 else " " + w)},
-                                        "finish_reason": None}]})
+                    chunk(
+                        {
+                            "choices": [
+                                {"index": 0, "delta": {"content": (w if i == 0 else " " + w)}, "finish_reason": None}
+                            ]
+                        }
+                    )
                 if refusal:
                     chunk({"choices": [{"index": 0, "delta": {"refusal": refusal}, "finish_reason": None}]})
                 chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
@@ -241,9 +253,14 @@ class FakeVlmServer:
 
             img = Image.open(io.BytesIO(raw))
             img.load()
-            info.update(valid=True, format=img.format, size=img.size, mode=img.mode,
-                        corner=img.convert("RGB").getpixel((0, 0)), center=img.convert("RGB").getpixel(
-                            (img.size[0] // 2, img.size[1] // 2)))
+            info.update(
+                valid=True,
+                format=img.format,
+                size=img.size,
+                mode=img.mode,
+                corner=img.convert("RGB").getpixel((0, 0)),
+                center=img.convert("RGB").getpixel((img.size[0] // 2, img.size[1] // 2)),
+            )
         except (binascii.Error, ValueError, OSError):
             pass
         return info

@@ -88,8 +88,12 @@ class Placements:
         return len(self.bucket_w)
 
     def at(self, i: int) -> Placement:
-        return Placement((int(self.bucket_w[i]), int(self.bucket_h[i])), (int(self.resized_w[i]), int(self.resized_h[i])),
-                         float(self.scale[i]), float(self.cropped[i]))
+        return Placement(
+            (int(self.bucket_w[i]), int(self.bucket_h[i])),
+            (int(self.resized_w[i]), int(self.resized_h[i])),
+            float(self.scale[i]),
+            float(self.cropped[i]),
+        )
 
 
 @dataclass
@@ -141,8 +145,9 @@ def _nearest_first(values: np.ndarray, x: np.ndarray) -> np.ndarray:
 # --- kohya-ss/sd-scripts -------------------------------------------------------------------
 
 
-def kohya_bucket_resolutions(max_reso: tuple[int, int], min_size: int = 256, max_size: int = 1024,
-                             divisible: int = 64) -> list[tuple[int, int]]:
+def kohya_bucket_resolutions(
+    max_reso: tuple[int, int], min_size: int = 256, max_size: int = 1024, divisible: int = 64
+) -> list[tuple[int, int]]:
     """``library/model_util.py`` ``make_bucket_resolutions``."""
     max_width, max_height = max_reso
     max_area = max_width * max_height
@@ -169,8 +174,14 @@ def kohya_adjust_min_max(resolution: tuple[int, int], min_reso: int, max_reso: i
     return min_reso, max_reso
 
 
-def kohya_plan(resolution: int | tuple[int, int] = 1024, *, no_upscale: bool = False, min_bucket_reso: int = 256,
-               max_bucket_reso: int = 1024, bucket_reso_steps: int = 64) -> BucketPlan:
+def kohya_plan(
+    resolution: int | tuple[int, int] = 1024,
+    *,
+    no_upscale: bool = False,
+    min_bucket_reso: int = 256,
+    max_bucket_reso: int = 1024,
+    bucket_reso_steps: int = 64,
+) -> BucketPlan:
     """``BucketManager`` as ``BaseDataset.make_buckets`` drives it with enable_bucket."""
     res = (resolution, resolution) if isinstance(resolution, int) else (resolution[0], resolution[1])
     min_size, max_size = kohya_adjust_min_max(res, min_bucket_reso, max_bucket_reso, bucket_reso_steps)
@@ -288,7 +299,9 @@ def ai_toolkit_bucket(width: int, height: int, resolution: int = 512, divisibili
     ]
     capped = [(w, h) for w, h in candidates if w > 0 and h > 0 and w * h <= max_pixels]
     if not capped:
-        capped = [(max(divisibility, math.floor(w_raw) * divisibility), max(divisibility, math.floor(h_raw) * divisibility))]
+        capped = [
+            (max(divisibility, math.floor(w_raw) * divisibility), max(divisibility, math.floor(h_raw) * divisibility))
+        ]
     return min(capped, key=lambda wh: abs(wh[0] * wh[1] - target_pixels))
 
 
@@ -311,8 +324,16 @@ def ai_toolkit_plan(resolution: int = 1024, *, bucket_tolerance: int = 64) -> Bu
         fw, cw = np.floor(w_raw).astype(np.int64) * div, np.ceil(w_raw).astype(np.int64) * div
         fh, ch = np.floor(h_raw).astype(np.int64) * div, np.ceil(h_raw).astype(np.int64) * div
         cands = [(fw, fh), (fw, ch), (cw, fh), (cw, ch)]
-        cost = np.stack([np.where((cw_ > 0) & (ch_ > 0) & (cw_ * ch_ <= max_pixels), np.abs(cw_ * ch_ - target), np.iinfo(np.int64).max)
-                         for cw_, ch_ in cands])
+        cost = np.stack(
+            [
+                np.where(
+                    (cw_ > 0) & (ch_ > 0) & (cw_ * ch_ <= max_pixels),
+                    np.abs(cw_ * ch_ - target),
+                    np.iinfo(np.int64).max,
+                )
+                for cw_, ch_ in cands
+            ]
+        )
         pick = cost.argmin(axis=0)  # first of equals, like min()
         bw = np.choose(pick, [c[0] for c in cands])
         bh = np.choose(pick, [c[1] for c in cands])
@@ -322,8 +343,9 @@ def ai_toolkit_plan(resolution: int = 1024, *, bucket_tolerance: int = 64) -> Bu
         m = np.maximum(bw / w, bh / h)
         return bw, bh, np.ceil(w * m).astype(np.int64), np.ceil(h * m).astype(np.int64)
 
-    return BucketPlan("ai-toolkit", resolution, {"bucket_tolerance": bucket_tolerance}, place, exif_transpose=True,
-                      _many=many)
+    return BucketPlan(
+        "ai-toolkit", resolution, {"bucket_tolerance": bucket_tolerance}, place, exif_transpose=True, _many=many
+    )
 
 
 # --- tdrussell/diffusion-pipe --------------------------------------------------------------
@@ -339,8 +361,15 @@ def _round_to_nearest_multiple(x: float, multiple: int) -> int:
     return int(round(x / multiple) * multiple)
 
 
-def diffusion_pipe_plan(resolution: int = 1024, *, enable_ar_bucket: bool = True, min_ar: float = 0.5,
-                        max_ar: float = 2.0, num_ar_buckets: int = 7, round_to_multiple: int = 16) -> BucketPlan:
+def diffusion_pipe_plan(
+    resolution: int = 1024,
+    *,
+    enable_ar_bucket: bool = True,
+    min_ar: float = 0.5,
+    max_ar: float = 2.0,
+    num_ar_buckets: int = 7,
+    round_to_multiple: int = 16,
+) -> BucketPlan:
     """Defaults are examples/dataset.toml's (min_ar 0.5, max_ar 2.0, 7 buckets) and
     models/base.py's ``pixels_round_to_multiple`` 16 (32 for Wan / LTX / HunyuanImage)."""
     if enable_ar_bucket:
@@ -353,7 +382,9 @@ def diffusion_pipe_plan(resolution: int = 1024, *, enable_ar_bucket: bool = True
     for ar in ars:
         w = math.sqrt(area * ar)
         h = area / w
-        sizes.append((_round_to_nearest_multiple(w, round_to_multiple), _round_to_nearest_multiple(h, round_to_multiple)))
+        sizes.append(
+            (_round_to_nearest_multiple(w, round_to_multiple), _round_to_nearest_multiple(h, round_to_multiple))
+        )
 
     def place(width: int, height: int) -> Placement:
         i = int(np.argmin(np.abs(np.log(width / height) - log_ars)))
@@ -370,7 +401,12 @@ def diffusion_pipe_plan(resolution: int = 1024, *, enable_ar_bucket: bool = True
         i = np.abs(np.log(w / h)[:, None] - log_ars[None, :]).argmin(axis=1)
         bw, bh = size_w[i], size_h[i]
         scale = np.maximum(bw / w, bh / h)
-        return bw, bh, np.maximum(bw, np.round(w * scale).astype(np.int64)), np.maximum(bh, np.round(h * scale).astype(np.int64))
+        return (
+            bw,
+            bh,
+            np.maximum(bw, np.round(w * scale).astype(np.int64)),
+            np.maximum(bh, np.round(h * scale).astype(np.int64)),
+        )
 
     settings: dict[str, Any] = {"enable_ar_bucket": enable_ar_bucket, "round_to_multiple": round_to_multiple}
     if enable_ar_bucket:
@@ -380,14 +416,27 @@ def diffusion_pipe_plan(resolution: int = 1024, *, enable_ar_bucket: bool = True
 
 # --- Nerogar/OneTrainer (mgds AspectBucketing) -----------------------------------------------
 
-_ONETRAINER_ASPECTS = [(1.0, 1.0), (1.0, 1.25), (1.0, 1.5), (1.0, 1.75), (1.0, 2.0), (1.0, 2.5), (1.0, 3.0), (1.0, 3.5), (1.0, 4.0)]
+_ONETRAINER_ASPECTS = [
+    (1.0, 1.0),
+    (1.0, 1.25),
+    (1.0, 1.5),
+    (1.0, 1.75),
+    (1.0, 2.0),
+    (1.0, 2.5),
+    (1.0, 3.0),
+    (1.0, 3.5),
+    (1.0, 4.0),
+]
 
 
 def onetrainer_bucket_resolutions(target_resolution: int, quantization: int = 64) -> list[tuple[int, int]]:
     """``AspectBucketing.__create_automatic_buckets`` for one target resolution, as
     (height, width) pairs in the order mgds keeps them (``list(set(...))``: its argmin
     breaks ties by that order, so it is kept)."""
-    exact = [(h / math.sqrt(h * w) * target_resolution, w / math.sqrt(h * w) * target_resolution) for (h, w) in _ONETRAINER_ASPECTS]
+    exact = [
+        (h / math.sqrt(h * w) * target_resolution, w / math.sqrt(h * w) * target_resolution)
+        for (h, w) in _ONETRAINER_ASPECTS
+    ]
     exact = exact + [(w, h) for (h, w) in exact]
     new = [(round(r[0] / quantization) * quantization, round(r[1] / quantization) * quantization) for r in exact]
     return list(set(new))

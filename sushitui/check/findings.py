@@ -27,50 +27,115 @@ class Code:
     fix: str
 
 
-CODES: dict[str, Code] = {c.code: c for c in [
-    # buckets
-    Code("upscaled", "warning", "upscaled into its bucket",
-         "use a larger source image, or train at a lower resolution / with bucket_no_upscale"),
-    Code("cropped", "warning", "much of the image is cropped away",
-         "crop the image to its bucket's aspect ratio yourself, so the trainer does not cut the subject"),
-    Code("small_bucket", "warning", "bucket holds fewer images than the batch size",
-         "add images of this aspect ratio, crop these to a neighbouring bucket, or lower the batch size"),
-    # images
-    Code("small_image", "warning", "smaller than the training resolution",
-         "replace it with a larger version, or train at a lower resolution"),
-    Code("extreme_aspect", "warning", "extreme aspect ratio", "crop it closer to 1:1 (at most 3:1)"),
-    Code("alpha", "warning", "has transparency",
-         "flatten it onto the background you want (trainers flatten onto black or white)"),
-    Code("cmyk", "warning", "CMYK colour", "convert it to RGB with a colour-managed tool"),
-    Code("high_bit_depth", "info", "16-bit or float samples", "convert it to 8-bit RGB; trainers reduce it anyway"),
-    Code("palette", "info", "palette (indexed) colour", "convert it to RGB"),
-    Code("exif_rotation", "warning", "EXIF orientation the trainer ignores",
-         "rotate the pixels (e.g. exiftran -ai, or save it rotated) so it trains upright"),
-    Code("animated", "warning", "animated: only the first frame trains", "export the frame you want as a still image"),
-    Code("unreadable", "error", "cannot be decoded", "re-export or re-download the image, or remove it"),
-    Code("not_hashed", "info", "not inspected", "run sushitui check again (the image had no sha256: reindex the dataset)"),
-    # captions
-    Code("missing_caption", "error", "no caption", "write a caption (sushitui tags add, or the tagger)"),
-    Code("empty_caption", "error", "empty caption", "write a caption or delete the empty file"),
-    Code("trigger_only", "warning", "caption is only the trigger word",
-         "describe what varies in the image after the trigger word"),
-    Code("unbalanced", "warning", "unbalanced brackets or weights",
-         "close the bracket, or escape literal ones as \\( \\) (kaga \\(kancolle\\))"),
-    Code("control_chars", "warning", "control or invisible characters", "retype the caption, or remove the characters"),
-    Code("mixed_prose", "info", "tag caption with prose in it",
-         "split the sentence into tags, or move it to a natural-language caption"),
-    Code("duplicate_tags", "info", "the same tag twice", "remove the repeats (sushitui tags dedupe)"),
-    # tokens
-    Code("clip_tokens", "warning", "longer than CLIP reads",
-         "shorten the caption to 75 CLIP tokens, or train with --max_token_length 225 (sd-scripts)"),
-    Code("clip_tokens_long", "error", "longer than CLIP reads even with --max_token_length 225",
-         "shorten the caption below 225 CLIP tokens"),
-    Code("t5_tokens", "warning", "longer than T5 reads (512)", "shorten the caption below 512 T5 tokens"),
-    # duplicates
-    Code("exact_duplicate", "warning", "the same file is in the index more than once",
-         "keep one copy (sushitui check --json lists where the others are)"),
-    Code("near_duplicate", "info", "looks like another image", "keep the best one, unless the differences are wanted"),
-]}
+CODES: dict[str, Code] = {
+    c.code: c
+    for c in [
+        # buckets
+        Code(
+            "upscaled",
+            "warning",
+            "upscaled into its bucket",
+            "use a larger source image, or train at a lower resolution / with bucket_no_upscale",
+        ),
+        Code(
+            "cropped",
+            "warning",
+            "much of the image is cropped away",
+            "crop the image to its bucket's aspect ratio yourself, so the trainer does not cut the subject",
+        ),
+        Code(
+            "small_bucket",
+            "warning",
+            "bucket holds fewer images than the batch size",
+            "add images of this aspect ratio, crop these to a neighbouring bucket, or lower the batch size",
+        ),
+        # images
+        Code(
+            "small_image",
+            "warning",
+            "smaller than the training resolution",
+            "replace it with a larger version, or train at a lower resolution",
+        ),
+        Code("extreme_aspect", "warning", "extreme aspect ratio", "crop it closer to 1:1 (at most 3:1)"),
+        Code(
+            "alpha",
+            "warning",
+            "has transparency",
+            "flatten it onto the background you want (trainers flatten onto black or white)",
+        ),
+        Code("cmyk", "warning", "CMYK colour", "convert it to RGB with a colour-managed tool"),
+        Code("high_bit_depth", "info", "16-bit or float samples", "convert it to 8-bit RGB; trainers reduce it anyway"),
+        Code("palette", "info", "palette (indexed) colour", "convert it to RGB"),
+        Code(
+            "exif_rotation",
+            "warning",
+            "EXIF orientation the trainer ignores",
+            "rotate the pixels (e.g. exiftran -ai, or save it rotated) so it trains upright",
+        ),
+        Code(
+            "animated", "warning", "animated: only the first frame trains", "export the frame you want as a still image"
+        ),
+        Code("unreadable", "error", "cannot be decoded", "re-export or re-download the image, or remove it"),
+        Code(
+            "not_hashed",
+            "info",
+            "not inspected",
+            "run sushitui check again (the image had no sha256: reindex the dataset)",
+        ),
+        # captions
+        Code("missing_caption", "error", "no caption", "write a caption (sushitui tags add, or the tagger)"),
+        Code("empty_caption", "error", "empty caption", "write a caption or delete the empty file"),
+        Code(
+            "trigger_only",
+            "warning",
+            "caption is only the trigger word",
+            "describe what varies in the image after the trigger word",
+        ),
+        Code(
+            "unbalanced",
+            "warning",
+            "unbalanced brackets or weights",
+            "close the bracket, or escape literal ones as \\( \\) (kaga \\(kancolle\\))",
+        ),
+        Code(
+            "control_chars",
+            "warning",
+            "control or invisible characters",
+            "retype the caption, or remove the characters",
+        ),
+        Code(
+            "mixed_prose",
+            "info",
+            "tag caption with prose in it",
+            "split the sentence into tags, or move it to a natural-language caption",
+        ),
+        Code("duplicate_tags", "info", "the same tag twice", "remove the repeats (sushitui tags dedupe)"),
+        # tokens
+        Code(
+            "clip_tokens",
+            "warning",
+            "longer than CLIP reads",
+            "shorten the caption to 75 CLIP tokens, or train with --max_token_length 225 (sd-scripts)",
+        ),
+        Code(
+            "clip_tokens_long",
+            "error",
+            "longer than CLIP reads even with --max_token_length 225",
+            "shorten the caption below 225 CLIP tokens",
+        ),
+        Code("t5_tokens", "warning", "longer than T5 reads (512)", "shorten the caption below 512 T5 tokens"),
+        # duplicates
+        Code(
+            "exact_duplicate",
+            "warning",
+            "the same file is in the index more than once",
+            "keep one copy (sushitui check --json lists where the others are)",
+        ),
+        Code(
+            "near_duplicate", "info", "looks like another image", "keep the best one, unless the differences are wanted"
+        ),
+    ]
+}
 
 
 @dataclass
@@ -100,9 +165,19 @@ EXTREME_ASPECT = 3.0
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def image_findings(*, width: int | None, height: int | None, resolution: int, mode: str | None, bits: int | None,
-                   orientation: int | None, frames: int | None, error: str | None,
-                   trainer: str, exif_transpose: bool) -> list[Finding]:
+def image_findings(
+    *,
+    width: int | None,
+    height: int | None,
+    resolution: int,
+    mode: str | None,
+    bits: int | None,
+    orientation: int | None,
+    frames: int | None,
+    error: str | None,
+    trainer: str,
+    exif_transpose: bool,
+) -> list[Finding]:
     out: list[Finding] = []
     if error:
         out.append(Finding("unreadable", error))
@@ -110,15 +185,22 @@ def image_findings(*, width: int | None, height: int | None, resolution: int, mo
     if width and height:
         if width * height < resolution * resolution:
             factor = (resolution * resolution / (width * height)) ** 0.5
-            out.append(Finding("small_image", f"{width}×{height} is below {resolution}×{resolution} "
-                               f"(upscaled {factor:.2f}× to reach it)", {"factor": round(factor, 3)}))
+            out.append(
+                Finding(
+                    "small_image",
+                    f"{width}×{height} is below {resolution}×{resolution} (upscaled {factor:.2f}× to reach it)",
+                    {"factor": round(factor, 3)},
+                )
+            )
         ratio = max(width / height, height / width)
         if ratio > EXTREME_ASPECT:
             out.append(Finding("extreme_aspect", f"{width}×{height} is {ratio:.1f}:1", {"ratio": round(ratio, 3)}))
     if mode:
         if mode in ALPHA_MODES:
             flat = "white" if trainer == "diffusion-pipe" else "black, or whatever colour the transparent pixels hold"
-            out.append(Finding("alpha", f"mode {mode}: {trainer} drops the alpha channel (transparent areas become {flat})"))
+            out.append(
+                Finding("alpha", f"mode {mode}: {trainer} drops the alpha channel (transparent areas become {flat})")
+            )
         elif mode == "CMYK":
             out.append(Finding("cmyk", "mode CMYK: converted to RGB without colour management, colours shift"))
         elif mode == "P":
@@ -126,10 +208,22 @@ def image_findings(*, width: int | None, height: int | None, resolution: int, mo
     if bits and bits > 8:
         out.append(Finding("high_bit_depth", f"{bits}-bit samples (mode {mode})"))
     if orientation and orientation != 1 and not exif_transpose:
-        turn = {2: "mirrored", 3: "upside down", 4: "flipped", 5: "mirrored and turned", 6: "turned 90°",
-                7: "mirrored and turned", 8: "turned 90°"}.get(orientation, f"orientation {orientation}")
-        out.append(Finding("exif_rotation", f"EXIF orientation {orientation}: viewers rotate it, {trainer} does not, "
-                           f"so it trains {turn}", {"orientation": orientation}))
+        turn = {
+            2: "mirrored",
+            3: "upside down",
+            4: "flipped",
+            5: "mirrored and turned",
+            6: "turned 90°",
+            7: "mirrored and turned",
+            8: "turned 90°",
+        }.get(orientation, f"orientation {orientation}")
+        out.append(
+            Finding(
+                "exif_rotation",
+                f"EXIF orientation {orientation}: viewers rotate it, {trainer} does not, so it trains {turn}",
+                {"orientation": orientation},
+            )
+        )
     if frames and frames > 1:
         out.append(Finding("animated", f"{frames} frames", {"frames": frames}))
     return out
@@ -206,7 +300,7 @@ def bracket_problems(text: str) -> list[str]:
     unescaped = re.sub(r"\\.", "  ", text)
     for m in _WEIGHT.finditer(unescaped):
         if not _NUMBER.match(m.group(2)):
-            problems.append(f"weight '{text[m.start():m.end()]}' is not a number")
+            problems.append(f"weight '{text[m.start() : m.end()]}' is not a number")
     return problems
 
 

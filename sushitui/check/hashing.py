@@ -124,9 +124,13 @@ def decode_floor(path: str | os.PathLike) -> None:
         img.load()
 
 
-def hash_files(tasks: Sequence[tuple[str, str]], *, workers: int | None = None,
-               on_done: Callable[[list[ImageFacts]], None] | None = None,
-               cancelled: Callable[[], bool] | None = None) -> list[ImageFacts]:
+def hash_files(
+    tasks: Sequence[tuple[str, str]],
+    *,
+    workers: int | None = None,
+    on_done: Callable[[list[ImageFacts]], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> list[ImageFacts]:
     """Hash (path, sha256) pairs, in worker processes when there are enough to pay for them
     (``MIN_FILES_FOR_WORKERS``, unless ``workers`` is given). ``on_done`` receives each
     finished chunk (to store it as it comes)."""
@@ -189,12 +193,16 @@ def missing_hashes(dataset_id: int) -> list[tuple[int, str, str]]:
     have no current ``image_hash`` row."""
     from sushitui.store import current_database
 
-    rows = current_database().execute_sql(
-        "SELECT i.id, i.image_path, i.sha256 FROM item i LEFT JOIN image_hash h ON h.sha256 = i.sha256 "
-        "AND h.version = ? WHERE i.dataset_id = ? AND i.image_path IS NOT NULL AND i.sha256 IS NOT NULL "
-        "AND h.sha256 IS NULL ORDER BY i.id",
-        (HASH_VERSION, dataset_id),
-    ).fetchall()
+    rows = (
+        current_database()
+        .execute_sql(
+            "SELECT i.id, i.image_path, i.sha256 FROM item i LEFT JOIN image_hash h ON h.sha256 = i.sha256 "
+            "AND h.version = ? WHERE i.dataset_id = ? AND i.image_path IS NOT NULL AND i.sha256 IS NOT NULL "
+            "AND h.sha256 IS NULL ORDER BY i.id",
+            (HASH_VERSION, dataset_id),
+        )
+        .fetchall()
+    )
     seen: set[str] = set()
     out = []
     for item_id, rel, sha in rows:
@@ -207,7 +215,9 @@ def missing_hashes(dataset_id: int) -> list[tuple[int, str, str]]:
 def store_facts(facts: Iterable[ImageFacts]) -> int:
     from sushitui.store import current_database, write_transaction
 
-    rows = [(f.sha256, HASH_VERSION, f.phash, f.mode, f.bits, f.orientation, f.frames, f.error, time.time()) for f in facts]
+    rows = [
+        (f.sha256, HASH_VERSION, f.phash, f.mode, f.bits, f.orientation, f.frames, f.error, time.time()) for f in facts
+    ]
     if not rows:
         return 0
     with write_transaction():
@@ -219,9 +229,14 @@ def store_facts(facts: Iterable[ImageFacts]) -> int:
     return len(rows)
 
 
-def ensure_hashes(dataset_id: int, root: str | os.PathLike, *, workers: int | None = None,
-                  progress: Callable[[int, int], None] | None = None,
-                  cancelled: Callable[[], bool] | None = None) -> int:
+def ensure_hashes(
+    dataset_id: int,
+    root: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> int:
     """Hash every image of the dataset that has no current row; returns how many were hashed."""
     todo = missing_hashes(dataset_id)
     if not todo:
@@ -344,8 +359,9 @@ def near_pairs(hashes: Sequence[int] | np.ndarray, max_distance: int = 6) -> np.
 _MAX_CANDIDATES = 4_000_000  # per numpy step: bounds memory when many hashes share a band
 
 
-def _band_pass(h: np.ndarray, k: int, order: np.ndarray, lo: np.ndarray, cnt: np.ndarray,
-               found: list[np.ndarray]) -> None:
+def _band_pass(
+    h: np.ndarray, k: int, order: np.ndarray, lo: np.ndarray, cnt: np.ndarray, found: list[np.ndarray]
+) -> None:
     """Check hash ``i`` against the ``cnt[i]`` hashes ``order[lo[i]:lo[i] + cnt[i]]``, for
     every ``i``, in steps of a bounded number of candidates."""
     ends = np.cumsum(cnt)

@@ -19,8 +19,9 @@ def bar(value: int, maximum: int, width: int) -> str:
     return "█" * full + (_EIGHTHS[rest] if rest else "")
 
 
-def histogram_lines(buckets: list[tuple[tuple[int, int], int]], *, width: int = 80, batch_size: int = 1,
-                    marker: str = " < batch") -> list[str]:
+def histogram_lines(
+    buckets: list[tuple[tuple[int, int], int]], *, width: int = 80, batch_size: int = 1, marker: str = " < batch"
+) -> list[str]:
     """``buckets``: ((w, h), images) pairs. Each line: ``  832×1216  ████▌ 123``; buckets
     with fewer images than the batch size are marked."""
     if not buckets:

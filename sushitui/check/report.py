@@ -63,11 +63,16 @@ class ItemReport:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.id, "name": self.name, "image": self.image, "width": self.width, "height": self.height,
+            "id": self.id,
+            "name": self.name,
+            "image": self.image,
+            "width": self.width,
+            "height": self.height,
             "bucket": list(self.bucket) if self.bucket else None,
             "scale": None if self.scale is None else round(self.scale, 4),
             "cropped": None if self.cropped is None else round(self.cropped, 4),
-            "clip_tokens": self.clip_tokens, "t5_tokens": self.t5_tokens,
+            "clip_tokens": self.clip_tokens,
+            "t5_tokens": self.t5_tokens,
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -101,17 +106,23 @@ class CheckReport:
 
     def summary_rows(self) -> list[dict]:
         counts = self.counts()
-        rows = [{"code": code, "severity": c.severity, "title": c.title, "items": counts[code], "fix": c.fix}
-                for code, c in F.CODES.items() if counts.get(code)]
+        rows = [
+            {"code": code, "severity": c.severity, "title": c.title, "items": counts[code], "fix": c.fix}
+            for code, c in F.CODES.items()
+            if counts.get(code)
+        ]
         order = {s: i for i, s in enumerate(F.SEVERITIES)}
         return sorted(rows, key=lambda r: (order[r["severity"]], -r["items"], r["code"]))
 
     def to_dict(self) -> dict:
         return {
             "dataset": self.dataset,
-            "trainer": self.plan.trainer, "resolution": self.options.resolution,
-            "settings": self.plan.settings, "batch_size": self.options.batch_size,
-            "items": len(self.items), "items_with_findings": len(self.items_with_findings()),
+            "trainer": self.plan.trainer,
+            "resolution": self.options.resolution,
+            "settings": self.plan.settings,
+            "batch_size": self.options.batch_size,
+            "items": len(self.items),
+            "items_with_findings": len(self.items_with_findings()),
             "severities": self.severity_counts(),
             "summary": self.summary_rows(),
             "buckets": [{"bucket": list(b), "images": n} for b, n in self.buckets],
@@ -130,12 +141,16 @@ class CheckReport:
 def _read_items(dataset_id: int):
     from sushitui.store import current_database
 
-    return current_database().execute_sql(
-        "SELECT i.id, i.group_key, i.image_path, i.width, i.height, i.sha256, h.phash, h.mode, h.bits, "
-        "h.orientation, h.frames, h.error, h.sha256 IS NOT NULL FROM item i "
-        "LEFT JOIN image_hash h ON h.sha256 = i.sha256 AND h.version = ? WHERE i.dataset_id = ? ORDER BY i.id",
-        (_hash_version(), dataset_id),
-    ).fetchall()
+    return (
+        current_database()
+        .execute_sql(
+            "SELECT i.id, i.group_key, i.image_path, i.width, i.height, i.sha256, h.phash, h.mode, h.bits, "
+            "h.orientation, h.frames, h.error, h.sha256 IS NOT NULL FROM item i "
+            "LEFT JOIN image_hash h ON h.sha256 = i.sha256 AND h.version = ? WHERE i.dataset_id = ? ORDER BY i.id",
+            (_hash_version(), dataset_id),
+        )
+        .fetchall()
+    )
 
 
 def _hash_version() -> int:
@@ -147,11 +162,15 @@ def _hash_version() -> int:
 def _read_captions(dataset_id: int):
     from sushitui.store import current_database
 
-    return current_database().execute_sql(
-        "SELECT c.item_id, c.type, c.subtype, c.content, c.file_path, c.id FROM caption c JOIN item i ON i.id = c.item_id "
-        "WHERE i.dataset_id = ? ORDER BY c.item_id, c.id",
-        (dataset_id,),
-    ).fetchall()
+    return (
+        current_database()
+        .execute_sql(
+            "SELECT c.item_id, c.type, c.subtype, c.content, c.file_path, c.id FROM caption c JOIN item i ON i.id = c.item_id "
+            "WHERE i.dataset_id = ? ORDER BY c.item_id, c.id",
+            (dataset_id,),
+        )
+        .fetchall()
+    )
 
 
 def _exact_duplicates(dataset_id: int) -> dict[str, list[tuple[str, str, int]]]:
@@ -159,13 +178,17 @@ def _exact_duplicates(dataset_id: int) -> dict[str, list[tuple[str, str, int]]]:
     in any dataset, where at least one copy is in this dataset."""
     from sushitui.store import current_database
 
-    rows = current_database().execute_sql(
-        "SELECT i.sha256, d.name, i.group_key, i.id FROM item i JOIN dataset d ON d.id = i.dataset_id "
-        "WHERE i.sha256 IN (SELECT sha256 FROM item WHERE dataset_id = ? AND sha256 IS NOT NULL "
-        "INTERSECT SELECT sha256 FROM item WHERE sha256 IS NOT NULL GROUP BY sha256 HAVING COUNT(*) > 1) "
-        "ORDER BY i.sha256, d.name, i.group_key",
-        (dataset_id,),
-    ).fetchall()
+    rows = (
+        current_database()
+        .execute_sql(
+            "SELECT i.sha256, d.name, i.group_key, i.id FROM item i JOIN dataset d ON d.id = i.dataset_id "
+            "WHERE i.sha256 IN (SELECT sha256 FROM item WHERE dataset_id = ? AND sha256 IS NOT NULL "
+            "INTERSECT SELECT sha256 FROM item WHERE sha256 IS NOT NULL GROUP BY sha256 HAVING COUNT(*) > 1) "
+            "ORDER BY i.sha256, d.name, i.group_key",
+            (dataset_id,),
+        )
+        .fetchall()
+    )
     out: dict[str, list[tuple[str, str, int]]] = {}
     for sha, ds, key, item_id in rows:
         out.setdefault(sha, []).append((ds, key, item_id))
@@ -183,9 +206,13 @@ def infer_trigger(first_tags: list[str]) -> str | None:
 # --- the check ---------------------------------------------------------------------------------
 
 
-def run_check(dataset, options: CheckOptions | None = None, *,
-              progress: Callable[[str, int, int], None] | None = None,
-              cancelled: Callable[[], bool] | None = None) -> CheckReport:
+def run_check(
+    dataset,
+    options: CheckOptions | None = None,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> CheckReport:
     """Check a dataset (name, id or row). Raises ``DatasetNotFound`` / ``ValueError`` for a
     bad dataset or trainer setting; per-file problems are findings, never exceptions."""
     from sushitui.dataset.registry import get_dataset
@@ -201,8 +228,12 @@ def run_check(dataset, options: CheckOptions | None = None, *,
         from sushitui.check.hashing import ensure_hashes
 
         t = time.perf_counter()
-        hashed = ensure_hashes(ds.id, ds.root_path, cancelled=cancelled,
-                               progress=(lambda d, n: progress("hashing", d, n)) if progress else None)
+        hashed = ensure_hashes(
+            ds.id,
+            ds.root_path,
+            cancelled=cancelled,
+            progress=(lambda d, n: progress("hashing", d, n)) if progress else None,
+        )
         timings["hash_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -240,21 +271,44 @@ def run_check(dataset, options: CheckOptions | None = None, *,
             it = reports[sized_list[j]]
             it.bucket, it.scale, it.cropped = bucket, scale[j], cropped[j]
         # messages only for the images with a bucket finding (numpy picks them)
-        flagged = (placed.scale > options.max_upscale) | (placed.cropped > options.max_crop) | (in_bucket < options.batch_size)
+        flagged = (
+            (placed.scale > options.max_upscale)
+            | (placed.cropped > options.max_crop)
+            | (in_bucket < options.batch_size)
+        )
         for j in np.flatnonzero(flagged).tolist():
             it = reports[sized_list[j]]
             if scale[j] > options.max_upscale:
-                it.findings.append(F.Finding("upscaled", f"{it.width}×{it.height} scaled {scale[j]:.2f}× to "
-                                             f"{rw[j]}×{rh[j]} for bucket {bw[j]}×{bh[j]}", {"scale": round(scale[j], 4)}))
+                it.findings.append(
+                    F.Finding(
+                        "upscaled",
+                        f"{it.width}×{it.height} scaled {scale[j]:.2f}× to {rw[j]}×{rh[j]} for bucket {bw[j]}×{bh[j]}",
+                        {"scale": round(scale[j], 4)},
+                    )
+                )
             if cropped[j] > options.max_crop:
-                it.findings.append(F.Finding("cropped", f"{cropped[j]:.0%} cut away: resized to {rw[j]}×{rh[j]}, "
-                                             f"bucket {bw[j]}×{bh[j]}", {"cropped": round(cropped[j], 4)}))
+                it.findings.append(
+                    F.Finding(
+                        "cropped",
+                        f"{cropped[j]:.0%} cut away: resized to {rw[j]}×{rh[j]}, bucket {bw[j]}×{bh[j]}",
+                        {"cropped": round(cropped[j], 4)},
+                    )
+                )
             if small_bucket[j]:
                 c = int(in_bucket[j])
-                what = ("diffusion-pipe drops a bucket smaller than a batch" if drop
-                        else "its batches are smaller than the others")
-                it.findings.append(F.Finding("small_bucket", f"bucket {bw[j]}×{bh[j]} holds {c} image{'s' * (c != 1)} "
-                                             f"for batch size {options.batch_size}: {what}", {"images": c}))
+                what = (
+                    "diffusion-pipe drops a bucket smaller than a batch"
+                    if drop
+                    else "its batches are smaller than the others"
+                )
+                it.findings.append(
+                    F.Finding(
+                        "small_bucket",
+                        f"bucket {bw[j]}×{bh[j]} holds {c} image{'s' * (c != 1)} "
+                        f"for batch size {options.batch_size}: {what}",
+                        {"images": c},
+                    )
+                )
     timings["buckets_s"] = time.perf_counter() - t
 
     # --- images: most images share their facts (size, mode, ...), so each distinct set of
@@ -267,17 +321,26 @@ def run_check(dataset, options: CheckOptions | None = None, *,
         it = reports[k]
         if not r[12]:  # no image_hash row
             if r[5] is None or not options.hash_images:
-                it.findings.append(F.Finding("not_hashed", "the image was not decoded"
-                                             + ("" if r[5] else " (no sha256 in the index)")))
+                it.findings.append(
+                    F.Finding("not_hashed", "the image was not decoded" + ("" if r[5] else " (no sha256 in the index)"))
+                )
             facts = (r[3], r[4], None, None, None, None, None)
         else:
             facts = (r[3], r[4], r[7], r[8], r[9], r[10], r[11])
         found = judged.get(facts)
         if found is None:
             found = judged[facts] = F.image_findings(
-                width=facts[0], height=facts[1], resolution=options.resolution, mode=facts[2], bits=facts[3],
-                orientation=facts[4], frames=facts[5], error=facts[6], trainer=plan.trainer,
-                exif_transpose=plan.exif_transpose)
+                width=facts[0],
+                height=facts[1],
+                resolution=options.resolution,
+                mode=facts[2],
+                bits=facts[3],
+                orientation=facts[4],
+                frames=facts[5],
+                error=facts[6],
+                trainer=plan.trainer,
+                exif_transpose=plan.exif_transpose,
+            )
         if found:
             it.findings += [F.Finding(f.code, f.message, dict(f.detail)) for f in found]
     timings["images_s"] = time.perf_counter() - t
@@ -329,12 +392,15 @@ def run_check(dataset, options: CheckOptions | None = None, *,
                 it.clip_tokens = max(it.clip_tokens or 0, n_clip)
                 if n_clip > long_limit and "clip_tokens_long" not in seen_codes:
                     seen_codes["clip_tokens_long"] = F.Finding(
-                        "clip_tokens_long", f"{where}: {n_clip} CLIP tokens (225 at most)", {"tokens": n_clip})
+                        "clip_tokens_long", f"{where}: {n_clip} CLIP tokens (225 at most)", {"tokens": n_clip}
+                    )
                 elif n_clip > clip_limit and "clip_tokens" not in seen_codes:
                     # what is cut off is shown by the CLI for the items it lists (clip_cut_at)
                     seen_codes["clip_tokens"] = F.Finding(
-                        "clip_tokens", f"{where}: {n_clip} CLIP tokens, {clip_limit} are read",
-                        {"tokens": n_clip, "limit": clip_limit, "caption_id": c[5]})
+                        "clip_tokens",
+                        f"{where}: {n_clip} CLIP tokens, {clip_limit} are read",
+                        {"tokens": n_clip, "limit": clip_limit, "caption_id": c[5]},
+                    )
             n_t5 = t5.get(text)
             if n_t5 is not None:
                 it.t5_tokens = max(it.t5_tokens or 0, n_t5)
@@ -354,9 +420,14 @@ def run_check(dataset, options: CheckOptions | None = None, *,
             if pos is None:
                 continue
             others = [f"{d2}:{k2}" for d2, k2, i2 in copies if i2 != item_id]
-            reports[pos].findings.append(F.Finding("exact_duplicate", f"same file as {', '.join(others[:3])}"
-                                                 + (f" and {len(others) - 3} more" if len(others) > 3 else ""),
-                                                 {"sha256": sha, "copies": others}))
+            reports[pos].findings.append(
+                F.Finding(
+                    "exact_duplicate",
+                    f"same file as {', '.join(others[:3])}"
+                    + (f" and {len(others) - 3} more" if len(others) > 3 else ""),
+                    {"sha256": sha, "copies": others},
+                )
+            )
     near_groups: list[list[int]] = []
     hashed_rows = [(k, r[6], r[5]) for k, r in enumerate(rows) if r[6] is not None]
     if len(hashed_rows) > 1:
@@ -383,14 +454,26 @@ def run_check(dataset, options: CheckOptions | None = None, *,
                 closest = min(((dist.get((min(g, o), max(g, o)), 99), o) for o in group if o != g), default=None)
                 for k in members[g]:
                     others = [reports[x].name for x in ks if x != k and rows[x][5] != rows[k][5]]
-                    msg = f"looks like {', '.join(others[:3])}" + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                    msg = f"looks like {', '.join(others[:3])}" + (
+                        f" and {len(others) - 3} more" if len(others) > 3 else ""
+                    )
                     if closest and closest[0] < 99:
                         msg += f" ({closest[0]} of 64 hash bits differ from the closest)"
                     reports[k].findings.append(F.Finding("near_duplicate", msg, {"group": ids}))
     timings["duplicates_s"] = time.perf_counter() - t
 
-    report = CheckReport(ds.name, ds.id, plan, options, reports, sorted(bucket_counts.items()), exact_groups,
-                         near_groups, trigger, hashed)
+    report = CheckReport(
+        ds.name,
+        ds.id,
+        plan,
+        options,
+        reports,
+        sorted(bucket_counts.items()),
+        exact_groups,
+        near_groups,
+        trigger,
+        hashed,
+    )
     if options.store:
         t = time.perf_counter()
         store_findings(ds.id, report)
@@ -410,7 +493,7 @@ def _detail_json(detail: dict) -> str:
     """``json.dumps(detail, ensure_ascii=False)``; the common one-number detail
     ({"scale": 1.5}) written directly (the same text: ints and finite floats by repr)."""
     if len(detail) == 1:
-        (key, value), = detail.items()
+        ((key, value),) = detail.items()
         kind = type(value)
         if (kind is int or (kind is float and math.isfinite(value))) and key.isidentifier() and key.isascii():
             return f'{{"{key}": {value!r}}}'
@@ -430,9 +513,14 @@ def store_findings(dataset_id: int, report: CheckReport) -> None:
     db = current_database()
     with write_transaction():
         conn = db.connection()
-        old = {(item_id, code): (severity, message, detail) for item_id, code, severity, message, detail in conn.execute(
-            "SELECT f.item_id, f.code, f.severity, f.message, f.detail FROM check_finding f "
-            "WHERE f.item_id IN (SELECT id FROM item WHERE dataset_id = ?)", (dataset_id,))}
+        old = {
+            (item_id, code): (severity, message, detail)
+            for item_id, code, severity, message, detail in conn.execute(
+                "SELECT f.item_id, f.code, f.severity, f.message, f.detail FROM check_finding f "
+                "WHERE f.item_id IN (SELECT id FROM item WHERE dataset_id = ?)",
+                (dataset_id,),
+            )
+        }
         gone = [key for key in old if key not in new]
         if gone:
             conn.executemany('DELETE FROM "check_finding" WHERE "item_id" = ? AND "code" = ?', gone)
@@ -445,12 +533,21 @@ def store_findings(dataset_id: int, report: CheckReport) -> None:
         )
         conn.execute(
             'INSERT OR REPLACE INTO "app_setting" ("key", "value", "updated_at") VALUES (?, ?, ?)',
-            (SETTING_KEY.format(dataset_id), json.dumps({
-                "trainer": report.plan.trainer, "resolution": report.options.resolution,
-                "settings": report.plan.settings, "batch_size": report.options.batch_size,
-                "at": time.time(), "items_with_findings": len(report.items_with_findings()),
-                "severities": report.severity_counts(),
-            }), time.time()),
+            (
+                SETTING_KEY.format(dataset_id),
+                json.dumps(
+                    {
+                        "trainer": report.plan.trainer,
+                        "resolution": report.options.resolution,
+                        "settings": report.plan.settings,
+                        "batch_size": report.options.batch_size,
+                        "at": time.time(),
+                        "items_with_findings": len(report.items_with_findings()),
+                        "severities": report.severity_counts(),
+                    }
+                ),
+                time.time(),
+            ),
         )
 
 
@@ -458,10 +555,14 @@ def findings_count(dataset_id: int) -> int:
     """Items of the dataset with findings from its last check (for a datasets-screen column)."""
     from sushitui.store import current_database
 
-    return current_database().execute_sql(
-        "SELECT COUNT(DISTINCT f.item_id) FROM check_finding f JOIN item i ON i.id = f.item_id WHERE i.dataset_id = ?",
-        (dataset_id,),
-    ).fetchone()[0]
+    return (
+        current_database()
+        .execute_sql(
+            "SELECT COUNT(DISTINCT f.item_id) FROM check_finding f JOIN item i ON i.id = f.item_id WHERE i.dataset_id = ?",
+            (dataset_id,),
+        )
+        .fetchone()[0]
+    )
 
 
 def item_findings(item_ids: list[int]) -> dict[int, list[dict]]:
@@ -494,20 +595,27 @@ def findings_counts() -> dict[int, int]:
     prefix = SETTING_KEY.format("")
     checked = set()
     for (key,) in db.execute_sql("SELECT key FROM app_setting WHERE key LIKE ?", (prefix + "%",)).fetchall():
-        tail = key[len(prefix):]
+        tail = key[len(prefix) :]
         if tail.isdecimal():
             checked.add(int(tail))
     if not checked:
         return {}
-    counts = dict(db.execute_sql(
-        "SELECT i.dataset_id, COUNT(DISTINCT f.item_id) FROM check_finding f JOIN item i ON i.id = f.item_id "
-        "GROUP BY i.dataset_id").fetchall())
+    counts = dict(
+        db.execute_sql(
+            "SELECT i.dataset_id, COUNT(DISTINCT f.item_id) FROM check_finding f JOIN item i ON i.id = f.item_id "
+            "GROUP BY i.dataset_id"
+        ).fetchall()
+    )
     return {ds: counts.get(ds, 0) for ds in checked}
 
 
 _PLAN_KWARGS = {
-    "kohya": {"bucket_no_upscale": "no_upscale", "min_bucket_reso": "min_bucket_reso",
-              "max_bucket_reso": "max_bucket_reso", "bucket_reso_steps": "bucket_reso_steps"},
+    "kohya": {
+        "bucket_no_upscale": "no_upscale",
+        "min_bucket_reso": "min_bucket_reso",
+        "max_bucket_reso": "max_bucket_reso",
+        "bucket_reso_steps": "bucket_reso_steps",
+    },
     "ai-toolkit": {"bucket_tolerance": "bucket_tolerance"},
     "onetrainer": {"quantization": "quantization"},
     "diffusion-pipe": {k: k for k in ("enable_ar_bucket", "min_ar", "max_ar", "num_ar_buckets", "round_to_multiple")},
@@ -522,8 +630,11 @@ def last_check_options(dataset_id: int) -> CheckOptions:
 
     from sushitui.store import current_database
 
-    row = current_database().execute_sql(
-        "SELECT value FROM app_setting WHERE key = ?", (SETTING_KEY.format(dataset_id),)).fetchone()
+    row = (
+        current_database()
+        .execute_sql("SELECT value FROM app_setting WHERE key = ?", (SETTING_KEY.format(dataset_id),))
+        .fetchone()
+    )
     try:
         last = json.loads(row[0]) if row else None
     except (TypeError, ValueError):
@@ -533,8 +644,9 @@ def last_check_options(dataset_id: int) -> CheckOptions:
     names = _PLAN_KWARGS[last["trainer"]]
     stored = last.get("settings")
     settings: dict = stored if isinstance(stored, dict) else {}
-    options = CheckOptions(trainer=last["trainer"],
-                           trainer_options={names[k]: v for k, v in settings.items() if k in names})
+    options = CheckOptions(
+        trainer=last["trainer"], trainer_options={names[k]: v for k, v in settings.items() if k in names}
+    )
     if isinstance(last.get("resolution"), int) and last["resolution"] > 0:
         options.resolution = last["resolution"]
     if isinstance(last.get("batch_size"), int) and last["batch_size"] > 0:
@@ -585,7 +697,9 @@ def duplicate_groups(dataset_id: int) -> list[DuplicateGroup]:
     seen: set[tuple[int, ...]] = set()
     for (detail,) in db.execute_sql(
         "SELECT f.detail FROM check_finding f JOIN item i ON i.id = f.item_id "
-        "WHERE i.dataset_id = ? AND f.code = 'near_duplicate' ORDER BY i.name_key, i.id", (dataset_id,)).fetchall():
+        "WHERE i.dataset_id = ? AND f.code = 'near_duplicate' ORDER BY i.name_key, i.id",
+        (dataset_id,),
+    ).fetchall():
         try:
             ids = json.loads(detail).get("group") if detail else None
         except (TypeError, ValueError, AttributeError):
@@ -621,18 +735,33 @@ def duplicate_members(item_ids: list[int]) -> dict[int, DuplicateMember]:
         captions: dict[int, str] = {}
         for item_id, content in db.execute_sql(
             f"SELECT item_id, substr(content, 1, 300) FROM caption WHERE item_id IN ({marks}) AND content != '' "
-            "ORDER BY item_id, subtype IN ('main', '') DESC, id", chunk).fetchall():
+            "ORDER BY item_id, subtype IN ('main', '') DESC, id",
+            chunk,
+        ).fetchall():
             captions.setdefault(item_id, " ".join(content.split()))
-        for (item_id, ds_id, ds_name, root, key, image, mtime, width, height, size, rating, flags) in db.execute_sql(
+        for item_id, ds_id, ds_name, root, key, image, mtime, width, height, size, rating, flags in db.execute_sql(
             "SELECT i.id, i.dataset_id, d.name, d.root_path, i.group_key, i.image_path, i.mtime_ns, i.width, i.height, "
             f"i.file_size, i.rating, i.flags FROM item i JOIN dataset d ON d.id = i.dataset_id WHERE i.id IN ({marks})",
-            chunk).fetchall():
+            chunk,
+        ).fetchall():
             try:
                 path = str(to_abs(root, image)) if image else None
             except ValueError:
                 path = None
-            out[item_id] = DuplicateMember(item_id, ds_id, ds_name, key, path, mtime, width, height, size,
-                                           rating or 0, bool((flags or 0) & exclude_bit), captions.get(item_id, ""))
+            out[item_id] = DuplicateMember(
+                item_id,
+                ds_id,
+                ds_name,
+                key,
+                path,
+                mtime,
+                width,
+                height,
+                size,
+                rating or 0,
+                bool((flags or 0) & exclude_bit),
+                captions.get(item_id, ""),
+            )
     return out
 
 

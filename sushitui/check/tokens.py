@@ -77,24 +77,32 @@ def clip_tokenizer():
         raise TokenizerUnavailable(f"{path}: cannot read the CLIP vocabulary ({exc}); reinstall sushitui") from exc
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     symbols = list(_bytes_to_unicode().values())
-    vocab_list = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab_list = (
+        symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    )
     vocab = {t: i for i, t in enumerate(vocab_list)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
-                               fuse_unk=False))
-    tok.normalizer = normalizers.Sequence([
-        normalizers.NFC(),
-        # open_clip and transformers' CLIPTokenizer run ftfy.fix_text first, which straightens
-        # curly quotes (uncurl_quotes): “a” is 3 tokens there, not 5
-        normalizers.Replace(Regex("[\u02bc\u2018-\u201b]"), "'"),
-        normalizers.Replace(Regex("[\u201c-\u201f]"), '"'),
-        normalizers.Replace(Regex(r"\s+"), " "),
-        normalizers.Lowercase(),
-    ])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
-                             behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>", fuse_unk=False)
+    )
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.NFC(),
+            # open_clip and transformers' CLIPTokenizer run ftfy.fix_text first, which straightens
+            # curly quotes (uncurl_quotes): “a” is 3 tokens there, not 5
+            normalizers.Replace(Regex("[\u02bc\u2018-\u201b]"), "'"),
+            normalizers.Replace(Regex("[\u201c-\u201f]"), '"'),
+            normalizers.Replace(Regex(r"\s+"), " "),
+            normalizers.Lowercase(),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     del tk, processors  # no post-processor: counts are the tokens between BOS and EOS
     return tok
@@ -189,7 +197,7 @@ def stored_counts(texts: Sequence[str], *, t5: bool = True, store: bool = True) 
     for a in digest_chunks:
         chunk = digests[a : a + 900]
         for d, c, t in db.execute_sql(
-            f'SELECT digest, clip, t5 FROM caption_tokens WHERE digest IN ({",".join("?" * len(chunk))})', chunk
+            f"SELECT digest, clip, t5 FROM caption_tokens WHERE digest IN ({','.join('?' * len(chunk))})", chunk
         ).fetchall():
             known[d] = (c, t)
     todo = [i for i, d in enumerate(digests) if d not in known or (t5 and known[d][1] is None)]
@@ -198,12 +206,13 @@ def stored_counts(texts: Sequence[str], *, t5: bool = True, store: bool = True) 
         clip_new = clip_counts(new_texts)
         t5_new = t5_counts(new_texts) if t5 else [known.get(digests[i], (0, None))[1] for i in todo]
         rows = [(digests[i], c, t) for i, c, t in zip(todo, clip_new, t5_new)]
-        for (d, c, t) in rows:
+        for d, c, t in rows:
             known[d] = (c, t)
         if store:
             with write_transaction():
                 db.connection().executemany(
-                    'INSERT OR REPLACE INTO "caption_tokens" ("digest", "clip", "t5") VALUES (?, ?, ?)', rows)
+                    'INSERT OR REPLACE INTO "caption_tokens" ("digest", "clip", "t5") VALUES (?, ?, ?)', rows
+                )
     clip = [known[d][0] for d in digests]
     t5_list = [known[d][1] or 0 for d in digests] if t5 else None  # (all counted above)
     _remember(texts, [known[d] for d in digests])

@@ -56,10 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Log file: {log_path()} (unexpected errors with their details; --log-level sets how much more).",
     )
     parser.add_argument("--version", action="version", version=f"sushitui {__version__}")
-    parser.add_argument("--db", metavar="PATH", help="database file (default: $SUSHITUI_DB or $XDG_DATA_HOME/sushitui/sushitui.db)")
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL,
-                        help=f"how much goes to the log file, for the commands and the app (default: {DEFAULT_LOG_LEVEL})")
-    parser.add_argument("--demo", action="store_true", help="create a small generated sample dataset and open it in the app")
+    parser.add_argument(
+        "--db", metavar="PATH", help="database file (default: $SUSHITUI_DB or $XDG_DATA_HOME/sushitui/sushitui.db)"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=DEFAULT_LOG_LEVEL,
+        help=f"how much goes to the log file, for the commands and the app (default: {DEFAULT_LOG_LEVEL})",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="create a small generated sample dataset and open it in the app"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -77,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     set_raw_output(getattr(args, "raw", False))
     args.log_file = setup_logging(args.log_level)
-    log.debug("sushitui %s (Python %s): %s", __version__, sys.version.split()[0],
-              " ".join(sys.argv[1:] if argv is None else argv) or "(the app)")
+    log.debug(
+        "sushitui %s (Python %s): %s",
+        __version__,
+        sys.version.split()[0],
+        " ".join(sys.argv[1:] if argv is None else argv) or "(the app)",
+    )
     if getattr(args, "detach", False):  # record a job and start its worker instead
         from sushitui.cli.jobs_cmd import cmd_detach
 

@@ -36,12 +36,17 @@ def _float_arg(low: float, high: float):
 
 
 def register(subparsers) -> None:
-    ep = subparsers.add_parser("endpoint", help="vision-language model servers (OpenAI-compatible): add, list, test, remove")
+    ep = subparsers.add_parser(
+        "endpoint", help="vision-language model servers (OpenAI-compatible): add, list, test, remove"
+    )
     esub = ep.add_subparsers(dest="endpoint_command", metavar="SUBCOMMAND")
-    p = esub.add_parser("add", help="register a server, e.g. endpoint add local http://127.0.0.1:8000/v1 --model MODEL",
-                        description="Register an OpenAI-compatible chat-completions server (vLLM, SGLang, Ollama /v1, "
-                        "llama.cpp llama-server, LM Studio, hosted APIs). The key is never stored: --api-key-env names "
-                        "the environment variable it is read from.")
+    p = esub.add_parser(
+        "add",
+        help="register a server, e.g. endpoint add local http://127.0.0.1:8000/v1 --model MODEL",
+        description="Register an OpenAI-compatible chat-completions server (vLLM, SGLang, Ollama /v1, "
+        "llama.cpp llama-server, LM Studio, hosted APIs). The key is never stored: --api-key-env names "
+        "the environment variable it is read from.",
+    )
     p.add_argument("name")
     p.add_argument("url", help="base URL, e.g. http://127.0.0.1:8000/v1 (requests go to URL/chat/completions)")
     p.add_argument("--model", help="model name (default: the first one the server lists)")
@@ -54,7 +59,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_endpoint_list)
     p = esub.add_parser("test", help="list the server's models, send one small image, print the latency")
     p.add_argument("name", nargs="?", help="endpoint (default: the only one)")
-    p.add_argument("--timeout", type=_float_arg(1, 3600), default=60.0, metavar="S", help="seconds per request (default 60)")
+    p.add_argument(
+        "--timeout", type=_float_arg(1, 3600), default=60.0, metavar="S", help="seconds per request (default 60)"
+    )
     add_common(p)
     p.set_defaults(func=cmd_endpoint_test)
     p = esub.add_parser("remove", help="forget an endpoint (cached answers stay)")
@@ -67,7 +74,8 @@ def register(subparsers) -> None:
 
     templates = "\n".join(f"  {t.name:<17}{t.description}" for t in BUILTIN.values())
     c = subparsers.add_parser(
-        "caption", help="natural-language captions from a vision-language model on your server",
+        "caption",
+        help="natural-language captions from a vision-language model on your server",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Caption a dataset's images with a VLM on an OpenAI-compatible server (see `sushitui endpoint`). "
         "Answers are cached by image, model, prompt and parameters: running again after a crash or Ctrl-C sends "
@@ -81,25 +89,49 @@ def register(subparsers) -> None:
     sel.add_argument("--query", "-q", help="only items matching this query")
     sel.add_argument("--items", metavar="ID,ID", help="only these item ids (comma-separated)")
     c.add_argument("--endpoint", "-e", help="endpoint name (default: the only one registered)")
-    c.add_argument("--template", "-t", default="flux", help="flux (default), short, tags-to-prose, edit-instruction, or a FILE")
+    c.add_argument(
+        "--template", "-t", default="flux", help="flux (default), short, tags-to-prose, edit-instruction, or a FILE"
+    )
     c.add_argument("--prompt", help="use this prompt instead of the template's (variables allowed)")
     c.add_argument("--system", help="use this system prompt instead of the template's")
-    c.add_argument("--subtype", help="caption subtype (file suffix) to write; default: caption (base_caption.txt), "
-                   "instruction for edit-instruction; natural_language means the default")
-    c.add_argument("--mode", choices=["skip-existing", "replace", "append"], default="skip-existing",
-                   help="items that already have this caption: skip them (default), replace it, or append to it")
-    c.add_argument("--concurrency", "-j", type=IntArg(1, 1024), default=32,
-                   help="requests in flight (default 32: keeps a vLLM/SGLang batch busy)")
-    c.add_argument("--max-side", type=IntArg(64, 16384), default=1024, help="downscale images to this long side (default 1024)")
+    c.add_argument(
+        "--subtype",
+        help="caption subtype (file suffix) to write; default: caption (base_caption.txt), "
+        "instruction for edit-instruction; natural_language means the default",
+    )
+    c.add_argument(
+        "--mode",
+        choices=["skip-existing", "replace", "append"],
+        default="skip-existing",
+        help="items that already have this caption: skip them (default), replace it, or append to it",
+    )
+    c.add_argument(
+        "--concurrency",
+        "-j",
+        type=IntArg(1, 1024),
+        default=32,
+        help="requests in flight (default 32: keeps a vLLM/SGLang batch busy)",
+    )
+    c.add_argument(
+        "--max-side", type=IntArg(64, 16384), default=1024, help="downscale images to this long side (default 1024)"
+    )
     c.add_argument("--max-tokens", type=IntArg(1, 1_000_000), default=300, help="answer length limit (default 300)")
     c.add_argument("--temperature", type=_float_arg(0, 2), help="sampling temperature (default: the server's)")
     c.add_argument("--start-with", metavar="TEXT", help="the caption starts with this text")
-    c.add_argument("--ban", metavar="WORDS", default="", help="comma-separated words or phrases; answers containing one "
-                   "are reported, not written")
+    c.add_argument(
+        "--ban",
+        metavar="WORDS",
+        default="",
+        help="comma-separated words or phrases; answers containing one are reported, not written",
+    )
     c.add_argument("--trigger", metavar="WORD", help="value of {trigger} in the template")
     c.add_argument("--sample", type=IntArg(1, 10_000), metavar="N", help="caption N items and show them; write nothing")
-    c.add_argument("--stream", action="store_true", help="streamed answers (for servers or proxies that cut long requests)")
-    c.add_argument("--timeout", type=_float_arg(1, 86400), default=180.0, metavar="S", help="seconds per request (default 180)")
+    c.add_argument(
+        "--stream", action="store_true", help="streamed answers (for servers or proxies that cut long requests)"
+    )
+    c.add_argument(
+        "--timeout", type=_float_arg(1, 86400), default=180.0, metavar="S", help="seconds per request (default 180)"
+    )
     c.add_argument("--retries", type=IntArg(0, 100), default=4, help="retries on 429/5xx/timeouts (default 4)")
     c.add_argument("--no-cache", action="store_true", help="send again even when answered before")
     c.add_argument("--keep-lines", action="store_true", help="keep the answer's line breaks (default: one line)")
@@ -126,7 +158,10 @@ def cmd_endpoint_add(args) -> int:
     if args.json:
         emit_json(info.as_dict())
         return 0
-    out(f"endpoint {info.name}: {info.base_url}" + (f", model {info.model}" if info.model else ", model: the server's first"))
+    out(
+        f"endpoint {info.name}: {info.base_url}"
+        + (f", model {info.model}" if info.model else ", model: the server's first")
+    )
     if info.api_key_env:
         out(f"key from ${info.api_key_env} ({'set' if info.key_present else 'not set in this shell'})")
     notice = privacy_notice(info.base_url)
@@ -203,12 +238,25 @@ def _options(args):
     from sushitui.tagger.vlm.run import CaptionOptions
 
     return CaptionOptions(
-        endpoint=args.endpoint, template=args.template, prompt=args.prompt, system=args.system, subtype=args.subtype,
-        mode=args.mode, concurrency=args.concurrency, max_side=args.max_side, max_tokens=args.max_tokens,
-        temperature=args.temperature, start_with=args.start_with,
-        ban=tuple(w.strip() for w in (args.ban or "").split(",") if w.strip()), trigger=args.trigger,
-        fold=not args.keep_lines, stream=args.stream, timeout_s=args.timeout, max_retries=args.retries,
-        read_cache=not args.no_cache, workers=args.workers,
+        endpoint=args.endpoint,
+        template=args.template,
+        prompt=args.prompt,
+        system=args.system,
+        subtype=args.subtype,
+        mode=args.mode,
+        concurrency=args.concurrency,
+        max_side=args.max_side,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        start_with=args.start_with,
+        ban=tuple(w.strip() for w in (args.ban or "").split(",") if w.strip()),
+        trigger=args.trigger,
+        fold=not args.keep_lines,
+        stream=args.stream,
+        timeout_s=args.timeout,
+        max_retries=args.retries,
+        read_cache=not args.no_cache,
+        workers=args.workers,
     )
 
 
@@ -228,8 +276,10 @@ def cmd_caption(args) -> int:
     if notice:
         err(f"note: {notice}")
     bar = TerminalProgress(f"caption {args.name}")
-    hint = (f"Answers received before the failure are cached: once the database can be written again, run the same "
-            f"command to write them without sending (or `sushitui dataset reindex {shlex.quote(args.name)}`)")
+    hint = (
+        f"Answers received before the failure are cached: once the database can be written again, run the same "
+        f"command to write them without sending (or `sushitui dataset reindex {shlex.quote(args.name)}`)"
+    )
     with cancel_on_sigint() as token, on_database_error(args, None if args.sample else hint):
         try:
             if args.sample:
@@ -250,8 +300,10 @@ def cmd_caption(args) -> int:
 
 
 def _print_sample(r) -> None:
-    out(f"sample of {len(r.results)} item(s) from {r.dataset}: model {r.model} on {r.endpoint}, template {r.template}; "
-        "nothing written")
+    out(
+        f"sample of {len(r.results)} item(s) from {r.dataset}: model {r.model} on {r.endpoint}, template {r.template}; "
+        "nothing written"
+    )
     for res in r.results:
         out("")
         out(f"[{res.item_id}] {res.image_path or res.name}" + (" (cached)" if res.from_cache else ""))
@@ -269,16 +321,20 @@ def _print_sample(r) -> None:
 
 
 def _print_summary(r) -> None:
-    out(f"caption {r.dataset}: {r.items} item(s), model {r.model} on {r.endpoint}, template {r.template}, "
-        f"{r.ctype.replace('_', ' ')} caption '{r.subtype}', mode {r.mode}")
+    out(
+        f"caption {r.dataset}: {r.items} item(s), model {r.model} on {r.endpoint}, template {r.template}, "
+        f"{r.ctype.replace('_', ' ')} caption '{r.subtype}', mode {r.mode}"
+    )
     parts = [f"written {r.written}", f"unchanged {r.unchanged}"]
     if r.skipped_existing:
         parts.append(f"skipped (already captioned) {r.skipped_existing}")
     parts += [f"sent {r.requests}", f"from cache {r.cached}", f"flagged {r.flagged}", f"failed {r.failed}"]
     out(", ".join(parts))
     if r.requests:
-        out(f"{r.requests_per_s:.1f} requests/s, {r.tokens_per_s:.0f} output tokens/s" +
-            (f", {r.retries} retries" if r.retries else ""))
+        out(
+            f"{r.requests_per_s:.1f} requests/s, {r.tokens_per_s:.0f} output tokens/s"
+            + (f", {r.retries} retries" if r.retries else "")
+        )
     for n in r.notes:
         out(f"note: {n}")
     problems = r.problems
@@ -286,5 +342,7 @@ def _print_summary(r) -> None:
         err(f"  {p.image_path or p.name}: {p.status}: {p.problem}")
     if len(problems) > 50:
         err(f"  … and {len(problems) - 50} more (use --json for all)")
-    out(f"{fmt_duration(r.elapsed_s)} ({r.elapsed_s:.1f} s)" +
-        ("  — cancelled; run the same command again to resume (answers received are kept)" if r.cancelled else ""))
+    out(
+        f"{fmt_duration(r.elapsed_s)} ({r.elapsed_s:.1f} s)"
+        + ("  — cancelled; run the same command again to resume (answers received are kept)" if r.cancelled else "")
+    )

@@ -45,32 +45,78 @@ def register(subparsers) -> None:
     )
     p.add_argument("name", metavar="NAME", help="dataset name")
     p.add_argument("--trainer", choices=TRAINERS, default="kohya", help="whose buckets to use (default kohya)")
-    p.add_argument("--resolution", type=IntArg(64, 16384), default=1024, metavar="N", help="training resolution (default 1024)")
-    p.add_argument("--batch-size", type=IntArg(1, 65_536), default=1, metavar="N",
-                   help="batch size: buckets with fewer images are reported (default 1)")
+    p.add_argument(
+        "--resolution", type=IntArg(64, 16384), default=1024, metavar="N", help="training resolution (default 1024)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=IntArg(1, 65_536),
+        default=1,
+        metavar="N",
+        help="batch size: buckets with fewer images are reported (default 1)",
+    )
     p.add_argument("--bucket-no-upscale", action="store_true", help="kohya: --bucket_no_upscale")
     p.add_argument("--min-bucket-reso", type=IntArg(64, 16384), default=256, metavar="N", help="kohya (default 256)")
     p.add_argument("--max-bucket-reso", type=IntArg(64, 16384), default=1024, metavar="N", help="kohya (default 1024)")
     p.add_argument("--bucket-reso-steps", type=IntArg(8, 1024), default=64, metavar="N", help="kohya (default 64)")
     p.add_argument("--bucket-tolerance", type=IntArg(1, 1024), default=64, metavar="N", help="ai-toolkit (default 64)")
-    p.add_argument("--quantization", type=IntArg(1, 1024), default=64, metavar="N",
-                   help="OneTrainer aspect bucketing quantization (64 for SDXL/Flux, 8 for SD 1.5)")
-    p.add_argument("--round-to", type=IntArg(1, 1024), default=16, metavar="N", help="diffusion-pipe pixels_round_to_multiple (16; 32 for Wan/LTX)")
+    p.add_argument(
+        "--quantization",
+        type=IntArg(1, 1024),
+        default=64,
+        metavar="N",
+        help="OneTrainer aspect bucketing quantization (64 for SDXL/Flux, 8 for SD 1.5)",
+    )
+    p.add_argument(
+        "--round-to",
+        type=IntArg(1, 1024),
+        default=16,
+        metavar="N",
+        help="diffusion-pipe pixels_round_to_multiple (16; 32 for Wan/LTX)",
+    )
     p.add_argument("--min-ar", type=float, default=0.5, metavar="R", help="diffusion-pipe min_ar (default 0.5)")
     p.add_argument("--max-ar", type=float, default=2.0, metavar="R", help="diffusion-pipe max_ar (default 2.0)")
-    p.add_argument("--num-ar-buckets", type=IntArg(1, 1000), default=7, metavar="N", help="diffusion-pipe num_ar_buckets (default 7)")
-    p.add_argument("--max-token-length", type=int, choices=[75, 150, 225], default=75,
-                   help="CLIP tokens read (sd-scripts --max_token_length; default 75)")
-    p.add_argument("--max-crop", type=_fraction, default="15", metavar="PCT",
-                   help="report images with more than this share cropped away (default 15%%)")
-    p.add_argument("--max-upscale", type=float, default=1.5, metavar="X", help="report images upscaled more than X (default 1.5)")
-    p.add_argument("--near", type=IntArg(0, 20), default=6, metavar="BITS",
-                   help="near duplicates differ in at most BITS of 64 hash bits (default 6)")
+    p.add_argument(
+        "--num-ar-buckets",
+        type=IntArg(1, 1000),
+        default=7,
+        metavar="N",
+        help="diffusion-pipe num_ar_buckets (default 7)",
+    )
+    p.add_argument(
+        "--max-token-length",
+        type=int,
+        choices=[75, 150, 225],
+        default=75,
+        help="CLIP tokens read (sd-scripts --max_token_length; default 75)",
+    )
+    p.add_argument(
+        "--max-crop",
+        type=_fraction,
+        default="15",
+        metavar="PCT",
+        help="report images with more than this share cropped away (default 15%%)",
+    )
+    p.add_argument(
+        "--max-upscale", type=float, default=1.5, metavar="X", help="report images upscaled more than X (default 1.5)"
+    )
+    p.add_argument(
+        "--near",
+        type=IntArg(0, 20),
+        default=6,
+        metavar="BITS",
+        help="near duplicates differ in at most BITS of 64 hash bits (default 6)",
+    )
     p.add_argument("--trigger", metavar="WORD", help="trigger word (default: the tag most captions start with, if any)")
     p.add_argument("--no-t5", action="store_true", help="skip T5 token counts")
     p.add_argument("--no-hash", action="store_true", help="do not decode images that were never hashed")
-    p.add_argument("--limit", type=IntArg(0, 10**9), default=200, metavar="N",
-                   help="items listed with their findings (default 200; 0 lists all)")
+    p.add_argument(
+        "--limit",
+        type=IntArg(0, 10**9),
+        default=200,
+        metavar="N",
+        help="items listed with their findings (default 200; 0 lists all)",
+    )
     add_common(p)
     p.set_defaults(func=cmd_check)
 
@@ -80,8 +126,12 @@ def _options(args):
 
     trainer_options: dict = {}
     if args.trainer == "kohya":
-        trainer_options = {"no_upscale": args.bucket_no_upscale, "min_bucket_reso": args.min_bucket_reso,
-                           "max_bucket_reso": args.max_bucket_reso, "bucket_reso_steps": args.bucket_reso_steps}
+        trainer_options = {
+            "no_upscale": args.bucket_no_upscale,
+            "min_bucket_reso": args.min_bucket_reso,
+            "max_bucket_reso": args.max_bucket_reso,
+            "bucket_reso_steps": args.bucket_reso_steps,
+        }
     elif args.trainer == "ai-toolkit":
         trainer_options = {"bucket_tolerance": args.bucket_tolerance}
     elif args.trainer == "onetrainer":
@@ -89,12 +139,22 @@ def _options(args):
     elif args.trainer == "diffusion-pipe":
         if not 0 < args.min_ar <= args.max_ar:
             raise CliError(f"--min-ar {args.min_ar} and --max-ar {args.max_ar}: need 0 < min-ar <= max-ar", 2)
-        trainer_options = {"min_ar": args.min_ar, "max_ar": args.max_ar, "num_ar_buckets": args.num_ar_buckets,
-                           "round_to_multiple": args.round_to}
+        trainer_options = {
+            "min_ar": args.min_ar,
+            "max_ar": args.max_ar,
+            "num_ar_buckets": args.num_ar_buckets,
+            "round_to_multiple": args.round_to,
+        }
     return CheckOptions(
-        trainer=args.trainer, resolution=args.resolution, batch_size=args.batch_size,
-        trainer_options=trainer_options, max_crop=args.max_crop, max_upscale=args.max_upscale,
-        near_distance=args.near, max_token_length=args.max_token_length, t5=not args.no_t5,
+        trainer=args.trainer,
+        resolution=args.resolution,
+        batch_size=args.batch_size,
+        trainer_options=trainer_options,
+        max_crop=args.max_crop,
+        max_upscale=args.max_upscale,
+        near_distance=args.near,
+        max_token_length=args.max_token_length,
+        t5=not args.no_t5,
         trigger=args.trigger.strip() if args.trigger and args.trigger.strip() else None,
         hash_images=not args.no_hash,
     )
@@ -144,9 +204,13 @@ def _print(report, args) -> None:
     width = min(120, shutil.get_terminal_size((100, 24)).columns)
     sev = report.severity_counts()
     with_findings = report.items_with_findings()
-    out(f"{report.dataset}: {len(report.items):,} items, {report.plan.describe()}, batch size {report.options.batch_size}")
-    out(f"{len(with_findings):,} items with findings: {sev['error']:,} errors, {sev['warning']:,} warnings, "
-        f"{sev['info']:,} notes" + (f"  (decoded {report.hashed:,} new images)" if report.hashed else ""))
+    out(
+        f"{report.dataset}: {len(report.items):,} items, {report.plan.describe()}, batch size {report.options.batch_size}"
+    )
+    out(
+        f"{len(with_findings):,} items with findings: {sev['error']:,} errors, {sev['warning']:,} warnings, "
+        f"{sev['info']:,} notes" + (f"  (decoded {report.hashed:,} new images)" if report.hashed else "")
+    )
     if report.trigger:
         out(f"trigger word: {report.trigger}")
     rows = report.summary_rows()
@@ -178,7 +242,9 @@ def _print(report, args) -> None:
     for it in shown:
         head = it.name
         if it.bucket:
-            head += f"  {it.width}×{it.height} → {it.bucket[0]}×{it.bucket[1]}  ×{it.scale:.2f}  {it.cropped:.0%} cropped"
+            head += (
+                f"  {it.width}×{it.height} → {it.bucket[0]}×{it.bucket[1]}  ×{it.scale:.2f}  {it.cropped:.0%} cropped"
+            )
         if it.clip_tokens is not None:
             head += f"  {it.clip_tokens} CLIP tokens"
         out(head)

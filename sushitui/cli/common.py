@@ -121,8 +121,10 @@ def _say_interrupted_jobs() -> None:
             raise
         return
     for j in jobs:
-        err(f"sushitui: job {j.id} ({j.kind}{' ' + j.dataset if j.dataset else ''}) was interrupted: {j.message}. "
-            f"`sushitui jobs retry {j.id}` resumes it")
+        err(
+            f"sushitui: job {j.id} ({j.kind}{' ' + j.dataset if j.dataset else ''}) was interrupted: {j.message}. "
+            f"`sushitui jobs retry {j.id}` resumes it"
+        )
 
 
 # The job this process runs as a detached worker (sushitui.jobs.JobWorker), or None: the
@@ -150,8 +152,14 @@ def _not_user_errors() -> tuple[type, ...]:
 
     import peewee
 
-    return (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, peewee.IntegrityError,
-            peewee.ProgrammingError, peewee.InterfaceError)
+    return (
+        sqlite3.IntegrityError,
+        sqlite3.ProgrammingError,
+        sqlite3.InterfaceError,
+        peewee.IntegrityError,
+        peewee.ProgrammingError,
+        peewee.InterfaceError,
+    )
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -169,27 +177,45 @@ def is_database_error(exc: BaseException) -> bool:
     full, an I/O error, the database locked past the busy timeout, a damaged or
     read-only file."""
     chain = _chain(exc)
-    return (any(isinstance(e, _database_errors()) for e in chain)
-            and not any(isinstance(e, _not_user_errors()) for e in chain))
+    return any(isinstance(e, _database_errors()) for e in chain) and not any(
+        isinstance(e, _not_user_errors()) for e in chain
+    )
 
 
 # (what SQLite says, what it means and what to do); {path} is the database file
 _DATABASE_ADVICE = (
-    ("database or disk is full", "the database {path} cannot grow: the disk (or your quota) is full. "
-     "Free some space, then run the command again"),
-    ("disk i/o error", "the database {path} could not be read or written (disk I/O error): check that its disk is "
-     "mounted, healthy and not full, then run the command again"),
-    ("locked", "the database {path} stayed locked by another program (another sushitui, or a tool that holds it "
-     "open) for longer than sushitui waits; run the command again when that program has finished"),
-    ("busy", "the database {path} stayed locked by another program (another sushitui, or a tool that holds it "
-     "open) for longer than sushitui waits; run the command again when that program has finished"),
-    ("readonly", "the database {path} is read-only: make it (and its folder) writable, or pass --db with "
-     "another path"),
-    ("malformed", "the database {path} is damaged ({reason}): restore a backup, or pass --db with a new path and "
-     "add the datasets again (the files on disk hold every caption)"),
+    (
+        "database or disk is full",
+        "the database {path} cannot grow: the disk (or your quota) is full. "
+        "Free some space, then run the command again",
+    ),
+    (
+        "disk i/o error",
+        "the database {path} could not be read or written (disk I/O error): check that its disk is "
+        "mounted, healthy and not full, then run the command again",
+    ),
+    (
+        "locked",
+        "the database {path} stayed locked by another program (another sushitui, or a tool that holds it "
+        "open) for longer than sushitui waits; run the command again when that program has finished",
+    ),
+    (
+        "busy",
+        "the database {path} stayed locked by another program (another sushitui, or a tool that holds it "
+        "open) for longer than sushitui waits; run the command again when that program has finished",
+    ),
+    ("readonly", "the database {path} is read-only: make it (and its folder) writable, or pass --db with another path"),
+    (
+        "malformed",
+        "the database {path} is damaged ({reason}): restore a backup, or pass --db with a new path and "
+        "add the datasets again (the files on disk hold every caption)",
+    ),
     ("not a database", "{path} is not a sushitui database ({reason}): pass --db with another path"),
-    ("unable to open", "the database {path} cannot be opened ({reason}): check that its folder exists and is "
-     "writable, or pass --db with another path"),
+    (
+        "unable to open",
+        "the database {path} cannot be opened ({reason}): check that its folder exists and is "
+        "writable, or pass --db with another path",
+    ),
 )
 
 
@@ -435,11 +461,19 @@ def add_common(parser, *, json_flag: bool = True) -> None:
     import argparse
 
     parser.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="database file")
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
-                        help=f"how much goes to the log file (default: {DEFAULT_LOG_LEVEL})")
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help=f"how much goes to the log file (default: {DEFAULT_LOG_LEVEL})",
+    )
     if json_flag:
-        parser.add_argument("--json", action="store_true",
-                            help="machine-readable JSON output (control characters as \\uXXXX escapes)")
-        parser.add_argument("--raw", action="store_true",
-                            help="print file names and text from files exactly as they are, control characters "
-                            "and all (default: shown as visible escapes such as \\x1b)")
+        parser.add_argument(
+            "--json", action="store_true", help="machine-readable JSON output (control characters as \\uXXXX escapes)"
+        )
+        parser.add_argument(
+            "--raw",
+            action="store_true",
+            help="print file names and text from files exactly as they are, control characters "
+            "and all (default: shown as visible escapes such as \\x1b)",
+        )

@@ -44,14 +44,19 @@ def register(subparsers) -> None:
     add_common(p)
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("edit", help="change a dataset's settings (name, folder, how files are read)",
-                       description="Change a dataset's settings; only the options given are changed. "
-                       "A change to how files are read makes the next reindex re-read every file.")
+    p = sub.add_parser(
+        "edit",
+        help="change a dataset's settings (name, folder, how files are read)",
+        description="Change a dataset's settings; only the options given are changed. "
+        "A change to how files are read makes the next reindex re-read every file.",
+    )
     p.add_argument("name", metavar="NAME", help="the dataset to change")
     p.add_argument("--name", dest="new_name", metavar="NEW", help="rename the dataset (1-100 characters, unique)")
     p.add_argument("--path", dest="new_path", metavar="DIR", help="the folder that holds the images (it moved)")
     _add_setting_options(p, editing=True)
-    p.add_argument("--reindex", action="store_true", help="reindex at once after saving (a full re-read when the change needs one)")
+    p.add_argument(
+        "--reindex", action="store_true", help="reindex at once after saving (a full re-read when the change needs one)"
+    )
     add_common(p)
     p.set_defaults(func=cmd_edit)
 
@@ -82,10 +87,15 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("items", help="list a dataset's items (JSON Lines with --json)")
     p.add_argument("name", metavar="NAME", help="dataset name")
-    p.add_argument("--query", "-q", metavar="Q", help="filter with the query language: tags joined by ',' (AND), '|' (OR), '-' (NOT), "
-                   "'( )'; '*' wildcards; group:NAME, caption:TYPE (tags, nl, social, inst, desc, prompt), "
-                   "source:PATTERN (txt_file, user, auto_*), width:/height:/tags:>=N; "
-                   "e.g. '1girl, -solo, caption:nl'")
+    p.add_argument(
+        "--query",
+        "-q",
+        metavar="Q",
+        help="filter with the query language: tags joined by ',' (AND), '|' (OR), '-' (NOT), "
+        "'( )'; '*' wildcards; group:NAME, caption:TYPE (tags, nl, social, inst, desc, prompt), "
+        "source:PATTERN (txt_file, user, auto_*), width:/height:/tags:>=N; "
+        "e.g. '1girl, -solo, caption:nl'",
+    )
     p.add_argument("--limit", type=IntArg(0), metavar="N", help="at most N items")
     p.add_argument("--offset", type=IntArg(0), default=0, metavar="N", help="skip the first N items")
     p.add_argument("--sort", choices=["name", "created", "width", "height", "tags"], default="name")
@@ -138,54 +148,106 @@ def _print_problems(problems, name: str, limit: int | None = PROBLEMS_SHOWN) -> 
 
 # The settings options that `dataset add` and `dataset edit` share (_add_setting_options),
 # named in the error for an `edit` that changes nothing.
-_SETTING_FLAGS = ("--type", "--caption-suffixes", "--image-suffixes", "--primary-suffix", "--caption-type",
-                  "--no-caption-types", "--recursive/--no-recursive", "--max-depth", "--no-max-depth",
-                  "--exif/--no-exif", "--suffix-separator", "--folder-caption", "--captions-table",
-                  "--no-captions-tables")
+_SETTING_FLAGS = (
+    "--type",
+    "--caption-suffixes",
+    "--image-suffixes",
+    "--primary-suffix",
+    "--caption-type",
+    "--no-caption-types",
+    "--recursive/--no-recursive",
+    "--max-depth",
+    "--no-max-depth",
+    "--exif/--no-exif",
+    "--suffix-separator",
+    "--folder-caption",
+    "--captions-table",
+    "--no-captions-tables",
+)
 
 
 def _add_setting_options(p, *, editing: bool) -> None:
     """How the folder is read; ``add`` fills what is not given from DatasetSettings'
     defaults, ``edit`` keeps the dataset's current value."""
     d = "default for new datasets" if editing else "default"
-    p.add_argument("--type", choices=["auto", "single", "pairs"],
-                   help=f"auto ({d}): group X_source/X_target/...; single: every image is its own item; pairs: groups are pairs")
-    p.add_argument("--caption-suffixes", metavar="LIST",
-                   help=f"comma-separated caption suffixes ({d}: main,alt,instruction,caption,tags,description)")
-    p.add_argument("--image-suffixes", metavar="LIST",
-                   help=f"comma-separated image suffixes ({d}: source,target,cref,mask); SUFFIX=ROLE reads a suffix as "
-                   "a role, e.g. 0=source,1=target for InstructPix2Pix's <seed>_0.jpg/<seed>_1.jpg")
-    p.add_argument("--suffix-separator", choices=["_", ".", "-"],
-                   help=f"what comes before a suffix ({d}: _): '.' groups 0.src.jpg + 0.mask.png, '-' OneTrainer's "
-                   "x-masklabel.png / x-condlabel.png (with --image-suffixes masklabel,condlabel)")
-    p.add_argument("--folder-caption", metavar="FILE",
-                   help="a file name (e.g. instruction.txt) whose text is the instruction of every item in its folder "
-                   "(prompt.json with edit/input/output keys is always read)" + ("; '' removes it" if editing else ""))
-    p.add_argument("--captions-table", metavar="FILE",
-                   help="a CSV/TSV/JSONL inside the folder holding captions (metadata.jsonl, metadata.csv, caption.csv "
-                   "and sd-scripts meta_cap.json are found by name); with --image-column and --caption-column"
-                   + ("; replaces the dataset's tables" if editing else ""))
-    p.add_argument("--image-column", metavar="C", help="the --captions-table column naming each image (relative to the table)")
-    p.add_argument("--caption-column", metavar="C[=SUBTYPE]", action="append",
-                   help="a --captions-table column holding captions, read as caption SUBTYPE (the first: main; "
-                   "repeatable)")
+    p.add_argument(
+        "--type",
+        choices=["auto", "single", "pairs"],
+        help=f"auto ({d}): group X_source/X_target/...; single: every image is its own item; pairs: groups are pairs",
+    )
+    p.add_argument(
+        "--caption-suffixes",
+        metavar="LIST",
+        help=f"comma-separated caption suffixes ({d}: main,alt,instruction,caption,tags,description)",
+    )
+    p.add_argument(
+        "--image-suffixes",
+        metavar="LIST",
+        help=f"comma-separated image suffixes ({d}: source,target,cref,mask); SUFFIX=ROLE reads a suffix as "
+        "a role, e.g. 0=source,1=target for InstructPix2Pix's <seed>_0.jpg/<seed>_1.jpg",
+    )
+    p.add_argument(
+        "--suffix-separator",
+        choices=["_", ".", "-"],
+        help=f"what comes before a suffix ({d}: _): '.' groups 0.src.jpg + 0.mask.png, '-' OneTrainer's "
+        "x-masklabel.png / x-condlabel.png (with --image-suffixes masklabel,condlabel)",
+    )
+    p.add_argument(
+        "--folder-caption",
+        metavar="FILE",
+        help="a file name (e.g. instruction.txt) whose text is the instruction of every item in its folder "
+        "(prompt.json with edit/input/output keys is always read)" + ("; '' removes it" if editing else ""),
+    )
+    p.add_argument(
+        "--captions-table",
+        metavar="FILE",
+        help="a CSV/TSV/JSONL inside the folder holding captions (metadata.jsonl, metadata.csv, caption.csv "
+        "and sd-scripts meta_cap.json are found by name); with --image-column and --caption-column"
+        + ("; replaces the dataset's tables" if editing else ""),
+    )
+    p.add_argument(
+        "--image-column", metavar="C", help="the --captions-table column naming each image (relative to the table)"
+    )
+    p.add_argument(
+        "--caption-column",
+        metavar="C[=SUBTYPE]",
+        action="append",
+        help="a --captions-table column holding captions, read as caption SUBTYPE (the first: main; repeatable)",
+    )
     if editing:
         p.add_argument("--no-captions-tables", action="store_true", help="stop reading the named captions tables")
-    p.add_argument("--primary-suffix", metavar="SUFFIX", help=f"which image of a group is the primary one ({d}: target)")
+    p.add_argument(
+        "--primary-suffix", metavar="SUFFIX", help=f"which image of a group is the primary one ({d}: target)"
+    )
     types = p.add_mutually_exclusive_group()
-    types.add_argument("--caption-type", metavar="SUBTYPE=TYPE", action="append",
-                       help="override the caption type of a subtype, e.g. alt=natural_language (repeatable)"
-                       + ("; replaces the dataset's overrides" if editing else ""))
+    types.add_argument(
+        "--caption-type",
+        metavar="SUBTYPE=TYPE",
+        action="append",
+        help="override the caption type of a subtype, e.g. alt=natural_language (repeatable)"
+        + ("; replaces the dataset's overrides" if editing else ""),
+    )
     if editing:
         types.add_argument("--no-caption-types", action="store_true", help="remove every caption type override")
-    p.add_argument("--recursive", action=argparse.BooleanOptionalAction,
-                   help=f"descend into subfolders ({d}) or, with --no-recursive, only the folder itself")
+    p.add_argument(
+        "--recursive",
+        action=argparse.BooleanOptionalAction,
+        help=f"descend into subfolders ({d}) or, with --no-recursive, only the folder itself",
+    )
     depth = p.add_mutually_exclusive_group()
-    depth.add_argument("--max-depth", type=IntArg(0, MAX_DEPTH, "no path on disk goes deeper"), metavar="N", help=f"subfolder levels to descend (0 = the folder only; {d}: unlimited)")
+    depth.add_argument(
+        "--max-depth",
+        type=IntArg(0, MAX_DEPTH, "no path on disk goes deeper"),
+        metavar="N",
+        help=f"subfolder levels to descend (0 = the folder only; {d}: unlimited)",
+    )
     if editing:
         depth.add_argument("--no-max-depth", action="store_true", help="descend without a depth limit")
-    p.add_argument("--exif", action=argparse.BooleanOptionalAction,
-                   help=f"also read captions embedded in images (EXIF/XMP/IPTC/PNG text; {d}: off)")
+    p.add_argument(
+        "--exif",
+        action=argparse.BooleanOptionalAction,
+        help=f"also read captions embedded in images (EXIF/XMP/IPTC/PNG text; {d}: off)",
+    )
 
 
 def _setting_changes(args) -> dict:
@@ -220,8 +282,11 @@ def _table_spec(args) -> dict:
     from sushitui.dataset.tables import TableError, TableSpec, parse_caption_columns
 
     if not args.image_column or not args.caption_column:
-        raise CliError(f"--captions-table {args.captions_table}: name its columns too, e.g. "
-                       "--image-column file_name --caption-column text (--caption-column C=SUBTYPE for more)", 2)
+        raise CliError(
+            f"--captions-table {args.captions_table}: name its columns too, e.g. "
+            "--image-column file_name --caption-column text (--caption-column C=SUBTYPE for more)",
+            2,
+        )
     try:
         columns = parse_caption_columns(args.caption_column)
     except TableError as exc:
@@ -251,8 +316,10 @@ def _finish_hint(name: str, registered_only: bool = False):
 
         if registered_only and Dataset.get_or_none(Dataset.name == name) is None:
             return None  # it failed before the dataset was registered: `dataset add` again
-        return (f"The items indexed before the failure are kept; once it is fixed, "
-                f"`sushitui dataset reindex {shlex.quote(name)}` finishes the index")
+        return (
+            f"The items indexed before the failure are kept; once it is fixed, "
+            f"`sushitui dataset reindex {shlex.quote(name)}` finishes the index"
+        )
 
     return hint
 
@@ -270,7 +337,11 @@ def cmd_add(args) -> int:
         raise _dataset_error(exc) from exc
     finally:
         bar.close()
-    reply(args, {"dataset": dataset_to_dict(ds), "report": report.to_dict()}, lambda: _print_report(report, ds.name, "registered"))
+    reply(
+        args,
+        {"dataset": dataset_to_dict(ds), "report": report.to_dict()},
+        lambda: _print_report(report, ds.name, "registered"),
+    )
     return 130 if report.cancelled else 0
 
 
@@ -294,15 +365,28 @@ def cmd_reindex(args) -> int:
     open_db(args)
     ds = _get(args.name)
     report = _reindex(ds, full=args.full, args=args)
-    reply(args, {"dataset": dataset_to_dict(get_dataset(ds.id)), "report": report.to_dict()}, lambda: _print_report(report, ds.name, "reindexed"))
+    reply(
+        args,
+        {"dataset": dataset_to_dict(get_dataset(ds.id)), "report": report.to_dict()},
+        lambda: _print_report(report, ds.name, "reindexed"),
+    )
     return 130 if report.cancelled else 0
 
 
 _SETTING_LABELS = {
-    "name": "name", "root_path": "path", "type": "type", "caption_suffixes": "caption suffixes",
-    "image_suffixes": "image suffixes", "primary_suffix": "primary suffix", "caption_types": "caption types",
-    "recursive": "recursive", "max_depth": "max depth", "read_exif": "embedded metadata",
-    "suffix_separator": "suffix separator", "folder_caption": "folder caption", "caption_tables": "captions tables",
+    "name": "name",
+    "root_path": "path",
+    "type": "type",
+    "caption_suffixes": "caption suffixes",
+    "image_suffixes": "image suffixes",
+    "primary_suffix": "primary suffix",
+    "caption_types": "caption types",
+    "recursive": "recursive",
+    "max_depth": "max depth",
+    "read_exif": "embedded metadata",
+    "suffix_separator": "suffix separator",
+    "folder_caption": "folder caption",
+    "caption_tables": "captions tables",
 }
 
 
@@ -339,8 +423,11 @@ def cmd_edit(args) -> int:
         changes["root_path"] = args.new_path
     if not changes:
         flags = ["--name NEW", "--path DIR", *_SETTING_FLAGS]
-        raise CliError(f"nothing to change for {args.name!r}: give one or more of {', '.join(flags)} "
-                       "(`sushitui dataset edit --help` explains them; `sushitui dataset show NAME` shows the current ones)", 2)
+        raise CliError(
+            f"nothing to change for {args.name!r}: give one or more of {', '.join(flags)} "
+            "(`sushitui dataset edit --help` explains them; `sushitui dataset show NAME` shows the current ones)",
+            2,
+        )
     open_db(args)
     ds = _get(args.name)
     before = copy.deepcopy(DatasetSettings.from_dataset(ds))
@@ -349,14 +436,22 @@ def cmd_edit(args) -> int:
     except DatasetError as exc:
         raise _dataset_error(exc) from exc
     after = DatasetSettings.from_dataset(ds)
-    changed = {f: [getattr(before, f), getattr(after, f)] for f in _SETTING_LABELS if getattr(before, f) != getattr(after, f)}
+    changed = {
+        f: [getattr(before, f), getattr(after, f)] for f in _SETTING_LABELS if getattr(before, f) != getattr(after, f)
+    }
     needs_full = bool((ds.last_scan_report or {}).get("needs_full"))
     report = _reindex(ds, args=args) if args.reindex else None
     if args.json:
         from sushitui.dataset.registry import get_dataset
 
-        emit_json({"dataset": dataset_to_dict(get_dataset(ds.id)), "changed": changed,
-                   "needs_full_reindex": needs_full, "reindex": report.to_dict() if report else None})
+        emit_json(
+            {
+                "dataset": dataset_to_dict(get_dataset(ds.id)),
+                "changed": changed,
+                "needs_full_reindex": needs_full,
+                "reindex": report.to_dict() if report else None,
+            }
+        )
         return 130 if report and report.cancelled else 0
     if changed:
         out(f"updated {ds.name!r}:")
@@ -368,8 +463,10 @@ def cmd_edit(args) -> int:
         _print_report(report, ds.name, "reindexed (every file re-read)" if needs_full else "reindexed")
         return 130 if report.cancelled else 0
     if needs_full:
-        out(f"the next reindex re-reads every file so the new settings take effect: "
-            f"sushitui dataset reindex {shlex.quote(ds.name)} (or pass --reindex)")
+        out(
+            f"the next reindex re-reads every file so the new settings take effect: "
+            f"sushitui dataset reindex {shlex.quote(ds.name)} (or pass --reindex)"
+        )
     return 0
 
 
@@ -387,8 +484,10 @@ def cmd_list(args) -> int:
     width = max(4, *(len(d.name) for d in datasets))
     out(f"{'NAME':<{width}}  {'ITEMS':>8}  {'IMAGES':>8}  {'CAPTIONS':>8}  {'INDEXED':<16}  PATH")
     for d in datasets:
-        out(f"{d.name:<{width}}  {d.total_items:>8,}  {d.total_images:>8,}  {d.total_captions:>8,}  "
-            f"{fmt_time(d.indexed_at):<16}  {d.root_path}")
+        out(
+            f"{d.name:<{width}}  {d.total_items:>8,}  {d.total_images:>8,}  {d.total_captions:>8,}  "
+            f"{fmt_time(d.indexed_at):<16}  {d.root_path}"
+        )
     return 0
 
 
@@ -410,8 +509,10 @@ def cmd_show(args) -> int:
     out(f"image suffixes:   {', '.join(ds.image_suffixes or [])} (primary: {ds.primary_suffix})")
     if ds.caption_types:
         out(f"caption types:    {', '.join(f'{k}={v}' for k, v in sorted(ds.caption_types.items()))}")
-    out(f"recursive:        {'yes' if ds.recursive else 'no'}"
-        + (f" (max depth {ds.max_depth})" if ds.max_depth is not None else ""))
+    out(
+        f"recursive:        {'yes' if ds.recursive else 'no'}"
+        + (f" (max depth {ds.max_depth})" if ds.max_depth is not None else "")
+    )
     out(f"embedded metadata: {'read' if ds.read_exif else 'off'}")
     if (ds.suffix_separator or "_") != "_":
         out(f"suffix separator: {ds.suffix_separator}")
@@ -423,8 +524,10 @@ def cmd_show(args) -> int:
     out(f"indexed:          {fmt_time(ds.indexed_at)}")
     if report:
         state = "cancelled" if report.get("cancelled") else "complete"
-        out(f"last scan:        {state}, {report.get('files_seen', 0):,} files in {fmt_duration(report.get('elapsed'))}, "
-            f"+{report.get('items_added', 0):,} / ~{report.get('items_updated', 0):,} / -{report.get('items_removed', 0):,} items")
+        out(
+            f"last scan:        {state}, {report.get('files_seen', 0):,} files in {fmt_duration(report.get('elapsed'))}, "
+            f"+{report.get('items_added', 0):,} / ~{report.get('items_updated', 0):,} / -{report.get('items_removed', 0):,} items"
+        )
         problems = report.get("problems") or []
         total = report.get("problems_total", len(problems))
         if problems:
@@ -445,8 +548,12 @@ def cmd_remove(args) -> int:
     ds = _get(args.name)
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CliError(f"removing {ds.name!r} from the index needs confirmation: pass --yes (files on disk are not touched)")
-        answer = ask(f"Remove {ds.name!r} ({ds.total_items:,} items) from the index? Files on disk are not touched. [y/N] ")
+            raise CliError(
+                f"removing {ds.name!r} from the index needs confirmation: pass --yes (files on disk are not touched)"
+            )
+        answer = ask(
+            f"Remove {ds.name!r} ({ds.total_items:,} items) from the index? Files on disk are not touched. [y/N] "
+        )
         if answer.strip().lower() not in ("y", "yes"):
             out("not removed")
             return 1

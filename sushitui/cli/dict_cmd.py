@@ -27,10 +27,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("dict", help="the tag dictionary: load, import/export, search, edit, complete, stats")
     sub = p.add_subparsers(dest="dict_command", metavar="SUBCOMMAND", required=True)
 
-    s = sub.add_parser("load", help="load a taglist folder (General.json, Character.json, ... {\"tag\": count})")
+    s = sub.add_parser("load", help='load a taglist folder (General.json, Character.json, ... {"tag": count})')
     s.add_argument("dir", metavar="DIR")
     s.add_argument("--on-conflict", choices=("skip", "update", "merge"), default="update")
-    s.add_argument("--aliases", metavar="FILE", help="an alias file: aliases.json {tag: [aliases]} or Danbooru's aliases.csv")
+    s.add_argument(
+        "--aliases", metavar="FILE", help="an alias file: aliases.json {tag: [aliases]} or Danbooru's aliases.csv"
+    )
     add_common(s)
     s.set_defaults(func=cmd_load)
 
@@ -38,8 +40,12 @@ def register(subparsers) -> None:
     s.add_argument("file", metavar="FILE")
     s.add_argument("--format", choices=("json", "csv", "tagcomplete"), help="default: from the file")
     s.add_argument("--category", choices=CATEGORIES, help="category for a JSON file not named after one")
-    s.add_argument("--on-conflict", choices=("skip", "update", "merge"), default="update",
-                   help="existing tags: skip, update (count) or merge (aliases); default update")
+    s.add_argument(
+        "--on-conflict",
+        choices=("skip", "update", "merge"),
+        default="update",
+        help="existing tags: skip, update (count) or merge (aliases); default update",
+    )
     s.add_argument("--source", choices=SOURCES, help="default: user_custom for CSV, danbooru otherwise")
     add_common(s)
     s.set_defaults(func=cmd_import)
@@ -66,21 +72,40 @@ def register(subparsers) -> None:
         s = sub.add_parser(name, help=helptext)
         s.add_argument("tag", metavar="TAG")
         s.add_argument("--category", choices=CATEGORIES, default="general" if name == "add" else None)
-        s.add_argument("--count", type=IntArg(0), default=0 if name == "add" else None, metavar="N",
-                       help="how often the tag is used (Danbooru post count)")
+        s.add_argument(
+            "--count",
+            type=IntArg(0),
+            default=0 if name == "add" else None,
+            metavar="N",
+            help="how often the tag is used (Danbooru post count)",
+        )
         s.add_argument("--display-name")
         s.add_argument("--aliases", help="comma-separated")
         s.add_argument("--description")
         s.add_argument("--source", choices=SOURCES, default="user_custom" if name == "add" else None)
-        s.add_argument("--deprecated", action=argparse_bool(), default=None,
-                       help="a deprecated tag (the auto-tagger writes its --replacement instead)")
-        s.add_argument("--replacement", metavar="TAG",
-                       help="the dictionary tag that replaces this deprecated one (implies --deprecated"
-                            + ("; '' clears it)" if name == "edit" else ")"))
-        s.add_argument("--official", action=argparse_bool(), default=None,
-                       help="an official (Danbooru) tag; default: whether --source is danbooru")
-        s.add_argument("--wiki-url", metavar="URL", help="an http(s) link to the tag's wiki page"
-                       + (" ('' clears it)" if name == "edit" else ""))
+        s.add_argument(
+            "--deprecated",
+            action=argparse_bool(),
+            default=None,
+            help="a deprecated tag (the auto-tagger writes its --replacement instead)",
+        )
+        s.add_argument(
+            "--replacement",
+            metavar="TAG",
+            help="the dictionary tag that replaces this deprecated one (implies --deprecated"
+            + ("; '' clears it)" if name == "edit" else ")"),
+        )
+        s.add_argument(
+            "--official",
+            action=argparse_bool(),
+            default=None,
+            help="an official (Danbooru) tag; default: whether --source is danbooru",
+        )
+        s.add_argument(
+            "--wiki-url",
+            metavar="URL",
+            help="an http(s) link to the tag's wiki page" + (" ('' clears it)" if name == "edit" else ""),
+        )
         if name == "edit":
             s.add_argument("--rename", metavar="NEW", help="new tag name")
         add_common(s)
@@ -97,8 +122,12 @@ def register(subparsers) -> None:
     s.add_argument("prefix", metavar="TEXT")
     s.add_argument("--dataset", metavar="NAME")
     s.add_argument("--limit", type=IntArg(1, 10_000), default=10, metavar="N", help="at most N candidates (default 10)")
-    s.add_argument("--lang", metavar="LANG", help="match translations in this language only, and show it "
-                                                  "(default: every language; shown: the tag_lang setting)")
+    s.add_argument(
+        "--lang",
+        metavar="LANG",
+        help="match translations in this language only, and show it "
+        "(default: every language; shown: the tag_lang setting)",
+    )
     add_common(s)
     s.set_defaults(func=cmd_complete)
 
@@ -117,12 +146,18 @@ def _register_translations(sub) -> None:
     s = tsub.add_parser("import", help="import a tag,translation CSV or a tag-autocomplete translation file")
     s.add_argument("file", metavar="FILE")
     s.add_argument("--lang", required=True, metavar="LANG", help="the file's language: ja, zh, zh-tw, ko, ...")
-    s.add_argument("--format", choices=("csv", "tagcomplete"),
-                   help="csv: tag,translation[,reading]; tagcomplete: tag,translation or tag,category,translation "
-                        "(default: from the file)")
-    s.add_argument("--on-conflict", choices=("skip", "update"), default="update",
-                   help="a tag that already has translations in LANG: keep them (skip) or take the file's "
-                        "(update, default)")
+    s.add_argument(
+        "--format",
+        choices=("csv", "tagcomplete"),
+        help="csv: tag,translation[,reading]; tagcomplete: tag,translation or tag,category,translation "
+        "(default: from the file)",
+    )
+    s.add_argument(
+        "--on-conflict",
+        choices=("skip", "update"),
+        default="update",
+        help="a tag that already has translations in LANG: keep them (skip) or take the file's (update, default)",
+    )
     add_common(s)
     s.set_defaults(func=cmd_translations_import)
 
@@ -182,8 +217,10 @@ def _print_report(report, args) -> int:
     if args.json:
         emit_json(report.to_dict())
     else:
-        out(f"imported {report.imported:,}  updated {report.updated:,}  skipped {report.skipped:,}  "
-            f"rejected {len(report.rejected):,}  ({report.elapsed_s:.2f} s)")
+        out(
+            f"imported {report.imported:,}  updated {report.updated:,}  skipped {report.skipped:,}  "
+            f"rejected {len(report.rejected):,}  ({report.elapsed_s:.2f} s)"
+        )
         if report.aliases_unmatched:
             out(f"aliases for {report.aliases_unmatched:,} tags not in the list were ignored")
         for p in report.rejected[:20]:
@@ -209,8 +246,9 @@ def cmd_load(args) -> int:
     bar = TerminalProgress("loading")
     try:
         with cancel_on_sigint() as cancel:
-            report = dictionary.load_dir(args.dir, on_conflict=args.on_conflict, aliases_file=args.aliases,
-                                         progress=bar, cancel=cancel)
+            report = dictionary.load_dir(
+                args.dir, on_conflict=args.on_conflict, aliases_file=args.aliases, progress=bar, cancel=cancel
+            )
     except (dictionary.DictionaryError, dictionary.DictionaryFileError) as exc:
         raise _fail(exc) from exc
     finally:
@@ -225,8 +263,15 @@ def cmd_import(args) -> int:
     bar = TerminalProgress("importing")
     try:
         with cancel_on_sigint() as cancel:
-            report = dictionary.import_file(args.file, fmt=args.format, category=args.category,
-                                            on_conflict=args.on_conflict, source=args.source, progress=bar, cancel=cancel)
+            report = dictionary.import_file(
+                args.file,
+                fmt=args.format,
+                category=args.category,
+                on_conflict=args.on_conflict,
+                source=args.source,
+                progress=bar,
+                cancel=cancel,
+            )
     except (dictionary.DictionaryError, dictionary.DictionaryFileError) as exc:
         raise _fail(exc) from exc
     finally:
@@ -261,8 +306,9 @@ def cmd_search(args) -> int:
 
     _open(args)
     try:
-        entries = dictionary.search(args.text, mode=args.mode, category=args.category, limit=args.limit, sort=args.sort,
-                                    lang=_lang(args.lang))
+        entries = dictionary.search(
+            args.text, mode=args.mode, category=args.category, limit=args.limit, sort=args.sort, lang=_lang(args.lang)
+        )
     except dictionary.DictionaryError as exc:
         raise _fail(exc) from exc
     if args.json:
@@ -277,9 +323,15 @@ def cmd_search(args) -> int:
 
 def _fields(args) -> dict:
     fields = {
-        "category": args.category, "count": args.count, "display_name": args.display_name,
-        "aliases": args.aliases, "description": args.description, "source": args.source,
-        "deprecated": args.deprecated, "replacement": args.replacement, "official": args.official,
+        "category": args.category,
+        "count": args.count,
+        "display_name": args.display_name,
+        "aliases": args.aliases,
+        "description": args.description,
+        "source": args.source,
+        "deprecated": args.deprecated,
+        "replacement": args.replacement,
+        "official": args.official,
         "wiki_url": args.wiki_url,
     }
     return {k: v for k, v in fields.items() if v is not None}
@@ -333,8 +385,14 @@ def cmd_remove(args) -> int:
             out("nothing removed")
             return 1
     bar = TerminalProgress("removing")
-    hint = ("Caption files written before the failure may not be in the index yet: once the database can be written "
-            "again, `sushitui dataset reindex NAME` for each dataset that had the tag reads them in") if args.from_datasets else None
+    hint = (
+        (
+            "Caption files written before the failure may not be in the index yet: once the database can be written "
+            "again, `sushitui dataset reindex NAME` for each dataset that had the tag reads them in"
+        )
+        if args.from_datasets
+        else None
+    )
     try:
         with cancel_on_sigint() as cancel, on_database_error(args, hint):
             if args.from_datasets:
@@ -348,8 +406,10 @@ def cmd_remove(args) -> int:
     if args.json:
         emit_json(report.to_dict())
     elif report.cancelled:
-        out(f"{args.tag}: cancelled after removing it from {report.items_changed:,} captions; the captions written "
-            "so far are kept and the tag is still in the dictionary: run the command again to finish")
+        out(
+            f"{args.tag}: cancelled after removing it from {report.items_changed:,} captions; the captions written "
+            "so far are kept and the tag is still in the dictionary: run the command again to finish"
+        )
     else:
         what = "removed from the dictionary" if report.removed else "was not in the dictionary"
         out(f"{args.tag}: {what}" + (f"; removed from {report.items_changed:,} captions" if args.from_datasets else ""))
@@ -408,8 +468,9 @@ def cmd_translations_import(args) -> int:
     bar = TerminalProgress("importing translations")
     try:
         with cancel_on_sigint() as cancel, on_database_error(args):
-            report = translations.import_file(args.file, lang, fmt=args.format, on_conflict=args.on_conflict,
-                                              progress=bar, cancel=cancel)
+            report = translations.import_file(
+                args.file, lang, fmt=args.format, on_conflict=args.on_conflict, progress=bar, cancel=cancel
+            )
     except (translations.TranslationError, DictionaryFileError) as exc:
         raise _fail(exc) from exc
     finally:
@@ -417,15 +478,20 @@ def cmd_translations_import(args) -> int:
     if args.json:
         emit_json(report.to_dict())
     else:
-        out(f"{report.file}: {lang}, {report.format} format: {report.translations:,} translations for "
+        out(
+            f"{report.file}: {lang}, {report.format} format: {report.translations:,} translations for "
             f"{report.tags:,} tags  (replaced {report.replaced:,}, skipped {len(report.skipped):,}, "
             f"via alias {report.via_alias:,}, not in the dictionary {len(report.not_in_dictionary):,}, "
-            f"rejected {len(report.rejected):,}; {report.elapsed_s:.2f} s)")
+            f"rejected {len(report.rejected):,}; {report.elapsed_s:.2f} s)"
+        )
         for note in report.notes:
             out(f"  note: {note}")
-        for title, rows, shown in (("rejected", report.rejected, 30), ("repaired", report.repaired, 10),
-                                   ("not in the dictionary (kept, marked)", report.not_in_dictionary, 10),
-                                   ("skipped", report.skipped, 5)):
+        for title, rows, shown in (
+            ("rejected", report.rejected, 30),
+            ("repaired", report.repaired, 10),
+            ("not in the dictionary (kept, marked)", report.not_in_dictionary, 10),
+            ("skipped", report.skipped, 5),
+        ):
             for p in rows[:shown]:
                 out(f"  {title}: {p.where}: {p.tag!r}: {p.reason}")
             if len(rows) > shown:
@@ -449,8 +515,10 @@ def cmd_translations_list(args) -> int:
         return 0
     for r in rows:
         mark = "  (shown beside tags)" if r["lang"] == shown else ""
-        out(f"{r['lang']:<8} {r['translations']:>9,} translations  {r['tags']:>9,} tags  "
-            f"{r['not_in_dictionary']:>7,} not in the dictionary  from {', '.join(r['sources'])}{mark}")
+        out(
+            f"{r['lang']:<8} {r['translations']:>9,} translations  {r['tags']:>9,} tags  "
+            f"{r['not_in_dictionary']:>7,} not in the dictionary  from {', '.join(r['sources'])}{mark}"
+        )
     return 0
 
 
@@ -463,8 +531,11 @@ def cmd_translations_export(args) -> int:
         result = translations.export(args.file, lang)
     except translations.TranslationError as exc:
         raise _fail(exc) from exc
-    reply(args, result, f"exported {result['translations']:,} {lang} translations of {result['tags']:,} tags "
-                        f"to {result['file']}")
+    reply(
+        args,
+        result,
+        f"exported {result['translations']:,} {lang} translations of {result['tags']:,} tags to {result['file']}",
+    )
     return 0
 
 
@@ -475,7 +546,11 @@ def cmd_translations_remove(args) -> int:
     _open(args, load_builtin=False)
     with on_database_error(args):
         n = translations.remove(lang)
-    reply(args, {"lang": lang, "removed": n}, f"removed {n:,} {lang} translations" if n else f"there were no {lang} translations")
+    reply(
+        args,
+        {"lang": lang, "removed": n},
+        f"removed {n:,} {lang} translations" if n else f"there were no {lang} translations",
+    )
     return 0
 
 
@@ -487,8 +562,9 @@ def cmd_translations_show(args) -> int:
         with on_database_error(args):
             translations.set_preferred_lang(None if args.off else _lang(args.lang))
     setting, shown = translations.preferred_setting(), translations.preferred_lang()
-    text = (f"shown beside tags: {shown or 'none (no translations)'}"
-            + ("" if setting else " (no setting: the language with the most translations)"))
+    text = f"shown beside tags: {shown or 'none (no translations)'}" + (
+        "" if setting else " (no setting: the language with the most translations)"
+    )
     reply(args, {"setting": setting, "shown": shown}, text)
     return 0
 
@@ -504,8 +580,10 @@ def cmd_stats(args) -> int:
     out(f"tags: {s['total']:,}  (official {s['official']:,}, custom {s['custom']:,}, deprecated {s['deprecated']:,})")
     out("by category: " + ", ".join(f"{k} {v:,}" for k, v in s["by_category"].items()))
     out("by source:   " + ", ".join(f"{k} {v:,}" for k, v in s["by_source"].items()))
-    out(f"used in datasets: {s['used_in_datasets']:,}   unused: {s['unused']:,}   "
-        f"dataset tags not in the dictionary: {s['dataset_tags_not_in_dictionary']:,}")
+    out(
+        f"used in datasets: {s['used_in_datasets']:,}   unused: {s['unused']:,}   "
+        f"dataset tags not in the dictionary: {s['dataset_tags_not_in_dictionary']:,}"
+    )
     if s["top_used"]:
         out(f"top {len(s['top_used'])} used tags:")
         for t in s["top_used"]:

@@ -20,12 +20,22 @@ def register(sub) -> None:
         "in the dataset's trainer settings. Every folder is checked first: nothing is registered unless all can be.",
     )
     p.add_argument("file", metavar="FILE", help="the trainer config")
-    p.add_argument("--path-map", action="append", default=[], metavar="FROM=TO",
-                   help=r"rewrite a path prefix, e.g. 'C:\data=/data' (repeatable; Windows prefixes match case-insensitively)")
-    p.add_argument("--workdir", metavar="DIR",
-                   help="the folder the trainer runs in, for relative paths (default: the config's folder)")
+    p.add_argument(
+        "--path-map",
+        action="append",
+        default=[],
+        metavar="FROM=TO",
+        help=r"rewrite a path prefix, e.g. 'C:\data=/data' (repeatable; Windows prefixes match case-insensitively)",
+    )
+    p.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="the folder the trainer runs in, for relative paths (default: the config's folder)",
+    )
     p.add_argument("--format", choices=FORMATS_IN, help="the trainer (default: from the file name and contents)")
-    p.add_argument("--name", metavar="PREFIX", help="dataset names are PREFIX-<folder name> (default: the config's file name)")
+    p.add_argument(
+        "--name", metavar="PREFIX", help="dataset names are PREFIX-<folder name> (default: the config's file name)"
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would be registered; register nothing")
     add_common(p)
     p.set_defaults(func=cmd_import_config)
@@ -38,8 +48,15 @@ def cmd_import_config(args) -> int:
     bar = TerminalProgress("scanning")
     try:
         with on_database_error(args):
-            result = import_config(args.file, parse_path_map(args.path_map), args.workdir, args.format, args.name,
-                                   dry_run=args.dry_run, progress=bar)
+            result = import_config(
+                args.file,
+                parse_path_map(args.path_map),
+                args.workdir,
+                args.format,
+                args.name,
+                dry_run=args.dry_run,
+                progress=bar,
+            )
     except ConfigImportError as exc:
         first = str(exc).split("\n", 1)[0]
         raise CliError(first, 1, more=["  " + p for p in exc.problems]) from exc
@@ -56,13 +73,15 @@ def _print(result) -> None:
     counts = {r["path"]: r["items"] for r in result.registered}
     for e in plan.entries:
         t = e.trainer
-        facts = [f"repeats {t['repeats']}" if "repeats" in t else None,
-                 f"class tokens {t['class_tokens']!r}" if t.get("class_tokens") else None,
-                 f"trigger {t['trigger']!r}" if t.get("trigger") else None,
-                 "is_reg" if t.get("is_reg") else None,
-                 f"keep_tokens {t['keep_tokens']}" if t.get("keep_tokens") else None,
-                 f"captions *{t['caption_extension']}" if t.get("caption_extension") else None,
-                 "recursive" if e.recursive else None]
+        facts = [
+            f"repeats {t['repeats']}" if "repeats" in t else None,
+            f"class tokens {t['class_tokens']!r}" if t.get("class_tokens") else None,
+            f"trigger {t['trigger']!r}" if t.get("trigger") else None,
+            "is_reg" if t.get("is_reg") else None,
+            f"keep_tokens {t['keep_tokens']}" if t.get("keep_tokens") else None,
+            f"captions *{t['caption_extension']}" if t.get("caption_extension") else None,
+            "recursive" if e.recursive else None,
+        ]
         facts = ", ".join(f for f in facts if f)
         if e.existing:
             head = f"  = {e.name} ← {e.path} (already registered)"

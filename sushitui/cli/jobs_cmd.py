@@ -72,12 +72,18 @@ def add_detach_options(root: argparse.ArgumentParser) -> None:
         if parser is None:
             continue
         group = parser.add_argument_group("running as a job")
-        group.add_argument("--detach", action="store_true",
-                           help="run as a background job that survives the terminal closing; prints the job id "
-                           "(see `sushitui jobs`)")
-        group.add_argument("--job-device", type=_device_arg, metavar="cpu|gpu[:N]",
-                           help="with --detach: the device the job occupies; jobs on one GPU run one at a time "
-                           "(default: autotag's GPU when it uses CUDA; say gpu for a caption server on this machine)")
+        group.add_argument(
+            "--detach",
+            action="store_true",
+            help="run as a background job that survives the terminal closing; prints the job id (see `sushitui jobs`)",
+        )
+        group.add_argument(
+            "--job-device",
+            type=_device_arg,
+            metavar="cpu|gpu[:N]",
+            help="with --detach: the device the job occupies; jobs on one GPU run one at a time "
+            "(default: autotag's GPU when it uses CUDA; say gpu for a caption server on this machine)",
+        )
         parser.set_defaults(job_kind=" ".join(path), job_writes=writes)
 
 
@@ -127,23 +133,33 @@ def cmd_detach(args, argv: list[str]) -> int:
             get_dataset(dataset)
         except DatasetNotFound as exc:
             raise CliError(str(exc)) from exc
-    lock = f"dataset:{dataset}" if writes == "dataset" and dataset else ("dictionary" if writes == "dictionary" else None)
+    lock = (
+        f"dataset:{dataset}" if writes == "dataset" and dataset else ("dictionary" if writes == "dictionary" else None)
+    )
     try:
-        job = submit(args.job_kind, ["--db", db_path, *_strip_detach(argv)], dataset=dataset,
-                     device=_job_device(args), lock_key=lock)
+        job = submit(
+            args.job_kind,
+            ["--db", db_path, *_strip_detach(argv)],
+            dataset=dataset,
+            device=_job_device(args),
+            lock_key=lock,
+        )
     except JobError as exc:
         raise CliError(str(exc)) from exc
     ahead = blockers(job.id)
     if getattr(args, "json", False):
-        emit_json({"job": job.id, "state": job.state, "device": job.device, "waiting_for": ahead,
-                   "log": job.log_path})
+        emit_json({"job": job.id, "state": job.state, "device": job.device, "waiting_for": ahead, "log": job.log_path})
         return 0
     out(f"job {job.id}: {job.command}")
     if ahead:
-        out(f"  queued behind job{'s' if len(ahead) > 1 else ''} {', '.join(map(str, ahead))} "
-            f"({'same GPU' if job.device != 'cpu' else 'same dataset'})")
-    out(f"  it goes on when this terminal closes. Follow it: sushitui jobs attach {job.id}  "
-        f"cancel: sushitui jobs cancel {job.id}  log: {job.log_path}")
+        out(
+            f"  queued behind job{'s' if len(ahead) > 1 else ''} {', '.join(map(str, ahead))} "
+            f"({'same GPU' if job.device != 'cpu' else 'same dataset'})"
+        )
+    out(
+        f"  it goes on when this terminal closes. Follow it: sushitui jobs attach {job.id}  "
+        f"cancel: sushitui jobs cancel {job.id}  log: {job.log_path}"
+    )
     return 0
 
 
@@ -201,9 +217,11 @@ def run_as_job(args, run) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "jobs", help="background jobs (--detach): list, attach, cancel, retry, log, clear",
+        "jobs",
+        help="background jobs (--detach): list, attach, cancel, retry, log, clear",
         description="Long commands started with --detach run as jobs that survive the terminal. Without an action: "
-        "the queued and running jobs and those that ended in the last day.")
+        "the queued and running jobs and those that ended in the last day.",
+    )
     p.add_argument("--all", action="store_true", help="every job, however old")
     add_common(p)
     sub = p.add_subparsers(dest="jobs_command", metavar="ACTION")
@@ -256,15 +274,22 @@ def cmd_list(args) -> int:
         emit_json([j.as_dict() for j in jobs])
         return 0
     if not jobs:
-        out("no jobs" + ("" if args.all else " in the last day (--all lists older ones)")
-            + ". Start one with --detach, e.g. sushitui autotag NAME --detach")
+        out(
+            "no jobs"
+            + ("" if args.all else " in the last day (--all lists older ones)")
+            + ". Start one with --detach, e.g. sushitui autotag NAME --detach"
+        )
         return 0
-    out(f"{'ID':>4}  {'KIND':<15} {'DATASET':<16} {'STATE':<11} {'PROGRESS':<26} {'RATE / ETA':<20} "
-        f"{'STARTED':<16} {'DEVICE':<6} HOST/PID")
+    out(
+        f"{'ID':>4}  {'KIND':<15} {'DATASET':<16} {'STATE':<11} {'PROGRESS':<26} {'RATE / ETA':<20} "
+        f"{'STARTED':<16} {'DEVICE':<6} HOST/PID"
+    )
     for j in jobs:
         ds = (j.dataset or "-")[:16]
-        out(f"{j.id:>4}  {j.kind:<15} {ds:<16} {j.state:<11} {_progress_text(j):<26} {_rate_text(j):<20} "
-            f"{fmt_time(j.started_at or j.created_at):<16} {j.device:<6} {j.host or '-'}/{j.pid or '-'}")
+        out(
+            f"{j.id:>4}  {j.kind:<15} {ds:<16} {j.state:<11} {_progress_text(j):<26} {_rate_text(j):<20} "
+            f"{fmt_time(j.started_at or j.created_at):<16} {j.device:<6} {j.host or '-'}/{j.pid or '-'}"
+        )
         if j.state in ("failed", "interrupted", "cancelled") and j.message:
             out(f"      {j.message}")
         if j.state in ("failed", "interrupted"):
@@ -331,8 +356,10 @@ def cmd_cancel(args) -> int:
     if args.json:
         emit_json(j.as_dict())
     else:
-        out(f"job {j.id}: cancel requested; it stops at the next item and keeps what it finished "
-            f"(sushitui jobs attach {j.id} to watch)")
+        out(
+            f"job {j.id}: cancel requested; it stops at the next item and keeps what it finished "
+            f"(sushitui jobs attach {j.id} to watch)"
+        )
     return 0
 
 

@@ -7,18 +7,19 @@ import argparse
 
 from sushitui.cli.common import CliError, add_common, open_db, out, reply
 
-ITEMS_HELP = ("items by id, name as `sushitui items` lists it (sub/img001), image path, or a base name only one "
-              "item has")
+ITEMS_HELP = "items by id, name as `sushitui items` lists it (sub/img001), image path, or a base name only one item has"
 
 
 def register(subparsers) -> None:
     from sushitui.dataset.marks import FLAGS
 
     p = subparsers.add_parser(
-        "rate", help="give items 0-5 stars (0 clears); `rating:>=4` finds them",
+        "rate",
+        help="give items 0-5 stars (0 clears); `rating:>=4` finds them",
         usage="sushitui rate NAME [ITEM ...] STARS [--query Q] [--json]",
         description="Give items 0-5 stars (0 clears). Stars are kept in the dataset's .sushitui/marks.json, "
-        "so they survive a rebuild of the index.")
+        "so they survive a rebuild of the index.",
+    )
     p.add_argument("name", metavar="NAME", help="dataset name")
     p.add_argument("args", nargs="+", metavar="ITEM... STARS", help=f"{ITEMS_HELP}, then the stars (0-5)")
     p.add_argument("--query", "-q", default=None, metavar="Q", help="also every item matching this query")
@@ -26,10 +27,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_rate)
 
     p = subparsers.add_parser(
-        "flag", help=f"set or clear a flag ({', '.join(FLAGS)}) on items; `flag:exclude` finds them",
+        "flag",
+        help=f"set or clear a flag ({', '.join(FLAGS)}) on items; `flag:exclude` finds them",
         usage="sushitui flag NAME [ITEM ...] [-]FLAG [--query Q] [--json]",
         description=f"Set a flag ({', '.join(FLAGS)}) on items, or clear it with -FLAG (e.g. -exclude). "
-        "Exports leave items flagged exclude out unless --include-excluded is given.")
+        "Exports leave items flagged exclude out unless --include-excluded is given.",
+    )
     p.add_argument("name", metavar="NAME", help="dataset name")
     p.add_argument("args", nargs="+", metavar="ITEM... [-]FLAG", help=f"{ITEMS_HELP}, then the flag (-FLAG clears it)")
     p.add_argument("--query", "-q", default=None, metavar="Q", help="also every item matching this query")
@@ -39,9 +42,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_flag, clear_flags=None)
 
     p = subparsers.add_parser(
-        "crop", help="set or clear an item's crop (exports write the cropped image; the original is kept)",
+        "crop",
+        help="set or clear an item's crop (exports write the cropped image; the original is kept)",
         description="Set an item's crop rectangle x,y,w,h in image pixels, or clear it with --clear. "
-        "Exports write the cropped image; the original file is never changed.")
+        "Exports write the cropped image; the original file is never changed.",
+    )
     p.add_argument("name", metavar="NAME", help="dataset name")
     p.add_argument("item", metavar="ITEM", help=ITEMS_HELP)
     p.add_argument("rect", nargs="?", metavar="x,y,w,h", help="the rectangle in image pixels")
@@ -52,15 +57,20 @@ def register(subparsers) -> None:
     item = subparsers.add_parser("item", help="act on single items: remove (to the trash)")
     item_sub = item.add_subparsers(dest="item_command", metavar="ACTION", required=True)
     p = item_sub.add_parser(
-        "remove", help="move items' images, captions and sidecars to the trash and drop them from the index",
+        "remove",
+        help="move items' images, captions and sidecars to the trash and drop them from the index",
         description="Move every file of the items (images, caption files, sidecars named after them) to the "
         "freedesktop trash, or to .trash/ in the dataset when the trash is on another device, and drop them "
-        "from the index. Prints where each file went; restore them from there (the TUI's U key undoes).")
+        "from the index. Prints where each file went; restore them from there (the TUI's U key undoes).",
+    )
     p.add_argument("name", metavar="NAME", help="dataset name")
     p.add_argument("items", nargs="*", metavar="ITEM", help=ITEMS_HELP)
     p.add_argument("--query", "-q", default=None, metavar="Q", help="also every item matching this query")
-    p.add_argument("--dataset-trash", action="store_true",
-                   help="use .trash/ in the dataset even when the user's trash is on the same device")
+    p.add_argument(
+        "--dataset-trash",
+        action="store_true",
+        help="use .trash/ in the dataset even when the user's trash is on the same device",
+    )
     add_common(p)
     p.set_defaults(func=cmd_item_remove)
 
@@ -109,9 +119,17 @@ def cmd_rate(args) -> int:
     ids = _items(ds, refs, args.query)
     result = set_rating(ids, rating, dataset=ds)
     label = Marks(rating).stars() or "no stars"
-    reply(args, {"dataset": ds.name, "rating": rating, "items": len(ids), "changed": result.changed,
-                 "file": str(result.path) if result.path else None},
-          _summary(f"rated {label}:", result, len(ids)))
+    reply(
+        args,
+        {
+            "dataset": ds.name,
+            "rating": rating,
+            "items": len(ids),
+            "changed": result.changed,
+            "file": str(result.path) if result.path else None,
+        },
+        _summary(f"rated {label}:", result, len(ids)),
+    )
     return 0
 
 
@@ -138,6 +156,7 @@ def cmd_flag(args) -> int:
         verb = f"flagged {flag}:" if on else f"cleared {flag} on"
         lines.append(_summary(verb, result, len(ids)))
         data.append({"flag": flag, "set": on, "changed": result.changed})
+
     def text() -> None:
         for line in lines:
             out(line)
@@ -159,8 +178,11 @@ def cmd_crop(args) -> int:
     [item_id] = _items(ds, [args.item], None)
     result = set_crop(item_id, rect, dataset=ds)
     what = "cleared the crop of" if rect is None else f"cropped to {','.join(map(str, rect))}:"
-    reply(args, {"dataset": ds.name, "item": item_id, "crop": list(rect) if rect else None, "changed": result.changed},
-          f"{what} {args.item}" + (f"; saved in {result.path}" if result.path else " (unchanged)"))
+    reply(
+        args,
+        {"dataset": ds.name, "item": item_id, "crop": list(rect) if rect else None, "changed": result.changed},
+        f"{what} {args.item}" + (f"; saved in {result.path}" if result.path else " (unchanged)"),
+    )
     return 0
 
 
@@ -170,11 +192,18 @@ def cmd_item_remove(args) -> int:
     ds = _dataset(args)
     ids = _items(ds, list(args.items), args.query)
     removal = remove_items(ds, ids, home=False if args.dataset_trash else None)
-    data = {"dataset": ds.name, "removed": len(removal.items), "where": removal.where,
-            "files": [{"from": f.original, "to": f.trashed} for f in removal.files], "problems": removal.problems}
+    data = {
+        "dataset": ds.name,
+        "removed": len(removal.items),
+        "where": removal.where,
+        "files": [{"from": f.original, "to": f.trashed} for f in removal.files],
+        "problems": removal.problems,
+    }
 
     def text() -> None:
-        out(f"removed {len(removal.items):,} item(s) of {ds.name!r}; {len(removal.files):,} file(s) moved to {removal.where}:")
+        out(
+            f"removed {len(removal.items):,} item(s) of {ds.name!r}; {len(removal.files):,} file(s) moved to {removal.where}:"
+        )
         for f in removal.files:
             out(f"  {f.original} -> {f.trashed or 'the system trash'}")
         for problem in removal.problems:

@@ -66,12 +66,22 @@ def register(subparsers) -> None:
 
     rec = sub.add_parser("record", help="record usage from a JSONL file a trainer writes")
     rec.add_argument("run")
-    rec.add_argument("--from", dest="source", required=True, metavar="FILE.jsonl",
-                     help='lines like {"epoch": 1, "step": 10, "ids": [3, 7]} or with "images": [paths]')
+    rec.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="FILE.jsonl",
+        help='lines like {"epoch": 1, "step": 10, "ids": [3, 7]} or with "images": [paths]',
+    )
     rec.add_argument("--follow", action="store_true", help="keep reading lines appended to the file (Ctrl-C stops)")
-    rec.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long without new lines")
-    rec.add_argument("--reread", action="store_true",
-                     help="read the file from the start even if an earlier `run record` read part of it (counts those lines again)")
+    rec.add_argument(
+        "--idle-timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long without new lines"
+    )
+    rec.add_argument(
+        "--reread",
+        action="store_true",
+        help="read the file from the start even if an earlier `run record` read part of it (counts those lines again)",
+    )
     add_common(rec)
     rec.set_defaults(func=cmd_record)
 
@@ -80,9 +90,18 @@ def register(subparsers) -> None:
     sa.add_argument("--epochs", type=IntArg(1, 100_000), required=True, metavar="N", help="epochs to sample")
     sa.add_argument("--sampler", default="random", help="random, min-usage, stratified or variance (default random)")
     sa.add_argument("--seed", type=IntArg(0), default=0, metavar="N", help="random seed (default 0)")
-    sa.add_argument("--history", choices=("all", "parent"), default="all",
-                    help="usage history the weighted samplers balance: all previous runs or the parent run")
-    sa.add_argument("--epoch-size", type=IntArg(1, 100_000_000), metavar="N", help="samples per epoch (default: the number of items)")
+    sa.add_argument(
+        "--history",
+        choices=("all", "parent"),
+        default="all",
+        help="usage history the weighted samplers balance: all previous runs or the parent run",
+    )
+    sa.add_argument(
+        "--epoch-size",
+        type=IntArg(1, 100_000_000),
+        metavar="N",
+        help="samples per epoch (default: the number of items)",
+    )
     sa.add_argument("--out", required=True, metavar="FILE")
     sa.add_argument("--format", choices=("list", "kohya-json", "jsonl"), default="list")
     add_common(sa)
@@ -177,9 +196,17 @@ def cmd_create(args) -> int:
     open_db(args)
     config = _load_config(args.config) if args.config else None
     run = create_run(
-        args.name, args.dataset, parent=args.parent, model_type=args.model_type, base_model=args.base_model,
-        caption_type=args.caption, config=config, epochs=args.epochs, steps=args.steps,
-        output_path=args.output_path, checkpoint_dir=args.checkpoint_dir,
+        args.name,
+        args.dataset,
+        parent=args.parent,
+        model_type=args.model_type,
+        base_model=args.base_model,
+        caption_type=args.caption,
+        config=config,
+        epochs=args.epochs,
+        steps=args.steps,
+        output_path=args.output_path,
+        checkpoint_dir=args.checkpoint_dir,
     )
     reply(args, run_to_dict(run), f"created run {run.name} (#{run.number} of dataset {run.dataset.name})")
     return 0
@@ -200,8 +227,10 @@ def cmd_list(args) -> int:
     out(f"{'NAME':<24} {'DATASET':<16} {'#':>3} {'STATUS':<10} {'EPOCHS':>9} {'SAMPLES':>12}  CREATED")
     for d in runs:
         epochs = f"{d['epochs_done']}/{d['epochs_planned'] if d['epochs_planned'] is not None else '?'}"
-        out(f"{d['name']:<24} {d['dataset']:<16} {d['number']:>3} {d['status']:<10} {epochs:>9} "
-            f"{d['samples_seen']:>12,}  {fmt_time(d['created_at'])}")
+        out(
+            f"{d['name']:<24} {d['dataset']:<16} {d['number']:>3} {d['status']:<10} {epochs:>9} "
+            f"{d['samples_seen']:>12,}  {fmt_time(d['created_at'])}"
+        )
     return 0
 
 
@@ -239,7 +268,11 @@ def cmd_remove(args) -> int:
             out("nothing removed")
             return 1
     changed = remove_run(run)
-    reply(args, {"removed": run.name, "items_updated": changed}, f"removed run {run.name}; per-item totals of {changed:,} items updated")
+    reply(
+        args,
+        {"removed": run.name, "items_updated": changed},
+        f"removed run {run.name}; per-item totals of {changed:,} items updated",
+    )
     return 0
 
 
@@ -253,23 +286,41 @@ def cmd_record(args) -> int:
     bar = TerminalProgress(f"run {run.name}")
     try:
         with cancel_on_sigint() as token:
-            report = record_jsonl(run, args.source, follow=args.follow, idle_timeout=args.idle_timeout,
-                                  progress=bar, cancel=token, reread=args.reread)
+            report = record_jsonl(
+                run,
+                args.source,
+                follow=args.follow,
+                idle_timeout=args.idle_timeout,
+                progress=bar,
+                cancel=token,
+                reread=args.reread,
+            )
     finally:
         bar.close()
         run.close()
     if args.json:
-        emit_json({
-            "run": run.name, "file": report.path, "lines": report.lines, "lines_recorded": report.lines_recorded,
-            "events": report.events, "cancelled": report.cancelled, "resumed_at_line": report.resumed_at_line,
-            "problems": [{"line": p.line, "reason": p.reason} for p in report.problems],
-        })
+        emit_json(
+            {
+                "run": run.name,
+                "file": report.path,
+                "lines": report.lines,
+                "lines_recorded": report.lines_recorded,
+                "events": report.events,
+                "cancelled": report.cancelled,
+                "resumed_at_line": report.resumed_at_line,
+                "problems": [{"line": p.line, "reason": p.reason} for p in report.problems],
+            }
+        )
     else:
         if report.resumed_at_line:
-            out(f"continuing after line {report.resumed_at_line:,}, where an earlier `run record` of this file stopped "
-                "(--reread reads it all again)")
-        out(f"recorded {report.events:,} samples from {report.lines_recorded:,} of {report.lines - report.resumed_at_line:,} "
-            f"new lines into run {run.name}" + (" (stopped)" if report.cancelled else ""))
+            out(
+                f"continuing after line {report.resumed_at_line:,}, where an earlier `run record` of this file stopped "
+                "(--reread reads it all again)"
+            )
+        out(
+            f"recorded {report.events:,} samples from {report.lines_recorded:,} of {report.lines - report.resumed_at_line:,} "
+            f"new lines into run {run.name}" + (" (stopped)" if report.cancelled else "")
+        )
         for p in report.problems[:50]:
             out(f"  {report.path}:{p.line}: {p.reason}")
         if len(report.problems) > 50:
@@ -287,9 +338,18 @@ def cmd_sample(args) -> int:
     bar = TerminalProgress(f"run {run.name}")
     try:
         with cancel_on_sigint() as token:
-            rep = write_sample_file(run, args.out, epochs=args.epochs, sampler=args.sampler, seed=args.seed,
-                                    history=args.history, fmt=args.format, epoch_size=args.epoch_size,
-                                    progress=bar, cancel=token)
+            rep = write_sample_file(
+                run,
+                args.out,
+                epochs=args.epochs,
+                sampler=args.sampler,
+                seed=args.seed,
+                history=args.history,
+                fmt=args.format,
+                epoch_size=args.epoch_size,
+                progress=bar,
+                cancel=token,
+            )
     finally:
         bar.close()
         run.close()
@@ -300,8 +360,10 @@ def cmd_sample(args) -> int:
 
         emit_json(asdict(rep))
     else:
-        out(f"wrote {rep.samples:,} samples ({rep.epochs} epochs, {rep.distinct_items:,} distinct items, "
-            f"sampler {rep.sampler}, seed {rep.seed}) to {rep.path} [{rep.format}]")
+        out(
+            f"wrote {rep.samples:,} samples ({rep.epochs} epochs, {rep.distinct_items:,} distinct items, "
+            f"sampler {rep.sampler}, seed {rep.seed}) to {rep.path} [{rep.format}]"
+        )
     return 0
 
 
@@ -322,8 +384,13 @@ def _find_item(ref: str, dataset: str | None) -> int:
                 rel = Path(ref).resolve().relative_to(Path(ds.root_path).resolve()).as_posix()
             except ValueError:
                 raise CliError(f"{ref} is not inside dataset {ds.name!r} ({ds.root_path})") from None
-        item = (Item.select().where((Item.dataset == ds.id) & ((Item.image_path == rel) | (Item.group_key == rel)
-                                                              | (Item.base_name == rel))).first())
+        item = (
+            Item.select()
+            .where(
+                (Item.dataset == ds.id) & ((Item.image_path == rel) | (Item.group_key == rel) | (Item.base_name == rel))
+            )
+            .first()
+        )
     if item is None:
         raise CliError(f"no item {ref!r}" + (f" in dataset {dataset!r}" if dataset else ""))
     return item.id
@@ -342,12 +409,16 @@ def cmd_item(args) -> int:
     if not usage["total_seen"]:
         out(f"item {item_id} was never trained on")
         return 0
-    out(f"item {item_id}: seen {usage['total_seen']:,} times in {usage['runs_participated']} runs; per run mean "
-        f"{usage['mean_per_run']:.2f}, std {usage['std_per_run']:.2f}, variance {usage['variance_per_run']:.2f}")
+    out(
+        f"item {item_id}: seen {usage['total_seen']:,} times in {usage['runs_participated']} runs; per run mean "
+        f"{usage['mean_per_run']:.2f}, std {usage['std_per_run']:.2f}, variance {usage['variance_per_run']:.2f}"
+    )
     out(f"  first trained {fmt_time(usage['first_trained_at'])}, last {fmt_time(usage['last_trained_at'])}")
     for r in usage["runs"]:
-        out(f"  {r['run']:<24} {r['times_seen']:>8,}  epochs {r['first_epoch']}–{r['last_epoch']}  "
-            f"steps {r['first_step']}–{r['last_step']}")
+        out(
+            f"  {r['run']:<24} {r['times_seen']:>8,}  epochs {r['first_epoch']}–{r['last_epoch']}  "
+            f"steps {r['first_step']}–{r['last_step']}"
+        )
     return 0
 
 
@@ -360,11 +431,15 @@ def cmd_stats(args) -> int:
     if args.json:
         emit_json(st.to_dict())
         return 0
-    out(f"{st.run} (#{st.number} of {st.dataset}) {st.status}  scope: {'this run' if st.scope == 'run' else 'all runs'}")
+    out(
+        f"{st.run} (#{st.number} of {st.dataset}) {st.status}  scope: {'this run' if st.scope == 'run' else 'all runs'}"
+    )
     out(f"  items used     {st.items_used:,} of {st.items:,}  (never used {st.never_used_count:,})")
     out(f"  samples seen   {st.samples_seen:,}   epochs {st.epochs_done}   steps {st.steps_done}")
-    out(f"  times seen     mean {st.mean:.2f}  median {st.median:g}  std {st.std:.2f}  variance {st.variance:.2f}  "
-        f"min {st.min}  max {st.max}")
+    out(
+        f"  times seen     mean {st.mean:.2f}  median {st.median:g}  std {st.std:.2f}  variance {st.variance:.2f}  "
+        f"min {st.min}  max {st.max}"
+    )
     out("  heatmap (items in id order, darker = more used)")
     for line in heatmap_rows(st.heatmap, 60):
         out(f"    |{line}|")
@@ -386,6 +461,8 @@ def cmd_stats(args) -> int:
     rec = st.recommendation
     if rec:
         out(f"  recommendation: {rec.reason}")
-        out(f"    resume: sushitui run create NEW --dataset {st.dataset} --parent {st.run}, then sample with "
-            f"--sampler {rec.sampler} --history {rec.history}")
+        out(
+            f"    resume: sushitui run create NEW --dataset {st.dataset} --parent {st.run}, then sample with "
+            f"--sampler {rec.sampler} --history {rec.history}"
+        )
     return 0

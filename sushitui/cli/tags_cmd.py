@@ -30,9 +30,12 @@ def register(subparsers) -> None:
 
 
 def _register_tag(subparsers) -> None:
-    p = subparsers.add_parser("tag", help="add, remove or replace a tag on many items (bulk edit)",
-                              description="Bulk tag edits on the items of a dataset that match --query (all items without it). "
-                              "Caption files are written atomically; --dry-run shows what would change.")
+    p = subparsers.add_parser(
+        "tag",
+        help="add, remove or replace a tag on many items (bulk edit)",
+        description="Bulk tag edits on the items of a dataset that match --query (all items without it). "
+        "Caption files are written atomically; --dry-run shows what would change.",
+    )
     sub = p.add_subparsers(dest="tag_command", metavar="ACTION", required=True)
     specs = {
         "add": ("add TAG to the matching items that lack it (aliases applied)", ["tag"]),
@@ -44,14 +47,31 @@ def _register_tag(subparsers) -> None:
         sp.add_argument("name", metavar="NAME", help="dataset name")
         for pos in positionals:
             sp.add_argument(pos, metavar=pos.upper())
-        sp.add_argument("--query", "-q", default=None, metavar="Q", help="only items matching this query (see README: query language)")
+        sp.add_argument(
+            "--query",
+            "-q",
+            default=None,
+            metavar="Q",
+            help="only items matching this query (see README: query language)",
+        )
         sp.add_argument("--items", default=None, metavar="IDS", help="only these item ids (comma-separated)")
-        sp.add_argument("--subtype", default="main",
-                        help="the tag caption to edit (default: main); 'auto': each item's own, i.e. main, or the "
-                             "caption holding its tags when main is prose (kohya x.txt + x.cap), as the browser does")
+        sp.add_argument(
+            "--subtype",
+            default="main",
+            help="the tag caption to edit (default: main); 'auto': each item's own, i.e. main, or the "
+            "caption holding its tags when main is prose (kohya x.txt + x.cap), as the browser does",
+        )
         if action == "add":
-            sp.add_argument("--position", type=IntArg(0), default=None, metavar="N", help="insert at index N (0: first) instead of the end")
-        sp.add_argument("--dry-run", action="store_true", help="report the items and files that would change; write nothing")
+            sp.add_argument(
+                "--position",
+                type=IntArg(0),
+                default=None,
+                metavar="N",
+                help="insert at index N (0: first) instead of the end",
+            )
+        sp.add_argument(
+            "--dry-run", action="store_true", help="report the items and files that would change; write nothing"
+        )
         add_common(sp)
         sp.set_defaults(func=_cmd_tag, tag_action=action)
 
@@ -67,10 +87,16 @@ def _unindexed_hint(name: str, progress: "_CountingProgress", verb: str = "edite
     import shlex
 
     def hint() -> str:
-        done = f"{progress.done:,} of {progress.total:,} items were {verb} and indexed before it; " if progress.total else ""
-        return (f"{done}caption files written by the batch that failed are on disk but not yet in the index. "
-                f"Once the database can be written again, `sushitui dataset reindex {shlex.quote(name)}` "
-                "brings the index up to date with them")
+        done = (
+            f"{progress.done:,} of {progress.total:,} items were {verb} and indexed before it; "
+            if progress.total
+            else ""
+        )
+        return (
+            f"{done}caption files written by the batch that failed are on disk but not yet in the index. "
+            f"Once the database can be written again, `sushitui dataset reindex {shlex.quote(name)}` "
+            "brings the index up to date with them"
+        )
 
     return hint
 
@@ -123,15 +149,22 @@ def _cmd_tag(args) -> int:
 
 
 def _print_bulk(report) -> None:
-    what = {"add": f"add '{report.tag}' to", "remove": f"remove '{report.tag}' from",
-            "replace": f"replace '{report.tag}' with '{report.new_tag}' on"}[report.operation]
+    what = {
+        "add": f"add '{report.tag}' to",
+        "remove": f"remove '{report.tag}' from",
+        "replace": f"replace '{report.tag}' with '{report.new_tag}' on",
+    }[report.operation]
     if report.dry_run:
-        out(f"dry run: would {what} {report.items_changed:,} of {report.items_matched:,} matching items "
-            f"({len(report.files):,} caption files)")
+        out(
+            f"dry run: would {what} {report.items_changed:,} of {report.items_matched:,} matching items "
+            f"({len(report.files):,} caption files)"
+        )
     else:
         done = {"add": "added", "remove": "removed", "replace": "replaced"}[report.operation]
-        out(f"{done}: {what.split(' ', 1)[1]} {report.items_changed:,} of {report.items_matched:,} matching items; "
-            f"{len(report.files):,} caption files written in {report.elapsed:.2f} s")
+        out(
+            f"{done}: {what.split(' ', 1)[1]} {report.items_changed:,} of {report.items_matched:,} matching items; "
+            f"{len(report.files):,} caption files written in {report.elapsed:.2f} s"
+        )
     for f in report.files[:SHOW_FILES]:
         out(f"  {f}")
     if len(report.files) > SHOW_FILES:
@@ -146,8 +179,11 @@ def _print_bulk(report) -> None:
 
 
 def _register_alias(subparsers) -> None:
-    p = subparsers.add_parser("alias", help="tag aliases (girl → 1girl), applied whenever a tag is added",
-                              description="Tag aliases: a tag written as FROM is written as TO whenever a tag is added.")
+    p = subparsers.add_parser(
+        "alias",
+        help="tag aliases (girl → 1girl), applied whenever a tag is added",
+        description="Tag aliases: a tag written as FROM is written as TO whenever a tag is added.",
+    )
     sub = p.add_subparsers(dest="alias_command", metavar="ACTION", required=True)
     sp = sub.add_parser("list", help="list aliases")
     add_common(sp)
@@ -192,7 +228,11 @@ def _cmd_alias_add(args) -> int:
         a = aliases.add_alias(args.from_tag, args.to_tag)
     except aliases.AliasError as exc:
         raise CliError(str(exc), 2) from exc
-    reply(args, {"from": a.from_tag, "to": a.to_tag}, f"alias added: {a.from_tag} → {a.to_tag} (existing captions: sushitui alias apply NAME)")
+    reply(
+        args,
+        {"from": a.from_tag, "to": a.to_tag},
+        f"alias added: {a.from_tag} → {a.to_tag} (existing captions: sushitui alias apply NAME)",
+    )
     return 0
 
 
@@ -214,7 +254,10 @@ def _cmd_alias_apply(args) -> int:
     progress = TerminalProgress("alias apply", enabled=None if not args.json else False)
     counting = _CountingProgress(progress)
     try:
-        with cancel_on_sigint() as cancel, on_database_error(args, None if args.dry_run else _unindexed_hint(args.name, counting, "rewritten")):
+        with (
+            cancel_on_sigint() as cancel,
+            on_database_error(args, None if args.dry_run else _unindexed_hint(args.name, counting, "rewritten")),
+        ):
             report = bulk_edit.apply_aliases(args.name, dry_run=args.dry_run, progress=counting, cancel=cancel)
     except (bulk_edit.BulkError, DatasetNotFound) as exc:  # what to edit is wrong: a usage error
         raise CliError(str(exc), 2) from exc
@@ -240,8 +283,11 @@ def _cmd_alias_apply(args) -> int:
 
 
 def _register_group(subparsers) -> None:
-    p = subparsers.add_parser("group", help="tag groups: list, create, rename, colour, members, import",
-                              description="Tag groups colour tag pills and drive group:NAME queries.")
+    p = subparsers.add_parser(
+        "group",
+        help="tag groups: list, create, rename, colour, members, import",
+        description="Tag groups colour tag pills and drive group:NAME queries.",
+    )
     sub = p.add_subparsers(dest="group_command", metavar="ACTION", required=True)
 
     def cmd(name, help_text, func, *args_spec):
@@ -259,18 +305,40 @@ def _register_group(subparsers) -> None:
         sp.add_argument("tags", metavar="TAG", nargs="+", help="tags (several, or one comma-separated list)")
 
     cmd("list", "list groups with their colours and sizes", _cmd_group_list)
-    cmd("add", "create a group", _cmd_group_add, group_name,
+    cmd(
+        "add",
+        "create a group",
+        _cmd_group_add,
+        group_name,
         lambda sp: sp.add_argument("--color", default=None, help="#RRGGBB"),
-        lambda sp: sp.add_argument("--description", default="", help="a short description"))
-    cmd("rename", "rename a group", _cmd_group_rename, group_name, lambda sp: sp.add_argument("new_name", metavar="NEW"))
-    cmd("remove", "delete a group (tags on items are not touched)", _cmd_group_remove, group_name,
-        lambda sp: sp.add_argument("--yes", action="store_true", help="do not ask for confirmation"))
-    cmd("color", "set a group's colour", _cmd_group_color, group_name, lambda sp: sp.add_argument("color", metavar="#RRGGBB"))
+        lambda sp: sp.add_argument("--description", default="", help="a short description"),
+    )
+    cmd(
+        "rename", "rename a group", _cmd_group_rename, group_name, lambda sp: sp.add_argument("new_name", metavar="NEW")
+    )
+    cmd(
+        "remove",
+        "delete a group (tags on items are not touched)",
+        _cmd_group_remove,
+        group_name,
+        lambda sp: sp.add_argument("--yes", action="store_true", help="do not ask for confirmation"),
+    )
+    cmd(
+        "color",
+        "set a group's colour",
+        _cmd_group_color,
+        group_name,
+        lambda sp: sp.add_argument("color", metavar="#RRGGBB"),
+    )
     cmd("tags", "list a group's tags", _cmd_group_tags, group_name)
     cmd("add-tags", "add tags to a group", _cmd_group_add_tags, group_name, tags)
     cmd("remove-tags", "remove tags from a group", _cmd_group_remove_tags, group_name, tags)
-    cmd("import", "import group definitions from a JSON file", _cmd_group_import,
-        lambda sp: sp.add_argument("file", metavar="FILE"))
+    cmd(
+        "import",
+        "import group definitions from a JSON file",
+        _cmd_group_import,
+        lambda sp: sp.add_argument("file", metavar="FILE"),
+    )
 
 
 def _groups():
@@ -299,7 +367,9 @@ def _cmd_group_list(args) -> int:
     def run(g):
         rows = g.list_groups()
         if args.json:
-            emit_json([{"name": r.name, "color": r.color, "description": r.description, "tags": r.tag_count} for r in rows])
+            emit_json(
+                [{"name": r.name, "color": r.color, "description": r.description, "tags": r.tag_count} for r in rows]
+            )
             return 0
         width = max((len(r.name) for r in rows), default=4)
         for r in rows:
@@ -312,7 +382,9 @@ def _cmd_group_list(args) -> int:
 def _cmd_group_add(args) -> int:
     def run(g):
         info = g.add_group(args.group, args.color, args.description)
-        emit_json({"name": info.name, "color": info.color}) if args.json else out(f"group added: {info.name} {info.color}")
+        emit_json({"name": info.name, "color": info.color}) if args.json else out(
+            f"group added: {info.name} {info.color}"
+        )
         return 0
 
     return _run_group(args, run)
@@ -321,7 +393,9 @@ def _cmd_group_add(args) -> int:
 def _cmd_group_rename(args) -> int:
     def run(g):
         g.rename_group(args.group, args.new_name)
-        emit_json({"renamed": args.group, "to": args.new_name}) if args.json else out(f"group renamed: {args.group} → {args.new_name}")
+        emit_json({"renamed": args.group, "to": args.new_name}) if args.json else out(
+            f"group renamed: {args.group} → {args.new_name}"
+        )
         return 0
 
     return _run_group(args, run)
@@ -399,8 +473,10 @@ def _cmd_group_import(args) -> int:
 
             emit_json(asdict(report))
         else:
-            out(f"imported: {len(report.groups_created)} groups created, {len(report.groups_updated)} updated, "
-                f"{report.tags_added:,} tags added ({report.tags_already:,} already there)")
+            out(
+                f"imported: {len(report.groups_created)} groups created, {len(report.groups_updated)} updated, "
+                f"{report.tags_added:,} tags added ({report.tags_already:,} already there)"
+            )
             for name in report.groups_created:
                 out(f"  + {name}")
             for p in report.problems[:50]:
@@ -410,4 +486,3 @@ def _cmd_group_import(args) -> int:
         return 0
 
     return _run_group(args, run)
-

@@ -154,26 +154,41 @@ def edit_items(
     return result
 
 
-def _edit_batch(chunk: list[int], rewrite: Callable[[list[str]], list[str]], subtype: str, dry_run: bool,
-                result: _EditResult) -> None:
+def _edit_batch(
+    chunk: list[int], rewrite: Callable[[list[str]], list[str]], subtype: str, dry_run: bool, result: _EditResult
+) -> None:
     each_item = subtype == EACH_ITEM
     # only what the caption write path reads (new caption names): the JSON columns
     # (EXIF, related images, problems) would be decoded for nothing, per row
-    items = {i.id: i for i in Item.select(Item.id, Item.dataset, Item.rel_dir, Item.base_name, Item.item_type)
-             .where(Item.id.in_(chunk))}
+    items = {
+        i.id: i
+        for i in Item.select(Item.id, Item.dataset, Item.rel_dir, Item.base_name, Item.item_type).where(
+            Item.id.in_(chunk)
+        )
+    }
     current: dict[int, dict[str, list[str]]] = {i: {} for i in chunk}
     # plain cursor: ~10x less per-row overhead than model rows for ~30 tags per item
     marks = ",".join("?" * len(chunk))
     rows = current_database().execute_sql(
         f"SELECT item_id, subtype, tag FROM item_tag WHERE item_id IN ({marks}) "
-        + ("" if each_item else "AND subtype = ? ") + "ORDER BY item_id, position",
+        + ("" if each_item else "AND subtype = ? ")
+        + "ORDER BY item_id, position",
         chunk if each_item else [*chunk, subtype],
     )
     for item_id, sub, tag in rows:
         current[item_id].setdefault(sub, []).append(tag)
-    prose_main = set() if not each_item else {r[0] for r in current_database().execute_sql(
-        f"SELECT item_id FROM caption WHERE item_id IN ({marks}) AND subtype = ? AND type != 'tags' "
-        "AND file_path IS NOT NULL", [*chunk, MAIN])}
+    prose_main = (
+        set()
+        if not each_item
+        else {
+            r[0]
+            for r in current_database().execute_sql(
+                f"SELECT item_id FROM caption WHERE item_id IN ({marks}) AND subtype = ? AND type != 'tags' "
+                "AND file_path IS NOT NULL",
+                [*chunk, MAIN],
+            )
+        }
+    )
     edits: dict[str, list[TagEdit]] = {}  # subtype -> the edits of that tag caption
     for item_id in chunk:
         item = items.get(item_id)
@@ -287,7 +302,9 @@ def _run(
         nonlocal done
         done += n
         if progress is not None:
-            progress(ProgressEvent("checking" if dry_run else "writing", done, len(ids), unit="items", started_at=started))
+            progress(
+                ProgressEvent("checking" if dry_run else "writing", done, len(ids), unit="items", started_at=started)
+            )
 
     res = edit_items(ids, rewrite, subtype=subtype, dry_run=dry_run, on_batch=step, cancel=cancel)
     report.items_changed = res.items_changed
@@ -308,7 +325,6 @@ def _has(cond, subtype: str):
     if subtype != EACH_ITEM:
         cond = cond & (ItemTag.subtype == subtype)
     return Item.id.in_(ItemTag.select(ItemTag.item).where(cond))
-
 
 
 def bulk_add(
@@ -337,8 +353,19 @@ def bulk_add(
     # skip the items that have it already; with EACH_ITEM the caption is chosen per item,
     # so "has it in some caption" would skip too much: every item is visited
     narrow = None if subtype == EACH_ITEM else ~_has(ItemTag.norm == key, subtype)
-    return _run("add", dataset, wanted, None, rewrite, narrow, target=target, subtype=subtype,
-                dry_run=dry_run, progress=progress, cancel=cancel)
+    return _run(
+        "add",
+        dataset,
+        wanted,
+        None,
+        rewrite,
+        narrow,
+        target=target,
+        subtype=subtype,
+        dry_run=dry_run,
+        progress=progress,
+        cancel=cancel,
+    )
 
 
 def bulk_remove(
@@ -358,8 +385,19 @@ def bulk_remove(
     def rewrite(tags: list[str]) -> list[str]:
         return [t for t in tags if not matches(match_key(t))]
 
-    return _run("remove", dataset, tag, None, rewrite, _has(cond, subtype), target=target, subtype=subtype,
-                dry_run=dry_run, progress=progress, cancel=cancel)
+    return _run(
+        "remove",
+        dataset,
+        tag,
+        None,
+        rewrite,
+        _has(cond, subtype),
+        target=target,
+        subtype=subtype,
+        dry_run=dry_run,
+        progress=progress,
+        cancel=cancel,
+    )
 
 
 def bulk_replace(
@@ -382,8 +420,19 @@ def bulk_replace(
     def rewrite(tags: list[str]) -> list[str]:
         return [wanted if matches(match_key(t)) else t for t in tags]
 
-    return _run("replace", dataset, old, wanted, rewrite, _has(cond, subtype), target=target, subtype=subtype,
-                dry_run=dry_run, progress=progress, cancel=cancel)
+    return _run(
+        "replace",
+        dataset,
+        old,
+        wanted,
+        rewrite,
+        _has(cond, subtype),
+        target=target,
+        subtype=subtype,
+        dry_run=dry_run,
+        progress=progress,
+        cancel=cancel,
+    )
 
 
 # --- the aliases, applied to a dataset (TAG-2) -----------------------------------------
@@ -447,6 +496,7 @@ def apply_aliases(
     done = 0
     started = time.monotonic()
     for subtype, ids in sorted(affected.items()):
+
         def step(n: int) -> None:
             nonlocal done
             done += n
@@ -467,8 +517,9 @@ def apply_aliases(
 # --- a tag out of every dataset and the dictionary (dict remove --from-datasets) -------
 
 
-def remove_tag_everywhere(tag: str, *, progress: ProgressCallback | None = None,
-                          cancel: CancelToken | None = None) -> dictionary.RemoveReport:
+def remove_tag_everywhere(
+    tag: str, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> dictionary.RemoveReport:
     """Strip ``tag`` (by match key) from every caption of every dataset that has it, then
     delete its dictionary entry. Cancelled: the batches written so far stay, the entry
     stays (run it again to finish) and the report says ``cancelled``. A tag that is
@@ -493,8 +544,13 @@ def remove_tag_everywhere(tag: str, *, progress: ProgressCallback | None = None,
     report = dictionary.RemoveReport(removed=False)
     # one edit_items per (dataset, subtype): each dataset's batches hold that dataset's lock
     for (_dataset_id, subtype), ids in sorted(per_dataset.items()):
-        res = edit_items(sorted(ids), lambda tags: [t for t in tags if match_key(t) != key], subtype=subtype,
-                         on_batch=step, cancel=cancel)
+        res = edit_items(
+            sorted(ids),
+            lambda tags: [t for t in tags if match_key(t) != key],
+            subtype=subtype,
+            on_batch=step,
+            cancel=cancel,
+        )
         report.items_changed += res.items_changed
         report.files_written += len(res.files)
         report.problems += [f"{path}: {reason}" for _item, path, reason in res.problems]

@@ -103,7 +103,9 @@ def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
             if not stat.S_ISREG(st.st_mode):
                 raise CaptionFileError(f"{path}: not a regular file (a pipe, device or socket); skipped")
             if st.st_size > MAX_CAPTION_BYTES:
-                raise CaptionFileError(f"{path}: {st.st_size} bytes is too large for a caption file (limit {MAX_CAPTION_BYTES}); skipped")
+                raise CaptionFileError(
+                    f"{path}: {st.st_size} bytes is too large for a caption file (limit {MAX_CAPTION_BYTES}); skipped"
+                )
             chunks = []
             left = MAX_CAPTION_BYTES + 1
             while left > 0:
@@ -114,7 +116,9 @@ def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
                 left -= len(chunk)
             data = b"".join(chunks)
             if len(data) > MAX_CAPTION_BYTES:
-                raise CaptionFileError(f"{path}: more than {MAX_CAPTION_BYTES} bytes, too large for a caption file; skipped")
+                raise CaptionFileError(
+                    f"{path}: more than {MAX_CAPTION_BYTES} bytes, too large for a caption file; skipped"
+                )
             return data, st
     except FileNotFoundError:
         raise
@@ -277,7 +281,9 @@ def write_atomic(
         os.replace(staged.tmp, staged.path)
     except OSError as exc:
         _discard(staged.tmp)
-        raise CaptionFileError(f"{staged.path}: not saved ({exc.strerror or exc}); the previous file is intact") from exc
+        raise CaptionFileError(
+            f"{staged.path}: not saved ({exc.strerror or exc}); the previous file is intact"
+        ) from exc
     _fsync_dir(staged.path.parent)
     return _state_after(staged)
 
@@ -316,7 +322,7 @@ def write_new(path: str | os.PathLike, text: str, *, encoding: str | None = None
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except OSError as exc:
         reason = "the disk is full" if getattr(exc, "errno", None) == 28 else (exc.strerror or str(exc))
         raise CaptionFileError(f"{path}: not written, {reason}") from exc
@@ -355,8 +361,16 @@ def _stat_key(st: os.stat_result | None) -> tuple | None:
     return None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding: str | None, *, fsync: bool,
-           root: str | os.PathLike | None = None, allow_lossy: bool = False) -> StagedWrite:
+def _stage(
+    path: Path,
+    text: str,
+    expected: "FileState | None | bool",
+    encoding: str | None,
+    *,
+    fsync: bool,
+    root: str | os.PathLike | None = None,
+    allow_lossy: bool = False,
+) -> StagedWrite:
     """Checks, then the new bytes in a temporary file beside the target with the
     target's permissions. The target itself is untouched."""
     target = write_target(path, root)
@@ -371,16 +385,22 @@ def _stage(path: Path, text: str, expected: "FileState | None | bool", encoding:
     if old is not None and not allow_lossy:
         problem = text_problem(old)
         if problem is not None:
-            raise LossyCaption(f"{target}: {problem}; not rewritten, as its original bytes would be lost. "
-                               "Fix or delete the file, or edit it in item detail to replace it.")
+            raise LossyCaption(
+                f"{target}: {problem}; not rewritten, as its original bytes would be lost. "
+                "Fix or delete the file, or edit it in item detail to replace it."
+            )
     data = encode_caption(text, encoding)
     directory = target.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=directory)
     except PermissionError as exc:
-        raise CaptionFileError(f"{target}: the folder {directory} is read-only; the caption cannot be saved there") from exc
+        raise CaptionFileError(
+            f"{target}: the folder {directory} is read-only; the caption cannot be saved there"
+        ) from exc
     except OSError as exc:
-        raise CaptionFileError(f"{target}: cannot create a temporary file in {directory} ({exc.strerror or exc})") from exc
+        raise CaptionFileError(
+            f"{target}: cannot create a temporary file in {directory} ({exc.strerror or exc})"
+        ) from exc
     try:
         if st is not None:
             mode = st.st_mode & 0o777
@@ -471,7 +491,9 @@ def publish_staged(staged: list[StagedWrite]) -> list["FileState | CaptionFileEr
             state = _state_after(s)
         except OSError as exc:
             _discard(s.tmp)
-            results.append(CaptionFileError(f"{s.path}: not saved ({exc.strerror or exc}); the previous file is intact"))
+            results.append(
+                CaptionFileError(f"{s.path}: not saved ({exc.strerror or exc}); the previous file is intact")
+            )
             continue
         folders.add(s.path.parent)
         results.append(state)

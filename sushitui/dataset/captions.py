@@ -118,7 +118,11 @@ def new_caption_rel_path(item: Item, subtype: str, siblings: Iterable[Caption] =
         uses_suffixes = item.item_type == "group" or any(
             c.file_path and Path(c.file_path).stem != item.base_name for c in siblings
         )
-        return f"{prefix}{item.base_name}_main.txt" if uses_suffixes and subtype == MAIN else f"{prefix}{item.base_name}.txt"
+        return (
+            f"{prefix}{item.base_name}_main.txt"
+            if uses_suffixes and subtype == MAIN
+            else f"{prefix}{item.base_name}.txt"
+        )
     return f"{prefix}{item.base_name}_{subtype}.txt"
 
 
@@ -173,7 +177,8 @@ def _register_subtype(dataset: Dataset, subtype: str) -> None:
         if key not in suffixes:
             suffixes.append(key)
             Dataset.update({Dataset.caption_suffixes: suffixes, Dataset.updated_at: time.time()}).where(
-                Dataset.id == dataset.id).execute()
+                Dataset.id == dataset.id
+            ).execute()
     dataset.caption_suffixes = suffixes
 
 
@@ -203,7 +208,11 @@ def find_caption(item: Item, ctype: str, subtype: str) -> Caption | None:
 def item_tags(item: Item | int, subtype: str = MAIN) -> list[str]:
     """The item's tags of ``subtype`` in caption order."""
     item_id = item if isinstance(item, int) else item.id
-    rows = ItemTag.select(ItemTag.tag).where((ItemTag.item == item_id) & (ItemTag.subtype == subtype)).order_by(ItemTag.position)
+    rows = (
+        ItemTag.select(ItemTag.tag)
+        .where((ItemTag.item == item_id) & (ItemTag.subtype == subtype))
+        .order_by(ItemTag.position)
+    )
     return [r.tag for r in rows]
 
 
@@ -213,20 +222,46 @@ def _expected(caption: Caption | None, force: bool, base: Any) -> FileState | No
     return caption_state(caption) if base is UNSET else base
 
 
-def _write_file(dataset: Dataset, caption: Caption | None, rel: str, text: str, force: bool, base: Any = UNSET,
-                allow_lossy: bool = False) -> FileState:
+def _write_file(
+    dataset: Dataset,
+    caption: Caption | None,
+    rel: str,
+    text: str,
+    force: bool,
+    base: Any = UNSET,
+    allow_lossy: bool = False,
+) -> FileState:
     path = to_abs(dataset.root_path, rel)
     encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
-    return write_atomic(path, text, expected=_expected(caption, force, base), encoding=encoding,
-                        root=dataset.root_path, allow_lossy=allow_lossy or force)
+    return write_atomic(
+        path,
+        text,
+        expected=_expected(caption, force, base),
+        encoding=encoding,
+        root=dataset.root_path,
+        allow_lossy=allow_lossy or force,
+    )
 
 
-def _stage_file(dataset: Dataset, caption: Caption | None, rel: str, text: str, force: bool, base: Any = UNSET,
-                allow_lossy: bool = False) -> StagedWrite:
+def _stage_file(
+    dataset: Dataset,
+    caption: Caption | None,
+    rel: str,
+    text: str,
+    force: bool,
+    base: Any = UNSET,
+    allow_lossy: bool = False,
+) -> StagedWrite:
     path = to_abs(dataset.root_path, rel)
     encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
-    return stage_atomic(path, text, expected=_expected(caption, force, base), encoding=encoding,
-                        root=dataset.root_path, allow_lossy=allow_lossy or force)
+    return stage_atomic(
+        path,
+        text,
+        expected=_expected(caption, force, base),
+        encoding=encoding,
+        root=dataset.root_path,
+        allow_lossy=allow_lossy or force,
+    )
 
 
 def _by_dataset(items: Iterable[Item]) -> dict[int, Dataset]:
@@ -276,8 +311,16 @@ def set_tags_many(
             if ds is None:
                 continue  # removed meanwhile: nothing to write
             with dataset_write_lock(ds.root_path, name=ds.name, what="a caption edit", wait=lock_wait):
-                part = set_tags_many(groups[ds_id], subtype=subtype, source=source, write_files=write_files,
-                                     force=force, batch_sync=batch_sync, lock_held=True, allow_lossy=allow_lossy)
+                part = set_tags_many(
+                    groups[ds_id],
+                    subtype=subtype,
+                    source=source,
+                    write_files=write_files,
+                    force=force,
+                    batch_sync=batch_sync,
+                    lock_held=True,
+                    allow_lossy=allow_lossy,
+                )
             report.changed += part.changed
             report.unchanged += part.unchanged
             report.files_written += part.files_written
@@ -300,7 +343,9 @@ def set_tags_many(
     staged: list[tuple[tuple, StagedWrite]] = []
     for edit in edits:
         item = edit.item
-        dataset = datasets.get(item.dataset_id) or datasets.setdefault(item.dataset_id, Dataset.get_by_id(item.dataset_id))
+        dataset = datasets.get(item.dataset_id) or datasets.setdefault(
+            item.dataset_id, Dataset.get_by_id(item.dataset_id)
+        )
         tags = dedupe(edit.tags)
         siblings = captions.get(item.id, [])
         sub = subtype
@@ -311,13 +356,20 @@ def set_tags_many(
             sub = file_subtype(subtype)
             caption = next((c for c in siblings if c.type == "tags" and c.subtype == sub and c.file_path), None)
         if edit.rewrite is not None:  # merged with the tags as they are now, under the lock
-            current = caption if caption is not None else next(
-                (c for c in siblings if c.type == "tags" and c.subtype == subtype), None)
+            current = (
+                caption
+                if caption is not None
+                else next((c for c in siblings if c.type == "tags" and c.subtype == subtype), None)
+            )
             tags = dedupe(edit.rewrite(split_tags(current.content) if current is not None else []))
         if caption is not None and split_tags(caption.content) == tags and not force:
             report.unchanged += 1
             continue
-        rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, sub, siblings)
+        rel = (
+            caption.file_path
+            if caption is not None and caption.file_path
+            else new_caption_rel_path(item, sub, siblings)
+        )
         state = None
         if write_files:
             try:
@@ -326,8 +378,12 @@ def set_tags_many(
                 if caption is None or not caption.file_path:
                     _register_subtype(dataset, sub)
                 if batch_sync:
-                    staged.append(((edit, caption, rel, tags, sub),
-                                   _stage_file(dataset, caption, rel, join_tags(tags), force, edit.base, allow_lossy)))
+                    staged.append(
+                        (
+                            (edit, caption, rel, tags, sub),
+                            _stage_file(dataset, caption, rel, join_tags(tags), force, edit.base, allow_lossy),
+                        )
+                    )
                     continue
                 state = _write_file(dataset, caption, rel, join_tags(tags), force, edit.base, allow_lossy)
             except CaptionConflict as exc:
@@ -368,8 +424,14 @@ def set_tags_many(
             content = join_tags(tags)
             if caption is None:
                 caption = Caption.create(
-                    item=item.id, type="tags", subtype=sub, content=content, source="txt_file" if write_files else source,
-                    file_path=rel if write_files else None, created_at=now, updated_at=now,
+                    item=item.id,
+                    type="tags",
+                    subtype=sub,
+                    content=content,
+                    source="txt_file" if write_files else source,
+                    file_path=rel if write_files else None,
+                    created_at=now,
+                    updated_at=now,
                 )
             else:
                 caption.content = content
@@ -381,9 +443,19 @@ def set_tags_many(
                 caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
                 caption.encoding = caption.encoding if caption.encoding == "utf-8-sig" else "utf-8"
                 caption.encoding_flagged = False
-            caption_rows.append((caption.content, caption.updated_at, caption.file_path, caption.file_size,
-                                 caption.file_mtime_ns, caption.file_sha256, caption.encoding,
-                                 int(bool(caption.encoding_flagged)), caption.id))
+            caption_rows.append(
+                (
+                    caption.content,
+                    caption.updated_at,
+                    caption.file_path,
+                    caption.file_size,
+                    caption.file_mtime_ns,
+                    caption.file_sha256,
+                    caption.encoding,
+                    int(bool(caption.encoding_flagged)),
+                    caption.id,
+                )
+            )
             prev = {r[2]: (r[7], r[8]) for r in old_rows.get(item.id, ()) if r[6] in (sub, subtype)}
             given = edit.sources or {}
             for pos, tag in enumerate(tags):
@@ -423,7 +495,9 @@ def _old_tag_rows(cursor, item_ids: list[int]) -> dict[int, list[tuple]]:
     return out
 
 
-def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], tag_rows: list[tuple]) -> tuple[list, list]:
+def _write_tag_rows(
+    cursor, old_rows: dict[int, list[tuple]], edited: set[int], tag_rows: list[tuple]
+) -> tuple[list, list]:
     """Make the tag rows of the ``edited`` captions what ``tag_rows`` lists (item_id,
     caption_id, tag, norm, position, subtype, source, confidence), touching only the rows
     that differ: adding one tag to an item of 30 is one insert, not 30 deletes and 31
@@ -467,7 +541,9 @@ def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], 
         marks = ",".join("?" * len(redo))
         cursor.execute(f"DELETE FROM item_tag WHERE caption_id IN ({marks})", sorted(redo))
     cursor.executemany("DELETE FROM item_tag WHERE id = ?", deletes)
-    cursor.executemany("UPDATE item_tag SET tag = ?, position = ?, subtype = ?, source = ?, confidence = ? WHERE id = ?", updates)
+    cursor.executemany(
+        "UPDATE item_tag SET tag = ?, position = ?, subtype = ?, source = ?, confidence = ? WHERE id = ?", updates
+    )
     cursor.executemany(
         "INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source, confidence) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -476,11 +552,26 @@ def _write_tag_rows(cursor, old_rows: dict[int, list[tuple]], edited: set[int], 
     return added, removed
 
 
-def set_tags(item: Item, tags: Sequence[str], *, subtype: str = MAIN, source: str = "user", force: bool = False,
-             base: Any = UNSET, allow_lossy: bool = False, lock_wait: float = DEFAULT_WAIT_S) -> EditReport:
+def set_tags(
+    item: Item,
+    tags: Sequence[str],
+    *,
+    subtype: str = MAIN,
+    source: str = "user",
+    force: bool = False,
+    base: Any = UNSET,
+    allow_lossy: bool = False,
+    lock_wait: float = DEFAULT_WAIT_S,
+) -> EditReport:
     """Replace one item's tags; raises CaptionConflict / CaptionFileError on failure."""
-    report = set_tags_many([TagEdit(item, tags, base=base)], subtype=subtype, source=source, force=force,
-                           allow_lossy=allow_lossy, lock_wait=lock_wait)
+    report = set_tags_many(
+        [TagEdit(item, tags, base=base)],
+        subtype=subtype,
+        source=source,
+        force=force,
+        allow_lossy=allow_lossy,
+        lock_wait=lock_wait,
+    )
     if report.problems:
         p = report.problems[0]
         if p.conflict is not None:
@@ -489,8 +580,18 @@ def set_tags(item: Item, tags: Sequence[str], *, subtype: str = MAIN, source: st
     return report
 
 
-def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = False, language: str | None = None,
-             base: Any = UNSET, allow_lossy: bool = False, lock_wait: float = DEFAULT_WAIT_S) -> Caption:
+def set_text(
+    item: Item,
+    ctype: str,
+    subtype: str,
+    text: str,
+    *,
+    force: bool = False,
+    language: str | None = None,
+    base: Any = UNSET,
+    allow_lossy: bool = False,
+    lock_wait: float = DEFAULT_WAIT_S,
+) -> Caption:
     """Replace (or create) a text caption and its file; raises CaptionConflict on a
     changed file and CaptionFileError when the file cannot be written. ``base``: the file
     state the editor showed (see ``TagEdit.base``)."""
@@ -499,8 +600,17 @@ def set_text(item: Item, ctype: str, subtype: str, text: str, *, force: bool = F
         return _set_text_locked(dataset, item, ctype, subtype, text, force, language, base, allow_lossy)
 
 
-def _set_text_locked(dataset: Dataset, item: Item, ctype: str, subtype: str, text: str, force: bool,
-                     language: str | None, base: Any, allow_lossy: bool) -> Caption:
+def _set_text_locked(
+    dataset: Dataset,
+    item: Item,
+    ctype: str,
+    subtype: str,
+    text: str,
+    force: bool,
+    language: str | None,
+    base: Any,
+    allow_lossy: bool,
+) -> Caption:
     siblings = list(Caption.select().where(Caption.item == item.id))
     caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype), None)
     if caption is not None and caption.file_path is None and caption.source != "txt_file":
@@ -508,7 +618,11 @@ def _set_text_locked(dataset: Dataset, item: Item, ctype: str, subtype: str, tex
         # file, under a subtype a scan reads back from its name (png_text_x -> png-text-x)
         subtype = file_subtype(subtype) if _embedded(caption) else subtype
         caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype and c.file_path), None)
-    rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, subtype or ctype, siblings)
+    rel = (
+        caption.file_path
+        if caption is not None and caption.file_path
+        else new_caption_rel_path(item, subtype or ctype, siblings)
+    )
     if caption is None:
         _check_slot_free(rel, ctype, subtype, siblings)
     if caption is None or not caption.file_path:
@@ -531,7 +645,6 @@ def _set_text_locked(dataset: Dataset, item: Item, ctype: str, subtype: str, tex
     return caption
 
 
-
 @dataclass
 class TextEdit:
     """New text for one item's text caption (``set_texts_many``); ``base`` as for
@@ -542,8 +655,15 @@ class TextEdit:
     base: Any = UNSET
 
 
-def set_texts_many(edits: Sequence[TextEdit], ctype: str, subtype: str, *, source: str = "txt_file",
-                   language: str | None = None, lock_wait: float = DEFAULT_WAIT_S) -> EditReport:
+def set_texts_many(
+    edits: Sequence[TextEdit],
+    ctype: str,
+    subtype: str,
+    *,
+    source: str = "txt_file",
+    language: str | None = None,
+    lock_wait: float = DEFAULT_WAIT_S,
+) -> EditReport:
     """``set_text`` for a batch (VLM captioning writes thousands): under each dataset's
     write lock once, the files staged and made durable with one sync for the batch
     (``publish_staged``; each file is wholly old or wholly new after a crash), the index
@@ -568,12 +688,19 @@ def set_texts_many(edits: Sequence[TextEdit], ctype: str, subtype: str, *, sourc
     return report
 
 
-def _set_texts_locked(dataset: Dataset, edits: list[TextEdit], ctype: str, subtype: str, source: str,
-                      language: str | None, report: EditReport) -> None:
+def _set_texts_locked(
+    dataset: Dataset,
+    edits: list[TextEdit],
+    ctype: str,
+    subtype: str,
+    source: str,
+    language: str | None,
+    report: EditReport,
+) -> None:
     siblings_of: dict[int, list[Caption]] = {}
     ids = [e.item.id for e in edits]
     for start in range(0, len(ids), 500):
-        for c in Caption.select().where(Caption.item.in_(ids[start:start + 500])):
+        for c in Caption.select().where(Caption.item.in_(ids[start : start + 500])):
             siblings_of.setdefault(c.item_id, []).append(c)
     planned: list[tuple[TextEdit, Caption | None, str, str]] = []
     staged: list[StagedWrite] = []
@@ -585,7 +712,11 @@ def _set_texts_locked(dataset: Dataset, edits: list[TextEdit], ctype: str, subty
         if caption is not None and caption.file_path is None and caption.source != "txt_file":
             sub = file_subtype(sub) if _embedded(caption) else sub  # as _set_text_locked: metadata is never rewritten
             caption = next((c for c in siblings if c.type == ctype and c.subtype == sub and c.file_path), None)
-        rel = caption.file_path if caption is not None and caption.file_path else new_caption_rel_path(item, sub or ctype, siblings)
+        rel = (
+            caption.file_path
+            if caption is not None and caption.file_path
+            else new_caption_rel_path(item, sub or ctype, siblings)
+        )
         try:
             if caption is None:
                 _check_slot_free(rel, ctype, sub, siblings)
@@ -632,7 +763,8 @@ def _set_texts_locked(dataset: Dataset, edits: list[TextEdit], ctype: str, subty
             report.changed += 1
         touched = [e.item.id for e, *_ in done]
         for start in range(0, len(touched), 500):
-            Item.update({Item.updated_at: now}).where(Item.id.in_(touched[start:start + 500])).execute()
+            Item.update({Item.updated_at: now}).where(Item.id.in_(touched[start : start + 500])).execute()
+
 
 def reload_from_disk(caption: Caption) -> str:
     """The text of the caption's file as it is on disk now (for a conflict dialog)."""

@@ -75,7 +75,9 @@ def with_aspect(crop: Crop, aspect: float, width: int, height: int) -> Crop:
     return clamp((round(cx - nw / 2), round(cy - nh / 2), nw, nh), width, height)
 
 
-def fit_bucket(crop: Crop | None, buckets: list[tuple[int, int]], width: int, height: int) -> tuple[Crop, tuple[int, int]]:
+def fit_bucket(
+    crop: Crop | None, buckets: list[tuple[int, int]], width: int, height: int
+) -> tuple[Crop, tuple[int, int]]:
     """The bucket whose ratio is nearest the crop's (the whole image's when there is
     none), and the largest rectangle of that ratio inside the image around the crop's
     centre: the least of the picture is lost to the trainer's own crop."""

@@ -169,10 +169,18 @@ def _person(f: Figure, coloured: bool) -> str:
 def scene_caption(s: Scene) -> str:
     """One sentence (no commas: it must read as prose, not as tags)."""
     coloured = s.filter == "none"
-    land = {"grass": "a green field", "hills": "green hills", "sea": "a sandy beach by the sea", "snow": "a snowy field"}[s.land]
+    land = {
+        "grass": "a green field",
+        "hills": "green hills",
+        "sea": "a sandy beach by the sea",
+        "snow": "a snowy field",
+    }[s.land]
     cloudy = "cloudy " if s.clouds else ""
-    sky = {"day": f"a {cloudy or 'clear '}sky", "sunset": f"a {cloudy}sunset sky",
-           "night": "a starry night sky" if s.stars else "a night sky"}[s.sky]
+    sky = {
+        "day": f"a {cloudy or 'clear '}sky",
+        "sunset": f"a {cloudy}sunset sky",
+        "night": "a starry night sky" if s.stars else "a night sky",
+    }[s.sky]
     light = {"sun": "the sun", "full_moon": "a full moon", "crescent_moon": "a crescent moon"}.get(s.light or "")
     if light:
         sky = f"{light} in {sky}"
@@ -208,13 +216,25 @@ def random_scene(rnd: random.Random, size: tuple[int, int] | None = None) -> Sce
         light = rnd.choice(("full_moon", "crescent_moon", None))
     elif rnd.random() < 0.7:
         light = "sun"
-    light_xy = (rnd.uniform(0.15, 0.85), rnd.uniform(0.12, 0.3) if sky != "sunset" else rnd.uniform(0.3, horizon - 0.18))
-    clouds = tuple((rnd.uniform(0.05, 0.95), rnd.uniform(0.06, 0.35)) for _ in range(rnd.randint(1, 3))) \
-        if sky != "night" and rnd.random() < 0.5 else ()
-    stars = tuple((rnd.random(), rnd.uniform(0.0, horizon - 0.1)) for _ in range(rnd.randint(12, 30))) \
-        if sky == "night" and rnd.random() < 0.8 else ()
-    hills = tuple((rnd.uniform(0, 1), rnd.uniform(0.2, 0.45), rnd.uniform(0.06, 0.15)) for _ in range(rnd.randint(2, 3))) \
-        if land == "hills" else ()
+    light_xy = (
+        rnd.uniform(0.15, 0.85),
+        rnd.uniform(0.12, 0.3) if sky != "sunset" else rnd.uniform(0.3, horizon - 0.18),
+    )
+    clouds = (
+        tuple((rnd.uniform(0.05, 0.95), rnd.uniform(0.06, 0.35)) for _ in range(rnd.randint(1, 3)))
+        if sky != "night" and rnd.random() < 0.5
+        else ()
+    )
+    stars = (
+        tuple((rnd.random(), rnd.uniform(0.0, horizon - 0.1)) for _ in range(rnd.randint(12, 30)))
+        if sky == "night" and rnd.random() < 0.8
+        else ()
+    )
+    hills = (
+        tuple((rnd.uniform(0, 1), rnd.uniform(0.2, 0.45), rnd.uniform(0.06, 0.15)) for _ in range(rnd.randint(2, 3)))
+        if land == "hills"
+        else ()
+    )
     n_trees = rnd.choices((0, 1, 2, 3, 6), weights=(5, 2, 2, 1, 1))[0]
     trees = tuple(sorted((rnd.uniform(0.05, 0.95), rnd.uniform(0.8, 1.2)) for _ in range(n_trees)))
     n_houses = rnd.choices((0, 1, 2), weights=(6, 3, 1))[0]
@@ -227,8 +247,24 @@ def random_scene(rnd: random.Random, size: tuple[int, int] | None = None) -> Sce
     )
     sign = rnd.choice(SIGN_WORDS) if rnd.random() < 0.15 else None
     filt = rnd.choices(FILTERS, weights=(17, 2, 2))[0]
-    return Scene(w, h, sky, land, horizon, light, light_xy, clouds, stars, hills, trees, houses, figures, sign,
-                 rnd.choice((0.12, 0.88)), filt)
+    return Scene(
+        w,
+        h,
+        sky,
+        land,
+        horizon,
+        light,
+        light_xy,
+        clouds,
+        stars,
+        hills,
+        trees,
+        houses,
+        figures,
+        sign,
+        rnd.choice((0.12, 0.88)),
+        filt,
+    )
 
 
 # --- drawing -------------------------------------------------------------------------------------
@@ -260,7 +296,10 @@ def render(s: Scene):
         colour = {"sun": (255, 236, 120) if s.sky == "day" else (255, 120, 60)}.get(s.light, (245, 245, 225))
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
         if s.light == "crescent_moon":
-            d.ellipse([cx - r + r // 2, cy - r - r // 4, cx + r + r // 2, cy + r - r // 4], fill=_mix(top, low, (cy / max(1, hy - 1)) ** bend))
+            d.ellipse(
+                [cx - r + r // 2, cy - r - r // 4, cx + r + r // 2, cy + r - r // 4],
+                fill=_mix(top, low, (cy / max(1, hy - 1)) ** bend),
+            )
     for cloud_x, cloud_y in s.clouds:
         x, y, r = int(cloud_x * w), int(cloud_y * h), max(5, unit // 16)
         white = (250, 250, 250) if s.sky == "day" else (250, 190, 170)
@@ -281,13 +320,18 @@ def render(s: Scene):
         d.rectangle([0, hy, w, h], fill=ground)
     for hill_x, half, height in s.hills:
         hill = _mix(ground, (20, 60, 20), 0.25)
-        d.ellipse([int((hill_x - half) * w), int(hy - height * h), int((hill_x + half) * w), int(hy + height * h)], fill=hill)
+        d.ellipse(
+            [int((hill_x - half) * w), int(hy - height * h), int((hill_x + half) * w), int(hy + height * h)], fill=hill
+        )
     base_y = hy + int(0.16 * h)
     for hx, size in s.houses:
         bw, bh = int(unit * 0.16 * size), int(unit * 0.12 * size)
         x0, y1 = int(hx * w) - bw // 2, base_y
         d.rectangle([x0, y1 - bh, x0 + bw, y1], fill=(200, 170, 130) if s.sky != "night" else (90, 80, 70))
-        d.polygon([(x0 - bw // 8, y1 - bh), (x0 + bw // 2, y1 - bh - bh * 3 // 4), (x0 + bw + bw // 8, y1 - bh)], fill=(170, 50, 40))
+        d.polygon(
+            [(x0 - bw // 8, y1 - bh), (x0 + bw // 2, y1 - bh - bh * 3 // 4), (x0 + bw + bw // 8, y1 - bh)],
+            fill=(170, 50, 40),
+        )
         d.rectangle([x0 + bw // 2 - bw // 8, y1 - bh // 2, x0 + bw // 2 + bw // 8, y1], fill=(90, 60, 40))
         win = (255, 220, 110) if s.sky == "night" else (170, 210, 240)
         d.rectangle([x0 + bw // 8, y1 - bh * 3 // 4, x0 + bw // 8 + bw // 6, y1 - bh // 2], fill=win)
@@ -305,7 +349,9 @@ def render(s: Scene):
         left, top_, right, bottom = d.textbbox((0, 0), s.sign, font=font)
         sign_w, sign_h = right - left + 8, bottom - top_ + 6
         d.rectangle([x - 1, y1 - sign_h - 4, x + 1, y1 + 8], fill=(110, 80, 50))
-        d.rectangle([x - sign_w // 2, y1 - sign_h - 4, x + sign_w // 2, y1 - 4], fill=(240, 230, 200), outline=(110, 80, 50))
+        d.rectangle(
+            [x - sign_w // 2, y1 - sign_h - 4, x + sign_w // 2, y1 - 4], fill=(240, 230, 200), outline=(110, 80, 50)
+        )
         d.text((x - sign_w // 2 + 4 - left, y1 - sign_h - 1 - top_), s.sign, fill=(40, 30, 20), font=font)
     for f in s.figures:
         _draw_figure(d, f, w, h, unit, min(h - 2, base_y + int(0.2 * h)))
@@ -329,8 +375,15 @@ def _draw_figure(d, f: Figure, w: int, h: int, unit: int, feet: int) -> None:
     d.chord([x - head, top - 1, x + head, top + head * 2 - 2], 180, 360, fill=hair)
     body_top, body_low = top + head * 2, top + int(tall * 0.62)
     if f.kind == "girl":
-        d.polygon([(x - head // 2, body_top), (x + head // 2, body_top), (x + head * 3 // 2, body_low),
-                   (x - head * 3 // 2, body_low)], fill=DRESS[f.clothes])
+        d.polygon(
+            [
+                (x - head // 2, body_top),
+                (x + head // 2, body_top),
+                (x + head * 3 // 2, body_low),
+                (x - head * 3 // 2, body_low),
+            ],
+            fill=DRESS[f.clothes],
+        )
     else:
         d.rectangle([x - head, body_top, x + head, body_low - head], fill=SHIRT[f.clothes])
         d.rectangle([x - head, body_low - head, x + head, body_low], fill=(50, 50, 80))
@@ -356,12 +409,20 @@ def random_edit(rnd: random.Random) -> Edit:
     kind = rnd.choice(("to_sunset", "to_night", "add_tree", "remove_people", "add_girl", "red"))
     if kind == "to_sunset":
         before = replace(base, sky="day", stars=(), light="sun" if base.light else None)
-        return Edit(before, replace(before, sky="sunset", light_xy=(before.light_xy[0], base.horizon - 0.15)),
-                    "Make it a sunset.")
+        return Edit(
+            before,
+            replace(before, sky="sunset", light_xy=(before.light_xy[0], base.horizon - 0.15)),
+            "Make it a sunset.",
+        )
     if kind == "to_night":
         before = replace(base, sky="day", stars=(), light="sun")
-        after = replace(before, sky="night", light="full_moon", clouds=(),
-                        stars=tuple((rnd.random(), rnd.uniform(0.0, base.horizon - 0.1)) for _ in range(20)))
+        after = replace(
+            before,
+            sky="night",
+            light="full_moon",
+            clouds=(),
+            stars=tuple((rnd.random(), rnd.uniform(0.0, base.horizon - 0.1)) for _ in range(20)),
+        )
         return Edit(before, after, "Turn the day into night with a full moon and stars.")
     if kind == "add_tree":
         before = replace(base, trees=())
@@ -371,8 +432,11 @@ def random_edit(rnd: random.Random) -> Edit:
         return Edit(before, replace(before, figures=()), "Remove the people.")
     if kind == "add_girl":
         before = replace(base, figures=())
-        return Edit(before, replace(before, figures=(Figure("girl", "pink", "blue", 0.5),)),
-                    "Add a girl with pink hair in a blue dress.")
+        return Edit(
+            before,
+            replace(before, figures=(Figure("girl", "pink", "blue", 0.5),)),
+            "Add a girl with pink hair in a blue dress.",
+        )
     return Edit(base, replace(base, filter="red"), "Give the picture a red tint.")
 
 
@@ -475,7 +539,9 @@ def generate_demo(root: str | Path, n_items: int = 150, seed: int = 7) -> DemoDa
         _write(folder / f"edit_{i}_target.png", _png(render(edit.after)))
         _write(folder / f"edit_{i}_instruction.txt", edit.instruction + "\n")
         _write(folder / f"edit_{i}.txt", ", ".join(tags) + "\n")
-        out.items.append(DemoItem(f"edits/edit_{i}_target.png", edit.after, tags, caption, "edit", edit.before, edit.instruction))
+        out.items.append(
+            DemoItem(f"edits/edit_{i}_target.png", edit.after, tags, caption, "edit", edit.before, edit.instruction)
+        )
     for i in range(1, n_embedded + 1):
         scene = random_scene(rnd)
         tags, caption = scene_tags(scene), scene_caption(scene)

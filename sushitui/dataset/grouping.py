@@ -113,7 +113,7 @@ def parse_name(stem: str, suffixes, separators: str | tuple[str, ...] = "_") -> 
     """``(base, suffix)`` when the last ``<separator>part`` of ``stem`` is a known
     suffix (the first separator that gives one wins), else ``(stem, None)``. Suffixes
     compare case-insensitively and are returned lowercase."""
-    for sep in ((separators,) if isinstance(separators, str) else separators):
+    for sep in (separators,) if isinstance(separators, str) else separators:
         cut = stem.rfind(sep)
         if cut <= 0:
             continue
@@ -173,8 +173,11 @@ def group_directory(
             # are x.jpg.txt (what sushitui writes for it) and never collide with x.txt.
             other = ItemGroup(rel_dir, entry.name, prefix + entry.name, images={"": entry})
             other.problems.append(
-                (entry.name, f"another image has the base name {base!r} ({group.images[key].name}) and owns "
-                 f"{base}.txt; this image's captions are {entry.name}.txt. Rename one of the images to avoid the confusion.")
+                (
+                    entry.name,
+                    f"another image has the base name {base!r} ({group.images[key].name}) and owns "
+                    f"{base}.txt; this image's captions are {entry.name}.txt. Rename one of the images to avoid the confusion.",
+                )
             )
             if entry.name in groups:
                 extra.append(other)
@@ -229,10 +232,18 @@ def group_directory(
                 first_wins = split_ext(first.name)[0] == group.base_name
             keep, drop = (first, entry) if first_wins else (entry, first)
             group.captions[subtype] = keep
-            why = (f"{split_ext(keep.name)[1]} captions come before {split_ext(drop.name)[1]}"
-                   if _ext_rank(keep.name) != _ext_rank(drop.name) else "")
-            group.problems.append((drop.name, f"two '{subtype}' captions for {group.base_name!r}: {keep.name} is used, "
-                                              f"this one is ignored{f' ({why})' if why else ''}"))
+            why = (
+                f"{split_ext(keep.name)[1]} captions come before {split_ext(drop.name)[1]}"
+                if _ext_rank(keep.name) != _ext_rank(drop.name)
+                else ""
+            )
+            group.problems.append(
+                (
+                    drop.name,
+                    f"two '{subtype}' captions for {group.base_name!r}: {keep.name} is used, "
+                    f"this one is ignored{f' ({why})' if why else ''}",
+                )
+            )
             continue
         group.captions[subtype] = entry
 
@@ -263,8 +274,9 @@ def _attach_sidecars(groups: dict[str, ItemGroup], extra: list[ItemGroup], sidec
             current_exact = split_ext(current.name)[0] in group_names(group)
             keep, drop = (current, entry) if current_exact or not exact else (entry, current)
             group.sidecar = keep
-            group.problems.append((drop.name, f"two XMP sidecars for {group.base_name!r}: {keep.name} is read, "
-                                              "this one is ignored"))
+            group.problems.append(
+                (drop.name, f"two XMP sidecars for {group.base_name!r}: {keep.name} is read, this one is ignored")
+            )
             continue
         group.sidecar = entry
 

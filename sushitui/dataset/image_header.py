@@ -50,8 +50,9 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def inspect(data: bytes, ext: str, *, total_size: int | None = None, complete: bool = True,
-            max_pixels: int | None = -1) -> ImageInfo:
+def inspect(
+    data: bytes, ext: str, *, total_size: int | None = None, complete: bool = True, max_pixels: int | None = -1
+) -> ImageInfo:
     """Describe the image in ``data`` (the whole file, or its head when ``complete`` is
     False for very large files). ``ext`` is the lowercase extension with its dot."""
     size = len(data) if total_size is None else total_size
@@ -59,7 +60,10 @@ def inspect(data: bytes, ext: str, *, total_size: int | None = None, complete: b
         return ImageInfo(None, error="empty file (0 bytes); re-export or delete it")
     fmt = sniff(data)
     if fmt is None:
-        return ImageInfo(None, error=f"not a PNG, JPEG or WebP image (unrecognised content, {size} bytes); the file is corrupt or not an image")
+        return ImageInfo(
+            None,
+            error=f"not a PNG, JPEG or WebP image (unrecognised content, {size} bytes); the file is corrupt or not an image",
+        )
     try:
         if fmt == "png":
             info = _png(data, complete)
@@ -108,7 +112,9 @@ def _png(data: bytes, complete: bool) -> ImageInfo:
             return info
         crc = struct.unpack(">I", data[end - 4 : end])[0]
         if zlib.crc32(data[pos + 4 : end - 4]) != crc:
-            info.error = f"corrupt PNG (chunk {ctype.decode('latin-1')!r} has a bad checksum); re-export or re-download it"
+            info.error = (
+                f"corrupt PNG (chunk {ctype.decode('latin-1')!r} has a bad checksum); re-export or re-download it"
+            )
             return info
         if ctype == b"IEND":
             return info
@@ -142,7 +148,9 @@ def _jpeg(data: bytes, complete: bool) -> ImageInfo:
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
         if marker == 0xDA:  # start of scan: entropy-coded data follows
             if width is None:
-                return ImageInfo("jpeg", error="corrupt JPEG (no frame header before the image data); re-export the image")
+                return ImageInfo(
+                    "jpeg", error="corrupt JPEG (no frame header before the image data); re-export the image"
+                )
             info = ImageInfo("jpeg", width, height)
             # FF D9 cannot occur inside entropy-coded data (FF is stuffed as FF 00), so
             # a file without one after the scan start was cut off.
@@ -152,7 +160,9 @@ def _jpeg(data: bytes, complete: bool) -> ImageInfo:
         pos += 2 + length
     if width is not None and not complete:
         return ImageInfo("jpeg", width, height)
-    return ImageInfo("jpeg", width, height, error="truncated JPEG (the file ends inside its header); re-export or re-download it")
+    return ImageInfo(
+        "jpeg", width, height, error="truncated JPEG (the file ends inside its header); re-export or re-download it"
+    )
 
 
 def _webp(data: bytes, size: int, complete: bool) -> ImageInfo:

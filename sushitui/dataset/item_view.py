@@ -156,17 +156,43 @@ def load_item_view(item_id: int) -> ItemView:
     item = Item.get_by_id(item_id)
     dataset = Dataset.get_by_id(item.dataset_id)
     view = ItemView(
-        item_id=item.id, dataset_id=dataset.id, dataset_name=dataset.name, root=dataset.root_path,
-        item_type=item.item_type, base_name=item.base_name, rel_dir=item.rel_dir, image_path=item.image_path,
-        image_suffix=item.image_suffix, related_images=dict(item.related_images or {}), width=item.width,
-        height=item.height, file_size=item.file_size, mtime_ns=item.mtime_ns, sha256=item.sha256,
-        created_at=item.created_at, indexed_at=item.indexed_at, updated_at=item.updated_at,
-        exif_data=item.exif_data, problems=item.problems,
+        item_id=item.id,
+        dataset_id=dataset.id,
+        dataset_name=dataset.name,
+        root=dataset.root_path,
+        item_type=item.item_type,
+        base_name=item.base_name,
+        rel_dir=item.rel_dir,
+        image_path=item.image_path,
+        image_suffix=item.image_suffix,
+        related_images=dict(item.related_images or {}),
+        width=item.width,
+        height=item.height,
+        file_size=item.file_size,
+        mtime_ns=item.mtime_ns,
+        sha256=item.sha256,
+        created_at=item.created_at,
+        indexed_at=item.indexed_at,
+        updated_at=item.updated_at,
+        exif_data=item.exif_data,
+        problems=item.problems,
     )
     for c in Caption.select().where(Caption.item == item.id).order_by(Caption.type, Caption.subtype, Caption.id):
         view.captions.append(
-            CaptionView(c.id, c.type, c.subtype, c.content, c.language or "auto", c.source, c.source_field,
-                        c.file_path, c.updated_at, c.encoding, bool(c.encoding_flagged), caption_state(c))
+            CaptionView(
+                c.id,
+                c.type,
+                c.subtype,
+                c.content,
+                c.language or "auto",
+                c.source,
+                c.source_field,
+                c.file_path,
+                c.updated_at,
+                c.encoding,
+                bool(c.encoding_flagged),
+                caption_state(c),
+            )
         )
     rows = (
         ItemTag.select(ItemTag.subtype, ItemTag.tag)
@@ -180,15 +206,26 @@ def load_item_view(item_id: int) -> ItemView:
 
 
 def load_tags(item_id: int, subtype: str = MAIN) -> list[str]:
-    rows = ItemTag.select(ItemTag.tag).where((ItemTag.item == item_id) & (ItemTag.subtype == subtype)).order_by(ItemTag.position)
+    rows = (
+        ItemTag.select(ItemTag.tag)
+        .where((ItemTag.item == item_id) & (ItemTag.subtype == subtype))
+        .order_by(ItemTag.position)
+    )
     return [r.tag for r in rows]
 
 
 # --- saving -----------------------------------------------------------------------------
 
 
-def save_tags(item_id: int, subtype: str, tags: Sequence[str], *, force: bool = False, view: ItemView | None = None,
-              allow_lossy: bool = False) -> EditReport:
+def save_tags(
+    item_id: int,
+    subtype: str,
+    tags: Sequence[str],
+    *,
+    force: bool = False,
+    view: ItemView | None = None,
+    allow_lossy: bool = False,
+) -> EditReport:
     """Write the item's tag caption; raises CaptionConflict when the file changed on disk
     (``force=True`` overwrites it: the user chose their version) or CaptionFileError
     (``LossyCaption`` when the file's bytes are not clean text: ``allow_lossy`` after the
@@ -196,8 +233,15 @@ def save_tags(item_id: int, subtype: str, tags: Sequence[str], *, force: bool = 
     read or wrote (another process's edit since is a conflict), and the view learns the
     new state."""
     base = view.base_of("tags", subtype) if view is not None else UNSET
-    report = set_tags(Item.get_by_id(item_id), list(tags), subtype=subtype, force=force, base=base,
-                      allow_lossy=allow_lossy, lock_wait=EDITOR_WAIT_S)
+    report = set_tags(
+        Item.get_by_id(item_id),
+        list(tags),
+        subtype=subtype,
+        force=force,
+        base=base,
+        allow_lossy=allow_lossy,
+        lock_wait=EDITOR_WAIT_S,
+    )
     if view is not None and item_id in report.written:
         written_sub, state = report.written[item_id]
         view.bases[("tags", written_sub)] = state
@@ -228,8 +272,15 @@ def text_subtype_for(dataset_id: int, ctype: str) -> str:
 
 
 def save_text(
-    item_id: int, ctype: str, subtype: str | None, text: str, *, language: str | None = None, force: bool = False,
-    view: ItemView | None = None, allow_lossy: bool = False,
+    item_id: int,
+    ctype: str,
+    subtype: str | None,
+    text: str,
+    *,
+    language: str | None = None,
+    force: bool = False,
+    view: ItemView | None = None,
+    allow_lossy: bool = False,
 ) -> CaptionView:
     """Write a text caption (creating its file when it has none yet); ``view`` as for
     ``save_tags``."""
@@ -245,10 +296,31 @@ def save_text(
         )
         subtype = existing.subtype if existing is not None else text_subtype_for(item.dataset_id, ctype)
     base = view.base_of(ctype, subtype) if view is not None else UNSET
-    c = set_text(item, ctype, subtype, text, force=force, language=language, base=base, allow_lossy=allow_lossy,
-                 lock_wait=EDITOR_WAIT_S)
-    saved = CaptionView(c.id, c.type, c.subtype, c.content, c.language or "auto", c.source, c.source_field,
-                        c.file_path, c.updated_at, c.encoding, bool(c.encoding_flagged), caption_state(c))
+    c = set_text(
+        item,
+        ctype,
+        subtype,
+        text,
+        force=force,
+        language=language,
+        base=base,
+        allow_lossy=allow_lossy,
+        lock_wait=EDITOR_WAIT_S,
+    )
+    saved = CaptionView(
+        c.id,
+        c.type,
+        c.subtype,
+        c.content,
+        c.language or "auto",
+        c.source,
+        c.source_field,
+        c.file_path,
+        c.updated_at,
+        c.encoding,
+        bool(c.encoding_flagged),
+        caption_state(c),
+    )
     if view is not None:
         view.bases[(ctype, c.subtype)] = saved.state
     return saved
@@ -300,7 +372,11 @@ def _adopt_file_state(item: Item, ctype: str, subtype: str, rel: str | None) -> 
             caption.file_size = caption.file_mtime_ns = caption.file_sha256 = None
             caption.content = ""
         else:
-            caption.file_size, caption.file_mtime_ns, caption.file_sha256 = ct.state.size, ct.state.mtime_ns, ct.state.sha256
+            caption.file_size, caption.file_mtime_ns, caption.file_sha256 = (
+                ct.state.size,
+                ct.state.mtime_ns,
+                ct.state.sha256,
+            )
             caption.encoding, caption.encoding_flagged = ct.encoding, ct.flagged
             caption.content = ct.text
         caption.save()
@@ -332,8 +408,9 @@ def take_disk_tags(item_id: int, subtype: str, rel: str | None = None, view: Ite
             text = ""
         tags = split_tags(text)
         # Update the tag rows without writing the file, then record the file's state.
-        set_tags_many([TagEdit(item, tags)], subtype=subtype, source="txt_file", write_files=False, force=True,
-                      lock_held=True)
+        set_tags_many(
+            [TagEdit(item, tags)], subtype=subtype, source="txt_file", write_files=False, force=True, lock_held=True
+        )
         _text, state = _adopt_file_state(item, "tags", subtype, rel)
     if view is not None:
         view.bases[("tags", subtype)] = state
@@ -380,7 +457,9 @@ def _delete_caption_locked(c: Caption, item: Item) -> None:
         path = to_abs(root, c.file_path)
         if os.path.lexists(path):
             if not unchanged_since(path, caption_state(c)):
-                raise CaptionFileError(f"{c.file_path} changed on disk since it was read; not deleted. Reload the item first.")
+                raise CaptionFileError(
+                    f"{c.file_path} changed on disk since it was read; not deleted. Reload the item first."
+                )
             try:
                 os.unlink(path)
             except OSError as exc:

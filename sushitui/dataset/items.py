@@ -132,7 +132,16 @@ def page_cards(
 
         root = Dataset.get_by_id(dataset_id).root_path
     select = select_items(dataset_id, query, sort, desc)
-    cols = (Item.id, Item.base_name, Item.image_path, Item.mtime_ns, Item.width, Item.height, Item.tag_count, Item.problems)
+    cols = (
+        Item.id,
+        Item.base_name,
+        Item.image_path,
+        Item.mtime_ns,
+        Item.width,
+        Item.height,
+        Item.tag_count,
+        Item.problems,
+    )
     # Peewee builds the SQL (query language, sort); rows are read with the raw cursor:
     # converting ~1,000 tag rows per page through peewee cost more than the queries.
     db = current_database()
@@ -213,11 +222,15 @@ def page_findings(item_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
     if not item_ids:
         return {}
     rank = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(_SEVERITY_RANK))
-    rows = current_database().execute_sql(
-        f"SELECT item_id, COUNT(*), MIN(CASE severity {rank} ELSE {len(_SEVERITY_RANK)} END) FROM check_finding "
-        f"WHERE item_id IN ({','.join('?' * len(item_ids))}) GROUP BY item_id",
-        list(item_ids),
-    ).fetchall()
+    rows = (
+        current_database()
+        .execute_sql(
+            f"SELECT item_id, COUNT(*), MIN(CASE severity {rank} ELSE {len(_SEVERITY_RANK)} END) FROM check_finding "
+            f"WHERE item_id IN ({','.join('?' * len(item_ids))}) GROUP BY item_id",
+            list(item_ids),
+        )
+        .fetchall()
+    )
     return {i: (n, _SEVERITY_RANK[worst] if worst < len(_SEVERITY_RANK) else "info") for i, n, worst in rows}
 
 
@@ -226,8 +239,15 @@ def caption_kinds(dataset_id: int) -> set[str]:
     dataset: what an export can pick captions by."""
     from sushitui.store import Caption
 
-    rows = list(tuple_rows(Caption.select(Caption.subtype, Caption.type).join(Item).where(Item.dataset == dataset_id)
-                           .distinct().tuples()))
+    rows = list(
+        tuple_rows(
+            Caption.select(Caption.subtype, Caption.type)
+            .join(Item)
+            .where(Item.dataset == dataset_id)
+            .distinct()
+            .tuples()
+        )
+    )
     return {(sub or "main") for sub, _type in rows} | {ctype for _sub, ctype in rows if ctype}
 
 

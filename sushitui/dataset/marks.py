@@ -44,8 +44,14 @@ MARKS_FILE = "marks.json"
 FORMAT_VERSION = 1
 MAX_RATING = 5
 FLAGS = ITEM_FLAGS
-FLAG_ALIASES = {"excluded": "exclude", "needs_work": "needs-work", "needswork": "needs-work", "work": "needs-work",
-                "regularization": "reg", "regularisation": "reg"}
+FLAG_ALIASES = {
+    "excluded": "exclude",
+    "needs_work": "needs-work",
+    "needswork": "needs-work",
+    "work": "needs-work",
+    "regularization": "reg",
+    "regularisation": "reg",
+}
 _CHUNK = 500
 
 
@@ -174,8 +180,15 @@ def _entry(key: str, raw, path: Path) -> Marks:
     if not isinstance(flags, list) or any(f not in FLAGS for f in flags):
         raise MarksError(f"{path}: {key!r} has flags {flags!r} (known: {', '.join(FLAGS)}); fix or delete the file")
     if crop is not None:
-        if (not isinstance(crop, list) or len(crop) != 4 or any(not isinstance(v, int) or isinstance(v, bool) for v in crop)
-                or crop[0] < 0 or crop[1] < 0 or crop[2] <= 0 or crop[3] <= 0):
+        if (
+            not isinstance(crop, list)
+            or len(crop) != 4
+            or any(not isinstance(v, int) or isinstance(v, bool) for v in crop)
+            or crop[0] < 0
+            or crop[1] < 0
+            or crop[2] <= 0
+            or crop[3] <= 0
+        ):
             raise MarksError(f"{path}: {key!r} has crop {crop!r} (want [x, y, w, h]); fix or delete the file")
         crop = tuple(crop)
     return Marks(rating, frozenset(flags), crop)
@@ -194,14 +207,18 @@ def read_marks_file(root: str | os.PathLike) -> dict[str, Marks]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MarksError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-                         "fix it or move it away (marks are then empty)") from exc
+        raise MarksError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fix it or move it away (marks are then empty)"
+        ) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("items", {}), dict):
-        raise MarksError(f"{path}: not a sushitui marks file (want {{\"version\": 1, \"items\": {{...}}}})")
+        raise MarksError(f'{path}: not a sushitui marks file (want {{"version": 1, "items": {{...}}}})')
     version = doc.get("version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise MarksError(f"{path}: marks file version {version!r} is newer than this sushitui reads "
-                         f"({FORMAT_VERSION}); update sushitui")
+        raise MarksError(
+            f"{path}: marks file version {version!r} is newer than this sushitui reads "
+            f"({FORMAT_VERSION}); update sushitui"
+        )
     return {str(k): _entry(str(k), v, path) for k, v in doc.get("items", {}).items()}
 
 
@@ -209,8 +226,11 @@ def write_marks_file(root: str | os.PathLike, marks: dict[str, Marks]) -> Path:
     """Write the whole file atomically (a reader sees the old or the new file, never half)."""
     path = marks_path(root)
     # one item per line: compact for 100k items, and a diff or a hand edit stays readable
-    lines = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(marks[k].to_json(), ensure_ascii=False)}"
-             for k in sorted(marks) if not marks[k].empty]
+    lines = [
+        f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(marks[k].to_json(), ensure_ascii=False)}"
+        for k in sorted(marks)
+        if not marks[k].empty
+    ]
     body = ",\n".join(lines)
     data = (f'{{"version": {FORMAT_VERSION}, "items": {{' + (f"\n{body}\n" if lines else "") + "}}\n").encode("utf-8")
     try:
@@ -261,15 +281,17 @@ def marks_of(item_ids: Sequence[int]) -> dict[int, Marks]:
     out: dict[int, Marks] = {}
     for chunk in _chunks(list(item_ids), _CHUNK):
         for item_id, rating, flags, crop in db.execute_sql(
-                f"SELECT id, rating, flags, crop FROM item WHERE id IN ({','.join('?' * len(chunk))}) "
-                "AND (rating != 0 OR flags != 0 OR crop IS NOT NULL)", chunk):
+            f"SELECT id, rating, flags, crop FROM item WHERE id IN ({','.join('?' * len(chunk))}) "
+            "AND (rating != 0 OR flags != 0 OR crop IS NOT NULL)",
+            chunk,
+        ):
             out[item_id] = _row_marks(rating, flags, crop)
     return out
 
 
 def _chunks(seq: list, n: int):
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]
 
 
 # --- which items ------------------------------------------------------------------------------
@@ -300,12 +322,18 @@ def resolve_items(dataset: Dataset, refs: Sequence[str] = (), query: str | None 
     if unknown or ambiguous:
         parts = []
         if unknown:
-            parts.append(f"no item {', '.join(repr(r) for r in unknown[:5])}{' …' if len(unknown) > 5 else ''} "
-                         f"in dataset {dataset.name!r}")
+            parts.append(
+                f"no item {', '.join(repr(r) for r in unknown[:5])}{' …' if len(unknown) > 5 else ''} "
+                f"in dataset {dataset.name!r}"
+            )
         if ambiguous:
-            parts.append(f"{', '.join(repr(r) for r in ambiguous[:5])} names several items; give the folder too (sub/name)")
-        raise MarksError("; ".join(parts) + f" (items are named as `sushitui items {dataset.name}` lists them, "
-                         "by id or path); nothing was changed")
+            parts.append(
+                f"{', '.join(repr(r) for r in ambiguous[:5])} names several items; give the folder too (sub/name)"
+            )
+        raise MarksError(
+            "; ".join(parts) + f" (items are named as `sushitui items {dataset.name}` lists them, "
+            "by id or path); nothing was changed"
+        )
     return list(dict.fromkeys(ids))
 
 
@@ -328,8 +356,10 @@ def _resolve_one(db, dataset_id: int, root: str, ref: str) -> int | None:
         if row:
             return row[0]
     if "/" not in rel:
-        rows = db.execute_sql("SELECT id FROM item WHERE dataset_id = ? AND base_name IN (?, ?) LIMIT 2",
-                              (dataset_id, rel, os.path.splitext(rel)[0])).fetchall()
+        rows = db.execute_sql(
+            "SELECT id FROM item WHERE dataset_id = ? AND base_name IN (?, ?) LIMIT 2",
+            (dataset_id, rel, os.path.splitext(rel)[0]),
+        ).fetchall()
         if len(rows) == 1:
             return rows[0][0]
         if len(rows) > 1:
@@ -341,9 +371,14 @@ def _resolve_one(db, dataset_id: int, root: str, ref: str) -> int | None:
 
 
 def dataset_of(item_ids: Sequence[int]) -> Dataset:
-    rows = current_database().execute_sql(
-        f"SELECT DISTINCT dataset_id FROM item WHERE id IN ({','.join('?' * len(item_ids[:_CHUNK]))})",
-        list(item_ids[:_CHUNK])).fetchall()
+    rows = (
+        current_database()
+        .execute_sql(
+            f"SELECT DISTINCT dataset_id FROM item WHERE id IN ({','.join('?' * len(item_ids[:_CHUNK]))})",
+            list(item_ids[:_CHUNK]),
+        )
+        .fetchall()
+    )
     if not rows:
         raise MarksError("those items are no longer indexed; reload the list")
     return Dataset.get_by_id(rows[0][0])
@@ -362,9 +397,13 @@ def _change(item_ids: Sequence[int], how, *, dataset: Dataset | None = None, wha
     with dataset_write_lock(ds.root_path, what=what, name=ds.name):
         rows = []
         for chunk in _chunks(ids, _CHUNK):
-            rows.extend(db.execute_sql(
-                f"SELECT id, group_key, rating, flags, crop, width, height FROM item "
-                f"WHERE dataset_id = ? AND id IN ({','.join('?' * len(chunk))})", (ds.id, *chunk)).fetchall())
+            rows.extend(
+                db.execute_sql(
+                    f"SELECT id, group_key, rating, flags, crop, width, height FROM item "
+                    f"WHERE dataset_id = ? AND id IN ({','.join('?' * len(chunk))})",
+                    (ds.id, *chunk),
+                ).fetchall()
+            )
         stored = read_marks_file(ds.root_path)
         updates = []
         for item_id, key, rating, flags, crop, width, height in rows:
@@ -374,14 +413,22 @@ def _change(item_ids: Sequence[int], how, *, dataset: Dataset | None = None, wha
                 result.unchanged += 1
                 continue
             stored[key] = new
-            updates.append((new.rating, flag_bits(new.flags), json.dumps(list(new.crop)) if new.crop else None,
-                            time.time(), item_id))
+            updates.append(
+                (
+                    new.rating,
+                    flag_bits(new.flags),
+                    json.dumps(list(new.crop)) if new.crop else None,
+                    time.time(),
+                    item_id,
+                )
+            )
             result.item_ids.append(item_id)
         if updates:
             result.path = write_marks_file(ds.root_path, stored)
             with write_transaction(db):
                 db.connection().executemany(
-                    "UPDATE item SET rating = ?, flags = ?, crop = ?, updated_at = ? WHERE id = ?", updates)
+                    "UPDATE item SET rating = ?, flags = ?, crop = ?, updated_at = ? WHERE id = ?", updates
+                )
         result.changed = len(updates)
     return result
 
@@ -393,13 +440,16 @@ def set_rating(item_ids: Sequence[int], rating: int, *, dataset: Dataset | None 
 
 def step_rating(item_ids: Sequence[int], step: int, *, dataset: Dataset | None = None) -> MarkResult:
     """One star more (``step`` 1) or fewer (-1), within 0..5."""
+
     def how(m: Marks, _row) -> Marks:
         return Marks(max(0, min(MAX_RATING, m.rating + step)), m.flags, m.crop)
 
     return _change(item_ids, how, dataset=dataset, what="rating")
 
 
-def set_flag(item_ids: Sequence[int], flag: str, on: bool | None = True, *, dataset: Dataset | None = None) -> MarkResult:
+def set_flag(
+    item_ids: Sequence[int], flag: str, on: bool | None = True, *, dataset: Dataset | None = None
+) -> MarkResult:
     """Set (``on``), clear (``not on``) or toggle (``on is None``) a flag. A toggle over
     several items sets it on all of them unless all have it (then clears it): one key
     press gives one state, as file managers do with a selection."""
@@ -416,6 +466,7 @@ def set_flag(item_ids: Sequence[int], flag: str, on: bool | None = True, *, data
 
 def set_crop(item_id: int, crop: tuple[int, int, int, int] | None, *, dataset: Dataset | None = None) -> MarkResult:
     """Set or (None) clear an item's crop rectangle, in the image's pixels."""
+
     def how(m: Marks, row) -> Marks:
         if crop is not None:
             check_crop(crop, row[1], row[2], row[0])
@@ -458,7 +509,9 @@ def restore_marks(dataset: Dataset) -> int:
     path = marks_path(dataset.root_path)
     marked = db.execute_sql(
         "SELECT id, group_key, rating, flags, crop FROM item WHERE dataset_id = ? "
-        "AND (rating != 0 OR flags != 0 OR crop IS NOT NULL)", (dataset.id,)).fetchall()
+        "AND (rating != 0 OR flags != 0 OR crop IS NOT NULL)",
+        (dataset.id,),
+    ).fetchall()
     if not marked and not path.exists():
         return 0  # the common case: nothing marked anywhere, one stat
     with dataset_write_lock(dataset.root_path, what="restoring marks", name=dataset.name):
@@ -467,9 +520,15 @@ def restore_marks(dataset: Dataset) -> int:
         keys = [k for k in stored if k not in current]
         ids_by_key = {}
         for chunk in _chunks(keys, _CHUNK):
-            ids_by_key.update({k: i for i, k in db.execute_sql(
-                f"SELECT id, group_key FROM item WHERE dataset_id = ? AND group_key IN ({','.join('?' * len(chunk))})",
-                (dataset.id, *chunk))})
+            ids_by_key.update(
+                {
+                    k: i
+                    for i, k in db.execute_sql(
+                        f"SELECT id, group_key FROM item WHERE dataset_id = ? AND group_key IN ({','.join('?' * len(chunk))})",
+                        (dataset.id, *chunk),
+                    )
+                }
+            )
         updates = []
         for key, marks in stored.items():
             if key in current:
@@ -479,8 +538,14 @@ def restore_marks(dataset: Dataset) -> int:
             else:
                 continue  # not indexed now: kept in the file for when it returns
             if have != marks:
-                updates.append((marks.rating, flag_bits(marks.flags),
-                                json.dumps(list(marks.crop)) if marks.crop else None, item_id))
+                updates.append(
+                    (
+                        marks.rating,
+                        flag_bits(marks.flags),
+                        json.dumps(list(marks.crop)) if marks.crop else None,
+                        item_id,
+                    )
+                )
         updates += [(0, 0, None, item_id) for key, (item_id, _m) in current.items() if key not in stored]
         if updates:
             with write_transaction(db):

@@ -35,8 +35,14 @@ from typing import Any
 from sushitui.tags.normalize import clean, match_key
 
 RAW_VALUE_LIMIT = 64 * 1024
-_SKIP_EXIF = {"MakerNote", "PrintImageMatching", "JPEGInterchangeFormat", "JPEGInterchangeFormatLength", "StripOffsets",
-              "StripByteCounts"}
+_SKIP_EXIF = {
+    "MakerNote",
+    "PrintImageMatching",
+    "JPEGInterchangeFormat",
+    "JPEGInterchangeFormatLength",
+    "StripOffsets",
+    "StripByteCounts",
+}
 _A1111 = re.compile(r"(^|\n)Steps: \d+")
 _PLACEHOLDER = re.compile(r"<\d+ bytes>")
 _DC = "{http://purl.org/dc/elements/1.1/}"
@@ -79,7 +85,9 @@ def _text_caption(ctype: str, source: str, field: str, text: str) -> Caption | N
     return (ctype, _subtype(source, field), source, field, text, None)
 
 
-def _tag_caption(source: str, field: str, values: list[str], separators: re.Pattern = _LIST_SEPARATORS) -> Caption | None:
+def _tag_caption(
+    source: str, field: str, values: list[str], separators: re.Pattern = _LIST_SEPARATORS
+) -> Caption | None:
     tags = _tags(values, separators)
     if not tags:
         return None
@@ -295,12 +303,33 @@ def _iptc(im, raw: dict, captions: list, problems: list) -> None:
             captions.append(c)
 
 
-_PNG_SKIP = {"exif", "xmp", "XML:com.adobe.xmp", "icc_profile", "dpi", "gamma", "transparency", "aspect", "srgb",
-             "chromaticity", "interlace", "bbox", "duration", "loop", "disposal", "blend", "default_image"}
+_PNG_SKIP = {
+    "exif",
+    "xmp",
+    "XML:com.adobe.xmp",
+    "icc_profile",
+    "dpi",
+    "gamma",
+    "transparency",
+    "aspect",
+    "srgb",
+    "chromaticity",
+    "interlace",
+    "bbox",
+    "duration",
+    "loop",
+    "disposal",
+    "blend",
+    "default_image",
+}
 
 
 def _png_text(im, raw: dict, captions: list) -> None:
-    fields = {k: _raw_value(v) for k, v in im.info.items() if isinstance(k, str) and k not in _PNG_SKIP and isinstance(v, (str, bytes))}
+    fields = {
+        k: _raw_value(v)
+        for k, v in im.info.items()
+        if isinstance(k, str) and k not in _PNG_SKIP and isinstance(v, (str, bytes))
+    }
     if not fields:
         return
     raw["png_text"] = fields
@@ -330,7 +359,11 @@ def extract(data: bytes, fmt: str | None) -> dict:
             im = Image.open(io.BytesIO(data))
             info = dict(im.info)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile headers; reported
-        detail = "Pillow cannot parse its header" if type(exc).__name__ == "UnidentifiedImageError" else f"{type(exc).__name__}: {exc}"
+        detail = (
+            "Pillow cannot parse its header"
+            if type(exc).__name__ == "UnidentifiedImageError"
+            else f"{type(exc).__name__}: {exc}"
+        )
         problems.append(f"embedded metadata could not be read ({detail}); the image itself is indexed")
         return {"raw": None, "captions": [], "problems": problems}
     exif = info.get("exif")
@@ -355,8 +388,11 @@ def add_sidecar(meta: dict | None, path: str | None, name: str | None) -> dict:
     """``meta`` (from ``extract``, or None) with the captions of the XMP sidecar at
     ``path`` merged in; with ``path`` None, the empty result that still replaces what
     an earlier sidecar gave (it was deleted)."""
-    out: dict[str, Any] = {"raw": dict((meta or {}).get("raw") or {}), "captions": list((meta or {}).get("captions") or ()),
-           "problems": list((meta or {}).get("problems") or ())}
+    out: dict[str, Any] = {
+        "raw": dict((meta or {}).get("raw") or {}),
+        "captions": list((meta or {}).get("captions") or ()),
+        "problems": list((meta or {}).get("problems") or ()),
+    }
     if path is None or name is None:
         out["raw"] = out["raw"] or None
         return out
@@ -389,7 +425,8 @@ def add_sidecar(meta: dict | None, path: str | None, name: str | None) -> dict:
         record.update(found.get("xmp") or {})
         mine = {c[1] for c in captions}
         out["captions"] = [c for c in out["captions"] if not (c[2] == "xmp" and c[1] in mine)]
-        out["captions"].extend((ctype, sub, src, f"{name}: {fld}", text, tags)
-                               for ctype, sub, src, fld, text, tags in captions)
+        out["captions"].extend(
+            (ctype, sub, src, f"{name}: {fld}", text, tags) for ctype, sub, src, fld, text, tags in captions
+        )
     out["raw"]["xmp_sidecar"] = record
     return out

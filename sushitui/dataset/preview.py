@@ -52,8 +52,9 @@ def decode_preview(path: str | os.PathLike, box: tuple[int, int] = PREVIEW_BOX) 
 class PreviewCache:
     """Thread-safe LRU of decoded previews keyed by path and a stamp (e.g. mtime)."""
 
-    def __init__(self, box: tuple[int, int] = PREVIEW_BOX, max_items: int = CACHE_ITEMS,
-                 max_bytes: int = CACHE_BYTES) -> None:
+    def __init__(
+        self, box: tuple[int, int] = PREVIEW_BOX, max_items: int = CACHE_ITEMS, max_bytes: int = CACHE_BYTES
+    ) -> None:
         self.box = box
         self.max_items = max_items
         self.max_bytes = max_bytes

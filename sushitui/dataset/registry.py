@@ -26,8 +26,17 @@ from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, wr
 DATASET_TYPES = ("auto", "single", "pairs")
 NAME_MAX = 100
 # Settings whose change alters how existing files are read: the next reindex re-reads all.
-_RESCAN_SETTINGS = {"type", "caption_suffixes", "image_suffixes", "read_exif", "primary_suffix", "caption_types",
-                    "suffix_separator", "folder_caption", "caption_tables"}
+_RESCAN_SETTINGS = {
+    "type",
+    "caption_suffixes",
+    "image_suffixes",
+    "read_exif",
+    "primary_suffix",
+    "caption_types",
+    "suffix_separator",
+    "folder_caption",
+    "caption_tables",
+}
 
 
 class DatasetError(UserError, ValueError):
@@ -82,17 +91,23 @@ def _suffix_list(value, what: str, separator: str = "_") -> list[str]:
         for part in parts:
             if not part or not all(c.isalnum() or c == "-" for c in part):
                 example = " (or SUFFIX=ROLE, e.g. 0=source)" if what == "image" else ""
-                raise DatasetError(f"{what} suffix {s!r}: use letters, digits and '-' only{example}; it is the part "
-                                   f"after the last '{separator}' of a file name")
+                raise DatasetError(
+                    f"{what} suffix {s!r}: use letters, digits and '-' only{example}; it is the part "
+                    f"after the last '{separator}' of a file name"
+                )
         if separator in parts[0]:
-            raise DatasetError(f"{what} suffix {s!r} contains the suffix separator {separator!r}: a file name could "
-                               "not be split unambiguously; pick another separator or suffix")
+            raise DatasetError(
+                f"{what} suffix {s!r} contains the suffix separator {separator!r}: a file name could "
+                "not be split unambiguously; pick another separator or suffix"
+            )
         if s not in out:
             out.append(s)
     return out
 
 
-def validate(settings: DatasetSettings, *, check_root: bool = True, check_tables: bool | None = None) -> DatasetSettings:
+def validate(
+    settings: DatasetSettings, *, check_root: bool = True, check_tables: bool | None = None
+) -> DatasetSettings:
     """Normalised settings, or DatasetError naming the bad field."""
     name = (settings.name or "").strip()
     if not name:
@@ -112,13 +127,17 @@ def validate(settings: DatasetSettings, *, check_root: bool = True, check_tables
         if not os.path.exists(root):
             raise DatasetError(f"{root} does not exist; check the path (nothing was registered)")
         if not os.path.isdir(root):
-            raise DatasetError(f"{root} is a file, not a folder; pass the folder that holds the images (nothing was registered)")
+            raise DatasetError(
+                f"{root} is a file, not a folder; pass the folder that holds the images (nothing was registered)"
+            )
         if not os.access(root, os.R_OK | os.X_OK):
             raise DatasetError(f"{root}: permission denied; make the folder readable (nothing was registered)")
     separator = settings.suffix_separator or "_"
     if separator not in SUFFIX_SEPARATORS:
-        raise DatasetError(f"suffix separator {separator!r} is not one of {' '.join(SUFFIX_SEPARATORS)} "
-                           "(x_source.png, 0.src.jpg, x-masklabel.png)")
+        raise DatasetError(
+            f"suffix separator {separator!r} is not one of {' '.join(SUFFIX_SEPARATORS)} "
+            "(x_source.png, 0.src.jpg, x-masklabel.png)"
+        )
     caption_suffixes = _suffix_list(settings.caption_suffixes, "caption", separator)
     image_suffixes = _suffix_list(settings.image_suffixes, "image", separator)
     roles = image_suffix_roles(image_suffixes)
@@ -133,16 +152,22 @@ def validate(settings: DatasetSettings, *, check_root: bool = True, check_tables
     # "target" is the default and may be absent from custom suffixes (grouping then picks
     # the first present); any other choice must be one of them, as the TUI form checks
     if primary != "target" and image_suffixes and primary not in roles.values() and primary not in roles:
-        raise DatasetError(f"primary suffix {primary!r} is not one of the image suffixes ({', '.join(image_suffixes)}); "
-                           "pick one of them")
+        raise DatasetError(
+            f"primary suffix {primary!r} is not one of the image suffixes ({', '.join(image_suffixes)}); "
+            "pick one of them"
+        )
     primary = roles.get(primary, primary)  # 1 of 1=target is the role target
     folder_caption = (settings.folder_caption or "").strip() or None
     if folder_caption is not None:
         if "/" in folder_caption or "\\" in folder_caption or folder_caption in (".", ".."):
-            raise DatasetError(f"folder caption {folder_caption!r}: give a file name (e.g. instruction.txt), not a path; "
-                               "the file of that name in each folder is read")
+            raise DatasetError(
+                f"folder caption {folder_caption!r}: give a file name (e.g. instruction.txt), not a path; "
+                "the file of that name in each folder is read"
+            )
         if os.path.splitext(folder_caption)[1].lower() in IMAGE_EXTENSIONS:
-            raise DatasetError(f"folder caption {folder_caption!r} is an image name; give a text file name (e.g. instruction.txt)")
+            raise DatasetError(
+                f"folder caption {folder_caption!r} is an image name; give a text file name (e.g. instruction.txt)"
+            )
     tables = list(settings.caption_tables or [])
     if (check_root if check_tables is None else check_tables) and tables:
         from sushitui.dataset.tables import TableError, check_table_spec
@@ -152,9 +177,18 @@ def validate(settings: DatasetSettings, *, check_root: bool = True, check_tables
         except TableError as exc:
             raise DatasetError(f"{exc} (nothing was registered)") from exc
     return DatasetSettings(
-        name=name, root_path=root, type=settings.type, caption_suffixes=caption_suffixes, image_suffixes=image_suffixes,
-        recursive=bool(settings.recursive), max_depth=settings.max_depth, read_exif=bool(settings.read_exif),
-        primary_suffix=primary, caption_types=types, suffix_separator=separator, folder_caption=folder_caption,
+        name=name,
+        root_path=root,
+        type=settings.type,
+        caption_suffixes=caption_suffixes,
+        image_suffixes=image_suffixes,
+        recursive=bool(settings.recursive),
+        max_depth=settings.max_depth,
+        read_exif=bool(settings.read_exif),
+        primary_suffix=primary,
+        caption_types=types,
+        suffix_separator=separator,
+        folder_caption=folder_caption,
         caption_tables=tables,
     )
 
@@ -192,14 +226,27 @@ def add_dataset(
     indexed so far (reindex continues it)."""
     s = validate(settings)
     if Dataset.get_or_none(Dataset.name == s.name) is not None:
-        raise DatasetExists(f"a dataset named {s.name!r} already exists; pick another name or `sushitui dataset reindex {s.name}`")
+        raise DatasetExists(
+            f"a dataset named {s.name!r} already exists; pick another name or `sushitui dataset reindex {s.name}`"
+        )
     now = time.time()
     with write_transaction():
         ds = Dataset.create(
-            name=s.name, root_path=s.root_path, type=s.type, caption_suffixes=s.caption_suffixes,
-            image_suffixes=s.image_suffixes, primary_suffix=s.primary_suffix, recursive=s.recursive,
-            max_depth=s.max_depth, read_exif=s.read_exif, caption_types=s.caption_types, created_at=now, updated_at=now,
-            suffix_separator=s.suffix_separator, folder_caption=s.folder_caption, caption_tables=s.caption_tables,
+            name=s.name,
+            root_path=s.root_path,
+            type=s.type,
+            caption_suffixes=s.caption_suffixes,
+            image_suffixes=s.image_suffixes,
+            primary_suffix=s.primary_suffix,
+            recursive=s.recursive,
+            max_depth=s.max_depth,
+            read_exif=s.read_exif,
+            caption_types=s.caption_types,
+            created_at=now,
+            updated_at=now,
+            suffix_separator=s.suffix_separator,
+            folder_caption=s.folder_caption,
+            caption_tables=s.caption_tables,
         )
     try:
         report = scan_dataset(ds, progress=progress, cancel=cancel)
@@ -252,8 +299,9 @@ def update_settings(name: str | int | Dataset, /, **changes) -> Dataset:
     current = DatasetSettings.from_dataset(ds)
     for k, v in changes.items():
         setattr(current, k, v)
-    s = validate(current, check_root="root_path" in changes,
-                 check_tables="caption_tables" in changes or "root_path" in changes)
+    s = validate(
+        current, check_root="root_path" in changes, check_tables="caption_tables" in changes or "root_path" in changes
+    )
     if s.name != ds.name and Dataset.get_or_none(Dataset.name == s.name) is not None:
         raise DatasetExists(f"a dataset named {s.name!r} already exists; pick another name")
     needs_full = any(getattr(s, k) != getattr(ds, k) for k in _RESCAN_SETTINGS) or s.root_path != ds.root_path

@@ -113,26 +113,35 @@ def item_files(dataset: Dataset, item_ids: Sequence[int]) -> dict[int, tuple[str
     ids = list(item_ids)
     rows = []
     for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
+        chunk = ids[i : i + 500]
         rows += db.execute_sql(
             f"SELECT id, group_key, rel_dir, base_name, image_path, related_images FROM item "
-            f"WHERE dataset_id = ? AND id IN ({','.join('?' * len(chunk))})", (dataset.id, *chunk)).fetchall()
+            f"WHERE dataset_id = ? AND id IN ({','.join('?' * len(chunk))})",
+            (dataset.id, *chunk),
+        ).fetchall()
     out: dict[int, tuple[str, list[str]]] = {}
     folders: dict[str, list[tuple[int, str]]] = {}
     for item_id, key, rel_dir, base, image, related in rows:
         paths = [image] if image else []
         paths += [p for p in (json.loads(related) if related else {}).values() if p and p not in paths]
-        paths += [p for (p,) in db.execute_sql(
-            "SELECT DISTINCT file_path FROM caption WHERE item_id = ? AND file_path IS NOT NULL", (item_id,))
-            if p not in paths]
+        paths += [
+            p
+            for (p,) in db.execute_sql(
+                "SELECT DISTINCT file_path FROM caption WHERE item_id = ? AND file_path IS NOT NULL", (item_id,)
+            )
+            if p not in paths
+        ]
         out[item_id] = (key, paths)
         folders.setdefault(rel_dir, []).append((item_id, base))
     # sidecars: files named after the item that no indexed item claims
     for rel_dir, members in folders.items():
         claimed = _claimed(db, dataset.id, rel_dir)
         try:
-            names = sorted(e.name for e in os.scandir(to_abs(dataset.root_path, rel_dir) if rel_dir else dataset.root_path)
-                           if e.is_file(follow_symlinks=False))
+            names = sorted(
+                e.name
+                for e in os.scandir(to_abs(dataset.root_path, rel_dir) if rel_dir else dataset.root_path)
+                if e.is_file(follow_symlinks=False)
+            )
         except OSError:
             continue
         for item_id, base in members:
@@ -148,12 +157,17 @@ def _claimed(db, dataset_id: int, rel_dir: str) -> set[str]:
 
     claimed: set[str] = set()
     for image, related, item_id in db.execute_sql(
-            "SELECT image_path, related_images, id FROM item WHERE dataset_id = ? AND rel_dir = ?", (dataset_id, rel_dir)):
+        "SELECT image_path, related_images, id FROM item WHERE dataset_id = ? AND rel_dir = ?", (dataset_id, rel_dir)
+    ):
         if image:
             claimed.add(image)
         claimed.update((json.loads(related) if related else {}).values())
-        claimed.update(p for (p,) in db.execute_sql(
-            "SELECT file_path FROM caption WHERE item_id = ? AND file_path IS NOT NULL", (item_id,)))
+        claimed.update(
+            p
+            for (p,) in db.execute_sql(
+                "SELECT file_path FROM caption WHERE item_id = ? AND file_path IS NOT NULL", (item_id,)
+            )
+        )
     return claimed
 
 
@@ -242,8 +256,9 @@ def remove_items(dataset: Dataset, item_ids: Sequence[int], *, home: bool | None
                     else:
                         done.files.append(_to_dataset_trash(src, root, batch))
             except OSError as exc:
-                removal.problems.append(f"{rel}: not moved to the trash ({exc.strerror or exc}); "
-                                        f"the item {key!r} is kept")
+                removal.problems.append(
+                    f"{rel}: not moved to the trash ({exc.strerror or exc}); the item {key!r} is kept"
+                )
                 _move_back(done.files, removal.problems)
                 continue
             removal.items.append(done)
@@ -309,6 +324,11 @@ def restore(removal: Removal) -> list[str]:
             put_back(dataset, item.marks)
     reindex(dataset)
     db = current_database()
-    removal.restored_ids = [row[0] for item in removal.items for row in db.execute_sql(
-        "SELECT id FROM item WHERE dataset_id = ? AND group_key = ?", (dataset.id, item.group_key))]
+    removal.restored_ids = [
+        row[0]
+        for item in removal.items
+        for row in db.execute_sql(
+            "SELECT id FROM item WHERE dataset_id = ? AND group_key = ?", (dataset.id, item.group_key)
+        )
+    ]
     return problems

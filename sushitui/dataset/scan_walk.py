@@ -112,10 +112,12 @@ def _stat_reason(exc: OSError) -> str:
 
 
 # 1 image, 2 caption, 3 sidecar; 4 (not here): a file listed by name (``walk(named=)``)
-_KINDS = {**{ext: 1 for ext in IMAGE_EXTENSIONS}, **{ext: 2 for ext in CAPTION_EXTENSIONS},
-          **{ext: 3 for ext in SIDECAR_EXTENSIONS}}
+_KINDS = {
+    **{ext: 1 for ext in IMAGE_EXTENSIONS},
+    **{ext: 2 for ext in CAPTION_EXTENSIONS},
+    **{ext: 3 for ext in SIDECAR_EXTENSIONS},
+}
 _S_IFMT, _S_IFREG, _S_IFDIR = stat_mod.S_IFMT(0o170000), stat_mod.S_IFREG, stat_mod.S_IFDIR
-
 
 
 def _remove_if_stale(entry: os.DirEntry, folder: str) -> None:
@@ -135,8 +137,9 @@ def _remove_if_stale(entry: os.DirEntry, folder: str) -> None:
 _SCANDIR_FD = os.scandir in os.supports_fd
 
 
-def _list_dir(path: str, rel_dir: str, descend: bool, root_real: str | None = None,
-              named: frozenset[str] = frozenset()) -> tuple[DirScan, list[str], bool]:
+def _list_dir(
+    path: str, rel_dir: str, descend: bool, root_real: str | None = None, named: frozenset[str] = frozenset()
+) -> tuple[DirScan, list[str], bool]:
     """One folder: its files with stat, its subfolders; (scan, subfolder names, readable)."""
     fd = None
     try:
@@ -148,11 +151,16 @@ def _list_dir(path: str, rel_dir: str, descend: bool, root_real: str | None = No
         if fd is not None:
             os.close(fd)
         reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
-        d = DirScan(rel_dir, problems=[(rel_dir or ".", f"folder cannot be read ({reason}); its items are kept as they were")])
+        d = DirScan(
+            rel_dir, problems=[(rel_dir or ".", f"folder cannot be read ({reason}); its items are kept as they were")]
+        )
         return d, [], False
     try:
-        return (_list_entries(entries, path, rel_dir, descend, root_real, named),
-                [e.name for e in entries if _is_subdir(e, descend)], True)
+        return (
+            _list_entries(entries, path, rel_dir, descend, root_real, named),
+            [e.name for e in entries if _is_subdir(e, descend)],
+            True,
+        )
     finally:
         if fd is not None:
             os.close(fd)
@@ -169,8 +177,14 @@ def _is_subdir(entry: os.DirEntry, descend: bool) -> bool:
         return False
 
 
-def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: bool, root_real: str | None = None,
-                  named: frozenset[str] = frozenset()) -> DirScan:
+def _list_entries(
+    entries: list[os.DirEntry],
+    path: str,
+    rel_dir: str,
+    descend: bool,
+    root_real: str | None = None,
+    named: frozenset[str] = frozenset(),
+) -> DirScan:
     d = DirScan(rel_dir)
     marks: list[str] = []  # entries that failed, for the digest
     files: list[tuple[str, int, int]] = []  # packed into d.files at the end
@@ -201,7 +215,9 @@ def _list_entries(entries: list[os.DirEntry], path: str, rel_dir: str, descend: 
         try:
             st = entry.stat()
         except FileNotFoundError:
-            reason = BROKEN_LINK if entry.is_symlink() else "vanished during the scan; reindex when the folder is settled"
+            reason = (
+                BROKEN_LINK if entry.is_symlink() else "vanished during the scan; reindex when the folder is settled"
+            )
             d.problems.append((_rel(rel_dir, name), reason))
             marks.append(name + "\0!")
             continue
@@ -250,7 +266,9 @@ def walk(
     try:
         root_st = os.stat(root)
     except OSError as exc:
-        raise WalkError(f"{root}: the dataset folder cannot be opened ({exc.strerror}); check the path or remount the disk") from exc
+        raise WalkError(
+            f"{root}: the dataset folder cannot be opened ({exc.strerror}); check the path or remount the disk"
+        ) from exc
     visited = {(root_st.st_dev, root_st.st_ino)}
     root_real = os.path.realpath(root)
     level: list[tuple[str, str, int]] = [(root, "", 0)]
@@ -260,8 +278,9 @@ def walk(
             if cancel is not None and cancel.cancelled:
                 result.cancelled = True
                 return result
-            d, subdirs, readable = _list_dir(path, rel_dir, recursive and (max_depth is None or depth < max_depth),
-                                             root_real, named)
+            d, subdirs, readable = _list_dir(
+                path, rel_dir, recursive and (max_depth is None or depth < max_depth), root_real, named
+            )
             if not readable:
                 result.unreadable_dirs.append(rel_dir)
             result.dirs.append(d)
@@ -271,8 +290,12 @@ def walk(
                 try:
                     name.encode("utf-8")
                 except UnicodeEncodeError:
-                    d.problems.append((rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                                       "folder name is not valid UTF-8; rename it to index it"))
+                    d.problems.append(
+                        (
+                            rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                            "folder name is not valid UTF-8; rename it to index it",
+                        )
+                    )
                     continue
                 sub = os.path.join(path, name)
                 try:
@@ -286,7 +309,9 @@ def walk(
                     if not _inside(root_real, real):
                         d.problems.append((rel, f"{LINK_OUTSIDE} (to {real}): its captions are read but never written"))
                 if ident in visited:
-                    d.problems.append((rel, "symbolic link loop (this folder was already scanned through another path); not followed"))
+                    d.problems.append(
+                        (rel, "symbolic link loop (this folder was already scanned through another path); not followed")
+                    )
                     continue
                 visited.add(ident)
                 next_level.append((sub, rel, depth + 1))

@@ -85,7 +85,9 @@ def _looks_like_tags(text: str, words: list[int]) -> bool:
     return sum(words) / len(words) <= 4 and long_parts <= max(1, len(words) // 5)
 
 
-def typed_tags(subtype: str, text: str, overrides: dict[str, str] | None = None) -> tuple[str, list[tuple[str, str]] | None]:
+def typed_tags(
+    subtype: str, text: str, overrides: dict[str, str] | None = None
+) -> tuple[str, list[tuple[str, str]] | None]:
     """``caption_type`` and, for a tag caption, its ``tag_pairs``, splitting the text once."""
     fixed = overrides[subtype] if overrides and subtype in overrides else FIXED_TYPES.get(subtype)
     if fixed is not None:
@@ -175,12 +177,21 @@ def read_caption_file(path: str, subtype: str, name: str, overrides: dict[str, s
         # read_caption names the absolute path; the report names the file itself
         reason = str(exc)
         prefix = f"{path}: "
-        return CaptionResult(subtype, name, error=reason[len(prefix):] if reason.startswith(prefix) else reason)
+        return CaptionResult(subtype, name, error=reason[len(prefix) :] if reason.startswith(prefix) else reason)
     text = ct.text
     ctype, pairs = typed_tags(subtype, text, overrides)
     return CaptionResult(
-        subtype, name, ctype, text, ct.encoding, ct.flagged, ct.state.size, ct.state.mtime_ns, ct.state.sha256,
-        tags_json(pairs) if pairs else None, len(pairs or ()),
+        subtype,
+        name,
+        ctype,
+        text,
+        ct.encoding,
+        ct.flagged,
+        ct.state.size,
+        ct.state.mtime_ns,
+        ct.state.sha256,
+        tags_json(pairs) if pairs else None,
+        len(pairs or ()),
     )
 
 
@@ -190,7 +201,9 @@ def read_caption_file(path: str, subtype: str, name: str, overrides: dict[str, s
 Task = tuple[int, str, "str | None", list[tuple[str, str]], bool, "str | None", bool]
 
 
-def run_tasks(tasks: list[Task], overrides: dict[str, str] | None = None) -> list[tuple[int, ImageResult | None, list[CaptionResult]]]:
+def run_tasks(
+    tasks: list[Task], overrides: dict[str, str] | None = None
+) -> list[tuple[int, ImageResult | None, list[CaptionResult]]]:
     out = []
     for index, directory, image_name, captions, read_meta, sidecar, refresh_sidecar in tasks:
         image = None

@@ -54,7 +54,9 @@ class Existing:
     related: str  # related_images JSON as stored
     size: int | None
     mtime_ns: int | None
-    captions: dict[str, tuple[int, int | None, int | None, str]] = field(default_factory=dict)  # file_path -> (id, size, mtime, subtype)
+    captions: dict[str, tuple[int, int | None, int | None, str]] = field(
+        default_factory=dict
+    )  # file_path -> (id, size, mtime, subtype)
     problems: list[str] | None = None  # Item.problems: "file name: reason"
     sidecar: tuple[str, int, int] | None = None  # (name, size, mtime_ns) of the XMP sidecar read last
     # captions from shared files: sorted (type, subtype, source, source_field, content)
@@ -142,7 +144,8 @@ class Writer:
         for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             for cid, item_id, path in self.db.execute_sql(
-                f"SELECT id, item_id, file_path FROM caption WHERE item_id IN ({marks}) AND file_path IS NOT NULL", chunk
+                f"SELECT id, item_id, file_path FROM caption WHERE item_id IN ({marks}) AND file_path IS NOT NULL",
+                chunk,
             ):
                 out[(item_id, path)] = cid
         return out
@@ -204,20 +207,53 @@ class Writer:
                         continue
                     report.captions += 1
                     if c.flagged:
-                        report.problems.append(Problem(rel, f"not UTF-8: read as {c.encoding}; it is saved as UTF-8 only when you edit it"))
+                        report.problems.append(
+                            Problem(rel, f"not UTF-8: read as {c.encoding}; it is saved as UTF-8 only when you edit it")
+                        )
                     cid = job.reuse_caption_ids.get(c.name)
                     if cid is None and job.existing is not None:
                         cid = indexed_files.get((item_id, rel))
                     if cid is None:
                         cid = next_cap
                         next_cap += 1
-                        captions.append((cid, item_id, c.ctype, c.subtype, c.text, "auto", "txt_file", None, rel, c.size,
-                                         c.mtime_ns, c.sha256, c.encoding, int(c.flagged), now, now))
+                        captions.append(
+                            (
+                                cid,
+                                item_id,
+                                c.ctype,
+                                c.subtype,
+                                c.text,
+                                "auto",
+                                "txt_file",
+                                None,
+                                rel,
+                                c.size,
+                                c.mtime_ns,
+                                c.sha256,
+                                c.encoding,
+                                int(c.flagged),
+                                now,
+                                now,
+                            )
+                        )
                     else:
                         # Updated in place (not delete + insert) so an editor holding this
                         # caption row keeps a valid id.
-                        caption_updates.append((c.ctype, c.subtype, c.text, rel, c.size, c.mtime_ns, c.sha256, c.encoding,
-                                                int(c.flagged), now, cid))
+                        caption_updates.append(
+                            (
+                                c.ctype,
+                                c.subtype,
+                                c.text,
+                                rel,
+                                c.size,
+                                c.mtime_ns,
+                                c.sha256,
+                                c.encoding,
+                                int(c.flagged),
+                                now,
+                                cid,
+                            )
+                        )
                     if c.tags:
                         tag_sets.append((item_id, cid, c.subtype, "txt_file", c.tags))
                         self.tag_rows += c.n_tags
@@ -229,8 +265,26 @@ class Writer:
                     for ctype, subtype, source, fieldname, text in group.external:
                         cid = next_cap
                         next_cap += 1
-                        captions.append((cid, item_id, ctype, subtype, text, "auto", source, fieldname, None, None, None,
-                                         None, None, 0, now, now))
+                        captions.append(
+                            (
+                                cid,
+                                item_id,
+                                ctype,
+                                subtype,
+                                text,
+                                "auto",
+                                source,
+                                fieldname,
+                                None,
+                                None,
+                                None,
+                                None,
+                                None,
+                                0,
+                                now,
+                                now,
+                            )
+                        )
                         pairs = tag_pairs(text) if ctype == "tags" else None
                         if pairs:
                             tag_sets.append((item_id, cid, subtype, source, tags_json(pairs)))
@@ -243,8 +297,26 @@ class Writer:
                     for ctype, subtype, source, fieldname, text, mtags in meta.get("captions", ()):
                         cid = next_cap
                         next_cap += 1
-                        captions.append((cid, item_id, ctype, subtype, text, "auto", source, fieldname, None, None, None,
-                                         None, None, 0, now, now))
+                        captions.append(
+                            (
+                                cid,
+                                item_id,
+                                ctype,
+                                subtype,
+                                text,
+                                "auto",
+                                source,
+                                fieldname,
+                                None,
+                                None,
+                                None,
+                                None,
+                                None,
+                                0,
+                                now,
+                                now,
+                            )
+                        )
                         if mtags:
                             tag_sets.append((item_id, cid, subtype, source, tags_json(mtags)))
                             self.tag_rows += len(mtags)
@@ -255,12 +327,31 @@ class Writer:
                 item_type = group.item_type(dataset_type)
                 image_suffix = group.primary_suffix or None
                 if job.existing is None:
-                    new_items.append((
-                        item_id, self.dataset.id, item_type, group.base_name, group.rel_dir, group.group_key, primary_rel,
-                        image_suffix, related, image.width, image.height, image.size, image.mtime_ns, image.sha256,
-                        dumps(meta.get("raw") if meta else None), tag_count or 0, dumps(problems or None),
-                        group.primary.mtime_ns / 1e9, now, now, natural_key(group.group_key),
-                    ))
+                    new_items.append(
+                        (
+                            item_id,
+                            self.dataset.id,
+                            item_type,
+                            group.base_name,
+                            group.rel_dir,
+                            group.group_key,
+                            primary_rel,
+                            image_suffix,
+                            related,
+                            image.width,
+                            image.height,
+                            image.size,
+                            image.mtime_ns,
+                            image.sha256,
+                            dumps(meta.get("raw") if meta else None),
+                            tag_count or 0,
+                            dumps(problems or None),
+                            group.primary.mtime_ns / 1e9,
+                            now,
+                            now,
+                            natural_key(group.group_key),
+                        )
+                    )
                     report.items_added += 1
                 else:
                     report.items_updated += 1
@@ -276,24 +367,48 @@ class Writer:
             src = ",".join(f"'{s}'" for s in EMBEDDED_SOURCES)
             for chunk in chunks(drop_embedded, 500):
                 marks = ",".join("?" * len(chunk))
-                cur.execute(f"DELETE FROM item_tag WHERE caption_id IN (SELECT id FROM caption WHERE item_id IN ({marks}) "
-                            f"AND file_path IS NULL AND source IN ({src}))", chunk)
-                cur.execute(f"DELETE FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({src})", chunk)
+                cur.execute(
+                    f"DELETE FROM item_tag WHERE caption_id IN (SELECT id FROM caption WHERE item_id IN ({marks}) "
+                    f"AND file_path IS NULL AND source IN ({src}))",
+                    chunk,
+                )
+                cur.execute(
+                    f"DELETE FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({src})", chunk
+                )
             ext = ",".join(f"'{s}'" for s in EXTERNAL_SOURCES)
             for chunk in chunks(drop_external, 500):
                 marks = ",".join("?" * len(chunk))
-                cur.execute(f"DELETE FROM item_tag WHERE caption_id IN (SELECT id FROM caption WHERE item_id IN ({marks}) "
-                            f"AND file_path IS NULL AND source IN ({ext}))", chunk)
-                cur.execute(f"DELETE FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({ext})", chunk)
+                cur.execute(
+                    f"DELETE FROM item_tag WHERE caption_id IN (SELECT id FROM caption WHERE item_id IN ({marks}) "
+                    f"AND file_path IS NULL AND source IN ({ext}))",
+                    chunk,
+                )
+                cur.execute(
+                    f"DELETE FROM caption WHERE item_id IN ({marks}) AND file_path IS NULL AND source IN ({ext})", chunk
+                )
             for item_id, image, item_type, primary_rel, image_suffix, related, meta, problems in updates:
                 if image is not None:
                     cur.execute(
                         "UPDATE item SET item_type=?, image_path=?, image_suffix=?, related_images=?, width=?, height=?, "
                         "file_size=?, mtime_ns=?, sha256=?, exif_data=?, problems=?, created_at=?, indexed_at=?, updated_at=? "
                         "WHERE id=?",
-                        (item_type, primary_rel, image_suffix, related, image.width, image.height, image.size,
-                         image.mtime_ns, image.sha256, dumps(meta.get("raw") if meta else None), dumps(problems or None),
-                         image.mtime_ns / 1e9, now, now, item_id),
+                        (
+                            item_type,
+                            primary_rel,
+                            image_suffix,
+                            related,
+                            image.width,
+                            image.height,
+                            image.size,
+                            image.mtime_ns,
+                            image.sha256,
+                            dumps(meta.get("raw") if meta else None),
+                            dumps(problems or None),
+                            image.mtime_ns / 1e9,
+                            now,
+                            now,
+                            item_id,
+                        ),
                     )
                 else:
                     cur.execute(

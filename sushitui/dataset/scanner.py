@@ -121,25 +121,39 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     if rel_dirs is None:
         stray = db.execute_sql(
             "SELECT id, group_key FROM item WHERE dataset_id = ? AND "
-            "group_key != (CASE rel_dir WHEN '' THEN '' ELSE rel_dir || '/' END) || base_name", (dataset_id,)).fetchall()
+            "group_key != (CASE rel_dir WHEN '' THEN '' ELSE rel_dir || '/' END) || base_name",
+            (dataset_id,),
+        ).fetchall()
     else:
         stray = []
         for d in rel_dirs:  # keys in folder d, through the (dataset_id, group_key) index
             if d:
-                rows = db.execute_sql("SELECT id, group_key FROM item WHERE dataset_id = ? AND group_key > ? "
-                                      "AND group_key < ? AND rel_dir != ?", (dataset_id, d + "/", d + "0", d))
+                rows = db.execute_sql(
+                    "SELECT id, group_key FROM item WHERE dataset_id = ? AND group_key > ? "
+                    "AND group_key < ? AND rel_dir != ?",
+                    (dataset_id, d + "/", d + "0", d),
+                )
                 stray.extend(r for r in rows if r[1].rpartition("/")[0] == d)
             else:
-                stray.extend(db.execute_sql("SELECT id, group_key FROM item WHERE dataset_id = ? "
-                                            "AND instr(group_key, '/') = 0 AND rel_dir != ''", (dataset_id,)))
+                stray.extend(
+                    db.execute_sql(
+                        "SELECT id, group_key FROM item WHERE dataset_id = ? "
+                        "AND instr(group_key, '/') = 0 AND rel_dir != ''",
+                        (dataset_id,),
+                    )
+                )
     if stray:
         with write_transaction(db):
-            db.cursor().executemany("UPDATE item SET rel_dir = ?, base_name = ? WHERE id = ?",
-                                    [(*key.rpartition("/")[::2], item_id) for item_id, key in stray])
+            db.cursor().executemany(
+                "UPDATE item SET rel_dir = ?, base_name = ? WHERE id = ?",
+                [(*key.rpartition("/")[::2], item_id) for item_id, key in stray],
+            )
     # the XMP sidecar the item was read with (metadata.add_sidecar records it)
-    item_sql = ("SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems, "
-                "json_extract(exif_data, '$.xmp_sidecar.file'), json_extract(exif_data, '$.xmp_sidecar.size'), "
-                "json_extract(exif_data, '$.xmp_sidecar.mtime_ns') FROM item WHERE dataset_id = ?")
+    item_sql = (
+        "SELECT id, group_key, image_path, related_images, file_size, mtime_ns, problems, "
+        "json_extract(exif_data, '$.xmp_sidecar.file'), json_extract(exif_data, '$.xmp_sidecar.size'), "
+        "json_extract(exif_data, '$.xmp_sidecar.mtime_ns') FROM item WHERE dataset_id = ?"
+    )
     # caption files, and the captions from shared files (folder captions, caption tables),
     # which are compared by content: one pass over the captions
     cap_sql = (
@@ -152,15 +166,26 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
     if rel_dirs is None:
         selections = [((dataset_id,), "")]
     else:
-        selections = [((dataset_id, *chunk), f" AND rel_dir IN ({','.join('?' * len(chunk))})") for chunk in chunks(rel_dirs, 500)]
+        selections = [
+            ((dataset_id, *chunk), f" AND rel_dir IN ({','.join('?' * len(chunk))})") for chunk in chunks(rel_dirs, 500)
+        ]
     for params, extra in selections:
         for item_id, key, image_path, related, size, mtime, problems, sc_name, sc_size, sc_mtime in db.execute_sql(
-                item_sql + extra, params):
-            e = Existing(item_id, image_path, related or "{}", size, mtime, problems=json_loads(problems) or None,
-                         sidecar=(sc_name, sc_size, sc_mtime) if sc_name is not None else None)
+            item_sql + extra, params
+        ):
+            e = Existing(
+                item_id,
+                image_path,
+                related or "{}",
+                size,
+                mtime,
+                problems=json_loads(problems) or None,
+                sidecar=(sc_name, sc_size, sc_mtime) if sc_name is not None else None,
+            )
             existing[key] = by_id[item_id] = e
         for cid, item_id, path, size, mtime, subtype, ctype, source, source_field, content in db.execute_sql(
-                cap_sql + extra.replace("rel_dir", "i.rel_dir"), params):
+            cap_sql + extra.replace("rel_dir", "i.rel_dir"), params
+        ):
             if path is not None:
                 by_id[item_id].captions[path] = (cid, size, mtime, subtype)
             else:
@@ -279,8 +304,11 @@ class _SharedCaptions:
         folder: list = []
         if named:
             folder, problems = folder_captions(self.root, rel_dir, named, self.folder_caption or None, self._ctype)
-        covering = [(t, m) for t, m in zip(self.tables, self.matched)
-                    if t.fatal is None and (t.folder == "" or rel_dir == t.folder or rel_dir.startswith(t.folder + "/"))]
+        covering = [
+            (t, m)
+            for t, m in zip(self.tables, self.matched)
+            if t.fatal is None and (t.folder == "" or rel_dir == t.folder or rel_dir.startswith(t.folder + "/"))
+        ]
         for g in groups:
             ext: list = []
             taken = set(g.captions)  # the item's own caption file wins
@@ -347,22 +375,28 @@ def scan_dataset(
             # an index deferred for a big first scan is rebuilt on leaving this block,
             # after _scan's working set is freed: the sort and the walk's lists never
             # hold memory at the same time
-            return _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_scan,
-                         int(cache_before))
+            return _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_scan, int(cache_before))
     finally:
         db.execute_sql(f"PRAGMA cache_size={int(cache_before)}")
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_scan: ExitStack,
-          cache_kib: int) -> ScanReport:
+def _scan(
+    db, dataset, report, t0, throttle, cancel, full, workers, pool, after_scan: ExitStack, cache_kib: int
+) -> ScanReport:
     def on_dir(w):
         throttle(ProgressEvent("walking", w.files_seen, None, "files", started_at=t0))
 
     try:
-        w = walk(dataset.root_path, recursive=dataset.recursive, max_depth=dataset.max_depth, cancel=cancel, on_dir=on_dir,
-                 named=walk_names(dataset))
+        w = walk(
+            dataset.root_path,
+            recursive=dataset.recursive,
+            max_depth=dataset.max_depth,
+            cancel=cancel,
+            on_dir=on_dir,
+            named=walk_names(dataset),
+        )
     except WalkError as exc:
         raise ScanError(str(exc)) from exc
     report.files_seen = w.files_seen
@@ -372,24 +406,40 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
         report.cancelled = True
         return _finish(db, dataset, report, t0, w, None)
 
-    stored = {} if full else {
-        rel_dir: (sig, n, problems)
-        for rel_dir, sig, n, problems in db.execute_sql(
-            "SELECT rel_dir, signature, n_items, problems FROM scan_dir WHERE dataset_id = ?", (dataset.id,)
-        )
-    }
+    stored = (
+        {}
+        if full
+        else {
+            rel_dir: (sig, n, problems)
+            for rel_dir, sig, n, problems in db.execute_sql(
+                "SELECT rel_dir, signature, n_items, problems FROM scan_dir WHERE dataset_id = ?", (dataset.id,)
+            )
+        }
+    )
     # A folder is skipped only if its digest matches AND the index still holds as many
     # of its items as when the digest was stored (nothing else removed them since).
-    counts = dict(db.execute_sql(
-        "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)).fetchall()) if stored else {}
+    counts = (
+        dict(
+            db.execute_sql(
+                "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)
+            ).fetchall()
+        )
+        if stored
+        else {}
+    )
     changed: list[DirScan] = []
     to_plan: list[DirScan] = []
     shared = _SharedCaptions(db, dataset, w, stored, full)
     report.tables = shared.seen
     for d in w.dirs:
         old = stored.get(d.rel_dir)
-        if (old is not None and old[0] == d.signature and counts.get(d.rel_dir, 0) == old[1]
-                and d.rel_dir not in w.unreadable_dirs and not shared.forces(d.rel_dir)):
+        if (
+            old is not None
+            and old[0] == d.signature
+            and counts.get(d.rel_dir, 0) == old[1]
+            and d.rel_dir not in w.unreadable_dirs
+            and not shared.forces(d.rel_dir)
+        ):
             report.items_unchanged += old[1]
             report.dirs_unchanged += 1
             for path, reason in json_loads(old[2]):
@@ -416,20 +466,27 @@ def _scan(db, dataset, report, t0, throttle, cancel, full, workers, pool, after_
     after_scan.enter_context(_bulk_load(db, has_items, plan.estimated_items, throttle, report, cache_kib))
     _process(dataset, plan, report, cancel, throttle, writer, workers, pool)
     report.timings["plan_s"] = round(report.timings["plan_s"] + plan.seconds, 3)
-    report.timings.update(write_s=round(writer.write_seconds, 3), tag_rows=writer.tag_rows,
-                          tag_insert_s=round(writer.tag_seconds, 3))
+    report.timings.update(
+        write_s=round(writer.write_seconds, 3), tag_rows=writer.tag_rows, tag_insert_s=round(writer.tag_seconds, 3)
+    )
     seen_keys = plan.seen_keys
     if not report.cancelled and has_items:
         walked = {d.rel_dir for d in w.dirs}
         unreadable = w.unreadable_dirs
         vanished = [e.item_id for key, e in existing.items() if key not in seen_keys and not _under(key, unreadable)]
         gone_dirs = [
-            r for (r,) in db.execute_sql("SELECT DISTINCT rel_dir FROM item WHERE dataset_id = ?", (dataset.id,))
+            r
+            for (r,) in db.execute_sql("SELECT DISTINCT rel_dir FROM item WHERE dataset_id = ?", (dataset.id,))
             if r not in walked and not _under(r + "/x", unreadable)
         ]
         for chunk in chunks(gone_dirs, 500):
-            vanished.extend(i for (i,) in db.execute_sql(
-                f"SELECT id FROM item WHERE dataset_id = ? AND rel_dir IN ({','.join('?' * len(chunk))})", (dataset.id, *chunk)))
+            vanished.extend(
+                i
+                for (i,) in db.execute_sql(
+                    f"SELECT id FROM item WHERE dataset_id = ? AND rel_dir IN ({','.join('?' * len(chunk))})",
+                    (dataset.id, *chunk),
+                )
+            )
         if vanished:
             with write_transaction(db):
                 writer.delete_items(vanished)
@@ -446,8 +503,16 @@ class _Plan:
     peak). Each folder's file list is dropped once it is planned; its digest is kept for
     ``_store_dir_signatures``."""
 
-    def __init__(self, dataset, report: ScanReport, shared: "_SharedCaptions", existing: dict, full: bool,
-                 dirs: list[DirScan], track_keys: bool):
+    def __init__(
+        self,
+        dataset,
+        report: ScanReport,
+        shared: "_SharedCaptions",
+        existing: dict,
+        full: bool,
+        dirs: list[DirScan],
+        track_keys: bool,
+    ):
         self.dataset = dataset
         self.report = report
         self.shared = shared
@@ -488,10 +553,15 @@ class _Plan:
             named += [c for c in captions if c.name.lower() == shared.folder_caption]
             captions = [c for c in captions if c.name.lower() != shared.folder_caption]
         dir_groups, orphans = group_directory(
-            d.rel_dir, images, captions,
-            image_suffixes=dataset.image_suffixes, caption_suffixes=dataset.caption_suffixes,
-            dataset_type=dataset.type, primary_suffix=dataset.primary_suffix or "target",
-            suffix_separator=getattr(dataset, "suffix_separator", None) or "_", sidecars=sidecars,
+            d.rel_dir,
+            images,
+            captions,
+            image_suffixes=dataset.image_suffixes,
+            caption_suffixes=dataset.caption_suffixes,
+            dataset_type=dataset.type,
+            primary_suffix=dataset.primary_suffix or "target",
+            suffix_separator=getattr(dataset, "suffix_separator", None) or "_",
+            sidecars=sidecars,
         )
         report.problems.extend(Problem(f"{d.rel_dir}/{n}" if d.rel_dir else n, r) for n, r in orphans)
         for g in dir_groups:
@@ -597,8 +667,17 @@ def _process(dataset, plan: _Plan, report, cancel, throttle, writer, workers, po
     buffered_items = 0
 
     def tick(force=False):
-        throttle(ProgressEvent("indexing", report.items_unchanged + processed, plan.total(), "items", started_at=started,
-                               extra={"files": report.files_seen, "problems": len(report.problems)}), force)
+        throttle(
+            ProgressEvent(
+                "indexing",
+                report.items_unchanged + processed,
+                plan.total(),
+                "items",
+                started_at=started,
+                extra={"files": report.files_seen, "problems": len(report.problems)},
+            ),
+            force,
+        )
 
     def tasks_for(batch_jobs: list[Job]):
         tasks = []
@@ -607,14 +686,25 @@ def _process(dataset, plan: _Plan, report, cancel, throttle, writer, workers, po
             g = job.group
             directory = dirs.get(g.rel_dir)
             if directory is None:
-                directory = dirs[g.rel_dir] = os.path.join(dataset.root_path, *g.rel_dir.split("/")) if g.rel_dir else dataset.root_path
+                directory = dirs[g.rel_dir] = (
+                    os.path.join(dataset.root_path, *g.rel_dir.split("/")) if g.rel_dir else dataset.root_path
+                )
             # the sidecar's captions are replaced with the image's metadata: re-read
             # whenever the image is, while there is or was one
             refresh_sidecar = job.image_changed and (
-                g.sidecar is not None or (job.existing is not None and job.existing.sidecar is not None))
-            tasks.append((i, directory, g.primary.name if job.image_changed else None, job.read_captions,
-                          read_meta and job.image_changed, g.sidecar.name if g.sidecar is not None else None,
-                          refresh_sidecar))
+                g.sidecar is not None or (job.existing is not None and job.existing.sidecar is not None)
+            )
+            tasks.append(
+                (
+                    i,
+                    directory,
+                    g.primary.name if job.image_changed else None,
+                    job.read_captions,
+                    read_meta and job.image_changed,
+                    g.sidecar.name if g.sidecar is not None else None,
+                    refresh_sidecar,
+                )
+            )
         return tasks
 
     def take(batch, results, last=False):
@@ -728,8 +818,12 @@ def _finish(db, dataset: Dataset, report: ScanReport, t0: float, w, changed: lis
         if not report.cancelled and changed is not None:
             _store_dir_signatures(db, dataset, report, w, changed)
         Dataset.update(
-            total_items=row[0], total_images=row[1], total_captions=n_caps,
-            indexed_at=now, last_scan_report=stored, updated_at=now,
+            total_items=row[0],
+            total_images=row[1],
+            total_captions=n_caps,
+            indexed_at=now,
+            last_scan_report=stored,
+            updated_at=now,
         ).where(Dataset.id == dataset.id).execute()
     dataset.total_items, dataset.total_images, dataset.total_captions = row[0], row[1], n_caps
     dataset.indexed_at = now
@@ -758,16 +852,25 @@ def _store_dir_signatures(db, dataset: Dataset, report: ScanReport, w, changed: 
         parent = _parent(p.path)
         if parent in changed_dirs and not p.reason.startswith("folder cannot be read"):
             per_dir.setdefault(parent, []).append([p.path, p.reason])
-    counts = dict(db.execute_sql(
-        "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)).fetchall())
+    counts = dict(
+        db.execute_sql(
+            "SELECT rel_dir, COUNT(*) FROM item WHERE dataset_id = ? GROUP BY rel_dir", (dataset.id,)
+        ).fetchall()
+    )
     walked = {d.rel_dir for d in w.dirs}
     cur = db.cursor()
-    cur.execute("DELETE FROM scan_dir WHERE dataset_id = ? AND rel_dir NOT IN (SELECT value FROM json_each(?))",
-                (dataset.id, dumps(sorted(walked))))
+    cur.execute(
+        "DELETE FROM scan_dir WHERE dataset_id = ? AND rel_dir NOT IN (SELECT value FROM json_each(?))",
+        (dataset.id, dumps(sorted(walked))),
+    )
     rows = [
         (dataset.id, d.rel_dir, d.signature, counts.get(d.rel_dir, 0), dumps(per_dir.get(d.rel_dir)))
-        for d in changed if d.rel_dir not in w.unreadable_dirs
+        for d in changed
+        if d.rel_dir not in w.unreadable_dirs
     ]
-    cur.executemany("INSERT OR REPLACE INTO scan_dir (dataset_id, rel_dir, signature, n_items, problems) VALUES (?,?,?,?,?)", rows)
-    cur.executemany("DELETE FROM scan_dir WHERE dataset_id = ? AND rel_dir = ?",
-                    [(dataset.id, r) for r in w.unreadable_dirs])
+    cur.executemany(
+        "INSERT OR REPLACE INTO scan_dir (dataset_id, rel_dir, signature, n_items, problems) VALUES (?,?,?,?,?)", rows
+    )
+    cur.executemany(
+        "DELETE FROM scan_dir WHERE dataset_id = ? AND rel_dir = ?", [(dataset.id, r) for r in w.unreadable_dirs]
+    )

@@ -44,14 +44,23 @@ TABLE_SOURCE = "table"
 EXTERNAL_SOURCES = (FOLDER_SOURCE, TABLE_SOURCE)
 PROMPT_JSON = "prompt.json"
 # prompt.json key -> (subtype, caption type)
-PROMPT_JSON_KEYS = {"edit": ("instruction", "instruction"), "input": ("input", "natural_language"),
-                    "output": ("output", "natural_language")}
+PROMPT_JSON_KEYS = {
+    "edit": ("instruction", "instruction"),
+    "input": ("input", "natural_language"),
+    "output": ("output", "natural_language"),
+}
 SD_SCRIPTS_JSON = ("meta_cap.json", "meta_cap_dd.json", "meta_clean.json", "meta_lat.json")
 AUTO_TABLES = ("metadata.jsonl", "metadata.csv", "caption.csv", *SD_SCRIPTS_JSON)
 # columns an auto-detected table is read by: image path, then caption column -> subtype
 AUTO_IMAGE_COLUMNS = ("file_name", "image_file", "image_path", "image", "file")
-AUTO_CAPTION_COLUMNS = (("text", "main"), ("caption", "main"), ("tags", "tags"), ("prompt", "prompt"),
-                        ("edit_prompt", "instruction"), ("instruction", "instruction"))
+AUTO_CAPTION_COLUMNS = (
+    ("text", "main"),
+    ("caption", "main"),
+    ("tags", "tags"),
+    ("prompt", "prompt"),
+    ("edit_prompt", "instruction"),
+    ("instruction", "instruction"),
+)
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
 MAX_TABLE_BYTES = 512 * 1024 * 1024
 
@@ -85,12 +94,14 @@ def parse_caption_columns(values: list[str]) -> dict[str, str]:
     for i, v in enumerate(values):
         column, eq, subtype = v.partition("=")
         column = column.strip()
-        subtype = (subtype.strip().lower() if eq else ("main" if i == 0 else column.lower()))
+        subtype = subtype.strip().lower() if eq else ("main" if i == 0 else column.lower())
         if not column:
             raise TableError(f"--caption-column {v!r}: give a column name, e.g. text or text=main")
         if not subtype or not all(c.isalnum() or c == "-" for c in subtype):
-            raise TableError(f"--caption-column {v!r}: the subtype {subtype!r} must be letters, digits and '-' "
-                             "(a caption edit writes x_<subtype>.txt)")
+            raise TableError(
+                f"--caption-column {v!r}: the subtype {subtype!r} must be letters, digits and '-' "
+                "(a caption edit writes x_<subtype>.txt)"
+            )
         out[column] = subtype
     return out
 
@@ -136,8 +147,9 @@ def _rel(rel_dir: str, name: str) -> str:
     return f"{rel_dir}/{name}" if rel_dir else name
 
 
-def folder_captions(root: str, rel_dir: str, named: list[FileEntry], folder_caption: str | None,
-                    ctype_of) -> tuple[list[External], list[tuple[str, str]]]:
+def folder_captions(
+    root: str, rel_dir: str, named: list[FileEntry], folder_caption: str | None, ctype_of
+) -> tuple[list[External], list[tuple[str, str]]]:
     """The captions every item of folder ``rel_dir`` gets from its prompt.json and named
     folder caption file; ``ctype_of(subtype, text, default)`` types them (the dataset's
     overrides). Returns (captions, problems)."""
@@ -164,8 +176,15 @@ def folder_captions(root: str, rel_dir: str, named: list[FileEntry], folder_capt
             for key, (subtype, default) in PROMPT_JSON_KEYS.items():
                 value = data.get(key)
                 if isinstance(value, str) and value.strip():
-                    out.append((ctype_of(subtype, value.strip(), default), subtype, FOLDER_SOURCE, f"{rel}: {key}",
-                                value.strip()))
+                    out.append(
+                        (
+                            ctype_of(subtype, value.strip(), default),
+                            subtype,
+                            FOLDER_SOURCE,
+                            f"{rel}: {key}",
+                            value.strip(),
+                        )
+                    )
         elif wanted and lower == wanted:
             try:
                 text = read_caption(os.path.join(folder_dir, entry.name)).text.strip()
@@ -226,8 +245,13 @@ def _records(text: str, fmt: str, rel: str, table: Table):
             for values in reader:
                 if any(v.strip() for v in values):
                     if len(values) > len(header):
-                        table.problems.append((rel, f"line {start}: {len(values)} values for {len(header)} columns; "
-                                                    "the extra ones are ignored (a comma in an unquoted caption?)"))
+                        table.problems.append(
+                            (
+                                rel,
+                                f"line {start}: {len(values)} values for {len(header)} columns; "
+                                "the extra ones are ignored (a comma in an unquoted caption?)",
+                            )
+                        )
                     rows.append((start, dict(zip(header, values))))
                 start = reader.line_num + 1
         except csv.Error as exc:
@@ -292,8 +316,10 @@ def read_table(root: str, rel: str, spec: TableSpec | None = None, caption_suffi
         missing = [c for c in (image_column, *caption_columns) if c not in columns]
         if missing and (rows or fmt in ("csv", "tsv")):
             where = "line 1 (the header)" if fmt in ("csv", "tsv") else "any row"
-            table.fatal = (f"{rel}: {where} has no column {', '.join(repr(m) for m in missing)} "
-                           f"(columns: {', '.join(columns) or 'none'}); check --image-column / --caption-column")
+            table.fatal = (
+                f"{rel}: {where} has no column {', '.join(repr(m) for m in missing)} "
+                f"(columns: {', '.join(columns) or 'none'}); check --image-column / --caption-column"
+            )
             return table
     elif fmt == "json":
         image_column, caption_columns = "image_key", {"caption": "main", "tags": "tags"}
@@ -314,9 +340,11 @@ def read_table(root: str, rel: str, spec: TableSpec | None = None, caption_suffi
                 return table
             what = "image column" if not image_column else "caption column"
             names = AUTO_IMAGE_COLUMNS if not image_column else tuple(c for c, _s in AUTO_CAPTION_COLUMNS)
-            table.fatal = (f"{rel}: line 1: no {what} ({' / '.join(names)}; columns: {', '.join(columns)}); not read. "
-                           "Name its columns with `sushitui dataset edit NAME --captions-table FILE --image-column C "
-                           "--caption-column C`")
+            table.fatal = (
+                f"{rel}: line 1: no {what} ({' / '.join(names)}; columns: {', '.join(columns)}); not read. "
+                "Name its columns with `sushitui dataset edit NAME --captions-table FILE --image-column C "
+                "--caption-column C`"
+            )
             return table
     seen: dict[str, str] = {}
     for line, record in rows:
@@ -425,11 +453,15 @@ def _by_tail(path: str, prefix: str, by_name: dict[str, list[str]]) -> tuple[str
 def read_only_reason(source: str, source_field: str | None) -> str | None:
     """Why an edit of this caption does not change the file it came from, or None."""
     if source == TABLE_SOURCE:
-        return (f"this caption comes from the captions table {source_field or ''}; the table is not rewritten: "
-                "the edit is saved in the item's own caption file, which wins over the table")
+        return (
+            f"this caption comes from the captions table {source_field or ''}; the table is not rewritten: "
+            "the edit is saved in the item's own caption file, which wins over the table"
+        )
     if source == FOLDER_SOURCE:
-        return (f"this caption comes from the folder caption {source_field or ''}, shared by every item of the "
-                "folder; the edit is saved in this item's own caption file, which wins over it")
+        return (
+            f"this caption comes from the folder caption {source_field or ''}, shared by every item of the "
+            "folder; the edit is saved in this item's own caption file, which wins over it"
+        )
     return None
 
 
@@ -477,7 +509,7 @@ def _csv_spans(text: str, delimiter: str, rel: str) -> list[tuple[int, list[tupl
 
 def _field_text(text: str, span: tuple[int, int, bool]) -> str:
     start, end, quoted = span
-    return text[start + 1:end - 1].replace('""', '"') if quoted else text[start:end]
+    return text[start + 1 : end - 1].replace('""', '"') if quoted else text[start:end]
 
 
 def _csv_field(value: str, delimiter: str, was_quoted: bool) -> str:
@@ -486,8 +518,9 @@ def _csv_field(value: str, delimiter: str, was_quoted: bool) -> str:
     return value
 
 
-def _rewrite_csv(text: str, rel: str, fmt: str, image_values: set[str], image_column: str | None, column: str, old: str,
-                 new: str) -> str:
+def _rewrite_csv(
+    text: str, rel: str, fmt: str, image_values: set[str], image_column: str | None, column: str, old: str, new: str
+) -> str:
     delimiter = "\t" if fmt == "tsv" else ","
     spans = _csv_spans(text, delimiter, rel)
     # the spans must read what the csv module reads, or the rewrite is not trusted
@@ -516,8 +549,9 @@ def _rewrite_csv(text: str, rel: str, fmt: str, image_values: set[str], image_co
     raise TableError(f"{rel}: no row names this image any more; not rewritten")
 
 
-def _rewrite_jsonl(text: str, rel: str, image_values: set[str], image_column: str | None, column: str, old: str,
-                   new: str) -> str:
+def _rewrite_jsonl(
+    text: str, rel: str, image_values: set[str], image_column: str | None, column: str, old: str, new: str
+) -> str:
     lines = text.split("\n")
     for number, raw in enumerate(lines, 1):
         body = raw.rstrip("\r")
@@ -541,7 +575,7 @@ def _rewrite_jsonl(text: str, rel: str, image_values: set[str], image_column: st
         compact = '": ' not in body and '", ' not in body
         # escaped non-ASCII stays escaped, raw stays raw; the separators as written
         dumped = json.dumps(obj, ensure_ascii="\\u" in body, separators=(",", ":") if compact else (", ", ": "))
-        lines[number - 1] = dumped + raw[len(body):]
+        lines[number - 1] = dumped + raw[len(body) :]
         return "\n".join(lines)
     raise TableError(f"{rel}: no row names this image any more; not rewritten")
 
@@ -551,8 +585,9 @@ class _TableChanged(Exception):
         self.rel, self.line, self.current = rel, line, current
 
 
-def write_table_caption(root: str, source_field: str, image_paths: list[str], old: str, new: str,
-                        image_column: str | None = None):
+def write_table_caption(
+    root: str, source_field: str, image_paths: list[str], old: str, new: str, image_column: str | None = None
+):
     """Write ``new`` into the table cell that ``source_field`` ("<table>: <column>")
     holds for the item whose images are ``image_paths`` (dataset-relative). The caller
     holds the dataset's write lock. The cell must still hold ``old`` (the indexed text),
@@ -588,15 +623,17 @@ def write_table_caption(root: str, source_field: str, image_paths: list[str], ol
         raise TableError(f"{rel}: is read-only; not rewritten. Make it writable (chmod u+w) to edit its captions")
     text, encoding, flagged = decode_caption(data)
     if flagged or encoding not in ("utf-8", "utf-8-sig"):
-        raise TableError(f"{rel}: is {encoding}, not UTF-8; sushitui writes tables in their own encoding only when "
-                         "it is UTF-8. Convert it to UTF-8 to edit its captions here")
+        raise TableError(
+            f"{rel}: is {encoding}, not UTF-8; sushitui writes tables in their own encoding only when "
+            "it is UTF-8. Convert it to UTF-8 to edit its captions here"
+        )
     folder = posixpath.dirname(rel)
     prefix = folder + "/" if folder else ""
     # the values a row may name the image by: its path relative to the table, as written
     values = set()
     for p in image_paths:
         if p.startswith(prefix):
-            values.update({p[len(prefix):], "./" + p[len(prefix):]})
+            values.update({p[len(prefix) :], "./" + p[len(prefix) :]})
     try:
         if fmt == "jsonl":
             new_text = _rewrite_jsonl(text, rel, values, image_column, column, old, new)

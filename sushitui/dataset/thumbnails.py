@@ -340,7 +340,9 @@ class ThumbnailCache:
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             # Pillow releases the GIL while decoding, so two threads use both cores.
-            self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="thumbs")
+            self._pool = ThreadPoolExecutor(
+                max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="thumbs"
+            )
         return self._pool
 
     def load_many(

@@ -102,8 +102,9 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def dataset_write_lock(root: str | os.PathLike, *, what: str = "an edit", wait: float = DEFAULT_WAIT_S,
-                       name: str | None = None) -> Iterator[None]:
+def dataset_write_lock(
+    root: str | os.PathLike, *, what: str = "an edit", wait: float = DEFAULT_WAIT_S, name: str | None = None
+) -> Iterator[None]:
     """Hold the write lock of the dataset at ``root``; raise DatasetBusy after ``wait`` s."""
     path = lock_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,8 +115,9 @@ def dataset_write_lock(root: str | os.PathLike, *, what: str = "an edit", wait: 
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
                 label = f"dataset {name!r}" if name else f"the dataset at {root}"
-                raise DatasetBusy(f"{label} is busy: {_holder(path)}. Try again when it finishes "
-                                  f"(waited {wait:.0f} s).")
+                raise DatasetBusy(
+                    f"{label} is busy: {_holder(path)}. Try again when it finishes (waited {wait:.0f} s)."
+                )
             try:
                 waiting.touch()
             except OSError:
@@ -123,8 +125,9 @@ def dataset_write_lock(root: str | os.PathLike, *, what: str = "an edit", wait: 
             time.sleep(_POLL_S)
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {time.time():.3f} {what}\n".encode("utf-8", "replace"), 0) \
-                if hasattr(os, "pwrite") else None
+            os.pwrite(fd, f"{os.getpid()} {time.time():.3f} {what}\n".encode("utf-8", "replace"), 0) if hasattr(
+                os, "pwrite"
+            ) else None
         except OSError:
             pass  # the holder note is only for the busy message
         try:

@@ -59,7 +59,9 @@ class CaptionBuilder:
     alias table and the excluded groups' members up front, so building a caption
     does no database work)."""
 
-    def __init__(self, options: ExportOptions, alias_map: dict[str, str] | None = None, excluded_norms: Iterable[str] = ()):
+    def __init__(
+        self, options: ExportOptions, alias_map: dict[str, str] | None = None, excluded_norms: Iterable[str] = ()
+    ):
         self.options = options
         self.alias_map = alias_map or {}
         self.excluded = frozenset(excluded_norms)

@@ -132,11 +132,19 @@ def detect_format(path: Path, text: str) -> str:
         if isinstance(datasets, list) and datasets:
             if any(isinstance(d, dict) and "subsets" in d for d in datasets):
                 return "kohya"
-            if any(isinstance(d, dict) and ({"image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file"} & d.keys()) for d in datasets):
+            if any(
+                isinstance(d, dict)
+                and ({"image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file"} & d.keys())
+                for d in datasets
+            ):
                 return "musubi"
-        raise ConfigImportError(f"{path}: cannot tell which trainer this TOML is for (no [[directory]], no [[datasets.subsets]], "
-                                f"no image_directory); pass --format {'|'.join(FORMATS_IN)}")
-    raise ConfigImportError(f"{path}: unknown config type {ext or '(no extension)'!r}; pass --format {'|'.join(FORMATS_IN)}")
+        raise ConfigImportError(
+            f"{path}: cannot tell which trainer this TOML is for (no [[directory]], no [[datasets.subsets]], "
+            f"no image_directory); pass --format {'|'.join(FORMATS_IN)}"
+        )
+    raise ConfigImportError(
+        f"{path}: unknown config type {ext or '(no extension)'!r}; pass --format {'|'.join(FORMATS_IN)}"
+    )
 
 
 def _parse_toml(path: Path, text: str) -> dict:
@@ -161,7 +169,9 @@ def _parse_yaml(path: Path, text: str):
     try:
         aliases = sum(1 for ev in yaml.parse(text, Loader=yaml.SafeLoader) if isinstance(ev, yaml.AliasEvent))
         if aliases > _MAX_YAML_ALIASES:
-            raise ConfigImportError(f"{path}: {aliases} YAML aliases (*name); refusing a file that may expand without bound — write the values out")
+            raise ConfigImportError(
+                f"{path}: {aliases} YAML aliases (*name); refusing a file that may expand without bound — write the values out"
+            )
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -217,7 +227,7 @@ def _yaml_line(node, *keys) -> int | None:
         if found is None:
             for k, v in node.value:
                 if k.tag == "tag:yaml.org,2002:merge":
-                    for m in (v.value if isinstance(v, yaml.SequenceNode) else [v]):
+                    for m in v.value if isinstance(v, yaml.SequenceNode) else [v]:
                         if isinstance(m, yaml.MappingNode):
                             for mk, mv in m.value:
                                 if mk.value == key:
@@ -263,8 +273,10 @@ class PathResolver:
         if _WINDOWS_ABS.match(path) and os.name != "nt":
             prefix = re.match(r"^(?:[A-Za-z]:|\\\\[^\\/]+[\\/][^\\/]+)", path)
             example = (prefix.group(0) if prefix else path[:3]) + "\\…"
-            return "", (f"'{raw}' is a Windows path; map it to this machine with --path-map "
-                          f"'{example.rstrip('…').rstrip(chr(92))}=/where/it/is/here'")
+            return "", (
+                f"'{raw}' is a Windows path; map it to this machine with --path-map "
+                f"'{example.rstrip('…').rstrip(chr(92))}=/where/it/is/here'"
+            )
         if "\\" in path and "/" not in path and os.name != "nt":
             path = path.replace("\\", "/")  # a relative Windows path (.\img\10_x)
         path = os.path.expanduser(path)
@@ -279,17 +291,23 @@ class PathResolver:
             windows = bool(_WINDOWS_ABS.match(src)) or "\\" in src
             a, b = (nraw.casefold(), nsrc.casefold()) if windows else (nraw, nsrc)
             if a == b or a.startswith(b.rstrip("/") + "/"):
-                rest = nraw[len(nsrc):].lstrip("/")
+                rest = nraw[len(nsrc) :].lstrip("/")
                 return os.path.join(dst, rest) if rest else dst
         return None
 
     def relative_hint(self, raw: str) -> str:
-        if os.path.isabs(os.path.expanduser(raw.replace("\\", "/"))) or _WINDOWS_ABS.match(raw) or self._mapped(raw) is not None:
+        if (
+            os.path.isabs(os.path.expanduser(raw.replace("\\", "/")))
+            or _WINDOWS_ABS.match(raw)
+            or self._mapped(raw) is not None
+        ):
             return ""
         if self.workdir:
             return f" (relative paths are read from --workdir {self.workdir})"
-        return (f" (relative paths are read from the config's folder {self.base}; the trainer reads them from the folder "
-                "it runs in: pass --workdir DIR, or --path-map FROM=TO)")
+        return (
+            f" (relative paths are read from the config's folder {self.base}; the trainer reads them from the folder "
+            "it runs in: pass --workdir DIR, or --path-map FROM=TO)"
+        )
 
 
 # --- per-trainer readers: (where, line, raw path, settings) --------------------------
@@ -323,7 +341,11 @@ def _dot_ext(ext) -> str | None:
 
 def _kohya(doc: dict, text: str) -> tuple[list[_Raw], list[str]]:
     lines = _TomlLines(text)
-    notes = [f"top-level key {k!r} is not read by sd-scripts' dataset config" for k in doc if k not in ("general", "datasets")]
+    notes = [
+        f"top-level key {k!r} is not read by sd-scripts' dataset config"
+        for k in doc
+        if k not in ("general", "datasets")
+    ]
     general = doc.get("general") or {}
     out = []
     datasets = doc.get("datasets")
@@ -339,21 +361,40 @@ def _kohya(doc: dict, text: str) -> tuple[list[_Raw], list[str]]:
             line = lines.next("image_dir") if "image_dir" in s else lines.next("metadata_file")
             trainer = {
                 # sd-scripts' default; a fine-tuning subset takes its captions from metadata_file
-                "caption_extension": _dot_ext(merged.get("caption_extension", None if "metadata_file" in merged else ".caption")),
+                "caption_extension": _dot_ext(
+                    merged.get("caption_extension", None if "metadata_file" in merged else ".caption")
+                ),
                 "repeats": merged.get("num_repeats", 1),
                 "class_tokens": merged.get("class_tokens"),
                 "is_reg": bool(merged.get("is_reg", False)),
                 "keep_tokens": merged.get("keep_tokens"),
             }
-            used = {"image_dir", "caption_extension", "num_repeats", "class_tokens", "is_reg", "keep_tokens", "metadata_file", "conditioning_data_dir"}
+            used = {
+                "image_dir",
+                "caption_extension",
+                "num_repeats",
+                "class_tokens",
+                "is_reg",
+                "keep_tokens",
+                "metadata_file",
+                "conditioning_data_dir",
+            }
             trainer["other"] = {k: v for k, v in merged.items() if k not in used}
             raw = _Raw(where, line, s.get("image_dir"), False, trainer)
             if "metadata_file" in merged:
-                raw.files["metadata_files"] = (_as_list(merged["metadata_file"]), lines.next("metadata_file") if "image_dir" in s else line)
+                raw.files["metadata_files"] = (
+                    _as_list(merged["metadata_file"]),
+                    lines.next("metadata_file") if "image_dir" in s else line,
+                )
                 raw.recursive = True  # the metadata names images anywhere under image_dir
-                raw.unmapped.append("captions in metadata_file are what sd-scripts reads; sushitui reads the caption files beside the images")
+                raw.unmapped.append(
+                    "captions in metadata_file are what sd-scripts reads; sushitui reads the caption files beside the images"
+                )
             if "conditioning_data_dir" in merged:
-                raw.dirs["conditioning_dirs"] = (_as_list(merged["conditioning_data_dir"]), lines.next("conditioning_data_dir"))
+                raw.dirs["conditioning_dirs"] = (
+                    _as_list(merged["conditioning_data_dir"]),
+                    lines.next("conditioning_data_dir"),
+                )
             if raw.path is None:
                 raw.skip = "no image_dir: sd-scripts takes the image paths from metadata_file; register their folder with `sushitui dataset add`"
             out.append(raw)
@@ -371,7 +412,9 @@ def _ai_toolkit(doc, node) -> tuple[list[_Raw], list[str]]:
         processes = [doc]
         path_of = lambda pi, *k: k  # noqa: E731
     else:
-        raise ConfigImportError("no config.process[*].datasets (nor a top-level datasets list) in this ai-toolkit config")
+        raise ConfigImportError(
+            "no config.process[*].datasets (nor a top-level datasets list) in this ai-toolkit config"
+        )
     out = []
     for pi, proc in enumerate(processes):
         if not isinstance(proc, dict):
@@ -380,7 +423,9 @@ def _ai_toolkit(doc, node) -> tuple[list[_Raw], list[str]]:
             if not isinstance(d, dict):
                 continue
             where = f"config.process[{pi}].datasets[{di}]" if "config" in doc else f"datasets[{di}]"
-            line = _yaml_line(node, *path_of(pi, "datasets", di, "folder_path")) or _yaml_line(node, *path_of(pi, "datasets", di))
+            line = _yaml_line(node, *path_of(pi, "datasets", di, "folder_path")) or _yaml_line(
+                node, *path_of(pi, "datasets", di)
+            )
             trainer = {
                 "caption_extension": _dot_ext(d.get("caption_ext", ".txt")),
                 "repeats": d.get("num_repeats", 1),
@@ -388,15 +433,30 @@ def _ai_toolkit(doc, node) -> tuple[list[_Raw], list[str]]:
                 "is_reg": bool(d.get("is_reg", False)),
                 "keep_tokens": d.get("keep_tokens"),
             }
-            used = {"folder_path", "caption_ext", "num_repeats", "trigger_word", "is_reg", "keep_tokens", "control_path",
-                    "control_path_1", "control_path_2", "control_path_3", "mask_path", "dataset_path", "inpaint_path"}
+            used = {
+                "folder_path",
+                "caption_ext",
+                "num_repeats",
+                "trigger_word",
+                "is_reg",
+                "keep_tokens",
+                "control_path",
+                "control_path_1",
+                "control_path_2",
+                "control_path_3",
+                "mask_path",
+                "dataset_path",
+                "inpaint_path",
+            }
             trainer["other"] = {k: v for k, v in d.items() if k not in used}
             raw = _Raw(where, line, d.get("folder_path"), True, trainer)
             controls, control_lines = [], []
             for i, value in enumerate(_as_list(d.get("control_path"))):
                 controls.append(value)
                 at = path_of(pi, "datasets", di, "control_path")
-                control_lines.append(_yaml_line(node, *at, i) if isinstance(d["control_path"], list) else _yaml_line(node, *at))
+                control_lines.append(
+                    _yaml_line(node, *at, i) if isinstance(d["control_path"], list) else _yaml_line(node, *at)
+                )
             for k in ("control_path_1", "control_path_2", "control_path_3"):
                 if d.get(k):
                     controls.append(d[k])
@@ -404,12 +464,21 @@ def _ai_toolkit(doc, node) -> tuple[list[_Raw], list[str]]:
             if controls:
                 raw.dirs["control_dirs"] = (controls, [n or line for n in control_lines])
             if d.get("mask_path"):
-                raw.dirs["mask_dirs"] = (_as_list(d["mask_path"]), _yaml_line(node, *path_of(pi, "datasets", di, "mask_path")) or line)
+                raw.dirs["mask_dirs"] = (
+                    _as_list(d["mask_path"]),
+                    _yaml_line(node, *path_of(pi, "datasets", di, "mask_path")) or line,
+                )
             if d.get("inpaint_path"):
-                raw.dirs["inpaint_dirs"] = (_as_list(d["inpaint_path"]), _yaml_line(node, *path_of(pi, "datasets", di, "inpaint_path")) or line)
+                raw.dirs["inpaint_dirs"] = (
+                    _as_list(d["inpaint_path"]),
+                    _yaml_line(node, *path_of(pi, "datasets", di, "inpaint_path")) or line,
+                )
             if raw.path is None:
-                raw.skip = ("dataset_path (a Hugging Face dataset) is not a folder sushitui can register" if d.get("dataset_path")
-                            else "no folder_path")
+                raw.skip = (
+                    "dataset_path (a Hugging Face dataset) is not a folder sushitui can register"
+                    if d.get("dataset_path")
+                    else "no folder_path"
+                )
             out.append(raw)
     if not out:
         raise ConfigImportError("no datasets under config.process[*].datasets in this ai-toolkit config")
@@ -422,9 +491,11 @@ def _onetrainer(doc, text: str) -> tuple[list[_Raw], list[str]]:
         if isinstance(doc.get("concepts"), list):  # a whole training config with its concepts inline
             doc = doc["concepts"]
         elif doc.get("concept_file_name"):
-            raise ConfigImportError(f"this training config keeps its concepts in {doc['concept_file_name']!r}; import that file")
+            raise ConfigImportError(
+                f"this training config keeps its concepts in {doc['concept_file_name']!r}; import that file"
+            )
     if not isinstance(doc, list):
-        raise ConfigImportError("a OneTrainer concepts file is a JSON list of concepts ({\"name\", \"path\", …})")
+        raise ConfigImportError('a OneTrainer concepts file is a JSON list of concepts ({"name", "path", …})')
     lines = _TomlLines(text, json_style=True)
     out = []
     for i, c in enumerate(doc):
@@ -444,14 +515,28 @@ def _onetrainer(doc, text: str) -> tuple[list[_Raw], list[str]]:
         trainer["is_reg"] = ctype == "PRIOR_PREDICTION"
         source = text_cfg.get("prompt_source", "sample")
         trainer["caption_extension"] = ".txt" if source == "sample" else None
-        used = {"name", "path", "include_subdirectories", "balancing", "balancing_strategy", "repeats", "type", "text", "enabled"}
+        used = {
+            "name",
+            "path",
+            "include_subdirectories",
+            "balancing",
+            "balancing_strategy",
+            "repeats",
+            "type",
+            "text",
+            "enabled",
+        }
         trainer["other"] = {k: v for k, v in c.items() if k not in used}
         raw = _Raw(f"concepts[{i}]", line, c.get("path"), bool(c.get("include_subdirectories", False)), trainer)
         if source == "concept" and text_cfg.get("prompt_path"):
             raw.files["metadata_files"] = ([text_cfg["prompt_path"]], line)
-            raw.unmapped.append(f"prompt_source 'concept': OneTrainer draws prompts from {text_cfg['prompt_path']!r}, not from files beside the images")
+            raw.unmapped.append(
+                f"prompt_source 'concept': OneTrainer draws prompts from {text_cfg['prompt_path']!r}, not from files beside the images"
+            )
         elif source == "filename":
-            raw.unmapped.append("prompt_source 'filename': OneTrainer uses the file names as prompts; sushitui shows the caption files")
+            raw.unmapped.append(
+                "prompt_source 'filename': OneTrainer uses the file names as prompts; sushitui shows the caption files"
+            )
         if ctype == "VALIDATION" or c.get("validation_concept"):
             raw.unmapped.append("a validation concept: registered like the others; OneTrainer does not train on it")
         if c.get("enabled") is False:
@@ -474,7 +559,10 @@ def _diffusion_pipe(doc: dict, text: str) -> tuple[list[_Raw], list[str]]:
         if d.get("caption_prefix"):
             trainer["caption_prefix"] = d["caption_prefix"]
         used = {"path", "num_repeats", "control_path", "mask_path", "caption_prefix"}
-        trainer["other"] = {**{k: v for k, v in top.items() if k != "num_repeats"}, **{k: v for k, v in d.items() if k not in used}}
+        trainer["other"] = {
+            **{k: v for k, v in top.items() if k != "num_repeats"},
+            **{k: v for k, v in d.items() if k not in used},
+        }
         raw = _Raw(f"directory[{i}]", line, d.get("path"), False, trainer)
         if d.get("control_path"):
             raw.dirs["control_dirs"] = (_as_list(d["control_path"]), lines.next("control_path"))
@@ -494,17 +582,32 @@ def _musubi(doc: dict, text: str) -> tuple[list[_Raw], list[str]]:
     out = []
     for i, d in enumerate(doc.get("datasets") or []):
         merged = {**general, **d}
-        key = next((k for k in ("image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file") if k in d), None)
+        key = next(
+            (k for k in ("image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file") if k in d), None
+        )
         line = lines.next(key) if key else None
         # musubi-tuner's default is no caption_extension: no caption files, empty captions
-        trainer = {"caption_extension": _dot_ext(merged.get("caption_extension")), "repeats": merged.get("num_repeats", 1)}
-        used = {"image_directory", "image_jsonl_file", "video_directory", "video_jsonl_file", "caption_extension", "num_repeats", "control_directory"}
+        trainer = {
+            "caption_extension": _dot_ext(merged.get("caption_extension")),
+            "repeats": merged.get("num_repeats", 1),
+        }
+        used = {
+            "image_directory",
+            "image_jsonl_file",
+            "video_directory",
+            "video_jsonl_file",
+            "caption_extension",
+            "num_repeats",
+            "control_directory",
+        }
         trainer["other"] = {k: v for k, v in merged.items() if k not in used}
         raw = _Raw(f"datasets[{i}]", line, d.get("image_directory"), False, trainer)
         if d.get("control_directory"):
             raw.dirs["control_dirs"] = (_as_list(d["control_directory"]), lines.next("control_directory"))
         if key == "image_directory" and not trainer["caption_extension"]:
-            raw.unmapped.append("no caption_extension: musubi-tuner reads no caption files for this folder (empty captions)")
+            raw.unmapped.append(
+                "no caption_extension: musubi-tuner reads no caption files for this folder (empty captions)"
+            )
         if key == "image_jsonl_file":
             raw.skip = f"image_jsonl_file {d[key]!r}: the images are listed in the JSONL; register their folder with `sushitui dataset add`"
         elif key in ("video_directory", "video_jsonl_file"):
@@ -574,13 +677,23 @@ def read_config(
             problems.append(f"{at(raw.line)}: {raw.where}: {why}")
         elif not os.path.isdir(resolved):
             what = "is a file, not a folder" if os.path.exists(resolved) else "no such folder"
-            problems.append(f"{at(raw.line)}: {raw.where}: '{raw.path}' → {resolved}: {what}{resolver.relative_hint(raw.path)}")
+            problems.append(
+                f"{at(raw.line)}: {raw.where}: '{raw.path}' → {resolved}: {what}{resolver.relative_hint(raw.path)}"
+            )
         # the entry's other paths are checked too, so one run lists every problem
-        trainer: dict[str, Any] = {"format": fmt, "config": str(path), "entry": raw.where, "line": raw.line, "recursive": raw.recursive}
+        trainer: dict[str, Any] = {
+            "format": fmt,
+            "config": str(path),
+            "entry": raw.where,
+            "line": raw.line,
+            "recursive": raw.recursive,
+        }
         trainer.update({k: v for k, v in raw.trainer.items() if v not in (None, {}, [])})
         unmapped = list(raw.unmapped)
         for key, (values, where_lines) in raw.dirs.items():
-            for value, line in zip(values, where_lines if isinstance(where_lines, list) else [where_lines] * len(values)):
+            for value, line in zip(
+                values, where_lines if isinstance(where_lines, list) else [where_lines] * len(values)
+            ):
                 p, why = resolver.resolve(value) if isinstance(value, str) else ("", f"{value!r} is not a path")
                 if why or not os.path.isdir(p):
                     why = why or _missing(value, p, "folder", resolver)
@@ -593,7 +706,9 @@ def read_config(
             for value in values:
                 p, why = resolver.resolve(value) if isinstance(value, str) else ("", f"{value!r} is not a path")
                 if why or not os.path.isfile(p):
-                    problems.append(f"{at(line)}: {raw.where}: metadata file {why or _missing(value, p, 'file', resolver)}")
+                    problems.append(
+                        f"{at(line)}: {raw.where}: metadata file {why or _missing(value, p, 'file', resolver)}"
+                    )
                     continue
                 trainer.setdefault(key, []).append(p)
         if len(problems) > known:
@@ -602,9 +717,13 @@ def read_config(
         first = by_path.get(resolved)
         if first is not None:
             first.also.append(raw.where)
-            first.unmapped.append(f"{raw.where} ({at(raw.line)}) names the same folder; registered once with the settings of {first.where}")
+            first.unmapped.append(
+                f"{raw.where} ({at(raw.line)}) names the same folder; registered once with the settings of {first.where}"
+            )
             continue
-        entry = FolderEntry(raw.where, raw.line, raw.path, resolved, recursive=raw.recursive, trainer=trainer, unmapped=unmapped)
+        entry = FolderEntry(
+            raw.where, raw.line, raw.path, resolved, recursive=raw.recursive, trainer=trainer, unmapped=unmapped
+        )
         by_path[resolved] = entry
         plan.entries.append(entry)
     if problems:
@@ -618,10 +737,16 @@ def _missing(value: str, path: str, what: str, resolver: PathResolver) -> str:
 
 
 def _separate_folder_note(key: str, path: str) -> str:
-    kind = {"control_dirs": "control", "mask_dirs": "mask", "conditioning_dirs": "conditioning (mask or control)",
-            "inpaint_dirs": "inpaint"}.get(key, key)
-    return (f"{kind} images in {path}: a folder apart from the images, which sushitui groups cannot hold "
-            "(they pair X_source/X_target/X_mask in one folder); kept in the dataset's trainer settings")
+    kind = {
+        "control_dirs": "control",
+        "mask_dirs": "mask",
+        "conditioning_dirs": "conditioning (mask or control)",
+        "inpaint_dirs": "inpaint",
+    }.get(key, key)
+    return (
+        f"{kind} images in {path}: a folder apart from the images, which sushitui groups cannot hold "
+        "(they pair X_source/X_target/X_mask in one folder); kept in the dataset's trainer settings"
+    )
 
 
 def _folder_notes(fmt: str, folder: str, trainer: dict) -> list[str]:
@@ -636,14 +761,20 @@ def _folder_notes(fmt: str, folder: str, trainer: dict) -> list[str]:
         notes.append(f"caption files *{ext} are not read by sushitui (it reads {', '.join(_CAPTION_EXTS_READ)})")
     elif ext and ext != ".txt" and any(n.endswith(".txt") for n in names) and any(n.endswith(ext) for n in names):
         sub = ext.lstrip(".")
-        notes.append(f"the trainer reads *{ext}; sushitui shows x.txt as the main caption and x{ext} as subtype {sub!r} "
-                     f"(export with --caption {sub})")
+        notes.append(
+            f"the trainer reads *{ext}; sushitui shows x.txt as the main caption and x{ext} as subtype {sub!r} "
+            f"(export with --caption {sub})"
+        )
     labels = [n for n in names if re.search(r"-(masklabel|condlabel)\.[^.]+$", n)]
     if labels:
-        notes.append(f"{len(labels)} OneTrainer mask/condition files (*-masklabel.png, *-condlabel.png) are indexed as images "
-                     "of their own until sushitui groups '-' suffixes")
+        notes.append(
+            f"{len(labels)} OneTrainer mask/condition files (*-masklabel.png, *-condlabel.png) are indexed as images "
+            "of their own until sushitui groups '-' suffixes"
+        )
     if "captions.json" in names and fmt == "diffusion-pipe":
-        notes.append("captions.json: diffusion-pipe reads the captions there instead of the .txt files; sushitui reads the .txt files")
+        notes.append(
+            "captions.json: diffusion-pipe reads the captions there instead of the .txt files; sushitui reads the .txt files"
+        )
     return notes
 
 
@@ -689,7 +820,9 @@ def import_config(
             if e.existing:
                 e.unmapped.append(f"already registered as {e.existing!r}; its settings were left as they are")
                 continue
-            ds, report = add_dataset(DatasetSettings(name=e.name, root_path=e.path, recursive=e.recursive), progress=progress)
+            ds, report = add_dataset(
+                DatasetSettings(name=e.name, root_path=e.path, recursive=e.recursive), progress=progress
+            )
             done.append(ds)
             with write_transaction():
                 ds.trainer = e.trainer

@@ -36,6 +36,7 @@ class ItemRow:
     @property
     def related_images(self) -> dict:
         return json.loads(self.related_json) if self.related_json else {}
+
     width: int | None
     height: int | None
 
@@ -82,7 +83,9 @@ def _load_items(dataset: Dataset, options: ExportOptions, limit: int | None = No
     wanted = set(ids) if ids is not None and not small_selection else None
     if limit is not None and wanted is None:
         query = query.limit(limit)
-    cols = query.select(Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.related_images, Item.width, Item.height)
+    cols = query.select(
+        Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.related_images, Item.width, Item.height
+    )
     rows = []
     for r in _rows(cols):
         if wanted is not None and r[0] not in wanted:
@@ -100,7 +103,9 @@ def _caption_filter(options: ExportOptions):
     return Caption.subtype.in_(sorted(subtypes)) | Caption.type.in_(order)
 
 
-def _load_captions(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow], every_subtype: bool = False) -> dict[int, list[CaptionRow]]:
+def _load_captions(
+    dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow], every_subtype: bool = False
+) -> dict[int, list[CaptionRow]]:
     """The items' captions the fallback order can pick (``every_subtype``: all of them,
     for formats that write each subtype: diffusers' extra columns)."""
     q = Caption.select(Caption.item, Caption.type, Caption.subtype, Caption.content)
@@ -118,8 +123,13 @@ def _load_captions(dataset: Dataset, options: ExportOptions, items: Sequence[Ite
     return out
 
 
-def _iter_built(dataset: Dataset, options: ExportOptions, items: Sequence[ItemRow], builder: CaptionBuilder,
-                every_subtype: bool = False) -> Iterator[tuple[ItemRow, BuiltCaption, Sequence[CaptionRow]]]:
+def _iter_built(
+    dataset: Dataset,
+    options: ExportOptions,
+    items: Sequence[ItemRow],
+    builder: CaptionBuilder,
+    every_subtype: bool = False,
+) -> Iterator[tuple[ItemRow, BuiltCaption, Sequence[CaptionRow]]]:
     captions = _load_captions(dataset, options, items, every_subtype)
     for item in items:
         rows = captions.get(item.id, ())
@@ -144,7 +154,9 @@ class TrainerState:
 
     rows: list = field(default_factory=list)  # kohya-jsonl / diffusers metadata rows, in export order
     columns: dict = field(default_factory=dict)  # diffusers: extra caption columns, in order of appearance
-    builders: dict = field(default_factory=dict)  # subtype -> CaptionBuilder (diffusers: every subtype met; diffusion-pipe: --caption)
+    builders: dict = field(
+        default_factory=dict
+    )  # subtype -> CaptionBuilder (diffusers: every subtype met; diffusion-pipe: --caption)
     captions: dict = field(default_factory=dict)  # diffusion-pipe: folder -> {image name: [captions]}
 
 
@@ -193,14 +205,31 @@ def export_dataset(
     _plan_masks(items, fmt, ds, options, folders, report)
     _plan_controls(items, fmt, ds, options, folders, report)
     try:
-        for done, (item, built, rows) in enumerate(_iter_built(ds, options, items, builder, every_subtype=fmt == "diffusers"), 1):
+        for done, (item, built, rows) in enumerate(
+            _iter_built(ds, options, items, builder, every_subtype=fmt == "diffusers"), 1
+        ):
             if cancel is not None and done % 64 == 0 and cancel.cancelled:
                 report.cancelled = True
                 break
             if fmt == "diffusers":
                 new = {r.subtype for r in rows} - state.builders.keys()
                 state.builders.update(trainers.per_subtype_builders(builder, sorted(new)))
-            _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs, rows, state)
+            _export_item(
+                item,
+                built,
+                fmt,
+                ds,
+                root,
+                tree,
+                options,
+                folders,
+                metadata,
+                report,
+                link_counts,
+                source_dirs,
+                rows,
+                state,
+            )
             if item.width and item.height:
                 long_sides.append(max(item.width, item.height))
             event.done = done
@@ -213,12 +242,20 @@ def export_dataset(
             return report
         used = list({id(f): f for f in folders.values() if f.images}.values())
         if fmt == "kohya-toml":
-            report.config_files.append(tree.write_config("dataset.toml", formats.kohya_dreambooth_toml(used, options, config_root, long_sides)))
+            report.config_files.append(
+                tree.write_config("dataset.toml", formats.kohya_dreambooth_toml(used, options, config_root, long_sides))
+            )
         elif fmt == "kohya-json":
             report.config_files.append(tree.write_config("metadata.json", formats.kohya_metadata_json(metadata)))
-            report.config_files.append(tree.write_config("dataset.toml", formats.kohya_finetune_toml(options, config_root, long_sides, "metadata.json")))
+            report.config_files.append(
+                tree.write_config(
+                    "dataset.toml", formats.kohya_finetune_toml(options, config_root, long_sides, "metadata.json")
+                )
+            )
         elif fmt == "ai-toolkit":
-            report.config_files.append(tree.write_config("dataset.yaml", formats.ai_toolkit_yaml(used, options, config_root, long_sides)))
+            report.config_files.append(
+                tree.write_config("dataset.yaml", formats.ai_toolkit_yaml(used, options, config_root, long_sides))
+            )
         else:
             _write_trainer_configs(fmt, tree, used, options, config_root, long_sides, state, report)
         event.phase = "publishing"
@@ -268,27 +305,47 @@ def _write_trainer_configs(fmt, tree, used, options, config_root, long_sides, st
         report.config_files.append(tree.write_config("metadata.jsonl", text))
     elif fmt == "kohya-jsonl":
         report.config_files.append(tree.write_config("metadata.jsonl", trainers.jsonl(state.rows)))
-        report.config_files.append(tree.write_config("dataset.toml", formats.kohya_finetune_toml(options, config_root, long_sides, "metadata.jsonl")))
+        report.config_files.append(
+            tree.write_config(
+                "dataset.toml", formats.kohya_finetune_toml(options, config_root, long_sides, "metadata.jsonl")
+            )
+        )
     elif fmt == "onetrainer":
-        report.config_files.append(tree.write_config("concepts.json", trainers.onetrainer_concepts(used, options, config_root)))
+        report.config_files.append(
+            tree.write_config("concepts.json", trainers.onetrainer_concepts(used, options, config_root))
+        )
     elif fmt == "diffusion-pipe":
         for folder, captions in state.captions.items():
             if any(len(texts) > 1 for texts in captions.values()):
-                tree.write_caption(folder, trainers.CAPTIONS_JSON, json.dumps(captions, indent=2, ensure_ascii=False) + "\n")
+                tree.write_caption(
+                    folder, trainers.CAPTIONS_JSON, json.dumps(captions, indent=2, ensure_ascii=False) + "\n"
+                )
                 report.config_files.append(tree.rel(folder, trainers.CAPTIONS_JSON))
-        report.config_files.append(tree.write_config("dataset.toml", trainers.diffusion_pipe_toml(used, options, config_root, long_sides)))
+        report.config_files.append(
+            tree.write_config("dataset.toml", trainers.diffusion_pipe_toml(used, options, config_root, long_sides))
+        )
     elif fmt == "musubi":
-        report.config_files.append(tree.write_config("dataset.toml", trainers.musubi_toml(used, options, config_root, long_sides)))
+        report.config_files.append(
+            tree.write_config("dataset.toml", trainers.musubi_toml(used, options, config_root, long_sides))
+        )
 
 
-def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs, rows=(), state=None) -> None:
+def _export_item(
+    item, built, fmt, ds, root, tree, options, folders, metadata, report, link_counts, source_dirs, rows=(), state=None
+) -> None:
     if not item.image_path:
         report.problems.append(ExportProblem(item.id, item.base_name, "the item has no image; skipped"))
         return
     try:
         source = _source_path(root, item.image_path, source_dirs)
     except UnsafePathError:
-        report.problems.append(ExportProblem(item.id, item.image_path, "the database holds a path outside the dataset folder; skipped (run `sushitui dataset reindex`)"))
+        report.problems.append(
+            ExportProblem(
+                item.id,
+                item.image_path,
+                "the database holds a path outside the dataset folder; skipped (run `sushitui dataset reindex`)",
+            )
+        )
         return
     info = _folder_for(item, fmt, ds, options, folders, report)
     mask = None
@@ -337,13 +394,19 @@ def _export_item(item, built, fmt, ds, root, tree, options, folders, metadata, r
             _collect_row(fmt, item, built, rows, info, name, tree, placed, state)
     except FileNotFoundError:
         # checked here rather than with a stat per item up front: os.link fails the same way
-        report.problems.append(ExportProblem(item.id, item.image_path, "the image is missing on disk; skipped (run `sushitui dataset reindex`)"))
+        report.problems.append(
+            ExportProblem(
+                item.id, item.image_path, "the image is missing on disk; skipped (run `sushitui dataset reindex`)"
+            )
+        )
         return
     except (OSError, CaptionFileError) as exc:
         cause = exc if isinstance(exc, OSError) else exc.__cause__
         if getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
             # no point going on item by item: stop, and the staged files are removed
-            raise ExportError(f"the disk holding {tree.outdir} is full; the export was stopped and nothing was left there") from exc
+            raise ExportError(
+                f"the disk holding {tree.outdir} is full; the export was stopped and nothing was left there"
+            ) from exc
         reason = getattr(exc, "strerror", None) or str(exc)
         report.problems.append(ExportProblem(item.id, item.image_path, f"not exported: {reason}"))
         return
@@ -398,7 +461,11 @@ def _collect_row(fmt, item, built, rows, info, name, tree, placed, state) -> Non
 def _plan_controls(items, fmt, ds, options, folders, report) -> None:
     """diffusion-pipe, musubi-tuner: mark the folders some of whose items have a control
     image (their items without one go to a sibling folder, see trainers.py)."""
-    if fmt not in formats.CONTROL_REQUIRED_FORMATS or not options.control_suffixes or not any(item.related_json for item in items):
+    if (
+        fmt not in formats.CONTROL_REQUIRED_FORMATS
+        or not options.control_suffixes
+        or not any(item.related_json for item in items)
+    ):
         return
     for item in items:
         if masks.related_rel(item, options.control_suffixes):
@@ -412,8 +479,14 @@ def _control_folder(item, root, info, options, folders, report):
         return info
     sibling = trainers.nocontrol_folder(info, folders)
     trainer = "diffusion-pipe" if options.format == "diffusion-pipe" else "musubi-tuner"
-    report.problems.append(ExportProblem(item.id, item.image_path, f"{why} while other items of its folder have one; "
-                                         f"the image goes to {'/'.join(sibling.folder)}/ without control images ({trainer} stops on an image without one)"))
+    report.problems.append(
+        ExportProblem(
+            item.id,
+            item.image_path,
+            f"{why} while other items of its folder have one; "
+            f"the image goes to {'/'.join(sibling.folder)}/ without control images ({trainer} stops on an image without one)",
+        )
+    )
     return sibling
 
 
@@ -421,8 +494,10 @@ def _place_onetrainer_related(item, root, tree, info, stem, options, link_counts
     """OneTrainer reads a mask as ``<stem>-masklabel.png`` and a conditioning image as
     ``<stem>-condlabel.png`` beside the image; other formats are converted to PNG."""
     placed = {}
-    for kind, suffixes, tail in (("control", options.control_suffixes, trainers.ONETRAINER_CONTROL),
-                                 ("mask", options.mask_suffixes, trainers.ONETRAINER_MASK)):
+    for kind, suffixes, tail in (
+        ("control", options.control_suffixes, trainers.ONETRAINER_CONTROL),
+        ("mask", options.mask_suffixes, trainers.ONETRAINER_MASK),
+    ):
         found = masks.related_rel(item, suffixes)
         if found is None:
             continue
@@ -440,7 +515,9 @@ def _place_onetrainer_related(item, root, tree, info, stem, options, link_counts
                 with Image.open(src) as im:
                     im.save(tree.target(info.folder, name), format="PNG")
             except (OSError, UnidentifiedImageError, ValueError) as exc:
-                report.problems.append(ExportProblem(item.id, found[1], f"{kind} image not exported: cannot convert it to PNG ({exc})"))
+                report.problems.append(
+                    ExportProblem(item.id, found[1], f"{kind} image not exported: cannot convert it to PNG ({exc})")
+                )
                 continue
             how = "copy"
         link_counts[how] += 1
@@ -481,9 +558,19 @@ def _plan_masks(items, fmt, ds, options, folders, report) -> None:
     if fmt in ("kohya-json", "kohya-jsonl", "musubi"):
         found = sum(1 for item in items if masks.related_rel(item, options.mask_suffixes))
         if found and fmt == "musubi":
-            report.problems.append(ExportProblem(None, f"{found} mask images", "not exported: musubi-tuner's image datasets take no mask folder"))
+            report.problems.append(
+                ExportProblem(
+                    None, f"{found} mask images", "not exported: musubi-tuner's image datasets take no mask folder"
+                )
+            )
         elif found:
-            report.problems.append(ExportProblem(None, f"{found} mask images", "not exported: sd-scripts' fine-tuning (metadata_file) subsets take no conditioning_data_dir; export as kohya-toml for --masked_loss"))
+            report.problems.append(
+                ExportProblem(
+                    None,
+                    f"{found} mask images",
+                    "not exported: sd-scripts' fine-tuning (metadata_file) subsets take no conditioning_data_dir; export as kohya-toml for --masked_loss",
+                )
+            )
         return
     if fmt not in formats.KOHYA_MASK_FORMATS:
         return
@@ -502,7 +589,10 @@ def _kohya_mask(item, root, info, options, folders, report):
     when an image of a conditioning_data_dir subset has no mask of its size."""
     found = masks.related_rel(item, options.mask_suffixes)
     if found is None:
-        path, why = item.image_path, f"no {'/'.join(options.mask_suffixes)} image while other items of {'/'.join(info.folder)} have one"
+        path, why = (
+            item.image_path,
+            f"no {'/'.join(options.mask_suffixes)} image while other items of {'/'.join(info.folder)} have one",
+        )
     else:
         src, why = masks.related_source(root, *found)
         why = why or masks.mask_unusable(src, found[1], item.width, item.height)

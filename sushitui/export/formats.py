@@ -34,11 +34,18 @@ from sushitui.export.writer import is_shortened, safe_component
 _REPEAT_PREFIX = re.compile(r"^(\d+)_(.+)$")
 CAPTION_EXT = ".txt"
 WRITES_CAPTION_FILES = {
-    "txt": True, "kohya-toml": True, "kohya-json": False, "ai-toolkit": True,
+    "txt": True,
+    "kohya-toml": True,
+    "kohya-json": False,
+    "ai-toolkit": True,
     # diffusers reads only metadata.jsonl; kohya-jsonl writes .txt beside the images as
     # well (sd-scripts reads the JSONL, `sushitui dataset import-config` and other tools
     # the .txt)
-    "diffusers": False, "onetrainer": True, "diffusion-pipe": True, "musubi": True, "kohya-jsonl": True,
+    "diffusers": False,
+    "onetrainer": True,
+    "diffusion-pipe": True,
+    "musubi": True,
+    "kohya-jsonl": True,
 }
 # formats whose control and mask images go to parallel folders under the image's stem
 PARALLEL_RELATED_FORMATS = ("ai-toolkit", "diffusion-pipe", "musubi", "diffusers")
@@ -90,10 +97,19 @@ def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None
             return FolderInfo((flat,), n, class_tokens, shortened=shortened)
         # musubi-tuner has no mask folder for image datasets
         mask = None if fmt == "musubi" else ("mask", flat)
-        return FolderInfo(("images", flat), n, class_tokens, control_folder=("control", flat), mask_folder=mask, shortened=shortened)
+        return FolderInfo(
+            ("images", flat), n, class_tokens, control_folder=("control", flat), mask_folder=mask, shortened=shortened
+        )
     if fmt == "diffusers":
         # one imagefolder: images/<folder>/…, control and mask images in parallel trees
-        return FolderInfo(("images", *parts), n, class_tokens, control_folder=("conditioning", *parts), mask_folder=("mask", *parts), shortened=shortened)
+        return FolderInfo(
+            ("images", *parts),
+            n,
+            class_tokens,
+            control_folder=("conditioning", *parts),
+            mask_folder=("mask", *parts),
+            shortened=shortened,
+        )
     return FolderInfo(tuple(parts), n, class_tokens, shortened=shortened)
 
 
@@ -141,7 +157,9 @@ def pick_buckets(long_sides: Sequence[int]) -> list[int]:
     return [r for r in (512, 768, 1024) if r <= top] or [512]
 
 
-def kohya_dreambooth_toml(folders: Sequence[FolderInfo], options: ExportOptions, root: str, long_sides: Sequence[int]) -> str:
+def kohya_dreambooth_toml(
+    folders: Sequence[FolderInfo], options: ExportOptions, root: str, long_sides: Sequence[int]
+) -> str:
     general: dict = {"caption_extension": CAPTION_EXT, "shuffle_caption": options.shuffle_caption}
     if options.keep_tokens:
         general["keep_tokens"] = options.keep_tokens
@@ -188,7 +206,9 @@ def _toml_sections(general: dict, datasets: Sequence[tuple[dict, Sequence[dict]]
     for dataset, subsets in datasets:
         parts.append("[[datasets]]\n" + tomli_w.dumps(dataset))
         for sub in subsets:
-            parts.append("  [[datasets.subsets]]\n" + "".join("  " + line + "\n" for line in tomli_w.dumps(sub).splitlines()))
+            parts.append(
+                "  [[datasets.subsets]]\n" + "".join("  " + line + "\n" for line in tomli_w.dumps(sub).splitlines())
+            )
     return "\n".join(parts)
 
 

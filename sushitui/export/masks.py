@@ -88,7 +88,9 @@ def unmasked_folder(info: FolderInfo, folders: dict[str, FolderInfo]) -> FolderI
         while info.folder[:-1] + (name,) in taken:
             n += 1
             name = f"{base}_{n}"
-        sibling = folders[key] = FolderInfo(info.folder[:-1] + (name,), info.repeats, info.class_tokens, is_reg=info.is_reg)
+        sibling = folders[key] = FolderInfo(
+            info.folder[:-1] + (name,), info.repeats, info.class_tokens, is_reg=info.is_reg
+        )
     return sibling
 
 

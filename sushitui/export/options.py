@@ -7,7 +7,17 @@ from dataclasses import asdict, dataclass, field
 
 from sushitui.errors import UserError
 
-FORMATS = ("txt", "kohya-json", "kohya-toml", "ai-toolkit", "diffusers", "onetrainer", "diffusion-pipe", "musubi", "kohya-jsonl")
+FORMATS = (
+    "txt",
+    "kohya-json",
+    "kohya-toml",
+    "ai-toolkit",
+    "diffusers",
+    "onetrainer",
+    "diffusion-pipe",
+    "musubi",
+    "kohya-jsonl",
+)
 LINK_MODES = ("link", "symlink", "copy")
 
 
@@ -113,7 +123,13 @@ class ExportReport:
 
     @property
     def files_written(self) -> int:
-        return self.images_linked + self.images_symlinked + self.images_copied + self.captions_written + len(self.config_files)
+        return (
+            self.images_linked
+            + self.images_symlinked
+            + self.images_copied
+            + self.captions_written
+            + len(self.config_files)
+        )
 
     @property
     def files_per_s(self) -> float:

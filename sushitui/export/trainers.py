@@ -58,7 +58,10 @@ def subtype_column(subtype: str) -> str:
 
 def per_subtype_builders(builder: CaptionBuilder, subtypes: Iterable[str]) -> dict[str, CaptionBuilder]:
     """A builder per caption subtype, sharing the alias table and excluded tags."""
-    return {s: CaptionBuilder(replace(builder.options, caption=(s or "main",)), builder.alias_map, builder.excluded) for s in subtypes}
+    return {
+        s: CaptionBuilder(replace(builder.options, caption=(s or "main",)), builder.alias_map, builder.excluded)
+        for s in subtypes
+    }
 
 
 def item_captions(rows: Sequence[CaptionRow], builders: dict[str, CaptionBuilder]) -> dict[str, str]:
@@ -84,7 +87,9 @@ def nocontrol_folder(info: FolderInfo, folders: dict[str, FolderInfo]) -> Folder
             n += 1
             name = f"{base}_{n}"
         mask = info.mask_folder[:-1] + (name,) if info.mask_folder else None
-        sibling = folders[key] = FolderInfo(info.folder[:-1] + (name,), info.repeats, info.class_tokens, mask_folder=mask, is_reg=info.is_reg)
+        sibling = folders[key] = FolderInfo(
+            info.folder[:-1] + (name,), info.repeats, info.class_tokens, mask_folder=mask, is_reg=info.is_reg
+        )
     return sibling
 
 
@@ -95,7 +100,9 @@ def _header(trainer: str, how: str) -> str:
     return f"# sushitui export for {trainer}: {how}\n"
 
 
-def diffusion_pipe_toml(folders: Sequence[FolderInfo], options: ExportOptions, root: str, long_sides: Sequence[int]) -> str:
+def diffusion_pipe_toml(
+    folders: Sequence[FolderInfo], options: ExportOptions, root: str, long_sides: Sequence[int]
+) -> str:
     import tomli_w
 
     res = list(options.resolution) if options.resolution else [pick_resolution(long_sides)]
@@ -117,8 +124,13 @@ def musubi_toml(folders: Sequence[FolderInfo], options: ExportOptions, root: str
     import tomli_w
 
     res = options.resolution[0] if options.resolution else pick_resolution(long_sides)
-    general = {"resolution": [res, res], "caption_extension": ".txt", "batch_size": options.batch_size,
-               "enable_bucket": True, "bucket_no_upscale": False}
+    general = {
+        "resolution": [res, res],
+        "caption_extension": ".txt",
+        "batch_size": options.batch_size,
+        "enable_bucket": True,
+        "bucket_no_upscale": False,
+    }
     parts = [_header("musubi-tuner", "pass with --dataset_config") + "[general]\n" + tomli_w.dumps(general)]
     for f in folders:
         entry: dict = {
@@ -139,15 +151,17 @@ def onetrainer_concepts(folders: Sequence[FolderInfo], options: ExportOptions, r
         text: dict = {"prompt_source": "sample", "enable_tag_shuffling": options.shuffle_caption}
         if options.keep_tokens:
             text["keep_tags_count"] = options.keep_tokens
-        concepts.append({
-            "name": f.folder[-1],
-            "path": config_path(root, f.folder),
-            "enabled": True,
-            "include_subdirectories": False,
-            "balancing": float(f.repeats),
-            "balancing_strategy": "REPEATS",
-            "text": text,
-        })
+        concepts.append(
+            {
+                "name": f.folder[-1],
+                "path": config_path(root, f.folder),
+                "enabled": True,
+                "include_subdirectories": False,
+                "balancing": float(f.repeats),
+                "balancing_strategy": "REPEATS",
+                "text": text,
+            }
+        )
         if f.is_reg:
             # OneTrainer's regularisation concept: trained towards the model's own
             # prediction (ConceptType.PRIOR_PREDICTION); older versions ignore the key

@@ -122,7 +122,9 @@ def prepare_outdir(outdir: str | os.PathLike, source_roots: list[str]) -> Path:
     for root in source_roots:
         real_root = os.path.realpath(root)
         if _is_inside(real_out, real_root):
-            raise ExportError(f"{out} is inside the dataset folder {root}; exporting there would change the dataset. Choose a folder outside it.")
+            raise ExportError(
+                f"{out} is inside the dataset folder {root}; exporting there would change the dataset. Choose a folder outside it."
+            )
         if _is_inside(real_root, real_out):
             raise ExportError(f"the dataset folder {root} is inside {out}; choose a new or empty folder elsewhere.")
     if out.exists() or out.is_symlink():
@@ -133,10 +135,14 @@ def prepare_outdir(outdir: str | os.PathLike, source_roots: list[str]) -> Path:
         except OSError as exc:
             raise ExportError(f"{out}: cannot read the folder ({exc.strerror or exc})") from exc
         if STAGING_NAME in entries:
-            raise ExportError(f"{out} holds a partial export from an interrupted run ({STAGING_NAME}); delete it or choose another folder.")
+            raise ExportError(
+                f"{out} holds a partial export from an interrupted run ({STAGING_NAME}); delete it or choose another folder."
+            )
         if entries:
             shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
-            raise ExportError(f"{out} is not empty ({len(entries)} entries: {shown}); export only writes into a new or empty folder.")
+            raise ExportError(
+                f"{out} is not empty ({len(entries)} entries: {shown}); export only writes into a new or empty folder."
+            )
     else:
         try:
             out.mkdir(parents=True)

@@ -21,13 +21,29 @@ import importlib
 # Names are loaded on first use (PEP 562): every CLI start asks process.JOB_ENV_VAR and
 # should not pay for the store's imports to do so.
 _EXPORTS = {
-    "JOB_ENV_VAR": "process", "is_alive": "process", "process_start": "process",
-    "JobWorker": "runner", "blockers": "runner",
-    "ACTIVE": "table", "FINAL": "table", "JobError": "table", "JobInfo": "table", "active_jobs": "table",
-    "clear_finished": "table", "get_job": "table", "jobs_by_id": "table", "list_jobs": "table", "log_dir": "table",
-    "reap": "table", "request_cancel": "table", "retry": "table", "submit": "table",
+    "JOB_ENV_VAR": "process",
+    "is_alive": "process",
+    "process_start": "process",
+    "JobWorker": "runner",
+    "blockers": "runner",
+    "ACTIVE": "table",
+    "FINAL": "table",
+    "JobError": "table",
+    "JobInfo": "table",
+    "active_jobs": "table",
+    "clear_finished": "table",
+    "get_job": "table",
+    "jobs_by_id": "table",
+    "list_jobs": "table",
+    "log_dir": "table",
+    "reap": "table",
+    "request_cancel": "table",
+    "retry": "table",
+    "submit": "table",
     "take_unannounced_interruptions": "table",
-    "autotag_argv": "commands", "autotag_device": "commands", "submit_autotag": "commands",
+    "autotag_argv": "commands",
+    "autotag_device": "commands",
+    "submit_autotag": "commands",
 }
 __all__ = sorted(_EXPORTS)
 

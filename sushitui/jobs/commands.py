@@ -26,8 +26,9 @@ def autotag_device(device: str = "auto", device_id: int = 0) -> str:
     return "cpu"
 
 
-def autotag_argv(db_path: str | os.PathLike, dataset: str, opts, query: str | None = None,
-                 item_ids: list[int] | None = None) -> list[str]:
+def autotag_argv(
+    db_path: str | os.PathLike, dataset: str, opts, query: str | None = None, item_ids: list[int] | None = None
+) -> list[str]:
     """``sushitui autotag`` arguments for the options of ``sushitui.tagger.autotag.
     AutotagOptions`` (read by attribute: this package does not import the tagger)."""
     argv = ["--db", os.path.abspath(db_path), "autotag", dataset]
@@ -47,8 +48,18 @@ def autotag_argv(db_path: str | os.PathLike, dataset: str, opts, query: str | No
     argv += [f"--threshold={cat}={value!r}" for cat, value in sorted(opts.category_thresholds.items())]
     if opts.character_threshold is not None:
         argv += ["--character-threshold", repr(float(opts.character_threshold))]
-    argv += ["--categories", ",".join(opts.categories), "--mode", opts.mode, "--subtype", opts.subtype,
-             "--device", opts.device, "--device-id", str(opts.device_id)]
+    argv += [
+        "--categories",
+        ",".join(opts.categories),
+        "--mode",
+        opts.mode,
+        "--subtype",
+        opts.subtype,
+        "--device",
+        opts.device,
+        "--device-id",
+        str(opts.device_id),
+    ]
     if opts.mcut:
         argv += ["--mcut", ",".join(opts.mcut)]
     if opts.exclude:
@@ -57,14 +68,26 @@ def autotag_argv(db_path: str | os.PathLike, dataset: str, opts, query: str | No
         argv += ["--batch-size", str(opts.batch_size)]
     if opts.workers is not None:
         argv += ["--workers", str(opts.workers)]
-    flags = {"--no-draft": not opts.jpeg_draft, "--no-dictionary-mapping": not opts.dictionary_mapping,
-             "--add-unknown": opts.add_unknown_to_dictionary, "--underscores": opts.underscores,
-             "--no-cache": not opts.use_cache, "--dry-run": opts.dry_run, "--offline": not opts.allow_download}
+    flags = {
+        "--no-draft": not opts.jpeg_draft,
+        "--no-dictionary-mapping": not opts.dictionary_mapping,
+        "--add-unknown": opts.add_unknown_to_dictionary,
+        "--underscores": opts.underscores,
+        "--no-cache": not opts.use_cache,
+        "--dry-run": opts.dry_run,
+        "--offline": not opts.allow_download,
+    }
     return argv + [flag for flag, on in flags.items() if on]
 
 
-def submit_autotag(db_path: str | os.PathLike, dataset: str, opts, query: str | None = None,
-                   item_ids: list[int] | None = None) -> JobInfo:
+def submit_autotag(
+    db_path: str | os.PathLike, dataset: str, opts, query: str | None = None, item_ids: list[int] | None = None
+) -> JobInfo:
     """Start an auto-tag of ``dataset`` as a background job; returns it (queued)."""
-    return submit("autotag", autotag_argv(db_path, dataset, opts, query, item_ids), dataset=dataset,
-                  device=autotag_device(opts.device, opts.device_id), lock_key=f"dataset:{dataset}")
+    return submit(
+        "autotag",
+        autotag_argv(db_path, dataset, opts, query, item_ids),
+        dataset=dataset,
+        device=autotag_device(opts.device, opts.device_id),
+        lock_key=f"dataset:{dataset}",
+    )

@@ -84,7 +84,9 @@ def is_alive(host: str | None, pid: int | None, started: str | None) -> bool | N
     return not started or not now or now == started
 
 
-def spawn_worker(job_id: int, argv: list[str], cwd: str, log_path: Path, env_extra: dict[str, str] | None = None) -> int:
+def spawn_worker(
+    job_id: int, argv: list[str], cwd: str, log_path: Path, env_extra: dict[str, str] | None = None
+) -> int:
     """Start ``python -m sushitui ARGV`` as the worker of job ``job_id``, detached from
     this process's terminal and session; returns its pid. Its stdin is empty (a job
     never asks), stdout and stderr go to ``log_path``."""
@@ -97,8 +99,14 @@ def spawn_worker(job_id: int, argv: list[str], cwd: str, log_path: Path, env_ext
         kwargs["start_new_session"] = True
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sushitui", *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, close_fds=True, **kwargs,
+            [sys.executable, "-m", "sushitui", *argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            **kwargs,
         )
     # A long-lived starter (the app, a test) reaps the worker when it ends, so that no
     # zombie is left; a CLI starter exits first and init adopts the worker.

@@ -89,8 +89,9 @@ class JobWorker:
         """Record this process as the job's worker (the starter may have done so)."""
         pid = os.getpid()
         with write_transaction():
-            Job.update(pid=pid, pid_started=process.process_start(pid), host=process.hostname(),
-                       updated_at=time.time()).where(Job.id == self.job_id).execute()
+            Job.update(
+                pid=pid, pid_started=process.process_start(pid), host=process.hostname(), updated_at=time.time()
+            ).where(Job.id == self.job_id).execute()
 
     def wait_turn(self, on_wait: Callable[[list[int]], None] | None = None) -> bool:
         """Wait until no job ahead conflicts, then mark this one running. False when it
@@ -102,8 +103,9 @@ class JobWorker:
                 me = Job.get_by_id(self.job_id)
                 if me.cancel_requested:
                     now = time.time()
-                    Job.update(state="cancelled", finished_at=now, updated_at=now,
-                               message="cancelled before it started").where(Job.id == self.job_id).execute()
+                    Job.update(
+                        state="cancelled", finished_at=now, updated_at=now, message="cancelled before it started"
+                    ).where(Job.id == self.job_id).execute()
                     return False
                 waiting_for = blockers(self.job_id)
                 if not waiting_for:
@@ -133,9 +135,15 @@ class JobWorker:
                 return
             try:
                 with write_transaction():
-                    Job.update(phase=ev.phase, done=ev.done, total=ev.total, unit=ev.unit or "items",
-                               rate=round(ev.rate, 3), eta_s=ev.eta_s, updated_at=time.time()).where(
-                        Job.id == self.job_id).execute()
+                    Job.update(
+                        phase=ev.phase,
+                        done=ev.done,
+                        total=ev.total,
+                        unit=ev.unit or "items",
+                        rate=round(ev.rate, 3),
+                        eta_s=ev.eta_s,
+                        updated_at=time.time(),
+                    ).where(Job.id == self.job_id).execute()
                 self._written = ev
             except Exception:  # noqa: BLE001 - a busy database must not stop the work; the next write catches up
                 pass

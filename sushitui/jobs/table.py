@@ -78,11 +78,30 @@ class JobInfo:
 
 def _info(row: Job) -> JobInfo:
     return JobInfo(
-        id=row.id, kind=row.kind, dataset=row.dataset, state=row.state, device=row.device, phase=row.phase,
-        done=row.done, total=row.total, unit=row.unit, rate=row.rate, eta_s=row.eta_s, message=row.message,
-        exit_code=row.exit_code, cancel_requested=bool(row.cancel_requested), host=row.host, pid=row.pid,
-        log_path=row.log_path, argv=list(row.argv or []), cwd=row.cwd, retry_of=row.retry_of,
-        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at, updated_at=row.updated_at,
+        id=row.id,
+        kind=row.kind,
+        dataset=row.dataset,
+        state=row.state,
+        device=row.device,
+        phase=row.phase,
+        done=row.done,
+        total=row.total,
+        unit=row.unit,
+        rate=row.rate,
+        eta_s=row.eta_s,
+        message=row.message,
+        exit_code=row.exit_code,
+        cancel_requested=bool(row.cancel_requested),
+        host=row.host,
+        pid=row.pid,
+        log_path=row.log_path,
+        argv=list(row.argv or []),
+        cwd=row.cwd,
+        retry_of=row.retry_of,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -102,14 +121,30 @@ def get_job(job_id: int) -> JobInfo:
     return _info(_row(job_id))
 
 
-def submit(kind: str, argv: list[str], *, cwd: str | None = None, dataset: str | None = None, device: str = "cpu",
-           lock_key: str | None = None, retry_of: int | None = None) -> JobInfo:
+def submit(
+    kind: str,
+    argv: list[str],
+    *,
+    cwd: str | None = None,
+    dataset: str | None = None,
+    device: str = "cpu",
+    lock_key: str | None = None,
+    retry_of: int | None = None,
+) -> JobInfo:
     """Record a job and start its detached worker, which runs ``sushitui ARGV`` (argv
     should name the database with ``--db``). Returns the job as recorded, queued."""
     cwd = cwd or os.getcwd()
     with write_transaction():
-        row = Job.create(kind=kind, argv=list(argv), cwd=cwd, dataset=dataset, device=device, lock_key=lock_key,
-                         retry_of=retry_of, host=process.hostname())
+        row = Job.create(
+            kind=kind,
+            argv=list(argv),
+            cwd=cwd,
+            dataset=dataset,
+            device=device,
+            lock_key=lock_key,
+            retry_of=retry_of,
+            host=process.hostname(),
+        )
         row.log_path = str(log_dir() / f"job-{row.id}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
         row.save()
     try:
@@ -121,7 +156,8 @@ def submit(kind: str, argv: list[str], *, cwd: str | None = None, dataset: str |
     started = process.process_start(pid)
     with write_transaction():
         Job.update(pid=pid, pid_started=started, updated_at=time.time()).where(
-            (Job.id == row.id) & (Job.pid.is_null())).execute()
+            (Job.id == row.id) & (Job.pid.is_null())
+        ).execute()
     return get_job(row.id)
 
 
@@ -131,8 +167,11 @@ def list_jobs(include_all: bool = False) -> list[JobInfo]:
     reap()
     query = Job.select().order_by(Job.id)
     if not include_all:
-        query = query.where(Job.state.in_(ACTIVE) | (Job.finished_at >= time.time() - RECENT_S)
-                            | ((Job.state == "interrupted") & ~Job.announced))
+        query = query.where(
+            Job.state.in_(ACTIVE)
+            | (Job.finished_at >= time.time() - RECENT_S)
+            | ((Job.state == "interrupted") & ~Job.announced)
+        )
     return [_info(r) for r in query]
 
 
@@ -180,9 +219,12 @@ def reap() -> list[JobInfo]:
             at = f" at {fresh.done:,}/{fresh.total:,} {fresh.unit}" if fresh.total else ""
             what = "while queued" if fresh.state == "queued" else f"while {fresh.phase or 'running'}{at}"
             state = "cancelled" if fresh.cancel_requested else "interrupted"
-            Job.update(state=state, finished_at=now, updated_at=now,
-                       message=f"the worker (pid {fresh.pid}) ended without finishing, {what}").where(
-                Job.id == fresh.id).execute()
+            Job.update(
+                state=state,
+                finished_at=now,
+                updated_at=now,
+                message=f"the worker (pid {fresh.pid}) ended without finishing, {what}",
+            ).where(Job.id == fresh.id).execute()
             out.append(fresh.id)
     return [get_job(i) for i in out]
 
@@ -220,8 +262,15 @@ def retry(job_id: int) -> JobInfo:
     if row.state == "interrupted" and not row.announced:
         with write_transaction():
             Job.update(announced=True).where(Job.id == job_id).execute()
-    return submit(row.kind, list(row.argv), cwd=row.cwd, dataset=row.dataset, device=row.device,
-                  lock_key=row.lock_key, retry_of=row.id)
+    return submit(
+        row.kind,
+        list(row.argv),
+        cwd=row.cwd,
+        dataset=row.dataset,
+        device=row.device,
+        lock_key=row.lock_key,
+        retry_of=row.id,
+    )
 
 
 def clear_finished() -> int:

@@ -25,8 +25,23 @@ from sushitui.store.models import (
 )
 
 __all__ = [
-    "LATEST_VERSION", "SchemaTooNewError", "StoreError", "current_database", "open_database",
-    "write_transaction", "Alias", "Caption", "Dataset", "DictionaryTag", "Item", "ItemStats",
-    "ItemTag", "RunItemUsage", "TagGroup", "TagGroupMember", "TaggerCache", "TrainingRun",
+    "LATEST_VERSION",
+    "SchemaTooNewError",
+    "StoreError",
+    "current_database",
+    "open_database",
+    "write_transaction",
+    "Alias",
+    "Caption",
+    "Dataset",
+    "DictionaryTag",
+    "Item",
+    "ItemStats",
+    "ItemTag",
+    "RunItemUsage",
+    "TagGroup",
+    "TagGroupMember",
+    "TaggerCache",
+    "TrainingRun",
     "tuple_rows",
 ]

@@ -46,7 +46,9 @@ def _check_file(path: Path, read_header: bool = True) -> None:
         if path.is_dir():
             raise StoreError(f"{path} is a directory, not a database file. Pass --db with a file path.")
         if not os.access(path, os.R_OK):
-            raise StoreError(f"{path}: the database file is not readable (permission denied). Fix its permissions or pass --db.")
+            raise StoreError(
+                f"{path}: the database file is not readable (permission denied). Fix its permissions or pass --db."
+            )
         if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
             raise StoreError(
                 f"{path}: the database (or its folder, which needs room for the -wal/-shm files) is read-only. "
@@ -65,7 +67,9 @@ def _check_file(path: Path, read_header: bool = True) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the folder {path.parent} for the database: {exc.strerror}. Pass --db.") from exc
+            raise StoreError(
+                f"cannot create the folder {path.parent} for the database: {exc.strerror}. Pass --db."
+            ) from exc
         if not os.access(path.parent, os.W_OK):
             raise StoreError(f"cannot create the database in {path.parent}: the folder is read-only. Pass --db.")
 

@@ -152,8 +152,16 @@ def index_deferred(db, name: str, on_rebuild: Callable[[], None] | None = None) 
         if sql is None or any(r["name"] == name for r in records):
             sql = None
         else:
-            records.append({"name": name, "sql": sql, "pid": os.getpid(), "started": _start_token(os.getpid()),
-                            "host": socket.gethostname(), "since": time.time()})
+            records.append(
+                {
+                    "name": name,
+                    "sql": sql,
+                    "pid": os.getpid(),
+                    "started": _start_token(os.getpid()),
+                    "host": socket.gethostname(),
+                    "since": time.time(),
+                }
+            )
             _save(db, records)
             db.execute_sql(f'DROP INDEX "{name}"')
     if sql is None:

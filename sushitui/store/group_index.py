@@ -112,7 +112,8 @@ def _evict(db, keep: tuple[int, int]) -> None:
     a count with several group: terms (here or in another process) may be about to
     read it."""
     rows = db.execute_sql(
-        "SELECT dataset_id, group_id, built_at FROM group_item_state ORDER BY valid DESC, built_at DESC").fetchall()
+        "SELECT dataset_id, group_id, built_at FROM group_item_state ORDER BY valid DESC, built_at DESC"
+    ).fetchall()
     recent = time.time() - IN_USE_S
     for ds, gid, built_at in rows[MAX_ENTRIES:]:
         if (ds, gid) != keep and built_at < recent:
@@ -183,8 +184,10 @@ def refresh_items(db, item_ids: Iterable[int]) -> None:
         if not gids:
             continue
         gmarks = ",".join("?" * len(gids))
-        db.execute_sql(f"DELETE FROM group_item WHERE dataset_id = ? AND group_id IN ({gmarks}) AND item_id = ?",
-                       [dataset_id, *gids, item_id])
+        db.execute_sql(
+            f"DELETE FROM group_item WHERE dataset_id = ? AND group_id IN ({gmarks}) AND item_id = ?",
+            [dataset_id, *gids, item_id],
+        )
         db.execute_sql(
             "INSERT INTO group_item (dataset_id, group_id, item_id) SELECT DISTINCT ?, m.group_id, t.item_id "
             f"FROM item_tag t JOIN tag_group_member m ON m.norm = t.norm AND m.group_id IN ({gmarks}) WHERE t.item_id = ?",

@@ -308,9 +308,7 @@ SCHEMA_V7: tuple[str, ...] = (
 # sushitui.export.configs_in): repeats, class tokens / trigger, is_reg, keep_tokens,
 # caption extension, control/mask folders, metadata files and where it came from. One
 # JSON object, because each trainer has its own settings and an export reuses them.
-SCHEMA_V8: tuple[str, ...] = (
-    """ALTER TABLE "dataset" ADD COLUMN "trainer" TEXT NOT NULL DEFAULT '{}'""",
-)
+SCHEMA_V8: tuple[str, ...] = ("""ALTER TABLE "dataset" ADD COLUMN "trainer" TEXT NOT NULL DEFAULT '{}'""",)
 
 
 def _migrate_v8(db: SqliteDatabase) -> None:

@@ -77,9 +77,13 @@ class AutotagOptions:
 
     def selection(self) -> Selection:
         return Selection(
-            categories=tuple(self.categories), threshold=self.threshold, character_threshold=self.character_threshold,
-            per_category=dict(self.category_thresholds), mcut_categories=tuple(self.mcut),
-            exclude=frozenset(self.exclude), underscores=self.underscores,
+            categories=tuple(self.categories),
+            threshold=self.threshold,
+            character_threshold=self.character_threshold,
+            per_category=dict(self.category_thresholds),
+            mcut_categories=tuple(self.mcut),
+            exclude=frozenset(self.exclude),
+            underscores=self.underscores,
         )
 
 
@@ -118,7 +122,11 @@ class AutotagReport:
 
     @property
     def provider_line(self) -> str:
-        return self.provider["description"] if self.provider else "none (every result came from the cache; the model was not loaded)"
+        return (
+            self.provider["description"]
+            if self.provider
+            else "none (every result came from the cache; the model was not loaded)"
+        )
 
     @property
     def rate(self) -> float:
@@ -157,8 +165,15 @@ def _announce_download(opts: AutotagOptions, progress: Callable[[ProgressEvent],
     except UnknownModel:
         return
     if opts.allow_download and not is_offline() and locate(spec) is None:
-        progress(ProgressEvent("downloading", 0, None, "files",
-                               message=f"downloading {spec.repo_id}/{spec.model_file} into {cache_dir()}"))
+        progress(
+            ProgressEvent(
+                "downloading",
+                0,
+                None,
+                "files",
+                message=f"downloading {spec.repo_id}/{spec.model_file} into {cache_dir()}",
+            )
+        )
 
 
 def _select_items(ds: Dataset, query: str | None, item_ids: Sequence[int] | None) -> list[Item]:
@@ -174,7 +189,7 @@ def _select_items(ds: Dataset, query: str | None, item_ids: Sequence[int] | None
         wanted = sorted(set(int(i) for i in item_ids))
         found: list[Item] = []
         for i in range(0, len(wanted), 500):
-            found.extend(q.where(Item.id.in_(wanted[i:i + 500])))
+            found.extend(q.where(Item.id.in_(wanted[i : i + 500])))
         return sorted(found, key=lambda it: it.group_key)
     return list(q.order_by(Item.group_key))
 
@@ -183,7 +198,12 @@ def _items_with_tags(items: Sequence[Item], subtype: str) -> set[int]:
     have: set[int] = set()
     ids = [it.id for it in items]
     for i in range(0, len(ids), 500):
-        rows = ItemTag.select(ItemTag.item).where(ItemTag.item.in_(ids[i:i + 500]) & (ItemTag.subtype == subtype)).distinct().tuples()
+        rows = (
+            ItemTag.select(ItemTag.item)
+            .where(ItemTag.item.in_(ids[i : i + 500]) & (ItemTag.subtype == subtype))
+            .distinct()
+            .tuples()
+        )
         have.update(r[0] for r in tuple_rows(rows))
     return have
 
@@ -232,10 +252,11 @@ class _TagMapper:
         norms = [self.key(t.tag) for t in tags]
         todo = [n for n in set(norms) if n not in self._dict_memo]
         for i in range(0, len(todo), 500):
-            chunk = todo[i:i + 500]
+            chunk = todo[i : i + 500]
             for norm, deprecated, replacement in tuple_rows(
                 DictionaryTag.select(DictionaryTag.norm, DictionaryTag.deprecated, DictionaryTag.replacement)
-                .where(DictionaryTag.norm.in_(chunk)).tuples()
+                .where(DictionaryTag.norm.in_(chunk))
+                .tuples()
             ):
                 self._known.add(norm)
                 if deprecated and replacement:
@@ -277,11 +298,22 @@ class _TagMapper:
         if not self.unknown:
             return 0
         now = time.time()
-        rows = [{"tag": t, "norm": n, "category": c, "count": 0, "source": "auto_detected", "official": False,
-                 "created_at": now, "updated_at": now} for n, (t, c) in self.unknown.items()]
+        rows = [
+            {
+                "tag": t,
+                "norm": n,
+                "category": c,
+                "count": 0,
+                "source": "auto_detected",
+                "official": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n, (t, c) in self.unknown.items()
+        ]
         with write_transaction():
             for i in range(0, len(rows), 200):
-                DictionaryTag.insert_many(rows[i:i + 200]).on_conflict_ignore().execute()
+                DictionaryTag.insert_many(rows[i : i + 200]).on_conflict_ignore().execute()
         self._known.update(self.unknown)
         added = len(self.unknown)
         self.unknown.clear()
@@ -330,12 +362,23 @@ def autotag(
     family = files.family
     sel = opts.selection()
     version = f"{files.version}/{PREPROCESS_VERSION}{'+draft' if opts.jpeg_draft else ''}"
-    report = AutotagReport(ds.name, files.key, version, selection=sel.describe(family), mode=opts.mode,
-                           subtype=opts.subtype, dry_run=opts.dry_run)
+    report = AutotagReport(
+        ds.name,
+        files.key,
+        version,
+        selection=sel.describe(family),
+        mode=opts.mode,
+        subtype=opts.subtype,
+        dry_run=opts.dry_run,
+    )
     source = f"auto_{files.key}"
     mapper = _TagMapper(opts.dictionary_mapping, opts.add_unknown_to_dictionary and not opts.dry_run)
     keep = _argmax_indices(labels)
-    thresholds = [sel.threshold_for(c, family) for c in sel.categories if c not in ("rating", "quality") and c not in sel.mcut_categories]
+    thresholds = [
+        sel.threshold_for(c, family)
+        for c in sel.categories
+        if c not in ("rating", "quality") and c not in sel.mcut_categories
+    ]
     read_cache = opts.use_cache and all(tcache.covers(t) for t in thresholds)
     if opts.use_cache and not read_cache:
         report.notes.append(f"a threshold below {tcache.FLOOR} cannot be answered from the cache; running the model")
@@ -354,8 +397,18 @@ def autotag(
         extra: dict[str, Any] = {"cached": report.cached, "failed": len(report.failed)}
         if report.provider:
             extra["on"] = "GPU" if report.provider["active"] == "CUDAExecutionProvider" else "CPU"
-        throttle(ProgressEvent(phase, done, total, "images", started_at=phase_start, extra=extra,
-                               message=report.provider["description"] if report.provider else ""), force)
+        throttle(
+            ProgressEvent(
+                phase,
+                done,
+                total,
+                "images",
+                started_at=phase_start,
+                extra=extra,
+                message=report.provider["description"] if report.provider else "",
+            ),
+            force,
+        )
 
     # 1. image paths and hashes (the scan's hash when the file is unchanged)
     todo: list[tuple[Item, str, str]] = []
@@ -377,7 +430,9 @@ def autotag(
 
             sha = hash_file(path)
             if sha is None:
-                report.failed.append(Problem(it.image_path, "cannot read the image file (missing or unreadable); reindex the dataset"))
+                report.failed.append(
+                    Problem(it.image_path, "cannot read the image file (missing or unreadable); reindex the dataset")
+                )
                 continue
         todo.append((it, path, sha))
         if n % 256 == 0:
@@ -409,12 +464,17 @@ def autotag(
     # In chunks: a dense cl_tagger score row is 165 KiB, so 100k hits at once would be 16 GB.
     misses: dict[str, list[tuple[Item, str]]] = {}
     for start in range(0, len(todo), CACHE_CHUNK):
-        chunk = todo[start:start + CACHE_CHUNK]
+        chunk = todo[start : start + CACHE_CHUNK]
         cached = tcache.get_many([sha for _, _, sha in chunk], version) if read_cache else {}
         for it, path, sha in chunk:
             probs = cached.get(sha)
             if isinstance(probs, tcache.CachedFailure):
-                report.failed.append(Problem(it.image_path or it.group_key, f"{probs} — skipped (known from an earlier run); fix or remove the file"))
+                report.failed.append(
+                    Problem(
+                        it.image_path or it.group_key,
+                        f"{probs} — skipped (known from an earlier run); fix or remove the file",
+                    )
+                )
                 done += 1
             elif probs is not None:
                 report.cached += 1
@@ -436,8 +496,14 @@ def autotag(
         from sushitui.tagger.runner import Runner, RunnerError
 
         try:
-            runner = (runner_factory or Runner)(files.model_path, family, len(labels), device=opts.device,
-                                                device_id=opts.device_id, batch_size=opts.batch_size)
+            runner = (runner_factory or Runner)(
+                files.model_path,
+                family,
+                len(labels),
+                device=opts.device,
+                device_id=opts.device_id,
+                batch_size=opts.batch_size,
+            )
         except RunnerError as exc:
             flush(True)
             raise AutotagError(str(exc)) from exc
@@ -449,7 +515,9 @@ def autotag(
             runner.warm_up()
         keys = list(misses)
         paths = [misses[k][0][1] for k in keys]
-        for ev in run_pipeline(paths, runner, draft=opts.jpeg_draft, workers=opts.workers, cancel=cancel, notes=report.notes):
+        for ev in run_pipeline(
+            paths, runner, draft=opts.jpeg_draft, workers=opts.workers, cancel=cancel, notes=report.notes
+        ):
             if isinstance(ev, BatchResult):
                 entries = []
                 for row, i in enumerate(ev.indices):
@@ -467,7 +535,12 @@ def autotag(
                 if group and opts.use_cache and ev.reason.startswith("not a readable image"):
                     tcache.put_many([(keys[ev.index], ev.reason)], version)
                 for it, _ in group:
-                    report.failed.append(Problem(it.image_path or it.group_key, ev.reason + " — skipped; fix or remove the file and run again"))
+                    report.failed.append(
+                        Problem(
+                            it.image_path or it.group_key,
+                            ev.reason + " — skipped; fix or remove the file and run again",
+                        )
+                    )
                     done += 1
                 if not group:
                     report.failed.append(Problem("?", ev.reason))
@@ -495,9 +568,12 @@ def _existing_tags(items: Sequence[Item], subtype: str) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {it.id: [] for it in items}
     ids = list(out)
     for i in range(0, len(ids), 500):
-        rows = (ItemTag.select(ItemTag.item, ItemTag.tag)
-                .where(ItemTag.item.in_(ids[i:i + 500]) & (ItemTag.subtype == subtype))
-                .order_by(ItemTag.item, ItemTag.position).tuples())
+        rows = (
+            ItemTag.select(ItemTag.item, ItemTag.tag)
+            .where(ItemTag.item.in_(ids[i : i + 500]) & (ItemTag.subtype == subtype))
+            .order_by(ItemTag.item, ItemTag.position)
+            .tuples()
+        )
         for item_id, tag in tuple_rows(rows):
             out[item_id].append(tag)
     return out
@@ -508,8 +584,13 @@ def _append_new(existing: list[str], auto: list[str], key: Callable[[str], str])
     return existing + [t for t in auto if key(t) not in have]
 
 
-def _write(batch: list[tuple[Item, list[Predicted]]], opts: AutotagOptions, source: str, report: AutotagReport,
-           mapper: _TagMapper) -> None:
+def _write(
+    batch: list[tuple[Item, list[Predicted]]],
+    opts: AutotagOptions,
+    source: str,
+    report: AutotagReport,
+    mapper: _TagMapper,
+) -> None:
     mapper.prefetch([p for _, predicted in batch for p in predicted])
     need_existing = opts.mode == "add" or opts.dry_run
     existing_by_item = _existing_tags([it for it, _ in batch], opts.subtype) if need_existing else {}

@@ -49,7 +49,7 @@ def encode_failure(reason: str) -> bytes:
 def decode(blob: bytes) -> np.ndarray | CachedFailure | None:
     """Dense probabilities (zeros where not stored), a CachedFailure, or None for an unreadable row."""
     if blob.startswith(_FAILED):
-        return CachedFailure(blob[len(_FAILED):].decode("utf-8", "replace"))
+        return CachedFailure(blob[len(_FAILED) :].decode("utf-8", "replace"))
     try:
         magic, width, count, _floor = _HEAD.unpack_from(blob, 0)
         if magic != _MAGIC or len(blob) != _HEAD.size + 8 * count:
@@ -68,9 +68,12 @@ def get_many(shas: Iterable[str], model_version: str) -> dict[str, np.ndarray | 
     wanted = sorted(set(s for s in shas if s))
     found: dict[str, np.ndarray | CachedFailure] = {}
     for i in range(0, len(wanted), _CHUNK):
-        chunk = wanted[i:i + _CHUNK]
-        rows = (TaggerCache.select(TaggerCache.sha256, TaggerCache.scores)
-                .where((TaggerCache.model_key == model_version) & TaggerCache.sha256.in_(chunk)).tuples())
+        chunk = wanted[i : i + _CHUNK]
+        rows = (
+            TaggerCache.select(TaggerCache.sha256, TaggerCache.scores)
+            .where((TaggerCache.model_key == model_version) & TaggerCache.sha256.in_(chunk))
+            .tuples()
+        )
         for sha, blob in tuple_rows(rows):
             probs = decode(bytes(blob))
             if probs is not None:
@@ -78,16 +81,28 @@ def get_many(shas: Iterable[str], model_version: str) -> dict[str, np.ndarray | 
     return found
 
 
-def put_many(entries: Sequence[tuple[str, np.ndarray | str]], model_version: str, keep: np.ndarray | None = None) -> int:
+def put_many(
+    entries: Sequence[tuple[str, np.ndarray | str]], model_version: str, keep: np.ndarray | None = None
+) -> int:
     """Store (sha256, probabilities or failure reason) rows; one transaction, chunked inserts."""
     now = time.time()
-    rows = [(sha, model_version, encode_failure(p) if isinstance(p, str) else encode(p, keep), now) for sha, p in entries if sha]
+    rows = [
+        (sha, model_version, encode_failure(p) if isinstance(p, str) else encode(p, keep), now)
+        for sha, p in entries
+        if sha
+    ]
     if not rows:
         return 0
     with write_transaction():
         for i in range(0, len(rows), _CHUNK):
-            (TaggerCache.insert_many(rows[i:i + _CHUNK], fields=[TaggerCache.sha256, TaggerCache.model_key, TaggerCache.scores, TaggerCache.created_at])
-             .on_conflict_replace().execute())
+            (
+                TaggerCache.insert_many(
+                    rows[i : i + _CHUNK],
+                    fields=[TaggerCache.sha256, TaggerCache.model_key, TaggerCache.scores, TaggerCache.created_at],
+                )
+                .on_conflict_replace()
+                .execute()
+            )
     return len(rows)
 
 

@@ -130,7 +130,11 @@ def check_reachable(timeout: float = REACH_TIMEOUT_S) -> None:
         raise ModelUnavailable(f"cannot reach {host}:{port} (no answer within {timeout:.0f} s)")
     if outcome[0] is not None:
         exc = outcome[0]
-        why = "its name does not resolve" if isinstance(exc, socket.gaierror) else (getattr(exc, "strerror", None) or str(exc))
+        why = (
+            "its name does not resolve"
+            if isinstance(exc, socket.gaierror)
+            else (getattr(exc, "strerror", None) or str(exc))
+        )
         raise ModelUnavailable(f"cannot reach {host}:{port} ({why})")
 
 
@@ -140,11 +144,15 @@ def download(spec: ModelSpec) -> ModelFiles:
     if found is not None:
         return found
     if is_offline():
-        raise ModelUnavailable(f"model {spec.key} ({spec.repo_id}) is not in the cache {cache_dir()} and HF_HUB_OFFLINE is set: {_how_to_get(spec)}")
+        raise ModelUnavailable(
+            f"model {spec.key} ({spec.repo_id}) is not in the cache {cache_dir()} and HF_HUB_OFFLINE is set: {_how_to_get(spec)}"
+        )
     try:
         check_reachable()
     except ModelUnavailable as exc:
-        raise ModelUnavailable(f"model {spec.key} is not in the cache {cache_dir()} and the Hugging Face Hub is unreachable: {exc}. {_how_to_get(spec)[0].upper()}{_how_to_get(spec)[1:]}") from exc
+        raise ModelUnavailable(
+            f"model {spec.key} is not in the cache {cache_dir()} and the Hugging Face Hub is unreachable: {exc}. {_how_to_get(spec)[0].upper()}{_how_to_get(spec)[1:]}"
+        ) from exc
     from huggingface_hub import hf_hub_download
 
     paths = []
@@ -170,7 +178,9 @@ def resolve(spec: ModelSpec, *, allow_download: bool = True) -> ModelFiles:
         return found
     if is_offline() or not allow_download:
         why = "HF_HUB_OFFLINE is set" if is_offline() else "downloading was not allowed"
-        raise ModelUnavailable(f"model {spec.key} ({spec.repo_id}) is not in the cache {cache_dir()} and {why}: {_how_to_get(spec)}")
+        raise ModelUnavailable(
+            f"model {spec.key} ({spec.repo_id}) is not in the cache {cache_dir()} and {why}: {_how_to_get(spec)}"
+        )
     return download(spec)
 
 
@@ -200,7 +210,9 @@ def local_files(
         folder = model
         model = folder / "model.onnx"
         if labels is None:
-            labels = next((folder / n for n in ("selected_tags.csv", "tag_mapping.json") if (folder / n).is_file()), None)
+            labels = next(
+                (folder / n for n in ("selected_tags.csv", "tag_mapping.json") if (folder / n).is_file()), None
+            )
         if labels is None:
             raise ModelUnavailable(f"{folder} has no selected_tags.csv or tag_mapping.json; pass --labels FILE")
     if labels is None:

@@ -87,7 +87,9 @@ def parse_wd_csv(path: str | Path) -> LabelSet:
             header = [h.strip() for h in (reader.fieldnames or [])]
             missing = [c for c in ("name", "category") if c not in header]
             if missing:
-                raise LabelError(f"{path}: the CSV header lacks column(s) {', '.join(missing)} (expected tag_id,name,category,count)")
+                raise LabelError(
+                    f"{path}: the CSV header lacks column(s) {', '.join(missing)} (expected tag_id,name,category,count)"
+                )
             names: list[str | None] = []
             cats: list[str] = []
             for row_no, row in enumerate(reader, start=2):
@@ -132,7 +134,7 @@ def parse_cl_json(path: str | Path) -> LabelSet:
         for key, value in data.items():
             idx = _index_key(path, key)
             if not isinstance(value, dict) or not isinstance(value.get("tag"), str):
-                raise LabelError(f"{path}: entry {key!r} has no string \"tag\"")
+                raise LabelError(f'{path}: entry {key!r} has no string "tag"')
             entries[idx] = (value["tag"], _category(value.get("category")))
     if not entries:
         raise LabelError(f"{path}: the label file has no entries")

@@ -41,8 +41,15 @@ def _context():
 
 
 def decode_stream(
-    paths: Sequence[str], size: int, *, draft: bool = False, workers: int | None = None,
-    want_hash: bool = False, window: int = 64, cancel: CancelToken | None = None, notes: list[str] | None = None,
+    paths: Sequence[str],
+    size: int,
+    *,
+    draft: bool = False,
+    workers: int | None = None,
+    want_hash: bool = False,
+    window: int = 64,
+    cancel: CancelToken | None = None,
+    notes: list[str] | None = None,
     family: str | None = None,
 ) -> Generator[Decoded, None, None]:
     """Decoded files in completion order (``Decoded.index`` is the position in ``paths``).
@@ -74,7 +81,9 @@ def decode_stream(
                 return
     except (BrokenProcessPool, OSError, RuntimeError, ValueError) as exc:
         if notes is not None:
-            notes.append(f"decode worker processes unavailable ({type(exc).__name__}: {exc}); decoding in the main process")
+            notes.append(
+                f"decode worker processes unavailable ({type(exc).__name__}: {exc}); decoding in the main process"
+            )
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
             pool = None
@@ -107,8 +116,15 @@ class Failure:
 
 
 def run_pipeline(
-    paths: Sequence[str], runner, *, draft: bool = False, workers: int | None = None, want_hash: bool = False,
-    cancel: CancelToken | None = None, on_decoded: Callable[[int], None] | None = None, notes: list[str] | None = None,
+    paths: Sequence[str],
+    runner,
+    *,
+    draft: bool = False,
+    workers: int | None = None,
+    want_hash: bool = False,
+    cancel: CancelToken | None = None,
+    on_decoded: Callable[[int], None] | None = None,
+    notes: list[str] | None = None,
 ) -> Iterator[BatchResult | Failure]:
     """Tag files: yields a BatchResult per model batch and a Failure per unreadable file."""
     b, size = runner.batch_size, runner.size
@@ -127,8 +143,17 @@ def run_pipeline(
         shas.clear()
         return result
 
-    stream = decode_stream(paths, size, draft=draft, workers=workers, want_hash=want_hash, window=max(64, 4 * b), cancel=cancel, notes=notes,
-                           family=runner.family)
+    stream = decode_stream(
+        paths,
+        size,
+        draft=draft,
+        workers=workers,
+        want_hash=want_hash,
+        window=max(64, 4 * b),
+        cancel=cancel,
+        notes=notes,
+        family=runner.family,
+    )
     try:
         for d in stream:
             if on_decoded is not None:

@@ -67,13 +67,19 @@ class Selection:
         if category in self.per_category:
             return self.per_category[category]
         if category in CHARACTER_LIKE:
-            return self.character_threshold if self.character_threshold is not None else DEFAULT_CHARACTER_THRESHOLD.get(family, 0.85)
+            return (
+                self.character_threshold
+                if self.character_threshold is not None
+                else DEFAULT_CHARACTER_THRESHOLD.get(family, 0.85)
+            )
         return self.threshold
 
     def describe(self, family: str) -> dict:
         return {
             "categories": list(self.categories),
-            "thresholds": {c: (None if c in ARGMAX_CATEGORIES else self.threshold_for(c, family)) for c in self.categories},
+            "thresholds": {
+                c: (None if c in ARGMAX_CATEGORIES else self.threshold_for(c, family)) for c in self.categories
+            },
             "mcut": list(self.mcut_categories),
         }
 
@@ -88,8 +94,14 @@ class Predicted:
 def _threshold_vector(labels: LabelSet, family: str, sel: Selection) -> np.ndarray:
     """Per-label threshold for the plain ``p >= t`` categories (+inf elsewhere: holes,
     unwanted, argmax and MCut categories), cached on the label set per selection."""
-    key = (family, tuple(sel.categories), sel.threshold, sel.character_threshold,
-           tuple(sorted(sel.per_category.items())), tuple(sel.mcut_categories))
+    key = (
+        family,
+        tuple(sel.categories),
+        sel.threshold,
+        sel.character_threshold,
+        tuple(sorted(sel.per_category.items())),
+        tuple(sel.mcut_categories),
+    )
     cache = labels._arrays.setdefault("_thr", {})
     vec = cache.get(key)
     if vec is None:

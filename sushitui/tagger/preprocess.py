@@ -87,8 +87,14 @@ def open_image(data: bytes | str | os.PathLike, size: int = DEFAULT_SIZE, draft:
     return img
 
 
-def decode_file(index: int, path: str, size: int = DEFAULT_SIZE, draft: bool = False, want_hash: bool = True,
-                family: str | None = None) -> Decoded:
+def decode_file(
+    index: int,
+    path: str,
+    size: int = DEFAULT_SIZE,
+    draft: bool = False,
+    want_hash: bool = True,
+    family: str | None = None,
+) -> Decoded:
     """Read, hash and decode one image; every failure is data, never an exception.
 
     ``pixels`` is (S, S, 3) RGB, or already in the family's layout (``to_layout``)

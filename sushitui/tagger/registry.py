@@ -35,7 +35,9 @@ class ModelSpec:
 
 
 def _wd(key: str, repo: str, description: str, note: str = "") -> ModelSpec:
-    return ModelSpec(key, f"SmilingWolf/{repo}", "model.onnx", "selected_tags.csv", WD, description, fixed_batch_note=note)
+    return ModelSpec(
+        key, f"SmilingWolf/{repo}", "model.onnx", "selected_tags.csv", WD, description, fixed_batch_note=note
+    )
 
 
 def _cl(version: str, description: str) -> ModelSpec:
@@ -101,4 +103,6 @@ def family_for_label_file(path: str) -> str:
         return WD
     if low.endswith(".json"):
         return CL
-    raise ValueError(f"{path}: cannot tell the model family from the label file name (expected .csv or .json); pass the family explicitly")
+    raise ValueError(
+        f"{path}: cannot tell the model family from the label file name (expected .csv or .json); pass the family explicitly"
+    )

@@ -54,8 +54,12 @@ class ProviderInfo:
 
     def as_dict(self) -> dict:
         return {
-            "requested": self.requested, "active": self.active, "device_id": self.device_id if self.on_gpu else None,
-            "onnxruntime": self.ort_version, "ort_cuda_version": self.cuda_version, "notes": self.notes,
+            "requested": self.requested,
+            "active": self.active,
+            "device_id": self.device_id if self.on_gpu else None,
+            "onnxruntime": self.ort_version,
+            "ort_cuda_version": self.cuda_version,
+            "notes": self.notes,
             "description": self.describe(),
         }
 
@@ -93,7 +97,11 @@ def create_session(model_path: str | os.PathLike, device: str = "auto", device_i
             except Exception as exc:  # noqa: BLE001 - raises what the platform's loader does; never fatal: the session outcome counts
                 log.debug("onnxruntime.preload_dlls failed", exc_info=True)
                 notes.append(f"preload_dlls: {exc}")
-        missing = [ln.split(":")[0].replace("Failed to load ", "") for ln in buf.getvalue().splitlines() if ln.startswith("Failed to load")]
+        missing = [
+            ln.split(":")[0].replace("Failed to load ", "")
+            for ln in buf.getvalue().splitlines()
+            if ln.startswith("Failed to load")
+        ]
         if missing:
             notes.append("missing CUDA libraries: " + ", ".join(missing))
     so = ort.SessionOptions()
@@ -101,7 +109,14 @@ def create_session(model_path: str | os.PathLike, device: str = "auto", device_i
         so.intra_op_num_threads = threads or 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list = [
-            (CUDA, {"device_id": int(device_id), "cudnn_conv_algo_search": "HEURISTIC", "arena_extend_strategy": "kSameAsRequested"}),
+            (
+                CUDA,
+                {
+                    "device_id": int(device_id),
+                    "cudnn_conv_algo_search": "HEURISTIC",
+                    "arena_extend_strategy": "kSameAsRequested",
+                },
+            ),
             CPU,
         ]
     else:
@@ -119,18 +134,34 @@ def create_session(model_path: str | os.PathLike, device: str = "auto", device_i
     finally:
         ort.set_default_logger_severity(2)
     active = session.get_providers()[0]
-    info = ProviderInfo(device, active, int(device_id) if active == CUDA else None, ort.__version__, _cuda_build_version(), notes)
+    info = ProviderInfo(
+        device, active, int(device_id) if active == CUDA else None, ort.__version__, _cuda_build_version(), notes
+    )
     if device == "cuda" and active != CUDA:
-        raise RunnerError("CUDA was requested but the session runs on " + active + ": " + "; ".join(notes or ["no usable GPU"]) +
-                          ". Install onnxruntime-gpu[cuda,cudnn] matching the driver, or use --device cpu")
+        raise RunnerError(
+            "CUDA was requested but the session runs on "
+            + active
+            + ": "
+            + "; ".join(notes or ["no usable GPU"])
+            + ". Install onnxruntime-gpu[cuda,cudnn] matching the driver, or use --device cpu"
+        )
     return session, info
 
 
 class Runner:
     """A loaded model: runs batches, pads to a fixed batch size, returns probabilities."""
 
-    def __init__(self, model_path: str | os.PathLike, family: str, num_labels: int, *, device: str = "auto",
-                 device_id: int = 0, batch_size: int | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        family: str,
+        num_labels: int,
+        *,
+        device: str = "auto",
+        device_id: int = 0,
+        batch_size: int | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.family = family
         self.session, self.provider = create_session(model_path, device, device_id, threads)
         self.notes: list[str] = []
@@ -148,14 +179,18 @@ class Runner:
             size_dim, ok = shape[2], shape[1] in (3, "3") or not isinstance(shape[1], int)
             layout = "[N, 3, S, S] (NCHW)"
         if not ok:
-            raise RunnerError(f"{Path(model_path).name}: input shape {shape} does not fit the {family.upper()} family, which expects {layout}; "
-                              "check the label file / family")
+            raise RunnerError(
+                f"{Path(model_path).name}: input shape {shape} does not fit the {family.upper()} family, which expects {layout}; "
+                "check the label file / family"
+            )
         self.size = size_dim if isinstance(size_dim, int) and size_dim > 0 else 448
         wanted = batch_size or (32 if self.provider.on_gpu else 4)
         fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self.fixed_batch = fixed is not None
         if fixed is not None and fixed != wanted:
-            self.notes.append(f"the model's batch size is fixed to {fixed}; running {fixed} image(s) per batch instead of {wanted}")
+            self.notes.append(
+                f"the model's batch size is fixed to {fixed}; running {fixed} image(s) per batch instead of {wanted}"
+            )
         self.batch_size = fixed or wanted
         self.num_labels = num_labels
         self.runs = 0  # session.run calls (tests count these to prove cache hits)
@@ -202,7 +237,7 @@ class Runner:
             return np.zeros((0, self.num_labels), np.float32)
         outs = []
         for start in range(0, n, self.batch_size):
-            part = batch[start:start + self.batch_size]
+            part = batch[start : start + self.batch_size]
             k = part.shape[0]
             if k < self.batch_size:
                 pad = np.zeros((self.batch_size - k, *part.shape[1:]), dtype=part.dtype)
@@ -211,7 +246,9 @@ class Runner:
                 part = part.astype(self.dtype)
             out = np.asarray(self._run(part))
             if out.ndim != 2 or out.shape[0] != self.batch_size:
-                raise RunnerError(f"unexpected model output shape {out.shape}; expected ({self.batch_size}, {self.num_labels})")
+                raise RunnerError(
+                    f"unexpected model output shape {out.shape}; expected ({self.batch_size}, {self.num_labels})"
+                )
             outs.append(out[:k])
         return self._finish(np.concatenate(outs) if len(outs) > 1 else outs[0])
 

@@ -89,8 +89,15 @@ class Candidate:
         return self.alias_of or self.tag
 
     def to_dict(self) -> dict:
-        out = {"tag": self.tag, "category": self.category, "count": self.count, "source": self.source,
-               "alias_of": self.alias_of, "match": self.match, "value": self.value}
+        out = {
+            "tag": self.tag,
+            "category": self.category,
+            "count": self.count,
+            "source": self.source,
+            "alias_of": self.alias_of,
+            "match": self.match,
+            "value": self.value,
+        }
         # only when there are translations: the output stays what it was without them
         out.update({k: v for k, v in (("translation", self.translation), ("reading", self.reading)) if v})
         return out
@@ -183,7 +190,8 @@ class _DictIndex:
         rank_of_id = np.zeros(int(ids.max()) + 1 if n else 1, np.int32)
         rank_of_id[ids] = np.arange(n, dtype=np.int32)
         (sorted_ids,) = db.execute_sql(
-            "SELECT group_concat(id) FROM (SELECT id FROM dictionary_tag ORDER BY norm)").fetchone()
+            "SELECT group_concat(id) FROM (SELECT id FROM dictionary_tag ORDER BY norm)"
+        ).fetchone()
         self.by_norm = rank_of_id[self._ints(sorted_ids or "", n)]
         self.keys = _KeyView(self)
         aliases: list[tuple[int, str, str]] = []
@@ -373,8 +381,16 @@ class _TranslationIndex:
 
     def candidate(self, row: int) -> tuple[Candidate, str]:
         source = "dictionary" if self.category[row] is not None else "translations"  # None: not in the dictionary
-        return Candidate(self.tag[row], self.category[row], self.count[row], source, None, "translation",
-                         self.text[row], self.reading[row]), self.norm[row]
+        return Candidate(
+            self.tag[row],
+            self.category[row],
+            self.count[row],
+            source,
+            None,
+            "translation",
+            self.text[row],
+            self.reading[row],
+        ), self.norm[row]
 
 
 class Completer:
@@ -404,12 +420,14 @@ class Completer:
         return self._dict_ready() and self._translations_ready()
 
     def _dict_ready(self) -> bool:
-        return (self._index is not None and self._index_generation == _generation
-                and self._index_db is self._database())
+        return self._index is not None and self._index_generation == _generation and self._index_db is self._database()
 
     def _translations_ready(self) -> bool:
-        return (self._tindex is not None and self._tindex_generation == (_generation, _translation_generation)
-                and self._tindex_db is self._database())
+        return (
+            self._tindex is not None
+            and self._tindex_generation == (_generation, _translation_generation)
+            and self._tindex_db is self._database()
+        )
 
     def warm(self, dataset_id: int | None = None, wait: bool = False) -> None:
         """Start building the dictionary index (and load the dataset's tags) in the
@@ -437,8 +455,9 @@ class Completer:
             if self._index_db is not self._database():
                 self._datasets.clear()
             gen = _generation
-            t = threading.Thread(target=self._build, args=(gen, _translation_generation),
-                                 name="sushitui-autocomplete-index", daemon=True)
+            t = threading.Thread(
+                target=self._build, args=(gen, _translation_generation), name="sushitui-autocomplete-index", daemon=True
+            )
             self._building = t
             t.start()
             return t
@@ -493,11 +512,15 @@ class Completer:
 
     def _load_dataset(self, dataset_id: int) -> None:
         try:
-            rows = self._database().execute_sql(
-                "SELECT t.norm, MIN(t.tag), COUNT(*) AS n FROM item_tag t JOIN item i ON i.id = t.item_id "
-                "WHERE i.dataset_id = ? GROUP BY t.norm ORDER BY n DESC, t.norm",
-                [dataset_id],
-            ).fetchall()
+            rows = (
+                self._database()
+                .execute_sql(
+                    "SELECT t.norm, MIN(t.tag), COUNT(*) AS n FROM item_tag t JOIN item i ON i.id = t.item_id "
+                    "WHERE i.dataset_id = ? GROUP BY t.norm ORDER BY n DESC, t.norm",
+                    [dataset_id],
+                )
+                .fetchall()
+            )
             small = _SmallSet([(r[0], (r[1], r[2])) for r in rows])
             with self._lock:
                 self._datasets[dataset_id] = (time.monotonic(), small)
@@ -529,8 +552,9 @@ class Completer:
             rows = db.execute_sql(sql.format(""), [key, hi, limit]).fetchall()
         return [Candidate(r[0], r[1], r[2], "dictionary") for r in rows]
 
-    def complete(self, text: str, dataset_id: int | None = None, limit: int = 10,
-                 lang: str | None = None) -> list[Candidate]:
+    def complete(
+        self, text: str, dataset_id: int | None = None, limit: int = 10, lang: str | None = None
+    ) -> list[Candidate]:
         """Candidates for what is typed (see the module docstring for the order); ``lang``
         limits translation matches to one language (default: all) and is the language
         shown beside each candidate (default: the ``tag_lang`` setting, else the largest)."""
@@ -564,8 +588,10 @@ class Completer:
         shown = tindex.first.get(lang or tindex.display_lang or (tindex.langs[0] if tindex.langs else ""))
         if not shown:
             return found
-        return [c if c.translation else (replace(c, translation=t) if (t := shown.get(match_key(c.value))) else c)
-                for c in found]
+        return [
+            c if c.translation else (replace(c, translation=t) if (t := shown.get(match_key(c.value))) else c)
+            for c in found
+        ]
 
     def _complete_tags(self, text: str, dataset_id: int | None, limit: int) -> list[Candidate]:
         key = query_key(text)
@@ -602,8 +628,17 @@ class Completer:
         if index is None:
             take(((c, match_key(c.tag)) for c in self._sqlite_prefix(key, limit)), prefixes, limit)
             return prefixes  # substring/alias need the index; it is being built
-        take(((Candidate(index.tag(r), index.category(r), int(index.counts[r]), "dictionary"),
-               index.key_bytes(r).decode("utf-8")) for r in index.prefix(key, limit)), prefixes, limit)
+        take(
+            (
+                (
+                    Candidate(index.tag(r), index.category(r), int(index.counts[r]), "dictionary"),
+                    index.key_bytes(r).decode("utf-8"),
+                )
+                for r in index.prefix(key, limit)
+            ),
+            prefixes,
+            limit,
+        )
 
         # 2. substring (dataset first), then dictionary substrings and aliases by count.
         # A common prefix ("miku", "hair") fills every slot on its own, so up to a third
@@ -632,11 +667,19 @@ class Completer:
         for rank, alias in subs:
             norm = index.key_bytes(rank).decode("utf-8")
             if alias is None:
-                yield Candidate(index.tag(rank), index.category(rank), int(index.counts[rank]), "dictionary",
-                                None, "substring"), norm
+                yield (
+                    Candidate(
+                        index.tag(rank), index.category(rank), int(index.counts[rank]), "dictionary", None, "substring"
+                    ),
+                    norm,
+                )
             else:
-                yield Candidate(alias, index.category(rank), int(index.counts[rank]), "dictionary",
-                                index.tag(rank), "alias"), norm
+                yield (
+                    Candidate(
+                        alias, index.category(rank), int(index.counts[rank]), "dictionary", index.tag(rank), "alias"
+                    ),
+                    norm,
+                )
 
 
 _default: Completer | None = None

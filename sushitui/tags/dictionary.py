@@ -52,10 +52,32 @@ SORTS = ("count", "name", "created")
 CHUNK = 20_000
 
 __all__ = [
-    "CATEGORIES", "SOURCES", "CONFLICT_MODES", "SEARCH_MODES", "SORTS", "DictionaryFileError",
-    "DictionaryError", "ValidationError", "ImportReport", "DictEntry", "DictQuery", "RowProblem",
-    "load_dir", "ensure_loaded", "import_file", "import_rows", "export", "search", "query_page",
-    "count_matches", "get_tag", "add_tag", "edit_tag", "remove_tag", "stats", "lookup_many",
+    "CATEGORIES",
+    "SOURCES",
+    "CONFLICT_MODES",
+    "SEARCH_MODES",
+    "SORTS",
+    "DictionaryFileError",
+    "DictionaryError",
+    "ValidationError",
+    "ImportReport",
+    "DictEntry",
+    "DictQuery",
+    "RowProblem",
+    "load_dir",
+    "ensure_loaded",
+    "import_file",
+    "import_rows",
+    "export",
+    "search",
+    "query_page",
+    "count_matches",
+    "get_tag",
+    "add_tag",
+    "edit_tag",
+    "remove_tag",
+    "stats",
+    "lookup_many",
 ]
 
 
@@ -92,11 +114,16 @@ class ImportReport:
 
     def to_dict(self) -> dict:
         return {
-            "imported": self.imported, "updated": self.updated, "skipped": self.skipped,
-            "rejected": len(self.rejected), "rejected_rows": [p.to_dict() for p in self.rejected],
+            "imported": self.imported,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "rejected": len(self.rejected),
+            "rejected_rows": [p.to_dict() for p in self.rejected],
             "skipped_rows": [p.to_dict() for p in self.skipped_rows],
-            "aliases_unmatched": self.aliases_unmatched, "files": self.files,
-            "elapsed_s": round(self.elapsed_s, 3), "cancelled": self.cancelled,
+            "aliases_unmatched": self.aliases_unmatched,
+            "files": self.files,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "cancelled": self.cancelled,
         }
 
 
@@ -122,13 +149,29 @@ class DictEntry:
         return asdict(self)
 
 
-_ENTRY_COLS = ("id, tag, category, count, display_name, aliases, description, source, official, "
-               "deprecated, replacement, wiki_url, created_at, updated_at")
+_ENTRY_COLS = (
+    "id, tag, category, count, display_name, aliases, description, source, official, "
+    "deprecated, replacement, wiki_url, created_at, updated_at"
+)
 
 
 def _entry(r: Sequence) -> DictEntry:
-    return DictEntry(r[0], r[1], r[2], r[3], r[4], split_aliases(r[5]), r[6] or "", r[7], bool(r[8]),
-                     bool(r[9]), r[10], r[11], r[12], r[13])
+    return DictEntry(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        split_aliases(r[5]),
+        r[6] or "",
+        r[7],
+        bool(r[8]),
+        bool(r[9]),
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+    )
 
 
 def _db():
@@ -180,8 +223,11 @@ def _dedupe(rows: list[TagRow], norms: list[str], report: ImportReport) -> list[
         j = first.setdefault(k, i)
         if j != i:
             report.skipped += 1
-            report.skipped_rows.append(RowProblem(
-                rows[i][6], rows[i][0], f"duplicate of {rows[j][6] or rows[j][0]!r} (same tag after normalisation)"))
+            report.skipped_rows.append(
+                RowProblem(
+                    rows[i][6], rows[i][0], f"duplicate of {rows[j][6] or rows[j][0]!r} (same tag after normalisation)"
+                )
+            )
         else:
             keep.append(i)
     return keep
@@ -220,7 +266,9 @@ def import_rows(
     keep = _dedupe(rows, norms, report)
     if keep is not None:
         pick = lambda col: [col[i] for i in keep]  # noqa: E731
-        tags, cats, counts, displays, aliases, descs, norms = map(pick, (tags, cats, counts, displays, aliases, descs, norms))
+        tags, cats, counts, displays, aliases, descs, norms = map(
+            pick, (tags, cats, counts, displays, aliases, descs, norms)
+        )
         rows = [rows[i] for i in keep]
     alias_text = [",".join(a) if a else "" for a in aliases]
     official = 1 if source == "danbooru" else 0
@@ -259,7 +307,8 @@ def import_rows(
                 updates.append((*new, now, oid))
             pick = lambda col: [col[i] for i in new_idx]  # noqa: E731
             tags, cats, counts, displays, alias_text, descs, norms = map(
-                pick, (tags, cats, counts, displays, alias_text, descs, norms))
+                pick, (tags, cats, counts, displays, alias_text, descs, norms)
+            )
         inserts = list(zip(tags, norms, cats, counts, displays, alias_text, descs))
         dropped = []
         if len(inserts) > 50_000:
@@ -269,13 +318,19 @@ def import_rows(
                 # the indexes, insert, rebuild each with one sort. The UNIQUE index on tag is
                 # dropped only into an empty table (names deduplicated above); otherwise it
                 # stays, so a clash with an existing row fails the insert, not the rebuild.
-                dropped = [(n, q) for n, q in _secondary_indexes(db) if in_table == 0 or not q.upper().startswith("CREATE UNIQUE")]
+                dropped = [
+                    (n, q)
+                    for n, q in _secondary_indexes(db)
+                    if in_table == 0 or not q.upper().startswith("CREATE UNIQUE")
+                ]
                 for name, _sql in dropped:
                     db.execute_sql(f'DROP INDEX "{name}"')
         cur = db.cursor()
         # constant columns are literals (source is one of SOURCES, checked above): fewer binds
-        sql = ("INSERT INTO dictionary_tag (tag, norm, category, count, display_name, aliases, description, "
-               f"source, official, deprecated, created_at, updated_at) VALUES (?,?,?,?,?,?,?,'{source}',{official},0,{now!r},{now!r})")
+        sql = (
+            "INSERT INTO dictionary_tag (tag, norm, category, count, display_name, aliases, description, "
+            f"source, official, deprecated, created_at, updated_at) VALUES (?,?,?,?,?,?,?,'{source}',{official},0,{now!r},{now!r})"
+        )
         try:
             for s in range(0, len(inserts), CHUNK):
                 if cancel is not None and cancel.cancelled:
@@ -330,8 +385,14 @@ def import_file(
 def _record_load(kind: str, source: str, report: ImportReport, fingerprint: str = "") -> None:
     with write_transaction(_db()):
         DictionaryLoad.create(
-            kind=kind, source=source, fingerprint=fingerprint, imported=report.imported, updated=report.updated,
-            skipped=report.skipped, rejected=len(report.rejected), elapsed_s=report.elapsed_s,
+            kind=kind,
+            source=source,
+            fingerprint=fingerprint,
+            imported=report.imported,
+            updated=report.updated,
+            skipped=report.skipped,
+            rejected=len(report.rejected),
+            elapsed_s=report.elapsed_s,
         )
 
 
@@ -366,11 +427,13 @@ def load_dir(
     started = time.monotonic()
     folder = Path(folder)
     if not folder.is_dir():
-        raise DictionaryFileError(f"{folder}: no such folder (a taglist folder holds General.json, Character.json, ...)")
+        raise DictionaryFileError(
+            f"{folder}: no such folder (a taglist folder holds General.json, Character.json, ...)"
+        )
     files = _category_files(folder)
     if not files:
         raise DictionaryFileError(
-            f"{folder}: no taglist files found; expected {', '.join(CATEGORY_FILES.values())} ({{\"tag\": count}})"
+            f'{folder}: no taglist files found; expected {", ".join(CATEGORY_FILES.values())} ({{"tag": count}})'
         )
     throttle = Throttle(progress)
     rows: list[TagRow] = []
@@ -407,8 +470,9 @@ def load_dir(
     return report
 
 
-def _attach_aliases(rows: list[TagRow], norms: list[str], alias_map: dict[str, list[str]],
-                    report: ImportReport) -> tuple[list[TagRow], int]:
+def _attach_aliases(
+    rows: list[TagRow], norms: list[str], alias_map: dict[str, list[str]], report: ImportReport
+) -> tuple[list[TagRow], int]:
     """Add the aliases of ``alias_map`` (tag → aliases) to the rows of their tags."""
     by_key = dict(zip(bulk_keys(list(alias_map)), alias_map.values()))
     # one check over every alias at once; per-alias checks only when something is wrong
@@ -484,7 +548,8 @@ def export(path: str | Path, *, fmt: str = "csv", category: str | None = None, s
     order = "ORDER BY count DESC, norm"
     if fmt == "csv":
         rows = db.execute_sql(
-            f"SELECT tag, category, count, display_name, aliases, description FROM dictionary_tag WHERE {where} {order}", params
+            f"SELECT tag, category, count, display_name, aliases, description FROM dictionary_tag WHERE {where} {order}",
+            params,
         )
         n = write_csv(path, rows)
         return {"tags": n, "files": [str(path)]}
@@ -494,7 +559,9 @@ def export(path: str | Path, *, fmt: str = "csv", category: str | None = None, s
         pairs = db.execute_sql(f"SELECT tag, count FROM dictionary_tag WHERE {where} {order}", params)
         return {"tags": write_taglist_json(path, pairs), "files": [str(path)]}
     if path.exists() and not path.is_dir():
-        raise DictionaryError(f"{path} is a file; exporting all categories as JSON writes a taglist folder (or pass --category)")
+        raise DictionaryError(
+            f"{path} is a file; exporting all categories as JSON writes a taglist folder (or pass --category)"
+        )
     path.mkdir(parents=True, exist_ok=True)
     files, total = [], 0
     for cat, fname in CATEGORY_FILES.items():
@@ -503,8 +570,12 @@ def export(path: str | Path, *, fmt: str = "csv", category: str | None = None, s
         if pairs or cat != "model":
             total += write_taglist_json(path / fname, pairs)
             files.append(str(path / fname))
-    aliases = {t: split_aliases(a) for t, a in db.execute_sql(
-        f"SELECT tag, aliases FROM dictionary_tag WHERE {where} AND aliases != '' {order}", params)}
+    aliases = {
+        t: split_aliases(a)
+        for t, a in db.execute_sql(
+            f"SELECT tag, aliases FROM dictionary_tag WHERE {where} AND aliases != '' {order}", params
+        )
+    }
     if aliases:
         import json
 
@@ -641,13 +712,18 @@ def _non_ascii_names() -> list[str]:
     from sushitui.tags import autocomplete
 
     db = _db()
-    stamp = (id(db.connection()), autocomplete._generation, db.execute_sql("PRAGMA data_version").fetchone()[0],
-             db.execute_sql("SELECT MAX(id) FROM dictionary_tag").fetchone()[0])
+    stamp = (
+        id(db.connection()),
+        autocomplete._generation,
+        db.execute_sql("PRAGMA data_version").fetchone()[0],
+        db.execute_sql("SELECT MAX(id) FROM dictionary_tag").fetchone()[0],
+    )
     if _non_ascii_cache is not None and _non_ascii_cache[0] == stamp:
         return _non_ascii_cache[1]
     # more bytes than characters: a non-ASCII character (3× faster than GLOB '*[^ -~]*')
-    names = [r[0] for r in db.execute_sql(
-        "SELECT norm FROM dictionary_tag WHERE length(norm) != length(CAST(norm AS BLOB))")]
+    names = [
+        r[0] for r in db.execute_sql("SELECT norm FROM dictionary_tag WHERE length(norm) != length(CAST(norm AS BLOB))")
+    ]
     _non_ascii_cache = (stamp, names)
     return names
 
@@ -681,11 +757,13 @@ def query_page(q: DictQuery, limit: int = 50, after: tuple | None = None) -> tup
         rows = db.execute_sql(sql.format(f"{where} AND id {op} ?", order), params + [after[0], limit]).fetchall()
     else:
         id_order = "id DESC" if op == "<" else "id ASC"
-        rows = db.execute_sql(sql.format(f"{where} AND {cols[0]} = ? AND id {op} ?", id_order),
-                              params + [after[0], after[1], limit]).fetchall()
+        rows = db.execute_sql(
+            sql.format(f"{where} AND {cols[0]} = ? AND id {op} ?", id_order), params + [after[0], after[1], limit]
+        ).fetchall()
         if len(rows) < limit:
-            rows += db.execute_sql(sql.format(f"{where} AND {cols[0]} {op} ?", order),
-                                   params + [after[0], limit - len(rows)]).fetchall()
+            rows += db.execute_sql(
+                sql.format(f"{where} AND {cols[0]} {op} ?", order), params + [after[0], limit - len(rows)]
+            ).fetchall()
     entries = [_entry(r) for r in rows]
     _attach_translations(entries, [r[14] for r in rows])
     cursor = None
@@ -708,15 +786,29 @@ def count_matches(q: DictQuery) -> int:
     return _db().execute_sql(f"SELECT COUNT(*) FROM dictionary_tag WHERE {where}", params).fetchone()[0]
 
 
-def search(text: str, *, mode: str = "substring", category: str | None = None, limit: int = 50,
-           sort: str = "count", show_deprecated: bool = True, lang: str | None = None) -> list[DictEntry]:
+def search(
+    text: str,
+    *,
+    mode: str = "substring",
+    category: str | None = None,
+    limit: int = 50,
+    sort: str = "count",
+    show_deprecated: bool = True,
+    lang: str | None = None,
+) -> list[DictEntry]:
     """Tags whose name — or translation (in ``lang``, default any) — matches ``text``."""
-    entries, _ = query_page(DictQuery(text, mode, category, sort=sort, show_deprecated=show_deprecated, lang=lang), limit)
+    entries, _ = query_page(
+        DictQuery(text, mode, category, sort=sort, show_deprecated=show_deprecated, lang=lang), limit
+    )
     return entries
 
 
 def get_tag(tag: str) -> DictEntry | None:
-    row = _db().execute_sql(f"SELECT {_ENTRY_COLS} FROM dictionary_tag WHERE norm = ? LIMIT 1", [match_key(tag)]).fetchone()
+    row = (
+        _db()
+        .execute_sql(f"SELECT {_ENTRY_COLS} FROM dictionary_tag WHERE norm = ? LIMIT 1", [match_key(tag)])
+        .fetchone()
+    )
     if not row:
         return None
     entry = _entry(row)
@@ -813,10 +905,20 @@ def _deprecation(tag: str, deprecated: bool | None, replacement: str | None, pro
     return bool(deprecated), None
 
 
-def add_tag(tag: str, category: str = "general", count: int | str = 0, *, display_name: str | None = None,
-            aliases: Iterable[str] | str = (), description: str = "", source: str = "user_custom",
-            deprecated: bool | None = None, replacement: str | None = None, wiki_url: str | None = None,
-            official: bool | None = None) -> DictEntry:
+def add_tag(
+    tag: str,
+    category: str = "general",
+    count: int | str = 0,
+    *,
+    display_name: str | None = None,
+    aliases: Iterable[str] | str = (),
+    description: str = "",
+    source: str = "user_custom",
+    deprecated: bool | None = None,
+    replacement: str | None = None,
+    wiki_url: str | None = None,
+    official: bool | None = None,
+) -> DictEntry:
     """Add a tag. ``replacement`` (a dictionary tag) marks it deprecated; ``official``
     defaults to whether the source is danbooru."""
     problems = validate_fields(tag, category, count, aliases)
@@ -834,10 +936,20 @@ def add_tag(tag: str, category: str = "general", count: int | str = 0, *, displa
     now = time.time()
     with write_transaction(_db()):
         DictionaryTag.insert(
-            tag=clean(tag), norm=match_key(tag), category=category.strip().lower(), count=parse_count(count)[0],
-            display_name=display_name or None, aliases=",".join(split_aliases(aliases)), description=description or "",
-            source=source, official=source == "danbooru" if official is None else bool(official),
-            deprecated=deprecated, replacement=replacement, wiki_url=wiki_url or None, created_at=now, updated_at=now,
+            tag=clean(tag),
+            norm=match_key(tag),
+            category=category.strip().lower(),
+            count=parse_count(count)[0],
+            display_name=display_name or None,
+            aliases=",".join(split_aliases(aliases)),
+            description=description or "",
+            source=source,
+            official=source == "danbooru" if official is None else bool(official),
+            deprecated=deprecated,
+            replacement=replacement,
+            wiki_url=wiki_url or None,
+            created_at=now,
+            updated_at=now,
         ).execute()
     dictionary_changed()
     return _stored_entry(tag)
@@ -854,8 +966,19 @@ def edit_tag(tag: str, /, **changes) -> DictEntry:
     entry = get_tag(tag)
     if entry is None:
         raise DictionaryError(f"{tag!r} is not in the dictionary; add it first")
-    allowed = {"tag", "category", "count", "display_name", "aliases", "description", "source", "deprecated",
-               "replacement", "wiki_url", "official"}
+    allowed = {
+        "tag",
+        "category",
+        "count",
+        "display_name",
+        "aliases",
+        "description",
+        "source",
+        "deprecated",
+        "replacement",
+        "wiki_url",
+        "official",
+    }
     unknown = set(changes) - allowed
     if unknown:
         raise DictionaryError(f"cannot change {', '.join(sorted(unknown))}")
@@ -886,11 +1009,18 @@ def edit_tag(tag: str, /, **changes) -> DictEntry:
         raise ValidationError(problems)
     with write_transaction(_db()):
         DictionaryTag.update(
-            tag=clean(new["tag"]), norm=match_key(new["tag"]), category=new["category"].strip().lower(),
-            count=parse_count(new["count"])[0], display_name=new["display_name"] or None,
-            aliases=",".join(split_aliases(new["aliases"])), description=new["description"] or "",
-            source=new["source"], official=_official(changes, entry),
-            deprecated=bool(new["deprecated"]), replacement=new["replacement"], wiki_url=new["wiki_url"],
+            tag=clean(new["tag"]),
+            norm=match_key(new["tag"]),
+            category=new["category"].strip().lower(),
+            count=parse_count(new["count"])[0],
+            display_name=new["display_name"] or None,
+            aliases=",".join(split_aliases(new["aliases"])),
+            description=new["description"] or "",
+            source=new["source"],
+            official=_official(changes, entry),
+            deprecated=bool(new["deprecated"]),
+            replacement=new["replacement"],
+            wiki_url=new["wiki_url"],
             updated_at=time.time(),
         ).where(DictionaryTag.id == entry.id).execute()
     dictionary_changed()
@@ -945,29 +1075,44 @@ def stats(top: int = 100) -> dict:
     by_source = dict(db.execute_sql("SELECT source, COUNT(*) FROM dictionary_tag GROUP BY source").fetchall())
     total = sum(by_cat.values())
     official, deprecated = db.execute_sql(
-        "SELECT COALESCE(SUM(official), 0), COALESCE(SUM(deprecated), 0) FROM dictionary_tag").fetchone()
+        "SELECT COALESCE(SUM(official), 0), COALESCE(SUM(deprecated), 0) FROM dictionary_tag"
+    ).fetchone()
     used = db.execute_sql(
         "SELECT COUNT(*) FROM (SELECT DISTINCT norm FROM item_tag) u "
-        "WHERE EXISTS (SELECT 1 FROM dictionary_tag d WHERE d.norm = u.norm)").fetchone()[0]
+        "WHERE EXISTS (SELECT 1 FROM dictionary_tag d WHERE d.norm = u.norm)"
+    ).fetchone()[0]
     dataset_distinct = db.execute_sql("SELECT COUNT(DISTINCT norm) FROM item_tag").fetchone()[0]
     top_rows = db.execute_sql(
         "SELECT u.tag, u.n, u.items, d.tag, d.category, d.count FROM "
         "(SELECT norm, COUNT(*) AS n, COUNT(DISTINCT item_id) AS items, MIN(tag) AS tag FROM item_tag "
         " GROUP BY norm ORDER BY n DESC LIMIT ?) u "
-        "LEFT JOIN dictionary_tag d ON d.norm = u.norm ORDER BY u.n DESC, u.norm", [top]).fetchall()
+        "LEFT JOIN dictionary_tag d ON d.norm = u.norm ORDER BY u.n DESC, u.norm",
+        [top],
+    ).fetchall()
     last = DictionaryLoad.select().order_by(DictionaryLoad.id.desc()).first()
     return {
         "total": total,
         "by_category": {c: by_cat.get(c, 0) for c in CATEGORIES},
-        "by_source": {s: by_source.get(s, 0) for s in SOURCES} | {k: v for k, v in by_source.items() if k not in SOURCES},
-        "official": int(official), "custom": total - int(official), "deprecated": int(deprecated),
-        "used_in_datasets": used, "unused": total - used,
+        "by_source": {s: by_source.get(s, 0) for s in SOURCES}
+        | {k: v for k, v in by_source.items() if k not in SOURCES},
+        "official": int(official),
+        "custom": total - int(official),
+        "deprecated": int(deprecated),
+        "used_in_datasets": used,
+        "unused": total - used,
         "dataset_tags_not_in_dictionary": dataset_distinct - used,
         "top_used": [
             {"tag": r[3] or r[0], "uses": r[1], "items": r[2], "category": r[4], "dictionary_count": r[5]}
             for r in top_rows
         ],
         "builtin_loaded": is_builtin_loaded(),
-        "last_load": None if last is None else {"kind": last.kind, "source": last.source, "imported": last.imported,
-                                                 "loaded_at": last.loaded_at, "elapsed_s": last.elapsed_s},
+        "last_load": None
+        if last is None
+        else {
+            "kind": last.kind,
+            "source": last.source,
+            "imported": last.imported,
+            "loaded_at": last.loaded_at,
+            "elapsed_s": last.elapsed_s,
+        },
     }

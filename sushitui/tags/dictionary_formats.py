@@ -151,8 +151,15 @@ def split_aliases(value: object) -> list[str]:
     return [c for c in (clean(p) for p in parts) if c]
 
 
-def check_row(where: str, tag: object, category: object, count: object, display_name: object = None,
-              aliases: object = None, description: object = "") -> TagRow | RowProblem:
+def check_row(
+    where: str,
+    tag: object,
+    category: object,
+    count: object,
+    display_name: object = None,
+    aliases: object = None,
+    description: object = "",
+) -> TagRow | RowProblem:
     name = tag if isinstance(tag, str) else ("" if tag is None else str(tag))
     reason = name_problem(name) or category_problem(category)
     n, count_reason = parse_count(count)
@@ -257,10 +264,11 @@ def _load_json(path: Path):
     except OSError as exc:
         raise DictionaryFileError(f"{path}: cannot read the file: {exc.strerror}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DictionaryFileError(f"{path}: not valid JSON ({exc}); a taglist file is {{\"tag\": count, ...}}") from exc
+        raise DictionaryFileError(f'{path}: not valid JSON ({exc}); a taglist file is {{"tag": count, ...}}') from exc
     except RecursionError as exc:  # the parser recurses once per level of [ or {
-        raise DictionaryFileError(f"{path}: nested too deeply for the JSON parser; a taglist file is one flat "
-                                  "object {\"tag\": count, ...}") from exc
+        raise DictionaryFileError(
+            f'{path}: nested too deeply for the JSON parser; a taglist file is one flat object {{"tag": count, ...}}'
+        ) from exc
 
 
 def parse_taglist_json(path: Path, category: str | None = None) -> Parsed:
@@ -275,7 +283,7 @@ def parse_taglist_json(path: Path, category: str | None = None) -> Parsed:
         )
     data = _load_json(path)
     if not isinstance(data, dict):
-        raise DictionaryFileError(f"{path}: expected a JSON object {{\"tag\": count, ...}}, found {type(data).__name__}")
+        raise DictionaryFileError(f'{path}: expected a JSON object {{"tag": count, ...}}, found {type(data).__name__}')
     out = Parsed()
     names = list(data.keys())
     counts = list(data.values())
@@ -283,7 +291,9 @@ def parse_taglist_json(path: Path, category: str | None = None) -> Parsed:
     # a comma/control character — checked on joined strings in C instead of per row.
     if all(type(c) is int and 0 <= c <= MAX_COUNT for c in counts) and names_all_clean(names):
         # plain tuples (a TagRow is a tuple): ~5× cheaper to build than the named kind
-        out.rows = cast("list[TagRow]", list(zip(names, repeat(cat), counts, repeat(None), repeat(()), repeat(""), repeat(""))))
+        out.rows = cast(
+            "list[TagRow]", list(zip(names, repeat(cat), counts, repeat(None), repeat(()), repeat(""), repeat("")))
+        )
         return out
     for i, (name, count) in enumerate(data.items(), 1):
         row = check_row(f"{path.name} entry {i}", name, cat, count)
@@ -339,25 +349,35 @@ def parse_tagcomplete(path: Path) -> Parsed:
         tag = rec[0]
         code_text = rec[1].strip() if len(rec) > 1 else ""
         if not _INTEGER.fullmatch(code_text):
-            out.rejected.append(RowProblem(where, tag, f"category code {code_text!r} is not a number (expected 0, 1, 3, 4 or 5)"))
+            out.rejected.append(
+                RowProblem(where, tag, f"category code {code_text!r} is not a number (expected 0, 1, 3, 4 or 5)")
+            )
             continue
         code = int(code_text)
         if code in E621_CODES:
-            out.rejected.append(RowProblem(
-                where, tag,
-                f"category code {code} is not a Danbooru code (0 general, 1 artist, 3 copyright, 4 character, 5 meta); "
-                "this looks like an e621 tag list, which sushitui does not import",
-            ))
+            out.rejected.append(
+                RowProblem(
+                    where,
+                    tag,
+                    f"category code {code} is not a Danbooru code (0 general, 1 artist, 3 copyright, 4 character, 5 meta); "
+                    "this looks like an e621 tag list, which sushitui does not import",
+                )
+            )
             continue
         if e621_lines:
-            out.rejected.append(RowProblem(
-                where, tag,
-                f"the file uses e621 category codes (e.g. line {e621_lines[0]}), whose numbers mean other "
-                "categories than Danbooru's (e621's 5 is species); not imported so nothing is mislabelled",
-            ))
+            out.rejected.append(
+                RowProblem(
+                    where,
+                    tag,
+                    f"the file uses e621 category codes (e.g. line {e621_lines[0]}), whose numbers mean other "
+                    "categories than Danbooru's (e621's 5 is species); not imported so nothing is mislabelled",
+                )
+            )
             continue
         if code not in DANBOORU_CODES:
-            out.rejected.append(RowProblem(where, tag, f"category code {code} is not a Danbooru code (0, 1, 3, 4 or 5)"))
+            out.rejected.append(
+                RowProblem(where, tag, f"category code {code} is not a Danbooru code (0, 1, 3, 4 or 5)")
+            )
             continue
         count = rec[2] if len(rec) > 2 else ""
         aliases = rec[3] if len(rec) > 3 else ""
@@ -377,7 +397,9 @@ def parse_file(path: Path, fmt: str | None = None, category: str | None = None) 
         return parse_csv(path, category)
     if fmt == "tagcomplete":
         if category:
-            raise DictionaryFileError("--category does not apply to a tag-autocomplete CSV: each row has its category code")
+            raise DictionaryFileError(
+                "--category does not apply to a tag-autocomplete CSV: each row has its category code"
+            )
         return parse_tagcomplete(path)
     raise DictionaryFileError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
@@ -391,7 +413,7 @@ def parse_alias_file(path: Path) -> tuple[dict[str, list[str]], list[RowProblem]
     if path.suffix.lower() == ".json":
         data = _load_json(path)
         if not isinstance(data, dict):
-            raise DictionaryFileError(f"{path}: expected {{\"tag\": [\"alias\", ...]}}")
+            raise DictionaryFileError(f'{path}: expected {{"tag": ["alias", ...]}}')
         for i, (tag, aliases) in enumerate(data.items(), 1):
             if not isinstance(aliases, list):
                 problems.append(RowProblem(f"{path.name} entry {i}", str(tag), "aliases must be a list of names"))

@@ -81,7 +81,9 @@ def _check_name(name: str) -> str:
     if not n:
         raise GroupError("a group needs a name")
     if len(n) > MAX_NAME or any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in n) or "," in n:
-        raise GroupError(f"'{n[:40]}' is not a usable group name (no commas or control characters, at most {MAX_NAME} characters)")
+        raise GroupError(
+            f"'{n[:40]}' is not a usable group name (no commas or control characters, at most {MAX_NAME} characters)"
+        )
     return n
 
 
@@ -109,9 +111,13 @@ def get_group(name: str) -> TagGroup:
 
 
 def list_groups() -> list[GroupInfo]:
-    counts: dict[int, int] = dict(tuple_rows(
-        TagGroupMember.select(TagGroupMember.group, fn.COUNT(TagGroupMember.norm)).group_by(TagGroupMember.group).tuples()
-    ))
+    counts: dict[int, int] = dict(
+        tuple_rows(
+            TagGroupMember.select(TagGroupMember.group, fn.COUNT(TagGroupMember.norm))
+            .group_by(TagGroupMember.group)
+            .tuples()
+        )
+    )
     return [
         GroupInfo(g.id, g.name, g.color, g.description, g.sort_order, counts.get(g.id, 0))
         for g in TagGroup.select().order_by(TagGroup.sort_order, TagGroup.name)
@@ -164,7 +170,12 @@ def set_color(name: str, color: str) -> str:
 
 def group_tags(name: str) -> list[str]:
     g = get_group(name)
-    return [m.tag for m in TagGroupMember.select(TagGroupMember.tag).where(TagGroupMember.group == g.id).order_by(TagGroupMember.norm)]
+    return [
+        m.tag
+        for m in TagGroupMember.select(TagGroupMember.tag)
+        .where(TagGroupMember.group == g.id)
+        .order_by(TagGroupMember.norm)
+    ]
 
 
 def _insert_members(group_id: int, tags: Iterable[str]) -> tuple[int, int]:
@@ -179,12 +190,18 @@ def _insert_members(group_id: int, tags: Iterable[str]) -> tuple[int, int]:
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         existing.update(
-            r[0] for r in tuple_rows(TagGroupMember.select(TagGroupMember.norm)
-            .where((TagGroupMember.group == group_id) & TagGroupMember.norm.in_(chunk)).tuples())
+            r[0]
+            for r in tuple_rows(
+                TagGroupMember.select(TagGroupMember.norm)
+                .where((TagGroupMember.group == group_id) & TagGroupMember.norm.in_(chunk))
+                .tuples()
+            )
         )
     new = [(group_id, rows[k], k) for k in keys if k not in existing]
     for start in range(0, len(new), 500):
-        TagGroupMember.insert_many(new[start : start + 500], fields=[TagGroupMember.group, TagGroupMember.tag, TagGroupMember.norm]).execute()
+        TagGroupMember.insert_many(
+            new[start : start + 500], fields=[TagGroupMember.group, TagGroupMember.tag, TagGroupMember.norm]
+        ).execute()
     return len(new), len(existing)
 
 
@@ -208,9 +225,11 @@ def remove_tags(name: str, tags: Iterable[str]) -> int:
     with write_transaction():
         g = get_group(name)
         for start in range(0, len(keys), 500):
-            removed += TagGroupMember.delete().where(
-                (TagGroupMember.group == g.id) & TagGroupMember.norm.in_(keys[start : start + 500])
-            ).execute()
+            removed += (
+                TagGroupMember.delete()
+                .where((TagGroupMember.group == g.id) & TagGroupMember.norm.in_(keys[start : start + 500]))
+                .execute()
+            )
     _invalidate()
     return removed
 
@@ -313,21 +332,35 @@ def _specs(data: Any, base: Path | None, report: ImportReport) -> list[dict]:
         specs = []
         for i, g in enumerate(data["groups"]):
             if not isinstance(g, dict) or not isinstance(g.get("name"), str):
-                report.problems.append(f"groups[{i}]: needs a \"name\"; skipped")
+                report.problems.append(f'groups[{i}]: needs a "name"; skipped')
                 continue
-            specs.append({"name": g["name"], "color": g.get("color"), "description": g.get("description") or "",
-                          "tags": _leaf_tags(g.get("tags", []), g["name"], base, report)})
+            specs.append(
+                {
+                    "name": g["name"],
+                    "color": g.get("color"),
+                    "description": g.get("description") or "",
+                    "tags": _leaf_tags(g.get("tags", []), g["name"], base, report),
+                }
+            )
         return specs
     if isinstance(data, dict):
         specs = []
         for name, value in data.items():
             if isinstance(value, dict) and isinstance(value.get("tags"), list):
-                specs.append({"name": name, "color": value.get("color"), "description": value.get("description") or "",
-                              "tags": _leaf_tags(value["tags"], name, base, report)})
+                specs.append(
+                    {
+                        "name": name,
+                        "color": value.get("color"),
+                        "description": value.get("description") or "",
+                        "tags": _leaf_tags(value["tags"], name, base, report),
+                    }
+                )
             else:  # a list, or a nested tree flattened into its top-level name
-                specs.append({"name": name, "color": None, "description": "", "tags": _leaf_tags(value, name, base, report)})
+                specs.append(
+                    {"name": name, "color": None, "description": "", "tags": _leaf_tags(value, name, base, report)}
+                )
         return specs
-    report.problems.append("the file is neither {\"groups\": [...]} nor {\"Group name\": [tags]}; nothing imported")
+    report.problems.append('the file is neither {"groups": [...]} nor {"Group name": [tags]}; nothing imported')
     return []
 
 
@@ -368,8 +401,10 @@ def import_groups(source: str | Path | dict, *, default_color: str = "#95E1D3") 
         try:
             text = path.read_text(encoding="utf-8-sig")
             if json_depth_exceeds(text, MAX_JSON_DEPTH):
-                raise GroupError(f"{path}: nested too deeply (limit {MAX_JSON_DEPTH}); a group file is "
-                                 "{\"Group\": [tags]} or a tag tree a few levels deep")
+                raise GroupError(
+                    f"{path}: nested too deeply (limit {MAX_JSON_DEPTH}); a group file is "
+                    '{"Group": [tags]} or a tag tree a few levels deep'
+                )
             data = json.loads(text)
         except FileNotFoundError as exc:
             raise GroupError(f"{path}: no such file") from exc
@@ -394,14 +429,21 @@ def import_groups(source: str | Path | dict, *, default_color: str = "#95E1D3") 
             for t in spec["tags"]:
                 c = _check_tag(t)
                 if c is None:
-                    report.problems.append(f"{name}: {str(t)[:60]!r} is not a tag (empty, a comma or a control character); skipped")
+                    report.problems.append(
+                        f"{name}: {str(t)[:60]!r} is not a tag (empty, a comma or a control character); skipped"
+                    )
                 else:
                     good.append(c)
             g = _find(name)
             if g is None:
                 last += 1
-                g = TagGroup.create(name=name, color=color or default_color, description=spec.get("description") or "",
-                                    sort_order=last, created_at=time.time())
+                g = TagGroup.create(
+                    name=name,
+                    color=color or default_color,
+                    description=spec.get("description") or "",
+                    sort_order=last,
+                    created_at=time.time(),
+                )
                 report.groups_created.append(name)
             else:
                 if color and color != g.color:
@@ -437,7 +479,9 @@ def ensure_default_groups(taglist: str | Path | None = None) -> ImportReport | N
             return None  # another process did it meanwhile
         for order, (name, color, description) in enumerate(DEFAULT_GROUPS):
             if _find(name) is None:
-                TagGroup.create(name=name, color=color, description=description, sort_order=order, created_at=time.time())
+                TagGroup.create(
+                    name=name, color=color, description=description, sort_order=order, created_at=time.time()
+                )
                 report.groups_created.append(name)
         files = sorted(folder.glob("*.json")) if folder.is_dir() else []
         for path in files:
@@ -449,7 +493,8 @@ def ensure_default_groups(taglist: str | Path | None = None) -> ImportReport | N
             report.groups_created.extend(g for g in sub.groups_created if g not in report.groups_created)
             report.tags_added += sub.tags_added
             report.problems.extend(f"{path.name}: {p}" for p in sub.problems)
-        AppSetting.insert(key=INITIALISED_KEY, value={"files": [p.name for p in files], "at": time.time()},
-                          updated_at=time.time()).on_conflict_replace().execute()
+        AppSetting.insert(
+            key=INITIALISED_KEY, value={"files": [p.name for p in files], "at": time.time()}, updated_at=time.time()
+        ).on_conflict_replace().execute()
     _invalidate()
     return report

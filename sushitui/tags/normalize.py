@@ -21,9 +21,29 @@ _SEPARATORS = re.compile(r"[,\n\r]")
 # Known kaomoji tags (as used by the WD taggers' label handling) ...
 KAOMOJI = frozenset(
     {
-        "0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<",
-        "3_3", "6_9", ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||",
-        "t_t", "q_q", "n_n", ";_;",
+        "0_0",
+        "(o)_(o)",
+        "+_+",
+        "+_-",
+        "._.",
+        "<o>_<o>",
+        "<|>_<|>",
+        "=_=",
+        ">_<",
+        "3_3",
+        "6_9",
+        ">_o",
+        "@_@",
+        "^_^",
+        "o_o",
+        "u_u",
+        "x_x",
+        "|_|",
+        "||_||",
+        "t_t",
+        "q_q",
+        "n_n",
+        ";_;",
     }
 )
 
@@ -37,12 +57,7 @@ def is_kaomoji(tag: str) -> bool:
     t = tag.strip()
     if t.lower() in KAOMOJI:
         return True
-    return (
-        "_" in t
-        and len(t) <= 8
-        and _ALNUM_RUN.search(t) is None
-        and any(not (c.isalnum() or c in "_ ") for c in t)
-    )
+    return "_" in t and len(t) <= 8 and _ALNUM_RUN.search(t) is None and any(not (c.isalnum() or c in "_ ") for c in t)
 
 
 @lru_cache(maxsize=1 << 16)

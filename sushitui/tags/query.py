@@ -65,7 +65,9 @@ SEPARATORS = ",|"
 # characters a backslash makes literal; any other backslash is kept (the tag ``\m/``)
 _ESCAPABLE = set(',|()*"\\-:')
 _WILDCARD = "\ue000"  # a private-use character standing for ``*`` while normalising
-_META = re.compile(r"\s*(group|caption|source|width|height|tags|tokens|t5tokens|chars|dup|check|rating|flag)\s*:", re.IGNORECASE)
+_META = re.compile(
+    r"\s*(group|caption|source|width|height|tags|tokens|t5tokens|chars|dup|check|rating|flag)\s*:", re.IGNORECASE
+)
 _COMPARE = re.compile(r"\s*(>=|<=|=|>|<)?\s*([0-9]+)\s*$")
 _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
 
@@ -73,9 +75,14 @@ _UNENCODABLE = re.compile("[\ud800-\udfff\x00]")
 CAPTION_TYPES = ("tags", "natural_language", "social_media", "instruction", "description", "prompt")
 CAPTION_TYPE_ALIASES = {
     "tag": "tags",
-    "nl": "natural_language", "natural": "natural_language", "text": "natural_language", "caption": "natural_language",
-    "social": "social_media", "sns": "social_media",
-    "instruct": "instruction", "inst": "instruction",
+    "nl": "natural_language",
+    "natural": "natural_language",
+    "text": "natural_language",
+    "caption": "natural_language",
+    "social": "social_media",
+    "sns": "social_media",
+    "instruct": "instruction",
+    "inst": "instruction",
     "desc": "description",
 }
 # ItemTag.source values written by sushitui; "auto_<model>" is open-ended (one per tagger).
@@ -242,7 +249,9 @@ class Or:
     children: tuple["Node", ...]
 
 
-Node = Union[MatchAll, TagTerm, GroupTerm, CaptionTerm, SourceTerm, CompareTerm, DupTerm, CheckTerm, FlagTerm, Not, And, Or]
+Node = Union[
+    MatchAll, TagTerm, GroupTerm, CaptionTerm, SourceTerm, CompareTerm, DupTerm, CheckTerm, FlagTerm, Not, And, Or
+]
 
 
 def _glob_escape(text: str) -> str:
@@ -425,7 +434,7 @@ class _Parser:
             meta = _META.match(raw)
             # rating:general / rating:explicit are tags (taggers write them): rating: is
             # the stars only when a comparison follows
-            if meta and not (meta.group(1).lower() == "rating" and not _COMPARE.match(raw[meta.end():])):
+            if meta and not (meta.group(1).lower() == "rating" and not _COMPARE.match(raw[meta.end() :])):
                 return self._meta_term(meta.group(1).lower(), raw, start, meta.end())
         text = "".join(chars).strip()
         if not text:
@@ -465,8 +474,11 @@ class _Parser:
             return FlagTerm(flag, start)
         if name == "check":
             if not word:
-                raise self.error("expected a finding after 'check:' (a code such as upscaled, "
-                                 "a severity: error, warning, info, or any)", value_pos + lead)
+                raise self.error(
+                    "expected a finding after 'check:' (a code such as upscaled, "
+                    "a severity: error, warning, info, or any)",
+                    value_pos + lead,
+                )
             if not _CHECK_TEXT.fullmatch(word):
                 raise self.error("a finding code is letters, digits, '_' and '*' wildcards", value_pos + lead)
             return CheckTerm("any" if word == "*" else word, start)
@@ -487,7 +499,9 @@ class _Parser:
         ctype = word if word in CAPTION_TYPES else CAPTION_TYPE_ALIASES.get(word)
         if ctype is None:
             what = f"unknown caption type '{word}'" if word else "expected a caption type after 'caption:'"
-            raise self.error(f"{what} (types: {', '.join(CAPTION_TYPES)}; short: nl, text, social, desc, inst)", position)
+            raise self.error(
+                f"{what} (types: {', '.join(CAPTION_TYPES)}; short: nl, text, social, desc, inst)", position
+            )
         return ctype
 
     def _source_pattern(self, word: str, position: int) -> str:
@@ -588,7 +602,9 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set", 
 
     def as_exists(cond):
         Probe = ItemTag.alias()
-        return fn.EXISTS(Probe.select(Probe.id).where(_rebind(tag_cond(cond), ItemTag, Probe) & (Probe.item == Item.id)))
+        return fn.EXISTS(
+            Probe.select(Probe.id).where(_rebind(tag_cond(cond), ItemTag, Probe) & (Probe.item == Item.id))
+        )
 
     def frequency(key, cond) -> int:
         if key not in freq_cache:
@@ -636,7 +652,9 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set", 
             if page:
                 CaptionProbe = Caption.alias()
                 return fn.EXISTS(
-                    CaptionProbe.select(CaptionProbe.id).where(_rebind(has, Caption, CaptionProbe) & (CaptionProbe.item == Item.id))
+                    CaptionProbe.select(CaptionProbe.id).where(
+                        _rebind(has, Caption, CaptionProbe) & (CaptionProbe.item == Item.id)
+                    )
                 ), None
             return Item.id.in_(Caption.select(Caption.item).where(has)), None
         if isinstance(n, SourceTerm):
@@ -655,11 +673,19 @@ def compile_node(node: Node, subtype: str | None = None, strategy: str = "set", 
             bits = (1 << len(ITEM_FLAGS)) - 1 if n.flag == "any" else 1 << ITEM_FLAGS.index(n.flag)
             return Item.flags.bin_and(bits) != 0, None
         if isinstance(n, CompareTerm):
-            columns: dict[str, IntegerField] = {"width": Item.width, "height": Item.height, "tags": Item.tag_count,
-                                                "rating": Item.rating}
+            columns: dict[str, IntegerField] = {
+                "width": Item.width,
+                "height": Item.height,
+                "tags": Item.tag_count,
+                "rating": Item.rating,
+            }
             col = columns[n.field]
             cmp = {
-                "=": col == n.value, ">": col > n.value, ">=": col >= n.value, "<": col < n.value, "<=": col <= n.value,
+                "=": col == n.value,
+                ">": col > n.value,
+                ">=": col >= n.value,
+                "<": col < n.value,
+                "<=": col <= n.value,
             }[n.op]
             # NULL (unknown size) never matches, and NOT of it does: like the Python rules
             return col.is_null(False) & cmp, None
@@ -734,7 +760,9 @@ def _driver_condition(n: Node):
         tags = [c for c in n.children if isinstance(c, TagTerm)]
         if len(tags) == len(n.children):
             exact = _exact_keys(n)
-            conds = ([ItemTag.norm.in_(exact)] if exact else []) + [_tag_condition(c) for c in tags if c.parts is not None]
+            conds = ([ItemTag.norm.in_(exact)] if exact else []) + [
+                _tag_condition(c) for c in tags if c.parts is not None
+            ]
             return _fold(conds, "or")
     return None
 
@@ -771,7 +799,8 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
         got = db.execute_sql(
             "SELECT COUNT(*) FROM json_each(?) AS s CROSS JOIN item ON item.id = s.value"
             + ("" if dataset_id is None else " WHERE item.dataset_id = ?"),
-            [json.dumps(step)] + ([] if dataset_id is None else [dataset_id])).fetchone()[0]
+            [json.dumps(step)] + ([] if dataset_id is None else [dataset_id]),
+        ).fetchone()[0]
         matched = db.execute_sql(*_sampled(full, step, dataset_id)).fetchone()[0]
         seen, hits, probed = seen + (got or 0), hits + (matched or 0), probed + len(step)
         if hits and PAGE_GOAL * seen / hits <= FREQUENT_ROWS:
@@ -786,7 +815,11 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     budget = walk_rows / MERGE_ROW_COST  # index rows a merge may read and still win
     plans: list[tuple[float, Any]] = []
     terms = [c.child if isinstance(c, Not) else c for c in n.children]
-    if subtype_free and walk_rows >= MERGE_MIN_WALK and all(_exact_key(t) is not None or (isinstance(t, Or) and _has_arm(t)) for t in terms):
+    if (
+        subtype_free
+        and walk_rows >= MERGE_MIN_WALK
+        and all(_exact_key(t) is not None or (isinstance(t, Or) and _has_arm(t)) for t in terms)
+    ):
         # every term an exact tag (or | of them): merge their sorted (norm, item_id) lists
         rows = 0
         for t in terms:
@@ -882,8 +915,10 @@ def _caption_count_expr(n: CompareTerm, page: bool):
     else:
         count = _counters.get(n.field)
         if count is None:
-            raise QueryError(f"'{n.field}:' needs the tokenizer, which sushitui.check provides: "
-                             "import sushitui.check first", n.position)
+            raise QueryError(
+                f"'{n.field}:' needs the tokenizer, which sushitui.check provides: import sushitui.check first",
+                n.position,
+            )
         name = _counter_sql_name(n.field)
         if n.field in _prepare:
             _prepare[n.field]()
@@ -905,8 +940,12 @@ def _dup_expr(n: DupTerm):
     from sushitui.store.models import CheckFinding
 
     Other = Item.alias()
-    exact = Item.sha256.in_(Other.select(Other.sha256).where(Other.sha256.is_null(False))
-                            .group_by(Other.sha256).having(fn.COUNT(Other.id) > 1))
+    exact = Item.sha256.in_(
+        Other.select(Other.sha256)
+        .where(Other.sha256.is_null(False))
+        .group_by(Other.sha256)
+        .having(fn.COUNT(Other.id) > 1)
+    )
     near = Item.id.in_(CheckFinding.select(CheckFinding.item).where(CheckFinding.code == "near_duplicate"))
     return {"exact": exact, "near": near, "any": exact | near}[n.kind]
 
@@ -958,8 +997,9 @@ def _wants_ids_only(select) -> bool:
     return len(cols) == 1 and getattr(cols[0], "name", None) == "id" and getattr(cols[0], "model", None) is Item
 
 
-def apply_query(select, text: str | None, dataset_id: int | None = None, *, subtype: str | None = None,
-                strategy: str = "auto"):
+def apply_query(
+    select, text: str | None, dataset_id: int | None = None, *, subtype: str | None = None, strategy: str = "auto"
+):
     """Filter a peewee ``Item`` select by a query (and a dataset).
 
     ``subtype`` limits tag matching to one tag caption (None: any of the item's tag
@@ -1123,8 +1163,16 @@ def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable
         count = len if node.field == "chars" else _counters.get(node.field)
         if count is None:
             raise QueryError(f"'{node.field}:' needs the tokenizer (import sushitui.check)", node.position)
-        return any({"=": c == node.value, ">": c > node.value, ">=": c >= node.value, "<": c < node.value,
-                    "<=": c <= node.value}[node.op] for c in (count(t) for t in facts.captions))
+        return any(
+            {
+                "=": c == node.value,
+                ">": c > node.value,
+                ">=": c >= node.value,
+                "<": c < node.value,
+                "<=": c <= node.value,
+            }[node.op]
+            for c in (count(t) for t in facts.captions)
+        )
     if isinstance(node, DupTerm):
         return bool(facts.duplicate) if node.kind == "any" else node.kind in facts.duplicate
     if isinstance(node, CheckTerm):
@@ -1132,13 +1180,17 @@ def evaluate(node: Node, facts: ItemFacts, group_norms: Callable[[str], Iterable
     if isinstance(node, FlagTerm):
         return bool(facts.flags) if node.flag == "any" else node.flag in facts.flags
     if isinstance(node, CompareTerm):
-        value: Any = {"width": facts.width, "height": facts.height, "tags": facts.tag_count,
-                      "rating": facts.rating}[node.field]
+        value: Any = {"width": facts.width, "height": facts.height, "tags": facts.tag_count, "rating": facts.rating}[
+            node.field
+        ]
         if value is None:
             return False
         return {
-            "=": value == node.value, ">": value > node.value, ">=": value >= node.value,
-            "<": value < node.value, "<=": value <= node.value,
+            "=": value == node.value,
+            ">": value > node.value,
+            ">=": value >= node.value,
+            "<": value < node.value,
+            "<=": value <= node.value,
         }[node.op]
     if isinstance(node, Not):
         return not evaluate(node.child, facts, group_norms)

@@ -94,7 +94,8 @@ def normalize_lang(lang: str) -> str:
     code = (lang or "").strip().lower().replace("_", "-")
     if not _LANG.fullmatch(code):
         raise TranslationError(
-            f"{lang!r} is not a language code; use a code like ja, zh, zh-tw or ko (ISO 639, optionally with a region)")
+            f"{lang!r} is not a language code; use a code like ja, zh, zh-tw or ko (ISO 639, optionally with a region)"
+        )
     return code
 
 
@@ -179,7 +180,9 @@ def _decode(path: Path, lang: str | None) -> tuple[str, str]:
         where = data[: exc.start].count(b"\n") + 1
         raise DictionaryFileError(
             f"{path}: not UTF-8 text (line {where}: {exc.reason})"
-            + (f", nor {fallback.upper()}" if fallback else "") + "; save it as UTF-8 and import it again") from exc
+            + (f", nor {fallback.upper()}" if fallback else "")
+            + "; save it as UTF-8 and import it again"
+        ) from exc
 
 
 def _split(line: str) -> tuple[list[str], bool]:
@@ -196,8 +199,11 @@ def _split(line: str) -> tuple[list[str], bool]:
 def _looks_like_header(fields: list[str], lang: str | None) -> bool:
     first = fields[0].strip().strip('"').lower()
     second = fields[1].strip().lower() if len(fields) > 1 else ""
-    return first in HEADER_NAMES or second in {"translation", "translations", "text", "reading"} or (
-        bool(lang) and second == lang)
+    return (
+        first in HEADER_NAMES
+        or second in {"translation", "translations", "text", "reading"}
+        or (bool(lang) and second == lang)
+    )
 
 
 def parse_file(path: str | Path, fmt: str | None = None, lang: str | None = None) -> ParsedTranslations:
@@ -230,7 +236,9 @@ def parse_file(path: str | Path, fmt: str | None = None, lang: str | None = None
     sample = [f for _n, f, _r in head[:50]]
     if _is_tag_list(sample):
         _refuse_tag_list(path, _split_lines(lines, range(header_line + 1, len(lines) + 1)))
-    old_format = fmt != "csv" and sum(1 for f in sample if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip())) > len(sample) // 2
+    old_format = (
+        fmt != "csv" and sum(1 for f in sample if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip())) > len(sample) // 2
+    )
     out.fmt = "tagcomplete" if (fmt == "tagcomplete" or old_format) else "csv"
     e621_line = None
     if old_format:
@@ -251,10 +259,12 @@ def parse_file(path: str | Path, fmt: str | None = None, lang: str | None = None
             text_field = ",".join(fields[2:]) if len(fields) > 2 else ""
             reading_field = ""
             if e621_line is not None:
-                reason = (f"category code {code} is not a Danbooru code; this is an e621 translation list"
-                          if _INTEGER.fullmatch(code) and (int(code) in E621_CODES or int(code) < 0) else
-                          f"the file uses e621 category codes (e.g. line {e621_line}): its tags are e621's, "
-                          "not Danbooru's, so none is imported")
+                reason = (
+                    f"category code {code} is not a Danbooru code; this is an e621 translation list"
+                    if _INTEGER.fullmatch(code) and (int(code) in E621_CODES or int(code) < 0)
+                    else f"the file uses e621 category codes (e.g. line {e621_line}): its tags are e621's, "
+                    "not Danbooru's, so none is imported"
+                )
                 out.rejected.append(RowProblem(where, tag, reason))
                 continue
         else:
@@ -265,7 +275,7 @@ def parse_file(path: str | Path, fmt: str | None = None, lang: str | None = None
                 text_field = ",".join(fields[1:])
                 reading_field = ""
         if repaired:
-            out.repaired.append(RowProblem(where, tag, "stray quote removed (an unbalanced \" in the line)"))
+            out.repaired.append(RowProblem(where, tag, 'stray quote removed (an unbalanced " in the line)'))
         row = _check_row(where, tag, text_field, reading_field, out.rejected)
         if row is not None:
             out.rows.append((row[0], row[1], row[2], n))
@@ -300,8 +310,11 @@ def _plain_rows(text: str, n_lines: int, header_line: int, readings: bool) -> tu
         found = [(t, x, "") for t, x, _r in found]
     # one CJK translation, at most one reading: nothing left to check (nearly every row of
     # a 150k-row file)
-    rows = [(t, [x], [r or None], n) for n, (t, x, r) in enumerate(found, 1)
-            if t and not x.isascii() and len(x) <= MAX_TEXT and len(r) <= MAX_TEXT and "|" not in x and "|" not in r]
+    rows = [
+        (t, [x], [r or None], n)
+        for n, (t, x, r) in enumerate(found, 1)
+        if t and not x.isascii() and len(x) <= MAX_TEXT and len(r) <= MAX_TEXT and "|" not in x and "|" not in r
+    ]
     careful: list[int] = []
     if len(rows) == n_lines:
         return rows, careful
@@ -341,19 +354,25 @@ def _alternatives_row(tag: str, text_field: str, reading_field: str) -> tuple | 
 def _is_tag_list(sample: list[list[str]]) -> bool:
     """A tag list (``name,category,count,aliases``: the tag-autocomplete danbooru.csv or
     e621.csv) is not a translation file."""
-    counted = [f for f in sample if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip()) and _INTEGER.fullmatch(f[2].strip())]
+    counted = [
+        f for f in sample if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip()) and _INTEGER.fullmatch(f[2].strip())
+    ]
     return bool(sample) and len(counted) > len(sample) // 2
 
 
 def _refuse_tag_list(path: Path, split: list) -> None:
     """Say what the tag list is instead of importing counts as translations."""
     codes = {int(f[1]) for _n, f, _r in split if len(f) >= 3 and _INTEGER.fullmatch(f[1].strip())}
-    site = "an e621 tag list (category codes " + ", ".join(map(str, sorted(codes & E621_CODES))) + ")" \
-        if codes & E621_CODES else "a tag list"
+    site = (
+        "an e621 tag list (category codes " + ", ".join(map(str, sorted(codes & E621_CODES))) + ")"
+        if codes & E621_CODES
+        else "a tag list"
+    )
     raise DictionaryFileError(
         f"{path}: this is {site} (name,category,count,aliases), not a translation file "
         "(tag,translation). Tag lists go in with `sushitui dict import`; a translation file has the "
-        "tag's translation in its second column")
+        "tag's translation in its second column"
+    )
 
 
 def _fold(value: str) -> str:
@@ -370,14 +389,18 @@ def _same_as_tag(part: str, tag: str) -> bool:
     return part.isascii() and match_key(part) == match_key(tag)
 
 
-def _check_row(where: str, tag: str, text_field: str, reading_field: str,
-               rejected: list[RowProblem]) -> TranslationRow | None:
+def _check_row(
+    where: str, tag: str, text_field: str, reading_field: str, rejected: list[RowProblem]
+) -> TranslationRow | None:
     """One row's tag and translations checked; problems appended to ``rejected``. Every
     check is a cheap test first (a 150k-row file is nearly all good rows), the precise
     one only when it trips."""
     if tag[:1] == "#" and spreadsheet_error(tag):
-        rejected.append(RowProblem(where, tag, f"the tag is the spreadsheet error {spreadsheet_error(tag)}, not a name; "
-                                               "fix the cell"))
+        rejected.append(
+            RowProblem(
+                where, tag, f"the tag is the spreadsheet error {spreadsheet_error(tag)}, not a name; fix the cell"
+            )
+        )
         return None
     if not tag or _BAD_NAME.search(tag):
         rejected.append(RowProblem(where, tag, name_problem(tag) or "the tag name is not usable"))
@@ -394,19 +417,30 @@ def _check_row(where: str, tag: str, text_field: str, reading_field: str,
                 rejected.append(RowProblem(where, tag, "the translation is empty"))
             continue  # an empty alternative ("猫耳||ねこみみ") is just dropped
         if part[0] == "#" and spreadsheet_error(part):
-            rejected.append(RowProblem(where, tag, f"{what} is the spreadsheet error {spreadsheet_error(part)}; fix the cell"))
+            rejected.append(
+                RowProblem(where, tag, f"{what} is the spreadsheet error {spreadsheet_error(part)}; fix the cell")
+            )
             continue
         if controls and _CONTROL.search(part):
             rejected.append(RowProblem(where, tag, f"{what} contains a control character"))
             continue
         if len(part) > MAX_TEXT:
-            rejected.append(RowProblem(where, tag, f"{what} is {len(part)} characters long (at most {MAX_TEXT}); "
-                                                   "a missing line break?"))
+            rejected.append(
+                RowProblem(
+                    where, tag, f"{what} is {len(part)} characters long (at most {MAX_TEXT}); a missing line break?"
+                )
+            )
             continue
         if part[0] in "+-0123456789" and _INTEGER.fullmatch(part):
-            rejected.append(RowProblem(where, tag, f"{what} is the number {part}: a category code or a count, "
-                                                   "not a translation (a tag list, or --format csv on a "
-                                                   "three-column tag-autocomplete file?)"))
+            rejected.append(
+                RowProblem(
+                    where,
+                    tag,
+                    f"{what} is the number {part}: a category code or a count, "
+                    "not a translation (a tag list, or --format csv on a "
+                    "three-column tag-autocomplete file?)",
+                )
+            )
             continue
         if _same_as_tag(part, tag):
             continue  # "untranslated" rows repeat the tag: nothing to show beside it
@@ -415,7 +449,9 @@ def _check_row(where: str, tag: str, text_field: str, reading_field: str,
         texts.append(part)
         reading = readings[i] if len(readings) == len(parts) else (readings[0] if readings and i == 0 else None)
         if reading is not None and (spreadsheet_error(reading) or _CONTROL.search(reading) or len(reading) > MAX_TEXT):
-            rejected.append(RowProblem(where, tag, f"the reading {reading!r} is not usable; the translation is kept without it"))
+            rejected.append(
+                RowProblem(where, tag, f"the reading {reading!r} is not usable; the translation is kept without it")
+            )
             reading = None
         kept_readings.append(reading)
     if not texts:
@@ -451,11 +487,21 @@ class TranslationReport:
 
     def to_dict(self) -> dict:
         return {
-            "file": self.file, "lang": self.lang, "format": self.format, "encoding": self.encoding,
-            "rows": self.rows, "tags": self.tags, "translations": self.translations, "replaced": self.replaced,
-            "skipped": len(self.skipped), "via_alias": self.via_alias,
-            "not_in_dictionary": len(self.not_in_dictionary), "rejected": len(self.rejected),
-            "repaired": len(self.repaired), "notes": self.notes, "elapsed_s": round(self.elapsed_s, 3),
+            "file": self.file,
+            "lang": self.lang,
+            "format": self.format,
+            "encoding": self.encoding,
+            "rows": self.rows,
+            "tags": self.tags,
+            "translations": self.translations,
+            "replaced": self.replaced,
+            "skipped": len(self.skipped),
+            "via_alias": self.via_alias,
+            "not_in_dictionary": len(self.not_in_dictionary),
+            "rejected": len(self.rejected),
+            "repaired": len(self.repaired),
+            "notes": self.notes,
+            "elapsed_s": round(self.elapsed_s, 3),
             "cancelled": self.cancelled,
             "rejected_rows": [p.to_dict() for p in self.rejected],
             "repaired_rows": [p.to_dict() for p in self.repaired],
@@ -468,9 +514,13 @@ def _not_in_dictionary(db, norms: list[str]) -> set[str]:
     """The match keys that are not in the dictionary. SQLite probes the norm index for each
     key and hands back only the few misses: fetching the 140k hits of a 150k-row file into
     Python cost more than the probes themselves."""
-    return {r[0] for r in db.execute_sql(
-        "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT norm FROM dictionary_tag)",
-        [json.dumps(norms, ensure_ascii=False)])}
+    return {
+        r[0]
+        for r in db.execute_sql(
+            "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT norm FROM dictionary_tag)",
+            [json.dumps(norms, ensure_ascii=False)],
+        )
+    }
 
 
 def _alias_targets(db, wanted: set[str]) -> dict[str, tuple[str, str]]:
@@ -511,8 +561,14 @@ def import_file(
             gc.enable()
 
 
-def _import_file(path: str | Path, lang: str, fmt: str | None, on_conflict: str, progress: ProgressCallback | None,
-                 cancel: CancelToken | None) -> TranslationReport:
+def _import_file(
+    path: str | Path,
+    lang: str,
+    fmt: str | None,
+    on_conflict: str,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> TranslationReport:
     started = time.monotonic()
     lang = normalize_lang(lang)
     if on_conflict not in CONFLICT_MODES:
@@ -521,8 +577,15 @@ def _import_file(path: str | Path, lang: str, fmt: str | None, on_conflict: str,
     path = Path(path)
     parsed = parse_file(path, fmt, lang)
     name = path.name
-    report = TranslationReport(file=str(path), lang=lang, format=parsed.fmt, encoding=parsed.encoding,
-                               rejected=parsed.rejected, repaired=parsed.repaired, notes=parsed.notes)
+    report = TranslationReport(
+        file=str(path),
+        lang=lang,
+        format=parsed.fmt,
+        encoding=parsed.encoding,
+        rejected=parsed.rejected,
+        repaired=parsed.repaired,
+        notes=parsed.notes,
+    )
     rows = parsed.rows
     report.rows = len(rows)
     throttle(ProgressEvent("reading", len(rows), len(rows), unit="rows", started_at=started), force=True)
@@ -541,16 +604,18 @@ def _import_file(path: str | Path, lang: str, fmt: str | None, on_conflict: str,
                 report.via_alias += 1
             else:
                 known = False
-                report.not_in_dictionary.append(RowProblem(f"{name} line {line}", row_tag,
-                                                           "not in the dictionary: kept and marked"))
+                report.not_in_dictionary.append(
+                    RowProblem(f"{name} line {line}", row_tag, "not in the dictionary: kept and marked")
+                )
         entry = merged.get(norm)
         if entry is None:
             merged[norm] = [tag, row_texts, row_readings, known, line]  # the row's own fresh lists
             continue
         added = [(t, r) for t, r in zip(row_texts, row_readings) if t not in entry[1]]
         if not added:
-            report.skipped.append(RowProblem(f"{name} line {line}", row_tag,
-                                             f"the same translations as line {entry[4]}"))
+            report.skipped.append(
+                RowProblem(f"{name} line {line}", row_tag, f"the same translations as line {entry[4]}")
+            )
         for t, r in added:
             entry[1].append(t)
             entry[2].append(r)
@@ -565,14 +630,17 @@ def _import_file(path: str | Path, lang: str, fmt: str | None, on_conflict: str,
         if clash and on_conflict == "skip":
             for k in clash:
                 e = merged.pop(k)
-                report.skipped.append(RowProblem(f"{name} line {e[4]}", e[0],
-                                                 f"already has {lang} translations (on conflict: skip)"))
+                report.skipped.append(
+                    RowProblem(f"{name} line {e[4]}", e[0], f"already has {lang} translations (on conflict: skip)")
+                )
         elif clash:
             report.replaced = len(clash)
             for i in range(0, len(clash), 30_000):
                 chunk = clash[i : i + 30_000]
-                db.execute_sql(f"DELETE FROM tag_translation WHERE lang = ? AND norm IN ({','.join('?' * len(chunk))})",
-                               [lang, *chunk])
+                db.execute_sql(
+                    f"DELETE FROM tag_translation WHERE lang = ? AND norm IN ({','.join('?' * len(chunk))})",
+                    [lang, *chunk],
+                )
         flat_texts: list[str] = []
         flat_readings: list[str] = []
         for e in merged.values():
@@ -585,16 +653,44 @@ def _import_file(path: str | Path, lang: str, fmt: str | None, on_conflict: str,
             in_dictionary = 1 if known else 0
             if len(texts) == 1:
                 r = readings[0]
-                inserts.append((norm, tag, lang, texts[0], next(text_keys), r, next(reading_keys) if r else None, 0,
-                                in_dictionary, source, now))
+                inserts.append(
+                    (
+                        norm,
+                        tag,
+                        lang,
+                        texts[0],
+                        next(text_keys),
+                        r,
+                        next(reading_keys) if r else None,
+                        0,
+                        in_dictionary,
+                        source,
+                        now,
+                    )
+                )
                 continue
             for pos, (t, r) in enumerate(zip(texts, readings)):
-                inserts.append((norm, tag, lang, t, next(text_keys), r, next(reading_keys) if r else None, pos,
-                                in_dictionary, source, now))
+                inserts.append(
+                    (
+                        norm,
+                        tag,
+                        lang,
+                        t,
+                        next(text_keys),
+                        r,
+                        next(reading_keys) if r else None,
+                        pos,
+                        in_dictionary,
+                        source,
+                        now,
+                    )
+                )
         dropped = _drop_indexes_for(db, len(inserts))
         cur = db.cursor()
-        sql = ("INSERT INTO tag_translation (norm, tag, lang, text, text_key, reading, reading_key, position, "
-               "in_dictionary, source, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+        sql = (
+            "INSERT INTO tag_translation (norm, tag, lang, text, text_key, reading, reading_key, position, "
+            "in_dictionary, source, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        )
         try:
             for s in range(0, len(inserts), 20_000):
                 if cancel is not None and cancel.cancelled:
@@ -603,23 +699,31 @@ def _import_file(path: str | Path, lang: str, fmt: str | None, on_conflict: str,
                 batch = inserts[s : s + 20_000]
                 cur.executemany(sql, batch)
                 report.translations += len(batch)
-                throttle(ProgressEvent("writing", s + len(batch), len(inserts), unit="translations", started_at=started))
+                throttle(
+                    ProgressEvent("writing", s + len(batch), len(inserts), unit="translations", started_at=started)
+                )
         finally:
             if dropped:
                 # inside the transaction: a failure (or a crash) rolls the DROP back with the rows
-                throttle(ProgressEvent("indexing", len(inserts), len(inserts), unit="translations", started_at=started),
-                         force=True)
+                throttle(
+                    ProgressEvent("indexing", len(inserts), len(inserts), unit="translations", started_at=started),
+                    force=True,
+                )
                 build_indexes(db, [q for _name, q in dropped])
         report.tags = len(merged) if not report.cancelled else len({r[0] for r in inserts[: report.translations]})
     translations_changed()
     unknown = len(report.not_in_dictionary)
     # EXISTS, not COUNT(*): counting 925k dictionary rows took 0.1–0.3 s of every import
-    if report.rows >= 20 and unknown > report.rows // 2 and db.execute_sql(
-            "SELECT EXISTS (SELECT 1 FROM dictionary_tag)").fetchone()[0]:
+    if (
+        report.rows >= 20
+        and unknown > report.rows // 2
+        and db.execute_sql("SELECT EXISTS (SELECT 1 FROM dictionary_tag)").fetchone()[0]
+    ):
         report.notes.append(
             f"{unknown:,} of {report.rows:,} rows ({unknown * 100 // report.rows}%) name tags that are not in the "
             "dictionary: is this a translation list for another site (e621) or another dictionary? They were kept "
-            f"and marked; `sushitui dict translations remove --lang {lang}` takes the import back")
+            f"and marked; `sushitui dict translations remove --lang {lang}` takes the import back"
+        )
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -633,8 +737,9 @@ def _drop_indexes_for(db, n_rows: int) -> list[tuple[str, str]]:
     (in_table,) = db.execute_sql("SELECT COUNT(*) FROM tag_translation").fetchone()
     if n_rows <= in_table:
         return []
-    dropped = db.execute_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                             "AND tbl_name = 'tag_translation' AND sql IS NOT NULL").fetchall()
+    dropped = db.execute_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tag_translation' AND sql IS NOT NULL"
+    ).fetchall()
     for name, _sql in dropped:
         db.execute_sql(f'DROP INDEX "{name}"')
     return dropped
@@ -662,8 +767,12 @@ def languages() -> list[str]:
     db = current_database()
     if _lang_cache is not None and _lang_cache[0] is db and time.monotonic() - _lang_cache[2] < LANG_CACHE_S:
         return list(_lang_cache[1])
-    langs = [r[0] for r in db.execute_sql(
-        "SELECT lang FROM tag_translation GROUP BY lang ORDER BY COUNT(*) DESC, lang").fetchall()]
+    langs = [
+        r[0]
+        for r in db.execute_sql(
+            "SELECT lang FROM tag_translation GROUP BY lang ORDER BY COUNT(*) DESC, lang"
+        ).fetchall()
+    ]
     _lang_cache = (db, langs, time.monotonic())
     return list(langs)
 
@@ -677,8 +786,12 @@ def summary() -> list[dict]:
         "COUNT(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM dictionary_tag d WHERE d.norm = t.norm) THEN norm END) "
         "FROM tag_translation t GROUP BY lang ORDER BY lang"
     ):
-        sources = [r[0] for r in db.execute_sql(
-            "SELECT source FROM tag_translation WHERE lang = ? GROUP BY source ORDER BY MIN(id)", [lang])]
+        sources = [
+            r[0]
+            for r in db.execute_sql(
+                "SELECT source FROM tag_translation WHERE lang = ? GROUP BY source ORDER BY MIN(id)", [lang]
+            )
+        ]
         out.append({"lang": lang, "translations": n, "tags": tags, "not_in_dictionary": marked, "sources": sources})
     return out
 
@@ -696,7 +809,8 @@ def for_norms(norms: Iterable[str], langs: Iterable[str] | None = None) -> dict[
             chunk = keys[i : i + 900]
             for norm, text in db.execute_sql(
                 f"SELECT norm, text FROM tag_translation WHERE lang = ? AND norm IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY norm, position", [lang, *chunk]
+                "ORDER BY norm, position",
+                [lang, *chunk],
             ):
                 out.setdefault(norm, {}).setdefault(lang, []).append(text)
     return out
@@ -776,8 +890,12 @@ def export(path: str | Path, lang: str) -> dict:
                 w.writerow([tag, "|".join(texts), "|".join(readings) if any(readings) else ""])
     except OSError as exc:
         raise TranslationError(f"{path}: cannot write the file: {exc.strerror}") from exc
-    return {"lang": lang, "tags": len(grouped), "translations": sum(len(e[1]) for e in grouped.values()),
-            "file": str(path)}
+    return {
+        "lang": lang,
+        "tags": len(grouped),
+        "translations": sum(len(e[1]) for e in grouped.values()),
+        "file": str(path),
+    }
 
 
 def remove(lang: str) -> int:
@@ -809,7 +927,8 @@ def _set_setting(key: str, value) -> None:
             db.execute_sql(
                 "INSERT INTO app_setting (key, value, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                [key, json.dumps(value, ensure_ascii=False), time.time()])
+                [key, json.dumps(value, ensure_ascii=False), time.time()],
+            )
 
 
 def preferred_setting() -> str | None:

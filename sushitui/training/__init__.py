@@ -20,6 +20,19 @@ from sushitui.training.runs import (
 )
 
 __all__ = [
-    "STATUSES", "DatasetNotFoundError", "Run", "RunExists", "RunNotFound", "SampleItem", "TrainingError",
-    "UnknownItemError", "create_run", "get_run", "list_runs", "open_run", "remove_run", "run_to_dict", "set_status",
+    "STATUSES",
+    "DatasetNotFoundError",
+    "Run",
+    "RunExists",
+    "RunNotFound",
+    "SampleItem",
+    "TrainingError",
+    "UnknownItemError",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "open_run",
+    "remove_run",
+    "run_to_dict",
+    "set_status",
 ]

@@ -201,8 +201,13 @@ def record_jsonl(
 
     def mark() -> dict:
         st = os.fstat(fh.fileno())
-        return {"offset": consumed, "lines": report.lines, "dev": st.st_dev, "ino": st.st_ino,
-                "head_sha1": _head_sha1(fh, consumed)}
+        return {
+            "offset": consumed,
+            "lines": report.lines,
+            "dev": st.st_dev,
+            "ino": st.st_ino,
+            "head_sha1": _head_sha1(fh, consumed),
+        }
 
     hook = lambda db: _save_position(db, run, key, mark())  # noqa: E731
     run.flush_hooks.append(hook)

@@ -25,7 +25,9 @@ class SampleItem:
     image: str  # absolute path of the primary image
     caption: str  # text of the run's caption subtype (see ``load_pool``)
     name: str  # dataset-relative group key, for messages
-    related: dict[str, str] = field(default_factory=dict, hash=False)  # groups: suffix -> absolute path (source, cref, mask...)
+    related: dict[str, str] = field(
+        default_factory=dict, hash=False
+    )  # groups: suffix -> absolute path (source, cref, mask...)
 
 
 @dataclass
@@ -129,10 +131,12 @@ def history_counts(run: TrainingRun, pool: Pool, history: str = "all") -> np.nda
         # epochs; two primary-key range scans, matched to the pool in numpy
         if not pool.ids.size:
             return counts
-        totals = _pairs(db.execute_sql(
-            "SELECT item_id, total_seen FROM item_stats WHERE item_id BETWEEN ? AND ?",
-            (int(pool.ids[0]), int(pool.ids[-1])),
-        ))
+        totals = _pairs(
+            db.execute_sql(
+                "SELECT item_id, total_seen FROM item_stats WHERE item_id BETWEEN ? AND ?",
+                (int(pool.ids[0]), int(pool.ids[-1])),
+            )
+        )
         _scatter(pool, counts, totals)
         own = _pairs(db.execute_sql("SELECT item_id, times_seen FROM run_item_usage WHERE run_id = ?", (run.id,)))
         if own.size:

@@ -243,7 +243,9 @@ class Run:
             known = self.pool().all_ids
         if not known.issuperset(ids):
             bad = sorted({i for i in ids if i not in known})[:5]
-            raise UnknownItemError(f"item ids {bad} are not items of dataset #{self.row.dataset_id} (run {self.name!r})")
+            raise UnknownItemError(
+                f"item ids {bad} are not items of dataset #{self.row.dataset_id} (run {self.name!r})"
+            )
         buf = self._buffer
         for i in ids:
             entry = buf.get(i)
@@ -261,7 +263,9 @@ class Run:
         if self._first_event_at is None:
             self._first_event_at = time.time()
         now = time.monotonic()
-        if (self._buffered >= self.flush_every or now - self._last_flush >= self.flush_seconds) and now >= self._retry_at:
+        if (
+            self._buffered >= self.flush_every or now - self._last_flush >= self.flush_seconds
+        ) and now >= self._retry_at:
             try:
                 self.flush()
             except (OperationalError, IntegrityError, DatabaseError, TrainingError) as exc:
@@ -272,9 +276,13 @@ class Run:
                 self._retry_at = now + max(self.flush_seconds, RETRY_AFTER_FAILURE_S)
                 if not self._warned:
                     self._warned = True
-                    warnings.warn(RecordingWarning(
-                        f"sushitui: usage of run {self.name!r} could not be written ({exc}); "
-                        "it stays buffered and is retried"), stacklevel=3)
+                    warnings.warn(
+                        RecordingWarning(
+                            f"sushitui: usage of run {self.name!r} could not be written ({exc}); "
+                            "it stays buffered and is retried"
+                        ),
+                        stacklevel=3,
+                    )
 
     def flush(self) -> int:
         """Write the buffered events in one transaction; returns how many were written.

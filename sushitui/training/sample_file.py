@@ -118,9 +118,7 @@ def write_sample_file(
             if fmt == "list":
                 fh.write("".join(items[p].image + "\n" for p in order))
             elif fmt == "jsonl":
-                fh.write("".join(
-                    f'{{"epoch": {e}, "index": {k}, {tail(p)}' for k, p in enumerate(order)
-                ))
+                fh.write("".join(f'{{"epoch": {e}, "index": {k}, {tail(p)}' for k, p in enumerate(order)))
             ev.done = e
             tick(ev, force=e == epochs)
         if fmt == "kohya-json":
@@ -134,10 +132,21 @@ def write_sample_file(
     except _Stop:
         from sushitui.training.samplers import canonical_sampler
 
-        return SampleReport("", fmt, epochs, totals["samples"], len(seen), canonical_sampler(sampler), int(seed),
-                            history, cancelled=True)
+        return SampleReport(
+            "",
+            fmt,
+            epochs,
+            totals["samples"],
+            len(seen),
+            canonical_sampler(sampler),
+            int(seed),
+            history,
+            cancelled=True,
+        )
     with write_transaction(run.db):
         TrainingRun.update(metadata_file=str(out)).where(TrainingRun.id == run.id).execute()
     from sushitui.training.samplers import canonical_sampler
 
-    return SampleReport(str(out), fmt, epochs, totals["samples"], len(seen), canonical_sampler(sampler), int(seed), history)
+    return SampleReport(
+        str(out), fmt, epochs, totals["samples"], len(seen), canonical_sampler(sampler), int(seed), history
+    )

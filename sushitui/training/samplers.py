@@ -96,7 +96,9 @@ def _cycled(members: "np.ndarray", quota: int, rng: "np.random.Generator") -> "n
     return np.concatenate([rng.permutation(members) for _ in range(rounds)])[:quota]
 
 
-def epoch_order(counts: "np.ndarray", sampler: str, rng: "np.random.Generator", size: int | None = None) -> "np.ndarray":
+def epoch_order(
+    counts: "np.ndarray", sampler: str, rng: "np.random.Generator", size: int | None = None
+) -> "np.ndarray":
     """Positions (0..len(counts)-1) of the items to train on, in order."""
     import numpy as np
 

@@ -65,7 +65,9 @@ class RunStats:
 def _used_rows(run: TrainingRun, scope: str) -> tuple[str, tuple]:
     """SQL for (id, n) of the items with n > 0 in the scope, and its parameters."""
     if scope == "run":
-        return "SELECT item_id AS id, times_seen AS n FROM run_item_usage WHERE run_id = ? AND times_seen > 0", (run.id,)
+        return "SELECT item_id AS id, times_seen AS n FROM run_item_usage WHERE run_id = ? AND times_seen > 0", (
+            run.id,
+        )
     if scope == "all":
         return (
             "SELECT s.item_id AS id, s.total_seen AS n FROM item_stats s JOIN item i ON i.id = s.item_id "
@@ -94,7 +96,8 @@ def histogram(counts: "np.ndarray", bins: int = 12) -> list[dict[str, int]]:
     idx = (counts - lo) // width
     per_bin = np.bincount(idx, minlength=int(idx.max()) + 1)
     return [
-        {"low": lo + k * width, "high": lo + (k + 1) * width - 1, "count": int(c)} for k, c in enumerate(per_bin.tolist())
+        {"low": lo + k * width, "high": lo + (k + 1) * width - 1, "count": int(c)}
+        for k, c in enumerate(per_bin.tolist())
     ]
 
 
@@ -158,30 +161,37 @@ def recommend(counts: "np.ndarray") -> Recommendation:
     used = int((counts > 0).sum())
     never = counts.size - used
     if used == 0:
-        return Recommendation("random", "all", "nothing was trained yet: a plain shuffle sees every image once per epoch")
+        return Recommendation(
+            "random", "all", "nothing was trained yet: a plain shuffle sees every image once per epoch"
+        )
     mean = float(counts.mean())
     cv = float(counts.std()) / mean if mean else 0.0
     if never / counts.size >= 0.2:
         return Recommendation(
-            "stratified", "parent",
+            "stratified",
+            "parent",
             f"{never:,} of {counts.size:,} items ({never / counts.size:.0%}) were never used: stratified sampling "
             "gives the never-used stratum 40 % of the draws",
         )
     if cv >= 0.5:
         return Recommendation(
-            "variance", "parent",
+            "variance",
+            "parent",
             f"usage is very uneven (std/mean = {cv:.2f}): variance minimisation draws the under-used items until "
             "they catch up with the mean",
         )
     if cv >= 0.15:
         return Recommendation(
-            "min-usage", "parent",
+            "min-usage",
+            "parent",
             f"usage is somewhat uneven (std/mean = {cv:.2f}): min-usage-first favours the less-seen items",
         )
     return Recommendation("random", "parent", f"usage is even (std/mean = {cv:.2f}): keep the random shuffle")
 
 
-def run_stats(run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells: int = 400, bins: int = 12) -> RunStats:
+def run_stats(
+    run: str | int | TrainingRun, *, scope: str = "run", heatmap_cells: int = 400, bins: int = 12
+) -> RunStats:
     """Statistics of a run (``scope="run"``) or of all runs' totals over the run's dataset
     (``scope="all"``). The distribution of times seen is fetched grouped by value (a few
     hundred rows, not one per item); unused items count as 0."""
@@ -250,19 +260,30 @@ def item_usage_stats(item_id: int) -> dict[str, Any] | None:
     """Totals of one item over all runs, with the variance of its per-run usage (over the
     runs that used it) derived from the incrementally kept sum of squares, and the
     item's row of each run (an index lookup per run, not a history scan)."""
-    row = current_database().execute_sql(
-        "SELECT total_seen, runs_participated, usage_sumsq, first_trained_at, last_trained_at FROM item_stats "
-        "WHERE item_id = ?",
-        (item_id,),
-    ).fetchone()
+    row = (
+        current_database()
+        .execute_sql(
+            "SELECT total_seen, runs_participated, usage_sumsq, first_trained_at, last_trained_at FROM item_stats "
+            "WHERE item_id = ?",
+            (item_id,),
+        )
+        .fetchone()
+    )
     if row is None:
         return None
     total, runs, sumsq, first, last = row
     mean = total / runs if runs else 0.0
     var = max(0.0, sumsq / runs - mean * mean) if runs else 0.0
     per_run = [
-        {"run": name, "number": number, "times_seen": n, "first_epoch": fe, "last_epoch": le, "first_step": fs,
-         "last_step": ls}
+        {
+            "run": name,
+            "number": number,
+            "times_seen": n,
+            "first_epoch": fe,
+            "last_epoch": le,
+            "first_step": fs,
+            "last_step": ls,
+        }
         for name, number, n, fe, le, fs, ls in current_database().execute_sql(
             "SELECT r.name, r.number, u.times_seen, u.first_epoch, u.last_epoch, u.first_step, u.last_step "
             "FROM run_item_usage u JOIN training_run r ON r.id = u.run_id WHERE u.item_id = ? ORDER BY r.created_at",

@@ -49,18 +49,34 @@ class SushiApp(App):
     # here only to give it an id.
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit", tooltip="Quit sushitui"),
-        Binding("ctrl+t", "open_dictionary", "Dictionary", id="app.dictionary", tooltip="The tag dictionary (search, add, edit, import)"),
+        Binding(
+            "ctrl+t",
+            "open_dictionary",
+            "Dictionary",
+            id="app.dictionary",
+            tooltip="The tag dictionary (search, add, edit, import)",
+        ),
         Binding("ctrl+g", "open_groups", "Groups", id="app.groups", tooltip="Tag groups and aliases"),
         Binding("ctrl+r", "open_runs", "Runs", id="app.runs", tooltip="Training runs and their statistics"),
-        Binding("ctrl+b", "open_jobs", "Jobs", id="app.jobs", tooltip="Background jobs (--detach): live progress, cancel, retry, logs"),
-        Binding("ctrl+o", "open_datasets", "Datasets", show=False, id="app.datasets", tooltip="Back to the list of datasets"),
+        Binding(
+            "ctrl+b",
+            "open_jobs",
+            "Jobs",
+            id="app.jobs",
+            tooltip="Background jobs (--detach): live progress, cancel, retry, logs",
+        ),
+        Binding(
+            "ctrl+o", "open_datasets", "Datasets", show=False, id="app.datasets", tooltip="Back to the list of datasets"
+        ),
         Binding("f1,question_mark", "help", "Help", show=False, id="app.help", tooltip="Every key of this screen"),
     ]
 
     # What background work (first-start dictionary load, ...) is doing; screens show it.
     job_status: reactive[str] = reactive("")
 
-    def __init__(self, db_path: str | os.PathLike, *, open_dataset: str | None = None, first_start: bool = True) -> None:
+    def __init__(
+        self, db_path: str | os.PathLike, *, open_dataset: str | None = None, first_start: bool = True
+    ) -> None:
         super().__init__()
         self.db_path = Path(db_path)
         self.open_dataset = open_dataset
@@ -164,14 +180,18 @@ class SushiApp(App):
             self.first_start_done = True
             return
         started = time.perf_counter()
-        self.call_from_thread(self.notify, "First start: loading the tag dictionary; the app is usable meanwhile.", timeout=5)
+        self.call_from_thread(
+            self.notify, "First start: loading the tag dictionary; the app is usable meanwhile.", timeout=5
+        )
         try:
             report = dictionary.ensure_loaded(progress=Throttle(show, interval=0.25), cancel=token)
         finally:
             self.call_from_thread(setattr, self, "job_status", "")
         if report is not None:
             n = sum(getattr(report, k, 0) or 0 for k in ("imported", "updated"))
-            self.call_from_thread(self.notify, f"Tag dictionary loaded: {n:,} tags in {time.perf_counter() - started:.1f} s", timeout=6)
+            self.call_from_thread(
+                self.notify, f"Tag dictionary loaded: {n:,} tags in {time.perf_counter() - started:.1f} s", timeout=6
+            )
         self.first_start_done = True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -189,8 +209,11 @@ class SushiApp(App):
             self.notify(for_terminal(str(error)), severity="error", timeout=12)
             return
         log.error("worker %s failed", what, exc_info=error)
-        self.notify(f"{for_terminal(what)} failed: {for_terminal(error)} (details in {for_terminal(str(log_path()))})",
-                    severity="error", timeout=12)
+        self.notify(
+            f"{for_terminal(what)} failed: {for_terminal(error)} (details in {for_terminal(str(log_path()))})",
+            severity="error",
+            timeout=12,
+        )
 
     def _handle_exception(self, error: Exception) -> None:
         # An exception outside a worker ends the app (Textual prints its traceback on
@@ -254,13 +277,33 @@ class SushiApp(App):
         The one source of the palette's commands: a screen adds none of its own (the item
         detail and quick tag screens did, and listed every key twice). One entry per
         action, however many keys or bindings (``quit`` and ``app.quit``) reach it."""
-        yield SystemCommand("Datasets", f"The list of datasets ({self._keys_of(screen, 'open_datasets')})", self.action_open_datasets)
-        yield SystemCommand("Tag dictionary", f"Search, add, edit and import dictionary tags ({self._keys_of(screen, 'open_dictionary')})", self.action_open_dictionary)
-        yield SystemCommand("Tag groups and aliases", f"Groups with colours, aliases ({self._keys_of(screen, 'open_groups')})", self.action_open_groups)
-        yield SystemCommand("Training runs", f"Runs, usage statistics and samplers ({self._keys_of(screen, 'open_runs')})", self.action_open_runs)
-        yield SystemCommand("Help: keys of this screen", f"Every key of the current screen ({self._keys_of(screen, 'help')})", self.action_help)
+        yield SystemCommand(
+            "Datasets", f"The list of datasets ({self._keys_of(screen, 'open_datasets')})", self.action_open_datasets
+        )
+        yield SystemCommand(
+            "Tag dictionary",
+            f"Search, add, edit and import dictionary tags ({self._keys_of(screen, 'open_dictionary')})",
+            self.action_open_dictionary,
+        )
+        yield SystemCommand(
+            "Tag groups and aliases",
+            f"Groups with colours, aliases ({self._keys_of(screen, 'open_groups')})",
+            self.action_open_groups,
+        )
+        yield SystemCommand(
+            "Training runs",
+            f"Runs, usage statistics and samplers ({self._keys_of(screen, 'open_runs')})",
+            self.action_open_runs,
+        )
+        yield SystemCommand(
+            "Help: keys of this screen",
+            f"Every key of the current screen ({self._keys_of(screen, 'help')})",
+            self.action_help,
+        )
         yield SystemCommand("Quit", f"Quit sushitui ({self._keys_of(screen, 'quit')})", self.action_quit)
-        seen = {(self, name) for name in ("open_datasets", "open_dictionary", "open_groups", "open_runs", "help", "quit")}
+        seen = {
+            (self, name) for name in ("open_datasets", "open_dictionary", "open_groups", "open_runs", "help", "quit")
+        }
         screen_name = getattr(screen, "PALETTE_NAME", None) or type(screen).__name__.removesuffix("Screen").lower()
         keys_by_action: dict[tuple, list[str]] = {}
         commands: dict[tuple, tuple] = {}

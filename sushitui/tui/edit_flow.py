@@ -152,15 +152,26 @@ class EditFlow:
             return SaveOutcome(False, error=str(again))
         return SaveOutcome(True)
 
-    async def save_tags(self, view: ItemView | None, item_id: int, subtype: str, tags: Sequence[str], *,
-                        editor: TagListEditor | None = None, what: str) -> SaveOutcome:
+    async def save_tags(
+        self,
+        view: ItemView | None,
+        item_id: int,
+        subtype: str,
+        tags: Sequence[str],
+        *,
+        editor: TagListEditor | None = None,
+        what: str,
+    ) -> SaveOutcome:
         """Save ``tags`` as the item's tag caption ``subtype``; the ``editor`` that holds
         them is marked saved, or takes the disk's version when the user chose it."""
         tags = list(tags)
         outcome = await self.save(
             lambda force: save_tags(item_id, subtype, tags, force=force, view=view),
             lambda rel: take_disk_tags(item_id, subtype, rel, view=view),
-            mine_text=join_tags(tags), is_tags=True, what=what, root=view.root if view is not None else None,
+            mine_text=join_tags(tags),
+            is_tags=True,
+            what=what,
+            root=view.root if view is not None else None,
         )
         if editor is not None:
             if outcome.choice == TAKE_DISK:
@@ -174,10 +185,14 @@ class EditFlow:
         on disk (the text, or the disk's version the user chose). The first save of a
         caption that had no file yet learns the caption it created."""
         outcome = await self.save(
-            lambda force: save_text(view.item_id, state.ctype, state.subtype, text, language=state.language,
-                                    force=force, view=view),
+            lambda force: save_text(
+                view.item_id, state.ctype, state.subtype, text, language=state.language, force=force, view=view
+            ),
             lambda rel: take_disk_text(view.item_id, state.ctype, state.subtype or "", rel, view=view),
-            mine_text=text, is_tags=False, what=what, root=view.root,
+            mine_text=text,
+            is_tags=False,
+            what=what,
+            root=view.root,
         )
         if outcome.choice == TAKE_DISK:
             state.baseline = str(outcome.disk_value or "")
@@ -187,7 +202,12 @@ class EditFlow:
                 saved = await asyncio.to_thread(load_item_view, view.item_id)
                 cap = next((c for c in saved.captions if c.type == state.ctype and c.file_path), None)
                 if cap is not None:
-                    state.caption_id, state.subtype, state.file_path, state.source = cap.id, cap.subtype, cap.file_path, cap.source
+                    state.caption_id, state.subtype, state.file_path, state.source = (
+                        cap.id,
+                        cap.subtype,
+                        cap.file_path,
+                        cap.source,
+                    )
         return outcome
 
 
@@ -209,7 +229,9 @@ class ItemEdits:
     tag caption (subtype) and a text editor per prose caption type, all checked against
     ``view``. Saves them in order, gives back what is left when the screen closes."""
 
-    def __init__(self, view: ItemView, texts: dict[str, TextSource], resolve: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, view: ItemView, texts: dict[str, TextSource], resolve: Callable[[str], str] | None = None
+    ) -> None:
         self.view = view
         self.texts = texts
         self._resolve = resolve
@@ -230,7 +252,9 @@ class ItemEdits:
     def dirty(self) -> bool:
         return any(ed.dirty for ed in self.editors.values()) or bool(self._dirty_texts())
 
-    async def save_all(self, flow: EditFlow, text_label: Callable[[str], str] = str) -> tuple[bool, list[tuple[str, str]]]:
+    async def save_all(
+        self, flow: EditFlow, text_label: Callable[[str], str] = str
+    ) -> tuple[bool, list[tuple[str, str]]]:
         """Save every dirty editor, in order. Returns (all saved, [(subtype, subtype now
         edited)] for tags of the image's own metadata, which were saved to a file of
         their own: ``follow_embedded``)."""
@@ -258,7 +282,9 @@ class ItemEdits:
         Returns the new subtype, or None when ``subtype`` is a caption file's."""
         written = file_subtype(subtype)
         view = self.view
-        if written == subtype or not any(c.subtype == subtype and c.type == "tags" and c.embedded for c in view.captions):
+        if written == subtype or not any(
+            c.subtype == subtype and c.type == "tags" and c.embedded for c in view.captions
+        ):
             return None
         self.editors[written] = self.editors.pop(subtype)
         self.editors[subtype] = self.new_editor(view.tags.get(subtype, []))
@@ -295,8 +321,11 @@ def left_tag_edit(view: ItemView | None, item_id: int, subtype: str, tags: Seque
 
 def left_text_edit(view: ItemView, state: TextState, text: str) -> LeftEdit:
     where = state.file_path or f"{_item_name(view)}: {state.ctype}"
-    return LeftEdit(where, text, lambda: save_text(view.item_id, state.ctype, state.subtype, text,
-                                                   language=state.language, view=view))
+    return LeftEdit(
+        where,
+        text,
+        lambda: save_text(view.item_id, state.ctype, state.subtype, text, language=state.language, view=view),
+    )
 
 
 def _item_name(view: ItemView) -> str:

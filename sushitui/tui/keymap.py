@@ -176,7 +176,9 @@ def load_keymap(path: Path, known_ids: set[str] | None = None) -> LoadedKeymap:
             result.problems.append(f"{where}{name!r}: no key binding has this id{hint}; entry ignored")
             continue
         if not isinstance(value, str):
-            result.problems.append(f'{where}{name!r}: the keys must be a string, e.g. "{name}" = "ctrl+w"; entry ignored')
+            result.problems.append(
+                f'{where}{name!r}: the keys must be a string, e.g. "{name}" = "ctrl+w"; entry ignored'
+            )
             continue
         problem = key_problem(value)
         if problem:

@@ -88,7 +88,11 @@ def pipeline_rate(paths: list[str], workers: int, draft: bool, model: Path, labe
     runner = Runner(model, "wd", labels, device="cpu", batch_size=BATCH)
     runner.warm_up()
     t = time.perf_counter()
-    n = sum(len(ev.indices) for ev in run_pipeline(paths, runner, draft=draft, workers=workers) if isinstance(ev, BatchResult))
+    n = sum(
+        len(ev.indices)
+        for ev in run_pipeline(paths, runner, draft=draft, workers=workers)
+        if isinstance(ev, BatchResult)
+    )
     assert n == len(paths), n
     return n / (time.perf_counter() - t)
 
@@ -107,7 +111,9 @@ def real_model_figures(paths: list[str], workers: int, model: str, family: str, 
     runner = Runner(model, family, out_n, device=device, batch_size=batch)
     print(f"\nreal model {model}: provider {runner.provider.describe()}, batch {runner.batch_size}, {out_n} outputs")
     runner.warm_up()
-    x = np.random.default_rng(0).random(runner.input_shape(runner.batch_size), dtype=np.float32) * (255 if family == "wd" else 1)
+    x = np.random.default_rng(0).random(runner.input_shape(runner.batch_size), dtype=np.float32) * (
+        255 if family == "wd" else 1
+    )
     runs = max(3, 256 // runner.batch_size)
     t = time.perf_counter()
     for _ in range(runs):
@@ -115,11 +121,17 @@ def real_model_figures(paths: list[str], workers: int, model: str, family: str, 
     model_only = runs * runner.batch_size / (time.perf_counter() - t)
     floor = floor_rate(paths, workers, draft=True)
     t = time.perf_counter()
-    n = sum(len(ev.indices) for ev in run_pipeline(paths, runner, draft=True, workers=workers) if isinstance(ev, BatchResult))
+    n = sum(
+        len(ev.indices)
+        for ev in run_pipeline(paths, runner, draft=True, workers=workers)
+        if isinstance(ev, BatchResult)
+    )
     e2e = n / (time.perf_counter() - t)
     bound = min(model_only, floor)
-    print(f"model only {model_only:.1f} images/s; decode floor (draft, {workers} workers) {floor:.1f}; "
-          f"end to end {e2e:.1f} = {e2e / bound:.2f} of the lower bound (target >= 0.8)")
+    print(
+        f"model only {model_only:.1f} images/s; decode floor (draft, {workers} workers) {floor:.1f}; "
+        f"end to end {e2e:.1f} = {e2e / bound:.2f} of the lower bound (target >= 0.8)"
+    )
 
 
 def autotag_rates(paths: list[str], workers: int, model: Path, labels_csv: Path) -> tuple[float, float]:
@@ -136,13 +148,29 @@ def autotag_rates(paths: list[str], workers: int, model: Path, labels_csv: Path)
     for p in paths:
         st = _os.stat(p)
         stem = Path(p).stem
-        rows.append({"dataset": ds.id, "base_name": stem, "rel_dir": "", "group_key": f"/{stem}", "image_path": Path(p).name,
-                     "file_size": st.st_size, "mtime_ns": st.st_mtime_ns})
+        rows.append(
+            {
+                "dataset": ds.id,
+                "base_name": stem,
+                "rel_dir": "",
+                "group_key": f"/{stem}",
+                "image_path": Path(p).name,
+                "file_size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
+        )
     Item.insert_many(rows).execute()
     for txt in root.glob("*.txt"):
         txt.unlink()
-    opts = dict(model_path=str(model), labels_path=str(labels_csv), workers=workers, batch_size=BATCH, device="cpu",
-                threshold=0.01, categories=("general", "character", "rating"))
+    opts = dict(
+        model_path=str(model),
+        labels_path=str(labels_csv),
+        workers=workers,
+        batch_size=BATCH,
+        device="cpu",
+        threshold=0.01,
+        categories=("general", "character", "rating"),
+    )
     t = time.perf_counter()
     r = autotag("bench", **opts)
     first = len(paths) / (time.perf_counter() - t)
@@ -176,8 +204,18 @@ def refilter_rate(n: int) -> tuple[float, float]:
     L = 42163
     tmp = Path(tempfile.mkdtemp(prefix="sushitui-bench-refilter-"))
     onnx.save(ts.cl_like(L), str(tmp / "model.onnx"))
-    cats = ["Rating"] * 4 + ["General"] * 22367 + ["Character"] * 16210 + ["Copyright"] * 3329 + ["Meta"] * 224 + ["Model"] * 25 + ["Quality"] * 4
-    (tmp / "tag_mapping.json").write_text(json.dumps({str(i): {"tag": f"tag_{i}", "category": c} for i, c in enumerate(cats[:L])}))
+    cats = (
+        ["Rating"] * 4
+        + ["General"] * 22367
+        + ["Character"] * 16210
+        + ["Copyright"] * 3329
+        + ["Meta"] * 224
+        + ["Model"] * 25
+        + ["Quality"] * 4
+    )
+    (tmp / "tag_mapping.json").write_text(
+        json.dumps({str(i): {"tag": f"tag_{i}", "category": c} for i, c in enumerate(cats[:L])})
+    )
     t = time.perf_counter()
     load_labels(tmp / "tag_mapping.json")
     load_s = time.perf_counter() - t
@@ -193,17 +231,33 @@ def refilter_rate(n: int) -> tuple[float, float]:
         (root / f"{i:06d}.png").write_bytes(data)
         st = (root / f"{i:06d}.png").stat()
         sha = hashlib.sha256(data).hexdigest()
-        rows.append({"dataset": ds.id, "base_name": f"{i:06d}", "rel_dir": "", "group_key": f"/{i:06d}",
-                     "image_path": f"{i:06d}.png", "sha256": sha, "file_size": st.st_size, "mtime_ns": st.st_mtime_ns})
+        rows.append(
+            {
+                "dataset": ds.id,
+                "base_name": f"{i:06d}",
+                "rel_dir": "",
+                "group_key": f"/{i:06d}",
+                "image_path": f"{i:06d}.png",
+                "sha256": sha,
+                "file_size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
+        )
         probs = (rng.random(L) * 0.004).astype(np.float32)
         probs[rng.integers(0, L, 60)] = rng.random(60).astype(np.float32)
         entries.append((sha, probs))
     for i in range(0, n, 500):
-        Item.insert_many(rows[i:i + 500]).execute()
+        Item.insert_many(rows[i : i + 500]).execute()
     tcache.put_many(entries, version)
     t = time.perf_counter()
-    r = autotag("refilter", model_path=str(tmp / "model.onnx"), labels_path=str(tmp / "tag_mapping.json"), dry_run=True,
-                threshold=0.5, character_threshold=0.7)
+    r = autotag(
+        "refilter",
+        model_path=str(tmp / "model.onnx"),
+        labels_path=str(tmp / "tag_mapping.json"),
+        dry_run=True,
+        threshold=0.5,
+        character_threshold=0.7,
+    )
     rate = n / (time.perf_counter() - t)
     assert r.cached == n and r.inferred == 0 and r.provider is None, (r.cached, r.inferred)
     return rate, load_s
@@ -255,7 +309,9 @@ def main() -> None:
 
     t = time.perf_counter()
     paths = make_images(args.n, (w, h))
-    print(f"{args.n} JPEGs {w}x{h} q90 ready in {time.perf_counter() - t:.1f} s; {args.workers} worker(s) on {os.cpu_count()} core(s)")
+    print(
+        f"{args.n} JPEGs {w}x{h} q90 ready in {time.perf_counter() - t:.1f} s; {args.workers} worker(s) on {os.cpu_count()} core(s)"
+    )
 
     if args.model:
         real_model_figures(paths, args.workers, args.model, args.family, args.device, args.batch_size)
@@ -292,9 +348,13 @@ def main() -> None:
     print(f"pipeline / floor, same decode work (draft off, paired): {ratio:.2f} (target >= 0.9)")
     print(f"pipeline / floor, both with draft (paired): {ratio_draft:.2f}")
     print(f"pipeline with draft (default) / plain full-decode floor: {pipe_draft / floor:.2f}")
-    print(f"re-filter of {args.refilter_n} cached cl_tagger-size rows (42,163 labels, dry run): {refilter:.0f} images/s; "
-          f"loading the 42k-label mapping: {load_s:.2f} s")
-    print(f"draft(): single-image decode {draft_speed:.2f}x faster; 448x448 input differs by mean {mean_d:.2f}, max {max_d:.0f} (of 255)")
+    print(
+        f"re-filter of {args.refilter_n} cached cl_tagger-size rows (42,163 labels, dry run): {refilter:.0f} images/s; "
+        f"loading the 42k-label mapping: {load_s:.2f} s"
+    )
+    print(
+        f"draft(): single-image decode {draft_speed:.2f}x faster; 448x448 input differs by mean {mean_d:.2f}, max {max_d:.0f} (of 255)"
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,28 @@ def build(path: Path, n: int) -> None:
     for i in range(1, n + 1):
         w, h = rng.choice(sizes) if rng.random() < 0.7 else (rng.randint(300, 4000), rng.randint(300, 4000))
         sha = f"{i:064x}"
-        items.append((i, ds.id, "single", f"img{i:06d}", "", f"img{i:06d}", f"img{i:06d}.png", "png", "{}", w, h,
-                      100_000, 0, sha, 0, now, now, now))
+        items.append(
+            (
+                i,
+                ds.id,
+                "single",
+                f"img{i:06d}",
+                "",
+                f"img{i:06d}",
+                f"img{i:06d}.png",
+                "png",
+                "{}",
+                w,
+                h,
+                100_000,
+                0,
+                sha,
+                0,
+                now,
+                now,
+                now,
+            )
+        )
         tags = list(dict.fromkeys(rng.choices(vocab, weights, k=rng.randint(12, 32))))
         captions.append((i, i, "tags", "", ", ".join(tags), "en", "txt_file", f"img{i:06d}.txt", now, now))
         phash = rng.getrandbits(64) - (1 << 63)
@@ -67,10 +87,14 @@ def build(path: Path, n: int) -> None:
         conn.executemany(
             "INSERT INTO item (id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, image_suffix, "
             "related_images, width, height, file_size, mtime_ns, sha256, tag_count, created_at, indexed_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", items)
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            items,
+        )
         conn.executemany(
             "INSERT INTO caption (id, item_id, type, subtype, content, language, source, file_path, encoding_flagged, "
-            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,0,?,?)", captions)
+            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,0,?,?)",
+            captions,
+        )
         conn.executemany("INSERT INTO image_hash VALUES (?,?,?,?,?,?,?,?,?)", hashes)
     db.close()
 
@@ -103,16 +127,22 @@ def bench_check(path: Path, repeat: int, warm: bool = False) -> None:
     floor = statistics.median(floors)
     read = statistics.median(reads)
     n = len(report.items)
-    print(f"check of {n:,} items ({len(report.items_with_findings()):,} with findings, "
-          f"{len(report.near_groups)} near-duplicate groups), {len(texts):,} distinct captions:")
+    print(
+        f"check of {n:,} items ({len(report.items_with_findings()):,} with findings, "
+        f"{len(report.near_groups)} near-duplicate groups), {len(texts):,} distinct captions:"
+    )
     print(f"  floor (read the same rows + CLIP and T5 batch tokenising): {floor:6.2f} s")
     print(f"  floor of a check run again (read the same rows only):       {read:6.2f} s")
-    print(f"  sushitui check, first{' (counts stored)' if warm else ' (every caption tokenised)'}:"
-          f"{'' if warm else ' ' * 0}  {checks[0]:6.2f} s  ({checks[0] / floor:.2f}× the floor)")
+    print(
+        f"  sushitui check, first{' (counts stored)' if warm else ' (every caption tokenised)'}:"
+        f"{'' if warm else ' ' * 0}  {checks[0]:6.2f} s  ({checks[0] / floor:.2f}× the floor)"
+    )
     if len(checks) > 1:
         warm = statistics.median(checks[1:])
-        print(f"  sushitui check, again (counts stored):                      {warm:6.2f} s  "
-              f"({warm / floor:.2f}× the floor, {warm / read:.1f}× reading the rows; target ≤ 10 s)")
+        print(
+            f"  sushitui check, again (counts stored):                      {warm:6.2f} s  "
+            f"({warm / floor:.2f}× the floor, {warm / read:.1f}× reading the rows; target ≤ 10 s)"
+        )
     print("  phases of the last run: " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
     db.close()
 
@@ -156,7 +186,10 @@ def bench_hashing(n_files: int, workdir: Path) -> None:
             else:
                 img.save(folder / f"{i:05d}.png", compress_level=1)
     files = sorted(folder.iterdir())
-    for label, subset in (("JPEG", [f for f in files if f.suffix == ".jpg"]), ("PNG", [f for f in files if f.suffix == ".png"])):
+    for label, subset in (
+        ("JPEG", [f for f in files if f.suffix == ".jpg"]),
+        ("PNG", [f for f in files if f.suffix == ".png"]),
+    ):
         t = time.perf_counter()
         for f in subset:
             decode_floor(f)
@@ -173,11 +206,13 @@ def bench_hashing(n_files: int, workdir: Path) -> None:
         hash_files(tasks, workers=1)
         single = time.perf_counter() - t
         how = "in one process" if len(subset) < MIN_FILES_FOR_WORKERS else "with workers"
-        print(f"{label}: {len(subset):,} files 1024×768 — decode with draft() in one process "
-              f"{len(subset) / floor:7.0f}/s; check's hashing {len(subset) / hashing:7.0f}/s {how} "
-              f"({hashing / floor * 100:.0f}% of the decoding time; {len(subset) / single:.0f}/s in one process, "
-              f"{len(subset) / pooled:.0f}/s forced onto {min(os.cpu_count() or 1, 8)} workers); "
-              f"100k would take {100_000 / (len(subset) / min(hashing, pooled)):.0f} s")
+        print(
+            f"{label}: {len(subset):,} files 1024×768 — decode with draft() in one process "
+            f"{len(subset) / floor:7.0f}/s; check's hashing {len(subset) / hashing:7.0f}/s {how} "
+            f"({hashing / floor * 100:.0f}% of the decoding time; {len(subset) / single:.0f}/s in one process, "
+            f"{len(subset) / pooled:.0f}/s forced onto {min(os.cpu_count() or 1, 8)} workers); "
+            f"100k would take {100_000 / (len(subset) / min(hashing, pooled)):.0f} s"
+        )
 
 
 def main() -> None:
@@ -201,7 +236,6 @@ def main() -> None:
     bench_histogram(args.n)
     if not args.skip_hash:
         bench_hashing(args.files, work)
-
 
 
 if __name__ == "__main__":

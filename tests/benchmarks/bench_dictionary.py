@@ -78,8 +78,12 @@ def bench_load(tmp: Path, taglist: Path, aliases: Path | None) -> dict:
     rep = d.load_dir(taglist, aliases_file=aliases)
     ours = time.perf_counter() - t
     n = rep.imported
-    schema = [r[0] for r in current_database().execute_sql(
-        "SELECT sql FROM sqlite_master WHERE tbl_name='dictionary_tag' AND sql IS NOT NULL ORDER BY type DESC, name")]
+    schema = [
+        r[0]
+        for r in current_database().execute_sql(
+            "SELECT sql FROM sqlite_master WHERE tbl_name='dictionary_tag' AND sql IS NOT NULL ORDER BY type DESC, name"
+        )
+    ]
     db.close()
 
     # the same rows, already parsed and normalised (not timed)
@@ -94,8 +98,10 @@ def bench_load(tmp: Path, taglist: Path, aliases: Path | None) -> dict:
         return [(t_, k, c, v, None, "", "", "danbooru", 1, 0, now, now) for (t_, c, v), k in zip(rows, norms)]
 
     full = rows_of(taglist)
-    insert = ("INSERT INTO dictionary_tag (tag, norm, category, count, display_name, aliases, description, source, "
-              "official, deprecated, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+    insert = (
+        "INSERT INTO dictionary_tag (tag, norm, category, count, display_name, aliases, description, source, "
+        "official, deprecated, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
 
     def plain(path: Path, indexes_first: bool, rows: list | None = None) -> float:
         for suffix in ("", "-wal", "-shm"):
@@ -135,8 +141,16 @@ def bench_load(tmp: Path, taglist: Path, aliases: Path | None) -> dict:
     shipped_s = time.perf_counter() - t
     shipped_cpu = time.process_time() - cpu
     db.close()
-    out = {"n": n, "ours": ours, "floor": floor, "with_idx": with_idx, "shipped_n": shipped.imported if shipped else 0,
-           "shipped_s": shipped_s, "shipped_floor": shipped_floor, "shipped_cpu": shipped_cpu}
+    out = {
+        "n": n,
+        "ours": ours,
+        "floor": floor,
+        "with_idx": with_idx,
+        "shipped_n": shipped.imported if shipped else 0,
+        "shipped_s": shipped_s,
+        "shipped_floor": shipped_floor,
+        "shipped_cpu": shipped_cpu,
+    }
     from sushitui.store import open_database
 
     open_database(tmp / "ours.db")  # the big one again, for the autocomplete and paging parts
@@ -145,10 +159,20 @@ def bench_load(tmp: Path, taglist: Path, aliases: Path | None) -> dict:
 
 def make_queries(db, count: int, seed: int = 1) -> dict[str, list[str]]:
     rng = random.Random(seed)
-    tags = [r[0] for r in db.execute_sql(
-        "SELECT norm FROM dictionary_tag WHERE length(norm) >= 6 ORDER BY random() LIMIT ?", [count * 2])]
-    aliases = [a for (text,) in db.execute_sql(
-        "SELECT aliases FROM dictionary_tag WHERE aliases != '' ORDER BY random() LIMIT ?", [count]) for a in text.split(",") if a]
+    tags = [
+        r[0]
+        for r in db.execute_sql(
+            "SELECT norm FROM dictionary_tag WHERE length(norm) >= 6 ORDER BY random() LIMIT ?", [count * 2]
+        )
+    ]
+    aliases = [
+        a
+        for (text,) in db.execute_sql(
+            "SELECT aliases FROM dictionary_tag WHERE aliases != '' ORDER BY random() LIMIT ?", [count]
+        )
+        for a in text.split(",")
+        if a
+    ]
     prefixes = [t[: rng.randint(1, min(6, len(t)))] for t in tags[:count]]
     substrings = []
     for t in tags[count:]:
@@ -158,8 +182,13 @@ def make_queries(db, count: int, seed: int = 1) -> dict[str, list[str]]:
     typed = []
     for t in tags[: max(10, count // 20)]:
         typed += [t[:k] for k in range(1, len(t) + 1)]
-    return {"prefix": prefixes, "substring 3-5": substrings, "substring 2": two,
-            "alias": [a[: max(2, len(a) - 1)] for a in aliases[:count]] or ["x"], "typing": typed}
+    return {
+        "prefix": prefixes,
+        "substring 3-5": substrings,
+        "substring 2": two,
+        "alias": [a[: max(2, len(a) - 1)] for a in aliases[:count]] or ["x"],
+        "typing": typed,
+    }
 
 
 CPU_TIMES: list[float] = []
@@ -201,11 +230,30 @@ def bench_autocomplete(db, nq: int) -> tuple[list, dict]:
         ours = time_calls(lambda q: c.complete(q, limit=10), qs, cpu)
         if kind == "prefix" or kind == "typing":
             alt_name = "SQLite norm range"
-            alt = time_calls(lambda q: db.execute_sql(rng, [query_key(q), query_key(q) + "\U0010ffff"]).fetchall(), qs[: max(50, len(qs) // 4)])
+            alt = time_calls(
+                lambda q: db.execute_sql(rng, [query_key(q), query_key(q) + "\U0010ffff"]).fetchall(),
+                qs[: max(50, len(qs) // 4)],
+            )
         else:
             alt_name = "SQLite LIKE '%x%'"
-            alt = time_calls(lambda q: db.execute_sql(like, ["%" + query_key(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"]).fetchall(), qs[:30])
-        rows.append((kind, len(qs), statistics.median(ours), pct(ours, 99), pct(cpu, 99), alt_name, statistics.median(alt), pct(alt, 99)))
+            alt = time_calls(
+                lambda q: db.execute_sql(
+                    like, ["%" + query_key(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"]
+                ).fetchall(),
+                qs[:30],
+            )
+        rows.append(
+            (
+                kind,
+                len(qs),
+                statistics.median(ours),
+                pct(ours, 99),
+                pct(cpu, 99),
+                alt_name,
+                statistics.median(alt),
+                pct(alt, 99),
+            )
+        )
     return rows, {"first_ms": first_ms, "build_s": build_s, "mem_mb": mem}
 
 
@@ -218,16 +266,20 @@ def bench_paging(db) -> list:
         for sort in ("count", "name", "created"):
             q = DictQuery(category=category, sort=sort)
             # walk to a deep page by keyset (collect cursors), then time page changes there
-            n_cat = db.execute_sql("SELECT COUNT(*) FROM dictionary_tag" + (" WHERE category=?" if category else ""),
-                                   [category] if category else []).fetchone()[0]
+            n_cat = db.execute_sql(
+                "SELECT COUNT(*) FROM dictionary_tag" + (" WHERE category=?" if category else ""),
+                [category] if category else [],
+            ).fetchone()[0]
             target = max(0, n_cat // 50 - 2)
             after = None
             if target:
                 order = {"count": "count DESC, id DESC", "name": "norm, id", "created": "id DESC"}[sort]
                 cols = {"count": "count, id", "name": "norm, id", "created": "id"}[sort]
                 where = "WHERE category = ? AND deprecated = 0" if category else "WHERE deprecated = 0"
-                r = db.execute_sql(f"SELECT {cols} FROM dictionary_tag {where} ORDER BY {order} LIMIT 1 OFFSET ?",
-                                   ([category] if category else []) + [target * 50 - 1]).fetchone()
+                r = db.execute_sql(
+                    f"SELECT {cols} FROM dictionary_tag {where} ORDER BY {order} LIMIT 1 OFFSET ?",
+                    ([category] if category else []) + [target * 50 - 1],
+                ).fetchone()
                 after = tuple(r)
             times = []
             for _ in range(5):  # the deep page and page 1, alternately
@@ -242,8 +294,10 @@ def bench_paging(db) -> list:
             off = []
             for _ in range(3):
                 t = time.perf_counter()
-                db.execute_sql(f"SELECT * FROM dictionary_tag {where} ORDER BY {order} LIMIT 50 OFFSET ?",
-                               ([category] if category else []) + [target * 50]).fetchall()
+                db.execute_sql(
+                    f"SELECT * FROM dictionary_tag {where} ORDER BY {order} LIMIT 50 OFFSET ?",
+                    ([category] if category else []) + [target * 50],
+                ).fetchall()
                 off.append((time.perf_counter() - t) * 1000)
             rows.append((category or "all", sort, target + 1, max(times), statistics.median(off)))
     return rows, total
@@ -268,22 +322,34 @@ def main() -> int:
         print(f"\n## load ({load['n']:,} tags, {os.cpu_count()} cores)")
         print(f"{'what':<58} {'seconds':>8} {'ratio':>7}")
         print(f"{'plain sqlite3 executemany + CREATE INDEX (floor)':<58} {load['floor']:>8.2f} {1.0:>7.2f}")
-        print(f"{'plain sqlite3 executemany into the indexed table':<58} {load['with_idx']:>8.2f} {load['with_idx'] / load['floor']:>7.2f}")
-        print(f"{'sushitui dict load (read JSON + aliases, validate, normalise, write)':<58} {load['ours']:>8.2f} {load['ours'] / load['floor']:>7.2f}  (target ≤ 2.00)")
+        print(
+            f"{'plain sqlite3 executemany into the indexed table':<58} {load['with_idx']:>8.2f} {load['with_idx'] / load['floor']:>7.2f}"
+        )
+        print(
+            f"{'sushitui dict load (read JSON + aliases, validate, normalise, write)':<58} {load['ours']:>8.2f} {load['ours'] / load['floor']:>7.2f}  (target ≤ 2.00)"
+        )
         print(f"{'plain sqlite3 floor for the shipped taglist rows':<58} {load['shipped_floor']:>8.2f} {1.0:>7.2f}")
-        print(f"{'shipped taglist, first start (%d tags + aliases)' % load['shipped_n']:<58} {load['shipped_s']:>8.2f} "
-              f"{load['shipped_s'] / load['shipped_floor']:>7.2f}  (target ≤ 1.50 s; CPU {load['shipped_cpu']:.2f} s)")
+        print(
+            f"{'shipped taglist, first start (%d tags + aliases)' % load['shipped_n']:<58} {load['shipped_s']:>8.2f} "
+            f"{load['shipped_s'] / load['shipped_floor']:>7.2f}  (target ≤ 1.50 s; CPU {load['shipped_cpu']:.2f} s)"
+        )
 
         from sushitui.store import current_database
 
         db = current_database()
         rows, extra = bench_autocomplete(db, args.queries)
         print("\n## autocomplete per keystroke, limit 10 (ms)")
-        print(f"first keystroke while the index builds: {extra['first_ms']:.1f} ms (target ≤ 300); "
-              f"index build {extra['build_s']:.2f} s in the background, +{extra['mem_mb']:.0f} MB RSS")
-        print(f"{'queries':<14} {'n':>5} {'p50':>7} {'p99':>7} {'p99 cpu':>8}   {'alternative':<20} {'p50':>8} {'p99':>8} {'p99 ratio':>9}")
+        print(
+            f"first keystroke while the index builds: {extra['first_ms']:.1f} ms (target ≤ 300); "
+            f"index build {extra['build_s']:.2f} s in the background, +{extra['mem_mb']:.0f} MB RSS"
+        )
+        print(
+            f"{'queries':<14} {'n':>5} {'p50':>7} {'p99':>7} {'p99 cpu':>8}   {'alternative':<20} {'p50':>8} {'p99':>8} {'p99 ratio':>9}"
+        )
         for kind, n, p50, p99, cpu99, alt, ap50, ap99 in rows:
-            print(f"{kind:<14} {n:>5} {p50:>7.2f} {p99:>7.2f} {cpu99:>8.2f}   {alt:<20} {ap50:>8.2f} {ap99:>8.2f} {ap99 / max(p99, 1e-6):>8.0f}×")
+            print(
+                f"{kind:<14} {n:>5} {p50:>7.2f} {p99:>7.2f} {cpu99:>8.2f}   {alt:<20} {ap50:>8.2f} {ap99:>8.2f} {ap99 / max(p99, 1e-6):>8.0f}×"
+            )
         prows, total = bench_paging(db)
         print(f"\n## dictionary screen page change ({total:,} tags, 50 per page; ms)")
         print(f"{'category':<9} {'sort':<8} {'page':>7} {'keyset max':>11} {'OFFSET p50':>11}")

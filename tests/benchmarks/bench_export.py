@@ -95,7 +95,9 @@ def main() -> None:
     for item, built in _iter_built(ds, opts, items, builder):
         src = src_root / item.image_path
         dest_dir = work / "plain" / (item.rel_dir or "root")
-        plain_jobs.append((src, dest_dir / (item.base_name + src.suffix), dest_dir / (item.base_name + ".txt"), built.text))
+        plain_jobs.append(
+            (src, dest_dir / (item.base_name + src.suffix), dest_dir / (item.base_name + ".txt"), built.text)
+        )
 
     def warm() -> None:
         # the same cache state for both runs: source inodes looked up, dirty data flushed
@@ -118,9 +120,13 @@ def main() -> None:
     files = report.files_written
     print()
     print(f"{'what':44} {'items':>8} {'files':>8} {'seconds':>8} {'cpu s':>7} {'files/s':>9}")
-    print(f"{'export_dataset (' + args.format + ', hard links)':44} {report.items_exported:8,} {files:8,} {t_export:8.2f} {c_export:7.2f} {files / t_export:9,.0f}")
+    print(
+        f"{'export_dataset (' + args.format + ', hard links)':44} {report.items_exported:8,} {files:8,} {t_export:8.2f} {c_export:7.2f} {files / t_export:9,.0f}"
+    )
     pf = 2 * len(plain_jobs)
-    print(f"{'plain os.link + write loop (floor)':44} {len(plain_jobs):8,} {pf:8,} {t_plain:8.2f} {c_plain:7.2f} {pf / t_plain:9,.0f}")
+    print(
+        f"{'plain os.link + write loop (floor)':44} {len(plain_jobs):8,} {pf:8,} {t_plain:8.2f} {c_plain:7.2f} {pf / t_plain:9,.0f}"
+    )
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"ratio export / floor: {t_export / t_plain:.2f}x   (target: export of 100k ≤ 30 s)")
     if not args.keep:

@@ -50,8 +50,23 @@ PAGE = 50
 
 
 def vocabulary(size: int) -> list[str]:
-    head = ["1girl", "solo", "long hair", "looking at viewer", "smile", "short hair", "blush", "open mouth",
-            "simple background", "shirt", "breasts", "blue eyes", "brown hair", "black hair", "skirt"]
+    head = [
+        "1girl",
+        "solo",
+        "long hair",
+        "looking at viewer",
+        "smile",
+        "short hair",
+        "blush",
+        "open mouth",
+        "simple background",
+        "shirt",
+        "breasts",
+        "blue eyes",
+        "brown hair",
+        "black hair",
+        "skirt",
+    ]
     return head + [f"tag {i:05d}" for i in range(size - len(head))]
 
 
@@ -92,23 +107,60 @@ def build_db(path: Path, n: int, per_item: int) -> None:
     for i in range(1, n + 1):
         ts = item_tags(rng, vocab, weights, per_item)
         name = f"img_{rng.getrandbits(40):010x}_{i}"
-        items.append((i, 1, "single", name, "", name, f"{name}.png", "{}", rng.choice([512, 768, 1024, 1536]),
-                      rng.choice([512, 768, 1024, 1536]), 1000, len(ts), now, now, now))
+        items.append(
+            (
+                i,
+                1,
+                "single",
+                name,
+                "",
+                name,
+                f"{name}.png",
+                "{}",
+                rng.choice([512, 768, 1024, 1536]),
+                rng.choice([512, 768, 1024, 1536]),
+                1000,
+                len(ts),
+                now,
+                now,
+                now,
+            )
+        )
         captions.append((i, i, "tags", "main", ", ".join(ts), "txt_file", f"{name}.txt", now, now))
         tags.extend((i, i, t, t, pos, "main", "txt_file") for pos, t in enumerate(ts))
-    con.executemany("INSERT INTO item (id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, related_images, "
-                    "width, height, file_size, tag_count, created_at, indexed_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", items)
-    con.executemany("INSERT INTO caption (id, item_id, type, subtype, content, source, file_path, created_at, updated_at, "
-                    "language, encoding_flagged) VALUES (?,?,?,?,?,?,?,?,?,'auto',0)", captions)
-    index_sql = [r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='item_tag' AND sql IS NOT NULL")]
-    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='item_tag' AND sql IS NOT NULL").fetchall():
+    con.executemany(
+        "INSERT INTO item (id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, related_images, "
+        "width, height, file_size, tag_count, created_at, indexed_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        items,
+    )
+    con.executemany(
+        "INSERT INTO caption (id, item_id, type, subtype, content, source, file_path, created_at, updated_at, "
+        "language, encoding_flagged) VALUES (?,?,?,?,?,?,?,?,?,'auto',0)",
+        captions,
+    )
+    index_sql = [
+        r[0]
+        for r in con.execute(
+            "SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='item_tag' AND sql IS NOT NULL"
+        )
+    ]
+    for (name,) in con.execute(
+        "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='item_tag' AND sql IS NOT NULL"
+    ).fetchall():
         con.execute(f'DROP INDEX "{name}"')
-    con.executemany("INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source) VALUES (?,?,?,?,?,?,?)", tags)
+    con.executemany(
+        "INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source) VALUES (?,?,?,?,?,?,?)", tags
+    )
     for sql in index_sql:
         con.execute(sql)
     # a 500-tag group from the middle of the frequency range
-    con.execute("INSERT INTO tag_group (id, name, color, description, sort_order, created_at) VALUES (1, 'Bench500', '#95E1D3', '', 0, ?)", (now,))
-    con.executemany("INSERT INTO tag_group_member (group_id, tag, norm) VALUES (1, ?, ?)", [(t, t) for t in vocab[100:600]])
+    con.execute(
+        "INSERT INTO tag_group (id, name, color, description, sort_order, created_at) VALUES (1, 'Bench500', '#95E1D3', '', 0, ?)",
+        (now,),
+    )
+    con.executemany(
+        "INSERT INTO tag_group_member (group_id, tag, norm) VALUES (1, ?, ?)", [(t, t) for t in vocab[100:600]]
+    )
     con.commit()
     con.execute("ANALYZE")
     con.commit()
@@ -133,21 +185,27 @@ def orm_page_and_count(query: str):
         page = list(apply_query(Item.select(), query, 1).order_by(Item.base_name, Item.id).limit(PAGE))
         total = count_items(1, query)
         return len(page), total
+
     return run
 
 
 def raw_page_and_count(con: sqlite3.Connection, where: str, params: list):
     def run():
-        page = con.execute(f"SELECT * FROM item WHERE dataset_id = 1 AND {where} ORDER BY base_name, id LIMIT {PAGE}", params).fetchall()
+        page = con.execute(
+            f"SELECT * FROM item WHERE dataset_id = 1 AND {where} ORDER BY base_name, id LIMIT {PAGE}", params
+        ).fetchall()
         total = con.execute(f"SELECT COUNT(*) FROM item WHERE dataset_id = 1 AND {where}", params).fetchone()[0]
         return len(page), total
+
     return run
 
 
 def explain(db, query: str) -> list[str]:
     out = []
-    for label, sel in (("page", apply_query(Item.select(), query, 1).order_by(Item.base_name, Item.id).limit(PAGE)),
-                       ("count", apply_query(Item.select(Item.id), query, 1))):
+    for label, sel in (
+        ("page", apply_query(Item.select(), query, 1).order_by(Item.base_name, Item.id).limit(PAGE)),
+        ("count", apply_query(Item.select(Item.id), query, 1)),
+    ):
         sql, params = sel.sql()
         out.extend(f"{label}: {row[3]}" for row in db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
     return out
@@ -166,6 +224,7 @@ def sushitui_page(db, query: str):
     def run():
         # what `items --query Q --limit 50` and the browser's page run: the name order
         return [r[0] for r in db.execute_sql(*select_items(1, query).limit(PAGE).sql()).fetchall()]
+
     return run
 
 
@@ -180,8 +239,15 @@ def raw_in_page(con: sqlite3.Connection, query: str):
         params.append(term)
 
     def run():
-        return [r[0] for r in con.execute(f"SELECT id FROM item WHERE dataset_id = 1 AND {' AND '.join(where)} "
-                                          f"ORDER BY name_key, id LIMIT {PAGE}", params).fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                f"SELECT id FROM item WHERE dataset_id = 1 AND {' AND '.join(where)} "
+                f"ORDER BY name_key, id LIMIT {PAGE}",
+                params,
+            ).fetchall()
+        ]
+
     return run
 
 
@@ -198,8 +264,10 @@ PAGE_CASES = [
 
 
 def bench_pages(db, raw: sqlite3.Connection, repeat: int) -> None:
-    print(f"\n{'page of 50 by name':<27}{'query':<32}{'new ms':>8}{'old ms':>8}{'ratio':>7}{'raw IN ms':>10}"
-          f"{'plan':>7}{'matches':>10}")
+    print(
+        f"\n{'page of 50 by name':<27}{'query':<32}{'new ms':>8}{'old ms':>8}{'ratio':>7}{'raw IN ms':>10}"
+        f"{'plan':>7}{'matches':>10}"
+    )
     for label, q in PAGE_CASES:
         ms, _cpu, rows = timed(sushitui_page(db, q), repeat)
         with old_page_plan():
@@ -252,16 +320,40 @@ def bench_bulk(n_items: int, repeat_dir: Path) -> tuple[float, float, int]:
         p.write_bytes(data)
         st = p.stat()
         items.append((i, ds.id, "single", name, "", name, f"{name}.png", "{}", 512, 512, 100, len(ts), now, now, now))
-        captions.append((i, i, "tags", "main", text, "txt_file", f"{name}.txt", len(data), st.st_mtime_ns,
-                         hashlib.sha256(data).hexdigest(), "utf-8", now, now))
+        captions.append(
+            (
+                i,
+                i,
+                "tags",
+                "main",
+                text,
+                "txt_file",
+                f"{name}.txt",
+                len(data),
+                st.st_mtime_ns,
+                hashlib.sha256(data).hexdigest(),
+                "utf-8",
+                now,
+                now,
+            )
+        )
         tags.extend((i, i, t, t, pos, "main", "txt_file") for pos, t in enumerate(ts))
     con = db.connection()
     with db.atomic():
-        con.executemany("INSERT INTO item (id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, related_images, "
-                        "width, height, file_size, tag_count, created_at, indexed_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", items)
-        con.executemany("INSERT INTO caption (id, item_id, type, subtype, content, source, file_path, file_size, file_mtime_ns, "
-                        "file_sha256, encoding, created_at, updated_at, language, encoding_flagged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'auto',0)", captions)
-        con.executemany("INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source) VALUES (?,?,?,?,?,?,?)", tags)
+        con.executemany(
+            "INSERT INTO item (id, dataset_id, item_type, base_name, rel_dir, group_key, image_path, related_images, "
+            "width, height, file_size, tag_count, created_at, indexed_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            items,
+        )
+        con.executemany(
+            "INSERT INTO caption (id, item_id, type, subtype, content, source, file_path, file_size, file_mtime_ns, "
+            "file_sha256, encoding, created_at, updated_at, language, encoding_flagged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'auto',0)",
+            captions,
+        )
+        con.executemany(
+            "INSERT INTO item_tag (item_id, caption_id, tag, norm, position, subtype, source) VALUES (?,?,?,?,?,?,?)",
+            tags,
+        )
     t0, c0 = time.perf_counter(), time.process_time()
     report = bulk_edit.bulk_add(ds, None, "bench tag")
     ms = (time.perf_counter() - t0) * 1000
@@ -298,8 +390,12 @@ def main() -> int:
     if raw.execute("SELECT COUNT(*) FROM tag_group WHERE id = 2").fetchone()[0] == 0:
         # a second 500-tag group from the long tail (ranks 2000-2499): a typical user group
         vocab = vocabulary(20000)
-        raw.execute("INSERT INTO tag_group (id, name, color, description, sort_order, created_at) VALUES (2, 'Tail500', '#95E1D3', '', 1, 0)")
-        raw.executemany("INSERT INTO tag_group_member (group_id, tag, norm) VALUES (2, ?, ?)", [(t, t) for t in vocab[2000:2500]])
+        raw.execute(
+            "INSERT INTO tag_group (id, name, color, description, sort_order, created_at) VALUES (2, 'Tail500', '#95E1D3', '', 1, 0)"
+        )
+        raw.executemany(
+            "INSERT INTO tag_group_member (group_id, tag, norm) VALUES (2, ?, ?)", [(t, t) for t in vocab[2000:2500]]
+        )
         raw.commit()
     raw.execute("PRAGMA cache_size=-65536")  # the same page cache as sushitui's connection
     raw.execute("PRAGMA temp_store=memory")
@@ -312,18 +408,30 @@ def main() -> int:
         return 0
 
     three = "1girl, long hair, -short hair"
-    raw_three = ("id IN (SELECT item_id FROM item_tag WHERE norm = ?) AND id IN (SELECT item_id FROM item_tag WHERE norm = ?) "
-                 "AND id NOT IN (SELECT item_id FROM item_tag WHERE norm = ?)", ["1girl", "long hair", "short hair"])
+    raw_three = (
+        "id IN (SELECT item_id FROM item_tag WHERE norm = ?) AND id IN (SELECT item_id FROM item_tag WHERE norm = ?) "
+        "AND id NOT IN (SELECT item_id FROM item_tag WHERE norm = ?)",
+        ["1girl", "long hair", "short hair"],
+    )
     group = "group:Bench500"
-    raw_group = ("id IN (SELECT item_id FROM item_tag WHERE norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?))", [1])
+    raw_group = (
+        "id IN (SELECT item_id FROM item_tag WHERE norm IN (SELECT norm FROM tag_group_member WHERE group_id = ?))",
+        [1],
+    )
     wildcard = "tag 0001*"
     raw_wild = ("id IN (SELECT item_id FROM item_tag WHERE norm GLOB ?)", ["tag 0001*"])
 
     tail = "group:Tail500"
     raw_tail = (raw_group[0], [2])
-    cases = [("three terms", three, raw_three, 50), ("group: 500 head tags", group, raw_group, 100),
-             ("group: 500 tail tags", tail, raw_tail, 100), ("wildcard", wildcard, raw_wild, None)]
-    print(f"\n{'query (page of 50 + count)':<24}{'sushitui ms':>12}{'(cpu)':>7}{'raw ms':>8}{'(cpu)':>7}{'ratio':>7}{'target':>8}{'matches':>9}")
+    cases = [
+        ("three terms", three, raw_three, 50),
+        ("group: 500 head tags", group, raw_group, 100),
+        ("group: 500 tail tags", tail, raw_tail, 100),
+        ("wildcard", wildcard, raw_wild, None),
+    ]
+    print(
+        f"\n{'query (page of 50 + count)':<24}{'sushitui ms':>12}{'(cpu)':>7}{'raw ms':>8}{'(cpu)':>7}{'ratio':>7}{'target':>8}{'matches':>9}"
+    )
     ok = True
     for label, q, (where, params), target in cases:
         ms, cpu, (n_page, total) = timed(orm_page_and_count(q), args.repeat)
@@ -331,8 +439,10 @@ def main() -> int:
         assert total == raw_total, (total, raw_total)
         passed = target is None or ms <= target
         ok &= passed
-        print(f"{label:<24}{ms:>12.1f}{cpu:>7.1f}{raw_ms:>8.1f}{raw_cpu:>7.1f}{ms / raw_ms:>7.2f}{(f'≤{target}' if target else '-'):>8}{total:>9,}"
-              + ("" if passed else "  MISSED"))
+        print(
+            f"{label:<24}{ms:>12.1f}{cpu:>7.1f}{raw_ms:>8.1f}{raw_cpu:>7.1f}{ms / raw_ms:>7.2f}{(f'≤{target}' if target else '-'):>8}{total:>9,}"
+            + ("" if passed else "  MISSED")
+        )
     # the stored group answer (sushitui.store.group_index) is built by the first count after
     # tags or members changed; that first count costs more than one plain count
     print(f"\n{'first group: count after a change':<36}{'sushitui ms':>12}{'plain DISTINCT ms':>19}{'ratio':>7}")
@@ -346,8 +456,11 @@ def main() -> int:
             count_items(1, q)
             colds.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            raw.execute("SELECT COUNT(*) FROM (SELECT DISTINCT item_id FROM item_tag WHERE norm IN "
-                        "(SELECT norm FROM tag_group_member WHERE group_id = ?))", params).fetchone()
+            raw.execute(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT item_id FROM item_tag WHERE norm IN "
+                "(SELECT norm FROM tag_group_member WHERE group_id = ?))",
+                params,
+            ).fetchone()
             plains.append((time.perf_counter() - t0) * 1000)
         cold, plain = statistics.median(colds), statistics.median(plains)
         print(f"{label:<36}{cold:>12.0f}{plain:>19.0f}{cold / plain:>7.2f}")
@@ -364,9 +477,13 @@ def main() -> int:
         ms, floor_ms, bare_ms, files = bench_bulk(args.bulk, work)
         passed = ms <= 3000
         ok &= passed
-        print(f"\n{'bulk add of one tag':<22}{'sushitui ms':>12}{'floor ms':>9}{'ratio':>7}{'bare ms':>9}{'ratio':>7}{'target':>8}{'files':>8}")
-        print(f"{f'{args.bulk:,} items':<22}{ms:>12.0f}{floor_ms:>9.0f}{ms / floor_ms:>7.2f}{bare_ms:>9.0f}{ms / bare_ms:>7.2f}"
-              f"{'≤3000':>8}{files:>8,}" + ("" if passed else "  MISSED"))
+        print(
+            f"\n{'bulk add of one tag':<22}{'sushitui ms':>12}{'floor ms':>9}{'ratio':>7}{'bare ms':>9}{'ratio':>7}{'target':>8}{'files':>8}"
+        )
+        print(
+            f"{f'{args.bulk:,} items':<22}{ms:>12.0f}{floor_ms:>9.0f}{ms / floor_ms:>7.2f}{bare_ms:>9.0f}{ms / bare_ms:>7.2f}"
+            f"{'≤3000':>8}{files:>8,}" + ("" if passed else "  MISSED")
+        )
         print("  floor: read + atomic rewrite (mkstemp, fsync, rename) of the same files, no index update")
         print("  bare: the same rewrite without fsync (not crash-safe), no index update")
         shutil.rmtree(work, ignore_errors=True)

@@ -48,8 +48,9 @@ def dataset_dir(n: int, tags: int) -> Path:
         print(f"generating {n:,} items under {root} (cached for later runs)…", flush=True)
         t0 = time.perf_counter()
         g = generate_dataset(root, n, seed=1, tags_per_item=(tags, tags))
-        marker.write_text(json.dumps({"items": g.n_items, "images": g.n_images, "captions": g.n_captions,
-                                      "tag_rows": g.n_tag_rows}))
+        marker.write_text(
+            json.dumps({"items": g.n_items, "images": g.n_images, "captions": g.n_captions, "tag_rows": g.n_tag_rows})
+        )
         print(f"  done in {time.perf_counter() - t0:.0f}s", flush=True)
     return root
 
@@ -62,8 +63,10 @@ def floor_sha256sum(root: Path) -> tuple[float, float, int, int]:
             if name.endswith((".png", ".txt")):
                 files += 1
                 size += os.path.getsize(os.path.join(dirpath, name))
-    cmd = (f"find {root} -type f \\( -name '*.png' -o -name '*.txt' \\) -print0 "
-           "| xargs -0 -P 2 -n 4000 sha256sum > /dev/null")
+    cmd = (
+        f"find {root} -type f \\( -name '*.png' -o -name '*.txt' \\) -print0 "
+        "| xargs -0 -P 2 -n 4000 sha256sum > /dev/null"
+    )
     subprocess.run(cmd, shell=True, check=True)  # warm the page cache
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -88,23 +91,31 @@ def child(args) -> int:
         report = reindex("bench")
     wall = time.perf_counter() - t0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({
-        "wall": wall,
-        "cpu_main": time.process_time() - c0,
-        "cpu_workers": children.ru_utime + children.ru_stime,
-        "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_worker_mb": children.ru_maxrss / 1024,
-        "added": report.items_added,
-        "unchanged": report.items_unchanged,
-        "problems": len(report.problems),
-        "timings": report.timings,
-    }))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "cpu_main": time.process_time() - c0,
+                "cpu_workers": children.ru_utime + children.ru_stime,
+                "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "rss_worker_mb": children.ru_maxrss / 1024,
+                "added": report.items_added,
+                "unchanged": report.items_unchanged,
+                "problems": len(report.problems),
+                "timings": report.timings,
+            }
+        )
+    )
     return 0
 
 
 def run_child(phase: str, db: Path, root: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--db", str(db), "--root", str(root)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, "--db", str(db), "--root", str(root)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -181,19 +192,46 @@ def main(argv=None) -> int:
     rows = [
         ("files (images + captions)", f"{files:,} ({size / 1e6:.0f} MB)", "", ""),
         ("floor: sha256sum ×2 processes", f"{floor_wall:.2f} s wall, {floor_cpu:.1f} s CPU", "", ""),
-        ("first scan", f"{scan['wall']:.2f} s, {rate:,.0f} items/s", "≥ 3,000 items/s", "ok" if rate >= 3000 else "MISSED"),
+        (
+            "first scan",
+            f"{scan['wall']:.2f} s, {rate:,.0f} items/s",
+            "≥ 3,000 items/s",
+            "ok" if rate >= 3000 else "MISSED",
+        ),
         ("  ratio to the floor", f"{ratio:.1f}×", "≤ 1.5×", "ok" if ratio <= 1.5 else "MISSED"),
         ("  CPU main / workers", f"{scan['cpu_main']:.1f} s / {scan['cpu_workers']:.1f} s", "", ""),
-        ("  CPU ratio to the floor", f"{(scan['cpu_main'] + scan['cpu_workers']) / floor_cpu:.1f}× "
-         f"(main alone {scan['cpu_main'] / floor_cpu:.1f}×)", "", ""),
+        (
+            "  CPU ratio to the floor",
+            f"{(scan['cpu_main'] + scan['cpu_workers']) / floor_cpu:.1f}× "
+            f"(main alone {scan['cpu_main'] / floor_cpu:.1f}×)",
+            "",
+            "",
+        ),
         ("  walk / plan / write", f"{t['walk_s']:.2f} / {t['plan_s']:.2f} / {t['write_s']:.2f} s", "", ""),
-        ("  peak RSS main + 2 workers", f"{scan['rss_main_mb']:.0f} + 2×{scan['rss_worker_mb']:.0f} = {peak:.0f} MB",
-         "≤ 500 MB", "ok" if peak <= 500 else "MISSED"),
-        ("reindex, unchanged", f"{again['wall']:.2f} s ({again['unchanged']:,} items)", "≤ 2 s",
-         "ok" if again["wall"] <= 2 else "MISSED"),
-        ("tag rows: scan inserts + index", f"{t['tag_rows']:,} rows in {t['tag_insert_s']:.2f} + "
-         f"{t.get('tag_index_s', 0.0):.2f} s = {tag_s:.2f} s", "", ""),
-        ("tag rows: raw sqlite3 executemany", f"{raw_rows:,} rows in {raw_s:.2f} s ({raw_rows / raw_s:,.0f} rows/s)", "", ""),
+        (
+            "  peak RSS main + 2 workers",
+            f"{scan['rss_main_mb']:.0f} + 2×{scan['rss_worker_mb']:.0f} = {peak:.0f} MB",
+            "≤ 500 MB",
+            "ok" if peak <= 500 else "MISSED",
+        ),
+        (
+            "reindex, unchanged",
+            f"{again['wall']:.2f} s ({again['unchanged']:,} items)",
+            "≤ 2 s",
+            "ok" if again["wall"] <= 2 else "MISSED",
+        ),
+        (
+            "tag rows: scan inserts + index",
+            f"{t['tag_rows']:,} rows in {t['tag_insert_s']:.2f} + {t.get('tag_index_s', 0.0):.2f} s = {tag_s:.2f} s",
+            "",
+            "",
+        ),
+        (
+            "tag rows: raw sqlite3 executemany",
+            f"{raw_rows:,} rows in {raw_s:.2f} s ({raw_rows / raw_s:,.0f} rows/s)",
+            "",
+            "",
+        ),
         ("  ratio scan / raw", f"{tag_ratio:.2f}×", "≤ 3×", "ok" if tag_ratio <= 3 else "MISSED"),
         ("load average (start → end)", f"{load0:.1f} → {load1:.1f} on {os.cpu_count()} cores", "", ""),
     ]

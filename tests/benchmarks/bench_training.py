@@ -85,8 +85,11 @@ def bench_record(tmp: Path, n_items: int, epochs: int) -> list[tuple]:
             )
     con.close()
     return [
-        (f"record {events:,} events (Run.record, batches of {BATCH})", (ours.wall, ours.cpu),
-         f"{events / ours.wall:,.0f} ev/s; target <= 10 s"),
+        (
+            f"record {events:,} events (Run.record, batches of {BATCH})",
+            (ours.wall, ours.cpu),
+            f"{events / ours.wall:,.0f} ev/s; target <= 10 s",
+        ),
         ("  raw sqlite3 executemany of the same event rows", (raw.wall, raw.cpu), f"{events / raw.wall:,.0f} ev/s"),
         ("  ratio ours / raw", (ours.wall / raw.wall, ours.cpu / raw.cpu), ""),
     ]
@@ -117,7 +120,13 @@ def bench_sample_and_stats(tmp: Path, n: int) -> list[tuple]:
 
         rows.append((f"sample epoch 1 of {n:,} (incl. history): {sampler}", best_of(cold), "target: <= 0.5 s"))
         counter = iter(range(2, 100))
-        rows.append((f"  each later epoch: {sampler}", best_of(lambda: run.sample_epoch(next(counter), sampler=sampler, seed=3)), ""))
+        rows.append(
+            (
+                f"  each later epoch: {sampler}",
+                best_of(lambda: run.sample_epoch(next(counter), sampler=sampler, seed=3)),
+                "",
+            )
+        )
     rng = np.random.default_rng(0)
     rows.append((f"  floor: numpy permutation of {n:,}", best_of(lambda: rng.permutation(n)), ""))
     run.close()

@@ -71,9 +71,14 @@ def bench_import(db, tmp: Path, path: Path) -> dict:
     ours_cpu = time.process_time() - c
     rows = db.execute_sql(
         "SELECT norm, tag, lang, text, text_key, reading, reading_key, position, in_dictionary, source, created_at "
-        "FROM tag_translation").fetchall()
-    schema = [r[0] for r in db.execute_sql(
-        "SELECT sql FROM sqlite_master WHERE tbl_name='tag_translation' AND sql IS NOT NULL ORDER BY type DESC, name")]
+        "FROM tag_translation"
+    ).fetchall()
+    schema = [
+        r[0]
+        for r in db.execute_sql(
+            "SELECT sql FROM sqlite_master WHERE tbl_name='tag_translation' AND sql IS NOT NULL ORDER BY type DESC, name"
+        )
+    ]
     plain_path = tmp / "plain.db"
     con = sqlite3.connect(plain_path)
     for pragma in ("journal_mode=wal", "synchronous=normal", "cache_size=-65536", "temp_store=memory"):
@@ -86,12 +91,20 @@ def bench_import(db, tmp: Path, path: Path) -> dict:
     with con:
         con.executemany(
             "INSERT INTO tag_translation (norm, tag, lang, text, text_key, reading, reading_key, position, "
-            "in_dictionary, source, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            "in_dictionary, source, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
     plain = time.perf_counter() - t
     plain_cpu = time.process_time() - c
     con.close()
-    return {"ours": ours, "plain": plain, "ours_cpu": ours_cpu, "plain_cpu": plain_cpu, "report": rep,
-            "written": len(rows)}
+    return {
+        "ours": ours,
+        "plain": plain,
+        "ours_cpu": ours_cpu,
+        "plain_cpu": plain_cpu,
+        "report": rep,
+        "written": len(rows),
+    }
 
 
 def bench_complete(db, nq: int, sample: dict) -> tuple[list, dict]:
@@ -110,8 +123,12 @@ def bench_complete(db, nq: int, sample: dict) -> tuple[list, dict]:
         typed_cjk += [w[:k] for k in range(1, len(w) + 1)]
     readings = ["".join(rng.choice(KANA) for _ in range(rng.randint(1, 3))) for _ in range(nq)]
     katakana = ["".join(chr(ord(ch) + 0x60) for ch in r) for r in readings]
-    queries = {"CJK typed": typed_cjk, "reading (kana)": readings, "katakana": katakana,
-               "CJK substring": [w[1:3] for w in rng.sample(words, nq) if len(w) >= 3]}
+    queries = {
+        "CJK typed": typed_cjk,
+        "reading (kana)": readings,
+        "katakana": katakana,
+        "CJK substring": [w[1:3] for w in rng.sample(words, nq) if len(w) >= 3],
+    }
     queries.update(make_queries(db, nq))
     rows = []
     for kind, qs in queries.items():
@@ -128,11 +145,13 @@ def bench_search(db, sample: dict) -> list:
     rng = random.Random(5)
     words = [w for w in sample["words"] if w != "#NAME?"]
     out = []
-    for label, texts, mode in (("translation substring", [w[:2] for w in rng.sample(words, 20)], "substring"),
-                               ("translation suffix", [w[-2:] for w in rng.sample(words, 20)], "suffix"),
-                               ("translation exact", rng.sample(words, 20), "exact"),
-                               ("English substring", ["hair", "miku", "ribbon", "sword", "_(cosplay)"] * 4, "substring"),
-                               ("English prefix", ["long_", "hatsune", "blue_e", "school", "a"] * 4, "prefix")):
+    for label, texts, mode in (
+        ("translation substring", [w[:2] for w in rng.sample(words, 20)], "substring"),
+        ("translation suffix", [w[-2:] for w in rng.sample(words, 20)], "suffix"),
+        ("translation exact", rng.sample(words, 20), "exact"),
+        ("English substring", ["hair", "miku", "ribbon", "sword", "_(cosplay)"] * 4, "substring"),
+        ("English prefix", ["long_", "hatsune", "blue_e", "school", "a"] * 4, "prefix"),
+    ):
         times, cpu = [], []
         for text in texts:
             c = time.process_time()
@@ -168,17 +187,25 @@ def main() -> int:
         sample = make_file(db, path, args.rows)
         imp = bench_import(db, tmp, path)
         rep = imp["report"]
-        print(f"\n## import of {args.rows:,} translation rows ({path.stat().st_size / 1e6:.1f} MB: BOM, CRLF, header, "
-              f"'|' alternatives, readings)")
-        print(f"wrote {imp['written']:,} translations of {rep.tags:,} tags; not in the dictionary "
-              f"{len(rep.not_in_dictionary):,}; rejected {len(rep.rejected):,}")
+        print(
+            f"\n## import of {args.rows:,} translation rows ({path.stat().st_size / 1e6:.1f} MB: BOM, CRLF, header, "
+            f"'|' alternatives, readings)"
+        )
+        print(
+            f"wrote {imp['written']:,} translations of {rep.tags:,} tags; not in the dictionary "
+            f"{len(rep.not_in_dictionary):,}; rejected {len(rep.rejected):,}"
+        )
         # CPU seconds too: on a shared machine the wall clock measures the neighbours as well
         print(f"{'what':<66} {'wall s':>7} {'ratio':>6} {'CPU s':>7} {'ratio':>6}")
-        print(f"{'plain sqlite3 executemany of the rows written (floor)':<66} {imp['plain']:>7.2f} {1.0:>6.2f} "
-              f"{imp['plain_cpu']:>7.2f} {1.0:>6.2f}")
-        print(f"{'sushitui dict translations import (read, check, normalise, write)':<66} {imp['ours']:>7.2f} "
-              f"{imp['ours'] / imp['plain']:>6.2f} {imp['ours_cpu']:>7.2f} {imp['ours_cpu'] / imp['plain_cpu']:>6.2f}"
-              "  (target ≤ 2.00)")
+        print(
+            f"{'plain sqlite3 executemany of the rows written (floor)':<66} {imp['plain']:>7.2f} {1.0:>6.2f} "
+            f"{imp['plain_cpu']:>7.2f} {1.0:>6.2f}"
+        )
+        print(
+            f"{'sushitui dict translations import (read, check, normalise, write)':<66} {imp['ours']:>7.2f} "
+            f"{imp['ours'] / imp['plain']:>6.2f} {imp['ours_cpu']:>7.2f} {imp['ours_cpu'] / imp['plain_cpu']:>6.2f}"
+            "  (target ≤ 2.00)"
+        )
         rows, extra = bench_complete(db, args.queries, sample)
         print(f"\n## autocomplete per keystroke, limit 10, {n:,} tags + {imp['written']:,} translations (ms)")
         print(f"index build {extra['build_s']:.2f} s in the background, +{extra['mem_mb']:.0f} MB RSS")

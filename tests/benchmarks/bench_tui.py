@@ -257,20 +257,34 @@ def main() -> int:
     offsets = [random.Random(1).randrange(0, res["total"] - res["capacity"]) for _ in range(20)]
     raw, ours = raw_page_ms(db_path, ds_id, res["capacity"], offsets)
 
-    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times include waiting for a core; CPU times do not)")
-    print(f"browser on {res['total']:,} items at {w}×{h} ({res['capacity']} cards/page, images: {os.environ['SUSHITUI_IMAGES']}), {os.cpu_count()} cores")
+    print(
+        f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times include waiting for a core; CPU times do not)"
+    )
+    print(
+        f"browser on {res['total']:,} items at {w}×{h} ({res['capacity']} cards/page, images: {os.environ['SUSHITUI_IMAGES']}), {os.cpu_count()} cores"
+    )
     print(f"{'measure':44} {'value':>12}  {'vs':>28}")
-    print(f"{'first paint (cards on screen)':44} {res['first_paint_ms']:>10.0f}ms  DataTable of all rows {naive:>8.0f}ms = {naive / res['first_paint_ms']:.0f}× slower")
+    print(
+        f"{'first paint (cards on screen)':44} {res['first_paint_ms']:>10.0f}ms  DataTable of all rows {naive:>8.0f}ms = {naive / res['first_paint_ms']:.0f}× slower"
+    )
     print(f"{'first paint, UI-thread CPU':44} {res['first_paint_cpu_ms']:>10.0f}ms")
     print(f"{'first thumbnails on screen':44} {res['first_thumbs_ms']:>10.0f}ms")
     print(f"{'count of the result (worker)':44} {res['count_ms']:>10.0f}ms")
     pb, jb = res["page_busy"], res["jump_busy"]
-    print(f"{'page move, UI-thread CPU p50 / p95 / max':44} {statistics.median(pb):>6.1f} / {pct(pb, .95):.1f} / {max(pb):.1f} ms")
+    print(
+        f"{'page move, UI-thread CPU p50 / p95 / max':44} {statistics.median(pb):>6.1f} / {pct(pb, 0.95):.1f} / {max(pb):.1f} ms"
+    )
     print(f"{'page move, wall incl. Pilot key delivery p50':44} {statistics.median(res['page_wall']):>10.1f}ms")
-    print(f"{'random jump, UI-thread CPU p50 / p95 / max':44} {statistics.median(jb):>6.1f} / {pct(jb, .95):.1f} / {max(jb):.1f} ms")
+    print(
+        f"{'random jump, UI-thread CPU p50 / p95 / max':44} {statistics.median(jb):>6.1f} / {pct(jb, 0.95):.1f} / {max(jb):.1f} ms"
+    )
     print(f"{'random jump, wall to page on screen p50':44} {statistics.median(res['jump_wall']):>10.1f}ms")
-    print(f"{'page query (worker): load_cards':44} {ours:>10.1f}ms  raw sqlite3 LIMIT/OFFSET {raw:.1f}ms = {ours / raw:.1f}×")
-    print(f"{'RSS growth after ' + str(res['pages_walked']) + ' more pages':44} {res['rss_growth_mb']:>10.1f}MB  thumbnail cache {res['thumb_cache_mb']:.1f} of {res['thumb_budget_mb']:.0f} MB budget ({res['thumbs_cached']} thumbs)")
+    print(
+        f"{'page query (worker): load_cards':44} {ours:>10.1f}ms  raw sqlite3 LIMIT/OFFSET {raw:.1f}ms = {ours / raw:.1f}×"
+    )
+    print(
+        f"{'RSS growth after ' + str(res['pages_walked']) + ' more pages':44} {res['rss_growth_mb']:>10.1f}MB  thumbnail cache {res['thumb_cache_mb']:.1f} of {res['thumb_budget_mb']:.0f} MB budget ({res['thumbs_cached']} thumbs)"
+    )
     ok = res["first_paint_ms"] <= 300 and pct(pb, 0.95) <= 50
     print("targets: first paint ≤ 300 ms, page move ≤ 50 ms UI-thread:", "met" if ok else "NOT met")
     return 0

@@ -99,8 +99,11 @@ class TreeCpu:
 
 
 def start_server(delay: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "vlm_support.py"), "--delay", str(delay)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "vlm_support.py"), "--delay", str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     port = int(proc.stdout.readline())
     return proc, f"http://127.0.0.1:{port}/v1"
 
@@ -135,8 +138,18 @@ def run_captions(name: str, endpoint: str, concurrency: int, workers: int, max_s
     from sushitui.tagger.vlm import CaptionOptions, caption_items
 
     t = time.perf_counter()
-    report = caption_items(name, None, CaptionOptions(endpoint=endpoint, template="short", concurrency=concurrency, read_cache=False,
-                                                      workers=workers, max_side=max_side))
+    report = caption_items(
+        name,
+        None,
+        CaptionOptions(
+            endpoint=endpoint,
+            template="short",
+            concurrency=concurrency,
+            read_cache=False,
+            workers=workers,
+            max_side=max_side,
+        ),
+    )
     elapsed = time.perf_counter() - t
     assert report.written == report.items and report.failed == 0, (report.failed, report.problems[:3])
     return report, elapsed
@@ -152,6 +165,7 @@ async def _client_rate(kind: str, base_url: str, body: dict, n: int, concurrency
         async def one():
             async with sem:
                 await client.chat(body)
+
         close = client.aclose
     else:
         from openai import AsyncOpenAI
@@ -161,6 +175,7 @@ async def _client_rate(kind: str, base_url: str, body: dict, n: int, concurrency
         async def one():
             async with sem:
                 await client.chat.completions.create(**body)
+
         close = client.close
     await asyncio.gather(*(one() for _ in range(min(concurrency, n))))  # warm: connections open
     cpu, t = time.process_time(), time.perf_counter()
@@ -174,8 +189,19 @@ def client_rates(base_url: str, image: str, max_side: int, n: int, concurrency: 
     from sushitui.tagger.vlm.images import encode_image
 
     uri = encode_image(image, max_side).data_uri
-    body = {"model": "test-vlm", "max_tokens": 300, "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "Describe <<x>>."}, {"type": "image_url", "image_url": {"url": uri}}]}]}
+    body = {
+        "model": "test-vlm",
+        "max_tokens": 300,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Describe <<x>>."},
+                    {"type": "image_url", "image_url": {"url": uri}},
+                ],
+            }
+        ],
+    }
     out = {"httpx2 ChatClient": asyncio.run(_client_rate("httpx2", base_url, body, n, concurrency))}
     try:
         import openai  # noqa: F401
@@ -207,8 +233,12 @@ def write_rates(tmp: Path, n: int) -> tuple[float, float]:
                 set_text(it, "natural_language", "caption", f"A caption of {it.base_name}.")
         else:
             for i in range(0, len(items), 32):
-                set_texts_many([TextEdit(it, f"A caption of {it.base_name}.") for it in items[i:i + 32]],
-                               "natural_language", "caption", source="vlm_bench")
+                set_texts_many(
+                    [TextEdit(it, f"A caption of {it.base_name}.") for it in items[i : i + 32]],
+                    "natural_language",
+                    "caption",
+                    source="vlm_bench",
+                )
         rates.append(len(items) / (time.perf_counter() - t))
     return rates[0], rates[1]
 
@@ -218,8 +248,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60, help="images for the instant-server run")
     ap.add_argument("--slow-n", type=int, default=96, help="images for the 2 s server run")
     ap.add_argument("--size", default="1536x1024")
-    ap.add_argument("--slow-size", default="640x480",
-                    help="images of the 2 s run: small, so that it measures requests kept in flight, not decoding")
+    ap.add_argument(
+        "--slow-size",
+        default="640x480",
+        help="images of the 2 s run: small, so that it measures requests kept in flight, not decoding",
+    )
     ap.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
     ap.add_argument("--max-side", type=int, default=1024)
     ap.add_argument("--requests", type=int, default=400, help="requests per client in the client comparison")
@@ -245,38 +278,64 @@ def main() -> None:
         floor_cpu = cap_cpu = float("inf")
         for rep in range(a.reps):
             with TreeCpu() as f_cpu:
-                floor = floor_rate(paths[:a.n], a.workers, a.max_side)
-            make_dataset(paths[:a.n], tmp, f"fast{rep}")
+                floor = floor_rate(paths[: a.n], a.workers, a.max_side)
+            make_dataset(paths[: a.n], tmp, f"fast{rep}")
             with TreeCpu((fast.pid,)) as c_cpu:
                 report, elapsed = run_captions(f"fast{rep}", "fast", 32, a.workers, a.max_side)
             cap = report.items / elapsed
             fc, cc = f_cpu.cpu_s / a.n * 1000, c_cpu.cpu_s / report.items * 1000
-            print(f"  rep {rep}: floor {floor:.1f} images/s ({fc:.0f} ms CPU each), caption_items {cap:.1f} "
-                  f"captions/s ({cc:.0f} ms CPU each, client + workers + server): {cap / floor:.0%} by wall clock, "
-                  f"{fc / cc:.0%} by CPU")
+            print(
+                f"  rep {rep}: floor {floor:.1f} images/s ({fc:.0f} ms CPU each), caption_items {cap:.1f} "
+                f"captions/s ({cc:.0f} ms CPU each, client + workers + server): {cap / floor:.0%} by wall clock, "
+                f"{fc / cc:.0%} by CPU"
+            )
             best_floor, best_cap = max(best_floor, floor), max(best_cap, cap)
             floor_cpu, cap_cpu = min(floor_cpu, fc), min(cap_cpu, cc)
-        rows.append(("floor: decode+resize+encode (pool start counted)", f"{best_floor:.1f} images/s",
-                     f"{floor_cpu:.0f} ms CPU per image"))
-        rows.append(("caption_items, server answers at once", f"{best_cap:.1f} captions/s",
-                     f"{best_cap / best_floor:.0%} of floor by wall clock, {floor_cpu / cap_cpu:.0%} by CPU per "
-                     "image (target ≥ 85 %)"))
+        rows.append(
+            (
+                "floor: decode+resize+encode (pool start counted)",
+                f"{best_floor:.1f} images/s",
+                f"{floor_cpu:.0f} ms CPU per image",
+            )
+        )
+        rows.append(
+            (
+                "caption_items, server answers at once",
+                f"{best_cap:.1f} captions/s",
+                f"{best_cap / best_floor:.0%} of floor by wall clock, {floor_cpu / cap_cpu:.0%} by CPU per "
+                "image (target ≥ 85 %)",
+            )
+        )
         sw, sh = (int(x) for x in a.slow_size.split("x"))
         make_dataset(make_images(a.slow_n, (sw, sh)), tmp, "slow")
         report, elapsed = run_captions("slow", "slow", 32, a.workers, a.max_side)
-        rows.append((f"caption_items, 2 s server, concurrency 32, {report.items} items {sw}x{sh}",
-                     f"{report.requests_per_s:.1f} requests/s",
-                     f"target ≥ 14 (end to end {report.items / elapsed:.1f}/s incl. start and the last 2 s)"))
-        make_dataset(paths[:a.slow_n], tmp, "slow-big")
+        rows.append(
+            (
+                f"caption_items, 2 s server, concurrency 32, {report.items} items {sw}x{sh}",
+                f"{report.requests_per_s:.1f} requests/s",
+                f"target ≥ 14 (end to end {report.items / elapsed:.1f}/s incl. start and the last 2 s)",
+            )
+        )
+        make_dataset(paths[: a.slow_n], tmp, "slow-big")
         report, elapsed = run_captions("slow-big", "slow", 32, a.workers, a.max_side)
-        rows.append((f"  the same with the {w}x{h} images", f"{report.requests_per_s:.1f} requests/s",
-                     f"bounded by the floor ({best_floor:.1f} images/s) on {os.cpu_count()} cores"))
+        rows.append(
+            (
+                f"  the same with the {w}x{h} images",
+                f"{report.requests_per_s:.1f} requests/s",
+                f"bounded by the floor ({best_floor:.1f} images/s) on {os.cpu_count()} cores",
+            )
+        )
         for name, res in client_rates(fast_url, paths[0], a.max_side, a.requests, 32).items():
             if res is None:
                 rows.append((f"client {name}", "not installed", "pip install openai to compare"))
             else:
-                rows.append((f"client {name}, {a.requests} requests, 32 in flight", f"{res[0]:.0f} requests/s",
-                             f"{res[1]:.2f} ms client CPU per request"))
+                rows.append(
+                    (
+                        f"client {name}, {a.requests} requests, 32 in flight",
+                        f"{res[0]:.0f} requests/s",
+                        f"{res[1]:.2f} ms client CPU per request",
+                    )
+                )
         one, many = write_rates(tmp, 200)
         rows.append(("caption writes: set_text per caption", f"{one:.0f} captions/s", ""))
         rows.append(("caption writes: set_texts_many, batches of 32", f"{many:.0f} captions/s", ""))

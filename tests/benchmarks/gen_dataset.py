@@ -26,11 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     w, h = (int(x) for x in args.size.lower().split("x"))
     lo, hi = (int(x) for x in args.tags.split("-"))
     t0 = time.perf_counter()
-    g = generate_dataset(args.dir, args.n, seed=args.seed, image_size=(w, h), tags_per_item=(lo, hi),
-                         group_fraction=args.groups, nested=not args.flat)
+    g = generate_dataset(
+        args.dir,
+        args.n,
+        seed=args.seed,
+        image_size=(w, h),
+        tags_per_item=(lo, hi),
+        group_fraction=args.groups,
+        nested=not args.flat,
+    )
     dt = time.perf_counter() - t0
-    print(f"{g.n_items:,} items ({g.n_images:,} images, {g.n_captions:,} captions, {g.n_groups:,} groups, "
-          f"{g.n_tag_rows:,} tags) in {g.root} — {dt:.1f}s")
+    print(
+        f"{g.n_items:,} items ({g.n_images:,} images, {g.n_captions:,} captions, {g.n_groups:,} groups, "
+        f"{g.n_tag_rows:,} tags) in {g.root} — {dt:.1f}s"
+    )
     return 0
 
 

@@ -81,16 +81,31 @@ def main(out: str) -> int:
     run("group", "add", "Animals", "--color", "#F4A261", "--description", "animal tags")
     run("group", "add-tags", "Animals", "cat ears, dog", "fox")
     run("alias", "add", "girl", "1girl")
-    run("run", "create", "cats-v1", "--dataset", "cats", "--model-type", "sdxl-lora", "--base-model", "sdxl.safetensors",
-        "--epochs", "2")
+    run(
+        "run",
+        "create",
+        "cats-v1",
+        "--dataset",
+        "cats",
+        "--model-type",
+        "sdxl-lora",
+        "--base-model",
+        "sdxl.safetensors",
+        "--epochs",
+        "2",
+    )
     run("run", "create", "cats-v2", "--dataset", "cats", "--parent", "cats-v1", "--epochs", "1")
     usage = work / "usage.jsonl"
     usage.write_text(
-        "\n".join(json.dumps(r) for r in [
-            {"epoch": 1, "step": 1, "ids": [1, 2]},
-            {"epoch": 1, "step": 2, "images": ["sub/dog_01.jpg"]},
-            {"epoch": 2, "step": 3, "ids": [1, 3]},
-        ]) + "\n",
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"epoch": 1, "step": 1, "ids": [1, 2]},
+                {"epoch": 1, "step": 2, "images": ["sub/dog_01.jpg"]},
+                {"epoch": 2, "step": 3, "ids": [1, 3]},
+            ]
+        )
+        + "\n",
         encoding="utf-8",
     )
     run("run", "record", "cats-v1", "--from", str(usage))
@@ -116,9 +131,9 @@ def main(out: str) -> int:
     con = sqlite3.connect(db)  # the last connection: checkpoints the WAL into the file
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
-    for name, n in sqlite3.connect(db).execute(
-        "SELECT name, 0 FROM sqlite_master WHERE type = 'table' ORDER BY name"
-    ).fetchall():
+    for name, n in (
+        sqlite3.connect(db).execute("SELECT name, 0 FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+    ):
         count = sqlite3.connect(db).execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]
         print(f"{name:20} {count}")
     print(out_path, out_path.stat().st_size, "bytes")

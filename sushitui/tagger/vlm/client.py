@@ -116,8 +116,13 @@ def parse_completion(doc: Any) -> ChatAnswer:
     if not isinstance(usage, dict):
         usage = {}
     refusal = message.get("refusal")
-    return ChatAnswer(text, choice.get("finish_reason"), refusal if isinstance(refusal, str) and refusal else None,
-                      _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
+    return ChatAnswer(
+        text,
+        choice.get("finish_reason"),
+        refusal if isinstance(refusal, str) and refusal else None,
+        _int(usage.get("prompt_tokens")),
+        _int(usage.get("completion_tokens")),
+    )
 
 
 def _content_text(content: Any) -> str:
@@ -142,8 +147,16 @@ class ChatClient:
     ``Retry-After`` when the server says, else ``retry_base_s`` × 2^n (with jitter,
     at most 30 s)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout_s: float = 180.0, max_retries: int = 4,
-                 retry_base_s: float = 1.0, concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 180.0,
+        max_retries: int = 4,
+        retry_base_s: float = 1.0,
+        concurrency: int = 32,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -153,7 +166,9 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {api_key}"
         limits = httpx.Limits(max_connections=max(1, concurrency), max_keepalive_connections=max(1, concurrency))
         self._client = httpx.AsyncClient(
-            headers=headers, limits=limits, timeout=httpx.Timeout(timeout_s, connect=min(30.0, timeout_s)),
+            headers=headers,
+            limits=limits,
+            timeout=httpx.Timeout(timeout_s, connect=min(30.0, timeout_s)),
             trust_env=False,  # a loopback server must not go through $HTTP_PROXY
             # plain http never negotiates TLS: skip loading the CA store (0.25 s per client)
             verify=not self.base_url.startswith("http://"),
@@ -177,13 +192,17 @@ class ChatClient:
         except (httpx.HTTPError, asyncio.TimeoutError, OSError) as exc:
             raise EndpointError(f"GET {url}: {_transport_reason(exc)}", retryable=True) from None
         if resp.status_code != 200:
-            raise EndpointError(f"GET {url}: HTTP {resp.status_code}: {_server_message(resp.content)}", resp.status_code)
+            raise EndpointError(
+                f"GET {url}: HTTP {resp.status_code}: {_server_message(resp.content)}", resp.status_code
+            )
         try:
             doc = resp.json()
             data = doc["data"] if isinstance(doc, dict) else doc
             return [str(m["id"]) if isinstance(m, dict) else str(m) for m in data]
         except (ValueError, KeyError, TypeError):
-            raise EndpointError(f"GET {url}: the answer is not a model list (expected {{\"data\": [{{\"id\": ...}}]}})") from None
+            raise EndpointError(
+                f'GET {url}: the answer is not a model list (expected {{"data": [{{"id": ...}}]}})'
+            ) from None
 
     async def chat(self, body: dict, *, stream: bool = False) -> ChatAnswer:
         """POST /chat/completions with retries; raises EndpointError when it fails for good."""
@@ -224,7 +243,9 @@ class ChatClient:
                 if resp.status_code != 200:
                     body = await resp.aread()
                     retryable = resp.status_code in RETRY_STATUSES or resp.status_code >= 500
-                    err = EndpointError(f"HTTP {resp.status_code}: {_server_message(body)}", resp.status_code, retryable)
+                    err = EndpointError(
+                        f"HTTP {resp.status_code}: {_server_message(body)}", resp.status_code, retryable
+                    )
                     err.retry_after = retry_after_s(resp.headers.get("retry-after"))  # type: ignore[attr-defined]
                     raise err
                 if stream and "text/event-stream" in resp.headers.get("content-type", ""):
@@ -237,8 +258,9 @@ class ChatClient:
         except ValueError as exc:
             # a proxy or a server restarting can answer garbage once: worth another try
             reason = str(exc) if not isinstance(exc, json.JSONDecodeError) else "the answer is not valid JSON"
-            raise EndpointError(f"malformed answer: {reason}: {_short(body[:120].decode('utf-8', 'replace'))}",
-                                200, retryable=True) from None
+            raise EndpointError(
+                f"malformed answer: {reason}: {_short(body[:120].decode('utf-8', 'replace'))}", 200, retryable=True
+            ) from None
 
 
 async def _read_stream(resp) -> ChatAnswer:
@@ -277,8 +299,13 @@ async def _read_stream(resp) -> ChatAnswer:
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
     completion = _int(usage.get("completion_tokens"))
-    return ChatAnswer("".join(parts), finish, "".join(refusal_parts) or None, _int(usage.get("prompt_tokens")),
-                      completion if completion is not None else (chunks or None))
+    return ChatAnswer(
+        "".join(parts),
+        finish,
+        "".join(refusal_parts) or None,
+        _int(usage.get("prompt_tokens")),
+        completion if completion is not None else (chunks or None),
+    )
 
 
 def _transport_reason(exc: BaseException) -> str:

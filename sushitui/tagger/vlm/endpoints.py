@@ -41,8 +41,14 @@ class EndpointInfo:
         return bool(self.api_key_env and os.environ.get(self.api_key_env))
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env,
-                "key_present": self.key_present, "local": is_local(self.base_url)}
+        return {
+            "name": self.name,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "key_present": self.key_present,
+            "local": is_local(self.base_url),
+        }
 
 
 def _info(row: VlmEndpoint) -> EndpointInfo:
@@ -56,8 +62,10 @@ def normalise_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise VlmError(f"{url!r} is not an http(s) URL; give the server's base URL, e.g. http://127.0.0.1:8000/v1")
     if parts.username or parts.password:
-        raise VlmError("the URL contains a user name or password; keys are never stored: put the key in an "
-                       "environment variable and pass --api-key-env VAR")
+        raise VlmError(
+            "the URL contains a user name or password; keys are never stored: put the key in an "
+            "environment variable and pass --api-key-env VAR"
+        )
     if parts.query or parts.fragment:
         raise VlmError(f"{url!r}: give the base URL without '?…' or '#…' (requests go to BASE/chat/completions)")
     return text.rstrip("/")
@@ -87,14 +95,17 @@ def privacy_notice(url: str) -> str | None:
     return f"images are sent to {host}: they leave this machine and your network"
 
 
-def add_endpoint(name: str, base_url: str, model: str | None = None, api_key_env: str | None = None, *,
-                 replace: bool = False) -> EndpointInfo:
+def add_endpoint(
+    name: str, base_url: str, model: str | None = None, api_key_env: str | None = None, *, replace: bool = False
+) -> EndpointInfo:
     if not NAME_RE.fullmatch(name or ""):
         raise VlmError(f"endpoint name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
     url = normalise_url(base_url)
     if api_key_env is not None and not ENV_RE.fullmatch(api_key_env):
-        raise VlmError(f"--api-key-env {api_key_env!r} is not an environment variable name (e.g. OPENAI_API_KEY); "
-                       "give the variable's NAME, not the key")
+        raise VlmError(
+            f"--api-key-env {api_key_env!r} is not an environment variable name (e.g. OPENAI_API_KEY); "
+            "give the variable's NAME, not the key"
+        )
     model = (model or "").strip() or None
     now = time.time()
     with write_transaction():
@@ -102,8 +113,9 @@ def add_endpoint(name: str, base_url: str, model: str | None = None, api_key_env
         if row is not None and not replace:
             raise VlmError(f"an endpoint named {name!r} exists ({row.base_url}); remove it first or pick another name")
         if row is None:
-            row = VlmEndpoint.create(name=name, base_url=url, model=model, api_key_env=api_key_env, created_at=now,
-                                     updated_at=now)
+            row = VlmEndpoint.create(
+                name=name, base_url=url, model=model, api_key_env=api_key_env, created_at=now, updated_at=now
+            )
         else:
             row.base_url, row.model, row.api_key_env, row.updated_at = url, model, api_key_env, now
             row.save()
@@ -120,15 +132,19 @@ def get_endpoint(name: str | None = None) -> EndpointInfo:
         row = VlmEndpoint.get_or_none(VlmEndpoint.name == name)
         if row is None:
             known = ", ".join(e.name for e in list_endpoints()) or "none yet"
-            raise VlmError(f"no endpoint named {name!r} (registered: {known}); add one with "
-                           "`sushitui endpoint add NAME URL --model MODEL`")
+            raise VlmError(
+                f"no endpoint named {name!r} (registered: {known}); add one with "
+                "`sushitui endpoint add NAME URL --model MODEL`"
+            )
         return _info(row)
     rows = list_endpoints()
     if len(rows) == 1:
         return rows[0]
     if not rows:
-        raise VlmError("no endpoint registered: add your server with `sushitui endpoint add local "
-                       "http://127.0.0.1:8000/v1 --model MODEL`")
+        raise VlmError(
+            "no endpoint registered: add your server with `sushitui endpoint add local "
+            "http://127.0.0.1:8000/v1 --model MODEL`"
+        )
     raise VlmError(f"several endpoints are registered ({', '.join(e.name for e in rows)}); choose one with --endpoint")
 
 
@@ -144,8 +160,10 @@ def api_key(endpoint: EndpointInfo) -> str | None:
         return None
     key = os.environ.get(endpoint.api_key_env, "").strip()
     if not key:
-        raise VlmError(f"endpoint {endpoint.name!r} takes its key from ${endpoint.api_key_env}, which is not set; "
-                       f"export {endpoint.api_key_env}=... and run again")
+        raise VlmError(
+            f"endpoint {endpoint.name!r} takes its key from ${endpoint.api_key_env}, which is not set; "
+            f"export {endpoint.api_key_env}=... and run again"
+        )
     return key
 
 
@@ -164,8 +182,10 @@ async def resolve_model(client, endpoint: EndpointInfo) -> str:
     try:
         models = await client.list_models()
     except EndpointError as exc:
-        raise VlmError(f"endpoint {endpoint.name!r} has no model set and listing the server's models failed: {exc}. "
-                       "Set one: `sushitui endpoint add NAME URL --model MODEL`") from None
+        raise VlmError(
+            f"endpoint {endpoint.name!r} has no model set and listing the server's models failed: {exc}. "
+            "Set one: `sushitui endpoint add NAME URL --model MODEL`"
+        ) from None
     if not models:
         raise VlmError(f"endpoint {endpoint.name!r}: the server lists no models")
     return models[0]
@@ -206,8 +226,12 @@ def _probe_image() -> str:
     return encode_bytes(buf.getvalue(), 256).data_uri or ""
 
 
-def probe_endpoint(name: str | EndpointInfo | None = None, *, timeout_s: float = 60.0,
-                  prompt: str = "Describe this image in one short sentence.") -> EndpointProbe:
+def probe_endpoint(
+    name: str | EndpointInfo | None = None,
+    *,
+    timeout_s: float = 60.0,
+    prompt: str = "Describe this image in one short sentence.",
+) -> EndpointProbe:
     """List the server's models, send one small image, time both."""
     endpoint = name if isinstance(name, EndpointInfo) else get_endpoint(name)
     report = EndpointProbe(endpoint.name, endpoint.base_url, notice=privacy_notice(endpoint.base_url))
@@ -231,10 +255,22 @@ async def _test(endpoint: EndpointInfo, key: str | None, timeout_s: float, promp
             report.problems.append("no model: set one with `sushitui endpoint add NAME URL --model MODEL`")
             return
         if endpoint.model and report.models and endpoint.model not in report.models:
-            report.problems.append(f"the server does not list the model {endpoint.model!r} "
-                                   f"(it lists: {', '.join(report.models[:10])})")
-        body = {"model": report.model, "max_tokens": 60, "messages": [{"role": "user", "content": [
-            {"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": _probe_image()}}]}]}
+            report.problems.append(
+                f"the server does not list the model {endpoint.model!r} (it lists: {', '.join(report.models[:10])})"
+            )
+        body = {
+            "model": report.model,
+            "max_tokens": 60,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": prompt},
+                        {"type": "image_url", "image_url": {"url": _probe_image()}},
+                    ],
+                }
+            ],
+        }
         try:
             answer = await client.chat(body)
         except EndpointError as exc:

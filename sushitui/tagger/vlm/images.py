@@ -78,8 +78,10 @@ def encode_bytes(data: bytes, max_side: int = 1024, index: int = 0, quality: int
                 # draft keeps both sides ≥ the request: ask for the proportional size whose
                 # long side is max_side, so the long side never drops below it
                 scale = max_side / max(w, h)
-                img.draft("RGB" if img.mode in ("RGB", "YCbCr", "CMYK") else img.mode,
-                          (math.ceil(w * scale), math.ceil(h * scale)))
+                img.draft(
+                    "RGB" if img.mode in ("RGB", "YCbCr", "CMYK") else img.mode,
+                    (math.ceil(w * scale), math.ceil(h * scale)),
+                )
             img.load()
             sw, sh = (h, w) if img.getexif().get(0x0112) in (5, 6, 7, 8) else (w, h)  # turned a quarter
             img = ImageOps.exif_transpose(img) or img

@@ -64,8 +64,15 @@ def banned_words(text: str, banned: tuple[str, ...] | list[str]) -> list[str]:
     return found
 
 
-def process(raw: str, finish_reason: str | None, *, refusal: str | None = None, start_with: str | None = None,
-            banned: tuple[str, ...] | list[str] = (), fold: bool = True) -> Processed:
+def process(
+    raw: str,
+    finish_reason: str | None,
+    *,
+    refusal: str | None = None,
+    start_with: str | None = None,
+    banned: tuple[str, ...] | list[str] = (),
+    fold: bool = True,
+) -> Processed:
     text = (raw or "").strip()
     if fold:
         text = fold_lines(text)

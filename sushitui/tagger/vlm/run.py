@@ -52,8 +52,13 @@ MODES = ("skip-existing", "replace", "append")
 # caption type of a subtype whatever the template says (the scanner's fixed suffixes)
 FIXED_TYPES = {"instruction": "instruction", "description": "description", "tags": "tags"}
 # the subtype (file suffix) a new caption of a type gets, as the item editor chooses it
-DEFAULT_SUBTYPE = {"natural_language": "caption", "social_media": "social", "instruction": "instruction",
-                   "description": "description", "prompt": "prompt"}
+DEFAULT_SUBTYPE = {
+    "natural_language": "caption",
+    "social_media": "social",
+    "instruction": "instruction",
+    "description": "description",
+    "prompt": "prompt",
+}
 # Answers are cached (one cheap commit) at least every FLUSH_INTERVAL_S; caption files go
 # out in batches (one lock, one sync each: ~30 ms however small) every WRITE_INTERVAL_S.
 FLUSH_INTERVAL_S = 0.5
@@ -207,8 +212,11 @@ class _Job:
 def _dataset(dataset) -> Dataset:
     if isinstance(dataset, Dataset):
         return dataset
-    ds = Dataset.get_or_none(Dataset.id == dataset) if isinstance(dataset, int) else \
-        Dataset.get_or_none(Dataset.name == str(dataset))
+    ds = (
+        Dataset.get_or_none(Dataset.id == dataset)
+        if isinstance(dataset, int)
+        else Dataset.get_or_none(Dataset.name == str(dataset))
+    )
     if ds is None:
         raise VlmError(f"no dataset named {dataset!r}; `sushitui dataset list` shows them")
     return ds
@@ -237,7 +245,7 @@ def select_items(ds: Dataset, target: CaptionTarget) -> list[Item]:
         wanted = sorted({int(i) for i in target.item_ids})
         found: list[Item] = []
         for i in range(0, len(wanted), 500):
-            found.extend(q.where(Item.id.in_(wanted[i:i + 500])))
+            found.extend(q.where(Item.id.in_(wanted[i : i + 500])))
         missing = set(wanted) - {it.id for it in found}
         if missing and not target.query:
             raise VlmError(f"no item(s) {', '.join(map(str, sorted(missing)[:10]))} in dataset {ds.name!r}")
@@ -256,15 +264,17 @@ def resolve_caption_slot(ds: Dataset, template: Template, subtype: str | None) -
         subtype = next((s for s, t in overrides.items() if t == ctype), None) or DEFAULT_SUBTYPE.get(ctype, "caption")
     ctype = overrides.get(subtype) or FIXED_TYPES.get(subtype) or ctype
     if ctype == "tags":
-        raise VlmError(f"subtype {subtype!r} holds tags; a model's sentences go to a text caption: use --subtype "
-                       "caption (natural language), instruction, description, or main when main is prose")
+        raise VlmError(
+            f"subtype {subtype!r} holds tags; a model's sentences go to a text caption: use --subtype "
+            "caption (natural language), instruction, description, or main when main is prose"
+        )
     return ctype, subtype
 
 
 def _captions_of(item_ids: list[int]) -> dict[int, list[Caption]]:
     out: dict[int, list[Caption]] = {}
     for i in range(0, len(item_ids), 500):
-        for c in Caption.select().where(Caption.item.in_(item_ids[i:i + 500])):
+        for c in Caption.select().where(Caption.item.in_(item_ids[i : i + 500])):
             out.setdefault(c.item_id, []).append(c)
     return out
 
@@ -272,15 +282,20 @@ def _captions_of(item_ids: list[int]) -> dict[int, list[Caption]]:
 def _tags_of(item_ids: list[int]) -> dict[int, dict[str, list[str]]]:
     out: dict[int, dict[str, list[str]]] = {}
     for i in range(0, len(item_ids), 500):
-        rows = (ItemTag.select(ItemTag.item, ItemTag.subtype, ItemTag.tag)
-                .where(ItemTag.item.in_(item_ids[i:i + 500])).order_by(ItemTag.item, ItemTag.position).tuples())
+        rows = (
+            ItemTag.select(ItemTag.item, ItemTag.subtype, ItemTag.tag)
+            .where(ItemTag.item.in_(item_ids[i : i + 500]))
+            .order_by(ItemTag.item, ItemTag.position)
+            .tuples()
+        )
         for item_id, sub, tag in tuple_rows(rows):
             out.setdefault(item_id, {}).setdefault(sub, []).append(tag)
     return out
 
 
-def _variables(ds: Dataset, item: Item, captions: list[Caption], tags: dict[str, list[str]], trigger: str | None,
-               wanted: set[str]) -> dict[str, str]:
+def _variables(
+    ds: Dataset, item: Item, captions: list[Caption], tags: dict[str, list[str]], trigger: str | None, wanted: set[str]
+) -> dict[str, str]:
     main_is_prose = any(c.subtype == MAIN and c.type != "tags" and c.file_path for c in captions)
     values = {
         "name": item.base_name,
@@ -292,8 +307,9 @@ def _variables(ds: Dataset, item: Item, captions: list[Caption], tags: dict[str,
     for var in wanted:
         if var.startswith("caption:"):
             sub = var.split(":", 1)[1]
-            hit = next((c for c in captions if c.subtype == sub and c.type != "tags"), None) or \
-                next((c for c in captions if c.subtype == sub), None)
+            hit = next((c for c in captions if c.subtype == sub and c.type != "tags"), None) or next(
+                (c for c in captions if c.subtype == sub), None
+            )
             values[var] = hit.content.strip() if hit is not None else ""
     return values
 
@@ -305,8 +321,10 @@ def _image_set(item: Item, template: Template) -> tuple[list[str], str | None]:
         source = related.get("source")
         target = related.get("target") or (item.image_path if item.image_suffix == "target" else None)
         if item.item_type != "group" or not source or not target:
-            return [], ("the edit-instruction template needs a layout C group with a _source and a _target image "
-                        f"(this item has: {', '.join(sorted(related)) or 'one image'})")
+            return [], (
+                "the edit-instruction template needs a layout C group with a _source and a _target image "
+                f"(this item has: {', '.join(sorted(related)) or 'one image'})"
+            )
         return [source, target], None
     if not item.image_path:
         return [], "the item has no image"
@@ -338,8 +356,12 @@ def _messages(system: str, prompt: str, uris: list[str]) -> list[dict]:
 
 
 def _params(opts: CaptionOptions) -> dict:
-    return {"max_tokens": opts.max_tokens, "temperature": opts.temperature, "max_side": opts.max_side,
-            "encoding": ENCODING_VERSION}
+    return {
+        "max_tokens": opts.max_tokens,
+        "temperature": opts.temperature,
+        "max_side": opts.max_side,
+        "encoding": ENCODING_VERSION,
+    }
 
 
 def _prompt_text(template: Template, values: dict[str, str], opts: CaptionOptions) -> tuple[str, str]:
@@ -501,8 +523,12 @@ def caption_items(
         items = _spread(items, _limit)
     notes: list[str] = []
     events: queue.Queue = queue.Queue()
-    client_kwargs = dict(timeout_s=opts.timeout_s, max_retries=opts.max_retries, retry_base_s=opts.retry_base_s,
-                         concurrency=opts.concurrency)
+    client_kwargs = dict(
+        timeout_s=opts.timeout_s,
+        max_retries=opts.max_retries,
+        retry_base_s=opts.retry_base_s,
+        concurrency=opts.concurrency,
+    )
 
     def make_client():
         if client_factory is not None:
@@ -520,8 +546,20 @@ def caption_items(
             sender = _Sender(make_client, opts.concurrency, opts.stream, events)
             model = sender.call(resolve_model(sender.client, endpoint))
             notes.append(f"endpoint {endpoint.name!r} names no model: using {model!r}, the first the server lists")
-        report = CaptionReport(ds.name, endpoint.name, endpoint.base_url, model, tpl.name, ctype, subtype, opts.mode,
-                               opts.write, items=len(items), notes=notes, notice=privacy_notice(endpoint.base_url))
+        report = CaptionReport(
+            ds.name,
+            endpoint.name,
+            endpoint.base_url,
+            model,
+            tpl.name,
+            ctype,
+            subtype,
+            opts.mode,
+            opts.write,
+            items=len(items),
+            notes=notes,
+            notice=privacy_notice(endpoint.base_url),
+        )
         run = _Run(ds, tpl, opts, report, ctype, subtype, progress, cancel, on_result)
         jobs = run.plan(items)
         misses = run.from_cache(jobs)
@@ -539,8 +577,13 @@ def caption_items(
     return report
 
 
-def sample(dataset, target: CaptionTarget | str | Sequence[int] | None = None, options: CaptionOptions | None = None,
-           n: int = 8, **kwargs) -> CaptionReport:
+def sample(
+    dataset,
+    target: CaptionTarget | str | Sequence[int] | None = None,
+    options: CaptionOptions | None = None,
+    n: int = 8,
+    **kwargs,
+) -> CaptionReport:
     """Caption ``n`` items spread over the target and return the results without
     writing anything (``--sample``); answers are cached, so running for real afterwards
     with the same prompt sends those items no more. Items that already have a caption
@@ -583,10 +626,16 @@ class _Run:
         r = self.report
         if self.sender is not None and self.sender.first_sent is not None:
             r.send_s = round(time.monotonic() - self.sender.first_sent, 3)
-        extra = {"sent": r.requests, "cached": r.cached, "errors": r.failed + r.flagged,
-                 "req/s": f"{r.requests_per_s:.1f}", "tok/s": f"{r.tokens_per_s:.0f}"}
-        self.throttle(ProgressEvent("captioning", self.done, self.total, "items", started_at=self.phase_start,
-                                    extra=extra), force)
+        extra = {
+            "sent": r.requests,
+            "cached": r.cached,
+            "errors": r.failed + r.flagged,
+            "req/s": f"{r.requests_per_s:.1f}",
+            "tok/s": f"{r.tokens_per_s:.0f}",
+        }
+        self.throttle(
+            ProgressEvent("captioning", self.done, self.total, "items", started_at=self.phase_start, extra=extra), force
+        )
 
     # plan
 
@@ -610,9 +659,15 @@ class _Run:
                 continue
             values = _variables(self.ds, it, mine, tags.get(it.id, {}), self.opts.trigger, wanted)
             system, prompt = _prompt_text(self.tpl, values, self.opts)
-            result = CaptionResult(it.id, it.base_name, it.image_path, prompt=prompt, system=system,
-                                   old_text=existing.content if existing is not None else None,
-                                   base=caption_state(existing))
+            result = CaptionResult(
+                it.id,
+                it.base_name,
+                it.image_path,
+                prompt=prompt,
+                system=system,
+                old_text=existing.content if existing is not None else None,
+                base=caption_state(existing),
+            )
             rels, problem = _image_set(it, self.tpl)
             result.images = rels
             job = _Job(len(jobs), it, result, [], [], existing=existing)
@@ -642,7 +697,7 @@ class _Run:
             return jobs
         misses = []
         for start in range(0, len(jobs), 500):
-            chunk = jobs[start:start + 500]
+            chunk = jobs[start : start + 500]
             hits = vcache.get_many(j.result.key for j in chunk)
             for job in chunk:
                 hit = hits.get(job.result.key)
@@ -692,8 +747,9 @@ class _Run:
                     try:
                         encoded: list[Encoded] = payload.result()
                     except Exception as exc:  # noqa: BLE001 - a worker died (memory): encode here instead
-                        self.report.notes.append(f"an image worker failed ({type(exc).__name__}); encoding in this "
-                                                 "process from now on")
+                        self.report.notes.append(
+                            f"an image worker failed ({type(exc).__name__}); encoding in this process from now on"
+                        )
                         pool.shutdown(wait=False, cancel_futures=True)
                         pool = cf.ThreadPoolExecutor(2, thread_name_prefix="vlm-encode")
                         submit_encode(job)
@@ -706,9 +762,11 @@ class _Run:
                     else:
                         job.result.sent_sizes = [(e.width, e.height) for e in encoded]
                         uris = [e.data_uri for e in encoded if e.data_uri is not None]  # all: none has an error
-                        body = {"model": self.report.model, "messages": _messages(
-                            job.result.system, job.result.prompt, uris),
-                            "max_tokens": self.opts.max_tokens}
+                        body = {
+                            "model": self.report.model,
+                            "messages": _messages(job.result.system, job.result.prompt, uris),
+                            "max_tokens": self.opts.max_tokens,
+                        }
                         if self.opts.temperature is not None:
                             body["temperature"] = self.opts.temperature
                         sender.submit(job.index, body)
@@ -740,8 +798,15 @@ class _Run:
         self.report.output_tokens += answer.completion_tokens or 0
         job.result.latency_s = round(answer.latency_s, 3)
         job.result.completion_tokens = answer.completion_tokens
-        self.pending_cache.append((job.result.key, self.report.model, vcache.CachedAnswer(
-            answer.text, answer.finish_reason, answer.refusal, answer.prompt_tokens, answer.completion_tokens)))
+        self.pending_cache.append(
+            (
+                job.result.key,
+                self.report.model,
+                vcache.CachedAnswer(
+                    answer.text, answer.finish_reason, answer.refusal, answer.prompt_tokens, answer.completion_tokens
+                ),
+            )
+        )
         self.answered(job, answer.text, answer.finish_reason, answer.refusal, answer)
 
     # results
@@ -749,8 +814,14 @@ class _Run:
     def answered(self, job: _Job, text: str, finish_reason: str | None, refusal: str | None, answer) -> None:
         r = job.result
         r.raw, r.finish_reason = text, finish_reason
-        processed: Processed = process(text, finish_reason, refusal=refusal, start_with=self.opts.start_with,
-                                       banned=self.opts.ban, fold=self.opts.fold)
+        processed: Processed = process(
+            text,
+            finish_reason,
+            refusal=refusal,
+            start_with=self.opts.start_with,
+            banned=self.opts.ban,
+            fold=self.opts.fold,
+        )
         r.text = processed.text
         if not processed.ok:
             r.flags = processed.flags
@@ -768,8 +839,9 @@ class _Run:
             return
         self.pending_write.append((job, final))
 
-    def finish(self, job: _Job, *, status: str | None = None, failed: str | None = None,
-               flagged: str | None = None) -> None:
+    def finish(
+        self, job: _Job, *, status: str | None = None, failed: str | None = None, flagged: str | None = None
+    ) -> None:
         r = job.result
         if failed is not None:
             r.status, r.problem = "failed", failed
@@ -796,13 +868,15 @@ class _Run:
 
     def flush(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.pending_cache and (force or len(self.pending_cache) >= FLUSH_SIZE
-                                   or now - self.last_flush >= FLUSH_INTERVAL_S):
+        if self.pending_cache and (
+            force or len(self.pending_cache) >= FLUSH_SIZE or now - self.last_flush >= FLUSH_INTERVAL_S
+        ):
             vcache.put_many(self.pending_cache)  # first: an answer is never lost once received
             self.pending_cache = []
             self.last_flush = now
-        if self.pending_write and (force or len(self.pending_write) >= FLUSH_SIZE
-                                   or now - self.last_write >= WRITE_INTERVAL_S):
+        if self.pending_write and (
+            force or len(self.pending_write) >= FLUSH_SIZE or now - self.last_write >= WRITE_INTERVAL_S
+        ):
             if self.pending_cache:  # the files never get ahead of the cache
                 vcache.put_many(self.pending_cache)
                 self.pending_cache = []
@@ -834,8 +908,17 @@ class _Run:
 # --- one reviewed caption ---------------------------------------------------------------------
 
 
-def write_caption(item: Item | int, text: str, *, model: str, ctype: str = "natural_language",
-                  subtype: str | None = None, mode: str = "replace", base: Any = UNSET, force: bool = False) -> Caption:
+def write_caption(
+    item: Item | int,
+    text: str,
+    *,
+    model: str,
+    ctype: str = "natural_language",
+    subtype: str | None = None,
+    mode: str = "replace",
+    base: Any = UNSET,
+    force: bool = False,
+) -> Caption:
     """Write one caption a person accepted in the review screen (``text`` as accepted,
     possibly edited) through the one atomic, conflict-checked write path, with source
     ``vlm_<model>``. ``mode`` append adds it after the current caption. ``base``: the
@@ -845,8 +928,9 @@ def write_caption(item: Item | int, text: str, *, model: str, ctype: str = "natu
     item = item if isinstance(item, Item) else Item.get_by_id(item)
     ds = Dataset.get_by_id(item.dataset_id)
     if not subtype:
-        subtype = next((s for s, t in (ds.caption_types or {}).items() if t == ctype), None) or \
-            DEFAULT_SUBTYPE.get(ctype, "caption")
+        subtype = next((s for s, t in (ds.caption_types or {}).items() if t == ctype), None) or DEFAULT_SUBTYPE.get(
+            ctype, "caption"
+        )
     if mode not in ("replace", "append"):
         raise VlmError(f"unknown mode {mode!r}: use replace or append")
     try:
@@ -855,8 +939,9 @@ def write_caption(item: Item | int, text: str, *, model: str, ctype: str = "natu
         raise VlmError(str(exc)) from exc
     text = text.strip()
     if mode == "append":
-        existing = next((c for c in _captions_of([item.id]).get(item.id, [])
-                         if c.type == ctype and c.subtype == subtype), None)
+        existing = next(
+            (c for c in _captions_of([item.id]).get(item.id, []) if c.type == ctype and c.subtype == subtype), None
+        )
         if existing is not None and existing.content.strip():
             text = f"{existing.content.rstrip()} {text}"
             if base is UNSET:
@@ -869,5 +954,8 @@ def write_caption(item: Item | int, text: str, *, model: str, ctype: str = "natu
         if p.conflict is not None:
             raise p.conflict
         raise p.error if p.error is not None else CaptionFileError(p.reason)
-    return (Caption.select().where((Caption.item == item.id) & (Caption.type == ctype)
-                                   & (Caption.subtype == result.written[item.id][0])).first())
+    return (
+        Caption.select()
+        .where((Caption.item == item.id) & (Caption.type == ctype) & (Caption.subtype == result.written[item.id][0]))
+        .first()
+    )

@@ -59,7 +59,7 @@ BUILTIN: dict[str, Template] = {
         prompt="Describe this image in one detailed paragraph for training a text-to-image model such as Flux or "
         "SD3: the main subject and what it looks like (appearance, clothing, pose, expression), what it is doing, "
         "the setting and background, the lighting, the colours, the composition and camera angle, and the medium or "
-        "art style. Do not begin with \"This image\" or \"The image shows\". No lists, no headings, no markdown.",
+        'art style. Do not begin with "This image" or "The image shows". No lists, no headings, no markdown.',
         description="one detailed paragraph for Flux / SD3 / Qwen-Image style training (natural_language)",
     ),
     "short": Template(
@@ -80,8 +80,8 @@ BUILTIN: dict[str, Template] = {
         "edit-instruction",
         system="You write editing instructions for training image-editing models.",
         prompt="The first image is the original. The second image is the same picture after an edit. Write the "
-        "instruction that turns the first image into the second, as one imperative sentence (for example: \"Make "
-        "the sky orange and add a red scarf to the woman\"). Mention only what changed. No markdown.",
+        'instruction that turns the first image into the second, as one imperative sentence (for example: "Make '
+        'the sky orange and add a red scarf to the woman"). Mention only what changed. No markdown.',
         ctype="instruction",
         images="source,target",
         description="layout C groups: sends the source AND target images and writes the instruction that turns one "
@@ -112,8 +112,9 @@ def check(text: str, where: str) -> None:
             continue
         if name not in SIMPLE_VARS or arg is not None:
             known = ", ".join("{" + v + "}" for v in SIMPLE_VARS) + ", {caption:SUBTYPE}"
-            raise TemplateError(f"{where}: unknown variable {m.group(0)} (known: {known}; write {{{{ and }}}} for "
-                                "literal braces)")
+            raise TemplateError(
+                f"{where}: unknown variable {m.group(0)} (known: {known}; write {{{{ and }}}} for literal braces)"
+            )
 
 
 def fill(text: str, values: dict[str, str]) -> str:
@@ -169,21 +170,28 @@ def _from_file(path: Path) -> Template:
         raise TemplateError(f"{path}: not valid TOML: {exc}") from None
     unknown = set(doc) - {"prompt", "system", "type", "images", "description", "name"}
     if unknown:
-        raise TemplateError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: prompt, system, type, "
-                            "images, description)")
+        raise TemplateError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: prompt, system, type, images, description)"
+        )
     for key in ("prompt", "system", "type", "images", "description", "name"):
         if key in doc and not isinstance(doc[key], str):
             raise TemplateError(f"{path}: {key} must be a string")
     if "prompt" not in doc:
-        raise TemplateError(f"{path}: a template needs a prompt = \"...\"")
+        raise TemplateError(f'{path}: a template needs a prompt = "..."')
     ctype = doc.get("type", "natural_language")
     if ctype not in CAPTION_TYPES:
         raise TemplateError(f"{path}: type {ctype!r} is not a text caption type ({', '.join(CAPTION_TYPES)})")
     images = doc.get("images", "primary").replace(" ", "")
     if images not in IMAGE_SETS:
         raise TemplateError(f"{path}: images {doc['images']!r}: use primary or source,target")
-    return Template(doc.get("name") or path.stem, doc["prompt"].strip(), doc.get("system", "").strip(), ctype, images,
-                    doc.get("description", f"from {path}"))
+    return Template(
+        doc.get("name") or path.stem,
+        doc["prompt"].strip(),
+        doc.get("system", "").strip(),
+        ctype,
+        images,
+        doc.get("description", f"from {path}"),
+    )
 
 
 def list_templates() -> list[Template]:

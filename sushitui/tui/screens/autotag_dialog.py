@@ -67,10 +67,21 @@ class AutotagDialog(ModalScreen):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running auto-tag (what is done is kept), or close", id="dialog.cancel"),
+        Binding(
+            "escape",
+            "cancel",
+            "Cancel / close",
+            tooltip="Stop a running auto-tag (what is done is kept), or close",
+            id="dialog.cancel",
+        ),
         Binding("ctrl+s", "start", "Start", tooltip="Start auto-tagging with these settings", id="autotag.start"),
-        Binding("ctrl+d", "start_job", "Run in background", id="autotag.background",
-                tooltip="Run as a background job: it goes on when you quit; the jobs screen (ctrl+b) follows it"),
+        Binding(
+            "ctrl+d",
+            "start_job",
+            "Run in background",
+            id="autotag.background",
+            tooltip="Run as a background job: it goes on when you quit; the jobs screen (ctrl+b) follows it",
+        ),
     ]
 
     def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
@@ -92,11 +103,22 @@ class AutotagDialog(ModalScreen):
                 with Horizontal(classes="autotag-row"):
                     with Vertical():
                         yield Label("Model")
-                        yield Select([("cl-1.02 (default)", "cl-1.02")], value="cl-1.02", allow_blank=False, id="at-model", compact=True)
+                        yield Select(
+                            [("cl-1.02 (default)", "cl-1.02")],
+                            value="cl-1.02",
+                            allow_blank=False,
+                            id="at-model",
+                            compact=True,
+                        )
                     with Vertical():
                         yield Label("Device")
-                        yield Select([("auto (CUDA, else CPU)", "auto"), ("cuda", "cuda"), ("cpu", "cpu")],
-                                     value="auto", allow_blank=False, id="at-device", compact=True)
+                        yield Select(
+                            [("auto (CUDA, else CPU)", "auto"), ("cuda", "cuda"), ("cpu", "cpu")],
+                            value="auto",
+                            allow_blank=False,
+                            id="at-device",
+                            compact=True,
+                        )
                 yield Static("", id="model-status")
                 with Vertical(id="custom-model"):
                     yield Label("Model file or folder / label file")
@@ -112,15 +134,22 @@ class AutotagDialog(ModalScreen):
                         yield Input("", placeholder="model default", id="at-char-threshold", compact=True)
                     with Vertical():
                         yield Label("Mode")
-                        yield Select([("replace", "replace"), ("add", "add"), ("skip tagged", "skip")], value="replace",
-                                     allow_blank=False, id="at-mode", compact=True)
+                        yield Select(
+                            [("replace", "replace"), ("add", "add"), ("skip tagged", "skip")],
+                            value="replace",
+                            allow_blank=False,
+                            id="at-mode",
+                            compact=True,
+                        )
                     with Vertical():
                         yield Label("Subtype")
                         yield Input("main", id="at-subtype", compact=True)
                 yield Label("Categories")
                 with Vertical(classes="autotag-cats"):
                     for cat in CATEGORY_CHOICES:
-                        yield Checkbox(cat, value=cat in ("general", "character", "quality"), id=f"at-cat-{cat}", compact=True)
+                        yield Checkbox(
+                            cat, value=cat in ("general", "character", "quality"), id=f"at-cat-{cat}", compact=True
+                        )
                 with Horizontal(classes="autotag-row"):
                     yield Checkbox("Dictionary mapping", value=True, id="at-dict", compact=True)
                     yield Checkbox("Dry run", value=False, id="at-dry", compact=True)
@@ -193,11 +222,15 @@ class AutotagDialog(ModalScreen):
         elif self.cached.get(key):
             text = "✓ in the local Hugging Face cache"
         elif is_offline():
-            text = (f"not in the cache and HF_HUB_OFFLINE is set: run `sushitui models download {key}` where there "
-                    f"is network, or choose “custom file…” above")
+            text = (
+                f"not in the cache and HF_HUB_OFFLINE is set: run `sushitui models download {key}` where there "
+                f"is network, or choose “custom file…” above"
+            )
         else:
-            text = (f"not in the cache: downloaded when the run starts (needs network). Offline? Run "
-                    f"`sushitui models download {key}` where there is network, or choose “custom file…” above")
+            text = (
+                f"not in the cache: downloaded when the run starts (needs network). Offline? Run "
+                f"`sushitui models download {key}` where there is network, or choose “custom file…” above"
+            )
         self.query_one("#model-status", Static).update(Text(text))
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -238,10 +271,17 @@ class AutotagDialog(ModalScreen):
                 raise ValueError("Enter the model file (or a folder with model.onnx and its label file)")
             model = None
         return AutotagOptions(
-            model=model, model_path=model_path, labels_path=labels, threshold=threshold, character_threshold=char,
-            categories=cats, mode=self.query_one("#at-mode", Select).value, subtype=subtype,
+            model=model,
+            model_path=model_path,
+            labels_path=labels,
+            threshold=threshold,
+            character_threshold=char,
+            categories=cats,
+            mode=self.query_one("#at-mode", Select).value,
+            subtype=subtype,
             device=self.query_one("#at-device", Select).value,
-            dictionary_mapping=self.query_one("#at-dict", Checkbox).value, dry_run=self.query_one("#at-dry", Checkbox).value,
+            dictionary_mapping=self.query_one("#at-dict", Checkbox).value,
+            dry_run=self.query_one("#at-dry", Checkbox).value,
         )
 
     # --- running ------------------------------------------------------------------------
@@ -289,8 +329,13 @@ class AutotagDialog(ModalScreen):
             self.running = False
             app.call_from_thread(self._show_error, str(exc))
             return
-        app.call_from_thread(app.notify, for_terminal(f"Auto-tag job {job.id} started: it goes on if you quit; "
-                                                      "the jobs screen (ctrl+b) shows its progress"), markup=False)
+        app.call_from_thread(
+            app.notify,
+            for_terminal(
+                f"Auto-tag job {job.id} started: it goes on if you quit; the jobs screen (ctrl+b) shows its progress"
+            ),
+            markup=False,
+        )
         app.call_from_thread(self.dismiss, None)
 
     @work(thread=True, exclusive=True, group="autotag", exit_on_error=False, description="Auto-tagging")
@@ -303,8 +348,14 @@ class AutotagDialog(ModalScreen):
             app.call_from_thread(self._on_progress, event)
 
         try:
-            report = autotag(self.dataset_id, query=self.query_text, item_ids=self.item_ids, options=opts,
-                             progress=progress, cancel=self.token)
+            report = autotag(
+                self.dataset_id,
+                query=self.query_text,
+                item_ids=self.item_ids,
+                options=opts,
+                progress=progress,
+                cancel=self.token,
+            )
         except UserError as exc:  # AutotagError, DatasetNotFound, ...: the message says what to do
             app.call_from_thread(self._on_failed, str(exc))
             return
@@ -351,13 +402,20 @@ class AutotagDialog(ModalScreen):
 
     def _on_done(self, report) -> None:
         if not self.is_attached:
-            self.app.notify(f"Auto-tag ended in the background: tagged {report.tagged}, failed {len(report.failed)}",
-                            timeout=8, markup=False)
+            self.app.notify(
+                f"Auto-tag ended in the background: tagged {report.tagged}, failed {len(report.failed)}",
+                timeout=8,
+                markup=False,
+            )
             return
         self._finish_run()
         self.report = report
         prov = report.provider
-        kind = "gpu" if prov and prov["active"] == "CUDAExecutionProvider" else ("fallback" if prov and prov["requested"] != "cpu" else "")
+        kind = (
+            "gpu"
+            if prov and prov["active"] == "CUDAExecutionProvider"
+            else ("fallback" if prov and prov["requested"] != "cpu" else "")
+        )
         self._set_provider(f"Provider: {report.provider_line}", kind)
         verb = "would change" if report.dry_run else "tagged"
         lines = [

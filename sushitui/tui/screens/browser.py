@@ -53,7 +53,9 @@ def fmt_size(width: int | None, height: int | None) -> str:
     return f"{width}×{height}" if width and height else ""
 
 
-def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, offset: int, limit: int) -> list[CardData]:
+def load_cards(
+    dataset_id: int, root: str, query: str, sort: str, desc: bool, offset: int, limit: int
+) -> list[CardData]:
     """One page of cards: the core's ``page_cards`` in the grid's shape, with each item's
     stars and flags before its size (``★4 ✕ 1024×768``)."""
     from sushitui.dataset.marks import marks_of
@@ -62,10 +64,19 @@ def load_cards(dataset_id: int, root: str, query: str, sort: str, desc: bool, of
     marks = marks_of([c.item_id for c in page])
     return [
         CardData(
-            item_id=c.item_id, name=c.name, tags=c.tags, tag_count=c.tag_count, image_path=c.image_path,
-            stamp=c.stamp, problem=c.problem, caption=c.caption, findings=c.findings, finding_severity=c.finding_severity,
-            size_text=" ".join(p for p in ((marks[c.item_id].badge() if c.item_id in marks else ""),
-                                           fmt_size(c.width, c.height)) if p),
+            item_id=c.item_id,
+            name=c.name,
+            tags=c.tags,
+            tag_count=c.tag_count,
+            image_path=c.image_path,
+            stamp=c.stamp,
+            problem=c.problem,
+            caption=c.caption,
+            findings=c.findings,
+            finding_severity=c.finding_severity,
+            size_text=" ".join(
+                p for p in ((marks[c.item_id].badge() if c.item_id in marks else ""), fmt_size(c.width, c.height)) if p
+            ),
         )
         for c in page
     ]
@@ -158,33 +169,112 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
     BINDINGS = [
         Binding("enter", "open_item", "Open", id="browser.open_item", tooltip="Open the item under the cursor"),
         Binding("slash", "focus_search", "Search", id="browser.search", tooltip="Type a tag query to filter the items"),
-        Binding("space", "toggle_select", "Select", id="browser.toggle_select", tooltip="Select or unselect the item under the cursor"),
+        Binding(
+            "space",
+            "toggle_select",
+            "Select",
+            id="browser.toggle_select",
+            tooltip="Select or unselect the item under the cursor",
+        ),
         Binding("a", "select_all", "Select all", id="browser.select_all", tooltip="Select every item of the result"),
-        Binding("t", "bulk('add')", "Add tag", id="browser.add_tag", tooltip="Add a tag to the selected items (or the whole result)"),
-        Binding("u", "bulk('remove')", "Remove tag", id="browser.remove_tag", tooltip="Remove a tag from the selected items (or the whole result)"),
-        Binding("c", "bulk('replace')", "Replace tag", id="browser.replace_tag", tooltip="Replace one tag by another in the selected items"),
+        Binding(
+            "t",
+            "bulk('add')",
+            "Add tag",
+            id="browser.add_tag",
+            tooltip="Add a tag to the selected items (or the whole result)",
+        ),
+        Binding(
+            "u",
+            "bulk('remove')",
+            "Remove tag",
+            id="browser.remove_tag",
+            tooltip="Remove a tag from the selected items (or the whole result)",
+        ),
+        Binding(
+            "c",
+            "bulk('replace')",
+            "Replace tag",
+            id="browser.replace_tag",
+            tooltip="Replace one tag by another in the selected items",
+        ),
         Binding("s", "cycle_sort", "Sort", id="browser.sort", tooltip="Sort by name, date, size or tag count"),
         Binding("r", "reverse_sort", "Reverse", id="browser.reverse_sort", tooltip="Reverse the sort order"),
-        Binding("q", "quick_tag", "Quick tag", id="browser.quick_tag", tooltip="Tag the selected items one by one with presets"),
+        Binding(
+            "q",
+            "quick_tag",
+            "Quick tag",
+            id="browser.quick_tag",
+            tooltip="Tag the selected items one by one with presets",
+        ),
         Binding("A", "autotag", "Auto-tag", id="browser.autotag", tooltip="Run the auto-tagger on the selected items"),
-        Binding("C", "caption_vlm", "Caption (VLM)", id="browser.caption_vlm", tooltip="Caption the selected items (or the result) with a vision-language model, then review"),
+        Binding(
+            "C",
+            "caption_vlm",
+            "Caption (VLM)",
+            id="browser.caption_vlm",
+            tooltip="Caption the selected items (or the result) with a vision-language model, then review",
+        ),
         Binding("e", "export", "Export", id="browser.export", tooltip="Export the selected items for training"),
         Binding("escape", "back", "Back", id="nav.back", tooltip="Back to the list of datasets"),
-        Binding("x", "cancel_bulk", "Cancel bulk edit", id="browser.cancel_bulk", tooltip="Stop the running bulk edit (what is done is kept)"),
+        Binding(
+            "x",
+            "cancel_bulk",
+            "Cancel bulk edit",
+            id="browser.cancel_bulk",
+            tooltip="Stop the running bulk edit (what is done is kept)",
+        ),
         Binding("f5", "reload", "Reload", show=False, id="browser.reload", tooltip="Read the items again"),
         Binding("up", "move(0, -1)", "Up", show=False, id="browser.up", tooltip="Cursor one row up"),
         Binding("down", "move(0, 1)", "Down", show=False, id="browser.down", tooltip="Cursor one row down"),
         Binding("left", "move(-1, 0)", "Left", show=False, id="browser.left", tooltip="Cursor to the previous item"),
         Binding("right", "move(1, 0)", "Right", show=False, id="browser.right", tooltip="Cursor to the next item"),
-        Binding("shift+up", "move(0, -1, True)", "Select up", show=False, id="browser.select_up", tooltip="Extend the selection one row up"),
-        Binding("shift+down", "move(0, 1, True)", "Select down", show=False, id="browser.select_down", tooltip="Extend the selection one row down"),
-        Binding("shift+left", "move(-1, 0, True)", "Select left", show=False, id="browser.select_left", tooltip="Extend the selection to the previous item"),
-        Binding("shift+right", "move(1, 0, True)", "Select right", show=False, id="browser.select_right", tooltip="Extend the selection to the next item"),
+        Binding(
+            "shift+up",
+            "move(0, -1, True)",
+            "Select up",
+            show=False,
+            id="browser.select_up",
+            tooltip="Extend the selection one row up",
+        ),
+        Binding(
+            "shift+down",
+            "move(0, 1, True)",
+            "Select down",
+            show=False,
+            id="browser.select_down",
+            tooltip="Extend the selection one row down",
+        ),
+        Binding(
+            "shift+left",
+            "move(-1, 0, True)",
+            "Select left",
+            show=False,
+            id="browser.select_left",
+            tooltip="Extend the selection to the previous item",
+        ),
+        Binding(
+            "shift+right",
+            "move(1, 0, True)",
+            "Select right",
+            show=False,
+            id="browser.select_right",
+            tooltip="Extend the selection to the next item",
+        ),
         Binding("pagedown", "page(1)", "Next page", show=False, id="browser.next_page", tooltip="Next page of items"),
-        Binding("pageup", "page(-1)", "Previous page", show=False, id="browser.prev_page", tooltip="Previous page of items"),
+        Binding(
+            "pageup", "page(-1)", "Previous page", show=False, id="browser.prev_page", tooltip="Previous page of items"
+        ),
         Binding("home", "jump(0)", "First item", show=False, id="browser.first", tooltip="Cursor to the first item"),
         Binding("end", "jump(-1)", "Last item", show=False, id="browser.last", tooltip="Cursor to the last item"),
-        Binding("ctrl+n", "clear_selection", "Clear selection", show=False, id="browser.clear_selection", tooltip="Unselect everything"),
+        Binding(
+            "ctrl+n",
+            "clear_selection",
+            "Clear selection",
+            show=False,
+            id="browser.clear_selection",
+            tooltip="Unselect everything",
+        ),
         *MARK_BINDINGS,  # stars 0-5, > <, flags E N G: on the selection or the cursor item
         *TRASH_BINDINGS,  # D: the selection or the cursor item to the trash; U: undo
         *CHECK_BINDINGS,  # k: run the health check (badges, check:any); d: the duplicates screen
@@ -219,7 +309,11 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
         with Horizontal(id="browser-top", classes="topbar"):
             yield Static("", id="browser-title")
             yield Static("", id="browser-position")
-        yield Input(value=self.state.query, placeholder="search: 1girl, -solo, smile | grin, width:>=1024  (/ to focus, Enter to apply)", id="browser-search")
+        yield Input(
+            value=self.state.query,
+            placeholder="search: 1girl, -solo, smile | grin, width:>=1024  (/ to focus, Enter to apply)",
+            id="browser-search",
+        )
         yield Static("", id="browser-error")
         yield ItemGrid(id="browser-grid")
         yield KeyBar()
@@ -381,7 +475,11 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
             self._pages.popitem(last=False)
 
     def on_page_loaded(self, message: PageLoaded) -> None:
-        if message.generation != self.generation or message.offset != self.state.offset or message.limit != self.capacity:
+        if (
+            message.generation != self.generation
+            or message.offset != self.state.offset
+            or message.limit != self.capacity
+        ):
             return
         self._cache_page((message.generation, message.offset, message.limit), message.cards)
         self._show(message.cards)
@@ -445,8 +543,8 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
             text.append(": ")
             text.append(for_terminal(message))
             text.append("\n  " + for_terminal(query[:position]))
-            text.append(for_terminal(query[position:position + 1] or " "), style="reverse red")
-            text.append(for_terminal(query[position + 1:]))
+            text.append(for_terminal(query[position : position + 1] or " "), style="reverse red")
+            text.append(for_terminal(query[position + 1 :]))
         else:
             text.append(": " + for_terminal(message))
         label.update(text)
@@ -652,7 +750,9 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
 
         st = self.state
         self.app.push_screen(
-            ItemDetailScreen(current.item_id, dataset_id=self.dataset_id, query=st.query or None, sort=st.sort, desc=st.desc)
+            ItemDetailScreen(
+                current.item_id, dataset_id=self.dataset_id, query=st.query or None, sort=st.sort, desc=st.desc
+            )
         )
 
     def action_bulk(self, mode: str) -> None:
@@ -736,23 +836,33 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
     def action_quick_tag(self) -> None:
         from sushitui.tui.screens.quick_tag import QuickTagScreen
 
-        self.app.push_screen(QuickTagScreen(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query))
+        self.app.push_screen(
+            QuickTagScreen(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query)
+        )
 
     def action_autotag(self) -> None:
         from sushitui.tui.screens.autotag_dialog import AutotagDialog
 
-        self.app.push_screen(AutotagDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query))
+        self.app.push_screen(
+            AutotagDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query)
+        )
 
     def action_caption_vlm(self) -> None:
         from sushitui.tui.screens.caption_dialog import CaptionDialog
 
         current = self.grid.current
-        dialog = CaptionDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query,
-                               current_id=current.item_id if current else None)
+        dialog = CaptionDialog(
+            self.dataset_id,
+            item_ids=sorted(self.selected) or None,
+            query=self.state.query,
+            current_id=current.item_id if current else None,
+        )
         # the dialog hands back the review screen of its answers (None: closed)
         self.app.push_screen(dialog, lambda review: review and self.app.push_screen(review))
 
     def action_export(self) -> None:
         from sushitui.tui.screens.export_dialog import ExportDialog
 
-        self.app.push_screen(ExportDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query))
+        self.app.push_screen(
+            ExportDialog(self.dataset_id, item_ids=sorted(self.selected) or None, query=self.state.query)
+        )

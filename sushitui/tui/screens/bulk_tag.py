@@ -58,7 +58,10 @@ def validate_tag(text: str) -> str | None:
 
 
 class BulkTagDialog(ModalScreen[BulkChoice | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without changing anything"), Binding("ctrl+s", "apply", "Apply", id="bulk.apply", tooltip="Apply this edit to the items")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without changing anything"),
+        Binding("ctrl+s", "apply", "Apply", id="bulk.apply", tooltip="Apply this edit to the items"),
+    ]
 
     def __init__(
         self,
@@ -152,7 +155,9 @@ class BulkTagDialog(ModalScreen[BulkChoice | None]):
         self.dismiss(None)
 
 
-def run_bulk(dataset_id: int, choice: BulkChoice, *, item_ids: list[int] | None, query: str, progress=None, cancel=None) -> BulkSummary:
+def run_bulk(
+    dataset_id: int, choice: BulkChoice, *, item_ids: list[int] | None, query: str, progress=None, cancel=None
+) -> BulkSummary:
     """Run the chosen bulk edit (in a worker thread) and summarise it for a notification.
 
     ``item_ids`` (the selection) wins over ``query``: the selection is exactly what the

@@ -89,16 +89,36 @@ class CaptionDialog(ModalScreen):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel / close", id="dialog.cancel",
-                tooltip="Stop a running caption run (every answer received is kept), or close"),
-        Binding("ctrl+s", "start", "Caption for review", id="caption.start",
-                tooltip="Caption the items with these settings and review the answers (nothing is written until accepted)"),
-        Binding("f2", "sample", "Sample", id="caption.sample",
-                tooltip=f"Caption {SAMPLE_SIZE} items spread over the target and show the answers; writes nothing"),
+        Binding(
+            "escape",
+            "cancel",
+            "Cancel / close",
+            id="dialog.cancel",
+            tooltip="Stop a running caption run (every answer received is kept), or close",
+        ),
+        Binding(
+            "ctrl+s",
+            "start",
+            "Caption for review",
+            id="caption.start",
+            tooltip="Caption the items with these settings and review the answers (nothing is written until accepted)",
+        ),
+        Binding(
+            "f2",
+            "sample",
+            "Sample",
+            id="caption.sample",
+            tooltip=f"Caption {SAMPLE_SIZE} items spread over the target and show the answers; writes nothing",
+        ),
     ]
 
-    def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None,
-                 current_id: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset_id: int,
+        item_ids: list[int] | None = None,
+        query: str | None = None,
+        current_id: int | None = None,
+    ) -> None:
         super().__init__()
         self.dataset_id = dataset_id
         self.item_ids = list(item_ids) if item_ids else None
@@ -126,12 +146,18 @@ class CaptionDialog(ModalScreen):
                         yield Select([], prompt="(reading…)", id="cap-endpoint", compact=True)
                     with Vertical():
                         yield Label("Template")
-                        yield Select([(name, name) for name in BUILTIN] + [("file…", TEMPLATE_FILE)],
-                                     value=DEFAULT_TEMPLATE, allow_blank=False, id="cap-template", compact=True)
+                        yield Select(
+                            [(name, name) for name in BUILTIN] + [("file…", TEMPLATE_FILE)],
+                            value=DEFAULT_TEMPLATE,
+                            allow_blank=False,
+                            id="cap-template",
+                            compact=True,
+                        )
                     with Vertical():
                         yield Label("Items")
-                        yield Select(list(MODE_CHOICES), value="skip-existing", allow_blank=False, id="cap-mode",
-                                     compact=True)
+                        yield Select(
+                            list(MODE_CHOICES), value="skip-existing", allow_blank=False, id="cap-mode", compact=True
+                        )
                 with Horizontal(classes="caption-row"):
                     with Vertical():
                         yield Label("Subtype (file suffix)")
@@ -226,8 +252,10 @@ class CaptionDialog(ModalScreen):
         else:
             lines = [f"{ep.base_url}  model: {ep.model or 'the first the server lists'}"]
             if ep.api_key_env and not ep.key_present:
-                lines.append(f"the key variable {ep.api_key_env} is not set in this environment: set it and restart "
-                             "sushitui, or the server will refuse the requests")
+                lines.append(
+                    f"the key variable {ep.api_key_env} is not set in this environment: set it and restart "
+                    "sushitui, or the server will refuse the requests"
+                )
                 warning = True
             if notice := privacy_notice(ep.base_url):
                 lines.append(notice)
@@ -319,7 +347,8 @@ class CaptionDialog(ModalScreen):
             text.append(for_terminal(problem or ""), style="bold red")
         else:
             self.query_one("#cap-preview").border_title = for_terminal(
-                f"Prompt for {', '.join(preview.images) or 'this item'} → {preview.ctype}/{preview.subtype}")
+                f"Prompt for {', '.join(preview.images) or 'this item'} → {preview.ctype}/{preview.subtype}"
+            )
             if preview.system:
                 text.append("system: ", style="bold")
                 text.append(for_terminal(preview.system, multiline=True) + "\n")
@@ -342,7 +371,9 @@ class CaptionDialog(ModalScreen):
         self.running = kind
         self.token = CancelToken()
         self._set_buttons()
-        title = f"Sampling up to {SAMPLE_SIZE} items (nothing is written)" if kind == "sample" else "Captioning for review"
+        title = (
+            f"Sampling up to {SAMPLE_SIZE} items (nothing is written)" if kind == "sample" else "Captioning for review"
+        )
         self.query_one(ProgressPanel).start(title + " — Esc stops, keeping the answers received")
         return opts
 
@@ -391,7 +422,9 @@ class CaptionDialog(ModalScreen):
 
     def _on_failed(self, message: str) -> None:
         if not self.is_attached:
-            self.app.notify(f"Captioning stopped: {for_terminal(message)}", severity="warning", timeout=10, markup=False)
+            self.app.notify(
+                f"Captioning stopped: {for_terminal(message)}", severity="warning", timeout=10, markup=False
+            )
             return
         self._finish_run()
         self._show_error(message)
@@ -399,9 +432,11 @@ class CaptionDialog(ModalScreen):
     @staticmethod
     def summary(report) -> str:
         done = report.answered + report.flagged + report.failed
-        line = (("Stopped — " if report.cancelled else "")
-                + f"{done} answered ({report.cached} from the cache, {report.requests} sent), "
-                f"{report.flagged} flagged, {report.failed} failed")
+        line = (
+            ("Stopped — " if report.cancelled else "")
+            + f"{done} answered ({report.cached} from the cache, {report.requests} sent), "
+            f"{report.flagged} flagged, {report.failed} failed"
+        )
         if report.skipped_existing:
             line += f", {report.skipped_existing} skipped (have a caption)"
         return line + f" in {report.elapsed_s:.1f} s"
@@ -409,8 +444,11 @@ class CaptionDialog(ModalScreen):
     def _on_done(self, report, opts, sample: bool) -> None:
         if not self.is_attached:
             # closed with a second Esc: the answers are cached, a new run sends them no more
-            self.app.notify(f"Captioning ended in the background: {self.summary(report)} (cached, nothing written)",
-                            timeout=8, markup=False)
+            self.app.notify(
+                f"Captioning ended in the background: {self.summary(report)} (cached, nothing written)",
+                timeout=8,
+                markup=False,
+            )
             return
         self._finish_run()
         if sample:
@@ -420,16 +458,31 @@ class CaptionDialog(ModalScreen):
         self.report = report
         reviewable = in_dataset_order(r for r in report.results if r.status in ("answered", "flagged", "failed"))
         if not reviewable:
-            self._show_error("Nothing to review: " + self.summary(report)
-                             + ("\nChoose “all (replace)” under Items to caption them again."
-                                if report.skipped_existing else ""))
+            self._show_error(
+                "Nothing to review: "
+                + self.summary(report)
+                + ("\nChoose “all (replace)” under Items to caption them again." if report.skipped_existing else "")
+            )
             return
         from sushitui.tui.screens.caption_review import CaptionReviewScreen
 
-        self.notify(self.summary(report), severity="warning" if report.cancelled or report.failed else "information",
-                    timeout=6, markup=False)
-        self.dismiss(CaptionReviewScreen(self.dataset_id, reviewable, opts, model=report.model, ctype=report.ctype,
-                                         subtype=report.subtype, root=self.dataset_root))
+        self.notify(
+            self.summary(report),
+            severity="warning" if report.cancelled or report.failed else "information",
+            timeout=6,
+            markup=False,
+        )
+        self.dismiss(
+            CaptionReviewScreen(
+                self.dataset_id,
+                reviewable,
+                opts,
+                model=report.model,
+                ctype=report.ctype,
+                subtype=report.subtype,
+                root=self.dataset_root,
+            )
+        )
 
     def _show_sample(self, report) -> None:
         box = self.query_one("#cap-results")

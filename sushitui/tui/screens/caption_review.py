@@ -76,20 +76,38 @@ class CaptionReviewScreen(Screen):
 
     BINDINGS = [
         Binding("y,enter", "accept", "Accept", id="review.accept", tooltip="Write this caption and go to the next"),
-        Binding("e", "edit", "Edit", id="review.edit", tooltip="Edit the new caption (Esc leaves the editor; then accept)"),
+        Binding(
+            "e", "edit", "Edit", id="review.edit", tooltip="Edit the new caption (Esc leaves the editor; then accept)"
+        ),
         Binding("n,x", "reject", "Reject", id="review.reject", tooltip="Do not write this caption; go to the next"),
-        Binding("r", "regenerate", "Regenerate", id="review.regenerate",
-                tooltip="Ask the model again for this item with another temperature"),
-        Binding("A", "accept_all", "Accept all", id="review.accept_all",
-                tooltip="Write every remaining answer that has no problem (asks first)"),
+        Binding(
+            "r",
+            "regenerate",
+            "Regenerate",
+            id="review.regenerate",
+            tooltip="Ask the model again for this item with another temperature",
+        ),
+        Binding(
+            "A",
+            "accept_all",
+            "Accept all",
+            id="review.accept_all",
+            tooltip="Write every remaining answer that has no problem (asks first)",
+        ),
         Binding("left", "move(-1)", "Prev", id="item.prev", tooltip="The previous answer"),
         Binding("right", "move(1)", "Next", id="item.next", tooltip="The next answer"),
-        Binding("escape", "back", "Back", id="nav.back",
-                tooltip="Leave the review (Esc in the editor leaves the editor); what is not accepted is not written"),
+        Binding(
+            "escape",
+            "back",
+            "Back",
+            id="nav.back",
+            tooltip="Leave the review (Esc in the editor leaves the editor); what is not accepted is not written",
+        ),
     ]
 
-    def __init__(self, dataset_id: int, results: list, options, *, model: str, ctype: str, subtype: str,
-                 root: str = "") -> None:
+    def __init__(
+        self, dataset_id: int, results: list, options, *, model: str, ctype: str, subtype: str, root: str = ""
+    ) -> None:
         super().__init__()
         self.dataset_id = dataset_id
         self.options = options
@@ -158,12 +176,17 @@ class CaptionReviewScreen(Screen):
         title.append(for_terminal(f"  → {self.subtype} ({self.ctype}) by {self.model}"), style="dim")
         self.query_one("#review-title", Static).update(title)
         old = self.query_one("#review-old-text", Static)
-        old.update(Text(for_terminal(r.old_text, multiline=True)) if r.old_text
-                   else Text("(no caption of this kind yet)", style="dim italic"))
+        old.update(
+            Text(for_terminal(r.old_text, multiline=True))
+            if r.old_text
+            else Text("(no caption of this kind yet)", style="dim italic")
+        )
         verb = "appended to" if self.mode == "append" else "replaces"
         self.query_one("#review-old").border_title = f"Caption now ({self.subtype})"
         editor = self.editor
-        editor.border_title = f"New caption ({verb} it)" + (f" · T={e.temperature:g}" if e.temperature is not None else "")
+        editor.border_title = f"New caption ({verb} it)" + (
+            f" · T={e.temperature:g}" if e.temperature is not None else ""
+        )
         if editor.text != e.text:
             editor.load_text(e.text)
         self._show_status()
@@ -183,8 +206,11 @@ class CaptionReviewScreen(Screen):
             text.append("kept the file's version: not written", style="bold")
         elif r.status in ("flagged", "failed"):
             text.append(for_terminal(f"⚠ {r.status}: {r.problem}"), style="bold")
-            text.append("  (r asks again; accept writes it anyway once you edited or checked it)" if r.status == "flagged"
-                        else "  (r asks again)")
+            text.append(
+                "  (r asks again; accept writes it anyway once you edited or checked it)"
+                if r.status == "flagged"
+                else "  (r asks again)"
+            )
             problem = True
         else:
             text.append("y accept · e edit · n reject · r regenerate · A accept all", style="dim")
@@ -244,8 +270,12 @@ class CaptionReviewScreen(Screen):
         self._keep_edit()
         left = self.counts()[PENDING]
         if left:
-            self.notify(f"{left} answer(s) not reviewed: not written (the answers are cached; captioning these items "
-                        "again sends nothing)", timeout=6, markup=False)
+            self.notify(
+                f"{left} answer(s) not reviewed: not written (the answers are cached; captioning these items "
+                "again sends nothing)",
+                timeout=6,
+                markup=False,
+            )
         self.dismiss(self.written)
 
     # --- deciding -------------------------------------------------------------------------
@@ -267,7 +297,9 @@ class CaptionReviewScreen(Screen):
         if e.decision != PENDING or self.busy:
             return
         if not e.text.strip():
-            self.notify("No caption to write: edit it (e) or ask again (r)", severity="warning", timeout=4, markup=False)
+            self.notify(
+                "No caption to write: edit it (e) or ask again (r)", severity="warning", timeout=4, markup=False
+            )
             return
         self.set_focus(None)
         self._accept_one(e)
@@ -276,8 +308,16 @@ class CaptionReviewScreen(Screen):
         from sushitui.tagger.vlm import write_caption
 
         def write(force: bool) -> None:
-            write_caption(e.result.item_id, text, model=self.model, ctype=self.ctype, subtype=self.subtype,
-                          mode=self.mode, base=e.result.base, force=force)
+            write_caption(
+                e.result.item_id,
+                text,
+                model=self.model,
+                ctype=self.ctype,
+                subtype=self.subtype,
+                mode=self.mode,
+                base=e.result.base,
+                force=force,
+            )
 
         return write
 
@@ -294,7 +334,10 @@ class CaptionReviewScreen(Screen):
             outcome = await edit_flow(self).save(
                 self._writer(e, text),
                 lambda rel: take_disk_text(e.result.item_id, self.ctype, self.subtype, rel),
-                mine_text=text, is_tags=False, what=f"{self.ctype}/{self.subtype}", root=self.root or None,
+                mine_text=text,
+                is_tags=False,
+                what=f"{self.ctype}/{self.subtype}",
+                root=self.root or None,
             )
         except Exception as exc:  # noqa: BLE001 - DatasetBusy, a bad subtype: said, nothing lost
             e.note = f"not written: {exc}"
@@ -339,8 +382,9 @@ class CaptionReviewScreen(Screen):
         detail = "Each is written through the conflict check: a file changed on disk since is left alone and listed."
         if flagged:
             detail += f"\n{flagged} flagged or failed answer(s) are not included: review them one by one."
-        if not await self.app.push_screen_wait(ConfirmDialog(
-                f"Write the {len(todo)} remaining caption(s)?", detail=detail, yes_label="Write all")):
+        if not await self.app.push_screen_wait(
+            ConfirmDialog(f"Write the {len(todo)} remaining caption(s)?", detail=detail, yes_label="Write all")
+        ):
             return
         self.busy = True
         self.refresh_bindings()
@@ -348,8 +392,12 @@ class CaptionReviewScreen(Screen):
         self.written += written
         self._finish_busy()
         if problems:
-            self.notify(f"{written} written; {len(problems)} not written (see each one's note): "
-                        + for_terminal(problems[0]), severity="warning", timeout=10, markup=False)
+            self.notify(
+                f"{written} written; {len(problems)} not written (see each one's note): " + for_terminal(problems[0]),
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
         else:
             self.notify(f"{written} caption(s) written", timeout=4, markup=False)
         self._advance()
@@ -377,7 +425,9 @@ class CaptionReviewScreen(Screen):
         temperature = next_temperature(e.temperature)
         self.busy = True
         self.refresh_bindings()
-        self.query_one("#review-status", Static).update(Text(f"asking again at temperature {temperature:g}…", style="bold"))
+        self.query_one("#review-status", Static).update(
+            Text(f"asking again at temperature {temperature:g}…", style="bold")
+        )
         self._regenerate(e, temperature)
 
     @work(thread=True, group="review-regenerate", exit_on_error=False)

@@ -27,11 +27,21 @@ from sushitui.sanitize import for_terminal
 log = logging.getLogger(__name__)
 
 CHECK_BINDINGS = [
-    Binding("k", "run_check", "Check", id="browser.run_check",
-            tooltip="Health check of the dataset (buckets, token lengths, duplicates, images, captions); "
-                    "then check:any finds the items with findings. k again cancels"),
-    Binding("d", "duplicates", "Duplicates", id="browser.duplicates",
-            tooltip="Exact and near duplicates side by side: keep one, flag the rest exclude"),
+    Binding(
+        "k",
+        "run_check",
+        "Check",
+        id="browser.run_check",
+        tooltip="Health check of the dataset (buckets, token lengths, duplicates, images, captions); "
+        "then check:any finds the items with findings. k again cancels",
+    ),
+    Binding(
+        "d",
+        "duplicates",
+        "Duplicates",
+        id="browser.duplicates",
+        tooltip="Exact and near duplicates side by side: keep one, flag the rest exclude",
+    ),
 ]
 
 
@@ -55,7 +65,8 @@ class CheckProgress(Horizontal):
 
     def step(self, stage: str, done: int, total: int) -> None:
         self.query_one(".check-status", Static).update(
-            Text(f"Check: {for_terminal(stage)} {done:,}/{total:,} images — k cancels"))
+            Text(f"Check: {for_terminal(stage)} {done:,}/{total:,} images — k cancels")
+        )
         self.query_one(ProgressBar).update(total=total or None, progress=done)
 
     def status(self, text: str) -> None:
@@ -70,8 +81,10 @@ def check_summary(report) -> str:
     sev = report.severity_counts()
     parts = ", ".join(f"{n:,} {s}{'s' if n != 1 else ''}" for s, n in sev.items() if n)
     dups = len(report.exact_groups) + len(report.near_groups)
-    text = (f"Check of {report.dataset}: {with_findings:,} of {len(report.items):,} items have findings ({parts}). "
-            "Search check:any to list them (check:error, check:upscaled, …).")
+    text = (
+        f"Check of {report.dataset}: {with_findings:,} of {len(report.items):,} items have findings ({parts}). "
+        "Search check:any to list them (check:error, check:upscaled, …)."
+    )
     if dups:
         text += f" {dups:,} duplicate group{'s' if dups != 1 else ''}: d shows them."
     return text
@@ -101,8 +114,13 @@ class CheckKeys:
             finally:
                 self._check_starting = False
         self.query_one(CheckProgress).start("Check: reading the index…  (k cancels)")  # type: ignore[attr-defined]
-        self.check_worker = self.run_worker(self._check_in_thread, thread=True, group="check",  # type: ignore[attr-defined]
-                                            exit_on_error=False, description="Checking the dataset")
+        self.check_worker = self.run_worker(
+            self._check_in_thread,
+            thread=True,
+            group="check",  # type: ignore[attr-defined]
+            exit_on_error=False,
+            description="Checking the dataset",
+        )
 
     def _check_in_thread(self) -> None:
         from sushitui.check.report import last_check_options, run_check
@@ -119,8 +137,12 @@ class CheckKeys:
                 app.call_from_thread(bar.step, stage, done, total)
 
         try:
-            report = run_check(self.dataset_id, last_check_options(self.dataset_id),  # type: ignore[attr-defined]
-                               progress=progress, cancelled=lambda: worker.is_cancelled)
+            report = run_check(
+                self.dataset_id,
+                last_check_options(self.dataset_id),  # type: ignore[attr-defined]
+                progress=progress,
+                cancelled=lambda: worker.is_cancelled,
+            )
         except Exception as exc:  # noqa: BLE001 - the bar must go and say why; a bug is logged
             if not isinstance(exc, (UserError, ValueError)):
                 log_if_unexpected(log, exc, "checking the dataset")
@@ -142,8 +164,12 @@ class CheckKeys:
         text = check_summary(report)
         if cancelled:
             text = "Hashing cancelled: images not hashed yet are reported as not inspected. " + text
-        self.notify(for_terminal(text), title="Check finished", timeout=10,  # type: ignore[attr-defined]
-                    severity="warning" if report.severity_counts()["error"] else "information")
+        self.notify(
+            for_terminal(text),
+            title="Check finished",
+            timeout=10,  # type: ignore[attr-defined]
+            severity="warning" if report.severity_counts()["error"] else "information",
+        )
         reload = getattr(self, "action_reload", None)
         if reload is not None:
             reload()  # badges, and a check: query's result

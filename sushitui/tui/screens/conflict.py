@@ -57,9 +57,23 @@ class ConflictDialog(ModalScreen[str]):
     """
 
     BINDINGS = [
-        Binding("m", "choose('mine')", "Keep mine", tooltip="Overwrite the file on disk with the app's version", id="conflict.keep_mine"),
-        Binding("d", "choose('disk')", "Take disk", tooltip="Drop the app's version and reload the file", id="conflict.take_disk"),
-        Binding("escape,c", "choose('cancel')", "Cancel", tooltip="Decide later; nothing is written", id="conflict.cancel"),
+        Binding(
+            "m",
+            "choose('mine')",
+            "Keep mine",
+            tooltip="Overwrite the file on disk with the app's version",
+            id="conflict.keep_mine",
+        ),
+        Binding(
+            "d",
+            "choose('disk')",
+            "Take disk",
+            tooltip="Drop the app's version and reload the file",
+            id="conflict.take_disk",
+        ),
+        Binding(
+            "escape,c", "choose('cancel')", "Cancel", tooltip="Decide later; nothing is written", id="conflict.cancel"
+        ),
     ]
 
     def __init__(self, path: str, mine: str, disk: str | None, *, is_tags: bool = True, what: str = "") -> None:
@@ -90,7 +104,11 @@ class ConflictDialog(ModalScreen[str]):
                     yield Static(Text(for_terminal(self.mine, multiline=True) or "(empty)"), id="conflict-mine")
                 with VerticalScroll(classes="conflict-side", id="conflict-disk-side") as disk:
                     disk.border_title = "On disk now"
-                    body = "(the file was deleted)" if self.disk is None else (for_terminal(self.disk, multiline=True) or "(empty)")
+                    body = (
+                        "(the file was deleted)"
+                        if self.disk is None
+                        else (for_terminal(self.disk, multiline=True) or "(empty)")
+                    )
                     yield Static(Text(body), id="conflict-disk")
             with Horizontal(id="conflict-buttons"):
                 yield Button("Keep mine (m)", id="mine", variant="error")

@@ -62,15 +62,19 @@ def render_cells(img, crop: crop_frame.Crop, size: tuple[int, int], cols: int, r
         inside = fx0 <= i + 0.5 < fx1 and fy0 <= j + 0.5 < fy1
         if not inside:
             return int(r * DIM), int(g * DIM), int(b * DIM)
-        edge = (i == int(fx0) or i == max(int(fx0), int(fx1 - 0.5)) or j == int(fy0) or j == max(int(fy0), int(fy1 - 0.5)))
+        edge = (
+            i == int(fx0) or i == max(int(fx0), int(fx1 - 0.5)) or j == int(fy0) or j == max(int(fy0), int(fy1 - 0.5))
+        )
         return EDGE if edge else (r, g, b)
 
     text = Text()
     for row in range(ph // 2):
         for i in range(pw):
             top, bottom = color(i, row * 2), color(i, row * 2 + 1)
-            text.append("▀", Style(color=f"rgb({top[0]},{top[1]},{top[2]})",
-                                   bgcolor=f"rgb({bottom[0]},{bottom[1]},{bottom[2]})"))
+            text.append(
+                "▀",
+                Style(color=f"rgb({top[0]},{top[1]},{top[2]})", bgcolor=f"rgb({bottom[0]},{bottom[1]},{bottom[2]})"),
+            )
         if row < ph // 2 - 1:
             text.append("\n")
     return text
@@ -89,24 +93,49 @@ class CropDialog(ModalScreen):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Leave without changing the crop"),
-        Binding("enter,ctrl+s", "save", "Save crop", id="crop.save", tooltip="Save this crop (exports write the cropped image)"),
-        Binding("x,delete", "clear", "No crop", id="crop.clear", tooltip="Remove the crop: the whole image is exported"),
+        Binding(
+            "enter,ctrl+s",
+            "save",
+            "Save crop",
+            id="crop.save",
+            tooltip="Save this crop (exports write the cropped image)",
+        ),
+        Binding(
+            "x,delete", "clear", "No crop", id="crop.clear", tooltip="Remove the crop: the whole image is exported"
+        ),
         Binding("up", "move(0, -1)", "Up", show=False, id="crop.up", tooltip="Move the frame up"),
         Binding("down", "move(0, 1)", "Down", show=False, id="crop.down", tooltip="Move the frame down"),
         Binding("left", "move(-1, 0)", "Left", show=False, id="crop.left", tooltip="Move the frame left"),
         Binding("right", "move(1, 0)", "Right", show=False, id="crop.right", tooltip="Move the frame right"),
         Binding("shift+up", "resize(0, -1)", "Shorter", show=False, id="crop.shorter", tooltip="Make the frame lower"),
         Binding("shift+down", "resize(0, 1)", "Taller", show=False, id="crop.taller", tooltip="Make the frame taller"),
-        Binding("shift+left", "resize(-1, 0)", "Narrower", show=False, id="crop.narrower", tooltip="Make the frame narrower"),
+        Binding(
+            "shift+left", "resize(-1, 0)", "Narrower", show=False, id="crop.narrower", tooltip="Make the frame narrower"
+        ),
         Binding("shift+right", "resize(1, 0)", "Wider", show=False, id="crop.wider", tooltip="Make the frame wider"),
-        Binding("a", "aspect(1)", "Next ratio", id="crop.next_aspect", tooltip="The next aspect ratio of the trainer's buckets"),
-        Binding("A", "aspect(-1)", "Previous ratio", show=False, id="crop.prev_aspect", tooltip="The previous aspect ratio"),
-        Binding("b", "fit_bucket", "Fit bucket", id="crop.fit_bucket", tooltip="The nearest bucket's ratio, as large as the picture allows"),
+        Binding(
+            "a",
+            "aspect(1)",
+            "Next ratio",
+            id="crop.next_aspect",
+            tooltip="The next aspect ratio of the trainer's buckets",
+        ),
+        Binding(
+            "A", "aspect(-1)", "Previous ratio", show=False, id="crop.prev_aspect", tooltip="The previous aspect ratio"
+        ),
+        Binding(
+            "b",
+            "fit_bucket",
+            "Fit bucket",
+            id="crop.fit_bucket",
+            tooltip="The nearest bucket's ratio, as large as the picture allows",
+        ),
         Binding("r", "reset", "Whole image", show=False, id="crop.reset", tooltip="The frame around the whole image"),
     ]
 
-    def __init__(self, path, size: tuple[int, int], crop: crop_frame.Crop | None, buckets: list[tuple[int, int]],
-                 name: str = "") -> None:
+    def __init__(
+        self, path, size: tuple[int, int], crop: crop_frame.Crop | None, buckets: list[tuple[int, int]], name: str = ""
+    ) -> None:
         super().__init__()
         self.path = path
         self.image_size = size
@@ -122,8 +151,9 @@ class CropDialog(ModalScreen):
         with Vertical(id="crop-box"):
             yield Static("", id="crop-title")
             yield Static("loading the picture…", id="crop-picture")
-            yield Static("arrows move · shift+arrows size · a ratio · b bucket · r all · "
-                         "⏎ save · x none · esc", id="crop-help")
+            yield Static(
+                "arrows move · shift+arrows size · a ratio · b bucket · r all · ⏎ save · x none · esc", id="crop-help"
+            )
 
     def on_mount(self) -> None:
         self._update_title()
@@ -154,7 +184,9 @@ class CropDialog(ModalScreen):
         self._draw()
 
     def _picture_failed(self, why: str) -> None:
-        self.query_one("#crop-picture", Static).update(Text(for_terminal(f"the picture cannot be shown: {why}"), style="red"))
+        self.query_one("#crop-picture", Static).update(
+            Text(for_terminal(f"the picture cannot be shown: {why}"), style="red")
+        )
 
     def on_resize(self) -> None:
         self._draw()

@@ -162,7 +162,8 @@ def validate_form(raw: dict, existing_names: set[str], editing: bool) -> tuple[F
             type=raw["type"],
             caption_suffixes=caption_suffixes,
             image_suffixes=image_suffixes,
-            primary_suffix=primary or (image_suffixes[1] if len(image_suffixes) > 1 else (image_suffixes[0] if image_suffixes else "target")),
+            primary_suffix=primary
+            or (image_suffixes[1] if len(image_suffixes) > 1 else (image_suffixes[0] if image_suffixes else "target")),
             recursive=bool(raw["recursive"]),
             max_depth=max_depth,
             read_exif=bool(raw["read_exif"]),
@@ -182,8 +183,16 @@ class DatasetForm(ModalScreen[FormValues | None]):
         Binding("ctrl+s", "save", "Save", id="dataset_form.save", tooltip="Save these dataset settings"),
     ]
 
-    FIELDS = ("name", "root_path", "caption_suffixes", "image_suffixes", "primary_suffix", "max_depth", "caption_types",
-              "folder_caption")
+    FIELDS = (
+        "name",
+        "root_path",
+        "caption_suffixes",
+        "image_suffixes",
+        "primary_suffix",
+        "max_depth",
+        "caption_types",
+        "folder_caption",
+    )
 
     def __init__(self, existing_names: set[str], current: dict | None = None) -> None:
         super().__init__()
@@ -197,26 +206,68 @@ class DatasetForm(ModalScreen[FormValues | None]):
         with Vertical(id="dataset-form", classes="dialog"):
             yield Static(Text(title, style="bold"), classes="dialog-title")
             with VerticalScroll(id="form-fields"):
-                yield from self._field("name", "Name (1–100 characters, unique)", c.get("name", ""), disabled=self.editing)
-                yield from self._field("root_path", "Folder with the images", c.get("root_path", ""), disabled=self.editing, placeholder="/data/my-lora")
+                yield from self._field(
+                    "name", "Name (1–100 characters, unique)", c.get("name", ""), disabled=self.editing
+                )
+                yield from self._field(
+                    "root_path",
+                    "Folder with the images",
+                    c.get("root_path", ""),
+                    disabled=self.editing,
+                    placeholder="/data/my-lora",
+                )
                 yield Label("Type")
-                yield Select([("auto (detect)", "auto"), ("single images", "single"), ("pairs / groups", "pairs")], value=c.get("type", "auto"), allow_blank=False, id="f-type")
-                yield from self._field("caption_suffixes", "Caption suffixes (comma-separated)", ",".join(c.get("caption_suffixes", [])) if c else DEFAULT_CAPTION_SUFFIXES)
-                yield from self._field("image_suffixes", "Image suffixes (comma-separated; 0=source names a role)", ",".join(c.get("image_suffixes", [])) if c else DEFAULT_IMAGE_SUFFIXES)
+                yield Select(
+                    [("auto (detect)", "auto"), ("single images", "single"), ("pairs / groups", "pairs")],
+                    value=c.get("type", "auto"),
+                    allow_blank=False,
+                    id="f-type",
+                )
+                yield from self._field(
+                    "caption_suffixes",
+                    "Caption suffixes (comma-separated)",
+                    ",".join(c.get("caption_suffixes", [])) if c else DEFAULT_CAPTION_SUFFIXES,
+                )
+                yield from self._field(
+                    "image_suffixes",
+                    "Image suffixes (comma-separated; 0=source names a role)",
+                    ",".join(c.get("image_suffixes", [])) if c else DEFAULT_IMAGE_SUFFIXES,
+                )
                 yield Label("Suffix separator")
-                yield Select([("_  x_source.png", "_"), (".  0.src.jpg", "."), ("-  x-masklabel.png (OneTrainer)", "-")],
-                             value=c.get("suffix_separator") or "_", allow_blank=False, id="f-suffix_separator")
-                yield from self._field("primary_suffix", "Primary image suffix of groups", c.get("primary_suffix", "target"))
+                yield Select(
+                    [("_  x_source.png", "_"), (".  0.src.jpg", "."), ("-  x-masklabel.png (OneTrainer)", "-")],
+                    value=c.get("suffix_separator") or "_",
+                    allow_blank=False,
+                    id="f-suffix_separator",
+                )
+                yield from self._field(
+                    "primary_suffix", "Primary image suffix of groups", c.get("primary_suffix", "target")
+                )
                 yield Checkbox("Recurse into sub-folders", value=c.get("recursive", True), id="f-recursive")
                 depth = c.get("max_depth")
-                yield from self._field("max_depth", "Max depth (empty = unlimited)", "" if depth is None else str(depth), placeholder="unlimited")
-                yield Checkbox("Read EXIF / XMP / IPTC / PNG text captions", value=c.get("read_exif", False), id="f-read_exif")
+                yield from self._field(
+                    "max_depth",
+                    "Max depth (empty = unlimited)",
+                    "" if depth is None else str(depth),
+                    placeholder="unlimited",
+                )
+                yield Checkbox(
+                    "Read EXIF / XMP / IPTC / PNG text captions", value=c.get("read_exif", False), id="f-read_exif"
+                )
                 types = ", ".join(f"{k}={v}" for k, v in (c.get("caption_types") or {}).items())
-                yield from self._field("caption_types", "Caption type per subtype (optional)", types, placeholder="alt=natural_language")
-                yield from self._field("folder_caption", "Folder caption file: the instruction of every item in its folder (optional; prompt.json is always read)",
-                                       c.get("folder_caption") or "", placeholder="instruction.txt")
+                yield from self._field(
+                    "caption_types", "Caption type per subtype (optional)", types, placeholder="alt=natural_language"
+                )
+                yield from self._field(
+                    "folder_caption",
+                    "Folder caption file: the instruction of every item in its folder (optional; prompt.json is always read)",
+                    c.get("folder_caption") or "",
+                    placeholder="instruction.txt",
+                )
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)" if self.editing else "Create and scan (ctrl+s)", id="save", variant="primary")
+                yield Button(
+                    "Save (ctrl+s)" if self.editing else "Create and scan (ctrl+s)", id="save", variant="primary"
+                )
                 yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
@@ -300,7 +351,12 @@ class ProblemsScreen(ModalScreen[None]):
             self._full.append((for_terminal(path), for_terminal(reason)))
             rows.append((Text(for_terminal(path)), Text(for_terminal(reason))))
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
-            rows.append((Text(f"… {len(self.problems) - MAX_PROBLEMS_SHOWN:,} more", style="dim"), Text("see `sushitui dataset show NAME --json`")))
+            rows.append(
+                (
+                    Text(f"… {len(self.problems) - MAX_PROBLEMS_SHOWN:,} more", style="dim"),
+                    Text("see `sushitui dataset show NAME --json`"),
+                )
+            )
         if not rows:
             rows.append((Text("no problems", style="dim"), Text("")))
         table.add_rows(rows)
@@ -371,7 +427,13 @@ def report_summary(report) -> str:
     """One line from a ScanReport object or its stored dict."""
     get = (lambda k: report.get(k)) if isinstance(report, dict) else (lambda k: getattr(report, k, None))
     parts = []
-    for key, label in (("files_seen", "files seen"), ("items_added", "added"), ("items_updated", "updated"), ("items_removed", "removed"), ("captions", "captions")):
+    for key, label in (
+        ("files_seen", "files seen"),
+        ("items_added", "added"),
+        ("items_updated", "updated"),
+        ("items_removed", "removed"),
+        ("captions", "captions"),
+    ):
         value = get(key)
         if isinstance(value, int):
             parts.append(f"{value:,} {label}")
@@ -415,10 +477,30 @@ class DatasetsScreen(Screen):
         Binding("enter", "open", "Open", id="datasets.open", tooltip="Browse the highlighted dataset's items"),
         Binding("n", "new", "New", id="datasets.new", tooltip="Add a dataset folder"),
         Binding("e", "edit", "Settings", id="datasets.edit", tooltip="Edit the highlighted dataset's settings"),
-        Binding("r", "reindex", "Reindex", id="datasets.reindex", tooltip="Scan the folder again for new, changed and removed files"),
-        Binding("d,delete", "remove", "Remove index", id="datasets.remove", tooltip="Forget this dataset's index (files on disk stay)"),
-        Binding("p", "problems", "Problems", id="datasets.problems", tooltip="Files the last scan could not read, and why"),
-        Binding("c", "cancel_scan", "Cancel scan", id="datasets.cancel_scan", tooltip="Stop the running scan (what is done is kept)"),
+        Binding(
+            "r",
+            "reindex",
+            "Reindex",
+            id="datasets.reindex",
+            tooltip="Scan the folder again for new, changed and removed files",
+        ),
+        Binding(
+            "d,delete",
+            "remove",
+            "Remove index",
+            id="datasets.remove",
+            tooltip="Forget this dataset's index (files on disk stay)",
+        ),
+        Binding(
+            "p", "problems", "Problems", id="datasets.problems", tooltip="Files the last scan could not read, and why"
+        ),
+        Binding(
+            "c",
+            "cancel_scan",
+            "Cancel scan",
+            id="datasets.cancel_scan",
+            tooltip="Stop the running scan (what is done is kept)",
+        ),
         Binding("f5", "refresh", "Refresh", show=False, id="datasets.refresh", tooltip="Read the list again"),
         Binding("q", "app.quit", "Quit", id="datasets.quit", tooltip="Quit sushitui (ctrl+q quits from every screen)"),
     ]
@@ -567,7 +649,9 @@ class DatasetsScreen(Screen):
             update_settings(name, **values.scan_settings())
         except Exception as exc:  # noqa: BLE001 - shown to the user, the form stays open; a bug is logged
             log_if_unexpected(log, exc, "saving dataset settings")
-            self.app.call_from_thread(self.notify, f"Settings not saved: {for_terminal(exc)}", severity="error", timeout=10)
+            self.app.call_from_thread(
+                self.notify, f"Settings not saved: {for_terminal(exc)}", severity="error", timeout=10
+            )
             return
         self.app.call_from_thread(self._settings_saved, name)
 
@@ -578,7 +662,9 @@ class DatasetsScreen(Screen):
             if ok:
                 self._reindex_named(name)
 
-        self.app.push_screen(ConfirmDialog(f"Settings of '{name}' saved. Reindex now so they take effect?", yes_label="Reindex"), answer)
+        self.app.push_screen(
+            ConfirmDialog(f"Settings of '{name}' saved. Reindex now so they take effect?", yes_label="Reindex"), answer
+        )
 
     # -- scan / reindex ----------------------------------------------------------------------------
     def action_reindex(self) -> None:
@@ -610,7 +696,9 @@ class DatasetsScreen(Screen):
         cancelled = False
         try:
             if new:
-                settings = registry.DatasetSettings(name=values.name, root_path=values.root_path, **values.scan_settings())
+                settings = registry.DatasetSettings(
+                    name=values.name, root_path=values.root_path, **values.scan_settings()
+                )
                 _, report = registry.add_dataset(settings, progress=throttle, cancel=token)
             else:
                 report = registry.reindex(name, progress=throttle, cancel=token)
@@ -635,12 +723,18 @@ class DatasetsScreen(Screen):
         if message.error:
             self.notify(f"Scan of {name} failed: {for_terminal(message.error)}", severity="error", timeout=12)
         elif message.cancelled:
-            self.notify(f"Scan of {name} cancelled; what was indexed so far is kept. Reindex (r) to finish.", severity="warning", timeout=8)
+            self.notify(
+                f"Scan of {name} cancelled; what was indexed so far is kept. Reindex (r) to finish.",
+                severity="warning",
+                timeout=8,
+            )
         else:
             summary = report_summary(message.report) if message.report is not None else ""
             problems = len(getattr(message.report, "problems", None) or [])
             hint = " — press p to see the problems" if problems else ""
-            self.notify(f"Indexed {name}: {summary}{hint}", severity="warning" if problems else "information", timeout=8)
+            self.notify(
+                f"Indexed {name}: {summary}{hint}", severity="warning" if problems else "information", timeout=8
+            )
         self.action_refresh()
 
     def action_cancel_scan(self) -> None:
@@ -680,7 +774,9 @@ class DatasetsScreen(Screen):
             remove_dataset(name)
         except Exception as exc:  # noqa: BLE001 - shown to the user, the list stays; a bug is logged
             log_if_unexpected(log, exc, f"removing {name}")
-            self.app.call_from_thread(self.notify, f"Could not remove {for_terminal(name)}: {for_terminal(exc)}", severity="error")
+            self.app.call_from_thread(
+                self.notify, f"Could not remove {for_terminal(name)}: {for_terminal(exc)}", severity="error"
+            )
             return
         self.app.call_from_thread(self.notify, f"Removed the index of {for_terminal(name)} (files untouched)")
         self.app.call_from_thread(self.action_refresh)
@@ -689,4 +785,6 @@ class DatasetsScreen(Screen):
         row = self.current_row()
         if row is None:
             return
-        self.app.push_screen(ProblemsScreen(row["name"], row["problems"], report_summary(row["report"]) if row["report"] else ""))
+        self.app.push_screen(
+            ProblemsScreen(row["name"], row["problems"], report_summary(row["report"]) if row["report"] else "")
+        )

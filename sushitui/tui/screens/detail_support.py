@@ -91,9 +91,15 @@ def edit_flow(screen) -> EditFlow:
     async def ask_conflict(question: ConflictQuestion) -> str:
         from sushitui.tui.screens.conflict import ConflictDialog
 
-        return await screen.app.push_screen_wait(ConflictDialog(
-            question.shown_path, question.mine_text, question.disk_text, is_tags=question.is_tags, what=question.what,
-        ))
+        return await screen.app.push_screen_wait(
+            ConflictDialog(
+                question.shown_path,
+                question.mine_text,
+                question.disk_text,
+                is_tags=question.is_tags,
+                what=question.what,
+            )
+        )
 
     async def confirm_lossy(what: str, exc: CaptionFileError) -> bool:
         return await _confirm_lossy_save(screen, what, exc)
@@ -109,11 +115,16 @@ async def _confirm_lossy_save(screen, what: str, exc: CaptionFileError) -> bool:
     replaces them with the text shown. Say what will be lost and ask."""
     from sushitui.tui.widgets.confirm import ConfirmDialog
 
-    return bool(await screen.app.push_screen_wait(ConfirmDialog(
-        f"Replace {what}? The file is not clean text.",
-        detail=f"{exc}\n\nSaving writes the text shown here; the file's original bytes are lost.",
-        yes_label="Replace", danger=True,
-    )))
+    return bool(
+        await screen.app.push_screen_wait(
+            ConfirmDialog(
+                f"Replace {what}? The file is not clean text.",
+                detail=f"{exc}\n\nSaving writes the text shown here; the file's original bytes are lost.",
+                yes_label="Replace",
+                danger=True,
+            )
+        )
+    )
 
 
 async def save_with_conflict_dialog(
@@ -141,8 +152,13 @@ def report_unsaved(app, problems: list[str]) -> None:
         return
     if app.is_running:
         for problem in problems:
-            app.notify(for_terminal(problem, multiline=True), title="Edit not saved", severity="error", timeout=30,
-                       markup=False)
+            app.notify(
+                for_terminal(problem, multiline=True),
+                title="Edit not saved",
+                severity="error",
+                timeout=30,
+                markup=False,
+            )
         return
     report = getattr(app, "exit_report", None)
     for problem in problems:

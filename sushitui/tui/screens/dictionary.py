@@ -52,17 +52,39 @@ class DictionaryScreen(Screen):
     BINDINGS = [
         Binding("slash", "focus_search", "Search", tooltip="Edit the search text", id="dictionary.search"),
         Binding("c", "cycle_category", "Category", tooltip="Cycle the category filter", id="dictionary.category"),
-        Binding("m", "cycle_mode", "Mode", tooltip="Search mode: substring, prefix, suffix, exact", id="dictionary.mode"),
+        Binding(
+            "m", "cycle_mode", "Mode", tooltip="Search mode: substring, prefix, suffix, exact", id="dictionary.mode"
+        ),
         Binding("s", "cycle_sort", "Sort", tooltip="Sort by count, name or created", id="dictionary.sort"),
-        Binding("o", "toggle('only_official')", "Official", tooltip="Only official (Danbooru) tags", id="dictionary.only_official"),
+        Binding(
+            "o",
+            "toggle('only_official')",
+            "Official",
+            tooltip="Only official (Danbooru) tags",
+            id="dictionary.only_official",
+        ),
         Binding("u", "toggle('only_custom')", "Custom", tooltip="Only custom tags", id="dictionary.only_custom"),
-        Binding("v", "toggle('show_deprecated')", "Deprecated", tooltip="Show deprecated tags", id="dictionary.show_deprecated"),
+        Binding(
+            "v",
+            "toggle('show_deprecated')",
+            "Deprecated",
+            tooltip="Show deprecated tags",
+            id="dictionary.show_deprecated",
+        ),
         Binding("pagedown,n", "next_page", "Next page", id="dictionary.next_page", tooltip="Next page of tags"),
         Binding("pageup,p", "prev_page", "Prev page", id="dictionary.prev_page", tooltip="Previous page of tags"),
         Binding("a", "add", "Add", tooltip="Add a tag", id="dictionary.add"),
         Binding("e", "edit", "Edit", tooltip="Edit the highlighted tag", id="dictionary.edit"),
-        Binding("delete,x", "delete", "Delete", tooltip="Delete the highlighted tag (asks first)", id="dictionary.delete"),
-        Binding("X", "delete(True)", "Delete everywhere", tooltip="Delete and remove from every dataset's captions", id="dictionary.delete_everywhere"),
+        Binding(
+            "delete,x", "delete", "Delete", tooltip="Delete the highlighted tag (asks first)", id="dictionary.delete"
+        ),
+        Binding(
+            "X",
+            "delete(True)",
+            "Delete everywhere",
+            tooltip="Delete and remove from every dataset's captions",
+            id="dictionary.delete_everywhere",
+        ),
         Binding("t", "stats", "Stats", tooltip="Dictionary statistics", id="dictionary.stats"),
         Binding("escape,q", "close", "Close", id="nav.back", tooltip="Back to the previous screen"),
     ]
@@ -163,11 +185,21 @@ class DictionaryScreen(Screen):
         page = len(self.cursors)
         pages = "?" if self.total is None else f"{max(1, -(-self.total // PAGE)):,}"
         total = "…" if self.total is None else f"{self.total:,}"
-        filters = [name for name, on_ in (("official", q.only_official), ("custom", q.only_custom),
-                                            ("+deprecated", q.show_deprecated)) if on_]
-        text = (f"{total} tags · page {page:,}/{pages} · category {q.category or 'all'} · mode {q.mode} · "
-                f"sort {q.sort}" + (f" · {' '.join(filters)}" if filters else "")
-                + (f" · {self.page_ms:.0f} ms" if self.page_ms is not None else ""))
+        filters = [
+            name
+            for name, on_ in (
+                ("official", q.only_official),
+                ("custom", q.only_custom),
+                ("+deprecated", q.show_deprecated),
+            )
+            if on_
+        ]
+        text = (
+            f"{total} tags · page {page:,}/{pages} · category {q.category or 'all'} · mode {q.mode} · "
+            f"sort {q.sort}"
+            + (f" · {' '.join(filters)}" if filters else "")
+            + (f" · {self.page_ms:.0f} ms" if self.page_ms is not None else "")
+        )
         self.query_one("#dict-status", Static).update(Text(text))
 
     # -- actions -------------------------------------------------------------------------------
@@ -243,15 +275,20 @@ class DictionaryScreen(Screen):
             return
         from sushitui.tui.widgets.confirm import ConfirmDialog
 
-        detail = ("Its tag is also removed from every caption in every dataset (files are rewritten)."
-                  if everywhere else "Captions in your datasets keep the tag (X also removes it from them).")
+        detail = (
+            "Its tag is also removed from every caption in every dataset (files are rewritten)."
+            if everywhere
+            else "Captions in your datasets keep the tag (X also removes it from them)."
+        )
 
         def done(ok: bool | None) -> None:
             if ok:
                 self._delete(entry.tag, everywhere)
 
-        self.app.push_screen(ConfirmDialog(f"Delete {entry.tag!r} from the dictionary?", detail=detail,
-                                           yes_label="Delete", danger=True), done)
+        self.app.push_screen(
+            ConfirmDialog(f"Delete {entry.tag!r} from the dictionary?", detail=detail, yes_label="Delete", danger=True),
+            done,
+        )
 
     @work(thread=True, group="dict-delete", exit_on_error=False)
     def _delete(self, tag: str, everywhere: bool) -> None:
@@ -263,7 +300,9 @@ class DictionaryScreen(Screen):
         except dictionary.DictionaryError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        msg = f"deleted {for_terminal(tag)}" + (f"; removed from {report.items_changed:,} captions" if everywhere else "")
+        msg = f"deleted {for_terminal(tag)}" + (
+            f"; removed from {report.items_changed:,} captions" if everywhere else ""
+        )
         if report.problems:
             msg += f"; {len(report.problems)} captions not changed (see `sushitui dict remove`)"
         self.app.call_from_thread(self.notify, msg, severity="warning" if report.problems else "information")
@@ -295,8 +334,13 @@ class TagFormDialog(ModalScreen):
         Binding("ctrl+s", "save", "Save", id="tag_form.save", tooltip="Save this tag"),
         Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"),
     ]
-    FIELDS = (("tag", "Tag"), ("category", "Category"), ("count", "Count"), ("aliases", "Aliases"),
-              ("description", "Description"))
+    FIELDS = (
+        ("tag", "Tag"),
+        ("category", "Category"),
+        ("count", "Count"),
+        ("aliases", "Aliases"),
+        ("description", "Description"),
+    )
     HINTS = {"category": "general artist copyright character meta model", "aliases": "comma-separated"}
 
     def __init__(self, entry=None) -> None:
@@ -306,8 +350,11 @@ class TagFormDialog(ModalScreen):
     def compose(self) -> ComposeResult:
         e = self.entry
         values = {
-            "tag": e.tag if e else "", "category": e.category if e else "general", "count": str(e.count) if e else "0",
-            "aliases": ", ".join(e.aliases) if e else "", "description": e.description if e else "",
+            "tag": e.tag if e else "",
+            "category": e.category if e else "general",
+            "count": str(e.count) if e else "0",
+            "aliases": ", ".join(e.aliases) if e else "",
+            "description": e.description if e else "",
         }
         with Vertical(id="tag-form"):
             yield Static(Text("Edit tag" if e else "Add a tag", style="bold"))
@@ -334,15 +381,27 @@ class TagFormDialog(ModalScreen):
         v = {name: self.query_one(f"#form-{name}", Input).value for name, _ in self.FIELDS}
         try:
             if self.entry is None:
-                entry = dictionary.add_tag(v["tag"], v["category"].strip().lower(), v["count"], aliases=v["aliases"],
-                                           description=v["description"])
+                entry = dictionary.add_tag(
+                    v["tag"],
+                    v["category"].strip().lower(),
+                    v["count"],
+                    aliases=v["aliases"],
+                    description=v["description"],
+                )
             else:
-                entry = dictionary.edit_tag(self.entry.tag, tag=v["tag"], category=v["category"].strip().lower(),
-                                            count=v["count"], aliases=v["aliases"], description=v["description"])
+                entry = dictionary.edit_tag(
+                    self.entry.tag,
+                    tag=v["tag"],
+                    category=v["category"].strip().lower(),
+                    count=v["count"],
+                    aliases=v["aliases"],
+                    description=v["description"],
+                )
         except dictionary.ValidationError as exc:
             self.errors = exc.problems
             self.query_one("#tag-form-errors", Static).update(
-                Text("\n".join(f"{k}: {for_terminal(r)}" for k, r in exc.problems.items())))
+                Text("\n".join(f"{k}: {for_terminal(r)}" for k, r in exc.problems.items()))
+            )
             first = next(iter(exc.problems))
             if first in dict(self.FIELDS):
                 self.query_one(f"#form-{first}", Input).focus()
@@ -395,8 +454,14 @@ class DictionaryStats(ModalScreen):
         self.query_one("#dict-stats-summary", Static).update(Text("\n".join(lines)))
         table = self.query_one(DataTable)
         for i, t in enumerate(s["top_used"], 1):
-            table.add_row(str(i), Text(for_terminal(t["tag"])), Text(t["category"] or "-", style=CATEGORY_COLORS.get(t["category"] or "", "")),
-                          f"{t['uses']:,}", f"{t['items']:,}", "-" if t["dictionary_count"] is None else f"{t['dictionary_count']:,}")
+            table.add_row(
+                str(i),
+                Text(for_terminal(t["tag"])),
+                Text(t["category"] or "-", style=CATEGORY_COLORS.get(t["category"] or "", "")),
+                f"{t['uses']:,}",
+                f"{t['items']:,}",
+                "-" if t["dictionary_count"] is None else f"{t['dictionary_count']:,}",
+            )
         self.stats = s
 
     def action_close(self) -> None:

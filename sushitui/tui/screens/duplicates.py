@@ -91,8 +91,14 @@ class DupColumn(Vertical):
             pane.show_message("no image (or its path leaves the dataset's folder)")
         info = Text(no_wrap=True, overflow="ellipsis")
         info.append(for_terminal(member.name), style="bold")
-        size = " · ".join(p for p in (f"{member.width}×{member.height}" if member.width and member.height else "",
-                                      fmt_bytes(member.file_size)) if p)
+        size = " · ".join(
+            p
+            for p in (
+                f"{member.width}×{member.height}" if member.width and member.height else "",
+                fmt_bytes(member.file_size),
+            )
+            if p
+        )
         info.append("\n" + size)
         if other_dataset:
             info.append(f"  in {for_terminal(member.dataset)}", style="bold yellow")
@@ -111,15 +117,47 @@ class DuplicatesScreen(Screen):
     """
 
     BINDINGS = [
-        Binding("k", "keep", "Keep this one", id="duplicates.keep",
-                tooltip="Keep the copy under the cursor and flag every other copy of the group exclude"),
+        Binding(
+            "k",
+            "keep",
+            "Keep this one",
+            id="duplicates.keep",
+            tooltip="Keep the copy under the cursor and flag every other copy of the group exclude",
+        ),
         Binding("n,pagedown", "group(1)", "Next group", id="duplicates.next_group", tooltip="The next duplicate group"),
-        Binding("p,pageup", "group(-1)", "Previous group", id="duplicates.prev_group",
-                tooltip="The previous duplicate group"),
-        Binding("left", "move(-1)", "Previous copy", show=False, id="duplicates.left", tooltip="Cursor to the copy on the left"),
-        Binding("right", "move(1)", "Next copy", show=False, id="duplicates.right", tooltip="Cursor to the copy on the right"),
-        Binding("enter", "open_item", "Open", id="duplicates.open_item", tooltip="Open the copy under the cursor in item detail"),
-        Binding("f5", "reload", "Reload", show=False, id="duplicates.reload", tooltip="Read the duplicate groups again"),
+        Binding(
+            "p,pageup",
+            "group(-1)",
+            "Previous group",
+            id="duplicates.prev_group",
+            tooltip="The previous duplicate group",
+        ),
+        Binding(
+            "left",
+            "move(-1)",
+            "Previous copy",
+            show=False,
+            id="duplicates.left",
+            tooltip="Cursor to the copy on the left",
+        ),
+        Binding(
+            "right",
+            "move(1)",
+            "Next copy",
+            show=False,
+            id="duplicates.right",
+            tooltip="Cursor to the copy on the right",
+        ),
+        Binding(
+            "enter",
+            "open_item",
+            "Open",
+            id="duplicates.open_item",
+            tooltip="Open the copy under the cursor in item detail",
+        ),
+        Binding(
+            "f5", "reload", "Reload", show=False, id="duplicates.reload", tooltip="Read the duplicate groups again"
+        ),
         Binding("escape", "back", "Back", id="nav.back", tooltip="Back to the browser"),
     ]
 
@@ -221,11 +259,19 @@ class DuplicatesScreen(Screen):
             if not self.loaded:
                 empty.update("Looking for duplicates…")
             elif self.checked:
-                empty.update(Text("No duplicates: no file is indexed twice and the last check found no near "
-                                  "duplicates. Esc goes back."))
+                empty.update(
+                    Text(
+                        "No duplicates: no file is indexed twice and the last check found no near "
+                        "duplicates. Esc goes back."
+                    )
+                )
             else:
-                empty.update(Text("No exact duplicates. Near duplicates are found by the check: press k in the "
-                                  "browser (or run `sushitui check NAME`), then come back. Esc goes back."))
+                empty.update(
+                    Text(
+                        "No exact duplicates. Near duplicates are found by the check: press k in the "
+                        "browser (or run `sushitui check NAME`), then come back. Esc goes back."
+                    )
+                )
             self.refresh_bindings()
             return
         empty.display = False
@@ -308,8 +354,9 @@ class DuplicatesScreen(Screen):
         self.keeps_done += 1
         kept = next(m for m in group.members if m.item_id == keep_id)
         n = len(excluded)
-        self.notify(f"Kept {for_terminal(kept.name)}; {n} other cop{'ies' if n != 1 else 'y'} flagged exclude",
-                    timeout=4)
+        self.notify(
+            f"Kept {for_terminal(kept.name)}; {n} other cop{'ies' if n != 1 else 'y'} flagged exclude", timeout=4
+        )
         if index == self.group_index and index + 1 < len(self.groups):
             self.action_group(1)  # the next group comes up: one key per group
         else:

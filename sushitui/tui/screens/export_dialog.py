@@ -67,7 +67,13 @@ class ExportDialog(ModalScreen):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel / close", tooltip="Stop a running export (nothing is left in the folder), or close", id="dialog.cancel"),
+        Binding(
+            "escape",
+            "cancel",
+            "Cancel / close",
+            tooltip="Stop a running export (nothing is left in the folder), or close",
+            id="dialog.cancel",
+        ),
         Binding("ctrl+s", "start", "Export", tooltip="Export with these settings", id="export.start"),
     ]
 
@@ -101,7 +107,11 @@ class ExportDialog(ModalScreen):
                 yield Label("Output folder (new or empty)")
                 yield Input(placeholder="/path/to/new/folder", id="ex-outdir", compact=True)
                 yield Label("Trigger word (first in every caption)")
-                yield Input(placeholder="e.g. ohwx person — leave empty only if you train without one", id="ex-trigger", compact=True)
+                yield Input(
+                    placeholder="e.g. ohwx person — leave empty only if you train without one",
+                    id="ex-trigger",
+                    compact=True,
+                )
                 yield Static("", id="export-trigger-hint")
                 with Horizontal(classes="export-row"):
                     with Vertical():
@@ -150,7 +160,8 @@ class ExportDialog(ModalScreen):
             format=str(self.query_one("#ex-format", Select).value),
             query=self.query_text,
             item_ids=self.item_ids,
-            caption=tuple(c.strip() for c in self.query_one("#ex-caption", Input).value.split(",") if c.strip()) or ("main",),
+            caption=tuple(c.strip() for c in self.query_one("#ex-caption", Input).value.split(",") if c.strip())
+            or ("main",),
             exclude_groups=tuple(g.strip() for g in self.query_one("#ex-exclude", Input).value.split(",") if g.strip()),
             aliases=self.query_one("#ex-aliases", Checkbox).value,
             underscores_to_spaces=self.query_one("#ex-underscores", Checkbox).value,
@@ -273,9 +284,14 @@ class ExportDialog(ModalScreen):
         hint = self.query_one("#export-trigger-hint", Static)
         if trigger:
             fmt = str(self.query_one("#ex-format", Select).value)
-            where = {"ai-toolkit": "trigger_word and keep_tokens", "txt": "first token", "diffusers": "first words",
-                     "onetrainer": "keep_tags_count", "diffusion-pipe": "first token", "musubi": "first token",
-                     }.get(fmt, "keep_tokens")
+            where = {
+                "ai-toolkit": "trigger_word and keep_tokens",
+                "txt": "first token",
+                "diffusers": "first words",
+                "onetrainer": "keep_tags_count",
+                "diffusion-pipe": "first token",
+                "musubi": "first token",
+            }.get(fmt, "keep_tokens")
             hint.update(Text(f"'{for_terminal(trigger)}' goes first in every caption ({where} keeps it there)"))
         else:
             hint.update(Text("No trigger word: captions are exported as they are.", style="yellow"))
@@ -375,7 +391,9 @@ class ExportDialog(ModalScreen):
                 f"and control images keep the pairing), e.g. {first.source} -> {first.exported}"
             )
         if report.problems:
-            lines.append(f"{len(report.problems):,} problems, e.g. {report.problems[0].path}: {report.problems[0].reason}")
+            lines.append(
+                f"{len(report.problems):,} problems, e.g. {report.problems[0].path}: {report.problems[0].reason}"
+            )
         self.query_one("#export-result", Static).update(Text(for_terminal("\n".join(lines), multiline=True)))
         self.app.notify(lines[0], title="Export finished", timeout=6)
 

@@ -43,7 +43,10 @@ class PromptDialog(ModalScreen[PromptResult | None]):
     """
     # ctrl+s saves as in every other form (dataset, dictionary tag); the dialog had no
     # hint at all of how to submit it.
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"), Binding("ctrl+s", "submit", "Save", id="prompt.save", tooltip="Save what you typed")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"),
+        Binding("ctrl+s", "submit", "Save", id="prompt.save", tooltip="Save what you typed"),
+    ]
 
     def __init__(self, title: str, fields: list[tuple[str, str]], validate=None) -> None:
         super().__init__()
@@ -58,7 +61,11 @@ class PromptDialog(ModalScreen[PromptResult | None]):
                 yield Static(Text(label))
                 yield Input(value=value, id=f"field-{i}")
             yield Static("", classes="prompt-error", id="prompt-error")
-            hint = "Enter next field · ctrl+s save · Esc cancel" if len(self.fields) > 1 else "Enter or ctrl+s save · Esc cancel"
+            hint = (
+                "Enter next field · ctrl+s save · Esc cancel"
+                if len(self.fields) > 1
+                else "Enter or ctrl+s save · Esc cancel"
+            )
             yield Static(Text(hint, style="dim"), classes="prompt-hint")
 
     def on_mount(self) -> None:
@@ -116,15 +123,46 @@ class GroupsScreen(Screen):
         Binding("a", "add_group", "New group", id="groups.add_group", tooltip="Create a tag group"),
         Binding("r", "rename_group", "Rename", id="groups.rename_group", tooltip="Rename the highlighted group"),
         Binding("c", "color_group", "Colour", id="groups.color_group", tooltip="Change the group's pill colour"),
-        Binding("d,delete", "delete_group", "Delete group", id="groups.delete_group", tooltip="Delete the highlighted group (asks first)"),
+        Binding(
+            "d,delete",
+            "delete_group",
+            "Delete group",
+            id="groups.delete_group",
+            tooltip="Delete the highlighted group (asks first)",
+        ),
         Binding("t", "add_tags", "Add tags", id="groups.add_tags", tooltip="Add tags to the highlighted group"),
-        Binding("x", "remove_tag", "Remove tag", id="groups.remove_tag", tooltip="Take the highlighted tag out of the group"),
-        Binding("slash", "filter_tags", "Filter tags", id="groups.filter_tags", tooltip="Filter the group's tags by text"),
+        Binding(
+            "x", "remove_tag", "Remove tag", id="groups.remove_tag", tooltip="Take the highlighted tag out of the group"
+        ),
+        Binding(
+            "slash", "filter_tags", "Filter tags", id="groups.filter_tags", tooltip="Filter the group's tags by text"
+        ),
         Binding("A", "add_alias", "New alias", id="groups.add_alias", tooltip="Make one tag an alias of another"),
         Binding("D", "delete_alias", "Delete alias", id="groups.delete_alias", tooltip="Delete the highlighted alias"),
-        Binding("1", "focus_pane('groups-table')", "Groups", show=False, id="groups.focus_groups", tooltip="Move to the groups list"),
-        Binding("2", "focus_pane('tags-table')", "Tags", show=False, id="groups.focus_tags", tooltip="Move to the group's tags"),
-        Binding("3", "focus_pane('aliases-table')", "Aliases", show=False, id="groups.focus_aliases", tooltip="Move to the aliases list"),
+        Binding(
+            "1",
+            "focus_pane('groups-table')",
+            "Groups",
+            show=False,
+            id="groups.focus_groups",
+            tooltip="Move to the groups list",
+        ),
+        Binding(
+            "2",
+            "focus_pane('tags-table')",
+            "Tags",
+            show=False,
+            id="groups.focus_tags",
+            tooltip="Move to the group's tags",
+        ),
+        Binding(
+            "3",
+            "focus_pane('aliases-table')",
+            "Aliases",
+            show=False,
+            id="groups.focus_aliases",
+            tooltip="Move to the aliases list",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -225,7 +263,11 @@ class GroupsScreen(Screen):
         table.clear()
         for t in tags[:MAX_TAG_ROWS]:
             table.add_row(Text(for_terminal(t)), key=t)
-        shown = f"{min(len(tags), MAX_TAG_ROWS):,} of {total:,}" if (self.tag_filter or len(tags) > MAX_TAG_ROWS) else f"{total:,}"
+        shown = (
+            f"{min(len(tags), MAX_TAG_ROWS):,} of {total:,}"
+            if (self.tag_filter or len(tags) > MAX_TAG_ROWS)
+            else f"{total:,}"
+        )
         more = " (/ to filter)" if len(tags) > MAX_TAG_ROWS else ""
         flt = f" matching '{self.tag_filter}'" if self.tag_filter else ""
         self.query_one("#tags-title", Static).update(Text(for_terminal(f"[2] Tags of {name}: {shown}{flt}{more}")))
@@ -287,8 +329,14 @@ class GroupsScreen(Screen):
 
             self._write(lambda: groups.add_group(name, color), f"group '{name}' created", select=name)
 
-        self.app.push_screen(PromptDialog("New tag group", [("Name", ""), ("Colour (#RRGGBB, optional)", "")],
-                                          validate=lambda v: "a group needs a name" if not v[0].strip() else _color_problem(v)), done)
+        self.app.push_screen(
+            PromptDialog(
+                "New tag group",
+                [("Name", ""), ("Colour (#RRGGBB, optional)", "")],
+                validate=lambda v: "a group needs a name" if not v[0].strip() else _color_problem(v),
+            ),
+            done,
+        )
 
     def action_rename_group(self) -> None:
         old = self._highlighted("groups-table")
@@ -318,8 +366,14 @@ class GroupsScreen(Screen):
 
             self._write(lambda: groups.set_color(name, color), f"colour of '{name}' set", select=name)
 
-        self.app.push_screen(PromptDialog(f"Colour of '{name}'", [("Colour (#RRGGBB)", "")],
-                                          validate=lambda v: _color_problem(v) if v[0].strip() else "type a colour like #FF6B9D"), done)
+        self.app.push_screen(
+            PromptDialog(
+                f"Colour of '{name}'",
+                [("Colour (#RRGGBB)", "")],
+                validate=lambda v: _color_problem(v) if v[0].strip() else "type a colour like #FF6B9D",
+            ),
+            done,
+        )
 
     def action_delete_group(self) -> None:
         name = self._highlighted("groups-table")
@@ -332,8 +386,15 @@ class GroupsScreen(Screen):
 
                 self._write(lambda: groups.remove_group(name), f"group '{name}' deleted")
 
-        self.app.push_screen(ConfirmDialog(f"Delete the tag group '{name}'?", detail="Its tag list goes; tags on items and caption files are not touched.",
-                                           yes_label="Delete", danger=True), done)
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Delete the tag group '{name}'?",
+                detail="Its tag list goes; tags on items and caption files are not touched.",
+                yes_label="Delete",
+                danger=True,
+            ),
+            done,
+        )
 
     def action_add_tags(self) -> None:
         name = self.current_group
@@ -384,8 +445,14 @@ class GroupsScreen(Screen):
 
             self._write(lambda: aliases.add_alias(src, dst), f"alias {src} → {dst} added", select=self.current_group)
 
-        self.app.push_screen(PromptDialog("New alias (applied whenever a tag is added)", [("From tag", ""), ("To tag", "")],
-                                          validate=lambda v: "both tags are needed" if not (v[0].strip() and v[1].strip()) else None), done)
+        self.app.push_screen(
+            PromptDialog(
+                "New alias (applied whenever a tag is added)",
+                [("From tag", ""), ("To tag", "")],
+                validate=lambda v: "both tags are needed" if not (v[0].strip() and v[1].strip()) else None,
+            ),
+            done,
+        )
 
     def action_delete_alias(self) -> None:
         src = self._highlighted("aliases-table")
@@ -399,4 +466,6 @@ class GroupsScreen(Screen):
 
                 self._write(lambda: aliases.remove_alias(src), f"alias of '{src}' deleted", select=self.current_group)
 
-        self.app.push_screen(ConfirmDialog(f"Delete the alias of '{src}'?", detail="Captions already rewritten stay as they are."), done)
+        self.app.push_screen(
+            ConfirmDialog(f"Delete the alias of '{src}'?", detail="Captions already rewritten stay as they are."), done
+        )

@@ -42,8 +42,9 @@ AUTOSAVE_DELAY_S = 0.5
 class ItemLoaded(Message):
     """A load finished: ``view``, or ``error`` when the item could not be read."""
 
-    def __init__(self, seq: int, view: ItemView | None, error: str | None = None,
-                 colors: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, seq: int, view: ItemView | None, error: str | None = None, colors: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.seq = seq
         self.view = view
@@ -80,36 +81,129 @@ class ItemDetailScreen(MarkKeys, TrashKeys, CropKey, Screen):
     """
 
     BINDINGS = [
-        Binding("escape", "back", "Back", tooltip="Save and go back (Esc in an editor leaves the editor)", id="nav.back"),
+        Binding(
+            "escape", "back", "Back", tooltip="Save and go back (Esc in an editor leaves the editor)", id="nav.back"
+        ),
         Binding("left", "prev_item", "Prev", tooltip="Save and show the previous item", id="item.prev"),
         Binding("right", "next_item", "Next", tooltip="Save and show the next item", id="item.next"),
-        Binding("ctrl+s", "save", "Save", tooltip="Save now (autosave runs 500 ms after the last edit)", id="detail.save"),
+        Binding(
+            "ctrl+s", "save", "Save", tooltip="Save now (autosave runs 500 ms after the last edit)", id="detail.save"
+        ),
         Binding("a,plus,t", "add_tag", "Add tag", tooltip="Type a tag with autocomplete", id="tags.add"),
         Binding("delete,x", "remove_tag", "Remove tag", id="tags.remove", tooltip="Remove the tag under the cursor"),
         Binding("ctrl+z", "undo", "Undo", id="edit.undo", tooltip="Undo the last tag edit"),
         Binding("ctrl+y", "redo", "Redo", id="edit.redo", tooltip="Redo the edit just undone"),
-        Binding("up,k", "cursor(-1)", "Previous tag", show=False, id="tags.cursor_up", tooltip="Cursor to the previous tag"),
+        Binding(
+            "up,k", "cursor(-1)", "Previous tag", show=False, id="tags.cursor_up", tooltip="Cursor to the previous tag"
+        ),
         Binding("down,j", "cursor(1)", "Next tag", show=False, id="tags.cursor_down", tooltip="Cursor to the next tag"),
-        Binding("shift+up,K", "move_tag(-1)", "Move tag earlier", show=False, id="detail.move_tag_up", tooltip="Move the tag one place earlier"),
-        Binding("shift+down,J", "move_tag(1)", "Move tag later", show=False, id="detail.move_tag_down", tooltip="Move the tag one place later"),
-        Binding("home", "cursor_to(0)", "First tag", show=False, id="detail.first_tag", tooltip="Cursor to the first tag"),
+        Binding(
+            "shift+up,K",
+            "move_tag(-1)",
+            "Move tag earlier",
+            show=False,
+            id="detail.move_tag_up",
+            tooltip="Move the tag one place earlier",
+        ),
+        Binding(
+            "shift+down,J",
+            "move_tag(1)",
+            "Move tag later",
+            show=False,
+            id="detail.move_tag_down",
+            tooltip="Move the tag one place later",
+        ),
+        Binding(
+            "home", "cursor_to(0)", "First tag", show=False, id="detail.first_tag", tooltip="Cursor to the first tag"
+        ),
         Binding("end", "cursor_to(-1)", "Last tag", show=False, id="detail.last_tag", tooltip="Cursor to the last tag"),
-        Binding("c", "copy_tags", "Copy tags", show=False, tooltip="Copy all tags (also to the terminal clipboard)", id="detail.copy_tags"),
+        Binding(
+            "c",
+            "copy_tags",
+            "Copy tags",
+            show=False,
+            tooltip="Copy all tags (also to the terminal clipboard)",
+            id="detail.copy_tags",
+        ),
         Binding("v", "paste_tags", "Paste tags", show=False, tooltip="Add the copied tags", id="detail.paste_tags"),
-        Binding("X", "clear_tags", "Clear tags", show=False, id="detail.clear_tags", tooltip="Remove every tag of this caption (undoable)"),
-        Binding("s", "cycle_subtype", "Subtype", show=False, tooltip="Switch tag caption: main, alt, auto_…", id="detail.cycle_subtype"),
-        Binding("R", "revert", "Revert", show=False, tooltip="Back to the version on disk (undoable)", id="detail.revert"),
-        Binding("right_square_bracket", "caption_tab(1)", "Next caption tab", show=False, id="detail.next_caption_tab", tooltip="Show the next caption tab"),
-        Binding("left_square_bracket", "caption_tab(-1)", "Previous caption tab", show=False, id="detail.prev_caption_tab", tooltip="Show the previous caption tab"),
-        Binding("i", "cycle_image", "Image tab", show=False, tooltip="Next image of a group (source/target/cref/mask)", id="detail.cycle_image"),
-        Binding("L", "cycle_language", "Language", show=False, tooltip="Caption language: auto, en, ja", id="detail.cycle_language"),
+        Binding(
+            "X",
+            "clear_tags",
+            "Clear tags",
+            show=False,
+            id="detail.clear_tags",
+            tooltip="Remove every tag of this caption (undoable)",
+        ),
+        Binding(
+            "s",
+            "cycle_subtype",
+            "Subtype",
+            show=False,
+            tooltip="Switch tag caption: main, alt, auto_…",
+            id="detail.cycle_subtype",
+        ),
+        Binding(
+            "R", "revert", "Revert", show=False, tooltip="Back to the version on disk (undoable)", id="detail.revert"
+        ),
+        Binding(
+            "right_square_bracket",
+            "caption_tab(1)",
+            "Next caption tab",
+            show=False,
+            id="detail.next_caption_tab",
+            tooltip="Show the next caption tab",
+        ),
+        Binding(
+            "left_square_bracket",
+            "caption_tab(-1)",
+            "Previous caption tab",
+            show=False,
+            id="detail.prev_caption_tab",
+            tooltip="Show the previous caption tab",
+        ),
+        Binding(
+            "i",
+            "cycle_image",
+            "Image tab",
+            show=False,
+            tooltip="Next image of a group (source/target/cref/mask)",
+            id="detail.cycle_image",
+        ),
+        Binding(
+            "L",
+            "cycle_language",
+            "Language",
+            show=False,
+            tooltip="Caption language: auto, en, ja",
+            id="detail.cycle_language",
+        ),
         Binding("m", "toggle_meta", "Metadata", tooltip="Show or hide the metadata pane", id="detail.toggle_meta"),
         # t adds a tag here as in the browser and quick tagging; A auto-tags as in the browser.
         Binding("A", "autotag", "Auto-tag", show=False, tooltip="Auto-tag this item", id="detail.autotag"),
-        Binding("C", "caption_vlm", "Caption (VLM)", show=False, id="detail.caption_vlm",
-                tooltip="Caption this item with a vision-language model, then review the answer"),
-        Binding("e", "export_caption", "Export caption", show=False, tooltip="Write this caption to a .txt file", id="detail.export_caption"),
-        Binding("d", "delete_caption", "Delete caption", show=False, id="detail.delete_caption", tooltip="Delete this caption (asks first)"),
+        Binding(
+            "C",
+            "caption_vlm",
+            "Caption (VLM)",
+            show=False,
+            id="detail.caption_vlm",
+            tooltip="Caption this item with a vision-language model, then review the answer",
+        ),
+        Binding(
+            "e",
+            "export_caption",
+            "Export caption",
+            show=False,
+            tooltip="Write this caption to a .txt file",
+            id="detail.export_caption",
+        ),
+        Binding(
+            "d",
+            "delete_caption",
+            "Delete caption",
+            show=False,
+            id="detail.delete_caption",
+            tooltip="Delete this caption (asks first)",
+        ),
         *MARK_BINDINGS,  # stars 0-5, > <, flags E N G, as in the browser
         *TRASH_BINDINGS,  # D: this item to the trash (then the next one shows); U: undo
         *CROP_BINDINGS,  # f: the crop frame (sushitui.tui.screens.crop_dialog)
@@ -257,7 +351,7 @@ class ItemDetailScreen(MarkKeys, TrashKeys, CropKey, Screen):
 
     def items_restored(self, item_ids: list[int]) -> None:
         if item_ids:
-            self.item_ids[self.index:self.index] = item_ids
+            self.item_ids[self.index : self.index] = item_ids
             self._load(self.item_ids[self.index])
 
     def _refresh_title(self) -> None:

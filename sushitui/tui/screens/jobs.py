@@ -60,14 +60,30 @@ class JobsScreen(Screen):
 
     BINDINGS = [
         Binding("escape,q", "back", "Back", id="nav.back", tooltip="Back to the previous screen"),
-        Binding("c", "cancel_job", "Cancel job", id="jobs.cancel",
-                tooltip="Stop the highlighted job; what it finished is kept"),
-        Binding("r", "retry_job", "Retry", id="jobs.retry",
-                tooltip="Run the highlighted job's command again as a new job; it resumes where it stopped"),
-        Binding("a", "toggle_all", "Last day / all", id="jobs.toggle_all",
-                tooltip="Show the jobs of the last day, or every job"),
-        Binding("x", "clear_finished", "Clear ended", id="jobs.clear",
-                tooltip="Forget the jobs that ended, and their logs"),
+        Binding(
+            "c",
+            "cancel_job",
+            "Cancel job",
+            id="jobs.cancel",
+            tooltip="Stop the highlighted job; what it finished is kept",
+        ),
+        Binding(
+            "r",
+            "retry_job",
+            "Retry",
+            id="jobs.retry",
+            tooltip="Run the highlighted job's command again as a new job; it resumes where it stopped",
+        ),
+        Binding(
+            "a",
+            "toggle_all",
+            "Last day / all",
+            id="jobs.toggle_all",
+            tooltip="Show the jobs of the last day, or every job",
+        ),
+        Binding(
+            "x", "clear_finished", "Clear ended", id="jobs.clear", tooltip="Forget the jobs that ended, and their logs"
+        ),
         Binding("f5,ctrl+l", "refresh", "Refresh", id="jobs.refresh", tooltip="Read the jobs again now"),
     ]
 
@@ -113,11 +129,24 @@ class JobsScreen(Screen):
         table.clear()
         self.jobs = jobs
         for j in jobs:
-            table.add_row(str(j.id), for_terminal(j.kind), for_terminal(j.dataset or "-"), j.state, _bar(j), _rate(j),
-                          _when(j.started_at or j.created_at), j.device, key=str(j.id))
+            table.add_row(
+                str(j.id),
+                for_terminal(j.kind),
+                for_terminal(j.dataset or "-"),
+                j.state,
+                _bar(j),
+                _rate(j),
+                _when(j.started_at or j.created_at),
+                j.device,
+                key=str(j.id),
+            )
         empty = self.query_one("#jobs-empty", Static)
-        empty.update("" if jobs else "No jobs. Long commands run as jobs with --detach, e.g. "
-                     "sushitui autotag NAME --detach; they go on when the terminal or this app closes.")
+        empty.update(
+            ""
+            if jobs
+            else "No jobs. Long commands run as jobs with --detach, e.g. "
+            "sushitui autotag NAME --detach; they go on when the terminal or this app closes."
+        )
         if jobs:
             ids = [j.id for j in jobs]
             table.move_cursor(row=ids.index(keep) if keep in ids else len(ids) - 1)
@@ -149,8 +178,12 @@ class JobsScreen(Screen):
                     lines = [ln.rstrip("\n").split("\r")[-1] for ln in fh.readlines()[-LOG_LINES:]]
             except OSError:
                 lines = ["(no log file: it was cleared or not written yet)"]
-        head = [f"{job.command}", f"state {job.state}" + (f" — {job.message}" if job.message else ""),
-                f"log {job.log_path or '-'}", ""]
+        head = [
+            f"{job.command}",
+            f"state {job.state}" + (f" — {job.message}" if job.message else ""),
+            f"log {job.log_path or '-'}",
+            "",
+        ]
         text = "\n".join(for_terminal(line) for line in head + lines)
         self.app.call_from_thread(self.query_one("#jobs-log", Static).update, text)
 
@@ -213,8 +246,14 @@ class JobWatch:
         self.app.set_interval(WATCH_S, self.poll)
 
     def poll(self) -> None:
-        self.app.run_worker(self._poll, thread=True, exclusive=True, group="jobs-watch",
-                            description="Watching background jobs", exit_on_error=False)
+        self.app.run_worker(
+            self._poll,
+            thread=True,
+            exclusive=True,
+            group="jobs-watch",
+            description="Watching background jobs",
+            exit_on_error=False,
+        )
 
     def _poll(self) -> None:
         from sushitui.jobs import active_jobs, jobs_by_id, take_unannounced_interruptions
@@ -223,8 +262,9 @@ class JobWatch:
         if not self.started:
             self.started = True
             for job in take_unannounced_interruptions():
-                notes.append((f"{describe(job)} was interrupted: {job.message}. Retry it on the jobs screen.",
-                              "warning"))
+                notes.append(
+                    (f"{describe(job)} was interrupted: {job.message}. Retry it on the jobs screen.", "warning")
+                )
         now_active = {j.id: j for j in active_jobs()}
         ended = jobs_by_id([i for i in self.active if i not in now_active])
         for job in ended.values():
@@ -249,5 +289,7 @@ class JobWatch:
         if not running:
             return None
         ids = ", ".join(str(j.id) for j in running)
-        return (f"sushitui: {len(running)} background job(s) go on ({ids}): `sushitui jobs` shows them, "
-                f"`sushitui jobs attach ID` follows one")
+        return (
+            f"sushitui: {len(running)} background job(s) go on ({ids}): `sushitui jobs` shows them, "
+            f"`sushitui jobs attach ID` follows one"
+        )

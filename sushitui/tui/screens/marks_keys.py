@@ -24,24 +24,61 @@ from sushitui.sanitize import for_terminal
 log = logging.getLogger(__name__)
 
 RATE_BINDINGS = [
-    Binding(str(n), f"rate({n})", f"{n} stars" if n else "No stars", show=False, id=f"marks.rate_{n}",
-            tooltip=f"Give {n} star{'s' if n != 1 else ''} (the selection, or this item)" if n
-            else "Clear the stars (the selection, or this item)")
+    Binding(
+        str(n),
+        f"rate({n})",
+        f"{n} stars" if n else "No stars",
+        show=False,
+        id=f"marks.rate_{n}",
+        tooltip=f"Give {n} star{'s' if n != 1 else ''} (the selection, or this item)"
+        if n
+        else "Clear the stars (the selection, or this item)",
+    )
     for n in range(0, 6)
 ]
 STEP_BINDINGS = [
-    Binding("greater_than_sign", "rate_step(1)", "One star more", show=False, id="marks.rate_up",
-            tooltip="One star more (up to 5)"),
-    Binding("less_than_sign", "rate_step(-1)", "One star fewer", show=False, id="marks.rate_down",
-            tooltip="One star fewer (down to none)"),
+    Binding(
+        "greater_than_sign",
+        "rate_step(1)",
+        "One star more",
+        show=False,
+        id="marks.rate_up",
+        tooltip="One star more (up to 5)",
+    ),
+    Binding(
+        "less_than_sign",
+        "rate_step(-1)",
+        "One star fewer",
+        show=False,
+        id="marks.rate_down",
+        tooltip="One star fewer (down to none)",
+    ),
 ]
 FLAG_BINDINGS = [
-    Binding("E", "flag('exclude')", "Exclude", show=False, id="marks.flag_exclude",
-            tooltip="Flag or unflag exclude: left out of exports (flag:exclude finds them)"),
-    Binding("N", "flag('needs-work')", "Needs work", show=False, id="marks.flag_needs_work",
-            tooltip="Flag or unflag needs-work (flag:needs-work finds them)"),
-    Binding("G", "flag('reg')", "Regularisation", show=False, id="marks.flag_reg",
-            tooltip="Flag or unflag reg, a regularisation image (flag:reg finds them)"),
+    Binding(
+        "E",
+        "flag('exclude')",
+        "Exclude",
+        show=False,
+        id="marks.flag_exclude",
+        tooltip="Flag or unflag exclude: left out of exports (flag:exclude finds them)",
+    ),
+    Binding(
+        "N",
+        "flag('needs-work')",
+        "Needs work",
+        show=False,
+        id="marks.flag_needs_work",
+        tooltip="Flag or unflag needs-work (flag:needs-work finds them)",
+    ),
+    Binding(
+        "G",
+        "flag('reg')",
+        "Regularisation",
+        show=False,
+        id="marks.flag_reg",
+        tooltip="Flag or unflag reg, a regularisation image (flag:reg finds them)",
+    ),
 ]
 # browser and item detail
 MARK_BINDINGS = RATE_BINDINGS + STEP_BINDINGS + FLAG_BINDINGS
@@ -69,6 +106,7 @@ class MarkKeys:
 
     def load_marks_label(self, item_id: int, then: Callable[[], None]) -> None:
         """Read one item's marks in a worker into ``marks_label``, then call ``then``."""
+
         def read() -> None:
             from sushitui.dataset.marks import item_marks
 
@@ -83,8 +121,13 @@ class MarkKeys:
             self.marks_label = label
             then()
 
-        self.run_worker(read, thread=True, group="marks-label", exclusive=True,  # type: ignore[attr-defined]
-                        exit_on_error=False)
+        self.run_worker(
+            read,
+            thread=True,
+            group="marks-label",
+            exclusive=True,  # type: ignore[attr-defined]
+            exit_on_error=False,
+        )
 
     # -- the actions ----------------------------------------------------------------------
     def action_rate(self, stars: int) -> None:
@@ -108,8 +151,12 @@ class MarkKeys:
         ids = self.mark_targets()
         if not ids:
             return
-        self.run_worker(lambda: self._mark_worker(ids, change, what), thread=True,  # type: ignore[attr-defined]
-                        group="marks", exit_on_error=False)
+        self.run_worker(
+            lambda: self._mark_worker(ids, change, what),
+            thread=True,  # type: ignore[attr-defined]
+            group="marks",
+            exit_on_error=False,
+        )
 
     def _mark_worker(self, ids: list[int], change: Callable, what: str) -> None:
         from sushitui.dataset.marks import item_marks
@@ -137,10 +184,22 @@ class MarkKeys:
 # --- removing items (sushitui.dataset.remove) ------------------------------------------------------
 
 TRASH_BINDINGS = [
-    Binding("D", "trash_items", "Remove item", show=False, id="item.trash",
-            tooltip="Move the item's image, captions and sidecars to the trash (the selection on the browser)"),
-    Binding("U", "restore_items", "Undo remove", show=False, id="item.restore",
-            tooltip="Bring back what the last remove moved to the trash"),
+    Binding(
+        "D",
+        "trash_items",
+        "Remove item",
+        show=False,
+        id="item.trash",
+        tooltip="Move the item's image, captions and sidecars to the trash (the selection on the browser)",
+    ),
+    Binding(
+        "U",
+        "restore_items",
+        "Undo remove",
+        show=False,
+        id="item.restore",
+        tooltip="Bring back what the last remove moved to the trash",
+    ),
 ]
 
 
@@ -168,13 +227,16 @@ class TrashKeys:
         if not ids or not await self.before_trash():
             return
         what = "this item" if len(ids) == 1 else f"{len(ids):,} items"
-        question = (f"Move {what} (image, captions, sidecars) to the trash? "
-                    "U brings it back while this screen is open.")
+        question = f"Move {what} (image, captions, sidecars) to the trash? U brings it back while this screen is open."
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(lambda: self._trash_worker(ids), thread=True, group="trash",  # type: ignore[attr-defined]
-                                exit_on_error=False)
+                self.run_worker(
+                    lambda: self._trash_worker(ids),
+                    thread=True,
+                    group="trash",  # type: ignore[attr-defined]
+                    exit_on_error=False,
+                )
 
         self.app.push_screen(ConfirmDialog(question, yes_label="Move to trash", danger=True), answered)  # type: ignore[attr-defined]
 
@@ -198,8 +260,11 @@ class TrashKeys:
         text = f"Removed {n:,} item{'s' if n != 1 else ''}: {len(removal.files):,} files moved to {removal.where}. U undoes."
         if removal.problems:
             text += "\n" + "\n".join(removal.problems[:3])
-        self.notify(for_terminal(text), severity="warning" if removal.problems else "information",  # type: ignore[attr-defined]
-                    timeout=8)
+        self.notify(
+            for_terminal(text),
+            severity="warning" if removal.problems else "information",  # type: ignore[attr-defined]
+            timeout=8,
+        )
         if removal.items:
             self.items_removed([i.item_id for i in removal.items])
 
@@ -209,8 +274,12 @@ class TrashKeys:
             self.notify("Nothing to bring back: no item was removed here.", timeout=3)  # type: ignore[attr-defined]
             return
         self._last_removal = None
-        self.run_worker(lambda: self._restore_worker(removal), thread=True, group="trash",  # type: ignore[attr-defined]
-                        exit_on_error=False)
+        self.run_worker(
+            lambda: self._restore_worker(removal),
+            thread=True,
+            group="trash",  # type: ignore[attr-defined]
+            exit_on_error=False,
+        )
 
     def _restore_worker(self, removal) -> None:
         from sushitui.dataset.remove import restore
@@ -235,8 +304,14 @@ class TrashKeys:
 # --- the crop frame (item detail) ----------------------------------------------------------------
 
 CROP_BINDINGS = [
-    Binding("f", "crop_frame", "Crop", show=False, id="detail.crop",
-            tooltip="Set the crop frame: arrows move, shift+arrows resize, a ratio, b fit bucket (exports crop)"),
+    Binding(
+        "f",
+        "crop_frame",
+        "Crop",
+        show=False,
+        id="detail.crop",
+        tooltip="Set the crop frame: arrows move, shift+arrows resize, a ratio, b fit bucket (exports crop)",
+    ),
 ]
 
 
@@ -249,8 +324,12 @@ class CropKey:
         if view is None or path is None or not view.width or not view.height:
             self.notify("This item has no image to crop.", timeout=3)  # type: ignore[attr-defined]
             return
-        self.run_worker(lambda: self._crop_worker(view, path), thread=True, group="crop",  # type: ignore[attr-defined]
-                        exit_on_error=False)
+        self.run_worker(
+            lambda: self._crop_worker(view, path),
+            thread=True,
+            group="crop",  # type: ignore[attr-defined]
+            exit_on_error=False,
+        )
 
     def _crop_worker(self, view, path) -> None:
         from sushitui.dataset.marks import item_marks

@@ -68,7 +68,10 @@ class PresetsDialog(ModalScreen["list[str] | None"]):
     PresetsDialog > Vertical { width: 80%; max-width: 100; height: auto; border: thick $primary; background: $surface; padding: 0 1; }
     PresetsDialog Static { height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"), Binding("ctrl+s", "save", "Save", id="presets.save", tooltip="Save the nine preset tags")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Close without saving"),
+        Binding("ctrl+s", "save", "Save", id="presets.save", tooltip="Save the nine preset tags"),
+    ]
 
     def __init__(self, presets: list[str]) -> None:
         super().__init__()
@@ -110,22 +113,61 @@ class QuickTagScreen(MarkKeys, Screen):
     QuickTagScreen #qt-presets { height: auto; padding: 0 1; background: $panel; }
     """
 
-    BINDINGS = [
-        Binding("escape", "back", "Back", tooltip="Save this image's changes and leave", id="nav.back"),
-        Binding("enter", "save_next", "Save+next", tooltip="Save the tags and show the next image", id="quick_tag.save_next"),
-        Binding("right", "skip", "Skip", tooltip="Next image without saving this one's changes", id="item.next"),
-        Binding("left", "prev", "Prev", tooltip="Previous image (this one's unsaved changes are dropped)", id="item.prev"),
-        Binding("t,slash", "custom_tag", "Tag…", tooltip="Type a tag with autocomplete", id="tags.add"),
-        Binding("p", "edit_presets", "Presets", tooltip="Edit the nine preset tags", id="quick_tag.presets"),
-        Binding("ctrl+z", "undo", "Undo", id="edit.undo", tooltip="Undo the last tag edit"),
-        Binding("ctrl+y", "redo", "Redo", show=False, id="edit.redo", tooltip="Redo the edit just undone"),
-        Binding("x,delete", "remove_tag", "Remove tag", show=False, id="tags.remove", tooltip="Remove the tag under the cursor"),
-        Binding("up,k", "cursor(-1)", "Previous tag", show=False, id="tags.cursor_up", tooltip="Cursor to the previous tag"),
-        Binding("down,j", "cursor(1)", "Next tag", show=False, id="tags.cursor_down", tooltip="Cursor to the next tag"),
-    ] + [
-        Binding(str(n), f"toggle_preset({n})", f"Toggle preset {n}", show=False, id=f"quick_tag.preset_{n}", tooltip=f"Add or remove preset tag {n}")
-        for n in range(1, 10)
-    ] + QUICK_TAG_MARK_BINDINGS  # > < stars, E N G flags, as in the browser (digits are the presets)
+    BINDINGS = (
+        [
+            Binding("escape", "back", "Back", tooltip="Save this image's changes and leave", id="nav.back"),
+            Binding(
+                "enter",
+                "save_next",
+                "Save+next",
+                tooltip="Save the tags and show the next image",
+                id="quick_tag.save_next",
+            ),
+            Binding("right", "skip", "Skip", tooltip="Next image without saving this one's changes", id="item.next"),
+            Binding(
+                "left",
+                "prev",
+                "Prev",
+                tooltip="Previous image (this one's unsaved changes are dropped)",
+                id="item.prev",
+            ),
+            Binding("t,slash", "custom_tag", "Tag…", tooltip="Type a tag with autocomplete", id="tags.add"),
+            Binding("p", "edit_presets", "Presets", tooltip="Edit the nine preset tags", id="quick_tag.presets"),
+            Binding("ctrl+z", "undo", "Undo", id="edit.undo", tooltip="Undo the last tag edit"),
+            Binding("ctrl+y", "redo", "Redo", show=False, id="edit.redo", tooltip="Redo the edit just undone"),
+            Binding(
+                "x,delete",
+                "remove_tag",
+                "Remove tag",
+                show=False,
+                id="tags.remove",
+                tooltip="Remove the tag under the cursor",
+            ),
+            Binding(
+                "up,k",
+                "cursor(-1)",
+                "Previous tag",
+                show=False,
+                id="tags.cursor_up",
+                tooltip="Cursor to the previous tag",
+            ),
+            Binding(
+                "down,j", "cursor(1)", "Next tag", show=False, id="tags.cursor_down", tooltip="Cursor to the next tag"
+            ),
+        ]
+        + [
+            Binding(
+                str(n),
+                f"toggle_preset({n})",
+                f"Toggle preset {n}",
+                show=False,
+                id=f"quick_tag.preset_{n}",
+                tooltip=f"Add or remove preset tag {n}",
+            )
+            for n in range(1, 10)
+        ]
+        + QUICK_TAG_MARK_BINDINGS
+    )  # > < stars, E N G flags, as in the browser (digits are the presets)
 
     def __init__(self, dataset_id: int, item_ids: list[int] | None = None, query: str | None = None) -> None:
         """``item_ids`` in order; None means every item matching ``query`` (the whole
@@ -194,7 +236,9 @@ class QuickTagScreen(MarkKeys, Screen):
         self._resolve_ids = False
         self.item_ids = ids
         if error or not ids:
-            self.query_one("#qt-title", Static).update(Text(for_terminal(error or "No images match; nothing to tag."), style="yellow"))
+            self.query_one("#qt-title", Static).update(
+                Text(for_terminal(error or "No images match; nothing to tag."), style="yellow")
+            )
             return
         self.index = 0
         self._show()
@@ -273,7 +317,9 @@ class QuickTagScreen(MarkKeys, Screen):
     def _prefetch(self) -> None:
         if not self.PREFETCH:
             return
-        ahead = [self.item_ids[i] for i in range(self.index + 1, min(len(self.item_ids), self.index + 1 + PREFETCH_AHEAD))]
+        ahead = [
+            self.item_ids[i] for i in range(self.index + 1, min(len(self.item_ids), self.index + 1 + PREFETCH_AHEAD))
+        ]
         if self.index > 0:
             ahead.append(self.item_ids[self.index - 1])
         if ahead:
@@ -431,7 +477,9 @@ class QuickTagScreen(MarkKeys, Screen):
         saved = set_presets(self.dataset_id, presets)
         self.post_message(SetupLoaded(saved, self.tag_colors))
         if len(presets) > len(saved):
-            self.app.call_from_thread(self.notify, f"only the first {len(saved)} presets are kept (keys 1–9)", timeout=4, markup=False)
+            self.app.call_from_thread(
+                self.notify, f"only the first {len(saved)} presets are kept (keys 1–9)", timeout=4, markup=False
+            )
 
     # --- moving and saving ----------------------------------------------------------
 
@@ -449,8 +497,9 @@ class QuickTagScreen(MarkKeys, Screen):
                 view = self.views.get(item_id)
                 name = view.base_name if view else str(item_id)
                 sub = self.subtype_of(item_id)
-                outcome = await edit_flow(self).save_tags(view, item_id, sub, tags, editor=self.editor_for(item_id),
-                                                          what=f"tags of {name}")
+                outcome = await edit_flow(self).save_tags(
+                    view, item_id, sub, tags, editor=self.editor_for(item_id), what=f"tags of {name}"
+                )
                 if outcome.saved and outcome.choice != TAKE_DISK:
                     if view is not None:
                         view.tags[sub] = list(tags)
@@ -463,7 +512,11 @@ class QuickTagScreen(MarkKeys, Screen):
 
     def _go(self, index: int) -> None:
         if not 0 <= index < len(self.item_ids):
-            self.notify("that was the last image" if index >= len(self.item_ids) else "this is the first image", timeout=2, markup=False)
+            self.notify(
+                "that was the last image" if index >= len(self.item_ids) else "this is the first image",
+                timeout=2,
+                markup=False,
+            )
             return
         self.index = index
         self._show()

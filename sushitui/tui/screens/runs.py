@@ -40,8 +40,10 @@ def render_stats(st, width: int) -> Text:
     t.append(f"  {st.status}  ·  {'this run' if st.scope == 'run' else 'all runs'}\n", style="dim")
     t.append(f"items used {st.items_used:,} of {st.items:,}   never used {st.never_used_count:,}\n")
     t.append(f"samples {st.samples_seen:,}   epochs {st.epochs_done}   steps {st.steps_done}\n")
-    t.append(f"mean {st.mean:.2f}  median {st.median:g}  std {st.std:.2f}  variance {st.variance:.2f}  "
-             f"min {st.min}  max {st.max}\n\n")
+    t.append(
+        f"mean {st.mean:.2f}  median {st.median:g}  std {st.std:.2f}  variance {st.variance:.2f}  "
+        f"min {st.min}  max {st.max}\n\n"
+    )
     t.append("Usage heatmap (items in id order, darker = more used)\n", style="bold")
     for line in heatmap_rows(st.heatmap, width):
         t.append("│", style="dim")
@@ -77,12 +79,42 @@ class RunsScreen(Screen):
 
     BINDINGS = [
         Binding("escape,q", "back", "Back", id="nav.back", tooltip="Back to the previous screen"),
-        Binding("enter", "toggle_focus", "Stats / list", tooltip="Switch between the runs list and the full statistics view", id="runs.toggle_focus"),
-        Binding("a", "toggle_scope", "Run / all runs", tooltip="Statistics of this run or totals over all runs of the dataset", id="runs.toggle_scope"),
+        Binding(
+            "enter",
+            "toggle_focus",
+            "Stats / list",
+            tooltip="Switch between the runs list and the full statistics view",
+            id="runs.toggle_focus",
+        ),
+        Binding(
+            "a",
+            "toggle_scope",
+            "Run / all runs",
+            tooltip="Statistics of this run or totals over all runs of the dataset",
+            id="runs.toggle_scope",
+        ),
         Binding("f5,ctrl+l", "refresh", "Refresh", id="runs.refresh", tooltip="Read the runs and statistics again"),
-        Binding("c", "set_status('completed')", "Mark completed", id="runs.mark_completed", tooltip="Mark the highlighted run as completed"),
-        Binding("f", "set_status('failed')", "Mark failed", id="runs.mark_failed", tooltip="Mark the highlighted run as failed"),
-        Binding("delete,x", "remove", "Remove run", id="runs.remove", tooltip="Remove the highlighted run and its records (asks first)"),
+        Binding(
+            "c",
+            "set_status('completed')",
+            "Mark completed",
+            id="runs.mark_completed",
+            tooltip="Mark the highlighted run as completed",
+        ),
+        Binding(
+            "f",
+            "set_status('failed')",
+            "Mark failed",
+            id="runs.mark_failed",
+            tooltip="Mark the highlighted run as failed",
+        ),
+        Binding(
+            "delete,x",
+            "remove",
+            "Remove run",
+            id="runs.remove",
+            tooltip="Remove the highlighted run and its records (asks first)",
+        ),
     ]
 
     DEFAULT_CSS = """
@@ -130,8 +162,14 @@ class RunsScreen(Screen):
         for r in runs:
             planned = r["epochs_planned"] if r["epochs_planned"] is not None else "?"
             table.add_row(
-                for_terminal(r["name"]), for_terminal(r["dataset"]), str(r["number"]), r["status"],
-                f"{r['epochs_done']}/{planned}", f"{r['samples_seen']:,}", _when(r["created_at"]), key=str(r["id"]),
+                for_terminal(r["name"]),
+                for_terminal(r["dataset"]),
+                str(r["number"]),
+                r["status"],
+                f"{r['epochs_done']}/{planned}",
+                f"{r['samples_seen']:,}",
+                _when(r["created_at"]),
+                key=str(r["id"]),
             )
         self.refresh_bindings()  # run keys are greyed out while there is no run
         empty = self.query_one("#runs-empty", Static)
@@ -230,15 +268,21 @@ class RunsScreen(Screen):
         run_id = self.selected_run_id()
         if run_id is None:
             return
-        name = self.query_one("#runs-table", DataTable).get_row_at(self.query_one("#runs-table", DataTable).cursor_row)[0]
+        name = self.query_one("#runs-table", DataTable).get_row_at(self.query_one("#runs-table", DataTable).cursor_row)[
+            0
+        ]
 
         def done(ok: bool | None) -> None:
             if ok:
                 self._remove(run_id)
 
         self.app.push_screen(
-            ConfirmDialog(f"Remove run {name}?", detail="Its usage history is taken out of the per-item totals. "
-                          "Images and captions are not touched.", yes_label="Remove", danger=True),
+            ConfirmDialog(
+                f"Remove run {name}?",
+                detail="Its usage history is taken out of the per-item totals. Images and captions are not touched.",
+                yes_label="Remove",
+                danger=True,
+            ),
             done,
         )
 

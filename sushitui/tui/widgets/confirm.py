@@ -32,7 +32,14 @@ class ConfirmDialog(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Yes, do it"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no", tooltip="No, leave everything as it is"),
-        Binding("left,right", "app.focus_next", "Switch button", show=False, id="confirm.switch", tooltip="Move between the Yes and No buttons"),
+        Binding(
+            "left,right",
+            "app.focus_next",
+            "Switch button",
+            show=False,
+            id="confirm.switch",
+            tooltip="Move between the Yes and No buttons",
+        ),
     ]
 
     def __init__(

@@ -112,7 +112,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(f"↑/↓ scroll · {self._close_keys()} close · Ctrl+P searches every command", id="help-hint")
 
     def _close_keys(self) -> str:
-        """"Esc, q, ? or F1", or the keys the user's keymap gave ``help.close``."""
+        """ "Esc, q, ? or F1", or the keys the user's keymap gave ``help.close``."""
         from sushitui.tui.widgets.key_bar import key_labels
 
         chain = dict(self._binding_chain)

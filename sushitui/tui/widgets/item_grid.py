@@ -132,10 +132,9 @@ def halfcell_strips(image, box: tuple[int, int]) -> ThumbStrips:
     stride = cols * 3
     lines = []
     for row in range(0, rows2, 2):
-        top, bottom = data[row * stride:(row + 1) * stride], data[(row + 1) * stride:(row + 2) * stride]
+        top, bottom = data[row * stride : (row + 1) * stride], data[(row + 1) * stride : (row + 2) * stride]
         segments = [
-            Segment("▀", Style.from_color(color(top[i:i + 3]), color(bottom[i:i + 3])))
-            for i in range(0, stride, 3)
+            Segment("▀", Style.from_color(color(top[i : i + 3]), color(bottom[i : i + 3]))) for i in range(0, stride, 3)
         ]
         lines.append(Strip(segments, cols))
     return ThumbStrips(lines, cols)
@@ -150,8 +149,14 @@ def thumbnail_strips(thumb: Thumbnail, box: tuple[int, int], mode: str) -> Thumb
     renderable = _renderable_class(mode)(thumb.image, "auto", "auto")
     console = _console()
     options = ConsoleOptions(
-        size=(box[0], box[1]), legacy_windows=False, min_width=1, max_width=box[0], is_terminal=False,
-        encoding="utf-8", max_height=box[1], height=box[1],
+        size=(box[0], box[1]),
+        legacy_windows=False,
+        min_width=1,
+        max_width=box[0],
+        is_terminal=False,
+        encoding="utf-8",
+        max_height=box[1],
+        height=box[1],
     )
     lines = Segment.split_lines(console.render(renderable, options))
     strips = [Strip(line) for line in lines][: box[1]]
@@ -274,7 +279,12 @@ class ItemGrid(Widget, can_focus=True):
         width, height = event.size.width, event.size.height
         columns, rows = self.fit_grid(width, height)
         card_w, card_h = max(1, width // columns), max(3, height // rows)
-        if (columns, rows, card_w, card_h) == (self.columns, self.rows, self.card_width, self.card_height) and self.page:
+        if (columns, rows, card_w, card_h) == (
+            self.columns,
+            self.rows,
+            self.card_width,
+            self.card_height,
+        ) and self.page:
             return
         box_changed = (card_w, card_h) != (self.card_width, self.card_height)
         self.columns, self.rows, self.card_width, self.card_height = columns, rows, card_w, card_h
@@ -302,7 +312,9 @@ class ItemGrid(Widget, can_focus=True):
         self._tgp_live.clear()
         self._thumbs.clear()
 
-    def set_thumbnail(self, index: int, item_id: int, thumb: Thumbnail | None, strips: ThumbStrips | None = None) -> None:
+    def set_thumbnail(
+        self, index: int, item_id: int, thumb: Thumbnail | None, strips: ThumbStrips | None = None
+    ) -> None:
         """Show a card's thumbnail; ``strips`` pre-rendered in a worker for the current box."""
         if not (0 <= index < len(self.page)) or self.page[index].item_id != item_id:
             return
@@ -379,7 +391,10 @@ class ItemGrid(Widget, can_focus=True):
             "tags": base + get("item-grid--tags", partial=True),
             "dim": base + get("item-grid--dim", partial=True),
             "problem": base + get("item-grid--problem", partial=True),
-            **{f"finding-{s}": base + get(f"item-grid--finding-{s}", partial=True) for s in ("error", "warning", "info")},
+            **{
+                f"finding-{s}": base + get(f"item-grid--finding-{s}", partial=True)
+                for s in ("error", "warning", "info")
+            },
         }
 
     def _render_card(self, index: int, st: dict[str, Style]) -> list[list[Segment]]:
@@ -409,10 +424,16 @@ class ItemGrid(Widget, can_focus=True):
         title = ("✓ " if selected else "") + ("⚠ " if data.problem else "") + for_terminal(data.name)
         title = fit(title, inner - 2 - badge_len - (1 if badge else 0)).rstrip() if inner > 2 else ""
         title_len = cell_len(title)
-        top = [Segment(tl + hz, border), Segment(title, st["title"] + (Style(bold=True) if is_cursor else Style())),
-               Segment(hz * max(0, inner - 1 - title_len - badge_len - (1 if badge else 0)), border)]
+        top = [
+            Segment(tl + hz, border),
+            Segment(title, st["title"] + (Style(bold=True) if is_cursor else Style())),
+            Segment(hz * max(0, inner - 1 - title_len - badge_len - (1 if badge else 0)), border),
+        ]
         if badge:
-            top += [Segment(badge, st.get(f"finding-{data.finding_severity}", st["finding-warning"])), Segment(hz, border)]
+            top += [
+                Segment(badge, st.get(f"finding-{data.finding_severity}", st["finding-warning"])),
+                Segment(hz, border),
+            ]
         top.append(Segment(tr, border))
         lines.append(top)
         # image area
@@ -431,7 +452,11 @@ class ItemGrid(Widget, can_focus=True):
                 else:
                     lines.append(blank)
         else:
-            text = thumb if isinstance(thumb, str) else (for_terminal(data.problem) if data.problem else ("…" if self.mode != "off" else ""))
+            text = (
+                thumb
+                if isinstance(thumb, str)
+                else (for_terminal(data.problem) if data.problem else ("…" if self.mode != "off" else ""))
+            )
             style = st["problem"] if isinstance(thumb, str) or data.problem else st["dim"]
             wrapped = textwrap.wrap(text, max(1, box_w), max_lines=max(1, box_h), placeholder="…") if text else []
             if data.size_text and not wrapped and self.mode == "off":
@@ -454,7 +479,11 @@ class ItemGrid(Widget, can_focus=True):
         # bottom border with the image size
         size = f" {data.size_text} " if data.size_text and cell_len(data.size_text) + 4 <= inner else ""
         size_len = cell_len(size)
-        bottom = [Segment(bl + hz * max(0, inner - size_len - 1), border), Segment(size, st["dim"]), Segment(hz + br, border)]
+        bottom = [
+            Segment(bl + hz * max(0, inner - size_len - 1), border),
+            Segment(size, st["dim"]),
+            Segment(hz + br, border),
+        ]
         lines.append(bottom)
         return lines[:h]
 

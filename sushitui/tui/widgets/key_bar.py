@@ -115,11 +115,15 @@ class KeyBar(Widget):
         tail = Text(no_wrap=True)
         self._palette = None
         self._help = None
-        help_bindings = [a for a in self.screen.active_bindings.values() if a.node is self.app and a.binding.action == "help"]
+        help_bindings = [
+            a for a in self.screen.active_bindings.values() if a.node is self.app and a.binding.action == "help"
+        ]
         if help_bindings:
             # The help key is always visible (with the palette key): the keys that do
             # not fit on the line, and the show=False ones, are all listed there.
-            self._help_label = "▏" + " ".join(key_labels(self.app, [a.binding for a in help_bindings], shortest_first=True)) + " help "
+            self._help_label = (
+                "▏" + " ".join(key_labels(self.app, [a.binding for a in help_bindings], shortest_first=True)) + " help "
+            )
             tail.append("▏")
             tail.append(self._help_label[1:].removesuffix(" help "), key_style)
             tail.append(" help ", desc_style)

@@ -23,8 +23,12 @@ from sushitui.sanitize import for_terminal
 
 # TAG-1 group colours by dictionary category
 CATEGORY_COLORS = {
-    "character": "#FF6B9D", "copyright": "#4ECDC4", "artist": "#FFE66D", "general": "#95E1D3",
-    "meta": "#C7CEEA", "model": "#A8E6CF",
+    "character": "#FF6B9D",
+    "copyright": "#4ECDC4",
+    "artist": "#FFE66D",
+    "general": "#95E1D3",
+    "meta": "#C7CEEA",
+    "model": "#A8E6CF",
 }
 
 
@@ -65,7 +69,11 @@ class TagCandidates(Widget):
     def move(self, delta: int) -> None:
         if not self.candidates:
             return
-        self.highlight = (self.highlight + delta) % len(self.candidates) if self.highlight >= 0 else (0 if delta > 0 else len(self.candidates) - 1)
+        self.highlight = (
+            (self.highlight + delta) % len(self.candidates)
+            if self.highlight >= 0
+            else (0 if delta > 0 else len(self.candidates) - 1)
+        )
         self.refresh()
 
     def render(self) -> Text:
@@ -88,7 +96,9 @@ class TagCandidates(Widget):
                 text.append(f" → {for_terminal(c.alias_of)}", style="italic")
             if c.translation:
                 # shown as "cat_ears 猫耳"; what matched is bold (Enter/Tab still insert the tag)
-                text.append(f" {for_terminal(c.translation)}", style=f"{style} bold" if c.match == "translation" else "italic")
+                text.append(
+                    f" {for_terminal(c.translation)}", style=f"{style} bold" if c.match == "translation" else "italic"
+                )
                 if c.reading and c.match == "translation":
                     text.append(f" ({for_terminal(c.reading)})", style="dim")
             meta = f"  {c.category or '-'} {_count(c.count)}" + ("  (in dataset)" if c.source == "dataset" else "")
@@ -106,8 +116,17 @@ class TagInput(Input):
         def tag(self) -> str:
             return self.value
 
-    def __init__(self, value: str | None = None, placeholder: str = "tag", *, dataset_id: int | None = None,
-                 limit: int = 10, id: str | None = None, classes: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        value: str | None = None,
+        placeholder: str = "tag",
+        *,
+        dataset_id: int | None = None,
+        limit: int = 10,
+        id: str | None = None,
+        classes: str | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(value=value, placeholder=placeholder, id=id, classes=classes, **kwargs)
         self.dataset_id = dataset_id
         self.limit = limit

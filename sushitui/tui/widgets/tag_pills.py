@@ -108,8 +108,14 @@ class TagPills(Widget, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("T", "toggle_translations", "Translations", show=False, id="tags.translations",
-                tooltip="Show or hide each tag's translation beside it (language: sushitui dict translations show)"),
+        Binding(
+            "T",
+            "toggle_translations",
+            "Translations",
+            show=False,
+            id="tags.translations",
+            tooltip="Show or hide each tag's translation beside it (language: sushitui dict translations show)",
+        ),
     ]
 
     cursor: reactive[int] = reactive(0)
@@ -189,8 +195,13 @@ class TagPills(Widget, can_focus=True):
     def render(self) -> Text:
         if not self.tags:
             return Text(self.empty_hint, style="dim italic")
-        return pills_text(self.tags, self.tag_colors, self.size.width or 40, cursor=self.cursor if self.has_focus else None,
-                          translations=self._shown())
+        return pills_text(
+            self.tags,
+            self.tag_colors,
+            self.size.width or 40,
+            cursor=self.cursor if self.has_focus else None,
+            translations=self._shown(),
+        )
 
     def get_content_height(self, container, viewport, width: int) -> int:
         if not self.tags:
@@ -202,8 +213,9 @@ class TagPills(Widget, can_focus=True):
         if not self.tags:
             return 0
         width = width or self.size.width or 40
-        return pills_text(self.tags[: self.cursor + 1], self.tag_colors, width,
-                          translations=self._shown()).plain.count("\n")
+        return pills_text(self.tags[: self.cursor + 1], self.tag_colors, width, translations=self._shown()).plain.count(
+            "\n"
+        )
 
     def watch_cursor(self, cursor: int) -> None:
         # With more tags than fit (80x24), the scrolling parent follows the cursor;

@@ -10,4 +10,16 @@ from sushitui.tui.widgets.detail.meta_pane import MetaPane, fmt_ts, human_size
 from sushitui.tui.widgets.detail.tags_tab import TagsTab
 from sushitui.tui.widgets.detail.text_tab import TAB_LABELS, SafeTextArea, TextTab
 
-__all__ = ["CaptionEditDialog", "CaptionList", "ExportCaptionDialog", "ImagePane", "MetaPane", "SafeTextArea", "TAB_LABELS", "TagsTab", "TextTab", "fmt_ts", "human_size"]
+__all__ = [
+    "CaptionEditDialog",
+    "CaptionList",
+    "ExportCaptionDialog",
+    "ImagePane",
+    "MetaPane",
+    "SafeTextArea",
+    "TAB_LABELS",
+    "TagsTab",
+    "TextTab",
+    "fmt_ts",
+    "human_size",
+]

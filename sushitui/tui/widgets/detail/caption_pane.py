@@ -158,8 +158,15 @@ class CaptionPane(Vertical):
             self.captions.show(view)
 
     async def _save_unshown_caption(self, view: ItemView, cap: CaptionView, text: str) -> None:
-        state = TextState(cap.type, None if cap.embedded else cap.subtype, cap.content, cap.language, cap.id,
-                          cap.source, cap.file_path)
+        state = TextState(
+            cap.type,
+            None if cap.embedded else cap.subtype,
+            cap.content,
+            cap.language,
+            cap.id,
+            cap.source,
+            cap.file_path,
+        )
         while not (await edit_flow(self).save_text(view, state, text, what=f"{cap.type}/{cap.subtype}")).saved:
             # Not written: the dialog comes back with the user's text rather than losing it.
             text = await self.app.push_screen_wait(CaptionEditDialog(dataclasses.replace(cap, content=text)))
@@ -178,7 +185,9 @@ class CaptionPane(Vertical):
 
         where = cap.file_path or f"{cap.type} caption"
         ok = await self.app.push_screen_wait(
-            ConfirmDialog(f"Delete {where}?", detail="The caption file is deleted from disk.", yes_label="Delete", danger=True)
+            ConfirmDialog(
+                f"Delete {where}?", detail="The caption file is deleted from disk.", yes_label="Delete", danger=True
+            )
         )
         view = self.view
         if not ok or view is None or not await self._save_all():
@@ -218,8 +227,9 @@ class CaptionPane(Vertical):
 
         if not await self._save_all():
             return
-        review = await self.app.push_screen_wait(CaptionDialog(view.dataset_id, item_ids=[view.item_id],
-                                                               current_id=view.item_id))
+        review = await self.app.push_screen_wait(
+            CaptionDialog(view.dataset_id, item_ids=[view.item_id], current_id=view.item_id)
+        )
         if review is not None and await self.app.push_screen_wait(review):
             self._reload(view.item_id)
 
@@ -239,7 +249,11 @@ class CaptionPane(Vertical):
             # expected=None: the target must not exist; an existing file is a conflict.
             await asyncio.to_thread(write_atomic, os.path.expanduser(path), text, expected=None)
         except CaptionFileError as exc:
-            reason = "that file already exists; choose another name" if os.path.exists(os.path.expanduser(path)) else str(exc)
+            reason = (
+                "that file already exists; choose another name"
+                if os.path.exists(os.path.expanduser(path))
+                else str(exc)
+            )
             self.notify(for_terminal(reason), title="Not exported", severity="error", timeout=8, markup=False)
             return
         self.notify(f"caption written to {for_terminal(path)}", timeout=4, markup=False)

@@ -171,7 +171,9 @@ class TagsTab(TabPane):
         if ed is None:
             return
         if not _TAG_CLIPBOARD:
-            self.notify("nothing copied yet: press c on an item first (or paste text into the tag box)", timeout=4, markup=False)
+            self.notify(
+                "nothing copied yet: press c on an item first (or paste text into the tag box)", timeout=4, markup=False
+            )
             return
         added = ed.add_many(_TAG_CLIPBOARD)
         if added:
@@ -227,5 +229,8 @@ class TagsTab(TabPane):
         (``ItemEdits.follow_embedded``): go on editing that one."""
         if self.subtype == subtype:
             self.subtype = written
-        self.notify(f"saved as tag caption {written!r}, a file of its own: the image's {subtype} metadata is "
-                    "never rewritten", timeout=4, markup=False)
+        self.notify(
+            f"saved as tag caption {written!r}, a file of its own: the image's {subtype} metadata is never rewritten",
+            timeout=4,
+            markup=False,
+        )

@@ -77,8 +77,12 @@ class TextTab(TabPane):
     def load(self, view: ItemView) -> None:
         cap = view.text_caption(self.ctype)
         self.state = TextState(
-            self.ctype, cap.subtype if cap and not cap.embedded else None, cap.content if cap else "",
-            cap.language if cap else "auto", cap.id if cap else None, cap.source if cap else "new",
+            self.ctype,
+            cap.subtype if cap and not cap.embedded else None,
+            cap.content if cap else "",
+            cap.language if cap else "auto",
+            cap.id if cap else None,
+            cap.source if cap else "new",
             cap.file_path if cap else None,
         )
         self.area.load_text(self.state.baseline)
@@ -140,7 +144,9 @@ class TextTab(TabPane):
         state = self.state
         if state is None:
             return
-        state.language = LANGUAGES[(LANGUAGES.index(state.language) + 1) % len(LANGUAGES)] if state.language in LANGUAGES else "auto"
+        state.language = (
+            LANGUAGES[(LANGUAGES.index(state.language) + 1) % len(LANGUAGES)] if state.language in LANGUAGES else "auto"
+        )
         self.update_line()
         if state.caption_id is not None:
             self._language_worker(state.caption_id, state.language)
