@@ -142,7 +142,7 @@ def test_sigterm_cancels_the_scan_like_ctrl_c_and_keeps_what_was_indexed(tmp_pat
         _wait_for(lambda: len(_descendants(proc.pid)) >= 2, 15, "the scan's workers")
         # indexing has begun once the workers have spent some CPU time on files
         _wait_for(
-            lambda: sum((_stat(p) or ("", 0, 0, 0))[2] for p in _descendants(proc.pid)) >= 30,
+            lambda: sum((_stat(p) or ("", 0, 0, 0))[2] for p in _descendants(proc.pid)) >= 100,
             15,
             "the workers to start indexing",
         )

@@ -772,7 +772,17 @@ def _process(dataset, plan: _Plan, report, cancel, throttle, writer, workers, po
         for _ in range(max(n_workers * 2, WRITE_BATCH // BATCH + n_workers)):
             submit_next()
         while pending:
-            if cancelled():
+            if cancel is not None and cancel.cancelled:
+                # keep the batches the workers have already finished, in order, then stop
+                while (
+                    pending
+                    and pending[0][0].done()
+                    and not pending[0][0].cancelled()
+                    and pending[0][0].exception() is None
+                ):
+                    fut, batch = pending.popleft()
+                    take(batch, fut.result())
+                cancelled()
                 for fut, _batch in pending:
                     fut.cancel()
                 return
