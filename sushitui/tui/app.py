@@ -353,6 +353,9 @@ def run(db_path: str | os.PathLike, open_dataset: str | None = None) -> int:
 
     app = SushiApp(db_path, open_dataset=open_dataset)
     app.run()
-    if app.exit_report.print_to(sys.stderr):
+    lost = app.exit_report.shown_lines()
+    for line in lost:
+        print(line, file=sys.stderr)
+    if lost:
         return app.return_code or 1  # an edit was lost: say so to a calling script too
     return app.return_code or 0

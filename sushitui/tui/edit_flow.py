@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol, Sequence, TextIO
+from typing import Awaitable, Callable, Protocol, Sequence
 
 from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError, LossyCaption
 from sushitui.dataset.captions import file_subtype
@@ -371,9 +371,7 @@ class ExitReport:
         with self._lock:
             return list(self._lines)
 
-    def print_to(self, stream: TextIO) -> bool:
-        """Print the problems (sanitised: they name files); True when there were any."""
-        lines = self.lines
-        for line in lines:
-            print(f"sushitui: {for_terminal(line, multiline=True)}", file=stream)
-        return bool(lines)
+    def shown_lines(self) -> list[str]:
+        """The problems as lines for the terminal (sanitised: they name files); the
+        entry point prints them, this module never does."""
+        return [f"sushitui: {for_terminal(line, multiline=True)}" for line in self.lines]
