@@ -112,7 +112,8 @@ def test_quick_tagging_toggles_that_cannot_be_saved_on_quit_are_printed_after_ex
         await settle(pilot, lambda: app.screen_stack and app.first_start_done, what="started")
         app.push_screen(QuickTagScreen(ds_id, ids))
         screen = app.screen
-        await settle(pilot, lambda: screen.editor is not None, what="image loaded")
+        # the presets come in their own message, after or before the image: "1" needs both
+        await settle(pilot, lambda: screen.editor is not None and screen.presets, what="image and presets loaded")
         _refuse_writes_under(monkeypatch, root)
         await pilot.press("1")  # toggled, not saved yet (Enter saves)
         await pilot.press("ctrl+q")
