@@ -329,6 +329,7 @@ def autotag(
     progress: Callable[[ProgressEvent], None] | None = None,
     cancel: CancelToken | None = None,
     runner_factory=None,
+    pipeline=None,
     **overrides,
 ) -> AutotagReport:
     """Auto-tag the dataset's items (all, a query's result, or ``item_ids``).
@@ -337,6 +338,8 @@ def autotag(
     ``threshold=``, ``mode=``, ``device=``, ``dry_run=`` ...). Returns a report with
     the provider actually used, counts and per-file failures. Cancelling stops after
     the current batch; what was done is written and cached (``report.cancelled``).
+    ``runner_factory``/``pipeline`` replace the Runner and ``run_pipeline`` (same
+    signatures): ``sushitui.tagger.distributed`` runs inference on a Ray cluster so.
     """
     opts = options or AutotagOptions()
     if overrides:
@@ -515,7 +518,7 @@ def autotag(
             runner.warm_up()
         keys = list(misses)
         paths = [misses[k][0][1] for k in keys]
-        for ev in run_pipeline(
+        for ev in (pipeline or run_pipeline)(
             paths, runner, draft=opts.jpeg_draft, workers=opts.workers, cancel=cancel, notes=report.notes
         ):
             if isinstance(ev, BatchResult):
