@@ -21,6 +21,7 @@ from sushitui.export.options import ExportError, ExportOptions, ExportProblem, E
 from sushitui.export.writer import OutputTree, is_shortened, prepare_outdir, safe_component
 from sushitui.progress import CancelToken, ProgressCallback, ProgressEvent, Throttle
 from sushitui.store import Caption, Dataset, Item
+from sushitui.store.models import ITEM_FLAGS
 
 _CHUNK = 900  # SQLite host parameters per IN (...) list
 
@@ -39,6 +40,14 @@ class ItemRow:
 
     width: int | None
     height: int | None
+    flags: int = 0  # Item.flags bits (sushitui.dataset.marks)
+
+    @property
+    def is_reg(self) -> bool:
+        return bool(self.flags & _REG_BIT)
+
+
+_REG_BIT = 1 << ITEM_FLAGS.index("reg")
 
 
 @dataclass
@@ -84,13 +93,13 @@ def _load_items(dataset: Dataset, options: ExportOptions, limit: int | None = No
     if limit is not None and wanted is None:
         query = query.limit(limit)
     cols = query.select(
-        Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.related_images, Item.width, Item.height
+        Item.id, Item.base_name, Item.rel_dir, Item.image_path, Item.related_images, Item.width, Item.height, Item.flags
     )
     rows = []
     for r in _rows(cols):
         if wanted is not None and r[0] not in wanted:
             continue
-        rows.append(ItemRow(r[0], r[1], r[2] or "", r[3], r[4], r[5], r[6]))
+        rows.append(ItemRow(r[0], r[1], r[2] or "", r[3], r[4], r[5], r[6], r[7] or 0))
         if limit is not None and len(rows) >= limit:
             break
     return rows
@@ -187,6 +196,7 @@ def export_dataset(
     root = Path(ds.root_path)
     out = prepare_outdir(outdir, [ds.root_path])
     report = ExportReport(outdir=str(out), format=fmt, items_total=len(items))
+    items = _without_unsupported_reg(items, fmt, ds, report)
     # cropped items (sushitui.dataset.marks) are written as cropped copies; originals stay
     tree = crops.cropping_tree(OutputTree(out, options.link_mode), root, items)
     config_root = options.config_root or ("." if options.zip else str(out))
@@ -416,11 +426,43 @@ def _export_item(
         report.shortened.append(ShortenedName(item.id, item.image_path, files[0], files))
 
 
+def _dataset_is_reg(ds) -> bool:
+    return bool((ds.trainer or {}).get("is_reg"))
+
+
+def _without_unsupported_reg(items: list[ItemRow], fmt: str, ds, report: ExportReport) -> list[ItemRow]:
+    """Items flagged ``reg`` where the format has no regularisation set: left out and
+    reported (training on them as ordinary images would teach the model the wrong
+    thing)."""
+    if fmt in formats.REG_FORMATS or _dataset_is_reg(ds):
+        return items
+    kept = [item for item in items if not item.is_reg]
+    if len(kept) < len(items):
+        report.problems.append(
+            ExportProblem(
+                None,
+                f"{len(items) - len(kept)} items flagged reg",
+                f"not exported: {fmt} has no regularisation images; export them with --format "
+                f"{', '.join(formats.REG_FORMATS)}, or clear the flag to train on them",
+            )
+        )
+    return kept
+
+
 def _folder_for(item, fmt, ds, options, folders, report) -> formats.FolderInfo:
+    if item.is_reg and not _dataset_is_reg(ds):
+        # a regularisation image of a training dataset: a reg folder of its own
+        key = "\0reg/" + item.rel_dir
+        info = folders.get(key)
+        if info is None:
+            info = folders[key] = formats.reg_folder(
+                fmt, _folder_for(replace(item, flags=0), fmt, ds, options, folders, report), folders
+            )
+        return info
     info = folders.get(item.rel_dir)
     if info is None:
         info = formats.output_folder(fmt, item.rel_dir, ds.name, options.repeats)
-        info.is_reg = bool((ds.trainer or {}).get("is_reg"))
+        info.is_reg = _dataset_is_reg(ds)
         # two source folders whose safe names coincide share one output folder (and one
         # subset/entry: listing it twice would make the trainer read it twice)
         info = next((f for f in folders.values() if f.folder == info.folder), info)

@@ -53,6 +53,11 @@ PARALLEL_RELATED_FORMATS = ("ai-toolkit", "diffusion-pipe", "musubi", "diffusers
 # "No control file exists for image"; musubi-tuner pairs every image of a
 # control_directory dataset): such items go to a sibling folder without control_path
 CONTROL_REQUIRED_FORMATS = ("diffusion-pipe", "musubi")
+# formats with a regularisation set, where items flagged ``reg`` go (the others leave
+# them out): sd-scripts' reg_data_dir / is_reg subsets, ai-toolkit's is_reg datasets,
+# OneTrainer's prior-prediction concepts
+REG_FORMATS = ("txt", "kohya-toml", "ai-toolkit", "onetrainer")
+REG_PREFIX = "reg__"
 # formats whose mask images go to OUTDIR/masks/<folder> (sd-scripts conditioning_data_dir)
 KOHYA_MASK_FORMATS = ("txt", "kohya-toml")
 
@@ -111,6 +116,39 @@ def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None
             shortened=shortened,
         )
     return FolderInfo(tuple(parts), n, class_tokens, shortened=shortened)
+
+
+def reg_folder(fmt: str, info: FolderInfo, folders: dict[str, FolderInfo]) -> FolderInfo:
+    """The regularisation sibling of a training folder, for its items flagged ``reg``.
+
+    txt / kohya-toml: ``OUTDIR/reg/<N>_<class>/`` (sd-scripts' ``reg_data_dir =
+    OUTDIR/reg``; ``train_data_dir = OUTDIR`` skips ``reg`` as it has no repeat count;
+    kohya-toml lists it as an ``is_reg`` subset). Flat formats: a ``reg__<folder>``
+    sibling (ai-toolkit ``is_reg: true``, OneTrainer ``PRIOR_PREDICTION``)."""
+
+    def renamed(path: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if path is None:
+            return None
+        if fmt in ("txt", "kohya-toml"):
+            return ("reg", *path) if path == info.folder else (path[0], "reg", *path[1:])
+        return (*path[:-1], REG_PREFIX + path[-1])
+
+    folder = renamed(info.folder)
+    assert folder is not None
+    taken = {f.folder for f in folders.values()}
+    base, n = folder, 1
+    while folder in taken:  # a real folder of that name: never merge into it
+        n += 1
+        folder = (*base[:-1], f"{base[-1]}_{n}")
+    return FolderInfo(
+        folder,
+        info.repeats,
+        info.class_tokens,
+        control_folder=renamed(info.control_folder),
+        mask_folder=renamed(info.mask_folder),
+        is_reg=True,
+        shortened=info.shortened,
+    )
 
 
 def first_line(text: str) -> str:
