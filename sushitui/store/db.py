@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from peewee import DatabaseError, OperationalError, SqliteDatabase
+from peewee import Database, DatabaseError, OperationalError, SqliteDatabase
 
 # migrate() reads these two names from this module (tests replace them here)
 from sushitui.errors import UserError
@@ -74,9 +74,15 @@ def _check_file(path: Path, read_header: bool = True) -> None:
             raise StoreError(f"cannot create the database in {path.parent}: the folder is read-only. Pass --db.")
 
 
-def schema_version(db: SqliteDatabase) -> int:
-    cur = db.execute_sql("SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'")
-    if cur.fetchone() is None:
+def schema_version(db: Database) -> int:
+    if is_postgres(db):
+        cur = db.execute_sql("SELECT to_regclass('schema_migrations')")
+        if cur.fetchone()[0] is None:
+            return 0
+    elif (
+        db.execute_sql("SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'").fetchone()
+        is None
+    ):
         return 0
     row = db.execute_sql("SELECT MAX(version) FROM schema_migrations").fetchone()
     return int(row[0] or 0)
@@ -95,8 +101,10 @@ def _backup(path: Path, version: int) -> Path:
     return target
 
 
-def migrate(db: SqliteDatabase, path: Path | None = None) -> list[int]:
+def migrate(db: Database, path: Path | None = None) -> list[int]:
     """Apply pending migrations; returns the versions applied."""
+    if is_postgres(db):
+        return _migrate_postgres(db)
     current = schema_version(db)
     if current > LATEST_VERSION:
         raise SchemaTooNewError(
@@ -124,11 +132,104 @@ def migrate(db: SqliteDatabase, path: Path | None = None) -> list[int]:
     return applied
 
 
+# any number the processes that migrate one PostgreSQL database agree on
+_MIGRATION_LOCK = 0x5355_5348_4954_5549 & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _migrate_postgres(db) -> list[int]:
+    """migrate() on PostgreSQL: DDL is transactional there, so all pending migrations
+    commit together or not at all (no backup file); an advisory lock makes two machines
+    starting at once migrate one after the other."""
+    applied: list[int] = []
+    with db.atomic():
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        current = schema_version(db)
+        if current > LATEST_VERSION:
+            raise SchemaTooNewError(
+                f"{db.url} has schema version {current}, but this sushitui knows only up to "
+                f"{LATEST_VERSION}. Upgrade sushitui (pip install -U sushitui); the database was not changed."
+            )
+        db.execute_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, fn in [m for m in MIGRATIONS if m[0] > current]:
+            fn(db)
+            db.execute_sql(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                (version, name, time.time()),
+            )
+            applied.append(version)
+    return applied
+
+
+_URL_SCHEMES = ("postgresql:", "postgres:")
+
+
+def database_url(path: str | os.PathLike) -> str | None:
+    """The PostgreSQL URL ``path`` names, or None for a SQLite file. A URL that went
+    through ``Path`` (``postgresql:/user@host/db``, one slash) is read as the URL."""
+    text = os.fspath(path)
+    for scheme in _URL_SCHEMES:
+        at = text.find(scheme)
+        if at == 0 or (at > 0 and text[at - 1] == "/"):
+            rest = text[at + len(scheme) :].lstrip("/")
+            return f"postgresql://{rest}"
+    return None
+
+
+def is_postgres(db: object) -> bool:
+    from peewee import PostgresqlDatabase
+
+    return isinstance(db, PostgresqlDatabase)
+
+
+def _open_postgres(url: str, migrate_schema: bool):
+    try:
+        import psycopg  # noqa: F401
+
+        from sushitui.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreError(
+            f"{url}: PostgreSQL needs psycopg 3. Install it with: pip install 'sushitui[postgres]'"
+        ) from exc
+    db = PostgresStore(url)
+    try:
+        db.connect(reuse_if_open=True)
+        database_proxy.initialize(db)
+        if migrate_schema:
+            migrate(db)
+    except SchemaTooNewError:
+        db.close()
+        raise
+    except (DatabaseError, OperationalError) as exc:
+        db.close()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(
+            f"{_safe_url(url)}: cannot open the database: {reason}. Check that the server runs, the database "
+            "exists (createdb) and the user may connect, or pass --db with another URL."
+        ) from exc
+    return db
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    import re
+
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
 _OPENED_IN_THIS_PROCESS: set[str] = set()
 
 
 def open_database(path: str | os.PathLike, *, migrate_schema: bool = True) -> SqliteDatabase:
-    """Open (creating if needed) the database at ``path`` and bind the models to it."""
+    """Open (creating if needed) the database at ``path`` and bind the models to it.
+
+    ``path`` may be a PostgreSQL URL (``postgresql://user@host/dbname``): the database
+    must exist; its schema is created or migrated like a file's."""
+    url = database_url(path)
+    if url is not None:
+        return _open_postgres(url, migrate_schema)
     path = Path(path)
     real = os.path.realpath(path)
     # Reading the header opens and closes the file, and closing any descriptor of a file

@@ -10,7 +10,8 @@ latest migration disagree.
 
 from __future__ import annotations
 
-from typing import Callable
+import re
+from typing import Any, Callable
 
 from peewee import SqliteDatabase
 
@@ -244,6 +245,15 @@ def _name_key_v4(name: str) -> str:
 
 
 def _migrate_v4(db: SqliteDatabase) -> None:
+    if is_postgres(db):
+        _run(SCHEMA_V4[:1])(db)
+        rows = db.execute_sql('SELECT "id", "group_key" FROM "item"').fetchall()
+        if rows:
+            db.cursor().executemany(
+                'UPDATE "item" SET "name_key" = %s WHERE "id" = %s', [(_name_key_v4(k), i) for i, k in rows]
+            )
+        _run(SCHEMA_V4[2:])(db)
+        return
     db.connection().create_function("sushitui_name_key_v4", 1, _name_key_v4, deterministic=True)
     statements = SCHEMA_V4
     # ADD COLUMN has no IF NOT EXISTS: a database rewound to an older version (as other
@@ -312,6 +322,8 @@ SCHEMA_V8: tuple[str, ...] = ("""ALTER TABLE "dataset" ADD COLUMN "trainer" TEXT
 
 
 def _migrate_v8(db: SqliteDatabase) -> None:
+    if is_postgres(db):
+        return _run(SCHEMA_V8)(db)
     # ADD COLUMN has no IF NOT EXISTS (see _migrate_v4)
     if any(row[1] == "trainer" for row in db.execute_sql('PRAGMA table_info("dataset")')):
         return
@@ -329,6 +341,8 @@ SCHEMA_V9: tuple[str, ...] = (
 
 
 def _migrate_v9(db: SqliteDatabase) -> None:
+    if is_postgres(db):
+        return _run(SCHEMA_V9)(db)
     # ADD COLUMN has no IF NOT EXISTS (see _migrate_v4): skip the columns a database has
     have = {row[1] for row in db.execute_sql('PRAGMA table_info("item")')}
     _run(tuple(s for s in SCHEMA_V9 if s.split('"')[3] not in have))(db)
@@ -346,23 +360,150 @@ SCHEMA_V10: tuple[str, ...] = (
 
 
 def _migrate_v10(db: SqliteDatabase) -> None:
+    if is_postgres(db):
+        return _run(SCHEMA_V10)(db)
     # ADD COLUMN has no IF NOT EXISTS (see _migrate_v4): skip the columns a database has
     have = {row[1] for row in db.execute_sql('PRAGMA table_info("dataset")')}
     _run(tuple(s for s in SCHEMA_V10 if s.split('"')[3] not in have))(db)
 
 
-def _run(statements: tuple[str, ...]) -> Callable[[SqliteDatabase], None]:
+def _run(statements: tuple[str, ...], postgres: tuple[str, ...] = ()) -> Callable[[SqliteDatabase], None]:
+    """Run the statements; on PostgreSQL each in its PostgreSQL form (``pg_form``) and then
+    ``postgres``, the statements only PostgreSQL needs."""
+
     def apply(db: SqliteDatabase) -> None:
+        if is_postgres(db):
+            for statement in [pg_form(s) for s in statements if not _sqlite_only(s)] + list(postgres):
+                db.execute_sql(statement)
+            return
         for statement in statements:
             db.execute_sql(statement)
 
     return apply
 
 
+# --- the PostgreSQL form of the migrations -------------------------------------------------
+#
+# The same versions run on PostgreSQL. Their DDL is SQLite's with the column types
+# PostgreSQL gives the same meaning (``pg_form``): SQLite's INTEGER is 64-bit (BIGINT), an
+# INTEGER PRIMARY KEY "id" numbers itself (BIGSERIAL), REAL is a double, BLOB is BYTEA,
+# booleans stay 0/1 integers; WITHOUT ROWID (a storage choice) has no counterpart.
+# Triggers, which PostgreSQL writes as functions, and the functions that give raw SQLite
+# SQL its meaning there (sushitui.store.postgres) are spelt out below.
+
+
+def is_postgres(db: object) -> bool:
+    from peewee import PostgresqlDatabase
+
+    return isinstance(db, PostgresqlDatabase)
+
+
+_PG_TYPES = (
+    (re.compile(r'"id" INTEGER NOT NULL PRIMARY KEY'), '"id" BIGSERIAL NOT NULL PRIMARY KEY'),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\)\s*WITHOUT ROWID\s*$"), ")"),
+    (re.compile(r"\bADD COLUMN\b"), "ADD COLUMN IF NOT EXISTS"),
+)
+
+
+def pg_form(statement: str) -> str:
+    for pattern, repl in _PG_TYPES:
+        statement = pattern.sub(repl, statement)
+    return statement
+
+
+def _sqlite_only(statement: str) -> bool:
+    # triggers (spelt out in PostgreSQL's form below) and SQL functions registered per connection
+    return statement.lstrip().upper().startswith("CREATE TRIGGER") or "sushitui_name_key_v4" in statement
+
+
+# Migration 1 on PostgreSQL also creates what SQLite has built in and sushitui's raw SQL
+# uses: GLOB (operator #~#), json_each / json_extract over TEXT holding JSON.
+PG_FUNCTIONS_V1: tuple[str, ...] = (
+    r"""CREATE OR REPLACE FUNCTION sushitui_glob_regex(p text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+    out text := '^';
+    i int := 1;
+    j int;
+    n int := length(p);
+    c text;
+BEGIN
+    WHILE i <= n LOOP
+        c := substr(p, i, 1);
+        IF c = '*' THEN
+            out := out || '.*';
+        ELSIF c = chr(63) THEN
+            out := out || '.';
+        ELSIF c = '[' THEN
+            j := i + 1;
+            IF j <= n AND substr(p, j, 1) = '^' THEN j := j + 1; END IF;
+            IF j <= n AND substr(p, j, 1) = ']' THEN j := j + 1; END IF;
+            WHILE j <= n AND substr(p, j, 1) <> ']' LOOP j := j + 1; END LOOP;
+            IF j > n THEN
+                RETURN '[^\s\S]';  -- an unclosed class: a GLOB like it matches nothing
+            END IF;
+            out := out || '[' || replace(substr(p, i + 1, j - i - 1), '', '\') || ']';
+            i := j;
+        ELSIF strpos('.^$+(){}|\[]', c) > 0 THEN
+            out := out || '' || c;
+        ELSE
+            out := out || c;
+        END IF;
+        i := i + 1;
+    END LOOP;
+    RETURN out || '$';
+END
+$$""",
+    """CREATE OR REPLACE FUNCTION sushitui_glob(s text, p text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT s ~ sushitui_glob_regex(p) $$""",
+    "CREATE OPERATOR public.#~# (LEFTARG = text, RIGHTARG = text, FUNCTION = sushitui_glob)",
+    # arrays: (index, element); objects: (NULL, value); a string element as its text
+    """CREATE OR REPLACE FUNCTION sushitui_json_each(doc text) RETURNS TABLE (key bigint, value text)
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT (e.ord - 1)::bigint, e.v #>> '{}'
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(doc::jsonb) = 'array' THEN doc::jsonb ELSE '[]'::jsonb END)
+        WITH ORDINALITY AS e (v, ord)
+    UNION ALL
+    SELECT NULL::bigint, o.value #>> '{}'
+    FROM jsonb_each(CASE WHEN jsonb_typeof(doc::jsonb) = 'object' THEN doc::jsonb ELSE '{}'::jsonb END) AS o
+$$""",
+    """CREATE OR REPLACE FUNCTION sushitui_json_extract(doc text, path text) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_path_query_first(doc::jsonb, path::jsonpath) #>> '{}' $$""",
+)
+
+# Migration 2's triggers as PostgreSQL writes them
+PG_TRIGGERS_V2: tuple[str, ...] = (
+    """CREATE OR REPLACE FUNCTION group_item_state_ad() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM group_item WHERE dataset_id = OLD.dataset_id AND group_id = OLD.group_id;
+    RETURN NULL;
+END
+$$""",
+    """CREATE OR REPLACE TRIGGER group_item_state_ad AFTER DELETE ON group_item_state
+    FOR EACH ROW EXECUTE FUNCTION group_item_state_ad()""",
+    """CREATE OR REPLACE FUNCTION tag_group_member_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        UPDATE group_item_state SET valid = 0 WHERE group_id = OLD.group_id AND valid <> 0;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        UPDATE group_item_state SET valid = 0 WHERE group_id = NEW.group_id AND valid <> 0;
+    END IF;
+    RETURN NULL;
+END
+$$""",
+    """CREATE OR REPLACE TRIGGER tag_group_member_aiud AFTER INSERT OR UPDATE OR DELETE ON tag_group_member
+    FOR EACH ROW EXECUTE FUNCTION tag_group_member_changed()""",
+)
+
+
 # (version, name, function). Append new migrations; never edit a released one.
-MIGRATIONS: list[tuple[int, str, Callable[[SqliteDatabase], None]]] = [
-    (1, "initial schema", _run(SCHEMA_V1)),
-    (2, "group_item: materialised group membership for group: counts", _run(SCHEMA_V2)),
+MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
+    (1, "initial schema", _run(SCHEMA_V1, PG_FUNCTIONS_V1)),
+    (2, "group_item: materialised group membership for group: counts", _run(SCHEMA_V2, PG_TRIGGERS_V2)),
     (3, "vlm_endpoint, vlm_cache: vision-language captioning", _run(SCHEMA_V3)),
     (4, "item.name_key: natural name order through an index", _migrate_v4),
     (5, "tag_translation: tags in the user's language", _run(SCHEMA_V5)),

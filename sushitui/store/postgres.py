@@ -1,0 +1,264 @@
+"""PostgreSQL as the catalogue (``--db postgresql://user@host/dbname``), through psycopg 3.
+
+The Peewee models run unchanged: Peewee writes PostgreSQL's SQL for them. Raw SQL in
+sushitui is written for SQLite (the default backend, whose speed the benchmarks
+measure), so the PostgreSQL database rewrites the few SQLite spellings it uses into
+what means the same there (``translate``): ``?``/``?N`` placeholders, ``INSERT OR
+IGNORE``/``OR REPLACE`` (an upsert on the table's key), ``GLOB`` (an operator over a
+function the migrations create), ``json_each``/``json_extract``/``group_concat``
+(functions the migrations create with SQLite's meaning), ``instr``, ``char(10)``,
+``PRAGMA`` (``data_version`` becomes a counter that moves whenever any client commits;
+the others have no meaning here and read 0) and the index lookups in ``sqlite_master``.
+Booleans stay 0/1 integers on both backends, so raw SQL comparing them with 0 or 1
+means the same.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Sequence
+
+from peewee import PostgresqlDatabase
+
+# SQLite's transaction kinds; PostgreSQL takes row locks as it writes instead
+_SQLITE_LOCKS = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
+
+# ``#~#``: a text matches a SQLite GLOB pattern (the function is created by migration 1)
+GLOB_OPERATOR = "OPERATOR(public.#~#)"
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?(\d*)|%|[^'\"?%]+", re.S)
+
+
+def _placeholders(sql: str, params: Sequence[Any] | None) -> tuple[str, Sequence[Any] | None]:
+    """``?`` and ``?N`` become ``%s`` (numbered ones repeat their parameter); a literal
+    ``%`` is doubled, as psycopg wants once there are parameters."""
+    out: list[str] = []
+    order: list[int] = []
+    numbered = False
+    plain = 0
+    for m in _TOKEN.finditer(sql):
+        text = m.group(0)
+        if text.startswith("?"):
+            if m.group(1):
+                numbered = True
+                order.append(int(m.group(1)) - 1)
+            else:
+                order.append(plain)
+                plain += 1
+            out.append("%s")
+        elif text == "%":
+            out.append("%" if params is None else "%%")
+        else:
+            out.append(text)
+    if params is None:
+        return "".join(out), None
+    if isinstance(params, dict):
+        return "".join(out), params
+    params = list(params)
+    if numbered:
+        params = [params[i] for i in order]
+    return "".join(out), params
+
+
+def _upsert_keys() -> dict[str, list[str]]:
+    from sushitui.store.models import ALL_MODELS
+
+    keys: dict[str, list[str]] = {
+        "group_item": ["dataset_id", "group_id", "item_id"],
+        "group_item_state": ["dataset_id", "group_id"],
+    }
+    for model in ALL_MODELS:
+        meta = model._meta
+        pk: Any = meta.primary_key
+        fields = pk.field_names if hasattr(pk, "field_names") else [pk.name]
+        keys[meta.table_name] = [meta.fields[f].column_name for f in fields]
+    return keys
+
+
+_KEYS: dict[str, list[str]] | None = None
+_INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+\"?(\w+)\"?\s*\(([^)]*)\)", re.I | re.S)
+
+
+def _insert_or(sql: str) -> str:
+    global _KEYS
+    m = _INSERT_OR.match(sql)
+    if m is None:
+        return sql
+    kind, table, cols = m.group(1).upper(), m.group(2), m.group(3)
+    head = f'INSERT INTO "{table}" ({cols})'
+    body = sql[m.end() :].rstrip().rstrip(";")
+    if kind == "IGNORE":
+        return f"{head}{body} ON CONFLICT DO NOTHING"
+    if _KEYS is None:
+        _KEYS = _upsert_keys()
+    key = _KEYS.get(table)
+    if key is None:
+        raise ValueError(f"INSERT OR REPLACE on {table}: its key is not known to sushitui.store.postgres")
+    names = [c.strip().strip('"') for c in cols.split(",")]
+    rest = [c for c in names if c not in key]
+    keys = ", ".join(f'"{c}"' for c in key)
+    if not rest:
+        return f"{head}{body} ON CONFLICT ({keys}) DO NOTHING"
+    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in rest)
+    return f"{head}{body} ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+
+
+_PRAGMA = re.compile(r"^\s*PRAGMA\s+(\w+)\s*(=.*)?$", re.I | re.S)
+_MASTER_INDEX_BY_NAME = re.compile(
+    r"SELECT\s+sql\s+FROM\s+sqlite_master\s+WHERE\s+type\s*=\s*'index'\s+AND\s+name\s*=\s*\?", re.I
+)
+_MASTER_INDEXES_OF = re.compile(
+    r"SELECT\s+name\s*,\s*sql\s+FROM\s+sqlite_master\s+WHERE\s+type\s*=\s*'index'\s+AND\s+tbl_name\s*=\s*'(\w+)'"
+    r"\s+AND\s+sql\s+IS\s+NOT\s+NULL",
+    re.I,
+)
+_FUNCTIONS = (
+    (re.compile(r"\bjson_each\(", re.I), "sushitui_json_each("),
+    (re.compile(r"\bjson_extract\(", re.I), "sushitui_json_extract("),
+    (re.compile(r"\binstr\(", re.I), "strpos("),
+    (re.compile(r"\bchar\((\d+)\)", re.I), r"chr(\1)"),
+    (re.compile(r"\sGLOB\s", re.I), f" {GLOB_OPERATOR} "),
+)
+# data_version: SQLite's counter of commits by other connections. The next transaction
+# id moves whenever anyone commits a write; a reader that also sees its own commits only
+# reloads once more.
+DATA_VERSION_SQL = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+
+
+def translate(sql: str, params: Sequence[Any] | None = None) -> tuple[str, Sequence[Any] | None]:
+    """SQLite-flavoured SQL as PostgreSQL means it (see the module's doc)."""
+    pragma = _PRAGMA.match(sql)
+    if pragma:
+        if pragma.group(2) is None and pragma.group(1).lower() == "data_version":
+            return DATA_VERSION_SQL, None
+        return "SELECT 0", None
+    if "sqlite_master" in sql:
+        if _MASTER_INDEX_BY_NAME.search(sql):
+            return "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s", params
+        m = _MASTER_INDEXES_OF.search(sql)
+        if m:
+            return (
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                f"AND tablename = '{m.group(1)}' AND indexname NOT LIKE '%%\\_pkey'",
+                params,
+            )
+    if "?" in sql:
+        sql, params = _placeholders(sql, params)
+    if sql.lstrip()[:6].upper() == "INSERT" and re.match(r"\s*INSERT\s+OR\s", sql, re.I):
+        sql = _insert_or(sql)
+    for pattern, repl in _FUNCTIONS:
+        sql = pattern.sub(repl, sql)
+    if "group_concat(" in sql.lower():
+        sql = _group_concat(sql)
+    return sql, params
+
+
+def _group_concat(sql: str) -> str:
+    """``group_concat(x[, sep])`` as ``string_agg((x)::text, sep)`` (sep ',' by default)."""
+    out, pos = [], 0
+    for m in re.finditer(r"\bgroup_concat\(", sql, re.I):
+        if m.start() < pos:
+            continue
+        depth, i, comma = 1, m.end(), None
+        while depth and i < len(sql):
+            c = sql[i]
+            if c == "'":
+                i = sql.index("'", i + 1)
+            elif c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            elif c == "," and depth == 1 and comma is None:
+                comma = i
+            i += 1
+        inner = sql[m.end() : i - 1]
+        if comma is None:
+            arg, sep = inner, "','"
+        else:
+            arg, sep = sql[m.end() : comma], sql[comma + 1 : i - 1]
+        out.append(sql[pos : m.start()] + f"string_agg(({arg})::text, {sep.strip()})")
+        pos = i
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+class _Cursor:
+    """A psycopg cursor that takes SQLite-flavoured SQL."""
+
+    def __init__(self, cursor: Any):
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
+        sql, params = translate(sql, params)
+        self._cursor.execute(sql, params or None)
+        return self
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Cursor:
+        rows = list(rows)
+        if not rows:
+            return self
+        translated, _ = translate(sql, rows[0])
+        self._cursor.executemany(translated, [translate(sql, r)[1] for r in rows])
+        return self
+
+    def __iter__(self):
+        return iter(self._cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class _Connection:
+    """The raw connection as code written for sqlite3 uses it (execute, executemany)."""
+
+    def __init__(self, conn: Any):
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
+        return _Cursor(self._conn.cursor()).execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Cursor:
+        return _Cursor(self._conn.cursor()).executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def _bool_as_int(conn: Any) -> None:
+    """Booleans go to PostgreSQL as 0/1 integers, as SQLite stores them."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo  # noqa: F401  (psycopg.types loads the int adapters)
+
+    class BoolAsInt(Dumper):
+        format = Format.TEXT
+        oid = 20  # int8
+
+        def dump(self, obj: Any) -> bytes:
+            return b"1" if obj else b"0"
+
+    conn.adapters.register_dumper(bool, BoolAsInt)
+
+
+class PostgresStore(PostgresqlDatabase):
+    """The catalogue on PostgreSQL; see the module's doc."""
+
+    def __init__(self, url: str, **kwargs: Any):
+        super().__init__(url, prefer_psycopg3=True, **kwargs)
+        self.url = url
+
+    def _connect(self) -> Any:
+        conn = super()._connect()  # type: ignore[misc]
+        _bool_as_int(conn)
+        return conn
+
+    def begin(self, isolation_level: Any = None) -> None:
+        if isinstance(isolation_level, str) and isolation_level.upper() in _SQLITE_LOCKS:
+            isolation_level = None
+        super().begin(isolation_level)
+
+    def cursor(self, named_cursor: Any = None) -> Any:
+        return _Cursor(super().cursor(named_cursor))
+
+    def connection(self) -> Any:
+        return _Connection(super().connection())
