@@ -123,6 +123,14 @@ def register(subparsers) -> None:
     a.add_argument("--no-cache", action="store_true", help="ignore and do not write cached scores")
     a.add_argument("--offline", action="store_true", help="never download (same as HF_HUB_OFFLINE=1)")
     a.add_argument("--dry-run", action="store_true", help="show what would change; write no caption")
+    a.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="decode and infer on Ray (pip install 'sushitui[ray]'): ADDRESS auto or ray://host:10001 joins a "
+        "cluster, none starts a local Ray; this process still writes every caption",
+    )
     add_common(a)
     a.set_defaults(func=cmd_autotag)
 
@@ -284,9 +292,22 @@ def cmd_autotag(args) -> int:
     )
     with cancel_on_sigint() as token, on_database_error(args, None if args.dry_run else unindexed):
         try:
-            report = autotag(
-                args.name, query=args.query, item_ids=args.item_ids, options=opts, progress=bar, cancel=token
-            )
+            if getattr(args, "ray", None):
+                from sushitui.tagger.distributed import autotag_ray
+
+                report = autotag_ray(
+                    args.name,
+                    query=args.query,
+                    item_ids=args.item_ids,
+                    options=opts,
+                    address=None if args.ray == "local" else args.ray,
+                    progress=bar,
+                    cancel=token,
+                )
+            else:
+                report = autotag(
+                    args.name, query=args.query, item_ids=args.item_ids, options=opts, progress=bar, cancel=token
+                )
         except AutotagError as exc:
             bar.close()
             raise CliError(str(exc)) from exc
