@@ -496,6 +496,7 @@ def caption_items(
     cancel: CancelToken | None = None,
     on_result: Callable[[CaptionResult], None] | None = None,
     client_factory: Callable[[EndpointInfo, dict], Any] | None = None,
+    dispatch: Callable[..., None] | None = None,
     _limit: int | None = None,
 ) -> CaptionReport:
     """Caption the target items of ``dataset`` (name, id or Dataset) with the endpoint's
@@ -504,7 +505,11 @@ def caption_items(
     ``options.write`` False: nothing is written (answers are still cached);
     ``on_result`` is called in this thread for every finished item as it finishes.
     Cancelling keeps everything finished so far (written and cached) and aborts the
-    requests in flight (``report.cancelled``)."""
+    requests in flight (``report.cancelled``).
+
+    ``dispatch(run, jobs, endpoint, api_key, client_kwargs)`` replaces encoding and
+    sending the cache misses here (``sushitui.tagger.ray_caption`` does both on Ray and
+    hands the answers back to ``run``, which caches and writes them as usual)."""
     opts = options or CaptionOptions()
     _check_options(opts)
     started = time.monotonic()
@@ -563,7 +568,9 @@ def caption_items(
         run = _Run(ds, tpl, opts, report, ctype, subtype, progress, cancel, on_result)
         jobs = run.plan(items)
         misses = run.from_cache(jobs)
-        if misses and not run.cancelled():
+        if misses and not run.cancelled() and dispatch is not None:
+            dispatch(run, misses, endpoint, key_value, client_kwargs)
+        elif misses and not run.cancelled():
             if sender is None:
                 sender = _Sender(make_client, opts.concurrency, opts.stream, events)
             run.send(misses, sender, events)
