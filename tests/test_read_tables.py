@@ -1,7 +1,7 @@
 """Caption tables (issue 17, Read): Hugging Face imagefolder metadata.jsonl/.csv, cog's
 caption.csv, sd-scripts metadata JSON and any CSV/TSV/JSONL named with
 --captions-table. Each column is a caption subtype; bad rows are problems named by file
-and line; the table is never rewritten (an edit writes the item's own caption file)."""
+and line; an edit of a table caption is written back into its cell."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def test_an_auto_table_without_known_columns_says_how_to_name_them(db, tmp_path)
     assert "--captions-table FILE --image-column C" in reason
 
 
-def test_the_items_own_caption_file_wins_and_edits_never_touch_the_table(db, tmp_path):
+def test_the_items_own_caption_file_wins_and_an_edit_writes_the_table_cell(db, tmp_path):
     root = tmp_path / "ds"
     img(root / "a.png")
     img(root / "b.png")
@@ -175,17 +175,17 @@ def test_the_items_own_caption_file_wins_and_edits_never_touch_the_table(db, tmp
     table.write_text(
         '{"file_name": "a.png", "text": "from table"}\n{"file_name": "b.png", "text": "b, from table"}\n', "utf-8"
     )
-    before = table.read_bytes()
     ds, _ = add_dataset(DatasetSettings("d", str(root)))
     assert caps("a.png")["main"].content == "own caption" and caps("a.png")["main"].source == "txt_file"
     assert caps("b.png")["main"].type == "tags"
     set_tags(Item.get(Item.image_path == "b.png"), ["b", "edited"])
-    assert table.read_bytes() == before
-    assert (root / "b.txt").read_text("utf-8") == "b, edited"
+    # the edit lands in b's cell (tests/test_table_edits.py covers this in depth), not in b.txt
+    assert table.read_text("utf-8").splitlines()[1] == '{"file_name": "b.png", "text": "b, edited"}'
+    assert not (root / "b.txt").exists()
     reindex(ds)
     main = caps("b.png")["main"]
-    assert (main.content, main.file_path) == ("b, edited", "b.txt")
-    assert Caption.select().where(Caption.subtype == "main").count() == 2  # the table's row for b is gone
+    assert (main.content, main.file_path, main.source) == ("b, edited", None, "table")
+    assert caps("a.png")["main"].content == "own caption"
 
 
 def test_a_changed_root_table_updates_items_in_unchanged_subfolders(db, tmp_path):

@@ -87,6 +87,8 @@ def test_a_read_only_table_is_refused(tmp_path):
 
 
 def test_read_only_reason_names_the_table():
-    assert "metadata.jsonl: text" in read_only_reason("table", "metadata.jsonl: text")
+    # CSV/TSV/JSONL table captions are written back into their cell; sd-scripts JSON is not
+    assert read_only_reason("table", "metadata.jsonl: text") is None
+    assert "meta_cap.json: caption" in read_only_reason("table", "meta_cap.json: caption")
     assert "prompt.json" in read_only_reason("folder", "a/prompt.json: edit")
     assert read_only_reason("txt_file", None) is None

@@ -28,9 +28,11 @@ from sushitui.dataset.captions import (
     MAIN,
     TagEdit,
     check_new_subtype,
+    in_table,
     new_caption_rel_path,
     preferred_tag_subtype,
     set_tags_many,
+    table_of,
 )
 from sushitui.dataset.registry import get_dataset
 from sushitui.dataset.write_lock import dataset_write_lock
@@ -224,7 +226,12 @@ def _write_parallel(edits: list[TagEdit], subtype: str) -> list:
     write lock for all of them."""
     from concurrent.futures import ThreadPoolExecutor
 
-    subs = [edits[i : i + SUB_BATCH] for i in range(0, len(edits), SUB_BATCH)]
+    # the edits of table captions go in one sub-batch: a table is rewritten once for all
+    # of them instead of once per sub-batch (each rewrite reads and writes the whole file)
+    in_tables = _table_caption_items([e.item.id for e in edits], subtype)
+    table_edits = [e for e in edits if e.item.id in in_tables]
+    rest = [e for e in edits if e.item.id not in in_tables] if in_tables else edits
+    subs = ([table_edits] if table_edits else []) + [rest[i : i + SUB_BATCH] for i in range(0, len(rest), SUB_BATCH)]
     if len(subs) == 1:
         return [set_tags_many(subs[0], subtype=subtype, source="user", batch_sync=True, lock_held=True)]
     db = current_database()
@@ -240,8 +247,23 @@ def _write_parallel(edits: list[TagEdit], subtype: str) -> list:
         return list(pool.map(run, subs))
 
 
+def _table_caption_items(item_ids: list[int], subtype: str) -> set[int]:
+    """The items whose ``subtype`` tag caption is written into a caption table's cell."""
+    out: set[int] = set()
+    for start in range(0, len(item_ids), 500):
+        q = Caption.select(Caption.item, Caption.file_path, Caption.source, Caption.source_field).where(
+            Caption.item.in_(item_ids[start : start + 500])
+            & (Caption.type == "tags")
+            & (Caption.subtype == subtype)
+            & (Caption.source == "table")
+        )
+        out.update(c.item_id for c in q if in_table(c))
+    return out
+
+
 def _planned_files(items: list[Item], subtype: str) -> list[str]:
-    """The caption file each item's edit would write (existing file or the new name)."""
+    """The caption file each item's edit would write (existing file, the caption table
+    its caption is read from, or the new name)."""
     if not items:
         return []
     siblings: dict[int, list[Caption]] = {}
@@ -250,9 +272,13 @@ def _planned_files(items: list[Item], subtype: str) -> list[str]:
     out = []
     for item in items:
         caps = siblings.get(item.id, [])
+        mine = next((c for c in caps if c.type == "tags" and c.subtype == subtype), None)
+        if mine is not None and in_table(mine):
+            out.append(table_of(mine))
+            continue
         path = next((c.file_path for c in caps if c.type == "tags" and c.subtype == subtype and c.file_path), None)
         out.append(path if path is not None else new_caption_rel_path(item, subtype, caps))
-    return out
+    return list(dict.fromkeys(out))  # a table once, however many of its cells change
 
 
 def _targets(ds: Dataset, query: str | None, item_ids: Sequence[int] | None, narrow=None) -> tuple[list[int], int]:

@@ -5,6 +5,12 @@ The caption file is written first (atomically, refusing to clobber a file that c
 since it was indexed), then the index rows are updated in one transaction. A crash in
 between leaves a new file and an old index row, which the next reindex repairs because
 the file is the truth (NF-2).
+
+A caption read from a caption table (CSV/TSV/JSONL: source ``table``, no file of its own)
+is edited in its cell (``tables.write_table_cells``): one rewrite of each table per
+batch, refused as a conflict when the cell no longer holds what the index read. Captions
+read from the image's metadata, sd-scripts JSON or a folder caption file are never
+rewritten: their edit becomes the item's own caption file (source ``txt_file``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sushitui.dataset.caption_files import (
     write_atomic,
 )
 from sushitui.dataset.paths import to_abs
+from sushitui.dataset.tables import TABLE_SOURCE, CellEdit, TableError, rewritable_table, write_table_cells
 from sushitui.dataset.write_lock import DEFAULT_WAIT_S, dataset_write_lock
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, write_transaction
 from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
@@ -138,6 +145,75 @@ def file_subtype(subtype: str) -> str:
 
 def _embedded(caption: Caption | None) -> bool:
     return caption is not None and caption.file_path is None and caption.source in EMBEDDED_SOURCES
+
+
+def in_table(caption: Caption | None) -> bool:
+    """True when an edit of ``caption`` is written into the cell of the caption table it
+    was read from (CSV, TSV, JSONL)."""
+    return (
+        caption is not None
+        and caption.file_path is None
+        and caption.source == TABLE_SOURCE
+        and rewritable_table(caption.source_field)
+    )
+
+
+def table_of(caption: Caption) -> str:
+    """The dataset-relative table file a table caption was read from."""
+    return (caption.source_field or "").partition(": ")[0]
+
+
+def _item_images(item_ids: Iterable[int]) -> dict[int, list[str]]:
+    """item id -> its images (dataset-relative), primary first: a table row may name any."""
+    ids = sorted(set(item_ids))
+    out: dict[int, list[str]] = {}
+    for start in range(0, len(ids), 500):
+        q = Item.select(Item.id, Item.image_path, Item.related_images).where(Item.id.in_(ids[start : start + 500]))
+        for row in q:
+            paths = [row.image_path] if row.image_path else []
+            paths += [p for p in (row.related_images or {}).values() if p and p not in paths]
+            out[row.id] = paths
+    return out
+
+
+def _write_tables(
+    writes: Sequence[tuple[Dataset, Caption, str]], force: bool
+) -> list[tuple[str, CaptionFileError | None]]:
+    """Write each (dataset, table caption, new text) into its table cell, one rewrite per
+    table file for the whole batch. Returns per write (table file, None or the problem:
+    CaptionConflict when the cell changed since the index read it). The caller holds the
+    datasets' write locks."""
+    images = _item_images(c.item_id for _d, c, _t in writes)
+    groups: dict[tuple[int, str], list[int]] = {}
+    for n, (ds, cap, _text) in enumerate(writes):
+        groups.setdefault((ds.id, table_of(cap)), []).append(n)
+    out: list[tuple[str, CaptionFileError | None]] = [("", None)] * len(writes)
+    for (_ds_id, rel), idx in groups.items():
+        ds = writes[idx[0]][0]
+        image_column = next(
+            (str(t.get("image_column")) for t in ds.caption_tables or () if str(t.get("file")) == rel), None
+        )
+        cells = [
+            CellEdit(
+                images.get(writes[n][1].item_id, []),
+                (writes[n][1].source_field or "").partition(": ")[2],
+                writes[n][1].content or "",
+                writes[n][2],
+                force,
+            )
+            for n in idx
+        ]
+        results: list[Exception | None]
+        try:
+            _state, results = write_table_cells(ds.root_path, rel, cells, image_column)
+        except (CaptionFileError, TableError) as exc:
+            results = [exc] * len(idx)
+        except OSError as exc:
+            results = [CaptionFileError(f"{rel}: cannot be written ({exc.strerror or exc}); not rewritten")] * len(idx)
+        for n, r in zip(idx, results):
+            problem = r if r is None or isinstance(r, CaptionFileError) else CaptionFileError(str(r))
+            out[n] = (rel, problem)
+    return out
 
 
 def check_new_subtype(dataset: Dataset, subtype: str) -> bool:
@@ -339,8 +415,9 @@ def set_tags_many(
         chunk = item_ids[chunk_start : chunk_start + 500]
         for c in Caption.select().where(Caption.item.in_(chunk)):
             captions.setdefault(c.item_id, []).append(c)
-    applied: list[tuple[TagEdit, Caption | None, str, list[str], str, FileState | None]] = []
+    applied: list[tuple[TagEdit, Caption | None, str | None, list[str], str, FileState | None]] = []
     staged: list[tuple[tuple, StagedWrite]] = []
+    table_writes: list[tuple[TagEdit, Caption, list[str], str]] = []
     for edit in edits:
         item = edit.item
         dataset = datasets.get(item.dataset_id) or datasets.setdefault(
@@ -364,6 +441,9 @@ def set_tags_many(
             tags = dedupe(edit.rewrite(split_tags(current.content) if current is not None else []))
         if caption is not None and split_tags(caption.content) == tags and not force:
             report.unchanged += 1
+            continue
+        if write_files and caption is not None and in_table(caption):
+            table_writes.append((edit, caption, tags, sub))  # written per table file below
             continue
         rel = (
             caption.file_path
@@ -397,6 +477,21 @@ def set_tags_many(
                 continue
             report.files_written.append(rel)
         applied.append((edit, caption, rel, tags, sub, state))
+    if table_writes:
+        tables_written: set[str] = set()
+        results = _write_tables(
+            [(datasets[e.item.dataset_id], c, join_tags(tags)) for e, c, tags, _s in table_writes], force
+        )
+        for (edit, caption, tags, sub), (table, problem) in zip(table_writes, results):
+            if isinstance(problem, CaptionConflict):
+                report.problems.append(EditProblem(edit.item.id, table, str(problem), problem))
+            elif problem is not None:
+                report.problems.append(EditProblem(edit.item.id, table, str(problem), error=problem))
+            else:
+                if table not in tables_written:
+                    tables_written.add(table)
+                    report.files_written.append(table)
+                applied.append((edit, caption, None, tags, sub, None))
     if staged:
         for (entry, _), result in zip(staged, publish_staged([st for _, st in staged])):
             edit, caption, rel, tags, sub = entry
@@ -419,7 +514,7 @@ def set_tags_many(
         cursor = current_database().cursor()
         # read under the write lock: the rows diffed below must be the ones being replaced
         old_rows = _old_tag_rows(cursor, [a[0].item.id for a in applied])
-        for edit, caption, rel, tags, sub, state in applied:
+        for edit, caption, target, tags, sub, state in applied:
             item = edit.item
             content = join_tags(tags)
             if caption is None:
@@ -429,15 +524,19 @@ def set_tags_many(
                     subtype=sub,
                     content=content,
                     source="txt_file" if write_files else source,
-                    file_path=rel if write_files else None,
+                    file_path=target if write_files else None,
                     created_at=now,
                     updated_at=now,
                 )
             else:
                 caption.content = content
                 caption.updated_at = now
-                if write_files:
-                    caption.file_path = rel
+                if write_files and target is not None:
+                    if caption.file_path is None:
+                        # the edit of a caption read from elsewhere (image metadata, a
+                        # folder caption) is now this file: a reindex reads it as one
+                        caption.source, caption.source_field = "txt_file", None
+                    caption.file_path = target
             if state is not None:
                 report.written[item.id] = (sub, state)
                 caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
@@ -447,6 +546,8 @@ def set_tags_many(
                 (
                     caption.content,
                     caption.updated_at,
+                    caption.source,
+                    caption.source_field,
                     caption.file_path,
                     caption.file_size,
                     caption.file_mtime_ns,
@@ -468,8 +569,8 @@ def set_tags_many(
                 other_rows.append((now, item.id))
             report.changed += 1
         cursor.executemany(
-            "UPDATE caption SET content = ?, updated_at = ?, file_path = ?, file_size = ?, file_mtime_ns = ?, "
-            "file_sha256 = ?, encoding = ?, encoding_flagged = ? WHERE id = ?",
+            "UPDATE caption SET content = ?, updated_at = ?, source = ?, source_field = ?, file_path = ?, "
+            "file_size = ?, file_mtime_ns = ?, file_sha256 = ?, encoding = ?, encoding_flagged = ? WHERE id = ?",
             caption_rows,
         )
         added, removed = _write_tag_rows(cursor, old_rows, {r[-1] for r in caption_rows}, tag_rows)
@@ -613,6 +714,19 @@ def _set_text_locked(
 ) -> Caption:
     siblings = list(Caption.select().where(Caption.item == item.id))
     caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype), None)
+    if caption is not None and in_table(caption):
+        ((table, problem),) = _write_tables([(dataset, caption, text.strip())], force)
+        if problem is not None:
+            raise problem
+        now = time.time()
+        with write_transaction():
+            caption.content = text.strip()  # as a scan reads the cell back
+            if language:
+                caption.language = language
+            caption.updated_at = now
+            caption.save()
+            Item.update({Item.updated_at: now}).where(Item.id == item.id).execute()
+        return caption
     if caption is not None and caption.file_path is None and caption.source != "txt_file":
         # Embedded metadata (EXIF/XMP/PNG text) is never rewritten: the edit becomes a
         # file, under a subtype a scan reads back from its name (png_text_x -> png-text-x)
@@ -632,6 +746,8 @@ def _set_text_locked(
     with write_transaction():
         if caption is None:
             caption = Caption(item=item.id, type=ctype, subtype=subtype or ctype, source="txt_file", created_at=now)
+        if caption.file_path is None:  # a folder caption's edit is now this file: a reindex reads it as one
+            caption.source, caption.source_field = "txt_file", None
         caption.content = text
         caption.file_path = rel
         caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
@@ -704,11 +820,15 @@ def _set_texts_locked(
             siblings_of.setdefault(c.item_id, []).append(c)
     planned: list[tuple[TextEdit, Caption | None, str, str]] = []
     staged: list[StagedWrite] = []
+    in_tables: list[tuple[TextEdit, Caption]] = []
     for edit in edits:
         item = edit.item
         siblings = siblings_of.get(item.id, [])
         sub = subtype
         caption = next((c for c in siblings if c.type == ctype and c.subtype == sub), None)
+        if caption is not None and in_table(caption):
+            in_tables.append((edit, caption))  # written per table file below
+            continue
         if caption is not None and caption.file_path is None and caption.source != "txt_file":
             sub = file_subtype(sub) if _embedded(caption) else sub  # as _set_text_locked: metadata is never rewritten
             caption = next((c for c in siblings if c.type == ctype and c.subtype == sub and c.file_path), None)
@@ -733,6 +853,20 @@ def _set_texts_locked(
             report.problems.append(EditProblem(item.id, rel, str(exc)))
             continue
         planned.append((edit, caption, rel, sub))
+    table_done: list[tuple[TextEdit, Caption]] = []
+    if in_tables:
+        tables_written: set[str] = set()
+        results = _write_tables([(dataset, c, e.text.strip()) for e, c in in_tables], False)
+        for (edit, caption), (table, problem) in zip(in_tables, results):
+            if isinstance(problem, CaptionConflict):
+                report.problems.append(EditProblem(edit.item.id, table, str(problem), problem))
+            elif problem is not None:
+                report.problems.append(EditProblem(edit.item.id, table, str(problem), error=problem))
+            else:
+                if table not in tables_written:
+                    tables_written.add(table)
+                    report.files_written.append(table)
+                table_done.append((edit, caption))
     done: list[tuple[TextEdit, Caption | None, str, str, FileState]] = []
     for (edit, caption, rel, sub), result in zip(planned, publish_staged(staged) if staged else []):
         if isinstance(result, CaptionConflict):
@@ -742,16 +876,25 @@ def _set_texts_locked(
         else:
             report.files_written.append(rel)
             done.append((edit, caption, rel, sub, result))
-    if not done:
+    if not done and not table_done:
         return
     now = time.time()
     with write_transaction():
+        for edit, caption in table_done:  # the row stays the table's (a scan compares it with the cell)
+            caption.content = edit.text.strip()
+            if language:
+                caption.language = language
+            caption.updated_at = now
+            caption.save()
+            report.changed += 1
         for edit, caption, rel, sub, state in done:
             if caption is None:
                 caption = Caption(item=edit.item.id, type=ctype, subtype=sub or ctype, created_at=now)
             caption.content = edit.text
             caption.file_path = rel
             caption.source = source
+            if caption.source_field and caption.file_path:
+                caption.source_field = None  # it was a folder caption's field: the file is the caption now
             caption.file_size, caption.file_mtime_ns, caption.file_sha256 = state.size, state.mtime_ns, state.sha256
             caption.encoding = caption.encoding if caption.encoding == "utf-8-sig" else "utf-8"
             caption.encoding_flagged = False
@@ -761,7 +904,7 @@ def _set_texts_locked(
             caption.save()
             report.written[edit.item.id] = (caption.subtype, state)
             report.changed += 1
-        touched = [e.item.id for e, *_ in done]
+        touched = [e.item.id for e, *_ in done] + [e.item.id for e, _c in table_done]
         for start in range(0, len(touched), 500):
             Item.update({Item.updated_at: now}).where(Item.id.in_(touched[start : start + 500])).execute()
 

@@ -22,7 +22,10 @@ Folder captions: ``prompt.json`` (InstructPix2Pix: ``edit`` -> instruction, ``in
 ``output``) and the dataset's named folder caption file (``--folder-caption
 instruction.txt``) apply to every item of their folder (source ``folder``).
 
-Both are read-only here: an edit of such a caption writes the item's own caption file
+An edit of a CSV/TSV/JSONL table caption is written back into its cell
+(``write_table_cells``, called by ``sushitui.dataset.captions``): other rows, columns,
+quoting, line endings and a BOM kept byte for byte. Folder captions and sd-scripts JSON
+are never rewritten: an edit of such a caption writes the item's own caption file
 (``x.txt`` / ``x_<subtype>.txt``), which then wins over the shared file.
 """
 
@@ -33,6 +36,7 @@ import io
 import json
 import os
 import posixpath
+import threading
 from dataclasses import dataclass, field
 
 from sushitui.dataset.caption_files import CaptionFileError, decode_caption, read_caption
@@ -444,25 +448,49 @@ def _by_tail(path: str, prefix: str, by_name: dict[str, list[str]]) -> tuple[str
     return top[0], ""
 
 
-# --- writing a caption back into its table ----------------------------------------------------
-# Not yet called by the caption editors (sushitui.dataset.captions routes an edit of a
-# table caption to the item's own caption file); ``write_table_caption`` is the piece
-# they call once they route table captions here, under the dataset's write lock.
+# --- writing captions back into their table --------------------------------------------------
+# Called by sushitui.dataset.captions (the one caption write path), under the dataset's
+# write lock: an edit of a table caption changes its cell, batched per table file.
 
 
 def read_only_reason(source: str, source_field: str | None) -> str | None:
     """Why an edit of this caption does not change the file it came from, or None."""
-    if source == TABLE_SOURCE:
-        return (
-            f"this caption comes from the captions table {source_field or ''}; the table is not rewritten: "
-            "the edit is saved in the item's own caption file, which wins over the table"
-        )
     if source == FOLDER_SOURCE:
         return (
             f"this caption comes from the folder caption {source_field or ''}, shared by every item of the "
             "folder; the edit is saved in this item's own caption file, which wins over it"
         )
+    if (
+        source == TABLE_SOURCE
+        and source_field
+        and not source_field.partition(": ")[0].lower().endswith((".csv", ".tsv", ".jsonl"))
+    ):
+        return (
+            f"this caption comes from the captions table {source_field}; sushitui rewrites CSV, TSV and JSONL "
+            "tables only, so the edit is saved in the item's own caption file, which wins over the table"
+        )
     return None
+
+
+def rewritable_table(source_field: str | None) -> bool:
+    """True when an edit of a table caption with this ``source_field`` ("<table>:
+    <column>") is written into the table's cell (CSV, TSV, JSONL; not sd-scripts JSON)."""
+    if not source_field or ": " not in source_field:
+        return False
+    rel = source_field.partition(": ")[0]
+    return TABLE_FORMATS.get(posixpath.splitext(rel)[1].lower()) in ("csv", "tsv", "jsonl")
+
+
+@dataclass
+class CellEdit:
+    """One caption cell to rewrite: the row naming one of ``image_paths``
+    (dataset-relative), column ``column``; it must still hold ``old`` (unless ``force``)."""
+
+    image_paths: list[str]
+    column: str
+    old: str
+    new: str
+    force: bool = False
 
 
 def _csv_spans(text: str, delimiter: str, rel: str) -> list[tuple[int, list[tuple[int, int, bool]]]]:
@@ -518,9 +546,49 @@ def _csv_field(value: str, delimiter: str, was_quoted: bool) -> str:
     return value
 
 
+class _TableChanged(Exception):
+    def __init__(self, rel: str, line: int, current: str | None):
+        self.rel, self.line, self.current = rel, line, current
+
+
+class _RowMatcher:
+    """Which edit a row's image value names: the value as written relative to the table
+    (``x.png``, ``./x.png``, ``sub\\x.png``), an absolute path inside the dataset, or a
+    foreign absolute path (Windows) ending in the image's path relative to the table."""
+
+    def __init__(self, root: str, folder: str, edits: list[CellEdit]):
+        self.root, self.folder = root, folder
+        self.by_path: dict[str, list[int]] = {}
+        prefix = folder + "/" if folder else ""
+        self.tails: list[tuple[str, int]] = []
+        for k, e in enumerate(edits):
+            for p in e.image_paths:
+                self.by_path.setdefault(p, []).append(k)
+                if p.startswith(prefix):
+                    self.tails.append(("/" + p[len(prefix) :].lower(), k))
+        self.cache: dict[str, list[int]] = {}
+
+    def __call__(self, value: object) -> list[int]:
+        if not isinstance(value, str) or not value.strip():
+            return []
+        v = value.strip()
+        if v in self.cache:
+            return self.cache[v]
+        path, _why = _image_path(self.root, self.folder, v)
+        found: list[int] = []
+        if path is not None:
+            if path.startswith("//"):
+                low = path.lower()
+                found = [k for tail, k in self.tails if low.endswith(tail)]
+            else:
+                found = list(self.by_path.get(path, ()))
+        self.cache[v] = found
+        return found
+
+
 def _rewrite_csv(
-    text: str, rel: str, fmt: str, image_values: set[str], image_column: str | None, column: str, old: str, new: str
-) -> str:
+    text: str, rel: str, fmt: str, match: _RowMatcher, image_column: str | None, edits: list[CellEdit]
+) -> tuple[str, list[Exception | None]]:
     delimiter = "\t" if fmt == "tsv" else ","
     spans = _csv_spans(text, delimiter, rel)
     # the spans must read what the csv module reads, or the rewrite is not trusted
@@ -529,30 +597,51 @@ def _rewrite_csv(
     if [r for r in parsed if r] != [r for r in mine if r != [""]]:
         raise TableError(f"{rel}: its CSV dialect is not one sushitui can rewrite field by field; not rewritten")
     header = [_field_text(text, f).strip() for f in spans[0][1]] if spans else []
-    if column not in header:
-        raise TableError(f"{rel}: line 1 has no column {column!r} any more; not rewritten")
-    col = header.index(column)
     image_column = image_column or next((c for c in AUTO_IMAGE_COLUMNS if c in header), None)
     if image_column not in header:
         raise TableError(f"{rel}: line 1 has no image column any more; not rewritten")
     image_col = header.index(image_column)
+    results: list[Exception | None] = [TableError(f"{rel}: no row names this image any more; not rewritten")] * len(
+        edits
+    )
+    replace: dict[tuple[int, int], tuple[int, str]] = {}  # (start, end) -> (edit, new field text)
+    done: set[int] = set()
     for line, fields in spans[1:]:
-        values = [_field_text(text, f) for f in fields]
-        if image_col < len(values) and values[image_col].strip().replace("\\", "/") in image_values:
+        if image_col >= len(fields):
+            continue
+        for k in match(_field_text(text, fields[image_col])):
+            if k in done:
+                continue  # a later row naming the image again is ignored, as when reading
+            done.add(k)
+            e = edits[k]
+            if e.column not in header:
+                results[k] = TableError(f"{rel}: line 1 has no column {e.column!r} any more; not rewritten")
+                continue
+            col = header.index(e.column)
             if col >= len(fields):
-                raise TableError(f"{rel}: line {line} has no value for {column!r}; not rewritten")
-            current = values[col]
-            if current.strip() != old.strip():
-                raise _TableChanged(rel, line, current)
+                results[k] = TableError(f"{rel}: line {line} has no value for {e.column!r}; not rewritten")
+                continue
+            current = _field_text(text, fields[col])
+            if not e.force and current.strip() != e.old.strip():
+                results[k] = _TableChanged(rel, line, current)
+                continue
             start, end, quoted = fields[col]
-            return text[:start] + _csv_field(new, delimiter, quoted) + text[end:]
-    raise TableError(f"{rel}: no row names this image any more; not rewritten")
+            replace[(start, end)] = (k, _csv_field(e.new, delimiter, quoted))
+            results[k] = None
+    out = text
+    for (start, end), (_k, value) in sorted(replace.items(), reverse=True):
+        out = out[:start] + value + out[end:]
+    return out, results
 
 
 def _rewrite_jsonl(
-    text: str, rel: str, image_values: set[str], image_column: str | None, column: str, old: str, new: str
-) -> str:
+    text: str, rel: str, match: _RowMatcher, image_column: str | None, edits: list[CellEdit]
+) -> tuple[str, list[Exception | None]]:
     lines = text.split("\n")
+    results: list[Exception | None] = [TableError(f"{rel}: no row names this image any more; not rewritten")] * len(
+        edits
+    )
+    done: set[int] = set()
     for number, raw in enumerate(lines, 1):
         body = raw.rstrip("\r")
         if not body.strip():
@@ -564,39 +653,47 @@ def _rewrite_jsonl(
         if not isinstance(obj, dict):
             continue
         key = image_column or next((c for c in AUTO_IMAGE_COLUMNS if c in obj), None)
-        value = obj.get(key) if key else None
-        if not isinstance(value, str) or value.strip().replace("\\", "/") not in image_values:
+        hits = [k for k in match(obj.get(key) if key else None) if k not in done]
+        if not hits:
             continue
-        current = obj.get(column)
-        current_text = ", ".join(str(v) for v in current) if isinstance(current, list) else current
-        if not isinstance(current_text, str) or current_text.strip() != old.strip():
-            raise _TableChanged(rel, number, current_text if isinstance(current_text, str) else None)
-        obj[column] = [t.strip() for t in new.split(",") if t.strip()] if isinstance(current, list) else new
-        compact = '": ' not in body and '", ' not in body
-        # escaped non-ASCII stays escaped, raw stays raw; the separators as written
-        dumped = json.dumps(obj, ensure_ascii="\\u" in body, separators=(",", ":") if compact else (", ", ": "))
-        lines[number - 1] = dumped + raw[len(body) :]
-        return "\n".join(lines)
-    raise TableError(f"{rel}: no row names this image any more; not rewritten")
+        changed = False
+        for k in hits:
+            done.add(k)
+            e = edits[k]
+            current = obj.get(e.column)
+            current_text = ", ".join(str(v) for v in current) if isinstance(current, list) else current
+            if not e.force and (not isinstance(current_text, str) or current_text.strip() != e.old.strip()):
+                results[k] = _TableChanged(rel, number, current_text if isinstance(current_text, str) else None)
+                continue
+            obj[e.column] = [t.strip() for t in e.new.split(",") if t.strip()] if isinstance(current, list) else e.new
+            results[k] = None
+            changed = True
+        if changed:
+            compact = '": ' not in body and '", ' not in body
+            # escaped non-ASCII stays escaped, raw stays raw; the separators as written
+            dumped = json.dumps(obj, ensure_ascii="\\u" in body, separators=(",", ":") if compact else (", ", ": "))
+            lines[number - 1] = dumped + raw[len(body) :]
+    return "\n".join(lines), results
 
 
-class _TableChanged(Exception):
-    def __init__(self, rel: str, line: int, current: str | None):
-        self.rel, self.line, self.current = rel, line, current
+# one rewrite of a table at a time in this process (bulk edits write from a few threads);
+# other processes are kept out by the dataset's write lock, which the callers hold
+_REWRITE = threading.Lock()
 
 
-def write_table_caption(
-    root: str, source_field: str, image_paths: list[str], old: str, new: str, image_column: str | None = None
-):
-    """Write ``new`` into the table cell that ``source_field`` ("<table>: <column>")
-    holds for the item whose images are ``image_paths`` (dataset-relative). The caller
-    holds the dataset's write lock. The cell must still hold ``old`` (the indexed text),
-    else CaptionConflict: another program changed this caption in the table. Other
-    rows, columns, quoting, line endings and a BOM are kept byte for byte; the file is
-    replaced atomically (temporary file, fsync, rename), and only if it did not change
-    while this ran. Returns the table's new FileState. CSV, TSV and JSONL only; UTF-8.
-    ``image_column``: the column naming the images (a named table's spec); else the
-    convention's (file_name, image_file, ...)."""
+def write_table_cells(
+    root: str, rel: str, edits: list[CellEdit], image_column: str | None = None
+) -> tuple[object | None, list[Exception | None]]:
+    """Rewrite several caption cells of the table at dataset-relative ``rel`` in one
+    atomic replacement of the file. The caller holds the dataset's write lock.
+
+    Returns (the table's new FileState, or None when nothing was written; per edit None
+    when written, else CaptionConflict — the cell no longer holds ``old``: another program
+    changed this caption in the table — or TableError — the row or column is gone). The
+    other edits are written all the same. Other rows, columns, quoting, line endings and
+    a BOM are kept byte for byte; the file is replaced (temporary file, fsync, rename)
+    only if it did not change while this ran. Raises TableError when the table as a
+    whole cannot be rewritten (format, encoding, read-only, unreadable)."""
     import hashlib
     import tempfile
     from pathlib import Path
@@ -609,65 +706,85 @@ def write_table_caption(
         write_target,
     )
 
-    rel, _sep, column = source_field.partition(": ")
     fmt = TABLE_FORMATS.get(posixpath.splitext(rel)[1].lower())
     if fmt not in ("csv", "tsv", "jsonl"):
         raise TableError(f"{rel}: sushitui rewrites CSV, TSV and JSONL tables only; the edit was not saved there")
-    path = write_target(Path(root, *rel.split("/")), root)
-    try:
-        data = path.read_bytes()
-        st = os.stat(path)
-    except OSError as exc:
-        raise TableError(f"{rel}: cannot be read ({exc.strerror or exc}); not rewritten") from exc
-    if not st.st_mode & 0o222:
-        raise TableError(f"{rel}: is read-only; not rewritten. Make it writable (chmod u+w) to edit its captions")
-    text, encoding, flagged = decode_caption(data)
-    if flagged or encoding not in ("utf-8", "utf-8-sig"):
-        raise TableError(
-            f"{rel}: is {encoding}, not UTF-8; sushitui writes tables in their own encoding only when "
-            "it is UTF-8. Convert it to UTF-8 to edit its captions here"
-        )
-    folder = posixpath.dirname(rel)
-    prefix = folder + "/" if folder else ""
-    # the values a row may name the image by: its path relative to the table, as written
-    values = set()
-    for p in image_paths:
-        if p.startswith(prefix):
-            values.update({p[len(prefix) :], "./" + p[len(prefix) :]})
-    try:
-        if fmt == "jsonl":
-            new_text = _rewrite_jsonl(text, rel, values, image_column, column, old, new)
-        else:
-            new_text = _rewrite_csv(text, rel, fmt, values, image_column, column, old, new)
-    except _TableChanged as exc:
-        expected = FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
-        raise CaptionConflict(path, expected, expected, exc.current) from None
-    out = new_text.encode("utf-8")
-    if encoding == "utf-8-sig":
-        out = b"\xef\xbb\xbf" + out
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(out)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, st.st_mode & 0o777)
-        if path.read_bytes() != data:  # changed while this ran: its edit is kept, this one is not saved
-            raise CaptionConflict(path, None, None, None)
-        os.replace(tmp, path)
-    except BaseException:
+    with _REWRITE:
+        path = write_target(Path(root, *rel.split("/")), root)
         try:
-            os.unlink(tmp)
+            data = path.read_bytes()
+            st = os.stat(path)
+        except OSError as exc:
+            raise TableError(f"{rel}: cannot be read ({exc.strerror or exc}); not rewritten") from exc
+        if not st.st_mode & 0o222:
+            raise TableError(f"{rel}: is read-only; not rewritten. Make it writable (chmod u+w) to edit its captions")
+        text, encoding, flagged = decode_caption(data)
+        if flagged or encoding not in ("utf-8", "utf-8-sig"):
+            raise TableError(
+                f"{rel}: is {encoding}, not UTF-8; sushitui writes tables in their own encoding only when "
+                "it is UTF-8. Convert it to UTF-8 to edit its captions here"
+            )
+        match = _RowMatcher(root, posixpath.dirname(rel), edits)
+        if fmt == "jsonl":
+            new_text, results = _rewrite_jsonl(text, rel, match, image_column, edits)
+        else:
+            new_text, results = _rewrite_csv(text, rel, fmt, match, image_column, edits)
+        before = FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+        out_results: list[Exception | None] = [
+            CaptionConflict(path, before, before, r.current) if isinstance(r, _TableChanged) else r for r in results
+        ]
+        if all(r is not None for r in out_results):
+            return None, out_results
+        out = new_text.encode("utf-8")
+        if encoding == "utf-8-sig":
+            out = b"\xef\xbb\xbf" + out
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(out)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, st.st_mode & 0o777)
+            try:
+                now = path.read_bytes()
+            except OSError:
+                now = None
+            if now != data:  # changed while this ran: its edit is kept, these are not saved
+                st_now = os.stat(path) if now is not None else None
+                current = (
+                    FileState(len(now), st_now.st_mtime_ns, hashlib.sha256(now).hexdigest())
+                    if now is not None and st_now is not None
+                    else None
+                )
+                raise CaptionConflict(path, before, current, None)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        try:
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
         except OSError:
             pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    st2 = os.stat(path)
-    return FileState(len(out), st2.st_mtime_ns, hashlib.sha256(out).hexdigest())
+        st2 = os.stat(path)
+        return FileState(len(out), st2.st_mtime_ns, hashlib.sha256(out).hexdigest()), out_results
+
+
+def write_table_caption(
+    root: str, source_field: str, image_paths: list[str], old: str, new: str, image_column: str | None = None
+):
+    """Write ``new`` into the table cell that ``source_field`` ("<table>: <column>")
+    holds for the item whose images are ``image_paths`` (dataset-relative); one
+    ``write_table_cells`` edit. CaptionConflict when the cell no longer holds ``old``;
+    TableError when it cannot be written. Returns the table's new FileState."""
+    rel, _sep, column = source_field.partition(": ")
+    state, results = write_table_cells(root, rel, [CellEdit(list(image_paths), column, old, new)], image_column)
+    if results[0] is not None:
+        raise results[0]
+    return state
