@@ -273,3 +273,33 @@ def test_an_xmp_sidecar_tag_edit_is_a_caption_file_that_a_reindex_keeps(db, tmp_
     before = snapshot()
     reindex(ds)
     assert snapshot() == before
+
+
+def test_taking_the_tables_version_after_a_conflict_indexes_the_cell(db, tmp_path):
+    """The editor's "take the disk version" of a table caption reads the cell as it is now;
+    it never treats the whole table as the item's caption file."""
+    from sushitui.dataset.item_view import take_disk_tags, take_disk_text
+
+    root = tmp_path / "ds"
+    img(root / "a.png")
+    img(root / "b.png")
+    table = root / "metadata.jsonl"
+    table.write_text(
+        '{"file_name": "a.png", "text": "A cat.", "tags": "cat"}\n{"file_name": "b.png", "text": "A dog.", "tags": "dog"}\n',
+        "utf-8",
+    )
+    add_dataset(DatasetSettings("d", str(root)))
+    a = item_id("a.png")
+    view = load_item_view(a)
+    changed = table.read_text("utf-8").replace('"cat"}', '"cat, by hand"}').replace("A cat.", "A cat, by hand.")
+    table.write_text(changed, "utf-8")
+    with pytest.raises(CaptionConflict):
+        save_tags(a, "tags", ["cat", "mine"], view=view)
+    assert take_disk_tags(a, "tags", "metadata.jsonl", view=view) == ["cat", "by hand"]
+    assert take_disk_text(a, "natural_language", "main", "metadata.jsonl", view=view) == "A cat, by hand."
+    got = caps("a.png")
+    assert (got["tags"].content, got["tags"].source, got["tags"].file_path) == ("cat, by hand", "table", None)
+    assert (got["main"].content, got["main"].file_path) == ("A cat, by hand.", None)
+    assert table.read_text("utf-8") == changed
+    save_tags(a, "tags", ["cat", "by hand", "mine"], view=view)  # now the edit lands
+    assert '"tags": "cat, by hand, mine"' in table.read_text("utf-8")

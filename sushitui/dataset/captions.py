@@ -31,7 +31,14 @@ from sushitui.dataset.caption_files import (
     write_atomic,
 )
 from sushitui.dataset.paths import to_abs
-from sushitui.dataset.tables import TABLE_SOURCE, CellEdit, TableError, rewritable_table, write_table_cells
+from sushitui.dataset.tables import (
+    TABLE_SOURCE,
+    CellEdit,
+    TableError,
+    read_table_cell,
+    rewritable_table,
+    write_table_cells,
+)
 from sushitui.dataset.write_lock import DEFAULT_WAIT_S, dataset_write_lock
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, write_transaction
 from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
@@ -909,8 +916,27 @@ def _set_texts_locked(
             Item.update({Item.updated_at: now}).where(Item.id.in_(touched[start : start + 500])).execute()
 
 
+def table_text_now(caption: Caption) -> str | None:
+    """What a table caption's cell holds on disk now (None: no row names the item any
+    more); for a conflict's "take the disk version"."""
+    dataset = Dataset.get_by_id(Item.get_by_id(caption.item_id).dataset_id)
+    rel = table_of(caption)
+    image_column = next(
+        (str(t.get("image_column")) for t in dataset.caption_tables or () if str(t.get("file")) == rel), None
+    )
+    images = _item_images([caption.item_id]).get(caption.item_id, [])
+    try:
+        return read_table_cell(
+            dataset.root_path, rel, images, (caption.source_field or "").partition(": ")[2], image_column
+        )
+    except TableError as exc:
+        raise CaptionFileError(str(exc)) from exc
+
+
 def reload_from_disk(caption: Caption) -> str:
     """The text of the caption's file as it is on disk now (for a conflict dialog)."""
+    if in_table(caption):
+        return table_text_now(caption) or ""
     dataset = Dataset.get_by_id(Item.get_by_id(caption.item_id).dataset_id)
     if caption.file_path is None:
         raise CaptionFileError("this caption has no file of its own (it is read from the image or a shared file)")

@@ -10,6 +10,7 @@ tagging (QT-3) live in ``Dataset.presets``.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,10 +25,12 @@ from sushitui.dataset.captions import (
     caption_state,
     file_subtype,
     find_caption,
+    in_table,
     preferred_tag_subtype,
     set_tags,
     set_tags_many,
     set_text,
+    table_text_now,
     tag_subtype_order,
 )
 from sushitui.dataset.paths import to_abs
@@ -349,6 +352,12 @@ def _adopt_file_state(item: Item, ctype: str, subtype: str, rel: str | None) -> 
     (None when the file no longer exists) and the file's state. Caller holds the
     dataset's write lock."""
     caption = find_caption(item, ctype, subtype)
+    if caption is not None and in_table(caption):
+        # the conflict was in a caption table's cell: index the cell as it is now
+        text = table_text_now(caption)
+        with write_transaction():
+            Caption.update(content=text or "", updated_at=time.time()).where(Caption.id == caption.id).execute()
+        return text, None
     rel = rel or (caption.file_path if caption is not None else None)
     if not rel:
         return None, None
@@ -394,6 +403,13 @@ def take_disk_tags(item_id: int, subtype: str, rel: str | None = None, view: Ite
     item = Item.get_by_id(item_id)
     with _item_lock(item):
         caption = find_caption(item, "tags", subtype)
+        if caption is not None and in_table(caption):
+            # the conflict was in a caption table's cell: index the cell as it is now
+            tags = split_tags(table_text_now(caption) or "")
+            set_tags_many([TagEdit(item, tags)], subtype=subtype, write_files=False, force=True, lock_held=True)
+            if view is not None:
+                view.bases.pop(("tags", subtype), None)
+            return tags
         if rel is None and caption is not None:
             rel = caption.file_path
         if rel is None:

@@ -776,6 +776,33 @@ def write_table_cells(
         return FileState(len(out), st2.st_mtime_ns, hashlib.sha256(out).hexdigest()), out_results
 
 
+def read_table_cell(
+    root: str, rel: str, image_paths: list[str], column: str, image_column: str | None = None
+) -> str | None:
+    """The text the table at dataset-relative ``rel`` holds now in ``column`` for the item
+    whose images are ``image_paths`` (a conflict's "take the disk version"), stripped as a
+    scan reads it; None when no row names the item any more."""
+    fmt = TABLE_FORMATS.get(posixpath.splitext(rel)[1].lower())
+    if fmt not in ("csv", "tsv", "jsonl"):
+        return None
+    table = Table(rel, posixpath.dirname(rel))
+    text = _decode(os.path.join(root, *rel.split("/")), rel, table)
+    if text is None:
+        raise TableError(table.fatal or f"{rel}: cannot be read")
+    columns, rows = _records(text, fmt, rel, table)
+    match = _RowMatcher(root, posixpath.dirname(rel), [CellEdit(list(image_paths), column, "", "")])
+    key = image_column or next((c for c in AUTO_IMAGE_COLUMNS if c in columns), None)
+    for _line, record in rows:
+        if key is None:
+            key = next((c for c in AUTO_IMAGE_COLUMNS if c in record), None)
+        if key is not None and match(record.get(key)):
+            value = record.get(column)
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            return value.strip() if isinstance(value, str) else None
+    return None
+
+
 def write_table_caption(
     root: str, source_field: str, image_paths: list[str], old: str, new: str, image_column: str | None = None
 ):
