@@ -237,11 +237,16 @@ def test_import_config_of_our_export_registers_the_same_items_with_the_same_capt
         got_items |= items(ds)
         got_caps.update(main_captions(ds))
     if fmt == "onetrainer":
-        # OneTrainer's mask/condition files sit beside the images: listed, indexed as images
-        labels = {f"{n}-{k}" for n in ("p1", "p2") for k in ("masklabel", "condlabel")}
-        assert got_items - set(exported) == labels
-        assert any("-masklabel.png" in n for e in result.plan.entries for n in e.unmapped)
-        got_items -= labels
+        # OneTrainer's mask/condition files sit beside the images: grouped with them ('-' separator)
+        ids = [r["id"] for r in result.registered]
+        pairs = list(Item.select().where(Item.dataset.in_(ids) & Item.base_name.in_(["p1", "p2"])))
+        assert len(pairs) == 2
+        for item in pairs:
+            rel = item.image_path.rsplit(".", 1)[0]
+            assert (item.related_images["mask"], item.related_images["source"]) == (
+                f"{rel}-masklabel.png",
+                f"{rel}-condlabel.png",
+            ), item.related_images
     assert got_items == set(exported)
     assert got_caps == {k: v for k, v in exported.items() if v is not None}
     # the source's captions, not only what was written

@@ -81,6 +81,7 @@ def _print(result) -> None:
             f"keep_tokens {t['keep_tokens']}" if t.get("keep_tokens") else None,
             f"captions *{t['caption_extension']}" if t.get("caption_extension") else None,
             "recursive" if e.recursive else None,
+            f"suffix separator {e.settings['suffix_separator']!r}" if e.settings.get("suffix_separator") else None,
         ]
         facts = ", ".join(f for f in facts if f)
         if e.existing:

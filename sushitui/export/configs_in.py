@@ -18,7 +18,9 @@ as a dataset, with what the config says about it kept in ``Dataset.trainer``
   ``include_subdirectories``, ``balancing`` with ``balancing_strategy`` REPEATS (the
   old ``repeats``), ``type`` PRIOR_PREDICTION (regularisation; the old
   ``validation_concept`` is read too), ``text.prompt_source``
-  sample / concept (``prompt_path``) / filename, ``text.keep_tags_count``.
+  sample / concept (``prompt_path``) / filename, ``text.keep_tags_count``. Its folders are
+  registered with suffix separator ``-`` and image suffixes ``masklabel=mask``,
+  ``condlabel=source``, so ``x-masklabel.png`` / ``x-condlabel.png`` group with ``x.png``.
 - diffusion-pipe ``dataset.toml``: ``[[directory]]`` ``path``, ``num_repeats``,
   ``control_path``, ``mask_path``; ``captions.json`` in a folder is noted.
 - musubi-tuner dataset TOML: ``[general]`` + ``[[datasets]]`` ``image_directory``,
@@ -48,6 +50,10 @@ from typing import Any
 from sushitui.errors import UserError
 
 FORMATS_IN = ("kohya", "ai-toolkit", "onetrainer", "diffusion-pipe", "musubi")
+# OneTrainer reads x-masklabel.png (mask) and x-condlabel.png (conditioning image) beside
+# x.png: grouped on '-', as the mask and the source (control) image of x's group, which is
+# what sushitui's exports read as mask and control image
+ONETRAINER_SETTINGS = {"suffix_separator": "-", "image_suffixes": ["masklabel=mask", "condlabel=source"]}
 _WINDOWS_ABS = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 _CAPTION_EXTS_READ = (".txt", ".caption", ".cap")  # what sushitui's scanner reads (grouping.py)
 _MAX_YAML_ALIASES = 1000  # an alias bomb ("billion laughs") expands far beyond this
@@ -76,6 +82,9 @@ class FolderEntry:
     unmapped: list[str] = field(default_factory=list)
     also: list[str] = field(default_factory=list)  # other entries naming the same folder
     existing: str | None = None  # a dataset already registered for this folder
+    # registration settings the trainer's file layout needs (DatasetSettings fields):
+    # OneTrainer's x-masklabel.png / x-condlabel.png group with x.png
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -324,6 +333,7 @@ class _Raw:
     files: dict = field(default_factory=dict)  # trainer key -> (raw paths, line)
     unmapped: list[str] = field(default_factory=list)
     skip: str | None = None  # why this entry registers nothing (listed)
+    settings: dict = field(default_factory=dict)  # DatasetSettings fields the trainer's layout needs
 
 
 def _as_list(v) -> list:
@@ -528,6 +538,7 @@ def _onetrainer(doc, text: str) -> tuple[list[_Raw], list[str]]:
         }
         trainer["other"] = {k: v for k, v in c.items() if k not in used}
         raw = _Raw(f"concepts[{i}]", line, c.get("path"), bool(c.get("include_subdirectories", False)), trainer)
+        raw.settings = dict(ONETRAINER_SETTINGS)
         if source == "concept" and text_cfg.get("prompt_path"):
             raw.files["metadata_files"] = ([text_cfg["prompt_path"]], line)
             raw.unmapped.append(
@@ -713,7 +724,7 @@ def read_config(
                 trainer.setdefault(key, []).append(p)
         if len(problems) > known:
             continue
-        unmapped += _folder_notes(fmt, resolved, trainer)
+        unmapped += _folder_notes(fmt, resolved, trainer, raw.settings)
         first = by_path.get(resolved)
         if first is not None:
             first.also.append(raw.where)
@@ -722,7 +733,14 @@ def read_config(
             )
             continue
         entry = FolderEntry(
-            raw.where, raw.line, raw.path, resolved, recursive=raw.recursive, trainer=trainer, unmapped=unmapped
+            raw.where,
+            raw.line,
+            raw.path,
+            resolved,
+            recursive=raw.recursive,
+            trainer=trainer,
+            unmapped=unmapped,
+            settings=dict(raw.settings),
         )
         by_path[resolved] = entry
         plan.entries.append(entry)
@@ -749,7 +767,7 @@ def _separate_folder_note(key: str, path: str) -> str:
     )
 
 
-def _folder_notes(fmt: str, folder: str, trainer: dict) -> list[str]:
+def _folder_notes(fmt: str, folder: str, trainer: dict, settings: dict | None = None) -> list[str]:
     """What the folder holds that sushitui reads differently from the trainer."""
     notes = []
     ext = trainer.get("caption_extension")
@@ -766,10 +784,11 @@ def _folder_notes(fmt: str, folder: str, trainer: dict) -> list[str]:
             f"(export with --caption {sub})"
         )
     labels = [n for n in names if re.search(r"-(masklabel|condlabel)\.[^.]+$", n)]
-    if labels:
+    if labels and (settings or {}).get("suffix_separator") != "-":
         notes.append(
             f"{len(labels)} OneTrainer mask/condition files (*-masklabel.png, *-condlabel.png) are indexed as images "
-            "of their own until sushitui groups '-' suffixes"
+            "of their own; register the folder with `--suffix-separator - --image-suffixes "
+            "masklabel=mask,condlabel=source` to group them with their image"
         )
     if "captions.json" in names and fmt == "diffusion-pipe":
         notes.append(
@@ -821,7 +840,7 @@ def import_config(
                 e.unmapped.append(f"already registered as {e.existing!r}; its settings were left as they are")
                 continue
             ds, report = add_dataset(
-                DatasetSettings(name=e.name, root_path=e.path, recursive=e.recursive), progress=progress
+                DatasetSettings(name=e.name, root_path=e.path, recursive=e.recursive, **e.settings), progress=progress
             )
             done.append(ds)
             with write_transaction():
