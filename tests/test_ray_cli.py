@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tagger_support import make_dataset, tiny_models
+from tagger_support import make_dataset, solid, tiny_models
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -69,3 +69,33 @@ def test_cli_ray_without_the_extra_says_how_to_install_it(db, db_path, tmp_path)
     assert res.returncode == 1, res.stderr
     assert "pip install 'sushitui[ray]'" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "data" / "a.txt").exists()
+
+
+@pytest.mark.slow
+def test_cli_caption_ray_writes_the_captions_through_a_local_ray(db, db_path, tmp_path, monkeypatch):
+    from vlm_support import FakeVlmServer
+
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+    from sushitui.tagger import vlm
+
+    root = tmp_path / "pics"
+    for i, color in enumerate([RED, BLUE, RED]):
+        solid(root / f"pic_{i}.png", color, (80, 60))
+    add_dataset(DatasetSettings(name="pics", root_path=str(root)))
+    template = tmp_path / "named.txt"
+    template.write_text("Describe <<{name}>>.", encoding="utf-8")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="sr-"))
+    with FakeVlmServer() as server:
+        vlm.add_endpoint("one", server.base_url, model="test-vlm")
+        env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+        try:
+            res = _cli(db_path, env, "caption", "pics", "--template", str(template), "--ray", "--json")
+        finally:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+        sent = sorted(server.names_sent())
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["written"] == 3 and data["failed"] == 0
+    assert any("caption actor(s)" in n for n in data["notes"])
+    assert sent == ["pic_0", "pic_1", "pic_2"]
+    assert (root / "pic_1_caption.txt").read_text(encoding="utf-8") == "A detailed photo of pic_1."

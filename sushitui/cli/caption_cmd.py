@@ -136,6 +136,21 @@ def register(subparsers) -> None:
     c.add_argument("--no-cache", action="store_true", help="send again even when answered before")
     c.add_argument("--keep-lines", action="store_true", help="keep the answer's line breaks (default: one line)")
     c.add_argument("--workers", type=IntArg(0, 1024), help="image processes (default: CPU cores, at most 16)")
+    c.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="encode and send from Ray actors (pip install 'sushitui[ray]'): ADDRESS auto or ray://host:10001 "
+        "joins a cluster, none starts a local Ray; this process still writes every caption",
+    )
+    c.add_argument(
+        "--ray-endpoint",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --ray: another registered endpoint serving the same model, used in turn (repeatable)",
+    )
     add_common(c)
     c.set_defaults(func=cmd_caption)
 
@@ -284,6 +299,18 @@ def cmd_caption(args) -> int:
         try:
             if args.sample:
                 report = sample(args.name, target, opts, n=args.sample, progress=bar, cancel=token)
+            elif getattr(args, "ray", None):
+                from sushitui.tagger.ray_caption import caption_ray
+
+                report = caption_ray(
+                    args.name,
+                    target,
+                    opts,
+                    address=None if args.ray == "local" else args.ray,
+                    endpoints=args.ray_endpoint,
+                    progress=bar,
+                    cancel=token,
+                )
             else:
                 report = caption_items(args.name, target, opts, progress=bar, cancel=token)
         except VlmError as exc:

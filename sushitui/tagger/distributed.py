@@ -101,6 +101,9 @@ class Cluster:
             ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # progress is ours (ProgressEvent), not Ray's bars on stderr
         ctx.print_on_execution_start = False
+        for handler in logging.getLogger("ray.data").handlers:
+            if "File" not in type(handler).__name__:  # the console one; ray-data.log keeps everything
+                handler.setLevel(max(handler.level, logging.WARNING))
         self._ray = ray
         return ray
 
