@@ -82,6 +82,9 @@ def _print(result) -> None:
             f"captions *{t['caption_extension']}" if t.get("caption_extension") else None,
             "recursive" if e.recursive else None,
             f"suffix separator {e.settings['suffix_separator']!r}" if e.settings.get("suffix_separator") else None,
+            "captions table " + ", ".join(t["file"] for t in e.settings["caption_tables"])
+            if e.settings.get("caption_tables")
+            else None,
         ]
         facts = ", ".join(f for f in facts if f)
         if e.existing:

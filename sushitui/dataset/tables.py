@@ -54,6 +54,7 @@ PROMPT_JSON_KEYS = {
     "output": ("output", "natural_language"),
 }
 SD_SCRIPTS_JSON = ("meta_cap.json", "meta_cap_dd.json", "meta_clean.json", "meta_lat.json")
+SD_SCRIPTS_KEY = "image_key"  # the "column" of an sd-scripts metadata JSON's keys
 AUTO_TABLES = ("metadata.jsonl", "metadata.csv", "caption.csv", *SD_SCRIPTS_JSON)
 # columns an auto-detected table is read by: image path, then caption column -> subtype
 AUTO_IMAGE_COLUMNS = ("file_name", "image_file", "image_path", "image", "file")
@@ -124,14 +125,46 @@ def check_table_spec(root: str, spec: dict) -> dict:
     if not os.path.isfile(path):
         raise TableError(f"captions table {s.file}: no such file in {root}")
     fmt = TABLE_FORMATS.get(os.path.splitext(rel)[1].lower())
-    if fmt is None or fmt == "json":
-        raise TableError(f"captions table {rel}: give a .csv, .tsv or .jsonl file")
+    if fmt is None or (fmt == "json" and s.image_column != SD_SCRIPTS_KEY):
+        raise TableError(
+            f"captions table {rel}: give a .csv, .tsv or .jsonl file (or sd-scripts metadata JSON with "
+            f"--image-column {SD_SCRIPTS_KEY})"
+        )
     if not s.columns:
         raise TableError(f"captions table {rel}: name at least one --caption-column")
     table = read_table(root, rel, s)
     if table.fatal:
         raise TableError(table.fatal)
     return TableSpec(rel, s.image_column, s.columns).to_dict()
+
+
+def metadata_table_spec(root: str, rel: str) -> dict:
+    """The captions-table spec (``TableSpec`` as a dict) that reads a trainer's metadata
+    file at dataset-relative ``rel`` as ``read_table`` reads a table found by its name:
+    sd-scripts JSON (``{image: {caption, tags}}``) or a JSONL/CSV with an image column
+    (file_name, image_path, ...) and caption columns (caption, text, tags, ...). Raises
+    TableError naming the file when it has no such columns."""
+    fmt = TABLE_FORMATS.get(posixpath.splitext(rel)[1].lower())
+    if fmt is None:
+        raise TableError(f"{rel}: not a .json, .jsonl, .csv or .tsv file; not read as a captions table")
+    if fmt == "json":
+        return TableSpec(rel, SD_SCRIPTS_KEY, {"caption": "main", "tags": "tags"}).to_dict()
+    table = Table(rel, posixpath.dirname(rel))
+    text = _decode(os.path.join(root, *rel.split("/")), rel, table)
+    columns = _records(text, fmt, rel, table)[0] if text is not None else []
+    if table.fatal:
+        raise TableError(table.fatal)
+    image_column = next((c for c in AUTO_IMAGE_COLUMNS if c in columns), None)
+    caption_columns: dict[str, str] = {}
+    for column, subtype in AUTO_CAPTION_COLUMNS:
+        if column in columns:
+            caption_columns[column] = subtype if subtype not in caption_columns.values() else column
+    if image_column is None or not caption_columns:
+        raise TableError(
+            f"{rel}: no {'image' if image_column is None else 'caption'} column "
+            f"(columns: {', '.join(columns) or 'none'}); not read as a captions table"
+        )
+    return TableSpec(rel, image_column, caption_columns).to_dict()
 
 
 def walk_names(dataset) -> frozenset[str]:
@@ -326,7 +359,7 @@ def read_table(root: str, rel: str, spec: TableSpec | None = None, caption_suffi
             )
             return table
     elif fmt == "json":
-        image_column, caption_columns = "image_key", {"caption": "main", "tags": "tags"}
+        image_column, caption_columns = SD_SCRIPTS_KEY, {"caption": "main", "tags": "tags"}
     else:
         image_column = next((c for c in AUTO_IMAGE_COLUMNS if c in columns), "")
         caption_columns = {}

@@ -397,9 +397,6 @@ def _kohya(doc: dict, text: str) -> tuple[list[_Raw], list[str]]:
                     lines.next("metadata_file") if "image_dir" in s else line,
                 )
                 raw.recursive = True  # the metadata names images anywhere under image_dir
-                raw.unmapped.append(
-                    "captions in metadata_file are what sd-scripts reads; sushitui reads the caption files beside the images"
-                )
             if "conditioning_data_dir" in merged:
                 raw.dirs["conditioning_dirs"] = (
                     _as_list(merged["conditioning_data_dir"]),
@@ -724,7 +721,13 @@ def read_config(
                 trainer.setdefault(key, []).append(p)
         if len(problems) > known:
             continue
-        unmapped += _folder_notes(fmt, resolved, trainer, raw.settings)
+        settings = dict(raw.settings)
+        if fmt == "kohya" and trainer.get("metadata_files"):
+            tables, notes = _metadata_tables(resolved, trainer["metadata_files"])
+            if tables:
+                settings["caption_tables"] = tables
+            unmapped += notes
+        unmapped += _folder_notes(fmt, resolved, trainer, settings)
         first = by_path.get(resolved)
         if first is not None:
             first.also.append(raw.where)
@@ -740,7 +743,7 @@ def read_config(
             recursive=raw.recursive,
             trainer=trainer,
             unmapped=unmapped,
-            settings=dict(raw.settings),
+            settings=settings,
         )
         by_path[resolved] = entry
         plan.entries.append(entry)
@@ -748,6 +751,32 @@ def read_config(
         raise ConfigImportError(f"{path}: nothing was registered; fix these and run it again:", problems)
     _name_entries(plan, prefix)
     return plan
+
+
+def _metadata_tables(folder: str, files: list[str]) -> tuple[list[dict], list[str]]:
+    """sd-scripts metadata files (``metadata_file``) inside the image folder become the
+    dataset's captions tables (its captions as sd-scripts reads them); one outside it,
+    or one sushitui cannot read as a table, is listed with what to do."""
+    from sushitui.dataset.tables import TableError, metadata_table_spec
+
+    tables: list[dict] = []
+    notes: list[str] = []
+    for p in files:
+        inside = os.path.commonpath([os.path.realpath(p), os.path.realpath(folder)]) == os.path.realpath(folder)
+        if not inside:
+            notes.append(
+                f"metadata_file {p}: sd-scripts reads the captions there; sushitui reads caption tables inside the "
+                f"dataset folder only, so it shows the caption files beside the images. Copy it into {folder} and "
+                "run `sushitui dataset edit NAME --captions-table FILE --image-column image_key --caption-column "
+                "caption --caption-column tags=tags` to read its captions"
+            )
+            continue
+        rel = os.path.relpath(p, folder).replace(os.sep, "/")
+        try:
+            tables.append(metadata_table_spec(folder, rel))  # shown with the entry's settings, not as a note
+        except TableError as exc:
+            notes.append(f"metadata_file {p}: {exc}; sushitui shows the caption files beside the images")
+    return tables, notes
 
 
 def _missing(value: str, path: str, what: str, resolver: PathResolver) -> str:
