@@ -303,3 +303,39 @@ def test_taking_the_tables_version_after_a_conflict_indexes_the_cell(db, tmp_pat
     assert table.read_text("utf-8") == changed
     save_tags(a, "tags", ["cat", "by hand", "mine"], view=view)  # now the edit lands
     assert '"tags": "cat, by hand, mine"' in table.read_text("utf-8")
+
+
+def test_edits_of_one_table_from_two_threads_all_land(db, tmp_path):
+    """Each edit rewrites the table as it is under the dataset's write lock, so an edit of
+    one row never puts back another row's old text."""
+    import threading
+
+    from sushitui.store import current_database
+
+    root = tmp_path / "ds"
+    rows = ["file_name,text"]
+    for n in range(12):
+        img(root / f"{n:02d}.png", (n, 0, 0))
+        rows.append(f'{n:02d}.png,"t{n}, x"')
+    table = root / "metadata.csv"
+    table.write_text("\n".join(rows) + "\n", "utf-8")
+    add_dataset(DatasetSettings("d", str(root)))
+    items = [Item.get(Item.image_path == f"{n:02d}.png") for n in range(12)]
+    errors: list[BaseException] = []
+
+    def edit(part):
+        try:
+            for item in part:
+                set_tags(item, [f"t{int(item.base_name)}", "x", "mine"])
+        except Exception as exc:  # noqa: BLE001 (reported below, in the test's thread)
+            errors.append(exc)
+        finally:
+            current_database().close()
+
+    threads = [threading.Thread(target=edit, args=(items[k::2],)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert table.read_text("utf-8").splitlines()[1:] == [f'{n:02d}.png,"t{n}, x, mine"' for n in range(12)]
