@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pg_support import pg_server, pg_url  # noqa: F401  (PostgreSQL for the tests that run on both backends)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = Path(os.environ.get("SUSHITUI_TESTDATA", REPO.parent / "shared" / "testdata"))

@@ -8,6 +8,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.store import Caption, Dataset, Item, ItemTag, TagGroup, TagGroupMember
 from sushitui.tags.normalize import match_key

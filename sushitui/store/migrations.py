@@ -443,12 +443,12 @@ BEGIN
             IF j <= n AND substr(p, j, 1) = ']' THEN j := j + 1; END IF;
             WHILE j <= n AND substr(p, j, 1) <> ']' LOOP j := j + 1; END LOOP;
             IF j > n THEN
-                RETURN '[^\s\S]';  -- an unclosed class: a GLOB like it matches nothing
+                RETURN '[^\s\S]';  -- an unclosed class matches nothing (as in SQLite)
             END IF;
-            out := out || '[' || replace(substr(p, i + 1, j - i - 1), '', '\') || ']';
+            out := out || '[' || replace(substr(p, i + 1, j - i - 1), '\', '\\') || ']';
             i := j;
         ELSIF strpos('.^$+(){}|\[]', c) > 0 THEN
-            out := out || '' || c;
+            out := out || '\' || c;
         ELSE
             out := out || c;
         END IF;

@@ -26,12 +26,13 @@ _SQLITE_LOCKS = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
 # ``#~#``: a text matches a SQLite GLOB pattern (the function is created by migration 1)
 GLOB_OPERATOR = "OPERATOR(public.#~#)"
 
-_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?(\d*)|%|[^'\"?%]+", re.S)
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?(\d*)|%s|%|[^'\"?%]+", re.S)
 
 
 def _placeholders(sql: str, params: Sequence[Any] | None) -> tuple[str, Sequence[Any] | None]:
     """``?`` and ``?N`` become ``%s`` (numbered ones repeat their parameter); a literal
-    ``%`` is doubled, as psycopg wants once there are parameters."""
+    ``%`` is doubled, as psycopg wants once there are parameters. Peewee's own ``%s`` in
+    the same statement (raw SQL embedded with ``SQL(...)``) stay placeholders."""
     out: list[str] = []
     order: list[int] = []
     numbered = False
@@ -45,6 +46,12 @@ def _placeholders(sql: str, params: Sequence[Any] | None) -> tuple[str, Sequence
             else:
                 order.append(plain)
                 plain += 1
+            out.append("%s")
+        elif text[0] in "'\"" and params is not None:
+            out.append(text.replace("%", "%%"))  # psycopg reads % inside literals too
+        elif text == "%s":  # Peewee's placeholder, in SQL that embeds raw SQLite SQL
+            order.append(plain)
+            plain += 1
             out.append("%s")
         elif text == "%":
             out.append("%" if params is None else "%%")
@@ -118,6 +125,8 @@ _FUNCTIONS = (
     (re.compile(r"\binstr\(", re.I), "strpos("),
     (re.compile(r"\bchar\((\d+)\)", re.I), r"chr(\1)"),
     (re.compile(r"\sGLOB\s", re.I), f" {GLOB_OPERATOR} "),
+    # SQLite's LIKE ignores (ASCII) case; PostgreSQL's does not
+    (re.compile(r"(?<![\w\"])LIKE\b", re.I), "ILIKE"),
 )
 # data_version: SQLite's counter of commits by other connections. The next transaction
 # id moves whenever anyone commits a write; a reader that also sees its own commits only
@@ -150,7 +159,68 @@ def translate(sql: str, params: Sequence[Any] | None = None) -> tuple[str, Seque
         sql = pattern.sub(repl, sql)
     if "group_concat(" in sql.lower():
         sql = _group_concat(sql)
+    if re.search(r"\b(?:FROM|JOIN)\s*\(", sql, re.I):
+        sql = _alias_subqueries(sql)
     return sql, params
+
+
+_NOT_AN_ALIAS = {
+    "",
+    "GROUP",
+    "WHERE",
+    "ORDER",
+    "LIMIT",
+    "OFFSET",
+    "JOIN",
+    "UNION",
+    "INTERSECT",
+    "EXCEPT",
+    "ON",
+    "LEFT",
+    "INNER",
+    "CROSS",
+    "HAVING",
+    "WINDOW",
+    "RETURNING",
+    ")",
+    ",",
+    ";",
+}
+
+
+def _closing(sql: str, start: int) -> int:
+    """The index after the parenthesis that closes the one before ``start``."""
+    depth, i = 1, start
+    while depth and i < len(sql):
+        c = sql[i]
+        if c in "'\"":
+            i = sql.index(c, i + 1)
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        i += 1
+    return i
+
+
+def _alias_subqueries(sql: str) -> str:
+    """PostgreSQL wants a name for every subquery in FROM; SQLite does not."""
+    n = 0
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(r"\b(?:FROM|JOIN)\s*\(\s*(?=SELECT\b|VALUES\b|WITH\b)", sql, re.I):
+        if m.start() < pos:
+            continue
+        end = _closing(sql, m.end())
+        after = re.match(r"\s*(\w+|\S?)", sql[end:])
+        word = after.group(1).upper() if after else ""
+        out.append(sql[pos : m.end()] + _alias_subqueries(sql[m.end() : end - 1]) + ")")
+        if word in _NOT_AN_ALIAS:
+            n += 1
+            out.append(f" AS _sq{n}")
+        pos = end
+    out.append(sql[pos:])
+    return "".join(out)
 
 
 def _group_concat(sql: str) -> str:

@@ -796,8 +796,9 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     for step in (draws[:SAMPLE_FIRST], draws[SAMPLE_FIRST:SAMPLE_ITEMS], draws[SAMPLE_ITEMS:]):
         if not step or (probed >= SAMPLE_ITEMS and hits > 0):
             break
+        ids_from, join, id_value = _json_ids(db)
         got = db.execute_sql(
-            "SELECT COUNT(*) FROM json_each(?) AS s CROSS JOIN item ON item.id = s.value"
+            f"SELECT COUNT(*) FROM {ids_from} {join} item ON item.id = {id_value}"
             + ("" if dataset_id is None else " WHERE item.dataset_id = ?"),
             [json.dumps(step)] + ([] if dataset_id is None else [dataset_id]),
         ).fetchone()[0]
@@ -896,8 +897,18 @@ def _sampled(full, ids: list[int], dataset_id: int | None) -> tuple[str, list]:
     sql, params = q.sql()
     head = 'FROM "item" AS "t1"'
     assert head in sql, sql
-    sql = sql.replace(head, 'FROM json_each(?) AS "s" CROSS JOIN "item" AS "t1" ON ("t1"."id" = "s"."value")', 1)
+    ids_from, join, id_value = _json_ids(Item._meta.database, param=Item._meta.database.param)
+    sql = sql.replace(head, f'FROM {ids_from} {join} "item" AS "t1" ON ("t1"."id" = {id_value})', 1)
     return sql, [json.dumps(ids), *params]
+
+
+def _json_ids(db, param: str = "?") -> tuple[str, str, str]:
+    """A FROM item naming the ids of a JSON array parameter, the join that drives the
+    items from it, and the id column: SQLite's json_each (CROSS JOIN fixes the order
+    there), or PostgreSQL's own JSON functions."""
+    if db.param == "%s":  # PostgreSQL
+        return f'jsonb_array_elements_text({param}::jsonb) AS "s" ("value")', "JOIN", '"s"."value"::bigint'
+    return f'json_each({param}) AS "s"', "CROSS JOIN", '"s"."value"'
 
 
 def _compare(lhs, op: str, value: int):
