@@ -15,7 +15,7 @@ from PIL import Image
 
 from sushitui.dataset import bulk_edit, captions
 from sushitui.dataset.caption_files import CaptionConflict
-from sushitui.dataset.captions import TextEdit, set_tags, set_texts_many
+from sushitui.dataset.captions import MAIN, TextEdit, set_tags, set_texts_many
 from sushitui.dataset.item_view import load_item_view, save_tags, save_text
 from sushitui.dataset.registry import DatasetSettings, add_dataset, reindex
 from sushitui.store import Caption, Item
@@ -226,6 +226,7 @@ def test_batch_text_writes_go_into_the_table_too(db, tmp_path):
         [TextEdit(items[0], "A black cat."), TextEdit(items[1], "A dog, asleep.")], "natural_language", "main"
     )
     assert report.problems == [] and report.changed == 2 and report.files_written == ["caption.csv"]
+    assert set(report.written) == {items[0].id, items[1].id}  # what VLM captioning counts as written
     assert table.read_text("utf-8") == 'caption,image_file\nA black cat.,a.png\n"A dog, asleep.",b.png\n'
     assert caps("a.png")["main"].source == "table"
 
@@ -339,3 +340,24 @@ def test_edits_of_one_table_from_two_threads_all_land(db, tmp_path):
         t.join()
     assert errors == []
     assert table.read_text("utf-8").splitlines()[1:] == [f'{n:02d}.png,"t{n}, x, mine"' for n in range(12)]
+
+
+def test_the_editor_saves_against_the_cell_it_showed_even_after_a_reindex(db, tmp_path):
+    """A reindex between the editor's load and its save brings another program's cell
+    into the index; the save must still be a conflict, not overwrite it."""
+    root = tmp_path / "ds"
+    img(root / "a.png")
+    table = root / "metadata.jsonl"
+    table.write_text('{"file_name": "a.png", "text": "red, square"}\n', "utf-8")
+    ds, _ = add_dataset(DatasetSettings("d", str(root)))
+    a = item_id("a.png")
+    view = load_item_view(a)
+    table.write_text('{"file_name": "a.png", "text": "red, square, theirs"}\n', "utf-8")
+    reindex(ds)
+    with pytest.raises(CaptionConflict):
+        save_tags(a, MAIN, ["red", "square", "mine"], view=view)
+    assert table.read_text("utf-8") == '{"file_name": "a.png", "text": "red, square, theirs"}\n'
+    save_tags(a, MAIN, ["red", "square", "mine"], view=view, force=True)  # "keep mine"
+    assert '"text": "red, square, mine"' in table.read_text("utf-8")
+    save_tags(a, MAIN, ["red", "mine"], view=view)  # the view's base is now what it wrote
+    assert '"text": "red, mine"' in table.read_text("utf-8")

@@ -89,8 +89,9 @@ class EditReport:
     unchanged: int = 0
     files_written: list[str] = field(default_factory=list)
     problems: list[EditProblem] = field(default_factory=list)
-    # item id -> (subtype written, the file's new state): an editor's next base
-    written: dict[int, tuple[str, FileState]] = field(default_factory=dict)
+    # item id -> (subtype written, the file's new state, or for a table caption the cell
+    # text written): an editor's next base
+    written: dict[int, tuple[str, Any]] = field(default_factory=dict)
 
 
 # Bulk edits with this subtype edit each item's own tag caption (preferred_tag_subtype).
@@ -183,43 +184,67 @@ def _item_images(item_ids: Iterable[int]) -> dict[int, list[str]]:
     return out
 
 
-def _write_tables(
-    writes: Sequence[tuple[Dataset, Caption, str]], force: bool
-) -> list[tuple[str, CaptionFileError | None]]:
-    """Write each (dataset, table caption, new text) into its table cell, one rewrite per
-    table file for the whole batch. Returns per write (table file, None or the problem:
-    CaptionConflict when the cell changed since the index read it). The caller holds the
-    datasets' write locks."""
-    images = _item_images(c.item_id for _d, c, _t in writes)
+@dataclass(frozen=True)
+class CellBase:
+    """What an editor showed of a table caption (``TagEdit.base`` / ``set_text``'s base):
+    its cell must still hold this text, else the save is a conflict."""
+
+    text: str
+
+
+def _cell_expected(caption: Caption, base: Any) -> tuple[str, bool]:
+    """(the text the cell must still hold, force): the editor's, else the index's; a base
+    of False (VLM's "keep mine") writes over whatever the cell holds."""
+    if base is False:
+        return caption.content or "", True
+    return (base.text if isinstance(base, CellBase) else caption.content or ""), False
+
+
+@dataclass
+class _TableWrite:
+    dataset: Dataset
+    caption: Caption
+    text: str  # the new cell text
+    expected: str  # what the cell must still hold
+    force: bool = False
+
+
+def _write_tables(writes: Sequence[_TableWrite]) -> list[tuple[str, CaptionFileError | None, FileState | None]]:
+    """Write each table caption's new text into its cell, one rewrite per table file for
+    the whole batch. Returns per write (table file, None or the problem: CaptionConflict
+    when the cell no longer holds ``expected``, the table's new state). The caller holds
+    the datasets' write locks."""
+    images = _item_images(w.caption.item_id for w in writes)
     groups: dict[tuple[int, str], list[int]] = {}
-    for n, (ds, cap, _text) in enumerate(writes):
-        groups.setdefault((ds.id, table_of(cap)), []).append(n)
-    out: list[tuple[str, CaptionFileError | None]] = [("", None)] * len(writes)
+    for n, w in enumerate(writes):
+        groups.setdefault((w.dataset.id, table_of(w.caption)), []).append(n)
+    out: list[tuple[str, CaptionFileError | None, FileState | None]] = [("", None, None)] * len(writes)
     for (_ds_id, rel), idx in groups.items():
-        ds = writes[idx[0]][0]
+        ds = writes[idx[0]].dataset
         image_column = next(
             (str(t.get("image_column")) for t in ds.caption_tables or () if str(t.get("file")) == rel), None
         )
         cells = [
             CellEdit(
-                images.get(writes[n][1].item_id, []),
-                (writes[n][1].source_field or "").partition(": ")[2],
-                writes[n][1].content or "",
-                writes[n][2],
-                force,
+                images.get(writes[n].caption.item_id, []),
+                (writes[n].caption.source_field or "").partition(": ")[2],
+                writes[n].expected,
+                writes[n].text,
+                writes[n].force,
             )
             for n in idx
         ]
         results: list[Exception | None]
+        state: Any = None
         try:
-            _state, results = write_table_cells(ds.root_path, rel, cells, image_column)
+            state, results = write_table_cells(ds.root_path, rel, cells, image_column)
         except (CaptionFileError, TableError) as exc:
             results = [exc] * len(idx)
         except OSError as exc:
             results = [CaptionFileError(f"{rel}: cannot be written ({exc.strerror or exc}); not rewritten")] * len(idx)
         for n, r in zip(idx, results):
             problem = r if r is None or isinstance(r, CaptionFileError) else CaptionFileError(str(r))
-            out[n] = (rel, problem)
+            out[n] = (rel, problem, state if problem is None else None)
     return out
 
 
@@ -487,9 +512,14 @@ def set_tags_many(
     if table_writes:
         tables_written: set[str] = set()
         results = _write_tables(
-            [(datasets[e.item.dataset_id], c, join_tags(tags)) for e, c, tags, _s in table_writes], force
+            [
+                _TableWrite(
+                    datasets[e.item.dataset_id], c, join_tags(tags), *_cell_expected(c, False if force else e.base)
+                )
+                for e, c, tags, _s in table_writes
+            ]
         )
-        for (edit, caption, tags, sub), (table, problem) in zip(table_writes, results):
+        for (edit, caption, tags, sub), (table, problem, _state) in zip(table_writes, results):
             if isinstance(problem, CaptionConflict):
                 report.problems.append(EditProblem(edit.item.id, table, str(problem), problem))
             elif problem is not None:
@@ -498,6 +528,7 @@ def set_tags_many(
                 if table not in tables_written:
                     tables_written.add(table)
                     report.files_written.append(table)
+                report.written[edit.item.id] = (sub, CellBase(join_tags(tags)))
                 applied.append((edit, caption, None, tags, sub, None))
     if staged:
         for (entry, _), result in zip(staged, publish_staged([st for _, st in staged])):
@@ -722,7 +753,8 @@ def _set_text_locked(
     siblings = list(Caption.select().where(Caption.item == item.id))
     caption = next((c for c in siblings if c.type == ctype and c.subtype == subtype), None)
     if caption is not None and in_table(caption):
-        ((table, problem),) = _write_tables([(dataset, caption, text.strip())], force)
+        expected, forced = _cell_expected(caption, False if force else base)
+        ((_table, problem, _state),) = _write_tables([_TableWrite(dataset, caption, text.strip(), expected, forced)])
         if problem is not None:
             raise problem
         now = time.time()
@@ -863,8 +895,10 @@ def _set_texts_locked(
     table_done: list[tuple[TextEdit, Caption]] = []
     if in_tables:
         tables_written: set[str] = set()
-        results = _write_tables([(dataset, c, e.text.strip()) for e, c in in_tables], False)
-        for (edit, caption), (table, problem) in zip(in_tables, results):
+        results = _write_tables(
+            [_TableWrite(dataset, c, e.text.strip(), *_cell_expected(c, e.base)) for e, c in in_tables]
+        )
+        for (edit, caption), (table, problem, _state) in zip(in_tables, results):
             if isinstance(problem, CaptionConflict):
                 report.problems.append(EditProblem(edit.item.id, table, str(problem), problem))
             elif problem is not None:
@@ -893,6 +927,7 @@ def _set_texts_locked(
                 caption.language = language
             caption.updated_at = now
             caption.save()
+            report.written[edit.item.id] = (caption.subtype, CellBase(caption.content))
             report.changed += 1
         for edit, caption, rel, sub, state in done:
             if caption is None:

@@ -20,6 +20,7 @@ from sushitui.dataset.captions import (
     EMBEDDED_SOURCES,
     MAIN,
     UNSET,
+    CellBase,
     EditReport,
     TagEdit,
     caption_state,
@@ -34,9 +35,10 @@ from sushitui.dataset.captions import (
     tag_subtype_order,
 )
 from sushitui.dataset.paths import to_abs
+from sushitui.dataset.tables import TABLE_SOURCE
 from sushitui.dataset.write_lock import EDITOR_WAIT_S, dataset_write_lock
 from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, tuple_rows, write_transaction
-from sushitui.tags.normalize import dedupe, split_tags
+from sushitui.tags.normalize import dedupe, join_tags, split_tags
 
 MAX_PRESETS = 9
 # Caption types that have a text tab, and the file suffix a new caption of that type gets.
@@ -93,19 +95,23 @@ class ItemView:
     problems: Any
     captions: list[CaptionView] = field(default_factory=list)
     tags: dict[str, list[str]] = field(default_factory=dict)  # subtype -> tags in order
-    # (caption type, subtype) -> the file state this view's editor last read or wrote;
-    # saves are checked against it, so another process's edit since is a conflict
-    bases: dict[tuple[str, str], FileState | None] = field(default_factory=dict)
+    # (caption type, subtype) -> the file state this view's editor last read or wrote (for
+    # a caption-table caption: the cell text, CellBase); saves are checked against it, so
+    # another process's edit since is a conflict
+    bases: dict[tuple[str, str], FileState | CellBase | None] = field(default_factory=dict)
 
-    def base_of(self, ctype: str, subtype: str) -> FileState | None:
+    def base_of(self, ctype: str, subtype: str) -> FileState | CellBase | None:
         """What the editor of (ctype, subtype) last saw of the caption's file (None: no
         file). A caption read from the image's metadata is saved to a file of its own
-        (``captions.file_subtype``): that file is the one compared."""
+        (``captions.file_subtype``): that file is the one compared. A caption read from a
+        caption table is saved into its cell, which must still hold what the view showed."""
         cap = next((c for c in self.captions if c.type == ctype and c.subtype == subtype), None)
         if cap is not None and cap.embedded:
             subtype = file_subtype(subtype)
         if (ctype, subtype) in self.bases:
             return self.bases[(ctype, subtype)]
+        if cap is not None and cap.file_path is None and cap.source == TABLE_SOURCE:
+            return CellBase(cap.content)
         cap = next((c for c in self.captions if c.type == ctype and c.subtype == subtype and c.file_path), None)
         return cap.state if cap is not None else None
 
@@ -325,7 +331,7 @@ def save_text(
         caption_state(c),
     )
     if view is not None:
-        view.bases[(ctype, c.subtype)] = saved.state
+        view.bases[(ctype, c.subtype)] = CellBase(c.content) if in_table(c) else saved.state
     return saved
 
 
@@ -408,7 +414,7 @@ def take_disk_tags(item_id: int, subtype: str, rel: str | None = None, view: Ite
             tags = split_tags(table_text_now(caption) or "")
             set_tags_many([TagEdit(item, tags)], subtype=subtype, write_files=False, force=True, lock_held=True)
             if view is not None:
-                view.bases.pop(("tags", subtype), None)
+                view.bases[("tags", subtype)] = CellBase(join_tags(tags))
             return tags
         if rel is None and caption is not None:
             rel = caption.file_path
@@ -438,7 +444,7 @@ def take_disk_text(item_id: int, ctype: str, subtype: str, rel: str | None = Non
     with _item_lock(item):
         text, state = _adopt_file_state(item, ctype, subtype, rel)
     if view is not None:
-        view.bases[(ctype, subtype)] = state
+        view.bases[(ctype, subtype)] = state if state is not None or text is None else CellBase(text)
     return text or ""
 
 
