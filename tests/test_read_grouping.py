@@ -5,11 +5,10 @@ named text file)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 from PIL import Image
 
 from sushitui.dataset.captions import set_text
@@ -181,32 +180,23 @@ def test_cli_add_with_separator_and_folder_caption(db_path, tmp_path):
     img(root / "0.src.jpg")
     img(root / "0.mask.png")
     (root / "instruction.txt").write_text("inpaint the masked area", "utf-8")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sushitui",
-            "dataset",
-            "add",
-            "d",
-            str(root),
-            "--db",
-            str(db_path),
-            "--suffix-separator",
-            ".",
-            "--image-suffixes",
-            "src=source,mask",
-            "--folder-caption",
-            "instruction.txt",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    run = run_cli(
+        "dataset",
+        "add",
+        "d",
+        str(root),
+        "--db",
+        str(db_path),
+        "--suffix-separator",
+        ".",
+        "--image-suffixes",
+        "src=source,mask",
+        "--folder-caption",
+        "instruction.txt",
+        "--json",
     )
     assert run.returncode == 0, run.stderr
     d = json.loads(run.stdout)["dataset"]
     assert d["suffix_separator"] == "." and d["folder_caption"] == "instruction.txt"
-    show = subprocess.run(
-        [sys.executable, "-m", "sushitui", "dataset", "show", "d", "--db", str(db_path)], capture_output=True, text=True
-    )
+    show = run_cli("dataset", "show", "d", "--db", str(db_path))
     assert "suffix separator: ." in show.stdout and "folder caption:   instruction.txt" in show.stdout

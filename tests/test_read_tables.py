@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 from PIL import Image
 
 from sushitui.dataset.captions import set_tags
@@ -209,9 +208,6 @@ def test_cli_captions_table_options(db_path, tmp_path):
     img(root / "x.png")
     (root / "list.csv").write_text("image,en,ja\nx.png,a cat,猫\n", "utf-8")
     cmd = [
-        sys.executable,
-        "-m",
-        "sushitui",
         "dataset",
         "add",
         "d",
@@ -228,32 +224,23 @@ def test_cli_captions_table_options(db_path, tmp_path):
         "ja=ja",
         "--json",
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+    run = run_cli(*cmd, env={**os.environ, "NO_COLOR": "1"})
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["dataset"]["caption_tables"] == [
         {"file": "list.csv", "image_column": "image", "columns": {"en": "main", "ja": "ja"}}
     ]
-    items = subprocess.run(
-        [sys.executable, "-m", "sushitui", "items", "d", "--db", str(db_path), "--json"], capture_output=True, text=True
-    )
+    items = run_cli("items", "d", "--db", str(db_path), "--json")
     contents = {c["subtype"]: c["content"] for c in json.loads(items.stdout.splitlines()[0])["captions"]}
     assert contents == {"main": "a cat", "ja": "猫"}
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sushitui",
-            "dataset",
-            "add",
-            "e",
-            str(root),
-            "--db",
-            str(db_path),
-            "--captions-table",
-            "list.csv",
-        ],
-        capture_output=True,
-        text=True,
+    bad = run_cli(
+        "dataset",
+        "add",
+        "e",
+        str(root),
+        "--db",
+        str(db_path),
+        "--captions-table",
+        "list.csv",
     )
     assert bad.returncode == 2 and "--image-column" in bad.stderr
 
@@ -275,9 +262,7 @@ def test_cli_edit_sets_and_clears_a_captions_table(db_path, tmp_path):
     (root / "t.csv").write_text("img,words\nx.png,hello\n", "utf-8")
 
     def sushi(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "sushitui", *args, "--db", str(db_path)], capture_output=True, text=True
-        )
+        return run_cli(*args, "--db", str(db_path))
 
     assert sushi("dataset", "add", "d", str(root)).returncode == 0
     bad = sushi(
