@@ -1,6 +1,8 @@
 """Long jobs outlive the terminal (issue 19): --detach, jobs list/attach/cancel/retry/log,
 a killed worker noticed and resumed, GPU jobs one at a time. Every job here runs a real
-worker process on the CPU (a slow tiny ONNX tagger, or a bulk tag edit)."""
+worker process on the CPU (a slow tiny ONNX tagger, or a bulk tag edit). The quick run
+(-m "not slow") keeps detach, cancel through the database, log and clear; the kills,
+attach, and the GPU/CPU ordering of two jobs (3-5 s of real workers each) are `slow`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+from cli_support import run_cli
 from jobs_support import autotag_argv, cli, detach, image_dataset, query, wait_for, wait_state
 
 from sushitui.jobs import get_job
@@ -19,6 +23,7 @@ def _txt_count(root) -> int:
     return len(list(root.glob("*.txt")))
 
 
+@pytest.mark.slow
 def test_a_detached_job_goes_on_when_its_terminal_and_shell_are_killed(db, db_path, tmp_path):
     image_dataset(tmp_path / "data", "cats", 40)
     # a shell in its own session, like an SSH login: it starts the job, then "the
@@ -51,6 +56,7 @@ def test_a_detached_job_goes_on_when_its_terminal_and_shell_are_killed(db, db_pa
     assert "autotag cats: 40 item(s)" in log and "failed 0" in log
 
 
+@pytest.mark.slow
 def test_kill_9_marks_the_job_interrupted_once_and_retry_resumes_from_the_cache(db, db_path, tmp_path, capsys):
     from sushitui.cli import main
 
@@ -108,15 +114,13 @@ def test_cancel_from_another_process_stops_the_job_and_keeps_what_it_finished(db
     assert job.state == "cancelled", job
     scored = query(db_path, "SELECT COUNT(*) FROM tagger_cache")[0][0]
     assert 3 <= scored < 60
-    assert (
-        "cancelled; run the same command again to resume"
-        in cli("--db", str(db_path), "jobs", "log", str(job_id)).stdout
-    )
+    assert "cancelled; run the same command again to resume" in run_cli("--db", db_path, "jobs", "log", job_id).stdout
     # a job that ended cannot be cancelled again, and the message says why
-    again = cli("--db", str(db_path), "jobs", "cancel", str(job_id))
+    again = run_cli("--db", db_path, "jobs", "cancel", job_id)
     assert again.returncode == 1 and "already ended (cancelled)" in again.stderr
 
 
+@pytest.mark.slow
 def test_two_gpu_jobs_run_one_after_the_other_in_the_order_started(db, db_path, tmp_path):
     image_dataset(tmp_path / "a", "a", 30)
     image_dataset(tmp_path / "b", "b", 30)
@@ -130,6 +134,7 @@ def test_two_gpu_jobs_run_one_after_the_other_in_the_order_started(db, db_path, 
     assert f"job {second}: waiting for job {first} to finish" in log
 
 
+@pytest.mark.slow
 def test_cpu_jobs_of_two_datasets_run_side_by_side(db, db_path, tmp_path):
     image_dataset(tmp_path / "a", "a", 30)
     image_dataset(tmp_path / "b", "b", 30)
@@ -140,6 +145,7 @@ def test_cpu_jobs_of_two_datasets_run_side_by_side(db, db_path, tmp_path):
     assert b.started_at < a.finished_at, "CPU jobs of different datasets waited for each other"
 
 
+@pytest.mark.slow
 def test_attach_follows_a_job_to_its_end_and_ctrl_c_only_detaches(db, db_path, tmp_path):
     image_dataset(tmp_path / "data", "cats", 40)
     job_id = detach(db_path, autotag_argv(db_path, "cats"))

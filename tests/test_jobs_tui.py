@@ -9,6 +9,7 @@ import json
 import os
 import time
 
+import pytest
 from jobs_support import cli, wait_state
 from tui_support import settle
 
@@ -149,6 +150,7 @@ def test_an_interrupted_job_is_shown_at_start_and_its_retry_from_the_app_outlive
     assert "was interrupted" not in cli("--db", str(db_path), "dataset", "list").stderr
 
 
+@pytest.mark.slow  # a real autotag worker outliving the app; the retry test above covers a job from the app in the quick run
 def test_an_autotag_started_from_the_app_as_a_job_finishes_after_the_app_quit(db, db_path, tmp_path, monkeypatch):
     from jobs_support import image_dataset, slow_model
     from textual.widgets import Input, Select, Static
