@@ -177,3 +177,10 @@ def test_without_ray_the_message_says_how_to_install_it(db, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
     with pytest.raises(RayUnavailable, match=r"pip install 'sushitui\[ray\]'"):
         autotag_ray("ds", **_opts())
+
+
+def test_a_ray_client_address_is_refused_before_any_work_saying_what_works(db, tmp_path):
+    make_dataset(tmp_path / "data", _images(2))
+    with pytest.raises(RayUnavailable, match=r"--ray auto, or --ray HEAD:6379"):
+        autotag_ray("ds", address="ray://head:10001", **_opts())
+    assert not list((tmp_path / "data").rglob("*.txt")) and TaggerCache.select().count() == 0

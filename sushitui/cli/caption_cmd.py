@@ -141,8 +141,8 @@ def register(subparsers) -> None:
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help="encode and send from Ray actors (pip install 'sushitui[ray]'): ADDRESS auto or ray://host:10001 "
-        "joins a cluster, none starts a local Ray; this process still writes every caption",
+        help="encode and send from Ray actors (pip install 'sushitui[ray]'): ADDRESS auto or HEAD:6379 "
+        "joins the cluster this machine is a node of, none starts a local Ray; this process still writes every caption",
     )
     c.add_argument(
         "--ray-endpoint",

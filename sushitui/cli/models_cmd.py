@@ -128,8 +128,8 @@ def register(subparsers) -> None:
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help="decode and infer on Ray (pip install 'sushitui[ray]'): ADDRESS auto or ray://host:10001 joins a "
-        "cluster, none starts a local Ray; this process still writes every caption",
+        help="decode and infer on Ray (pip install 'sushitui[ray]'): ADDRESS auto or HEAD:6379 joins the "
+        "cluster this machine is a node of, none starts a local Ray; this process still writes every caption",
     )
     add_common(a)
     a.set_defaults(func=cmd_autotag)

@@ -69,11 +69,19 @@ def import_ray():
 
 class Cluster:
     """A Ray connection opened on first use: ``address`` None starts a local Ray
-    (all this machine's CPUs/GPUs), ``"auto"`` joins the cluster this machine belongs
-    to, ``"ray://host:10001"`` goes through Ray Client. A Ray already initialised in
+    (all this machine's CPUs/GPUs), ``"auto"`` or ``"HOST:6379"`` joins a cluster this
+    machine is a node of. ``ray://`` (Ray Client) is refused with a clear message: Ray
+    Data's streaming executor needs a driver with its own core worker (Ray 2.60 fails
+    with "'Worker' object has no attribute 'core_worker'"). A Ray already initialised in
     this process (a script, the tests) is used as it is and left running."""
 
     def __init__(self, address: str | None = None, *, init_kwargs: dict | None = None) -> None:
+        if address and address.startswith("ray://"):  # refused before any work is done
+            raise RayUnavailable(
+                f"--ray {address}: Ray Data cannot run through Ray Client (ray://). Run sushitui on a node "
+                "of the cluster (the head, or a machine that joined it with `ray start --address HEAD:6379`) "
+                "with --ray auto, or --ray HEAD:6379"
+            )
         self.address = address or None
         self.init_kwargs = dict(init_kwargs or {})
         self.started = False
@@ -85,11 +93,12 @@ class Cluster:
         ray = import_ray()
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {
-                "include_dashboard": False,
                 "log_to_driver": False,  # worker output would land on our stdout/stderr
                 "logging_level": logging.WARNING,
-                **self.init_kwargs,
             }
+            if self.address is None:
+                kwargs["include_dashboard"] = False  # a run's own Ray serves no web UI
+            kwargs.update(self.init_kwargs)
             try:
                 ray.init(address=self.address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
@@ -453,8 +462,8 @@ def autotag_ray(
 ):
     """``autotag`` with decode + inference on Ray (see the module docstring).
 
-    ``address``: None starts a local Ray, ``"auto"`` or ``"ray://host:10001"`` joins a
-    cluster. ``actors``: model actors (default: one per GPU, else half the CPUs). Ray is
+    ``address``: None starts a local Ray, ``"auto"`` or ``"HEAD:6379"`` joins the
+    cluster this machine is a node of. ``actors``: model actors (default: one per GPU, else half the CPUs). Ray is
     imported first, so a missing extra is reported before any work."""
     from sushitui.tagger.autotag import AutotagError, AutotagOptions, autotag
 
