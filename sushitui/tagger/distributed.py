@@ -111,8 +111,10 @@ class Cluster:
         ctx.enable_progress_bars = False  # progress is ours (ProgressEvent), not Ray's bars on stderr
         ctx.print_on_execution_start = False
         for handler in logging.getLogger("ray.data").handlers:
-            if "File" not in type(handler).__name__:  # the console one; ray-data.log keeps everything
-                handler.setLevel(max(handler.level, logging.WARNING))
+            # the console one (its warnings are about its own settings, e.g. "Progress bars
+            # disabled"); the session's ray-data.log keeps everything
+            if "File" not in type(handler).__name__:
+                handler.setLevel(max(handler.level, logging.ERROR))
         self._ray = ray
         return ray
 
