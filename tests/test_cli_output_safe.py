@@ -7,10 +7,9 @@ original bytes to whoever asks for them."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from cli_support import run_cli
 from PIL import Image
 
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
@@ -40,9 +39,10 @@ def hostile(tmp_path_factory):
     return db, root
 
 
-def cli(db, *args: str) -> subprocess.CompletedProcess:
-    """The CLI with stdout and stderr pipes (not terminals), output as bytes."""
-    return subprocess.run([sys.executable, "-m", "sushitui", "--db", str(db), *args], capture_output=True, timeout=120)
+def cli(db, *args: str):
+    """The CLI with stdout and stderr pipes (not terminals), output as bytes; in this
+    process (cli_support.run_cli: UTF-8 pipes that are not a tty, as a real pipe)."""
+    return run_cli(*args, db=db, text=False)
 
 
 def assert_no_raw_controls(data: bytes, where: str) -> None:
@@ -50,7 +50,6 @@ def assert_no_raw_controls(data: bytes, where: str) -> None:
         assert raw not in data, f"{where}: {raw!r} printed raw: {data[:400]!r}"
 
 
-@pytest.mark.slow
 def test_items_piped_prints_no_control_sequences_and_no_forged_lines(hostile):
     db, _ = hostile
     res = cli(db, "items", "evil")
@@ -65,7 +64,6 @@ def test_items_piped_prints_no_control_sequences_and_no_forged_lines(hostile):
     assert "osc52\\x1b]52;c;cHduZWQ=\\x07" in text
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [
