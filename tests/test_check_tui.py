@@ -5,8 +5,10 @@ exclude the rest) and the export dialog's new trainer formats."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +27,22 @@ def _picture(seed: int, size=(1024, 1024)) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
 
 
+_made_sets: dict[int, Path] = {}
+
+
 def make_check_set(root: Path, seed: int = 0) -> Path:
     """alpha = alpha_copy (the same bytes), beta ≈ beta_near (resized JPEG), clean (1024²,
-    no finding), tiny (300×200: upscaled, too small)."""
+    no finding), tiny (300×200: upscaled, too small). Each test gets its own copy of a set
+    made once per seed (encoding the 1024² pictures was ~1 s of CPU per test)."""
+    if seed not in _made_sets:
+        made = Path(tempfile.mkdtemp(prefix="sushitui-check-set-"))
+        atexit.register(shutil.rmtree, made, True)
+        _made_sets[seed] = _make_check_set(made / "set", seed)
+    shutil.copytree(_made_sets[seed], root)
+    return root
+
+
+def _make_check_set(root: Path, seed: int) -> Path:
     root.mkdir(parents=True)
     _picture(seed + 1).save(root / "alpha.png")
     shutil.copy(root / "alpha.png", root / "alpha_copy.png")
