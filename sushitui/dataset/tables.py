@@ -36,10 +36,12 @@ import io
 import json
 import os
 import posixpath
+import re
+import stat
 import threading
 from dataclasses import dataclass, field
 
-from sushitui.dataset.caption_files import CaptionFileError, decode_caption, read_caption
+from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError, decode_caption, read_caption
 from sushitui.dataset.grouping import IMAGE_EXTENSIONS, FileEntry
 from sushitui.errors import UserError
 
@@ -248,15 +250,48 @@ class Table:
     fatal: str | None = None  # why nothing of it was read
 
 
+def _read_table_bytes(path: str | os.PathLike, rel: str) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file at ``path``, at most MAX_TABLE_BYTES. A FIFO, device
+    or socket put where the table was is refused without waiting for a writer (opened
+    with O_NONBLOCK, then fstat), and the read is bounded even when the size lied.
+    TableError names ``rel``; FileNotFoundError passes through."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TableError(f"{rel}: cannot be read ({exc.strerror or exc})") from exc
+    with open(fd, "rb", buffering=0) as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TableError(f"{rel}: not a regular file (a pipe, device or socket); its captions are not used")
+        if st.st_size > MAX_TABLE_BYTES:
+            raise TableError(f"{rel}: {st.st_size} bytes, larger than {MAX_TABLE_BYTES} bytes; not used")
+        chunks, left = [], MAX_TABLE_BYTES + 1
+        try:
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 24))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        except OSError as exc:
+            raise TableError(f"{rel}: cannot be read ({exc.strerror or exc})") from exc
+    data = b"".join(chunks)
+    if len(data) > MAX_TABLE_BYTES:
+        raise TableError(f"{rel}: larger than {MAX_TABLE_BYTES} bytes; not used")
+    return data, st
+
+
 def _decode(path: str, rel: str, table: Table) -> str | None:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_TABLE_BYTES + 1)
+        data, _st = _read_table_bytes(path, rel)
+    except TableError as exc:
+        table.fatal = f"{exc}; its captions were not read"
+        return None
     except OSError as exc:
         table.fatal = f"{rel}: cannot be read ({exc.strerror or exc}); its captions were not read"
-        return None
-    if len(data) > MAX_TABLE_BYTES:
-        table.fatal = f"{rel}: larger than {MAX_TABLE_BYTES} bytes; not read"
         return None
     text, encoding, flagged = decode_caption(data)  # a BOM is dropped here
     if flagged:
@@ -580,8 +615,22 @@ def _csv_field(value: str, delimiter: str, was_quoted: bool) -> str:
 
 
 class _TableChanged(Exception):
-    def __init__(self, rel: str, line: int, current: str | None):
-        self.rel, self.line, self.current = rel, line, current
+    def __init__(self, rel: str, line: int, current: str | None, column: str = ""):
+        self.rel, self.line, self.current, self.column = rel, line, current, column
+
+
+class TableCellConflict(CaptionConflict):
+    """A table cell no longer holds what sushitui read: another program changed this
+    caption in the table. Names the table, its line and column."""
+
+    def __init__(self, path, state, rel: str, line: int, column: str, current: str | None):
+        super().__init__(path, state, state, current)
+        self.rel, self.line, self.column = rel, line, column
+        now = "" if current is None else f" (it now holds {current.strip()[:80]!r})"
+        self.args = (
+            f"{path}: line {line}, column {column!r}: this caption was changed by another program since sushitui "
+            f"read it{now}; not overwritten. Choose which version to keep.",
+        )
 
 
 class _RowMatcher:
@@ -656,7 +705,7 @@ def _rewrite_csv(
                 continue
             current = _field_text(text, fields[col])
             if not e.force and current.strip() != e.old.strip():
-                results[k] = _TableChanged(rel, line, current)
+                results[k] = _TableChanged(rel, line, current, e.column)
                 continue
             start, end, quoted = fields[col]
             replace[(start, end)] = (k, _csv_field(e.new, delimiter, quoted))
@@ -689,29 +738,88 @@ def _rewrite_jsonl(
         hits = [k for k in match(obj.get(key) if key else None) if k not in done]
         if not hits:
             continue
-        changed = False
+        cells: dict[str, object] = {}
         for k in hits:
             done.add(k)
             e = edits[k]
             current = obj.get(e.column)
             current_text = ", ".join(str(v) for v in current) if isinstance(current, list) else current
             if not e.force and (not isinstance(current_text, str) or current_text.strip() != e.old.strip()):
-                results[k] = _TableChanged(rel, number, current_text if isinstance(current_text, str) else None)
+                results[k] = _TableChanged(
+                    rel, number, current_text if isinstance(current_text, str) else None, e.column
+                )
                 continue
             obj[e.column] = [t.strip() for t in e.new.split(",") if t.strip()] if isinstance(current, list) else e.new
+            cells[e.column] = obj[e.column]
             results[k] = None
-            changed = True
-        if changed:
-            compact = '": ' not in body and '", ' not in body
-            # escaped non-ASCII stays escaped, raw stays raw; the separators as written
-            dumped = json.dumps(obj, ensure_ascii="\\u" in body, separators=(",", ":") if compact else (", ", ": "))
-            lines[number - 1] = dumped + raw[len(body) :]
+        if cells:
+            lines[number - 1] = _replace_json_values(body, obj, cells) + raw[len(body) :]
     return "\n".join(lines), results
+
+
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _json_value_spans(body: str) -> dict[str, tuple[int, int]] | None:
+    """Where the value of each top-level key of the JSON object ``body`` is written
+    (start, end); None when it is not one plain object."""
+    from json.decoder import scanstring  # type: ignore[attr-defined]  # in the module, not in its stubs
+
+    try:
+        i = _JSON_WS.match(body, 0).end()  # type: ignore[union-attr]
+        if body[i : i + 1] != "{":
+            return None
+        i = _JSON_WS.match(body, i + 1).end()  # type: ignore[union-attr]
+        spans: dict[str, tuple[int, int]] = {}
+        if body[i : i + 1] == "}":
+            return spans
+        while True:
+            if body[i : i + 1] != '"':
+                return None
+            key, i = scanstring(body, i + 1)
+            i = _JSON_WS.match(body, i).end()  # type: ignore[union-attr]
+            if body[i : i + 1] != ":":
+                return None
+            i = _JSON_WS.match(body, i + 1).end()  # type: ignore[union-attr]
+            _value, end = _JSON_DECODER.raw_decode(body, i)
+            spans[key] = (i, end)  # a repeated key: the last one counts, as for json.loads
+            i = _JSON_WS.match(body, end).end()  # type: ignore[union-attr]
+            if body[i : i + 1] == ",":
+                i = _JSON_WS.match(body, i + 1).end()  # type: ignore[union-attr]
+                continue
+            return spans if body[i : i + 1] == "}" else None
+    except ValueError:
+        return None
+
+
+def _replace_json_values(body: str, obj: dict, cells: dict[str, object]) -> str:
+    """``body`` with the values of ``cells`` replaced and every other byte as written
+    (numbers such as 6.10 or 1e5, spacing, other keys' escapes). A new value is escaped
+    as the one it replaces was (\\u escapes stay escapes, raw UTF-8 stays raw). A row
+    whose layout cannot be followed, or that lacks a key, is written out whole."""
+    spans = _json_value_spans(body)
+    if spans is None or any(key not in spans for key in cells):
+        compact = '": ' not in body and '", ' not in body
+        escaped = "\\u" in body
+        return json.dumps(obj, ensure_ascii=escaped, separators=(",", ":") if compact else (", ", ": "))
+    out = body
+    for key, (start, end) in sorted(((k, spans[k]) for k in cells), key=lambda kv: kv[1][0], reverse=True):
+        old = body[start:end]
+        escaped = "\\u" in old or ("\\u" in body and body.isascii())
+        separators = (", ", ": ") if ", " in old else (",", ":")
+        out = out[:start] + json.dumps(cells[key], ensure_ascii=escaped, separators=separators) + out[end:]
+    return out
 
 
 # one rewrite of a table at a time in this process (bulk edits write from a few threads);
 # other processes are kept out by the dataset's write lock, which the callers hold
 _REWRITE = threading.Lock()
+
+
+# a table another program keeps rewriting while sushitui rewrites it: redo the edits on
+# its new text this many times before reporting a conflict
+_REWRITE_ATTEMPTS = 4
 
 
 def write_table_cells(
@@ -721,82 +829,101 @@ def write_table_cells(
     atomic replacement of the file. The caller holds the dataset's write lock.
 
     Returns (the table's new FileState, or None when nothing was written; per edit None
-    when written, else CaptionConflict — the cell no longer holds ``old``: another program
-    changed this caption in the table — or TableError — the row or column is gone). The
-    other edits are written all the same. Other rows, columns, quoting, line endings and
-    a BOM are kept byte for byte; the file is replaced (temporary file, fsync, rename)
-    only if it did not change while this ran. Raises TableError when the table as a
-    whole cannot be rewritten (format, encoding, read-only, unreadable)."""
+    when written, else TableCellConflict — the cell no longer holds ``old``: another
+    program changed this caption in the table; it names the line — or TableError — the
+    row or column is gone). The other edits are written all the same. Other rows,
+    columns, quoting, line endings and a BOM are kept byte for byte; the file is replaced
+    (temporary file, fsync, rename) only if it did not change while this ran: when it
+    did, the edits are redone on its new text (another program's change of another row
+    is kept, not refused). Raises TableError when the table as a whole cannot be
+    rewritten (format, encoding, read-only, a hard link, not a regular file, too large,
+    unreadable, its folder not writable) and UnsafeCaptionPath when it is reached
+    through a link leading outside the dataset."""
     import hashlib
     import tempfile
     from pathlib import Path
 
-    from sushitui.dataset.caption_files import (
-        TEMP_SUFFIX,
-        CaptionConflict,
-        FileState,
-        temp_prefix,
-        write_target,
-    )
+    from sushitui.dataset.caption_files import TEMP_SUFFIX, FileState, _read_only, temp_prefix, write_target
 
     fmt = TABLE_FORMATS.get(posixpath.splitext(rel)[1].lower())
     if fmt not in ("csv", "tsv", "jsonl"):
         raise TableError(f"{rel}: sushitui rewrites CSV, TSV and JSONL tables only; the edit was not saved there")
     with _REWRITE:
         path = write_target(Path(root, *rel.split("/")), root)
-        try:
-            data = path.read_bytes()
-            st = os.stat(path)
-        except OSError as exc:
-            raise TableError(f"{rel}: cannot be read ({exc.strerror or exc}); not rewritten") from exc
-        if not st.st_mode & 0o222:
-            raise TableError(f"{rel}: is read-only; not rewritten. Make it writable (chmod u+w) to edit its captions")
-        text, encoding, flagged = decode_caption(data)
-        if flagged or encoding not in ("utf-8", "utf-8-sig"):
-            raise TableError(
-                f"{rel}: is {encoding}, not UTF-8; sushitui writes tables in their own encoding only when "
-                "it is UTF-8. Convert it to UTF-8 to edit its captions here"
-            )
-        match = _RowMatcher(root, posixpath.dirname(rel), edits)
-        if fmt == "jsonl":
-            new_text, results = _rewrite_jsonl(text, rel, match, image_column, edits)
-        else:
-            new_text, results = _rewrite_csv(text, rel, fmt, match, image_column, edits)
-        before = FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
-        out_results: list[Exception | None] = [
-            CaptionConflict(path, before, before, r.current) if isinstance(r, _TableChanged) else r for r in results
-        ]
-        if all(r is not None for r in out_results):
-            return None, out_results
-        out = new_text.encode("utf-8")
-        if encoding == "utf-8-sig":
-            out = b"\xef\xbb\xbf" + out
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(out)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, st.st_mode & 0o777)
+        for attempt in range(_REWRITE_ATTEMPTS):
             try:
-                now = path.read_bytes()
-            except OSError:
-                now = None
-            if now != data:  # changed while this ran: its edit is kept, these are not saved
-                st_now = os.stat(path) if now is not None else None
-                current = (
-                    FileState(len(now), st_now.st_mtime_ns, hashlib.sha256(now).hexdigest())
-                    if now is not None and st_now is not None
-                    else None
+                data, st = _read_table_bytes(path, rel)
+            except FileNotFoundError as exc:
+                raise TableError(f"{rel}: no longer exists; not rewritten. Reindex the dataset") from exc
+            if st.st_nlink > 1:
+                # replacing it would leave its other names with the old text, silently
+                # splitting what the user made one file
+                raise TableError(
+                    f"{rel}: has {st.st_nlink} hard links (the same file under other names); sushitui does not "
+                    "replace it, as those would keep the old text. Make it a file of its own (cp it and move the "
+                    "copy over it) to edit its captions"
                 )
-                raise CaptionConflict(path, before, current, None)
-            os.replace(tmp, path)
-        except BaseException:
+            if _read_only(st):
+                raise TableError(
+                    f"{rel}: is read-only (mode {stat.S_IMODE(st.st_mode):04o}); not rewritten. "
+                    "Make it writable (chmod u+w) to edit its captions"
+                )
+            text, encoding, flagged = decode_caption(data)
+            if flagged or encoding not in ("utf-8", "utf-8-sig"):
+                raise TableError(
+                    f"{rel}: is {encoding}, not UTF-8; sushitui writes tables in their own encoding only when "
+                    "it is UTF-8. Convert it to UTF-8 to edit its captions here"
+                )
+            match = _RowMatcher(root, posixpath.dirname(rel), edits)
+            if fmt == "jsonl":
+                new_text, results = _rewrite_jsonl(text, rel, match, image_column, edits)
+            else:
+                new_text, results = _rewrite_csv(text, rel, fmt, match, image_column, edits)
+            before = FileState(len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+            out_results: list[Exception | None] = [
+                TableCellConflict(path, before, r.rel, r.line, r.column, r.current)
+                if isinstance(r, _TableChanged)
+                else r
+                for r in results
+            ]
+            if all(r is not None for r in out_results):
+                return None, out_results
+            out = new_text.encode("utf-8")
+            if encoding == "utf-8-sig":
+                out = b"\xef\xbb\xbf" + out
             try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+                fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
+            except OSError as exc:
+                folder = posixpath.dirname(rel) or "the dataset folder"
+                raise TableError(
+                    f"{rel}: its folder {folder} is not writable ({exc.strerror or exc}); not rewritten"
+                ) from exc
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(out)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, st.st_mode & 0o777)
+                try:
+                    now: bytes | None = _read_table_bytes(path, rel)[0]
+                except (OSError, TableError):
+                    now = None
+                if now == data:
+                    os.replace(tmp, path)
+            except OSError as exc:
+                _unlink_quietly(tmp)
+                reason = "the disk is full" if exc.errno == 28 else (exc.strerror or str(exc))
+                raise TableError(f"{rel}: not rewritten ({reason}); the table is as it was") from exc
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            if now != data:  # changed while this ran: redo the edits on what it holds now
+                _unlink_quietly(tmp)
+                if attempt + 1 < _REWRITE_ATTEMPTS:
+                    continue
+                current = None if now is None else FileState(len(now), 0, hashlib.sha256(now).hexdigest())
+                raise CaptionConflict(path, before, current, None)
+            break
         try:
             dfd = os.open(path.parent, os.O_RDONLY)
             try:
@@ -807,6 +934,13 @@ def write_table_cells(
             pass
         st2 = os.stat(path)
         return FileState(len(out), st2.st_mtime_ns, hashlib.sha256(out).hexdigest()), out_results
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def read_table_cell(
