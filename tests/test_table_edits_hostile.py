@@ -414,3 +414,60 @@ def test_a_jsonl_edit_changes_only_the_cell_other_values_keep_their_bytes(db, tm
     reindex(ds)
     assert main_caption(ds, "a.png").content == "café, \U0001f600, thé"
     assert main_caption(ds, "c.png").content == "plain, 🍣"
+
+
+# --- a save in a big table does not parse every row; rows it skips are skipped exactly ----------
+
+
+def test_one_save_in_a_big_jsonl_parses_only_rows_that_could_name_the_image(db, tmp_path, monkeypatch):
+    rows = [f'{{"file_name": "r{k:05d}.png", "text": "t{k}"}}' for k in range(3000)]
+    root = tmp_path / "ds"
+    ds, table = dataset(root, "metadata.jsonl", "\n".join(['{"file_name": "a.png", "text": "cat"}', *rows]) + "\n", "a")
+    parsed: list[str] = []
+    real = tables.json.loads
+
+    def counting(s, *a, **kw):
+        parsed.append(s)
+        return real(s, *a, **kw)
+
+    monkeypatch.setattr(tables.json, "loads", counting)
+    set_tags(item(ds, "a.png"), ["cat", "mine"])
+    rows_parsed = [s for s in parsed if '"file_name"' in str(s)]
+    assert len(rows_parsed) <= 2, f"{len(rows_parsed)} rows parsed for one save"
+    assert table.read_text("utf-8").split("\n")[:2] == ['{"file_name": "a.png", "text": "cat, mine"}', rows[0]]
+
+
+@pytest.mark.parametrize(
+    "table, text, want",
+    [
+        (  # the image named with an escape: the row is parsed, not skipped
+            "metadata.jsonl",
+            '{"file_name": "r.png", "text": "x"}\n{"file_name": "\\u0061.png", "text": "cat"}\n',
+            '{"file_name": "\\u0061.png", "text": "cat, mine"}',
+        ),
+        (  # a Windows path, as written on the machine that made the table
+            "metadata.csv",
+            "file_name,text\nC:\\train\\b.png,dog\nC:\\train\\a.png,cat\n",
+            'C:\\train\\a.png,"cat, mine"',
+        ),
+        (  # a caption over several lines before the row, and a lone quote in the last row
+            "metadata.csv",
+            'file_name,text\nb.png,"dog\nsecond line"\na.png,cat\nc.png,5" screen\n',
+            'a.png,"cat, mine"',
+        ),
+    ],
+)
+def test_rows_written_in_unusual_ways_are_still_found(db, tmp_path, table, text, want):
+    root = tmp_path / "ds"
+    ds, path = dataset(root, table, text)
+    assert main_caption(ds, "a.png").content == "cat"
+    set_tags(item(ds, "a.png"), ["cat", "mine"])
+    assert want in path.read_text("utf-8").splitlines()
+
+
+def test_a_conflict_after_a_multiline_caption_names_the_right_line(db, tmp_path):
+    root = tmp_path / "ds"
+    ds, path = dataset(root, text='file_name,text\nb.png,"dog\nsecond line"\na.png,cat\nc.png,bird\n')
+    path.write_text('file_name,text\nb.png,"dog\nsecond line"\na.png,cat by hand\nc.png,bird\n', "utf-8")
+    with pytest.raises(CaptionConflict, match="line 4"):
+        set_tags(item(ds, "a.png"), ["cat", "mine"])

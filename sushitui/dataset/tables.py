@@ -649,6 +649,16 @@ class _RowMatcher:
                 if p.startswith(prefix):
                     self.tails.append(("/" + p[len(prefix) :].lower(), k))
         self.cache: dict[str, list[int]] = {}
+        self.names = {p.rsplit("/", 1)[-1].lower() for e in edits for p in e.image_paths}
+
+    def could_match(self, value: str) -> bool:
+        """False only when ``value`` cannot name any of the edits' images: a cheap test
+        that spares parsing the other rows of a big table. A relative value names a
+        path ending in its own last name (unless that is empty, ``.`` or ``..``); an
+        absolute one may reach the image through a link, so it is always looked at."""
+        v = value.strip().replace("\\", "/")
+        tail = v.rsplit("/", 1)[-1].lower()
+        return tail in self.names or tail in ("", ".", "..") or v.startswith("/")
 
     def __call__(self, value: object) -> list[int]:
         if not isinstance(value, str) or not value.strip():
@@ -668,17 +678,30 @@ class _RowMatcher:
         return found
 
 
+def _never_closed(segment: str, delimiter: str) -> bool:
+    try:
+        _csv_spans(segment, delimiter, "")
+    except TableError as exc:
+        return "never closed" in str(exc)
+    return False
+
+
 def _rewrite_csv(
     text: str, rel: str, fmt: str, match: _RowMatcher, image_column: str | None, edits: list[CellEdit]
 ) -> tuple[str, list[Exception | None]]:
     delimiter = "\t" if fmt == "tsv" else ","
-    spans = _csv_spans(text, delimiter, rel)
-    # the spans must read what the csv module reads, or the rewrite is not trusted
-    parsed = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
-    mine = [[_field_text(text, f) for f in fields] for _line, fields in spans]
-    if [r for r in parsed if r] != [r for r in mine if r != [""]]:
-        raise TableError(f"{rel}: its CSV dialect is not one sushitui can rewrite field by field; not rewritten")
-    header = [_field_text(text, f).strip() for f in spans[0][1]] if spans else []
+    # the csv module (C) finds the records and their lines; only a record naming an edited
+    # image is located field by field, so one save in a 100,000-row table is not a
+    # character-by-character walk over all of it
+    lines = io.StringIO(text, newline="").readlines()
+    offsets = [0]
+    for physical in lines:
+        offsets.append(offsets[-1] + len(physical))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise TableError(f"{rel}: line 1: not valid CSV ({exc}); not rewritten") from exc
     image_column = image_column or next((c for c in AUTO_IMAGE_COLUMNS if c in header), None)
     if image_column not in header:
         raise TableError(f"{rel}: line 1 has no image column any more; not rewritten")
@@ -688,12 +711,43 @@ def _rewrite_csv(
     )
     replace: dict[tuple[int, int], tuple[int, str]] = {}  # (start, end) -> (edit, new field text)
     done: set[int] = set()
-    for line, fields in spans[1:]:
-        if image_col >= len(fields):
+    end_line = reader.line_num
+    while True:
+        first = end_line
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise TableError(f"{rel}: line {first + 1}: not valid CSV ({exc}); not rewritten") from exc
+        end_line = reader.line_num
+        if (
+            end_line >= len(lines)
+            and text.count('"', offsets[first]) % 2
+            and _never_closed(text[offsets[first] :], delimiter)
+        ):
+            # a quote opened and never closed swallows every row after it into one field
+            raise TableError(f"{rel}: line {first + 1}: a quoted field is never closed; not rewritten")
+        if image_col >= len(values) or not values[image_col].strip() or not match.could_match(values[image_col]):
             continue
-        for k in match(_field_text(text, fields[image_col])):
-            if k in done:
-                continue  # a later row naming the image again is ignored, as when reading
+        hits = [k for k in match(values[image_col]) if k not in done]
+        if not hits:
+            continue
+        seg_start = offsets[first]
+        segment = text[seg_start : offsets[end_line]]
+        try:
+            records = _csv_spans(segment, delimiter, rel)
+        except TableError:
+            records = []
+        # the spans must read what the csv module reads, or the rewrite is not trusted
+        if len(records) != 1 or [_field_text(segment, f) for f in records[0][1]] != values:
+            raise TableError(
+                f"{rel}: line {first + 1}: its CSV dialect is not one sushitui can rewrite field by field; "
+                "not rewritten"
+            )
+        fields = [(start + seg_start, end + seg_start, quoted) for start, end, quoted in records[0][1]]
+        line = first + 1
+        for k in hits:  # a later row naming the image again is ignored, as when reading
             done.add(k)
             e = edits[k]
             if e.column not in header:
@@ -710,10 +764,15 @@ def _rewrite_csv(
             start, end, quoted = fields[col]
             replace[(start, end)] = (k, _csv_field(e.new, delimiter, quoted))
             results[k] = None
-    out = text
-    for (start, end), (_k, value) in sorted(replace.items(), reverse=True):
-        out = out[:start] + value + out[end:]
-    return out, results
+    if not replace:
+        return text, results
+    parts: list[str] = []
+    at = 0
+    for (start, end), (_k, value) in sorted(replace.items()):
+        parts += [text[at:start], value]
+        at = end
+    parts.append(text[at:])
+    return "".join(parts), results
 
 
 def _rewrite_jsonl(
@@ -724,9 +783,18 @@ def _rewrite_jsonl(
         edits
     )
     done: set[int] = set()
+    keys = (image_column,) if image_column else AUTO_IMAGE_COLUMNS
+    # every string value of an image key on a line without escapes (JSON on such a line is
+    # what it looks like): a row none of whose values could name an edited image is not
+    # parsed at all, so one save in a 100,000-row table costs a scan, not 100,000 parses
+    image_values = re.compile(
+        "(?:" + "|".join(re.escape(json.dumps(k, ensure_ascii=False)) for k in keys) + r')\s*:\s*"([^"]*)"'
+    )
     for number, raw in enumerate(lines, 1):
         body = raw.rstrip("\r")
         if not body.strip():
+            continue
+        if "\\" not in body and not any(match.could_match(v) for v in image_values.findall(body)):
             continue
         try:
             obj = json.loads(body)
