@@ -50,7 +50,9 @@ def _lock_folder() -> Path:
     except Exception:  # noqa: BLE001 - no database open (peewee's proxy raises its own types): the lock still works, per user
         log.debug("no database open: per-user lock folder", exc_info=True)
         name = ":memory:"
-    if not name or name == ":memory:" or str(name).startswith("file:"):
+    # a PostgreSQL catalogue (a URL) has no folder: the per-user one, per machine; two
+    # machines editing one caption meet in the conflict check of every write
+    if not name or name == ":memory:" or str(name).startswith(("file:", "postgresql:")):
         return Path(tempfile.gettempdir()) / f"sushitui-locks-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
     return Path(os.path.abspath(name)).parent / "sushitui-locks"
 
