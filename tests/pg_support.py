@@ -158,3 +158,56 @@ def both_backends_db_path(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "sushitui.db"
     return request.getfixturevalue("pg_url")
+
+
+class _OtherPg:
+    """A second client of a PostgreSQL catalogue, used like a sqlite3 connection: ``with
+    con:`` commits, ``execute`` takes SQLite's SQL."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self._con = psycopg.connect(url)
+        # a SQLite transaction reads one snapshot; READ COMMITTED would not
+        self._con.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+
+    def execute(self, sql: str, params=None):
+        from sushitui.store.postgres import WRITE_LOCK, translate
+
+        word = sql.strip().upper()
+        if word in ("BEGIN", "BEGIN DEFERRED"):  # psycopg opens the transaction itself
+            return None
+        if word in ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"):  # a writer, as sushitui's own take it
+            return self._con.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        if word == "COMMIT":
+            return self._con.commit()
+        sql, params = translate(sql, params)
+        return self._con.execute(sql, params or None)
+
+    def commit(self) -> None:
+        self._con.commit()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        if exc_type is None:
+            self._con.commit()
+        else:
+            self._con.rollback()
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def other_connection(db_path, timeout: float = 30.0):
+    """Another process's view of the catalogue at ``db_path`` (a file or a URL): a plain
+    sqlite3 connection, or a psycopg one that takes the same SQL."""
+    from sushitui.store.db import database_url
+
+    url = database_url(db_path)
+    if url is None:
+        import sqlite3
+
+        return sqlite3.connect(db_path, timeout=timeout, check_same_thread=False)
+    return _OtherPg(url)

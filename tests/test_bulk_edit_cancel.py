@@ -9,6 +9,7 @@ import json
 
 import pytest
 from dict_helpers import make_dataset
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.cli import main
 from sushitui.dataset.bulk_edit import apply_aliases, remove_tag_everywhere

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from dict_helpers import add_many, make_dataset
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.tags import dictionary as d
 from sushitui.tags.autocomplete import Completer, query_key

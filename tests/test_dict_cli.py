@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.cli import main
 

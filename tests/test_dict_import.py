@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.tags import dictionary as d
 from sushitui.tags.dictionary_formats import bulk_keys

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from dict_helpers import add_many, make_dataset
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.dataset.bulk_edit import remove_tag_everywhere
 from sushitui.tags import dictionary as d

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from dict_helpers import add_many
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.tags import dictionary as d
 from sushitui.tags import translations as tr

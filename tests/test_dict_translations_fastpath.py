@@ -5,6 +5,8 @@ imported, rejected (file, line, reason) or repaired is the same whichever way it
 
 from __future__ import annotations
 
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
+
 from sushitui.tags import translations as tr
 
 # Lines a real file carries, plain-looking enough that the fast path may take them.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from dict_helpers import add_many
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 
 from sushitui.tags import dictionary as d
 from sushitui.tags import translations as tr
@@ -84,7 +85,7 @@ def test_an_english_substring_a_translation_also_matches_keeps_every_name_match(
 
 
 def test_a_cjk_search_sees_names_added_renamed_here_or_written_by_another_process(translated, db_path):
-    import sqlite3
+    from pg_support import other_connection
 
     def cats() -> list[str]:  # "猫" matches translations too: names come from what the search keeps of them
         return sorted(e.tag for e in d.search("猫", limit=100))
@@ -96,7 +97,7 @@ def test_a_cjk_search_sees_names_added_renamed_here_or_written_by_another_proces
     d.edit_tag("hair_ornament", tag="猫の髪飾り")  # renamed here: no new row, no other connection
     assert cats() == sorted(translated_cats + ["白猫", "猫の髪飾り"])
     # another process renames a tag and adds one (the TUI open while the CLI writes)
-    con = sqlite3.connect(db_path)
+    con = other_connection(db_path)
     with con:
         con.execute("UPDATE dictionary_tag SET tag = '長い猫', norm = '長い猫' WHERE tag = 'long_hair'")
     assert cats() == sorted(translated_cats + ["白猫", "猫の髪飾り", "長い猫"])

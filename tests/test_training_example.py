@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 from training_support import usage_invariants
 
 from sushitui.store import TrainingRun

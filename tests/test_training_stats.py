@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from pg_support import both_backends_db_path  # noqa: F401  (each database test on SQLite and PostgreSQL)
 from training_support import make_dataset
 
 from sushitui.cli import main as cli_main

@@ -123,13 +123,13 @@ def _evict(db, keep: tuple[int, int]) -> None:
 def invalidate_dataset(db, dataset_id: int) -> None:
     """Mark the dataset's stored answers stale (the scanner rewrote tags); call inside
     the writer's transaction."""
-    db.execute_sql("UPDATE group_item_state SET valid = 0 WHERE dataset_id = ? AND valid", (dataset_id,))
+    db.execute_sql("UPDATE group_item_state SET valid = 0 WHERE dataset_id = ? AND valid <> 0", (dataset_id,))
 
 
 def _stored_groups(db) -> dict[int, list[int]]:
     """dataset_id -> its groups with a valid stored answer."""
     out: dict[int, list[int]] = {}
-    for dataset_id, group_id in db.execute_sql("SELECT dataset_id, group_id FROM group_item_state WHERE valid"):
+    for dataset_id, group_id in db.execute_sql("SELECT dataset_id, group_id FROM group_item_state WHERE valid <> 0"):
         out.setdefault(dataset_id, []).append(group_id)
     return out
 

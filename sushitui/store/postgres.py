@@ -18,10 +18,13 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Sequence
 
-from peewee import PostgresqlDatabase
+from peewee import OnConflict, PostgresqlDatabase
 
 # SQLite's transaction kinds; PostgreSQL takes row locks as it writes instead
 _SQLITE_LOCKS = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
+
+# the advisory lock a SQLite-style write transaction (BEGIN IMMEDIATE) holds
+WRITE_LOCK = 0x5355_5348_0000_0001
 
 # ``#~#``: a text matches a SQLite GLOB pattern (the function is created by migration 1)
 GLOB_OPERATOR = "OPERATOR(public.#~#)"
@@ -67,6 +70,23 @@ def _placeholders(sql: str, params: Sequence[Any] | None) -> tuple[str, Sequence
     return "".join(out), params
 
 
+_NAMED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|(?<![\w:]):(\w+)|%|[^'\":%]+|:", re.S)
+
+
+def _named(sql: str) -> str:
+    """sqlite3's ``:name`` parameters as psycopg's ``%(name)s``."""
+    out = []
+    for m in _NAMED.finditer(sql):
+        text = m.group(0)
+        if m.group(1):
+            out.append(f"%({m.group(1)})s")
+        elif text == "%" or text[0] in "'\"":
+            out.append(text.replace("%", "%%"))
+        else:
+            out.append(text)
+    return "".join(out)
+
+
 def _upsert_keys() -> dict[str, list[str]]:
     from sushitui.store.models import ALL_MODELS
 
@@ -83,6 +103,24 @@ def _upsert_keys() -> dict[str, list[str]]:
 
 
 _KEYS: dict[str, list[str]] | None = None
+_FLAGS: re.Pattern[str] | None = None
+
+
+def _negated_flags() -> re.Pattern[str]:
+    """``NOT "t1"."announced"`` (Peewee's ``~Job.announced``) over a 0/1 column."""
+    global _FLAGS
+    if _FLAGS is None:
+        from peewee import BooleanField
+
+        from sushitui.store.models import ALL_MODELS
+
+        names = sorted(
+            {f.column_name for m in ALL_MODELS for f in m._meta.sorted_fields if isinstance(f, BooleanField)}
+        )
+        _FLAGS = re.compile(r'\bNOT\s+("\w+"\.)?"(' + "|".join(names) + r')"(?!\s*(?:=|<>|!=|IS|IN)\b)')
+    return _FLAGS
+
+
 _INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+\"?(\w+)\"?\s*\(([^)]*)\)", re.I | re.S)
 
 
@@ -115,14 +153,22 @@ _MASTER_INDEX_BY_NAME = re.compile(
     r"SELECT\s+sql\s+FROM\s+sqlite_master\s+WHERE\s+type\s*=\s*'index'\s+AND\s+name\s*=\s*\?", re.I
 )
 _MASTER_INDEXES_OF = re.compile(
-    r"SELECT\s+name\s*,\s*sql\s+FROM\s+sqlite_master\s+WHERE\s+type\s*=\s*'index'\s+AND\s+tbl_name\s*=\s*'(\w+)'"
-    r"\s+AND\s+sql\s+IS\s+NOT\s+NULL",
+    r"SELECT\s+name\s*(,\s*sql\s*)?FROM\s+sqlite_master\s+WHERE\s+type\s*=\s*'index'\s+AND\s+tbl_name\s*=\s*'(\w+)'"
+    r"(\s+AND\s+sql\s+IS\s+NOT\s+NULL)?\s*(ORDER\s+BY\s+name)?\s*$",
     re.I,
 )
 _FUNCTIONS = (
     (re.compile(r"\bjson_each\(", re.I), "sushitui_json_each("),
     (re.compile(r"\bjson_extract\(", re.I), "sushitui_json_extract("),
     (re.compile(r"\binstr\(", re.I), "strpos("),
+    # a comparison as a value (SQLite's 0/1) in a select list
+    (re.compile(r",\s*\((\w+(?:\.\w+)?\s+IS\s+(?:NOT\s+)?NULL)\)\s*,", re.I), r", (\1)::int,"),
+    # the length in bytes
+    (re.compile(r"\blength\(\s*CAST\(\s*([\w.]+)\s+AS\s+BLOB\s*\)\s*\)", re.I), r"octet_length(\1)"),
+    # planner hints SQLite has and PostgreSQL does without
+    (re.compile(r"\s+(?:INDEXED\s+BY\s+\w+|NOT\s+INDEXED)\b", re.I), ""),
+    # substr(x, -n): the last n characters
+    (re.compile(r"\bsubstr\((\w+),\s*-(%s)\)", re.I), r"right(\1, \2)"),
     (re.compile(r"\bchar\((\d+)\)", re.I), r"chr(\1)"),
     (re.compile(r"\sGLOB\s", re.I), f" {GLOB_OPERATOR} "),
     # SQLite's LIKE ignores (ASCII) case; PostgreSQL's does not
@@ -146,12 +192,16 @@ def translate(sql: str, params: Sequence[Any] | None = None) -> tuple[str, Seque
             return "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s", params
         m = _MASTER_INDEXES_OF.search(sql)
         if m:
+            columns = "indexname, indexdef" if m.group(1) else "indexname"
             return (
-                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-                f"AND tablename = '{m.group(1)}' AND indexname NOT LIKE '%%\\_pkey'",
-                params,
+                f"SELECT {columns} FROM pg_indexes WHERE schemaname = current_schema() "
+                f"AND tablename = '{m.group(2)}' AND indexname NOT LIKE '%\\_pkey'"
+                + (" ORDER BY indexname" if m.group(4) else ""),
+                None,
             )
-    if "?" in sql:
+    if isinstance(params, dict):
+        sql = _named(sql)
+    elif "?" in sql:
         sql, params = _placeholders(sql, params)
     if sql.lstrip()[:6].upper() == "INSERT" and re.match(r"\s*INSERT\s+OR\s", sql, re.I):
         sql = _insert_or(sql)
@@ -159,6 +209,10 @@ def translate(sql: str, params: Sequence[Any] | None = None) -> tuple[str, Seque
         sql = pattern.sub(repl, sql)
     if "group_concat(" in sql.lower():
         sql = _group_concat(sql)
+    if re.search(r"\b(?:MAX|MIN)\(", sql, re.I):
+        sql = _scalar_min_max(sql)
+    if "NOT " in sql:
+        sql = _negated_flags().sub(r'NOT (\1"\2" <> 0)', sql)
     if re.search(r"\b(?:FROM|JOIN)\s*\(", sql, re.I):
         sql = _alias_subqueries(sql)
     return sql, params
@@ -223,6 +277,41 @@ def _alias_subqueries(sql: str) -> str:
     return "".join(out)
 
 
+def _scalar_min_max(sql: str) -> str:
+    """SQLite's MAX(a, b) / MIN(a, b) of several arguments: GREATEST / LEAST."""
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(r"\b(MAX|MIN)\(", sql, re.I):
+        if m.start() < pos:
+            continue
+        end = _closing(sql, m.end())
+        inner = _scalar_min_max(sql[m.end() : end - 1])
+        name = m.group(1)
+        if _top_level_comma(inner):
+            name = "GREATEST" if name.upper() == "MAX" else "LEAST"
+        out.append(f"{sql[pos : m.start()]}{name}({inner})")
+        pos = end
+    out.append(sql[pos:])
+    return "".join(out)
+
+
+def _top_level_comma(text: str) -> bool:
+    depth = 0
+    quote = ""
+    for c in text:
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth == 0:
+            return True
+    return False
+
+
 def _group_concat(sql: str) -> str:
     """``group_concat(x[, sep])`` as ``string_agg((x)::text, sep)`` (sep ',' by default)."""
     out, pos = [], 0
@@ -252,6 +341,9 @@ def _group_concat(sql: str) -> str:
     return "".join(out)
 
 
+_INSERT_WITH_ID = re.compile(r'\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+"?(\w+)"?\s*\(\s*"?id"?\s*[,)]', re.I)
+
+
 class _Cursor:
     """A psycopg cursor that takes SQLite-flavoured SQL."""
 
@@ -259,8 +351,9 @@ class _Cursor:
         self._cursor = cursor
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
-        sql, params = translate(sql, params)
-        self._cursor.execute(sql, params or None)
+        translated, params = translate(sql, params)
+        self._cursor.execute(translated, params or None)
+        self._follow_ids(sql)
         return self
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> _Cursor:
@@ -269,7 +362,22 @@ class _Cursor:
             return self
         translated, _ = translate(sql, rows[0])
         self._cursor.executemany(translated, [translate(sql, r)[1] for r in rows])
+        self._follow_ids(sql)
         return self
+
+    def _follow_ids(self, sql: str) -> None:
+        """Raw SQL that chose the ids itself (the scanner numbers rows from MAX(id) + 1, as
+        SQLite's INTEGER PRIMARY KEY allows): move the table's id sequence past them, so
+        the next row the models insert does not collide."""
+        m = _INSERT_WITH_ID.match(sql)
+        if m is None:
+            return
+        table = m.group(1)
+        # on a cursor of its own: this one still holds the INSERT's RETURNING rows
+        self._cursor.connection.cursor().execute(
+            f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+            f'GREATEST((SELECT MAX("id") FROM "{table}"), 1))'
+        )
 
     def __iter__(self):
         return iter(self._cursor)
@@ -323,9 +431,23 @@ class PostgresStore(PostgresqlDatabase):
         return conn
 
     def begin(self, isolation_level: Any = None) -> None:
-        if isinstance(isolation_level, str) and isolation_level.upper() in _SQLITE_LOCKS:
-            isolation_level = None
-        super().begin(isolation_level)
+        lock = isinstance(isolation_level, str) and isolation_level.upper() in _SQLITE_LOCKS
+        super().begin(None if lock else isolation_level)
+        if lock and isolation_level.upper() != "DEFERRED":
+            # BEGIN IMMEDIATE: one writer at a time, as on SQLite, so that code that
+            # reads and then writes under it (ids from MAX(id) + 1) stays right
+            self.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+    def conflict_update(self, oc: Any, query: Any) -> Any:
+        """``on_conflict_replace()`` (SQLite's INSERT OR REPLACE) as an upsert of every
+        column on the primary key, which is what it does to a row that has no other
+        unique key."""
+        if (oc._action or "").lower() == "replace":
+            meta = query.model._meta
+            key = list(meta.get_primary_keys())
+            rest = [f for f in meta.sorted_fields if f not in key]
+            oc = OnConflict(action="update" if rest else "ignore", preserve=rest or None, conflict_target=key)
+        return super().conflict_update(oc, query)
 
     def cursor(self, named_cursor: Any = None) -> Any:
         return _Cursor(super().cursor(named_cursor))
