@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "sushitui.cli.check_cmd",
     "sushitui.cli.jobs_cmd",
     "sushitui.cli.marks_cmd",
+    "sushitui.cli.db_cmd",
 ]
 
 
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sushitui {__version__}")
     parser.add_argument(
-        "--db", metavar="PATH", help="database file (default: $SUSHITUI_DB or $XDG_DATA_HOME/sushitui/sushitui.db)"
+        "--db",
+        metavar="PATH",
+        help="database file, or postgresql://user@host/dbname (default: $SUSHITUI_DB or $XDG_DATA_HOME/sushitui/sushitui.db)",
     )
     parser.add_argument(
         "--log-level",
