@@ -471,3 +471,12 @@ def test_a_conflict_after_a_multiline_caption_names_the_right_line(db, tmp_path)
     path.write_text('file_name,text\nb.png,"dog\nsecond line"\na.png,cat by hand\nc.png,bird\n', "utf-8")
     with pytest.raises(CaptionConflict, match="line 4"):
         set_tags(item(ds, "a.png"), ["cat", "mine"])
+
+
+def test_reading_a_fifo_named_as_a_table_does_not_wait_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "metadata.csv")
+    spec = tables.TableSpec("metadata.csv", "file_name", {"text": "main"})
+    got: list = []
+    finished, exc = edit_in_thread(lambda: got.append(tables.read_table(str(tmp_path), "metadata.csv", spec)))
+    assert finished and exc is None, "reading the table waits on the FIFO"
+    assert "not a regular file" in (got[0].fatal or "") and "metadata.csv" in got[0].fatal
