@@ -19,6 +19,7 @@ from peewee import SqliteDatabase, TextField
 
 from sushitui.store import LATEST_VERSION, open_database
 from sushitui.store.db import schema_version
+from sushitui.store.migrations import MIGRATIONS
 from sushitui.store.models import ALL_MODELS, Dataset, Item, ItemTag
 
 V1_FILE = Path(__file__).parent / "data" / "v1.sqlite"
@@ -246,3 +247,105 @@ def test_a_model_changed_without_a_migration_fails_here_and_changes_no_fresh_dat
     finally:
         undo()
     assert any(d.startswith(expected) for d in drift), drift
+
+
+# --- the same migrations on PostgreSQL -----------------------------------------------------
+
+# PostgreSQL's column types by what they hold: the migrations widen INTEGER to BIGINT
+# (SQLite's integers are 64-bit) and REAL to DOUBLE PRECISION, and keep booleans 0/1
+# integers as on SQLite (sushitui.store.postgres), where Peewee would write BOOLEAN
+_PG_FAMILY = {
+    "integer": "int",
+    "bigint": "int",
+    "smallint": "int",
+    "boolean": "int",
+    "real": "float",
+    "double precision": "float",
+    "text": "text",
+    "character varying": "text",
+    "bytea": "bytes",
+}
+
+
+def _pg_structure(url: str) -> dict[str, dict]:
+    import psycopg
+
+    with psycopg.connect(url) as con:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+            )
+        ]
+        out: dict[str, dict] = {}
+        for t in tables:
+            columns = sorted(
+                (name, _PG_FAMILY[dtype], nullable)
+                for name, dtype, nullable in con.execute(
+                    "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                    "WHERE table_schema = 'public' AND table_name = %s",
+                    (t,),
+                )
+            )
+            indexes = sorted(
+                (unique, tuple(cols))
+                for unique, cols in con.execute(
+                    "SELECT i.indisunique, array_agg(a.attname ORDER BY k.n) FROM pg_index i "
+                    "JOIN pg_class c ON c.oid = i.indrelid "
+                    "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n) "
+                    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+                    "WHERE c.relname = %s GROUP BY i.indexrelid, i.indisunique",
+                    (t,),
+                )
+            )
+            fks = sorted(
+                con.execute(
+                    "SELECT kcu.column_name, ccu.table_name, ccu.column_name, rc.delete_rule "
+                    "FROM information_schema.referential_constraints rc "
+                    "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = rc.constraint_name "
+                    "JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = rc.constraint_name "
+                    "JOIN information_schema.table_constraints tc ON tc.constraint_name = rc.constraint_name "
+                    "WHERE tc.table_name = %s",
+                    (t,),
+                ).fetchall()
+            )
+            out[t] = {"columns": columns, "indexes": indexes, "foreign_keys": fks}
+    return out
+
+
+def test_on_postgresql_the_models_agree_with_the_same_migrations(pg_server, pg_url):
+    from peewee import PostgresqlDatabase
+
+    models_db = f"models_{pg_url.rsplit('_', 1)[1]}"
+    pg_server.admin(f"CREATE DATABASE {models_db}")
+    try:
+        mem = PostgresqlDatabase(pg_server.url(models_db), prefer_psycopg3=True)
+        rowid = {m: m._meta.without_rowid for m in ALL_MODELS}  # SQLite only: Peewee writes it anyway
+        try:
+            for m in ALL_MODELS:
+                m._meta.without_rowid = False
+            with mem.bind_ctx(ALL_MODELS):
+                mem.create_tables(ALL_MODELS)
+        finally:
+            for m, value in rowid.items():
+                m._meta.without_rowid = value
+            mem.close()
+        want = _pg_structure(pg_server.url(models_db))
+        have = _pg_structure(pg_url)
+    finally:
+        pg_server.admin(f"DROP DATABASE {models_db} WITH (FORCE)")
+    assert set(have) - set(want) == TABLES_WITHOUT_MODEL
+    drift = [
+        f"table {t} {part}: models {want[t][part]!r} != migrated {have[t][part]!r}"
+        for t in sorted(want)
+        for part in ("columns", "indexes", "foreign_keys")
+        if want[t][part] != have[t][part]
+    ]
+    assert drift == []
+    db = open_database(pg_url)
+    try:
+        assert schema_version(db) == LATEST_VERSION
+        versions = [r[0] for r in db.execute_sql("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == sorted(m[0] for m in MIGRATIONS)  # the same numbered migrations as SQLite
+    finally:
+        db.close()
