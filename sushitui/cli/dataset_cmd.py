@@ -55,6 +55,13 @@ def register(subparsers) -> None:
     p.add_argument("--path", dest="new_path", metavar="DIR", help="the folder that holds the images (it moved)")
     _add_setting_options(p, editing=True)
     p.add_argument(
+        "--host-root",
+        action="append",
+        default=None,
+        metavar="HOST=PATH",
+        help="the folder on machine HOST when it mounts the dataset elsewhere (HOST= removes it; repeatable)",
+    )
+    p.add_argument(
         "--reindex", action="store_true", help="reindex at once after saving (a full re-read when the change needs one)"
     )
     add_common(p)
@@ -413,6 +420,29 @@ def _fmt_table(t: dict) -> str:
     return f"{t.get('file')} (image: {t.get('image_column')}; captions: {columns})"
 
 
+def _edit_host_roots(args, quiet: bool) -> None:
+    from sushitui.dataset.registry import DatasetError, dataset_to_dict, set_host_roots
+
+    roots: dict[str, str | None] = {}
+    for spec in args.host_root:
+        host, sep, path = spec.partition("=")
+        if not sep:
+            raise CliError(f"--host-root {spec!r}: write HOST=PATH (HOST= removes the host's folder)", 2)
+        roots[host] = path or None
+    open_db(args)
+    try:
+        ds = set_host_roots(_get(args.name), roots)
+    except DatasetError as exc:
+        raise _dataset_error(exc) from exc
+    if quiet:  # the other changes report
+        return
+    if args.json:
+        emit_json({"dataset": dataset_to_dict(ds)})
+    else:
+        for host, path in sorted((ds.host_roots or {}).items()):
+            out(f"{host}: {path}")
+
+
 def cmd_edit(args) -> int:
     from sushitui.dataset.registry import DatasetError, DatasetSettings, dataset_to_dict, update_settings
 
@@ -421,6 +451,10 @@ def cmd_edit(args) -> int:
         changes["name"] = args.new_name
     if args.new_path is not None:
         changes["root_path"] = args.new_path
+    if args.host_root:
+        _edit_host_roots(args, quiet=bool(changes))
+        if not changes:
+            return 0
     if not changes:
         flags = ["--name NEW", "--path DIR", *_SETTING_FLAGS]
         raise CliError(

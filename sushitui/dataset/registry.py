@@ -317,6 +317,33 @@ def update_settings(name: str | int | Dataset, /, **changes) -> Dataset:
     return ds
 
 
+def set_host_roots(name: str | int | Dataset, roots: dict[str, str | None]) -> Dataset:
+    """Give the dataset its folder on other machines (issue 21): ``{host: path}``, a
+    ``None`` or empty path removes the host's entry. One catalogue (PostgreSQL) then serves
+    machines that mount the folder in different places; ``root_path`` on each machine is
+    its own entry, else the stored folder. The path of this machine must be a folder here."""
+    from sushitui.store.models import current_host
+
+    ds = get_dataset(name)
+    merged = dict(ds.host_roots or {})
+    for host, path in roots.items():
+        host = host.strip()
+        if not host:
+            raise DatasetError("--host-root needs a host name before '=' (HOST=PATH)")
+        if not path:
+            merged.pop(host, None)
+            continue
+        path = os.path.expanduser(path)
+        if not os.path.isabs(path):
+            raise DatasetError(f"--host-root {host}={path}: give the folder as an absolute path on that machine")
+        if host == current_host() and not os.path.isdir(path):
+            raise DatasetError(f"--host-root {host}={path}: no such folder on this machine ({host})")
+        merged[host] = path
+    with write_transaction():
+        Dataset.update(host_roots=merged, updated_at=time.time()).where(Dataset.id == ds.id).execute()
+    return get_dataset(ds.id)
+
+
 def remove_dataset(name: str | int | Dataset) -> int:
     """Remove the dataset's index (items, captions, tags, runs); returns the number of
     items removed. Files on disk are never touched."""
@@ -342,6 +369,7 @@ def dataset_to_dict(ds: Dataset) -> dict:
         "id": ds.id,
         "name": ds.name,
         "root_path": ds.root_path,
+        "host_roots": ds.host_roots or {},
         "type": ds.type,
         "caption_suffixes": ds.caption_suffixes,
         "image_suffixes": ds.image_suffixes,

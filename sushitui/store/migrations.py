@@ -367,6 +367,18 @@ def _migrate_v10(db: SqliteDatabase) -> None:
     _run(tuple(s for s in SCHEMA_V10 if s.split('"')[3] not in have))(db)
 
 
+# Migration 11: a dataset's folder per machine (issue 21): {hostname: path} for machines
+# that mount the dataset elsewhere than root_path (/mnt/nfs/data here, /data there).
+SCHEMA_V11: tuple[str, ...] = ("""ALTER TABLE "dataset" ADD COLUMN "host_roots" TEXT NOT NULL DEFAULT '{}'""",)
+
+
+def _migrate_v11(db: SqliteDatabase) -> None:
+    # ADD COLUMN has no IF NOT EXISTS on SQLite (see _migrate_v4); pg_form adds it there
+    if not is_postgres(db) and any(row[1] == "host_roots" for row in db.execute_sql('PRAGMA table_info("dataset")')):
+        return
+    _run(SCHEMA_V11)(db)
+
+
 def _run(statements: tuple[str, ...], postgres: tuple[str, ...] = ()) -> Callable[[SqliteDatabase], None]:
     """Run the statements; on PostgreSQL each in its PostgreSQL form (``pg_form``) and then
     ``postgres``, the statements only PostgreSQL needs."""
@@ -512,6 +524,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (8, "dataset.trainer: settings read from trainer configs", _migrate_v8),
     (9, "item.rating, item.flags, item.crop: a user's marks", _migrate_v9),
     (10, "dataset.suffix_separator, folder_caption, caption_tables: more folder layouts", _migrate_v10),
+    (11, "dataset.host_roots: the dataset's folder on each machine", _migrate_v11),
 ]
 # the highest, not the last: migrations written at the same time may be appended out of order
 LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)

@@ -8,6 +8,8 @@ JSON columns hold small structured values (settings, related images, problems).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from typing import Any, Iterator
 
@@ -18,6 +20,7 @@ from peewee import (
     BooleanField,
     CompositeKey,
     DatabaseProxy,
+    FieldAccessor,
     FloatField,
     ForeignKeyField,
     IntegerField,
@@ -48,6 +51,43 @@ class JSONField(TextField):
         return json.loads(value)
 
 
+HOST_ENV_VAR = "SUSHITUI_HOST"
+
+
+def current_host() -> str:
+    """This machine's name for per-host dataset folders (``SUSHITUI_HOST`` overrides)."""
+    return os.environ.get(HOST_ENV_VAR) or socket.gethostname()
+
+
+class _HostRootAccessor(FieldAccessor):
+    """``dataset.root_path`` is this machine's folder of the dataset: its entry in
+    ``host_roots`` when it has one, else the stored root_path. Setting it changes the
+    entry of this machine when it has one, so that an edit made here never moves the
+    folder other machines use."""
+
+    def __get__(self, instance, instance_type=None):
+        if instance is None:
+            return self.field
+        roots = instance.__data__.get("host_roots")
+        if isinstance(roots, dict) and roots.get(current_host()):
+            return roots[current_host()]
+        return instance.__data__.get(self.name)
+
+    def __set__(self, instance, value):
+        roots = instance.__data__.get("host_roots")
+        host = current_host()
+        if isinstance(roots, dict) and roots.get(host):
+            if roots[host] != value:
+                instance.__data__["host_roots"] = {**roots, host: value}
+                instance._dirty.add("host_roots")
+            return
+        super().__set__(instance, value)
+
+
+class HostRootField(TextField):
+    accessor_class = _HostRootAccessor
+
+
 class BaseModel(Model):
     class Meta:
         database = database_proxy
@@ -65,7 +105,7 @@ def tuple_rows(query: Any) -> Iterator[tuple[Any, ...]]:
 class Dataset(BaseModel):
     id = AutoField()
     name = TextField(unique=True)
-    root_path = TextField()
+    root_path = HostRootField()  # this machine's folder (host_roots), else the stored one
     type = TextField(default="auto")  # auto | single | pairs
     caption_suffixes = JSONField(default=lambda: ["main", "alt", "instruction", "caption", "tags", "description"])
     image_suffixes = JSONField(default=lambda: ["source", "target", "cref", "mask"])
@@ -96,6 +136,8 @@ class Dataset(BaseModel):
     suffix_separator = TextField(default="_", constraints=[SQL("DEFAULT '_'")])
     folder_caption = TextField(null=True)
     caption_tables = JSONField(default=list, constraints=[SQL("DEFAULT '[]'")])
+    # the folder on machines that mount it elsewhere (migration 11): {hostname: path}
+    host_roots = JSONField(default=dict, constraints=[SQL("DEFAULT '{}'")])
 
 
 class Item(BaseModel):
