@@ -12,6 +12,7 @@ postgres variants skip and say why.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -114,6 +115,8 @@ def start_server() -> PgServer:
         pytest.skip("psycopg is not installed (pip install 'sushitui[postgres]')")
     base = Path(tempfile.mkdtemp(prefix="sushitui-pg-"))
     server = PgServer(bindir, base)
+    # also when the session ends without its teardown (an interrupted run): nothing stays running
+    atexit.register(server.stop)
     try:
         server.start()
     except BaseException:
