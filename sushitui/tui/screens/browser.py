@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
+from sushitui.dataset.changes import CatalogueWatch
 from sushitui.dataset.items import count_items, page_cards, result_ids
 from sushitui.errors import log_if_unexpected
 from sushitui.progress import CancelToken, Throttle
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 SORT_KEYS = ["name", "created", "width", "height", "tags"]
 SORT_LABELS = {"name": "file name", "created": "created", "width": "width", "height": "height", "tags": "tag count"}
 PAGE_CACHE_PAGES = 8
+# how often the open browser asks whether the catalogue changed (other people's edits)
+LIVE_REFRESH_S = 2.0
 
 
 # --- data access (core functions, run in workers) --------------------------------------
@@ -108,6 +111,14 @@ class CountLoaded(Message):
         super().__init__()
         self.generation = generation
         self.total = total
+
+
+class CatalogueVersion(Message):
+    """The catalogue's change counter, read by the poll worker (None: it could not be read)."""
+
+    def __init__(self, version: int | None) -> None:
+        super().__init__()
+        self.version = version
 
 
 class QueryFailed(Message):
@@ -303,6 +314,10 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
         self.counted_at: float | None = None
         self.page_shown_at: float = 0.0
         self.pages_shown = 0
+        self._watch: CatalogueWatch | None = None
+        self._seen_version: int | None = None
+        self._polling = False  # a poll worker is out: the timer does not start a second one
+        self._follow_cursor_item = False  # the next page shown puts the cursor back on its item
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -326,6 +341,11 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
         if not self.root_path:
             self._load_dataset()
         self._start_count()
+        self.set_interval(LIVE_REFRESH_S, self._poll_catalogue)
+
+    def on_unmount(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
 
     @property
     def grid(self) -> ItemGrid:
@@ -486,6 +506,15 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
 
     def _show(self, cards: list[CardData]) -> None:
         grid = self.grid
+        if self._follow_cursor_item:
+            # a live refresh: the item under the cursor may have moved on the page
+            self._follow_cursor_item = False
+            current = grid.current
+            if current is not None:
+                for i, card in enumerate(cards):
+                    if card.item_id == current.item_id:
+                        self._pending_cursor = i
+                        break
         grid.show_page(cards, self.selected, self._pending_cursor)
         # Thumbnails already rendered (prefetched) go on at once; the rest arrive with ThumbsLoaded.
         if self.image_mode != "off":
@@ -678,6 +707,56 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
             self.action_clear_selection()
             return
         self.app.pop_screen()
+
+    # -- other people's edits -------------------------------------------------------------
+    def _poll_catalogue(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._read_catalogue_version()
+
+    @work(thread=True, group="browser-changes", exit_on_error=False)
+    def _read_catalogue_version(self) -> None:
+        version = None
+        try:
+            if self._watch is None:
+                self._watch = CatalogueWatch()
+            version = self._watch.version()
+        except Exception as exc:  # noqa: BLE001 - a lost server: the browser goes on, the next tick retries
+            log.warning("reading the catalogue's change counter failed: %s", exc)
+        finally:
+            self.post_message(CatalogueVersion(version))
+
+    def on_catalogue_version(self, message: CatalogueVersion) -> None:
+        self._polling = False
+        if message.version is None or message.version == self._seen_version:
+            return
+        if self._seen_version is None:
+            self._seen_version = message.version
+            return
+        if not self._may_refresh():
+            return  # the version stays unseen: the next tick tries again
+        self._seen_version = message.version
+        self._refresh_in_place()
+
+    def _may_refresh(self) -> bool:
+        """Not under a dialog or another screen, not while the user types a search, not
+        before the first page or during a bulk edit (which reloads when it ends)."""
+        return (
+            self.app.screen is self
+            and self.focused is not self.query_one("#browser-search", Input)
+            and self.first_page_at is not None
+            and self.bulk_token is None
+        )
+
+    def _refresh_in_place(self) -> None:
+        """Reload the page and the count where they are: the old cards and total stay up
+        until the new ones arrive, the cursor stays on its item, the selection is kept."""
+        self.generation += 1
+        self._pending_cursor = self.grid.cursor
+        self._follow_cursor_item = True
+        self._pages.clear()
+        self._count(self.generation, self.state.query)
+        self._request_page()
 
     def action_reload(self) -> None:
         self._restart(keep_offset=True)
