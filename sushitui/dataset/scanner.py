@@ -55,6 +55,13 @@ WRITE_BATCH = 10000
 # the default 64 MiB, and pages spilled mid-transaction are written twice (~14 % of the
 # tag-row CPU). Back to the default when the scan ends.
 SCAN_CACHE_KIB = 131072
+# Page cache (KiB) while the deferred tag-norm index is built. SQLite's sorter keeps up
+# to cache_size bytes of keys in memory per sort thread (3 with PRAGMA threads=2) before
+# it writes a run to a temporary file, so with the default 64 MiB the build's memory grew
+# with the number of tag rows until ~260 MB (+61 MB at 100k items, +137 MB at 200k; this
+# was what still grew with N in a first scan, issue 24). With 16 MiB it is +63 MB at
+# 18.7M tag rows (1M items), for ~4 s more sort time there (~2 % of that scan).
+SORT_CACHE_KIB = 16384
 # a first scan of at least this many items loads without the tag-norm index (_bulk_load)
 DEFER_INDEX_MIN_ITEMS = 20_000
 TAG_NORM_INDEX = "item_tag_norm_item_id"
@@ -616,9 +623,10 @@ def _bulk_load(db, has_items: bool, new_items: int, throttle, report: ScanReport
     started = time.monotonic()
 
     def before_rebuild():
-        # the sort for the index gets the normal page cache, not the scan's larger one,
-        # and what the scan left behind is collected first: peak memory stays in budget
-        db.execute_sql(f"PRAGMA cache_size={int(cache_kib)}")
+        # the sort for the index gets a small page cache, not the scan's larger one (its
+        # memory is a multiple of it, see SORT_CACHE_KIB), and what the scan left behind
+        # is collected first: peak memory stays in budget whatever the number of items
+        db.execute_sql(f"PRAGMA cache_size=-{min(SORT_CACHE_KIB, _kib(cache_kib))}")
         gc.collect()
         throttle(ProgressEvent("indexing tags", 0, None, "rows", started_at=started), True)
 
@@ -628,6 +636,11 @@ def _bulk_load(db, has_items: bool, new_items: int, throttle, report: ScanReport
         t = time.monotonic()
     if deferred and t is not None:
         report.timings["tag_index_s"] = round(time.monotonic() - t, 3)
+
+
+def _kib(cache_size: int) -> int:
+    """PRAGMA cache_size in KiB (negative: KiB; positive: pages of 4 KiB)."""
+    return -cache_size if cache_size < 0 else cache_size * 4
 
 
 def json_loads(text: str | None) -> list:
