@@ -187,7 +187,11 @@ def _load_existing(db, dataset_id: int, rel_dirs: list[str] | None) -> dict[str,
                 size,
                 mtime,
                 problems=json_loads(problems) or None,
-                sidecar=(sc_name, sc_size, sc_mtime) if sc_name is not None else None,
+                # as numbers: PostgreSQL's json_extract gives text, and "123" != 123 would
+                # re-read every sidecar at every reindex (None: it could not be read then)
+                sidecar=(sc_name, *(None if v is None else int(v) for v in (sc_size, sc_mtime)))
+                if sc_name is not None
+                else None,
             )
             existing[key] = by_id[item_id] = e
         for cid, item_id, path, size, mtime, subtype, ctype, source, source_field, content in db.execute_sql(
