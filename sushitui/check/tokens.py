@@ -226,7 +226,9 @@ def prepare_counters() -> None:
     from sushitui.store import current_database
 
     db = current_database()
-    mark = db.execute_sql("SELECT COUNT(*), MAX(rowid) FROM caption_tokens").fetchone()
+    # rows are only added, or completed with their T5 count (a digest's CLIP count never
+    # changes): the two counts see every change, on SQLite and PostgreSQL alike
+    mark = (db.database, *db.execute_sql("SELECT COUNT(*), COUNT(t5) FROM caption_tokens").fetchone())
     if mark == _stored_mark:
         return
     rows = db.execute_sql("SELECT digest, clip, t5 FROM caption_tokens").fetchall()
