@@ -80,3 +80,39 @@ def test_an_unchanged_sidecar_is_not_reread_and_a_changed_one_is(db, tmp_path):
     _jpeg(root / "d.jpg")
     report = reindex(ds)
     assert (report.items_added, report.items_updated) == (1, 0)
+
+
+def _dataset(root: Path, captions: dict[str, str]) -> int:
+    from sushitui.dataset.registry import DatasetSettings, add_dataset
+
+    for name, text in captions.items():
+        _jpeg(root / f"{name}.jpg")
+        (root / f"{name}.txt").write_text(text, "utf-8")
+    ds, _ = add_dataset(DatasetSettings("set", str(root)))
+    return ds.id
+
+
+def test_token_and_character_counts_in_queries(db, tmp_path):
+    import sushitui.check  # noqa: F401 - gives the query language its tokens:/t5tokens: counters
+    from sushitui.dataset.items import count_items, page_cards
+
+    long = ", ".join(f"tag number {i}" for i in range(40))
+    ds_id = _dataset(tmp_path / "set", {"short": "ohwx", "mid": "ohwx, 1girl, smile", "long": f"ohwx, {long}"})
+
+    def names(query: str) -> list[str]:
+        return sorted(c.name for c in page_cards(ds_id, query, "name", False, 0, 50, root=str(tmp_path / "set")))
+
+    assert names("tokens:>75") == ["long"]
+    assert names("tokens:<4") == ["short"]  # "ohwx" is 3 CLIP tokens
+    assert names("t5tokens:>100") == ["long"]
+    assert names("chars:>300") == ["long"]
+    assert names("tokens:<4 | tokens:>75") == ["long", "short"]
+    assert count_items(ds_id, "tokens:>4") == 2
+    assert count_items(ds_id, "-tokens:>75") == 2
+
+
+def test_items_from_an_offset_without_a_limit(db, tmp_path):
+    from sushitui.dataset.items import list_items
+
+    ds_id = _dataset(tmp_path / "set", {f"i{i}": "x" for i in range(4)})
+    assert [i.base_name for i in list_items(ds_id, sort="name", offset=2)] == ["i2", "i3"]

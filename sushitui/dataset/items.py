@@ -67,7 +67,8 @@ def list_items(
     if limit is not None:
         select = select.limit(limit)
     if offset:
-        select = select.offset(offset) if limit is not None else select.limit(-1).offset(offset)
+        # no LIMIT -1 for "no limit": PostgreSQL refuses it, and peewee adds it on SQLite
+        select = select.offset(offset)
     return list(select)
 
 

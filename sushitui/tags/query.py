@@ -934,6 +934,8 @@ def _caption_count_expr(n: CompareTerm, page: bool):
         if n.field in _prepare:
             _prepare[n.field]()
         db = current_database()
+        if db.param == "%s":  # PostgreSQL cannot call Python: the matching captions are counted here
+            return _counted_caption_items(count, n)  # an id list serves a page and a count
         if name not in getattr(db, "_functions", {}):
             db.register_function(count, name, 1, deterministic=True)
         measure = getattr(fn, name)(Caption.content)
@@ -942,6 +944,28 @@ def _caption_count_expr(n: CompareTerm, page: bool):
         Probe = Caption.alias()
         return fn.EXISTS(Probe.select(Probe.id).where(_rebind(cond, Caption, Probe) & (Probe.item == Item.id)))
     return Item.id.in_(Caption.select(Caption.item).where(cond))
+
+
+def _counted_caption_items(count, n: CompareTerm):
+    """``_caption_count_expr`` on PostgreSQL: the captions are counted in Python (stored
+    counts, else the tokenizer) and the items of those that compare true go in as one
+    JSON array parameter (no limit on its length)."""
+    import json
+
+    from peewee import SQL
+
+    from sushitui.store import Caption, Item, tuple_rows
+
+    items = sorted(
+        {
+            item_id
+            for item_id, text in tuple_rows(
+                Caption.select(Caption.item, Caption.content).where(Caption.content.is_null(False)).tuples()
+            )
+            if _compare(count(text), n.op, n.value)
+        }
+    )
+    return Item.id.in_(SQL("(SELECT value::bigint FROM jsonb_array_elements_text(%s::jsonb))", [json.dumps(items)]))
 
 
 def _dup_expr(n: DupTerm):
