@@ -86,7 +86,7 @@ def test_a_tag_added_by_another_process_shows_on_its_card_cursor_and_selection_k
             started = time.monotonic()
             proc = _tag_in_other_process(db_path, target, "livetag")
             await _wait_process(pilot, proc)
-            await settle(pilot, lambda: "livetag" in _card(browser, target).tags, timeout=5, what="the new tag")
+            await settle(pilot, lambda: "livetag" in _card(browser, target).tags, timeout=15, what="the new tag")
             assert time.monotonic() - started < 60
             await settle(pilot)
             assert "livetag" in screen_text(app)  # the first tag is on the card
@@ -123,6 +123,6 @@ def test_no_refresh_while_the_user_types_a_search_then_it_comes(tmp_path, db_pat
             assert "livetag" not in _card(browser, target).tags
             assert search.value == "1gi"  # what the user typed is untouched
             await pilot.press("escape")  # leaves the search bar: the next poll reloads
-            await settle(pilot, lambda: "livetag" in _card(browser, target).tags, timeout=5, what="the new tag")
+            await settle(pilot, lambda: "livetag" in _card(browser, target).tags, timeout=15, what="the new tag")
 
     asyncio.run(go())

@@ -740,12 +740,18 @@ class BrowserScreen(MarkKeys, TrashKeys, CheckKeys, Screen):
 
     def _may_refresh(self) -> bool:
         """Not under a dialog or another screen, not while the user types a search, not
-        before the first page or during a bulk edit (which reloads when it ends)."""
+        before the first page or during a bulk edit (which reloads when it ends), and not
+        while the page or count is still loading (a slow count under a job that commits
+        every second must not pile up threads)."""
         return (
             self.app.screen is self
             and self.focused is not self.query_one("#browser-search", Input)
             and self.first_page_at is not None
             and self.bulk_token is None
+            and not any(
+                w.node is self and w.group in ("browser-count", "browser-page") and w.is_running
+                for w in self.app.workers
+            )
         )
 
     def _refresh_in_place(self) -> None:
