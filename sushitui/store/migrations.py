@@ -434,6 +434,9 @@ def _sqlite_only(statement: str) -> bool:
 # Migration 1 on PostgreSQL also creates what SQLite has built in and sushitui's raw SQL
 # uses: GLOB (operator #~#), json_each / json_extract over TEXT holding JSON.
 PG_FUNCTIONS_V1: tuple[str, ...] = (
+    r"""CREATE OR REPLACE FUNCTION sushitui_regex_char(ch text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE WHEN ch ~ '^[A-Za-z0-9]$' THEN ch ELSE '\' || ch END $$""",
     r"""CREATE OR REPLACE FUNCTION sushitui_glob_regex(p text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
@@ -442,6 +445,11 @@ DECLARE
     j int;
     n int := length(p);
     c text;
+    c2 text;
+    hi text;
+    prior text;
+    cls text;
+    inv boolean;
 BEGIN
     WHILE i <= n LOOP
         c := substr(p, i, 1);
@@ -450,14 +458,38 @@ BEGIN
         ELSIF c = chr(63) THEN
             out := out || '.';
         ELSIF c = '[' THEN
+            -- a class as SQLite's patternCompare reads it: optional ^, a leading ] is
+            -- literal, x-y is a range only after a single character and before another
+            -- (a reversed range adds nothing), every other character is literal
             j := i + 1;
-            IF j <= n AND substr(p, j, 1) = '^' THEN j := j + 1; END IF;
-            IF j <= n AND substr(p, j, 1) = ']' THEN j := j + 1; END IF;
-            WHILE j <= n AND substr(p, j, 1) <> ']' LOOP j := j + 1; END LOOP;
+            inv := false;
+            cls := '';
+            prior := NULL;
+            IF j <= n AND substr(p, j, 1) = '^' THEN inv := true; j := j + 1; END IF;
+            IF j <= n AND substr(p, j, 1) = ']' THEN cls := '\]'; j := j + 1; END IF;
+            WHILE j <= n AND substr(p, j, 1) <> ']' LOOP
+                c2 := substr(p, j, 1);
+                IF c2 = '-' AND prior IS NOT NULL AND j < n AND substr(p, j + 1, 1) <> ']' THEN
+                    hi := substr(p, j + 1, 1);
+                    IF ascii(prior) <= ascii(hi) THEN
+                        cls := cls || sushitui_regex_char(prior) || '-' || sushitui_regex_char(hi);
+                    END IF;
+                    prior := NULL;
+                    j := j + 2;
+                ELSE
+                    cls := cls || sushitui_regex_char(c2);
+                    prior := c2;
+                    j := j + 1;
+                END IF;
+            END LOOP;
             IF j > n THEN
                 RETURN '[^\s\S]';  -- an unclosed class matches nothing (as in SQLite)
             END IF;
-            out := out || '[' || replace(substr(p, i + 1, j - i - 1), '\', '\\') || ']';
+            IF cls = '' THEN
+                out := out || CASE WHEN inv THEN '[\s\S]' ELSE '[^\s\S]' END;
+            ELSE
+                out := out || '[' || CASE WHEN inv THEN '^' ELSE '' END || cls || ']';
+            END IF;
             i := j;
         ELSIF strpos('.^$+(){}|\[]', c) > 0 THEN
             out := out || '\' || c;
