@@ -69,6 +69,18 @@ def cancel_after_write(monkeypatch):
     return arm
 
 
+PG_FIXTURES = {"pg_server", "pg_url", "pg_db", "pg_template"}
+
+
+def pytest_itemcollected(item):
+    """Tests on the PostgreSQL backend belong to the full run (CI): each starts from a
+    fresh database (~1 s), which the quick run (``-m "not slow"``) cannot afford."""
+    callspec = getattr(item, "callspec", None)
+    on_pg = callspec is not None and callspec.params.get("db_path") == "postgres"
+    if on_pg or PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_modifyitems(config, items):
     """``gpu`` tests need onnxruntime with CUDA really active: they run only when ``-m``
     names them (``python -m pytest -m gpu``); every other run deselects them, so CI on
