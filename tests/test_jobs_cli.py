@@ -147,7 +147,8 @@ def test_cpu_jobs_of_two_datasets_run_side_by_side(db, db_path, tmp_path):
 
 @pytest.mark.slow
 def test_attach_follows_a_job_to_its_end_and_ctrl_c_only_detaches(db, db_path, tmp_path):
-    image_dataset(tmp_path / "data", "cats", 40)
+    # 300 images (~9 s at CI speed): with 40 the job had ended before Ctrl-C reached attach
+    image_dataset(tmp_path / "data", "cats", 300)
     job_id = detach(db_path, autotag_argv(db_path, "cats"))
     watcher = subprocess.Popen(
         [sys.executable, "-m", "sushitui", "--db", str(db_path), "jobs", "attach", str(job_id)],

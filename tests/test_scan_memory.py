@@ -10,14 +10,12 @@ counts allocations, not time: the figures do not move with the machine's load.
 
 from __future__ import annotations
 
-import functools
-import tracemalloc
+import json
+import os
+import subprocess
+import sys
 
 import pytest
-
-from sushitui.dataset import registry, scanner
-from sushitui.dataset.registry import DatasetSettings, add_dataset
-from sushitui.dataset.synthetic import generate_dataset
 
 # The planned jobs of a whole scan cost ~1.2 KB per item before they were planned one
 # folder at a time, and the walk's file lists ~180 bytes a file before they were packed;
@@ -27,35 +25,59 @@ from sushitui.dataset.synthetic import generate_dataset
 MAX_BYTES_PER_ITEM = 250
 
 
-def _peak_traced(tmp_path, name: str, n: int) -> int:
-    root = tmp_path / name
+MEASURE = r"""
+import functools, json, sys, tracemalloc
+from sushitui.dataset import registry, scanner
+from sushitui.dataset.registry import DatasetSettings, add_dataset
+from sushitui.dataset.synthetic import generate_dataset
+from sushitui.store import open_database
+
+tmp, small_n, big_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+open_database(tmp + "/sushitui.db")
+# Small batches so that what is in flight (one write batch, the folder being planned) is
+# already at its full size in the smaller scan; in this process (no workers), so
+# tracemalloc sees the file work too and nothing depends on timing. The index is
+# deferred in both scans.
+scanner.BATCH, scanner.WRITE_BATCH, scanner.DEFER_INDEX_MIN_ITEMS = 100, 500, 1000
+registry.scan_dataset = functools.partial(scanner.scan_dataset, workers=1)
+
+
+def peak(name, n):
+    root = tmp + "/" + name
     generate_dataset(root, n, seed=3, tags_per_item=(20, 20), items_per_dir=250)
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        _ds, report = add_dataset(DatasetSettings(name, str(root)))
-        peak = tracemalloc.get_traced_memory()[1]
+        _ds, report = add_dataset(DatasetSettings(name, root))
+        top = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert report.items_added == n and not report.cancelled
-    return peak - before
+    assert report.items_added == n and not report.cancelled, report
+    return top - before
+
+
+peak("warm-up", small_n)  # what is loaded or cached once per process
+print(json.dumps({"small": peak("small", small_n), "big": peak("big", big_n)}))
+"""
 
 
 @pytest.mark.slow
-def test_first_scan_heap_does_not_grow_with_the_number_of_items(db, tmp_path, monkeypatch):
-    # Small batches so that what is in flight (one write batch, the folder being planned)
-    # is already at its full size in the smaller scan; in this process (no workers), so
-    # tracemalloc sees the file work too and nothing depends on timing. The index is
-    # deferred in both scans.
-    monkeypatch.setattr(scanner, "BATCH", 100)
-    monkeypatch.setattr(scanner, "WRITE_BATCH", 500)
-    monkeypatch.setattr(scanner, "DEFER_INDEX_MIN_ITEMS", 1000)
-    monkeypatch.setattr(registry, "scan_dataset", functools.partial(scanner.scan_dataset, workers=1))
+def test_first_scan_heap_does_not_grow_with_the_number_of_items(tmp_path):
+    # A process of its own: what earlier tests left in this one (log levels that keep
+    # records, caches) is not the scan's memory.
     small_n, big_n = 2000, 8000
-    _peak_traced(tmp_path, "warm-up", small_n)  # what is loaded or cached once per process
-    small = _peak_traced(tmp_path, "small", small_n)
-    big = _peak_traced(tmp_path, "big", big_n)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(tmp_path), str(small_n), str(big_n)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    small, big = figures["small"], figures["big"]
     per_item = (big - small) / (big_n - small_n)
     assert per_item < MAX_BYTES_PER_ITEM, (
         f"peak Python heap of a first scan: {small / 2**20:.1f} MB at {small_n:,} items, "
