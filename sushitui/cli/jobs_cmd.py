@@ -306,10 +306,15 @@ def _draw(j) -> str:
 
 
 def cmd_attach(args) -> int:
+    import signal
+
     from sushitui.jobs import FINAL, get_job, reap
     from sushitui.sanitize import for_terminal
 
     _open(args)
+    # Ctrl-C detaches even when this process was started with SIGINT ignored (from a
+    # background shell job or a script): Python then installs no KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tty = sys.stderr.isatty()
     last = ""
     try:
