@@ -55,7 +55,7 @@ def _folder(db_path, root, captions):
 
 
 def _run_app(monkeypatch, db_path, drive):
-    """``sushitui.tui.app.run`` as ``sushitui`` calls it, with the terminal replaced by a
+    """``sushitui`` with no command (the CLI's ``run_app``), with the terminal replaced by a
     Pilot that runs ``drive(app, pilot)``; returns run's exit code."""
     from sushitui.tui import app as app_module
 
@@ -69,7 +69,11 @@ def _run_app(monkeypatch, db_path, drive):
         asyncio.run(go())
 
     monkeypatch.setattr(app_module.SushiApp, "run", headless_run)
-    return app_module.run(db_path)
+    from argparse import Namespace
+
+    from sushitui.cli.app_cmd import run_app
+
+    return run_app(Namespace(db=str(db_path), demo=False))
 
 
 def test_an_edit_that_cannot_be_saved_on_quit_is_printed_after_exit(db_path, tmp_path, monkeypatch, capsys, no_images):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -345,17 +344,15 @@ def _action_target(app: App, node, action: str) -> tuple:
     return (node, action)
 
 
-def run(db_path: str | os.PathLike, open_dataset: str | None = None) -> int:
-    """Start the app (``sushitui`` with no command) and return its exit code;
-    ``open_dataset`` opens that dataset's browser at once (``--demo``)."""
+def run(db_path: str | os.PathLike, open_dataset: str | None = None) -> tuple[int, list[str]]:
+    """Start the app (``sushitui`` with no command); returns its exit code and the edits
+    lost on the way out as terminal-safe lines, for the command to print once the
+    terminal is back. ``open_dataset`` opens that dataset's browser at once (``--demo``)."""
     # Must happen before the app owns the terminal: protocol and cell-size detection.
     import textual_image.widget  # noqa: F401
 
     app = SushiApp(db_path, open_dataset=open_dataset)
     app.run()
     lost = app.exit_report.shown_lines()
-    for line in lost:
-        print(line, file=sys.stderr)
-    if lost:
-        return app.return_code or 1  # an edit was lost: say so to a calling script too
-    return app.return_code or 0
+    # an edit was lost: say so to a calling script too
+    return (app.return_code or (1 if lost else 0)), lost
