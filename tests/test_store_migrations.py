@@ -24,8 +24,9 @@ from sushitui.store.models import ALL_MODELS, Dataset, Item, ItemTag
 
 V1_FILE = Path(__file__).parent / "data" / "v1.sqlite"
 # tables of the migrations that no model maps: migrate()'s own bookkeeping and the raw-SQL
-# store behind group: counts (sushitui/store/group_index.py)
-TABLES_WITHOUT_MODEL = {"schema_migrations", "group_item", "group_item_state"}
+# stores behind group: counts (sushitui/store/group_index.py) and rare-combination pages
+# (sushitui/store/tag_bitmaps.py)
+TABLES_WITHOUT_MODEL = {"schema_migrations", "group_item", "group_item_state", "tag_bitmap"}
 
 
 def _v1_copy(tmp_path: Path) -> Path:

@@ -40,7 +40,16 @@ from sushitui.dataset.tables import (
     write_table_cells,
 )
 from sushitui.dataset.write_lock import DEFAULT_WAIT_S, dataset_write_lock
-from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, write_transaction
+from sushitui.store import (
+    Caption,
+    Dataset,
+    Item,
+    ItemTag,
+    current_database,
+    group_index,
+    tag_bitmaps,
+    write_transaction,
+)
 from sushitui.tags.normalize import dedupe, join_tags, match_key, split_tags
 
 MAIN = "main"
@@ -615,6 +624,7 @@ def set_tags_many(
         cursor.executemany("UPDATE item SET updated_at = ?, tag_count = ? WHERE id = ?", main_rows)
         cursor.executemany("UPDATE item SET updated_at = ? WHERE id = ?", other_rows)
         group_index.apply_tag_changes(current_database(), added, removed)
+        tag_bitmaps.forget(current_database(), {n for _i, n in added} | {n for _i, n in removed})
     return report
 
 

@@ -37,7 +37,17 @@ from sushitui.dataset.captions import (
 from sushitui.dataset.paths import to_abs
 from sushitui.dataset.tables import TABLE_SOURCE
 from sushitui.dataset.write_lock import EDITOR_WAIT_S, dataset_write_lock
-from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, group_index, tuple_rows, write_transaction
+from sushitui.store import (
+    Caption,
+    Dataset,
+    Item,
+    ItemTag,
+    current_database,
+    group_index,
+    tag_bitmaps,
+    tuple_rows,
+    write_transaction,
+)
 from sushitui.tags.normalize import dedupe, join_tags, split_tags
 
 MAX_PRESETS = 9
@@ -492,6 +502,7 @@ def _delete_caption_locked(c: Caption, item: Item) -> None:
         if c.type == "tags" and c.subtype == MAIN:
             Item.update(tag_count=0).where(Item.id == item.id).execute()
         group_index.refresh_items(current_database(), [item.id])
+        tag_bitmaps.forget_all(current_database())
 
 
 # --- quick-tagging presets (QT-3) ---------------------------------------------------------

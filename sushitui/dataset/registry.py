@@ -21,7 +21,7 @@ from sushitui.dataset.scan_worker import CAPTION_TYPES
 from sushitui.dataset.scanner import ScanError, ScanReport, scan_dataset
 from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressCallback
-from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, write_transaction
+from sushitui.store import Caption, Dataset, Item, ItemTag, current_database, tag_bitmaps, write_transaction
 
 DATASET_TYPES = ("auto", "single", "pairs")
 NAME_MAX = 100
@@ -353,6 +353,7 @@ def remove_dataset(name: str | int | Dataset) -> int:
         n = Item.select().where(Item.dataset == ds.id).count()
         items = Item.select(Item.id).where(Item.dataset == ds.id)
         ItemTag.delete().where(ItemTag.item.in_(items)).execute()
+        tag_bitmaps.forget_all(db)  # their bits would outlive the items (a later scan may reuse ids)
         Caption.delete().where(Caption.item.in_(items)).execute()
         db.execute_sql("DELETE FROM item WHERE dataset_id = ?", (ds.id,))
         ds.delete_instance()

@@ -18,7 +18,7 @@ from sushitui.dataset.grouping import ItemGroup
 from sushitui.dataset.scan_worker import read_caption_file, tag_pairs, tags_json
 from sushitui.dataset.tables import EXTERNAL_SOURCES
 from sushitui.dataset.write_lock import dataset_write_lock
-from sushitui.store import Dataset, StoreError, group_index, write_transaction
+from sushitui.store import Dataset, StoreError, group_index, tag_bitmaps, write_transaction
 from sushitui.store.natural_key import natural_key
 
 _ITEM_COLS = (
@@ -167,6 +167,7 @@ class Writer:
                 raise StoreError(f"dataset {self.dataset.name!r} was removed while it was being scanned")
             # tags of this dataset change below: its stored group answers are rebuilt on demand
             group_index.invalidate_dataset(db, self.dataset.id)
+            tag_bitmaps.forget_all(db)
             indexed_files = self._indexed_caption_files(batches)
             next_item = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM item").fetchone()[0]
             next_cap = db.execute_sql("SELECT COALESCE(MAX(id), 0) + 1 FROM caption").fetchone()[0]
@@ -440,6 +441,7 @@ class Writer:
 
     def delete_items(self, ids: list[int]) -> None:
         group_index.invalidate_dataset(self.db, self.dataset.id)
+        tag_bitmaps.forget_all(self.db)
         cur = self.db.cursor()
         for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))

@@ -379,6 +379,21 @@ def _migrate_v11(db: SqliteDatabase) -> None:
     _run(SCHEMA_V11)(db)
 
 
+# Migration 12: which items have a tag, one bit per item id (issue 24,
+# sushitui.store.tag_bitmaps): pages of frequent tags that rarely occur together are
+# answered from these instead of every row of the tags' index lists. Built on first use,
+# forgotten by the writers that change a tag's rows.
+SCHEMA_V12: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS tag_bitmap (
+        norm TEXT NOT NULL PRIMARY KEY,
+        first_id INTEGER NOT NULL,
+        item_count INTEGER NOT NULL,
+        bits BLOB NOT NULL,
+        built_at REAL NOT NULL
+    )""",
+)
+
+
 def _run(statements: tuple[str, ...], postgres: tuple[str, ...] = ()) -> Callable[[SqliteDatabase], None]:
     """Run the statements; on PostgreSQL each in its PostgreSQL form (``pg_form``) and then
     ``postgres``, the statements only PostgreSQL needs."""
@@ -557,6 +572,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Any], None]]] = [
     (9, "item.rating, item.flags, item.crop: a user's marks", _migrate_v9),
     (10, "dataset.suffix_separator, folder_caption, caption_tables: more folder layouts", _migrate_v10),
     (11, "dataset.host_roots: the dataset's folder on each machine", _migrate_v11),
+    (12, "tag_bitmap: which items have a tag, for pages of rare combinations", _run(SCHEMA_V12)),
 ]
 # the highest, not the last: migrations written at the same time may be appended out of order
 LATEST_VERSION = max(version for version, _name, _fn in MIGRATIONS)
