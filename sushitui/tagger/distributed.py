@@ -395,29 +395,44 @@ def ray_pipeline(
         ds = _model_stage(ray, ds, runner, b)
     seen: set[int] = set()
     where: set[str] = set()
+    try:
+        with stream_batches(ds) as batches:
+            for out in batches:
+                unreadable = [
+                    (str(node), str(path))
+                    for node, path, bad in zip(out["node"], out["path"], out["unreadable"])
+                    if bad
+                ]
+                if unreadable:
+                    raise _unreadable_error(unreadable)
+                where.update(str(w) for w in out["where"])
+                good: list[int] = []
+                for row, index in enumerate(out["index"].tolist()):
+                    if index in seen:  # a retried block delivered again: never written twice
+                        continue
+                    seen.add(index)
+                    if out["ok"][row]:
+                        good.append(row)
+                    else:
+                        yield Failure(index, None, str(out["error"][row]))
+                if good:
+                    runner.runs += math.ceil(len(good) / b)
+                    yield BatchResult([int(out["index"][r]) for r in good], [None] * len(good), out["probs"][good])
+                if cancel is not None and cancel.cancelled:
+                    break
+    finally:
+        if notes is not None:
+            notes.extend(f"model actor on {w}" for w in sorted(where))
+
+
+@contextmanager
+def stream_batches(ds) -> Iterator[Any]:
+    """The dataset's output batches, one block at a time. Closed on the way out, so a
+    cancelled or failed run stops the actors' work; a UserError raised in an actor is
+    raised again unwrapped, so the user sees its message, not Ray's traceback."""
     batches = ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
     try:
-        for out in batches:
-            unreadable = [
-                (str(node), str(path)) for node, path, bad in zip(out["node"], out["path"], out["unreadable"]) if bad
-            ]
-            if unreadable:
-                raise _unreadable_error(unreadable)
-            where.update(str(w) for w in out["where"])
-            good: list[int] = []
-            for row, index in enumerate(out["index"].tolist()):
-                if index in seen:  # a retried block delivered again: never written twice
-                    continue
-                seen.add(index)
-                if out["ok"][row]:
-                    good.append(row)
-                else:
-                    yield Failure(index, None, str(out["error"][row]))
-            if good:
-                runner.runs += math.ceil(len(good) / b)
-                yield BatchResult([int(out["index"][r]) for r in good], [None] * len(good), out["probs"][good])
-            if cancel is not None and cancel.cancelled:
-                break
+        yield batches
     except Exception as exc:
         cause = _user_error_in(exc)
         if cause is not None and cause is not exc:
@@ -427,8 +442,6 @@ def ray_pipeline(
         close = getattr(batches, "close", None)
         if close is not None:
             close()
-        if notes is not None:
-            notes.extend(f"model actor on {w}" for w in sorted(where))
 
 
 def _user_error_in(exc: BaseException) -> UserError | None:

@@ -29,9 +29,9 @@ from sushitui.tagger.distributed import (
     MAX_BLOCKS,
     Cluster,
     _unreadable_error,
-    _user_error_in,
     cluster,
     import_ray,
+    stream_batches,
 )
 
 
@@ -152,8 +152,7 @@ def _dispatcher(c: Cluster, actors: int | None, extra: Sequence[Any]) -> Callabl
         )
         by_index = {j.index: j for j in jobs}
         seen: set[int] = set()
-        batches = ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
-        try:
+        with stream_batches(ds) as batches:
             for out in batches:
                 results = [json.loads(str(r)) for r in out["result"]]
                 unreadable = [(r["node"], r["unreadable"]) for r in results if "unreadable" in r]
@@ -176,15 +175,6 @@ def _dispatcher(c: Cluster, actors: int | None, extra: Sequence[Any]) -> Callabl
                 run.emit()
                 if run.cancelled():
                     break
-        except Exception as exc:
-            cause = _user_error_in(exc)
-            if cause is not None and cause is not exc:
-                raise type(cause)(str(cause)) from exc
-            raise
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
 
     return dispatch
 
