@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from sushitui.dataset.caption_files import (
     CaptionConflict,
@@ -339,7 +339,11 @@ def _expected(caption: Caption | None, force: bool, base: Any) -> FileState | No
     return caption_state(caption) if base is UNSET else base
 
 
-def _write_file(
+_Written = TypeVar("_Written", FileState, StagedWrite)
+
+
+def _to_file(
+    how: Callable[..., _Written],
     dataset: Dataset,
     caption: Caption | None,
     rel: str,
@@ -347,10 +351,12 @@ def _write_file(
     force: bool,
     base: Any = UNSET,
     allow_lossy: bool = False,
-) -> FileState:
+) -> _Written:
+    """``how`` (``write_atomic``, or ``stage_atomic`` for a batch) applied to a caption's
+    file, checked against what the editor read and kept in the file's encoding."""
     path = to_abs(dataset.root_path, rel)
     encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
-    return write_atomic(
+    return how(
         path,
         text,
         expected=_expected(caption, force, base),
@@ -360,25 +366,29 @@ def _write_file(
     )
 
 
-def _stage_file(
-    dataset: Dataset,
-    caption: Caption | None,
-    rel: str,
-    text: str,
-    force: bool,
-    base: Any = UNSET,
-    allow_lossy: bool = False,
-) -> StagedWrite:
-    path = to_abs(dataset.root_path, rel)
-    encoding = caption.encoding if caption is not None and caption.encoding == "utf-8-sig" else None
-    return stage_atomic(
-        path,
-        text,
-        expected=_expected(caption, force, base),
-        encoding=encoding,
-        root=dataset.root_path,
-        allow_lossy=allow_lossy or force,
-    )
+def _problem(item_id: int, path: str, exc: Exception) -> EditProblem:
+    """The report line of an edit not written: a conflict and a file error keep the
+    exception, so a single edit re-raises its kind."""
+    if isinstance(exc, CaptionConflict):
+        return EditProblem(item_id, path, str(exc), exc)
+    if isinstance(exc, CaptionFileError):
+        return EditProblem(item_id, path, str(exc), error=exc)
+    return EditProblem(item_id, path, str(exc))
+
+
+def _write_tables_reported(report: EditReport, item_ids: Sequence[int], writes: Sequence[_TableWrite]) -> list[bool]:
+    """``_write_tables`` with its outcome in ``report``: each problem, and each table file
+    written, listed once. True per write that landed."""
+    landed: list[bool] = []
+    tables_written: set[str] = set()
+    for item_id, (table, problem, _state) in zip(item_ids, _write_tables(writes)):
+        if problem is not None:
+            report.problems.append(_problem(item_id, table, problem))
+        elif table not in tables_written:
+            tables_written.add(table)
+            report.files_written.append(table)
+        landed.append(problem is None)
+    return landed
 
 
 def _by_dataset(items: Iterable[Item]) -> dict[int, Dataset]:
@@ -498,54 +508,37 @@ def set_tags_many(
                     _check_slot_free(rel, "tags", sub, siblings)
                 if caption is None or not caption.file_path:
                     _register_subtype(dataset, sub)
+                text = join_tags(tags)
                 if batch_sync:
-                    staged.append(
-                        (
-                            (edit, caption, rel, tags, sub),
-                            _stage_file(dataset, caption, rel, join_tags(tags), force, edit.base, allow_lossy),
-                        )
-                    )
+                    staged_write = _to_file(stage_atomic, dataset, caption, rel, text, force, edit.base, allow_lossy)
+                    staged.append(((edit, caption, rel, tags, sub), staged_write))
                     continue
-                state = _write_file(dataset, caption, rel, join_tags(tags), force, edit.base, allow_lossy)
-            except CaptionConflict as exc:
-                report.problems.append(EditProblem(item.id, rel, str(exc), exc))
-                continue
-            except CaptionFileError as exc:
-                report.problems.append(EditProblem(item.id, rel, str(exc), error=exc))
-                continue
-            except ValueError as exc:
-                report.problems.append(EditProblem(item.id, rel, str(exc)))
+                state = _to_file(write_atomic, dataset, caption, rel, text, force, edit.base, allow_lossy)
+            except (CaptionFileError, ValueError) as exc:
+                report.problems.append(_problem(item.id, rel, exc))
                 continue
             report.files_written.append(rel)
         applied.append((edit, caption, rel, tags, sub, state))
     if table_writes:
-        tables_written: set[str] = set()
-        results = _write_tables(
+        landed = _write_tables_reported(
+            report,
+            [e.item.id for e, *_ in table_writes],
             [
                 _TableWrite(
                     datasets[e.item.dataset_id], c, join_tags(tags), *_cell_expected(c, False if force else e.base)
                 )
                 for e, c, tags, _s in table_writes
-            ]
+            ],
         )
-        for (edit, caption, tags, sub), (table, problem, _state) in zip(table_writes, results):
-            if isinstance(problem, CaptionConflict):
-                report.problems.append(EditProblem(edit.item.id, table, str(problem), problem))
-            elif problem is not None:
-                report.problems.append(EditProblem(edit.item.id, table, str(problem), error=problem))
-            else:
-                if table not in tables_written:
-                    tables_written.add(table)
-                    report.files_written.append(table)
+        for (edit, caption, tags, sub), ok in zip(table_writes, landed):
+            if ok:
                 report.written[edit.item.id] = (sub, CellBase(join_tags(tags)))
                 applied.append((edit, caption, None, tags, sub, None))
     if staged:
         for (entry, _), result in zip(staged, publish_staged([st for _, st in staged])):
             edit, caption, rel, tags, sub = entry
-            if isinstance(result, CaptionConflict):
-                report.problems.append(EditProblem(edit.item.id, rel, str(result), result))
-            elif isinstance(result, CaptionFileError):
-                report.problems.append(EditProblem(edit.item.id, rel, str(result), error=result))
+            if isinstance(result, CaptionFileError):
+                report.problems.append(_problem(edit.item.id, rel, result))
             else:
                 report.files_written.append(rel)
                 applied.append((edit, caption, rel, tags, sub, result))
@@ -790,7 +783,7 @@ def _set_text_locked(
         _check_slot_free(rel, ctype, subtype, siblings)
     if caption is None or not caption.file_path:
         _register_subtype(dataset, subtype or ctype)
-    state = _write_file(dataset, caption, rel, text, force, base, allow_lossy)
+    state = _to_file(write_atomic, dataset, caption, rel, text, force, base, allow_lossy)
     now = time.time()
     with write_transaction():
         if caption is None:
@@ -891,39 +884,23 @@ def _set_texts_locked(
                 _check_slot_free(rel, ctype, sub, siblings)
             if caption is None or not caption.file_path:
                 _register_subtype(dataset, sub or ctype)
-            staged.append(_stage_file(dataset, caption, rel, edit.text, False, edit.base))
-        except CaptionConflict as exc:
-            report.problems.append(EditProblem(item.id, rel, str(exc), exc))
-            continue
-        except CaptionFileError as exc:
-            report.problems.append(EditProblem(item.id, rel, str(exc), error=exc))
-            continue
-        except ValueError as exc:
-            report.problems.append(EditProblem(item.id, rel, str(exc)))
+            staged.append(_to_file(stage_atomic, dataset, caption, rel, edit.text, False, edit.base))
+        except (CaptionFileError, ValueError) as exc:
+            report.problems.append(_problem(item.id, rel, exc))
             continue
         planned.append((edit, caption, rel, sub))
     table_done: list[tuple[TextEdit, Caption]] = []
     if in_tables:
-        tables_written: set[str] = set()
-        results = _write_tables(
-            [_TableWrite(dataset, c, e.text.strip(), *_cell_expected(c, e.base)) for e, c in in_tables]
+        landed = _write_tables_reported(
+            report,
+            [e.item.id for e, _c in in_tables],
+            [_TableWrite(dataset, c, e.text.strip(), *_cell_expected(c, e.base)) for e, c in in_tables],
         )
-        for (edit, caption), (table, problem, _state) in zip(in_tables, results):
-            if isinstance(problem, CaptionConflict):
-                report.problems.append(EditProblem(edit.item.id, table, str(problem), problem))
-            elif problem is not None:
-                report.problems.append(EditProblem(edit.item.id, table, str(problem), error=problem))
-            else:
-                if table not in tables_written:
-                    tables_written.add(table)
-                    report.files_written.append(table)
-                table_done.append((edit, caption))
+        table_done.extend(pair for pair, ok in zip(in_tables, landed) if ok)
     done: list[tuple[TextEdit, Caption | None, str, str, FileState]] = []
     for (edit, caption, rel, sub), result in zip(planned, publish_staged(staged) if staged else []):
-        if isinstance(result, CaptionConflict):
-            report.problems.append(EditProblem(edit.item.id, rel, str(result), result))
-        elif isinstance(result, CaptionFileError):
-            report.problems.append(EditProblem(edit.item.id, rel, str(result), error=result))
+        if isinstance(result, CaptionFileError):
+            report.problems.append(_problem(edit.item.id, rel, result))
         else:
             report.files_written.append(rel)
             done.append((edit, caption, rel, sub, result))
