@@ -80,6 +80,24 @@ class CaptionView:
     def embedded(self) -> bool:
         return self.file_path is None and self.source in EMBEDDED_SOURCES
 
+    @classmethod
+    def of(cls, c: Caption) -> CaptionView:
+        """The view of an index row, with the file state it records (an editor's base)."""
+        return cls(
+            c.id,
+            c.type,
+            c.subtype,
+            c.content,
+            c.language or "auto",
+            c.source,
+            c.source_field,
+            c.file_path,
+            c.updated_at,
+            c.encoding,
+            bool(c.encoding_flagged),
+            caption_state(c),
+        )
+
 
 @dataclass
 class ItemView:
@@ -197,22 +215,7 @@ def load_item_view(item_id: int) -> ItemView:
         problems=item.problems,
     )
     for c in Caption.select().where(Caption.item == item.id).order_by(Caption.type, Caption.subtype, Caption.id):
-        view.captions.append(
-            CaptionView(
-                c.id,
-                c.type,
-                c.subtype,
-                c.content,
-                c.language or "auto",
-                c.source,
-                c.source_field,
-                c.file_path,
-                c.updated_at,
-                c.encoding,
-                bool(c.encoding_flagged),
-                caption_state(c),
-            )
-        )
+        view.captions.append(CaptionView.of(c))
     rows = (
         ItemTag.select(ItemTag.subtype, ItemTag.tag)
         .where(ItemTag.item == item.id)
@@ -326,20 +329,7 @@ def save_text(
         allow_lossy=allow_lossy,
         lock_wait=EDITOR_WAIT_S,
     )
-    saved = CaptionView(
-        c.id,
-        c.type,
-        c.subtype,
-        c.content,
-        c.language or "auto",
-        c.source,
-        c.source_field,
-        c.file_path,
-        c.updated_at,
-        c.encoding,
-        bool(c.encoding_flagged),
-        caption_state(c),
-    )
+    saved = CaptionView.of(c)
     if view is not None:
         view.bases[(ctype, c.subtype)] = CellBase(c.content) if in_table(c) else saved.state
     return saved
