@@ -86,6 +86,14 @@ def chunks(seq, n: int):
         yield seq[i : i + n]
 
 
+def _fileless_caption_row(
+    cid: int, item_id: int, ctype: str, subtype: str, text: str, source: str, fieldname: str | None, now: float
+) -> tuple:
+    """A caption row (column order of the caption insert) with no file of its own: a
+    table cell or embedded metadata, so no path, size, mtime, hash or encoding."""
+    return (cid, item_id, ctype, subtype, text, "auto", source, fieldname, None, None, None, None, None, 0, now, now)
+
+
 class Writer:
     """Turns worker results into rows; ``write`` commits one batch."""
 
@@ -267,24 +275,7 @@ class Writer:
                         cid = next_cap
                         next_cap += 1
                         captions.append(
-                            (
-                                cid,
-                                item_id,
-                                ctype,
-                                subtype,
-                                text,
-                                "auto",
-                                source,
-                                fieldname,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                0,
-                                now,
-                                now,
-                            )
+                            _fileless_caption_row(cid, item_id, ctype, subtype, text, source, fieldname, now)
                         )
                         pairs = tag_pairs(text) if ctype == "tags" else None
                         if pairs:
@@ -299,24 +290,7 @@ class Writer:
                         cid = next_cap
                         next_cap += 1
                         captions.append(
-                            (
-                                cid,
-                                item_id,
-                                ctype,
-                                subtype,
-                                text,
-                                "auto",
-                                source,
-                                fieldname,
-                                None,
-                                None,
-                                None,
-                                None,
-                                None,
-                                0,
-                                now,
-                                now,
-                            )
+                            _fileless_caption_row(cid, item_id, ctype, subtype, text, source, fieldname, now)
                         )
                         if mtags:
                             tag_sets.append((item_id, cid, subtype, source, tags_json(mtags)))
