@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,29 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("SUSHITUI_DB", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state():
+    """What an in-process command (tests/cli_support.run_cli, ``cli.main``) changes for
+    the whole process is put back after each test: the SIGINT/SIGTERM handlers and the
+    ``sushitui`` logger's level and handlers. A leaked ignored SIGINT was inherited by a
+    later test's child process, a leaked SIGTERM handler kept a killed pytest alive."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in signals} if main_thread else {}
+    logger = logging.getLogger("sushitui")
+    level, log_handlers = logger.level, list(logger.handlers)
+    yield
+    for s, handler in handlers.items():
+        if handler is not None and signal.getsignal(s) is not handler:
+            signal.signal(s, handler)
+    for added in [h for h in logger.handlers if h not in log_handlers]:
+        logger.removeHandler(added)
+        added.close()
+    for lost in [h for h in log_handlers if h not in logger.handlers]:
+        logger.addHandler(lost)
+    logger.setLevel(level)
 
 
 @pytest.fixture
