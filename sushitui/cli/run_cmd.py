@@ -5,7 +5,9 @@ prints."""
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from sushitui.cli.common import (
     SQLITE_INT_MAX,
@@ -21,6 +23,10 @@ from sushitui.cli.common import (
     out,
     reply,
 )
+from sushitui.progress import CancelToken
+
+if TYPE_CHECKING:
+    from sushitui.training.recorder import Run
 
 
 def register(subparsers) -> None:
@@ -276,9 +282,10 @@ def cmd_remove(args) -> int:
     return 0
 
 
-@_guard
-def cmd_record(args) -> int:
-    from sushitui.training.jsonl_record import record_jsonl
+@contextmanager
+def _open_run(args) -> Iterator[tuple[Run, TerminalProgress, CancelToken]]:
+    """The run named by ``args.run``, open for recording, with a progress bar and a
+    Ctrl-C token for the work done with it; the bar and the run are closed after."""
     from sushitui.training.recorder import open_run
 
     db = open_db(args)
@@ -286,18 +293,26 @@ def cmd_record(args) -> int:
     bar = TerminalProgress(f"run {run.name}")
     try:
         with cancel_on_sigint() as token:
-            report = record_jsonl(
-                run,
-                args.source,
-                follow=args.follow,
-                idle_timeout=args.idle_timeout,
-                progress=bar,
-                cancel=token,
-                reread=args.reread,
-            )
+            yield run, bar, token
     finally:
         bar.close()
         run.close()
+
+
+@_guard
+def cmd_record(args) -> int:
+    from sushitui.training.jsonl_record import record_jsonl
+
+    with _open_run(args) as (run, bar, token):
+        report = record_jsonl(
+            run,
+            args.source,
+            follow=args.follow,
+            idle_timeout=args.idle_timeout,
+            progress=bar,
+            cancel=token,
+            reread=args.reread,
+        )
     if args.json:
         emit_json(
             {
@@ -330,29 +345,21 @@ def cmd_record(args) -> int:
 
 @_guard
 def cmd_sample(args) -> int:
-    from sushitui.training.recorder import open_run
     from sushitui.training.sample_file import write_sample_file
 
-    db = open_db(args)
-    run = open_run(args.run, db.database)
-    bar = TerminalProgress(f"run {run.name}")
-    try:
-        with cancel_on_sigint() as token:
-            rep = write_sample_file(
-                run,
-                args.out,
-                epochs=args.epochs,
-                sampler=args.sampler,
-                seed=args.seed,
-                history=args.history,
-                fmt=args.format,
-                epoch_size=args.epoch_size,
-                progress=bar,
-                cancel=token,
-            )
-    finally:
-        bar.close()
-        run.close()
+    with _open_run(args) as (run, bar, token):
+        rep = write_sample_file(
+            run,
+            args.out,
+            epochs=args.epochs,
+            sampler=args.sampler,
+            seed=args.seed,
+            history=args.history,
+            fmt=args.format,
+            epoch_size=args.epoch_size,
+            progress=bar,
+            cancel=token,
+        )
     if rep.cancelled:
         raise CliError("cancelled; no file written", 130)
     if args.json:
