@@ -193,6 +193,10 @@ def _insert_members(group_id: int, tags: Iterable[str], new_group: bool = False)
         return 0, 0
     keys = list(rows)
     existing: set[str] = set()
+    if not new_group and not TagGroupMember.select().where(TagGroupMember.group == group_id).exists():
+        # an empty group (the default groups a first start has just created) has no tag to
+        # look up: peewee building the IN lists for ~13,000 tags was a third of a first start
+        new_group = True
     for start in range(0, 0 if new_group else len(keys), 500):
         chunk = keys[start : start + 500]
         existing.update(
