@@ -9,6 +9,7 @@ The provider line is always visible while and after the run: a CPU fallback of
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -23,6 +24,9 @@ from sushitui.errors import UserError
 from sushitui.progress import CancelToken, ProgressEvent
 from sushitui.sanitize import for_terminal
 from sushitui.tui.widgets.progress import ProgressPanel
+
+if TYPE_CHECKING:
+    from sushitui.tagger.autotag import AutotagOptions
 
 log = logging.getLogger(__name__)
 
@@ -285,16 +289,24 @@ class AutotagDialog(ModalScreen):
         )
 
     # --- running ------------------------------------------------------------------------
-    def action_start(self) -> None:
+    def _claim_start(self) -> AutotagOptions | None:
+        """The form's options, with the dialog marked running; None when a run is going
+        already or the form is invalid (its error is shown)."""
         if self.running:
-            return
+            return None
         try:
             opts = self.build_options()
         except ValueError as exc:
             self._show_error(str(exc))
-            return
+            return None
         self._show_error(None)
         self.running = True
+        return opts
+
+    def action_start(self) -> None:
+        opts = self._claim_start()
+        if opts is None:
+            return
         self.token = CancelToken()
         self.query_one("#autotag-form").disabled = True
         self.query_one("#start", Button).disabled = True
@@ -306,15 +318,9 @@ class AutotagDialog(ModalScreen):
 
     def action_start_job(self) -> None:
         """The same run as a job (``sushitui autotag ... --detach``): it outlives the app."""
-        if self.running:
+        opts = self._claim_start()
+        if opts is None:
             return
-        try:
-            opts = self.build_options()
-        except ValueError as exc:
-            self._show_error(str(exc))
-            return
-        self._show_error(None)
-        self.running = True
         self._start_job(opts)
 
     @work(thread=True, exclusive=True, group="autotag", exit_on_error=False, description="Starting the auto-tag job")
