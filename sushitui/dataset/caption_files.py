@@ -284,7 +284,7 @@ def write_atomic(
         raise CaptionFileError(
             f"{staged.path}: not saved ({exc.strerror or exc}); the previous file is intact"
         ) from exc
-    _fsync_dir(staged.path.parent)
+    fsync_dir(staged.path.parent)
     return _state_after(staged)
 
 
@@ -498,7 +498,7 @@ def publish_staged(staged: list[StagedWrite]) -> list["FileState | CaptionFileEr
         folders.add(s.path.parent)
         results.append(state)
     for folder in folders:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     return results
 
 
@@ -514,7 +514,9 @@ def _discard(tmp: str) -> None:
         pass
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable. A folder that cannot be opened or synced
+    (some network mounts) is passed over: the rename is done and stays anyway."""
     try:
         dfd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from sushitui.dataset.caption_files import fsync_dir
 from sushitui.errors import UserError
 from sushitui.store import Item, current_database, write_transaction
 from sushitui.store.models import ITEM_FLAGS, Dataset
@@ -250,14 +251,7 @@ def write_marks_file(root: str | os.PathLike, marks: dict[str, Marks]) -> Path:
         except OSError:
             pass
         raise MarksError(f"{path}: cannot write the marks file ({exc.strerror or exc}); nothing was changed") from exc
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # the rename is done; a folder that cannot be synced (some network mounts) keeps it anyway
+    fsync_dir(path.parent)
     return path
 
 

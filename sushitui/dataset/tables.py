@@ -41,7 +41,13 @@ import stat
 import threading
 from dataclasses import dataclass, field
 
-from sushitui.dataset.caption_files import CaptionConflict, CaptionFileError, decode_caption, read_caption
+from sushitui.dataset.caption_files import (
+    CaptionConflict,
+    CaptionFileError,
+    decode_caption,
+    fsync_dir,
+    read_caption,
+)
 from sushitui.dataset.grouping import IMAGE_EXTENSIONS, FileEntry
 from sushitui.errors import UserError
 
@@ -992,14 +998,7 @@ def write_table_cells(
                 current = None if now is None else FileState(len(now), 0, hashlib.sha256(now).hexdigest())
                 raise CaptionConflict(path, before, current, None)
             break
-        try:
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        fsync_dir(path.parent)
         st2 = os.stat(path)
         return FileState(len(out), st2.st_mtime_ns, hashlib.sha256(out).hexdigest()), out_results
 
