@@ -8,8 +8,7 @@
   from the tags helper, degrading to no-ops when they are missing.
 - ``edit_flow``: the one save flow both screens use (``sushitui.tui.edit_flow``), with
   ``ConflictDialog`` when the file changed on disk and a confirmation before replacing a
-  file that is not clean text. Never a silent overwrite. ``save_with_conflict_dialog``
-  runs one write through it.
+  file that is not clean text. Never a silent overwrite.
 - ``report_unsaved``: edits that could not be written as a screen closed are shown, or
   printed after exit when the app is gone.
 """
@@ -17,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 from textual.widgets import Input
 
@@ -125,23 +123,6 @@ async def _confirm_lossy_save(screen, what: str, exc: CaptionFileError) -> bool:
             )
         )
     )
-
-
-async def save_with_conflict_dialog(
-    screen,
-    write: Callable[[bool], object],
-    take_disk: Callable[[str | None], object],
-    *,
-    mine_text: str,
-    is_tags: bool,
-    what: str,
-    root: str | None = None,
-) -> SaveOutcome:
-    """Run ``write(force)`` in a thread; on a conflict ask the user (must run in a worker).
-
-    ``take_disk(rel_path)`` indexes and returns the file's version when the user picks it.
-    """
-    return await edit_flow(screen).save(write, take_disk, mine_text=mine_text, is_tags=is_tags, what=what, root=root)
 
 
 def report_unsaved(app, problems: list[str]) -> None:
