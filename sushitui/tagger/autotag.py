@@ -14,7 +14,6 @@ reports them as cached/unchanged.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -206,17 +205,6 @@ def _items_with_tags(items: Sequence[Item], subtype: str) -> set[int]:
         )
         have.update(r[0] for r in tuple_rows(rows))
     return have
-
-
-def _known_sha(item: Item, path: str) -> str | None:
-    """The indexed hash, trusted only while the file's size and mtime still match."""
-    if not item.sha256:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return item.sha256 if (st.st_size == item.file_size and st.st_mtime_ns == item.mtime_ns) else None
 
 
 class _TagMapper:
@@ -427,7 +415,7 @@ def autotag(
         except ValueError as exc:
             report.failed.append(Problem(it.image_path, str(exc)))
             continue
-        sha = _known_sha(it, path)
+        sha = tcache.known_sha256(it, path)
         if sha is None:
             from sushitui.tagger.preprocess import hash_file
 

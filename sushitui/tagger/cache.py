@@ -8,19 +8,32 @@ from the cache exactly; a lower one needs inference (the caller checks ``covers`
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from sushitui.store import TaggerCache, tuple_rows, write_transaction
+from sushitui.store import Item, TaggerCache, tuple_rows, write_transaction
 
 FLOOR = 0.01
 _MAGIC = b"TC1\x00"
 _FAILED = b"TCF\x00"  # + UTF-8 reason: an image whose bytes cannot be decoded
 _HEAD = struct.Struct("<4sIIf")  # magic, width, count, floor
 _CHUNK = 500
+
+
+def known_sha256(item: Item, path: str) -> str | None:
+    """The item's primary image hash (the cache key) without reading the image: the
+    indexed hash, trusted only while the file's size and mtime still match."""
+    if not item.sha256:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return item.sha256 if (st.st_size == item.file_size and st.st_mtime_ns == item.mtime_ns) else None
 
 
 def covers(threshold: float) -> bool:

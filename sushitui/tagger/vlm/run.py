@@ -42,6 +42,7 @@ from sushitui.dataset.paths import to_abs
 from sushitui.dataset.write_lock import DatasetBusy
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
 from sushitui.store import Caption, Dataset, Item, ItemTag, tuple_rows
+from sushitui.tagger.cache import known_sha256
 from sushitui.tagger.vlm import cache as vcache
 from sushitui.tagger.vlm.endpoints import EndpointInfo, VlmError, api_key, get_endpoint, privacy_notice
 from sushitui.tagger.vlm.images import ENCODING_VERSION, Encoded, encode_many
@@ -329,16 +330,6 @@ def _image_set(item: Item, template: Template) -> tuple[list[str], str | None]:
     if not item.image_path:
         return [], "the item has no image"
     return [item.image_path], None
-
-
-def _known_sha(item: Item, rel: str, path: str) -> str | None:
-    if rel != item.image_path or not item.sha256:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return item.sha256 if (st.st_size == item.file_size and st.st_mtime_ns == item.mtime_ns) else None
 
 
 def _hash(path: str) -> str | None:
@@ -685,7 +676,8 @@ class _Run:
                     except ValueError as exc:
                         problem = str(exc)
                         break
-                    sha = _known_sha(it, rel, path) or _hash(path)
+                    # the indexed hash is the primary image's
+                    sha = (known_sha256(it, path) if rel == it.image_path else None) or _hash(path)
                     if sha is None:
                         problem = f"cannot read {rel} (missing or unreadable); reindex the dataset"
                         break
