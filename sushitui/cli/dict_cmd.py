@@ -213,6 +213,15 @@ def _fail(exc: Exception) -> CliError:
     return CliError(str(exc), 1)
 
 
+def _show_rows(label: str, rows, shown: int, kind: str) -> None:
+    """The first ``shown`` problem rows of an import (``  LABEL WHERE: 'TAG': REASON``),
+    then how many more ``kind`` rows --json lists."""
+    for p in rows[:shown]:
+        out(f"  {label}{p.where}: {p.tag!r}: {p.reason}")
+    if len(rows) > shown:
+        out(f"  … {len(rows) - shown:,} more {kind} rows (use --json for all)")
+
+
 def _print_report(report, args) -> int:
     if args.json:
         emit_json(report.to_dict())
@@ -223,14 +232,8 @@ def _print_report(report, args) -> int:
         )
         if report.aliases_unmatched:
             out(f"aliases for {report.aliases_unmatched:,} tags not in the list were ignored")
-        for p in report.rejected[:20]:
-            out(f"  rejected {p.where}: {p.tag!r}: {p.reason}")
-        if len(report.rejected) > 20:
-            out(f"  … {len(report.rejected) - 20:,} more rejected rows (use --json for all)")
-        for p in report.skipped_rows[:5]:
-            out(f"  skipped {p.where}: {p.tag!r}: {p.reason}")
-        if len(report.skipped_rows) > 5:
-            out(f"  … {len(report.skipped_rows) - 5:,} more skipped rows (use --json for all)")
+        _show_rows("rejected ", report.rejected, 20, "rejected")
+        _show_rows("skipped ", report.skipped_rows, 5, "skipped")
         if report.cancelled:
             out("cancelled: the rows written so far are kept")
     return 3 if report.rejected else (130 if report.cancelled else 0)
@@ -492,10 +495,7 @@ def cmd_translations_import(args) -> int:
             ("not in the dictionary (kept, marked)", report.not_in_dictionary, 10),
             ("skipped", report.skipped, 5),
         ):
-            for p in rows[:shown]:
-                out(f"  {title}: {p.where}: {p.tag!r}: {p.reason}")
-            if len(rows) > shown:
-                out(f"  … {len(rows) - shown:,} more {title.split(' (')[0]} rows (use --json for all)")
+            _show_rows(f"{title}: ", rows, shown, title.split(" (")[0])
         if report.cancelled:
             out("cancelled: the translations written so far are kept")
     return 3 if report.rejected else (130 if report.cancelled else 0)
