@@ -382,9 +382,7 @@ def _cmd_group_list(args) -> int:
 def _cmd_group_add(args) -> int:
     def run(g):
         info = g.add_group(args.group, args.color, args.description)
-        emit_json({"name": info.name, "color": info.color}) if args.json else out(
-            f"group added: {info.name} {info.color}"
-        )
+        reply(args, {"name": info.name, "color": info.color}, f"group added: {info.name} {info.color}")
         return 0
 
     return _run_group(args, run)
@@ -393,9 +391,7 @@ def _cmd_group_add(args) -> int:
 def _cmd_group_rename(args) -> int:
     def run(g):
         g.rename_group(args.group, args.new_name)
-        emit_json({"renamed": args.group, "to": args.new_name}) if args.json else out(
-            f"group renamed: {args.group} → {args.new_name}"
-        )
+        reply(args, {"renamed": args.group, "to": args.new_name}, f"group renamed: {args.group} → {args.new_name}")
         return 0
 
     return _run_group(args, run)
@@ -414,7 +410,7 @@ def _cmd_group_remove(args) -> int:
                 out("not deleted")
                 return 1
         n = g.remove_group(args.group)
-        emit_json({"removed": info.name, "tags": n}) if args.json else out(f"group removed: {info.name} ({n:,} tags)")
+        reply(args, {"removed": info.name, "tags": n}, f"group removed: {info.name} ({n:,} tags)")
         return 0
 
     return _run_group(args, run)
@@ -423,7 +419,7 @@ def _cmd_group_remove(args) -> int:
 def _cmd_group_color(args) -> int:
     def run(g):
         c = g.set_color(args.group, args.color)
-        emit_json({"name": args.group, "color": c}) if args.json else out(f"{args.group}: {c}")
+        reply(args, {"name": args.group, "color": c}, f"{args.group}: {c}")
         return 0
 
     return _run_group(args, run)
@@ -459,7 +455,7 @@ def _cmd_group_add_tags(args) -> int:
 def _cmd_group_remove_tags(args) -> int:
     def run(g):
         n = g.remove_tags(args.group, _split(args.tags))
-        emit_json({"removed": n}) if args.json else out(f"{args.group}: {n:,} tags removed")
+        reply(args, {"removed": n}, f"{args.group}: {n:,} tags removed")
         return 0
 
     return _run_group(args, run)
