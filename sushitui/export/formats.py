@@ -25,7 +25,7 @@ import json
 import re
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sushitui.export.captions import BuiltCaption
 from sushitui.export.options import ExportOptions
@@ -75,6 +75,29 @@ class FolderInfo:
     needs_control: bool = False  # CONTROL_REQUIRED_FORMATS: some item of the folder has a control image
     is_reg: bool = False  # regularisation images (the dataset's trainer settings say so: import-config)
     shortened: bool = False  # a folder name was too long and got writer.shorten_name's hash
+
+
+def sibling_folder(
+    info: FolderInfo,
+    folders: dict[str, FolderInfo],
+    kind: str,
+    suffix: str,
+    make: Callable[[tuple[str, ...]], FolderInfo],
+) -> FolderInfo:
+    """The plain sibling of ``info``'s folder for its items that lack something (``kind``),
+    made once by ``make(path)``: the folder's name + ``suffix``, then ``_2``, ``_3``... while
+    a folder in ``folders`` has that name, so no real folder is merged into it."""
+    key = f"\0{kind}/" + "/".join(info.folder)
+    sibling = folders.get(key)
+    if sibling is None:
+        taken = {f.folder for f in folders.values()}
+        base = info.folder[-1] + suffix
+        name, n = base, 1
+        while info.folder[:-1] + (name,) in taken:
+            n += 1
+            name = f"{base}_{n}"
+        sibling = folders[key] = make(info.folder[:-1] + (name,))
+    return sibling
 
 
 def output_folder(fmt: str, rel_dir: str, dataset_name: str, repeats: int | None) -> FolderInfo:

@@ -32,7 +32,7 @@ import os
 from typing import Iterable
 
 from sushitui.dataset.paths import UnsafePathError, to_abs
-from sushitui.export.formats import FolderInfo
+from sushitui.export.formats import FolderInfo, sibling_folder
 
 MASK_ROOT = "masks"
 UNMASKED_SUFFIX = "_unmasked"
@@ -79,19 +79,13 @@ def plan_kohya_masks(masked: Iterable[FolderInfo], all_folders: Iterable[FolderI
 def unmasked_folder(info: FolderInfo, folders: dict[str, FolderInfo]) -> FolderInfo:
     """kohya-toml: the plain sibling folder for items of a masked folder that have no
     usable mask (a new folder name, so no real folder is merged into it)."""
-    key = "\0unmasked/" + "/".join(info.folder)
-    sibling = folders.get(key)
-    if sibling is None:
-        taken = {f.folder for f in folders.values()}
-        base = info.folder[-1] + UNMASKED_SUFFIX
-        name, n = base, 1
-        while info.folder[:-1] + (name,) in taken:
-            n += 1
-            name = f"{base}_{n}"
-        sibling = folders[key] = FolderInfo(
-            info.folder[:-1] + (name,), info.repeats, info.class_tokens, is_reg=info.is_reg
-        )
-    return sibling
+    return sibling_folder(
+        info,
+        folders,
+        "unmasked",
+        UNMASKED_SUFFIX,
+        lambda path: FolderInfo(path, info.repeats, info.class_tokens, is_reg=info.is_reg),
+    )
 
 
 def mask_unusable(src: str, rel: str, width: int | None, height: int | None) -> str | None:

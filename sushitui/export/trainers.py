@@ -38,7 +38,7 @@ from dataclasses import replace
 from typing import Iterable, Sequence
 
 from sushitui.export.captions import CaptionBuilder, CaptionRow
-from sushitui.export.formats import FolderInfo, config_path, pick_resolution
+from sushitui.export.formats import FolderInfo, config_path, pick_resolution, sibling_folder
 from sushitui.export.options import ExportOptions
 
 NOCONTROL_SUFFIX = "_nocontrol"
@@ -77,20 +77,12 @@ def item_captions(rows: Sequence[CaptionRow], builders: dict[str, CaptionBuilder
 def nocontrol_folder(info: FolderInfo, folders: dict[str, FolderInfo]) -> FolderInfo:
     """The plain sibling folder of a folder with control images, for its items without
     one (a new name, so no real folder is merged into it)."""
-    key = "\0nocontrol/" + "/".join(info.folder)
-    sibling = folders.get(key)
-    if sibling is None:
-        taken = {f.folder for f in folders.values()}
-        base = info.folder[-1] + NOCONTROL_SUFFIX
-        name, n = base, 1
-        while info.folder[:-1] + (name,) in taken:
-            n += 1
-            name = f"{base}_{n}"
-        mask = info.mask_folder[:-1] + (name,) if info.mask_folder else None
-        sibling = folders[key] = FolderInfo(
-            info.folder[:-1] + (name,), info.repeats, info.class_tokens, mask_folder=mask, is_reg=info.is_reg
-        )
-    return sibling
+
+    def make(path: tuple[str, ...]) -> FolderInfo:
+        mask = info.mask_folder[:-1] + (path[-1],) if info.mask_folder else None
+        return FolderInfo(path, info.repeats, info.class_tokens, mask_folder=mask, is_reg=info.is_reg)
+
+    return sibling_folder(info, folders, "nocontrol", NOCONTROL_SUFFIX, make)
 
 
 # --- config files -------------------------------------------------------------------
