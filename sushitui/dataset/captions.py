@@ -396,6 +396,34 @@ def _by_dataset(items: Iterable[Item]) -> dict[int, Dataset]:
     return {d.id: d for d in Dataset.select().where(Dataset.id.in_(list(ids)))}
 
 
+_Edit = TypeVar("_Edit", "TagEdit", "TextEdit")
+
+
+def _each_dataset_locked(edits: Sequence[_Edit], wait: float, write: Callable[[Dataset, list[_Edit]], None]) -> None:
+    """``write(dataset, its edits)`` for each dataset the edits touch, under that
+    dataset's write lock, in root-path order; a dataset removed meanwhile is passed over
+    (nothing to write)."""
+    groups: dict[int, list[_Edit]] = {}
+    for e in edits:
+        groups.setdefault(e.item.dataset_id, []).append(e)
+    datasets = _by_dataset(e.item for e in edits)
+    for ds_id in sorted(groups, key=lambda d: str(datasets[d].root_path) if d in datasets else ""):
+        ds = datasets.get(ds_id)
+        if ds is None:
+            continue
+        with dataset_write_lock(ds.root_path, name=ds.name, what="a caption edit", wait=wait):
+            write(ds, groups[ds_id])
+
+
+def _captions_of(item_ids: Sequence[int]) -> dict[int, list[Caption]]:
+    """item id -> its caption rows (500 ids a query: SQLite's variable limit)."""
+    out: dict[int, list[Caption]] = {}
+    for start in range(0, len(item_ids), 500):
+        for c in Caption.select().where(Caption.item.in_(item_ids[start : start + 500])):
+            out.setdefault(c.item_id, []).append(c)
+    return out
+
+
 def set_tags_many(
     edits: Sequence[TagEdit],
     *,
@@ -429,30 +457,25 @@ def set_tags_many(
     """
     if not lock_held and edits:
         report = EditReport()
-        groups: dict[int, list[TagEdit]] = {}
-        for e in edits:
-            groups.setdefault(e.item.dataset_id, []).append(e)
-        rows_by_id = _by_dataset(e.item for e in edits)
-        for ds_id in sorted(groups, key=lambda d: str(rows_by_id[d].root_path) if d in rows_by_id else ""):
-            ds = rows_by_id.get(ds_id)
-            if ds is None:
-                continue  # removed meanwhile: nothing to write
-            with dataset_write_lock(ds.root_path, name=ds.name, what="a caption edit", wait=lock_wait):
-                part = set_tags_many(
-                    groups[ds_id],
-                    subtype=subtype,
-                    source=source,
-                    write_files=write_files,
-                    force=force,
-                    batch_sync=batch_sync,
-                    lock_held=True,
-                    allow_lossy=allow_lossy,
-                )
+
+        def write(_ds: Dataset, group: list[TagEdit]) -> None:
+            part = set_tags_many(
+                group,
+                subtype=subtype,
+                source=source,
+                write_files=write_files,
+                force=force,
+                batch_sync=batch_sync,
+                lock_held=True,
+                allow_lossy=allow_lossy,
+            )
             report.changed += part.changed
             report.unchanged += part.unchanged
             report.files_written += part.files_written
             report.problems += part.problems
             report.written.update(part.written)
+
+        _each_dataset_locked(edits, lock_wait, write)
         return report
     report = EditReport()
     if not edits:
@@ -460,12 +483,7 @@ def set_tags_many(
     if len({e.item.id for e in edits}) != len(edits):  # one caption, one final state: the last edit wins
         edits = list({e.item.id: e for e in edits}.values())
     datasets: dict[int, Dataset] = {}
-    item_ids = [e.item.id for e in edits]
-    captions: dict[int, list[Caption]] = {}
-    for chunk_start in range(0, len(item_ids), 500):
-        chunk = item_ids[chunk_start : chunk_start + 500]
-        for c in Caption.select().where(Caption.item.in_(chunk)):
-            captions.setdefault(c.item_id, []).append(c)
+    captions = _captions_of([e.item.id for e in edits])
     applied: list[tuple[TagEdit, Caption | None, str | None, list[str], str, FileState | None]] = []
     staged: list[tuple[tuple, StagedWrite]] = []
     table_writes: list[tuple[TagEdit, Caption, list[str], str]] = []
@@ -833,16 +851,9 @@ def set_texts_many(
     if not edits:
         return report
     edits = list({e.item.id: e for e in edits}.values())  # one caption, one final state: the last edit wins
-    groups: dict[int, list[TextEdit]] = {}
-    for e in edits:
-        groups.setdefault(e.item.dataset_id, []).append(e)
-    datasets = _by_dataset(e.item for e in edits)
-    for ds_id in sorted(groups, key=lambda d: str(datasets[d].root_path) if d in datasets else ""):
-        ds = datasets.get(ds_id)
-        if ds is None:
-            continue  # removed meanwhile: nothing to write
-        with dataset_write_lock(ds.root_path, name=ds.name, what="a caption edit", wait=lock_wait):
-            _set_texts_locked(ds, groups[ds_id], ctype, subtype, source, language, report)
+    _each_dataset_locked(
+        edits, lock_wait, lambda ds, group: _set_texts_locked(ds, group, ctype, subtype, source, language, report)
+    )
     return report
 
 
@@ -855,11 +866,7 @@ def _set_texts_locked(
     language: str | None,
     report: EditReport,
 ) -> None:
-    siblings_of: dict[int, list[Caption]] = {}
-    ids = [e.item.id for e in edits]
-    for start in range(0, len(ids), 500):
-        for c in Caption.select().where(Caption.item.in_(ids[start : start + 500])):
-            siblings_of.setdefault(c.item_id, []).append(c)
+    siblings_of = _captions_of([e.item.id for e in edits])
     planned: list[tuple[TextEdit, Caption | None, str, str]] = []
     staged: list[StagedWrite] = []
     in_tables: list[tuple[TextEdit, Caption]] = []
