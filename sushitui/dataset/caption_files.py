@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from sushitui.errors import UserError
 
@@ -93,6 +94,20 @@ def _open_nonblocking(path: str, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
 
 
+def read_at_most(fh: BinaryIO, limit: int, chunk_size: int) -> bytes:
+    """Up to ``limit`` bytes of ``fh``, ``chunk_size`` a read: bounded even when the file
+    is larger than its size said (read one byte over a limit to see that it is over)."""
+    chunks = []
+    left = limit
+    while left > 0:
+        chunk = fh.read(min(left, chunk_size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
     """The bytes of a regular file of at most MAX_CAPTION_BYTES. Pipes, devices and
     sockets (a FIFO named x.txt, a link to /dev/zero) are refused without reading, and
@@ -106,15 +121,7 @@ def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
                 raise CaptionFileError(
                     f"{path}: {st.st_size} bytes is too large for a caption file (limit {MAX_CAPTION_BYTES}); skipped"
                 )
-            chunks = []
-            left = MAX_CAPTION_BYTES + 1
-            while left > 0:
-                chunk = fh.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
-            data = b"".join(chunks)
+            data = read_at_most(fh, MAX_CAPTION_BYTES + 1, 1 << 20)
             if len(data) > MAX_CAPTION_BYTES:
                 raise CaptionFileError(
                     f"{path}: more than {MAX_CAPTION_BYTES} bytes, too large for a caption file; skipped"

@@ -46,6 +46,7 @@ from sushitui.dataset.caption_files import (
     CaptionFileError,
     decode_caption,
     fsync_dir,
+    read_at_most,
     read_caption,
 )
 from sushitui.dataset.grouping import IMAGE_EXTENSIONS, FileEntry
@@ -274,17 +275,10 @@ def _read_table_bytes(path: str | os.PathLike, rel: str) -> tuple[bytes, os.stat
             raise TableError(f"{rel}: not a regular file (a pipe, device or socket); its captions are not used")
         if st.st_size > MAX_TABLE_BYTES:
             raise TableError(f"{rel}: {st.st_size} bytes, larger than {MAX_TABLE_BYTES} bytes; not used")
-        chunks, left = [], MAX_TABLE_BYTES + 1
         try:
-            while left > 0:
-                chunk = fh.read(min(left, 1 << 24))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
+            data = read_at_most(fh, MAX_TABLE_BYTES + 1, 1 << 24)
         except OSError as exc:
             raise TableError(f"{rel}: cannot be read ({exc.strerror or exc})") from exc
-    data = b"".join(chunks)
     if len(data) > MAX_TABLE_BYTES:
         raise TableError(f"{rel}: larger than {MAX_TABLE_BYTES} bytes; not used")
     return data, st
