@@ -21,6 +21,8 @@ QUERIES = [
     "smile | grin, -1girl",
     "1girl, solo, long hair, -smile",
     "solo",
+    "*hair, -solo",  # a wildcard's bits are built from its rows each time (counts)
+    "1girl, *hair | grin",
 ]
 
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Sequence, Union
 
 import numpy as np
 from peewee import IntegrityError, OperationalError
@@ -75,26 +76,37 @@ _BIT_OFFSETS = np.arange(8, dtype=np.int64)
 _NONE = TagMatches(0, np.zeros(0, dtype=np.uint8))
 
 
-def matching_ids(all_of: Sequence[Sequence[str]], none_of: Sequence[Sequence[str]] = ()) -> TagMatches | None:
+@dataclass(frozen=True)
+class Pattern:
+    """A ``*`` wildcard over tag keys (a GLOB pattern): its bits are built from the rows of
+    every tag it matches (the sorted index's range), each time, never stored."""
+
+    glob: str
+
+
+Term = Union[str, Pattern]  # an exact tag key, or a pattern
+
+
+def matching_ids(all_of: Sequence[Sequence[Term]], none_of: Sequence[Sequence[Term]] = ()) -> TagMatches | None:
     """The items (of every dataset) that have a tag of each group in ``all_of`` and no tag
-    of any group in ``none_of``; a group is a list of tag keys (an ``a | b`` term). None on
-    PostgreSQL. Stored bitmaps are read, missing ones built (and stored when the write
-    lock is free), all in one snapshot."""
+    of any group in ``none_of``; a group is a list of tag keys or patterns (an ``a | b``
+    term). None on PostgreSQL. Stored bitmaps are read, missing ones built (and stored
+    when the write lock is free), all in one snapshot."""
     if not all_of or not usable():
         return None
     db = _db()
-    keys = sorted({k for group in (*all_of, *none_of) for k in group})
+    terms = sorted({t for group in (*all_of, *none_of) for t in group}, key=repr)
     if db.in_transaction():
         # the caller's snapshot: read and build inside it, store nothing (it may be a reader)
-        entries = _load(db, keys)
-        entries.update((k, _build(db, k)) for k in keys if k not in entries)
+        entries = _load_and_build(db, terms)
     else:
-        entries = _load_or_build(db, keys)
+        entries = _load_or_build(db, terms)
     return _combine(entries, all_of, none_of)
 
 
-def _load(db, keys: list[str]) -> dict[str, _Entry]:
-    out: dict[str, _Entry] = {}
+def _load(db, terms: list[Term]) -> dict[Term, _Entry]:
+    keys = [t for t in terms if isinstance(t, str)]
+    out: dict[Term, _Entry] = {}
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         for norm, first_id, bits in db.execute_sql(
@@ -104,10 +116,12 @@ def _load(db, keys: list[str]) -> dict[str, _Entry]:
     return out
 
 
-def _build(db, norm: str) -> _Entry:
-    """The tag's bits from its rows of the covering (norm, item_id) index. One
-    ``group_concat`` string parsed by numpy: 5x faster than fetching 600k one-column rows."""
-    (text,) = db.execute_sql("SELECT group_concat(item_id) FROM item_tag WHERE norm = ?", (norm,)).fetchone()
+def _build(db, term: Term) -> _Entry:
+    """The term's bits from its rows of the covering (norm, item_id) index. One
+    ``group_concat`` string parsed by numpy: 5x faster than fetching 600k one-column rows
+    (and a wildcard's 1.7M rows in 0.3 s, where counting them in SQL took 2-4 s)."""
+    where, value = ("norm GLOB ?", term.glob) if isinstance(term, Pattern) else ("norm = ?", term)
+    (text,) = db.execute_sql(f"SELECT group_concat(item_id) FROM item_tag WHERE {where}", (value,)).fetchone()
     if not text:
         return 0, np.zeros(0, dtype=np.uint8)
     ids = np.fromstring(text, dtype=np.int64, sep=",")
@@ -117,13 +131,19 @@ def _build(db, norm: str) -> _Entry:
     return first, np.packbits(dense)
 
 
-def _load_or_build(db, keys: list[str]) -> dict[str, _Entry]:
+def _load_and_build(db, terms: list[Term]) -> dict[Term, _Entry]:
+    entries = _load(db, terms)
+    entries.update((t, _build(db, t)) for t in terms if t not in entries)
+    return entries
+
+
+def _load_or_build(db, terms: list[Term]) -> dict[Term, _Entry]:
     with db.atomic():  # one snapshot for the stored bitmaps and the rows of the others
-        entries = _load(db, keys)
-        missing = [k for k in keys if k not in entries]
-        if not any(_at_least(db, k, STORE_MIN_ITEMS) for k in missing):
-            # rare tags only: their rows are a short read, and storing them costs a write
-            entries.update((k, _build(db, k)) for k in missing)
+        entries = _load(db, terms)
+        missing = [t for t in terms if t not in entries]
+        if not any(isinstance(t, str) and _at_least(db, t, STORE_MIN_ITEMS) for t in missing):
+            # rare tags and patterns only: built for this answer, not worth a write
+            entries.update((t, _build(db, t)) for t in missing)
             return entries
     conn = db.connection()
     (wait_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
@@ -131,25 +151,23 @@ def _load_or_build(db, keys: list[str]) -> dict[str, _Entry]:
     try:
         with db.atomic("IMMEDIATE"):
             # under the write lock: no writer changes a tag between its rows and its bitmap
-            entries = _load(db, keys)
-            built = {k: _build(db, k) for k in keys if k not in entries}
+            entries = _load(db, terms)
+            built = {t: _build(db, t) for t in terms if t not in entries}
             now = time.time()
-            rows = [(k, f, TagMatches(f, b).count(), b.tobytes(), now) for k, (f, b) in built.items()]
+            rows = [(t, f, TagMatches(f, b).count(), b.tobytes(), now) for t, (f, b) in built.items()]
             db.cursor().executemany(
                 "INSERT INTO tag_bitmap (norm, first_id, item_count, bits, built_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (norm) DO UPDATE SET first_id = excluded.first_id, item_count = excluded.item_count, "
                 "bits = excluded.bits, built_at = excluded.built_at",
-                [r for r in rows if r[2] >= STORE_MIN_ITEMS],
+                [r for r in rows if isinstance(r[0], str) and r[2] >= STORE_MIN_ITEMS],
             )
             _evict(db, now)
         entries.update(built)
         return entries
     except (OperationalError, IntegrityError, sqlite3.OperationalError, sqlite3.IntegrityError):
-        # locked (a scan is writing) or read-only: this page builds its own, in one snapshot
+        # locked (a scan is writing) or read-only: this answer builds its own, in one snapshot
         with db.atomic():
-            entries = _load(db, keys)
-            entries.update((k, _build(db, k)) for k in keys if k not in entries)
-        return entries
+            return _load_and_build(db, terms)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
 
@@ -179,7 +197,7 @@ def _bytes(entry: _Entry, lo: int, hi: int) -> np.ndarray:
 
 
 def _combine(
-    entries: dict[str, _Entry], all_of: Sequence[Sequence[str]], none_of: Sequence[Sequence[str]]
+    entries: dict[Term, _Entry], all_of: Sequence[Sequence[Term]], none_of: Sequence[Sequence[Term]]
 ) -> TagMatches:
     # the answer lies inside every positive group's id range: work only there, byte-wise
     lo, hi = 0, None

@@ -854,23 +854,38 @@ def _choose_driver(n: "And", walk, tag_cond, as_in, dataset_id: int | None, subt
     return _fold([as_in(driver) if j == best[0] else p[0] for j, p in enumerate(parts)], "and")
 
 
-def _tag_groups(node: Node) -> tuple[list[list[str]], list[list[str]]] | None:
-    """(positive, negated) groups of exact tag keys when the query is only exact tags and
-    ``|`` of them, each possibly negated, at least one positive; else None."""
-    pos: list[list[str]] = []
-    neg: list[list[str]] = []
+def _tag_groups(node: Node, *, patterns: bool = False) -> tuple[list[list], list[list]] | None:
+    """(positive, negated) groups of tag keys when the query is only tags and ``|`` of
+    them, each possibly negated, at least one positive; wildcards too (as
+    ``tag_bitmaps.Pattern``) when ``patterns``; else None."""
+    from sushitui.store.tag_bitmaps import Pattern
+
+    def terms(t: Node) -> list | None:
+        if isinstance(t, TagTerm):
+            if t.parts is None:
+                return [t.key]
+            return [Pattern(t.glob())] if patterns else None
+        if isinstance(t, Or) and all(isinstance(c, TagTerm) for c in t.children):
+            out = [terms(c) for c in t.children]
+            return None if any(o is None for o in out) else [x for o in out for x in o or ()]
+        return None
+
+    pos: list[list] = []
+    neg: list[list] = []
     for c in node.children if isinstance(node, And) else (node,):
-        t = c.child if isinstance(c, Not) else c
-        if not (_exact_key(t) is not None or (isinstance(t, Or) and _has_arm(t))):
+        group = terms(c.child if isinstance(c, Not) else c)
+        if group is None:
             return None
-        (neg if isinstance(c, Not) else pos).append(_exact_keys(t))
+        (neg if isinstance(c, Not) else pos).append(group)
     return (pos, neg) if pos else None
 
 
-def _known_ids(node: Node):
-    """The exact matching ids of every dataset, from the tags' stored bitmaps
-    (``store.tag_bitmaps``), for a query of exact tags; None when they cannot answer."""
-    if not (ADAPTIVE_PAGES and TAG_BITMAPS) or (groups := _tag_groups(node)) is None:
+def _known_ids(node: Node, *, patterns: bool = False):
+    """The exact matching ids of every dataset, from the tags' bitmaps
+    (``store.tag_bitmaps``), for a query of tags; None when they cannot answer. Pages ask
+    without ``patterns``: a wildcard's bits are built from all its rows each time (~0.3 s
+    over 1.7M rows), where the page walk stops after a few items."""
+    if not (ADAPTIVE_PAGES and TAG_BITMAPS) or (groups := _tag_groups(node, patterns=patterns)) is None:
         return None
     from sushitui.store import tag_bitmaps
 
@@ -1211,7 +1226,7 @@ def _known_count(node: Node, dataset_id: int) -> int | None:
     """The count from the tags' bitmaps (``_known_ids``), or None."""
     import json
 
-    known = _known_ids(node)
+    known = _known_ids(node, patterns=True)
     if known is None:
         return None
     if _only_dataset(dataset_id):
