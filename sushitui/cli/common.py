@@ -413,6 +413,18 @@ def cancel_on_sigint() -> Iterator[CancelToken]:
         restore()
 
 
+@contextmanager
+def progress_and_cancel(label: str) -> Iterator[tuple[TerminalProgress, CancelToken]]:
+    """A progress bar and a Ctrl-C token (``cancel_on_sigint``) for one long piece of
+    work; the bar is closed after it, however it ends."""
+    bar = TerminalProgress(label)
+    try:
+        with cancel_on_sigint() as token:
+            yield bar, token
+    finally:
+        bar.close()
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_LOG_LEVEL = "warning"
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d %(threadName)s] %(name)s: %(message)s"

@@ -16,6 +16,7 @@ from sushitui.cli.common import (
     on_database_error,
     open_db,
     out,
+    progress_and_cancel,
     reply,
 )
 
@@ -246,16 +247,13 @@ def cmd_load(args) -> int:
     from sushitui.tags import dictionary
 
     _open(args, load_builtin=False)
-    bar = TerminalProgress("loading")
     try:
-        with cancel_on_sigint() as cancel:
+        with progress_and_cancel("loading") as (bar, cancel):
             report = dictionary.load_dir(
                 args.dir, on_conflict=args.on_conflict, aliases_file=args.aliases, progress=bar, cancel=cancel
             )
     except (dictionary.DictionaryError, dictionary.DictionaryFileError) as exc:
         raise _fail(exc) from exc
-    finally:
-        bar.close()
     return _print_report(report, args)
 
 
@@ -263,9 +261,8 @@ def cmd_import(args) -> int:
     from sushitui.tags import dictionary
 
     _open(args)
-    bar = TerminalProgress("importing")
     try:
-        with cancel_on_sigint() as cancel:
+        with progress_and_cancel("importing") as (bar, cancel):
             report = dictionary.import_file(
                 args.file,
                 fmt=args.format,
@@ -277,8 +274,6 @@ def cmd_import(args) -> int:
             )
     except (dictionary.DictionaryError, dictionary.DictionaryFileError) as exc:
         raise _fail(exc) from exc
-    finally:
-        bar.close()
     return _print_report(report, args)
 
 
@@ -468,16 +463,13 @@ def cmd_translations_import(args) -> int:
 
     lang = _lang(args.lang)
     _open(args)
-    bar = TerminalProgress("importing translations")
     try:
-        with cancel_on_sigint() as cancel, on_database_error(args):
+        with progress_and_cancel("importing translations") as (bar, cancel), on_database_error(args):
             report = translations.import_file(
                 args.file, lang, fmt=args.format, on_conflict=args.on_conflict, progress=bar, cancel=cancel
             )
     except (translations.TranslationError, DictionaryFileError) as exc:
         raise _fail(exc) from exc
-    finally:
-        bar.close()
     if args.json:
         emit_json(report.to_dict())
     else:

@@ -9,12 +9,11 @@ from __future__ import annotations
 from sushitui.cli.common import (
     CliError,
     IntArg,
-    TerminalProgress,
     add_common,
-    cancel_on_sigint,
     fmt_duration,
     open_db,
     out,
+    progress_and_cancel,
     reply,
 )
 
@@ -149,14 +148,11 @@ def cmd_export(args) -> int:
 
     options = options_from_args(args)
     open_db(args)
-    bar = TerminalProgress("export")
     try:
-        with cancel_on_sigint() as token:
+        with progress_and_cancel("export") as (bar, token):
             report = export_dataset(args.name, args.outdir, options, progress=bar, cancel=token)
     except (ExportError, DatasetNotFound) as exc:  # what to export is wrong: a usage error
         raise CliError(str(exc), 2) from exc
-    finally:
-        bar.close()
     reply(args, report.to_dict(), lambda: _print_report(report))
     if report.cancelled:
         return 130

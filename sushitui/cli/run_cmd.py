@@ -16,11 +16,11 @@ from sushitui.cli.common import (
     TerminalProgress,
     add_common,
     ask,
-    cancel_on_sigint,
     emit_json,
     fmt_time,
     open_db,
     out,
+    progress_and_cancel,
     reply,
 )
 from sushitui.progress import CancelToken
@@ -290,12 +290,10 @@ def _open_run(args) -> Iterator[tuple[Run, TerminalProgress, CancelToken]]:
 
     db = open_db(args)
     run = open_run(args.run, db.database)
-    bar = TerminalProgress(f"run {run.name}")
     try:
-        with cancel_on_sigint() as token:
+        with progress_and_cancel(f"run {run.name}") as (bar, token):
             yield run, bar, token
     finally:
-        bar.close()
         run.close()
 
 
