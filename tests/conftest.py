@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -13,6 +14,25 @@ from pg_support import pg_server, pg_url  # noqa: F401  (PostgreSQL for the test
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TESTDATA = Path(os.environ.get("SUSHITUI_TESTDATA", REPO.parent / "shared" / "testdata"))
+
+
+def _quicker_pilot_idle_checks() -> None:
+    """Pilot's ``press`` and ``pause`` wait for the app to go idle: they sleep a slice,
+    and again while the process used more than 5 % of it. Textual's slice is 20 ms and
+    a key press waits at least two, so typing a word into a TUI test slept ~0.3 s: a
+    quarter of the TUI tests' time (issue 15 §6, the quick run). A 10 ms slice keeps
+    the same idle test, and a key's two slices still span one screen refresh (1/60 s),
+    so what a key changed is laid out when ``press`` returns, as before; what a test
+    waits *for* is a condition (``tui_support.settle``), not this sleep."""
+    try:
+        from textual import _wait
+    except ImportError:  # pragma: no cover - textual is a dependency
+        return
+    _wait.SLEEP_GRANULARITY = 0.01
+    _wait.SLEEP_IDLE = _wait.SLEEP_GRANULARITY / 20
+
+
+_quicker_pilot_idle_checks()
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +81,44 @@ def db(db_path):
     database = open_database(db_path)
     yield database
     database.close()
+
+
+@pytest.fixture(scope="session")
+def _started_database_file(tmp_path_factory) -> Path:
+    """A SQLite database as a first start leaves it (schema, the ~13,000 shipped group
+    tags), made once per test process by the product's own code."""
+    from sushitui.store import db as store_db
+    from sushitui.store import open_database
+    from sushitui.tags.groups import ensure_default_groups
+
+    home = tmp_path_factory.mktemp("started-home")
+    path = tmp_path_factory.mktemp("started") / "sushitui.db"
+    bound = store_db.database_proxy.obj  # a test's open database stays the models' one
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(home / "data"))
+        mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
+        database = open_database(path)
+        try:
+            assert ensure_default_groups() is not None
+        finally:
+            database.close()
+    if bound is not None:
+        store_db.database_proxy.initialize(bound)
+    return path
+
+
+@pytest.fixture
+def started_database(_started_database_file):
+    """``started_database(path)`` puts a copy of a started database at ``path`` and
+    returns it. For tests of commands, not of a first start: every command on a new
+    database first imports the shipped tag groups (~0.2 s CPU), which a module of
+    command tests would otherwise pay once per test (issue 15 §6, the quick run)."""
+
+    def place(path: Path) -> Path:
+        shutil.copyfile(_started_database_file, path)
+        return path
+
+    return place
 
 
 @pytest.fixture

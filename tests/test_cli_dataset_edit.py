@@ -46,8 +46,8 @@ def run(capsys, *argv):
 
 
 @pytest.fixture
-def cli(capsys, tmp_path, folder):
-    db = str(tmp_path / "t.db")
+def cli(capsys, tmp_path, folder, started_database):
+    db = str(started_database(tmp_path / "t.db"))  # these test commands, not a first start
 
     def call(*argv):
         return run(capsys, "--db", db, *argv)

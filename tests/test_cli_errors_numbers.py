@@ -14,6 +14,11 @@ HUGE = "99999999999999999999"  # > 2**63 - 1
 
 
 @pytest.fixture
+def db_path(tmp_path, started_database):
+    return started_database(tmp_path / "sushitui.db")  # these test commands, not a first start
+
+
+@pytest.fixture
 def cli(capsys, db_path):
     def run(*args: str) -> tuple[int, str, str]:
         try:

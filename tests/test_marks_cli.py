@@ -10,7 +10,7 @@ from sushitui.dataset.synthetic import png_bytes
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, capsys):
+def env(tmp_path, monkeypatch, capsys, started_database):
     from sushitui.cli import main
 
     root = tmp_path / "pics"
@@ -19,7 +19,8 @@ def env(tmp_path, monkeypatch, capsys):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png_bytes(64, 48, seed=i))
         path.with_suffix(".txt").write_text(f"tag_{name[-1]}, common", encoding="utf-8")
-    monkeypatch.setenv("SUSHITUI_DB", str(tmp_path / "db.sqlite"))
+    # these test commands, not a first start
+    monkeypatch.setenv("SUSHITUI_DB", str(started_database(tmp_path / "db.sqlite")))
     assert main(["dataset", "add", "pics", str(root)]) == 0
     capsys.readouterr()
 

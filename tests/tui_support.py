@@ -37,7 +37,8 @@ def register(db_path: Path, root: Path, name: str) -> int:
 async def settle(pilot, until=None, timeout: float | None = None, what: str = "condition") -> bool:
     """The one way the Pilot tests wait for the app (workers post back asynchronously).
 
-    ``settle(pilot, until)``: run the app until ``until()`` is true; an AssertionError
+    ``settle(pilot, until)``: run the app until ``until()`` is true (then one pause, so
+    that what it changed is drawn before the test reads the screen); an AssertionError
     naming ``what`` after ``timeout`` (10 s). Returns True, so ``assert await settle(...)``
     reads as it did.
 
@@ -56,6 +57,7 @@ async def settle(pilot, until=None, timeout: float | None = None, what: str = "c
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
             await pilot.pause(0.02)
+        await pilot.pause()  # and what it changed is on the screen (a pending layout is done)
         return True
 
     def idle() -> bool:
