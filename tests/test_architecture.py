@@ -108,3 +108,20 @@ def test_a_deliberate_violation_fails_with_the_contract_and_the_import(package_c
     assert f"{contract}" in report and "BROKEN" in report
     importer = "sushitui." + module.removesuffix(".py").replace("/", ".")
     assert importer in report, report
+
+
+def test_item_detail_stays_split_into_panes_none_over_400_lines():
+    """Issue 15 §4: the item detail screen was one 1,164-line module with a 77-method class.
+    Its panes are widgets of their own (tui/widgets/detail/), its keys a module of their own
+    (screens/detail_keys.py); this keeps the screen module and every pane class readable in
+    one sitting, so the next feature lands in the pane it belongs to."""
+    import ast
+
+    screen = REPO / "sushitui" / "tui" / "screens" / "item_detail.py"
+    assert len(screen.read_text().splitlines()) < 400, f"{screen.name} is back over 400 lines"
+    too_long = []
+    for module in sorted((REPO / "sushitui" / "tui" / "widgets" / "detail").glob("*.py")) + [screen]:
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 >= 400:
+                too_long.append(f"{module.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not too_long, f"pane classes over 400 lines: {too_long}"

@@ -12,11 +12,9 @@ printed after the app exits. Reads and writes run in workers; the UI thread only
 from __future__ import annotations
 
 import asyncio
-from operator import attrgetter
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -25,8 +23,9 @@ from textual.widgets import TextArea
 from sushitui.dataset.item_view import ItemView, load_item_view
 from sushitui.dataset.tag_editing import TagListEditor
 from sushitui.tui.edit_flow import ItemEdits, write_left_edits
+from sushitui.tui.screens.detail_keys import DETAIL_BINDINGS, DetailKeys
 from sushitui.tui.screens.detail_support import edit_flow, load_group_colors, report_unsaved, resolve_alias
-from sushitui.tui.screens.marks_keys import CROP_BINDINGS, MARK_BINDINGS, TRASH_BINDINGS, CropKey, MarkKeys, TrashKeys
+from sushitui.tui.screens.marks_keys import CropKey, MarkKeys, TrashKeys
 from sushitui.tui.widgets.detail import TAB_LABELS, ImagePane, MetaPane, TagsTab, TextTab
 from sushitui.tui.widgets.detail.caption_list import CaptionEditDialog, ExportCaptionDialog
 from sushitui.tui.widgets.detail.caption_pane import CaptionPane
@@ -52,26 +51,7 @@ class ItemLoaded(Message):
         self.tag_colors = colors
 
 
-def _tag_key(method: str):
-    """The action of a tag key: ``TagsTab.<method>``, on the Tags tab (switched to)."""
-
-    def action(self: ItemDetailScreen, *args) -> None:
-        if tab := self._pane.tags_tab():
-            getattr(tab, method)(*args)
-
-    return action
-
-
-def _pane_key(path: str):
-    """The action of a pane's key: the method ``self.<path>``, with the key's arguments."""
-
-    def action(self: ItemDetailScreen, *args) -> None:
-        attrgetter(path)(self)(*args)
-
-    return action
-
-
-class ItemDetailScreen(MarkKeys, TrashKeys, CropKey, Screen):
+class ItemDetailScreen(DetailKeys, MarkKeys, TrashKeys, CropKey, Screen):
     """One item: image, captions, metadata; tag editing with autosave and undo."""
 
     PALETTE_NAME = "item"
@@ -80,134 +60,7 @@ class ItemDetailScreen(MarkKeys, TrashKeys, CropKey, Screen):
     ItemDetailScreen { layout: vertical; }
     """
 
-    BINDINGS = [
-        Binding(
-            "escape", "back", "Back", tooltip="Save and go back (Esc in an editor leaves the editor)", id="nav.back"
-        ),
-        Binding("left", "prev_item", "Prev", tooltip="Save and show the previous item", id="item.prev"),
-        Binding("right", "next_item", "Next", tooltip="Save and show the next item", id="item.next"),
-        Binding(
-            "ctrl+s", "save", "Save", tooltip="Save now (autosave runs 500 ms after the last edit)", id="detail.save"
-        ),
-        Binding("a,plus,t", "add_tag", "Add tag", tooltip="Type a tag with autocomplete", id="tags.add"),
-        Binding("delete,x", "remove_tag", "Remove tag", id="tags.remove", tooltip="Remove the tag under the cursor"),
-        Binding("ctrl+z", "undo", "Undo", id="edit.undo", tooltip="Undo the last tag edit"),
-        Binding("ctrl+y", "redo", "Redo", id="edit.redo", tooltip="Redo the edit just undone"),
-        Binding(
-            "up,k", "cursor(-1)", "Previous tag", show=False, id="tags.cursor_up", tooltip="Cursor to the previous tag"
-        ),
-        Binding("down,j", "cursor(1)", "Next tag", show=False, id="tags.cursor_down", tooltip="Cursor to the next tag"),
-        Binding(
-            "shift+up,K",
-            "move_tag(-1)",
-            "Move tag earlier",
-            show=False,
-            id="detail.move_tag_up",
-            tooltip="Move the tag one place earlier",
-        ),
-        Binding(
-            "shift+down,J",
-            "move_tag(1)",
-            "Move tag later",
-            show=False,
-            id="detail.move_tag_down",
-            tooltip="Move the tag one place later",
-        ),
-        Binding(
-            "home", "cursor_to(0)", "First tag", show=False, id="detail.first_tag", tooltip="Cursor to the first tag"
-        ),
-        Binding("end", "cursor_to(-1)", "Last tag", show=False, id="detail.last_tag", tooltip="Cursor to the last tag"),
-        Binding(
-            "c",
-            "copy_tags",
-            "Copy tags",
-            show=False,
-            tooltip="Copy all tags (also to the terminal clipboard)",
-            id="detail.copy_tags",
-        ),
-        Binding("v", "paste_tags", "Paste tags", show=False, tooltip="Add the copied tags", id="detail.paste_tags"),
-        Binding(
-            "X",
-            "clear_tags",
-            "Clear tags",
-            show=False,
-            id="detail.clear_tags",
-            tooltip="Remove every tag of this caption (undoable)",
-        ),
-        Binding(
-            "s",
-            "cycle_subtype",
-            "Subtype",
-            show=False,
-            tooltip="Switch tag caption: main, alt, auto_…",
-            id="detail.cycle_subtype",
-        ),
-        Binding(
-            "R", "revert", "Revert", show=False, tooltip="Back to the version on disk (undoable)", id="detail.revert"
-        ),
-        Binding(
-            "right_square_bracket",
-            "caption_tab(1)",
-            "Next caption tab",
-            show=False,
-            id="detail.next_caption_tab",
-            tooltip="Show the next caption tab",
-        ),
-        Binding(
-            "left_square_bracket",
-            "caption_tab(-1)",
-            "Previous caption tab",
-            show=False,
-            id="detail.prev_caption_tab",
-            tooltip="Show the previous caption tab",
-        ),
-        Binding(
-            "i",
-            "cycle_image",
-            "Image tab",
-            show=False,
-            tooltip="Next image of a group (source/target/cref/mask)",
-            id="detail.cycle_image",
-        ),
-        Binding(
-            "L",
-            "cycle_language",
-            "Language",
-            show=False,
-            tooltip="Caption language: auto, en, ja",
-            id="detail.cycle_language",
-        ),
-        Binding("m", "toggle_meta", "Metadata", tooltip="Show or hide the metadata pane", id="detail.toggle_meta"),
-        # t adds a tag here as in the browser and quick tagging; A auto-tags as in the browser.
-        Binding("A", "autotag", "Auto-tag", show=False, tooltip="Auto-tag this item", id="detail.autotag"),
-        Binding(
-            "C",
-            "caption_vlm",
-            "Caption (VLM)",
-            show=False,
-            id="detail.caption_vlm",
-            tooltip="Caption this item with a vision-language model, then review the answer",
-        ),
-        Binding(
-            "e",
-            "export_caption",
-            "Export caption",
-            show=False,
-            tooltip="Write this caption to a .txt file",
-            id="detail.export_caption",
-        ),
-        Binding(
-            "d",
-            "delete_caption",
-            "Delete caption",
-            show=False,
-            id="detail.delete_caption",
-            tooltip="Delete this caption (asks first)",
-        ),
-        *MARK_BINDINGS,  # stars 0-5, > <, flags E N G, as in the browser
-        *TRASH_BINDINGS,  # D: this item to the trash (then the next one shows); U: undo
-        *CROP_BINDINGS,  # f: the crop frame (sushitui.tui.screens.crop_dialog)
-    ]
+    BINDINGS = DETAIL_BINDINGS
 
     def __init__(
         self,
@@ -363,26 +216,7 @@ class ItemDetailScreen(MarkKeys, TrashKeys, CropKey, Screen):
         if ids:
             self._image.prefetch(ids)
 
-    # --- the panes' keys (bound here so that they work from every tab) --------------
-
-    action_add_tag = _tag_key("open_input")
-    action_move_tag = _tag_key("move")
-    action_copy_tags = _tag_key("copy")
-    action_paste_tags = _tag_key("paste")
-    action_clear_tags = _tag_key("clear_tags")
-    action_undo = _tag_key("undo")
-    action_redo = _tag_key("redo")
-    action_cycle_subtype = _tag_key("cycle_subtype")
-    action_cursor = _pane_key("_pane.tags.move_cursor")
-    action_cursor_to = _pane_key("_pane.tags.cursor_to")
-    action_caption_tab = _pane_key("_pane.switch_tab")
-    action_cycle_language = _pane_key("_pane.cycle_language")
-    action_delete_caption = _pane_key("_pane.captions.request_delete")
-    action_export_caption = _pane_key("_pane.export_caption")
-    action_cycle_image = _pane_key("_image.cycle")
-    action_autotag = _pane_key("_pane.autotag")
-    action_caption_vlm = _pane_key("_pane.caption_vlm")
-    action_toggle_meta = _pane_key("_panes.toggle_meta")
+    # --- keys that need the screen (the rest: detail_keys.DetailKeys) ---------------
 
     def action_remove_tag(self) -> None:
         if self._pane.captions.has_focus_on_list:
