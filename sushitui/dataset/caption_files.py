@@ -108,7 +108,7 @@ def read_at_most(fh: BinaryIO, limit: int, chunk_size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
+def _read_regular(path: str | os.PathLike) -> tuple[bytes, os.stat_result]:
     """The bytes of a regular file of at most MAX_CAPTION_BYTES. Pipes, devices and
     sockets (a FIFO named x.txt, a link to /dev/zero) are refused without reading, and
     the read is bounded even when the size lied."""
@@ -121,7 +121,9 @@ def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
                 raise CaptionFileError(
                     f"{path}: {st.st_size} bytes is too large for a caption file (limit {MAX_CAPTION_BYTES}); skipped"
                 )
-            data = read_at_most(fh, MAX_CAPTION_BYTES + 1, 1 << 20)
+            # reads sized by the file (a caption is ~200 bytes): a fixed 1 MiB read allocated
+            # 1 MiB per caption file before trimming it to what was there
+            data = read_at_most(fh, MAX_CAPTION_BYTES + 1, min(max(st.st_size + 1, 4096), 1 << 20))
             if len(data) > MAX_CAPTION_BYTES:
                 raise CaptionFileError(
                     f"{path}: more than {MAX_CAPTION_BYTES} bytes, too large for a caption file; skipped"
@@ -140,7 +142,9 @@ def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
 
 
 def read_caption(path: str | os.PathLike) -> CaptionText:
-    path = Path(path)
+    # a str, not a Path: the scanner reads every caption file through here, and pathlib
+    # parses and interns each name (interned names grow the interpreter's intern table)
+    path = os.fspath(path)
     try:
         data, st = _read_regular(path)
     except FileNotFoundError as exc:
