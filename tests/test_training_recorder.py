@@ -386,6 +386,53 @@ def test_a_run_dropped_without_close_still_writes_its_buffer(db, ds):
     assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 4
 
 
+def test_a_run_dropped_inside_another_transaction_is_written_after_it_not_lost_with_it(db, ds, monkeypatch):
+    """Garbage collection runs a dropped Run's last flush wherever this thread is. Inside
+    another write transaction of the same thread, a flush on this thread's connection would
+    join that transaction and vanish with its rollback (on PostgreSQL it waited forever on
+    the connection's lock, which this thread held): the flush has a thread of its own."""
+    import gc
+    import threading
+
+    from sushitui.store import write_transaction
+    from sushitui.training import recorder
+
+    monkeypatch.setattr(recorder, "DROPPED_FLUSH_WAIT_S", 0.2)
+    create_run("r", ds.name)
+    run = open_run("r", flush_every=10_000, flush_seconds=3600)
+    run.record(item_ids(db)[:4], 1, 0)
+    with pytest.raises(RuntimeError, match="the other work failed"):
+        with write_transaction(db):
+            db.execute_sql("UPDATE dataset SET name = name")
+            del run
+            gc.collect()
+            raise RuntimeError("the other work failed")
+    for thread in threading.enumerate():
+        if thread.name == "sushitui-run-flush":
+            thread.join(30)
+    assert TrainingRun.get(TrainingRun.name == "r").samples_seen == 4
+
+
+def test_a_removed_run_is_looked_up_in_its_own_database_not_the_current_one(db, ds, tmp_path):
+    """The run was removed from its catalogue while recording; meanwhile the process opened
+    another database that has a run with the same id. The error must still say the run is
+    gone (the lookup once asked the other database and went on as if it were there)."""
+    from sushitui.store import open_database
+    from sushitui.training import TrainingError, remove_run
+
+    create_run("r", ds.name)
+    run = open_run("r", flush_every=10_000, flush_seconds=3600)
+    run.record(item_ids(db)[:2], 1, 0)
+    remove_run("r")
+    open_database(str(tmp_path / "other.db"))
+    make_dataset(tmp_path / "other-images", 2, name="other", files=False)
+    create_run("r2", "other")
+    assert TrainingRun.get(TrainingRun.name == "r2").id == run.id
+    with pytest.raises(TrainingError, match="removed while recording"):
+        run.flush()
+    assert run.pending_events == 2
+
+
 def test_a_failing_automatic_flush_does_not_stop_the_training_loop(db, ds):
     from sushitui.training import TrainingError, remove_run
     from sushitui.training.recorder import RecordingWarning

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 FLUSH_EVERY = 100_000  # events; a flush costs per distinct item, so bigger batches are cheaper
 FLUSH_SECONDS = 5.0
 BUSY_RETRIES = 8
+# a Run dropped without close() is written by a thread of its own; garbage collection
+# waits this long for it (the write goes on after, should this thread hold the lock)
+DROPPED_FLUSH_WAIT_S = 5.0
 
 
 class UnknownItemError(TrainingError, ValueError):
@@ -314,7 +317,7 @@ class Run:
             except IntegrityError as exc:
                 # items removed from the index (e.g. a reindex) since they were recorded:
                 # their events cannot be stored; drop them once and write the rest
-                if TrainingRun.get_or_none(TrainingRun.id == self.id) is None:
+                if not self._run_exists():
                     self.last_error = TrainingError(
                         f"run {self.name!r} was removed while recording; its usage cannot be stored"
                     )
@@ -358,6 +361,11 @@ class Run:
             db.execute_sql("DELETE FROM sushitui_usage_delta")
         return self._buffered
 
+    def _run_exists(self) -> bool:
+        # this run's own database: the models' default one may be another by now
+        table = TrainingRun._meta.table_name
+        return self.db.execute_sql(f"SELECT 1 FROM {table} WHERE id = ?", (self.id,)).fetchone() is not None
+
     def _drop_vanished_items(self) -> None:
         ids = list(self._buffer)
         alive: set[int] = set()
@@ -379,7 +387,18 @@ class Run:
 
     def __del__(self) -> None:
         if not getattr(self, "closed", True) and getattr(self, "_buffered", 0) > 0:
-            self._flush_quietly()
+            # Garbage collection runs this wherever this thread happens to be: inside a
+            # query (a PostgreSQL connection's lock is then held by this very thread, and a
+            # flush on it would wait forever) or a transaction (a nested write would join
+            # it, and go with its rollback). A thread of its own has its own connection
+            # and queues for the write lock like any writer.
+            flusher = threading.Thread(target=self._flush_quietly, name="sushitui-run-flush")
+            try:
+                flusher.start()
+            except RuntimeError:  # the interpreter is shutting down: no new threads, no other work
+                self._flush_quietly()
+                return
+            flusher.join(DROPPED_FLUSH_WAIT_S)
 
     # --- status and lifetime -------------------------------------------------------
 
