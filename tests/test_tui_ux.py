@@ -131,6 +131,33 @@ async def test_long_tag_list_down_moves_the_tag_cursor_and_keeps_it_visible(db, 
         assert "some_long_tag_name_000" in screen_text_of(app)
 
 
+def test_a_list_load_older_than_the_scan_does_not_lose_the_scanned_row_highlight(tmp_path, db_path, no_images):
+    """Closing the new-dataset form reloads the list while the scan runs; on a loaded machine
+    that load (without the new dataset) arrived after the scan had finished and used up the
+    "highlight the scanned dataset" request, so p showed the old row's problems."""
+    import asyncio
+
+    from sushitui.tui.screens.datasets import DatasetsLoaded, DatasetsScreen
+
+    make_dataset(db_path, tmp_path / "first", 3, name="aaa", nested=False)
+
+    async def go():
+        app = _app(db_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await settle(pilot, lambda: isinstance(screen, DatasetsScreen) and screen.rows, what="list")
+            rows_before_the_scan = list(screen.rows)
+            make_dataset(db_path, tmp_path / "new", 2, name="zzz", nested=False)  # what the scan committed
+            screen._select_after_load = "zzz"  # as on_scan_finished asks
+            screen.post_message(DatasetsLoaded(rows_before_the_scan))  # the late, older load
+            screen.action_refresh()  # the scan's own reload
+            await settle(pilot, lambda: len(screen.rows) == 2, what="the reload with the new dataset")
+            await settle(pilot)
+            assert screen.current_row()["name"] == "zzz"
+
+    asyncio.run(go())
+
+
 def screen_text_of(app) -> str:
     return screen_text(app)
 

@@ -22,6 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from sushitui.errors import log_if_unexpected
 from sushitui.progress import CancelToken, ProgressEvent, Throttle
@@ -562,7 +563,8 @@ class DatasetsScreen(Screen):
         counts = findings_counts()  # datasets never checked are absent
         for row in rows:
             row["findings"] = counts.get(row["id"])
-        self.post_message(DatasetsLoaded(rows))
+        if not get_current_worker().is_cancelled:  # a newer load was asked for: its rows are fresher
+            self.post_message(DatasetsLoaded(rows))
 
     def on_datasets_loaded(self, message: DatasetsLoaded) -> None:
         table = self.query_one(DataTable)
@@ -570,7 +572,12 @@ class DatasetsScreen(Screen):
         keep = selected["name"] if selected else None
         # After a scan the scanned dataset is highlighted: "press p to see the problems"
         # (and e, r, Enter) must act on it, not on the row that happened to be selected.
-        keep, self._select_after_load = (self._select_after_load or keep), None
+        # A load that started before the scan's commit (the form closing reloads the list)
+        # can still arrive after it: the scanned dataset is then not among its rows, and
+        # waits for the next load instead of being forgotten.
+        after_scan = self._select_after_load
+        if after_scan is not None and any(row["name"] == after_scan for row in message.rows):
+            keep, self._select_after_load = after_scan, None
         self.rows = message.rows
         table.clear()
         for row in self.rows:
