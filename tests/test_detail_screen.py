@@ -108,14 +108,15 @@ async def test_conflict_keep_mine_overwrites_after_choice(folder):
         await settle(pilot)
         (root / "a.txt").write_text("changed, elsewhere", encoding="utf-8")
         await pilot.press("a", *"smile", "enter", "escape", "ctrl+s")
-        await settle(pilot)
-        assert isinstance(app.screen, ConflictDialog)
+        # the save reads the file and finds it changed: wait for that, not for "idle"
+        # (under -n 2 the app was once idle before the save had begun)
+        await settle(pilot, lambda: isinstance(app.screen, ConflictDialog), what="the conflict dialog")
         shot = screen_text(app)
         assert "changed, elsewhere" in shot and "smile" in shot
         assert (root / "a.txt").read_text() == "changed, elsewhere", "nothing written before the user chooses"
         await pilot.press("m")
+        await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="the dialog to close")
         await settle(pilot)
-        assert isinstance(app.screen, ItemDetailScreen)
         assert (root / "a.txt").read_text() == "1girl, solo, long_hair, smile"
         assert not app.screen.editor.dirty
 
@@ -128,9 +129,9 @@ async def test_conflict_take_disk_reloads_and_keeps_undo(folder):
         await settle(pilot)
         (root / "a.txt").write_text("changed, elsewhere", encoding="utf-8")
         await pilot.press("x", "right")  # edit, then leave the item: the save conflicts
-        await settle(pilot)
-        assert isinstance(app.screen, ConflictDialog)
+        await settle(pilot, lambda: isinstance(app.screen, ConflictDialog), what="the conflict dialog")
         await pilot.press("d")
+        await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="the dialog to close")
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ItemDetailScreen)
@@ -146,8 +147,9 @@ async def test_conflict_cancel_keeps_edit_and_stays(folder):
         await settle(pilot)
         (root / "a.txt").write_text("changed", encoding="utf-8")
         await pilot.press("x", "right")
-        await settle(pilot)
+        await settle(pilot, lambda: isinstance(app.screen, ConflictDialog), what="the conflict dialog")
         await pilot.press("escape")
+        await settle(pilot, lambda: isinstance(app.screen, ItemDetailScreen), what="the dialog to close")
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ItemDetailScreen)
