@@ -1,13 +1,14 @@
 """Benchmark: first scan, unchanged reindex and tag-row inserts of a synthetic dataset.
 
-    python tests/benchmarks/bench_scan.py [--n 100000] [--tags 30] [--keep-db]
+    python tests/benchmarks/bench_scan.py [--n 100000] [--tags 30] [--cold] [--keep-db]
     python tests/benchmarks/bench_scan.py --memory 100000,200000 [--tags 20]
 
 Generates (once, cached under /tmp) N small PNGs with T-tag captions, then in the same
 run measures against the obvious alternatives:
 
 - floor: ``sha256sum`` over the same files with 2 parallel processes (reading and
-  hashing the same bytes, page cache warm for both);
+  hashing the same bytes, page cache warm for both, or with ``--cold`` emptied of the
+  folder before each, so both read from the disk as a first scan of a big folder does);
 - first scan: ``add_dataset`` in a fresh process (items/s, ratio to the floor, CPU
   seconds, peak memory of the main process and of a worker, and the peak of the whole
   process tree: the RSS of the scan and its workers summed, sampled every 50 ms);
@@ -61,8 +62,23 @@ def dataset_dir(n: int, tags: int) -> Path:
     return root
 
 
-def floor_sha256sum(root: Path) -> tuple[float, float, int, int]:
-    """Wall seconds, CPU seconds, files and bytes of sha256sum over images + captions."""
+def evict(root: Path) -> float:
+    """Drop the folder's files from the page cache (``posix_fadvise(DONTNEED)``: no root
+    needed), so that the next reader gets them from the disk; returns the seconds taken."""
+    t0 = time.perf_counter()
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    return time.perf_counter() - t0
+
+
+def floor_sha256sum(root: Path, cold: bool = False) -> tuple[float, float, int, int]:
+    """Wall seconds, CPU seconds, files and bytes of sha256sum over images + captions,
+    with the page cache warmed first, or (``cold``) emptied of the folder first."""
     files, size = 0, 0
     for dirpath, _dirs, names in os.walk(root):
         for name in names:
@@ -73,7 +89,10 @@ def floor_sha256sum(root: Path) -> tuple[float, float, int, int]:
         f"find {root} -type f \\( -name '*.png' -o -name '*.txt' \\) -print0 "
         "| xargs -0 -P 2 -n 4000 sha256sum > /dev/null"
     )
-    subprocess.run(cmd, shell=True, check=True)  # warm the page cache
+    if cold:
+        evict(root)
+    else:
+        subprocess.run(cmd, shell=True, check=True)  # warm the page cache
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, shell=True, check=True)
@@ -233,6 +252,11 @@ def main(argv=None) -> int:
     p.add_argument("--tags", type=int, default=30)
     p.add_argument("--keep-db", action="store_true", help="keep the benchmark database (path printed)")
     p.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the files from the page cache before the floor and before the first scan: both read from disk",
+    )
+    p.add_argument(
         "--memory",
         metavar="N1,N2",
         help="only the first scan's peak memory at these sizes, with the bytes-per-item slope between them",
@@ -254,7 +278,9 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sushitui-bench-scan-db-"))
     db = work / "bench.db"
     try:
-        floor_wall, floor_cpu, files, size = floor_sha256sum(root)
+        floor_wall, floor_cpu, files, size = floor_sha256sum(root, args.cold)
+        if args.cold:
+            evict(root)
         scan = run_child("scan", db, root)
         again = run_child("reindex", db, root)
         raw_s, raw_rows = raw_tag_insert(db, work)
@@ -273,6 +299,7 @@ def main(argv=None) -> int:
     peak = scan["rss_tree_mb"]
     rows = [
         ("files (images + captions)", f"{files:,} ({size / 1e6:.0f} MB)", "", ""),
+        ("page cache", "cold: emptied before the floor and the scan" if args.cold else "warm", "", ""),
         ("floor: sha256sum ×2 processes", f"{floor_wall:.2f} s wall, {floor_cpu:.1f} s CPU", "", ""),
         (
             "first scan",
