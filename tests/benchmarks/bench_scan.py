@@ -297,6 +297,7 @@ def main(argv=None) -> int:
     tag_s = t["tag_insert_s"] + t.get("tag_index_s", 0.0)
     tag_ratio = tag_s / raw_s if raw_s else float("nan")
     peak = scan["rss_tree_mb"]
+    reindex_target = 15.0 if n >= 1_000_000 else 2.0  # issue 24 at 1M; the first wave's at 100k
     rows = [
         ("files (images + captions)", f"{files:,} ({size / 1e6:.0f} MB)", "", ""),
         ("page cache", "cold: emptied before the floor and the scan" if args.cold else "warm", "", ""),
@@ -332,8 +333,8 @@ def main(argv=None) -> int:
         (
             "reindex, unchanged",
             f"{again['wall']:.2f} s ({again['unchanged']:,} items)",
-            "≤ 2 s",
-            "ok" if again["wall"] <= 2 else "MISSED",
+            f"≤ {reindex_target:g} s",
+            "ok" if again["wall"] <= reindex_target else "MISSED",
         ),
         (
             "tag rows: scan inserts + index",
