@@ -165,8 +165,11 @@ class _TerminalReader:
         return int(counts[-1].replace(",", "")) if counts else 0
 
     def close(self) -> str:
-        self._thread.join(5)
-        os.close(self.master)
+        """The whole output; the terminal is closed (a second call only reads)."""
+        if self.master >= 0:
+            self._thread.join(5)
+            os.close(self.master)
+            self.master = -1
         return self.text
 
 
@@ -201,6 +204,7 @@ def test_sigterm_cancels_the_scan_like_ctrl_c_and_keeps_what_was_indexed(tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        terminal.close()  # also when an assertion failed before the output was read
 
 
 TAGGER_SCRIPT = textwrap.dedent("""

@@ -62,10 +62,9 @@ def dataset_dir(n: int, tags: int) -> Path:
     return root
 
 
-def evict(root: Path) -> float:
+def evict(root: Path) -> None:
     """Drop the folder's files from the page cache (``posix_fadvise(DONTNEED)``: no root
-    needed), so that the next reader gets them from the disk; returns the seconds taken."""
-    t0 = time.perf_counter()
+    needed), so that the next reader gets them from the disk."""
     for dirpath, _dirs, names in os.walk(root):
         for name in names:
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
@@ -73,7 +72,6 @@ def evict(root: Path) -> float:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
-    return time.perf_counter() - t0
 
 
 def floor_sha256sum(root: Path, cold: bool = False) -> tuple[float, float, int, int]:
